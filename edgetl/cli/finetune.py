@@ -1,0 +1,45 @@
+"""edgetl finetune: adapt a pretrained backbone to an image folder data set."""
+from __future__ import annotations
+
+import click
+
+from edgetl.finetune.strategies import STRATEGIES
+
+
+@click.command("finetune")
+@click.argument("data", type=click.Path())
+@click.option("--backbone", required=True, help="A name from `edgetl backbones`, or timm:NAME.")
+@click.option("--weights", default="default", show_default=True, help="default | none | PATH to a state dict.")
+@click.option("--strategy", type=click.Choice(STRATEGIES), default="full", show_default=True)
+@click.option("--unfreeze", type=int, default=None, help="partial: last N stages train; gradual: at most N.")
+@click.option("--gradual-every", type=click.Choice(["epoch", "plateau"]), default="epoch", show_default=True,
+              help="gradual: unfreeze the next stage every epoch or when val accuracy stalls.")
+@click.option("--epochs", type=int, default=10, show_default=True)
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--lr", type=float, default=1e-3, show_default=True,
+              help="Head learning rate; the backbone gets 0.1x (1x from scratch).")
+@click.option("--weight-decay", type=float, default=0.05, show_default=True)
+@click.option("--label-smoothing", type=float, default=0.1, show_default=True)
+@click.option("--patience", type=int, default=5, show_default=True, help="Early stopping on val accuracy.")
+@click.option("--input-size", type=int, default=None, help="Input side in pixels (default: the backbone's).")
+@click.option("--val-split", type=float, default=0.2, show_default=True,
+              help="Share of train held out when DATA has no val/ folder.")
+@click.option("--limit-per-class", type=int, default=None, help="Use at most N training images per class.")
+@click.option("--hflip/--no-hflip", default=True, show_default=True, help="Random horizontal flips.")
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda[:N]")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory to create.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing run directory.")
+def finetune_cmd(data, backbone, out, overwrite, **options):
+    """Fine-tune BACKBONE on DATA (train/ and val/ class folders, or one folder of class folders).
+
+    Multi-GPU: torchrun --nproc_per_node N -m edgetl.cli finetune DATA ... (DistributedDataParallel).
+    """
+    from edgetl.finetune import finetune
+
+    result = finetune(data, backbone, out, overwrite=overwrite, **options)
+    if result.card is not None:
+        click.echo(f"val_accuracy {result.val_accuracy:.4f} (epoch {result.best_epoch}) -> {result.out}")
+
+
+COMMANDS = [finetune_cmd]

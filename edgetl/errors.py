@@ -1,0 +1,42 @@
+"""User-facing errors: one message a user can act on, plus a hint.
+
+The CLI turns every EdgeTLError into one line on stderr and exit code 2; anything
+else is a bug and keeps its traceback.
+"""
+from __future__ import annotations
+
+
+class EdgeTLError(Exception):
+    exit_code = 2
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message} (hint: {self.hint})"
+
+
+class DataError(EdgeTLError):
+    """A data set folder, image or audio file that cannot be used."""
+
+
+class BackboneError(EdgeTLError):
+    """Unknown backbone name or one that cannot be built."""
+
+
+class WeightsUnavailable(BackboneError):
+    """Pretrained weights are neither cached nor downloadable."""
+
+
+class ArtifactError(EdgeTLError):
+    """A run directory, model file or card that is missing, damaged or mismatched."""
+
+
+class BackendUnavailable(EdgeTLError):
+    """A backend whose package is not installed or whose device is absent."""
+
+
+class ConfigError(EdgeTLError):
+    """Options that contradict each other or are out of range."""

@@ -1,0 +1,73 @@
+"""Accuracy of any artifact on a data split, through the Runner layer (torch-free)."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from edgetl import progress
+from edgetl.data.images import SPLIT_NAMES, ImageFolder, decode_images, open_image_folder
+from edgetl.errors import DataError
+from edgetl.metrics import accuracy, confusion_matrix, per_class_accuracy
+from edgetl.preprocess import ImagePreprocessing
+from edgetl.runtime import Runner, open_runner
+
+
+@dataclasses.dataclass
+class EvalReport:
+    accuracy: float
+    n: int
+    backend: str
+    artifact: str
+    split: str
+    labels: list[str]
+    per_class: dict[str, float]
+    confusion: list[list[int]]
+    skipped: int = 0
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def select_split(data, split: str, labels: list[str]) -> ImageFolder:
+    """The split to evaluate, labelled in the model's class order. A flat folder of
+    class folders is evaluated whole."""
+    root = Path(data)
+    splits = open_image_folder(root, val_split=0.0, classes=labels)
+    if split in splits.splits:
+        return splits[split]
+    if not any((root / s).is_dir() for s in SPLIT_NAMES):
+        return splits["train"]  # a flat folder: every image
+    raise DataError(f"{root} has no '{split}' split (found: {', '.join(splits.splits)})", hint="pass --split")
+
+
+def predict_logits(runner: Runner, pixels: np.ndarray, pre: ImagePreprocessing, batch_size: int = 64) -> np.ndarray:
+    """Logits for uint8 NHWC pixels, preprocessed exactly as at deployment."""
+    out = []
+    with progress.progress_bar() as bar:
+        task = bar.add_task(f"{runner.backend}", total=len(pixels), status="")
+        for start in range(0, len(pixels), batch_size):
+            chunk = pixels[start:start + batch_size]
+            out.append(runner.infer(pre.normalize(chunk)))
+            bar.advance(task, len(chunk))
+    return np.concatenate(out) if out else np.zeros((0, len(runner.card.labels)), np.float32)
+
+
+def evaluate(artifact, data, split: str = "val", backend: str = "auto", device: str = "cpu",
+             batch_size: int = 64) -> EvalReport:
+    with open_runner(artifact, backend=backend, device=device) as runner:
+        card = runner.card
+        folder = select_split(data, split, card.labels)
+        pre = ImagePreprocessing.from_dict(card.preprocessing)
+        pixels, labels = decode_images(folder, pre)
+        logits = predict_logits(runner, pixels, pre, batch_size)
+    preds = logits.argmax(axis=1)
+    cm = confusion_matrix(labels, preds, len(card.labels))
+    recall = per_class_accuracy(cm)
+    return EvalReport(
+        accuracy=accuracy(labels, preds), n=int(len(labels)), backend=runner.backend, artifact=str(artifact),
+        split=folder.name, labels=list(card.labels),
+        per_class={c: (None if np.isnan(r) else float(r)) for c, r in zip(card.labels, recall)},
+        confusion=cm.tolist(), skipped=len(folder) - int(len(labels)),
+    )

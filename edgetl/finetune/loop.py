@@ -1,0 +1,404 @@
+"""The fine-tuning loop: data decoded once, augmentation on the device, AdamW with a
+warm-up + cosine schedule, label smoothing, early stopping on validation accuracy, the
+best checkpoint kept; AMP (bf16) and channels-last on CUDA; DDP under torchrun."""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import os
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edgetl import progress
+from edgetl.backbones import Backbone, build_backbone
+from edgetl.card import ModelCard
+from edgetl.data.images import decode_images, open_image_folder
+from edgetl.errors import ConfigError, DataError
+from edgetl.finetune.augment import Augment, augment_batch, normalize
+from edgetl.finetune.curves import plot_history
+from edgetl.finetune.model import Classifier
+from edgetl.finetune.run import CURVES, RunWriter
+from edgetl.finetune.strategies import check_strategy, stage_lr_scales, trainable_count
+
+
+@dataclasses.dataclass
+class FinetuneConfig:
+    strategy: str = "full"
+    weights: str = "default"
+    unfreeze: int | None = None
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-3  # the head's; backbone stages get lr * backbone_lr_scale (* layer decay)
+    backbone_lr_scale: float | None = None  # None: 0.1 with pretrained weights, 1.0 from scratch
+    layer_decay: float = 0.7  # gradual only
+    gradual_every: str = "epoch"  # or "plateau"
+    weight_decay: float = 0.05
+    label_smoothing: float = 0.1
+    dropout: float = 0.2
+    patience: int = 5
+    device: str = "auto"
+    seed: int = 0
+    input_size: int | None = None
+    val_split: float = 0.2
+    limit_per_class: int | None = None
+    hflip: bool = True
+    channels_last: bool = True
+    amp: bool = True
+
+    def check(self) -> None:
+        if self.epochs < 1:
+            raise ConfigError(f"--epochs must be at least 1, got {self.epochs}")
+        if self.batch_size < 2:
+            raise ConfigError(f"--batch-size must be at least 2 (BatchNorm needs it), got {self.batch_size}")
+        if not self.lr > 0:
+            raise ConfigError(f"--lr must be positive, got {self.lr}")
+        if self.gradual_every not in ("epoch", "plateau"):
+            raise ConfigError(f"gradual_every must be epoch or plateau, got {self.gradual_every!r}")
+        if self.input_size is not None and not 16 <= self.input_size <= 1024:
+            raise ConfigError(f"--input-size must be between 16 and 1024, got {self.input_size}")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ConfigError(f"unknown --device {self.device!r}", hint="use auto, cpu or cuda")
+
+
+@dataclasses.dataclass
+class RunResult:
+    out: Path
+    card: ModelCard
+    history: list[dict]
+    best_epoch: int
+    val_accuracy: float
+
+
+class _Distributed:
+    """torchrun's environment: several processes, one per device, gradients averaged."""
+
+    def __init__(self):
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.started = False
+
+    @property
+    def active(self) -> bool:
+        return self.world > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def start(self, device: torch.device) -> None:
+        if self.active and not torch.distributed.is_initialized():
+            torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+            self.started = True
+
+    def wrap(self, module: nn.Module, device: torch.device) -> nn.Module:
+        if not self.active:
+            return module
+        ids = [device.index] if device.type == "cuda" else None
+        return nn.parallel.DistributedDataParallel(module, device_ids=ids)
+
+    def close(self) -> None:
+        if self.started:
+            torch.distributed.destroy_process_group()
+
+
+def resolve_device(name: str, dist: _Distributed) -> torch.device:
+    if name == "cpu":
+        return torch.device("cpu")
+    if name.startswith("cuda") or name == "auto":
+        if not torch.cuda.is_available():
+            if name == "auto":
+                return torch.device("cpu")
+            raise ConfigError("--device cuda was asked for but no CUDA device is available",
+                              hint="use --device cpu or auto")
+        if dist.active:
+            return torch.device("cuda", dist.local_rank)
+        return torch.device(name if name.startswith("cuda") else "cuda")
+    raise ConfigError(f"unknown device {name!r}")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class Trainer:
+    def __init__(self, model: Classifier, stages, cfg: FinetuneConfig, device: torch.device, dist: _Distributed,
+                 mean, std, pretrained: bool):
+        self.model, self.stages, self.cfg, self.device, self.dist = model, stages, cfg, device, dist
+        self.mean, self.std = mean, std
+        self.limit = check_strategy(cfg.strategy, cfg.unfreeze, len(stages))
+        scale = cfg.backbone_lr_scale if cfg.backbone_lr_scale is not None else (0.1 if pretrained else 1.0)
+        decay = cfg.layer_decay if cfg.strategy == "gradual" else 1.0
+        self.scales = stage_lr_scales(len(stages), scale, decay)
+        self.cuda = device.type == "cuda"
+        self.amp_dtype = None
+        if self.cuda and cfg.amp:
+            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.memory_format = torch.channels_last if self.cuda and cfg.channels_last else torch.contiguous_format
+        self.gen = torch.Generator(device=device).manual_seed(cfg.seed + dist.rank)
+        self.augment = Augment(hflip=cfg.hflip)
+        self.unfrozen = 0
+        self.trained: nn.Module = model
+
+    # ------------------------------------------------------------ helpers
+    def _autocast(self):
+        return torch.autocast("cuda", dtype=self.amp_dtype, enabled=self.amp_dtype is not None) if self.cuda \
+            else torch.autocast("cpu", enabled=False)
+
+    def n_trainable(self) -> int:
+        return trainable_count(self.cfg.strategy, self.limit, self.unfrozen)
+
+    def set_trainable(self) -> None:
+        k = self.n_trainable()
+        for i, stage in enumerate(self.stages):
+            stage.requires_grad_(i >= len(self.stages) - k)
+        for p in self.model.head.parameters():
+            p.requires_grad_(True)
+        module = self.model if k > 0 else self.model.head
+        self.trained = self.dist.wrap(module, self.device)
+
+    def train_mode(self) -> None:
+        """Train mode for what trains; frozen stages stay in eval mode (BatchNorm, dropout)."""
+        self.model.train()
+        k = self.n_trainable()
+        for i, stage in enumerate(self.stages):
+            if i < len(self.stages) - k:
+                stage.train(False)
+
+    def _optimizer(self, steps_total: int, steps_per_epoch: int):
+        groups = [{"params": list(s.parameters()), "lr": self.cfg.lr * sc} for s, sc in zip(self.stages, self.scales)]
+        groups.append({"params": list(self.model.head.parameters()), "lr": self.cfg.lr})
+        opt = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=self.cfg.weight_decay)
+        warmup = max(1, min(steps_per_epoch, steps_total // 10))
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            t = (step - warmup) / max(1, steps_total - warmup)
+            return 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+
+        return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+    def _batches(self, n: int, epoch: int, batch: int):
+        g = torch.Generator().manual_seed(self.cfg.seed * 1000 + epoch)
+        perm = torch.randperm(n, generator=g)
+        if self.dist.active:  # every rank gets the same number of samples
+            per_rank = n // self.dist.world
+            perm = perm[self.dist.rank::self.dist.world][:per_rank]
+        for start in range(0, len(perm), batch):
+            idx = perm[start:start + batch]
+            if len(idx) < 2 and len(perm) > 1:  # a batch of one breaks BatchNorm
+                continue
+            yield idx
+
+    def _step(self, opt, sched, loss) -> None:
+        opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(opt)
+        self.scaler.update()
+        sched.step()
+
+    @torch.no_grad()
+    def features_of(self, x_uint8: torch.Tensor, batch: int = 256) -> torch.Tensor:
+        self.model.features.eval()
+        out = []
+        for start in range(0, len(x_uint8), batch):
+            xb = normalize(x_uint8[start:start + batch].to(self.device, non_blocking=True), self.mean, self.std)
+            with self._autocast():
+                out.append(self.model.features(xb.contiguous(memory_format=self.memory_format)).float())
+        return torch.cat(out)
+
+    @torch.no_grad()
+    def evaluate(self, x, y, features: bool = False, batch: int = 256) -> tuple[float, float]:
+        """(loss, accuracy) of the model (or of the head on precomputed features)."""
+        self.model.eval()
+        total_loss, correct = 0.0, 0
+        for start in range(0, len(x), batch):
+            xb = x[start:start + batch].to(self.device, non_blocking=True)
+            yb = y[start:start + batch].to(self.device, non_blocking=True)
+            with self._autocast():
+                if features:
+                    logits = self.model.head(xb)
+                else:
+                    xb = normalize(xb, self.mean, self.std).contiguous(memory_format=self.memory_format)
+                    logits = self.model(xb)
+            logits = logits.float()
+            total_loss += F.cross_entropy(logits, yb, reduction="sum").item()
+            correct += (logits.argmax(1) == yb).sum().item()
+        return total_loss / max(1, len(x)), correct / max(1, len(x))
+
+    # ------------------------------------------------------------ the loop
+    def fit(self, x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor) -> tuple[list[dict], dict, int]:
+        cfg = self.cfg
+        probe = cfg.strategy == "linear-probe"
+        steps_per_epoch = math.ceil(len(x_train) / max(1, self.dist.world) / cfg.batch_size)
+        opt, sched = self._optimizer(steps_per_epoch * cfg.epochs, steps_per_epoch)
+        self.unfrozen = 0 if cfg.strategy == "gradual" else self.limit
+        self.set_trainable()
+        history: list[dict] = []
+        best = {"acc": -1.0, "loss": math.inf, "epoch": 0, "state": None}
+        stale = 0
+        with progress.progress_bar() as bar:
+            task = bar.add_task("epochs", total=cfg.epochs, status="")
+            for epoch in range(1, cfg.epochs + 1):
+                t0 = time.perf_counter()
+                if probe and epoch == 1:  # the backbone is frozen: its features never change
+                    x_train, x_val = self.features_of(x_train), self.features_of(x_val)
+                self.train_mode()
+                seen, loss_sum, correct = 0, 0.0, 0
+                btask = bar.add_task(f"epoch {epoch}", total=steps_per_epoch, status="")
+                for idx in self._batches(len(x_train), epoch, cfg.batch_size):
+                    xb = x_train[idx].to(self.device, non_blocking=True)
+                    yb = y_train[idx].to(self.device, non_blocking=True)
+                    with self._autocast():
+                        if probe:
+                            logits = self.trained(xb)
+                        else:
+                            xb = augment_batch(xb, self.augment, self.gen)
+                            m = torch.as_tensor(self.mean, device=self.device).view(1, -1, 1, 1)
+                            s = torch.as_tensor(self.std, device=self.device).view(1, -1, 1, 1)
+                            xb = ((xb - m) / s).contiguous(memory_format=self.memory_format)
+                            if self.n_trainable() == 0:
+                                with torch.no_grad():
+                                    feats = self.model.features(xb)
+                                logits = self.trained(feats)
+                            else:
+                                logits = self.trained(xb)
+                        loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
+                    self._step(opt, sched, loss)
+                    seen += len(idx)
+                    loss_sum += loss.item() * len(idx)
+                    correct += (logits.argmax(1) == yb).sum().item()
+                    bar.update(btask, advance=1, status=f"loss {loss.item():.3f}")
+                bar.remove_task(btask)
+                if self.cuda:
+                    torch.cuda.synchronize()
+                train_seconds = time.perf_counter() - t0
+                val_loss, val_acc = self.evaluate(x_val, y_val, features=probe)
+                seconds = time.perf_counter() - t0
+                entry = {
+                    "epoch": epoch, "train_loss": loss_sum / max(1, seen), "train_accuracy": correct / max(1, seen),
+                    "val_loss": val_loss, "val_accuracy": val_acc, "lr": opt.param_groups[-1]["lr"],
+                    "trainable_stages": self.n_trainable(),
+                    "trainable_params": sum(p.numel() for p in self.model.parameters() if p.requires_grad),
+                    "seconds": seconds, "images_per_second": seen * max(1, self.dist.world) / train_seconds,
+                }
+                history.append(entry)
+                improved = val_acc > best["acc"] or (val_acc == best["acc"] and val_loss < best["loss"])
+                if improved:
+                    best.update(acc=val_acc, loss=val_loss, epoch=epoch,
+                                state={k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()})
+                if self.dist.is_main:
+                    progress.info(f"epoch {epoch:>3}/{cfg.epochs}  loss {entry['train_loss']:.4f}  "
+                                  f"acc {entry['train_accuracy']:.4f}  val_loss {val_loss:.4f}  val_acc {val_acc:.4f}  "
+                                  f"[{entry['trainable_stages']}/{len(self.stages)} stages, {seconds:.1f}s]"
+                                  + ("  *" if improved else ""))
+                bar.update(task, advance=1, status=f"val_acc {val_acc:.3f}")
+                # Gradual: unfreeze the next stage each epoch (or when accuracy stalls);
+                # early stopping counts only once everything allowed is unfrozen.
+                if cfg.strategy == "gradual" and self.unfrozen < self.limit:
+                    if cfg.gradual_every == "epoch" or not improved:
+                        self.unfrozen += 1
+                        self.set_trainable()
+                    continue
+                stale = 0 if improved else stale + 1
+                if stale >= cfg.patience:
+                    if self.dist.is_main:
+                        progress.info(f"early stop: no better validation accuracy for {cfg.patience} epochs")
+                    break
+        return history, best["state"], best["epoch"]
+
+
+def _to_tensors(pixels: np.ndarray, labels: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 NHWC -> uint8 NCHW, kept on the GPU when it fits comfortably (it is the
+    input pipeline: indexing a device tensor is far faster than a DataLoader)."""
+    x = torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous()
+    y = torch.from_numpy(labels)
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        if x.numel() < 0.25 * free:
+            return x.to(device), y.to(device)
+        return x.pin_memory(), y.pin_memory()
+    return x, y
+
+
+def finetune(data, backbone: str, out, overwrite: bool = False, **options) -> RunResult:
+    """Fine-tune `backbone` on the image folder data set `data`; write the run to `out`."""
+    try:
+        cfg = FinetuneConfig(**options)
+    except TypeError as exc:
+        raise ConfigError(f"unknown fine-tuning option: {exc}") from None
+    cfg.check()
+    dist = _Distributed()
+    device = resolve_device(cfg.device, dist)
+    dist.start(device)
+    seed_everything(cfg.seed)
+    writer = None
+    try:
+        splits = open_image_folder(data, val_split=cfg.val_split, seed=cfg.seed)
+        train_set = splits["train"]
+        if cfg.limit_per_class:
+            train_set = train_set.limit_per_class(cfg.limit_per_class, seed=cfg.seed)
+        if "val" not in splits.splits or len(splits["val"]) == 0:
+            raise DataError(f"{data} has no validation images",
+                            hint="add a val/ folder or use --val-split to hold some training images out")
+        bb: Backbone = build_backbone(backbone, cfg.weights)
+        pre = bb.preprocessing.with_size(cfg.input_size) if cfg.input_size else bb.preprocessing
+        writer = RunWriter(out, overwrite) if dist.is_main else None
+        if dist.is_main:
+            progress.info(f"{backbone}: {len(bb.stages)} stages, {bb.feature_dim}-d features; "
+                          f"{len(train_set)} train / {len(splits['val'])} val images, {len(splits.classes)} classes; "
+                          f"{cfg.strategy} on {device}")
+        with progress.progress_bar() as bar:
+            task = bar.add_task("decoding images", total=len(train_set) + len(splits["val"]), status="")
+            tick = lambda n: bar.advance(task, n)  # noqa: E731
+            xtr, ytr = decode_images(train_set, pre, progress=tick)
+            xva, yva = decode_images(splits["val"], pre, progress=tick)
+        x_train, y_train = _to_tensors(xtr, ytr, device)
+        x_val, y_val = _to_tensors(xva, yva, device)
+
+        model = Classifier(bb.features, bb.feature_dim, len(splits.classes), cfg.dropout).to(device)
+        if device.type == "cuda" and cfg.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        trainer = Trainer(model, bb.stages, cfg, device, dist, pre.mean, pre.std, pretrained=cfg.weights != "none")
+        t0 = time.perf_counter()
+        history, best_state, best_epoch = trainer.fit(x_train, y_train, x_val, y_val)
+        wall = time.perf_counter() - t0
+        if not dist.is_main:
+            return RunResult(Path(out), None, history, best_epoch, max(h["val_accuracy"] for h in history))
+        best = history[best_epoch - 1]
+        card = ModelCard(
+            labels=list(splits.classes), modality="image",
+            input={"name": "input", "shape": [None, 3, *pre.size], "dtype": "float32", "layout": "NCHW"},
+            preprocessing=pre.to_dict(),
+            source={"backbone": backbone, "weights": bb.weights, "strategy": cfg.strategy,
+                    "stages": len(bb.stages), "trained_stages": max(h["trainable_stages"] for h in history),
+                    "data": str(Path(data).resolve()), "train_counts": train_set.counts(),
+                    "config": dataclasses.asdict(cfg), "device": str(device), "world_size": dist.world},
+            metrics={"val_accuracy": best["val_accuracy"], "val_loss": best["val_loss"],
+                     "train_accuracy": best["train_accuracy"], "best_epoch": best_epoch,
+                     "epochs_run": len(history), "train_seconds": wall},
+        )
+        writer.save_model(best_state)
+        writer.save_history(history)
+        writer.save_card(card)
+        plot_history(history, writer.folder / CURVES, title=f"{backbone} · {cfg.strategy}")
+        final = writer.commit()
+        progress.info(f"best val_acc {best['val_accuracy']:.4f} at epoch {best_epoch}; run written to {final}")
+        return RunResult(final, card, history, best_epoch, best["val_accuracy"])
+    except BaseException:
+        if writer is not None:
+            writer.discard()
+        raise
+    finally:
+        dist.close()

@@ -1,0 +1,78 @@
+"""A run directory: model.pt (state dict), edgetl.json (card), history.json, curves.png."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from edgetl.card import CARD_FILENAME, ModelCard
+from edgetl.errors import ArtifactError, EdgeTLError
+from edgetl.finetune.model import Classifier
+
+CHECKPOINT = "model.pt"
+HISTORY = "history.json"
+CURVES = "curves.png"
+
+
+def is_run_dir(path: str | os.PathLike) -> bool:
+    p = Path(path)
+    return p.is_dir() and (p / CARD_FILENAME).is_file()
+
+
+def load_run(path: str | os.PathLike, map_location: str = "cpu") -> tuple[Classifier, ModelCard]:
+    """Rebuild the fine-tuned model of a run directory (eval mode)."""
+    from edgetl.backbones import build_backbone
+
+    path = Path(path)
+    if not path.is_dir():
+        raise ArtifactError(f"{path} is not a run directory", hint="pass the --out folder of `edgetl finetune`")
+    card = ModelCard.load(path)
+    ckpt = path / CHECKPOINT
+    if not ckpt.is_file():
+        raise ArtifactError(f"{path} has no checkpoint ({CHECKPOINT})", hint="the run may have been interrupted; train again")
+    backbone = build_backbone(card.source["backbone"], weights="none")
+    model = Classifier(backbone.features, backbone.feature_dim, card.num_classes)
+    try:
+        state = torch.load(ckpt, map_location=map_location, weights_only=True)
+        model.load_state_dict(state)
+    except Exception as exc:
+        raise ArtifactError(f"cannot load {ckpt}: {str(exc).splitlines()[0]}") from None
+    return model.eval(), card
+
+
+class RunWriter:
+    """Collects a run's files in a hidden temporary folder and renames it into place
+    only when everything is written, so an interrupted run leaves nothing half-done."""
+
+    def __init__(self, out: str | os.PathLike, overwrite: bool = False):
+        self.out = Path(out)
+        if self.out.exists() and (not self.out.is_dir() or any(self.out.iterdir())) and not overwrite:
+            raise EdgeTLError(f"{self.out} already exists", hint="choose another --out or pass --overwrite")
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.", dir=self.out.parent))
+
+    def save_model(self, state: dict) -> None:
+        torch.save(state, self.tmp / CHECKPOINT)
+
+    def save_history(self, history: list[dict]) -> None:
+        (self.tmp / HISTORY).write_text(json.dumps(history, indent=2) + "\n")
+
+    def save_card(self, card: ModelCard) -> None:
+        card.save(self.tmp / CARD_FILENAME)
+
+    @property
+    def folder(self) -> Path:
+        return self.tmp
+
+    def commit(self) -> Path:
+        if self.out.exists():
+            shutil.rmtree(self.out)
+        os.replace(self.tmp, self.out)
+        return self.out
+
+    def discard(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)

@@ -1,0 +1,96 @@
+"""The Runner interface and the backend table."""
+from __future__ import annotations
+
+import abc
+import dataclasses
+import importlib
+from pathlib import Path
+
+import numpy as np
+
+from edgetl.card import CARD_FILENAME, ModelCard
+from edgetl.errors import ArtifactError, BackendUnavailable, ConfigError
+
+
+class Runner(abc.ABC):
+    """Loads one artifact for one backend. `infer` takes a float32 batch laid out as
+    the card's input spec and returns the logits as float32 numpy."""
+
+    backend: str = ""
+
+    def __init__(self, path: Path, card: ModelCard, device: str = "cpu", threads: int | None = None):
+        self.path, self.card, self.device, self.threads = Path(path), card, device, threads
+
+    @property
+    def input_spec(self) -> dict:
+        return self.card.input
+
+    @abc.abstractmethod
+    def infer(self, batch: np.ndarray) -> np.ndarray: ...
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+@dataclasses.dataclass(frozen=True)
+class BackendInfo:
+    name: str
+    module: str  # where the Runner subclass lives
+    runner: str  # its class name
+    artifacts: tuple[str, ...]  # what it loads: file suffixes or "run" for a run directory
+    devices: tuple[str, ...]
+    extra: str  # the pip extra that installs it
+    package: str  # the import that proves it is installed
+
+
+BACKENDS: dict[str, BackendInfo] = {
+    "torch": BackendInfo("torch", "edgetl.runtime.torch_runner", "TorchRunner", ("run",), ("cpu", "cuda"),
+                         "train", "torch"),
+}
+
+
+def _artifact_kind(path: Path) -> str:
+    if path.is_dir():
+        if (path / CARD_FILENAME).is_file():
+            return "run"
+        raise ArtifactError(f"{path} is a folder without a model card ({CARD_FILENAME})",
+                            hint="pass a run directory made by `edgetl finetune`")
+    if not path.exists():
+        raise ArtifactError(f"{path} does not exist")
+    return path.suffix.lower()
+
+
+def backend_for(path: Path, backend: str = "auto") -> BackendInfo:
+    kind = _artifact_kind(path)
+    if backend == "auto":
+        for info in BACKENDS.values():
+            if kind in info.artifacts:
+                return info
+        raise ArtifactError(f"no backend loads {path} ({kind})",
+                            hint=f"known artifacts: {', '.join(sorted({a for b in BACKENDS.values() for a in b.artifacts}))}")
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown backend {backend!r}", hint=f"use one of {', '.join(BACKENDS)} or auto")
+    info = BACKENDS[backend]
+    if kind not in info.artifacts:
+        raise ArtifactError(f"backend {backend} cannot load {path} ({kind})",
+                            hint=f"it loads: {', '.join(info.artifacts)}")
+    return info
+
+
+def open_runner(artifact, backend: str = "auto", device: str = "cpu", threads: int | None = None) -> Runner:
+    """The Runner for `artifact` on `backend` ('auto' picks by artifact kind)."""
+    path = Path(artifact)
+    info = backend_for(path, backend)
+    try:
+        importlib.import_module(info.package)
+    except ImportError:
+        raise BackendUnavailable(f"backend {info.name} is not installed",
+                                 hint=f"pip install 'edgetl[{info.extra}]'") from None
+    cls = getattr(importlib.import_module(info.module), info.runner)
+    return cls.load(path, device=device, threads=threads)
