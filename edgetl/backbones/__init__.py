@@ -26,6 +26,7 @@ class Backbone:
     preprocessing: "ImagePreprocessing"  # noqa: F821
     weights: str  # what was loaded: "default" source, "none" or a path
     modality: str = "image"
+    fixed_input_size: bool = False  # e.g. ViT: --input-size cannot change it
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,8 +16,27 @@ from edgetl.errors import BackboneError, WeightsUnavailable
 from edgetl.preprocess import ImagePreprocessing
 
 
+@contextlib.contextmanager
 def _device_ctx(device: str | None):
-    return torch.device(device) if device else contextlib.nullcontext()
+    """Build on `device`; on "meta" (shapes only) RegNet's width computation, which
+    needs real tensors, still runs on the CPU."""
+    if not device:
+        yield
+        return
+    from torchvision.models import regnet
+
+    original = regnet.BlockParams.__dict__["from_init_params"]
+
+    def on_cpu(cls, *args, **kwargs):
+        with torch.device("cpu"):
+            return original.__func__(cls, *args, **kwargs)
+
+    regnet.BlockParams.from_init_params = classmethod(on_cpu)
+    try:
+        with torch.device(device):
+            yield
+    finally:
+        regnet.BlockParams.from_init_params = original
 
 
 def _params(module: nn.Module) -> int:
@@ -95,6 +114,9 @@ def _tv_build(name: str, weights: str, device: str | None = None) -> Backbone:
     if name in ("inception_v3", "googlenet"):
         # Their pretrained weights expect transform_input; aux heads are training-only.
         kwargs = {"aux_logits": False, "transform_input": True, "init_weights": False}
+    fixed = name.startswith(("vit_", "maxvit_"))
+    if name.startswith("vit_"):
+        kwargs["image_size"] = w.transforms().crop_size[0]  # e.g. vit_h_14's weights are for 518 px
     state = _tv_state_dict(name, w) if weights == "default" else None
     with _device_ctx(device):
         model = torchvision.models.get_model(name, weights=None, **kwargs)
@@ -113,16 +135,15 @@ def _tv_build(name: str, weights: str, device: str | None = None) -> Backbone:
     size = t.crop_size[0]
     pre = ImagePreprocessing(size=(size, size), resize=t.resize_size[0], interpolation=t.interpolation.value,
                              mean=tuple(t.mean), std=tuple(t.std))
-    return Backbone(name, model, dim, split_stages(model), pre, weights if weights != "default" else w.url)
+    return Backbone(name, model, dim, split_stages(model), pre, weights if weights != "default" else w.url,
+                    fixed_input_size=fixed)
 
 
 @functools.lru_cache(maxsize=None)
 def _tv_info(name: str) -> BackboneInfo:
     w = _tv_weights(name)
-    try:  # meta tensors: shapes without memory or initialisation time
-        dim = _tv_build(name, "none", device="meta").feature_dim
-    except (NotImplementedError, RuntimeError):  # a builder that computes with tensors (RegNet)
-        dim = _tv_build(name, "none").feature_dim if w.meta.get("num_params", 0) < 50_000_000 else None
+    # Meta tensors give shapes without memory or initialisation time.
+    dim = _tv_build(name, "none", device="meta").feature_dim
     return BackboneInfo(name, "image", "torchvision", f"torchvision {name} ({w.name})", w.meta.get("num_params"),
                         dim, w.transforms().crop_size[0], _tv_cache_file(w).is_file())
 
@@ -190,7 +211,8 @@ def _timm_build(name: str, weights: str, device: str | None = None) -> Backbone:
     dim = getattr(model, "head_hidden_size", None) or model.num_features
     source = f"timm:{model_name}" + (f" ({model.pretrained_cfg.get('tag', 'pretrained')})" if pretrained else "")
     return Backbone(name, model, dim, split_stages(model), _timm_preprocessing(model),
-                    weights if weights != "default" else source)
+                    weights if weights != "default" else source,
+                    fixed_input_size=bool(model.pretrained_cfg.get("fixed_input_size", False)))
 
 
 @functools.lru_cache(maxsize=None)

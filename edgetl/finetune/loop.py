@@ -353,6 +353,9 @@ def finetune(data, backbone: str, out, overwrite: bool = False, **options) -> Ru
             raise DataError(f"{data} has no validation images",
                             hint="add a val/ folder or use --val-split to hold some training images out")
         bb: Backbone = build_backbone(backbone, cfg.weights)
+        if cfg.input_size and bb.fixed_input_size and cfg.input_size != bb.preprocessing.size[0]:
+            raise ConfigError(f"{backbone} only takes {bb.preprocessing.size[0]} px inputs",
+                              hint="drop --input-size, or pick a convolutional backbone")
         pre = bb.preprocessing.with_size(cfg.input_size) if cfg.input_size else bb.preprocessing
         writer = RunWriter(out, overwrite) if dist.is_main else None
         if dist.is_main:

@@ -1,0 +1,81 @@
+"""Shared fixtures: small real data (scikit-learn digits), odd image files, tiny runs."""
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+# Nothing in the tests may download; the registry fails fast with a clear error instead.
+os.environ["EDGETL_OFFLINE"] = "1"
+
+
+def _digit_images(size: int):
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    pixels = (255 - d.images * (255 / 16)).clip(0, 255).astype(np.uint8)
+    return [Image.fromarray(p, "L").resize((size, size), Image.Resampling.BICUBIC) for p in pixels], d.target
+
+
+def write_digit_folder(root: Path, classes=(0, 1, 2), per_split=(("train", 16), ("val", 8)), size: int = 32,
+                       offset: int = 0) -> Path:
+    images, target = _digit_images(size)
+    for c in classes:
+        idx = np.flatnonzero(target == c)[offset:]
+        start = 0
+        for split, n in per_split:
+            folder = root / split / str(c)
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in idx[start:start + n]:
+                images[i].save(folder / f"d{i:04d}.png")
+            start += n
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_digits(tmp_path_factory) -> Path:
+    """3 classes of real handwritten digits: 16 train and 8 val images each, 32 px."""
+    return write_digit_folder(tmp_path_factory.mktemp("tiny") / "digits")
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, tiny_digits) -> Path:
+    """A finished linear-probe run of the packaged EfficientNet-Lite0 on tiny_digits."""
+    from edgetl import finetune
+
+    out = tmp_path_factory.mktemp("runs") / "lite0"
+    finetune(tiny_digits, "efficientnet_lite0", out, strategy="linear-probe", epochs=3, input_size=32,
+             batch_size=8, lr=1e-2)
+    return out
+
+
+def odd_image_bytes() -> dict[str, bytes]:
+    """Files users really feed a tool, keyed by file name."""
+    rng = np.random.default_rng(0)
+    rgb = Image.fromarray(rng.integers(0, 255, (40, 30, 3), dtype=np.uint8), "RGB")
+    files = {}
+
+    def save(name, img, fmt, **kw):
+        buf = io.BytesIO()
+        img.save(buf, fmt, **kw)
+        files[name] = buf.getvalue()
+
+    save("gray.png", rgb.convert("L"), "PNG")
+    save("palette.png", rgb.convert("P"), "PNG")
+    rgba = rgb.convert("RGBA")
+    rgba.putalpha(0)  # fully transparent: must come out white
+    save("transparent.png", rgba, "PNG")
+    save("cmyk.jpg", rgb.convert("CMYK"), "JPEG")
+    save("UPPER.JPG", rgb, "JPEG")
+    save("image.jpeg", rgb, "JPEG")
+    save("bitmap.bmp", rgb, "BMP")
+    save("web.webp", rgb, "WEBP")
+    save("sixteen.png", Image.fromarray((np.arange(1200).reshape(40, 30) * 50).astype(np.uint16)), "PNG")
+    files["corrupt.jpg"] = b"\xff\xd8\xff\xe0 this is not a jpeg"
+    files["truncated.png"] = files["gray.png"][:40]
+    files["notes.txt"] = b"not an image, ignored"
+    return files
