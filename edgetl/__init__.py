@@ -26,7 +26,7 @@ def finetune(data, backbone: str, out, **options):
 
 def evaluate(artifact, data, split: str = "val", backend: str = "auto", **options):
     """Accuracy, per-class accuracy and confusion matrix of an artifact on a data split."""
-    from edgetl.evaluate import evaluate as _evaluate
+    from edgetl.evaluation import evaluate as _evaluate
 
     return _evaluate(artifact, data, split=split, backend=backend, **options)
 

@@ -17,7 +17,7 @@ def demo_cmd(out, epochs, input_size):
     from edgetl import progress
     from edgetl.cli.evaluate import print_report
     from edgetl.data.digits import make_digits
-    from edgetl.evaluate import evaluate
+    from edgetl.evaluation import evaluate
     from edgetl.finetune import finetune
 
     out = Path(out)

@@ -41,7 +41,7 @@ def print_report(report) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (accuracy, n, backend, ...).")
 def evaluate_cmd(artifact, data, split, backend, device, batch_size, as_json):
     """Evaluate ARTIFACT (a run directory, or an exported model) on a data split."""
-    from edgetl.evaluate import evaluate
+    from edgetl.evaluation import evaluate
 
     report = evaluate(artifact, data, split=split, backend=backend, device=device, batch_size=batch_size)
     if as_json:

@@ -39,6 +39,10 @@ class FinetuneConfig:
     backbone_lr_scale: float | None = None  # None: 0.1 with pretrained weights, 1.0 from scratch
     layer_decay: float = 0.7  # gradual only
     gradual_every: str = "epoch"  # or "plateau"
+    # BatchNorm statistics fixed at their pretrained values even in trained stages.
+    # None: on for gradual (a newly unfrozen stage's batch statistics would shift the
+    # features the head already learned), off otherwise.
+    freeze_bn_stats: bool | None = None
     weight_decay: float = 0.05
     label_smoothing: float = 0.1
     dropout: float = 0.2
@@ -147,6 +151,7 @@ class Trainer:
         self.memory_format = torch.channels_last if self.cuda and cfg.channels_last else torch.contiguous_format
         self.gen = torch.Generator(device=device).manual_seed(cfg.seed + dist.rank)
         self.augment = Augment(hflip=cfg.hflip)
+        self.freeze_bn_stats = cfg.freeze_bn_stats if cfg.freeze_bn_stats is not None else cfg.strategy == "gradual"
         self.unfrozen = 0
         self.trained: nn.Module = model
 
@@ -174,6 +179,10 @@ class Trainer:
         for i, stage in enumerate(self.stages):
             if i < len(self.stages) - k:
                 stage.train(False)
+        if self.freeze_bn_stats:
+            for m in self.model.features.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
 
     def _optimizer(self, steps_total: int, steps_per_epoch: int):
         groups = [{"params": list(s.parameters()), "lr": self.cfg.lr * sc} for s, sc in zip(self.stages, self.scales)]

@@ -1,0 +1,82 @@
+"""The CLI contract: results on stdout, user errors as one line + hint with exit code 2."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from edgetl.cli import cli
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def assert_user_error(result, *fragments):
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    for f in fragments:
+        assert f in result.output
+
+
+def test_evaluate_json(tiny_run, tiny_digits):
+    result = run("evaluate", tiny_run, "--data", tiny_digits, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert {"accuracy", "n", "backend"} <= set(report) and report["n"] == 24
+
+
+def test_evaluate_table(tiny_run, tiny_digits):
+    result = run("evaluate", tiny_run, "--data", tiny_digits)
+    assert result.exit_code == 0 and "confusion matrix" in result.output and "per-class" in result.output
+
+
+def test_data_digits(tmp_path):
+    result = run("data", "digits", tmp_path / "d", "--size", "16")
+    assert result.exit_code == 0 and "10 classes" in result.output
+    assert_user_error(run("data", "digits", tmp_path / "d"), "already exists", "--overwrite")
+
+
+def test_backbones_json():
+    result = run("-q", "backbones", "--json")
+    assert result.exit_code == 0
+    names = {b["name"]: b for b in json.loads(result.stdout)}
+    assert names["efficientnet_lite0"]["offline_weights"] is True and "resnet50" in names
+
+
+@pytest.mark.parametrize("make_args, fragments", [
+    (lambda d, t: ["finetune", t / "nope", "--backbone", "resnet18", "--out", t / "o"], ["does not exist"]),
+    (lambda d, t: ["finetune", d, "--backbone", "resnet19", "--out", t / "o"], ["unknown backbone", "resnet18"]),
+    (lambda d, t: ["finetune", d, "--backbone", "resnet18", "--out", t / "o"], ["offline", "--weights"]),
+    (lambda d, t: ["finetune", d, "--backbone", "resnet18", "--weights", t / "w.pt", "--out", t / "o"],
+     ["does not exist"]),
+    (lambda d, t: ["finetune", d, "--backbone", "resnet18", "--strategy", "partial", "--weights", "none", "--out",
+                   t / "o"], ["--unfreeze"]),
+    (lambda d, t: ["finetune", d, "--backbone", "resnet18", "--strategy", "bogus", "--out", t / "o"], ["bogus"]),
+    (lambda d, t: ["evaluate", t, "--data", d], ["model card"]),
+    (lambda d, t: ["evaluate", t / "missing", "--data", d], ["does not exist"]),
+])
+def test_user_errors(tiny_digits, tmp_path, make_args, fragments, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    assert_user_error(run(*make_args(tiny_digits, tmp_path)), *fragments)
+    assert not (tmp_path / "o").exists()
+
+
+def test_empty_class_folder(tmp_path):
+    from conftest import write_digit_folder
+
+    root = write_digit_folder(tmp_path / "d", per_split=(("train", 4),))
+    (root / "train" / "empty").mkdir()
+    assert_user_error(run("finetune", root, "--backbone", "resnet18", "--weights", "none", "--out", tmp_path / "o"),
+                      "no images", "empty")
+
+
+def test_console_script_exit_code(tmp_path):
+    exe = Path(sys.executable).with_name("edgetl")
+    proc = subprocess.run([str(exe), "finetune", str(tmp_path), "--backbone", "resnet18", "--out", str(tmp_path / "o")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert lines[0].startswith("error: ") and "no class folders" in lines[0] and lines[1].startswith("hint: ")
