@@ -79,7 +79,7 @@ def test_trainer_freezes_stages_and_their_batchnorm():
     b = build_backbone("resnet18", "none")
     model = Classifier(b.features, b.feature_dim, 3)
     cfg = FinetuneConfig(strategy="gradual")
-    trainer = Trainer(model, b.stages, cfg, torch.device("cpu"), _Distributed(), (0.5,) * 3, (0.5,) * 3, True)
+    trainer = Trainer(model, b.stages, cfg, torch.device("cpu"), _Distributed(), (0.5,) * 3, (0.5,) * 3)
     trainer.unfrozen = 2
     trainer.set_trainable()
     trainer.train_mode()
@@ -90,7 +90,7 @@ def test_trainer_freezes_stages_and_their_batchnorm():
     assert not model.features.layer4[0].bn1.training  # gradual keeps BN statistics fixed
     assert model.head.training
     # Layer-wise decay: deeper stages learn more slowly, the head fastest.
-    assert trainer.scales == sorted(trainer.scales) and trainer.scales[-1] < 1
+    assert trainer.scales == sorted(trainer.scales) and trainer.scales[0] < trainer.scales[-1] <= 1
 
 
 def test_run_directory_is_complete(tiny_run):

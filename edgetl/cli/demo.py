@@ -26,7 +26,7 @@ def demo_cmd(out, epochs, input_size):
     make_digits(data, size=input_size, overwrite=True)
     progress.info(f"[bold]2/3[/] fine-tuning {DEMO_BACKBONE} (ImageNet weights shipped in a pip package)")
     result = finetune(data, DEMO_BACKBONE, run, overwrite=True, strategy="full", epochs=epochs,
-                      input_size=input_size, hflip=False, lr=3e-3)
+                      input_size=input_size, hflip=False)
     progress.info("[bold]3/3[/] evaluating the best checkpoint on the test split")
     report = evaluate(run, data, split="test")
     print_report(report)

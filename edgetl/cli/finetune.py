@@ -16,8 +16,9 @@ from edgetl.finetune.strategies import STRATEGIES
               help="gradual: unfreeze the next stage every epoch or when val accuracy stalls.")
 @click.option("--epochs", type=int, default=10, show_default=True)
 @click.option("--batch-size", type=int, default=32, show_default=True)
-@click.option("--lr", type=float, default=1e-3, show_default=True,
-              help="Head learning rate; the backbone gets 0.1x (1x from scratch).")
+@click.option("--lr", type=float, default=1e-3, show_default=True, help="Peak learning rate (AdamW, warm-up + cosine).")
+@click.option("--backbone-lr-scale", type=float, default=1.0, show_default=True,
+              help="Backbone learning rate as a share of --lr (gradual also decays it 0.7x per stage).")
 @click.option("--weight-decay", type=float, default=0.05, show_default=True)
 @click.option("--label-smoothing", type=float, default=0.1, show_default=True)
 @click.option("--patience", type=int, default=5, show_default=True, help="Early stopping on val accuracy.")
@@ -25,6 +26,8 @@ from edgetl.finetune.strategies import STRATEGIES
 @click.option("--val-split", type=float, default=0.2, show_default=True,
               help="Share of train held out when DATA has no val/ folder.")
 @click.option("--limit-per-class", type=int, default=None, help="Use at most N training images per class.")
+@click.option("--freeze-bn-stats/--train-bn-stats", default=None,
+              help="Keep BatchNorm statistics at their pretrained values (default: only for gradual).")
 @click.option("--hflip/--no-hflip", default=True, show_default=True, help="Random horizontal flips.")
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda[:N]")
 @click.option("--seed", type=int, default=0, show_default=True)

@@ -36,7 +36,7 @@ class FinetuneConfig:
     epochs: int = 10
     batch_size: int = 32
     lr: float = 1e-3  # the head's; backbone stages get lr * backbone_lr_scale (* layer decay)
-    backbone_lr_scale: float | None = None  # None: 0.1 with pretrained weights, 1.0 from scratch
+    backbone_lr_scale: float = 1.0
     layer_decay: float = 0.7  # gradual only
     gradual_every: str = "epoch"  # or "plateau"
     # BatchNorm statistics fixed at their pretrained values even in trained stages.
@@ -61,6 +61,8 @@ class FinetuneConfig:
             raise ConfigError(f"--epochs must be at least 1, got {self.epochs}")
         if self.batch_size < 2:
             raise ConfigError(f"--batch-size must be at least 2 (BatchNorm needs it), got {self.batch_size}")
+        if not self.backbone_lr_scale >= 0:
+            raise ConfigError(f"--backbone-lr-scale must be 0 or more, got {self.backbone_lr_scale}")
         if not self.lr > 0:
             raise ConfigError(f"--lr must be positive, got {self.lr}")
         if self.gradual_every not in ("epoch", "plateau"):
@@ -136,11 +138,11 @@ def seed_everything(seed: int) -> None:
 
 class Trainer:
     def __init__(self, model: Classifier, stages, cfg: FinetuneConfig, device: torch.device, dist: _Distributed,
-                 mean, std, pretrained: bool):
+                 mean, std):
         self.model, self.stages, self.cfg, self.device, self.dist = model, stages, cfg, device, dist
         self.mean, self.std = mean, std
         self.limit = check_strategy(cfg.strategy, cfg.unfreeze, len(stages))
-        scale = cfg.backbone_lr_scale if cfg.backbone_lr_scale is not None else (0.1 if pretrained else 1.0)
+        scale = cfg.backbone_lr_scale
         decay = cfg.layer_decay if cfg.strategy == "gradual" else 1.0
         self.scales = stage_lr_scales(len(stages), scale, decay)
         self.cuda = device.type == "cuda"
@@ -382,7 +384,7 @@ def finetune(data, backbone: str, out, overwrite: bool = False, **options) -> Ru
         model = Classifier(bb.features, bb.feature_dim, len(splits.classes), cfg.dropout).to(device)
         if device.type == "cuda" and cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        trainer = Trainer(model, bb.stages, cfg, device, dist, pre.mean, pre.std, pretrained=cfg.weights != "none")
+        trainer = Trainer(model, bb.stages, cfg, device, dist, pre.mean, pre.std)
         t0 = time.perf_counter()
         history, best_state, best_epoch = trainer.fit(x_train, y_train, x_val, y_val)
         wall = time.perf_counter() - t0
