@@ -43,6 +43,16 @@ def replicate(src: Path, dst: Path, times: int) -> Path:
     return dst
 
 
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     gpu = torch.cuda.is_available()
@@ -63,7 +73,7 @@ def main() -> int:
     total = time.perf_counter() - t0
     per_epoch = [h["images_per_second"] for h in r.history]
     device = r.card.source["device"]
-    name = torch.cuda.get_device_name() if device.startswith("cuda") else platform.processor() or platform.machine()
+    name = torch.cuda.get_device_name() if device.startswith("cuda") else cpu_name()
     result = {"benchmark": "throughput", "backbone": "efficientnet_lite0", "strategy": "full",
               "device": device, "device_name": name, "input_size": args.input_size, "batch_size": args.batch_size,
               "train_images": sum(r.card.source["train_counts"].values()), "images_per_second_by_epoch": per_epoch,
