@@ -11,6 +11,12 @@ _state = {"quiet": False}
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+def results_console(stderr: bool = False) -> Console:
+    """A console for result tables: the terminal's width, or wide enough in logs."""
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(file=stream, highlight=False, width=None if stream.isatty() else 160)
+
+
 def set_quiet(flag: bool) -> None:
     _state["quiet"] = flag
 

@@ -7,10 +7,11 @@ import click
 
 
 def print_report(report) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    from edgetl.progress import results_console
+
+    console = results_console()
     console.print(f"[bold]{report.artifact}[/] on {report.split} ({report.n} images, backend {report.backend}): "
                   f"accuracy [bold]{report.accuracy:.4f}[/]")
     per = Table(title="per-class accuracy", title_justify="left")

@@ -52,6 +52,10 @@ class BackendInfo:
 BACKENDS: dict[str, BackendInfo] = {
     "torch": BackendInfo("torch", "edgetl.runtime.torch_runner", "TorchRunner", ("run",), ("cpu", "cuda"),
                          "train", "torch"),
+    "onnxruntime": BackendInfo("onnxruntime", "edgetl.runtime.onnxruntime_runner", "OnnxRuntimeRunner", (".onnx",),
+                               ("cpu", "cuda", "tensorrt"), "base install", "onnxruntime"),
+    "openvino": BackendInfo("openvino", "edgetl.runtime.openvino_runner", "OpenVinoRunner", (".xml",),
+                            ("cpu", "gpu", "npu"), "openvino", "openvino"),
 }
 
 
@@ -90,7 +94,7 @@ def open_runner(artifact, backend: str = "auto", device: str = "cpu", threads: i
     try:
         importlib.import_module(info.package)
     except ImportError:
-        raise BackendUnavailable(f"backend {info.name} is not installed",
-                                 hint=f"pip install 'edgetl[{info.extra}]'") from None
+        extra = "edgetl" if info.extra == "base install" else f"'edgetl[{info.extra}]'"
+        raise BackendUnavailable(f"backend {info.name} is not installed", hint=f"pip install {extra}") from None
     cls = getattr(importlib.import_module(info.module), info.runner)
     return cls.load(path, device=device, threads=threads)

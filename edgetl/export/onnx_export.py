@@ -1,0 +1,107 @@
+"""PyTorch -> ONNX: the torch.export-based exporter first, TorchScript as the fallback;
+the card in metadata_props, onnx.checker, then onnxslim (the unsimplified graph is kept
+when simplification fails)."""
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import shutil
+import warnings
+from pathlib import Path
+
+from edgetl.card import ModelCard
+from edgetl.errors import ArtifactError, ConfigError
+
+log = logging.getLogger("edgetl")
+CARD_KEY = "edgetl"
+DEFAULT_OPSET = 18
+
+
+def check_opset(opset: int) -> None:
+    import onnx.defs
+
+    newest = onnx.defs.onnx_opset_version()
+    if not 13 <= opset <= newest:
+        raise ConfigError(f"opset {opset} cannot be written by the installed onnx {onnx.__version__}",
+                          hint=f"choose an opset between 13 and {newest}")
+
+
+def set_card(model_proto, card: ModelCard) -> None:
+    """Replace (not append) the card in an ONNX model's metadata_props."""
+    for prop in list(model_proto.metadata_props):
+        if prop.key == CARD_KEY:
+            model_proto.metadata_props.remove(prop)
+    entry = model_proto.metadata_props.add()
+    entry.key, entry.value = CARD_KEY, card.to_json()
+
+
+def _export(model, example, path: Path, opset: int, static_batch: int | None, dynamo: bool) -> None:
+    import torch
+
+    kwargs = dict(input_names=["input"], output_names=["logits"], opset_version=opset, dynamo=dynamo, verbose=False)
+    if dynamo:
+        if static_batch is None:
+            kwargs["dynamic_shapes"] = {"x": {0: torch.export.Dim("batch", min=1, max=4096)}}
+        kwargs["optimize"] = True
+    elif static_batch is None:
+        kwargs["dynamic_axes"] = {"input": {0: "batch"}, "logits": {0: "batch"}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (example,), str(path), **kwargs)
+
+
+def _culprit(model, exc: Exception) -> str:
+    """Name the module type that produced an operator the exporter rejected, if the
+    message names an aten operator we can map back."""
+    text = str(exc)
+    for line in text.splitlines():
+        if "aten." in line or "Unsupported" in line or "not supported" in line:
+            return line.strip()[:300]
+    return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
+def export_onnx(model, card: ModelCard, path: Path, opset: int = DEFAULT_OPSET, static_batch: int | None = None,
+                slim: bool = True) -> dict:
+    """Write `model` (eval mode) to `path`; returns what was done (exporter, slimmed)."""
+    import onnx
+    import torch
+
+    check_opset(opset)
+    model = model.eval()
+    shape = card.input["shape"][1:]
+    example = torch.zeros(static_batch or 2, *shape)
+    info = {"opset": opset, "static_batch": static_batch}
+    errors = []
+    raw = path.parent / "raw" / path.name  # the exporter may write external data files beside it
+    raw.parent.mkdir(exist_ok=True)
+    for dynamo in (True, False):
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):  # the exporter reports its steps on stdout
+                _export(model, example, raw, opset, static_batch, dynamo)
+            info["exporter"] = "torch.export" if dynamo else "torchscript"
+            break
+        except Exception as exc:  # the exporters raise many kinds; both are tried before giving up
+            errors.append(_culprit(model, exc))
+            log.debug("exporter %s failed: %s", "dynamo" if dynamo else "torchscript", exc)
+    else:
+        raise ArtifactError(f"cannot export {card.source.get('backbone', 'the model')} to ONNX: {errors[-1]}",
+                            hint=f"torch.export said: {errors[0]}")
+    proto = onnx.load(str(raw))
+    shutil.rmtree(raw.parent)
+    if slim:
+        try:
+            import onnxslim
+
+            proto = onnxslim.slim(proto)
+            info["slimmed"] = True
+        except Exception as exc:  # keep the working graph
+            log.warning("onnxslim could not simplify the graph (%s); keeping the unsimplified model",
+                        str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            info["slimmed"] = False
+    onnx.checker.check_model(proto)
+    training_ops = {n.op_type for n in proto.graph.node} & {"Dropout", "BatchNormalization"}
+    info["training_ops_left"] = sorted(training_ops)
+    set_card(proto, card)
+    onnx.save(proto, str(path))
+    return info

@@ -1,0 +1,123 @@
+"""The parity gate: does an artifact compute what the PyTorch model computes?
+
+Compared on real validation samples of the run (never random tensors), at batch 1 and
+at a larger batch: max absolute error (also relative to the reference logit range),
+mean cosine similarity of the logits, top-1 agreement, and the accuracy of both. Every
+artifact is checked before one error names all that failed.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from edgetl.card import ModelCard
+from edgetl.data.images import decode_images
+from edgetl.errors import ArtifactError, DataError
+from edgetl.evaluation import select_split
+from edgetl.preprocess import ImagePreprocessing
+from edgetl.runtime import Runner
+
+
+class ParityError(ArtifactError):
+    """An artifact that does not reproduce the reference model within tolerance."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Tolerance:
+    rel_max_abs: float = 1e-3  # max |a - b| / (reference logit range)
+    min_agreement: float = 1.0  # top-1 agreement
+
+    @classmethod
+    def for_precision(cls, precision: str, rel_max_abs: float | None = None) -> "Tolerance":
+        base = {"fp32": cls(), "fp16": cls(2e-2, 0.99)}.get(precision, cls(float("inf"), 0.97))
+        return dataclasses.replace(base, rel_max_abs=rel_max_abs) if rel_max_abs is not None else base
+
+
+@dataclasses.dataclass
+class ParityResult:
+    artifact: str
+    backend: str
+    precision: str
+    n: int
+    max_abs: float
+    rel_max_abs: float
+    cosine: float
+    agreement: float
+    accuracy: float
+    reference_accuracy: float
+    failures: list[str]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def to_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "passed": self.passed}
+
+
+def parity_inputs(card: ModelCard, data=None, limit: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Up to `limit` real validation images of the run, preprocessed as deployed (NCHW)."""
+    source = data or card.source.get("data")
+    if not source or not Path(source).exists():
+        raise DataError(f"the run's data set ({source}) is not available for the parity check",
+                        hint="pass --data DIR with the validation images")
+    folder = select_split(source, "val", card.labels)
+    step = max(1, len(folder) // limit)
+    folder = folder.subset(list(range(0, len(folder), step))[:limit])
+    pre = ImagePreprocessing.from_dict(card.preprocessing)
+    pixels, labels = decode_images(folder, pre)
+    return pre.normalize(pixels), labels
+
+
+def _run_batched(runner: Runner, x: np.ndarray, batch: int) -> np.ndarray:
+    return np.concatenate([runner.infer(x[i:i + batch]) for i in range(0, len(x), batch)])
+
+
+def compare(reference: np.ndarray, runner: Runner, x: np.ndarray, labels: np.ndarray, tolerance: Tolerance,
+            batches=(1, 16), batch1_samples: int = 8) -> ParityResult:
+    outputs = [_run_batched(runner, x[:batch1_samples], 1)] if 1 in batches else []
+    big = max(batches)
+    got = _run_batched(runner, x, big)
+    outputs.append(got[:batch1_samples])
+    diffs = [np.abs(o - reference[:len(o)]).max() for o in outputs] + [np.abs(got - reference).max()]
+    max_abs = float(max(diffs))
+    span = float(reference.max() - reference.min()) or 1.0
+    cos = float(np.mean(np.sum(got * reference, 1) /
+                        (np.linalg.norm(got, axis=1) * np.linalg.norm(reference, axis=1) + 1e-12)))
+    agreement = float((got.argmax(1) == reference.argmax(1)).mean())
+    b1_agreement = float((outputs[0].argmax(1) == reference[:len(outputs[0])].argmax(1)).mean())
+    failures = []
+    if max_abs / span > tolerance.rel_max_abs:
+        failures.append(f"max-abs {max_abs:.3g} is {max_abs / span:.2%} of the logit range "
+                        f"(allowed {tolerance.rel_max_abs:.2%})")
+    if min(agreement, b1_agreement) < tolerance.min_agreement:
+        failures.append(f"top-1 agreement {min(agreement, b1_agreement):.2%} (needed {tolerance.min_agreement:.0%})")
+    return ParityResult(str(runner.path), runner.backend, runner.card.precision, len(x), max_abs, max_abs / span, cos,
+                        agreement, float((got.argmax(1) == labels).mean()),
+                        float((reference.argmax(1) == labels).mean()), failures)
+
+
+def raise_on_failures(results: list[ParityResult]) -> None:
+    failed = [r for r in results if not r.passed]
+    if failed:
+        detail = "; ".join(f"{Path(r.artifact).name} on {r.backend}: {', '.join(r.failures)}" for r in failed)
+        raise ParityError(f"parity check failed for {detail}",
+                          hint="loosen with --atol if the difference is expected, or report the model")
+
+
+def print_table(results: list[ParityResult]) -> None:
+    from rich.table import Table
+
+    from edgetl.progress import results_console
+
+    table = Table(title="parity vs PyTorch (real validation samples)", title_justify="left")
+    for col in ("artifact", "backend", "precision", "n", "max-abs", "rel", "cosine", "top-1 agree", "acc", "ref acc",
+                "ok"):
+        table.add_column(col, justify="left" if col in ("artifact", "backend", "precision") else "right")
+    for r in results:
+        table.add_row(Path(r.artifact).name, r.backend, r.precision, str(r.n), f"{r.max_abs:.2e}",
+                      f"{r.rel_max_abs:.1e}", f"{r.cosine:.6f}", f"{r.agreement:.2%}", f"{r.accuracy:.4f}",
+                      f"{r.reference_accuracy:.4f}", "[green]yes[/]" if r.passed else "[red]NO[/]")
+    results_console(stderr=True).print(table)

@@ -1,0 +1,62 @@
+"""ONNX Runtime backend: CPU by default; CUDA / TensorRT execution providers on request
+when the installed build has them."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgetl.card import ModelCard
+from edgetl.errors import ArtifactError, BackendUnavailable
+from edgetl.runtime.base import Runner
+
+CARD_KEY = "edgetl"
+_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
+
+
+def read_onnx_card(path: Path) -> ModelCard:
+    import onnxruntime as ort
+
+    try:
+        meta = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_modelmeta()
+    except Exception as exc:  # ORT raises its own exception types for a damaged file
+        raise ArtifactError(f"cannot load {path}: {str(exc).splitlines()[0]}") from None
+    return _card_from_meta(meta.custom_metadata_map, path)
+
+
+def _card_from_meta(meta: dict, path: Path) -> ModelCard:
+    if CARD_KEY not in meta:
+        raise ArtifactError(f"{path} carries no edgetl model card", hint="export it with `edgetl export`")
+    return ModelCard.from_json(meta[CARD_KEY], where=f"card of {path}")
+
+
+class OnnxRuntimeRunner(Runner):
+    backend = "onnxruntime"
+
+    @classmethod
+    def load(cls, path: Path, device: str = "cpu", threads: int | None = None) -> "OnnxRuntimeRunner":
+        import onnxruntime as ort
+
+        kind = device.split(":")[0]
+        provider = _PROVIDERS.get(kind)
+        if provider is None:
+            raise BackendUnavailable(f"onnxruntime has no device {device!r}", hint=f"use one of {', '.join(_PROVIDERS)}")
+        if provider not in ort.get_available_providers():
+            raise BackendUnavailable(f"this onnxruntime build has no {provider}",
+                                     hint="pip install onnxruntime-gpu, or use --device cpu")
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+        try:
+            providers = [provider] + (["CPUExecutionProvider"] if provider != "CPUExecutionProvider" else [])
+            session = ort.InferenceSession(str(path), opts, providers=providers)
+        except Exception as exc:
+            raise ArtifactError(f"cannot load {path}: {str(exc).splitlines()[0]}") from None
+        runner = cls(path, _card_from_meta(session.get_modelmeta().custom_metadata_map, path), device, threads)
+        runner.session = session
+        runner.input_name = session.get_inputs()[0].name
+        return runner
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]

@@ -1,0 +1,97 @@
+"""Export to ONNX and OpenVINO IR behind the parity gate, on real samples."""
+import json
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from edgetl.errors import ArtifactError, ConfigError
+from edgetl.evaluation import evaluate
+from edgetl.export import export_run, verify
+from edgetl.export.parity import ParityError
+from edgetl.runtime import open_runner
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, tiny_digits, tiny_run):
+    """A ResNet, a MobileNetV3 (both 1 epoch from scratch) and the packaged EfficientNet-Lite0 run."""
+    from edgetl import finetune
+
+    out = {"efficientnet_lite0": tiny_run}
+    for name in ("resnet18", "mobilenet_v3_small"):
+        path = tmp_path_factory.mktemp("exportruns") / name
+        finetune(tiny_digits, name, path, weights="none", strategy="full", epochs=1, input_size=32, batch_size=8)
+        out[name] = path
+    return out
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v3_small", "efficientnet_lite0"])
+def test_three_families_pass_the_gate_on_onnxruntime_and_openvino(runs, tmp_path, name):
+    result = export_run(runs[name], tmp_path / "m.onnx", openvino=True)
+    assert [r.backend for r in result.parity] == ["onnxruntime", "openvino"]
+    assert all(r.passed and r.agreement == 1.0 and r.n == 24 for r in result.parity)
+    proto = onnx.load(str(tmp_path / "m.onnx"))
+    onnx.checker.check_model(proto)
+    assert not {n.op_type for n in proto.graph.node} & {"Dropout"}, "training-only nodes left in the graph"
+    card = json.loads({p.key: p.value for p in proto.metadata_props}["edgetl"])
+    assert card["metrics"]["parity"]["passed"] and card["source"]["export"]["exporter"] in ("torch.export", "torchscript")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.bin", "m.onnx", "m.xml"]
+
+
+def test_dynamic_batch_accepts_1_and_7(runs, tmp_path):
+    export_run(runs["resnet18"], tmp_path / "m.onnx", openvino=True)
+    for artifact in ("m.onnx", "m.xml"):
+        with open_runner(tmp_path / artifact) as runner:
+            for batch in (1, 7):
+                assert runner.infer(np.zeros((batch, 3, 32, 32), np.float32)).shape == (batch, 3)
+
+
+def test_static_batch(runs, tmp_path):
+    result = export_run(runs["resnet18"], tmp_path / "s.onnx", static_batch=4)
+    assert result.parity[0].passed
+    proto = onnx.load(str(tmp_path / "s.onnx"))
+    assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_value == 4
+
+
+def test_evaluate_gives_the_same_accuracy_on_every_artifact(runs, tiny_digits, tmp_path):
+    export_run(runs["efficientnet_lite0"], tmp_path / "m.onnx", openvino=True)
+    accs = {p: evaluate(p, tiny_digits).accuracy for p in (runs["efficientnet_lite0"], tmp_path / "m.onnx",
+                                                            tmp_path / "m.xml")}
+    assert len(set(accs.values())) == 1, accs
+
+
+def test_a_tampered_onnx_fails_the_gate_with_figures(runs, tmp_path):
+    export_run(runs["resnet18"], tmp_path / "m.onnx")
+    proto = onnx.load(str(tmp_path / "m.onnx"))
+    init = max(proto.graph.initializer, key=lambda t: int(np.prod(t.dims)) if len(t.dims) == 2 else 0)
+    weights = numpy_helper.to_array(init).copy()
+    weights[0] += 1.0  # one class's head weights changed
+    init.CopyFrom(numpy_helper.from_array(weights, init.name))
+    onnx.save(proto, str(tmp_path / "tampered.onnx"))
+    with pytest.raises(ParityError) as err:
+        verify(runs["resnet18"], [tmp_path / "tampered.onnx"])
+    assert "tampered.onnx" in err.value.message and "max-abs" in err.value.message
+
+
+def test_export_errors(runs, tmp_path):
+    with pytest.raises(ConfigError, match="opset 99"):
+        export_run(runs["resnet18"], tmp_path / "m.onnx", opset=99)
+    broken = tmp_path / "broken"
+    shutil.copytree(runs["resnet18"], broken)
+    (broken / "model.pt").unlink()
+    with pytest.raises(ArtifactError, match="no checkpoint"):
+        export_run(broken, tmp_path / "m.onnx")
+    with pytest.raises(ConfigError, match="--openvino"):
+        export_run(runs["resnet18"], tmp_path / "m.onnx", fp16=True)
+    assert not list(tmp_path.glob("m.*")) and not list(tmp_path.glob(".m.*"))
+
+
+def test_onnx_without_card_is_refused(tmp_path, runs):
+    export_run(runs["resnet18"], tmp_path / "m.onnx")
+    proto = onnx.load(str(tmp_path / "m.onnx"))
+    del proto.metadata_props[:]
+    onnx.save(proto, str(tmp_path / "bare.onnx"))
+    with pytest.raises(ArtifactError, match="no edgetl model card"):
+        open_runner(tmp_path / "bare.onnx")
