@@ -1,6 +1,7 @@
 """PyTorch backend (training side): runs a run directory's checkpoint."""
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +15,9 @@ class TorchRunner(Runner):
 
     @classmethod
     def load(cls, path: Path, device: str = "cpu", threads: int | None = None) -> "TorchRunner":
-        import torch
-
-        from edgetl.finetune.run import load_run
+        # Imported here, never at module level: the runtime package stays torch-free.
+        torch = importlib.import_module("torch")
+        load_run = importlib.import_module("edgetl.finetune.run").load_run
 
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise ConfigError("device cuda was asked for but no CUDA device is available", hint="use --device cpu")
