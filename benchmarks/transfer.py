@@ -76,7 +76,7 @@ def main() -> int:
                           "device": "cuda" if torch.cuda.is_available() else "cpu", "torch": torch.__version__}}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "transfer.json").write_text(json.dumps(result, indent=2) + "\n")
-    lines = [f"| strategy | labelled images | epochs | val accuracy | wall time |", "|---|---|---|---|---|"]
+    lines = ["| strategy | labelled images | epochs | val accuracy | wall time |", "|---|---|---|---|---|"]
     for r in rows:
         per = "all" if r["per_class"] == "all" else f"{r['per_class']}/class"
         lines.append(f"| {r['strategy']} | {r['train_images']} ({per}) | {r['epochs']} | "

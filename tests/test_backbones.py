@@ -130,4 +130,5 @@ def test_listing_covers_every_family():
     lite0 = infos["efficientnet_lite0"]
     assert lite0.offline_weights and lite0.feature_dim == 1280 and lite0.input_size == 224
     assert infos["resnet18"].params == 11_689_512 and infos["resnet18"].feature_dim == 512
-    assert list_backbones("audio") == [] or all(i.modality == "audio" for i in list_backbones("audio"))
+    assert all(i.modality == "image" for i in infos.values())
+    assert all(i.modality == "audio" for i in list_backbones("audio"))

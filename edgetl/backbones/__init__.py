@@ -47,8 +47,7 @@ class Family:
 
     name: str
     modality: str
-    prefix: str  # "timm:" or "" for plain names
-    names: Callable[[], list[str]]  # the listed names (prefix included)
+    names: Callable[[], list[str]]  # the listed names, as users type them
     build: Callable[[str, str], Backbone]  # (name, weights) -> Backbone
     info: Callable[[str], BackboneInfo]
     accepts: Callable[[str], bool]  # whether this family builds `name`

@@ -96,11 +96,11 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
-def load_into(model: nn.Module, state: dict[str, torch.Tensor], source: str, ignore_prefixes=()) -> None:
+def load_into(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
     """Load `state` into a feature extractor; every backbone tensor must be present with
     its shape. Extra keys (the original classifier head, auxiliary heads) are ignored."""
     own = model.state_dict()
-    missing = [k for k in own if k not in state and not k.startswith(tuple(ignore_prefixes))]
+    missing = [k for k in own if k not in state]
     wrong = [k for k in own if k in state and state[k].shape != own[k].shape]
     if missing or wrong:
         detail = f"{len(missing)} tensors missing (e.g. {missing[0]})" if missing else \

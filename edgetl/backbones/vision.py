@@ -149,7 +149,7 @@ def _tv_info(name: str) -> BackboneInfo:
 
 
 register_family(Family(
-    name="torchvision", modality="image", prefix="",
+    name="torchvision", modality="image",
     names=_tv_names,
     build=_tv_build,
     info=_tv_info,
@@ -224,7 +224,7 @@ def _timm_info(name: str) -> BackboneInfo:
 
 
 register_family(Family(
-    name="timm", modality="image", prefix="timm:",
+    name="timm", modality="image",
     names=lambda: list(TIMM_LISTED),
     build=_timm_build,
     info=_timm_info,
@@ -292,7 +292,7 @@ def _lite0_info(name: str) -> BackboneInfo:
 
 
 register_family(Family(
-    name="packaged", modality="image", prefix="",
+    name="packaged", modality="image",
     names=lambda: [LITE0],
     build=_lite0_build,
     info=_lite0_info,

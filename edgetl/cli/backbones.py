@@ -1,6 +1,7 @@
 """edgetl backbones: the registry, with parameters, feature size, input size, offline weights."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 
@@ -22,7 +23,7 @@ def backbones_cmd(modality, as_json):
     from edgetl import progress
     from edgetl.backbones import list_backbones
 
-    with progress.console.status("reading the registry", spinner="dots") if not progress.is_quiet() else _null():
+    with progress.console.status("reading the registry", spinner="dots") if not progress.is_quiet() else contextlib.nullcontext():
         infos = list_backbones(modality)
     if as_json:
         click.echo(json.dumps([dataclasses.asdict(i) for i in infos], indent=2))
@@ -35,14 +36,6 @@ def backbones_cmd(modality, as_json):
                       str(i.input_size or "?"), "yes" if i.offline_weights else "no")
     Console().print(table)
     click.echo("Any timm model works as timm:NAME; --weights none or PATH works for every entry.")
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        return False
 
 
 COMMANDS = [backbones_cmd]

@@ -23,9 +23,9 @@ def make_digits(out: str | os.PathLike, size: int = 64, seed: int = 0, val_fract
     if not 8 <= size <= 1024:
         raise ConfigError(f"--size must be between 8 and 1024, got {size}")
     out = Path(out)
-    if out.exists() and any(out.iterdir()) if out.is_dir() else out.exists():
-        if not overwrite:
-            raise DataError(f"{out} already exists and is not empty", hint="choose another folder or pass --overwrite")
+    occupied = out.is_file() or (out.is_dir() and any(out.iterdir()))
+    if occupied and not overwrite:
+        raise DataError(f"{out} already exists and is not empty", hint="choose another folder or pass --overwrite")
     digits = load_digits()
     # 0..16 ink intensity -> dark ink on white paper, like a scanned page.
     pixels = (255 - digits.images * (255 / 16)).clip(0, 255).astype(np.uint8)

@@ -195,7 +195,8 @@ def decode_images(folder: ImageFolder, preprocessing: ImagePreprocessing, worker
         log.warning("skipped %d unreadable image(s) in %s: %s", len(skipped), folder.name, _summarize(skipped))
     labels = np.asarray(folder.labels, np.int64)[keep]
     if folder.name == "train":
-        lost = [c for i, c in enumerate(folder.classes) if i in set(folder.labels) and not (labels == i).any()]
+        present, kept = set(folder.labels), set(labels.tolist())
+        lost = [c for i, c in enumerate(folder.classes) if i in present and i not in kept]
         if lost:
             raise DataError(f"no readable images left for class(es) {', '.join(lost)} in {folder.name}")
     if len(labels) == 0:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from edgetl import progress
-from edgetl.card import ModelCard
+from edgetl.card import ModelCard, build_fingerprint
 from edgetl.errors import ConfigError
 from edgetl.export.parity import ParityResult, Tolerance, compare, parity_inputs, raise_on_failures
 
@@ -30,21 +30,37 @@ def _reference_logits(model, x: np.ndarray, batch: int = 16) -> np.ndarray:
         return np.concatenate([model(torch.from_numpy(x[i:i + batch])).numpy() for i in range(0, len(x), batch)])
 
 
-def verify(run, artifacts, data=None, atol: float | None = None, samples: int = 64, raise_errors: bool = True
-           ) -> list[ParityResult]:
-    """Compare artifacts (ONNX on ONNX Runtime, IR on OpenVINO) with the run's PyTorch model."""
-    from edgetl.finetune.run import load_run
+def check_artifacts(model, card: ModelCard, artifacts, data=None, atol: float | None = None, samples: int = 64,
+                    static_batch: int | None = None) -> list[ParityResult]:
+    """Compare each artifact (on the backend its kind selects) with the PyTorch model.
+
+    Dynamic-batch models run at batch 16 and one by one; a static-batch model takes
+    exactly its batch, so the samples are trimmed to whole batches."""
     from edgetl.runtime import open_runner
 
-    model, card = load_run(run)
     x, labels = parity_inputs(card, data, samples)
+    if static_batch:
+        n = len(x) // static_batch * static_batch
+        if n == 0:
+            raise ConfigError(f"fewer validation samples ({len(x)}) than --static-batch {static_batch}")
+        x, labels = x[:n], labels[:n]
     reference = _reference_logits(model, x)
+    batching = dict(batch=static_batch, single_samples=0) if static_batch else {}
     results = []
     for path in artifacts:
         with open_runner(path) as runner:
-            results.append(compare(reference, runner, x, labels, Tolerance.for_precision(runner.card.precision, atol)))
-    if raise_errors:
-        raise_on_failures(results)
+            tolerance = Tolerance.for_precision(runner.card.precision, atol)
+            results.append(compare(reference, runner, x, labels, tolerance, **batching))
+    return results
+
+
+def verify(run, artifacts, data=None, atol: float | None = None, samples: int = 64) -> list[ParityResult]:
+    """The parity gate for existing artifacts of `run`; raises ParityError on any failure."""
+    from edgetl.finetune.run import load_run
+
+    model, card = load_run(run)
+    results = check_artifacts(model, card, artifacts, data, atol, samples)
+    raise_on_failures(results)
     return results
 
 
@@ -53,7 +69,7 @@ def export_run(run, out=None, opset: int | None = None, static_batch: int | None
                overwrite: bool = True) -> ExportResult:
     """RUN -> model.onnx (+ model.xml/.bin): written to a temporary folder, checked
     against PyTorch on real samples, then moved into place with the parity in the card."""
-    from edgetl.export.onnx_export import DEFAULT_OPSET, export_onnx, set_card
+    from edgetl.export.onnx_export import DEFAULT_OPSET, export_onnx, write_card
     from edgetl.export.openvino_ir import export_openvino, set_openvino_card
     from edgetl.finetune.run import load_run
 
@@ -77,26 +93,20 @@ def export_run(run, out=None, opset: int | None = None, static_batch: int | None
         progress.info(f"exporting {run} to ONNX")
         info = export_onnx(model, card, onnx_tmp, opset or DEFAULT_OPSET, static_batch)
         card.source = {**card.source, "export": info, "run": str(Path(run).resolve())}
-        set_card_file(onnx_tmp, card, set_card)
-        artifacts = [onnx_tmp]
+        card.build = build_fingerprint()  # after the export, so onnx/onnxruntime versions are recorded
+        write_card(onnx_tmp, card)
+        cards = {onnx_tmp: card}
         if openvino:
-            ov_card = dataclasses.replace(card, precision="fp16" if fp16 else "fp32")
             xml_tmp = tmp / (out.stem + ".xml")
-            progress.info(f"converting to OpenVINO IR ({ov_card.precision})")
-            export_openvino(onnx_tmp, xml_tmp, ov_card, fp16)
-            artifacts.append(xml_tmp)
-        if static_batch and static_batch != 1:
-            progress.info(f"static batch {static_batch}: parity runs at that batch only")
-        results = verify(run, artifacts, data, atol, samples, raise_errors=False) if not static_batch else \
-            _verify_static(run, artifacts, data, atol, static_batch)
-        for path, result in zip(artifacts, results):
+            cards[xml_tmp] = dataclasses.replace(card, precision="fp16" if fp16 else "fp32",
+                                                 metrics=dict(card.metrics))
+            progress.info(f"converting to OpenVINO IR ({cards[xml_tmp].precision})")
+            export_openvino(onnx_tmp, xml_tmp, cards[xml_tmp], fp16)
+        results = check_artifacts(model, run_card, list(cards), data, atol, samples, static_batch)
+        for (path, artifact_card), result in zip(cards.items(), results, strict=True):
             result.artifact = str(out.parent / path.name)
-            if path.suffix == ".onnx":
-                card.metrics["parity"] = result.to_dict()
-                set_card_file(path, card, set_card)
-            else:
-                ov_card.metrics["parity"] = result.to_dict()
-                set_openvino_card(path, ov_card)
+            artifact_card.metrics["parity"] = result.to_dict()
+            (write_card if path.suffix == ".onnx" else set_openvino_card)(path, artifact_card)
         raise_on_failures(results)
         for f in tmp.iterdir():
             os.replace(f, out.parent / f.name)
@@ -105,32 +115,4 @@ def export_run(run, out=None, opset: int | None = None, static_batch: int | None
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _verify_static(run, artifacts, data, atol, batch) -> list[ParityResult]:
-    """A static-batch model takes exactly `batch` inputs: compare on whole batches."""
-    from edgetl.finetune.run import load_run
-    from edgetl.runtime import open_runner
-
-    model, card = load_run(run)
-    x, labels = parity_inputs(card, data, max(batch, 64 // batch * batch))
-    n = len(x) // batch * batch
-    if n == 0:
-        raise ConfigError(f"fewer validation samples ({len(x)}) than --static-batch {batch}")
-    x, labels = x[:n], labels[:n]
-    reference = _reference_logits(model, x)
-    results = []
-    for path in artifacts:
-        with open_runner(path) as runner:
-            results.append(compare(reference, runner, x, labels, Tolerance.for_precision(runner.card.precision, atol),
-                                   batches=(batch,), batch1_samples=batch))
-    return results
-
-
-def set_card_file(onnx_path: Path, card: ModelCard, set_card) -> None:
-    import onnx
-
-    proto = onnx.load(str(onnx_path))
-    set_card(proto, card)
-    onnx.save(proto, str(onnx_path))
-
-
-__all__ = ["ExportResult", "export_run", "verify"]
+__all__ = ["ExportResult", "check_artifacts", "export_run", "verify"]

@@ -36,6 +36,15 @@ def set_card(model_proto, card: ModelCard) -> None:
     entry.key, entry.value = CARD_KEY, card.to_json()
 
 
+def write_card(onnx_path: Path, card: ModelCard) -> None:
+    """Replace the card inside an ONNX file."""
+    import onnx
+
+    proto = onnx.load(str(onnx_path))
+    set_card(proto, card)
+    onnx.save(proto, str(onnx_path))
+
+
 def _export(model, example, path: Path, opset: int, static_batch: int | None, dynamo: bool) -> None:
     import torch
 
@@ -51,9 +60,8 @@ def _export(model, example, path: Path, opset: int, static_batch: int | None, dy
         torch.onnx.export(model, (example,), str(path), **kwargs)
 
 
-def _culprit(model, exc: Exception) -> str:
-    """Name the module type that produced an operator the exporter rejected, if the
-    message names an aten operator we can map back."""
+def _culprit(exc: Exception) -> str:
+    """The line of an exporter error that names the rejected operator, else its first line."""
     text = str(exc)
     for line in text.splitlines():
         if "aten." in line or "Unsupported" in line or "not supported" in line:
@@ -82,7 +90,7 @@ def export_onnx(model, card: ModelCard, path: Path, opset: int = DEFAULT_OPSET, 
             info["exporter"] = "torch.export" if dynamo else "torchscript"
             break
         except Exception as exc:  # the exporters raise many kinds; both are tried before giving up
-            errors.append(_culprit(model, exc))
+            errors.append(_culprit(exc))
             log.debug("exporter %s failed: %s", "dynamo" if dynamo else "torchscript", exc)
     else:
         raise ArtifactError(f"cannot export {card.source.get('backbone', 'the model')} to ONNX: {errors[-1]}",
@@ -100,7 +108,7 @@ def export_onnx(model, card: ModelCard, path: Path, opset: int = DEFAULT_OPSET, 
                         str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             info["slimmed"] = False
     onnx.checker.check_model(proto)
-    training_ops = {n.op_type for n in proto.graph.node} & {"Dropout", "BatchNormalization"}
+    training_ops = {n.op_type for n in proto.graph.node} & {"Dropout"}
     info["training_ops_left"] = sorted(training_ops)
     set_card(proto, card)
     onnx.save(proto, str(path))

@@ -22,11 +22,25 @@ class Augment:
     contrast: float = 0.2
 
 
+def channel_stats(mean, std, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean/std as 1x3x1x1 tensors on `device` (made once, not per batch)."""
+    def as_t(v):
+        return torch.as_tensor(v, device=device, dtype=torch.float32).view(1, -1, 1, 1)
+
+    return as_t(mean), as_t(std)
+
+
+def standardize(x01: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """float NCHW in [0, 1] -> the preprocessing's normalisation."""
+    return (x01 - mean) / std
+
+
 def normalize(x_uint8: torch.Tensor, mean, std) -> torch.Tensor:
-    """uint8 NCHW -> float NCHW in the preprocessing's normalisation."""
-    m = torch.as_tensor(mean, device=x_uint8.device, dtype=torch.float32).view(1, -1, 1, 1)
-    s = torch.as_tensor(std, device=x_uint8.device, dtype=torch.float32).view(1, -1, 1, 1)
-    return (x_uint8.float() / 255.0 - m) / s
+    """uint8 NCHW -> float NCHW in the preprocessing's normalisation (the runtime's
+    ImagePreprocessing.normalize, in torch)."""
+    if not isinstance(mean, torch.Tensor):
+        mean, std = channel_stats(mean, std, x_uint8.device)
+    return standardize(x_uint8.float() / 255.0, mean, std)
 
 
 def augment_batch(x_uint8: torch.Tensor, aug: Augment, generator: torch.Generator | None = None) -> torch.Tensor:

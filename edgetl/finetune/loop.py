@@ -3,7 +3,6 @@ warm-up + cosine schedule, label smoothing, early stopping on validation accurac
 best checkpoint kept; AMP (bf16) and channels-last on CUDA; DDP under torchrun."""
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 import os
@@ -21,7 +20,7 @@ from edgetl.backbones import Backbone, build_backbone
 from edgetl.card import ModelCard
 from edgetl.data.images import decode_images, open_image_folder
 from edgetl.errors import ConfigError, DataError
-from edgetl.finetune.augment import Augment, augment_batch, normalize
+from edgetl.finetune.augment import Augment, augment_batch, channel_stats, normalize, standardize
 from edgetl.finetune.curves import plot_history
 from edgetl.finetune.model import Classifier
 from edgetl.finetune.run import CURVES, RunWriter
@@ -140,7 +139,7 @@ class Trainer:
     def __init__(self, model: Classifier, stages, cfg: FinetuneConfig, device: torch.device, dist: _Distributed,
                  mean, std):
         self.model, self.stages, self.cfg, self.device, self.dist = model, stages, cfg, device, dist
-        self.mean, self.std = mean, std
+        self.mean, self.std = channel_stats(mean, std, device)
         self.limit = check_strategy(cfg.strategy, cfg.unfreeze, len(stages))
         scale = cfg.backbone_lr_scale
         decay = cfg.layer_decay if cfg.strategy == "gradual" else 1.0
@@ -275,10 +274,8 @@ class Trainer:
                         if probe:
                             logits = self.trained(xb)
                         else:
-                            xb = augment_batch(xb, self.augment, self.gen)
-                            m = torch.as_tensor(self.mean, device=self.device).view(1, -1, 1, 1)
-                            s = torch.as_tensor(self.std, device=self.device).view(1, -1, 1, 1)
-                            xb = ((xb - m) / s).contiguous(memory_format=self.memory_format)
+                            xb = standardize(augment_batch(xb, self.augment, self.gen), self.mean, self.std)
+                            xb = xb.contiguous(memory_format=self.memory_format)
                             if self.n_trainable() == 0:
                                 with torch.no_grad():
                                     feats = self.model.features(xb)

@@ -28,7 +28,7 @@ class Runner(abc.ABC):
     @abc.abstractmethod
     def infer(self, batch: np.ndarray) -> np.ndarray: ...
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (most backends free their session with the object)
         pass
 
     def __enter__(self):
