@@ -71,7 +71,7 @@ def _class_dirs(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def _images_in(folder: Path) -> list[Path]:
+def list_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
                   and not p.name.startswith("."))
 
@@ -92,7 +92,7 @@ def _scan(folder: Path, name: str, classes: list[str] | None) -> ImageFolder:
                         hint="the classes come from the training split (or the model's card)")
     paths, labels, empty = [], [], []
     for d in dirs:
-        files = _images_in(d)
+        files = list_images(d)
         if not files:
             empty.append(d.name)
         paths += files

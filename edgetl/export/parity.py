@@ -31,7 +31,9 @@ class Tolerance:
 
     @classmethod
     def for_precision(cls, precision: str, rel_max_abs: float | None = None) -> "Tolerance":
-        base = {"fp32": cls(), "fp16": cls(2e-2, 0.99)}.get(precision, cls(float("inf"), 0.97))
+        # INT8 is judged on agreement only: it is meant to differ in the logits, and its
+        # accuracy bound (--max-drop) is checked on the whole validation split.
+        base = {"fp32": cls(), "fp16": cls(2e-2, 0.99)}.get(precision, cls(float("inf"), 0.90))
         return dataclasses.replace(base, rel_max_abs=rel_max_abs) if rel_max_abs is not None else base
 
 

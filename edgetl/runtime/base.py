@@ -56,6 +56,8 @@ BACKENDS: dict[str, BackendInfo] = {
                                ("cpu", "cuda", "tensorrt"), "base install", "onnxruntime"),
     "openvino": BackendInfo("openvino", "edgetl.runtime.openvino_runner", "OpenVinoRunner", (".xml",),
                             ("cpu", "gpu", "npu"), "openvino", "openvino"),
+    "tensorrt": BackendInfo("tensorrt", "edgetl.runtime.tensorrt_runner", "TensorRTRunner", (".engine", ".plan"),
+                            ("cuda",), "tensorrt", "tensorrt"),
 }
 
 

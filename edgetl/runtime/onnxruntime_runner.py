@@ -17,10 +17,7 @@ _PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "t
 def read_onnx_card(path: Path) -> ModelCard:
     import onnxruntime as ort
 
-    try:
-        meta = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_modelmeta()
-    except Exception as exc:  # ORT raises its own exception types for a damaged file
-        raise ArtifactError(f"cannot load {path}: {str(exc).splitlines()[0]}") from None
+    meta = _session(path, ort.SessionOptions(), ["CPUExecutionProvider"]).get_modelmeta()
     return _card_from_meta(meta.custom_metadata_map, path)
 
 
@@ -28,6 +25,19 @@ def _card_from_meta(meta: dict, path: Path) -> ModelCard:
     if CARD_KEY not in meta:
         raise ArtifactError(f"{path} carries no edgetl model card", hint="export it with `edgetl export`")
     return ModelCard.from_json(meta[CARD_KEY], where=f"card of {path}")
+
+
+def emulates_tensorrt(card: ModelCard, provider: str) -> bool:
+    return provider != "TensorrtExecutionProvider" and card.source.get("quantization", {}).get("target") == "tensorrt"
+
+
+def _session(path: Path, opts, providers: list[str]):
+    import onnxruntime as ort
+
+    try:
+        return ort.InferenceSession(str(path), opts, providers=providers)
+    except Exception as exc:  # ORT raises its own exception types for a damaged file
+        raise ArtifactError(f"cannot load {path}: {str(exc).splitlines()[0]}") from None
 
 
 class OnnxRuntimeRunner(Runner):
@@ -48,12 +58,17 @@ class OnnxRuntimeRunner(Runner):
         if threads:
             opts.intra_op_num_threads = threads
             opts.inter_op_num_threads = 1
-        try:
-            providers = [provider] + (["CPUExecutionProvider"] if provider != "CPUExecutionProvider" else [])
-            session = ort.InferenceSession(str(path), opts, providers=providers)
-        except Exception as exc:
-            raise ArtifactError(f"cannot load {path}: {str(exc).splitlines()[0]}") from None
-        runner = cls(path, _card_from_meta(session.get_modelmeta().custom_metadata_map, path), device, threads)
+        providers = [provider] + (["CPUExecutionProvider"] if provider != "CPUExecutionProvider" else [])
+        session = _session(path, opts, providers)
+        card = _card_from_meta(session.get_modelmeta().custom_metadata_map, path)
+        if emulates_tensorrt(card, provider):
+            # A QDQ model made for TensorRT, run on the CPU: without graph optimisations the
+            # Q/DQ nodes stay separate float ops, computing exactly the quantized values
+            # TensorRT computes, instead of the CPU's int8 kernels, whose symmetric-int8
+            # path saturates on x86 without VNNI.
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+            session = _session(path, opts, providers)
+        runner = cls(path, card, device, threads)
         runner.session = session
         runner.input_name = session.get_inputs()[0].name
         return runner

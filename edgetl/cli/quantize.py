@@ -1,0 +1,90 @@
+"""edgetl quantize / build-engine: INT8 for OpenVINO, ONNX Runtime and TensorRT."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+def print_quantize_result(result) -> None:
+    from rich.table import Table
+
+    from edgetl.progress import results_console
+
+    table = Table(title=f"INT8 for {result.target} ({result.n} validation images)", title_justify="left")
+    for col in ("artifact", "FP32 acc", "INT8 acc", "drop (pt)", "top-1 agree", "layers in float", "time"):
+        table.add_column(col, justify="left" if col == "artifact" else "right")
+    table.add_row(result.out.name, f"{result.fp32_accuracy:.4f}", f"{result.int8_accuracy:.4f}",
+                  f"{100 * result.drop:.2f}", f"{result.parity.agreement:.2%}", str(len(result.float_layers)),
+                  f"{result.seconds:.0f}s")
+    results_console(stderr=True).print(table)
+    if result.float_layers:
+        click.echo(f"kept in float: {', '.join(result.float_layers)}", err=True)
+
+
+@click.command("quantize")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--target", type=click.Choice(["openvino", "onnxruntime", "tensorrt"]), required=True)
+@click.option("--calib", type=click.Path(), default=None,
+              help="Calibration images: a data set folder (labels ignored) or a flat folder. Default: the run's train split.")
+@click.option("--val", type=click.Path(), default=None, help="Labelled data for accuracy (default: the run's val split).")
+@click.option("--max-drop", type=float, default=None,
+              help="Largest accuracy loss allowed, as a fraction (0.01 = one point); layers fall back to float to hold it.")
+@click.option("--samples", type=int, default=300, show_default=True, help="Calibration samples.")
+@click.option("--calibration", "method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax",
+              show_default=True, help="Range estimation for the QDQ targets.")
+@click.option("--preset", type=click.Choice(["performance", "mixed"]), default="performance", show_default=True,
+              help="NNCF preset (openvino): mixed = asymmetric activations.")
+@click.option("--bias-correction", is_flag=True, help="NNCF (openvino): full bias correction instead of the fast one.")
+@click.option("--ignore", multiple=True, help="NNCF (openvino): node name kept in float (repeatable).")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Default: MODEL.int8.xml / MODEL.int8.onnx / MODEL.qdq.onnx")
+def quantize_cmd(model, target, calib, val, max_drop, samples, method, preset, bias_correction, ignore, out):
+    """INT8 MODEL.onnx for a target, calibrated on the run's own data, within --max-drop."""
+    from edgetl.quantize import quantize
+    from edgetl.quantize.openvino import NncfOptions
+
+    options = NncfOptions(preset=preset, fast_bias_correction=not bias_correction, ignored=tuple(ignore))
+    result = quantize(model, target, calib=calib, val=val, max_drop=max_drop, samples=samples, out=out,
+                      method=method, nncf_options=options)
+    print_quantize_result(result)
+    click.echo(f"wrote {result.out}")
+    if target == "tensorrt":
+        click.echo(f"next, on the device: edgetl build-engine {result.out} --precision int8")
+
+
+@click.command("build-engine")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8", "best"]), default="best", show_default=True,
+              help="int8 needs the QDQ model from `quantize --target tensorrt`; best = fp16 plus int8 where Q/DQ says.")
+@click.option("--batch", default=None, help="Optimization profile MIN:OPT:MAX (default 1:8:32).")
+@click.option("--dla", type=int, default=None, help="DLA core (Jetson), with GPU fallback.")
+@click.option("--workspace", type=int, default=1024, show_default=True, help="Builder workspace in MB.")
+@click.option("--timing-cache", type=click.Path(dir_okay=False), default=None,
+              help="Timing cache file, read and updated (default: beside the engine).")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Default: MODEL.engine")
+@click.option("--print-trtexec", is_flag=True, help="Only print the equivalent trtexec command.")
+def build_engine_cmd(model, precision, batch, dla, workspace, timing_cache, out, print_trtexec):
+    """Build a TensorRT engine from an ONNX model (needs TensorRT), with its card."""
+    from edgetl.quantize.tensorrt_engine import BatchProfile, EngineSpec, build_engine, check_spec, trtexec_command
+
+    model = Path(model)
+    out = Path(out) if out else model.with_suffix(".engine")
+    spec = EngineSpec(model, out, precision, BatchProfile(1, 8, 32), dla, workspace,
+                      Path(timing_cache) if timing_cache else out.with_name("timing.cache"))
+    card, qdq = check_spec(spec)
+    spec = EngineSpec(model, out, precision, BatchProfile.parse(batch, card.input["shape"][0]), dla, workspace,
+                      spec.timing_cache)
+    command = trtexec_command(spec, card, qdq)
+    if print_trtexec:
+        click.echo(command)
+        return
+    info = build_engine(spec)
+    click.echo(f"wrote {out} (TensorRT {info['version']}, {info['gpu']}, compute capability "
+               f"{info['compute_capability']})")
+    if "dla_layers" in info:
+        click.echo(f"DLA core {info['dla_core']}: {info['dla_layers']} layers on the DLA, {info['gpu_layers']} on the GPU")
+    click.echo(f"same build with trtexec: {command}")
+
+
+COMMANDS = [quantize_cmd, build_engine_cmd]

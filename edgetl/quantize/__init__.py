@@ -1,0 +1,209 @@
+"""INT8 quantization calibrated on the task's own data, with a bounded accuracy drop.
+
+`quantize(model.onnx, target)` -> an INT8 artifact for one target:
+- openvino:     NNCF PTQ -> INT8 IR (accuracy control reverts layers to float under --max-drop)
+- onnxruntime:  static QDQ for the ORT CPU provider
+- tensorrt:     explicit-quantization QDQ ONNX for TensorRT (checked here in ONNX Runtime,
+                emulating the integer math; `edgetl build-engine` turns it into an engine)
+For the QDQ targets --max-drop is honoured by keeping the layers that lose most (measured
+per layer on calibration data) in float until the drop holds. Every output carries its
+card (target, calibration, drop, float layers) and passes the INT8 parity gate.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edgetl import progress
+from edgetl.card import ModelCard, build_fingerprint
+from edgetl.errors import ArtifactError, ConfigError, EdgeTLError
+from edgetl.export.parity import ParityResult, Tolerance, compare, raise_on_failures
+from edgetl.quantize.data import Samples, calibration_samples, validation_samples
+
+TARGETS = {"openvino": ".xml", "onnxruntime": ".onnx", "tensorrt": ".onnx"}
+DEFAULT_SUFFIX = {"openvino": ".int8.xml", "onnxruntime": ".int8.onnx", "tensorrt": ".qdq.onnx"}
+PARITY_SAMPLES = 64
+
+
+class AccuracyDropError(EdgeTLError):
+    """INT8 lost more accuracy than --max-drop allows, whatever was kept in float."""
+
+
+@dataclasses.dataclass
+class QuantizeResult:
+    out: Path
+    target: str
+    fp32_accuracy: float
+    int8_accuracy: float
+    n: int
+    float_layers: list[str]
+    attempts: list[dict]
+    parity: ParityResult
+    seconds: float
+
+    @property
+    def drop(self) -> float:
+        return self.fp32_accuracy - self.int8_accuracy
+
+
+def _logits(path: Path, x: np.ndarray, batch: int = 64) -> np.ndarray:
+    from edgetl.runtime import open_runner
+
+    with open_runner(path) as runner:
+        return np.concatenate([runner.infer(x[i:i + batch]) for i in range(0, len(x), batch)])
+
+
+def _accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+    return float((logits.argmax(1) == labels).mean())
+
+
+def _write_card(path: Path, card: ModelCard) -> None:
+    if path.suffix == ".xml":
+        from edgetl.export.openvino_ir import set_openvino_card
+
+        set_openvino_card(path, card)
+    else:
+        from edgetl.export.onnx_export import write_card
+
+        write_card(path, card)
+
+
+def _load_fp32(model: Path) -> ModelCard:
+    from edgetl.runtime.onnxruntime_runner import read_onnx_card
+
+    if not model.is_file():
+        raise ArtifactError(f"{model} does not exist")
+    if model.suffix.lower() != ".onnx":
+        raise ArtifactError(f"quantize takes the FP32 ONNX model from `edgetl export`, got {model.name}")
+    card = read_onnx_card(model)
+    if card.precision != "fp32":
+        raise ArtifactError(f"{model} is already {card.precision}", hint="quantize the FP32 ONNX model")
+    return card
+
+
+def _qdq_with_budget(model: Path, dst: Path, work: Path, target: str, method: str, calib: Samples, val: Samples,
+                     fp32_accuracy: float, max_drop: float | None, card: ModelCard, sensitivity_samples: int = 32):
+    """QDQ-quantize; under --max-drop keep the most sensitive layers in float (1, 2, 4, ...
+    of them) until the drop holds. Returns (float layers, attempts)."""
+    from edgetl.quantize.onnx_qdq import QdqScheme, prepare, quantize_qdq
+    from edgetl.quantize.sensitivity import rank_layers
+
+    scheme = QdqScheme.for_target(target, method)
+    prepared = prepare(model, work / "prepared.onnx")
+    cache = work / "calibration.json"
+    attempts: list[dict] = []
+
+    def attempt(exclude: list[str]) -> float:
+        quantize_qdq(prepared, dst, calib, scheme, exclude, cache)
+        _write_card(dst, card)  # the runner reads the target from the card
+        accuracy = _accuracy(_logits(dst, val.x), val.labels)
+        attempts.append({"float_layers": len(exclude), "accuracy": accuracy, "drop": fp32_accuracy - accuracy})
+        progress.info(f"  {len(exclude)} layer(s) in float: accuracy {accuracy:.4f} "
+                      f"(drop {100 * (fp32_accuracy - accuracy):.2f} pt)")
+        return fp32_accuracy - accuracy
+
+    progress.info(f"calibrating on {len(calib)} samples ({scheme.method}, {scheme.activations} activations"
+                  f"{', 7-bit weights for a CPU without VNNI' if scheme.reduce_range else ''})")
+    drop = attempt([])
+    if max_drop is None or drop <= max_drop:
+        return [], attempts, scheme
+    progress.info(f"drop above --max-drop {100 * max_drop:.2f} pt: ranking layers by quantization error")
+    ranked = [name for name, _ in rank_layers(prepared, dst, calib.x[:sensitivity_samples])]
+    k = 1
+    while True:
+        k = min(k, len(ranked))
+        if attempt(ranked[:k]) <= max_drop:
+            return ranked[:k], attempts, scheme
+        if k == len(ranked):
+            break
+        k *= 2
+    best = min(attempts, key=lambda a: a["drop"])
+    raise AccuracyDropError(
+        f"INT8 for {target} loses {100 * best['drop']:.2f} pt at best ({best['float_layers']} of {len(ranked)} "
+        f"layers in float), above --max-drop {100 * max_drop:.2f} pt",
+        hint="allow a larger --max-drop, try --calibration entropy or percentile, or fine-tune with --qat")
+
+
+def quantize(model, target: str, calib=None, val=None, max_drop: float | None = None, samples: int = 300,
+             out=None, method: str = "minmax", nncf_options=None, seed: int = 0) -> QuantizeResult:
+    """Quantize the FP32 ONNX `model` for `target`; see the module docstring."""
+    from edgetl.quantize.openvino import NncfOptions
+
+    started = time.perf_counter()
+    model = Path(model)
+    if target not in TARGETS:
+        raise ConfigError(f"unknown target {target!r}", hint=f"use one of {', '.join(TARGETS)}")
+    if max_drop is not None and not 0.0 <= max_drop < 1.0:
+        raise ConfigError(f"--max-drop is a fraction of accuracy in [0, 1), got {max_drop}",
+                          hint="e.g. --max-drop 0.01 for one point")
+    card = _load_fp32(model)
+    out = Path(out) if out else model.with_name(model.stem + DEFAULT_SUFFIX[target])
+    if out.suffix.lower() != TARGETS[target]:
+        raise ConfigError(f"--out for {target} must end in {TARGETS[target]}, got {out.name}")
+    calib_samples = calibration_samples(card, calib, samples, seed)
+    val_samples = validation_samples(card, val)
+    progress.info(f"measuring FP32 accuracy on {len(val_samples)} validation images")
+    fp32_logits = _logits(model, val_samples.x)
+    fp32_accuracy = _accuracy(fp32_logits, val_samples.labels)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.stem}.", dir=out.parent))
+    try:
+        tmp_out = work / out.name
+        int8_card = dataclasses.replace(card, precision="int8", metrics=dict(card.metrics), build=build_fingerprint())
+        quantization = {"target": target, "max_drop": max_drop,
+                        "calibration": {"data": calib_samples.source, "samples": len(calib_samples), "seed": seed},
+                        "validation": {"data": val_samples.source, "n": len(val_samples)}}
+        int8_card.source = {**card.source, "fp32_model": str(model.resolve()), "quantization": quantization}
+        if target == "openvino":
+            options = nncf_options or NncfOptions()
+            progress.info(f"NNCF {'accuracy-controlled ' if max_drop is not None else ''}quantization on "
+                          f"{len(calib_samples)} calibration samples ({options.preset} preset)")
+            from edgetl.quantize.openvino import quantize_openvino
+
+            float_layers = quantize_openvino(model, tmp_out, calib_samples, options, val_samples, max_drop)
+            attempts, settings = [], options.to_dict()
+        else:
+            float_layers, attempts, scheme = _qdq_with_budget(model, tmp_out, work, target, method, calib_samples,
+                                                              val_samples, fp32_accuracy, max_drop, int8_card)
+            settings = scheme.to_dict()
+        quantization.update(settings=settings, float_layers=float_layers, attempts=attempts)
+        _write_card(tmp_out, int8_card)
+        int8_accuracy = _accuracy(_logits(tmp_out, val_samples.x), val_samples.labels)
+        if max_drop is not None and fp32_accuracy - int8_accuracy > max_drop + 1e-9:
+            raise AccuracyDropError(
+                f"INT8 for {target} loses {100 * (fp32_accuracy - int8_accuracy):.2f} pt "
+                f"({len(float_layers)} layers in float), above --max-drop {100 * max_drop:.2f} pt",
+                hint="allow a larger --max-drop, or fine-tune with --qat")
+        parity = _int8_parity(tmp_out, fp32_logits, val_samples)
+        parity.artifact = str(out)
+        int8_card.metrics.update(accuracy=int8_accuracy, fp32_accuracy=fp32_accuracy,
+                                 accuracy_drop=fp32_accuracy - int8_accuracy, parity=parity.to_dict())
+        _write_card(tmp_out, int8_card)
+        raise_on_failures([parity])
+        for f in work.iterdir():
+            if f.name.startswith(out.stem + "."):
+                os.replace(f, out.parent / f.name)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return QuantizeResult(out, target, fp32_accuracy, int8_accuracy, len(val_samples), float_layers, attempts,
+                          parity, time.perf_counter() - started)
+
+
+def _int8_parity(path: Path, fp32_logits: np.ndarray, val: Samples) -> ParityResult:
+    """INT8 parity against the FP32 model: agreement and accuracy, not max-abs."""
+    from edgetl.runtime import open_runner
+
+    step = max(1, len(val) // PARITY_SAMPLES)
+    idx = np.arange(0, len(val), step)[:PARITY_SAMPLES]
+    with open_runner(path) as runner:
+        return compare(fp32_logits[idx], runner, val.x[idx], val.labels[idx], Tolerance.for_precision("int8"))
+
+
+__all__ = ["AccuracyDropError", "QuantizeResult", "TARGETS", "quantize"]

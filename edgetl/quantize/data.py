@@ -1,0 +1,74 @@
+"""Calibration and validation samples for quantization, preprocessed exactly as the
+runtime preprocesses them at inference (the card's preprocessing, numpy/Pillow).
+
+Calibration defaults to the run's own training split (found through the card), never to
+random or unrelated data; validation to the run's validation split.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from edgetl.card import ModelCard
+from edgetl.data.images import ImageFolder, list_images, decode_images
+from edgetl.errors import DataError
+from edgetl.evaluation import select_split
+from edgetl.preprocess import IMAGE_SUFFIXES, ImagePreprocessing
+
+
+@dataclasses.dataclass
+class Samples:
+    """Preprocessed float32 NCHW inputs (labels only for validation data)."""
+
+    x: np.ndarray
+    labels: np.ndarray | None
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def batches(self, size: int):
+        for start in range(0, len(self.x), size):
+            yield self.x[start:start + size]
+
+
+def _run_data(card: ModelCard, what: str) -> Path:
+    source = card.source.get("data")
+    if not source or not Path(source).is_dir():
+        raise DataError(f"the run's data set ({source}) is not available for {what}",
+                        hint=f"pass --{'calib' if what == 'calibration' else 'val'} DIR")
+    return Path(source)
+
+
+def _decode(folder: ImageFolder, card: ModelCard) -> tuple[np.ndarray, np.ndarray]:
+    pre = ImagePreprocessing.from_dict(card.preprocessing)
+    pixels, labels = decode_images(folder, pre)
+    return pre.normalize(pixels), labels
+
+
+def calibration_samples(card: ModelCard, calib=None, samples: int = 300, seed: int = 0) -> Samples:
+    """Up to `samples` images from `calib` (a data set folder whose labels are ignored, or
+    a flat folder of images), by default the run's training split; chosen at random
+    (seeded), so every class is represented in proportion."""
+    if samples < 1:
+        raise DataError(f"--samples must be at least 1, got {samples}")
+    root = Path(calib) if calib else _run_data(card, "calibration")
+    if not root.is_dir():
+        raise DataError(f"calibration folder {root} does not exist")
+    paths = list_images(root / "train" if (root / "train").is_dir() else root)
+    if not paths:
+        raise DataError(f"no images found under {root} for calibration",
+                        hint=f"supported: {', '.join(sorted(IMAGE_SUFFIXES))}")
+    order = np.random.default_rng(seed).permutation(len(paths))[:samples]
+    folder = ImageFolder("calibration", [paths[i] for i in sorted(order)], [0] * len(order), ["any"])
+    x, _ = _decode(folder, card)
+    return Samples(x, None, str(root))
+
+
+def validation_samples(card: ModelCard, val=None, split: str = "val") -> Samples:
+    """The labelled split that accuracy drops are measured on (the run's val split by default)."""
+    root = Path(val) if val else _run_data(card, "validation")
+    x, labels = _decode(select_split(root, split, card.labels), card)
+    return Samples(x, labels, str(root))

@@ -1,0 +1,104 @@
+"""OpenVINO INT8 IR with NNCF post-training quantization, optionally accuracy-controlled:
+NNCF ranks the quantized operations by their effect on the validation metric and reverts
+the worst to float until the drop holds."""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import re
+from pathlib import Path
+
+import numpy as np
+
+from edgetl.errors import BackendUnavailable, ConfigError
+from edgetl.quantize.data import Samples
+
+PRESETS = ("performance", "mixed")
+
+
+@dataclasses.dataclass(frozen=True)
+class NncfOptions:
+    preset: str = "performance"  # symmetric activations; "mixed": asymmetric, for activations not centred on 0
+    fast_bias_correction: bool = True  # False: the slower, more exact bias correction
+    ignored: tuple[str, ...] = ()  # node names kept in float
+    model_type: str | None = None  # "transformer" for attention models
+
+    def to_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "ignored": list(self.ignored)}
+
+
+class _RevertedNodes(logging.Handler):
+    """NNCF reports the operations it reverted to float only in its log."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.nodes: list[str] = []
+
+    def emit(self, record):
+        message = record.getMessage()
+        if "were reverted back to the floating-point precision" in message:
+            self.nodes = [line.strip() for line in message.splitlines()[1:] if line.strip()]
+
+
+@contextlib.contextmanager
+def _nncf_log():
+    """Capture the reverted nodes, keep NNCF's INFO lines off the terminal."""
+    logger = logging.getLogger("nncf")
+    capture = _RevertedNodes()
+    levels = [(h, h.level) for h in logger.handlers]
+    old_level = logger.level
+    for handler, _ in levels:
+        handler.setLevel(logging.WARNING)
+    logger.addHandler(capture)
+    logger.setLevel(logging.INFO)
+    try:
+        yield capture
+    finally:
+        logger.removeHandler(capture)
+        logger.setLevel(old_level)
+        for handler, level in levels:
+            handler.setLevel(level)
+
+
+def _accuracy_fn(compiled, data) -> float:
+    output = compiled.output(0)
+    correct = [int(compiled(x)[output].argmax(1)[0] == y) for x, y in data]
+    return float(np.mean(correct)) if correct else 0.0
+
+
+def quantize_openvino(src: Path, dst: Path, calibration: Samples, options: NncfOptions,
+                      validation: Samples | None = None, max_drop: float | None = None) -> list[str]:
+    """Write INT8 IR `dst` (.xml + .bin) from the float ONNX `src`; returns the operations
+    kept in float by accuracy control."""
+    try:
+        import nncf
+        import openvino as ov
+    except ImportError:
+        raise BackendUnavailable("NNCF and OpenVINO are needed for --target openvino",
+                                 hint="pip install 'edgetl[openvino]'") from None
+    if options.preset not in PRESETS:
+        raise ConfigError(f"unknown preset {options.preset!r}", hint=f"use one of {', '.join(PRESETS)}")
+    model = ov.Core().read_model(str(src))
+    names = {op.get_friendly_name() for op in model.get_ops()}
+    unknown = [n for n in options.ignored if n not in names]
+    if unknown:
+        raise ConfigError(f"--ignore names no operation of the model: {', '.join(unknown)}",
+                          hint="use the node names of the ONNX graph (e.g. from Netron)")
+    kwargs = dict(
+        preset=nncf.QuantizationPreset.MIXED if options.preset == "mixed" else nncf.QuantizationPreset.PERFORMANCE,
+        subset_size=len(calibration), fast_bias_correction=options.fast_bias_correction,
+        model_type=nncf.ModelType.TRANSFORMER if options.model_type == "transformer" else None,
+        ignored_scope=nncf.IgnoredScope(names=list(options.ignored)) if options.ignored else None,
+    )
+    calib = nncf.Dataset(list(calibration.batches(1)))
+    with _nncf_log() as log:
+        if max_drop is None:
+            quantized = nncf.quantize(model, calib, **kwargs)
+        else:
+            items = [(validation.x[i:i + 1], int(validation.labels[i])) for i in range(len(validation))]
+            val = nncf.Dataset(items, lambda item: item[0])
+            quantized = nncf.quantize_with_accuracy_control(model, calib, val, _accuracy_fn, max_drop=max_drop,
+                                                            drop_type=nncf.DropType.ABSOLUTE, **kwargs)
+    ov.save_model(quantized, str(dst), compress_to_fp16=False)
+    return [re.sub(r"/WithoutBiases$", "", n) for n in log.nodes]

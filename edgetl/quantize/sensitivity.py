@@ -1,0 +1,93 @@
+"""Which layers lose most when quantized? Measured on calibration data by running the
+float and the QDQ model side by side and comparing every weighted layer's output.
+
+A layer's score is the signal-to-quantization-noise ratio (dB) lost across it: SQNR of
+its input minus SQNR of its output, both against the float model. Error already present
+at the input is not the layer's fault, so accumulated error does not push late layers to
+the top of the list.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgetl.quantize.onnx_qdq import WEIGHTED_OPS
+
+CEILING_DB = 60.0  # an unquantized graph input is exact (infinite SQNR): count it as 60 dB
+
+
+def sqnr_db(reference: np.ndarray, value: np.ndarray) -> float:
+    noise = float(np.sum((reference.astype(np.float64) - value) ** 2))
+    signal = float(np.sum(reference.astype(np.float64) ** 2))
+    if noise == 0.0:
+        return float("inf")
+    return 10.0 * np.log10(max(signal, 1e-30) / noise)
+
+
+def _run_with_outputs(model, names: list[str], x: np.ndarray) -> dict[str, np.ndarray]:
+    """Values of the tensors `names` (graph optimisations off, so every name survives)."""
+    import onnx
+    import onnxruntime as ort
+
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    present = {o.name for o in model.graph.output}
+    for name in names:
+        if name not in present:
+            model.graph.output.append(onnx.ValueInfoProto(name=name))
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    values = session.run(names, {model.graph.input[0].name: x})
+    return dict(zip(names, values))
+
+
+def _float_source(name: str, producers: dict) -> str:
+    """The float tensor behind a dequantized input (DQ <- Q <- tensor), else `name`."""
+    dq = producers.get(name)
+    if dq is not None and dq.op_type == "DequantizeLinear":
+        q = producers.get(dq.input[0])
+        if q is not None and q.op_type == "QuantizeLinear":
+            return q.input[0]
+    return name
+
+
+def _dequantized(name: str, consumers: dict) -> str:
+    """The tensor a later layer really sees: `name` after its Q -> DQ pair, if any (the
+    quantization range may also do the work of a folded ReLU/Clip)."""
+    for q in consumers.get(name, []):
+        if q.op_type == "QuantizeLinear":
+            for dq in consumers.get(q.output[0], []):
+                if dq.op_type == "DequantizeLinear":
+                    return dq.output[0]
+    return name
+
+
+def rank_layers(float_path: Path, qdq_path: Path, x: np.ndarray) -> list[tuple[str, float]]:
+    """(node name, dB lost) for every weighted node of `qdq_path`, worst first.
+    `float_path` is the float model the QDQ one was made from. A node's output may carry
+    the name of an activation the quantizer folded into it (Conv+ReLU): the float model
+    has that tensor too, so the comparison holds."""
+    import onnx
+
+    float_model, qdq_model = onnx.load(str(float_path)), onnx.load(str(qdq_path))
+    float_tensors = {t for n in float_model.graph.node for t in n.output} | {i.name for i in float_model.graph.input}
+    producers = {out: node for node in qdq_model.graph.node for out in node.output}
+    consumers: dict[str, list] = {}
+    for node in qdq_model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    pairs = {}  # node -> (float input, float output, the output as the QDQ model passes it on)
+    for node in qdq_model.graph.node:
+        if node.op_type in WEIGHTED_OPS:
+            src, out = _float_source(node.input[0], producers), node.output[0]
+            if src in float_tensors and out in float_tensors:
+                pairs[node.name] = (src, out, _dequantized(out, consumers))
+    ref = _run_with_outputs(float_model, sorted({t for p in pairs.values() for t in p[:2]}), x)
+    got = _run_with_outputs(qdq_model, sorted({t for p in pairs.values() for t in (p[0], p[2])}), x)
+    scores = []
+    for node, (src, out, passed_on) in pairs.items():
+        before = min(sqnr_db(ref[src], got[src]), CEILING_DB)
+        after = min(sqnr_db(ref[out], got[passed_on]), CEILING_DB)
+        scores.append((node, before - after))
+    return sorted(scores, key=lambda s: -s[1])
