@@ -79,3 +79,41 @@ def odd_image_bytes() -> dict[str, bytes]:
     files["truncated.png"] = files["gray.png"][:40]
     files["notes.txt"] = b"not an image, ignored"
     return files
+
+
+def pytest_collection_modifyitems(config, items):
+    """`tensorrt` tests run only where TensorRT imports and a CUDA device exists."""
+    import importlib.util
+
+    reason = None
+    if importlib.util.find_spec("tensorrt") is None:
+        reason = "tensorrt is not installed"
+    else:
+        import torch
+
+        if not torch.cuda.is_available():
+            reason = "no CUDA device for TensorRT"
+    if reason:
+        for item in items:
+            if "tensorrt" in item.keywords:
+                item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture(scope="session")
+def quant_digits(tmp_path_factory) -> Path:
+    """4 classes of real digits, 24 train and 20 val images each, 32 px: enough
+    validation images for accuracy drops to mean something."""
+    return write_digit_folder(tmp_path_factory.mktemp("quant") / "digits", classes=(0, 1, 2, 3),
+                              per_split=(("train", 24), ("val", 20)))
+
+
+@pytest.fixture(scope="session")
+def quant_onnx(tmp_path_factory, quant_digits) -> Path:
+    """The FP32 ONNX export of a linear-probe EfficientNet-Lite0 run on quant_digits."""
+    from edgetl import finetune
+    from edgetl.export import export_run
+
+    run = tmp_path_factory.mktemp("quant_run") / "lite0"
+    finetune(quant_digits, "efficientnet_lite0", run, strategy="linear-probe", epochs=4, input_size=32,
+             batch_size=16, lr=1e-2)
+    return export_run(run, run / "model.onnx").onnx

@@ -91,16 +91,20 @@ def _qdq_with_budget(model: Path, dst: Path, work: Path, target: str, method: st
                      fp32_accuracy: float, max_drop: float | None, card: ModelCard, sensitivity_samples: int = 32):
     """QDQ-quantize; under --max-drop keep the most sensitive layers in float (1, 2, 4, ...
     of them) until the drop holds. Returns (float layers, attempts)."""
-    from edgetl.quantize.onnx_qdq import QdqScheme, prepare, quantize_qdq
+    import onnx
+
+    from edgetl.quantize.onnx_qdq import QdqScheme, layer_nodes, prepare, quantize_qdq
     from edgetl.quantize.sensitivity import rank_layers
 
     scheme = QdqScheme.for_target(target, method)
     prepared = prepare(model, work / "prepared.onnx")
     cache = work / "calibration.json"
     attempts: list[dict] = []
+    layers = layer_nodes(onnx.load(str(prepared)))
 
     def attempt(exclude: list[str]) -> float:
-        quantize_qdq(prepared, dst, calib, scheme, exclude, cache)
+        nodes = [n for layer in exclude for n in layers[layer]]
+        quantize_qdq(prepared, dst, calib, scheme, nodes, cache)
         _write_card(dst, card)  # the runner reads the target from the card
         accuracy = _accuracy(_logits(dst, val.x), val.labels)
         attempts.append({"float_layers": len(exclude), "accuracy": accuracy, "drop": fp32_accuracy - accuracy})
@@ -181,7 +185,7 @@ def quantize(model, target: str, calib=None, val=None, max_drop: float | None = 
                 f"INT8 for {target} loses {100 * (fp32_accuracy - int8_accuracy):.2f} pt "
                 f"({len(float_layers)} layers in float), above --max-drop {100 * max_drop:.2f} pt",
                 hint="allow a larger --max-drop, or fine-tune with --qat")
-        parity = _int8_parity(tmp_out, fp32_logits, val_samples)
+        parity = _int8_parity(tmp_out, fp32_logits, val_samples, max_drop)
         parity.artifact = str(out)
         int8_card.metrics.update(accuracy=int8_accuracy, fp32_accuracy=fp32_accuracy,
                                  accuracy_drop=fp32_accuracy - int8_accuracy, parity=parity.to_dict())
@@ -196,14 +200,20 @@ def quantize(model, target: str, calib=None, val=None, max_drop: float | None = 
                           parity, time.perf_counter() - started)
 
 
-def _int8_parity(path: Path, fp32_logits: np.ndarray, val: Samples) -> ParityResult:
-    """INT8 parity against the FP32 model: agreement and accuracy, not max-abs."""
+def _int8_parity(path: Path, fp32_logits: np.ndarray, val: Samples, max_drop: float | None) -> ParityResult:
+    """INT8 parity against the FP32 model: top-1 agreement (and both accuracies), not
+    max-abs. A user who allows a drop of X accepts at least 2X of changed answers (each
+    lost answer may be offset by a gained one), so the agreement needed follows --max-drop."""
     from edgetl.runtime import open_runner
+
+    tolerance = Tolerance.for_precision("int8")
+    if max_drop is not None:
+        tolerance = dataclasses.replace(tolerance, min_agreement=min(tolerance.min_agreement, 1.0 - 2 * max_drop))
 
     step = max(1, len(val) // PARITY_SAMPLES)
     idx = np.arange(0, len(val), step)[:PARITY_SAMPLES]
     with open_runner(path) as runner:
-        return compare(fp32_logits[idx], runner, val.x[idx], val.labels[idx], Tolerance.for_precision("int8"))
+        return compare(fp32_logits[idx], runner, val.x[idx], val.labels[idx], tolerance)
 
 
 __all__ = ["AccuracyDropError", "QuantizeResult", "TARGETS", "quantize"]

@@ -112,16 +112,29 @@ def quantize_qdq(src: Path, dst: Path, samples: Samples, scheme: QdqScheme, excl
 
 
 def float_weighted_nodes(model) -> list[str]:
-    """Weighted nodes (Conv, Gemm, MatMul) whose data input is not dequantized: they run in float."""
+    """Weighted nodes (Conv, Gemm, MatMul) with an input that is not dequantized: they run in float."""
     producers = {out: node for node in model.graph.node for out in node.output}
-    floats = []
-    for node in model.graph.node:
+
+    def dequantized(name: str) -> bool:
+        return name in producers and producers[name].op_type == "DequantizeLinear"
+
+    return [n.name for n in model.graph.node
+            if n.op_type in WEIGHTED_OPS and not (dequantized(n.input[0]) and dequantized(n.input[1]))]
+
+
+def layer_nodes(model) -> dict[str, list[str]]:
+    """Each weighted node with the nodes that follow it up to the next weighted node
+    (activation, residual Add, pooling): what has to stay float for that layer to be float."""
+    owner: dict[str, str] = {}  # tensor -> weighted node that produced it (directly or through followers)
+    layers: dict[str, list[str]] = {}
+    for node in model.graph.node:  # ONNX graphs are topologically sorted
         if node.op_type in WEIGHTED_OPS:
-            src = producers.get(node.input[0])
-            if src is None or src.op_type != "DequantizeLinear":
-                floats.append(node.name)
-    return floats
-
-
-def weighted_nodes(model) -> list[str]:
-    return [n.name for n in model.graph.node if n.op_type in WEIGHTED_OPS]
+            layer = node.name
+            layers[layer] = []
+        else:
+            layer = next((owner[i] for i in node.input if i in owner), None)
+        if layer is not None:
+            layers[layer].append(node.name)
+            for out in node.output:
+                owner[out] = layer
+    return layers

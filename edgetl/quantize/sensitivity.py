@@ -2,9 +2,9 @@
 float and the QDQ model side by side and comparing every weighted layer's output.
 
 A layer's score is the signal-to-quantization-noise ratio (dB) lost across it: SQNR of
-its input minus SQNR of its output, both against the float model. Error already present
-at the input is not the layer's fault, so accumulated error does not push late layers to
-the top of the list.
+the input it consumes (after its Q/DQ) minus SQNR of the output it passes on (after
+that output's Q/DQ), both against the float model. Error already present at the input is
+not the layer's fault, so accumulated error does not push late layers to the top.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import numpy as np
 
 from edgetl.quantize.onnx_qdq import WEIGHTED_OPS
 
-CEILING_DB = 60.0  # an unquantized graph input is exact (infinite SQNR): count it as 60 dB
+CEILING_DB = 60.0  # an exact tensor has infinite SQNR: count it as 60 dB
 
 
 def sqnr_db(reference: np.ndarray, value: np.ndarray) -> float:
@@ -77,17 +77,22 @@ def rank_layers(float_path: Path, qdq_path: Path, x: np.ndarray) -> list[tuple[s
     for node in qdq_model.graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
-    pairs = {}  # node -> (float input, float output, the output as the QDQ model passes it on)
+    pairs = {}  # node -> (float input, input as consumed, float output, output as passed on)
     for node in qdq_model.graph.node:
         if node.op_type in WEIGHTED_OPS:
             src, out = _float_source(node.input[0], producers), node.output[0]
+            passed_on = _dequantized(out, consumers)
+            if out not in float_tensors:  # a graph output: the quantizer renamed the node's own output
+                out = passed_on
             if src in float_tensors and out in float_tensors:
-                pairs[node.name] = (src, out, _dequantized(out, consumers))
-    ref = _run_with_outputs(float_model, sorted({t for p in pairs.values() for t in p[:2]}), x)
-    got = _run_with_outputs(qdq_model, sorted({t for p in pairs.values() for t in (p[0], p[2])}), x)
+                pairs[node.name] = (src, node.input[0], out, passed_on)
+    ref = _run_with_outputs(float_model, sorted({t for p in pairs.values() for t in (p[0], p[2])}), x)
+    got = _run_with_outputs(qdq_model, sorted({t for p in pairs.values() for t in (p[1], p[3])}), x)
     scores = []
-    for node, (src, out, passed_on) in pairs.items():
-        before = min(sqnr_db(ref[src], got[src]), CEILING_DB)
+    for node, (src, consumed, out, passed_on) in pairs.items():
+        before = min(sqnr_db(ref[src], got[consumed]), CEILING_DB)
         after = min(sqnr_db(ref[out], got[passed_on]), CEILING_DB)
         scores.append((node, before - after))
-    return sorted(scores, key=lambda s: -s[1])
+    unmeasured = [(n.name, float("nan")) for n in qdq_model.graph.node
+                  if n.op_type in WEIGHTED_OPS and n.name not in pairs]
+    return sorted(scores, key=lambda s: -s[1]) + unmeasured  # unmeasured last, but still listed

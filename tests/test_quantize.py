@@ -1,0 +1,218 @@
+"""Quantization on real digits: each target's output loads in its runtime, keeps its
+accuracy within the bound, carries its card; TensorRT QDQ structure; --max-drop fallback."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from edgetl.cli import cli
+from edgetl.errors import ArtifactError, ConfigError, DataError
+from edgetl.quantize import AccuracyDropError, quantize
+from edgetl.quantize.data import calibration_samples, validation_samples
+from edgetl.quantize.onnx_qdq import QdqScheme, float_weighted_nodes, prepare, quantize_qdq
+from edgetl.quantize.qdq_rules import tensorrt_qdq_violations
+from edgetl.quantize.sensitivity import rank_layers
+from edgetl.runtime import open_runner
+from edgetl.runtime.onnxruntime_runner import read_onnx_card
+
+
+@pytest.fixture(scope="module")
+def outputs(quant_onnx, tmp_path_factory):
+    """One INT8 artifact per target, bounded to a 5-point drop (one image of 80 is 1.25 pt)."""
+    out = tmp_path_factory.mktemp("int8")
+    return {target: quantize(quant_onnx, target, samples=48, max_drop=0.05,
+                             out=out / f"m.{target}{'.xml' if target == 'openvino' else '.onnx'}")
+            for target in ("openvino", "onnxruntime", "tensorrt")}
+
+
+@pytest.mark.parametrize("target,backend", [("openvino", "openvino"), ("onnxruntime", "onnxruntime"),
+                                            ("tensorrt", "onnxruntime")])
+def test_each_target_loads_in_its_runtime_within_the_bound(outputs, quant_digits, target, backend):
+    from edgetl.evaluation import evaluate
+
+    result = outputs[target]
+    assert result.out.exists() and result.drop <= 0.05
+    with open_runner(result.out) as runner:
+        assert runner.backend == backend
+        assert runner.card.precision == "int8"
+        q = runner.card.source["quantization"]
+        assert q["target"] == target and q["calibration"]["samples"] == 48
+        assert runner.card.metrics["accuracy_drop"] == pytest.approx(result.drop)
+        assert runner.card.metrics["parity"]["passed"]
+    # the same accuracy again, through the generic evaluate path
+    assert evaluate(result.out, quant_digits).accuracy == pytest.approx(result.int8_accuracy)
+    assert not [p for p in result.out.parent.iterdir() if p.name.startswith(".")]  # no temporary leftovers
+
+
+def test_int8_files_are_really_int8(outputs):
+    import openvino as ov
+
+    ops = {op.get_type_name() for op in ov.Core().read_model(str(outputs["openvino"].out)).get_ops()}
+    assert "FakeQuantize" in ops
+    for target in ("onnxruntime", "tensorrt"):
+        types = {n.op_type for n in onnx.load(str(outputs[target].out)).graph.node}
+        assert {"QuantizeLinear", "DequantizeLinear"} <= types
+
+
+def test_tensorrt_qdq_follows_the_structure_rules_and_the_cpu_one_does_not(outputs):
+    trt_model = onnx.load(str(outputs["tensorrt"].out))
+    assert tensorrt_qdq_violations(trt_model) == []
+    assert float_weighted_nodes(trt_model) == []
+    cpu_problems = tensorrt_qdq_violations(onnx.load(str(outputs["onnxruntime"].out)))
+    assert any("zero point" in p for p in cpu_problems)  # uint8 / asymmetric: not for TensorRT
+
+
+def test_structure_rules_catch_per_tensor_weights(outputs, tmp_path):
+    from onnx import numpy_helper
+
+    model = onnx.load(str(outputs["tensorrt"].out))
+    inits = {t.name: t for t in model.graph.initializer}
+    conv = next(n for n in model.graph.node if n.op_type == "Conv")
+    weight_dq = next(n for n in model.graph.node if n.output[0] == conv.input[1])
+    scale = inits[weight_dq.input[1]]
+    scale.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(scale)[:1].copy(), scale.name))
+    assert any(conv.name in p and "per-channel" in p for p in tensorrt_qdq_violations(model))
+
+
+def test_tensorrt_qdq_is_emulated_on_the_cpu(outputs):
+    import onnxruntime as ort
+
+    with open_runner(outputs["tensorrt"].out) as runner:
+        level = runner.session.get_session_options().graph_optimization_level
+        assert level == ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    with open_runner(outputs["onnxruntime"].out) as runner:
+        assert runner.session.get_session_options().graph_optimization_level != \
+            ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+
+
+def test_cpu_scheme_uses_7_bit_weights_only_without_vnni(monkeypatch):
+    import edgetl.quantize.onnx_qdq as q
+
+    monkeypatch.setattr(q.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(q, "cpu_has_vnni", lambda: False)
+    assert QdqScheme.for_target("onnxruntime").reduce_range
+    monkeypatch.setattr(q, "cpu_has_vnni", lambda: True)
+    assert not QdqScheme.for_target("onnxruntime").reduce_range
+    trt = QdqScheme.for_target("tensorrt")
+    assert trt.symmetric_activations and trt.activations == "int8" and not trt.reduce_range
+
+
+def test_sensitivity_blames_a_damaged_layer_and_nothing_upstream(quant_onnx, tmp_path):
+    """Scale one layer's weights by 8 in the QDQ model: its score must jump, and the
+    layers before it must score exactly as before (the damage is localised)."""
+    from onnx import numpy_helper
+
+    card = read_onnx_card(quant_onnx)
+    calib = calibration_samples(card, samples=16)
+    prepared = prepare(quant_onnx, tmp_path / "prepared.onnx")
+    qdq = tmp_path / "qdq.onnx"
+    quantize_qdq(prepared, qdq, calib, QdqScheme.for_target("tensorrt"))
+    before = dict(rank_layers(prepared, qdq, calib.x))
+    model = onnx.load(str(qdq))
+    producers = {o: n for n in model.graph.node for o in n.output}
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    victim = convs[len(convs) // 2]
+    weight_q = producers[producers[victim.input[1]].input[0]]  # DQ <- Q <- float weight
+    w = next(t for t in model.graph.initializer if t.name == weight_q.input[0])
+    w.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(w) * 8.0, w.name))
+    onnx.save(model, str(qdq))
+    after = dict(rank_layers(prepared, qdq, calib.x))
+    assert after[victim.name] > before[victim.name] + 6.0
+    for upstream in convs[:len(convs) // 2]:
+        assert after[upstream.name] == pytest.approx(before[upstream.name], abs=1e-6)
+
+
+def test_a_bound_int8_cannot_hold_falls_back_to_float_layers(quant_onnx, tmp_path):
+    """Calibrating on one blank image gives ranges that clip every stroke (a drop of tens
+    of points); --max-drop must then put layers back in float, more each try, until the
+    bound holds (all layers in float always holds)."""
+    calib = tmp_path / "blank"
+    calib.mkdir()
+    Image.new("RGB", (32, 32), "white").save(calib / "white.png")
+    result = quantize(quant_onnx, "tensorrt", calib=calib, max_drop=0.1, out=tmp_path / "m.onnx")
+    first = result.attempts[0]
+    assert first["float_layers"] == 0 and first["drop"] > 0.1  # the naive try really failed
+    assert result.drop <= 0.1 and len(result.attempts) > 1
+    counts = [a["float_layers"] for a in result.attempts]
+    assert counts == sorted(counts) and counts[-1] == len(result.float_layers) > 0
+    model = onnx.load(str(result.out))
+    assert set(result.float_layers) <= set(float_weighted_nodes(model))
+    assert tensorrt_qdq_violations(model, float_nodes=set(result.float_layers)) == []
+    card = read_onnx_card(result.out)
+    assert card.source["quantization"]["float_layers"] == result.float_layers
+    assert card.metrics["accuracy_drop"] == pytest.approx(result.drop)
+
+
+def test_an_impossible_bound_is_a_clear_error(quant_onnx, tmp_path, monkeypatch):
+    """When even the best try loses too much, nothing is written and the error says so."""
+    import edgetl.quantize as q
+
+    calls = []
+
+    def fp32_perfect_int8_useless(logits, labels):  # the first measurement is the FP32 model
+        calls.append(1)
+        return 1.0 if len(calls) == 1 else 0.0
+
+    monkeypatch.setattr(q, "_accuracy", fp32_perfect_int8_useless)
+    with pytest.raises(AccuracyDropError, match="layers in float"):
+        quantize(quant_onnx, "onnxruntime", samples=8, max_drop=0.0, out=tmp_path / "m.onnx")
+    assert not (tmp_path / "m.onnx").exists() and not list(tmp_path.iterdir())
+
+
+def test_calibration_data(quant_onnx, quant_digits, tmp_path):
+    card = read_onnx_card(quant_onnx)
+    default = calibration_samples(card, samples=10)
+    assert default.x.shape == (10, 3, 32, 32) and default.source.endswith("digits")
+    assert len(calibration_samples(card, samples=10_000)) == 4 * 24  # bounded by the train split
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for i, p in enumerate(sorted((quant_digits / "val" / "1").iterdir())[:5]):
+        Image.open(p).convert("RGBA").save(flat / f"x{i}.png")
+    assert len(calibration_samples(card, calib=flat)) == 5
+    other = tmp_path / "other" / "cats"  # class names the model never saw: labels are ignored
+    other.mkdir(parents=True)
+    Image.open(p).save(other / "c.png")
+    assert len(calibration_samples(card, calib=tmp_path / "other")) == 1
+    with pytest.raises(DataError):
+        calibration_samples(card, calib=tmp_path / "empty-does-not-exist")
+    (tmp_path / "nothing").mkdir()
+    with pytest.raises(DataError, match="no images"):
+        calibration_samples(card, calib=tmp_path / "nothing")
+    val = validation_samples(card)
+    assert len(val) == 80 and set(val.labels.tolist()) == {0, 1, 2, 3}
+
+
+def test_quantize_errors(quant_onnx, outputs, tmp_path):
+    with pytest.raises(ConfigError):
+        quantize(quant_onnx, "coreml")
+    with pytest.raises(ConfigError):
+        quantize(quant_onnx, "onnxruntime", max_drop=5)
+    with pytest.raises(ConfigError):
+        quantize(quant_onnx, "openvino", out=tmp_path / "m.onnx")
+    with pytest.raises(ArtifactError, match="already int8"):
+        quantize(outputs["onnxruntime"].out, "onnxruntime")
+    with pytest.raises(ArtifactError):
+        quantize(tmp_path / "missing.onnx", "onnxruntime")
+    runner = CliRunner()
+    res = runner.invoke(cli, ["quantize", str(quant_onnx.with_suffix(".xml")), "--target", "onnxruntime"])
+    assert res.exit_code == 2 and "error:" in res.output and "Traceback" not in res.output
+    res = runner.invoke(cli, ["quantize", str(quant_onnx), "--target", "tensorrt", "--calib", str(tmp_path / "no"),
+                              "--out", str(tmp_path / "q.onnx")])
+    assert res.exit_code == 2 and "calibration folder" in res.output
+    assert list(tmp_path.iterdir()) == []  # nothing half-written
+
+
+def test_cli_quantize_prints_the_drop(quant_onnx, tmp_path):
+    res = CliRunner().invoke(cli, ["quantize", str(quant_onnx), "--target", "onnxruntime", "--samples", "16",
+                                   "--out", str(tmp_path / "m.int8.onnx")])
+    assert res.exit_code == 0, res.output
+    assert "drop (pt)" in res.output and (tmp_path / "m.int8.onnx").exists()
+    x = validation_samples(read_onnx_card(quant_onnx)).x[:3]
+    with open_runner(tmp_path / "m.int8.onnx") as runner:
+        assert runner.infer(x).shape == (3, 4) and np.isfinite(runner.infer(x)).all()
