@@ -95,3 +95,24 @@ def test_onnx_without_card_is_refused(tmp_path, runs):
     onnx.save(proto, str(tmp_path / "bare.onnx"))
     with pytest.raises(ArtifactError, match="no edgetl model card"):
         open_runner(tmp_path / "bare.onnx")
+
+
+def test_an_unsupported_operator_names_its_module(tmp_path):
+    """Neither exporter handles eigenvalues: the error names the operator and the module."""
+    import torch
+
+    from edgetl.card import ModelCard
+    from edgetl.errors import ArtifactError
+    from edgetl.export.onnx_export import export_onnx
+
+    class Spectral(torch.nn.Module):
+        def forward(self, x):
+            return torch.linalg.eigvals(x[:, 0, :4, :4]).real.sum(-1, keepdim=True) + x.mean((1, 2, 3))[:, None]
+
+    model = torch.nn.Sequential(torch.nn.Identity(), Spectral())
+    card = ModelCard(labels=["a"], modality="image", input={"name": "input", "shape": [None, 3, 8, 8]},
+                     preprocessing={})
+    with pytest.raises(ArtifactError) as exc:
+        export_onnx(model, card, tmp_path / "m.onnx")
+    assert "aten::linalg_eig" in exc.value.message and "module 1 (Spectral)" in exc.value.message
+    assert not (tmp_path / "m.onnx").exists()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import re
 import shutil
 import warnings
 from pathlib import Path
@@ -69,6 +70,48 @@ def _culprit(exc: Exception) -> str:
     return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
+_ATEN_OP = re.compile(r"aten(?:\.|::)(\w+)")
+
+
+def _module_using(model, example, ops: set[str]) -> tuple[str, str] | None:
+    """(module path and class, operator) of the first module that runs one of `ops`:
+    the forward pass is replayed with a dispatch spy and a stack of the modules entered."""
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    modules = dict(model.named_modules())
+    stack: list[str] = []
+    def enter(name):
+        def hook(_module, _args) -> None:  # returning None keeps the inputs
+            stack.append(name)
+        return hook
+
+    def leave(_module, _args, _output) -> None:  # returning None keeps the output
+        stack.pop()
+
+    hooks = [m.register_forward_pre_hook(enter(name)) for name, m in modules.items()]
+    hooks += [m.register_forward_hook(leave) for m in modules.values()]
+    found: list[tuple[str, str]] = []
+
+    class Spy(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            op = func.__name__.split(".")[0]
+            # exporters may name the public op (linalg_eigvals), dispatch the kernel (linalg_eig)
+            if not found and stack and any(o.startswith(op) or op.startswith(o) for o in ops):
+                found.append((f"{stack[-1] or 'the model'} ({type(modules[stack[-1]]).__name__})", op))
+            return func(*args, **(kwargs or {}))
+
+    try:
+        with torch.no_grad(), Spy():
+            model(example)
+    except Exception:  # the spy only looks; a failing forward leaves it without an answer
+        pass
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return found[0] if found else None
+
+
 def export_onnx(model, card: ModelCard, path: Path, opset: int = DEFAULT_OPSET, static_batch: int | None = None,
                 slim: bool = True) -> dict:
     """Write `model` (eval mode) to `path`; returns what was done (exporter, slimmed)."""
@@ -80,7 +123,7 @@ def export_onnx(model, card: ModelCard, path: Path, opset: int = DEFAULT_OPSET, 
     shape = card.input["shape"][1:]
     example = torch.zeros(static_batch or 2, *shape)
     info = {"opset": opset, "static_batch": static_batch}
-    errors = []
+    errors, ops = [], set()
     raw = path.parent / "raw" / path.name  # the exporter may write external data files beside it
     raw.parent.mkdir(exist_ok=True)
     for dynamo in (True, False):
@@ -91,9 +134,12 @@ def export_onnx(model, card: ModelCard, path: Path, opset: int = DEFAULT_OPSET, 
             break
         except Exception as exc:  # the exporters raise many kinds; both are tried before giving up
             errors.append(_culprit(exc))
+            ops.update(_ATEN_OP.findall(errors[-1]))  # from the culprit line only, not graph dumps
             log.debug("exporter %s failed: %s", "dynamo" if dynamo else "torchscript", exc)
     else:
-        raise ArtifactError(f"cannot export {card.source.get('backbone', 'the model')} to ONNX: {errors[-1]}",
+        where = _module_using(model, example, ops) if ops else None
+        what = f"operator aten::{where[1]} in module {where[0]}: " if where else ""
+        raise ArtifactError(f"cannot export {card.source.get('backbone', 'the model')} to ONNX: {what}{errors[-1]}",
                             hint=f"torch.export said: {errors[0]}")
     proto = onnx.load(str(raw))
     shutil.rmtree(raw.parent)
