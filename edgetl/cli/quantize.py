@@ -6,20 +6,21 @@ from pathlib import Path
 import click
 
 
-def print_quantize_result(result) -> None:
+def print_int8_table(results) -> None:
     from rich.table import Table
 
     from edgetl.progress import results_console
 
-    table = Table(title=f"INT8 for {result.target} ({result.n} validation images)", title_justify="left")
-    for col in ("artifact", "FP32 acc", "INT8 acc", "drop (pt)", "top-1 agree", "layers in float", "time"):
-        table.add_column(col, justify="left" if col == "artifact" else "right")
-    table.add_row(result.out.name, f"{result.fp32_accuracy:.4f}", f"{result.int8_accuracy:.4f}",
-                  f"{100 * result.drop:.2f}", f"{result.parity.agreement:.2%}", str(len(result.float_layers)),
-                  f"{result.seconds:.0f}s")
+    table = Table(title=f"INT8 vs FP32 ({results[0].n} validation images)", title_justify="left")
+    for col in ("artifact", "target", "FP32 acc", "INT8 acc", "drop (pt)", "top-1 agree", "layers in float", "time"):
+        table.add_column(col, justify="left" if col in ("artifact", "target") else "right")
+    for r in results:
+        table.add_row(r.out.name, r.target, f"{r.fp32_accuracy:.4f}", f"{r.int8_accuracy:.4f}", f"{100 * r.drop:.2f}",
+                      f"{r.parity.agreement:.2%}", str(len(r.float_layers)), f"{r.seconds:.0f}s")
     results_console(stderr=True).print(table)
-    if result.float_layers:
-        click.echo(f"kept in float: {', '.join(result.float_layers)}", err=True)
+    for r in results:
+        if r.float_layers:
+            click.echo(f"{r.out.name}: kept in float: {', '.join(r.float_layers)}", err=True)
 
 
 @click.command("quantize")
@@ -47,7 +48,7 @@ def quantize_cmd(model, target, calib, val, max_drop, samples, method, preset, b
     options = NncfOptions(preset=preset, fast_bias_correction=not bias_correction, ignored=tuple(ignore))
     result = quantize(model, target, calib=calib, val=val, max_drop=max_drop, samples=samples, out=out,
                       method=method, nncf_options=options)
-    print_quantize_result(result)
+    print_int8_table([result])
     click.echo(f"wrote {result.out}")
     if target == "tensorrt":
         click.echo(f"next, on the device: edgetl build-engine {result.out} --precision int8")

@@ -1,0 +1,1 @@
+"""Latency and accuracy measurement of artifacts through the Runner layer."""

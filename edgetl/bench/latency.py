@@ -1,0 +1,45 @@
+"""Latency of one Runner on one prepared batch: warm-up excluded, perf_counter_ns around
+each call, no outlier clipping (the tail is the point)."""
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+
+
+@dataclasses.dataclass
+class LatencyStats:
+    batch: int
+    iters: int
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+    std_ms: float
+    throughput: float  # items per second at this batch
+
+    @classmethod
+    def from_ns(cls, timings_ns, batch: int) -> "LatencyStats":
+        ms = np.asarray(timings_ns, np.float64) / 1e6
+        p50, p90, p99 = np.percentile(ms, [50, 90, 99])  # linear interpolation between order statistics
+        return cls(batch, len(ms), float(p50), float(p90), float(p99), float(ms.mean()), float(ms.std()),
+                   float(batch * 1e3 / ms.mean()))
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def measure(runner, x: np.ndarray, warmup: int = 10, iters: int = 100, min_time_s: float = 0.0) -> LatencyStats:
+    """Time `runner.infer(x)`: `warmup` untimed calls, then at least `iters` calls and at
+    least `min_time_s` seconds."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    for _ in range(warmup):
+        runner.infer(x)
+    timings = []
+    started = time.perf_counter_ns()
+    while len(timings) < iters or (time.perf_counter_ns() - started) / 1e9 < min_time_s:
+        t0 = time.perf_counter_ns()
+        runner.infer(x)
+        timings.append(time.perf_counter_ns() - t0)
+    return LatencyStats.from_ns(timings, len(x))
