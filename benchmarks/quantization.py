@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from edgetl import progress
+from edgetl.bench.machine import cpu_name, machine_info
 from edgetl.bench.latency import measure
 from edgetl.card import build_fingerprint
 from edgetl.data.digits import make_digits
@@ -34,11 +34,6 @@ from edgetl.runtime import open_runner
 BOUNDS = {"openvino": 0.005, "onnxruntime": 0.01, "tensorrt": 0.005}
 
 
-def cpu_name() -> str:
-    try:
-        return next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor()
 
 
 def latency_ms(path: Path, x, threads: int) -> float:
@@ -122,7 +117,7 @@ def main() -> int:
         backbone, weights = ("efficientnet_lite0", "default") if name == "lite0" else ("resnet18", "none")
         rows += bench_model(name, backbone, data, work, size, args.epochs, args.threads, weights)
     args.out.mkdir(parents=True, exist_ok=True)
-    result = {"rows": rows, "cpu": cpu_name(), "threads": args.threads, "epochs": args.epochs,
+    result = {"rows": rows, "cpu": cpu_name(), "machine": machine_info(), "threads": args.threads, "epochs": args.epochs,
               "build": build_fingerprint(), "python": sys.version.split()[0]}
     (args.out / "quantization.json").write_text(json.dumps(result, indent=2) + "\n")
     (args.out / "quantization.md").write_text(markdown(rows) + f"\n\nCPU: {result['cpu']}, {args.threads} threads, "

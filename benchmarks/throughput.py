@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shutil
 import sys
 import tempfile
@@ -23,6 +22,7 @@ from pathlib import Path
 import torch
 
 from edgetl import progress
+from edgetl.bench.machine import cpu_name
 from edgetl.data.digits import make_digits
 from edgetl.finetune import finetune
 
@@ -43,14 +43,6 @@ def replicate(src: Path, dst: Path, times: int) -> Path:
     return dst
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> int:

@@ -2,8 +2,6 @@
 accuracy within the bound, carries its card; TensorRT QDQ structure; --max-drop fallback."""
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
 
 import numpy as np
 import onnx
