@@ -6,9 +6,9 @@ scratch at --resnet-size px). Each is exported to ONNX and quantized for OpenVIN
 naive and with --max-drop), ONNX Runtime and TensorRT (the QDQ model, evaluated in ONNX
 Runtime), calibrated on the training split, bounded on the validation split, and scored
 on the untouched test split. Latency: batch 1, 2 threads, INT8 vs FP32 on the same
-runtime, measured in one run.
+runtime, measured alternately (3 rounds, median) in one run.
 
-    python benchmarks/quantization.py [--epochs 6] [--resnet-size 128] [--out benchmarks/results]
+    python benchmarks/quantization.py [--epochs 6] [--resnet-size 128] [--models lite0,resnet18]
 """
 from __future__ import annotations
 
@@ -36,9 +36,15 @@ BOUNDS = {"openvino": 0.005, "onnxruntime": 0.01, "tensorrt": 0.005}
 
 
 
-def latency_ms(path: Path, x, threads: int) -> float:
-    with open_runner(path, threads=threads) as runner:
-        return measure(runner, x, warmup=20, iters=200).p50_ms
+def paired_latency(fp32: Path, int8: Path, x, threads: int, rounds: int = 3) -> tuple[float, float]:
+    """Median p50 (ms) of both models, measured alternately in `rounds` so that a noisy
+    neighbour on a shared machine hits both alike."""
+    import statistics
+
+    with open_runner(fp32, threads=threads) as a, open_runner(int8, threads=threads) as b:
+        pairs = [(measure(a, x, warmup=20, iters=150).p50_ms, measure(b, x, warmup=20, iters=150).p50_ms)
+                 for _ in range(rounds)]
+    return statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)
 
 
 def bench_model(name: str, backbone: str, data: Path, work: Path, size: int, epochs: int, threads: int,
@@ -52,7 +58,6 @@ def bench_model(name: str, backbone: str, data: Path, work: Path, size: int, epo
     x1 = validation_samples(open_runner(fp32.onnx).card, data).x[:1]
     fp32_acc = {"onnx": evaluate(fp32.onnx, data, split="test").accuracy,
                 "xml": evaluate(fp32.openvino, data, split="test").accuracy}
-    fp32_ms = {"openvino": latency_ms(fp32.openvino, x1, threads), "onnxruntime": latency_ms(fp32.onnx, x1, threads)}
     rows = []
     plans = [("openvino", None), ("openvino", BOUNDS["openvino"]), ("onnxruntime", BOUNDS["onnxruntime"]),
              ("tensorrt", BOUNDS["tensorrt"])]
@@ -70,13 +75,13 @@ def bench_model(name: str, backbone: str, data: Path, work: Path, size: int, epo
         test_acc = evaluate(out, data, split="test").accuracy
         reference = fp32_acc["xml" if target == "openvino" else "onnx"]
         runtime = "openvino" if target == "openvino" else "onnxruntime"
-        int8_ms = latency_ms(out, x1, threads) if target != "tensorrt" else None
+        fp32_ms, int8_ms = paired_latency(fp32.openvino if runtime == "openvino" else fp32.onnx, out, x1, threads) \
+            if target != "tensorrt" else (None, None)
         row = {"model": name, "target": target, "max_drop": bound, "fp32_test_accuracy": reference,
                "int8_test_accuracy": test_acc, "test_drop_pt": 100 * (reference - test_acc),
                "val_drop_pt": 100 * result.drop, "naive_val_drop_pt": 100 * result.attempts[0]["drop"]
                if result.attempts else None, "float_layers": len(result.float_layers), "quantize_s": seconds,
-               "fp32_p50_ms": fp32_ms[runtime] if int8_ms else None, "int8_p50_ms": int8_ms,
-               "speedup": fp32_ms[runtime] / int8_ms if int8_ms else None}
+               "fp32_p50_ms": fp32_ms, "int8_p50_ms": int8_ms, "speedup": fp32_ms / int8_ms if int8_ms else None}
         rows.append(row)
         print(f"  {target:<12} bound {bound}: test {reference:.4f} -> {test_acc:.4f} "
               f"({row['test_drop_pt']:+.2f} pt), {row['float_layers']} float layers, "
