@@ -23,6 +23,7 @@ test: venv
 bench: venv
 	$(BIN)/python benchmarks/transfer.py
 	$(BIN)/python benchmarks/throughput.py
+	$(BIN)/python benchmarks/quantization.py
 
 clean:
 	rm -rf $(DEMO_OUT) .pytest_cache build *.egg-info
