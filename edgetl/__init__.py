@@ -31,6 +31,20 @@ def evaluate(artifact, data, split: str = "val", backend: str = "auto", **option
     return _evaluate(artifact, data, split=split, backend=backend, **options)
 
 
+def export(run, out=None, **options):
+    """ONNX (and OpenVINO IR with openvino=True) of a run, behind the parity gate."""
+    from edgetl.export import export_run
+
+    return export_run(run, out, **options)
+
+
+def quantize(model, target: str, **options):
+    """INT8 of an exported FP32 ONNX model for openvino, onnxruntime or tensorrt."""
+    from edgetl.quantize import quantize as _quantize
+
+    return _quantize(model, target, **options)
+
+
 def make_digits(out, size: int = 64, seed: int = 0):
     """Write scikit-learn's handwritten digits as an image folder data set."""
     from edgetl.data.digits import make_digits as _make
@@ -38,4 +52,4 @@ def make_digits(out, size: int = 64, seed: int = 0):
     return _make(out, size=size, seed=seed)
 
 
-__all__ = ["EdgeTLError", "__version__", "list_backbones", "finetune", "evaluate", "make_digits"]
+__all__ = ["EdgeTLError", "__version__", "evaluate", "export", "finetune", "list_backbones", "make_digits", "quantize"]

@@ -214,3 +214,13 @@ def test_cli_quantize_prints_the_drop(quant_onnx, tmp_path):
     x = validation_samples(read_onnx_card(quant_onnx)).x[:3]
     with open_runner(tmp_path / "m.int8.onnx") as runner:
         assert runner.infer(x).shape == (3, 4) and np.isfinite(runner.infer(x)).all()
+
+
+def test_public_api_names_stay_callable_after_their_packages_are_imported(quant_onnx, tmp_path):
+    import edgetl
+    import edgetl.export
+    import edgetl.quantize  # noqa: F401  (replaces the attribute on edgetl with the package)
+
+    assert callable(edgetl.export) and callable(edgetl.quantize)
+    result = edgetl.quantize(quant_onnx, "onnxruntime", samples=8, out=tmp_path / "api.onnx")
+    assert result.out.exists() and result.target == "onnxruntime"

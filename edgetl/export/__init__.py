@@ -4,7 +4,9 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import sys
 import tempfile
+import types
 from pathlib import Path
 
 import numpy as np
@@ -114,5 +116,15 @@ def export_run(run, out=None, opset: int | None = None, static_batch: int | None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
+
+class _CallableModule(types.ModuleType):
+    """`edgetl.export` names both this package and the public function (as
+    `edgetl.finetune` does): importing the package replaces the function on `edgetl`."""
+
+    def __call__(self, *args, **kwargs):
+        return export_run(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
 
 __all__ = ["ExportResult", "check_artifacts", "export_run", "verify"]

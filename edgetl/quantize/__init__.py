@@ -14,8 +14,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import sys
 import tempfile
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -216,4 +218,14 @@ def _int8_parity(path: Path, fp32_logits: np.ndarray, val: Samples, max_drop: fl
         return compare(fp32_logits[idx], runner, val.x[idx], val.labels[idx], tolerance)
 
 
-__all__ = ["AccuracyDropError", "QuantizeResult", "TARGETS", "quantize"]
+class _CallableModule(types.ModuleType):
+    """`edgetl.quantize` names both this package and the public function (as
+    `edgetl.finetune` does): importing the package replaces the function on `edgetl`."""
+
+    def __call__(self, *args, **kwargs):
+        return quantize(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
+
+__all__ = ["TARGETS", "AccuracyDropError", "QuantizeResult", "quantize"]

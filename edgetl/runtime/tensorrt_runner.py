@@ -7,6 +7,7 @@ memory comes from torch (CUDA build) or cuda-python, whichever is installed.
 """
 from __future__ import annotations
 
+import importlib
 import logging
 from pathlib import Path
 
@@ -26,8 +27,7 @@ def engine_card_path(engine: Path) -> Path:
 def gpu_info(index: int = 0) -> dict:
     """Name and compute capability of CUDA device `index`."""
     try:
-        import torch
-
+        torch = importlib.import_module("torch")  # optional: torch is not a runtime dependency
         if torch.cuda.is_available():
             props = torch.cuda.get_device_properties(index)
             return {"gpu": props.name, "compute_capability": f"{props.major}.{props.minor}"}
@@ -117,8 +117,6 @@ class TensorRTRunner(Runner):
 
 
 def _torch_cuda():
-    import importlib
-
     try:
         torch = importlib.import_module("torch")
     except ImportError:
