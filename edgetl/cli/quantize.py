@@ -1,6 +1,7 @@
 """edgetl quantize / build-engine: INT8 for OpenVINO, ONNX Runtime and TensorRT."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import click
@@ -71,11 +72,10 @@ def build_engine_cmd(model, precision, batch, dla, workspace, timing_cache, out,
 
     model = Path(model)
     out = Path(out) if out else model.with_suffix(".engine")
-    spec = EngineSpec(model, out, precision, BatchProfile(1, 8, 32), dla, workspace,
-                      Path(timing_cache) if timing_cache else out.with_name("timing.cache"))
-    card, qdq = check_spec(spec)
-    spec = EngineSpec(model, out, precision, BatchProfile.parse(batch, card.input["shape"][0]), dla, workspace,
-                      spec.timing_cache)
+    spec = EngineSpec(model, out, precision, dla_core=dla, workspace_mb=workspace,
+                      timing_cache=Path(timing_cache) if timing_cache else out.with_name("timing.cache"))
+    card, qdq = check_spec(spec)  # the card says whether the model has a static batch
+    spec = dataclasses.replace(spec, batch=BatchProfile.parse(batch, card.input["shape"][0]))
     command = trtexec_command(spec, card, qdq)
     if print_trtexec:
         click.echo(command)

@@ -4,14 +4,13 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
-import sys
 import tempfile
-import types
 from pathlib import Path
 
 import numpy as np
 
 from edgetl import progress
+from edgetl._callable import make_package_callable
 from edgetl.card import ModelCard, build_fingerprint
 from edgetl.errors import ConfigError
 from edgetl.export.parity import ParityResult, Tolerance, compare, parity_inputs, raise_on_failures
@@ -30,6 +29,14 @@ def _reference_logits(model, x: np.ndarray, batch: int = 16) -> np.ndarray:
 
     with torch.inference_mode():
         return np.concatenate([model(torch.from_numpy(x[i:i + batch])).numpy() for i in range(0, len(x), batch)])
+
+
+def write_artifact_card(path: Path, card: ModelCard) -> None:
+    """Replace the card inside an exported file: ONNX metadata_props or OpenVINO rt_info."""
+    from edgetl.export.onnx_export import write_card
+    from edgetl.export.openvino_ir import set_openvino_card
+
+    (set_openvino_card if path.suffix == ".xml" else write_card)(path, card)
 
 
 def check_artifacts(model, card: ModelCard, artifacts, data=None, atol: float | None = None, samples: int = 64,
@@ -72,7 +79,7 @@ def export_run(run, out=None, opset: int | None = None, static_batch: int | None
     """RUN -> model.onnx (+ model.xml/.bin): written to a temporary folder, checked
     against PyTorch on real samples, then moved into place with the parity in the card."""
     from edgetl.export.onnx_export import DEFAULT_OPSET, export_onnx, write_card
-    from edgetl.export.openvino_ir import export_openvino, set_openvino_card
+    from edgetl.export.openvino_ir import export_openvino
     from edgetl.finetune.run import load_run
 
     if static_batch is not None and static_batch < 1:
@@ -108,7 +115,7 @@ def export_run(run, out=None, opset: int | None = None, static_batch: int | None
         for (path, artifact_card), result in zip(cards.items(), results, strict=True):
             result.artifact = str(out.parent / path.name)
             artifact_card.metrics["parity"] = result.to_dict()
-            (write_card if path.suffix == ".onnx" else set_openvino_card)(path, artifact_card)
+            write_artifact_card(path, artifact_card)
         raise_on_failures(results)
         for f in tmp.iterdir():
             os.replace(f, out.parent / f.name)
@@ -117,14 +124,6 @@ def export_run(run, out=None, opset: int | None = None, static_batch: int | None
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-class _CallableModule(types.ModuleType):
-    """`edgetl.export` names both this package and the public function (as
-    `edgetl.finetune` does): importing the package replaces the function on `edgetl`."""
+make_package_callable(__name__, "edgetl.export:export_run")
 
-    def __call__(self, *args, **kwargs):
-        return export_run(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
-
-__all__ = ["ExportResult", "check_artifacts", "export_run", "verify"]
+__all__ = ["ExportResult", "check_artifacts", "export_run", "verify", "write_artifact_card"]

@@ -4,8 +4,8 @@ Attributes load lazily so that `edgetl.finetune.strategies` (used by the CLI) do
 pull in torch.
 """
 import importlib
-import sys
-import types
+
+from edgetl._callable import make_package_callable
 
 _LAZY = {"finetune": "loop", "FinetuneConfig": "loop", "RunResult": "loop", "load_run": "run",
          "STRATEGIES": "strategies"}
@@ -19,14 +19,4 @@ def __getattr__(name):
     raise AttributeError(f"module 'edgetl.finetune' has no attribute {name!r}")
 
 
-class _CallableModule(types.ModuleType):
-    """`edgetl.finetune` names both this package and the public function; importing the
-    package replaces the function attribute on `edgetl`, so the package is callable."""
-
-    def __call__(self, *args, **kwargs):
-        from edgetl.finetune.loop import finetune
-
-        return finetune(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
+make_package_callable(__name__, "edgetl.finetune.loop:finetune")

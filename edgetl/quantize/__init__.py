@@ -14,18 +14,18 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
-import sys
 import tempfile
 import time
-import types
 from pathlib import Path
 
 import numpy as np
 
 from edgetl import progress
+from edgetl._callable import make_package_callable
 from edgetl.card import ModelCard, build_fingerprint
 from edgetl.errors import ArtifactError, ConfigError, EdgeTLError
-from edgetl.export.parity import ParityResult, Tolerance, compare, raise_on_failures
+from edgetl.export import write_artifact_card
+from edgetl.export.parity import ParityResult, Tolerance, compare, raise_on_failures, run_batched
 from edgetl.quantize.data import Samples, calibration_samples, validation_samples
 
 TARGETS = {"openvino": ".xml", "onnxruntime": ".onnx", "tensorrt": ".onnx"}
@@ -54,26 +54,15 @@ class QuantizeResult:
         return self.fp32_accuracy - self.int8_accuracy
 
 
-def _logits(path: Path, x: np.ndarray, batch: int = 64) -> np.ndarray:
+def _logits(path: Path, x: np.ndarray) -> np.ndarray:
     from edgetl.runtime import open_runner
 
     with open_runner(path) as runner:
-        return np.concatenate([runner.infer(x[i:i + batch]) for i in range(0, len(x), batch)])
+        return run_batched(runner, x, 64)
 
 
 def _accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
     return float((logits.argmax(1) == labels).mean())
-
-
-def _write_card(path: Path, card: ModelCard) -> None:
-    if path.suffix == ".xml":
-        from edgetl.export.openvino_ir import set_openvino_card
-
-        set_openvino_card(path, card)
-    else:
-        from edgetl.export.onnx_export import write_card
-
-        write_card(path, card)
 
 
 def _load_fp32(model: Path) -> ModelCard:
@@ -107,7 +96,7 @@ def _qdq_with_budget(model: Path, dst: Path, work: Path, target: str, method: st
     def attempt(exclude: list[str]) -> float:
         nodes = [n for layer in exclude for n in layers[layer]]
         quantize_qdq(prepared, dst, calib, scheme, nodes, cache)
-        _write_card(dst, card)  # the runner reads the target from the card
+        write_artifact_card(dst, card)  # the runner reads the target from the card
         accuracy = _accuracy(_logits(dst, val.x), val.labels)
         attempts.append({"float_layers": len(exclude), "accuracy": accuracy, "drop": fp32_accuracy - accuracy})
         progress.info(f"  {len(exclude)} layer(s) in float: accuracy {accuracy:.4f} "
@@ -180,18 +169,17 @@ def quantize(model, target: str, calib=None, val=None, max_drop: float | None = 
                                                               val_samples, fp32_accuracy, max_drop, int8_card)
             settings = scheme.to_dict()
         quantization.update(settings=settings, float_layers=float_layers, attempts=attempts)
-        _write_card(tmp_out, int8_card)
-        int8_accuracy = _accuracy(_logits(tmp_out, val_samples.x), val_samples.labels)
+        write_artifact_card(tmp_out, int8_card)
+        int8_accuracy, parity = _measure_int8(tmp_out, fp32_logits, val_samples, max_drop)
         if max_drop is not None and fp32_accuracy - int8_accuracy > max_drop + 1e-9:
             raise AccuracyDropError(
                 f"INT8 for {target} loses {100 * (fp32_accuracy - int8_accuracy):.2f} pt "
                 f"({len(float_layers)} layers in float), above --max-drop {100 * max_drop:.2f} pt",
                 hint="allow a larger --max-drop, or fine-tune with --qat")
-        parity = _int8_parity(tmp_out, fp32_logits, val_samples, max_drop)
         parity.artifact = str(out)
         int8_card.metrics.update(accuracy=int8_accuracy, fp32_accuracy=fp32_accuracy,
                                  accuracy_drop=fp32_accuracy - int8_accuracy, parity=parity.to_dict())
-        _write_card(tmp_out, int8_card)
+        write_artifact_card(tmp_out, int8_card)
         raise_on_failures([parity])
         for f in work.iterdir():
             if f.name.startswith(out.stem + "."):
@@ -202,8 +190,10 @@ def quantize(model, target: str, calib=None, val=None, max_drop: float | None = 
                           parity, time.perf_counter() - started)
 
 
-def _int8_parity(path: Path, fp32_logits: np.ndarray, val: Samples, max_drop: float | None) -> ParityResult:
-    """INT8 parity against the FP32 model: top-1 agreement (and both accuracies), not
+def _measure_int8(path: Path, fp32_logits: np.ndarray, val: Samples, max_drop: float | None
+                  ) -> tuple[float, ParityResult]:
+    """Accuracy on the whole validation split and INT8 parity against the FP32 model,
+    with one load of the INT8 model. Parity is top-1 agreement (and both accuracies), not
     max-abs. A user who allows a drop of X accepts at least 2X of changed answers (each
     lost answer may be offset by a gained one), so the agreement needed follows --max-drop."""
     from edgetl.runtime import open_runner
@@ -211,21 +201,13 @@ def _int8_parity(path: Path, fp32_logits: np.ndarray, val: Samples, max_drop: fl
     tolerance = Tolerance.for_precision("int8")
     if max_drop is not None:
         tolerance = dataclasses.replace(tolerance, min_agreement=min(tolerance.min_agreement, 1.0 - 2 * max_drop))
-
     step = max(1, len(val) // PARITY_SAMPLES)
     idx = np.arange(0, len(val), step)[:PARITY_SAMPLES]
     with open_runner(path) as runner:
-        return compare(fp32_logits[idx], runner, val.x[idx], val.labels[idx], tolerance)
+        accuracy = _accuracy(run_batched(runner, val.x, 64), val.labels)
+        return accuracy, compare(fp32_logits[idx], runner, val.x[idx], val.labels[idx], tolerance)
 
 
-class _CallableModule(types.ModuleType):
-    """`edgetl.quantize` names both this package and the public function (as
-    `edgetl.finetune` does): importing the package replaces the function on `edgetl`."""
-
-    def __call__(self, *args, **kwargs):
-        return quantize(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
+make_package_callable(__name__, "edgetl.quantize:quantize")
 
 __all__ = ["TARGETS", "AccuracyDropError", "QuantizeResult", "quantize"]

@@ -18,6 +18,7 @@ import logging
 import platform
 from pathlib import Path
 
+from edgetl.errors import ConfigError
 from edgetl.quantize.data import Samples
 
 log = logging.getLogger("edgetl")
@@ -47,8 +48,6 @@ class QdqScheme:
     @classmethod
     def for_target(cls, target: str, method: str = "minmax") -> "QdqScheme":
         if method not in CALIBRATION_METHODS:
-            from edgetl.errors import ConfigError
-
             raise ConfigError(f"unknown calibration method {method!r}", hint=f"use one of {', '.join(CALIBRATION_METHODS)}")
         if target == "tensorrt":
             return cls(target, "int8", True, False, method)
@@ -72,9 +71,6 @@ class _Reader:
     def get_next(self):
         batch = next(self._it, None)
         return None if batch is None else {self._name: batch}
-
-    def rewind(self):  # pragma: no cover - part of the CalibrationDataReader protocol
-        raise NotImplementedError
 
 
 def prepare(src: Path, dst: Path) -> Path:
