@@ -45,6 +45,14 @@ def quantize(model, target: str, **options):
     return _quantize(model, target, **options)
 
 
+def bench(artifacts, **options):
+    """Accuracy, latency, size and memory of every artifact on every backend and batch
+    size (run directories expand to their checkpoint and exported files); a BenchReport."""
+    from edgetl.bench.harness import bench as _bench
+
+    return _bench(artifacts, **options)
+
+
 def make_digits(out, size: int = 64, seed: int = 0):
     """Write scikit-learn's handwritten digits as an image folder data set."""
     from edgetl.data.digits import make_digits as _make
@@ -52,4 +60,4 @@ def make_digits(out, size: int = 64, seed: int = 0):
     return _make(out, size=size, seed=seed)
 
 
-__all__ = ["EdgeTLError", "__version__", "evaluate", "export", "finetune", "list_backbones", "make_digits", "quantize"]
+__all__ = ["EdgeTLError", "__version__", "bench", "evaluate", "export", "finetune", "list_backbones", "make_digits", "quantize"]

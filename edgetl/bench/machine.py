@@ -2,8 +2,11 @@
 speed (AVX2, AVX-512, VNNI), cores, memory, GPU; recorded with every benchmark result."""
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import platform
+import shutil
+import subprocess
 from pathlib import Path
 
 _FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "neon", "asimd")
@@ -33,4 +36,33 @@ def machine_info() -> dict:
     except (ValueError, OSError, AttributeError):
         pass
     return {"cpu": cpu_name(), "cpu_flags": [f for f in _FLAGS if f in flags], "cores": os.cpu_count(),
-            "memory_gib": memory_gib, "machine": platform.machine(), "os": platform.platform()}
+            "memory_gib": memory_gib, "machine": platform.machine(), "os": platform.platform(), "gpus": gpu_names()}
+
+
+def gpu_names() -> list[str]:
+    """NVIDIA GPUs as nvidia-smi names them (empty without a driver); no torch needed."""
+    smi = shutil.which("nvidia-smi")
+    if not smi:
+        return []
+    try:
+        out = subprocess.run([smi, "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True,
+                             timeout=20, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line.strip() for line in out.splitlines() if line.strip()]
+
+
+_VERSIONED = ("edgetl", "numpy", "onnxruntime", "onnxruntime-gpu", "openvino", "nncf", "torch", "torchvision", "timm",
+              "onnx", "tensorrt")
+
+
+def library_versions() -> dict[str, str]:
+    """Installed versions of the packages that decide a measurement (read from package
+    metadata, so nothing heavy is imported)."""
+    versions = {"python": platform.python_version()}
+    for name in _VERSIONED:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return versions

@@ -34,11 +34,10 @@ class Samples:
             yield self.x[start:start + size]
 
 
-def _run_data(card: ModelCard, what: str) -> Path:
+def _run_data(card: ModelCard, what: str, flag: str) -> Path:
     source = card.source.get("data")
     if not source or not Path(source).is_dir():
-        raise DataError(f"the run's data set ({source}) is not available for {what}",
-                        hint=f"pass --{'calib' if what == 'calibration' else 'val'} DIR")
+        raise DataError(f"the run's data set ({source}) is not available for {what}", hint=f"pass {flag} DIR")
     return Path(source)
 
 
@@ -54,7 +53,7 @@ def calibration_samples(card: ModelCard, calib=None, samples: int = 300, seed: i
     (seeded), so every class is represented in proportion."""
     if samples < 1:
         raise DataError(f"--samples must be at least 1, got {samples}")
-    root = Path(calib) if calib else _run_data(card, "calibration")
+    root = Path(calib) if calib else _run_data(card, "calibration", "--calib")
     if not root.is_dir():
         raise DataError(f"calibration folder {root} does not exist")
     paths = list_images(root / "train" if (root / "train").is_dir() else root)
@@ -67,8 +66,9 @@ def calibration_samples(card: ModelCard, calib=None, samples: int = 300, seed: i
     return Samples(x, None, str(root))
 
 
-def validation_samples(card: ModelCard, val=None, split: str = "val") -> Samples:
-    """The labelled split that accuracy drops are measured on (the run's val split by default)."""
-    root = Path(val) if val else _run_data(card, "validation")
+def validation_samples(card: ModelCard, val=None, split: str = "val", flag: str = "--val") -> Samples:
+    """The labelled split that accuracy drops are measured on (the run's val split by
+    default); `flag` is the option a user passes to name another folder."""
+    root = Path(val) if val else _run_data(card, "validation", flag)
     x, labels = _decode(select_split(root, split, card.labels), card)
     return Samples(x, labels, str(root))

@@ -1,0 +1,242 @@
+"""edgetl bench: every artifact on every backend and batch size, in one report.
+
+One row per cell of artifact x backend x batch. Per cell: load/compile time, accuracy on
+the whole split and top-1 agreement with the run's FP32 reference, latency (warm-up
+excluded, perf_counter_ns, no outlier clipping), throughput, file size and the peak
+resident memory while that backend ran. Inputs are decoded and preprocessed before any
+timing. A cell that fails (backend not installed, engine for another GPU, batch outside
+a static shape) becomes a failed row; the other cells still run.
+"""
+from __future__ import annotations
+
+import dataclasses
+import gc
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edgetl import progress
+from edgetl.bench import memory
+from edgetl.bench.latency import measure
+from edgetl.bench.machine import library_versions, machine_info
+from edgetl.bench.report import BenchReport, BenchRow
+from edgetl.card import CARD_FILENAME, ModelCard
+from edgetl.errors import ArtifactError, ConfigError, DataError, EdgeTLError
+from edgetl.runtime import BACKENDS, Runner, open_runner
+from edgetl.runtime.base import backend_for
+
+# Which FP32 row of a run is the reference for drop and agreement: the training
+# framework's own model first, then the exported FP32 files.
+_REFERENCE_ORDER = ("torch", "onnxruntime", "openvino", "tensorrt")
+_LOADABLE_SUFFIXES = {s for info in BACKENDS.values() for s in info.artifacts if s.startswith(".")}
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    path: Path
+    backend: str
+
+
+def expand_artifacts(artifacts, backends: list[str] | None = None) -> list[Cell]:
+    """The cells to measure. A run directory stands for its PyTorch checkpoint and every
+    model file exported into it; `backends` (None: each artifact's own) picks the backends
+    per artifact, and an artifact none of them loads becomes a failed cell."""
+    if not artifacts:
+        raise ConfigError("nothing to benchmark", hint="pass run directories or model files")
+    for name in backends or []:
+        if name not in BACKENDS:
+            raise ConfigError(f"unknown backend {name!r}", hint=f"use {', '.join(BACKENDS)}")
+    paths: list[Path] = []
+    for artifact in artifacts:
+        path = Path(artifact)
+        if not path.exists():
+            raise ArtifactError(f"{path} does not exist")
+        if path.is_dir():
+            if not (path / CARD_FILENAME).is_file():
+                raise ArtifactError(f"{path} is a folder without a model card ({CARD_FILENAME})",
+                                    hint="pass a run directory made by `edgetl finetune`, or model files")
+            paths += [path] + sorted(p for p in path.iterdir() if p.suffix.lower() in _LOADABLE_SUFFIXES)
+        else:
+            backend_for(path)  # an unknown kind of file is a usage error, not a failed cell
+            paths.append(path)
+    cells = []
+    for path in dict.fromkeys(paths):  # the same file named twice is measured once
+        if not backends:
+            cells.append(Cell(path, backend_for(path).name))
+            continue
+        kind = "run" if path.is_dir() else path.suffix.lower()
+        usable = [b for b in backends if kind in BACKENDS[b].artifacts]
+        cells += [Cell(path, b) for b in usable] or [Cell(path, backends[0])]
+    return cells
+
+
+def artifact_size(path: Path) -> int:
+    """Bytes a deployment carries: the checkpoint of a run, an IR's .xml and .bin, an
+    ONNX file with its external data."""
+    if path.is_dir():
+        files = [path / "model.pt"]
+    elif path.suffix.lower() == ".xml":
+        files = [path, path.with_suffix(".bin")]
+    else:
+        files = [path, path.with_name(path.name + ".data"), path.with_suffix(".data")]
+    return sum(f.stat().st_size for f in dict.fromkeys(files) if f.is_file())
+
+
+def _static_batch(card: ModelCard) -> int | None:
+    first = (card.input.get("shape") or [None])[0]
+    return first if isinstance(first, int) else None
+
+
+def predict_all(runner: Runner, x: np.ndarray, batch: int) -> np.ndarray:
+    """Logits for every sample at exactly `batch` per call: the last chunk is padded (so
+    static-batch models and engine profiles accept it) and the padding dropped."""
+    out = []
+    for start in range(0, len(x), batch):
+        chunk = x[start:start + batch]
+        pad = batch - len(chunk)
+        if pad:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)])
+        out.append(runner.infer(chunk)[:batch - pad])
+    return np.concatenate(out)
+
+
+class _Inputs:
+    """Preprocessed labelled samples, decoded once per (data, split, preprocessing)."""
+
+    def __init__(self, data, split: str):
+        self.data, self.split, self._cache = data, split, {}
+
+    def __call__(self, card: ModelCard):
+        from edgetl.quantize.data import validation_samples
+
+        root = self.data or card.source.get("data")
+        key = (str(root), self.split, repr(card.preprocessing), tuple(card.labels))
+        if key not in self._cache:
+            self._cache[key] = validation_samples(card, root, self.split, flag="--data")
+        return self._cache[key]
+
+
+def _first_line(exc: BaseException) -> str:
+    if isinstance(exc, EdgeTLError):
+        return str(exc)
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def _run_key(path: Path, card: ModelCard | None) -> str:
+    """The run an artifact comes from: rows of one run share an FP32 reference."""
+    if card is not None and card.source.get("run"):
+        return str(Path(card.source["run"]).resolve())
+    return str(path.resolve()) if path.is_dir() else str(path.resolve().parent)
+
+
+def _note(card: ModelCard, backend: str) -> str:
+    if backend == "onnxruntime" and card.source.get("quantization", {}).get("target") == "tensorrt":
+        return "TensorRT QDQ model emulated on the CPU: accuracy as on TensorRT, latency not representative"
+    return ""
+
+
+def bench_cell(cell: Cell, batches: list[int], inputs: _Inputs, threads: int, device: str, warmup: int,
+               iters: int, min_time: float) -> tuple[list[BenchRow], np.ndarray | None]:
+    """The rows of one artifact on one backend (one per batch) and its predictions."""
+    name = f"{cell.path.name} (model.pt)" if cell.path.is_dir() else cell.path.name
+    base = dict(artifact=str(cell.path), name=name, backend=cell.backend, device=device, threads=threads)
+    size = artifact_size(cell.path)
+    reset = memory.reset_peak()
+    rss_before = memory.rss_mib()
+    t0 = time.perf_counter()
+    try:
+        runner = open_runner(cell.path, backend=cell.backend, device=device, threads=threads)
+    except Exception as exc:  # a cell's failure is a result; the others still run
+        return [BenchRow(**base, batch=b, size_mb=size / 2**20, error=_first_line(exc)) for b in batches], None
+    load_s = time.perf_counter() - t0
+    card = runner.card
+    common = dict(base, device=runner.device, precision=card.precision, run=_run_key(cell.path, card),
+                  note=_note(card, cell.backend), size_mb=size / 2**20, load_s=load_s)
+    rows, predictions = [], None
+    with runner:
+        try:
+            samples = inputs(card)
+            static = _static_batch(card)
+            logits = predict_all(runner, samples.x, static or max(batches))
+            predictions = logits.argmax(1)
+            common.update(accuracy=float((predictions == samples.labels).mean()), n=len(samples),
+                          split=f"{Path(samples.source).name}/{inputs.split}")
+        except Exception as exc:
+            return [BenchRow(**common, batch=b, error=_first_line(exc)) for b in batches], None
+        for batch in batches:
+            row = BenchRow(**common, batch=batch)
+            try:
+                if static and batch != static:
+                    raise ConfigError(f"the model has a static batch of {static}")
+                x = samples.x[np.arange(batch) % len(samples)]
+                row.set_latency(measure(runner, x, warmup=warmup, iters=iters, min_time_s=min_time))
+            except Exception as exc:
+                row.error = _first_line(exc)
+            rows.append(row)
+    peak = memory.peak_rss_mib()
+    for row in rows:
+        row.peak_rss_mb = peak if reset or rss_before is None else None
+        row.rss_before_mb = rss_before
+    del runner
+    gc.collect()
+    return rows, predictions
+
+
+def attach_references(rows: list[BenchRow], predictions: dict[int, np.ndarray]) -> None:
+    """Drop and top-1 agreement of every row against its run's FP32 reference row."""
+    by_run: dict[str, list[BenchRow]] = {}
+    for row in rows:
+        if row.accuracy is not None and row.run:
+            by_run.setdefault(row.run, []).append(row)
+    for group in by_run.values():
+        fp32 = [r for r in group if r.precision == "fp32" and r.backend in _REFERENCE_ORDER]
+        if not fp32:
+            continue
+        ref = min(fp32, key=lambda r: _REFERENCE_ORDER.index(r.backend))
+        ref_pred = predictions.get(ref.cell_id)
+        for row in group:
+            row.reference = f"{ref.name} ({ref.backend})"
+            row.drop = ref.accuracy - row.accuracy
+            pred = predictions.get(row.cell_id)
+            if ref_pred is not None and pred is not None and len(pred) == len(ref_pred):
+                row.agreement = float((pred == ref_pred).mean())
+
+
+def bench(artifacts, data=None, split: str = "val", backends: list[str] | None = None, batches=(1,),
+          threads: int | None = None, iters: int = 100, min_time: float = 0.0, warmup: int = 10,
+          device: str = "cpu") -> BenchReport:
+    """Measure every artifact (run directories, .onnx, .xml, .engine) on its backend (or
+    on each of `backends`) at every batch size; returns a BenchReport."""
+    batches = sorted({int(b) for b in batches})
+    if not batches or batches[0] < 1:
+        raise ConfigError(f"batch sizes must be positive integers, got {batches}")
+    if iters < 1 or warmup < 0 or min_time < 0:
+        raise ConfigError("--iters must be at least 1, --warmup and --min-time not negative")
+    if data is not None and not Path(data).is_dir():
+        raise DataError(f"data folder {data} does not exist")
+    threads = threads or os.cpu_count() or 1
+    cells = expand_artifacts(artifacts, backends)
+    inputs = _Inputs(data, split)
+    rows: list[BenchRow] = []
+    predictions: dict[int, np.ndarray] = {}
+    started = time.perf_counter()
+    for i, cell in enumerate(cells, 1):
+        progress.info(f"[{i}/{len(cells)}] {cell.path.name} on {cell.backend}")
+        cell_rows, pred = bench_cell(cell, batches, inputs, threads, device, warmup, iters, min_time)
+        for row in cell_rows:
+            row.cell_id = i
+            progress.info(f"    {row.summary()}")
+        if pred is not None:
+            predictions[i] = pred
+        rows += cell_rows
+    attach_references(rows, predictions)
+    settings = {"data": str(data) if data else "each run's own data set", "split": split, "batches": batches,
+                "threads": threads, "iters": iters, "min_time_s": min_time, "warmup": warmup, "device": device,
+                "backends": backends or "auto", "artifacts": [str(a) for a in artifacts],
+                "timer": "time.perf_counter_ns around each infer call; warm-up excluded; no outlier clipping",
+                "peak_rss": "VmHWM reset per backend" if memory.reset_peak() else "process lifetime peak"}
+    return BenchReport(rows=rows, machine=machine_info(), versions=library_versions(), settings=settings,
+                       seconds=time.perf_counter() - started)

@@ -1,0 +1,222 @@
+"""A benchmark's result: its rows, the machine, library versions and settings, written as
+a terminal table, JSON, CSV, Markdown or an accuracy-vs-latency plot."""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from edgetl.bench.latency import LatencyStats
+from edgetl.errors import BackendUnavailable
+
+SCHEMA = "edgetl.bench/1"
+
+
+@dataclasses.dataclass
+class BenchRow:
+    artifact: str
+    name: str
+    backend: str
+    device: str
+    batch: int
+    threads: int | None = None
+    precision: str | None = None
+    run: str | None = None  # the run the artifact comes from; rows of a run share a reference
+    split: str | None = None
+    note: str = ""
+    error: str | None = None  # set when this cell failed
+    accuracy: float | None = None
+    n: int | None = None
+    reference: str | None = None  # the FP32 row drop and agreement are measured against
+    drop: float | None = None  # reference accuracy - accuracy (a fraction; 0.01 = 1 point)
+    agreement: float | None = None  # top-1 agreement with the reference's predictions
+    p50_ms: float | None = None
+    p90_ms: float | None = None
+    p99_ms: float | None = None
+    mean_ms: float | None = None
+    std_ms: float | None = None
+    iters: int | None = None
+    throughput: float | None = None  # items per second
+    size_mb: float | None = None
+    peak_rss_mb: float | None = None
+    rss_before_mb: float | None = None
+    load_s: float | None = None
+    cell_id: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def set_latency(self, stats: LatencyStats) -> None:
+        for field in ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "iters", "throughput"):
+            setattr(self, field, getattr(stats, field))
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} · {self.backend} · b{self.batch}"
+
+    def summary(self) -> str:
+        if not self.ok:
+            return f"batch {self.batch}: FAILED {self.error}"
+        return (f"batch {self.batch}: p50 {self.p50_ms:.3f} ms, {self.throughput:.1f} items/s, "
+                f"accuracy {self.accuracy:.4f} on {self.n}")
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d.pop("cell_id")
+        return {**d, "status": "ok" if self.ok else "failed"}
+
+
+@dataclasses.dataclass
+class BenchReport:
+    rows: list[BenchRow]
+    machine: dict
+    versions: dict
+    settings: dict
+    seconds: float = 0.0
+    created: str = dataclasses.field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+
+    @property
+    def failed(self) -> list[BenchRow]:
+        return [r for r in self.rows if not r.ok]
+
+    def offenders(self, max_drop: float) -> list[BenchRow]:
+        """Rows whose accuracy drop against their run's FP32 reference exceeds max_drop."""
+        return [r for r in self.rows if r.drop is not None and r.drop > max_drop + 1e-12]
+
+    def to_dict(self) -> dict:
+        return {"schema": SCHEMA, "created": self.created, "seconds": self.seconds, "machine": self.machine,
+                "versions": self.versions, "settings": self.settings, "rows": [r.to_dict() for r in self.rows]}
+
+    def write_json(self, path) -> Path:
+        return _write_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n")
+
+    def to_csv(self) -> str:
+        fields = list(self.rows[0].to_dict()) if self.rows else ["artifact"]
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+        writer.writeheader()
+        for row in self.rows:
+            writer.writerow({k: ("" if v is None else v) for k, v in row.to_dict().items()})
+        return buf.getvalue()
+
+    def write_csv(self, path) -> Path:
+        return _write_atomic(path, self.to_csv())
+
+    def markdown(self) -> str:
+        lines = ["| " + " | ".join(_COLUMNS) + " |", "|" + "---|" * len(_COLUMNS)]
+        lines += ["| " + " | ".join(_cells(r, markup=False)) + " |" for r in self.rows]
+        return "\n".join(lines)
+
+    def print_table(self, console=None) -> None:
+        from rich import box
+        from rich.markup import escape
+        from rich.table import Table
+
+        from edgetl.progress import results_console
+
+        m = self.machine
+        table = Table(title=f"edgetl bench · {m.get('cpu')} ({', '.join(m.get('cpu_flags') or []) or 'no SIMD flags'}), "
+                            f"{self.settings.get('threads')} threads", title_justify="left", box=box.SIMPLE_HEAD,
+                      pad_edge=False, collapse_padding=True)
+        for col in _COLUMNS:
+            text = col in ("artifact", "backend", "precision")
+            table.add_column(col, justify="left" if text else "right", no_wrap=True)
+        for row in self.rows:
+            table.add_row(*_cells(row, markup=True))
+        console = console or results_console()
+        console.print(table)
+        for note in dict.fromkeys(f"{r.name} on {r.backend}: {r.note}" for r in self.rows if r.note and r.ok):
+            console.print(f"[dim]{escape(note)}[/]")
+        for r in self.failed:
+            console.print(f"[red]failed[/] {escape(f'{r.name} on {r.backend}, batch {r.batch}: {r.error}')}")
+
+    def plot(self, path) -> Path:
+        """Accuracy against p50 latency, one labelled point per successful row."""
+        try:
+            import matplotlib
+        except ImportError:
+            raise BackendUnavailable("--plot needs matplotlib", hint="pip install matplotlib") from None
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        rows = [r for r in self.rows if r.ok]
+        batches = sorted({r.batch for r in rows}) or [1]
+        fig, axes = plt.subplots(1, len(batches), figsize=(6.5 * len(batches), 5), squeeze=False, sharey=True)
+        markers = {"fp32": "o", "fp16": "s", "int8": "^"}
+        colors = {name: f"C{i}" for i, name in enumerate(sorted({r.backend for r in rows}))}
+        for ax, batch in zip(axes[0], batches):
+            cell = sorted((r for r in rows if r.batch == batch), key=lambda r: (r.accuracy, r.p50_ms))
+            for i, r in enumerate(cell):
+                ax.scatter(r.p50_ms, 100 * r.accuracy, s=60, marker=markers.get(r.precision or "", "D"),
+                           color=colors[r.backend], label=f"{r.backend} {r.precision}")
+                ax.annotate(f"{r.name} · {r.backend}{' *' if r.note else ''}", (r.p50_ms, 100 * r.accuracy), textcoords="offset points",
+                            xytext=(6, _label_offset(cell, i)), fontsize=7)
+            if cell and max(r.p50_ms for r in cell) > 10 * min(r.p50_ms for r in cell):
+                ax.set_xscale("log")
+            ax.set(xlabel="p50 latency per call (ms), lower is better", title=f"batch {batch}")
+            ax.grid(alpha=0.3)
+        handles = {}
+        for ax in axes[0]:
+            handles.update(zip(*reversed(ax.get_legend_handles_labels())))  # one entry per backend + precision
+        if handles:
+            axes[0][-1].legend(handles.values(), handles.keys(), fontsize=8, loc="lower right")
+        axes[0][0].set_ylabel(f"accuracy on {rows[0].split if rows else 'the split'} (%)")
+        fig.suptitle(f"accuracy vs latency · {self.machine.get('cpu')}, {self.settings.get('threads')} threads")
+        notes = list(dict.fromkeys(r.note for r in rows if r.note))
+        if notes:
+            fig.text(0.01, 0.01, "* " + "; ".join(notes), fontsize=7, color="dimgray")
+        fig.tight_layout(rect=(0, 0.03 if notes else 0, 1, 1))
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=110)
+        plt.close(fig)
+        return _write_atomic(path, buf.getvalue())
+
+
+def _label_offset(cell: list[BenchRow], i: int) -> int:
+    """Vertical label offset (points) that steps labels of neighbouring, equally accurate
+    points apart, so that they do not print over each other."""
+    step = 0
+    while (i - step - 1 >= 0 and abs(cell[i - step - 1].accuracy - cell[i].accuracy) < 1e-9
+           and cell[i].p50_ms < 3 * cell[i - step - 1].p50_ms):
+        step += 1
+    return 4 - 11 * step
+
+
+_COLUMNS = ("artifact", "backend", "precision", "batch", "accuracy", "drop pt", "agree", "p50 ms", "p90 ms", "p99 ms",
+            "mean±std ms", "items/s", "size MB", "peak RSS MB", "load s")
+
+
+def _fmt(value, spec: str, missing: str = "-") -> str:
+    return missing if value is None else format(value, spec)
+
+
+def _cells(r: BenchRow, markup: bool) -> list[str]:
+    if not r.ok:  # the terminal table lists the error under the table, Markdown in the row
+        failed = "[red]FAILED[/]" if markup else f"failed: {r.error}"
+        return [r.name, r.backend, r.precision or "-", str(r.batch), failed] + [""] * (len(_COLUMNS) - 5)
+    return [r.name, r.backend, r.precision or "-", str(r.batch), _fmt(r.accuracy, ".4f"),
+            _fmt(None if r.drop is None else 100 * r.drop, ".2f"), _fmt(r.agreement, ".1%"),
+            _fmt(r.p50_ms, ".3f"), _fmt(r.p90_ms, ".3f"), _fmt(r.p99_ms, ".3f"), f"{r.mean_ms:.3f}±{r.std_ms:.3f}",
+            _fmt(r.throughput, ".1f"), _fmt(r.size_mb, ".2f"), _fmt(r.peak_rss_mb, ".0f"),
+            _fmt(r.load_s, ".2f")]
+
+
+def _write_atomic(path, content: str | bytes) -> Path:
+    """Write to a temporary file beside `path`, then rename: never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(content.encode() if isinstance(content, str) else content)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

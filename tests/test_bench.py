@@ -1,0 +1,157 @@
+"""The benchmark harness: timing statistics, the artifact x backend x batch matrix,
+failed cells, references, exit codes and the report files."""
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+from onnx import numpy_helper
+from PIL import Image
+
+from edgetl.bench.latency import LatencyStats, measure
+from edgetl.cli import cli
+from edgetl.evaluation import evaluate
+from edgetl.quantize import quantize
+
+
+def test_percentiles_on_known_timings():
+    rng = np.random.default_rng(0)
+    timings_ms = rng.permutation(np.arange(1, 102))  # 1..101 ms, shuffled
+    stats = LatencyStats.from_ns(timings_ms * 1_000_000, batch=4)
+    # Order statistics of 1..101: the k-th percentile is 1 + k (linear interpolation).
+    assert (stats.p50_ms, stats.p90_ms, stats.p99_ms) == pytest.approx((51.0, 91.0, 100.0))
+    assert stats.mean_ms == pytest.approx(51.0)
+    assert stats.std_ms == pytest.approx(np.sqrt((101**2 - 1) / 12))  # population std of 1..n
+    assert stats.throughput == pytest.approx(4 * 1000 / 51.0)
+    assert stats.iters == 101
+
+
+class _CountingRunner:
+    def __init__(self, seconds: float = 0.0):
+        self.calls, self.seconds = 0, seconds
+
+    def infer(self, x):
+        self.calls += 1
+        if self.seconds:
+            import time
+
+            time.sleep(self.seconds)
+        return x
+
+
+def test_measure_excludes_warmup_and_honours_min_time():
+    runner = _CountingRunner()
+    stats = measure(runner, np.zeros((2, 3), np.float32), warmup=3, iters=5)
+    assert runner.calls == 8 and stats.iters == 5 and stats.batch == 2
+    slow = _CountingRunner(seconds=0.002)
+    stats = measure(slow, np.zeros((1, 3), np.float32), warmup=0, iters=2, min_time_s=0.1)
+    assert stats.iters >= 20 and stats.p50_ms >= 2.0
+
+
+@pytest.fixture(scope="module")
+def bench_run(quant_onnx, tmp_path_factory):
+    """A copy of the quantization run with its FP32 ONNX, an ONNX Runtime INT8 model, an
+    engine (TensorRT is absent here, so its cell must fail) and a tampered FP32 ONNX
+    outside the run folder that still belongs to the run."""
+    run = tmp_path_factory.mktemp("bench") / "run"
+    shutil.copytree(quant_onnx.parent, run)
+    quantize(run / "model.onnx", "onnxruntime", out=run / "model.int8.onnx")
+    (run / "model.engine").write_bytes(b"not an engine")
+    proto = onnx.load(str(run / "model.onnx"))
+    init = max(proto.graph.initializer, key=lambda t: int(np.prod(t.dims)) if len(t.dims) == 2 else 0)
+    weights = numpy_helper.to_array(init).copy()
+    weights[0] += 1.0  # one class's head weights changed: that class wins too often
+    init.CopyFrom(numpy_helper.from_array(weights, init.name))
+    onnx.save(proto, str(run.parent / "tampered.onnx"))
+    return run
+
+
+@pytest.fixture(scope="module")
+def report(bench_run):
+    from edgetl import bench
+
+    return bench([bench_run], batches=(1, 3), iters=5, warmup=1, threads=1)
+
+
+def test_a_run_directory_expands_to_a_matrix_with_a_failed_cell(report, bench_run):
+    cells = {(r.name, r.backend, r.batch) for r in report.rows}
+    assert cells == {(n, b, batch) for n, b in [("run (model.pt)", "torch"), ("model.onnx", "onnxruntime"),
+                                                ("model.int8.onnx", "onnxruntime"), ("model.engine", "tensorrt")]
+                     for batch in (1, 3)}
+    failed = {(r.name, r.batch) for r in report.failed}
+    assert failed == {("model.engine", 1), ("model.engine", 3)}
+    assert all("tensorrt" in r.error for r in report.failed)
+
+
+def test_rows_are_measured_against_the_runs_fp32_reference(report, bench_run, quant_digits):
+    rows = {(r.name, r.batch): r for r in report.rows}
+    torch_row, onnx_row, int8_row = rows["run (model.pt)", 1], rows["model.onnx", 1], rows["model.int8.onnx", 1]
+    assert torch_row.reference == "run (model.pt) (torch)" and torch_row.drop == 0 and torch_row.agreement == 1
+    assert onnx_row.agreement == 1.0 and onnx_row.drop == 0  # FP32 export computes what torch computes
+    assert int8_row.accuracy == pytest.approx(evaluate(bench_run / "model.int8.onnx", quant_digits).accuracy)
+    assert int8_row.drop == pytest.approx(torch_row.accuracy - int8_row.accuracy)
+    assert int8_row.n == torch_row.n == 80 and 0.5 < int8_row.agreement <= 1
+
+
+def test_latency_size_and_memory_fields(report, bench_run):
+    for r in (r for r in report.rows if r.ok):
+        assert 0 < r.p50_ms <= r.p90_ms <= r.p99_ms
+        assert r.throughput == pytest.approx(r.batch * 1000 / r.mean_ms)
+        assert r.iters == 5 and r.threads == 1 and r.load_s > 0
+        assert r.peak_rss_mb >= r.rss_before_mb > 0
+    row = next(r for r in report.rows if r.name == "model.int8.onnx")
+    assert row.size_mb * 2**20 == (bench_run / "model.int8.onnx").stat().st_size
+    assert row.size_mb < 0.5 * next(r for r in report.rows if r.name == "model.onnx").size_mb
+
+
+def test_report_files(report, tmp_path):
+    data = json.loads(report.write_json(tmp_path / "r.json").read_text())
+    assert data["schema"] == "edgetl.bench/1"
+    assert {"cpu", "cpu_flags", "cores", "memory_gib", "gpus"} <= set(data["machine"])
+    assert {"python", "edgetl", "numpy", "onnxruntime"} <= set(data["versions"])
+    assert {"threads", "batches", "iters", "warmup", "split"} <= set(data["settings"])
+    for row in data["rows"]:
+        assert {"artifact", "backend", "device", "precision", "batch", "accuracy", "drop", "agreement", "p50_ms",
+                "p90_ms", "p99_ms", "mean_ms", "std_ms", "throughput", "size_mb", "peak_rss_mb", "load_s",
+                "status", "error"} <= set(row)
+    with open(report.write_csv(tmp_path / "r.csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(report.rows) and rows[0]["p99_ms"]
+    png = report.plot(tmp_path / "r.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with Image.open(png) as img:
+        assert img.width > 400 and img.height > 300
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary files left
+
+
+def test_cli_max_drop_exit_codes(bench_run, tmp_path):
+    args = ["bench", str(bench_run / "model.onnx"), str(bench_run.parent / "tampered.onnx"), "--iters", "3",
+            "--warmup", "0", "--threads", "1", "--json", str(tmp_path / "r.json")]
+    result = CliRunner().invoke(cli, ["-q", *args, "--max-drop", "0.0"])
+    rows = {r["artifact"].split("/")[-1]: r for r in json.loads((tmp_path / "r.json").read_text())["rows"]}
+    assert rows["tampered.onnx"]["drop"] > 0, "the tampered model must lose accuracy for this test to mean anything"
+    assert result.exit_code == 1, result.output
+    assert "tampered.onnx" in result.output and "model.onnx on" not in result.output.split("above")[-1]
+    result = CliRunner().invoke(cli, ["-q", *args, "--max-drop", str(rows["tampered.onnx"]["drop"] + 0.01)])
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["nowhere.onnx"], "does not exist"),
+    (["{run}", "--batch", "0"], "positive"),
+    (["{run}", "--batch", "a,b"], "comma-separated"),
+    (["{run}", "--backend", "tflite"], "unknown backend"),
+    (["{run}", "--data", "no/such/dir"], "does not exist"),
+    (["{run}/model.engine"], "every benchmark cell failed"),
+])
+def test_cli_usage_errors_exit_2_with_one_line(bench_run, args, message, tmp_path):
+    args = [a.replace("{run}", str(bench_run)) for a in args]
+    result = CliRunner().invoke(cli, ["-q", "bench", *args, "--iters", "1", "--plot", str(tmp_path / "p.png")])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "p.png").exists()
