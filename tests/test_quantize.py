@@ -224,3 +224,42 @@ def test_public_api_names_stay_callable_after_their_packages_are_imported(quant_
     assert callable(edgetl.export) and callable(edgetl.quantize)
     result = edgetl.quantize(quant_onnx, "onnxruntime", samples=8, out=tmp_path / "api.onnx")
     assert result.out.exists() and result.target == "onnxruntime"
+
+
+def test_qat_is_the_last_resort_when_post_training_int8_cannot_hold(quant_onnx, tmp_path, monkeypatch):
+    """Post-training INT8 calibrated on blank images loses far more than the bound; QAT
+    (real NNCF fake quantization, fine-tuned on the run's data) must bring it back."""
+    import openvino as ov
+
+    import edgetl.quantize.openvino as ov_quant
+    from edgetl.evaluation import evaluate
+    from edgetl.quantize.data import Samples
+
+    real = ov_quant.quantize_openvino
+
+    def ptq_on_blank_images(src, dst, calibration, options, validation=None, max_drop=None):
+        blank = Samples(np.full_like(calibration.x, calibration.x.max()), None, "blank")
+        return real(src, dst, blank, options)
+
+    monkeypatch.setattr(ov_quant, "quantize_openvino", ptq_on_blank_images)
+    result = quantize(quant_onnx, "openvino", samples=48, max_drop=0.05, qat=True, out=tmp_path / "m.int8.xml")
+    ptq = result.attempts[0]
+    assert ptq["method"] == "post-training" and ptq["drop"] > 0.05, "the blank calibration must break PTQ"
+    assert result.method == "quantization-aware" and result.drop <= 0.05
+    assert result.int8_accuracy > ptq["accuracy"]
+    with open_runner(result.out) as runner:
+        q = runner.card.source["quantization"]
+        assert runner.card.precision == "int8" and q["method"] == "quantization-aware"
+        assert "lost" in q["qat"]["needed_because"] and q["qat"]["epochs"] == 3
+    ops = {op.get_type_name() for op in ov.Core().read_model(str(result.out)).get_ops()}
+    assert "FakeQuantize" in ops  # what OpenVINO executes in INT8
+    assert evaluate(result.out, read_onnx_card(quant_onnx).source["data"]).accuracy == pytest.approx(result.int8_accuracy)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.int8.bin", "m.int8.xml"]
+
+
+def test_qat_options_are_checked_before_any_work(quant_onnx, tmp_path):
+    with pytest.raises(ConfigError, match="--qat is available for --target openvino"):
+        quantize(quant_onnx, "tensorrt", max_drop=0.01, qat=True, out=tmp_path / "m.onnx")
+    with pytest.raises(ConfigError, match="pass --max-drop"):
+        quantize(quant_onnx, "openvino", qat=True, out=tmp_path / "m.xml")
+    assert not list(tmp_path.iterdir())

@@ -13,13 +13,19 @@ def print_int8_table(results) -> None:
     from edgetl.progress import results_console
 
     table = Table(title=f"INT8 vs FP32 ({results[0].n} validation images)", title_justify="left")
-    for col in ("artifact", "target", "FP32 acc", "INT8 acc", "drop (pt)", "top-1 agree", "layers in float", "time"):
-        table.add_column(col, justify="left" if col in ("artifact", "target") else "right")
+    for col in ("artifact", "target", "method", "FP32 acc", "INT8 acc", "drop (pt)", "top-1 agree", "layers in float",
+                "time"):
+        table.add_column(col, justify="left" if col in ("artifact", "target", "method") else "right")
     for r in results:
-        table.add_row(r.out.name, r.target, f"{r.fp32_accuracy:.4f}", f"{r.int8_accuracy:.4f}", f"{100 * r.drop:.2f}",
-                      f"{r.parity.agreement:.2%}", str(len(r.float_layers)), f"{r.seconds:.0f}s")
+        table.add_row(r.out.name, r.target, "QAT" if r.method == "quantization-aware" else "PTQ", f"{r.fp32_accuracy:.4f}",
+                      f"{r.int8_accuracy:.4f}", f"{100 * r.drop:.2f}", f"{r.parity.agreement:.2%}",
+                      str(len(r.float_layers)), f"{r.seconds:.0f}s")
     results_console(stderr=True).print(table)
     for r in results:
+        if r.method == "quantization-aware":
+            ptq = next(a for a in r.attempts if a.get("method") == "post-training")
+            click.echo(f"{r.out.name}: quantization-aware fine-tuning was needed (post-training INT8 lost "
+                       f"{100 * ptq['drop']:.2f} pt)", err=True)
         if r.float_layers:
             click.echo(f"{r.out.name}: kept in float: {', '.join(r.float_layers)}", err=True)
 
@@ -39,16 +45,24 @@ def print_int8_table(results) -> None:
               help="NNCF preset (openvino): mixed = asymmetric activations.")
 @click.option("--bias-correction", is_flag=True, help="NNCF (openvino): full bias correction instead of the fast one.")
 @click.option("--ignore", multiple=True, help="NNCF (openvino): node name kept in float (repeatable).")
+@click.option("--qat", is_flag=True,
+              help="openvino: when post-training INT8 cannot hold --max-drop, fine-tune the run with fake quantization.")
+@click.option("--qat-epochs", type=int, default=3, show_default=True, help="Epochs of quantization-aware fine-tuning.")
+@click.option("--qat-lr", type=float, default=None, help="QAT learning rate [default: a tenth of the run's, at most 1e-4].")
+@click.option("--device", default="auto", show_default=True, help="Where QAT trains: auto, cpu, cuda.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Default: MODEL.int8.xml / MODEL.int8.onnx / MODEL.qdq.onnx")
-def quantize_cmd(model, target, calib, val, max_drop, samples, method, preset, bias_correction, ignore, out):
+def quantize_cmd(model, target, calib, val, max_drop, samples, method, preset, bias_correction, ignore, qat, qat_epochs,
+                 qat_lr, device, out):
     """INT8 MODEL.onnx for a target, calibrated on the run's own data, within --max-drop."""
     from edgetl.quantize import quantize
     from edgetl.quantize.openvino import NncfOptions
+    from edgetl.quantize.qat import QatOptions
 
     options = NncfOptions(preset=preset, fast_bias_correction=not bias_correction, ignored=tuple(ignore))
     result = quantize(model, target, calib=calib, val=val, max_drop=max_drop, samples=samples, out=out,
-                      method=method, nncf_options=options)
+                      method=method, nncf_options=options, qat=qat,
+                      qat_options=QatOptions(epochs=qat_epochs, lr=qat_lr, device=device))
     print_int8_table([result])
     click.echo(f"wrote {result.out}")
     if target == "tensorrt":

@@ -6,7 +6,9 @@
 - tensorrt:     explicit-quantization QDQ ONNX for TensorRT (checked here in ONNX Runtime,
                 emulating the integer math; `edgetl build-engine` turns it into an engine)
 For the QDQ targets --max-drop is honoured by keeping the layers that lose most (measured
-per layer on calibration data) in float until the drop holds. Every output carries its
+per layer on calibration data) in float until the drop holds. With qat=True, when
+post-training INT8 still loses too much, the run is fine-tuned with fake quantization
+(quantize/qat.py, openvino target). Every output carries its
 card (target, calibration, drop, float layers) and passes the INT8 parity gate.
 """
 from __future__ import annotations
@@ -48,6 +50,7 @@ class QuantizeResult:
     attempts: list[dict]
     parity: ParityResult
     seconds: float
+    method: str = "post-training"  # or "quantization-aware" when QAT was needed
 
     @property
     def drop(self) -> float:
@@ -122,13 +125,15 @@ def _qdq_with_budget(model: Path, dst: Path, work: Path, target: str, method: st
     raise AccuracyDropError(
         f"INT8 for {target} loses {100 * best['drop']:.2f} pt at best ({best['float_layers']} of {len(ranked)} "
         f"layers in float), above --max-drop {100 * max_drop:.2f} pt",
-        hint="allow a larger --max-drop, try --calibration entropy or percentile, or fine-tune with --qat")
+        hint="allow a larger --max-drop, or try --calibration entropy or percentile")
 
 
 def quantize(model, target: str, calib=None, val=None, max_drop: float | None = None, samples: int = 300,
-             out=None, method: str = "minmax", nncf_options=None, seed: int = 0) -> QuantizeResult:
+             out=None, method: str = "minmax", nncf_options=None, seed: int = 0, qat: bool = False,
+             qat_options=None) -> QuantizeResult:
     """Quantize the FP32 ONNX `model` for `target`; see the module docstring."""
     from edgetl.quantize.openvino import NncfOptions
+    from edgetl.quantize.qat import QAT_TARGETS, QatOptions
 
     started = time.perf_counter()
     model = Path(model)
@@ -137,6 +142,13 @@ def quantize(model, target: str, calib=None, val=None, max_drop: float | None = 
     if max_drop is not None and not 0.0 <= max_drop < 1.0:
         raise ConfigError(f"--max-drop is a fraction of accuracy in [0, 1), got {max_drop}",
                           hint="e.g. --max-drop 0.01 for one point")
+    if qat and target not in QAT_TARGETS:
+        raise ConfigError(f"--qat is available for --target {', '.join(QAT_TARGETS)}, not {target}",
+                          hint=f"for {target}, try --calibration entropy or percentile, or a larger --max-drop")
+    if qat and max_drop is None:
+        raise ConfigError("--qat is the fallback for when --max-drop cannot be held", hint="pass --max-drop too")
+    qat_options = qat_options or QatOptions()
+    qat_options.check()
     card = _load_fp32(model)
     out = Path(out) if out else model.with_name(model.stem + DEFAULT_SUFFIX[target])
     if out.suffix.lower() != TARGETS[target]:
@@ -168,14 +180,30 @@ def quantize(model, target: str, calib=None, val=None, max_drop: float | None = 
             float_layers, attempts, scheme = _qdq_with_budget(model, tmp_out, work, target, method, calib_samples,
                                                               val_samples, fp32_accuracy, max_drop, int8_card)
             settings = scheme.to_dict()
-        quantization.update(settings=settings, float_layers=float_layers, attempts=attempts)
+        quantization.update(settings=settings, float_layers=float_layers, attempts=attempts, method="post-training")
         write_artifact_card(tmp_out, int8_card)
         int8_accuracy, parity = _measure_int8(tmp_out, fp32_logits, val_samples, max_drop)
+        if qat and fp32_accuracy - int8_accuracy > max_drop + 1e-9:
+            from edgetl.quantize.qat import qat_openvino
+
+            ptq_drop = fp32_accuracy - int8_accuracy
+            progress.info(f"post-training INT8 loses {100 * ptq_drop:.2f} pt, above --max-drop {100 * max_drop:.2f} pt: "
+                          "quantization-aware fine-tuning")
+            attempts.append({"method": "post-training", "float_layers": len(float_layers), "accuracy": int8_accuracy,
+                             "drop": ptq_drop})
+            report = qat_openvino(card, tmp_out, calib_samples, qat_options, seed)
+            float_layers = []
+            quantization.update(method="quantization-aware", float_layers=float_layers,
+                                qat={**report, "needed_because": f"post-training INT8 lost {100 * ptq_drop:.2f} pt"})
+            write_artifact_card(tmp_out, int8_card)
+            int8_accuracy, parity = _measure_int8(tmp_out, fp32_logits, val_samples, max_drop)
+            attempts.append({"method": "quantization-aware", "float_layers": 0, "accuracy": int8_accuracy,
+                             "drop": fp32_accuracy - int8_accuracy})
         if max_drop is not None and fp32_accuracy - int8_accuracy > max_drop + 1e-9:
             raise AccuracyDropError(
                 f"INT8 for {target} loses {100 * (fp32_accuracy - int8_accuracy):.2f} pt "
                 f"({len(float_layers)} layers in float), above --max-drop {100 * max_drop:.2f} pt",
-                hint="allow a larger --max-drop, or fine-tune with --qat")
+                hint="allow a larger --max-drop" + (", or more --qat-epochs" if qat else ", or fine-tune with --qat"))
         parity.artifact = str(out)
         int8_card.metrics.update(accuracy=int8_accuracy, fp32_accuracy=fp32_accuracy,
                                  accuracy_drop=fp32_accuracy - int8_accuracy, parity=parity.to_dict())
@@ -187,7 +215,7 @@ def quantize(model, target: str, calib=None, val=None, max_drop: float | None = 
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return QuantizeResult(out, target, fp32_accuracy, int8_accuracy, len(val_samples), float_layers, attempts,
-                          parity, time.perf_counter() - started)
+                          parity, time.perf_counter() - started, quantization["method"])
 
 
 def _measure_int8(path: Path, fp32_logits: np.ndarray, val: Samples, max_drop: float | None

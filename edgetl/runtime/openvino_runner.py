@@ -38,8 +38,21 @@ class OpenVinoRunner(Runner):
         runner = cls(path, card_from_ov_model(model, path), device, threads)
         runner.compiled = core.compile_model(model, ov_device, config)
         runner.request = runner.compiled.create_infer_request()
+        runner._input = None
         return runner
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        result = self.request.infer({0: np.ascontiguousarray(batch, dtype=np.float32)})
-        return np.asarray(result[self.compiled.output(0)], dtype=np.float32)
+        # Reuse the request's input tensor while the shape stays the same: setting a new
+        # tensor on every call makes a dynamic-shape model redo shape inference and
+        # allocation (about 10% of a 1.5 ms call), which deployed code does not pay.
+        batch = np.asarray(batch, dtype=np.float32)
+        tensor = self._input
+        if tensor is None or tuple(tensor.shape) != batch.shape:
+            import openvino as ov
+
+            tensor = self._input = ov.Tensor(np.array(batch, copy=True))
+            self.request.set_input_tensor(tensor)
+        else:
+            tensor.data[...] = batch
+        self.request.infer()
+        return np.array(self.request.get_output_tensor().data, dtype=np.float32, copy=True)

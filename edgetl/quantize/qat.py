@@ -1,0 +1,127 @@
+"""Quantization-aware fine-tuning (QAT): the last resort when post-training INT8 cannot
+hold --max-drop.
+
+NNCF inserts fake quantizers into the run's PyTorch model (ranges initialised on the
+calibration samples, as post-training quantization does), the same Trainer as `edgetl
+finetune` fine-tunes weights and quantizer ranges together for a few epochs at a tenth of
+the run's learning rate (at most 1e-4; BatchNorm statistics frozen, the best epoch on the validation
+split kept), and the result is converted to an OpenVINO IR whose FakeQuantize operations
+OpenVINO executes in INT8. NNCF's torch export writes FakeQuantize, not the QDQ that ONNX
+Runtime and TensorRT consume, so QAT serves the openvino target.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+import warnings
+from pathlib import Path
+
+from edgetl import progress
+from edgetl.card import ModelCard
+from edgetl.errors import ArtifactError, BackendUnavailable, ConfigError
+from edgetl.quantize.data import Samples
+
+QAT_TARGETS = ("openvino",)
+
+
+@dataclasses.dataclass(frozen=True)
+class QatOptions:
+    epochs: int = 3
+    lr: float | None = None  # None: a tenth of the run's own learning rate, at most 1e-4
+    batch_size: int | None = None  # None: the run's
+    device: str = "auto"
+
+    def check(self) -> None:
+        if self.epochs < 1:
+            raise ConfigError(f"--qat-epochs must be at least 1, got {self.epochs}")
+        if self.lr is not None and not self.lr > 0:
+            raise ConfigError(f"the QAT learning rate must be positive, got {self.lr}")
+
+
+def run_of(card: ModelCard) -> Path:
+    """The run directory an exported model came from (QAT trains its checkpoint)."""
+    run = card.source.get("run")
+    if not run or not (Path(run) / "model.pt").is_file():
+        raise ArtifactError(f"quantization-aware fine-tuning needs the model's run directory ({run}) and its checkpoint",
+                            hint="keep the run that `edgetl export` exported, or drop --qat")
+    return Path(run)
+
+
+def qat_openvino(card: ModelCard, out: Path, calib: Samples, options: QatOptions, seed: int = 0) -> dict:
+    """Fine-tune the run of `card` with fake quantization and write the INT8 IR `out`;
+    returns what happened (epochs, learning rate, best epoch, history, seconds)."""
+    try:
+        import nncf
+        import openvino as ov
+        import torch
+    except ImportError:
+        raise BackendUnavailable("quantization-aware fine-tuning needs torch, NNCF and OpenVINO",
+                                 hint="pip install 'edgetl[all]'") from None
+    from edgetl.data.images import decode_images, open_image_folder
+    from edgetl.finetune.loop import FinetuneConfig, Trainer, _Distributed, _to_tensors, resolve_device, seed_everything
+    from edgetl.finetune.run import load_run
+    from edgetl.preprocess import ImagePreprocessing
+    from edgetl.quantize.onnx_qdq import cpu_has_vnni
+
+    options.check()
+    started = time.perf_counter()
+    run = run_of(card)
+    model, run_card = load_run(run)
+    run_cfg = run_card.source.get("config", {})
+    # Small steps: the weights are already trained (a linear-probe run's backbone never
+    # was at all), only the quantization noise is new.
+    lr = options.lr or min(0.1 * run_cfg.get("lr", 1e-3), 1e-4)
+    cfg = FinetuneConfig(strategy="full", epochs=options.epochs, patience=options.epochs, lr=lr,
+                         batch_size=options.batch_size or run_cfg.get("batch_size", 32), hflip=run_cfg.get("hflip", True),
+                         freeze_bn_stats=True, amp=False, device=options.device, seed=seed)
+    cfg.check()
+    dist = _Distributed()
+    device = resolve_device(cfg.device, dist)
+    seed_everything(seed)
+    # x86 CPUs without VNNI saturate in 8-bit weight x activation products (the reason
+    # the ONNX Runtime target uses 7-bit weights): NNCF's overflow fix halves the weight
+    # range in every layer, so that the fine-tuned fake quantization is what OpenVINO
+    # computes (without it, 97.8% in torch became 94.7% in OpenVINO on digits).
+    overflow_fix = nncf.OverflowFix.FIRST_LAYER if cpu_has_vnni() else nncf.OverflowFix.ENABLE
+    progress.info(f"QAT: inserting fake quantizers into {run.name}'s model (ranges from {len(calib)} samples)")
+    with _quiet_tracing():
+        qmodel = nncf.quantize(model, nncf.Dataset([torch.from_numpy(b) for b in calib.batches(1)]),
+                               preset=nncf.QuantizationPreset.PERFORMANCE, subset_size=len(calib),
+                               advanced_parameters=nncf.AdvancedQuantizationParameters(
+                                   disable_bias_correction=True, overflow_fix=overflow_fix))
+    qmodel = qmodel.to(device)
+    # Two "stages" at the same learning rate: the features, and NNCF's quantizer ranges
+    # (trainable too). NNCF keeps integer bookkeeping in parameters as well, which must
+    # stay out of the optimizer and of requires_grad_.
+    own = {id(p) for p in [*qmodel.features.parameters(), *qmodel.head.parameters()]}
+    ranges = torch.nn.ParameterList([p for p in qmodel.parameters() if id(p) not in own and p.is_floating_point()])
+    stages = [qmodel.features, ranges]
+    pre = ImagePreprocessing.from_dict(card.preprocessing)
+    splits = open_image_folder(card.source["data"], val_split=run_cfg.get("val_split", 0.2), seed=run_cfg.get("seed", 0),
+                               classes=card.labels)
+    x_train, y_train = _to_tensors(*decode_images(splits["train"], pre), device)
+    x_val, y_val = _to_tensors(*decode_images(splits["val"], pre), device)
+    progress.info(f"QAT: fine-tuning {cfg.epochs} epoch(s) at lr {lr:g} on {len(x_train)} training images")
+    trainer = Trainer(qmodel, stages, cfg, device, dist, pre.mean, pre.std)
+    with _quiet_tracing():
+        history, best_state, best_epoch = trainer.fit(x_train, y_train, x_val, y_val)
+    qmodel.load_state_dict(best_state)
+    qmodel = qmodel.cpu().eval()
+    height, width = pre.size
+    with _quiet_tracing(), torch.no_grad():
+        ov_model = ov.convert_model(qmodel, example_input=torch.zeros(1, 3, height, width),
+                                    input=[(-1, 3, height, width)])
+    ov.save_model(ov_model, str(out), compress_to_fp16=False)
+    return {"epochs": cfg.epochs, "lr": lr, "best_epoch": best_epoch, "device": str(device),
+            "overflow_fix": overflow_fix.value,
+            "history": [{k: h[k] for k in ("epoch", "train_loss", "val_accuracy")} for h in history],
+            "seconds": time.perf_counter() - started}
+
+
+@contextlib.contextmanager
+def _quiet_tracing():
+    """NNCF and the TorchScript tracer warn about every fake-quantize call they trace."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
