@@ -24,6 +24,8 @@ bench: venv
 	$(BIN)/python benchmarks/transfer.py
 	$(BIN)/python benchmarks/throughput.py
 	$(BIN)/python benchmarks/quantization.py
+	$(BIN)/python benchmarks/backends.py
+	$(BIN)/python benchmarks/vs_benchmark_app.py
 
 clean:
 	rm -rf $(DEMO_OUT) .pytest_cache build *.egg-info

@@ -7,7 +7,7 @@ evaluated on ONNX Runtime) with --max-drop 0.01, then benchmarks the run directo
 (PyTorch + every exported file) on the test split, which neither training, calibration
 nor the drop bound saw. Writes results/backends.{json,csv,md,png}.
 
-    python benchmarks/backends.py [--epochs 6] [--threads 2] [--batch 1,8] [--iters 300]
+    python benchmarks/backends.py [--epochs 6] [--threads 2] [--batch 1,8] [--iters 200] [--rounds 5]
 """
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ def main() -> int:
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch", default="1,8")
-    ap.add_argument("--iters", type=int, default=300)
+    ap.add_argument("--iters", type=int, default=200)
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--run", type=Path, help="bench this finished run instead of making one")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = ap.parse_args()
@@ -43,7 +44,7 @@ def main() -> int:
         for target in ("openvino", "onnxruntime", "tensorrt"):
             quantize(fp32.onnx, target, max_drop=0.01)
     report = bench([run], split="test", batches=[int(b) for b in args.batch.split(",")], threads=args.threads,
-                   iters=args.iters, warmup=30)
+                   iters=args.iters, warmup=30, rounds=args.rounds)
     args.out.mkdir(parents=True, exist_ok=True)
     report.write_json(args.out / "backends.json")
     report.write_csv(args.out / "backends.csv")
@@ -51,7 +52,8 @@ def main() -> int:
     m = report.machine
     notes = "".join(f"\n- {r.name} on {r.backend}: {r.note}" for r in report.rows if r.note and r.batch == 1)
     text = (report.markdown() + f"\n\nMachine: {m['cpu']} ({', '.join(m['cpu_flags'])}), {m['cores']} cores, "
-            f"{m['memory_gib']} GiB; {args.threads} threads; test split of digits ({report.rows[0].n} images); "
+            f"{m['memory_gib']} GiB; {args.threads} threads; latency pooled over {args.rounds} rounds of "
+            f"{args.iters} calls per cell, the cells in turn; test split of digits ({report.rows[0].n} images); "
             f"drop and agreement against the PyTorch FP32 model of the same run.{notes}\n")
     (args.out / "backends.md").write_text(text)
     report.print_table()

@@ -7,8 +7,9 @@ benchmark_app given the same compile config edgetl uses (INFERENCE_NUM_THREADS, 
 default LATENCY hint). Reported: the median of each and their ratio; the target is
 edgetl p50 within 10% of benchmark_app's median.
 
-Without IR arguments, two small models are made first: a linear-probe EfficientNet-Lite0
-on digits at 64 px and at 224 px, each as FP32 and INT8 IR.
+Without IR arguments, two FP32 IRs are made first: a linear-probe EfficientNet-Lite0 on
+digits at 64 px and at 224 px. Pass INT8 IRs (e.g. those of benchmarks/backends.py) to
+compare them too.
 
     python benchmarks/vs_benchmark_app.py [model.xml ...] [--threads 2] [--rounds 9] [--seconds 2]
 """
@@ -73,15 +74,13 @@ def make_models(work: Path) -> list[Path]:
     from edgetl.data.digits import make_digits
     from edgetl.export import export_run
     from edgetl.finetune import finetune
-    from edgetl.quantize import quantize
 
     irs = []
     for size in (64, 224):
         data = make_digits(work / f"digits{size}", size=size)
         run = work / f"lite0-{size}"
         finetune(data, "efficientnet_lite0", run, strategy="linear-probe", epochs=2, input_size=size, seed=0)
-        fp32 = export_run(run, run / "model.onnx", openvino=True)
-        irs += [fp32.openvino, quantize(fp32.onnx, "openvino", out=run / "model.int8.xml").out]
+        irs.append(export_run(run, run / "model.onnx", openvino=True).openvino)
     return irs
 
 

@@ -1,6 +1,6 @@
-"""`edgetl.finetune`, `edgetl.export` and `edgetl.quantize` name both a package and a
-public function: importing the package replaces the function attribute on `edgetl`, so
-each package is made callable and forwards to its function."""
+"""`edgetl.finetune`, `edgetl.export`, `edgetl.quantize` and `edgetl.bench` name both a
+package and a public function: importing the package replaces the function attribute on
+`edgetl`, so each package is made callable and forwards to its function."""
 from __future__ import annotations
 
 import importlib
@@ -17,3 +17,15 @@ def make_package_callable(package: str, function: str) -> None:
             return getattr(importlib.import_module(module_name), attr)(*args, **kwargs)
 
     sys.modules[package].__class__ = _CallablePackage
+
+
+def lazy_attributes(package: str, names: dict[str, str]):
+    """A module `__getattr__` that imports `package.<module>` only when one of `names`
+    (attribute -> module) is first used, so that importing the package stays light."""
+
+    def __getattr__(name: str):
+        if name in names:
+            return getattr(importlib.import_module(f"{package}.{names[name]}"), name)
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    return __getattr__

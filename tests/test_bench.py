@@ -75,7 +75,7 @@ def bench_run(quant_onnx, tmp_path_factory):
 def report(bench_run):
     from edgetl import bench
 
-    return bench([bench_run], batches=(1, 3), iters=5, warmup=1, threads=1)
+    return bench([bench_run], batches=(1, 3), iters=5, warmup=1, threads=1, rounds=2)
 
 
 def test_a_run_directory_expands_to_a_matrix_with_a_failed_cell(report, bench_run):
@@ -102,7 +102,7 @@ def test_latency_size_and_memory_fields(report, bench_run):
     for r in (r for r in report.rows if r.ok):
         assert 0 < r.p50_ms <= r.p90_ms <= r.p99_ms
         assert r.throughput == pytest.approx(r.batch * 1000 / r.mean_ms)
-        assert r.iters == 5 and r.threads == 1 and r.load_s > 0
+        assert r.iters == 10 and r.threads == 1 and r.load_s > 0  # 5 calls in each of 2 rounds, pooled
         assert r.peak_rss_mb >= r.rss_before_mb > 0
     row = next(r for r in report.rows if r.name == "model.int8.onnx")
     assert row.size_mb * 2**20 == (bench_run / "model.int8.onnx").stat().st_size

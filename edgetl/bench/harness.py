@@ -19,7 +19,7 @@ import numpy as np
 
 from edgetl import progress
 from edgetl.bench import memory
-from edgetl.bench.latency import measure
+from edgetl.bench.latency import LatencyStats, time_calls
 from edgetl.bench.machine import library_versions, machine_info
 from edgetl.bench.report import BenchReport, BenchRow
 from edgetl.card import CARD_FILENAME, ModelCard
@@ -139,8 +139,9 @@ def _note(card: ModelCard, backend: str) -> str:
 
 
 def bench_cell(cell: Cell, batches: list[int], inputs: _Inputs, threads: int, device: str, warmup: int,
-               iters: int, min_time: float) -> tuple[list[BenchRow], np.ndarray | None]:
-    """The rows of one artifact on one backend (one per batch) and its predictions."""
+               iters: int, min_time: float) -> tuple[list[BenchRow], np.ndarray | None, dict[int, list[int]]]:
+    """The rows of one artifact on one backend (one per batch), its predictions and the
+    raw timings (ns) per batch."""
     name = f"{cell.path.name} (model.pt)" if cell.path.is_dir() else cell.path.name
     base = dict(artifact=str(cell.path), name=name, backend=cell.backend, device=device, threads=threads)
     size = artifact_size(cell.path)
@@ -150,12 +151,12 @@ def bench_cell(cell: Cell, batches: list[int], inputs: _Inputs, threads: int, de
     try:
         runner = open_runner(cell.path, backend=cell.backend, device=device, threads=threads)
     except Exception as exc:  # a cell's failure is a result; the others still run
-        return [BenchRow(**base, batch=b, size_mb=size / 2**20, error=_first_line(exc)) for b in batches], None
+        return [BenchRow(**base, batch=b, size_mb=size / 2**20, error=_first_line(exc)) for b in batches], None, {}
     load_s = time.perf_counter() - t0
     card = runner.card
     common = dict(base, device=runner.device, precision=card.precision, run=_run_key(cell.path, card),
                   note=_note(card, cell.backend), size_mb=size / 2**20, load_s=load_s)
-    rows, predictions = [], None
+    rows, predictions, timings = [], None, {}
     with runner:
         try:
             samples = inputs(card)
@@ -165,14 +166,14 @@ def bench_cell(cell: Cell, batches: list[int], inputs: _Inputs, threads: int, de
             common.update(accuracy=float((predictions == samples.labels).mean()), n=len(samples),
                           split=f"{Path(samples.source).name}/{inputs.split}")
         except Exception as exc:
-            return [BenchRow(**common, batch=b, error=_first_line(exc)) for b in batches], None
+            return [BenchRow(**common, batch=b, error=_first_line(exc)) for b in batches], None, {}
         for batch in batches:
             row = BenchRow(**common, batch=batch)
             try:
                 if static and batch != static:
                     raise ConfigError(f"the model has a static batch of {static}")
-                x = samples.x[np.arange(batch) % len(samples)]
-                row.set_latency(measure(runner, x, warmup=warmup, iters=iters, min_time_s=min_time))
+                timings[batch] = time_calls(runner, latency_input(samples.x, batch), warmup, iters, min_time)
+                row.set_latency(LatencyStats.from_ns(timings[batch], batch))
             except Exception as exc:
                 row.error = _first_line(exc)
             rows.append(row)
@@ -182,7 +183,30 @@ def bench_cell(cell: Cell, batches: list[int], inputs: _Inputs, threads: int, de
         row.rss_before_mb = rss_before
     del runner
     gc.collect()
-    return rows, predictions
+    return rows, predictions, timings
+
+
+def latency_input(x: np.ndarray, batch: int) -> np.ndarray:
+    """The first `batch` real samples (repeated when the split is smaller)."""
+    return x[np.arange(batch) % len(x)]
+
+
+def _more_rounds(cells: list[Cell], rows: list[BenchRow], timings: dict, inputs: _Inputs, rounds: int, threads: int,
+                 device: str, warmup: int, iters: int, min_time: float) -> None:
+    """Rounds 2..N: every cell that worked is timed again, all cells in turn, and its
+    timings pooled, so that a noisy neighbour on a shared machine hits every cell alike
+    instead of whichever happened to run at the wrong moment."""
+    for r in range(2, rounds + 1):
+        progress.info(f"latency round {r}/{rounds}")
+        for i, cell in enumerate(cells, 1):
+            ok = [row for row in rows if row.cell_id == i and row.ok]
+            if not ok:
+                continue
+            with open_runner(cell.path, backend=cell.backend, device=device, threads=threads) as runner:
+                x = inputs(runner.card).x
+                for row in ok:
+                    timings[i, row.batch] += time_calls(runner, latency_input(x, row.batch), warmup, iters, min_time)
+                    row.set_latency(LatencyStats.from_ns(timings[i, row.batch], row.batch))
 
 
 def attach_references(rows: list[BenchRow], predictions: dict[int, np.ndarray]) -> None:
@@ -207,14 +231,15 @@ def attach_references(rows: list[BenchRow], predictions: dict[int, np.ndarray]) 
 
 def bench(artifacts, data=None, split: str = "val", backends: list[str] | None = None, batches=(1,),
           threads: int | None = None, iters: int = 100, min_time: float = 0.0, warmup: int = 10,
-          device: str = "cpu") -> BenchReport:
+          device: str = "cpu", rounds: int = 1) -> BenchReport:
     """Measure every artifact (run directories, .onnx, .xml, .engine) on its backend (or
-    on each of `backends`) at every batch size; returns a BenchReport."""
+    on each of `backends`) at every batch size; returns a BenchReport. With rounds > 1
+    the latency of every cell is measured that many times, in turn, and pooled."""
     batches = sorted({int(b) for b in batches})
     if not batches or batches[0] < 1:
         raise ConfigError(f"batch sizes must be positive integers, got {batches}")
-    if iters < 1 or warmup < 0 or min_time < 0:
-        raise ConfigError("--iters must be at least 1, --warmup and --min-time not negative")
+    if iters < 1 or warmup < 0 or min_time < 0 or rounds < 1:
+        raise ConfigError("--iters and --rounds must be at least 1, --warmup and --min-time not negative")
     if data is not None and not Path(data).is_dir():
         raise DataError(f"data folder {data} does not exist")
     threads = threads or os.cpu_count() or 1
@@ -222,19 +247,23 @@ def bench(artifacts, data=None, split: str = "val", backends: list[str] | None =
     inputs = _Inputs(data, split)
     rows: list[BenchRow] = []
     predictions: dict[int, np.ndarray] = {}
+    timings: dict[tuple[int, int], list[int]] = {}
     started = time.perf_counter()
     for i, cell in enumerate(cells, 1):
         progress.info(f"[{i}/{len(cells)}] {cell.path.name} on {cell.backend}")
-        cell_rows, pred = bench_cell(cell, batches, inputs, threads, device, warmup, iters, min_time)
+        cell_rows, pred, cell_timings = bench_cell(cell, batches, inputs, threads, device, warmup, iters, min_time)
         for row in cell_rows:
             row.cell_id = i
             progress.info(f"    {row.summary()}")
         if pred is not None:
             predictions[i] = pred
+        timings.update({(i, batch): t for batch, t in cell_timings.items()})
         rows += cell_rows
+    _more_rounds(cells, rows, timings, inputs, rounds, threads, device, warmup, iters, min_time)
     attach_references(rows, predictions)
     settings = {"data": str(data) if data else "each run's own data set", "split": split, "batches": batches,
-                "threads": threads, "iters": iters, "min_time_s": min_time, "warmup": warmup, "device": device,
+                "threads": threads, "iters": iters, "min_time_s": min_time, "warmup": warmup, "rounds": rounds,
+                "device": device,
                 "backends": backends or "auto", "artifacts": [str(a) for a in artifacts],
                 "timer": "time.perf_counter_ns around each infer call; warm-up excluded; no outlier clipping",
                 "peak_rss": "VmHWM reset per backend" if memory.reset_peak() else "process lifetime peak"}

@@ -30,9 +30,9 @@ class LatencyStats:
         return dataclasses.asdict(self)
 
 
-def measure(runner, x: np.ndarray, warmup: int = 10, iters: int = 100, min_time_s: float = 0.0) -> LatencyStats:
-    """Time `runner.infer(x)`: `warmup` untimed calls, then at least `iters` calls and at
-    least `min_time_s` seconds."""
+def time_calls(runner, x: np.ndarray, warmup: int = 10, iters: int = 100, min_time_s: float = 0.0) -> list[int]:
+    """Nanoseconds of each `runner.infer(x)` call: `warmup` untimed calls, then at least
+    `iters` calls and at least `min_time_s` seconds."""
     x = np.ascontiguousarray(x, dtype=np.float32)
     for _ in range(warmup):
         runner.infer(x)
@@ -42,4 +42,8 @@ def measure(runner, x: np.ndarray, warmup: int = 10, iters: int = 100, min_time_
         t0 = time.perf_counter_ns()
         runner.infer(x)
         timings.append(time.perf_counter_ns() - t0)
-    return LatencyStats.from_ns(timings, len(x))
+    return timings
+
+
+def measure(runner, x: np.ndarray, warmup: int = 10, iters: int = 100, min_time_s: float = 0.0) -> LatencyStats:
+    return LatencyStats.from_ns(time_calls(runner, x, warmup, iters, min_time_s), len(x))
