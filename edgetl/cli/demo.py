@@ -47,10 +47,10 @@ def demo_cmd(out, epochs, input_size):
                                                                                           "tensorrt")}
     print_int8_table(list(int8.values()))
     progress.info("[bold]6/6[/] benchmarking every artifact of the run on its backend (test split, batch 1)")
-    report = bench([run], split="test", batches=(1,), iters=100)
-    report.print_table()
-    plot = report.plot(out / "bench.png")
-    report.write_json(out / "bench.json")
+    benchmark = bench([run], split="test", batches=(1,), iters=100)
+    benchmark.print_table()
+    plot = benchmark.plot(out / "bench.png")
+    benchmark.write_json(out / "bench.json")
     click.echo(f"\nrun: {result.out} (model.pt, edgetl.json, history.json, curves.png, model.onnx, model.xml/.bin, "
                f"{', '.join(r.out.name for r in int8.values())})")
     click.echo(f"benchmark: {out / 'bench.json'}, accuracy vs latency plot: {plot}")
