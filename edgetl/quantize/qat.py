@@ -19,7 +19,7 @@ from pathlib import Path
 
 from edgetl import progress
 from edgetl.card import ModelCard
-from edgetl.errors import ArtifactError, BackendUnavailable, ConfigError
+from edgetl.errors import ArtifactError, BackendUnavailable, ConfigError, DataError
 from edgetl.quantize.data import Samples
 
 QAT_TARGETS = ("openvino",)
@@ -98,7 +98,11 @@ def qat_openvino(card: ModelCard, out: Path, calib: Samples, options: QatOptions
     ranges = torch.nn.ParameterList([p for p in qmodel.parameters() if id(p) not in own and p.is_floating_point()])
     stages = [qmodel.features, ranges]
     pre = ImagePreprocessing.from_dict(card.preprocessing)
-    splits = open_image_folder(card.source["data"], val_split=run_cfg.get("val_split", 0.2), seed=run_cfg.get("seed", 0),
+    data = card.source.get("data")
+    if not data or not Path(data).is_dir():
+        raise DataError(f"quantization-aware fine-tuning trains on the run's data set ({data}), which is not there",
+                        hint="restore the data set folder the run was trained on, or drop --qat")
+    splits = open_image_folder(data, val_split=run_cfg.get("val_split", 0.2), seed=run_cfg.get("seed", 0),
                                classes=card.labels)
     x_train, y_train = _to_tensors(*decode_images(splits["train"], pre), device)
     x_val, y_val = _to_tensors(*decode_images(splits["val"], pre), device)
