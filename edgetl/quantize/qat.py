@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import time
 import warnings
 from pathlib import Path
@@ -106,10 +107,20 @@ def qat_openvino(card: ModelCard, out: Path, calib: Samples, options: QatOptions
                                classes=card.labels)
     x_train, y_train = _to_tensors(*decode_images(splits["train"], pre), device)
     x_val, y_val = _to_tensors(*decode_images(splits["val"], pre), device)
-    progress.info(f"QAT: fine-tuning {cfg.epochs} epoch(s) at lr {lr:g} on {len(x_train)} training images")
+    progress.info(f"QAT: fine-tuning {cfg.epochs} epoch(s) at lr {lr:g} on {len(x_train)} training images "
+                  "(the first QAT on a machine compiles NNCF's fake-quantization kernels, a minute or more)")
+    # NNCF gives that compilation 60 s by default, too little on a busy 2-core machine.
+    os.environ.setdefault("NNCF_EXTENSION_LOAD_TIMEOUT", "900")
+    from nncf.torch.extensions import ExtensionLoaderTimeoutException
+
     trainer = Trainer(qmodel, stages, cfg, device, dist, pre.mean, pre.std)
-    with _quiet_tracing():
-        history, best_state, best_epoch = trainer.fit(x_train, y_train, x_val, y_val)
+    try:
+        with _quiet_tracing():
+            history, best_state, best_epoch = trainer.fit(x_train, y_train, x_val, y_val)
+    except ExtensionLoaderTimeoutException:
+        raise BackendUnavailable("NNCF could not compile its fake-quantization kernels in time",
+                                 hint="set NNCF_EXTENSION_LOAD_TIMEOUT=0 (no limit) and retry; "
+                                      "remove ~/.cache/torch_extensions/*/nncf if a build was interrupted") from None
     qmodel.load_state_dict(best_state)
     qmodel = qmodel.cpu().eval()
     height, width = pre.size
