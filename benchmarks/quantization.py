@@ -28,7 +28,7 @@ from edgetl.evaluation import evaluate
 from edgetl.export import export_run
 from edgetl.finetune import finetune
 from edgetl.quantize import quantize
-from edgetl.quantize.data import validation_samples
+from edgetl.data.samples import validation_samples
 from edgetl.runtime import open_runner
 
 BOUNDS = {"openvino": 0.005, "onnxruntime": 0.01, "tensorrt": 0.005}

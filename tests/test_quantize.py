@@ -12,7 +12,7 @@ from PIL import Image
 from edgetl.cli import cli
 from edgetl.errors import ArtifactError, ConfigError, DataError
 from edgetl.quantize import AccuracyDropError, quantize
-from edgetl.quantize.data import calibration_samples, validation_samples
+from edgetl.data.samples import calibration_samples, validation_samples
 from edgetl.quantize.onnx_qdq import QdqScheme, float_weighted_nodes, prepare, quantize_qdq
 from edgetl.quantize.qdq_rules import tensorrt_qdq_violations
 from edgetl.quantize.sensitivity import rank_layers
@@ -233,7 +233,7 @@ def test_qat_is_the_last_resort_when_post_training_int8_cannot_hold(quant_onnx, 
 
     import edgetl.quantize.openvino as ov_quant
     from edgetl.evaluation import evaluate
-    from edgetl.quantize.data import Samples
+    from edgetl.data.samples import Samples
 
     real = ov_quant.quantize_openvino
 

@@ -89,7 +89,7 @@ def test_build_and_run_engines(quant_onnx, tmp_path):
     records the GPU; a card from another GPU is refused with a rebuild hint."""
     from edgetl.export.parity import Tolerance, compare
     from edgetl.quantize import quantize
-    from edgetl.quantize.data import validation_samples
+    from edgetl.data.samples import validation_samples
     from edgetl.runtime.onnxruntime_runner import read_onnx_card
 
     val = validation_samples(read_onnx_card(quant_onnx))

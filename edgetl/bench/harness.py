@@ -23,8 +23,9 @@ from edgetl.bench.latency import LatencyStats, time_calls
 from edgetl.bench.machine import library_versions, machine_info
 from edgetl.bench.report import BenchReport, BenchRow
 from edgetl.card import CARD_FILENAME, ModelCard
+from edgetl.data.samples import validation_samples
 from edgetl.errors import ArtifactError, ConfigError, DataError, EdgeTLError
-from edgetl.runtime import BACKENDS, Runner, open_runner
+from edgetl.runtime import BACKENDS, open_runner
 from edgetl.runtime.base import backend_for
 
 # Which FP32 row of a run is the reference for drop and agreement: the training
@@ -89,19 +90,6 @@ def _static_batch(card: ModelCard) -> int | None:
     return first if isinstance(first, int) else None
 
 
-def predict_all(runner: Runner, x: np.ndarray, batch: int) -> np.ndarray:
-    """Logits for every sample at exactly `batch` per call: the last chunk is padded (so
-    static-batch models and engine profiles accept it) and the padding dropped."""
-    out = []
-    for start in range(0, len(x), batch):
-        chunk = x[start:start + batch]
-        pad = batch - len(chunk)
-        if pad:
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)])
-        out.append(runner.infer(chunk)[:batch - pad])
-    return np.concatenate(out)
-
-
 class _Inputs:
     """Preprocessed labelled samples, decoded once per (data, split, preprocessing)."""
 
@@ -109,8 +97,6 @@ class _Inputs:
         self.data, self.split, self._cache = data, split, {}
 
     def __call__(self, card: ModelCard):
-        from edgetl.quantize.data import validation_samples
-
         root = self.data or card.source.get("data")
         key = (str(root), self.split, repr(card.preprocessing), tuple(card.labels))
         if key not in self._cache:
@@ -145,7 +131,7 @@ def bench_cell(cell: Cell, batches: list[int], inputs: _Inputs, threads: int, de
     name = f"{cell.path.name} (model.pt)" if cell.path.is_dir() else cell.path.name
     base = dict(artifact=str(cell.path), name=name, backend=cell.backend, device=device, threads=threads)
     size = artifact_size(cell.path)
-    reset = memory.reset_peak()
+    memory.reset_peak()
     rss_before = memory.rss_mib()
     t0 = time.perf_counter()
     try:
@@ -161,7 +147,7 @@ def bench_cell(cell: Cell, batches: list[int], inputs: _Inputs, threads: int, de
         try:
             samples = inputs(card)
             static = _static_batch(card)
-            logits = predict_all(runner, samples.x, static or max(batches))
+            logits = runner.infer_all(samples.x, static or max(batches))
             predictions = logits.argmax(1)
             common.update(accuracy=float((predictions == samples.labels).mean()), n=len(samples),
                           split=f"{Path(samples.source).name}/{inputs.split}")
@@ -177,10 +163,9 @@ def bench_cell(cell: Cell, batches: list[int], inputs: _Inputs, threads: int, de
             except Exception as exc:
                 row.error = _first_line(exc)
             rows.append(row)
-    peak = memory.peak_rss_mib()
+    peak = memory.peak_rss_mib()  # since the reset above, or the process's peak (settings say which)
     for row in rows:
-        row.peak_rss_mb = peak if reset or rss_before is None else None
-        row.rss_before_mb = rss_before
+        row.peak_rss_mb, row.rss_before_mb = peak, rss_before
     del runner
     gc.collect()
     return rows, predictions, timings
@@ -244,6 +229,7 @@ def bench(artifacts, data=None, split: str = "val", backends: list[str] | None =
         raise DataError(f"data folder {data} does not exist")
     threads = threads or os.cpu_count() or 1
     cells = expand_artifacts(artifacts, backends)
+    per_backend_peak = memory.reset_peak()  # where the OS cannot reset it, peaks are the process's
     inputs = _Inputs(data, split)
     rows: list[BenchRow] = []
     predictions: dict[int, np.ndarray] = {}
@@ -266,6 +252,6 @@ def bench(artifacts, data=None, split: str = "val", backends: list[str] | None =
                 "device": device,
                 "backends": backends or "auto", "artifacts": [str(a) for a in artifacts],
                 "timer": "time.perf_counter_ns around each infer call; warm-up excluded; no outlier clipping",
-                "peak_rss": "VmHWM reset per backend" if memory.reset_peak() else "process lifetime peak"}
+                "peak_rss": "VmHWM reset per backend" if per_backend_peak else "process lifetime peak"}
     return BenchReport(rows=rows, machine=machine_info(), versions=library_versions(), settings=settings,
                        seconds=time.perf_counter() - started)

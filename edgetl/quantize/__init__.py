@@ -27,8 +27,8 @@ from edgetl._callable import make_package_callable
 from edgetl.card import ModelCard, build_fingerprint
 from edgetl.errors import ArtifactError, ConfigError, EdgeTLError
 from edgetl.export import write_artifact_card
-from edgetl.export.parity import ParityResult, Tolerance, compare, raise_on_failures, run_batched
-from edgetl.quantize.data import Samples, calibration_samples, validation_samples
+from edgetl.export.parity import ParityResult, Tolerance, compare, raise_on_failures
+from edgetl.data.samples import Samples, calibration_samples, validation_samples
 
 TARGETS = {"openvino": ".xml", "onnxruntime": ".onnx", "tensorrt": ".onnx"}
 DEFAULT_SUFFIX = {"openvino": ".int8.xml", "onnxruntime": ".int8.onnx", "tensorrt": ".qdq.onnx"}
@@ -61,7 +61,7 @@ def _logits(path: Path, x: np.ndarray) -> np.ndarray:
     from edgetl.runtime import open_runner
 
     with open_runner(path) as runner:
-        return run_batched(runner, x, 64)
+        return runner.infer_all(x, 64)
 
 
 def _accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
@@ -232,7 +232,7 @@ def _measure_int8(path: Path, fp32_logits: np.ndarray, val: Samples, max_drop: f
     step = max(1, len(val) // PARITY_SAMPLES)
     idx = np.arange(0, len(val), step)[:PARITY_SAMPLES]
     with open_runner(path) as runner:
-        accuracy = _accuracy(run_batched(runner, val.x, 64), val.labels)
+        accuracy = _accuracy(runner.infer_all(val.x, 64), val.labels)
         return accuracy, compare(fp32_logits[idx], runner, val.x[idx], val.labels[idx], tolerance)
 
 

@@ -19,7 +19,7 @@ import platform
 from pathlib import Path
 
 from edgetl.errors import ConfigError
-from edgetl.quantize.data import Samples
+from edgetl.data.samples import Samples
 
 log = logging.getLogger("edgetl")
 WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from edgetl.errors import BackendUnavailable, ConfigError
-from edgetl.quantize.data import Samples
+from edgetl.data.samples import Samples
 
 PRESETS = ("performance", "mixed")
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from edgetl import progress
 from edgetl.card import ModelCard
 from edgetl.errors import ArtifactError, BackendUnavailable, ConfigError, DataError
-from edgetl.quantize.data import Samples
+from edgetl.data.samples import Samples
 
 QAT_TARGETS = ("openvino",)
 

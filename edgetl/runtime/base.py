@@ -28,6 +28,19 @@ class Runner(abc.ABC):
     @abc.abstractmethod
     def infer(self, batch: np.ndarray) -> np.ndarray: ...
 
+    def infer_all(self, x: np.ndarray, batch: int) -> np.ndarray:
+        """Logits for every sample, `batch` per call. The last chunk is padded to exactly
+        `batch` (static-batch models and TensorRT profiles accept only that) and the
+        padding dropped from the result."""
+        out = []
+        for start in range(0, len(x), batch):
+            chunk = x[start:start + batch]
+            pad = batch - len(chunk)
+            if pad:
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)])
+            out.append(self.infer(chunk)[:batch - pad])
+        return np.concatenate(out) if out else np.zeros((0, len(self.card.labels)), np.float32)
+
     def close(self) -> None:  # noqa: B027  (most backends free their session with the object)
         pass
 

@@ -1,5 +1,6 @@
-"""Calibration and validation samples for quantization, preprocessed exactly as the
-runtime preprocesses them at inference (the card's preprocessing, numpy/Pillow).
+"""Samples of a model's own data, preprocessed exactly as the runtime preprocesses them
+at inference (the card's preprocessing, numpy/Pillow): calibration and validation sets
+for quantization, labelled splits for the benchmark harness. Torch-free.
 
 Calibration defaults to the run's own training split (found through the card), never to
 random or unrelated data; validation to the run's validation split.
