@@ -25,6 +25,7 @@ class EvalReport:
     per_class: dict[str, float]
     confusion: list[list[int]]
     skipped: int = 0
+    inference_precision: str = "f32"  # what the backend computed the float operations in
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -55,8 +56,8 @@ def predict_logits(runner: Runner, pixels: np.ndarray, pre: ImagePreprocessing, 
 
 
 def evaluate(artifact, data, split: str = "val", backend: str = "auto", device: str = "cpu",
-             batch_size: int = 64) -> EvalReport:
-    with open_runner(artifact, backend=backend, device=device) as runner:
+             batch_size: int = 64, precision_hint: str = "f32") -> EvalReport:
+    with open_runner(artifact, backend=backend, device=device, precision_hint=precision_hint) as runner:
         card = runner.card
         folder = select_split(data, split, card.labels)
         pre = ImagePreprocessing.from_dict(card.preprocessing)
@@ -69,5 +70,5 @@ def evaluate(artifact, data, split: str = "val", backend: str = "auto", device: 
         accuracy=accuracy(labels, preds), n=int(len(labels)), backend=runner.backend, artifact=str(artifact),
         split=folder.name, labels=list(card.labels),
         per_class={c: (None if np.isnan(r) else float(r)) for c, r in zip(card.labels, recall)},
-        confusion=cm.tolist(), skipped=len(folder) - int(len(labels)),
+        confusion=cm.tolist(), skipped=len(folder) - int(len(labels)), inference_precision=runner.inference_precision,
     )

@@ -11,10 +11,34 @@ _state = {"quiet": False}
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+# Wider than any table: piped output (grep, logs, files) is never cut or wrapped.
+PIPED_WIDTH = 10_000
+
+
 def results_console(stderr: bool = False) -> Console:
-    """A console for result tables: the terminal's width, or wide enough in logs."""
+    """A console for results: the terminal's width, or unlimited when piped."""
     stream = sys.stderr if stderr else sys.stdout
-    return Console(file=stream, highlight=False, width=None if stream.isatty() else 160)
+    return Console(file=stream, highlight=False, width=None if stream.isatty() else PIPED_WIDTH)
+
+
+def print_table(table, console: Console | None = None, stderr: bool = False) -> None:
+    """Print a result table. In a terminal, long cells wrap instead of being cut with an
+    ellipsis; piped, it is plain aligned text at full width, one row per line, which grep
+    and awk read."""
+    from rich import box
+
+    console = console or results_console(stderr)
+    if console.is_terminal:
+        for column in table.columns:
+            column.no_wrap, column.overflow = False, "fold"
+    else:
+        table.box, table.show_edge = box.SIMPLE, False
+        for column in table.columns:
+            column.no_wrap = True
+        if table.title:  # a title would wrap to the table's width
+            console.print(table.title)
+            table.title = None
+    console.print(table)
 
 
 def set_quiet(flag: bool) -> None:

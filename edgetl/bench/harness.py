@@ -26,7 +26,7 @@ from edgetl.card import CARD_FILENAME, ModelCard
 from edgetl.data.samples import validation_samples
 from edgetl.errors import ArtifactError, ConfigError, DataError, EdgeTLError
 from edgetl.runtime import BACKENDS, open_runner
-from edgetl.runtime.base import backend_for
+from edgetl.runtime.base import backend_for, check_precision_hint
 
 # Which FP32 row of a run is the reference for drop and agreement: the training
 # framework's own model first, then the exported FP32 files.
@@ -38,12 +38,14 @@ _LOADABLE_SUFFIXES = {s for info in BACKENDS.values() for s in info.artifacts if
 class Cell:
     path: Path
     backend: str
+    precision_hint: str = "f32"  # what the backend is asked to compute float operations in
 
 
-def expand_artifacts(artifacts, backends: list[str] | None = None) -> list[Cell]:
+def expand_artifacts(artifacts, backends: list[str] | None = None, precision_hints=()) -> list[Cell]:
     """The cells to measure. A run directory stands for its PyTorch checkpoint and every
     model file exported into it; `backends` (None: each artifact's own) picks the backends
-    per artifact, and an artifact none of them loads becomes a failed cell."""
+    per artifact, and an artifact none of them loads becomes a failed cell. Every OpenVINO
+    cell runs in f32 and, as cells of their own, in each of `precision_hints`."""
     if not artifacts:
         raise ConfigError("nothing to benchmark", hint="pass run directories or model files")
     for name in backends or []:
@@ -62,14 +64,19 @@ def expand_artifacts(artifacts, backends: list[str] | None = None) -> list[Cell]
         else:
             backend_for(path)  # an unknown kind of file is a usage error, not a failed cell
             paths.append(path)
+    for hint in precision_hints:
+        check_precision_hint(hint, "openvino")
     cells = []
     for path in dict.fromkeys(paths):  # the same file named twice is measured once
         if not backends:
-            cells.append(Cell(path, backend_for(path).name))
-            continue
-        kind = "run" if path.is_dir() else path.suffix.lower()
-        usable = [b for b in backends if kind in BACKENDS[b].artifacts]
-        cells += [Cell(path, b) for b in usable] or [Cell(path, backends[0])]
+            chosen = [backend_for(path).name]
+        else:
+            kind = "run" if path.is_dir() else path.suffix.lower()
+            chosen = [b for b in backends if kind in BACKENDS[b].artifacts] or [backends[0]]
+        for backend in chosen:
+            cells.append(Cell(path, backend))
+            if backend == "openvino":
+                cells += [Cell(path, backend, hint) for hint in dict.fromkeys(precision_hints) if hint != "f32"]
     return cells
 
 
@@ -129,18 +136,21 @@ def bench_cell(cell: Cell, batches: list[int], inputs: _Inputs, threads: int, de
     """The rows of one artifact on one backend (one per batch), its predictions and the
     raw timings (ns) per batch."""
     name = f"{cell.path.name} (model.pt)" if cell.path.is_dir() else cell.path.name
-    base = dict(artifact=str(cell.path), name=name, backend=cell.backend, device=device, threads=threads)
+    base = dict(artifact=str(cell.path), name=name, backend=cell.backend, device=device, threads=threads,
+                precision_hint=cell.precision_hint)
     size = artifact_size(cell.path)
     memory.reset_peak()
     rss_before = memory.rss_mib()
     t0 = time.perf_counter()
     try:
-        runner = open_runner(cell.path, backend=cell.backend, device=device, threads=threads)
+        runner = open_runner(cell.path, backend=cell.backend, device=device, threads=threads,
+                             precision_hint=cell.precision_hint)
     except Exception as exc:  # a cell's failure is a result; the others still run
         return [BenchRow(**base, batch=b, size_mb=size / 2**20, error=_first_line(exc)) for b in batches], None, {}
     load_s = time.perf_counter() - t0
     card = runner.card
-    common = dict(base, device=runner.device, precision=card.precision, run=_run_key(cell.path, card),
+    common = dict(base, device=runner.device, precision=card.precision, inference_precision=runner.inference_precision,
+                  run=_run_key(cell.path, card),
                   note=_note(card, cell.backend), size_mb=size / 2**20, load_s=load_s)
     rows, predictions, timings = [], None, {}
     with runner:
@@ -187,7 +197,8 @@ def _more_rounds(cells: list[Cell], rows: list[BenchRow], timings: dict, inputs:
             ok = [row for row in rows if row.cell_id == i and row.ok]
             if not ok:
                 continue
-            with open_runner(cell.path, backend=cell.backend, device=device, threads=threads) as runner:
+            with open_runner(cell.path, backend=cell.backend, device=device, threads=threads,
+                             precision_hint=cell.precision_hint) as runner:
                 x = inputs(runner.card).x
                 for row in ok:
                     timings[i, row.batch] += time_calls(runner, latency_input(x, row.batch), warmup, iters, min_time)
@@ -195,13 +206,15 @@ def _more_rounds(cells: list[Cell], rows: list[BenchRow], timings: dict, inputs:
 
 
 def attach_references(rows: list[BenchRow], predictions: dict[int, np.ndarray]) -> None:
-    """Drop and top-1 agreement of every row against its run's FP32 reference row."""
+    """Drop and top-1 agreement of every row against its run's FP32 reference row: an
+    FP32 model that really ran in f32 (a bf16 run of it is judged, not a reference)."""
     by_run: dict[str, list[BenchRow]] = {}
     for row in rows:
         if row.accuracy is not None and row.run:
             by_run.setdefault(row.run, []).append(row)
     for group in by_run.values():
-        fp32 = [r for r in group if r.precision == "fp32" and r.backend in _REFERENCE_ORDER]
+        fp32 = [r for r in group if r.precision == "fp32" and r.inference_precision == "f32"
+                and r.backend in _REFERENCE_ORDER]
         if not fp32:
             continue
         ref = min(fp32, key=lambda r: _REFERENCE_ORDER.index(r.backend))
@@ -216,10 +229,12 @@ def attach_references(rows: list[BenchRow], predictions: dict[int, np.ndarray]) 
 
 def bench(artifacts, data=None, split: str = "val", backends: list[str] | None = None, batches=(1,),
           threads: int | None = None, iters: int = 100, min_time: float = 0.0, warmup: int = 10,
-          device: str = "cpu", rounds: int = 1) -> BenchReport:
+          device: str = "cpu", rounds: int = 1, precision_hints=()) -> BenchReport:
     """Measure every artifact (run directories, .onnx, .xml, .engine) on its backend (or
     on each of `backends`) at every batch size; returns a BenchReport. With rounds > 1
-    the latency of every cell is measured that many times, in turn, and pooled."""
+    the latency of every cell is measured that many times, in turn, and pooled. Every
+    backend computes in f32; `precision_hints` (e.g. ["bf16"]) adds OpenVINO rows in
+    those precisions, judged against the same FP32 reference."""
     batches = sorted({int(b) for b in batches})
     if not batches or batches[0] < 1:
         raise ConfigError(f"batch sizes must be positive integers, got {batches}")
@@ -228,7 +243,7 @@ def bench(artifacts, data=None, split: str = "val", backends: list[str] | None =
     if data is not None and not Path(data).is_dir():
         raise DataError(f"data folder {data} does not exist")
     threads = threads or os.cpu_count() or 1
-    cells = expand_artifacts(artifacts, backends)
+    cells = expand_artifacts(artifacts, backends, precision_hints)
     per_backend_peak = memory.reset_peak()  # where the OS cannot reset it, peaks are the process's
     inputs = _Inputs(data, split)
     rows: list[BenchRow] = []
@@ -236,7 +251,8 @@ def bench(artifacts, data=None, split: str = "val", backends: list[str] | None =
     timings: dict[tuple[int, int], list[int]] = {}
     started = time.perf_counter()
     for i, cell in enumerate(cells, 1):
-        progress.info(f"[{i}/{len(cells)}] {cell.path.name} on {cell.backend}")
+        hint = f" ({cell.precision_hint})" if cell.precision_hint != "f32" else ""
+        progress.info(f"[{i}/{len(cells)}] {cell.path.name} on {cell.backend}{hint}")
         cell_rows, pred, cell_timings = bench_cell(cell, batches, inputs, threads, device, warmup, iters, min_time)
         for row in cell_rows:
             row.cell_id = i
@@ -249,7 +265,7 @@ def bench(artifacts, data=None, split: str = "val", backends: list[str] | None =
     attach_references(rows, predictions)
     settings = {"data": str(data) if data else "each run's own data set", "split": split, "batches": batches,
                 "threads": threads, "iters": iters, "min_time_s": min_time, "warmup": warmup, "rounds": rounds,
-                "device": device,
+                "device": device, "precision_hints": ["f32", *[h for h in precision_hints if h != "f32"]],
                 "backends": backends or "auto", "artifacts": [str(a) for a in artifacts],
                 "timer": "time.perf_counter_ns around each infer call; warm-up excluded; no outlier clipping",
                 "peak_rss": "VmHWM reset per backend" if per_backend_peak else "process lifetime peak"}

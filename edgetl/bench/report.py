@@ -25,7 +25,9 @@ class BenchRow:
     device: str
     batch: int
     threads: int | None = None
-    precision: str | None = None
+    precision: str | None = None  # the artifact's: fp32, fp16, int8
+    precision_hint: str = "f32"  # what was asked of the backend
+    inference_precision: str | None = None  # what the backend computed float operations in (read back)
     run: str | None = None  # the run the artifact comes from; rows of a run share a reference
     split: str | None = None
     note: str = ""
@@ -58,7 +60,13 @@ class BenchRow:
 
     @property
     def label(self) -> str:
-        return f"{self.name} · {self.backend} · b{self.batch}"
+        return f"{self.name} · {self.backend}{self.precision_suffix} · b{self.batch}"
+
+    @property
+    def precision_suffix(self) -> str:
+        """' (bf16)' for a row whose backend computed in another precision than f32."""
+        shown = self.inference_precision or self.precision_hint
+        return f" ({shown})" if shown not in ("f32", "device default") else ""
 
     def summary(self) -> str:
         if not self.ok:
@@ -118,23 +126,23 @@ class BenchReport:
         from rich.markup import escape
         from rich.table import Table
 
-        from edgetl.progress import results_console
+        from edgetl.progress import print_table, results_console
 
         m = self.machine
         table = Table(title=f"edgetl bench · {m.get('cpu')} ({', '.join(m.get('cpu_flags') or []) or 'no SIMD flags'}), "
                             f"{self.settings.get('threads')} threads", title_justify="left", box=box.SIMPLE_HEAD,
                       pad_edge=False, collapse_padding=True)
         for col in _COLUMNS:
-            text = col in ("artifact", "backend", "precision")
+            text = col in ("artifact", "backend", "precision", "runs in")
             table.add_column(col, justify="left" if text else "right", no_wrap=True)
         for row in self.rows:
             table.add_row(*_cells(row, markup=True))
         console = console or results_console()
-        console.print(table)
+        print_table(table, console)
         for note in dict.fromkeys(f"{r.name} on {r.backend}: {r.note}" for r in self.rows if r.note and r.ok):
             console.print(f"[dim]{escape(note)}[/]")
         for r in self.failed:
-            console.print(f"[red]failed[/] {escape(f'{r.name} on {r.backend}, batch {r.batch}: {r.error}')}")
+            console.print(f"[red]failed[/] {escape(f'{r.name} on {r.backend}{r.precision_suffix}, batch {r.batch}: {r.error}')}")
 
     def plot(self, path) -> Path:
         """Accuracy against p50 latency, one labelled point per successful row."""
@@ -155,7 +163,8 @@ class BenchReport:
             for i, r in enumerate(cell):
                 ax.scatter(r.p50_ms, 100 * r.accuracy, s=60, marker=markers.get(r.precision or "", "D"),
                            color=colors[r.backend], label=f"{r.backend} {r.precision}")
-                ax.annotate(f"{r.name} · {r.backend}{' *' if r.note else ''}", (r.p50_ms, 100 * r.accuracy), textcoords="offset points",
+                ax.annotate(f"{r.name} · {r.backend}{r.precision_suffix}{' *' if r.note else ''}",
+                            (r.p50_ms, 100 * r.accuracy), textcoords="offset points",
                             xytext=(6, _label_offset(cell, i)), fontsize=7)
             if cell and max(r.p50_ms for r in cell) > 10 * min(r.p50_ms for r in cell):
                 ax.set_xscale("log")
@@ -188,7 +197,7 @@ def _label_offset(cell: list[BenchRow], i: int) -> int:
     return 4 - 11 * step
 
 
-_COLUMNS = ("artifact", "backend", "precision", "batch", "accuracy", "drop pt", "agree", "p50 ms", "p90 ms", "p99 ms",
+_COLUMNS = ("artifact", "backend", "precision", "runs in", "batch", "accuracy", "drop pt", "agree", "p50 ms", "p90 ms", "p99 ms",
             "mean±std ms", "items/s", "size MB", "peak RSS MB", "load s")
 
 
@@ -199,8 +208,9 @@ def _fmt(value, spec: str, missing: str = "-") -> str:
 def _cells(r: BenchRow, markup: bool) -> list[str]:
     if not r.ok:  # the terminal table lists the error under the table, Markdown in the row
         failed = "[red]FAILED[/]" if markup else f"failed: {r.error}"
-        return [r.name, r.backend, r.precision or "-", str(r.batch), failed] + [""] * (len(_COLUMNS) - 5)
-    return [r.name, r.backend, r.precision or "-", str(r.batch), _fmt(r.accuracy, ".4f"),
+        return ([r.name, r.backend, r.precision or "-", r.inference_precision or r.precision_hint, str(r.batch), failed]
+                + [""] * (len(_COLUMNS) - 6))
+    return [r.name, r.backend, r.precision or "-", r.inference_precision or "-", str(r.batch), _fmt(r.accuracy, ".4f"),
             _fmt(None if r.drop is None else 100 * r.drop, ".2f"), _fmt(r.agreement, ".1%"),
             _fmt(r.p50_ms, ".3f"), _fmt(r.p90_ms, ".3f"), _fmt(r.p99_ms, ".3f"), f"{r.mean_ms:.3f}±{r.std_ms:.3f}",
             _fmt(r.throughput, ".1f"), _fmt(r.size_mb, ".2f"), _fmt(r.peak_rss_mb, ".0f"),

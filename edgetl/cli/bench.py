@@ -28,6 +28,9 @@ def _int_list(value: str, option: str) -> list[int]:
 @click.option("--iters", type=int, default=100, show_default=True, help="Timed calls per cell (at least).")
 @click.option("--min-time", type=float, default=0.0, show_default=True, help="Seconds per cell (at least).")
 @click.option("--warmup", type=int, default=10, show_default=True, help="Untimed calls before timing.")
+@click.option("--precision-hint", "precision_hints", default="f32", show_default=True,
+              help="openvino: also measure in these precisions (comma-separated, e.g. bf16,f16), each as its own "
+                   "row judged against the FP32 reference; f32 is always measured.")
 @click.option("--rounds", type=int, default=1, show_default=True,
               help="Time every cell this many times, all cells in turn, and pool the timings (noisy machines).")
 @click.option("--max-drop", type=float, help="Exit 1 when an artifact loses more accuracy than this (0.01 = 1 point) "
@@ -35,8 +38,8 @@ def _int_list(value: str, option: str) -> list[int]:
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write the report as JSON ('-': stdout).")
 @click.option("--csv", "csv_out", type=click.Path(dir_okay=False), help="Write the rows as CSV.")
 @click.option("--plot", "plot_out", type=click.Path(dir_okay=False), help="Write an accuracy-vs-latency PNG.")
-def bench_cmd(artifacts, data, split, backend, device, batch, threads, iters, min_time, warmup, rounds, max_drop,
-              json_out, csv_out, plot_out):
+def bench_cmd(artifacts, data, split, backend, device, batch, threads, iters, min_time, warmup, precision_hints,
+              rounds, max_drop, json_out, csv_out, plot_out):
     """Benchmark ARTIFACT... (run directories, .onnx, .xml, .engine): accuracy, drop and agreement
     against the run's FP32 reference, latency percentiles, throughput, size, memory, load time.
 
@@ -53,7 +56,8 @@ def bench_cmd(artifacts, data, split, backend, device, batch, threads, iters, mi
         raise ConfigError(f"--threads must be at least 1, got {threads}")
     backends = None if backend == "auto" else [b.strip() for b in backend.split(",") if b.strip()]
     report = bench(artifacts, data=data, split=split, backends=backends, batches=_int_list(batch, "--batch"),
-                   threads=threads, iters=iters, min_time=min_time, warmup=warmup, device=device, rounds=rounds)
+                   threads=threads, iters=iters, min_time=min_time, warmup=warmup, device=device, rounds=rounds,
+                   precision_hints=[h.strip() for h in precision_hints.split(",") if h.strip()])
     to_stdout = json_out == "-"
     report.print_table(results_console(stderr=to_stdout))
     if len(report.failed) == len(report.rows):  # nothing measured: no report files
@@ -73,7 +77,8 @@ def bench_cmd(artifacts, data, split, backend, device, batch, threads, iters, mi
             click.echo(f"warning: no FP32 reference of the same run for {', '.join(sorted(unchecked))}; "
                        "--max-drop cannot judge them (bench the run directory or its FP32 model too)", err=True)
         if offenders:
-            names = "; ".join(dict.fromkeys(f"{r.name} on {r.backend}: {100 * r.drop:.2f} pt" for r in offenders))
+            names = "; ".join(dict.fromkeys(f"{r.name} on {r.backend}{r.precision_suffix}: {100 * r.drop:.2f} pt"
+                                            for r in offenders))
             click.echo(f"accuracy drop above {100 * max_drop:.2f} pt: {names}", err=True)
             click.get_current_context().exit(1)
 

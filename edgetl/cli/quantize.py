@@ -10,7 +10,7 @@ import click
 def print_int8_table(results) -> None:
     from rich.table import Table
 
-    from edgetl.progress import results_console
+    from edgetl.progress import print_table
 
     table = Table(title=f"INT8 vs FP32 ({results[0].n} validation images)", title_justify="left")
     for col in ("artifact", "target", "method", "FP32 acc", "INT8 acc", "drop (pt)", "top-1 agree", "layers in float",
@@ -20,7 +20,7 @@ def print_int8_table(results) -> None:
         table.add_row(r.out.name, r.target, "QAT" if r.method == "quantization-aware" else "PTQ", f"{r.fp32_accuracy:.4f}",
                       f"{r.int8_accuracy:.4f}", f"{100 * r.drop:.2f}", f"{r.parity.agreement:.2%}",
                       str(len(r.float_layers)), f"{r.seconds:.0f}s")
-    results_console(stderr=True).print(table)
+    print_table(table, stderr=True)
     for r in results:
         if r.method == "quantization-aware":
             ptq = next(a for a in r.attempts if a.get("method") == "post-training")

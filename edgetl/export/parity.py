@@ -50,6 +50,7 @@ class ParityResult:
     accuracy: float
     reference_accuracy: float
     failures: list[str]
+    inference_precision: str = "f32"  # what the backend computed the float operations in
 
     @property
     def passed(self) -> bool:
@@ -93,28 +94,47 @@ def compare(reference: np.ndarray, runner: Runner, x: np.ndarray, labels: np.nda
         failures.append(f"top-1 agreement {worst_agreement:.2%} (needed {tolerance.min_agreement:.0%})")
     return ParityResult(str(runner.path), runner.backend, runner.card.precision, len(x), max_abs, max_abs / span, cos,
                         agreement, float((got.argmax(1) == labels).mean()),
-                        float((reference.argmax(1) == labels).mean()), failures)
+                        float((reference.argmax(1) == labels).mean()), failures, runner.inference_precision)
+
+
+# What fixes a failed gate depends on why the artifact differs.
+_REMEDIES = {
+    "int8": "INT8 changed too many answers: bound the loss with --max-drop (layers fall back to float), keep a "
+            "layer in float with --ignore, calibrate on more representative data (--calib, --samples), or "
+            "fine-tune with --qat (openvino)",
+    "fp16": "FP16 weights round the logits: export without --fp16, or loosen with --atol if this is expected",
+    "reduced": "the backend computed in {precision}, not f32: leave --precision-hint at f32 for exact results",
+    "fp32": "an FP32 artifact should match to rounding: loosen with --atol only if the backend's kernels are "
+            "known to differ, otherwise report the model",
+}
+
+
+def remedy(result: ParityResult) -> str:
+    if result.precision in ("int8", "fp16"):
+        return _REMEDIES[result.precision]
+    if result.inference_precision not in ("f32", "device default"):
+        return _REMEDIES["reduced"].format(precision=result.inference_precision)
+    return _REMEDIES["fp32"]
 
 
 def raise_on_failures(results: list[ParityResult]) -> None:
     failed = [r for r in results if not r.passed]
     if failed:
         detail = "; ".join(f"{Path(r.artifact).name} on {r.backend}: {', '.join(r.failures)}" for r in failed)
-        raise ParityError(f"parity check failed for {detail}",
-                          hint="loosen with --atol if the difference is expected, or report the model")
+        raise ParityError(f"parity check failed for {detail}", hint="; ".join(dict.fromkeys(map(remedy, failed))))
 
 
 def print_table(results: list[ParityResult]) -> None:
     from rich.table import Table
 
-    from edgetl.progress import results_console
+    from edgetl.progress import print_table as show
 
     table = Table(title="parity vs PyTorch (real validation samples)", title_justify="left")
-    for col in ("artifact", "backend", "precision", "n", "max-abs", "rel", "cosine", "top-1 agree", "acc", "ref acc",
-                "ok"):
-        table.add_column(col, justify="left" if col in ("artifact", "backend", "precision") else "right")
+    for col in ("artifact", "backend", "precision", "runs in", "n", "max-abs", "rel", "cosine", "top-1 agree", "acc",
+                "ref acc", "ok"):
+        table.add_column(col, justify="left" if col in ("artifact", "backend", "precision", "runs in") else "right")
     for r in results:
-        table.add_row(Path(r.artifact).name, r.backend, r.precision, str(r.n), f"{r.max_abs:.2e}",
+        table.add_row(Path(r.artifact).name, r.backend, r.precision, r.inference_precision, str(r.n), f"{r.max_abs:.2e}",
                       f"{r.rel_max_abs:.1e}", f"{r.cosine:.6f}", f"{r.agreement:.2%}", f"{r.accuracy:.4f}",
                       f"{r.reference_accuracy:.4f}", "[green]yes[/]" if r.passed else "[red]NO[/]")
-    results_console(stderr=True).print(table)
+    show(table, stderr=True)

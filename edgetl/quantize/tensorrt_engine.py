@@ -97,6 +97,7 @@ def trtexec_command(spec: EngineSpec, card: ModelCard, qdq: bool) -> str:
         args.append("--fp16")
     if spec.precision == "int8" or (spec.precision == "best" and qdq):
         args.append("--int8")
+    args.append("--noTF32")  # as build_engine: float layers outside FP16 compute in IEEE f32
     if spec.timing_cache:
         args.append(f"--timingCacheFile={spec.timing_cache}")
     if spec.dla_core is not None:
@@ -126,6 +127,8 @@ def build_engine(spec: EngineSpec) -> dict:
         raise ArtifactError(f"TensorRT cannot parse {spec.onnx.name}: {errors[:400]}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, spec.workspace_mb << 20)
+    # TensorRT enables TF32 by default on Ampere and newer; an fp32 engine must mean f32.
+    config.clear_flag(trt.BuilderFlag.TF32)
     if spec.precision in ("fp16", "best"):
         config.set_flag(trt.BuilderFlag.FP16)
     if qdq and spec.precision in ("int8", "best"):
@@ -161,6 +164,7 @@ def build_engine(spec: EngineSpec) -> dict:
     engine_card.input = {**card.input, "shape": [None, *card.input["shape"][1:]]}
     engine_card.source = {**card.source, "tensorrt": {
         **here, "onnx": str(spec.onnx), "precision": spec.precision, "batch": dataclasses.asdict(spec.batch),
+        "inference_precision": "f16" if spec.precision in ("fp16", "best") else "f32",
         "workspace_mb": spec.workspace_mb, **dla}}
     spec.out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{spec.out.name}.", dir=spec.out.parent)

@@ -4,6 +4,6 @@ The same Runner serves parity checks, quantization accuracy control, evaluate, b
 and predict; nothing else knows how a backend is called. Importing this package must
 never import torch (a test checks it); the torch backend imports it lazily.
 """
-from edgetl.runtime.base import BACKENDS, BackendInfo, Runner, open_runner
+from edgetl.runtime.base import BACKENDS, PRECISION_HINTS, BackendInfo, Runner, open_runner
 
-__all__ = ["BACKENDS", "BackendInfo", "Runner", "open_runner"]
+__all__ = ["BACKENDS", "PRECISION_HINTS", "BackendInfo", "Runner", "open_runner"]

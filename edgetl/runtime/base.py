@@ -12,14 +12,24 @@ from edgetl.card import CARD_FILENAME, ModelCard
 from edgetl.errors import ArtifactError, BackendUnavailable, ConfigError
 
 
+# Precisions a backend may be asked to compute the float parts of a model in. The
+# default is always f32: a library's own default (OpenVINO's CPU plugin picks bf16 on
+# CPUs that have it, CUDA libraries pick TF32) would make results depend on the machine.
+PRECISION_HINTS = ("f32", "bf16", "f16")
+
+
 class Runner(abc.ABC):
     """Loads one artifact for one backend. `infer` takes a float32 batch laid out as
-    the card's input spec and returns the logits as float32 numpy."""
+    the card's input spec and returns the logits as float32 numpy.
+
+    `inference_precision` is what the backend really computes the model's float
+    operations in, read back from the backend where it can say (INT8 layers stay INT8)."""
 
     backend: str = ""
 
     def __init__(self, path: Path, card: ModelCard, device: str = "cpu", threads: int | None = None):
         self.path, self.card, self.device, self.threads = Path(path), card, device, threads
+        self.inference_precision = "f32"
 
     @property
     def input_spec(self) -> dict:
@@ -102,14 +112,29 @@ def backend_for(path: Path, backend: str = "auto") -> BackendInfo:
     return info
 
 
-def open_runner(artifact, backend: str = "auto", device: str = "cpu", threads: int | None = None) -> Runner:
-    """The Runner for `artifact` on `backend` ('auto' picks by artifact kind)."""
+def check_precision_hint(hint: str | None, backend: str) -> str:
+    """The precision to request from `backend`: f32 unless asked otherwise; only OpenVINO
+    lets the float parts of a model run in bf16 or f16 (TensorRT decides at build time)."""
+    hint = hint or "f32"
+    if hint not in PRECISION_HINTS:
+        raise ConfigError(f"unknown precision hint {hint!r}", hint=f"use one of {', '.join(PRECISION_HINTS)}")
+    if hint != "f32" and backend != "openvino":
+        raise ConfigError(f"--precision-hint {hint} applies to the openvino backend, not {backend}",
+                          hint="for TensorRT choose the precision when building: edgetl build-engine --precision")
+    return hint
+
+
+def open_runner(artifact, backend: str = "auto", device: str = "cpu", threads: int | None = None,
+                precision_hint: str | None = None) -> Runner:
+    """The Runner for `artifact` on `backend` ('auto' picks by artifact kind). The float
+    parts of the model run in f32 unless `precision_hint` asks OpenVINO for bf16 or f16."""
     path = Path(artifact)
     info = backend_for(path, backend)
+    hint = check_precision_hint(precision_hint, info.name)
     try:
         importlib.import_module(info.package)
     except ImportError:
         extra = "edgetl" if info.extra == "base install" else f"'edgetl[{info.extra}]'"
         raise BackendUnavailable(f"backend {info.name} is not installed", hint=f"pip install {extra}") from None
     cls = getattr(importlib.import_module(info.module), info.runner)
-    return cls.load(path, device=device, threads=threads)
+    return cls.load(path, device=device, threads=threads, precision_hint=hint)

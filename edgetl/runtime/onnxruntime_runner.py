@@ -44,7 +44,8 @@ class OnnxRuntimeRunner(Runner):
     backend = "onnxruntime"
 
     @classmethod
-    def load(cls, path: Path, device: str = "cpu", threads: int | None = None) -> "OnnxRuntimeRunner":
+    def load(cls, path: Path, device: str = "cpu", threads: int | None = None,
+             precision_hint: str = "f32") -> "OnnxRuntimeRunner":
         import onnxruntime as ort
 
         kind = device.split(":")[0]
@@ -58,7 +59,10 @@ class OnnxRuntimeRunner(Runner):
         if threads:
             opts.intra_op_num_threads = threads
             opts.inter_op_num_threads = 1
-        providers = [provider] + (["CPUExecutionProvider"] if provider != "CPUExecutionProvider" else [])
+        # The CPU provider computes float ops in f32; the CUDA provider would use TF32
+        # matrix units on Ampere and newer by default, so that is switched off.
+        first = (provider, {"use_tf32": 0}) if provider == "CUDAExecutionProvider" else provider
+        providers = [first] + (["CPUExecutionProvider"] if provider != "CPUExecutionProvider" else [])
         session = _session(path, opts, providers)
         card = _card_from_meta(session.get_modelmeta().custom_metadata_map, path)
         if emulates_tensorrt(card, provider):

@@ -1,4 +1,11 @@
-"""OpenVINO backend: an IR (.xml + .bin) compiled for a device string (CPU by default)."""
+"""OpenVINO backend: an IR (.xml + .bin) compiled for a device string (CPU by default).
+
+The inference precision is always set, never left to the plugin: on CPUs with AVX-512
+BF16 or AMX, OpenVINO's CPU plugin runs an FP32 IR in bf16 by default, which changes
+answers (measured: 99.7% top-1 agreement with PyTorch instead of 100%, and an INT8 IR
+1.1 points less accurate). f32 is the default; bf16 and f16 are opt-in and are checked
+against what the device can do. What was compiled is read back from the compiled model.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,6 +17,8 @@ from edgetl.errors import ArtifactError, BackendUnavailable
 from edgetl.runtime.base import Runner
 
 RT_INFO_KEY = ["edgetl", "card"]
+PRECISION_PROPERTY = "INFERENCE_PRECISION_HINT"
+_CAPABILITY = {"bf16": "BF16", "f16": "FP16", "f32": "FP32"}
 
 
 def card_from_ov_model(model, path: Path) -> ModelCard:
@@ -18,11 +27,48 @@ def card_from_ov_model(model, path: Path) -> ModelCard:
     return ModelCard.from_json(model.get_rt_info(RT_INFO_KEY).astype(str), where=f"card of {path}")
 
 
+def ov_message(exc: BaseException) -> str:
+    """OpenVINO's messages start with lines of source locations; the cause comes last."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    useful = [line for line in lines if not line.startswith(("Exception from", "Check '"))]
+    return " ".join(useful or lines[-1:]) or type(exc).__name__
+
+
+def compile_config(core, device: str, precision: str, threads: int | None) -> dict:
+    """The compile properties edgetl always sets: the inference precision (checked
+    against the device's capabilities) and, on the CPU, the thread count."""
+    supported = core.get_property(device, "SUPPORTED_PROPERTIES")
+    if PRECISION_PROPERTY not in supported:
+        if precision != "f32":
+            raise BackendUnavailable(f"OpenVINO's {device} plugin takes no precision hint, so {precision} cannot be asked",
+                                     hint="leave --precision-hint at f32")
+        config = {}
+    else:
+        capabilities = core.get_property(device, "OPTIMIZATION_CAPABILITIES")
+        if _CAPABILITY[precision] not in capabilities:
+            raise BackendUnavailable(f"OpenVINO's {device} cannot compute in {precision} on this machine "
+                                     f"(its capabilities: {', '.join(capabilities)})",
+                                     hint="leave --precision-hint at f32")
+        config = {PRECISION_PROPERTY: precision}
+    if threads and device == "CPU":
+        config["INFERENCE_NUM_THREADS"] = threads
+    return config
+
+
+def compiled_precision(compiled) -> str:
+    """The inference precision the compiled model really uses ("device default" when the
+    plugin does not report one)."""
+    if PRECISION_PROPERTY not in compiled.get_property("SUPPORTED_PROPERTIES"):
+        return "device default"
+    return compiled.get_property(PRECISION_PROPERTY).get_type_name()
+
+
 class OpenVinoRunner(Runner):
     backend = "openvino"
 
     @classmethod
-    def load(cls, path: Path, device: str = "cpu", threads: int | None = None) -> "OpenVinoRunner":
+    def load(cls, path: Path, device: str = "cpu", threads: int | None = None,
+             precision_hint: str = "f32") -> "OpenVinoRunner":
         import openvino as ov
 
         core = ov.Core()
@@ -33,11 +79,23 @@ class OpenVinoRunner(Runner):
         try:
             model = core.read_model(str(path))
         except Exception as exc:
-            raise ArtifactError(f"cannot read {path}: {str(exc).splitlines()[0]}") from None
-        config = {"INFERENCE_NUM_THREADS": threads} if threads and ov_device == "CPU" else {}
-        runner = cls(path, card_from_ov_model(model, path), device, threads)
-        runner.compiled = core.compile_model(model, ov_device, config)
-        runner.request = runner.compiled.create_infer_request()
+            no_bin = not path.with_suffix(".bin").is_file()
+            raise ArtifactError(f"cannot read {path}: {ov_message(exc)}",
+                                hint=f"an IR is two files: put {path.with_suffix('.bin').name} beside it" if no_bin
+                                else None) from None
+        card = card_from_ov_model(model, path)
+        config = compile_config(core, ov_device.split(".")[0], precision_hint, threads)
+        try:
+            compiled = core.compile_model(model, ov_device, config)
+        except Exception as exc:
+            if precision_hint == "f32":
+                raise ArtifactError(f"OpenVINO cannot compile {path} for {ov_device}: {ov_message(exc)}") from None
+            raise BackendUnavailable(f"OpenVINO cannot compile {path.name} in {precision_hint} on this {ov_device}: "
+                                     f"{ov_message(exc)}", hint="leave --precision-hint at f32") from None
+        runner = cls(path, card, device, threads)
+        runner.compiled = compiled
+        runner.inference_precision = compiled_precision(compiled)
+        runner.request = compiled.create_infer_request()
         runner._input = None
         return runner
 

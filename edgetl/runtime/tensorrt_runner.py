@@ -75,13 +75,16 @@ class TensorRTRunner(Runner):
     backend = "tensorrt"
 
     @classmethod
-    def load(cls, path: Path, device: str = "cuda", threads: int | None = None) -> "TensorRTRunner":
+    def load(cls, path: Path, device: str = "cuda", threads: int | None = None,
+             precision_hint: str = "f32") -> "TensorRTRunner":
         import tensorrt as trt
 
         card = read_engine_card(path)
         index = int(device.split(":")[1]) if device.startswith("cuda:") else 0  # "cpu" (the default) -> GPU 0
         check_compatible(card.source.get("tensorrt", {}), {"version": trt.__version__, **gpu_info(index)}, path)
         runner = cls(path, card, f"cuda:{index}", threads)
+        # TensorRT fixes the precision when it builds the engine (build-engine --precision).
+        runner.inference_precision = card.source.get("tensorrt", {}).get("inference_precision", "f32")
         runner._torch = _torch_cuda()
         runner._logger = trt.Logger(trt.Logger.WARNING)
         engine = trt.Runtime(runner._logger).deserialize_cuda_engine(path.read_bytes())

@@ -14,7 +14,8 @@ class TorchRunner(Runner):
     backend = "torch"
 
     @classmethod
-    def load(cls, path: Path, device: str = "cpu", threads: int | None = None) -> "TorchRunner":
+    def load(cls, path: Path, device: str = "cpu", threads: int | None = None,
+             precision_hint: str = "f32") -> "TorchRunner":
         # Imported here, never at module level: the runtime package stays torch-free.
         torch = importlib.import_module("torch")
         load_run = importlib.import_module("edgetl.finetune.run").load_run
@@ -23,6 +24,10 @@ class TorchRunner(Runner):
             raise ConfigError("device cuda was asked for but no CUDA device is available", hint="use --device cpu")
         if threads:
             torch.set_num_threads(threads)
+        # The reference model computes in IEEE f32: no TF32 on CUDA, no reduced-precision
+        # oneDNN kernels on CPUs with AMX/BF16 (whatever a library's default becomes).
+        torch.set_float32_matmul_precision("highest")
+        torch.backends.cudnn.allow_tf32 = False
         model, card = load_run(path)
         runner = cls(path, card, device=device, threads=threads)
         runner.model = model.to(device).eval()
