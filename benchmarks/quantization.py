@@ -6,7 +6,10 @@ scratch at --resnet-size px). Each is exported to ONNX and quantized for OpenVIN
 naive and with --max-drop), ONNX Runtime and TensorRT (the QDQ model, evaluated in ONNX
 Runtime), calibrated on the training split, bounded on the validation split, and scored
 on the untouched test split. Latency: batch 1, 2 threads, INT8 vs FP32 on the same
-runtime, measured alternately (3 rounds, median) in one run.
+runtime, measured alternately (3 rounds, median) in one run. Every model is made for the
+portable CPU kind (the default: the same answers on every x86 CPU); the bounded OpenVINO
+and ONNX Runtime models are also made for `--cpu vnni` and scored twice: on this CPU and
+with OpenVINO's kernels capped at AVX2 (ONEDNN_MAX_CPU_ISA), as an AVX2-only CPU runs them.
 
     python benchmarks/quantization.py [--epochs 6] [--resnet-size 128] [--models lite0,resnet18]
 """
@@ -59,16 +62,17 @@ def bench_model(name: str, backbone: str, data: Path, work: Path, size: int, epo
     fp32_acc = {"onnx": evaluate(fp32.onnx, data, split="test").accuracy,
                 "xml": evaluate(fp32.openvino, data, split="test").accuracy}
     rows = []
-    plans = [("openvino", None), ("openvino", BOUNDS["openvino"]), ("onnxruntime", BOUNDS["onnxruntime"]),
-             ("tensorrt", BOUNDS["tensorrt"])]
-    for target, bound in plans:
+    plans = [("openvino", None, "portable"), ("openvino", BOUNDS["openvino"], "portable"),
+             ("openvino", BOUNDS["openvino"], "vnni"), ("onnxruntime", BOUNDS["onnxruntime"], "portable"),
+             ("onnxruntime", BOUNDS["onnxruntime"], "vnni"), ("tensorrt", BOUNDS["tensorrt"], "portable")]
+    for target, bound, cpu in plans:
         suffix = {"openvino": ".xml"}.get(target, ".onnx")
-        out = run / f"int8-{target}-{'bounded' if bound else 'naive'}{suffix}"
+        out = run / f"int8-{target}-{'bounded' if bound else 'naive'}-{cpu}{suffix}"
         t = time.perf_counter()
         try:
-            result = quantize(fp32.onnx, target, max_drop=bound, out=out)
+            result = quantize(fp32.onnx, target, max_drop=bound, out=out, cpu=cpu)
         except Exception as exc:  # a bound that cannot hold is a result too
-            rows.append({"model": name, "target": target, "max_drop": bound, "error": str(exc)})
+            rows.append({"model": name, "target": target, "max_drop": bound, "cpu": cpu, "error": str(exc)})
             print(f"  {target:<12} bound {bound}: {exc}", flush=True)
             continue
         seconds = time.perf_counter() - t
@@ -77,8 +81,9 @@ def bench_model(name: str, backbone: str, data: Path, work: Path, size: int, epo
         runtime = "openvino" if target == "openvino" else "onnxruntime"
         fp32_ms, int8_ms = paired_latency(fp32.openvino if runtime == "openvino" else fp32.onnx, out, x1, threads) \
             if target != "tensorrt" else (None, None)
-        row = {"model": name, "target": target, "max_drop": bound, "fp32_test_accuracy": reference,
-               "int8_test_accuracy": test_acc, "test_drop_pt": 100 * (reference - test_acc),
+        row = {"model": name, "target": target, "max_drop": bound, "cpu": cpu, "fp32_test_accuracy": reference,
+               "int8_test_accuracy": test_acc, "avx2_test_accuracy": avx2_accuracy(out, data) if target == "openvino"
+               else None, "test_drop_pt": 100 * (reference - test_acc),
                "val_drop_pt": 100 * result.drop, "naive_val_drop_pt": 100 * result.attempts[0]["drop"]
                if result.attempts else None, "float_layers": len(result.float_layers), "quantize_s": seconds,
                "fp32_p50_ms": fp32_ms, "int8_p50_ms": int8_ms, "speedup": fp32_ms / int8_ms if int8_ms else None}
@@ -89,17 +94,33 @@ def bench_model(name: str, backbone: str, data: Path, work: Path, size: int, epo
     return rows
 
 
+def avx2_accuracy(model: Path, data: Path) -> float:
+    """Test accuracy of an OpenVINO model with oneDNN capped at AVX2: what a CPU without
+    VNNI computes (the cap must be set before OpenVINO loads, hence a subprocess)."""
+    import os
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-m", "edgetl", "-q", "evaluate", str(model), "--data", str(data),
+                           "--split", "test", "--json"], env={**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"},
+                          capture_output=True, text=True, check=True)
+    return json.loads(done.stdout)["accuracy"]
+
+
 def markdown(rows: list[dict]) -> str:
-    lines = ["| model | target | --max-drop | FP32 test acc | INT8 test acc | drop (pt) | layers in float | "
-             "FP32 p50 ms | INT8 p50 ms | INT8 speed-up |", "|---" * 10 + "|"]
+    lines = ["| model | target | --cpu | --max-drop | FP32 test acc | INT8 test acc | drop (pt) | INT8 acc, AVX2 kernels "
+             "| layers in float | FP32 p50 ms | INT8 p50 ms | INT8 speed-up |", "|---" * 12 + "|"]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['model']} | {r['target']} | {r['max_drop']} | | | failed: {r['error'][:60]} | | | | |")
+            lines.append(f"| {r['model']} | {r['target']} | {r['cpu']} | {r['max_drop']} | | | "
+                         f"failed: {r['error'][:60]} | | | | | |")
             continue
         ms = (lambda v: f"{v:.2f}" if v else "n/a")  # noqa: E731
         lines.append(f"| {r['model']} | {r['target']}{' (QDQ in ORT)' if r['target'] == 'tensorrt' else ''} | "
-                     f"{r['max_drop'] if r['max_drop'] is not None else '-'} | {r['fp32_test_accuracy']:.4f} | "
-                     f"{r['int8_test_accuracy']:.4f} | {r['test_drop_pt']:.2f} | {r['float_layers']} | "
+                     f"{r['cpu'] if r['target'] != 'tensorrt' else '-'} | "
+                     f"{r['max_drop'] if r['max_drop'] is not None else 'none'} | {r['fp32_test_accuracy']:.4f} | "
+                     f"{r['int8_test_accuracy']:.4f} | {r['test_drop_pt']:.2f} | "
+                     f"{'%.4f' % r['avx2_test_accuracy'] if r['avx2_test_accuracy'] is not None else 'n/a'} | "
+                     f"{r['float_layers']} | "
                      f"{ms(r['fp32_p50_ms'])} | {ms(r['int8_p50_ms'])} | "
                      f"{'%.2fx' % r['speedup'] if r['speedup'] else 'n/a'} |")
     return "\n".join(lines)
@@ -125,7 +146,7 @@ def main() -> int:
     result = {"rows": rows, "cpu": cpu_name(), "machine": machine_info(), "threads": args.threads, "epochs": args.epochs,
               "build": build_fingerprint(), "python": sys.version.split()[0]}
     (args.out / "quantization.json").write_text(json.dumps(result, indent=2) + "\n")
-    (args.out / "quantization.md").write_text(markdown(rows) + f"\n\nCPU: {result['cpu']}, {args.threads} threads, "
+    (args.out / "quantization.md").write_text(markdown(rows) + f"\n\nCPU: {result['cpu']} ({', '.join(result['machine']['cpu_flags'])}), {args.threads} threads, "
                                                                  "batch 1.\n")
     print(markdown(rows))
     return 0

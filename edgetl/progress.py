@@ -32,7 +32,7 @@ def print_table(table, console: Console | None = None, stderr: bool = False) -> 
         for column in table.columns:
             column.no_wrap, column.overflow = False, "fold"
     else:
-        table.box, table.show_edge = box.SIMPLE, False
+        table.box, table.show_edge, table.pad_edge = box.SIMPLE, False, False
         for column in table.columns:
             column.no_wrap = True
         if table.title:  # a title would wrap to the table's width

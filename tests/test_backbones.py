@@ -130,5 +130,45 @@ def test_listing_covers_every_family():
     lite0 = infos["efficientnet_lite0"]
     assert lite0.offline_weights and lite0.feature_dim == 1280 and lite0.input_size == 224
     assert infos["resnet18"].params == 11_689_512 and infos["resnet18"].feature_dim == 512
-    assert all(i.modality == "image" for i in infos.values())
-    assert all(i.modality == "audio" for i in list_backbones("audio"))
+    assert {i.modality for i in infos.values()} == {"image"}
+
+
+def test_listing_filters_by_modality(monkeypatch, tmp_path):
+    """An audio family lists under audio and only there (checked with a registered one,
+    so that the filter is tested whatever families ship)."""
+    import edgetl.backbones as registry
+    from edgetl.backbones import BackboneInfo, Family
+
+    monkeypatch.setenv("EDGETL_CACHE_DIR", str(tmp_path))
+    registry._families()
+    info = BackboneInfo("test_kws", "audio", "test", "an audio entry", 10, 96, None, None)
+    monkeypatch.setattr(registry, "_FAMILIES", [*registry._FAMILIES, Family(
+        "test", "audio", names=lambda: ["test_kws"], build=lambda name, weights: None, info=lambda n: info,
+        accepts=lambda n: False)])
+    audio = list_backbones("audio")
+    assert "test_kws" in [i.name for i in audio] and {i.modality for i in audio} == {"audio"}
+    assert "test_kws" not in [i.name for i in list_backbones("image")]
+    assert {i.name for i in list_backbones()} == {i.name for i in audio} | {i.name for i in list_backbones("image")}
+    assert not list(tmp_path.iterdir()), "a listing with a family from outside edgetl must not be cached"
+
+
+def test_piped_listing_shows_every_full_name_and_later_listings_skip_torch(tmp_path):
+    """`edgetl backbones | grep NAME` finds every name; the second listing comes from the
+    cache and imports no torch."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "EDGETL_CACHE_DIR": str(tmp_path)}
+    first = subprocess.run([sys.executable, "-m", "edgetl", "backbones"], env=env, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    names = [i.name for i in list_backbones()]
+    lines = first.stdout.splitlines()
+    for name in names:
+        assert any(line.split()[:1] == [name] for line in lines), f"{name} is not a whole word at a line's start"
+    assert "…" not in first.stdout
+    assert len(list(tmp_path.glob("backbones-*.json"))) == 1
+    probe = ("import sys; from edgetl.backbones import list_backbones; infos = list_backbones(); "
+             "print(len(infos), 'torch' in sys.modules, [i.offline_weights for i in infos if i.name == 'efficientnet_lite0'])")
+    second = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert second.stdout.split() == [str(len(names)), "False", "[True]"]

@@ -155,3 +155,28 @@ def test_cli_usage_errors_exit_2_with_one_line(bench_run, args, message, tmp_pat
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
     assert not (tmp_path / "p.png").exists()
+
+
+def test_precision_hints_add_openvino_rows_judged_against_the_f32_reference(bench_run, tmp_path):
+    import openvino as ov
+
+    from edgetl import bench
+    from edgetl.export.openvino_ir import export_openvino
+    from edgetl.runtime.onnxruntime_runner import read_onnx_card
+
+    xml = tmp_path / "model.xml"
+    export_openvino(bench_run / "model.onnx", xml, read_onnx_card(bench_run / "model.onnx"))
+    report = bench([bench_run / "model.onnx", xml], precision_hints=["bf16"], iters=3, warmup=1, threads=1)
+    rows = {(r.name, r.precision_hint): r for r in report.rows}
+    assert set(rows) == {("model.onnx", "f32"), ("model.xml", "f32"), ("model.xml", "bf16")}
+    assert {r.inference_precision for k, r in rows.items() if k[1] == "f32"} == {"f32"}
+    f32, bf16 = rows["model.xml", "f32"], rows["model.xml", "bf16"]
+    assert f32.reference == bf16.reference == "model.onnx (onnxruntime)"  # a bf16 row is judged, never the reference
+    assert f32.agreement == 1.0
+    if "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        assert bf16.ok and bf16.inference_precision == "bf16" and bf16.agreement is not None
+        assert bf16.drop == pytest.approx(rows["model.onnx", "f32"].accuracy - bf16.accuracy)
+    else:
+        assert not bf16.ok and "bf16" in bf16.error
+    assert report.settings["precision_hints"] == ["f32", "bf16"]
+    assert "| bf16 |" in report.markdown() or not bf16.ok

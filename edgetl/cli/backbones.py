@@ -17,13 +17,13 @@ def _millions(n: int | None) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
 def backbones_cmd(modality, as_json):
     """List the registered backbones (timm:NAME accepts any timm model)."""
-    from rich.console import Console
     from rich.table import Table
 
     from edgetl import progress
     from edgetl.backbones import list_backbones
 
-    with progress.console.status("reading the registry", spinner="dots") if not progress.is_quiet() else contextlib.nullcontext():
+    busy = progress.console.status("reading the registry (once; later listings come from a cache)", spinner="dots")
+    with busy if not progress.is_quiet() and progress.console.is_terminal else contextlib.nullcontext():
         infos = list_backbones(modality)
     if as_json:
         click.echo(json.dumps([dataclasses.asdict(i) for i in infos], indent=2))
@@ -34,7 +34,7 @@ def backbones_cmd(modality, as_json):
     for i in infos:
         table.add_row(i.name, i.modality, i.family, _millions(i.params), str(i.feature_dim or "?"),
                       str(i.input_size or "?"), "yes" if i.offline_weights else "no")
-    Console().print(table)
+    progress.print_table(table)
     click.echo("Any timm model works as timm:NAME; --weights none or PATH works for every entry.")
 
 

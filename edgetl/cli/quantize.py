@@ -6,6 +6,19 @@ from pathlib import Path
 
 import click
 
+from edgetl.errors import ConfigError
+from edgetl.quantize import CPU_TARGETS, DEFAULT_MAX_DROP
+from edgetl.quantize.cpu import DEFAULT_CPU
+
+
+def _max_drop(ctx, param, value: str) -> float | None:
+    if value.strip().lower() == "none":
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise ConfigError(f"--max-drop takes a fraction (0.01 = one point) or none, got {value!r}") from None
+
 
 def print_int8_table(results) -> None:
     from rich.table import Table
@@ -36,8 +49,12 @@ def print_int8_table(results) -> None:
 @click.option("--calib", type=click.Path(), default=None,
               help="Calibration images: a data set folder (labels ignored) or a flat folder. Default: the run's train split.")
 @click.option("--val", type=click.Path(), default=None, help="Labelled data for accuracy (default: the run's val split).")
-@click.option("--max-drop", type=float, default=None,
-              help="Largest accuracy loss allowed, as a fraction (0.01 = one point); layers fall back to float to hold it.")
+@click.option("--max-drop", default=str(DEFAULT_MAX_DROP), show_default=True, callback=_max_drop,
+              help="Largest accuracy loss allowed, as a fraction (0.01 = one point); layers fall back to float to hold "
+                   "it. 'none' writes the model whatever it loses.")
+@click.option("--cpu", type=click.Choice(list(CPU_TARGETS)), default=DEFAULT_CPU, show_default=True,
+              help="openvino/onnxruntime: the CPU kind the model will run on. portable: the same answers on every x86 "
+                   "CPU (7-bit weights); vnni: only CPUs with VNNI/AMX (8-bit weights, wrong on AVX2-only CPUs); arm.")
 @click.option("--samples", type=int, default=300, show_default=True, help="Calibration samples.")
 @click.option("--calibration", "method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax",
               show_default=True, help="Range estimation for the QDQ targets.")
@@ -52,8 +69,8 @@ def print_int8_table(results) -> None:
 @click.option("--device", default="auto", show_default=True, help="Where QAT trains: auto, cpu, cuda.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Default: MODEL.int8.xml / MODEL.int8.onnx / MODEL.qdq.onnx")
-def quantize_cmd(model, target, calib, val, max_drop, samples, method, preset, bias_correction, ignore, qat, qat_epochs,
-                 qat_lr, device, out):
+def quantize_cmd(model, target, calib, val, max_drop, cpu, samples, method, preset, bias_correction, ignore, qat,
+                 qat_epochs, qat_lr, device, out):
     """INT8 MODEL.onnx for a target, calibrated on the run's own data, within --max-drop."""
     from edgetl.quantize import quantize
     from edgetl.quantize.openvino import NncfOptions
@@ -61,7 +78,7 @@ def quantize_cmd(model, target, calib, val, max_drop, samples, method, preset, b
 
     options = NncfOptions(preset=preset, fast_bias_correction=not bias_correction, ignored=tuple(ignore))
     result = quantize(model, target, calib=calib, val=val, max_drop=max_drop, samples=samples, out=out,
-                      method=method, nncf_options=options, qat=qat,
+                      method=method, nncf_options=options, qat=qat, cpu=cpu,
                       qat_options=QatOptions(epochs=qat_epochs, lr=qat_lr, device=device))
     print_int8_table([result])
     click.echo(f"wrote {result.out}")

@@ -5,8 +5,11 @@
 - onnxruntime:  static QDQ for the ORT CPU provider
 - tensorrt:     explicit-quantization QDQ ONNX for TensorRT (checked here in ONNX Runtime,
                 emulating the integer math; `edgetl build-engine` turns it into an engine)
-For the QDQ targets --max-drop is honoured by keeping the layers that lose most (measured
-per layer on calibration data) in float until the drop holds. With qat=True, when
+INT8 is bounded by default: at most DEFAULT_MAX_DROP (one point) of validation accuracy
+may be lost; max_drop=None opts out, with a warning. For the QDQ targets the bound is
+held by keeping the layers that lose most (measured per layer on calibration data) in
+float until the drop holds. `cpu` names the kind of CPU the model is made for
+(quantize/cpu.py); the default, portable, computes the same answers on every x86 CPU. With qat=True, when
 post-training INT8 still loses too much, the run is fine-tuned with fake quantization
 (quantize/qat.py, openvino target). Every output carries its
 card (target, calibration, drop, float layers) and passes the INT8 parity gate.
@@ -14,6 +17,7 @@ card (target, calibration, drop, float layers) and passes the INT8 parity gate.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import shutil
 import tempfile
@@ -29,10 +33,13 @@ from edgetl.errors import ArtifactError, ConfigError, EdgeTLError
 from edgetl.export import write_artifact_card
 from edgetl.export.parity import ParityResult, Tolerance, compare, raise_on_failures
 from edgetl.data.samples import Samples, calibration_samples, validation_samples
+from edgetl.quantize.cpu import CPU_TARGETS, DEFAULT_CPU, cpu_target, warn_if_host_differs
 
 TARGETS = {"openvino": ".xml", "onnxruntime": ".onnx", "tensorrt": ".onnx"}
 DEFAULT_SUFFIX = {"openvino": ".int8.xml", "onnxruntime": ".int8.onnx", "tensorrt": ".qdq.onnx"}
 PARITY_SAMPLES = 64
+log = logging.getLogger("edgetl")
+DEFAULT_MAX_DROP = 0.01  # INT8 may lose at most one point of accuracy unless the user says otherwise
 
 
 class AccuracyDropError(EdgeTLError):
@@ -82,7 +89,7 @@ def _load_fp32(model: Path) -> ModelCard:
 
 
 def _qdq_with_budget(model: Path, dst: Path, work: Path, target: str, method: str, calib: Samples, val: Samples,
-                     fp32_accuracy: float, max_drop: float | None, card: ModelCard, sensitivity_samples: int = 32):
+                     fp32_accuracy: float, max_drop: float | None, card: ModelCard, cpu, sensitivity_samples: int = 32):
     """QDQ-quantize; under --max-drop keep the most sensitive layers in float (1, 2, 4, ...
     of them) until the drop holds. Returns (float layers, attempts)."""
     import onnx
@@ -90,7 +97,7 @@ def _qdq_with_budget(model: Path, dst: Path, work: Path, target: str, method: st
     from edgetl.quantize.onnx_qdq import QdqScheme, layer_nodes, prepare, quantize_qdq
     from edgetl.quantize.sensitivity import rank_layers
 
-    scheme = QdqScheme.for_target(target, method)
+    scheme = QdqScheme.for_target(target, method, cpu)
     prepared = prepare(model, work / "prepared.onnx")
     cache = work / "calibration.json"
     attempts: list[dict] = []
@@ -107,7 +114,7 @@ def _qdq_with_budget(model: Path, dst: Path, work: Path, target: str, method: st
         return fp32_accuracy - accuracy
 
     progress.info(f"calibrating on {len(calib)} samples ({scheme.method}, {scheme.activations} activations"
-                  f"{', 7-bit weights for a CPU without VNNI' if scheme.reduce_range else ''})")
+                  f"{', 7-bit weights for ' + scheme.cpu + ' CPUs' if scheme.reduce_range else ''})")
     drop = attempt([])
     if max_drop is None or drop <= max_drop:
         return [], attempts, scheme
@@ -125,12 +132,13 @@ def _qdq_with_budget(model: Path, dst: Path, work: Path, target: str, method: st
     raise AccuracyDropError(
         f"INT8 for {target} loses {100 * best['drop']:.2f} pt at best ({best['float_layers']} of {len(ranked)} "
         f"layers in float), above --max-drop {100 * max_drop:.2f} pt",
-        hint="allow a larger --max-drop, or try --calibration entropy or percentile")
+        hint="allow a larger --max-drop, try --calibration entropy or percentile, or calibrate on more "
+             "representative data (--calib, --samples)")
 
 
-def quantize(model, target: str, calib=None, val=None, max_drop: float | None = None, samples: int = 300,
+def quantize(model, target: str, calib=None, val=None, max_drop: float | None = DEFAULT_MAX_DROP, samples: int = 300,
              out=None, method: str = "minmax", nncf_options=None, seed: int = 0, qat: bool = False,
-             qat_options=None) -> QuantizeResult:
+             qat_options=None, cpu: str = DEFAULT_CPU) -> QuantizeResult:
     """Quantize the FP32 ONNX `model` for `target`; see the module docstring."""
     from edgetl.quantize.openvino import NncfOptions
     from edgetl.quantize.qat import QAT_TARGETS, QatOptions
@@ -149,6 +157,12 @@ def quantize(model, target: str, calib=None, val=None, max_drop: float | None = 
         raise ConfigError("--qat is the fallback for when --max-drop cannot be held", hint="pass --max-drop too")
     qat_options = qat_options or QatOptions()
     qat_options.check()
+    cpu_kind = cpu_target(cpu)
+    if target != "tensorrt":
+        warn_if_host_differs(cpu_kind)
+    if max_drop is None:
+        log.warning("INT8 accuracy is not bounded (--max-drop none): the model is written whatever it loses; "
+                    "only the parity gate's 90% top-1 agreement with FP32 is checked")
     card = _load_fp32(model)
     out = Path(out) if out else model.with_name(model.stem + DEFAULT_SUFFIX[target])
     if out.suffix.lower() != TARGETS[target]:
@@ -165,6 +179,7 @@ def quantize(model, target: str, calib=None, val=None, max_drop: float | None = 
         tmp_out = work / out.name
         int8_card = dataclasses.replace(card, precision="int8", metrics=dict(card.metrics), build=build_fingerprint())
         quantization = {"target": target, "max_drop": max_drop,
+                        "cpu": cpu_kind.to_dict() if target != "tensorrt" else None,
                         "calibration": {"data": calib_samples.source, "samples": len(calib_samples), "seed": seed},
                         "validation": {"data": val_samples.source, "n": len(val_samples)}}
         int8_card.source = {**card.source, "fp32_model": str(model.resolve()), "quantization": quantization}
@@ -174,11 +189,12 @@ def quantize(model, target: str, calib=None, val=None, max_drop: float | None = 
                           f"{len(calib_samples)} calibration samples ({options.preset} preset)")
             from edgetl.quantize.openvino import quantize_openvino
 
-            float_layers = quantize_openvino(model, tmp_out, calib_samples, options, val_samples, max_drop)
+            float_layers = quantize_openvino(model, tmp_out, calib_samples, options, val_samples, max_drop,
+                                             cpu=cpu_kind)
             attempts, settings = [], options.to_dict()
         else:
             float_layers, attempts, scheme = _qdq_with_budget(model, tmp_out, work, target, method, calib_samples,
-                                                              val_samples, fp32_accuracy, max_drop, int8_card)
+                                                              val_samples, fp32_accuracy, max_drop, int8_card, cpu_kind)
             settings = scheme.to_dict()
         quantization.update(settings=settings, float_layers=float_layers, attempts=attempts, method="post-training")
         write_artifact_card(tmp_out, int8_card)
@@ -191,7 +207,7 @@ def quantize(model, target: str, calib=None, val=None, max_drop: float | None = 
                           "quantization-aware fine-tuning")
             attempts.append({"method": "post-training", "float_layers": len(float_layers), "accuracy": int8_accuracy,
                              "drop": ptq_drop})
-            report = qat_openvino(card, tmp_out, calib_samples, qat_options, seed)
+            report = qat_openvino(card, tmp_out, calib_samples, qat_options, seed, cpu_kind)
             float_layers = []
             quantization.update(method="quantization-aware", float_layers=float_layers,
                                 qat={**report, "needed_because": f"post-training INT8 lost {100 * ptq_drop:.2f} pt"})
@@ -238,4 +254,4 @@ def _measure_int8(path: Path, fp32_logits: np.ndarray, val: Samples, max_drop: f
 
 make_package_callable(__name__, "edgetl.quantize:quantize")
 
-__all__ = ["TARGETS", "AccuracyDropError", "QuantizeResult", "quantize"]
+__all__ = ["CPU_TARGETS", "DEFAULT_MAX_DROP", "TARGETS", "AccuracyDropError", "QuantizeResult", "quantize"]

@@ -1,9 +1,10 @@
 """Static QDQ INT8 with onnxruntime.quantization, for two consumers:
 
 - `onnxruntime`: the ORT CPU provider. Asymmetric uint8 activations, per-channel int8
-  weights; on x86 CPUs without VNNI the weights use 7 bits (reduce_range), because the
-  AVX2 u8s8 kernels saturate their 16-bit intermediate sums otherwise (measured: an
-  EfficientNet-Lite0 fine-tune falls from 98.9% to 78.9% without it, 98.3% with it).
+  weights; for the portable CPU target (the default) the weights use 7 bits
+  (reduce_range), because the AVX2 u8s8 kernels saturate their 16-bit intermediate sums
+  otherwise (measured on an AVX2 CPU: an EfficientNet-Lite0 fine-tune falls from 98.9%
+  to 78.9% with 8-bit weights, 98.3% with 7-bit); see quantize/cpu.py.
 - `tensorrt`: explicit quantization as TensorRT 8.5+/10 consumes it. Symmetric int8
   activations and weights (zero points 0), per-channel weights on the output-channel
   axis, weights kept in float behind their own Q/DQ pair (TensorRT quantizes them with
@@ -15,24 +16,15 @@ import contextlib
 import dataclasses
 import io
 import logging
-import platform
 from pathlib import Path
 
-from edgetl.errors import ConfigError
 from edgetl.data.samples import Samples
+from edgetl.errors import ConfigError
+from edgetl.quantize.cpu import CpuTarget, cpu_target
 
 log = logging.getLogger("edgetl")
 WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
-
-
-def cpu_has_vnni() -> bool:
-    """True where 8-bit dot products accumulate without saturation (AVX-512 VNNI / AVX-VNNI)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_vnni" in flags or "avx_vnni" in flags
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,17 +36,17 @@ class QdqScheme:
     symmetric_activations: bool
     reduce_range: bool
     method: str
+    cpu: str | None = None  # the CPU kind an onnxruntime model is made for (quantize/cpu.py)
 
     @classmethod
-    def for_target(cls, target: str, method: str = "minmax") -> "QdqScheme":
+    def for_target(cls, target: str, method: str = "minmax", cpu: CpuTarget | str | None = None) -> "QdqScheme":
         if method not in CALIBRATION_METHODS:
             raise ConfigError(f"unknown calibration method {method!r}", hint=f"use one of {', '.join(CALIBRATION_METHODS)}")
-        if target == "tensorrt":
+        if target == "tensorrt":  # TensorRT's own INT8 kernels: symmetric, full range, whatever the host
             return cls(target, "int8", True, False, method)
-        arm = platform.machine().lower() in ("arm64", "aarch64")
-        if arm:  # ARM kernels prefer symmetric int8 activations and do not saturate
-            return cls(target, "int8", True, False, method)
-        return cls(target, "uint8", False, not cpu_has_vnni(), method)
+        cpu = cpu if isinstance(cpu, CpuTarget) else cpu_target(cpu)
+        activations = "int8" if cpu.symmetric_activations else "uint8"
+        return cls(target, activations, cpu.symmetric_activations, cpu.seven_bit_weights, method, cpu.name)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

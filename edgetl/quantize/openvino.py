@@ -1,6 +1,7 @@
 """OpenVINO INT8 IR with NNCF post-training quantization, optionally accuracy-controlled:
 NNCF ranks the quantized operations by their effect on the validation metric and reverts
-the worst to float until the drop holds."""
+the worst to float until the drop holds. The weights' bit width follows the CPU the IR is
+made for (quantize/cpu.py), through NNCF's overflow fix."""
 from __future__ import annotations
 
 import contextlib
@@ -11,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgetl.errors import BackendUnavailable, ConfigError
 from edgetl.data.samples import Samples
+from edgetl.errors import BackendUnavailable, ConfigError
+from edgetl.quantize.cpu import CpuTarget, cpu_target
 
 PRESETS = ("performance", "mixed")
 
@@ -68,9 +70,10 @@ def _accuracy_fn(compiled, data) -> float:
 
 
 def quantize_openvino(src: Path, dst: Path, calibration: Samples, options: NncfOptions,
-                      validation: Samples | None = None, max_drop: float | None = None) -> list[str]:
-    """Write INT8 IR `dst` (.xml + .bin) from the float ONNX `src`; returns the operations
-    kept in float by accuracy control."""
+                      validation: Samples | None = None, max_drop: float | None = None,
+                      cpu: CpuTarget | None = None) -> list[str]:
+    """Write INT8 IR `dst` (.xml + .bin) from the float ONNX `src` for the CPU kind `cpu`
+    (default: portable); returns the operations kept in float by accuracy control."""
     try:
         import nncf
         import openvino as ov
@@ -85,6 +88,8 @@ def quantize_openvino(src: Path, dst: Path, calibration: Samples, options: NncfO
     if unknown:
         raise ConfigError(f"--ignore names no operation of the model: {', '.join(unknown)}",
                           hint="use the node names of the ONNX graph (e.g. from Netron)")
+    cpu = cpu or cpu_target(None)
+    advanced = nncf.AdvancedQuantizationParameters(overflow_fix=nncf.OverflowFix(cpu.overflow_fix))
     kwargs = dict(
         preset=nncf.QuantizationPreset.MIXED if options.preset == "mixed" else nncf.QuantizationPreset.PERFORMANCE,
         subset_size=len(calibration), fast_bias_correction=options.fast_bias_correction,
@@ -94,11 +99,13 @@ def quantize_openvino(src: Path, dst: Path, calibration: Samples, options: NncfO
     calib = nncf.Dataset(list(calibration.batches(1)))
     with _nncf_log() as log:
         if max_drop is None:
-            quantized = nncf.quantize(model, calib, **kwargs)
+            quantized = nncf.quantize(model, calib, advanced_parameters=advanced, **kwargs)
         else:
+            # NNCF compiles the models it validates with an explicit f32 inference precision.
             items = [(validation.x[i:i + 1], int(validation.labels[i])) for i in range(len(validation))]
             val = nncf.Dataset(items, lambda item: item[0])
             quantized = nncf.quantize_with_accuracy_control(model, calib, val, _accuracy_fn, max_drop=max_drop,
-                                                            drop_type=nncf.DropType.ABSOLUTE, **kwargs)
+                                                            drop_type=nncf.DropType.ABSOLUTE,
+                                                            advanced_quantization_parameters=advanced, **kwargs)
     ov.save_model(quantized, str(dst), compress_to_fp16=False)
     return [re.sub(r"/WithoutBiases$", "", n) for n in log.nodes]

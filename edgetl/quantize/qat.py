@@ -22,6 +22,7 @@ from edgetl import progress
 from edgetl.card import ModelCard
 from edgetl.errors import ArtifactError, BackendUnavailable, ConfigError, DataError
 from edgetl.data.samples import Samples
+from edgetl.quantize.cpu import CpuTarget, cpu_target
 
 QAT_TARGETS = ("openvino",)
 
@@ -49,9 +50,11 @@ def run_of(card: ModelCard) -> Path:
     return Path(run)
 
 
-def qat_openvino(card: ModelCard, out: Path, calib: Samples, options: QatOptions, seed: int = 0) -> dict:
-    """Fine-tune the run of `card` with fake quantization and write the INT8 IR `out`;
-    returns what happened (epochs, learning rate, best epoch, history, seconds)."""
+def qat_openvino(card: ModelCard, out: Path, calib: Samples, options: QatOptions, seed: int = 0,
+                 cpu: CpuTarget | None = None) -> dict:
+    """Fine-tune the run of `card` with fake quantization and write the INT8 IR `out` for
+    the CPU kind `cpu` (default: portable); returns what happened (epochs, learning rate,
+    best epoch, history, seconds)."""
     try:
         import nncf
         import openvino as ov
@@ -63,7 +66,6 @@ def qat_openvino(card: ModelCard, out: Path, calib: Samples, options: QatOptions
     from edgetl.finetune.loop import FinetuneConfig, Trainer, _Distributed, _to_tensors, resolve_device, seed_everything
     from edgetl.finetune.run import load_run
     from edgetl.preprocess import ImagePreprocessing
-    from edgetl.quantize.onnx_qdq import cpu_has_vnni
 
     options.check()
     started = time.perf_counter()
@@ -80,17 +82,18 @@ def qat_openvino(card: ModelCard, out: Path, calib: Samples, options: QatOptions
     dist = _Distributed()
     device = resolve_device(cfg.device, dist)
     seed_everything(seed)
-    # x86 CPUs without VNNI saturate in 8-bit weight x activation products (the reason
-    # the ONNX Runtime target uses 7-bit weights): NNCF's overflow fix halves the weight
-    # range in every layer, so that the fine-tuned fake quantization is what OpenVINO
-    # computes (without it, 97.8% in torch became 94.7% in OpenVINO on digits).
-    overflow_fix = nncf.OverflowFix.FIRST_LAYER if cpu_has_vnni() else nncf.OverflowFix.ENABLE
+    # x86 CPUs without VNNI saturate in 8-bit weight x activation products (quantize/cpu.py):
+    # for the portable target NNCF's overflow fix halves the weight range in every layer,
+    # so that the fine-tuned fake quantization is what OpenVINO computes on every CPU
+    # (without it, 97.8% in torch became 94.7% in OpenVINO on an AVX2 CPU, on digits).
+    overflow_fix = nncf.OverflowFix((cpu or cpu_target(None)).overflow_fix)
     progress.info(f"QAT: inserting fake quantizers into {run.name}'s model (ranges from {len(calib)} samples)")
     with _quiet_tracing():
         qmodel = nncf.quantize(model, nncf.Dataset([torch.from_numpy(b) for b in calib.batches(1)]),
                                preset=nncf.QuantizationPreset.PERFORMANCE, subset_size=len(calib),
                                advanced_parameters=nncf.AdvancedQuantizationParameters(
-                                   disable_bias_correction=True, overflow_fix=overflow_fix))
+                                   disable_bias_correction=True, overflow_fix=overflow_fix,
+                                   activations_quantization_params=_per_tensor_activations()))
     qmodel = qmodel.to(device)
     # Two "stages" at the same learning rate: the features, and NNCF's quantizer ranges
     # (trainable too). NNCF keeps integer bookkeeping in parameters as well, which must
@@ -132,6 +135,16 @@ def qat_openvino(card: ModelCard, out: Path, calib: Samples, options: QatOptions
             "overflow_fix": overflow_fix.value,
             "history": [{k: h[k] for k in ("epoch", "train_loss", "val_accuracy")} for h in history],
             "seconds": time.perf_counter() - started}
+
+
+def _per_tensor_activations():
+    """One range per activation tensor, as post-training quantization makes them. NNCF's
+    torch default gives depthwise convolutions per-channel input ranges, and OpenVINO
+    2026.4's AMX kernels compute such an IR wrongly at batch 1 (measured: constant logits,
+    0% agreement, while batch 2 and every AVX-512/AVX2 CPU are right)."""
+    from nncf.quantization.advanced_parameters import QuantizationParameters
+
+    return QuantizationParameters(per_channel=False)
 
 
 @contextlib.contextmanager

@@ -97,7 +97,21 @@ class OpenVinoRunner(Runner):
         runner.inference_precision = compiled_precision(compiled)
         runner.request = compiled.create_infer_request()
         runner._input = None
+        if precision_hint != "f32":
+            runner._probe(precision_hint)
         return runner
+
+    def _probe(self, precision: str) -> None:
+        """One call on zeros: a plugin may compile a precision its kernels then cannot run
+        (e.g. bf16 where oneDNN is limited to AVX2), which must be a clear error here, not
+        a crash in the middle of an evaluation."""
+        shape = [d if isinstance(d, int) else 1 for d in self.input_spec["shape"]]
+        try:
+            self.infer(np.zeros(shape, np.float32))
+        except Exception as exc:
+            raise BackendUnavailable(f"OpenVINO cannot run {self.path.name} in {precision} on this "
+                                     f"{self.device.upper()}: {ov_message(exc)}",
+                                     hint="leave --precision-hint at f32") from None
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         # Reuse the request's input tensor while the shape stays the same: setting a new
