@@ -28,10 +28,14 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_flags() -> set[str]:
+    """The CPU's instruction-set flags (x86 `flags`, ARM `Features`); empty where unknown."""
+    return set(next((line.split(":", 1)[1].split() for line in _cpuinfo().splitlines()
+                     if line.startswith(("flags", "Features"))), []))
+
+
 def machine_info() -> dict:
-    info = _cpuinfo()
-    flags = next((line.split(":", 1)[1].split() for line in info.splitlines()
-                  if line.startswith(("flags", "Features"))), [])
+    flags = cpu_flags()
     memory_gib = None
     try:
         memory_gib = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)

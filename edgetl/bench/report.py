@@ -168,13 +168,16 @@ class BenchReport:
                             xytext=(6, _label_offset(cell, i)), fontsize=7)
             if cell and max(r.p50_ms for r in cell) > 10 * min(r.p50_ms for r in cell):
                 ax.set_xscale("log")
+            ax.margins(x=0.3, y=0.15)  # room for the labels right of the points
+            if ax.get_xscale() == "linear":
+                ax.set_xlim(left=0)
             ax.set(xlabel="p50 latency per call (ms), lower is better", title=f"batch {batch}")
             ax.grid(alpha=0.3)
         handles = {}
         for ax in axes[0]:
             handles.update(zip(*reversed(ax.get_legend_handles_labels())))  # one entry per backend + precision
         if handles:
-            axes[0][-1].legend(handles.values(), handles.keys(), fontsize=8, loc="lower right")
+            axes[0][-1].legend(handles.values(), handles.keys(), fontsize=8, loc="best")
         axes[0][0].set_ylabel(f"accuracy on {rows[0].split if rows else 'the split'} (%)")
         fig.suptitle(f"accuracy vs latency · {self.machine.get('cpu')}, {self.settings.get('threads')} threads")
         notes = list(dict.fromkeys(r.note for r in rows if r.note))

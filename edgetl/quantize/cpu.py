@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import platform
-from pathlib import Path
 
 from edgetl.errors import ConfigError
 
@@ -62,17 +61,11 @@ def cpu_target(name: str | None) -> CpuTarget:
     return CPU_TARGETS[name]
 
 
-def _cpu_flags() -> str:
-    try:
-        return Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return ""
-
-
 def cpu_has_vnni() -> bool:
     """True where 8-bit dot products accumulate without saturation (AVX-512 VNNI / AVX-VNNI / AMX)."""
-    flags = _cpu_flags()
-    return any(f in flags for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
+    from edgetl.bench.machine import cpu_flags
+
+    return bool(cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
 
 
 def host_is_arm() -> bool:

@@ -69,14 +69,24 @@ def _accuracy_fn(compiled, data) -> float:
     return float(np.mean(correct)) if correct else 0.0
 
 
+def import_nncf():
+    """nncf, imported without torch's "No CUDA runtime is found" warning, which NNCF's
+    torch extensions trigger on every machine without CUDA and which is no user's concern."""
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    import nncf
+
+    return nncf
+
+
 def quantize_openvino(src: Path, dst: Path, calibration: Samples, options: NncfOptions,
                       validation: Samples | None = None, max_drop: float | None = None,
                       cpu: CpuTarget | None = None) -> list[str]:
     """Write INT8 IR `dst` (.xml + .bin) from the float ONNX `src` for the CPU kind `cpu`
     (default: portable); returns the operations kept in float by accuracy control."""
     try:
-        import nncf
         import openvino as ov
+
+        nncf = import_nncf()
     except ImportError:
         raise BackendUnavailable("NNCF and OpenVINO are needed for --target openvino",
                                  hint="pip install 'edgetl[openvino]'") from None

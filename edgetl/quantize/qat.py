@@ -55,10 +55,13 @@ def qat_openvino(card: ModelCard, out: Path, calib: Samples, options: QatOptions
     """Fine-tune the run of `card` with fake quantization and write the INT8 IR `out` for
     the CPU kind `cpu` (default: portable); returns what happened (epochs, learning rate,
     best epoch, history, seconds)."""
+    from edgetl.quantize.openvino import import_nncf
+
     try:
-        import nncf
         import openvino as ov
         import torch
+
+        nncf = import_nncf()
     except ImportError:
         raise BackendUnavailable("quantization-aware fine-tuning needs torch, NNCF and OpenVINO",
                                  hint="pip install 'edgetl[all]'") from None
