@@ -3,8 +3,8 @@
 For each OpenVINO IR, edgetl's latency (the OpenVINO Runner, the bench harness's
 `measure`) and benchmark_app's median latency are taken alternately, `--rounds` times,
 on the same IR with the same thread count, batch, device and synchronous API, with
-benchmark_app given the same compile config edgetl uses (INFERENCE_NUM_THREADS, the
-default LATENCY hint). Reported: the median of each and their ratio; the target is
+benchmark_app given the same compile config edgetl uses (INFERENCE_NUM_THREADS,
+INFERENCE_PRECISION_HINT f32, the default LATENCY hint). Reported: the median of each and their ratio; the target is
 edgetl p50 within 10% of benchmark_app's median.
 
 Without IR arguments, two FP32 IRs are made first: a linear-probe EfficientNet-Lite0 on
@@ -53,9 +53,14 @@ def benchmark_app_median_ms(app: str, ir: Path, shape: list[int], threads: int, 
 
 def compare(ir: Path, app: str, threads: int, rounds: int, seconds: float, work: Path) -> dict:
     config = work / "ov_config.json"
-    # The config edgetl's OpenVINO Runner compiles with; the hint is left to its default
-    # (LATENCY on CPU) on both sides.
-    config.write_text(json.dumps({"CPU": {"INFERENCE_NUM_THREADS": str(threads)}}))
+    # The config edgetl's OpenVINO Runner compiles with (threads, f32 inference precision);
+    # the performance hint is left to its default (LATENCY on CPU) on both sides.
+    import openvino as ov
+
+    from edgetl.runtime.openvino_runner import compile_config
+
+    settings = compile_config(ov.Core(), "CPU", "f32", threads)
+    config.write_text(json.dumps({"CPU": {key: str(value) for key, value in settings.items()}}))
     with open_runner(ir, threads=threads) as runner:
         x = validation_samples(runner.card).x[:1]
         ours, theirs = [], []

@@ -50,7 +50,7 @@ def print_int8_table(results) -> None:
               help="Calibration images: a data set folder (labels ignored) or a flat folder. Default: the run's train split.")
 @click.option("--val", type=click.Path(), default=None, help="Labelled data for accuracy (default: the run's val split).")
 @click.option("--max-drop", default=str(DEFAULT_MAX_DROP), show_default=True, callback=_max_drop,
-              help="Largest accuracy loss allowed, as a fraction (0.01 = one point); layers fall back to float to hold "
+              metavar="FRACTION|none", help="Largest accuracy loss allowed, as a fraction (0.01 = one point); layers fall back to float to hold "
                    "it. 'none' writes the model whatever it loses.")
 @click.option("--cpu", type=click.Choice(list(CPU_TARGETS)), default=DEFAULT_CPU, show_default=True,
               help="openvino/onnxruntime: the CPU kind the model will run on. portable: the same answers on every x86 "
