@@ -117,3 +117,14 @@ def quant_onnx(tmp_path_factory, quant_digits) -> Path:
     finetune(quant_digits, "efficientnet_lite0", run, strategy="linear-probe", epochs=4, input_size=32,
              batch_size=16, lr=1e-2)
     return export_run(run, run / "model.onnx").onnx
+
+
+def bf16_possible() -> bool:
+    """Whether OpenVINO can compute in bf16 here: the CPU has AVX-512 BF16 or AMX and
+    oneDNN is not capped below them (ONEDNN_MAX_CPU_ISA=AVX2 makes an AVX-512 machine run
+    the test suite as an AVX2-only one would)."""
+    import os
+
+    from edgetl.bench.machine import cpu_flags
+
+    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"}) and "ONEDNN_MAX_CPU_ISA" not in os.environ

@@ -12,6 +12,7 @@ from edgetl.evaluation import evaluate
 from edgetl.export import export_run, verify
 from edgetl.export.parity import ParityError
 from edgetl.runtime import open_runner
+from conftest import bf16_possible
 
 
 @pytest.fixture(scope="module")
@@ -118,12 +119,6 @@ def test_an_unsupported_operator_names_its_module(tmp_path):
     assert not (tmp_path / "m.onnx").exists()
 
 
-def _bf16_cpu() -> bool:
-    import openvino as ov
-
-    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
-
-
 def test_openvino_computes_an_fp32_ir_in_f32_on_every_cpu(runs, tiny_digits, tmp_path):
     """OpenVINO's CPU plugin would pick bf16 by itself on AVX-512 BF16 / AMX CPUs; the
     runner must ask for f32 and the compiled model must say so."""
@@ -141,7 +136,7 @@ def test_a_bf16_request_is_honoured_only_where_the_cpu_has_it(runs, tiny_digits,
     from edgetl.errors import BackendUnavailable
 
     export_run(runs["efficientnet_lite0"], tmp_path / "m.onnx", openvino=True)
-    if _bf16_cpu():
+    if bf16_possible():
         with open_runner(tmp_path / "m.xml", precision_hint="bf16") as runner:
             assert runner.inference_precision == "bf16"
             assert runner.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name() == "bf16"

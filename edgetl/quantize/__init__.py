@@ -124,6 +124,11 @@ def _qdq_with_budget(model: Path, dst: Path, work: Path, target: str, method: st
     while True:
         k = min(k, len(ranked))
         if attempt(ranked[:k]) <= max_drop:
+            if 2 * k > len(ranked):
+                log.warning(f"INT8 for {target} holds --max-drop {100 * max_drop:.2f} pt only with {k} of {len(ranked)} "
+                            "layers in float, so little of INT8's speed is left: allow a larger --max-drop or "
+                            "calibrate on more representative data"
+                            + (", or use --cpu vnni if every device has VNNI/AMX" if scheme.reduce_range else ""))
             return ranked[:k], attempts, scheme
         if k == len(ranked):
             break
@@ -169,6 +174,10 @@ def quantize(model, target: str, calib=None, val=None, max_drop: float | None = 
         raise ConfigError(f"--out for {target} must end in {TARGETS[target]}, got {out.name}")
     calib_samples = calibration_samples(card, calib, samples, seed)
     val_samples = validation_samples(card, val)
+    if max_drop is not None and 1 / len(val_samples) > max_drop:
+        log.warning(f"with {len(val_samples)} validation samples one changed answer is {100 / len(val_samples):.2f} pt, "
+                    f"more than --max-drop {100 * max_drop:.2f} pt: INT8 may lose no answer at all "
+                    "(pass --val with more labelled samples for a finer bound)")
     progress.info(f"measuring FP32 accuracy on {len(val_samples)} validation images")
     fp32_logits = _logits(model, val_samples.x)
     fp32_accuracy = _accuracy(fp32_logits, val_samples.labels)

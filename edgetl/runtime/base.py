@@ -48,7 +48,11 @@ class Runner(abc.ABC):
             pad = batch - len(chunk)
             if pad:
                 chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)])
-            out.append(self.infer(chunk)[:batch - pad])
+            got = self.infer(chunk)
+            if len(got) != len(chunk):  # a backend that cannot run the model may answer with nothing
+                raise ArtifactError(f"{self.backend} returned {len(got)} results for a batch of {len(chunk)} "
+                                    f"({self.path.name}, {self.inference_precision})")
+            out.append(got[:batch - pad])
         return np.concatenate(out) if out else np.zeros((0, len(self.card.labels)), np.float32)
 
     def close(self) -> None:  # noqa: B027  (most backends free their session with the object)

@@ -103,11 +103,12 @@ class OpenVinoRunner(Runner):
 
     def _probe(self, precision: str) -> None:
         """One call on zeros: a plugin may compile a precision its kernels then cannot run
-        (e.g. bf16 where oneDNN is limited to AVX2), which must be a clear error here, not
-        a crash in the middle of an evaluation."""
+        (e.g. bf16 where oneDNN is limited to AVX2: an error, or with one thread an empty
+        result), which must be a clear error here, not wrong figures later."""
         shape = [d if isinstance(d, int) else 1 for d in self.input_spec["shape"]]
         try:
-            self.infer(np.zeros(shape, np.float32))
+            if not np.isfinite(self.infer_all(np.zeros(shape, np.float32), shape[0])).all():
+                raise ArtifactError("the result is not finite")
         except Exception as exc:
             raise BackendUnavailable(f"OpenVINO cannot run {self.path.name} in {precision} on this "
                                      f"{self.device.upper()}: {ov_message(exc)}",
