@@ -40,3 +40,7 @@ class BackendUnavailable(EdgeTLError):
 
 class ConfigError(EdgeTLError):
     """Options that contradict each other or are out of range."""
+
+
+class TrainingDiverged(EdgeTLError):
+    """The loss became NaN or infinite: nothing is written."""

@@ -8,7 +8,7 @@ from PIL import Image
 from conftest import odd_image_bytes, write_digit_folder
 from edgetl.data.digits import make_digits
 from edgetl.data.images import decode_images, open_image_folder
-from edgetl.errors import DataError
+from edgetl.errors import ConfigError, DataError
 from edgetl.preprocess import ImagePreprocessing
 
 
@@ -89,5 +89,5 @@ def test_digits_dataset(tmp_path):
     assert max(counts.values()) - min(counts.values()) <= 2  # stratified
     img = Image.open(splits["train"].paths[0])
     assert img.size == (16, 16) and img.mode == "L"
-    with pytest.raises(DataError, match="already exists"):
+    with pytest.raises(ConfigError, match="already exists"):  # an edgetl data set: --overwrite replaces it
         make_digits(out, size=16)

@@ -11,6 +11,7 @@ import click
 
 from edgetl import __version__, progress
 from edgetl.errors import EdgeTLError
+from edgetl.outputs import Terminated, remove_outputs_on_sigterm
 
 
 class _WarningHandler(logging.Handler):
@@ -30,6 +31,9 @@ class EdgeTLGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted; nothing was written", err=True)
             ctx.exit(130)
+        except Terminated:
+            click.echo("terminated; nothing was written", err=True)
+            ctx.exit(143)
 
 
 @click.group(cls=EdgeTLGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -57,6 +61,7 @@ _register()
 
 
 def main() -> None:
+    remove_outputs_on_sigterm()
     cli(prog_name="edgetl")
 
 

@@ -69,8 +69,9 @@ def print_int8_table(results) -> None:
 @click.option("--device", default="auto", show_default=True, help="Where QAT trains: auto, cpu, cuda.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Default: MODEL.int8.xml / MODEL.int8.onnx / MODEL.qdq.onnx")
+@click.option("--overwrite", is_flag=True, help="Replace an existing edgetl model at --out (nothing else is replaced).")
 def quantize_cmd(model, target, calib, val, max_drop, cpu, samples, method, preset, bias_correction, ignore, qat,
-                 qat_epochs, qat_lr, device, out):
+                 qat_epochs, qat_lr, device, out, overwrite):
     """INT8 MODEL.onnx for a target, calibrated on the run's own data, within --max-drop."""
     from edgetl.quantize import quantize
     from edgetl.quantize.openvino import NncfOptions
@@ -78,7 +79,7 @@ def quantize_cmd(model, target, calib, val, max_drop, cpu, samples, method, pres
 
     options = NncfOptions(preset=preset, fast_bias_correction=not bias_correction, ignored=tuple(ignore))
     result = quantize(model, target, calib=calib, val=val, max_drop=max_drop, samples=samples, out=out,
-                      method=method, nncf_options=options, qat=qat, cpu=cpu,
+                      method=method, nncf_options=options, qat=qat, cpu=cpu, overwrite=overwrite,
                       qat_options=QatOptions(epochs=qat_epochs, lr=qat_lr, device=device))
     print_int8_table([result])
     click.echo(f"wrote {result.out}")
@@ -97,7 +98,8 @@ def quantize_cmd(model, target, calib, val, max_drop, cpu, samples, method, pres
               help="Timing cache file, read and updated (default: beside the engine).")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Default: MODEL.engine")
 @click.option("--print-trtexec", is_flag=True, help="Only print the equivalent trtexec command.")
-def build_engine_cmd(model, precision, batch, dla, workspace, timing_cache, out, print_trtexec):
+@click.option("--overwrite", is_flag=True, help="Replace an existing edgetl engine at --out.")
+def build_engine_cmd(model, precision, batch, dla, workspace, timing_cache, out, print_trtexec, overwrite):
     """Build a TensorRT engine from an ONNX model (needs TensorRT), with its card."""
     from edgetl.quantize.tensorrt_engine import BatchProfile, EngineSpec, build_engine, check_spec, trtexec_command
 
@@ -111,7 +113,7 @@ def build_engine_cmd(model, precision, batch, dla, workspace, timing_cache, out,
     if print_trtexec:
         click.echo(command)
         return
-    info = build_engine(spec)
+    info = build_engine(spec, overwrite=overwrite)
     click.echo(f"wrote {out} (TensorRT {info['version']}, {info['gpu']}, compute capability "
                f"{info['compute_capability']})")
     if "dla_layers" in info:

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from edgetl.errors import ConfigError, DataError
+from edgetl.errors import ConfigError
+from edgetl.outputs import check_output, write_data_marker
 
 
 def make_digits(out: str | os.PathLike, size: int = 64, seed: int = 0, val_fraction: float = 0.2,
@@ -22,10 +23,7 @@ def make_digits(out: str | os.PathLike, size: int = 64, seed: int = 0, val_fract
         raise ConfigError("the digits data set needs scikit-learn", hint="pip install 'edgetl[train]'") from None
     if not 8 <= size <= 1024:
         raise ConfigError(f"--size must be between 8 and 1024, got {size}")
-    out = Path(out)
-    occupied = out.is_file() or (out.is_dir() and any(out.iterdir()))
-    if occupied and not overwrite:
-        raise DataError(f"{out} already exists and is not empty", hint="choose another folder or pass --overwrite")
+    out = check_output(out, "data", overwrite)
     digits = load_digits()
     # 0..16 ink intensity -> dark ink on white paper, like a scanned page.
     pixels = (255 - digits.images * (255 / 16)).clip(0, 255).astype(np.uint8)
@@ -43,7 +41,9 @@ def make_digits(out: str | os.PathLike, size: int = 64, seed: int = 0, val_fract
                 folder.mkdir(parents=True, exist_ok=True)
                 img = Image.fromarray(pixels[i], "L").resize((size, size), Image.Resampling.BICUBIC)
                 img.save(folder / f"digit_{i:04d}.png")
+        write_data_marker(tmp, {"data set": "digits", "size": size, "seed": seed})
         if out.exists():
+            check_output(out, "data", overwrite=True)  # still ours: nothing else is ever deleted
             shutil.rmtree(out)
         os.replace(tmp, out)
     finally:

@@ -14,6 +14,7 @@ from edgetl._callable import make_package_callable
 from edgetl.card import ModelCard, build_fingerprint
 from edgetl.errors import ConfigError
 from edgetl.export.parity import ParityResult, Tolerance, compare, parity_inputs, raise_on_failures
+from edgetl.outputs import check_output
 
 
 @dataclasses.dataclass
@@ -75,7 +76,7 @@ def verify(run, artifacts, data=None, atol: float | None = None, samples: int = 
 
 def export_run(run, out=None, opset: int | None = None, static_batch: int | None = None, openvino: bool = False,
                fp16: bool = False, atol: float | None = None, data=None, samples: int = 64,
-               overwrite: bool = True) -> ExportResult:
+               overwrite: bool = False) -> ExportResult:
     """RUN -> model.onnx (+ model.xml/.bin): written to a temporary folder, checked
     against PyTorch on real samples, then moved into place with the parity in the card."""
     from edgetl.export.onnx_export import DEFAULT_OPSET, export_onnx, write_card
@@ -86,12 +87,16 @@ def export_run(run, out=None, opset: int | None = None, static_batch: int | None
         raise ConfigError(f"--static-batch must be at least 1, got {static_batch}")
     if fp16 and not openvino:
         raise ConfigError("--fp16 applies to the OpenVINO IR", hint="add --openvino")
+    if atol is not None and not 0 < atol < 1:
+        raise ConfigError(f"--atol is a fraction of the logit range between 0 and 1, got {atol}", hint="e.g. --atol 1e-3")
     model, run_card = load_run(run)
     out = Path(out) if out else Path(run) / "model.onnx"
     if out.suffix.lower() != ".onnx":
         raise ConfigError(f"--out must end in .onnx, got {out.name}")
-    if not overwrite and out.exists():
-        raise ConfigError(f"{out} already exists", hint="choose another --out")
+    inputs = {"data set": data or run_card.source.get("data")}
+    out = check_output(out, "model", overwrite, inputs)
+    if openvino:
+        check_output(out.with_suffix(".xml"), "model", overwrite, inputs)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.stem}.", dir=out.parent))
     try:

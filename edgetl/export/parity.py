@@ -80,17 +80,22 @@ def compare(reference: np.ndarray, runner: Runner, x: np.ndarray, labels: np.nda
     got = runner.infer_all(x, batch)
     single = runner.infer_all(x[:single_samples], 1) if single_samples else got[:0]
     max_abs = float(max(np.abs(got - reference).max(), np.abs(single - reference[:len(single)]).max(initial=0.0)))
-    span = float(reference.max() - reference.min()) or 1.0
+    span = float(reference.max() - reference.min()) or 1.0  # NaN when the reference is: then the gate fails
     cos = float(np.mean(np.sum(got * reference, 1) /
                         (np.linalg.norm(got, axis=1) * np.linalg.norm(reference, axis=1) + 1e-12)))
     agreement = float((got.argmax(1) == reference.argmax(1)).mean())
     worst_agreement = min(agreement, float((single.argmax(1) == reference[:len(single)].argmax(1)).mean())
                           if len(single) else agreement)
     failures = []
-    if max_abs / span > tolerance.rel_max_abs:
+    if not np.isfinite(reference).all():
+        failures.append("the reference model itself outputs NaN or infinite values (a diverged run?)")
+    bad = int((~np.isfinite(got)).any(1).sum() + (~np.isfinite(single)).any(1).sum())
+    if bad:
+        failures.append(f"NaN or infinite outputs for {bad} sample(s)")
+    if not max_abs / span <= tolerance.rel_max_abs:  # written so that NaN fails too
         failures.append(f"max-abs {max_abs:.3g} is {max_abs / span:.2%} of the logit range "
                         f"(allowed {tolerance.rel_max_abs:.2%})")
-    if worst_agreement < tolerance.min_agreement:
+    if not worst_agreement >= tolerance.min_agreement:
         failures.append(f"top-1 agreement {worst_agreement:.2%} (needed {tolerance.min_agreement:.0%})")
     return ParityResult(str(runner.path), runner.backend, runner.card.precision, len(x), max_abs, max_abs / span, cos,
                         agreement, float((got.argmax(1) == labels).mean()),
@@ -110,6 +115,10 @@ _REMEDIES = {
 
 
 def remedy(result: ParityResult) -> str:
+    if any("reference model itself" in f for f in result.failures):
+        return "the run's own model computes NaN: train it again with a smaller --lr"
+    if any("NaN" in f for f in result.failures):
+        return "the backend computes NaN where PyTorch does not: report the model with its card"
     if result.precision in ("int8", "fp16"):
         return _REMEDIES[result.precision]
     if result.inference_precision not in ("f32", "device default"):

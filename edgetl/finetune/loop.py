@@ -19,12 +19,13 @@ from edgetl import progress
 from edgetl.backbones import Backbone, build_backbone
 from edgetl.card import ModelCard
 from edgetl.data.images import decode_images, open_image_folder
-from edgetl.errors import ConfigError, DataError
+from edgetl.errors import ConfigError, DataError, TrainingDiverged
 from edgetl.finetune.augment import Augment, augment_batch, channel_stats, normalize, standardize
 from edgetl.finetune.curves import plot_history
 from edgetl.finetune.model import Classifier
 from edgetl.finetune.run import CURVES, RunWriter
 from edgetl.finetune.strategies import check_strategy, stage_lr_scales, trainable_count
+from edgetl.outputs import check_output
 
 
 @dataclasses.dataclass
@@ -211,6 +212,12 @@ class Trainer:
                 continue
             yield idx
 
+    def _diverged(self, value: float, epoch: int, where: str = "loss") -> None:
+        """Stop: weights that produced a NaN or infinite loss are no model to write."""
+        lr = self.cfg.lr
+        raise TrainingDiverged(f"training diverged: the {where} became {value} in epoch {epoch} at --lr {lr:g}; "
+                               "nothing was written", hint=f"try --lr {lr / 10:g}, a tenth of it")
+
     def _step(self, opt, sched, loss) -> None:
         opt.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
@@ -283,9 +290,12 @@ class Trainer:
                             else:
                                 logits = self.trained(xb)
                         loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
+                    value = loss.item()
+                    if not math.isfinite(value):
+                        self._diverged(value, epoch)
                     self._step(opt, sched, loss)
                     seen += len(idx)
-                    loss_sum += loss.item() * len(idx)
+                    loss_sum += value * len(idx)
                     correct += (logits.argmax(1) == yb).sum().item()
                     bar.update(btask, advance=1, status=f"loss {loss.item():.3f}")
                 bar.remove_task(btask)
@@ -293,6 +303,8 @@ class Trainer:
                     torch.cuda.synchronize()
                 train_seconds = time.perf_counter() - t0
                 val_loss, val_acc = self.evaluate(x_val, y_val, features=probe)
+                if not math.isfinite(val_loss):
+                    self._diverged(val_loss, epoch, where="validation loss")
                 seconds = time.perf_counter() - t0
                 entry = {
                     "epoch": epoch, "train_loss": loss_sum / max(1, seen), "train_accuracy": correct / max(1, seen),
@@ -347,6 +359,7 @@ def finetune(data, backbone: str, out, overwrite: bool = False, **options) -> Ru
     except TypeError as exc:
         raise ConfigError(f"unknown fine-tuning option: {exc}") from None
     cfg.check()
+    inputs = {"data set": data}
     dist = _Distributed()
     device = resolve_device(cfg.device, dist)
     dist.start(device)
@@ -354,6 +367,7 @@ def finetune(data, backbone: str, out, overwrite: bool = False, **options) -> Ru
     writer = None
     try:
         splits = open_image_folder(data, val_split=cfg.val_split, seed=cfg.seed)
+        check_output(out, "run", overwrite, inputs)  # before any work; RunWriter checks again when it starts
         train_set = splits["train"]
         if cfg.limit_per_class:
             train_set = train_set.limit_per_class(cfg.limit_per_class, seed=cfg.seed)
@@ -365,7 +379,7 @@ def finetune(data, backbone: str, out, overwrite: bool = False, **options) -> Ru
             raise ConfigError(f"{backbone} only takes {bb.preprocessing.size[0]} px inputs",
                               hint="drop --input-size, or pick a convolutional backbone")
         pre = bb.preprocessing.with_size(cfg.input_size) if cfg.input_size else bb.preprocessing
-        writer = RunWriter(out, overwrite) if dist.is_main else None
+        writer = RunWriter(out, overwrite, inputs) if dist.is_main else None
         if dist.is_main:
             progress.info(f"{backbone}: {len(bb.stages)} stages, {bb.feature_dim}-d features; "
                           f"{len(train_set)} train / {len(splits['val'])} val images, {len(splits.classes)} classes; "

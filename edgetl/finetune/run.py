@@ -10,8 +10,9 @@ from pathlib import Path
 import torch
 
 from edgetl.card import CARD_FILENAME, ModelCard
-from edgetl.errors import ArtifactError, EdgeTLError
+from edgetl.errors import ArtifactError
 from edgetl.finetune.model import Classifier
+from edgetl.outputs import check_output
 
 CHECKPOINT = "model.pt"
 HISTORY = "history.json"
@@ -48,12 +49,14 @@ class RunWriter:
     """Collects a run's files in a hidden temporary folder and renames it into place
     only when everything is written, so an interrupted run leaves nothing half-done."""
 
-    def __init__(self, out: str | os.PathLike, overwrite: bool = False):
-        self.out = Path(out)
-        if self.out.exists() and (not self.out.is_dir() or any(self.out.iterdir())) and not overwrite:
-            raise EdgeTLError(f"{self.out} already exists", hint="choose another --out or pass --overwrite")
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.", dir=self.out.parent))
+    def __init__(self, out: str | os.PathLike, overwrite: bool = False, inputs: dict | None = None):
+        self.out = check_output(out, "run", overwrite, inputs)
+        try:
+            self.out.parent.mkdir(parents=True, exist_ok=True)
+            self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.", dir=self.out.parent))
+        except OSError as exc:
+            raise ArtifactError(f"cannot write the run under {self.out.parent}: {exc.strerror}",
+                                hint="choose an --out in a folder you can write to") from None
 
     def save_model(self, state: dict) -> None:
         torch.save(state, self.tmp / CHECKPOINT)
@@ -70,6 +73,7 @@ class RunWriter:
 
     def commit(self) -> Path:
         if self.out.exists():
+            check_output(self.out, "run", overwrite=True)  # still an edgetl run: nothing else is ever deleted
             shutil.rmtree(self.out)
         os.replace(self.tmp, self.out)
         return self.out

@@ -33,6 +33,7 @@ from edgetl.errors import ArtifactError, ConfigError, EdgeTLError
 from edgetl.export import write_artifact_card
 from edgetl.export.parity import ParityResult, Tolerance, compare, raise_on_failures
 from edgetl.data.samples import Samples, calibration_samples, validation_samples
+from edgetl.outputs import check_output
 from edgetl.quantize.cpu import CPU_TARGETS, DEFAULT_CPU, cpu_target, warn_if_host_differs
 
 TARGETS = {"openvino": ".xml", "onnxruntime": ".onnx", "tensorrt": ".onnx"}
@@ -143,7 +144,7 @@ def _qdq_with_budget(model: Path, dst: Path, work: Path, target: str, method: st
 
 def quantize(model, target: str, calib=None, val=None, max_drop: float | None = DEFAULT_MAX_DROP, samples: int = 300,
              out=None, method: str = "minmax", nncf_options=None, seed: int = 0, qat: bool = False,
-             qat_options=None, cpu: str = DEFAULT_CPU) -> QuantizeResult:
+             qat_options=None, cpu: str = DEFAULT_CPU, overwrite: bool = False) -> QuantizeResult:
     """Quantize the FP32 ONNX `model` for `target`; see the module docstring."""
     from edgetl.quantize.openvino import NncfOptions
     from edgetl.quantize.qat import QAT_TARGETS, QatOptions
@@ -172,6 +173,8 @@ def quantize(model, target: str, calib=None, val=None, max_drop: float | None = 
     out = Path(out) if out else model.with_name(model.stem + DEFAULT_SUFFIX[target])
     if out.suffix.lower() != TARGETS[target]:
         raise ConfigError(f"--out for {target} must end in {TARGETS[target]}, got {out.name}")
+    out = check_output(out, "model", overwrite, {"input model": model, "calibration data": calib,
+                                                 "validation data": val, "data set": card.source.get("data")})
     calib_samples = calibration_samples(card, calib, samples, seed)
     val_samples = validation_samples(card, val)
     if max_drop is not None and 1 / len(val_samples) > max_drop:

@@ -18,6 +18,7 @@ from pathlib import Path
 from edgetl import progress
 from edgetl.card import ModelCard, build_fingerprint
 from edgetl.errors import ArtifactError, BackendUnavailable, ConfigError
+from edgetl.outputs import check_output
 
 PRECISIONS = ("fp32", "fp16", "int8", "best")
 
@@ -105,9 +106,10 @@ def trtexec_command(spec: EngineSpec, card: ModelCard, qdq: bool) -> str:
     return shlex.join(args)
 
 
-def build_engine(spec: EngineSpec) -> dict:
+def build_engine(spec: EngineSpec, overwrite: bool = False) -> dict:
     """Build and write the engine and its card; returns what the build reports."""
     card, qdq = check_spec(spec)
+    check_output(spec.out, "model", overwrite, {"input model": spec.onnx})
     try:
         import tensorrt as trt
     except ImportError:

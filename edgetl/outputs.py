@@ -1,0 +1,109 @@
+"""Where edgetl may write: one rule for every command that writes.
+
+edgetl never deletes or replaces anything it did not make. An output that already
+exists is replaced only with --overwrite and only when it is an edgetl artifact of the
+same kind: a run directory (with its card), a model file that carries an edgetl card,
+a data set edgetl wrote. An output that is, contains or lies inside one of the command's
+inputs (the data set, the model being converted) is refused outright: replacing it would
+destroy the input, and a run written inside a data set becomes one more class.
+"""
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+from edgetl.card import CARD_FILENAME
+from edgetl.errors import ConfigError
+
+DATA_MARKER = "edgetl-data.json"  # written at the root of the data sets edgetl makes
+KINDS = {"run": "an edgetl run directory", "model": "a model file with an edgetl card",
+         "data": "a data set written by edgetl"}
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def is_edgetl_model(path: Path) -> bool:
+    """A model file that carries an edgetl card (read without loading any runtime)."""
+    suffix = path.suffix.lower()
+    if suffix in (".engine", ".plan"):
+        return path.with_name(path.name + ".json").is_file()
+    if suffix == ".xml":  # the card sits in the IR's rt_info as <edgetl><card value=...>
+        try:
+            with open(path, "rb") as f:
+                head = f.read(1 << 20)
+        except OSError:
+            return False
+        return b"<edgetl>" in head or b"<edgetl " in head
+    if suffix == ".onnx":
+        try:
+            import onnx
+
+            model = onnx.load(str(path), load_external_data=False)
+        except Exception:  # not ONNX at all, or onnx not installed: not provably ours
+            return False
+        return any(p.key == "edgetl" for p in model.metadata_props)
+    return False
+
+
+def is_edgetl_output(path: Path, kind: str) -> bool:
+    if kind == "run":
+        return path.is_dir() and (path / CARD_FILENAME).is_file()
+    if kind == "data":
+        return path.is_dir() and (path / DATA_MARKER).is_file()
+    return path.is_file() and is_edgetl_model(path)
+
+
+def check_output(out, kind: str, overwrite: bool, inputs: dict[str, object] | None = None) -> Path:
+    """Refuse `out` (a run directory, model file or data set, by `kind`) when writing it
+    could destroy something; returns it resolved. `inputs` names what the command reads
+    (e.g. {"data set": DATA}), which the output may neither be, contain nor lie inside."""
+    if kind not in KINDS:
+        raise ValueError(kind)
+    out = Path(out).expanduser().resolve()
+    for what, value in (inputs or {}).items():
+        if value is None:
+            continue
+        source = Path(value).expanduser().resolve()
+        if _inside(out, source) or _inside(source, out):
+            relation = "is" if out == source else ("lies inside" if _inside(out, source) else "contains")
+            raise ConfigError(f"--out {out} {relation} the {what} {source}",
+                              hint=f"write outside the {what}, e.g. --out {source.parent / (source.stem + '-out')}")
+    if kind in ("run", "data") and out.is_dir() and not any(out.iterdir()):
+        return out  # an empty folder holds nothing to lose
+    if not out.exists() and not out.is_symlink():
+        return out
+    if not is_edgetl_output(out, kind):
+        raise ConfigError(f"{out} already exists and is not {KINDS[kind]}; edgetl never replaces what it did not make",
+                          hint="choose another --out")
+    if not overwrite:
+        raise ConfigError(f"{out} already exists ({KINDS[kind]})", hint="choose another --out, or pass --overwrite to "
+                                                                        "replace it")
+    return out
+
+
+def write_data_marker(folder: Path, source: dict) -> None:
+    (folder / DATA_MARKER).write_text(json.dumps(source, indent=2) + "\n")
+
+
+class Terminated(BaseException):
+    """SIGTERM (timeout, kill, a container stopping) as an exception, so that every
+    temporary output is removed exactly as on Ctrl-C."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+def remove_outputs_on_sigterm() -> None:
+    """Make SIGTERM unwind like Ctrl-C (the main thread only; elsewhere it is left alone)."""
+    try:
+        signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread
+        pass
+
+
+__all__ = ["DATA_MARKER", "Terminated", "check_output", "is_edgetl_model", "is_edgetl_output",
+           "remove_outputs_on_sigterm", "write_data_marker"]

@@ -1,0 +1,153 @@
+"""One rule for outputs: edgetl never deletes or replaces what it did not make; a NaN
+model never passes; SIGTERM leaves nothing behind. Each case checks the exit code, the
+message and what is left on disk, byte for byte."""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+from onnx import numpy_helper
+
+from edgetl.cli import cli
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def run(*args, cwd: Path | None = None):
+    if cwd is None:
+        return CliRunner().invoke(cli, [str(a) for a in args])
+    old = os.getcwd()
+    os.chdir(cwd)
+    try:
+        return CliRunner().invoke(cli, [str(a) for a in args])
+    finally:
+        os.chdir(old)
+
+
+def refused(result, *words):
+    assert result.exit_code == 2, result.output
+    assert "error:" in result.output and "hint:" in result.output and "Traceback" not in result.output
+    for word in words:
+        assert word in result.output, result.output
+
+
+@pytest.fixture
+def project(tmp_path, tiny_digits):
+    """A user's project folder: a copy of the data set and an unrelated notes file."""
+    shutil.copytree(tiny_digits, tmp_path / "data")
+    (tmp_path / "notes.txt").write_text("my notes\n")
+    return tmp_path
+
+
+FINETUNE = ["finetune", "--backbone", "efficientnet_lite0", "--strategy", "linear-probe", "--epochs", "1",
+            "--input-size", "32", "--batch-size", "8"]
+
+
+@pytest.mark.parametrize("out, relation", [("data", "is the data set"), (".", "contains the data set"),
+                                           ("data/train/new", "lies inside the data set")])
+def test_finetune_never_writes_over_or_into_its_data(project, out, relation):
+    before = snapshot(project)
+    refused(run(*FINETUNE, "data", "--out", out, "--overwrite", cwd=project), relation)
+    assert snapshot(project) == before
+    assert sorted(p.name for p in project.iterdir()) == ["data", "notes.txt"]
+
+
+def test_finetune_overwrite_replaces_only_an_edgetl_run(project):
+    other = project / "results"
+    other.mkdir()
+    (other / "paper.tex").write_text("draft\n")
+    before = snapshot(project)
+    result = run(*FINETUNE, project / "data", "--out", other, "--overwrite")
+    refused(result, "is not an edgetl run directory")
+    assert "--overwrite" not in result.output.split("hint:")[1]  # the hint must not lead there
+    assert snapshot(project) == before
+
+    first = run(*FINETUNE, project / "data", "--out", project / "run")
+    assert first.exit_code == 0, first.output
+    again = run(*FINETUNE, project / "data", "--out", project / "run")
+    refused(again, "already exists", "--overwrite")
+    replaced = run(*FINETUNE, project / "data", "--out", project / "run", "--overwrite", "--seed", "1")
+    assert replaced.exit_code == 0, replaced.output
+    assert not [p for p in project.iterdir() if p.name.startswith(".")]
+
+
+def test_quantize_and_export_never_replace_their_input_or_foreign_files(tiny_run, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run, run_dir)
+    exported = run("export", run_dir)
+    assert exported.exit_code == 0, exported.output
+    model = run_dir / "model.onnx"
+    before = snapshot(tmp_path)
+    refused(run("quantize", model, "--target", "onnxruntime", "--out", model, "--overwrite"), "is the input model")
+    foreign = tmp_path / "notes.onnx"
+    foreign.write_text("not a model\n")
+    before = snapshot(tmp_path)
+    refused(run("export", run_dir, "--out", foreign, "--overwrite"), "not a model file with an edgetl card")
+    refused(run("quantize", model, "--target", "tensorrt", "--out", foreign, "--overwrite"),
+            "not a model file with an edgetl card")
+    refused(run("export", run_dir), "already exists", "--overwrite")  # its own earlier export
+    assert snapshot(tmp_path) == before
+    again = run("export", run_dir, "--overwrite")
+    assert again.exit_code == 0, again.output
+    assert not [p for p in run_dir.iterdir() if p.name.startswith(".")]
+
+
+def test_data_digits_replaces_only_a_data_set_it_wrote(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "holiday.jpg").write_bytes(b"\xff\xd8 a photo")
+    refused(run("data", "digits", folder, "--overwrite"), "is not a data set written by edgetl")
+    assert (folder / "holiday.jpg").read_bytes() == b"\xff\xd8 a photo"
+    made = run("data", "digits", tmp_path / "digits", "--size", "8")
+    assert made.exit_code == 0, made.output
+    assert run("data", "digits", tmp_path / "digits", "--size", "8", "--overwrite").exit_code == 0
+
+
+def test_a_diverging_run_stops_with_a_clear_error_and_writes_nothing(project):
+    result = run(*FINETUNE, "data", "--out", "run", "--lr", "1e12", "--strategy", "full", cwd=project)
+    refused(result, "diverged", "--lr 1e+11")
+    assert sorted(p.name for p in project.iterdir()) == ["data", "notes.txt"]
+
+
+def test_a_model_with_nan_outputs_fails_the_parity_gate(tiny_run, tmp_path):
+    from edgetl.export import export_run, verify
+    from edgetl.export.parity import ParityError
+
+    export_run(tiny_run, tmp_path / "m.onnx")
+    proto = onnx.load(str(tmp_path / "m.onnx"))
+    init = max(proto.graph.initializer, key=lambda t: int(np.prod(t.dims)) if len(t.dims) == 2 else 0)
+    weights = numpy_helper.to_array(init).copy()
+    weights[0, 0] = np.nan  # one head weight: one class's logit is NaN for every image
+    init.CopyFrom(numpy_helper.from_array(weights, init.name))
+    onnx.save(proto, str(tmp_path / "nan.onnx"))
+    with pytest.raises(ParityError) as err:
+        verify(tiny_run, [tmp_path / "nan.onnx"])
+    assert "NaN" in err.value.message and "--atol" not in err.value.hint
+
+
+def test_sigterm_during_finetune_leaves_nothing_behind(project):
+    args = [sys.executable, "-m", "edgetl", "finetune", "data", "--backbone", "efficientnet_lite0", "--strategy", "full",
+            "--epochs", "50", "--input-size", "32", "--out", "run"]
+    proc = subprocess.Popen(args, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not [p for p in project.iterdir() if p.name.startswith(".run.")]:  # training has begun writing
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert "terminated; nothing was written" in err and "Traceback" not in err
+    assert sorted(p.name for p in project.iterdir()) == ["data", "notes.txt"]
