@@ -8,7 +8,7 @@ import numpy as np
 
 from edgetl import progress
 from edgetl.data.images import SPLIT_NAMES, ImageFolder, decode_images, open_image_folder
-from edgetl.errors import DataError
+from edgetl.errors import ConfigError, DataError
 from edgetl.metrics import accuracy, confusion_matrix, per_class_accuracy
 from edgetl.preprocess import ImagePreprocessing
 from edgetl.runtime import Runner, open_runner
@@ -57,6 +57,8 @@ def predict_logits(runner: Runner, pixels: np.ndarray, pre: ImagePreprocessing, 
 
 def evaluate(artifact, data, split: str = "val", backend: str = "auto", device: str = "cpu",
              batch_size: int = 64, precision_hint: str = "f32") -> EvalReport:
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {batch_size}", hint="e.g. --batch-size 64")
     with open_runner(artifact, backend=backend, device=device, precision_hint=precision_hint) as runner:
         card = runner.card
         folder = select_split(data, split, card.labels)

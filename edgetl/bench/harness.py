@@ -237,9 +237,10 @@ def bench(artifacts, data=None, split: str = "val", backends: list[str] | None =
     those precisions, judged against the same FP32 reference."""
     batches = sorted({int(b) for b in batches})
     if not batches or batches[0] < 1:
-        raise ConfigError(f"batch sizes must be positive integers, got {batches}")
+        raise ConfigError(f"batch sizes must be positive integers, got {batches}", hint="--batch 1,8")
     if iters < 1 or warmup < 0 or min_time < 0 or rounds < 1:
-        raise ConfigError("--iters and --rounds must be at least 1, --warmup and --min-time not negative")
+        raise ConfigError(f"--iters and --rounds must be at least 1, --warmup and --min-time not negative; got "
+                          f"{iters}, {rounds}, {warmup}, {min_time}", hint="e.g. --iters 100 --rounds 1 --warmup 10")
     if data is not None and not Path(data).is_dir():
         raise DataError(f"data folder {data} does not exist")
     threads = threads or os.cpu_count() or 1

@@ -28,6 +28,11 @@ class EdgeTLGroup(click.Group):
             if exc.hint:
                 click.echo(f"hint: {exc.hint}", err=True)
             ctx.exit(exc.exit_code)
+        except click.UsageError as exc:  # click's own checks (types, choices, missing arguments): the same two lines
+            command = exc.ctx.command_path if exc.ctx else "edgetl"
+            click.echo(f"error: {exc.format_message()}", err=True)
+            click.echo(f"hint: {command} --help lists the options and their values", err=True)
+            ctx.exit(2)
         except KeyboardInterrupt:
             click.echo("interrupted; nothing was written", err=True)
             ctx.exit(130)

@@ -12,7 +12,7 @@ def _int_list(value: str, option: str) -> list[int]:
     except ValueError:
         raise ConfigError(f"{option} takes comma-separated integers, got {value!r}", hint=f"{option} 1,8") from None
     if not values or min(values) < 1:
-        raise ConfigError(f"{option} needs positive integers, got {value!r}")
+        raise ConfigError(f"{option} needs positive integers, got {value!r}", hint=f"{option} 1,8")
     return values
 
 
@@ -53,7 +53,7 @@ def bench_cmd(artifacts, data, split, backend, device, batch, threads, iters, mi
     if max_drop is not None and not 0 <= max_drop < 1:
         raise ConfigError(f"--max-drop is a fraction between 0 and 1, got {max_drop}", hint="--max-drop 0.01 = 1 point")
     if threads is not None and threads < 1:
-        raise ConfigError(f"--threads must be at least 1, got {threads}")
+        raise ConfigError(f"--threads must be at least 1, got {threads}", hint="drop it to use every core")
     backends = None if backend == "auto" else [b.strip() for b in backend.split(",") if b.strip()]
     report = bench(artifacts, data=data, split=split, backends=backends, batches=_int_list(batch, "--batch"),
                    threads=threads, iters=iters, min_time=min_time, warmup=warmup, device=device, rounds=rounds,

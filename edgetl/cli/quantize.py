@@ -17,7 +17,8 @@ def _max_drop(ctx, param, value: str) -> float | None:
     try:
         return float(value)
     except ValueError:
-        raise ConfigError(f"--max-drop takes a fraction (0.01 = one point) or none, got {value!r}") from None
+        raise ConfigError(f"--max-drop takes a fraction (0.01 = one point) or none, got {value!r}",
+                          hint="e.g. --max-drop 0.01") from None
 
 
 def print_int8_table(results) -> None:

@@ -22,7 +22,7 @@ def make_digits(out: str | os.PathLike, size: int = 64, seed: int = 0, val_fract
     except ImportError:
         raise ConfigError("the digits data set needs scikit-learn", hint="pip install 'edgetl[train]'") from None
     if not 8 <= size <= 1024:
-        raise ConfigError(f"--size must be between 8 and 1024, got {size}")
+        raise ConfigError(f"--size must be between 8 and 1024, got {size}", hint="e.g. --size 64")
     out = check_output(out, "data", overwrite)
     digits = load_digits()
     # 0..16 ink intensity -> dark ink on white paper, like a scanned page.

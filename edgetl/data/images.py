@@ -63,7 +63,8 @@ class DatasetSplits:
 
     def __getitem__(self, name: str) -> ImageFolder:
         if name not in self.splits:
-            raise DataError(f"{self.root} has no '{name}' split (found: {', '.join(self.splits)})")
+            raise DataError(f"{self.root} has no '{name}' split (found: {', '.join(self.splits)})",
+                            hint=f"pass --split {' or '.join(self.splits)}")
         return self.splits[name]
 
 
@@ -85,7 +86,8 @@ def _scan(folder: Path, name: str, classes: list[str] | None) -> ImageFolder:
     if classes is None:
         classes = found
         if len(classes) < 2:
-            raise DataError(f"{folder} holds only one class ({classes[0]}); a classifier needs at least two")
+            raise DataError(f"{folder} holds only one class ({classes[0]}); a classifier needs at least two",
+                            hint="add a folder of images for each other class")
     unknown = sorted(set(found) - set(classes))
     if unknown:
         raise DataError(f"{folder} has classes outside the label set ({', '.join(classes)}): {', '.join(unknown)}",
@@ -125,11 +127,12 @@ def open_image_folder(root: str | os.PathLike, val_split: float = 0.2, seed: int
     """Scan a data set folder. `classes` fixes the label order (e.g. from a model card)."""
     root = Path(root)
     if not root.exists():
-        raise DataError(f"data folder {root} does not exist")
+        raise DataError(f"data folder {root} does not exist", hint="check the path (a folder with train/ and val/, "
+                                                                   "or of class folders)")
     if not root.is_dir():
         raise DataError(f"{root} is not a folder", hint="pass a folder with train/ and val/, or of class folders")
     if not 0.0 <= val_split < 1.0:
-        raise DataError(f"--val-split must be in [0, 1), got {val_split}")
+        raise DataError(f"--val-split must be in [0, 1), got {val_split}", hint="e.g. --val-split 0.2")
     splits: dict[str, ImageFolder] = {}
     if (root / "train").is_dir():
         train = _scan(root / "train", "train", classes)
@@ -143,7 +146,8 @@ def open_image_folder(root: str | os.PathLike, val_split: float = 0.2, seed: int
     elif (root / "val").is_dir() or (root / "test").is_dir():
         # An evaluation-only folder: val/ and/or test/ without train/.
         if classes is None:
-            raise DataError(f"{root} has no train/ split to learn the classes from")
+            raise DataError(f"{root} has no train/ split to learn the classes from",
+                            hint="put the training images in train/CLASS/, or pass a flat folder of class folders")
         for name in ("val", "test"):
             if (root / name).is_dir():
                 splits[name] = _scan(root / name, name, classes)

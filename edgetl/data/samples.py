@@ -53,10 +53,10 @@ def calibration_samples(card: ModelCard, calib=None, samples: int = 300, seed: i
     a flat folder of images), by default the run's training split; chosen at random
     (seeded), so every class is represented in proportion."""
     if samples < 1:
-        raise DataError(f"--samples must be at least 1, got {samples}")
+        raise DataError(f"--samples must be at least 1, got {samples}", hint="e.g. --samples 300")
     root = Path(calib) if calib else _run_data(card, "calibration", "--calib")
     if not root.is_dir():
-        raise DataError(f"calibration folder {root} does not exist")
+        raise DataError(f"calibration folder {root} does not exist", hint="pass --calib with a folder of images")
     paths = list_images(root / "train" if (root / "train").is_dir() else root)
     if not paths:
         raise DataError(f"no images found under {root} for calibration",

@@ -52,7 +52,8 @@ def check_artifacts(model, card: ModelCard, artifacts, data=None, atol: float | 
     if static_batch:
         n = len(x) // static_batch * static_batch
         if n == 0:
-            raise ConfigError(f"fewer validation samples ({len(x)}) than --static-batch {static_batch}")
+            raise ConfigError(f"fewer validation samples ({len(x)}) than --static-batch {static_batch}",
+                              hint=f"use --static-batch {len(x)} or less, or pass --data with more samples")
         x, labels = x[:n], labels[:n]
     reference = _reference_logits(model, x)
     batching = dict(batch=static_batch, single_samples=0) if static_batch else {}
@@ -84,7 +85,8 @@ def export_run(run, out=None, opset: int | None = None, static_batch: int | None
     from edgetl.finetune.run import load_run
 
     if static_batch is not None and static_batch < 1:
-        raise ConfigError(f"--static-batch must be at least 1, got {static_batch}")
+        raise ConfigError(f"--static-batch must be at least 1, got {static_batch}",
+                          hint="drop it for a dynamic batch, or e.g. --static-batch 8")
     if fp16 and not openvino:
         raise ConfigError("--fp16 applies to the OpenVINO IR", hint="add --openvino")
     if atol is not None and not 0 < atol < 1:
@@ -92,7 +94,7 @@ def export_run(run, out=None, opset: int | None = None, static_batch: int | None
     model, run_card = load_run(run)
     out = Path(out) if out else Path(run) / "model.onnx"
     if out.suffix.lower() != ".onnx":
-        raise ConfigError(f"--out must end in .onnx, got {out.name}")
+        raise ConfigError(f"--out must end in .onnx, got {out.name}", hint=f"e.g. --out {out.with_suffix('.onnx')}")
     inputs = {"data set": data or run_card.source.get("data")}
     out = check_output(out, "model", overwrite, inputs)
     if openvino:

@@ -24,7 +24,7 @@ from edgetl.finetune.augment import Augment, augment_batch, channel_stats, norma
 from edgetl.finetune.curves import plot_history
 from edgetl.finetune.model import Classifier
 from edgetl.finetune.run import CURVES, RunWriter
-from edgetl.finetune.strategies import check_strategy, stage_lr_scales, trainable_count
+from edgetl.finetune.strategies import STRATEGIES, check_strategy, stage_lr_scales, trainable_count
 from edgetl.outputs import check_output
 
 
@@ -57,20 +57,46 @@ class FinetuneConfig:
     amp: bool = True
 
     def check(self) -> None:
-        if self.epochs < 1:
-            raise ConfigError(f"--epochs must be at least 1, got {self.epochs}")
-        if self.batch_size < 2:
-            raise ConfigError(f"--batch-size must be at least 2 (BatchNorm needs it), got {self.batch_size}")
-        if not self.backbone_lr_scale >= 0:
-            raise ConfigError(f"--backbone-lr-scale must be 0 or more, got {self.backbone_lr_scale}")
-        if not self.lr > 0:
-            raise ConfigError(f"--lr must be positive, got {self.lr}")
-        if self.gradual_every not in ("epoch", "plateau"):
-            raise ConfigError(f"gradual_every must be epoch or plateau, got {self.gradual_every!r}")
-        if self.input_size is not None and not 16 <= self.input_size <= 1024:
-            raise ConfigError(f"--input-size must be between 16 and 1024, got {self.input_size}")
-        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
-            raise ConfigError(f"unknown --device {self.device!r}", hint="use auto, cpu or cuda")
+        """Every option, before any work; the message gives the range, the hint the fix."""
+        def need(ok: bool, message: str, hint: str) -> None:
+            if not ok:
+                raise ConfigError(message, hint=hint)
+
+        need(self.strategy in STRATEGIES, f"unknown strategy {self.strategy!r}", f"use one of {', '.join(STRATEGIES)}")
+        need(self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}", "e.g. --epochs 10")
+        need(self.batch_size >= 2, f"--batch-size must be at least 2 (BatchNorm needs it), got {self.batch_size}",
+             "e.g. --batch-size 32")
+        need(0 < self.lr < math.inf, f"--lr must be a positive learning rate, got {self.lr}", "e.g. --lr 1e-3")
+        need(0 <= self.backbone_lr_scale <= 10, f"--backbone-lr-scale must be between 0 and 10, "
+             f"got {self.backbone_lr_scale}", "1 trains the backbone at --lr, 0.1 at a tenth of it")
+        need(0 < self.layer_decay <= 1, f"layer_decay must be in (0, 1], got {self.layer_decay}", "e.g. 0.7")
+        need(self.gradual_every in ("epoch", "plateau"), f"--gradual-every must be epoch or plateau, "
+             f"got {self.gradual_every!r}", "--gradual-every epoch")
+        need(0 <= self.weight_decay < 1, f"--weight-decay must be in [0, 1), got {self.weight_decay}",
+             "e.g. --weight-decay 0.05")
+        need(0 <= self.label_smoothing < 1, f"--label-smoothing must be in [0, 1), got {self.label_smoothing}",
+             "e.g. --label-smoothing 0.1, or 0 to turn it off")
+        need(0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}", "e.g. 0.2")
+        need(self.patience >= 1, f"--patience must be at least 1 epoch, got {self.patience}",
+             "e.g. --patience 5; --patience equal to --epochs never stops early")
+        need(self.input_size is None or 16 <= self.input_size <= 1024,
+             f"--input-size must be between 16 and 1024, got {self.input_size}", "e.g. --input-size 224")
+        need(0 <= self.val_split < 1, f"--val-split must be in [0, 1), got {self.val_split}", "e.g. --val-split 0.2")
+        need(self.limit_per_class is None or self.limit_per_class >= 1,
+             f"--limit-per-class must be at least 1, got {self.limit_per_class}", "drop it to use every image")
+        need(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
+             f"unknown --device {self.device!r}", "use auto, cpu, cuda or cuda:N")
+        # Options that only mean something for some strategies contradict the others.
+        need(self.unfreeze is None or self.unfreeze >= 1, f"--unfreeze must be at least 1, got {self.unfreeze}",
+             "the number of stages, from the top, that train")
+        need(self.unfreeze is None or self.strategy in ("partial", "gradual"),
+             f"--unfreeze does not apply to --strategy {self.strategy}",
+             "use --strategy partial or gradual with it, or drop --unfreeze")
+        need(self.strategy != "partial" or self.unfreeze is not None,
+             "--strategy partial needs --unfreeze N (how many of the last stages train)", "e.g. --unfreeze 2")
+        need(self.gradual_every == "epoch" or self.strategy == "gradual",
+             f"--gradual-every {self.gradual_every} applies to --strategy gradual only",
+             "use --strategy gradual, or drop --gradual-every")
 
 
 @dataclasses.dataclass
@@ -375,6 +401,7 @@ def finetune(data, backbone: str, out, overwrite: bool = False, **options) -> Ru
             raise DataError(f"{data} has no validation images",
                             hint="add a val/ folder or use --val-split to hold some training images out")
         bb: Backbone = build_backbone(backbone, cfg.weights)
+        check_strategy(cfg.strategy, cfg.unfreeze, len(bb.stages))  # --unfreeze against the real stage count
         if cfg.input_size and bb.fixed_input_size and cfg.input_size != bb.preprocessing.size[0]:
             raise ConfigError(f"{backbone} only takes {bb.preprocessing.size[0]} px inputs",
                               hint="drop --input-size, or pick a convolutional backbone")

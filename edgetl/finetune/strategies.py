@@ -19,16 +19,19 @@ def check_strategy(strategy: str, unfreeze: int | None, n_stages: int) -> int:
     """Validate and return how many stages (from the top) may train at most."""
     if strategy not in STRATEGIES:
         raise ConfigError(f"unknown strategy {strategy!r}", hint=f"use one of {', '.join(STRATEGIES)}")
-    if unfreeze is not None and unfreeze < 0:
-        raise ConfigError(f"--unfreeze must be 0 or more, got {unfreeze}")
+    if unfreeze is not None and unfreeze < 1:
+        raise ConfigError(f"--unfreeze must be at least 1, got {unfreeze}", hint="the number of stages that train")
     if strategy == "partial" and unfreeze is None:
         raise ConfigError("--strategy partial needs --unfreeze N (how many of the last stages train)",
                           hint=f"this backbone has {n_stages} stages")
+    if unfreeze is not None and unfreeze > n_stages:
+        raise ConfigError(f"--unfreeze {unfreeze} is more than this backbone's {n_stages} stages",
+                          hint=f"use --unfreeze 1 to {n_stages}, or --strategy full")
     if strategy == "linear-probe":
         return 0
     if strategy == "full":
         return n_stages
-    return min(unfreeze, n_stages) if unfreeze is not None else n_stages
+    return unfreeze if unfreeze is not None else n_stages
 
 
 def trainable_count(strategy: str, limit: int, unfrozen: int) -> int:

@@ -172,7 +172,8 @@ def quantize(model, target: str, calib=None, val=None, max_drop: float | None = 
     card = _load_fp32(model)
     out = Path(out) if out else model.with_name(model.stem + DEFAULT_SUFFIX[target])
     if out.suffix.lower() != TARGETS[target]:
-        raise ConfigError(f"--out for {target} must end in {TARGETS[target]}, got {out.name}")
+        raise ConfigError(f"--out for {target} must end in {TARGETS[target]}, got {out.name}",
+                          hint=f"e.g. --out {out.with_suffix(TARGETS[target])}")
     out = check_output(out, "model", overwrite, {"input model": model, "calibration data": calib,
                                                  "validation data": val, "data set": card.source.get("data")})
     calib_samples = calibration_samples(card, calib, samples, seed)

@@ -36,9 +36,10 @@ class QatOptions:
 
     def check(self) -> None:
         if self.epochs < 1:
-            raise ConfigError(f"--qat-epochs must be at least 1, got {self.epochs}")
+            raise ConfigError(f"--qat-epochs must be at least 1, got {self.epochs}", hint="e.g. --qat-epochs 3")
         if self.lr is not None and not self.lr > 0:
-            raise ConfigError(f"the QAT learning rate must be positive, got {self.lr}")
+            raise ConfigError(f"the QAT learning rate must be positive, got {self.lr}",
+                              hint="drop --qat-lr for a tenth of the run's")
 
 
 def run_of(card: ModelCard) -> Path:

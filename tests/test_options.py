@@ -1,0 +1,61 @@
+"""Every command with invalid option values: exit 2, one `error:` line and one `hint:`
+line, no traceback, and nothing written. A new option that skips validation fails here."""
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from edgetl.cli import cli
+
+# {data}, {run}, {onnx} and {out} are filled in by the test.
+CASES = {
+    "finetune": [
+        ["--epochs", "0"], ["--epochs", "abc"], ["--batch-size", "1"], ["--lr", "0"], ["--lr", "1e12"],
+        ["--weight-decay", "-1"], ["--label-smoothing", "2"], ["--patience", "-1"], ["--patience", "0"],
+        ["--input-size", "8"], ["--val-split", "1.5"], ["--limit-per-class", "0"], ["--unfreeze", "0"],
+        ["--strategy", "linear-probe", "--unfreeze", "2"], ["--strategy", "full", "--gradual-every", "plateau"],
+        ["--strategy", "partial"], ["--strategy", "partial", "--unfreeze", "99"], ["--strategy", "sideways"],
+        ["--device", "tpu"], ["--backbone-lr-scale", "-1"], ["--backbone", "resnet19"],
+    ],
+    "evaluate": [["--batch-size", "0"], ["--split", "nope"], ["--backend", "tflite"], ["--precision-hint", "q4"],
+                 ["--data", "{out}/missing"]],
+    "export": [["--atol", "-1"], ["--static-batch", "0"], ["--fp16"], ["--opset", "99"], ["--out", "{out}/m.txt"]],
+    "quantize": [["--max-drop", "5"], ["--max-drop", "abc"], ["--samples", "0"], ["--target", "coreml"],
+                 ["--target", "tensorrt", "--qat"], ["--target", "openvino", "--out", "{out}/m.onnx"],
+                 ["--target", "openvino", "--qat", "--qat-epochs", "0"], ["--target", "onnxruntime", "--cpu", "avx2"]],
+    "build-engine": [["--workspace", "0"], ["--dla", "-1"], ["--batch", "0:1:2"], ["--batch", "4:2:1"],
+                     ["--precision", "int4"]],
+    "bench": [["--batch", "0"], ["--iters", "0"], ["--rounds", "0"], ["--threads", "0"], ["--warmup", "-1"],
+              ["--max-drop", "2"], ["--precision-hint", "q8"], ["--backend", "tflite"]],
+    "data digits": [["--size", "4"], ["--size", "abc"]],
+    "backbones": [["--modality", "video"]],
+}
+REQUIRED = {
+    "finetune": ["{data}", "--backbone", "efficientnet_lite0", "--input-size", "32", "--out", "{out}/run"],
+    "evaluate": ["{run}", "--data", "{data}"],
+    "export": ["{run}", "--out", "{out}/m.onnx"],
+    "quantize": ["{onnx}", "--target", "onnxruntime", "--out", "{out}/q.onnx"],
+    "build-engine": ["{onnx}", "--out", "{out}/m.engine"],
+    "bench": ["{onnx}"],
+    "data digits": ["{out}/digits"],
+    "backbones": [],
+}
+
+
+def _fill(args, **where):
+    return [a.format(**where) for a in args]
+
+
+@pytest.mark.parametrize("command, bad", [(c, b) for c, cases in CASES.items() for b in cases],
+                         ids=lambda v: v if isinstance(v, str) else " ".join(v))
+def test_invalid_options_are_one_clear_error(command, bad, tiny_digits, tiny_run, quant_onnx, tmp_path):
+    where = dict(data=tiny_digits, run=tiny_run, onnx=quant_onnx, out=tmp_path)
+    args = [*command.split(), *_fill(REQUIRED[command], **where), *_fill(bad, **where)]
+    result = CliRunner().invoke(cli, ["-q", *args])
+    assert result.exit_code == 2, f"{args}: {result.output}"
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error: ")]
+    hints = [line for line in lines if line.startswith("hint: ")]
+    assert len(errors) == 1 and len(hints) == 1, f"{args}: {result.output}"
+    assert "Traceback" not in result.output and result.exception is None or isinstance(result.exception, SystemExit)
+    assert list(tmp_path.iterdir()) == [], f"{args} left {list(tmp_path.iterdir())}"
