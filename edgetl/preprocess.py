@@ -6,6 +6,8 @@ becomes the same input tensor on every backend. Deliberately torch-free.
 from __future__ import annotations
 
 import dataclasses
+import math
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -15,6 +17,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from edgetl.errors import DataError
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
+# Larger images are decoded at a reduced scale (JPEG) or refused: a 100-megapixel photo
+# decoded in full takes 1.4 GB for an input of a few hundred pixels.
+MAX_PIXELS = 50_000_000
 
 _INTERPOLATION = {
     "nearest": Image.Resampling.NEAREST,
@@ -32,12 +37,30 @@ def load_image(path: str | Path) -> Image.Image:
     grayscale are converted, and the EXIF orientation is applied.
     """
     try:
-        with Image.open(path) as img:
-            img.load()
-            img = ImageOps.exif_transpose(img)
-            return to_rgb(img)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the size is handled below
+            with Image.open(path) as img:
+                _reduce_if_huge(img, path)
+                img.load()
+                img = ImageOps.exif_transpose(img)
+                return to_rgb(img)
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise DataError(f"cannot read image {path}: {exc}") from None
+        raise DataError(f"cannot read image {path}: {exc}", hint="re-save it as JPEG or PNG, or remove it") from None
+
+
+def _reduce_if_huge(img: Image.Image, path) -> None:
+    """JPEGs above MAX_PIXELS decode at 1/2, 1/4 or 1/8 scale (the same on every device:
+    training and runtime share this function); other formats that large are refused."""
+    w, h = img.size
+    if w * h <= MAX_PIXELS:
+        return
+    if img.format == "JPEG":
+        scale = math.sqrt(MAX_PIXELS / (w * h))
+        img.draft("RGB", (max(1, int(w * scale)), max(1, int(h * scale))))
+        if img.size[0] * img.size[1] <= MAX_PIXELS * 4:  # draft rounds to the next power-of-two scale
+            return
+    raise DataError(f"image {path} is {w}x{h} ({w * h / 1e6:.0f} megapixels), above the {MAX_PIXELS / 1e6:.0f} "
+                    "megapixels edgetl decodes", hint="downscale it (models see a few hundred pixels)")
 
 
 def to_rgb(img: Image.Image) -> Image.Image:

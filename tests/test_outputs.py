@@ -151,3 +151,36 @@ def test_sigterm_during_finetune_leaves_nothing_behind(project):
     assert proc.returncode == 143, err
     assert "terminated; nothing was written" in err and "Traceback" not in err
     assert sorted(p.name for p in project.iterdir()) == ["data", "notes.txt"]
+
+
+def test_huge_images_are_decoded_reduced_or_skipped_with_a_named_warning(tmp_path, monkeypatch, caplog):
+    """Above MAX_PIXELS a JPEG decodes at a reduced scale (the same in training and at
+    runtime) and another format is skipped with a warning that names it; the card counts
+    the images actually used."""
+    from PIL import Image
+
+    import edgetl.preprocess as pre
+    from edgetl import finetune
+
+    monkeypatch.setattr(pre, "MAX_PIXELS", 5_000)
+    big_jpeg = tmp_path / "big.jpg"
+    Image.new("RGB", (400, 300), "white").save(big_jpeg)
+    assert pre.load_image(big_jpeg).size[0] * pre.load_image(big_jpeg).size[1] <= 4 * 5_000
+    data = tmp_path / "data"
+    for split, n in (("train", 6), ("val", 3)):
+        for c, color in (("a", "black"), ("b", "white")):
+            (data / split / c).mkdir(parents=True)
+            for i in range(n):
+                Image.new("RGB", (64, 64), color).save(data / split / c / f"{i}.png")
+    Image.new("RGB", (200, 100), "black").save(data / "train" / "a" / "huge.png")
+    import logging
+
+    log = logging.getLogger("edgetl")  # the CLI may have stopped it propagating to the root logger
+    log.addHandler(caplog.handler)
+    try:
+        result = finetune(data, "efficientnet_lite0", tmp_path / "run", strategy="linear-probe", epochs=1,
+                          input_size=32, batch_size=4)
+    finally:
+        log.removeHandler(caplog.handler)
+    assert any("huge.png" in r.getMessage() and "megapixels" in r.getMessage() for r in caplog.records)
+    assert result.card.source["train_counts"] == {"a": 6, "b": 6}

@@ -178,10 +178,13 @@ def decode_images(folder: ImageFolder, preprocessing: ImagePreprocessing, worker
     """
     workers = workers or min(16, (os.cpu_count() or 2) * 2)
 
+    reasons: list[str] = []
+
     def work(path: Path):
         try:
             return preprocessing.resize_crop(load_image(path))
-        except DataError:
+        except DataError as exc:
+            reasons.append(exc.message)
             return None
 
     out = np.zeros((len(folder), *preprocessing.size, 3), np.uint8)
@@ -196,7 +199,8 @@ def decode_images(folder: ImageFolder, preprocessing: ImagePreprocessing, worker
                 progress(1)
     skipped = [p for p, k in zip(folder.paths, keep) if not k]
     if skipped:
-        log.warning("skipped %d unreadable image(s) in %s: %s", len(skipped), folder.name, _summarize(skipped))
+        log.warning("skipped %d image(s) in %s that cannot be used: %s (e.g. %s)", len(skipped), folder.name,
+                    _summarize(skipped), reasons[0])
     labels = np.asarray(folder.labels, np.int64)[keep]
     if folder.name == "train":
         present, kept = set(folder.labels), set(labels.tolist())

@@ -435,7 +435,8 @@ def finetune(data, backbone: str, out, overwrite: bool = False, **options) -> Ru
             preprocessing=pre.to_dict(),
             source={"backbone": backbone, "weights": bb.weights, "strategy": cfg.strategy,
                     "stages": len(bb.stages), "trained_stages": max(h["trainable_stages"] for h in history),
-                    "data": str(Path(data).resolve()), "train_counts": train_set.counts(),
+                    "data": str(Path(data).resolve()),
+                    "train_counts": {c: int((ytr == i).sum()) for i, c in enumerate(splits.classes)},  # decoded
                     "config": dataclasses.asdict(cfg), "device": str(device), "world_size": dist.world},
             metrics={"val_accuracy": best["val_accuracy"], "val_loss": best["val_loss"],
                      "train_accuracy": best["train_accuracy"], "best_epoch": best_epoch,
