@@ -50,7 +50,7 @@ def predict_logits(runner: Runner, pixels: np.ndarray, pre: ImagePreprocessing, 
         task = bar.add_task(f"{runner.backend}", total=len(pixels), status="")
         for start in range(0, len(pixels), batch_size):
             chunk = pixels[start:start + batch_size]
-            out.append(runner.infer(pre.normalize(chunk)))
+            out.append(runner.infer_all(pre.normalize(chunk), batch_size))  # checked, padded for static batches
             bar.advance(task, len(chunk))
     return np.concatenate(out) if out else np.zeros((0, len(runner.card.labels)), np.float32)
 

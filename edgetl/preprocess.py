@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from edgetl.errors import DataError
+from edgetl.errors import ArtifactError, DataError
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
 # Larger images are decoded at a reduced scale (JPEG) or refused: a 100-megapixel photo
@@ -121,9 +121,21 @@ class ImagePreprocessing:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ImagePreprocessing":
         if d.get("kind", "image") != "image":
-            raise DataError(f"not an image preprocessing spec: kind={d.get('kind')!r}")
-        return cls(size=tuple(d["size"]), resize=int(d["resize"]), interpolation=d["interpolation"],
-                   mean=tuple(d["mean"]), std=tuple(d["std"]))
+            raise DataError(f"not an image preprocessing spec: kind={d.get('kind')!r}",
+                            hint="this model takes another modality")
+        try:
+            pre = cls(size=tuple(d["size"]), resize=int(d["resize"]), interpolation=d["interpolation"],
+                      mean=tuple(d["mean"]), std=tuple(d["std"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ArtifactError(f"the model card's preprocessing is invalid ({type(exc).__name__}: {exc}): {d}",
+                                hint="export the model again with `edgetl export`; cards are not meant to be "
+                                     "edited by hand") from None
+        if (len(pre.size) != 2 or min(pre.size) < 1 or pre.resize < 1 or pre.interpolation not in _INTERPOLATION
+                or len(pre.mean) != 3 or len(pre.std) != 3 or min(pre.std) <= 0):
+            raise ArtifactError(f"the model card's preprocessing is invalid: {d}",
+                                hint="export the model again with `edgetl export`; cards are not meant to be "
+                                     "edited by hand")
+        return pre
 
     def resize_crop(self, img: Image.Image) -> np.ndarray:
         """RGB PIL image -> uint8 HWC array of `size` (the part worth caching)."""

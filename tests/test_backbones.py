@@ -172,3 +172,22 @@ def test_piped_listing_shows_every_full_name_and_later_listings_skip_torch(tmp_p
              "print(len(infos), 'torch' in sys.modules, [i.offline_weights for i in infos if i.name == 'efficientnet_lite0'])")
     second = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
     assert second.stdout.split() == [str(len(names)), "False", "[True]"]
+
+
+def test_bad_weights_files_say_what_is_wrong_and_never_suggest_unsafe_loading(tmp_path):
+    import os
+    from pathlib import PurePosixPath
+
+    good = tmp_path / "good.pt"
+    torch.save(build_backbone("resnet18", "none").features.state_dict(), good)
+    files = {"random.pt": os.urandom(4096), "truncated.pt": good.read_bytes()[:5000]}
+    for name, content in files.items():
+        (tmp_path / name).write_bytes(content)
+    torch.save({"path": PurePosixPath("/etc")}, tmp_path / "objects.pt")  # a pickled class, not tensors
+    expected = {"random.pt": "not a PyTorch checkpoint", "truncated.pt": "damaged or truncated",
+                "objects.pt": "Python objects besides tensors"}
+    for name, reason in expected.items():
+        with pytest.raises(WeightsUnavailable) as err:
+            build_backbone("resnet18", str(tmp_path / name))
+        assert reason in err.value.message and "weights_only" not in err.value.message, err.value.message
+        assert "torch.save(model.state_dict()" in err.value.hint

@@ -80,19 +80,41 @@ def split_stages(model: nn.Module, expand_share: float = 0.5, merge_share: float
     return result
 
 
+def safe_load(path: str | Path):
+    """torch.load with weights_only=True. Raises ValueError with what is wrong with the
+    file in words a user can act on (torch's own message suggests weights_only=False,
+    which would execute whatever code the file holds)."""
+    import warnings
+    import zipfile
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pickle-protocol notes from the safe unpickler
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many kinds for a bad file
+        if "Weights only load failed" in str(exc) and zipfile.is_zipfile(path):
+            reason = "it holds Python objects besides tensors, which edgetl does not execute"
+        elif "Weights only load failed" in str(exc):
+            reason = "it is not a PyTorch checkpoint (another format, or random bytes)"
+        else:
+            reason = f"it is damaged or truncated ({type(exc).__name__}: {str(exc).strip().splitlines()[0][:120]})"
+        raise ValueError(reason) from None
+
+
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """A state dict from a file, loaded safely; unwraps {'state_dict': ...} / {'model': ...}
     and DistributedDataParallel's 'module.' prefix."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many kinds for a bad file
-        raise WeightsUnavailable(f"cannot load weights from {path}: {str(exc).splitlines()[0]}",
+        state = safe_load(path)
+    except ValueError as exc:
+        raise WeightsUnavailable(f"cannot load weights from {path}: {exc}",
                                  hint="pass a state dict saved with torch.save(model.state_dict(), PATH)") from None
     for key in ("state_dict", "model", "model_state"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise WeightsUnavailable(f"{path} does not hold a state dict of tensors")
+        raise WeightsUnavailable(f"{path} does not hold a state dict of tensors",
+                                 hint="save it with torch.save(model.state_dict(), PATH)")
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from edgetl.backbones.stages import safe_load
 from edgetl.card import CARD_FILENAME, ModelCard
 from edgetl.errors import ArtifactError
 from edgetl.finetune.model import Classifier
@@ -38,10 +39,16 @@ def load_run(path: str | os.PathLike, map_location: str = "cpu") -> tuple[Classi
     backbone = build_backbone(card.source["backbone"], weights="none")
     model = Classifier(backbone.features, backbone.feature_dim, card.num_classes)
     try:
-        state = torch.load(ckpt, map_location=map_location, weights_only=True)
+        state = safe_load(ckpt)
+    except ValueError as exc:
+        raise ArtifactError(f"cannot load {ckpt}: {exc}", hint="the run is damaged: train it again") from None
+    try:
         model.load_state_dict(state)
-    except Exception as exc:
-        raise ArtifactError(f"cannot load {ckpt}: {str(exc).splitlines()[0]}") from None
+    except RuntimeError as exc:  # torch lists every mismatching tensor; the first names the problem
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        raise ArtifactError(f"{ckpt} does not fit the {card.source['backbone']} model its card describes: "
+                            f"{' '.join(lines[1:3]) or lines[0]}",
+                            hint="the checkpoint and edgetl.json come from different runs: train again") from None
     return model.eval(), card
 
 

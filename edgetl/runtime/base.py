@@ -51,7 +51,12 @@ class Runner(abc.ABC):
             got = self.infer(chunk)
             if len(got) != len(chunk):  # a backend that cannot run the model may answer with nothing
                 raise ArtifactError(f"{self.backend} returned {len(got)} results for a batch of {len(chunk)} "
-                                    f"({self.path.name}, {self.inference_precision})")
+                                    f"({self.path.name}, {self.inference_precision})",
+                                    hint="run it in f32 (the default precision), or on another backend")
+            if got.ndim != 2 or got.shape[1] != len(self.card.labels):
+                raise ArtifactError(f"{self.path.name} outputs {got.shape[1:]} scores per sample but its card names "
+                                    f"{len(self.card.labels)} labels",
+                                    hint="the card belongs to another model: export this run again")
             out.append(got[:batch - pad])
         return np.concatenate(out) if out else np.zeros((0, len(self.card.labels)), np.float32)
 
