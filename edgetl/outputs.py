@@ -14,7 +14,7 @@ import signal
 from pathlib import Path
 
 from edgetl.card import CARD_FILENAME
-from edgetl.errors import ConfigError
+from edgetl.errors import ArtifactError, ConfigError
 
 DATA_MARKER = "edgetl-data.json"  # written at the root of the data sets edgetl makes
 KINDS = {"run": "an edgetl run directory", "model": "a model file with an edgetl card",
@@ -84,6 +84,19 @@ def check_output(out, kind: str, overwrite: bool, inputs: dict[str, object] | No
     return out
 
 
+def temp_dir_beside(out: Path) -> Path:
+    """The hidden folder an output is written in before it is renamed into place (same
+    filesystem, so the rename is atomic); a folder that cannot be written is an error."""
+    import tempfile
+
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    except OSError as exc:
+        raise ArtifactError(f"cannot write in {out.parent}: {exc.strerror or exc}",
+                            hint="choose an --out in a folder you can write to") from None
+
+
 def write_data_marker(folder: Path, source: dict) -> None:
     (folder / DATA_MARKER).write_text(json.dumps(source, indent=2) + "\n")
 
@@ -106,4 +119,4 @@ def remove_outputs_on_sigterm() -> None:
 
 
 __all__ = ["DATA_MARKER", "Terminated", "check_output", "is_edgetl_model", "is_edgetl_output",
-           "remove_outputs_on_sigterm", "write_data_marker"]
+           "remove_outputs_on_sigterm", "temp_dir_beside", "write_data_marker"]

@@ -184,3 +184,16 @@ def test_huge_images_are_decoded_reduced_or_skipped_with_a_named_warning(tmp_pat
         log.removeHandler(caplog.handler)
     assert any("huge.png" in r.getMessage() and "megapixels" in r.getMessage() for r in caplog.records)
     assert result.card.source["train_counts"] == {"a": 6, "b": 6}
+
+
+@pytest.mark.parametrize("command", ["finetune", "export", "data"])
+def test_an_out_that_cannot_be_created_is_one_clear_error(project, tiny_run, command):
+    """--out under a file (as under a read-only folder or a missing mount, which root in
+    CI would not see as read-only): one error, nothing written."""
+    before = snapshot(project)
+    out = project / "notes.txt" / "out"
+    args = {"finetune": [*FINETUNE, project / "data", "--out", out],
+            "export": ["export", tiny_run, "--out", out / "m.onnx"],
+            "data": ["data", "digits", out, "--size", "8"]}[command]
+    refused(run(*args), "cannot write in")
+    assert snapshot(project) == before

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from edgetl.errors import ConfigError
-from edgetl.outputs import check_output, write_data_marker
+from edgetl.outputs import check_output, temp_dir_beside, write_data_marker
 
 
 def make_digits(out: str | os.PathLike, size: int = 64, seed: int = 0, val_fraction: float = 0.2,
@@ -32,8 +31,7 @@ def make_digits(out: str | os.PathLike, size: int = 64, seed: int = 0, val_fract
     rest, test = train_test_split(idx, test_size=test_fraction, stratify=labels, random_state=seed)
     train, val = train_test_split(rest, test_size=val_fraction / (1 - test_fraction), stratify=labels[rest],
                                   random_state=seed)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp = temp_dir_beside(out)
     try:
         for split, members in (("train", train), ("val", val), ("test", test)):
             for i in members:

@@ -4,7 +4,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,7 @@ from edgetl._callable import make_package_callable
 from edgetl.card import ModelCard, build_fingerprint
 from edgetl.errors import ConfigError
 from edgetl.export.parity import ParityResult, Tolerance, compare, parity_inputs, raise_on_failures
-from edgetl.outputs import check_output
+from edgetl.outputs import check_output, temp_dir_beside
 
 
 @dataclasses.dataclass
@@ -99,8 +98,7 @@ def export_run(run, out=None, opset: int | None = None, static_batch: int | None
     out = check_output(out, "model", overwrite, inputs)
     if openvino:
         check_output(out.with_suffix(".xml"), "model", overwrite, inputs)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.stem}.", dir=out.parent))
+    tmp = temp_dir_beside(out)
     try:
         card = dataclasses.replace(run_card, precision="fp32", metrics=dict(run_card.metrics))
         if static_batch:

@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
@@ -13,7 +12,7 @@ from edgetl.backbones.stages import safe_load
 from edgetl.card import CARD_FILENAME, ModelCard
 from edgetl.errors import ArtifactError
 from edgetl.finetune.model import Classifier
-from edgetl.outputs import check_output
+from edgetl.outputs import check_output, temp_dir_beside
 
 CHECKPOINT = "model.pt"
 HISTORY = "history.json"
@@ -58,12 +57,7 @@ class RunWriter:
 
     def __init__(self, out: str | os.PathLike, overwrite: bool = False, inputs: dict | None = None):
         self.out = check_output(out, "run", overwrite, inputs)
-        try:
-            self.out.parent.mkdir(parents=True, exist_ok=True)
-            self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.", dir=self.out.parent))
-        except OSError as exc:
-            raise ArtifactError(f"cannot write the run under {self.out.parent}: {exc.strerror}",
-                                hint="choose an --out in a folder you can write to") from None
+        self.tmp = temp_dir_beside(self.out)
 
     def save_model(self, state: dict) -> None:
         torch.save(state, self.tmp / CHECKPOINT)

@@ -20,7 +20,6 @@ import dataclasses
 import logging
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -33,7 +32,7 @@ from edgetl.errors import ArtifactError, ConfigError, EdgeTLError
 from edgetl.export import write_artifact_card
 from edgetl.export.parity import ParityResult, Tolerance, compare, raise_on_failures
 from edgetl.data.samples import Samples, calibration_samples, validation_samples
-from edgetl.outputs import check_output
+from edgetl.outputs import check_output, temp_dir_beside
 from edgetl.quantize.cpu import CPU_TARGETS, DEFAULT_CPU, cpu_target, warn_if_host_differs
 
 TARGETS = {"openvino": ".xml", "onnxruntime": ".onnx", "tensorrt": ".onnx"}
@@ -186,8 +185,7 @@ def quantize(model, target: str, calib=None, val=None, max_drop: float | None = 
     fp32_logits = _logits(model, val_samples.x)
     fp32_accuracy = _accuracy(fp32_logits, val_samples.labels)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.stem}.", dir=out.parent))
+    work = temp_dir_beside(out)
     try:
         tmp_out = work / out.name
         int8_card = dataclasses.replace(card, precision="int8", metrics=dict(card.metrics), build=build_fingerprint())

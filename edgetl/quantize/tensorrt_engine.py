@@ -75,6 +75,10 @@ def check_spec(spec: EngineSpec) -> tuple[ModelCard, bool]:
 
     if spec.precision not in PRECISIONS:
         raise ConfigError(f"unknown precision {spec.precision!r}", hint=f"use one of {', '.join(PRECISIONS)}")
+    if spec.workspace_mb < 1:
+        raise ConfigError(f"--workspace must be at least 1 MB, got {spec.workspace_mb}", hint="e.g. --workspace 1024")
+    if spec.dla_core is not None and spec.dla_core < 0:
+        raise ConfigError(f"--dla is a DLA core number (0 or more), got {spec.dla_core}", hint="e.g. --dla 0")
     if not spec.onnx.is_file():
         raise ArtifactError(f"{spec.onnx} does not exist")
     if spec.onnx.suffix.lower() != ".onnx":
