@@ -68,7 +68,7 @@ class ModelCard:
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "card") -> "ModelCard":
         if not isinstance(data, dict):
-            raise ArtifactError(f"{where} is not a JSON object")
+            raise ArtifactError(f"{where} is not a JSON object", hint="the card was damaged: export the model again")
         version = data.get("schema_version", 0)
         if not isinstance(version, int) or version > SCHEMA_VERSION:
             made_by = data.get("build", {}).get("edgetl", "a newer edgetl")
@@ -79,7 +79,7 @@ class ModelCard:
         fields = {f.name for f in dataclasses.fields(cls)}
         missing = [k for k in ("labels", "modality", "input", "preprocessing") if k not in data]
         if missing:
-            raise ArtifactError(f"{where} lacks the fields {', '.join(missing)}")
+            raise ArtifactError(f"{where} lacks the fields {', '.join(missing)}", hint="the card was damaged: export the model again")
         return cls(**{k: v for k, v in data.items() if k in fields})
 
     @classmethod
@@ -87,7 +87,7 @@ class ModelCard:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ArtifactError(f"{where} is not valid JSON: {exc}") from None
+            raise ArtifactError(f"{where} is not valid JSON: {exc}", hint="the card was damaged: export the model again") from None
         return cls.from_dict(data, where)
 
     def save(self, path: str | os.PathLike) -> Path:

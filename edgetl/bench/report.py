@@ -209,6 +209,10 @@ def _fmt(value, spec: str, missing: str = "-") -> str:
 
 
 def _cells(r: BenchRow, markup: bool) -> list[str]:
+    if markup:  # a file name such as "model[v2].onnx" is text, not a style
+        from rich.markup import escape
+
+        r = dataclasses.replace(r, name=escape(r.name))
     if not r.ok:  # the terminal table lists the error under the table, Markdown in the row
         failed = "[red]FAILED[/]" if markup else f"failed: {r.error}"
         return ([r.name, r.backend, r.precision or "-", r.inference_precision or r.precision_hint, str(r.batch), failed]

@@ -61,7 +61,8 @@ def bench_cmd(artifacts, data, split, backend, device, batch, threads, iters, mi
     to_stdout = json_out == "-"
     report.print_table(results_console(stderr=to_stdout))
     if len(report.failed) == len(report.rows):  # nothing measured: no report files
-        raise ConfigError(f"every benchmark cell failed; first: {report.rows[0].error}")
+        raise ConfigError(f"every benchmark cell failed; first: {report.rows[0].error}",
+                          hint="fix the first failure above; a cell that works is reported with the others")
     if to_stdout:
         click.echo(json.dumps(report.to_dict(), indent=2))
     elif json_out:

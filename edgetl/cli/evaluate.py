@@ -24,15 +24,15 @@ def print_report(report) -> None:
     per.add_column("n", justify="right")
     for i, label in enumerate(report.labels):
         acc = report.per_class[label]
-        per.add_row(label, "-" if acc is None else f"{acc:.3f}", str(sum(report.confusion[i])))
+        per.add_row(escape(label), "-" if acc is None else f"{acc:.3f}", str(sum(report.confusion[i])))
     print_table(per, console)
     cm = Table(title="confusion matrix (rows: true, columns: predicted)", title_justify="left")
     cm.add_column("")
     for label in report.labels:
-        cm.add_column(label, justify="right")
+        cm.add_column(escape(label), justify="right")
     for i, label in enumerate(report.labels):
         cells = [(f"[bold]{v}[/]" if i == j else (str(v) if v else "[dim]·[/]")) for j, v in enumerate(report.confusion[i])]
-        cm.add_row(label, *cells)
+        cm.add_row(escape(label), *cells)
     print_table(cm, console)
 
 

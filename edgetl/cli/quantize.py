@@ -22,6 +22,7 @@ def _max_drop(ctx, param, value: str) -> float | None:
 
 
 def print_int8_table(results) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     from edgetl.progress import print_table
@@ -31,7 +32,7 @@ def print_int8_table(results) -> None:
                 "time"):
         table.add_column(col, justify="left" if col in ("artifact", "target", "method") else "right")
     for r in results:
-        table.add_row(r.out.name, r.target, "QAT" if r.method == "quantization-aware" else "PTQ", f"{r.fp32_accuracy:.4f}",
+        table.add_row(escape(r.out.name), r.target, "QAT" if r.method == "quantization-aware" else "PTQ", f"{r.fp32_accuracy:.4f}",
                       f"{r.int8_accuracy:.4f}", f"{100 * r.drop:.2f}", f"{r.parity.agreement:.2%}",
                       str(len(r.float_layers)), f"{r.seconds:.0f}s")
     print_table(table, stderr=True)

@@ -93,7 +93,12 @@ def _scan(folder: Path, name: str, classes: list[str] | None) -> ImageFolder:
         raise DataError(f"{folder} has classes outside the label set ({', '.join(classes)}): {', '.join(unknown)}",
                         hint="the classes come from the training split (or the model's card)")
     paths, labels, empty = [], [], []
+    split_folder = folder.resolve()
     for d in dirs:
+        target = d.resolve()
+        if target == split_folder or target in split_folder.parents:  # e.g. a link to its parent: a loop
+            raise DataError(f"class folder {d} links to {target}, which contains the data set itself",
+                            hint="replace the link with a folder of that class's images")
         files = list_images(d)
         if not files:
             empty.append(d.name)
@@ -199,14 +204,16 @@ def decode_images(folder: ImageFolder, preprocessing: ImagePreprocessing, worker
                 progress(1)
     skipped = [p for p, k in zip(folder.paths, keep) if not k]
     if skipped:
-        log.warning("skipped %d image(s) in %s that cannot be used: %s (e.g. %s)", len(skipped), folder.name,
+        log.warning("skipped %d unreadable or too large image(s) in %s: %s (e.g. %s)", len(skipped), folder.name,
                     _summarize(skipped), reasons[0])
     labels = np.asarray(folder.labels, np.int64)[keep]
     if folder.name == "train":
         present, kept = set(folder.labels), set(labels.tolist())
         lost = [c for i, c in enumerate(folder.classes) if i in present and i not in kept]
         if lost:
-            raise DataError(f"no readable images left for class(es) {', '.join(lost)} in {folder.name}")
+            raise DataError(f"no readable images left for class(es) {', '.join(lost)} in {folder.name}",
+                            hint="replace the unreadable files named in the warning above")
     if len(labels) == 0:
-        raise DataError(f"no readable images in the {folder.name} split")
+        raise DataError(f"no readable images in the {folder.name} split",
+                        hint="replace the unreadable files named in the warning above")
     return out[keep], labels

@@ -134,6 +134,7 @@ def raise_on_failures(results: list[ParityResult]) -> None:
 
 
 def print_table(results: list[ParityResult]) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     from edgetl.progress import print_table as show
@@ -143,7 +144,7 @@ def print_table(results: list[ParityResult]) -> None:
                 "ref acc", "ok"):
         table.add_column(col, justify="left" if col in ("artifact", "backend", "precision", "runs in") else "right")
     for r in results:
-        table.add_row(Path(r.artifact).name, r.backend, r.precision, r.inference_precision, str(r.n), f"{r.max_abs:.2e}",
+        table.add_row(escape(Path(r.artifact).name), r.backend, r.precision, r.inference_precision, str(r.n), f"{r.max_abs:.2e}",
                       f"{r.rel_max_abs:.1e}", f"{r.cosine:.6f}", f"{r.agreement:.2%}", f"{r.accuracy:.4f}",
                       f"{r.reference_accuracy:.4f}", "[green]yes[/]" if r.passed else "[red]NO[/]")
     show(table, stderr=True)

@@ -153,7 +153,7 @@ def resolve_device(name: str, dist: _Distributed) -> torch.device:
         if dist.active:
             return torch.device("cuda", dist.local_rank)
         return torch.device(name if name.startswith("cuda") else "cuda")
-    raise ConfigError(f"unknown device {name!r}")
+    raise ConfigError(f"unknown device {name!r}", hint="use auto, cpu, cuda or cuda:N")
 
 
 def seed_everything(seed: int) -> None:
@@ -383,7 +383,7 @@ def finetune(data, backbone: str, out, overwrite: bool = False, **options) -> Ru
     try:
         cfg = FinetuneConfig(**options)
     except TypeError as exc:
-        raise ConfigError(f"unknown fine-tuning option: {exc}") from None
+        raise ConfigError(f"unknown fine-tuning option: {exc}", hint="see `edgetl finetune --help` for the options") from None
     cfg.check()
     inputs = {"data set": data}
     dist = _Distributed()
@@ -398,6 +398,9 @@ def finetune(data, backbone: str, out, overwrite: bool = False, **options) -> Ru
         if cfg.limit_per_class:
             train_set = train_set.limit_per_class(cfg.limit_per_class, seed=cfg.seed)
         if "val" not in splits.splits or len(splits["val"]) == 0:
+            if max(train_set.counts().values()) < 2:  # no split can hold one image out and keep one to train on
+                raise DataError(f"{data} has one image per class: nothing is left to validate on",
+                                hint="add at least two images per class, or a val/ folder")
             raise DataError(f"{data} has no validation images",
                             hint="add a val/ folder or use --val-split to hold some training images out")
         bb: Backbone = build_backbone(backbone, cfg.weights)

@@ -79,9 +79,10 @@ def _load_fp32(model: Path) -> ModelCard:
     from edgetl.runtime.onnxruntime_runner import read_onnx_card
 
     if not model.is_file():
-        raise ArtifactError(f"{model} does not exist")
+        raise ArtifactError(f"{model} does not exist", hint="make it with `edgetl export RUN`")
     if model.suffix.lower() != ".onnx":
-        raise ArtifactError(f"quantize takes the FP32 ONNX model from `edgetl export`, got {model.name}")
+        raise ArtifactError(f"quantize takes the FP32 ONNX model from `edgetl export`, got {model.name}",
+                            hint=f"edgetl quantize {model.with_suffix('.onnx')} --target ...")
     card = read_onnx_card(model)
     if card.precision != "fp32":
         raise ArtifactError(f"{model} is already {card.precision}", hint="quantize the FP32 ONNX model")

@@ -34,7 +34,8 @@ class BatchProfile:
         """'MIN:OPT:MAX', or one number N for 1:N:N; a static-batch model fixes all three."""
         if static_batch:
             if text and cls.parse(text) != cls(static_batch, static_batch, static_batch):
-                raise ConfigError(f"the model has a static batch of {static_batch}; --batch cannot change it")
+                raise ConfigError(f"the model has a static batch of {static_batch}; --batch cannot change it",
+                                  hint="drop --batch, or export with a dynamic batch")
             return cls(static_batch, static_batch, static_batch)
         if not text:
             return cls(1, 8, 32)
@@ -80,9 +81,9 @@ def check_spec(spec: EngineSpec) -> tuple[ModelCard, bool]:
     if spec.dla_core is not None and spec.dla_core < 0:
         raise ConfigError(f"--dla is a DLA core number (0 or more), got {spec.dla_core}", hint="e.g. --dla 0")
     if not spec.onnx.is_file():
-        raise ArtifactError(f"{spec.onnx} does not exist")
+        raise ArtifactError(f"{spec.onnx} does not exist", hint="make it with `edgetl export` or `edgetl quantize --target tensorrt`")
     if spec.onnx.suffix.lower() != ".onnx":
-        raise ArtifactError(f"build-engine takes an ONNX model, got {spec.onnx.name}")
+        raise ArtifactError(f"build-engine takes an ONNX model, got {spec.onnx.name}", hint="pass the .onnx or .qdq.onnx file")
     card = read_onnx_card(spec.onnx)
     qdq = _is_qdq(spec.onnx)
     if spec.precision == "int8" and not qdq:
@@ -130,7 +131,8 @@ def build_engine(spec: EngineSpec, overwrite: bool = False) -> dict:
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(spec.onnx)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise ArtifactError(f"TensorRT cannot parse {spec.onnx.name}: {errors[:400]}")
+        raise ArtifactError(f"TensorRT cannot parse {spec.onnx.name}: {errors[:400]}",
+                            hint="export with another --opset, or check the operator named above")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, spec.workspace_mb << 20)
     # TensorRT enables TF32 by default on Ampere and newer; an fp32 engine must mean f32.
@@ -151,7 +153,8 @@ def build_engine(spec: EngineSpec, overwrite: bool = False) -> dict:
         if builder.num_DLA_cores == 0:
             raise BackendUnavailable("this device has no DLA cores", hint="drop --dla (DLA exists on Jetson Xavier/Orin)")
         if not 0 <= spec.dla_core < builder.num_DLA_cores:
-            raise ConfigError(f"--dla {spec.dla_core}: this device has DLA cores 0 to {builder.num_DLA_cores - 1}")
+            raise ConfigError(f"--dla {spec.dla_core}: this device has DLA cores 0 to {builder.num_DLA_cores - 1}",
+                              hint="--dla 0")
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = spec.dla_core
         config.set_flag(trt.BuilderFlag.GPU_FALLBACK)

@@ -100,7 +100,7 @@ def _artifact_kind(path: Path) -> str:
         raise ArtifactError(f"{path} is a folder without a model card ({CARD_FILENAME})",
                             hint="pass a run directory made by `edgetl finetune`")
     if not path.exists():
-        raise ArtifactError(f"{path} does not exist")
+        raise ArtifactError(f"{path} does not exist", hint="check the path: a run directory, .onnx, .xml or .engine")
     return path.suffix.lower()
 
 

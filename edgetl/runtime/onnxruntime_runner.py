@@ -37,7 +37,8 @@ def _session(path: Path, opts, providers: list[str]):
     try:
         return ort.InferenceSession(str(path), opts, providers=providers)
     except Exception as exc:  # ORT raises its own exception types for a damaged file
-        raise ArtifactError(f"cannot load {path}: {str(exc).splitlines()[0]}") from None
+        raise ArtifactError(f"cannot load {path}: {' '.join(str(exc).split())[:400]}",
+                            hint="the file is damaged or not ONNX: export it again with `edgetl export`") from None
 
 
 class OnnxRuntimeRunner(Runner):

@@ -89,7 +89,8 @@ class OpenVinoRunner(Runner):
             compiled = core.compile_model(model, ov_device, config)
         except Exception as exc:
             if precision_hint == "f32":
-                raise ArtifactError(f"OpenVINO cannot compile {path} for {ov_device}: {ov_message(exc)}") from None
+                raise ArtifactError(f"OpenVINO cannot compile {path} for {ov_device}: {ov_message(exc)}",
+                                    hint="try --device cpu, or export the IR again with this OpenVINO") from None
             raise BackendUnavailable(f"OpenVINO cannot compile {path.name} in {precision_hint} on this {ov_device}: "
                                      f"{ov_message(exc)}", hint="leave --precision-hint at f32") from None
         runner = cls(path, card, device, threads)
@@ -108,7 +109,7 @@ class OpenVinoRunner(Runner):
         shape = [d if isinstance(d, int) else 1 for d in self.input_spec["shape"]]
         try:
             if not np.isfinite(self.infer_all(np.zeros(shape, np.float32), shape[0])).all():
-                raise ArtifactError("the result is not finite")
+                raise ArtifactError("the result is not finite", hint="")  # caught just below
         except Exception as exc:
             raise BackendUnavailable(f"OpenVINO cannot run {self.path.name} in {precision} on this "
                                      f"{self.device.upper()}: {ov_message(exc)}",

@@ -43,7 +43,7 @@ def gpu_info(index: int = 0) -> dict:
                                      hint="run on a machine with an NVIDIA GPU, or pip install cuda-python") from None
     err, props = cudart.cudaGetDeviceProperties(index)
     if int(err) != 0:
-        raise BackendUnavailable(f"no CUDA device {index} ({err})")
+        raise BackendUnavailable(f"no CUDA device {index} ({err})", hint="check nvidia-smi, or pass --device cuda:0")
     name = props.name.decode() if isinstance(props.name, bytes) else str(props.name)
     return {"gpu": name.rstrip("\x00"), "compute_capability": f"{props.major}.{props.minor}"}
 
@@ -111,7 +111,7 @@ class TensorRTRunner(Runner):
         self.context.set_tensor_address(self.output_name, out.data_ptr())
         stream = torch.cuda.current_stream(x.device)
         if not self.context.execute_async_v3(stream.cuda_stream):
-            raise ArtifactError(f"TensorRT failed to run {self.path.name}")
+            raise ArtifactError(f"TensorRT failed to run {self.path.name}", hint="see the TensorRT log above; rebuild the engine on this device")
         stream.synchronize()
         return out.cpu().numpy()
 
@@ -126,5 +126,5 @@ def _torch_cuda():
         raise BackendUnavailable("the tensorrt runner moves tensors with torch (CUDA build)",
                                  hint="pip install torch") from None
     if not torch.cuda.is_available():
-        raise BackendUnavailable("torch sees no CUDA device for TensorRT")
+        raise BackendUnavailable("torch sees no CUDA device for TensorRT", hint="install a CUDA build of torch, or run on the GPU machine")
     return torch
