@@ -92,12 +92,15 @@ def safe_load(path: str | Path):
             warnings.simplefilter("ignore")  # pickle-protocol notes from the safe unpickler
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many kinds for a bad file
-        if "Weights only load failed" in str(exc) and zipfile.is_zipfile(path):
+        with open(path, "rb") as f:
+            zipped = f.read(4) == b"PK\x03\x04"  # torch.save's format since 1.6
+        if zipped and "Weights only load failed" in str(exc) and zipfile.is_zipfile(path):
             reason = "it holds Python objects besides tensors, which edgetl does not execute"
-        elif "Weights only load failed" in str(exc):
-            reason = "it is not a PyTorch checkpoint (another format, or random bytes)"
+        elif zipped:
+            lines = str(exc).strip().splitlines() or [""]
+            reason = f"it is damaged or truncated ({type(exc).__name__}: {lines[0][:120]})"
         else:
-            reason = f"it is damaged or truncated ({type(exc).__name__}: {str(exc).strip().splitlines()[0][:120]})"
+            reason = "it is not a PyTorch checkpoint that loads safely (another format, random bytes, or an old pickle)"
         raise ValueError(reason) from None
 
 
