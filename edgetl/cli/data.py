@@ -13,7 +13,7 @@ def data_group():
 @click.argument("out", type=click.Path(file_okay=False))
 @click.option("--size", default=64, show_default=True, help="Image side in pixels.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the stratified train/val/test split.")
-@click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
+@click.option("--overwrite", is_flag=True, help="Replace OUT if it is a data set edgetl wrote (nothing else is replaced).")
 def digits_cmd(out, size, seed, overwrite):
     """scikit-learn's real handwritten digits (1,797 images, 10 classes) as OUT/{train,val,test}/CLASS/*.png."""
     from edgetl.data.digits import make_digits

@@ -32,7 +32,7 @@ from edgetl.finetune.strategies import STRATEGIES
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda[:N]")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory to create.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing run directory.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing edgetl run directory (nothing else is replaced).")
 def finetune_cmd(data, backbone, out, overwrite, **options):
     """Fine-tune BACKBONE on DATA (train/ and val/ class folders, or one folder of class folders).
 
