@@ -82,8 +82,8 @@ def split_stages(model: nn.Module, expand_share: float = 0.5, merge_share: float
 
 def safe_load(path: str | Path):
     """torch.load with weights_only=True. Raises ValueError with what is wrong with the
-    file in words a user can act on (torch's own message suggests weights_only=False,
-    which would execute whatever code the file holds)."""
+    file in words a user can act on (torch's own message suggests turning the safe
+    loader off, which would execute whatever code the file holds)."""
     import warnings
     import zipfile
 
