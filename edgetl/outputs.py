@@ -18,7 +18,8 @@ from edgetl.errors import ArtifactError, ConfigError
 
 DATA_MARKER = "edgetl-data.json"  # written at the root of the data sets edgetl makes
 KINDS = {"run": "an edgetl run directory", "model": "a model file with an edgetl card",
-         "data": "a data set written by edgetl"}
+         "data": "a data set written by edgetl", "report": "a report written by edgetl"}
+REPORT_SOFTWARE = "edgetl"  # the PNG text chunk edgetl's plots carry
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -48,7 +49,29 @@ def is_edgetl_model(path: Path) -> bool:
     return False
 
 
+def is_edgetl_report(path: Path) -> bool:
+    """A benchmark report edgetl wrote: JSON with an edgetl schema, CSV with the bench
+    columns, or a PNG plot that names edgetl as its software."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".json":
+            return str(json.loads(path.read_text()).get("schema", "")).startswith("edgetl.")
+        if suffix == ".csv":
+            with open(path) as f:
+                return f.readline().startswith("artifact,name,backend")
+        if suffix == ".png":
+            from PIL import Image
+
+            with Image.open(path) as img:
+                return img.text.get("Software", "").startswith(REPORT_SOFTWARE)
+    except Exception:  # unreadable, not JSON, not an image: not provably ours
+        return False
+    return False
+
+
 def is_edgetl_output(path: Path, kind: str) -> bool:
+    if kind == "report":
+        return path.is_file() and is_edgetl_report(path)
     if kind == "run":
         return path.is_dir() and (path / CARD_FILENAME).is_file()
     if kind == "data":

@@ -203,3 +203,23 @@ def test_a_class_folder_linking_to_its_parent_is_refused(project):
     (project / "data" / "train" / "loop").symlink_to("..")
     refused(run(*FINETUNE, project / "data", "--out", project / "run"), "links to", "contains the data set")
     assert not (project / "run").exists()
+
+
+def test_bench_refreshes_its_own_reports_and_keeps_anything_else(quant_onnx, tmp_path):
+    args = ["-q", "bench", quant_onnx, "--iters", "2", "--warmup", "0", "--threads", "1"]
+    reports = ["--json", tmp_path / "r.json", "--csv", tmp_path / "r.csv", "--plot", tmp_path / "r.png"]
+    first = run(*args, *reports)
+    assert first.exit_code == 0, first.output
+    again = run(*args, *reports)  # edgetl's own reports are refreshed without a flag
+    assert again.exit_code == 0, again.output
+    import io
+
+    from PIL import Image
+
+    photo = io.BytesIO()
+    Image.new("RGB", (8, 8), "blue").save(photo, "PNG")
+    for flag, name, content in (("--json", "notes.json", b'{"mine": 1}'), ("--csv", "sheet.csv", b"a,b\n1,2\n"),
+                                ("--plot", "photo.png", photo.getvalue())):
+        (tmp_path / name).write_bytes(content)
+        refused(run(*args, flag, tmp_path / name), "is not a report written by edgetl")
+        assert (tmp_path / name).read_bytes() == content

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from edgetl.bench.latency import LatencyStats
 from edgetl.errors import BackendUnavailable
+from edgetl.outputs import REPORT_SOFTWARE
 
 SCHEMA = "edgetl.bench/1"
 
@@ -185,7 +186,7 @@ class BenchReport:
             fig.text(0.01, 0.01, "* " + "; ".join(notes), fontsize=7, color="dimgray")
         fig.tight_layout(rect=(0, 0.03 if notes else 0, 1, 1))
         buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=110)
+        fig.savefig(buf, format="png", dpi=110, metadata={"Software": f"{REPORT_SOFTWARE} bench"})
         plt.close(fig)
         return _write_atomic(path, buf.getvalue())
 

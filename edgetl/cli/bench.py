@@ -4,6 +4,7 @@ from __future__ import annotations
 import click
 
 from edgetl.errors import ConfigError
+from edgetl.outputs import check_output
 
 
 def _int_list(value: str, option: str) -> list[int]:
@@ -54,6 +55,9 @@ def bench_cmd(artifacts, data, split, backend, device, batch, threads, iters, mi
         raise ConfigError(f"--max-drop is a fraction between 0 and 1, got {max_drop}", hint="--max-drop 0.01 = 1 point")
     if threads is not None and threads < 1:
         raise ConfigError(f"--threads must be at least 1, got {threads}", hint="drop it to use every core")
+    for report_file in (json_out, csv_out, plot_out):  # an earlier report is refreshed; anything else is kept
+        if report_file and report_file != "-":
+            check_output(report_file, "report", overwrite=True, inputs={"data set": data})
     backends = None if backend == "auto" else [b.strip() for b in backend.split(",") if b.strip()]
     report = bench(artifacts, data=data, split=split, backends=backends, batches=_int_list(batch, "--batch"),
                    threads=threads, iters=iters, min_time=min_time, warmup=warmup, device=device, rounds=rounds,
