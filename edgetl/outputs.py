@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import signal
+import tempfile
 from pathlib import Path
 
 from edgetl.card import CARD_FILENAME
@@ -110,8 +111,6 @@ def check_output(out, kind: str, overwrite: bool, inputs: dict[str, object] | No
 def temp_dir_beside(out: Path) -> Path:
     """The hidden folder an output is written in before it is renamed into place (same
     filesystem, so the rename is atomic); a folder that cannot be written is an error."""
-    import tempfile
-
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         return Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))

@@ -119,6 +119,15 @@ def quant_onnx(tmp_path_factory, quant_digits) -> Path:
     return export_run(run, run / "model.onnx").onnx
 
 
+def assert_refused(result, *words) -> None:
+    """A CLI result that is one clear user error: exit 2, error and hint lines, no traceback,
+    and each of `words` in the message."""
+    assert result.exit_code == 2, result.output
+    assert "error:" in result.output and "hint:" in result.output and "Traceback" not in result.output
+    for word in words:
+        assert word in result.output, result.output
+
+
 def bf16_possible() -> bool:
     """Whether OpenVINO can compute in bf16 here: the CPU has AVX-512 BF16 or AMX and
     oneDNN is not capped below them (ONEDNN_MAX_CPU_ISA=AVX2 makes an AVX-512 machine run

@@ -8,6 +8,7 @@ import shutil
 import pytest
 from click.testing import CliRunner
 
+from conftest import assert_refused as _refused
 from edgetl.cli import cli
 from edgetl.export import export_run, write_artifact_card
 from edgetl.runtime.onnxruntime_runner import read_onnx_card
@@ -20,13 +21,6 @@ def onnx_model(tiny_run, tmp_path_factory):
 
 def _evaluate(path, data):
     return CliRunner().invoke(cli, ["-q", "evaluate", str(path), "--data", str(data)])
-
-
-def _refused(result, *words):
-    assert result.exit_code == 2, result.output
-    assert "error:" in result.output and "hint:" in result.output and "Traceback" not in result.output
-    for word in words:
-        assert word in result.output, result.output
 
 
 def test_a_card_with_fewer_labels_than_outputs(onnx_model, tiny_digits, tmp_path):

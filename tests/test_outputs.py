@@ -18,6 +18,7 @@ import pytest
 from click.testing import CliRunner
 from onnx import numpy_helper
 
+from conftest import assert_refused as refused
 from edgetl.cli import cli
 
 
@@ -35,13 +36,6 @@ def run(*args, cwd: Path | None = None):
         return CliRunner().invoke(cli, [str(a) for a in args])
     finally:
         os.chdir(old)
-
-
-def refused(result, *words):
-    assert result.exit_code == 2, result.output
-    assert "error:" in result.output and "hint:" in result.output and "Traceback" not in result.output
-    for word in words:
-        assert word in result.output, result.output
 
 
 @pytest.fixture

@@ -287,6 +287,11 @@ with open_runner(sys.argv[1]) as runner:
 """
 
 
+def read_card_quantization(path) -> dict:
+    with open_runner(path) as runner:
+        return runner.card.source["quantization"]
+
+
 def _predict(path, env_extra: dict) -> dict:
     import json
     import os
@@ -314,11 +319,6 @@ def test_portable_int8_gives_the_same_answers_on_an_avx2_cpu(outputs):
     accuracy = [np.mean(np.array(p["pred"]) == labels) for p in (native, avx2)]
     assert abs(accuracy[0] - accuracy[1]) <= 1 / len(labels) + 1e-9
     assert accuracy[0] == pytest.approx(result.int8_accuracy)
-
-
-def read_card_quantization(path) -> dict:
-    with open_runner(path) as runner:
-        return runner.card.source["quantization"]
 
 
 def test_portable_onnxruntime_int8_cannot_saturate_on_avx2(outputs):

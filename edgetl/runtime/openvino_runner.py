@@ -108,12 +108,13 @@ class OpenVinoRunner(Runner):
         result), which must be a clear error here, not wrong figures later."""
         shape = [d if isinstance(d, int) else 1 for d in self.input_spec["shape"]]
         try:
-            if not np.isfinite(self.infer_all(np.zeros(shape, np.float32), shape[0])).all():
-                raise ArtifactError("the result is not finite", hint="")  # caught just below
+            out = self.infer_all(np.zeros(shape, np.float32), shape[0])
+            problem = None if np.isfinite(out).all() else "the result is not finite"
         except Exception as exc:
+            problem = ov_message(exc)
+        if problem:
             raise BackendUnavailable(f"OpenVINO cannot run {self.path.name} in {precision} on this "
-                                     f"{self.device.upper()}: {ov_message(exc)}",
-                                     hint="leave --precision-hint at f32") from None
+                                     f"{self.device.upper()}: {problem}", hint="leave --precision-hint at f32")
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         # Reuse the request's input tensor while the shape stays the same: setting a new
