@@ -47,7 +47,7 @@ class ModelCard:
     labels: list[str]
     modality: str  # "image" | "audio"
     input: dict[str, Any]  # name, shape (None for dynamic axes), dtype, layout
-    preprocessing: dict[str, Any]  # see edgetl.preprocess.ImagePreprocessing.to_dict
+    preprocessing: dict[str, Any]  # the modality's preprocessing (edgetl.modality), as to_dict writes it
     source: dict[str, Any] = dataclasses.field(default_factory=dict)
     precision: str = "fp32"
     task: str = "classification"

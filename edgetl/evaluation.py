@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 
 from edgetl import progress
-from edgetl.data.images import SPLIT_NAMES, ImageFolder, decode_images, open_image_folder
+from edgetl.data.folders import SPLIT_NAMES, Split, open_folder
 from edgetl.errors import ConfigError, DataError
 from edgetl.metrics import accuracy, confusion_matrix, per_class_accuracy
-from edgetl.preprocess import ImagePreprocessing
+from edgetl.modality import Preprocessing, decode_split, preprocessing_of
 from edgetl.runtime import Runner, open_runner
 
 
@@ -31,11 +31,11 @@ class EvalReport:
         return dataclasses.asdict(self)
 
 
-def select_split(data, split: str, labels: list[str]) -> ImageFolder:
+def select_split(data, split: str, labels: list[str], modality: str = "image") -> Split:
     """The split to evaluate, labelled in the model's class order. A flat folder of
     class folders is evaluated whole."""
     root = Path(data)
-    splits = open_image_folder(root, val_split=0.0, classes=labels)
+    splits = open_folder(root, val_split=0.0, classes=labels, modality=modality)
     if split in splits.splits:
         return splits[split]
     if not any((root / s).is_dir() for s in SPLIT_NAMES):
@@ -43,13 +43,13 @@ def select_split(data, split: str, labels: list[str]) -> ImageFolder:
     raise DataError(f"{root} has no '{split}' split (found: {', '.join(splits.splits)})", hint="pass --split")
 
 
-def predict_logits(runner: Runner, pixels: np.ndarray, pre: ImagePreprocessing, batch_size: int = 64) -> np.ndarray:
-    """Logits for uint8 NHWC pixels, preprocessed exactly as at deployment."""
+def predict_logits(runner: Runner, cached: np.ndarray, pre: Preprocessing, batch_size: int = 64) -> np.ndarray:
+    """Logits for a decoded split, preprocessed exactly as at deployment."""
     out = []
     with progress.progress_bar() as bar:
-        task = bar.add_task(f"{runner.backend}", total=len(pixels), status="")
-        for start in range(0, len(pixels), batch_size):
-            chunk = pixels[start:start + batch_size]
+        task = bar.add_task(f"{runner.backend}", total=len(cached), status="")
+        for start in range(0, len(cached), batch_size):
+            chunk = cached[start:start + batch_size]
             out.append(runner.infer_all(pre.normalize(chunk), batch_size))  # checked, padded for static batches
             bar.advance(task, len(chunk))
     return np.concatenate(out) if out else np.zeros((0, len(runner.card.labels)), np.float32)
@@ -61,10 +61,10 @@ def evaluate(artifact, data, split: str = "val", backend: str = "auto", device: 
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}", hint="e.g. --batch-size 64")
     with open_runner(artifact, backend=backend, device=device, precision_hint=precision_hint) as runner:
         card = runner.card
-        folder = select_split(data, split, card.labels)
-        pre = ImagePreprocessing.from_dict(card.preprocessing)
-        pixels, labels = decode_images(folder, pre)
-        logits = predict_logits(runner, pixels, pre, batch_size)
+        folder = select_split(data, split, card.labels, card.modality)
+        pre = preprocessing_of(card)
+        cached, labels = decode_split(folder, pre)
+        logits = predict_logits(runner, cached, pre, batch_size)
     preds = logits.argmax(axis=1)
     cm = confusion_matrix(labels, preds, len(card.labels))
     recall = per_class_accuracy(cm)

@@ -26,7 +26,7 @@ class Backbone:
     features: "torch.nn.Module"  # noqa: F821  (N,3,H,W) -> (N, feature_dim)
     feature_dim: int
     stages: list  # list[torch.nn.Module], input -> output, disjoint, covering all parameters
-    preprocessing: "ImagePreprocessing"  # noqa: F821
+    preprocessing: "Preprocessing"  # noqa: F821  (edgetl.modality: the input it was trained with)
     weights: str  # what was loaded: "default" source, "none" or a path
     modality: str = "image"
     fixed_input_size: bool = False  # e.g. ViT: --input-size cannot change it

@@ -13,7 +13,7 @@ from torch import nn
 from edgetl.backbones import WEIGHTS_HELP, Backbone, BackboneInfo, Family, offline, register_family, weights_on_disk
 from edgetl.backbones.stages import load_into, read_state_dict, split_stages
 from edgetl.errors import BackboneError, WeightsUnavailable
-from edgetl.preprocess import ImagePreprocessing
+from edgetl.modality.image import ImagePreprocessing
 
 
 @contextlib.contextmanager

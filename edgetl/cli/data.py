@@ -17,10 +17,10 @@ def data_group():
 def digits_cmd(out, size, seed, overwrite):
     """scikit-learn's real handwritten digits (1,797 images, 10 classes) as OUT/{train,val,test}/CLASS/*.png."""
     from edgetl.data.digits import make_digits
-    from edgetl.data.images import open_image_folder
+    from edgetl.data.folders import open_folder
 
     path = make_digits(out, size=size, seed=seed, overwrite=overwrite)
-    splits = open_image_folder(path)
+    splits = open_folder(path, modality="image")
     counts = ", ".join(f"{name} {len(s)}" for name, s in splits.splits.items())
     click.echo(f"wrote {path}: {len(splits.classes)} classes; {counts}")
 

@@ -12,16 +12,16 @@ from pathlib import Path
 
 import numpy as np
 
+from edgetl import modality
 from edgetl.card import ModelCard
-from edgetl.data.images import ImageFolder, list_images, decode_images
+from edgetl.data.folders import Split
 from edgetl.errors import DataError
 from edgetl.evaluation import select_split
-from edgetl.preprocess import IMAGE_SUFFIXES, ImagePreprocessing
 
 
 @dataclasses.dataclass
 class Samples:
-    """Preprocessed float32 NCHW inputs (labels only for validation data)."""
+    """Preprocessed float32 model inputs (labels only for validation data)."""
 
     x: np.ndarray
     labels: np.ndarray | None
@@ -42,27 +42,28 @@ def _run_data(card: ModelCard, what: str, flag: str) -> Path:
     return Path(source)
 
 
-def _decode(folder: ImageFolder, card: ModelCard) -> tuple[np.ndarray, np.ndarray]:
-    pre = ImagePreprocessing.from_dict(card.preprocessing)
-    pixels, labels = decode_images(folder, pre)
-    return pre.normalize(pixels), labels
+def _decode(folder: Split, card: ModelCard) -> tuple[np.ndarray, np.ndarray]:
+    pre = modality.preprocessing_of(card)
+    cached, labels = modality.decode_split(folder, pre)
+    return pre.normalize(cached), labels
 
 
 def calibration_samples(card: ModelCard, calib=None, samples: int = 300, seed: int = 0) -> Samples:
-    """Up to `samples` images from `calib` (a data set folder whose labels are ignored, or
-    a flat folder of images), by default the run's training split; chosen at random
-    (seeded), so every class is represented in proportion."""
+    """Up to `samples` files from `calib` (a data set folder whose labels are ignored, or
+    a flat folder of images or clips), by default the run's training split; chosen at
+    random (seeded), so every class is represented in proportion."""
     if samples < 1:
         raise DataError(f"--samples must be at least 1, got {samples}", hint="e.g. --samples 300")
     root = Path(calib) if calib else _run_data(card, "calibration", "--calib")
+    kind = modality.get(card.modality)
     if not root.is_dir():
-        raise DataError(f"calibration folder {root} does not exist", hint="pass --calib with a folder of images")
-    paths = list_images(root / "train" if (root / "train").is_dir() else root)
+        raise DataError(f"calibration folder {root} does not exist", hint=f"pass --calib with a folder of {kind.noun}s")
+    paths = modality.list_files(root / "train" if (root / "train").is_dir() else root, kind)
     if not paths:
-        raise DataError(f"no images found under {root} for calibration",
-                        hint=f"supported: {', '.join(sorted(IMAGE_SUFFIXES))}")
+        raise DataError(f"no {kind.noun}s found under {root} for calibration",
+                        hint=f"supported: {', '.join(sorted(kind.suffixes))}")
     order = np.random.default_rng(seed).permutation(len(paths))[:samples]
-    folder = ImageFolder("calibration", [paths[i] for i in sorted(order)], [0] * len(order), ["any"])
+    folder = Split("calibration", [paths[i] for i in sorted(order)], [0] * len(order), ["any"])
     x, _ = _decode(folder, card)
     return Samples(x, None, str(root))
 
@@ -71,5 +72,5 @@ def validation_samples(card: ModelCard, val=None, split: str = "val", flag: str 
     """The labelled split that accuracy drops are measured on (the run's val split by
     default); `flag` is the option a user passes to name another folder."""
     root = Path(val) if val else _run_data(card, "validation", flag)
-    x, labels = _decode(select_split(root, split, card.labels), card)
+    x, labels = _decode(select_split(root, split, card.labels, card.modality), card)
     return Samples(x, labels, str(root))

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from edgetl.card import ModelCard
 from edgetl.errors import ArtifactError, ConfigError
+from edgetl.modality import dummy_input
 
 log = logging.getLogger("edgetl")
 CARD_KEY = "edgetl"
@@ -120,8 +121,7 @@ def export_onnx(model, card: ModelCard, path: Path, opset: int = DEFAULT_OPSET, 
 
     check_opset(opset)
     model = model.eval()
-    shape = card.input["shape"][1:]
-    example = torch.zeros(static_batch or 2, *shape)
+    example = torch.from_numpy(dummy_input(card.input, static_batch or 2))
     info = {"opset": opset, "static_batch": static_batch}
     errors, ops = [], set()
     raw = path.parent / "raw" / path.name  # the exporter may write external data files beside it

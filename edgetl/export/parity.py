@@ -13,10 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from edgetl.card import ModelCard
-from edgetl.data.images import decode_images
 from edgetl.errors import ArtifactError, DataError
 from edgetl.evaluation import select_split
-from edgetl.preprocess import ImagePreprocessing
+from edgetl.modality import decode_split, preprocessing_of
 from edgetl.runtime import Runner
 
 
@@ -61,17 +60,17 @@ class ParityResult:
 
 
 def parity_inputs(card: ModelCard, data=None, limit: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """Up to `limit` real validation images of the run, preprocessed as deployed (NCHW)."""
+    """Up to `limit` real validation samples of the run, preprocessed as deployed."""
     source = data or card.source.get("data")
     if not source or not Path(source).exists():
         raise DataError(f"the run's data set ({source}) is not available for the parity check",
                         hint="pass --data DIR with the validation images")
-    folder = select_split(source, "val", card.labels)
+    folder = select_split(source, "val", card.labels, card.modality)
     step = max(1, len(folder) // limit)
     folder = folder.subset(list(range(0, len(folder), step))[:limit])
-    pre = ImagePreprocessing.from_dict(card.preprocessing)
-    pixels, labels = decode_images(folder, pre)
-    return pre.normalize(pixels), labels
+    pre = preprocessing_of(card)
+    cached, labels = decode_split(folder, pre)
+    return pre.normalize(cached), labels
 
 
 def compare(reference: np.ndarray, runner: Runner, x: np.ndarray, labels: np.ndarray, tolerance: Tolerance,

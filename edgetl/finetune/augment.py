@@ -1,4 +1,4 @@
-"""Batch augmentation on the training device.
+"""Image batches on the training device (the image modality's training transform).
 
 Images are decoded and cropped once (uint8, cached); each batch is augmented where it
 is trained, so decoding never starves a GPU: random resized crop and horizontal flip
@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -70,3 +71,23 @@ def augment_batch(x_uint8: torch.Tensor, aug: Augment, generator: torch.Generato
         mean = x.mean(dim=(1, 2, 3), keepdim=True)
         x = (x - mean) * (1 + aug.contrast * (2 * rand(n, 1, 1, 1) - 1)) + mean
     return x.clamp_(0, 1)
+
+
+class ImageTrainingInput:
+    """Cached uint8 NHWC crops -> model inputs: plain for evaluation, augmented for training."""
+
+    spatial = True  # 4-D batches: channels-last applies
+
+    def __init__(self, mean, std, device, hflip: bool = True):
+        self.mean, self.std = channel_stats(mean, std, device)
+        self.augment = Augment(hflip=hflip)
+
+    @staticmethod
+    def as_tensor(cached: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(cached).permute(0, 3, 1, 2).contiguous()
+
+    def model_input(self, xb: torch.Tensor) -> torch.Tensor:
+        return normalize(xb, self.mean, self.std)
+
+    def augmented(self, xb: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        return standardize(augment_batch(xb, self.augment, generator), self.mean, self.std)

@@ -16,11 +16,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgetl import progress
-from edgetl.backbones import Backbone, build_backbone
+from edgetl import modality as modalities
+from edgetl.backbones import Backbone, build_backbone, find_family
 from edgetl.card import ModelCard
-from edgetl.data.images import decode_images, open_image_folder
+from edgetl.data.folders import open_folder
 from edgetl.errors import ConfigError, DataError, TrainingDiverged
-from edgetl.finetune.augment import Augment, augment_batch, channel_stats, normalize, standardize
+from edgetl.finetune.augment import ImageTrainingInput
 from edgetl.finetune.curves import plot_history
 from edgetl.finetune.model import Classifier
 from edgetl.finetune.run import CURVES, RunWriter
@@ -163,10 +164,13 @@ def seed_everything(seed: int) -> None:
 
 
 class Trainer:
+    """`inputs` is the modality's training transform (cached batches -> model inputs,
+    plain or augmented); `mean` and `std` alone stand for image inputs so normalised."""
+
     def __init__(self, model: Classifier, stages, cfg: FinetuneConfig, device: torch.device, dist: _Distributed,
-                 mean, std):
+                 mean=None, std=None, *, inputs=None):
         self.model, self.stages, self.cfg, self.device, self.dist = model, stages, cfg, device, dist
-        self.mean, self.std = channel_stats(mean, std, device)
+        self.inputs = inputs or ImageTrainingInput(mean, std, device, hflip=cfg.hflip)
         self.limit = check_strategy(cfg.strategy, cfg.unfreeze, len(stages))
         scale = cfg.backbone_lr_scale
         decay = cfg.layer_decay if cfg.strategy == "gradual" else 1.0
@@ -178,7 +182,6 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.memory_format = torch.channels_last if self.cuda and cfg.channels_last else torch.contiguous_format
         self.gen = torch.Generator(device=device).manual_seed(cfg.seed + dist.rank)
-        self.augment = Augment(hflip=cfg.hflip)
         self.freeze_bn_stats = cfg.freeze_bn_stats if cfg.freeze_bn_stats is not None else cfg.strategy == "gradual"
         self.unfrozen = 0
         self.trained: nn.Module = model
@@ -187,6 +190,9 @@ class Trainer:
     def _autocast(self):
         return torch.autocast("cuda", dtype=self.amp_dtype, enabled=self.amp_dtype is not None) if self.cuda \
             else torch.autocast("cpu", enabled=False)
+
+    def _layout(self, xb: torch.Tensor) -> torch.Tensor:
+        return xb.contiguous(memory_format=self.memory_format) if xb.dim() == 4 else xb
 
     def n_trainable(self) -> int:
         return trainable_count(self.cfg.strategy, self.limit, self.unfrozen)
@@ -252,13 +258,13 @@ class Trainer:
         sched.step()
 
     @torch.no_grad()
-    def features_of(self, x_uint8: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    def features_of(self, x: torch.Tensor, batch: int = 256) -> torch.Tensor:
         self.model.features.eval()
         out = []
-        for start in range(0, len(x_uint8), batch):
-            xb = normalize(x_uint8[start:start + batch].to(self.device, non_blocking=True), self.mean, self.std)
+        for start in range(0, len(x), batch):
+            xb = self.inputs.model_input(x[start:start + batch].to(self.device, non_blocking=True))
             with self._autocast():
-                out.append(self.model.features(xb.contiguous(memory_format=self.memory_format)).float())
+                out.append(self.model.features(self._layout(xb)).float())
         return torch.cat(out)
 
     @torch.no_grad()
@@ -273,8 +279,7 @@ class Trainer:
                 if features:
                     logits = self.model.head(xb)
                 else:
-                    xb = normalize(xb, self.mean, self.std).contiguous(memory_format=self.memory_format)
-                    logits = self.model(xb)
+                    logits = self.model(self._layout(self.inputs.model_input(xb)))
             logits = logits.float()
             total_loss += F.cross_entropy(logits, yb, reduction="sum").item()
             correct += (logits.argmax(1) == yb).sum().item()
@@ -307,8 +312,7 @@ class Trainer:
                         if probe:
                             logits = self.trained(xb)
                         else:
-                            xb = standardize(augment_batch(xb, self.augment, self.gen), self.mean, self.std)
-                            xb = xb.contiguous(memory_format=self.memory_format)
+                            xb = self._layout(self.inputs.augmented(xb, self.gen))
                             if self.n_trainable() == 0:
                                 with torch.no_grad():
                                     feats = self.model.features(xb)
@@ -365,10 +369,11 @@ class Trainer:
         return history, best["state"], best["epoch"]
 
 
-def _to_tensors(pixels: np.ndarray, labels: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """uint8 NHWC -> uint8 NCHW, kept on the GPU when it fits comfortably (it is the
-    input pipeline: indexing a device tensor is far faster than a DataLoader)."""
-    x = torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous()
+def _to_tensors(cached: np.ndarray, labels: np.ndarray, device: torch.device, inputs) -> tuple[torch.Tensor, torch.Tensor]:
+    """A decoded split as tensors in the modality's training layout, kept on the GPU when
+    it fits comfortably (it is the input pipeline: indexing a device tensor is far faster
+    than a DataLoader)."""
+    x = inputs.as_tensor(cached)
     y = torch.from_numpy(labels)
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
@@ -379,53 +384,57 @@ def _to_tensors(pixels: np.ndarray, labels: np.ndarray, device: torch.device) ->
 
 
 def finetune(data, backbone: str, out, overwrite: bool = False, **options) -> RunResult:
-    """Fine-tune `backbone` on the image folder data set `data`; write the run to `out`."""
+    """Fine-tune `backbone` on the folder data set `data` (images or audio clips, as the
+    backbone takes); write the run to `out`."""
     try:
         cfg = FinetuneConfig(**options)
     except TypeError as exc:
         raise ConfigError(f"unknown fine-tuning option: {exc}", hint="see `edgetl finetune --help` for the options") from None
     cfg.check()
-    inputs = {"data set": data}
+    protected = {"data set": data}
     dist = _Distributed()
     device = resolve_device(cfg.device, dist)
     dist.start(device)
     seed_everything(cfg.seed)
     writer = None
     try:
-        splits = open_image_folder(data, val_split=cfg.val_split, seed=cfg.seed)
-        check_output(out, "run", overwrite, inputs)  # before any work; RunWriter checks again when it starts
+        kind = modalities.get(find_family(backbone).modality)
+        files = f"{kind.noun}s"
+        splits = open_folder(data, val_split=cfg.val_split, seed=cfg.seed, modality=kind.name)
+        check_output(out, "run", overwrite, protected)  # before any work; RunWriter checks again when it starts
         train_set = splits["train"]
         if cfg.limit_per_class:
             train_set = train_set.limit_per_class(cfg.limit_per_class, seed=cfg.seed)
         if "val" not in splits.splits or len(splits["val"]) == 0:
-            if max(train_set.counts().values()) < 2:  # no split can hold one image out and keep one to train on
-                raise DataError(f"{data} has one image per class: nothing is left to validate on",
-                                hint="add at least two images per class, or a val/ folder")
-            raise DataError(f"{data} has no validation images",
-                            hint="add a val/ folder or use --val-split to hold some training images out")
+            if max(train_set.counts().values()) < 2:  # no split can hold one file out and keep one to train on
+                raise DataError(f"{data} has one {kind.noun} per class: nothing is left to validate on",
+                                hint=f"add at least two {files} per class, or a val/ folder")
+            raise DataError(f"{data} has no validation {files}",
+                            hint=f"add a val/ folder or use --val-split to hold some training {files} out")
         bb: Backbone = build_backbone(backbone, cfg.weights)
         check_strategy(cfg.strategy, cfg.unfreeze, len(bb.stages))  # --unfreeze against the real stage count
         if cfg.input_size and bb.fixed_input_size and cfg.input_size != bb.preprocessing.size[0]:
             raise ConfigError(f"{backbone} only takes {bb.preprocessing.size[0]} px inputs",
                               hint="drop --input-size, or pick a convolutional backbone")
         pre = bb.preprocessing.with_size(cfg.input_size) if cfg.input_size else bb.preprocessing
-        writer = RunWriter(out, overwrite, inputs) if dist.is_main else None
+        writer = RunWriter(out, overwrite, protected) if dist.is_main else None
         if dist.is_main:
             progress.info(f"{backbone}: {len(bb.stages)} stages, {bb.feature_dim}-d features; "
-                          f"{len(train_set)} train / {len(splits['val'])} val images, {len(splits.classes)} classes; "
+                          f"{len(train_set)} train / {len(splits['val'])} val {files}, {len(splits.classes)} classes; "
                           f"{cfg.strategy} on {device}")
         with progress.progress_bar() as bar:
-            task = bar.add_task("decoding images", total=len(train_set) + len(splits["val"]), status="")
+            task = bar.add_task(f"decoding {files}", total=len(train_set) + len(splits["val"]), status="")
             tick = lambda n: bar.advance(task, n)  # noqa: E731
-            xtr, ytr = decode_images(train_set, pre, progress=tick)
-            xva, yva = decode_images(splits["val"], pre, progress=tick)
-        x_train, y_train = _to_tensors(xtr, ytr, device)
-        x_val, y_val = _to_tensors(xva, yva, device)
+            xtr, ytr = modalities.decode_split(train_set, pre, progress=tick)
+            xva, yva = modalities.decode_split(splits["val"], pre, progress=tick)
+        transform = pre.training_input(device, cfg)
+        x_train, y_train = _to_tensors(xtr, ytr, device, transform)
+        x_val, y_val = _to_tensors(xva, yva, device, transform)
 
         model = Classifier(bb.features, bb.feature_dim, len(splits.classes), cfg.dropout).to(device)
         if device.type == "cuda" and cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        trainer = Trainer(model, bb.stages, cfg, device, dist, pre.mean, pre.std)
+        trainer = Trainer(model, bb.stages, cfg, device, dist, inputs=transform)
         t0 = time.perf_counter()
         history, best_state, best_epoch = trainer.fit(x_train, y_train, x_val, y_val)
         wall = time.perf_counter() - t0
@@ -433,8 +442,7 @@ def finetune(data, backbone: str, out, overwrite: bool = False, **options) -> Ru
             return RunResult(Path(out), None, history, best_epoch, max(h["val_accuracy"] for h in history))
         best = history[best_epoch - 1]
         card = ModelCard(
-            labels=list(splits.classes), modality="image",
-            input={"name": "input", "shape": [None, 3, *pre.size], "dtype": "float32", "layout": "NCHW"},
+            labels=list(splits.classes), modality=kind.name, input=pre.input_spec(),
             preprocessing=pre.to_dict(),
             source={"backbone": backbone, "weights": bb.weights, "strategy": cfg.strategy,
                     "stages": len(bb.stages), "trained_stages": max(h["trainable_stages"] for h in history),

@@ -66,10 +66,10 @@ def qat_openvino(card: ModelCard, out: Path, calib: Samples, options: QatOptions
     except ImportError:
         raise BackendUnavailable("quantization-aware fine-tuning needs torch, NNCF and OpenVINO",
                                  hint="pip install 'edgetl[all]'") from None
-    from edgetl.data.images import decode_images, open_image_folder
+    from edgetl.data.folders import open_folder
     from edgetl.finetune.loop import FinetuneConfig, Trainer, _Distributed, _to_tensors, resolve_device, seed_everything
     from edgetl.finetune.run import load_run
-    from edgetl.preprocess import ImagePreprocessing
+    from edgetl.modality import decode_split, preprocessing_of
 
     options.check()
     started = time.perf_counter()
@@ -105,22 +105,23 @@ def qat_openvino(card: ModelCard, out: Path, calib: Samples, options: QatOptions
     own = {id(p) for p in [*qmodel.features.parameters(), *qmodel.head.parameters()]}
     ranges = torch.nn.ParameterList([p for p in qmodel.parameters() if id(p) not in own and p.is_floating_point()])
     stages = [qmodel.features, ranges]
-    pre = ImagePreprocessing.from_dict(card.preprocessing)
+    pre = preprocessing_of(card)
     data = card.source.get("data")
     if not data or not Path(data).is_dir():
         raise DataError(f"quantization-aware fine-tuning trains on the run's data set ({data}), which is not there",
                         hint="restore the data set folder the run was trained on, or drop --qat")
-    splits = open_image_folder(data, val_split=run_cfg.get("val_split", 0.2), seed=run_cfg.get("seed", 0),
-                               classes=card.labels)
-    x_train, y_train = _to_tensors(*decode_images(splits["train"], pre), device)
-    x_val, y_val = _to_tensors(*decode_images(splits["val"], pre), device)
+    splits = open_folder(data, val_split=run_cfg.get("val_split", 0.2), seed=run_cfg.get("seed", 0),
+                         classes=card.labels, modality=card.modality)
+    inputs = pre.training_input(device, cfg)
+    x_train, y_train = _to_tensors(*decode_split(splits["train"], pre), device, inputs)
+    x_val, y_val = _to_tensors(*decode_split(splits["val"], pre), device, inputs)
     progress.info(f"QAT: fine-tuning {cfg.epochs} epoch(s) at lr {lr:g} on {len(x_train)} training images "
                   "(the first QAT on a machine compiles NNCF's fake-quantization kernels, a minute or more)")
     # NNCF gives that compilation 60 s by default, too little on a busy 2-core machine.
     os.environ.setdefault("NNCF_EXTENSION_LOAD_TIMEOUT", "900")
     from nncf.torch.extensions import ExtensionLoaderTimeoutException
 
-    trainer = Trainer(qmodel, stages, cfg, device, dist, pre.mean, pre.std)
+    trainer = Trainer(qmodel, stages, cfg, device, dist, inputs=inputs)
     try:
         with _quiet_tracing():
             history, best_state, best_epoch = trainer.fit(x_train, y_train, x_val, y_val)
@@ -130,10 +131,10 @@ def qat_openvino(card: ModelCard, out: Path, calib: Samples, options: QatOptions
                                       "remove ~/.cache/torch_extensions/*/nncf if a build was interrupted") from None
     qmodel.load_state_dict(best_state)
     qmodel = qmodel.cpu().eval()
-    height, width = pre.size
+    dynamic_batch = [-1 if d is None else d for d in card.input["shape"]]
     with _quiet_tracing(), torch.no_grad():
-        ov_model = ov.convert_model(qmodel, example_input=torch.zeros(1, 3, height, width),
-                                    input=[(-1, 3, height, width)])
+        ov_model = ov.convert_model(qmodel, example_input=torch.from_numpy(pre.dummy_input(1)),
+                                    input=[tuple(dynamic_batch)])
     ov.save_model(ov_model, str(out), compress_to_fp16=False)
     return {"epochs": cfg.epochs, "lr": lr, "best_epoch": best_epoch, "device": str(device),
             "overflow_fix": overflow_fix.value,

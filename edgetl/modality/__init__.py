@@ -1,0 +1,148 @@
+"""One seam per input modality: everything that differs between images and audio.
+
+A `Modality` names its file suffixes, the folders of a data set that are not classes,
+and its preprocessing class. The preprocessing (recorded in the card) reads one file,
+turns it into the model input exactly as every runtime does, says what is worth caching
+for a whole split, the input spec the card records, a dummy input for export, and the
+training-time batch transform (torch imported lazily). Data sets, evaluation, parity,
+quantization, bench and the training loop only talk to this interface, so a third
+modality is one module and one `register` call. Torch-free.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
+
+import numpy as np
+
+from edgetl.errors import ArtifactError, DataError
+
+if TYPE_CHECKING:
+    from edgetl.card import ModelCard
+
+log = logging.getLogger("edgetl")
+
+
+class Preprocessing(Protocol):
+    """What a modality's preprocessing offers (see modality/image.py for one)."""
+
+    kind: str
+    cache_shape: tuple[int, ...]  # one decoded sample as cached for a split
+    cache_dtype: Any
+
+    def read(self, path: str | Path) -> Any: ...  # decode one file; DataError when unreadable
+    def prepare(self, decoded: Any) -> np.ndarray: ...  # decoded file -> the cached sample
+    def normalize(self, cached: np.ndarray) -> np.ndarray: ...  # cached batch -> float32 model input
+    def __call__(self, path: str | Path) -> np.ndarray: ...  # one file -> one model input
+    def input_spec(self) -> dict: ...  # what the card records as "input"
+    def dummy_input(self, batch: int) -> np.ndarray: ...  # for export and tracing
+    def training_input(self, device, options) -> Any: ...  # torch-side batch transform (FinetuneConfig)
+    def to_dict(self) -> dict: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Modality:
+    name: str
+    suffixes: frozenset[str]
+    noun: str  # "image", "clip": for messages
+    skipped_as: str  # how skipped files are described, e.g. "unreadable or too large image(s)"
+    preprocessing: type  # has from_dict(card.preprocessing)
+    reserved_folders: frozenset[str] = frozenset()  # folders of a data set that are not classes
+
+
+_MODALITIES: dict[str, Modality] = {}
+_BUILT_IN = {"image": "edgetl.modality.image", "audio": "edgetl.modality.audio"}
+
+
+def register(modality: Modality) -> Modality:
+    _MODALITIES[modality.name] = modality
+    return modality
+
+
+def get(name: str) -> Modality:
+    if name not in _MODALITIES and name in _BUILT_IN:
+        importlib.import_module(_BUILT_IN[name])  # registers on import
+    if name not in _MODALITIES:
+        raise ArtifactError(f"unknown modality {name!r}",
+                            hint=f"edgetl knows {', '.join(sorted({*_BUILT_IN, *_MODALITIES}))}; "
+                                 "upgrade edgetl if the model was made by a newer one")
+    return _MODALITIES[name]
+
+
+def names() -> list[str]:
+    return sorted({*_BUILT_IN, *_MODALITIES})
+
+
+def preprocessing_of(card: "ModelCard") -> Preprocessing:
+    """The card's preprocessing, as the runtime applies it."""
+    return get(card.modality).preprocessing.from_dict(card.preprocessing)
+
+
+def dummy_input(spec: dict, batch: int) -> np.ndarray:
+    """Zeros shaped as an input spec (a card's "input"), `batch` for its dynamic axis."""
+    return np.zeros([batch if d is None else int(d) for d in spec["shape"]], spec.get("dtype", "float32"))
+
+
+def list_files(folder: Path, modality: Modality) -> list[Path]:
+    """Every file of the modality under `folder` (any case of suffix, no hidden files)."""
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in modality.suffixes
+                  and not p.name.startswith(".") and not set(p.relative_to(folder).parts[:-1]) & modality.reserved_folders)
+
+
+def summarize(paths: Sequence[Path], limit: int = 5) -> str:
+    names_ = ", ".join(str(p) for p in paths[:limit])
+    return names_ + (f" and {len(paths) - limit} more" if len(paths) > limit else "")
+
+
+def decode_split(folder, preprocessing: Preprocessing, workers: int | None = None,
+                 progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Read and prepare every file of a split once: (cached samples, int64 labels).
+
+    The one place a split is decoded. Unreadable files are skipped with one warning
+    that names them; a training split that loses every file of a class is an error.
+    """
+    modality = get(preprocessing.kind)
+    workers = workers or min(16, (os.cpu_count() or 2) * 2)
+    reasons: list[str] = []
+
+    def work(path: Path):
+        try:
+            return preprocessing.prepare(preprocessing.read(path))
+        except DataError as exc:
+            reasons.append(exc.message)
+            return None
+
+    out = np.zeros((len(folder), *preprocessing.cache_shape), preprocessing.cache_dtype)
+    keep = np.ones(len(folder), bool)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for i, sample in enumerate(pool.map(work, folder.paths)):
+            if sample is None:
+                keep[i] = False
+            else:
+                out[i] = sample
+            if progress:
+                progress(1)
+    skipped = [p for p, k in zip(folder.paths, keep) if not k]
+    if skipped:
+        log.warning("skipped %d %s in %s: %s (e.g. %s)", len(skipped), modality.skipped_as, folder.name,
+                    summarize(skipped), reasons[0])
+    labels = np.asarray(folder.labels, np.int64)[keep]
+    if folder.name == "train":
+        present, kept = set(folder.labels), set(labels.tolist())
+        lost = [c for i, c in enumerate(folder.classes) if i in present and i not in kept]
+        if lost:
+            raise DataError(f"no readable {modality.noun}s left for class(es) {', '.join(lost)} in {folder.name}",
+                            hint="replace the unreadable files named in the warning above")
+    if len(labels) == 0:
+        raise DataError(f"no readable {modality.noun}s in the {folder.name} split",
+                        hint="replace the unreadable files named in the warning above")
+    return out[keep], labels
+
+
+__all__ = ["Modality", "Preprocessing", "decode_split", "dummy_input", "get", "list_files", "names", "preprocessing_of",
+           "register", "summarize"]

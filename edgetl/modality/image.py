@@ -1,0 +1,195 @@
+"""The image modality: decoding any common image file, and the preprocessing recorded in
+a ModelCard, in numpy and Pillow only.
+
+Training's evaluation path and every runtime use these same functions, so a raw image
+becomes the same input tensor on every backend. Deliberately torch-free (the training
+transform imports torch when it is asked for).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from edgetl import modality
+from edgetl.errors import ArtifactError, DataError
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
+# Larger images are decoded at a reduced scale (JPEG) or refused: a 100-megapixel photo
+# decoded in full takes 1.4 GB for an input of a few hundred pixels.
+MAX_PIXELS = 50_000_000
+
+_INTERPOLATION = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+
+
+def load_image(path: str | Path) -> Image.Image:
+    """Decode any common image into RGB; raises DataError for unreadable files.
+
+    Transparent images are composited on white (a transparent background is usually
+    "paper", not black), 16-bit and float images are scaled to 8 bits, CMYK/palette/
+    grayscale are converted, and the EXIF orientation is applied.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the size is handled below
+            with Image.open(path) as img:
+                _reduce_if_huge(img, path)
+                img.load()
+                img = ImageOps.exif_transpose(img)
+                return to_rgb(img)
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise DataError(f"cannot read image {path}: {exc}", hint="re-save it as JPEG or PNG, or remove it") from None
+
+
+def _reduce_if_huge(img: Image.Image, path) -> None:
+    """JPEGs above MAX_PIXELS decode at 1/2, 1/4 or 1/8 scale (the same on every device:
+    training and runtime share this function); other formats that large are refused."""
+    w, h = img.size
+    if w * h <= MAX_PIXELS:
+        return
+    if img.format == "JPEG":
+        scale = math.sqrt(MAX_PIXELS / (w * h))
+        img.draft("RGB", (max(1, int(w * scale)), max(1, int(h * scale))))
+        if img.size[0] * img.size[1] <= MAX_PIXELS * 4:  # draft rounds to the next power-of-two scale
+            return
+    raise DataError(f"image {path} is {w}x{h} ({w * h / 1e6:.0f} megapixels), above the {MAX_PIXELS / 1e6:.0f} "
+                    "megapixels edgetl decodes", hint="downscale it (models see a few hundred pixels)")
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = arr.max()
+        arr = arr / top * 255.0 if top > 0 else arr
+        img = Image.fromarray(arr.clip(0, 255).astype(np.uint8), "L")
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba)
+    return img.convert("RGB") if img.mode != "RGB" else img
+
+
+@dataclasses.dataclass(frozen=True)
+class ImagePreprocessing:
+    """Resize the shorter side to `resize`, center-crop to `size`, scale to [0, 1],
+    subtract `mean`, divide by `std` (per RGB channel), lay out as CHW float32.
+
+    A split is cached as uint8 HWC crops (`prepare`); `normalize` finishes the job."""
+
+    kind = "image"
+    cache_dtype = np.uint8
+    size: tuple[int, int] = (224, 224)
+    resize: int = 256
+    interpolation: str = "bilinear"
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+    def __post_init__(self):
+        if self.interpolation not in _INTERPOLATION:
+            raise ValueError(f"unknown interpolation {self.interpolation!r}")
+        object.__setattr__(self, "size", tuple(int(s) for s in self.size))
+        object.__setattr__(self, "mean", tuple(float(m) for m in self.mean))
+        object.__setattr__(self, "std", tuple(float(s) for s in self.std))
+
+    @property
+    def cache_shape(self) -> tuple[int, int, int]:
+        return (*self.size, 3)
+
+    @property
+    def crop_pct(self) -> float:
+        return min(self.size) / self.resize
+
+    def with_size(self, size: int) -> "ImagePreprocessing":
+        """The same recipe at another input size, keeping the crop ratio."""
+        return dataclasses.replace(self, size=(size, size), resize=int(round(size / self.crop_pct)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": "image",
+            "size": list(self.size),
+            "resize": self.resize,
+            "crop": "center",
+            "interpolation": self.interpolation,
+            "scale": 1 / 255,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "channels": "RGB",
+            "layout": "NCHW",
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ImagePreprocessing":
+        if d.get("kind", "image") != "image":
+            raise DataError(f"not an image preprocessing spec: kind={d.get('kind')!r}",
+                            hint="this model takes another modality")
+        try:
+            pre = cls(size=tuple(d["size"]), resize=int(d["resize"]), interpolation=d["interpolation"],
+                      mean=tuple(d["mean"]), std=tuple(d["std"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ArtifactError(f"the model card's preprocessing is invalid ({type(exc).__name__}: {exc}): {d}",
+                                hint="export the model again with `edgetl export`; cards are not meant to be "
+                                     "edited by hand") from None
+        if (len(pre.size) != 2 or min(pre.size) < 1 or pre.resize < 1 or pre.interpolation not in _INTERPOLATION
+                or len(pre.mean) != 3 or len(pre.std) != 3 or min(pre.std) <= 0):
+            raise ArtifactError(f"the model card's preprocessing is invalid: {d}",
+                                hint="export the model again with `edgetl export`; cards are not meant to be "
+                                     "edited by hand")
+        return pre
+
+    def resize_crop(self, img: Image.Image) -> np.ndarray:
+        """RGB PIL image -> uint8 HWC array of `size` (the part worth caching)."""
+        w, h = img.size
+        scale = self.resize / min(w, h)
+        new_w, new_h = max(self.size[1], round(w * scale)), max(self.size[0], round(h * scale))
+        img = img.resize((new_w, new_h), _INTERPOLATION[self.interpolation])
+        top, left = (new_h - self.size[0]) // 2, (new_w - self.size[1]) // 2
+        img = img.crop((left, top, left + self.size[1], top + self.size[0]))
+        return np.asarray(img, dtype=np.uint8)
+
+    def normalize(self, pixels: np.ndarray) -> np.ndarray:
+        """uint8 HWC (or NHWC) -> float32 CHW (or NCHW)."""
+        x = pixels.astype(np.float32) * np.float32(1 / 255)
+        x = (x - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
+        return np.ascontiguousarray(np.moveaxis(x, -1, -3))
+
+    read = staticmethod(load_image)
+
+    def prepare(self, img: Image.Image) -> np.ndarray:
+        return self.resize_crop(img)
+
+    def input_spec(self) -> dict[str, Any]:
+        return {"name": "input", "shape": [None, 3, *self.size], "dtype": "float32", "layout": "NCHW"}
+
+    def dummy_input(self, batch: int) -> np.ndarray:
+        return modality.dummy_input(self.input_spec(), batch)
+
+    def training_input(self, device, options):
+        """The torch-side transform of cached batches on the training device; `options`
+        is the fine-tuning config (its `hflip`)."""
+        from edgetl.finetune.augment import ImageTrainingInput
+
+        return ImageTrainingInput(self.mean, self.std, device, hflip=options.hflip)
+
+    def __call__(self, image: str | Path | Image.Image) -> np.ndarray:
+        img = load_image(image) if not isinstance(image, Image.Image) else to_rgb(image)
+        return self.normalize(self.resize_crop(img))
+
+    def batch(self, images: Sequence[str | Path | Image.Image]) -> np.ndarray:
+        return np.stack([self(i) for i in images]) if images else np.zeros((0, 3, *self.size), np.float32)
+
+
+IMAGE = modality.register(modality.Modality(
+    name="image", suffixes=IMAGE_SUFFIXES, noun="image", skipped_as="unreadable or too large image(s)",
+    preprocessing=ImagePreprocessing))
