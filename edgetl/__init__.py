@@ -18,7 +18,7 @@ def list_backbones(modality: str | None = None):
 
 
 def finetune(data, backbone: str, out, **options):
-    """Fine-tune `backbone` on the image folder `data`; returns the RunResult."""
+    """Fine-tune `backbone` on the folder data set `data`; returns the RunResult."""
     from edgetl.finetune import finetune as _finetune
 
     return _finetune(data, backbone, out, **options)

@@ -39,7 +39,7 @@ def select_split(data, split: str, labels: list[str], modality: str = "image") -
     if split in splits.splits:
         return splits[split]
     if not any((root / s).is_dir() for s in SPLIT_NAMES):
-        return splits["train"]  # a flat folder: every image
+        return splits["train"]  # a flat folder: every file
     raise DataError(f"{root} has no '{split}' split (found: {', '.join(splits.splits)})", hint="pass --split")
 
 

@@ -1,4 +1,4 @@
-"""edgetl finetune: adapt a pretrained backbone to an image folder data set."""
+"""edgetl finetune: adapt a pretrained backbone to a folder data set (images or audio)."""
 from __future__ import annotations
 
 import click
@@ -25,7 +25,7 @@ from edgetl.finetune.strategies import STRATEGIES
 @click.option("--input-size", type=int, default=None, help="Input side in pixels (default: the backbone's).")
 @click.option("--val-split", type=float, default=0.2, show_default=True,
               help="Share of train held out when DATA has no val/ folder.")
-@click.option("--limit-per-class", type=int, default=None, help="Use at most N training images per class.")
+@click.option("--limit-per-class", type=int, default=None, help="Use at most N training files per class.")
 @click.option("--freeze-bn-stats/--train-bn-stats", default=None,
               help="Keep BatchNorm statistics at their pretrained values (default: only for gradual).")
 @click.option("--hflip/--no-hflip", default=True, show_default=True, help="Random horizontal flips.")

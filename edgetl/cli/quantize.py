@@ -27,7 +27,7 @@ def print_int8_table(results) -> None:
 
     from edgetl.progress import print_table
 
-    table = Table(title=f"INT8 vs FP32 ({results[0].n} validation images)", title_justify="left")
+    table = Table(title=f"INT8 vs FP32 ({results[0].n} validation samples)", title_justify="left")
     for col in ("artifact", "target", "method", "FP32 acc", "INT8 acc", "drop (pt)", "top-1 agree", "layers in float",
                 "time"):
         table.add_column(col, justify="left" if col in ("artifact", "target", "method") else "right")
@@ -49,7 +49,7 @@ def print_int8_table(results) -> None:
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--target", type=click.Choice(["openvino", "onnxruntime", "tensorrt"]), required=True)
 @click.option("--calib", type=click.Path(), default=None,
-              help="Calibration images: a data set folder (labels ignored) or a flat folder. Default: the run's train split.")
+              help="Calibration data (images or clips): a data set folder (labels ignored) or a flat folder. Default: the run's train split.")
 @click.option("--val", type=click.Path(), default=None, help="Labelled data for accuracy (default: the run's val split).")
 @click.option("--max-drop", default=str(DEFAULT_MAX_DROP), show_default=True, callback=_max_drop,
               metavar="FRACTION|none", help="Largest accuracy loss allowed, as a fraction (0.01 = one point); layers fall back to float to hold "

@@ -64,7 +64,7 @@ def parity_inputs(card: ModelCard, data=None, limit: int = 64) -> tuple[np.ndarr
     source = data or card.source.get("data")
     if not source or not Path(source).exists():
         raise DataError(f"the run's data set ({source}) is not available for the parity check",
-                        hint="pass --data DIR with the validation images")
+                        hint="pass --data DIR with the validation data")
     folder = select_split(source, "val", card.labels, card.modality)
     step = max(1, len(folder) // limit)
     folder = folder.subset(list(range(0, len(folder), step))[:limit])

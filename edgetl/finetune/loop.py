@@ -84,7 +84,7 @@ class FinetuneConfig:
              f"--input-size must be between 16 and 1024, got {self.input_size}", "e.g. --input-size 224")
         need(0 <= self.val_split < 1, f"--val-split must be in [0, 1), got {self.val_split}", "e.g. --val-split 0.2")
         need(self.limit_per_class is None or self.limit_per_class >= 1,
-             f"--limit-per-class must be at least 1, got {self.limit_per_class}", "drop it to use every image")
+             f"--limit-per-class must be at least 1, got {self.limit_per_class}", "drop it to use every file")
         need(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
              f"unknown --device {self.device!r}", "use auto, cpu, cuda or cuda:N")
         # Options that only mean something for some strategies contradict the others.

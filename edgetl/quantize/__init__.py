@@ -182,7 +182,7 @@ def quantize(model, target: str, calib=None, val=None, max_drop: float | None = 
         log.warning(f"with {len(val_samples)} validation samples one changed answer is {100 / len(val_samples):.2f} pt, "
                     f"more than --max-drop {100 * max_drop:.2f} pt: INT8 may lose no answer at all "
                     "(pass --val with more labelled samples for a finer bound)")
-    progress.info(f"measuring FP32 accuracy on {len(val_samples)} validation images")
+    progress.info(f"measuring FP32 accuracy on {len(val_samples)} validation samples")
     fp32_logits = _logits(model, val_samples.x)
     fp32_accuracy = _accuracy(fp32_logits, val_samples.labels)
 

@@ -115,7 +115,7 @@ def qat_openvino(card: ModelCard, out: Path, calib: Samples, options: QatOptions
     inputs = pre.training_input(device, cfg)
     x_train, y_train = _to_tensors(*decode_split(splits["train"], pre), device, inputs)
     x_val, y_val = _to_tensors(*decode_split(splits["val"], pre), device, inputs)
-    progress.info(f"QAT: fine-tuning {cfg.epochs} epoch(s) at lr {lr:g} on {len(x_train)} training images "
+    progress.info(f"QAT: fine-tuning {cfg.epochs} epoch(s) at lr {lr:g} on {len(x_train)} training samples "
                   "(the first QAT on a machine compiles NNCF's fake-quantization kernels, a minute or more)")
     # NNCF gives that compilation 60 s by default, too little on a busy 2-core machine.
     os.environ.setdefault("NNCF_EXTENSION_LOAD_TIMEOUT", "900")
