@@ -67,7 +67,7 @@ def register_family(family: Family) -> Family:
 
 def _families() -> list[Family]:
     if not _FAMILIES:
-        from edgetl.backbones import vision  # noqa: F401  (registers on import)
+        from edgetl.backbones import speech, vision  # noqa: F401  (register on import)
     return _FAMILIES
 
 

@@ -1,4 +1,4 @@
-"""edgetl data: built-in data sets written as image folders."""
+"""edgetl data: built-in data sets written as folder data sets (images, audio)."""
 from __future__ import annotations
 
 import click
@@ -23,6 +23,29 @@ def digits_cmd(out, size, seed, overwrite):
     splits = open_folder(path, modality="image")
     counts = ", ".join(f"{name} {len(s)}" for name, s in splits.splits.items())
     click.echo(f"wrote {path}: {len(splits.classes)} classes; {counts}")
+
+
+@data_group.command("keywords")
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--words", default="yes,no,up,down,left,right,on,off,stop,go", show_default=True,
+              help="Comma-separated keywords, one class each.")
+@click.option("--unknown", is_flag=True, help="Add an _unknown_ class of other words.")
+@click.option("--voices", default=40, show_default=True,
+              help="How many espeak-ng voices (accent+variant); split by voice into train/val/test.")
+@click.option("--takes", default=2, show_default=True, help="Renderings of each word per voice (random speed and pitch).")
+@click.option("--seed", default=0, show_default=True, help="Seed of voices, speeds, pitches, noise and split.")
+@click.option("--overwrite", is_flag=True, help="Replace OUT if it is a data set edgetl wrote (nothing else is replaced).")
+def keywords_cmd(out, words, unknown, voices, takes, seed, overwrite):
+    """Spoken keywords synthesized with espeak-ng (1 s, 16 kHz clips with background noise)
+    as OUT/{train,val,test}/WORD/*.wav; validation and test voices are never heard in training."""
+    from edgetl.data.folders import open_folder
+    from edgetl.data.keywords import make_keywords
+
+    path = make_keywords(out, words=words.split(","), unknown=unknown, voices=voices, takes=takes, seed=seed,
+                         overwrite=overwrite)
+    splits = open_folder(path, modality="audio")
+    counts = ", ".join(f"{name} {len(s)}" for name, s in splits.splits.items())
+    click.echo(f"wrote {path}: {len(splits.classes)} classes ({', '.join(splits.classes)}); {counts} clips")
 
 
 COMMANDS = [data_group]

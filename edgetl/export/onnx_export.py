@@ -18,6 +18,9 @@ from edgetl.modality import dummy_input
 log = logging.getLogger("edgetl")
 CARD_KEY = "edgetl"
 DEFAULT_OPSET = 18
+# Modules of this name (a speech model's log-mel front-end) are exported with node names
+# that start with "frontend/": INT8 quantization keeps those nodes in float.
+FRONTEND_SCOPE = "frontend"
 
 
 def check_opset(opset: int) -> None:
@@ -45,6 +48,23 @@ def write_card(onnx_path: Path, card: ModelCard) -> None:
     proto = onnx.load(str(onnx_path))
     set_card(proto, card)
     onnx.save(proto, str(onnx_path))
+
+
+def mark_frontend(proto) -> int:
+    """Prefix the names of the nodes computed inside a `frontend` module with "frontend/"
+    (read from the exporter's scope metadata, or from TorchScript's module paths)."""
+    marked = 0
+    for node in proto.graph.node:
+        scopes = next((p.value for p in node.metadata_props if p.key == "pkg.torch.onnx.name_scopes"), "")
+        inside = re.search(rf"['.]{FRONTEND_SCOPE}'", scopes) or f"/{FRONTEND_SCOPE}/" in node.name
+        if inside and not node.name.startswith(f"{FRONTEND_SCOPE}/"):
+            node.name = f"{FRONTEND_SCOPE}/{node.name.lstrip('/')}"
+        marked += node.name.startswith(f"{FRONTEND_SCOPE}/")
+    return marked
+
+
+def frontend_nodes(proto) -> list[str]:
+    return [n.name for n in proto.graph.node if n.name.startswith(f"{FRONTEND_SCOPE}/")]
 
 
 def _export(model, example, path: Path, opset: int, static_batch: int | None, dynamo: bool) -> None:
@@ -143,6 +163,7 @@ def export_onnx(model, card: ModelCard, path: Path, opset: int = DEFAULT_OPSET, 
                             hint=f"torch.export said: {errors[0]}")
     proto = onnx.load(str(raw))
     shutil.rmtree(raw.parent)
+    info["frontend_nodes"] = mark_frontend(proto)
     if slim:
         try:
             import onnxslim

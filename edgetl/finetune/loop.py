@@ -53,7 +53,11 @@ class FinetuneConfig:
     input_size: int | None = None
     val_split: float = 0.2
     limit_per_class: int | None = None
-    hflip: bool = True
+    hflip: bool = True  # images
+    noise_snr_db: tuple[float, float] = (5.0, 20.0)  # audio: background noise mixed in at this SNR range
+    noise_prob: float = 0.8  # audio: share of training clips that get noise
+    shift_ms: float = 100.0  # audio: random time shift up to this much either way
+    gain_db: float = 6.0  # audio: random gain up to this much either way
     channels_last: bool = True
     amp: bool = True
 
@@ -85,6 +89,11 @@ class FinetuneConfig:
         need(0 <= self.val_split < 1, f"--val-split must be in [0, 1), got {self.val_split}", "e.g. --val-split 0.2")
         need(self.limit_per_class is None or self.limit_per_class >= 1,
              f"--limit-per-class must be at least 1, got {self.limit_per_class}", "drop it to use every file")
+        need(len(self.noise_snr_db) == 2 and -20 <= self.noise_snr_db[0] <= self.noise_snr_db[1] <= 100,
+             f"the noise SNR range must be LOW <= HIGH within -20..100 dB, got {self.noise_snr_db}", "e.g. 5:20")
+        need(0 <= self.noise_prob <= 1, f"--noise-prob must be in [0, 1], got {self.noise_prob}", "e.g. 0.8")
+        need(0 <= self.shift_ms <= 1000, f"--shift-ms must be in [0, 1000], got {self.shift_ms}", "e.g. 100")
+        need(0 <= self.gain_db <= 40, f"--gain-db must be in [0, 40], got {self.gain_db}", "e.g. 6")
         need(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
              f"unknown --device {self.device!r}", "use auto, cpu, cuda or cuda:N")
         # Options that only mean something for some strategies contradict the others.
@@ -427,7 +436,7 @@ def finetune(data, backbone: str, out, overwrite: bool = False, **options) -> Ru
             tick = lambda n: bar.advance(task, n)  # noqa: E731
             xtr, ytr = modalities.decode_split(train_set, pre, progress=tick)
             xva, yva = modalities.decode_split(splits["val"], pre, progress=tick)
-        transform = pre.training_input(device, cfg)
+        transform = pre.training_input(device, cfg, data)
         x_train, y_train = _to_tensors(xtr, ytr, device, transform)
         x_val, y_val = _to_tensors(xva, yva, device, transform)
 

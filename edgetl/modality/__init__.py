@@ -41,7 +41,7 @@ class Preprocessing(Protocol):
     def __call__(self, path: str | Path) -> np.ndarray: ...  # one file -> one model input
     def input_spec(self) -> dict: ...  # what the card records as "input"
     def dummy_input(self, batch: int) -> np.ndarray: ...  # for export and tracing
-    def training_input(self, device, options) -> Any: ...  # torch-side batch transform (FinetuneConfig)
+    def training_input(self, device, options, data=None) -> Any: ...  # torch-side transform (FinetuneConfig, data set)
     def to_dict(self) -> dict: ...
 
 
@@ -81,6 +81,20 @@ def names() -> list[str]:
 def preprocessing_of(card: "ModelCard") -> Preprocessing:
     """The card's preprocessing, as the runtime applies it."""
     return get(card.modality).preprocessing.from_dict(card.preprocessing)
+
+
+def invalid_preprocessing(spec: dict, exc: Exception | None = None) -> ArtifactError:
+    """The error for a card whose preprocessing cannot be applied."""
+    why = f" ({type(exc).__name__}: {exc})" if exc else ""
+    return ArtifactError(f"the model card's preprocessing is invalid{why}: {spec}",
+                         hint="export the model again with `edgetl export`; cards are not meant to be edited by hand")
+
+
+def invalid_preprocessing(spec: dict, exc: Exception | None = None) -> ArtifactError:
+    """The error for a card whose preprocessing cannot be applied."""
+    why = f" ({type(exc).__name__}: {exc})" if exc else ""
+    return ArtifactError(f"the model card's preprocessing is invalid{why}: {spec}",
+                         hint="export the model again with `edgetl export`; cards are not meant to be edited by hand")
 
 
 def dummy_input(spec: dict, batch: int) -> np.ndarray:

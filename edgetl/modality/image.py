@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from edgetl import modality
-from edgetl.errors import ArtifactError, DataError
+from edgetl.errors import DataError
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
 # Larger images are decoded at a reduced scale (JPEG) or refused: a 100-megapixel photo
@@ -138,14 +138,10 @@ class ImagePreprocessing:
             pre = cls(size=tuple(d["size"]), resize=int(d["resize"]), interpolation=d["interpolation"],
                       mean=tuple(d["mean"]), std=tuple(d["std"]))
         except (KeyError, TypeError, ValueError) as exc:
-            raise ArtifactError(f"the model card's preprocessing is invalid ({type(exc).__name__}: {exc}): {d}",
-                                hint="export the model again with `edgetl export`; cards are not meant to be "
-                                     "edited by hand") from None
+            raise modality.invalid_preprocessing(d, exc) from None
         if (len(pre.size) != 2 or min(pre.size) < 1 or pre.resize < 1 or pre.interpolation not in _INTERPOLATION
                 or len(pre.mean) != 3 or len(pre.std) != 3 or min(pre.std) <= 0):
-            raise ArtifactError(f"the model card's preprocessing is invalid: {d}",
-                                hint="export the model again with `edgetl export`; cards are not meant to be "
-                                     "edited by hand")
+            raise modality.invalid_preprocessing(d)
         return pre
 
     def resize_crop(self, img: Image.Image) -> np.ndarray:
@@ -175,7 +171,7 @@ class ImagePreprocessing:
     def dummy_input(self, batch: int) -> np.ndarray:
         return modality.dummy_input(self.input_spec(), batch)
 
-    def training_input(self, device, options):
+    def training_input(self, device, options, data=None):
         """The torch-side transform of cached batches on the training device; `options`
         is the fine-tuning config (its `hflip`)."""
         from edgetl.finetune.augment import ImageTrainingInput

@@ -95,6 +95,7 @@ def _qdq_with_budget(model: Path, dst: Path, work: Path, target: str, method: st
     of them) until the drop holds. Returns (float layers, attempts)."""
     import onnx
 
+    from edgetl.export.onnx_export import frontend_nodes
     from edgetl.quantize.onnx_qdq import QdqScheme, layer_nodes, prepare, quantize_qdq
     from edgetl.quantize.sensitivity import rank_layers
 
@@ -102,10 +103,12 @@ def _qdq_with_budget(model: Path, dst: Path, work: Path, target: str, method: st
     prepared = prepare(model, work / "prepared.onnx")
     cache = work / "calibration.json"
     attempts: list[dict] = []
-    layers = layer_nodes(onnx.load(str(prepared)))
+    graph = onnx.load(str(prepared))
+    frontend = frontend_nodes(graph)  # a speech model's log-mel front-end stays float
+    layers = {name: nodes for name, nodes in layer_nodes(graph).items() if name not in frontend}
 
     def attempt(exclude: list[str]) -> float:
-        nodes = [n for layer in exclude for n in layers[layer]]
+        nodes = frontend + [n for layer in exclude for n in layers[layer]]
         quantize_qdq(prepared, dst, calib, scheme, nodes, cache)
         write_artifact_card(dst, card)  # the runner reads the target from the card
         accuracy = _accuracy(_logits(dst, val.x), val.labels)
@@ -120,7 +123,7 @@ def _qdq_with_budget(model: Path, dst: Path, work: Path, target: str, method: st
     if max_drop is None or drop <= max_drop:
         return [], attempts, scheme
     progress.info(f"drop above --max-drop {100 * max_drop:.2f} pt: ranking layers by quantization error")
-    ranked = [name for name, _ in rank_layers(prepared, dst, calib.x[:sensitivity_samples])]
+    ranked = [name for name, _ in rank_layers(prepared, dst, calib.x[:sensitivity_samples]) if name in layers]
     k = 1
     while True:
         k = min(k, len(ranked))

@@ -70,7 +70,11 @@ def prepare(src: Path, dst: Path) -> Path:
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     with contextlib.redirect_stdout(io.StringIO()):
-        quant_pre_process(str(src), str(dst), skip_symbolic_shape=False)
+        try:
+            quant_pre_process(str(src), str(dst), skip_symbolic_shape=False)
+        except Exception as exc:  # ORT's symbolic shape inference misses some ops; ONNX's own suffices
+            log.debug("symbolic shape inference failed (%s); using ONNX shape inference", exc)
+            quant_pre_process(str(src), str(dst), skip_symbolic_shape=True)
     return dst
 
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from edgetl.data.samples import Samples
 from edgetl.errors import BackendUnavailable, ConfigError
+from edgetl.export.onnx_export import FRONTEND_SCOPE
 from edgetl.quantize.cpu import CpuTarget, cpu_target
 
 PRESETS = ("performance", "mixed")
@@ -100,11 +101,14 @@ def quantize_openvino(src: Path, dst: Path, calibration: Samples, options: NncfO
                           hint="use the node names of the ONNX graph (e.g. from Netron)")
     cpu = cpu or cpu_target(None)
     advanced = nncf.AdvancedQuantizationParameters(overflow_fix=nncf.OverflowFix(cpu.overflow_fix))
+    # A speech model's log-mel front-end (nodes exported as "frontend/...") stays float.
+    frontend = sorted(n for n in names if n.startswith(f"{FRONTEND_SCOPE}/"))
+    ignored = [*options.ignored, *frontend]
     kwargs = dict(
         preset=nncf.QuantizationPreset.MIXED if options.preset == "mixed" else nncf.QuantizationPreset.PERFORMANCE,
         subset_size=len(calibration), fast_bias_correction=options.fast_bias_correction,
         model_type=nncf.ModelType.TRANSFORMER if options.model_type == "transformer" else None,
-        ignored_scope=nncf.IgnoredScope(names=list(options.ignored)) if options.ignored else None,
+        ignored_scope=nncf.IgnoredScope(names=ignored) if ignored else None,
     )
     calib = nncf.Dataset(list(calibration.batches(1)))
     with _nncf_log() as log:

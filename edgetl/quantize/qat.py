@@ -112,7 +112,7 @@ def qat_openvino(card: ModelCard, out: Path, calib: Samples, options: QatOptions
                         hint="restore the data set folder the run was trained on, or drop --qat")
     splits = open_folder(data, val_split=run_cfg.get("val_split", 0.2), seed=run_cfg.get("seed", 0),
                          classes=card.labels, modality=card.modality)
-    inputs = pre.training_input(device, cfg)
+    inputs = pre.training_input(device, cfg, data)
     x_train, y_train = _to_tensors(*decode_split(splits["train"], pre), device, inputs)
     x_val, y_val = _to_tensors(*decode_split(splits["val"], pre), device, inputs)
     progress.info(f"QAT: fine-tuning {cfg.epochs} epoch(s) at lr {lr:g} on {len(x_train)} training samples "

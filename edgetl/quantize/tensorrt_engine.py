@@ -18,6 +18,7 @@ from pathlib import Path
 from edgetl import progress
 from edgetl.card import ModelCard, build_fingerprint
 from edgetl.errors import ArtifactError, BackendUnavailable, ConfigError
+from edgetl.export.onnx_export import FRONTEND_SCOPE, frontend_nodes
 from edgetl.outputs import check_output
 
 PRECISIONS = ("fp32", "fp16", "int8", "best")
@@ -92,6 +93,13 @@ def check_spec(spec: EngineSpec) -> tuple[ModelCard, bool]:
     return card, qdq
 
 
+def _frontend_layers(onnx_path: Path) -> list[str]:
+    """The ONNX nodes of a speech model's front-end (their TensorRT layers carry the same names)."""
+    import onnx
+
+    return frontend_nodes(onnx.load(str(onnx_path), load_external_data=False))
+
+
 def trtexec_command(spec: EngineSpec, card: ModelCard, qdq: bool) -> str:
     """The trtexec line that builds the same engine."""
     name = card.input.get("name", "input")
@@ -101,6 +109,10 @@ def trtexec_command(spec: EngineSpec, card: ModelCard, qdq: bool) -> str:
             f"--maxShapes={name}:{dims(spec.batch.max)}", f"--memPoolSize=workspace:{spec.workspace_mb}M"]
     if spec.precision in ("fp16", "best"):
         args.append("--fp16")
+        frontend = _frontend_layers(spec.onnx)
+        if frontend:  # a log-mel front-end overflows FP16 (power spectra at int16 scale): keep it FP32
+            pinned = ",".join(f"{n}:fp32" for n in frontend)
+            args += [f"--layerPrecisions={pinned}", f"--layerOutputTypes={pinned}", "--precisionConstraints=obey"]
     if spec.precision == "int8" or (spec.precision == "best" and qdq):
         args.append("--int8")
     args.append("--noTF32")  # as build_engine: float layers outside FP16 compute in IEEE f32
@@ -139,6 +151,15 @@ def build_engine(spec: EngineSpec, overwrite: bool = False) -> dict:
     config.clear_flag(trt.BuilderFlag.TF32)
     if spec.precision in ("fp16", "best"):
         config.set_flag(trt.BuilderFlag.FP16)
+        # The parser names layers after their ONNX nodes (helper layers it adds extend the name).
+        pinned = [network.get_layer(i) for i in range(network.num_layers)
+                  if network.get_layer(i).name.startswith(f"{FRONTEND_SCOPE}/")]
+        for layer in pinned:  # a log-mel front-end overflows FP16 (power spectra at int16 scale)
+            layer.precision = trt.float32
+            for j in range(layer.num_outputs):
+                layer.set_output_type(j, trt.float32)
+        if pinned:
+            config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
     if qdq and spec.precision in ("int8", "best"):
         config.set_flag(trt.BuilderFlag.INT8)  # Q/DQ nodes decide what runs in INT8
     inp = network.get_input(0)

@@ -1,0 +1,84 @@
+"""The log-mel front-end, part of every speech model and of its exported graph.
+
+A raw 16 kHz waveform goes in, so the device computes exactly the features the model
+was trained on. The STFT is a strided 1-D convolution with fixed DFT kernels (windowed
+cosines and sines), the mel filterbank a matrix product, then a log: operators that
+ONNX Runtime, OpenVINO and TensorRT all run. Models hold it as an attribute named
+`frontend` (FRONTEND_SCOPE): export marks its nodes and INT8 quantization keeps them in float.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from edgetl.export.onnx_export import FRONTEND_SCOPE  # noqa: F401  (the attribute name models give it)
+
+
+class LogMel(nn.Module):
+    """Waveform [batch, samples] in [-1, 1] -> log-mel [batch, frames, n_mels].
+
+    The defaults reproduce openWakeWord's `melspectrogram.onnx` followed by its `x/10 + 2`:
+    samples at int16 scale, a 400-sample periodic Hann window centred in a 512-point
+    DFT, hop 160 (10 ms), no padding, power spectrum, 32 Slaney mel bands from 60 to
+    3800 Hz, 10*log10 clamped at 1e-10, a floor 80 dB under the clip's loudest value.
+    The floor is per clip (the ONNX file takes the maximum over the whole batch, which
+    makes a clip's features depend on its batch-mates; for one clip they agree).
+    """
+
+    def __init__(self, sample_rate: int = 16000, n_fft: int = 512, win_length: int = 400, hop: int = 160,
+                 n_mels: int = 32, f_min: float = 60.0, f_max: float = 3800.0, input_scale: float = 32768.0,
+                 top_db: float = 80.0, scale: float = 0.1, offset: float = 2.0):
+        super().__init__()
+        import torchaudio.functional as AF
+
+        self.n_fft, self.hop, self.n_mels = n_fft, hop, n_mels
+        self.input_scale, self.top_db, self.scale, self.offset = input_scale, top_db, scale, offset
+        window = torch.zeros(n_fft, dtype=torch.float64)
+        left = (n_fft - win_length) // 2
+        window[left:left + win_length] = torch.hann_window(win_length, periodic=True, dtype=torch.float64)
+        n = torch.arange(n_fft, dtype=torch.float64)
+        k = torch.arange(n_fft // 2 + 1, dtype=torch.float64)[:, None]
+        angle = 2 * math.pi * k * n / n_fft
+        kernels = torch.cat([window * torch.cos(angle), -window * torch.sin(angle)])  # real rows, then imaginary
+        self.register_buffer("dft", kernels[:, None, :].float(), persistent=False)
+        fbank = AF.melscale_fbanks(n_fft // 2 + 1, f_min, f_max, n_mels, sample_rate, norm="slaney", mel_scale="slaney")
+        self.register_buffer("mel", fbank.float(), persistent=False)
+
+    def frames(self, samples: int) -> int:
+        return (samples - self.n_fft) // self.hop + 1
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        spec = nn.functional.conv1d(wave[:, None, :] * self.input_scale, self.dft, stride=self.hop)
+        bins = self.n_fft // 2 + 1
+        power = spec[:, :bins] ** 2 + spec[:, bins:] ** 2  # [batch, bins, frames]
+        mel = torch.matmul(power.transpose(1, 2), self.mel)  # [batch, frames, n_mels]
+        db = 10.0 * torch.log10(torch.clamp(mel, min=1e-10))
+        floor = db.amax(dim=(1, 2), keepdim=True) - self.top_db
+        return torch.maximum(db, floor) * self.scale + self.offset
+
+
+class SpecAugment(nn.Module):
+    """Random frequency and time masks on [batch, frames, bins] features while training;
+    nothing at all in eval mode (so nothing of it is exported)."""
+
+    def __init__(self, freq_masks: int = 1, freq_width: int = 4, time_masks: int = 1, time_width: int = 10):
+        super().__init__()
+        self.freq_masks, self.freq_width, self.time_masks, self.time_width = freq_masks, freq_width, time_masks, time_width
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return x
+        batch, frames, bins = x.shape
+        fill = x.mean(dim=(1, 2), keepdim=True)
+        keep = torch.ones_like(x, dtype=torch.bool)
+        for axis, count, width, size in ((2, self.freq_masks, self.freq_width, bins),
+                                         (1, self.time_masks, self.time_width, frames)):
+            pos = torch.arange(size, device=x.device)
+            for _ in range(count):
+                w = torch.randint(0, width + 1, (batch, 1), device=x.device)
+                start = (torch.rand(batch, 1, device=x.device) * (size - w + 1)).long()
+                hit = (pos[None] >= start) & (pos[None] < start + w)  # [batch, size]
+                keep &= ~(hit[:, None, :] if axis == 2 else hit[:, :, None])
+        return torch.where(keep, x, fill)

@@ -1,0 +1,214 @@
+"""Speech backbones (modality "audio"): raw 16 kHz waveform [batch, samples] in, features out.
+
+Each carries its log-mel front-end (backbones/frontend.py) inside the model, so exported
+models take the waveform and the device computes exactly the training features.
+
+- `speech_embedding`: Google's speech embedding (76x32 log-mel frames -> 96-d), pretrained
+  on a large speech corpus, whose ONNX file openWakeWord 0.4.0 ships; rebuilt here as a
+  plain torch module (exportable, trainable, quantizable) with the weights read through
+  onnx2torch. A 1 s clip gives 3 embedding windows (step 8 frames); the features are their
+  mean and maximum (192-d),
+  layer-normalised.
+- `kws_cnn`: a small depthwise-separable CNN (DS-CNN class) on 40 log-mel bands, trained
+  from scratch: the baseline transfer learning must beat.
+"""
+from __future__ import annotations
+
+import functools
+import importlib.util
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from edgetl.backbones import Backbone, BackboneInfo, Family, register_family
+from edgetl.backbones.frontend import FRONTEND_SCOPE, LogMel, SpecAugment
+from edgetl.backbones.stages import Stage, load_into, read_state_dict
+from edgetl.errors import WeightsUnavailable
+from edgetl.modality.audio import AudioPreprocessing
+
+SPEECH_PREPROCESSING = AudioPreprocessing(sample_rate=16000, window=16000)
+EMBEDDING = "speech_embedding"
+KWS_CNN = "kws_cnn"
+EMBEDDING_FRAMES, EMBEDDING_STEP = 76, 8  # openWakeWord's windows of log-mel frames
+
+
+def _params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+# ---------------------------------------------------------------- speech embedding
+
+def _act(x: torch.Tensor) -> torch.Tensor:
+    """The embedding's activation: LeakyReLU(0.2), then floored at -0.4."""
+    return torch.clamp(nn.functional.leaky_relu(x, 0.2), min=-0.4)
+
+
+class EmbeddingNet(nn.Module):
+    """[n, 76, 32] log-mel windows -> [n, 96]: 20 convolutions in 5 blocks, as in the ONNX file."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(1, 24, 3, bias=False)
+        self.stem_bn = nn.BatchNorm2d(24, eps=1e-3)
+        widths = [(24, 24), (24, 48), (48, 48), (48, 72), (72, 72), (72, 96), (96, 96), (96, 96), (96, 96)]
+        convs = []
+        for cin, cout in widths:  # (1x3 padded along the mel axis, then 3x1 along time) pairs
+            convs += [nn.Conv2d(cin, cout, (1, 3), padding=(0, 1)), nn.Conv2d(cout, cout, (3, 1))]
+        self.convs = nn.ModuleList(convs)
+        # after which conv pair a max-pool follows, and its size
+        self.pools = {0: (2, 2), 2: (1, 2), 4: (2, 2), 6: (1, 2), 8: (2, 2)}
+        self.out = nn.Conv2d(96, 96, (3, 1), bias=False)
+
+    def blocks(self) -> list[list[nn.Module]]:
+        """Modules by block (stages for unfreezing), input to output."""
+        c = list(self.convs)
+        return [[self.stem, self.stem_bn, *c[0:2]], c[2:6], c[6:10], c[10:14], c[14:18], [self.out]]
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        x = nn.functional.pad(mel[:, None], (1, 1))  # the ONNX graph pads the mel axis by one each side
+        x = _act(self.stem_bn(torch.relu(self.stem(x))))
+        pairs = len(self.convs) // 2
+        for i in range(pairs):
+            x = _act(self.convs[2 * i + 1](_act(self.convs[2 * i](x))))
+            if i in self.pools:
+                x = nn.functional.max_pool2d(x, self.pools[i])
+        return self.out(x).flatten(1)
+
+
+class SpeechEmbedding(nn.Module):
+    """Waveform -> log-mel -> embedding of each 76-frame window (step 8) -> [mean, max] (192-d)."""
+
+    def __init__(self, window: int = 16000):
+        super().__init__()
+        self.frontend = LogMel()
+        self.specaugment = SpecAugment(freq_masks=1, freq_width=3, time_masks=1, time_width=8)
+        self.embedding = EmbeddingNet()
+        frames = self.frontend.frames(window)
+        if frames < EMBEDDING_FRAMES:
+            raise ValueError(f"a {window}-sample window gives {frames} frames, fewer than the {EMBEDDING_FRAMES} needed")
+        self.starts = list(range(0, frames - EMBEDDING_FRAMES + 1, EMBEDDING_STEP))  # static: exports as slices
+        # The embedding's values reach +-40; a head learns far faster on unit-scale features
+        # (openWakeWord's heads normalise too). No parameters: nothing to freeze or train.
+        self.norm = nn.LayerNorm(192, elementwise_affine=False)
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        mel = self.specaugment(self.frontend(wave))
+        windows = torch.cat([mel[:, s:s + EMBEDDING_FRAMES] for s in self.starts])  # [windows*batch, 76, 32]
+        emb = self.embedding(windows).reshape(len(self.starts), wave.shape[0], -1)
+        return self.norm(torch.cat([emb.mean(0), emb.amax(0)], dim=1))
+
+
+def embedding_onnx_file() -> Path | None:
+    """openWakeWord's packaged embedding_model.onnx, found without importing the package."""
+    spec = importlib.util.find_spec("openwakeword")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / "resources" / "models" / "embedding_model.onnx"
+    return path if path.is_file() else None
+
+
+def load_embedding_onnx(net: EmbeddingNet, path: Path) -> None:
+    """Copy the weights of the ONNX embedding model (converted by onnx2torch) into `net`,
+    layer by layer in graph order, every shape checked."""
+    try:
+        import onnx
+        import onnx2torch
+    except ImportError:
+        raise WeightsUnavailable("reading the speech embedding's ONNX weights needs onnx and onnx2torch",
+                                 hint="pip install 'edgetl[train]'") from None
+    try:
+        converted = onnx2torch.convert(onnx.load(str(path)))
+    except Exception as exc:  # onnx and onnx2torch raise many kinds for a wrong file
+        raise WeightsUnavailable(f"cannot read the speech embedding from {path}: {str(exc).splitlines()[0][:200]}",
+                                 hint="pass openWakeWord 0.4.0's embedding_model.onnx, or a state dict") from None
+    theirs = [m for m in converted.modules() if isinstance(m, (nn.Conv2d, nn.BatchNorm2d))]
+    ours = [m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.BatchNorm2d))]  # registered in graph order
+    if len(theirs) != len(ours) or any(type(a) is not type(b) or a.weight.shape != b.weight.shape
+                                       for a, b in zip(theirs, ours)):
+        raise WeightsUnavailable(f"{path} is not the speech embedding model edgetl knows (openWakeWord 0.4.0's)",
+                                 hint="pass openWakeWord 0.4.0's embedding_model.onnx, or a state dict")
+    with torch.no_grad():
+        for a, b in zip(theirs, ours):
+            b.load_state_dict(a.state_dict())
+
+
+def _embedding_build(name: str, weights: str, device: str | None = None) -> Backbone:
+    with torch.device(device or "cpu"):
+        model = SpeechEmbedding(SPEECH_PREPROCESSING.window)
+    source = weights
+    if weights == "default" and device is None:
+        file = embedding_onnx_file()
+        if file is None:
+            raise WeightsUnavailable("the speech embedding ships with openwakeword 0.4.0, which is not installed",
+                                     hint="pip install openwakeword==0.4.0, or pass --weights none")
+        load_embedding_onnx(model.embedding, file)
+        source = f"openwakeword ({file.name})"
+    elif weights.endswith(".onnx"):
+        load_embedding_onnx(model.embedding, Path(weights))
+    elif weights not in ("default", "none"):
+        load_into(model, read_state_dict(weights), weights)
+    stages = [Stage(f"embedding.block{i}", mods) for i, mods in enumerate(model.embedding.blocks())]
+    return Backbone(name, model, 192, stages, SPEECH_PREPROCESSING, source, modality="audio")
+
+
+# ---------------------------------------------------------------- small CNN from scratch
+
+def _ds_block(cin: int, cout: int, stride=1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cin, 3, stride, 1, groups=cin, bias=False), nn.BatchNorm2d(cin), nn.ReLU(),
+                         nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
+
+
+class KwsCnn(nn.Module):
+    """Waveform -> 40 log-mel bands -> DS-CNN (a 10x4 stride-2 convolution, four depthwise-
+    separable blocks, average pooling) -> 64-d features."""
+
+    def __init__(self, width: int = 64):
+        super().__init__()
+        self.frontend = LogMel(n_mels=40, f_min=20.0, f_max=7600.0)
+        self.specaugment = SpecAugment(freq_masks=2, freq_width=5, time_masks=2, time_width=10)
+        self.stem = nn.Sequential(nn.BatchNorm2d(1), nn.Conv2d(1, width, (10, 4), 2, (5, 1), bias=False),
+                                  nn.BatchNorm2d(width), nn.ReLU())
+        self.blocks = nn.Sequential(*[_ds_block(width, width) for _ in range(4)])
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        x = self.specaugment(self.frontend(wave))[:, None]  # [batch, 1, frames, bands]
+        return self.blocks(self.stem(x)).mean(dim=(2, 3))
+
+
+def _kws_build(name: str, weights: str, device: str | None = None) -> Backbone:
+    with torch.device(device or "cpu"):
+        model = KwsCnn()
+    if weights not in ("default", "none"):
+        load_into(model, read_state_dict(weights), weights)
+    stages = [Stage("stem", [model.stem])] + [Stage(f"blocks.{i}", [b]) for i, b in enumerate(model.blocks)]
+    return Backbone(name, model, 64, stages, SPEECH_PREPROCESSING, weights if weights != "default" else "none",
+                    modality="audio")
+
+
+# ---------------------------------------------------------------- registry
+
+_BUILDERS = {EMBEDDING: _embedding_build, KWS_CNN: _kws_build}
+_DESCRIPTIONS = {
+    EMBEDDING: "Google's speech embedding (openWakeWord 0.4.0's weights) on a log-mel front-end",
+    KWS_CNN: "small DS-CNN on 40 log-mel bands, trained from scratch (no pretrained weights)",
+}
+
+
+@functools.lru_cache(maxsize=None)
+def _info(name: str) -> BackboneInfo:
+    b = _BUILDERS[name](name, "none", device="meta")
+    file = embedding_onnx_file() if name == EMBEDDING else None
+    return BackboneInfo(name, "audio", "speech", _DESCRIPTIONS[name], _params(b.features), b.feature_dim,
+                        SPEECH_PREPROCESSING.window, f"file:{file}" if file else None)
+
+
+register_family(Family(
+    name="speech", modality="audio",
+    names=lambda: [EMBEDDING, KWS_CNN],
+    build=lambda name, weights: _BUILDERS[name](name, weights),
+    info=_info,
+    accepts=lambda n: n in _BUILDERS,
+))
+
+__all__ = ["FRONTEND_SCOPE", "EmbeddingNet", "KwsCnn", "SpeechEmbedding", "embedding_onnx_file"]

@@ -1,0 +1,167 @@
+"""The audio modality: reading any common audio file, and the preprocessing recorded in
+a ModelCard, in numpy, soundfile and soxr only.
+
+Every file becomes a mono float waveform in [-1, 1] at the card's sample rate (16 kHz by
+default), resampled by soxr (a real anti-aliasing resampler, on the device too), then
+one window of the model's length: a shorter clip is centred in silence, a longer one
+gives its loudest window. The features (log-mel) are computed inside the exported model,
+so the device computes exactly what the model was trained on. Torch-free.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgetl import modality
+from edgetl.errors import ConfigError, DataError
+
+AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff"})
+# Speech Commands' convention: the noise used for augmentation, not a class.
+BACKGROUND_NOISE = "_background_noise_"
+# Below this peak a clip holds no sound worth learning from (about -80 dBFS).
+SILENT_PEAK = 1e-4
+# Longer files are refused as clips: hours of audio decoded in full would exhaust memory.
+MAX_CLIP_SECONDS = 600.0
+_REMEDY = "re-save it as a 16-bit WAV (e.g. `ffmpeg -i IN -ac 1 -ar 16000 OUT.wav`), or remove it"
+
+
+def read_audio(path: str | Path, sample_rate: int = 16000, max_seconds: float = MAX_CLIP_SECONDS) -> np.ndarray:
+    """Decode an audio file to a mono float32 waveform at `sample_rate`.
+
+    Any channel count is averaged to mono, integer files (8/16/24/32-bit) are scaled to
+    [-1, 1], and any other rate is resampled with soxr's high-quality filter. Empty,
+    silent, non-finite and unreadable files raise DataError naming the cause.
+    """
+    import soundfile as sf
+
+    try:
+        info = sf.info(str(path))
+        if info.frames > max_seconds * info.samplerate:
+            raise DataError(f"audio file {path} lasts {info.frames / info.samplerate:.0f} s, more than the "
+                            f"{max_seconds:.0f} s a clip may", hint="cut it into clips, or pass it as a stream")
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except DataError:
+        raise
+    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError, OSError, EOFError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"cannot read audio {path}: {reason}", hint=_REMEDY) from None
+    if data.size == 0:
+        raise DataError(f"audio file {path} is empty (no samples)", hint="remove it, or record it again")
+    if not np.isfinite(data).all():
+        raise DataError(f"audio file {path} holds NaN or infinite samples", hint=_REMEDY)
+    wave = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+    if rate != sample_rate:
+        import soxr
+
+        wave = soxr.resample(wave, rate, sample_rate, quality="HQ").astype(np.float32, copy=False)
+    if float(np.abs(wave).max(initial=0.0)) < SILENT_PEAK:
+        raise DataError(f"audio file {path} is silent (peak below {SILENT_PEAK:g})",
+                        hint="remove it, or check the microphone's level")
+    return np.ascontiguousarray(wave, dtype=np.float32)
+
+
+def loudest_window(wave: np.ndarray, length: int, step: int) -> np.ndarray:
+    """The `length` samples of `wave` with the most energy (searched every `step`)."""
+    if len(wave) <= length:
+        return wave
+    energy = np.concatenate([[0.0], np.cumsum(wave.astype(np.float64) ** 2)])
+    starts = np.arange(0, len(wave) - length + 1, step)
+    if starts[-1] != len(wave) - length:
+        starts = np.append(starts, len(wave) - length)
+    best = starts[int(np.argmax(energy[starts + length] - energy[starts]))]
+    return wave[best:best + length]
+
+
+def fit_window(wave: np.ndarray, length: int, step: int) -> np.ndarray:
+    """Exactly `length` samples: the loudest window of a longer clip, a shorter one centred."""
+    wave = loudest_window(wave, length, step)
+    if len(wave) < length:
+        left = (length - len(wave)) // 2
+        wave = np.pad(wave, (left, length - len(wave) - left))
+    return wave
+
+
+@dataclasses.dataclass(frozen=True)
+class AudioPreprocessing:
+    """Mono waveform at `sample_rate`, `window` samples long, float32 in [-1, 1]."""
+
+    sample_rate: int = 16000
+    window: int = 16000
+    search_step: int = 160  # where a longer clip's loudest window may start (10 ms)
+
+    kind = "audio"
+    cache_dtype = np.float32
+
+    def __post_init__(self):
+        object.__setattr__(self, "sample_rate", int(self.sample_rate))
+        object.__setattr__(self, "window", int(self.window))
+        object.__setattr__(self, "search_step", int(self.search_step))
+
+    @property
+    def cache_shape(self) -> tuple[int]:
+        return (self.window,)
+
+    @property
+    def seconds(self) -> float:
+        return self.window / self.sample_rate
+
+    def with_size(self, size: int):
+        raise ConfigError("--input-size applies to image backbones", hint="drop it: an audio model's input is "
+                          f"{self.seconds:g} s of {self.sample_rate} Hz audio")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "audio", "sample_rate": self.sample_rate, "window": self.window, "channels": "mono",
+                "scale": "float [-1, 1]", "crop": "loudest", "pad": "center", "search_step": self.search_step,
+                "resampler": "soxr HQ", "layout": "NT"}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "AudioPreprocessing":
+        if d.get("kind") != "audio":
+            raise DataError(f"not an audio preprocessing spec: kind={d.get('kind')!r}",
+                            hint="this model takes another modality")
+        try:
+            pre = cls(sample_rate=d["sample_rate"], window=d["window"], search_step=d.get("search_step", 160))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise modality.invalid_preprocessing(d, exc) from None
+        if min(pre.sample_rate, pre.window, pre.search_step) < 1:
+            raise modality.invalid_preprocessing(d)
+        return pre
+
+    def read(self, path: str | Path) -> np.ndarray:
+        return read_audio(path, self.sample_rate)
+
+    def prepare(self, wave: np.ndarray) -> np.ndarray:
+        return fit_window(wave, self.window, self.search_step)
+
+    def normalize(self, cached: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(cached, dtype=np.float32)
+
+    def input_spec(self) -> dict[str, Any]:
+        return {"name": "input", "shape": [None, self.window], "dtype": "float32", "layout": "NT",
+                "sample_rate": self.sample_rate}
+
+    def dummy_input(self, batch: int) -> np.ndarray:
+        return modality.dummy_input(self.input_spec(), batch)
+
+    def training_input(self, device, options, data=None):
+        """The torch-side transform of cached waveforms on the training device; `options`
+        is the fine-tuning config (noise, shift and gain ranges), `data` the data set
+        whose background noise is mixed in."""
+        from edgetl.finetune.augment_audio import AudioTrainingInput
+
+        return AudioTrainingInput(self, device, options, data)
+
+    def __call__(self, path: str | Path | np.ndarray) -> np.ndarray:
+        wave = self.read(path) if not isinstance(path, np.ndarray) else np.asarray(path, np.float32)
+        return self.prepare(wave)
+
+    def batch(self, files) -> np.ndarray:
+        return np.stack([self(f) for f in files]) if files else np.zeros((0, self.window), np.float32)
+
+
+AUDIO = modality.register(modality.Modality(
+    name="audio", suffixes=AUDIO_SUFFIXES, noun="clip", skipped_as="unreadable, empty or silent clip(s)",
+    preprocessing=AudioPreprocessing, reserved_folders=frozenset({BACKGROUND_NOISE})))
