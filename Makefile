@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_OUT ?= demo-out
 
-.PHONY: venv demo test bench clean
+.PHONY: venv espeak demo test bench clean
 
 venv: $(VENV)/.installed
 
@@ -14,10 +14,17 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[all,dev]'
 	touch $@
 
+# espeak-ng synthesizes the spoken-keyword data sets (Debian package); where it cannot be
+# installed, the speech tests that need it skip and say why.
+espeak:
+	@command -v espeak-ng >/dev/null || apt-get install -y -q espeak-ng >/dev/null 2>&1 \
+		|| (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q espeak-ng >/dev/null 2>&1) \
+		|| echo "note: espeak-ng could not be installed (apt-get install espeak-ng); speech tests that need it skip"
+
 demo: venv
 	$(BIN)/edgetl demo --out $(DEMO_OUT)
 
-test: venv
+test: venv espeak
 	EDGETL_OFFLINE=1 $(BIN)/pytest -q -n 2 --dist loadfile
 
 bench: venv
@@ -26,6 +33,7 @@ bench: venv
 	$(BIN)/python benchmarks/quantization.py
 	$(BIN)/python benchmarks/backends.py
 	$(BIN)/python benchmarks/vs_benchmark_app.py
+	$(BIN)/python benchmarks/speech.py
 
 clean:
 	rm -rf $(DEMO_OUT) .pytest_cache build *.egg-info

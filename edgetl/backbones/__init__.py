@@ -66,8 +66,9 @@ def register_family(family: Family) -> Family:
 
 
 def _families() -> list[Family]:
-    if not _FAMILIES:
-        from edgetl.backbones import speech, vision  # noqa: F401  (register on import)
+    # Always: importing one built-in module (e.g. speech, for its front-end) registers only it.
+    from edgetl.backbones import speech, vision  # noqa: F401  (register on import)
+
     return _FAMILIES
 
 
@@ -99,7 +100,8 @@ def list_backbones(modality: str | None = None) -> list[BackboneInfo]:
     if modality not in (None, "image", "audio"):
         raise ConfigError(f"unknown modality {modality!r}", hint="use image or audio")
     cache = _listing_cache_file()
-    infos = _read_listing(cache) if not _FAMILIES else None  # a loaded registry may hold a user's own family
+    built_in_only = all(f.build.__module__.startswith("edgetl.") for f in _FAMILIES)  # else a user's family is loaded
+    infos = _read_listing(cache) if built_in_only else None
     if infos is None:
         infos = [family.info(n) for family in _families() for n in family.names()]
         if all(f.build.__module__.startswith("edgetl.") for f in _FAMILIES):

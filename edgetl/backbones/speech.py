@@ -133,11 +133,12 @@ def load_embedding_onnx(net: EmbeddingNet, path: Path) -> None:
             b.load_state_dict(a.state_dict())
 
 
-def _embedding_build(name: str, weights: str, device: str | None = None) -> Backbone:
-    with torch.device(device or "cpu"):
-        model = SpeechEmbedding(SPEECH_PREPROCESSING.window)
+def _embedding_build(name: str, weights: str, listing: bool = False) -> Backbone:
+    """`listing`: only for its description (no weights read). Speech models are small
+    enough to build on the CPU even then (the mel filterbank cannot be made on the meta device)."""
+    model = SpeechEmbedding(SPEECH_PREPROCESSING.window)
     source = weights
-    if weights == "default" and device is None:
+    if weights == "default" and not listing:
         file = embedding_onnx_file()
         if file is None:
             raise WeightsUnavailable("the speech embedding ships with openwakeword 0.4.0, which is not installed",
@@ -176,9 +177,8 @@ class KwsCnn(nn.Module):
         return self.blocks(self.stem(x)).mean(dim=(2, 3))
 
 
-def _kws_build(name: str, weights: str, device: str | None = None) -> Backbone:
-    with torch.device(device or "cpu"):
-        model = KwsCnn()
+def _kws_build(name: str, weights: str, listing: bool = False) -> Backbone:
+    model = KwsCnn()
     if weights not in ("default", "none"):
         load_into(model, read_state_dict(weights), weights)
     stages = [Stage("stem", [model.stem])] + [Stage(f"blocks.{i}", [b]) for i, b in enumerate(model.blocks)]
@@ -197,7 +197,7 @@ _DESCRIPTIONS = {
 
 @functools.lru_cache(maxsize=None)
 def _info(name: str) -> BackboneInfo:
-    b = _BUILDERS[name](name, "none", device="meta")
+    b = _BUILDERS[name](name, "none", listing=True)
     file = embedding_onnx_file() if name == EMBEDDING else None
     return BackboneInfo(name, "audio", "speech", _DESCRIPTIONS[name], _params(b.features), b.feature_dim,
                         SPEECH_PREPROCESSING.window, f"file:{file}" if file else None)
