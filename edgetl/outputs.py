@@ -10,6 +10,8 @@ destroy the input, and a run written inside a data set becomes one more class.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import signal
 import tempfile
 from pathlib import Path
@@ -121,6 +123,16 @@ def temp_dir_beside(out: Path) -> Path:
 
 def write_data_marker(folder: Path, source: dict) -> None:
     (folder / DATA_MARKER).write_text(json.dumps(source, indent=2) + "\n")
+
+
+def publish_data(tmp: Path, out: Path, source: dict) -> None:
+    """Mark the data set written in `tmp` as edgetl's and rename it to `out`, replacing a
+    data set edgetl wrote there before (checked again: nothing else is ever deleted)."""
+    write_data_marker(tmp, source)
+    if out.exists():
+        check_output(out, "data", overwrite=True)
+        shutil.rmtree(out)
+    os.replace(tmp, out)
 
 
 class Terminated(BaseException):

@@ -88,7 +88,7 @@ def test_a_class_left_without_readable_clips_is_an_error(tmp_path):
         (tmp_path / cls).mkdir()
         sf.write(tmp_path / cls / "ok.wav", tone(300, 16000), 16000)
     (tmp_path / "no" / "ok.wav").write_bytes(b"RIFF....garbage")
-    with pytest.raises(DataError, match="no readable clips left for class\\(es\\) no"):
+    with pytest.raises(DataError, match="no readable audio clips left for class\\(es\\) no"):
         decode_split(open_folder(tmp_path, val_split=0.0, modality="audio")["train"], AudioPreprocessing())
 
 
@@ -285,3 +285,22 @@ def test_int8_speech_model_keeps_its_frontend_in_float_within_the_bound(speech_r
         assert sum(n.op_type == "QuantizeLinear" for n in graph.node) > 0
         assert _frontend_inputs_dequantized(result.out) == []
         assert any(n.name.startswith("frontend/") and n.op_type == "Conv" for n in graph.node)
+
+
+def test_a_folder_of_the_other_modality_is_named_as_such(tmp_path, tiny_digits):
+    from click.testing import CliRunner
+
+    for cls in ("yes", "no"):
+        (tmp_path / "kw" / cls).mkdir(parents=True)
+        for i in range(3):
+            sf.write(tmp_path / "kw" / cls / f"{i}.wav", tone(300 + 100 * i, 16000), 16000)
+    runner = CliRunner()
+    result = runner.invoke(cli, ["finetune", str(tmp_path / "kw"), "--backbone", "resnet18", "--weights", "none",
+                                 "--out", str(tmp_path / "run")])
+    assert_refused(result, "holds audio clips, but this model or backbone takes images")
+    result = runner.invoke(cli, ["finetune", str(tiny_digits), "--backbone", "kws_cnn", "--out", str(tmp_path / "r2")])
+    assert_refused(result, "holds images, but this model or backbone takes audio clips")
+    result = runner.invoke(cli, ["finetune", str(tmp_path / "kw"), "--backbone", "kws_cnn", "--input-size", "64",
+                                 "--out", str(tmp_path / "r3")])
+    assert_refused(result, "--input-size applies to image backbones")
+    assert not any(p.name.startswith(("run", "r2", "r3")) for p in tmp_path.iterdir())

@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from edgetl.errors import ConfigError
-from edgetl.outputs import check_output, temp_dir_beside, write_data_marker
+from edgetl.outputs import check_output, publish_data, temp_dir_beside
 
 
 def make_digits(out: str | os.PathLike, size: int = 64, seed: int = 0, val_fraction: float = 0.2,
@@ -39,11 +39,7 @@ def make_digits(out: str | os.PathLike, size: int = 64, seed: int = 0, val_fract
                 folder.mkdir(parents=True, exist_ok=True)
                 img = Image.fromarray(pixels[i], "L").resize((size, size), Image.Resampling.BICUBIC)
                 img.save(folder / f"digit_{i:04d}.png")
-        write_data_marker(tmp, {"data set": "digits", "size": size, "seed": seed})
-        if out.exists():
-            check_output(out, "data", overwrite=True)  # still ours: nothing else is ever deleted
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+        publish_data(tmp, out, {"data set": "digits", "size": size, "seed": seed})
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out

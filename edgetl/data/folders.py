@@ -72,6 +72,26 @@ def _class_dirs(folder: Path, modality: Modality) -> list[Path]:
                   and p.name not in modality.reserved_folders)
 
 
+def _other_modality(folder: Path, modality: Modality) -> str | None:
+    """The modality whose files `folder` holds, when it holds none of `modality`'s."""
+    if modality.name not in modalities.names():
+        return None
+    others = [modalities.get(n) for n in modalities.names() if n != modality.name]
+    for other in others:
+        if any(p.suffix.lower() in other.suffixes for p in folder.rglob("*")) and \
+                not any(p.suffix.lower() in modality.suffixes for p in folder.rglob("*")):
+            return other.noun
+    return None
+
+
+def _wrong_modality(folder: Path, modality: Modality) -> None:
+    found = _other_modality(folder, modality)
+    if found:
+        raise DataError(f"{folder} holds {found}s, but this model or backbone takes {modality.noun}s",
+                        hint=f"pass a folder of {modality.noun}s ({', '.join(sorted(modality.suffixes))}), "
+                             f"or a model trained on {found}s")
+
+
 def _scan(folder: Path, name: str, classes: list[str] | None, modality: Modality) -> Split:
     files_ = f"{modality.noun}s"
     dirs = _class_dirs(folder, modality)
@@ -86,6 +106,7 @@ def _scan(folder: Path, name: str, classes: list[str] | None, modality: Modality
                             hint=f"add a folder of {files_} for each other class")
     unknown = sorted(set(found) - set(classes))
     if unknown:
+        _wrong_modality(folder, modality)
         raise DataError(f"{folder} has classes outside the label set ({', '.join(classes)}): {', '.join(unknown)}",
                         hint="the classes come from the training split (or the model's card)")
     paths, labels, empty = [], [], []
@@ -101,6 +122,7 @@ def _scan(folder: Path, name: str, classes: list[str] | None, modality: Modality
         paths += files
         labels += [classes.index(d.name)] * len(files)
     if empty and name == "train":
+        _wrong_modality(folder, modality)
         raise DataError(f"class folder(s) with no {files_} in {folder}: {', '.join(empty)}",
                         hint=f"add {files_} ({', '.join(sorted(modality.suffixes))}) or remove the folder")
     return Split(name, paths, labels, classes)
@@ -163,5 +185,6 @@ def open_folder(root: str | os.PathLike, val_split: float = 0.2, seed: int = 0, 
             splits["train"] = flat
     classes = classes or next(iter(splits.values())).classes
     if all(len(s) == 0 for s in splits.values()):
+        _wrong_modality(root, mod)
         raise DataError(f"no {mod.noun}s found under {root}", hint=f"supported: {', '.join(sorted(mod.suffixes))}")
     return DatasetSplits(root, list(classes), splits, mod.name)

@@ -21,7 +21,7 @@ import numpy as np
 
 from edgetl import progress
 from edgetl.errors import ConfigError, DataError
-from edgetl.outputs import check_output, temp_dir_beside, write_data_marker
+from edgetl.outputs import check_output, publish_data, temp_dir_beside
 
 DEFAULT_WORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 # Speech Commands' auxiliary words and digits, for the `_unknown_` class.
@@ -155,13 +155,8 @@ def make_keywords(out: str | os.PathLike, words=DEFAULT_WORDS, unknown: bool = F
                 folder.mkdir(parents=True, exist_ok=True)
                 _write_wav(folder / f"{u.text.replace(' ', '_')}_{u.voice.replace('+', '_')}_{i:05d}.wav", clip)
                 bar.advance(task)
-        write_data_marker(tmp, {"data set": "keywords", "words": words, "unknown": unknown, "voices": by_split,
-                                "takes": takes, "seed": seed, "snr_db": list(snr_db),
-                                "espeak-ng": _espeak_version()})
-        if out.exists():
-            check_output(out, "data", overwrite=True)  # still ours: nothing else is ever deleted
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+        publish_data(tmp, out, {"data set": "keywords", "words": words, "unknown": unknown, "voices": by_split,
+                                "takes": takes, "seed": seed, "snr_db": list(snr_db), "espeak-ng": _espeak_version()})
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out

@@ -90,13 +90,6 @@ def invalid_preprocessing(spec: dict, exc: Exception | None = None) -> ArtifactE
                          hint="export the model again with `edgetl export`; cards are not meant to be edited by hand")
 
 
-def invalid_preprocessing(spec: dict, exc: Exception | None = None) -> ArtifactError:
-    """The error for a card whose preprocessing cannot be applied."""
-    why = f" ({type(exc).__name__}: {exc})" if exc else ""
-    return ArtifactError(f"the model card's preprocessing is invalid{why}: {spec}",
-                         hint="export the model again with `edgetl export`; cards are not meant to be edited by hand")
-
-
 def dummy_input(spec: dict, batch: int) -> np.ndarray:
     """Zeros shaped as an input spec (a card's "input"), `batch` for its dynamic axis."""
     return np.zeros([batch if d is None else int(d) for d in spec["shape"]], spec.get("dtype", "float32"))

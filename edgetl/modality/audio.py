@@ -163,5 +163,5 @@ class AudioPreprocessing:
 
 
 AUDIO = modality.register(modality.Modality(
-    name="audio", suffixes=AUDIO_SUFFIXES, noun="clip", skipped_as="unreadable, empty or silent clip(s)",
+    name="audio", suffixes=AUDIO_SUFFIXES, noun="audio clip", skipped_as="unreadable, empty or silent clip(s)",
     preprocessing=AudioPreprocessing, reserved_folders=frozenset({BACKGROUND_NOISE})))
