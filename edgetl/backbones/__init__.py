@@ -104,7 +104,7 @@ def list_backbones(modality: str | None = None) -> list[BackboneInfo]:
     infos = _read_listing(cache) if built_in_only else None
     if infos is None:
         infos = [family.info(n) for family in _families() for n in family.names()]
-        if all(f.build.__module__.startswith("edgetl.") for f in _FAMILIES):
+        if built_in_only and all(f.build.__module__.startswith("edgetl.") for f in _FAMILIES):  # now loaded
             _write_listing(cache, infos)
     return [dataclasses.replace(i, offline_weights=weights_on_disk(i.weights)) for i in infos
             if modality in (None, i.modality)]

@@ -76,12 +76,11 @@ def _other_modality(folder: Path, modality: Modality) -> str | None:
     """The modality whose files `folder` holds, when it holds none of `modality`'s."""
     if modality.name not in modalities.names():
         return None
-    others = [modalities.get(n) for n in modalities.names() if n != modality.name]
-    for other in others:
-        if any(p.suffix.lower() in other.suffixes for p in folder.rglob("*")) and \
-                not any(p.suffix.lower() in modality.suffixes for p in folder.rglob("*")):
-            return other.noun
-    return None
+    suffixes = {p.suffix.lower() for p in folder.rglob("*") if p.is_file()}  # one walk of the folder
+    if suffixes & modality.suffixes:
+        return None
+    others = (modalities.get(n) for n in modalities.names() if n != modality.name)
+    return next((other.noun for other in others if suffixes & other.suffixes), None)
 
 
 def _wrong_modality(folder: Path, modality: Modality) -> None:
