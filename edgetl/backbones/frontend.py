@@ -4,7 +4,7 @@ A raw 16 kHz waveform goes in, so the device computes exactly the features the m
 was trained on. The STFT is a strided 1-D convolution with fixed DFT kernels (windowed
 cosines and sines), the mel filterbank a matrix product, then a log: operators that
 ONNX Runtime, OpenVINO and TensorRT all run. Models hold it as an attribute named
-`frontend` (FRONTEND_SCOPE): export marks its nodes and INT8 quantization keeps them in float.
+`frontend` (edgetl.export.onnx_export.FRONTEND_SCOPE): export marks its nodes and INT8 quantization keeps them in float.
 """
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ import math
 import torch
 from torch import nn
 
-from edgetl.export.onnx_export import FRONTEND_SCOPE  # noqa: F401  (the attribute name models give it)
 
 
 class LogMel(nn.Module):

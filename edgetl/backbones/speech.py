@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from edgetl.backbones import Backbone, BackboneInfo, Family, register_family
-from edgetl.backbones.frontend import FRONTEND_SCOPE, LogMel, SpecAugment
+from edgetl.backbones.frontend import LogMel, SpecAugment
 from edgetl.backbones.stages import Stage, load_into, read_state_dict
 from edgetl.errors import WeightsUnavailable
 from edgetl.modality.audio import AudioPreprocessing
@@ -211,4 +211,4 @@ register_family(Family(
     accepts=lambda n: n in _BUILDERS,
 ))
 
-__all__ = ["FRONTEND_SCOPE", "EmbeddingNet", "KwsCnn", "SpeechEmbedding", "embedding_onnx_file"]
+__all__ = ["EmbeddingNet", "KwsCnn", "SpeechEmbedding", "embedding_onnx_file"]

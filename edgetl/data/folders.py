@@ -74,8 +74,6 @@ def _class_dirs(folder: Path, modality: Modality) -> list[Path]:
 
 def _other_modality(folder: Path, modality: Modality) -> str | None:
     """The modality whose files `folder` holds, when it holds none of `modality`'s."""
-    if modality.name not in modalities.names():
-        return None
     suffixes = {p.suffix.lower() for p in folder.rglob("*") if p.is_file()}  # one walk of the folder
     if suffixes & modality.suffixes:
         return None

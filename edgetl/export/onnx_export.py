@@ -57,14 +57,19 @@ def mark_frontend(proto) -> int:
     for node in proto.graph.node:
         scopes = next((p.value for p in node.metadata_props if p.key == "pkg.torch.onnx.name_scopes"), "")
         inside = re.search(rf"['.]{FRONTEND_SCOPE}'", scopes) or f"/{FRONTEND_SCOPE}/" in node.name
-        if inside and not node.name.startswith(f"{FRONTEND_SCOPE}/"):
+        if inside and not in_frontend(node.name):
             node.name = f"{FRONTEND_SCOPE}/{node.name.lstrip('/')}"
-        marked += node.name.startswith(f"{FRONTEND_SCOPE}/")
+        marked += in_frontend(node.name)
     return marked
 
 
+def in_frontend(name: str) -> bool:
+    """Whether a node (ONNX), operation (OpenVINO) or layer (TensorRT) name is the front-end's."""
+    return name.startswith(f"{FRONTEND_SCOPE}/")
+
+
 def frontend_nodes(proto) -> list[str]:
-    return [n.name for n in proto.graph.node if n.name.startswith(f"{FRONTEND_SCOPE}/")]
+    return [n.name for n in proto.graph.node if in_frontend(n.name)]
 
 
 def _export(model, example, path: Path, opset: int, static_batch: int | None, dynamo: bool) -> None:

@@ -76,8 +76,6 @@ def augment_batch(x_uint8: torch.Tensor, aug: Augment, generator: torch.Generato
 class ImageTrainingInput:
     """Cached uint8 NHWC crops -> model inputs: plain for evaluation, augmented for training."""
 
-    spatial = True  # 4-D batches: channels-last applies
-
     def __init__(self, mean, std, device, hflip: bool = True):
         self.mean, self.std = channel_stats(mean, std, device)
         self.augment = Augment(hflip=hflip)

@@ -62,8 +62,6 @@ class AudioTrainingInput:
     """Cached float32 [N, samples] waveforms -> model inputs: as they are for evaluation,
     shifted, scaled and noised for training."""
 
-    spatial = False
-
     def __init__(self, preprocessing, device, options, data=None):
         self.device = torch.device(device)
         self.max_shift = int(options.shift_ms * preprocessing.sample_rate / 1000)

@@ -41,6 +41,7 @@ class Preprocessing(Protocol):
     def __call__(self, path: str | Path) -> np.ndarray: ...  # one file -> one model input
     def input_spec(self) -> dict: ...  # what the card records as "input"
     def dummy_input(self, batch: int) -> np.ndarray: ...  # for export and tracing
+    def with_size(self, size: int) -> "Preprocessing": ...  # --input-size (ConfigError where it means nothing)
     def training_input(self, device, options, data=None) -> Any: ...  # torch-side transform (FinetuneConfig, data set)
     def to_dict(self) -> dict: ...
 
@@ -49,7 +50,7 @@ class Preprocessing(Protocol):
 class Modality:
     name: str
     suffixes: frozenset[str]
-    noun: str  # "image", "clip": for messages
+    noun: str  # "image", "audio clip": for messages
     skipped_as: str  # how skipped files are described, e.g. "unreadable or too large image(s)"
     preprocessing: type  # has from_dict(card.preprocessing)
     reserved_folders: frozenset[str] = frozenset()  # folders of a data set that are not classes

@@ -14,7 +14,7 @@ import numpy as np
 
 from edgetl.data.samples import Samples
 from edgetl.errors import BackendUnavailable, ConfigError
-from edgetl.export.onnx_export import FRONTEND_SCOPE
+from edgetl.export.onnx_export import in_frontend
 from edgetl.quantize.cpu import CpuTarget, cpu_target
 
 PRESETS = ("performance", "mixed")
@@ -102,7 +102,7 @@ def quantize_openvino(src: Path, dst: Path, calibration: Samples, options: NncfO
     cpu = cpu or cpu_target(None)
     advanced = nncf.AdvancedQuantizationParameters(overflow_fix=nncf.OverflowFix(cpu.overflow_fix))
     # A speech model's log-mel front-end (nodes exported as "frontend/...") stays float.
-    frontend = sorted(n for n in names if n.startswith(f"{FRONTEND_SCOPE}/"))
+    frontend = sorted(n for n in names if in_frontend(n))
     ignored = [*options.ignored, *frontend]
     kwargs = dict(
         preset=nncf.QuantizationPreset.MIXED if options.preset == "mixed" else nncf.QuantizationPreset.PERFORMANCE,

@@ -18,7 +18,7 @@ from pathlib import Path
 from edgetl import progress
 from edgetl.card import ModelCard, build_fingerprint
 from edgetl.errors import ArtifactError, BackendUnavailable, ConfigError
-from edgetl.export.onnx_export import FRONTEND_SCOPE, frontend_nodes
+from edgetl.export.onnx_export import frontend_nodes, in_frontend
 from edgetl.outputs import check_output
 
 PRECISIONS = ("fp32", "fp16", "int8", "best")
@@ -153,7 +153,7 @@ def build_engine(spec: EngineSpec, overwrite: bool = False) -> dict:
         config.set_flag(trt.BuilderFlag.FP16)
         # The parser names layers after their ONNX nodes (helper layers it adds extend the name).
         pinned = [network.get_layer(i) for i in range(network.num_layers)
-                  if network.get_layer(i).name.startswith(f"{FRONTEND_SCOPE}/")]
+                  if in_frontend(network.get_layer(i).name)]
         for layer in pinned:  # a log-mel front-end overflows FP16 (power spectra at int16 scale)
             layer.precision = trt.float32
             for j in range(layer.num_outputs):
