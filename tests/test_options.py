@@ -16,6 +16,8 @@ CASES = {
         ["--strategy", "linear-probe", "--unfreeze", "2"], ["--strategy", "full", "--gradual-every", "plateau"],
         ["--strategy", "partial"], ["--strategy", "partial", "--unfreeze", "99"], ["--strategy", "sideways"],
         ["--device", "tpu"], ["--backbone-lr-scale", "-1"], ["--backbone", "resnet19"],
+        ["--noise-snr", "5-20"], ["--noise-snr", "20:5"], ["--noise-prob", "2"], ["--shift-ms", "-1"],
+        ["--gain-db", "99"],
     ],
     "evaluate": [["--batch-size", "0"], ["--split", "nope"], ["--backend", "tflite"], ["--precision-hint", "q4"],
                  ["--data", "{out}/missing"]],
@@ -28,6 +30,7 @@ CASES = {
     "bench": [["--batch", "0"], ["--iters", "0"], ["--rounds", "0"], ["--threads", "0"], ["--warmup", "-1"],
               ["--max-drop", "2"], ["--precision-hint", "q8"], ["--backend", "tflite"]],
     "data digits": [["--size", "4"], ["--size", "abc"]],
+    "data keywords": [["--voices", "2"], ["--takes", "0"], ["--words", "yes"], ["--words", "y3s,no"]],
     "backbones": [["--modality", "video"]],
 }
 REQUIRED = {
@@ -38,6 +41,7 @@ REQUIRED = {
     "build-engine": ["{onnx}", "--out", "{out}/m.engine"],
     "bench": ["{onnx}"],
     "data digits": ["{out}/digits"],
+    "data keywords": ["{out}/keywords"],
     "backbones": [],
 }
 

@@ -6,6 +6,14 @@ import click
 from edgetl.finetune.strategies import STRATEGIES
 
 
+def _snr_range(ctx, param, value: str) -> tuple[float, float]:
+    try:
+        low, high = (float(v) for v in value.split(":"))
+    except ValueError:
+        raise click.BadParameter(f"expected LOW:HIGH in dB, e.g. 5:20, got {value!r}") from None
+    return low, high
+
+
 @click.command("finetune")
 @click.argument("data", type=click.Path())
 @click.option("--backbone", required=True, help="A name from `edgetl backbones`, or timm:NAME.")
@@ -28,7 +36,12 @@ from edgetl.finetune.strategies import STRATEGIES
 @click.option("--limit-per-class", type=int, default=None, help="Use at most N training files per class.")
 @click.option("--freeze-bn-stats/--train-bn-stats", default=None,
               help="Keep BatchNorm statistics at their pretrained values (default: only for gradual).")
-@click.option("--hflip/--no-hflip", default=True, show_default=True, help="Random horizontal flips.")
+@click.option("--hflip/--no-hflip", default=True, show_default=True, help="Images: random horizontal flips.")
+@click.option("--noise-snr", "noise_snr_db", default="5:20", show_default=True, callback=_snr_range,
+              help="Audio: background noise mixed in at a random SNR in LOW:HIGH dB.")
+@click.option("--noise-prob", type=float, default=0.8, show_default=True, help="Audio: share of clips that get noise.")
+@click.option("--shift-ms", type=float, default=100.0, show_default=True, help="Audio: random time shift, either way.")
+@click.option("--gain-db", type=float, default=6.0, show_default=True, help="Audio: random gain, either way.")
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda[:N]")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory to create.")
