@@ -305,3 +305,36 @@ def test_a_folder_of_the_other_modality_is_named_as_such(tmp_path, tiny_digits):
                                  "--out", str(tmp_path / "r3")])
     assert_refused(result, "--input-size applies to image backbones")
     assert not any(p.name.startswith(("run", "r2", "r3")) for p in tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("name", ["wav2vec2_base", "hubert_base"])
+def test_self_supervised_speech_backbones_follow_the_contract(name):
+    import torch
+
+    from edgetl.backbones import build_backbone
+
+    b = build_backbone(name, "none")
+    assert b.modality == "audio" and b.feature_dim == 768 and len(b.stages) == 14
+    staged = [id(p) for s in b.stages for p in s.parameters()]
+    assert len(staged) == len(set(staged)) and set(staged) == {id(p) for p in b.features.parameters()}
+    with torch.no_grad():
+        assert b.features.eval()(torch.zeros(2, 16000)).shape == (2, 768)
+
+
+def test_self_supervised_weights_come_from_torch_hubs_cache_or_fail_offline_with_the_path(tmp_path, monkeypatch):
+    import torch
+
+    from edgetl.backbones import build_backbone
+    from edgetl.errors import WeightsUnavailable
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    with pytest.raises(WeightsUnavailable) as exc:
+        build_backbone("wav2vec2_base")
+    cached = tmp_path / "torch" / "hub" / "checkpoints" / "wav2vec2_fairseq_base_ls960.pth"
+    assert str(cached) in exc.value.message and "download.pytorch.org/torchaudio" in exc.value.hint
+    trained = build_backbone("wav2vec2_base", "none").features.model
+    cached.parent.mkdir(parents=True)
+    torch.save(trained.state_dict(), cached)  # torchaudio's own checkpoint layout
+    for weights in ("default", str(cached)):
+        loaded = build_backbone("wav2vec2_base", weights).features.model
+        assert all(torch.equal(a, b) for a, b in zip(trained.state_dict().values(), loaded.state_dict().values()))

@@ -11,6 +11,10 @@ models take the waveform and the device computes exactly the training features.
   layer-normalised.
 - `kws_cnn`: a small depthwise-separable CNN (DS-CNN class) on 40 log-mel bands, trained
   from scratch: the baseline transfer learning must beat.
+- `wav2vec2_base`, `hubert_base`: torchaudio's self-supervised speech models (95M
+  parameters, no log-mel: a convolutional feature encoder on the waveform, then 12
+  transformer layers), features = the last layer averaged over time (768-d). Weights
+  through torchaudio's bundles and torch.hub's cache; offline they must be in the cache.
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ from torch import nn
 
 from edgetl.backbones import Backbone, BackboneInfo, Family, register_family
 from edgetl.backbones.frontend import LogMel, SpecAugment
-from edgetl.backbones.stages import Stage, load_into, read_state_dict
+from edgetl.backbones.stages import Stage, hub_cache_file, hub_state_dict, load_into, read_state_dict
 from edgetl.errors import WeightsUnavailable
 from edgetl.modality.audio import AudioPreprocessing
 
@@ -186,26 +190,90 @@ def _kws_build(name: str, weights: str, listing: bool = False) -> Backbone:
                     modality="audio")
 
 
+# ---------------------------------------------------------------- wav2vec 2.0 and HuBERT
+
+SSL_BUNDLES = {"wav2vec2_base": "WAV2VEC2_BASE", "hubert_base": "HUBERT_BASE"}  # torchaudio.pipelines names
+
+
+def _bundle(name: str):
+    import torchaudio.pipelines
+
+    return getattr(torchaudio.pipelines, SSL_BUNDLES[name])
+
+
+def ssl_weights_url(name: str) -> str:
+    return f"https://download.pytorch.org/torchaudio/models/{_bundle(name)._path}"
+
+
+class SelfSupervisedSpeech(nn.Module):
+    """A torchaudio Wav2Vec2Model (wav2vec 2.0 or HuBERT) -> its last layer averaged over time."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        hidden, _ = self.model(wave)
+        return hidden.mean(dim=1)
+
+
+def _ssl_build(name: str, weights: str, listing: bool = False) -> Backbone:
+    import torchaudio
+
+    bundle = _bundle(name)
+    # LayerDrop off: a layer skipped at random would leave parameters without gradients
+    # (DistributedDataParallel refuses that) and make epochs incomparable.
+    model = torchaudio.models.wav2vec2_model(**{**bundle._params, "encoder_layer_drop": 0.0})
+    source = weights
+    if weights == "default" and not listing:
+        url = ssl_weights_url(name)
+        model.load_state_dict(hub_state_dict(name, url, lambda: torch.hub.load_state_dict_from_url(url, progress=True)))
+        source = f"torchaudio {SSL_BUNDLES[name]} ({hub_cache_file(url).name})"
+    features = SelfSupervisedSpeech(model)
+    if weights not in ("default", "none"):  # torchaudio's checkpoint layout, or these features' own
+        state = read_state_dict(weights)
+        if state and all(k.startswith("model.") for k in state):
+            state = {k.removeprefix("model."): v for k, v in state.items()}
+        load_into(model, state, weights)
+    enc = model.encoder
+    stages = [Stage("feature_extractor", [model.feature_extractor]),
+              Stage("feature_projection+pos_conv", [enc.feature_projection, enc.transformer.pos_conv_embed,
+                                                    enc.transformer.layer_norm])]
+    stages += [Stage(f"layers.{i}", [layer]) for i, layer in enumerate(enc.transformer.layers)]
+    return Backbone(name, features, enc.feature_projection.projection.out_features, stages, SPEECH_PREPROCESSING,
+                    source, modality="audio")
+
+
 # ---------------------------------------------------------------- registry
 
-_BUILDERS = {EMBEDDING: _embedding_build, KWS_CNN: _kws_build}
+_BUILDERS = {EMBEDDING: _embedding_build, KWS_CNN: _kws_build, **{n: _ssl_build for n in SSL_BUNDLES}}
 _DESCRIPTIONS = {
     EMBEDDING: "Google's speech embedding (openWakeWord 0.4.0's weights) on a log-mel front-end",
     KWS_CNN: "small DS-CNN on 40 log-mel bands, trained from scratch (no pretrained weights)",
+    "wav2vec2_base": "wav2vec 2.0 base (torchaudio bundle, LibriSpeech 960 h, self-supervised), 768-d",
+    "hubert_base": "HuBERT base (torchaudio bundle, LibriSpeech 960 h, self-supervised), 768-d",
 }
+
+
+def _weights_ref(name: str) -> str | None:
+    if name == EMBEDDING:
+        file = embedding_onnx_file()
+        return f"file:{file}" if file else None
+    if name in SSL_BUNDLES:
+        return f"torch-hub:{hub_cache_file(ssl_weights_url(name)).name}"
+    return None
 
 
 @functools.lru_cache(maxsize=None)
 def _info(name: str) -> BackboneInfo:
     b = _BUILDERS[name](name, "none", listing=True)
-    file = embedding_onnx_file() if name == EMBEDDING else None
     return BackboneInfo(name, "audio", "speech", _DESCRIPTIONS[name], _params(b.features), b.feature_dim,
-                        SPEECH_PREPROCESSING.window, f"file:{file}" if file else None)
+                        SPEECH_PREPROCESSING.window, _weights_ref(name))
 
 
 register_family(Family(
     name="speech", modality="audio",
-    names=lambda: [EMBEDDING, KWS_CNN],
+    names=lambda: list(_BUILDERS),
     build=lambda name, weights: _BUILDERS[name](name, weights),
     info=_info,
     accepts=lambda n: n in _BUILDERS,

@@ -80,6 +80,31 @@ def split_stages(model: nn.Module, expand_share: float = 0.5, merge_share: float
     return result
 
 
+def hub_cache_file(url: str) -> Path:
+    """Where torch.hub keeps a checkpoint downloaded from `url` (TORCH_HOME)."""
+    from urllib.parse import urlparse
+
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name
+
+
+def hub_state_dict(name: str, url: str, download) -> dict[str, torch.Tensor]:
+    """Pretrained weights through torch.hub's checkpoint cache: the cached file when it is
+    there (loaded safely), else `download()`, which only runs when edgetl is not offline."""
+    from edgetl.backbones import offline
+
+    file = hub_cache_file(url)
+    hint = f"copy {url} to {file}, or pass --weights PATH (a state dict) or --weights none"
+    if file.is_file():
+        return read_state_dict(file)
+    if offline():
+        raise WeightsUnavailable(f"pretrained weights for {name} are not cached at {file} and edgetl is offline",
+                                 hint=hint)
+    try:
+        return download()
+    except Exception as exc:  # URLError, SSL errors, hash mismatch
+        raise WeightsUnavailable(f"cannot download weights for {name}: {exc}", hint=hint) from None
+
+
 def safe_load(path: str | Path):
     """torch.load with weights_only=True. Raises ValueError with what is wrong with the
     file in words a user can act on (torch's own message suggests turning the safe

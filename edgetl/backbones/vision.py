@@ -5,13 +5,12 @@ from __future__ import annotations
 import contextlib
 import functools
 from pathlib import Path
-from urllib.parse import urlparse
 
 import torch
 from torch import nn
 
 from edgetl.backbones import WEIGHTS_HELP, Backbone, BackboneInfo, Family, offline, register_family, weights_on_disk
-from edgetl.backbones.stages import load_into, read_state_dict, split_stages
+from edgetl.backbones.stages import hub_cache_file, hub_state_dict, load_into, read_state_dict, split_stages
 from edgetl.errors import BackboneError, WeightsUnavailable
 from edgetl.modality.image import ImagePreprocessing
 
@@ -76,23 +75,12 @@ def _tv_weights(name: str):
 
 
 def _tv_cache_file(weights) -> Path:
-    return Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(weights.url).path).name
+    return hub_cache_file(weights.url)
 
 
 def _tv_state_dict(name: str, weights) -> dict:
-    """Pretrained weights through torchvision's own cache (TORCH_HOME); downloads only
-    when not offline."""
-    file = _tv_cache_file(weights)
-    hint = f"copy {weights.url} to {file}, or pass --weights PATH (a state dict) or --weights none"
-    if file.is_file():
-        return read_state_dict(file)
-    if offline():
-        raise WeightsUnavailable(f"pretrained weights for {name} are not cached at {file} and edgetl is offline",
-                                 hint=hint)
-    try:
-        return weights.get_state_dict(progress=True, check_hash=True)
-    except Exception as exc:  # URLError, SSL errors, hash mismatch
-        raise WeightsUnavailable(f"cannot download weights for {name}: {exc}", hint=hint) from None
+    """Pretrained weights through torchvision's own cache (TORCH_HOME)."""
+    return hub_state_dict(name, weights.url, lambda: weights.get_state_dict(progress=True, check_hash=True))
 
 
 class _Squeeze(nn.Module):
