@@ -338,3 +338,22 @@ def test_self_supervised_weights_come_from_torch_hubs_cache_or_fail_offline_with
     for weights in ("default", str(cached)):
         loaded = build_backbone("wav2vec2_base", weights).features.model
         assert all(torch.equal(a, b) for a, b in zip(trained.state_dict().values(), loaded.state_dict().values()))
+
+
+def test_silence_class_is_made_from_background_noise(keywords, tmp_path, tiny_digits):
+    from click.testing import CliRunner
+
+    from edgetl import finetune
+    from edgetl.card import ModelCard
+    from edgetl.evaluation import evaluate
+
+    r = finetune(keywords, "kws_cnn", tmp_path / "run", epochs=1, batch_size=16, silence_class=True)
+    card = ModelCard.load(r.out)
+    assert card.labels == sorted(["_silence_", "_unknown_", "no", "stop", "yes"])
+    counts = card.source["train_counts"]
+    assert counts["_silence_"] == round(sum(v for k, v in counts.items() if k != "_silence_") / 4)
+    report = evaluate(r.out, keywords, split="test")  # the folder has no _silence_: evaluated without it
+    assert report.n == sum(1 for _ in (keywords / "test").rglob("*.wav")) and report.per_class["_silence_"] is None
+    result = CliRunner().invoke(cli, ["finetune", str(tiny_digits), "--backbone", "resnet18", "--weights", "none",
+                                      "--silence-class", "--out", str(tmp_path / "img")])
+    assert_refused(result, "--silence-class applies to audio data")

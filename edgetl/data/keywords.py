@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from edgetl import progress
+from edgetl.data.noise import colored_noise
 from edgetl.errors import ConfigError, DataError
 from edgetl.outputs import check_output, publish_data, temp_dir_beside
 
@@ -71,15 +72,6 @@ def synthesize(u: Utterance) -> np.ndarray:
                         hint=INSTALL_HINT)
     wave, rate = sf.read(io.BytesIO(done.stdout), dtype="float32")
     return soxr.resample(wave, rate, SAMPLE_RATE, quality="HQ").astype(np.float32)
-
-
-def noise(kind: str, samples: int, rng: np.random.Generator) -> np.ndarray:
-    """White, pink or brown noise, peak 1."""
-    spectrum = np.fft.rfft(rng.standard_normal(samples))
-    f = np.maximum(np.arange(len(spectrum)), 1)
-    spectrum /= {"white": 1.0, "pink": np.sqrt(f), "brown": f}[kind]
-    x = np.fft.irfft(spectrum, samples)
-    return (x / np.abs(x).max()).astype(np.float32)
 
 
 def place(speech: np.ndarray, rng: np.random.Generator, length: int = SAMPLE_RATE) -> np.ndarray:
@@ -172,7 +164,7 @@ def _write_noise(folder: Path, train_voices: list[str], rng: np.random.Generator
     """Ten seconds each of white, pink and brown noise, and a babble of training voices
     saying other words; returns them joined (the noise the clips are mixed with)."""
     folder.mkdir(parents=True)
-    parts = {kind: noise(kind, 10 * SAMPLE_RATE, rng) * 0.5 for kind in ("white", "pink", "brown")}
+    parts = {kind: colored_noise(kind, 10 * SAMPLE_RATE, rng) * 0.5 for kind in ("white", "pink", "brown")}
     babble = np.zeros(10 * SAMPLE_RATE, np.float32)
     for v in train_voices[:4]:
         sentence = " ".join(rng.choice(UNKNOWN_WORDS, 20))

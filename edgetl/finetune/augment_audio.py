@@ -8,54 +8,10 @@ generated pink noise. SpecAugment, where a model has it, acts inside the model.
 """
 from __future__ import annotations
 
-import logging
-from pathlib import Path
-
 import numpy as np
 import torch
 
-from edgetl.errors import DataError
-from edgetl.modality import summarize
-from edgetl.modality.audio import AUDIO_SUFFIXES, BACKGROUND_NOISE, read_audio
-
-log = logging.getLogger("edgetl")
-
-
-def noise_files(data) -> list[Path]:
-    """The background-noise clips of a data set (DATA/_background_noise_ or DATA/train/_background_noise_)."""
-    if data is None:
-        return []
-    root = Path(data)
-    found = []
-    for folder in (root / BACKGROUND_NOISE, root / "train" / BACKGROUND_NOISE):
-        if folder.is_dir():
-            found += sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
-    return found
-
-
-def load_noise(files: list[Path], sample_rate: int, min_samples: int) -> np.ndarray | None:
-    """The noise clips joined into one bank; unreadable ones are skipped with one warning."""
-    parts, bad = [], []
-    for f in files:
-        try:
-            parts.append(read_audio(f, sample_rate, max_seconds=3600))
-        except DataError:
-            bad.append(f)
-    if bad:
-        log.warning("skipped %d unreadable background-noise file(s): %s", len(bad), summarize(bad))
-    if not parts:
-        return None
-    bank = np.concatenate(parts)
-    return np.tile(bank, int(np.ceil(min_samples / len(bank)))) if len(bank) < min_samples else bank
-
-
-def pink_noise(samples: int, seed: int = 0) -> np.ndarray:
-    """1/f noise (equal energy per octave), shaped in the frequency domain."""
-    rng = np.random.default_rng(seed)
-    spectrum = np.fft.rfft(rng.standard_normal(samples))
-    spectrum /= np.sqrt(np.maximum(np.arange(len(spectrum)), 1))
-    x = np.fft.irfft(spectrum, samples)
-    return (x / np.abs(x).max()).astype(np.float32)
+from edgetl.data.noise import background_noise
 
 
 class AudioTrainingInput:
@@ -68,11 +24,8 @@ class AudioTrainingInput:
         self.gain_db = float(options.gain_db)
         self.snr_db = tuple(float(v) for v in options.noise_snr_db)
         self.noise_prob = float(options.noise_prob)
-        files = noise_files(data)
-        bank = load_noise(files, preprocessing.sample_rate, 2 * preprocessing.window)
-        self.noise_source = f"{len(files)} file(s) in {BACKGROUND_NOISE}" if bank is not None else "pink noise"
-        if bank is None:
-            bank = pink_noise(60 * preprocessing.sample_rate, seed=options.seed)
+        bank, self.noise_source = background_noise(data, preprocessing.sample_rate, 2 * preprocessing.window,
+                                                   options.seed)
         self.noise = torch.from_numpy(bank).to(self.device)
 
     @staticmethod

@@ -20,6 +20,7 @@ from edgetl import modality as modalities
 from edgetl.backbones import Backbone, build_backbone, find_family
 from edgetl.card import ModelCard
 from edgetl.data.folders import open_folder
+from edgetl.data.noise import add_silence_class, check_silence_class
 from edgetl.errors import ConfigError, DataError, TrainingDiverged
 from edgetl.finetune.augment import ImageTrainingInput
 from edgetl.finetune.curves import plot_history
@@ -58,6 +59,7 @@ class FinetuneConfig:
     noise_prob: float = 0.8  # audio: share of training clips that get noise
     shift_ms: float = 100.0  # audio: random time shift up to this much either way
     gain_db: float = 6.0  # audio: random gain up to this much either way
+    silence_class: bool = False  # audio: add a _silence_ class made from background noise
     channels_last: bool = True
     amp: bool = True
 
@@ -410,6 +412,8 @@ def finetune(data, backbone: str, out, overwrite: bool = False, **options) -> Ru
         kind = modalities.get(find_family(backbone).modality)
         files = f"{kind.noun}s"
         splits = open_folder(data, val_split=cfg.val_split, seed=cfg.seed, modality=kind.name)
+        if cfg.silence_class:
+            check_silence_class(kind.name, splits.classes)
         check_output(out, "run", overwrite, protected)  # before any work; RunWriter checks again when it starts
         train_set = splits["train"]
         if cfg.limit_per_class:
@@ -436,11 +440,15 @@ def finetune(data, backbone: str, out, overwrite: bool = False, **options) -> Ru
             tick = lambda n: bar.advance(task, n)  # noqa: E731
             xtr, ytr = modalities.decode_split(train_set, pre, progress=tick)
             xva, yva = modalities.decode_split(splits["val"], pre, progress=tick)
+        classes = list(splits.classes)
+        if cfg.silence_class:
+            decoded, classes = add_silence_class({"train": (xtr, ytr), "val": (xva, yva)}, classes, data, pre, cfg.seed)
+            (xtr, ytr), (xva, yva) = decoded["train"], decoded["val"]
         transform = pre.training_input(device, cfg, data)
         x_train, y_train = _to_tensors(xtr, ytr, device, transform)
         x_val, y_val = _to_tensors(xva, yva, device, transform)
 
-        model = Classifier(bb.features, bb.feature_dim, len(splits.classes), cfg.dropout).to(device)
+        model = Classifier(bb.features, bb.feature_dim, len(classes), cfg.dropout).to(device)
         if device.type == "cuda" and cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
         trainer = Trainer(model, bb.stages, cfg, device, dist, inputs=transform)
@@ -451,12 +459,12 @@ def finetune(data, backbone: str, out, overwrite: bool = False, **options) -> Ru
             return RunResult(Path(out), None, history, best_epoch, max(h["val_accuracy"] for h in history))
         best = history[best_epoch - 1]
         card = ModelCard(
-            labels=list(splits.classes), modality=kind.name, input=pre.input_spec(),
+            labels=list(classes), modality=kind.name, input=pre.input_spec(),
             preprocessing=pre.to_dict(),
             source={"backbone": backbone, "weights": bb.weights, "strategy": cfg.strategy,
                     "stages": len(bb.stages), "trained_stages": max(h["trainable_stages"] for h in history),
                     "data": str(Path(data).resolve()),
-                    "train_counts": {c: int((ytr == i).sum()) for i, c in enumerate(splits.classes)},  # decoded
+                    "train_counts": {c: int((ytr == i).sum()) for i, c in enumerate(classes)},  # decoded
                     "config": dataclasses.asdict(cfg), "device": str(device), "world_size": dist.world},
             metrics={"val_accuracy": best["val_accuracy"], "val_loss": best["val_loss"],
                      "train_accuracy": best["train_accuracy"], "best_epoch": best_epoch,
