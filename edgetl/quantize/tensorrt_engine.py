@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shlex
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from edgetl import progress
 from edgetl.card import ModelCard, build_fingerprint
 from edgetl.errors import ArtifactError, BackendUnavailable, ConfigError
 from edgetl.export.onnx_export import frontend_nodes, in_frontend
-from edgetl.outputs import check_output
+from edgetl.outputs import check_output, temp_dir_beside
 
 PRECISIONS = ("fp32", "fp16", "int8", "best")
 
@@ -127,6 +128,7 @@ def build_engine(spec: EngineSpec, overwrite: bool = False) -> dict:
     """Build and write the engine and its card; returns what the build reports."""
     card, qdq = check_spec(spec)
     check_output(spec.out, "model", overwrite, {"input model": spec.onnx})
+    shutil.rmtree(temp_dir_beside(spec.out))  # a folder that cannot be written fails now, not after the build
     try:
         import tensorrt as trt
     except ImportError:
