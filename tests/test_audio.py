@@ -249,6 +249,24 @@ def test_speech_model_exports_through_the_parity_gate_and_evaluates_the_same_eve
     assert accuracies[speech_run] > 1 / len(card.labels)  # better than chance on voices never heard
 
 
+def test_bench_measures_a_speech_run_on_the_clips_like_evaluate(speech_run, keywords, tmp_path):
+    from click.testing import CliRunner
+
+    from edgetl.evaluation import evaluate
+    from edgetl.export import export_run
+
+    if not (speech_run / "model.onnx").exists():
+        export_run(speech_run)
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(cli, ["-q", "bench", str(speech_run / "model.onnx"), "--data", str(keywords),
+                                      "--split", "test", "--batch", "1", "--iters", "3", "--warmup", "0",
+                                      "--threads", "1", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(out.read_text())["rows"]
+    assert len(rows) == 1 and rows[0]["p50_ms"] > 0
+    assert rows[0]["accuracy"] == pytest.approx(evaluate(speech_run / "model.onnx", keywords, split="test").accuracy)
+
+
 def _frontend_inputs_dequantized(onnx_path) -> list[str]:
     import onnx
 
