@@ -60,4 +60,12 @@ def make_digits(out, size: int = 64, seed: int = 0):
     return _make(out, size=size, seed=seed)
 
 
-__all__ = ["EdgeTLError", "__version__", "bench", "evaluate", "export", "finetune", "list_backbones", "make_digits", "quantize"]
+def make_keywords(out, words=None, unknown: bool = False, voices: int = 40, **options):
+    """Write spoken keywords synthesized with espeak-ng as an audio folder data set, split by voice."""
+    from edgetl.data.keywords import DEFAULT_WORDS, make_keywords as _make
+
+    return _make(out, words=words or DEFAULT_WORDS, unknown=unknown, voices=voices, **options)
+
+
+__all__ = ["EdgeTLError", "__version__", "bench", "evaluate", "export", "finetune", "list_backbones", "make_digits",
+           "make_keywords", "quantize"]
