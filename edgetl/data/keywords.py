@@ -34,7 +34,7 @@ ACCENTS = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan", "
 _NOT_VOICES = {"Demonic", "announcer", "fast", "UniRobot", "anikaRobot", "Mr", "Tweaky", "RicishayMax",
                "RicishayMax2", "RicishayMax3", *(f"robosoft{i}" for i in ("", 2, 3, 4, 5, 6, 7, 8))}
 SAMPLE_RATE = 16000
-UNKNOWN, SILENCE = "_unknown_", "_silence_"
+UNKNOWN = "_unknown_"
 INSTALL_HINT = ("install espeak-ng: `apt-get install espeak-ng` (Debian/Ubuntu), `dnf install espeak-ng` (Fedora), "
                 "`brew install espeak-ng` (macOS)")
 

@@ -41,7 +41,7 @@ def read_audio(path: str | Path, sample_rate: int = 16000, max_seconds: float = 
         info = sf.info(str(path))
         if info.frames > max_seconds * info.samplerate:
             raise DataError(f"audio file {path} lasts {info.frames / info.samplerate:.0f} s, more than the "
-                            f"{max_seconds:.0f} s a clip may", hint="cut it into clips, or pass it as a stream")
+                            f"{max_seconds:.0f} s a clip may", hint="cut it into clips of a few seconds around each word")
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except DataError:
         raise
