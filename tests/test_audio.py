@@ -267,6 +267,25 @@ def test_bench_measures_a_speech_run_on_the_clips_like_evaluate(speech_run, keyw
     assert rows[0]["accuracy"] == pytest.approx(evaluate(speech_run / "model.onnx", keywords, split="test").accuracy)
 
 
+def test_predict_gives_the_same_answer_on_every_backend_from_raw_clips(speech_run, keywords, tmp_path):
+    from edgetl.export import export_run
+    from edgetl.runtime.predict import predict
+
+    if not (speech_run / "model.xml").exists():
+        export_run(speech_run, openvino=True, overwrite=True)
+    stereo = tmp_path / "stereo_44k.wav"  # a clip as a phone or a DAW would save it
+    wave, rate = sf.read(next((keywords / "test" / "yes").glob("*.wav")))
+    sf.write(stereo, np.stack([wave, wave], 1), rate)
+    files = sorted((keywords / "test").rglob("*.wav"))[:12] + [stereo]
+    answers = {a: predict(speech_run / a if a else speech_run, files, top_k=3)
+               for a in ("", "model.onnx", "model.xml")}
+    reference = answers[""]
+    assert all(r.ok for r in reference)
+    for artifact, results in answers.items():
+        assert [r.labels[0] for r in results] == [r.labels[0] for r in reference], artifact
+        assert np.allclose([r.scores for r in results], [r.scores for r in reference], atol=1e-4), artifact
+
+
 def _frontend_inputs_dequantized(onnx_path) -> list[str]:
     import onnx
 

@@ -1,0 +1,46 @@
+"""edgetl predict: top-k labels of raw image or audio files through any artifact."""
+from __future__ import annotations
+
+import json
+
+import click
+
+
+@click.command("predict")
+@click.argument("artifact", type=click.Path())
+@click.argument("files", nargs=-1, type=click.Path())
+@click.option("--backend", default="auto", show_default=True, help="auto (by artifact kind) | onnxruntime | openvino | ...")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--top-k", type=int, default=3, show_default=True, help="How many labels per file.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON list on stdout: file, labels, scores, error.")
+def predict_cmd(artifact, files, backend, device, top_k, as_json):
+    """Predict FILES (images or audio clips, as the model takes) with ARTIFACT: a run
+    directory, .onnx, OpenVINO .xml or TensorRT .engine. Files that cannot be used are
+    named one per line; the exit code is 2 only when none could be predicted."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from edgetl.errors import DataError
+    from edgetl.progress import print_table, results_console
+    from edgetl.runtime.predict import predict
+
+    results = predict(artifact, files, backend=backend, top_k=top_k, device=device)
+    for r in results:
+        if not r.ok:
+            click.echo(f"skipped: {r.error}", err=True)  # each reason names its file
+    if as_json:
+        click.echo(json.dumps([r.to_dict() for r in results], indent=2))
+    elif any(r.ok for r in results):
+        table = Table(title=f"{artifact}: top {top_k}", title_justify="left")
+        for col in ("file", "label", "score", "next"):
+            table.add_column(col, justify="right" if col == "score" else "left")
+        for r in results:
+            if r.ok:
+                rest = ", ".join(f"{escape(lab)} {sc:.3f}" for lab, sc in zip(r.labels[1:], r.scores[1:]))
+                table.add_row(escape(r.file), escape(r.labels[0]), f"{r.scores[0]:.3f}", rest)
+        print_table(table, results_console())
+    if not any(r.ok for r in results):
+        raise DataError(f"none of the {len(results)} file(s) could be predicted", hint="see the reasons above")
+
+
+COMMANDS = [predict_cmd]

@@ -1,0 +1,91 @@
+"""Predict: the top-k labels of raw files (images or audio clips) through any artifact.
+
+Each file is read and preprocessed by the card's own preprocessing, exactly as in
+evaluation, so every backend gives the same answer. A file that cannot be used gets
+its own error and the others are still predicted. Torch-free.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from edgetl import modality as modalities
+from edgetl.errors import ConfigError, DataError
+from edgetl.runtime.base import open_runner
+
+
+@dataclasses.dataclass
+class Prediction:
+    file: str
+    labels: list[str]  # best first
+    scores: list[float]  # softmax probabilities, same order
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _other_modality(path: Path, kind: modalities.Modality) -> str | None:
+    suffix = path.suffix.lower()
+    if suffix in kind.suffixes:
+        return None
+    return next((modalities.get(n).noun for n in modalities.names()
+                 if n != kind.name and suffix in modalities.get(n).suffixes), None)
+
+
+def read_input(path: Path, kind: modalities.Modality, preprocessing) -> np.ndarray:
+    """One file as the model's cached sample; DataError says why a file cannot be used."""
+    if not path.is_file():
+        raise DataError(f"{path} does not exist" if not path.exists() else f"{path} is not a file",
+                        hint="check the path")
+    other = _other_modality(path, kind)
+    if other:
+        raise DataError(f"{path} is an {other} (by its suffix), but this model takes {kind.noun}s",
+                        hint=f"pass {kind.noun}s ({', '.join(sorted(kind.suffixes))})")
+    return preprocessing.prepare(preprocessing.read(path))
+
+
+def predict(artifact, files, backend: str = "auto", top_k: int = 5, device: str = "cpu", batch: int = 16,
+            threads: int | None = None) -> list[Prediction]:
+    """Top-k labels and scores of each file, in the order given; unusable files carry an error."""
+    if top_k < 1:
+        raise ConfigError(f"--top-k must be at least 1, got {top_k}", hint="e.g. --top-k 3")
+    if not files:
+        raise ConfigError("no files to predict", hint="pass one or more image or audio files after the artifact")
+    with open_runner(artifact, backend=backend, device=device, threads=threads) as runner:
+        card = runner.card
+        kind = modalities.get(card.modality)
+        pre = modalities.preprocessing_of(card)
+        results: list[Prediction] = []
+        samples, where = [], []
+        for f in files:
+            try:
+                samples.append(read_input(Path(f), kind, pre))
+                where.append(len(results))
+                results.append(Prediction(str(f), [], []))
+            except DataError as exc:
+                results.append(Prediction(str(f), [], [], error=exc.message))
+        if samples:
+            # The runner checks the output against the card and pads static batches.
+            probs = softmax(runner.infer_all(pre.normalize(np.stack(samples)), batch))
+            k = min(top_k, probs.shape[1])
+            for i, p in zip(where, probs):
+                order = np.argsort(-p, kind="stable")[:k]
+                results[i].labels = [card.labels[j] for j in order]
+                results[i].scores = [float(p[j]) for j in order]
+    return results
+
+
+__all__ = ["Prediction", "predict", "softmax"]

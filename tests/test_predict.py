@@ -1,0 +1,59 @@
+"""edgetl predict: raw files through any artifact, preprocessed as in evaluation; bad files
+named one per line."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from conftest import assert_refused
+from edgetl.cli import cli
+from edgetl.evaluation import evaluate, select_split
+from edgetl.runtime.predict import predict
+
+
+@pytest.mark.parametrize("artifact", ["run", "onnx"])
+def test_predictions_of_raw_files_match_evaluation(artifact, tiny_run, tiny_digits, quant_onnx, quant_digits):
+    model, data = (tiny_run, tiny_digits) if artifact == "run" else (quant_onnx, quant_digits)
+    report = evaluate(model, data, split="val")
+    folder = select_split(data, "val", report.labels)
+    results = predict(model, folder.paths, top_k=2)
+    assert [r.file for r in results] == [str(p) for p in folder.paths] and all(r.ok for r in results)
+    accuracy = np.mean([r.labels[0] == report.labels[y] for r, y in zip(results, folder.labels)])
+    assert accuracy == pytest.approx(report.accuracy)
+    for r in results:
+        assert len(r.labels) == 2 and r.scores[0] >= r.scores[1] and 0 < sum(r.scores) <= 1 + 1e-6
+
+
+def test_unusable_files_are_named_and_the_rest_predicted(tiny_run, tiny_digits, tmp_path):
+    good = next((tiny_digits / "val" / "1").glob("*.png"))
+    corrupt = tmp_path / "broken.jpg"
+    corrupt.write_bytes(b"not a jpeg")
+    clip = tmp_path / "clip.wav"
+    clip.write_bytes(b"RIFF")
+    runner = CliRunner()
+    result = runner.invoke(cli, ["predict", str(tiny_run), str(good), str(corrupt), str(clip),
+                                 str(tmp_path / "missing.png"), "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert [r["error"] is None for r in rows] == [True, False, False, False]
+    assert "cannot read image" in rows[1]["error"] and "takes images" in rows[2]["error"]
+    assert "does not exist" in rows[3]["error"]
+    assert len([line for line in result.stderr.splitlines() if line.startswith("skipped: ")]) == 3
+    result = runner.invoke(cli, ["predict", str(tiny_run), str(corrupt), str(clip)])
+    assert_refused(result, "none of the 2 file(s) could be predicted")
+    assert_refused(runner.invoke(cli, ["predict", str(tiny_run), str(good), "--top-k", "0"]), "--top-k")
+    assert_refused(runner.invoke(cli, ["predict", str(tiny_run)]), "no files to predict")
+
+
+def test_predict_needs_no_torch(quant_onnx, quant_digits):
+    image = next((quant_digits / "val" / "0").glob("*.png"))
+    code = ("import sys; from edgetl.runtime.predict import predict; "
+            f"r = predict({str(quant_onnx)!r}, [{str(image)!r}]); assert r[0].ok, r; "
+            "assert 'torch' not in sys.modules, 'torch was imported'")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
