@@ -53,6 +53,13 @@ def bench(artifacts, **options):
     return _bench(artifacts, **options)
 
 
+def predict(artifact, files, **options):
+    """Top-k labels and scores of raw image or audio files through any artifact (torch-free)."""
+    from edgetl.runtime.predict import predict as _predict
+
+    return _predict(artifact, files, **options)
+
+
 def make_digits(out, size: int = 64, seed: int = 0):
     """Write scikit-learn's handwritten digits as an image folder data set."""
     from edgetl.data.digits import make_digits as _make
@@ -68,4 +75,4 @@ def make_keywords(out, words=None, unknown: bool = False, voices: int = 40, **op
 
 
 __all__ = ["EdgeTLError", "__version__", "bench", "evaluate", "export", "finetune", "list_backbones", "make_digits",
-           "make_keywords", "quantize"]
+           "make_keywords", "predict", "quantize"]
