@@ -77,8 +77,8 @@ def _other_modality(folder: Path, modality: Modality) -> str | None:
     suffixes = {p.suffix.lower() for p in folder.rglob("*") if p.is_file()}  # one walk of the folder
     if suffixes & modality.suffixes:
         return None
-    others = (modalities.get(n) for n in modalities.names() if n != modality.name)
-    return next((other.noun for other in others if suffixes & other.suffixes), None)
+    other = modalities.claiming(suffixes, besides=modality.name)
+    return other.noun if other else None
 
 
 def _wrong_modality(folder: Path, modality: Modality) -> None:

@@ -79,6 +79,11 @@ def names() -> list[str]:
     return sorted({*_BUILT_IN, *_MODALITIES})
 
 
+def claiming(suffixes: set[str], besides: str) -> Modality | None:
+    """The first modality other than `besides` whose files have one of `suffixes`."""
+    return next((get(n) for n in names() if n != besides and set(suffixes) & get(n).suffixes), None)
+
+
 def preprocessing_of(card: "ModelCard") -> Preprocessing:
     """The card's preprocessing, as the runtime applies it."""
     return get(card.modality).preprocessing.from_dict(card.preprocessing)

@@ -37,22 +37,14 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def _other_modality(path: Path, kind: modalities.Modality) -> str | None:
-    suffix = path.suffix.lower()
-    if suffix in kind.suffixes:
-        return None
-    return next((modalities.get(n).noun for n in modalities.names()
-                 if n != kind.name and suffix in modalities.get(n).suffixes), None)
-
-
 def read_input(path: Path, kind: modalities.Modality, preprocessing) -> np.ndarray:
     """One file as the model's cached sample; DataError says why a file cannot be used."""
     if not path.is_file():
         raise DataError(f"{path} does not exist" if not path.exists() else f"{path} is not a file",
                         hint="check the path")
-    other = _other_modality(path, kind)
-    if other:
-        raise DataError(f"{path} is an {other} (by its suffix), but this model takes {kind.noun}s",
+    other = modalities.claiming({path.suffix.lower()}, besides=kind.name)
+    if other and path.suffix.lower() not in kind.suffixes:
+        raise DataError(f"{path} is an {other.noun} (by its suffix), but this model takes {kind.noun}s",
                         hint=f"pass {kind.noun}s ({', '.join(sorted(kind.suffixes))})")
     return preprocessing.prepare(preprocessing.read(path))
 
