@@ -52,6 +52,9 @@ class ModelCard:
     precision: str = "fp32"
     task: str = "classification"
     metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # audio: how the streaming keyword detector runs this model (hop, smoothing,
+    # thresholds: edgetl.runtime.streaming.StreamingSettings); empty means its defaults
+    streaming: dict[str, Any] = dataclasses.field(default_factory=dict)
     build: dict[str, Any] = dataclasses.field(default_factory=build_fingerprint)
     schema_version: int = SCHEMA_VERSION
 

@@ -103,7 +103,7 @@ class BenchReport:
                 "versions": self.versions, "settings": self.settings, "rows": [r.to_dict() for r in self.rows]}
 
     def write_json(self, path) -> Path:
-        return _write_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n")
+        return write_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
     def to_csv(self) -> str:
         fields = list(self.rows[0].to_dict()) if self.rows else ["artifact"]
@@ -115,7 +115,7 @@ class BenchReport:
         return buf.getvalue()
 
     def write_csv(self, path) -> Path:
-        return _write_atomic(path, self.to_csv())
+        return write_atomic(path, self.to_csv())
 
     def markdown(self) -> str:
         lines = ["| " + " | ".join(_COLUMNS) + " |", "|" + "---|" * len(_COLUMNS)]
@@ -147,13 +147,7 @@ class BenchReport:
 
     def plot(self, path) -> Path:
         """Accuracy against p50 latency, one labelled point per successful row."""
-        try:
-            import matplotlib
-        except ImportError:
-            raise BackendUnavailable("--plot needs matplotlib", hint="pip install matplotlib") from None
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
+        plt = pyplot()
         rows = [r for r in self.rows if r.ok]
         batches = sorted({r.batch for r in rows}) or [1]
         fig, axes = plt.subplots(1, len(batches), figsize=(6.5 * len(batches), 5), squeeze=False, sharey=True)
@@ -188,7 +182,7 @@ class BenchReport:
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=110, metadata={"Software": f"{REPORT_SOFTWARE} bench"})
         plt.close(fig)
-        return _write_atomic(path, buf.getvalue())
+        return write_atomic(path, buf.getvalue())
 
 
 def _label_offset(cell: list[BenchRow], i: int) -> int:
@@ -225,7 +219,19 @@ def _cells(r: BenchRow, markup: bool) -> list[str]:
             _fmt(r.load_s, ".2f")]
 
 
-def _write_atomic(path, content: str | bytes) -> Path:
+def pyplot():
+    """matplotlib's pyplot drawing to files (no display needed)."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise BackendUnavailable("--plot needs matplotlib", hint="pip install matplotlib") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def write_atomic(path, content: str | bytes) -> Path:
     """Write to a temporary file beside `path`, then rename: never a half-written file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,8 @@
 """edgetl data: built-in data sets written as folder data sets (images, audio)."""
 from __future__ import annotations
 
+import json
+
 import click
 
 
@@ -33,19 +35,28 @@ def digits_cmd(out, size, seed, overwrite):
 @click.option("--voices", default=40, show_default=True,
               help="How many espeak-ng voices (accent+variant); split by voice into train/val/test.")
 @click.option("--takes", default=2, show_default=True, help="Renderings of each word per voice (random speed and pitch).")
+@click.option("--stream", "stream_minutes", type=float, default=0, metavar="MINUTES",
+              help="Also write OUT/_streams_/{val,test}.wav: MINUTES each of other speech and noise with the "
+                   "keywords at known times (for evaluate --stream).")
 @click.option("--seed", default=0, show_default=True, help="Seed of voices, speeds, pitches, noise and split.")
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it is a data set edgetl wrote (nothing else is replaced).")
-def keywords_cmd(out, words, unknown, voices, takes, seed, overwrite):
+def keywords_cmd(out, words, unknown, voices, takes, stream_minutes, seed, overwrite):
     """Spoken keywords synthesized with espeak-ng (1 s, 16 kHz clips with background noise)
     as OUT/{train,val,test}/WORD/*.wav; validation and test voices are never heard in training."""
     from edgetl.data.folders import open_folder
     from edgetl.data.keywords import make_keywords
+    from edgetl.modality.audio import STREAMS
 
     path = make_keywords(out, words=words.split(","), unknown=unknown, voices=voices, takes=takes, seed=seed,
-                         overwrite=overwrite)
+                         stream_minutes=stream_minutes, overwrite=overwrite)
     splits = open_folder(path, modality="audio")
     counts = ", ".join(f"{name} {len(s)}" for name, s in splits.splits.items())
     click.echo(f"wrote {path}: {len(splits.classes)} classes ({', '.join(splits.classes)}); {counts} clips")
+    for rec in sorted((path / STREAMS).glob("*.json")):
+        doc = json.loads(rec.read_text())
+        click.echo(f"wrote {path / STREAMS / doc['recording']}: {doc['seconds'] / 60:.1f} min, "
+                   f"{len(doc['keywords'])} keywords said by {doc['split']} voices (times in {rec.name}, "
+                   f"{rec.with_suffix('.csv').name})")
 
 
 COMMANDS = [data_group]

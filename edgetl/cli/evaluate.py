@@ -36,9 +36,63 @@ def print_report(report) -> None:
     print_table(cm, console)
 
 
+def print_stream_report(r) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from edgetl.progress import print_table, results_console
+
+    console = results_console()
+    delay = "-" if r.mean_delay is None else f"{r.mean_delay:.2f} s"
+    console.print(f"[bold]{escape(r.artifact)}[/] on {escape(r.recording)} ({r.hours * 60:.1f} min, backend {r.backend}, "
+                  f"hop {r.settings['hop_ms']:g} ms, smoothing {r.settings['smoothing']}): "
+                  f"{r.detected}/{r.keywords} keywords detected, false rejects [bold]{100 * r.frr:.1f}%[/], "
+                  f"false accepts [bold]{r.fa_per_hour:.2f}/h[/] ({r.false_accepts}), mean delay {delay}, "
+                  f"real-time factor {r.real_time_factor:.4f}")
+    table = Table(title="per keyword", title_justify="left")
+    for col in ("keyword", "threshold", "said", "detected", "false accepts"):
+        table.add_column(col, justify="left" if col == "keyword" else "right")
+    for label, k in r.per_keyword.items():
+        table.add_row(escape(label), f"{k['threshold']:.6g}", str(k["said"]), str(k["detected"]), str(k["false_accepts"]))
+    print_table(table, console)
+    if r.thresholds_written:
+        console.print(f"thresholds written into the card of {escape(r.thresholds_written)}")
+    if r.plot:
+        console.print(f"DET curve: {escape(r.plot)}")
+
+
+def _evaluate_stream(artifact, stream, backend, device, threads, hop_ms, smoothing, target_fa_per_hour, plot,
+                     precision_hint, as_json) -> None:
+    from edgetl import progress
+    from edgetl.outputs import check_output
+    from edgetl.runtime.streaming import audio_seconds
+    from edgetl.stream_evaluation import evaluate_stream
+
+    if plot:
+        check_output(plot, "report", overwrite=True)  # an earlier plot is refreshed; anything else is kept
+    with progress.progress_bar() as bar:
+        task = bar.add_task("detecting keywords", total=audio_seconds(stream) or None, status="")
+        report = evaluate_stream(artifact, stream, backend=backend, device=device, threads=threads, hop_ms=hop_ms,
+                                 smoothing=smoothing, target_fa_per_hour=target_fa_per_hour, plot=plot,
+                                 precision_hint=precision_hint, progress=lambda s: bar.advance(task, s))
+    if as_json:
+        click.echo(json.dumps(report.to_dict()))
+    else:
+        print_stream_report(report)
+
+
 @click.command("evaluate")
 @click.argument("artifact", type=click.Path())
-@click.option("--data", required=True, type=click.Path(), help="Data set folder (or a flat folder of classes).")
+@click.option("--data", type=click.Path(), help="Data set folder (or a flat folder of classes).")
+@click.option("--stream", type=click.Path(), metavar="RECORDING",
+              help="Instead of --data: a long recording with its keyword times beside it (RECORDING.json or .csv): "
+                   "false rejects, false accepts per hour, delay, real-time factor.")
+@click.option("--target-fa-per-hour", type=float, help="With --stream on a validation recording: pick each keyword's "
+              "threshold for this many false accepts per hour and write them into the card.")
+@click.option("--hop-ms", type=float, help="With --stream: score every this many ms (default: the card's, 100).")
+@click.option("--smoothing", type=int, help="With --stream: hops a keyword's probability is averaged over (card's, 3).")
+@click.option("--threads", type=int, help="With --stream: inference threads (e.g. 1 for one core).")
+@click.option("--plot", type=click.Path(dir_okay=False), help="With --stream: write the DET curve (PNG).")
 @click.option("--split", default="val", show_default=True, help="train | val | test")
 @click.option("--backend", default="auto", show_default=True, help="auto picks the artifact's backend.")
 @click.option("--device", default="cpu", show_default=True)
@@ -46,9 +100,24 @@ def print_report(report) -> None:
 @click.option("--precision-hint", type=click.Choice(PRECISION_HINTS), default="f32", show_default=True,
               help="openvino: compute the float operations in this precision (bf16/f16 only where the CPU has it).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (accuracy, n, backend, ...).")
-def evaluate_cmd(artifact, data, split, backend, device, batch_size, precision_hint, as_json):
-    """Evaluate ARTIFACT (a run directory, or an exported model) on a data split."""
+def evaluate_cmd(artifact, data, stream, target_fa_per_hour, hop_ms, smoothing, threads, plot, split, backend, device,
+                 batch_size, precision_hint, as_json):
+    """Evaluate ARTIFACT (a run directory, or an exported model) on a data split, or a
+    keyword spotter on a long recording (--stream)."""
+    from edgetl.errors import ConfigError
     from edgetl.evaluation import evaluate
+
+    if (data is None) == (stream is None):
+        raise ConfigError("evaluate takes either --data DIR (clips or images) or --stream RECORDING",
+                          hint="e.g. --data data --split test, or --stream data/_streams_/test.wav")
+    stream_only = {"--target-fa-per-hour": target_fa_per_hour, "--hop-ms": hop_ms, "--smoothing": smoothing,
+                   "--threads": threads, "--plot": plot}
+    if data is not None and any(v is not None for v in stream_only.values()):
+        used = ", ".join(k for k, v in stream_only.items() if v is not None)
+        raise ConfigError(f"{used} apply to --stream", hint="drop them, or evaluate a recording with --stream")
+    if stream is not None:
+        return _evaluate_stream(artifact, stream, backend, device, threads, hop_ms, smoothing, target_fa_per_hour,
+                                plot, precision_hint, as_json)
 
     report = evaluate(artifact, data, split=split, backend=backend, device=device, batch_size=batch_size,
                       precision_hint=precision_hint)

@@ -42,8 +42,9 @@ def _snr_range(ctx, param, value: str) -> tuple[float, float]:
 @click.option("--noise-prob", type=float, default=0.8, show_default=True, help="Audio: share of clips that get noise.")
 @click.option("--shift-ms", type=float, default=100.0, show_default=True, help="Audio: random time shift, either way.")
 @click.option("--gain-db", type=float, default=6.0, show_default=True, help="Audio: random gain, either way.")
-@click.option("--silence-class", is_flag=True,
-              help="Audio: add a _silence_ class of background noise at room levels (no speech).")
+@click.option("--silence-class/--no-silence-class", default=None,
+              help="Audio: add a _silence_ class of background noise at room levels (no speech); "
+                   "default: when the data has _background_noise_.")
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda[:N]")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory to create.")

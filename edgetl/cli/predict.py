@@ -15,8 +15,10 @@ import click
 @click.option("--json", "as_json", is_flag=True, help="One JSON list on stdout: file, labels, scores, error.")
 def predict_cmd(artifact, files, backend, device, top_k, as_json):
     """Predict FILES (images or audio clips, as the model takes) with ARTIFACT: a run
-    directory, .onnx, OpenVINO .xml or TensorRT .engine. Files that cannot be used are
-    named one per line; the exit code is 2 only when none could be predicted."""
+    directory, .onnx, OpenVINO .xml or TensorRT .engine. An audio file longer than the
+    model's window is a stream: each keyword detected is listed with its time. Files
+    that cannot be used are named one per line; the exit code is 2 only when none could
+    be predicted."""
     from rich.markup import escape
     from rich.table import Table
 
@@ -30,14 +32,25 @@ def predict_cmd(artifact, files, backend, device, top_k, as_json):
             click.echo(f"skipped: {r.error}", err=True)  # each reason names its file
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in results], indent=2))
-    elif any(r.ok for r in results):
+    elif any(r.ok and r.detections is None for r in results):
         table = Table(title=f"{artifact}: top {top_k}", title_justify="left")
         for col in ("file", "label", "score", "next"):
             table.add_column(col, justify="right" if col == "score" else "left")
         for r in results:
-            if r.ok:
+            if r.ok and r.detections is None:
                 rest = ", ".join(f"{escape(lab)} {sc:.3f}" for lab, sc in zip(r.labels[1:], r.scores[1:]))
                 table.add_row(escape(r.file), escape(r.labels[0]), f"{r.scores[0]:.3f}", rest)
+        print_table(table, results_console())
+    streams = [r for r in results if r.ok and r.detections is not None]
+    if streams and not as_json:
+        table = Table(title=f"{artifact}: keywords detected in longer recordings", title_justify="left")
+        for col in ("file", "at (s)", "keyword", "score"):
+            table.add_column(col, justify="left" if col in ("file", "keyword") else "right")
+        for r in streams:
+            for d in r.detections:
+                table.add_row(escape(r.file), f"{d['time']:.2f}", escape(d["label"]), f"{d['score']:.3f}")
+            if not r.detections:
+                table.add_row(escape(r.file), "-", "[dim]no keyword detected[/]", "-")
         print_table(table, results_console())
     if not any(r.ok for r in results):
         raise DataError(f"none of the {len(results)} file(s) could be predicted", hint="see the reasons above")

@@ -21,7 +21,9 @@ import numpy as np
 
 from edgetl import progress
 from edgetl.data.noise import colored_noise
+from edgetl.data.streams import make_stream
 from edgetl.errors import ConfigError, DataError
+from edgetl.modality.audio import STREAMS
 from edgetl.outputs import check_output, publish_data, temp_dir_beside
 
 DEFAULT_WORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
@@ -106,8 +108,10 @@ def split_voices(voices: list[str], seed: int, val: float = 0.15, test: float = 
 
 def make_keywords(out: str | os.PathLike, words=DEFAULT_WORDS, unknown: bool = False, voices: int = 40,
                   takes: int = 2, seed: int = 0, snr_db: tuple[float, float] = (10.0, 30.0),
-                  overwrite: bool = False) -> Path:
-    """Write OUT/{train,val,test}/{WORD,[_unknown_]}/*.wav and OUT/_background_noise_/*.wav."""
+                  stream_minutes: float = 0.0, overwrite: bool = False) -> Path:
+    """Write OUT/{train,val,test}/{WORD,[_unknown_]}/*.wav and OUT/_background_noise_/*.wav;
+    with `stream_minutes`, also OUT/_streams_/{val,test}.wav, long recordings of other
+    speech with the keywords at the times listed beside them (.csv, .json)."""
     words = [w.strip().lower() for w in words if w.strip()]
     if len(set(words)) < 2:
         raise ConfigError(f"--words needs at least two different words, got {','.join(words) or 'none'}",
@@ -119,6 +123,9 @@ def make_keywords(out: str | os.PathLike, words=DEFAULT_WORDS, unknown: bool = F
                           hint="e.g. --voices 40")
     if takes < 1:
         raise ConfigError(f"--takes must be at least 1, got {takes}", hint="e.g. --takes 2")
+    if stream_minutes < 0 or 0 < stream_minutes < 0.5:
+        raise ConfigError(f"--stream takes the minutes of each recording, at least 0.5, got {stream_minutes:g}",
+                          hint="e.g. --stream 10 (60 for a benchmark)")
     out = check_output(out, "data", overwrite)
     variants = voice_variants()
     rng = np.random.default_rng(seed)
@@ -147,8 +154,16 @@ def make_keywords(out: str | os.PathLike, words=DEFAULT_WORDS, unknown: bool = F
                 folder.mkdir(parents=True, exist_ok=True)
                 _write_wav(folder / f"{u.text.replace(' ', '_')}_{u.voice.replace('+', '_')}_{i:05d}.wav", clip)
                 bar.advance(task)
+            if stream_minutes:
+                streams = tmp / STREAMS
+                streams.mkdir()
+                task = bar.add_task("synthesizing streams", total=2 * stream_minutes * 60, status="")
+                for split in ("val", "test"):
+                    make_stream(streams / f"{split}.wav", words, by_split[split], stream_minutes, bank, rng, split,
+                                advance=lambda s: bar.advance(task, s))
         publish_data(tmp, out, {"data set": "keywords", "words": words, "unknown": unknown, "voices": by_split,
-                                "takes": takes, "seed": seed, "snr_db": list(snr_db), "espeak-ng": _espeak_version()})
+                                "takes": takes, "seed": seed, "snr_db": list(snr_db), "stream_minutes": stream_minutes,
+                                "espeak-ng": _espeak_version()})
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out

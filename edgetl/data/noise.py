@@ -77,6 +77,17 @@ def silence_clips(bank: np.ndarray, count: int, window: int, rng: np.random.Gene
     return (clips / rms * level).clip(-1, 1).astype(np.float32)
 
 
+def wants_silence_class(option: bool | None, modality: str, classes: list[str], data) -> bool:
+    """Whether fine-tuning adds a `_silence_` class: as asked, or by default (None) when
+    audio data brings background noise and has no such class yet; a keyword spotter
+    that never saw a quiet room fires on it."""
+    if option is None:
+        return modality == "audio" and SILENCE not in classes and bool(noise_files(data))
+    if option:
+        check_silence_class(modality, classes)
+    return option
+
+
 def check_silence_class(modality: str, classes: list[str]) -> None:
     if modality != "audio":
         raise ConfigError("--silence-class applies to audio data", hint="drop it for images")

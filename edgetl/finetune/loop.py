@@ -20,7 +20,7 @@ from edgetl import modality as modalities
 from edgetl.backbones import Backbone, build_backbone, find_family
 from edgetl.card import ModelCard
 from edgetl.data.folders import open_folder
-from edgetl.data.noise import add_silence_class, check_silence_class
+from edgetl.data.noise import SILENCE, add_silence_class, wants_silence_class
 from edgetl.errors import ConfigError, DataError, TrainingDiverged
 from edgetl.finetune.augment import ImageTrainingInput
 from edgetl.finetune.curves import plot_history
@@ -59,7 +59,8 @@ class FinetuneConfig:
     noise_prob: float = 0.8  # audio: share of training clips that get noise
     shift_ms: float = 100.0  # audio: random time shift up to this much either way
     gain_db: float = 6.0  # audio: random gain up to this much either way
-    silence_class: bool = False  # audio: add a _silence_ class made from background noise
+    # audio: add a _silence_ class made from background noise (None: when the data has noise)
+    silence_class: bool | None = None
     channels_last: bool = True
     amp: bool = True
 
@@ -412,8 +413,7 @@ def finetune(data, backbone: str, out, overwrite: bool = False, **options) -> Ru
         kind = modalities.get(find_family(backbone).modality)
         files = f"{kind.noun}s"
         splits = open_folder(data, val_split=cfg.val_split, seed=cfg.seed, modality=kind.name)
-        if cfg.silence_class:
-            check_silence_class(kind.name, splits.classes)
+        silence = wants_silence_class(cfg.silence_class, kind.name, splits.classes, data)
         check_output(out, "run", overwrite, protected)  # before any work; RunWriter checks again when it starts
         train_set = splits["train"]
         if cfg.limit_per_class:
@@ -435,13 +435,18 @@ def finetune(data, backbone: str, out, overwrite: bool = False, **options) -> Ru
             progress.info(f"{backbone}: {len(bb.stages)} stages, {bb.feature_dim}-d features; "
                           f"{len(train_set)} train / {len(splits['val'])} val {files}, {len(splits.classes)} classes; "
                           f"{cfg.strategy} on {device}")
+            if silence:
+                progress.info(f"adding a {SILENCE} class of background noise (--no-silence-class to leave it out)")
+            if kind.name == "audio" and not any(c.startswith("_") and c != SILENCE for c in splits.classes):
+                progress.info("no _unknown_ class of other words: a streaming detector will take other speech for "
+                              "keywords (edgetl data keywords --unknown writes one)")
         with progress.progress_bar() as bar:
             task = bar.add_task(f"decoding {files}", total=len(train_set) + len(splits["val"]), status="")
             tick = lambda n: bar.advance(task, n)  # noqa: E731
             xtr, ytr = modalities.decode_split(train_set, pre, progress=tick)
             xva, yva = modalities.decode_split(splits["val"], pre, progress=tick)
         classes = list(splits.classes)
-        if cfg.silence_class:
+        if silence:
             decoded, classes = add_silence_class({"train": (xtr, ytr), "val": (xva, yva)}, classes, data, pre, cfg.seed)
             (xtr, ytr), (xva, yva) = decoded["train"], decoded["val"]
         transform = pre.training_input(device, cfg, data)

@@ -21,6 +21,8 @@ from edgetl.errors import ConfigError, DataError
 AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff"})
 # Speech Commands' convention: the noise used for augmentation, not a class.
 BACKGROUND_NOISE = "_background_noise_"
+# Long recordings with keywords at known times (edgetl.data.streams), not a class either.
+STREAMS = "_streams_"
 # Below this peak a clip holds no sound worth learning from (about -80 dBFS).
 SILENT_PEAK = 1e-4
 # Longer files are refused as clips: hours of audio decoded in full would exhaust memory.
@@ -164,4 +166,4 @@ class AudioPreprocessing:
 
 AUDIO = modality.register(modality.Modality(
     name="audio", suffixes=AUDIO_SUFFIXES, noun="audio clip", skipped_as="unreadable, empty or silent clip(s)",
-    preprocessing=AudioPreprocessing, reserved_folders=frozenset({BACKGROUND_NOISE})))
+    preprocessing=AudioPreprocessing, reserved_folders=frozenset({BACKGROUND_NOISE, STREAMS})))

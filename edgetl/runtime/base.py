@@ -18,6 +18,13 @@ from edgetl.errors import ArtifactError, BackendUnavailable, ConfigError
 PRECISION_HINTS = ("f32", "bf16", "f16")
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Class probabilities of a batch of logits."""
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
 class Runner(abc.ABC):
     """Loads one artifact for one backend. `infer` takes a float32 batch laid out as
     the card's input spec and returns the logits as float32 numpy.

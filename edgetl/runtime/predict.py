@@ -1,8 +1,10 @@
 """Predict: the top-k labels of raw files (images or audio clips) through any artifact.
 
 Each file is read and preprocessed by the card's own preprocessing, exactly as in
-evaluation, so every backend gives the same answer. A file that cannot be used gets
-its own error and the others are still predicted. Torch-free.
+evaluation, so every backend gives the same answer. An audio file longer than the
+model's window is a stream: the keyword detector (runtime/streaming.py) reports each
+keyword said in it, with its time. A file that cannot be used gets its own error and
+the others are still predicted. Torch-free.
 """
 from __future__ import annotations
 
@@ -13,15 +15,17 @@ import numpy as np
 
 from edgetl import modality as modalities
 from edgetl.errors import ConfigError, DataError
-from edgetl.runtime.base import open_runner
+from edgetl.runtime.base import open_runner, softmax
+from edgetl.runtime.streaming import KeywordDetector, audio_seconds, detect_file
 
 
 @dataclasses.dataclass
 class Prediction:
     file: str
     labels: list[str]  # best first
-    scores: list[float]  # softmax probabilities, same order
+    scores: list[float]  # softmax probabilities, same order; for a stream, the detections'
     error: str | None = None
+    detections: list[dict] | None = None  # a stream's keywords in order: label, time, score, start
 
     @property
     def ok(self) -> bool:
@@ -29,12 +33,6 @@ class Prediction:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def read_input(path: Path, kind: modalities.Modality, preprocessing) -> np.ndarray:
@@ -64,6 +62,9 @@ def predict(artifact, files, backend: str = "auto", top_k: int = 5, device: str 
         samples, where = [], []
         for f in files:
             try:
+                if kind.name == "audio" and (audio_seconds(f) or 0) > pre.seconds:
+                    results.append(_detect(runner, Path(f)))
+                    continue
                 samples.append(read_input(Path(f), kind, pre))
                 where.append(len(results))
                 results.append(Prediction(str(f), [], []))
@@ -80,4 +81,10 @@ def predict(artifact, files, backend: str = "auto", top_k: int = 5, device: str 
     return results
 
 
-__all__ = ["Prediction", "predict", "softmax"]
+def _detect(runner, path: Path) -> Prediction:
+    found = detect_file(KeywordDetector(runner), path)
+    return Prediction(str(path), [d.label for d in found], [d.score for d in found],
+                      detections=[d.to_dict() for d in found])
+
+
+__all__ = ["Prediction", "predict"]

@@ -1,0 +1,285 @@
+"""Keyword detection on a live audio stream, through any Runner. Torch-free.
+
+The detector takes audio in chunks of any size (a microphone callback's 20 ms frames, or
+a file's blocks), keeps the model's window of the latest audio, and every hop (100 ms
+by default) scores that window. Each keyword's probability is averaged over the last
+few hops; a keyword fires when its average crosses its threshold. After a detection no
+keyword fires for a refractory period, and a keyword fires again only once its average
+has fallen back under its threshold (one keyword, one detection). Labels that start
+with an underscore (`_unknown_`, `_silence_`) never fire: they are what a model says
+when nobody says a keyword.
+
+Hop, smoothing, thresholds and refractory period are the card's `streaming` section, so
+a device gets them with the model. Before the first window is full, the audio before
+the stream's start counts as silence.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgetl.errors import ConfigError, DataError
+from edgetl.modality.audio import SILENT_PEAK, AudioPreprocessing
+from edgetl.runtime.base import softmax
+
+# Windows scored per call when audio arrives faster than real time (files, replays).
+MAX_BATCH = 32
+
+
+def never_fires(label: str) -> bool:
+    return label.startswith("_")
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamingSettings:
+    hop_ms: float = 100.0  # the window is scored every hop
+    smoothing: int = 3  # hops a keyword's probability is averaged over
+    threshold: float = 0.5  # for keywords without their own
+    thresholds: dict[str, float] = dataclasses.field(default_factory=dict)
+    refractory_ms: float = 1000.0  # silence after a detection
+
+    def __post_init__(self):
+        checks = [(self.hop_ms > 0, "hop_ms", "must be positive", "e.g. 100"),
+                  (int(self.smoothing) == self.smoothing and self.smoothing >= 1, "smoothing",
+                   "must be a whole number of hops, at least 1", "e.g. 3"),
+                  (self.refractory_ms >= 0, "refractory_ms", "cannot be negative", "e.g. 1000")]
+        checks += [(0 < t <= 1, f"threshold of {k}", "must be a probability in (0, 1]", "e.g. 0.5")
+                   for k, t in {"keywords": self.threshold, **self.thresholds}.items()]
+        for ok, name, rule, example in checks:
+            if not ok:
+                raise ConfigError(f"streaming {name} {rule}", hint=example)
+        object.__setattr__(self, "smoothing", int(self.smoothing))
+
+    def threshold_of(self, label: str) -> float:
+        return float(self.thresholds.get(label, self.threshold))
+
+    def replace(self, **changes) -> "StreamingSettings":
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> "StreamingSettings":
+        fields = {f.name for f in dataclasses.fields(cls)}
+        try:
+            return cls(**{k: v for k, v in (d or {}).items() if k in fields})
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"the card's streaming settings are not valid: {exc}",
+                              hint="fix or remove the card's streaming section") from None
+
+    @classmethod
+    def of(cls, card) -> "StreamingSettings":
+        return cls.from_dict(card.streaming)
+
+
+@dataclasses.dataclass
+class Detection:
+    label: str
+    time: float  # seconds from the stream's start when it fired: the end of the window scored
+    score: float  # the keyword's averaged probability then
+    start: float  # start of that window: the keyword was said between start and time
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: round(v, 4) if isinstance(v, float) else v for k, v in dataclasses.asdict(self).items()}
+
+
+class Trigger:
+    """The decision, hop by hop, from each hop's class probabilities."""
+
+    def __init__(self, labels: list[str], settings: StreamingSettings):
+        self.settings = settings
+        self.threshold = np.array([np.inf if never_fires(lab) else settings.threshold_of(lab) for lab in labels])
+        self.refractory = int(round(settings.refractory_ms / settings.hop_ms))
+        self.recent: collections.deque = collections.deque(maxlen=settings.smoothing)
+        self.armed = np.ones(len(labels), bool)
+        self.quiet_until = -1  # hop index
+
+    def step(self, probs: np.ndarray, hop: int) -> int | None:
+        """The index of the label that fires at this hop, if any."""
+        self.recent.append(probs)
+        mean = np.mean(self.recent, axis=0)
+        above = mean >= self.threshold
+        self.armed |= ~above  # a keyword re-arms once its average fell under its threshold
+        if hop < self.quiet_until:
+            self.armed &= ~above  # heard during the refractory period: not a new detection
+            return None
+        candidates = above & self.armed
+        if not candidates.any():
+            return None
+        best = int(np.argmax(np.where(candidates, mean, -np.inf)))
+        self.armed[best] = False
+        self.quiet_until = hop + 1 + self.refractory
+        self.last_score = float(mean[best])
+        return best
+
+
+def replay(probs: np.ndarray, labels: list[str], settings: StreamingSettings, hop_seconds: float,
+           window_seconds: float) -> list[Detection]:
+    """The detections that recorded per-hop probabilities give under `settings` (thresholds
+    tried without running the model again)."""
+    trigger, found = Trigger(labels, settings), []
+    for i, p in enumerate(probs):
+        j = trigger.step(p, i)
+        if j is not None:
+            end = (i + 1) * hop_seconds
+            found.append(Detection(labels[j], end, trigger.last_score, max(0.0, end - window_seconds)))
+    return found
+
+
+class KeywordDetector:
+    """Feed audio (mono float32 at the card's sample rate), get detections.
+
+    `runner` is any Runner of an audio model (`edgetl.runtime.open_runner`). With
+    `record=True` every hop's probabilities are kept (`probabilities()`), so other
+    thresholds can be tried with `replay`."""
+
+    def __init__(self, runner, settings: StreamingSettings | None = None, record: bool = False):
+        card = runner.card
+        if card.modality != "audio":
+            raise ConfigError(f"{runner.path.name} takes {card.modality}s; keyword detection needs an audio model",
+                              hint="pass a model fine-tuned on audio clips")
+        self.runner, self.labels = runner, list(card.labels)
+        self.settings = settings or StreamingSettings.of(card)
+        pre = AudioPreprocessing.from_dict(card.preprocessing)
+        self.preprocessing, self.sample_rate, self.window = pre, pre.sample_rate, pre.window
+        self.hop = max(1, int(round(self.settings.hop_ms * self.sample_rate / 1000)))
+        if self.hop > self.window:
+            raise ConfigError(f"a hop of {self.settings.hop_ms:g} ms is longer than the model's "
+                              f"{pre.seconds * 1000:g} ms window: audio between windows would never be heard",
+                              hint=f"use a hop of at most {pre.seconds * 1000:g} ms (e.g. 100)")
+        static = card.input.get("shape", [None])[0]
+        self.static_batch = static if isinstance(static, int) else None
+        self.trigger = Trigger(self.labels, self.settings)
+        self.tail = np.zeros(self.window, np.float32)  # the last window scored (silence before the start)
+        self.pending = np.zeros(0, np.float32)  # audio not yet part of a scored window
+        self.hops = 0
+        self.busy_seconds = 0.0
+        self.record = record
+        self._recorded: list[np.ndarray] = []
+
+    @property
+    def hop_seconds(self) -> float:
+        return self.hop / self.sample_rate
+
+    @property
+    def seconds_heard(self) -> float:
+        return (self.hops * self.hop + len(self.pending)) / self.sample_rate
+
+    @property
+    def real_time_factor(self) -> float:
+        """Processing time over audio time (0.05: an hour of audio takes three minutes)."""
+        heard = self.seconds_heard
+        return self.busy_seconds / heard if heard else 0.0
+
+    def score(self, windows: np.ndarray) -> np.ndarray:
+        """Class probabilities of each window (the whole model on each). A window without
+        sound (digital silence, e.g. before the stream's start) holds no keyword: it is
+        not shown to the model, which never heard such input, and scores zero for all."""
+        probs = np.zeros((len(windows), len(self.labels)), np.float32)
+        heard = np.abs(windows).max(axis=1) >= SILENT_PEAK
+        if heard.any():
+            batch = self.static_batch or int(heard.sum())
+            probs[heard] = softmax(self.runner.infer_all(self.preprocessing.normalize(windows[heard]), batch))
+        return probs
+
+    def feed(self, chunk: np.ndarray) -> list[Detection]:
+        """Take the next samples of the stream; returns the detections they completed."""
+        t0 = time.perf_counter()
+        chunk = np.asarray(chunk, dtype=np.float32).reshape(-1)
+        self.pending = np.concatenate([self.pending, chunk]) if len(self.pending) else chunk
+        found: list[Detection] = []
+        while len(self.pending) >= self.hop:
+            n = min(len(self.pending) // self.hop, self.static_batch or MAX_BATCH)
+            audio = np.concatenate([self.tail, self.pending[:n * self.hop]])
+            windows = np.lib.stride_tricks.sliding_window_view(audio, self.window)[self.hop::self.hop][:n]
+            probs = self.score(np.ascontiguousarray(windows))
+            if self.record:
+                self._recorded.append(probs)
+            for p in probs:
+                j = self.trigger.step(p, self.hops)
+                self.hops += 1
+                if j is not None:
+                    end = self.hops * self.hop_seconds
+                    found.append(Detection(self.labels[j], end, self.trigger.last_score,
+                                           max(0.0, end - self.window / self.sample_rate)))
+            self.tail = audio[-self.window:]
+            self.pending = self.pending[n * self.hop:]
+        self.busy_seconds += time.perf_counter() - t0
+        return found
+
+    def probabilities(self) -> np.ndarray:
+        """Every scored hop's class probabilities (needs record=True)."""
+        if not self._recorded:
+            return np.zeros((0, len(self.labels)), np.float32)
+        return np.concatenate(self._recorded)
+
+
+def read_stream(path: str | Path, sample_rate: int, block_seconds: float = 10.0) -> Iterator[np.ndarray]:
+    """A long recording in blocks, mono, resampled to `sample_rate` as it is read (soxr's
+    streaming resampler): hours of audio never held in memory at once."""
+    import soundfile as sf
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path} does not exist" if not path.exists() else f"{path} is not a file",
+                        hint="check the path of the recording")
+    try:
+        info = sf.info(str(path))
+        blocks = sf.blocks(str(path), blocksize=max(1, int(block_seconds * info.samplerate)), dtype="float32",
+                           always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError, OSError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"cannot read audio {path}: {reason}",
+                        hint="re-save it as a 16-bit WAV (e.g. `ffmpeg -i IN -ac 1 -ar 16000 OUT.wav`)") from None
+    if info.frames == 0:
+        raise DataError(f"audio file {path} is empty (no samples)", hint="record it again")
+    resampler = None
+    if info.samplerate != sample_rate:
+        import soxr
+
+        resampler = soxr.ResampleStream(info.samplerate, sample_rate, 1, dtype="float32", quality="HQ")
+    for block in blocks:
+        if not np.isfinite(block).all():
+            raise DataError(f"audio file {path} holds NaN or infinite samples", hint="re-save it as a 16-bit WAV")
+        mono = block.mean(axis=1) if block.shape[1] > 1 else block[:, 0]
+        yield resampler.resample_chunk(np.ascontiguousarray(mono)) if resampler else mono
+    if resampler is not None:
+        yield resampler.resample_chunk(np.zeros(0, np.float32), last=True)
+
+
+def detect_file(detector: KeywordDetector, path: str | Path, chunk_seconds: float | None = None,
+                progress=None) -> list[Detection]:
+    """Every detection in a recording. It is read in blocks and fed `chunk_seconds` at a
+    time (a hop: one window per model call, as live; None: whole blocks, batched);
+    `progress(seconds)` is told how much audio each block held."""
+    found: list[Detection] = []
+    step = max(1, int(round(chunk_seconds * detector.sample_rate))) if chunk_seconds else None
+    for block in read_stream(path, detector.sample_rate):
+        for start in range(0, len(block), step or max(1, len(block))):
+            found += detector.feed(block[start:start + step] if step else block)
+        if progress:
+            progress(len(block) / detector.sample_rate)
+    return found
+
+
+def audio_seconds(path: str | Path) -> float | None:
+    """The length of an audio file, or None when it cannot be told (it is read later, and
+    fails there with the reason)."""
+    import soundfile as sf
+
+    try:
+        info = sf.info(str(path))
+    except Exception:  # not audio, unreadable: the reader says why
+        return None
+    return info.frames / info.samplerate if info.samplerate else None
+
+
+__all__ = ["Detection", "KeywordDetector", "StreamingSettings", "Trigger", "audio_seconds", "detect_file",
+           "never_fires", "read_stream", "replay"]

@@ -1,0 +1,264 @@
+"""Streaming evaluation: false rejects and false accepts per hour on a long recording.
+
+The recording is run through the streaming detector exactly as a device would run it
+(one window per hop), every hop's probabilities are kept, and other thresholds are
+then tried by replaying the detector's decision on them (the model runs once). A
+detection is right when a keyword of its label was said in the window that fired
+(from the keyword's start to one window and the smoothing after its end); each
+keyword said counts once; every other detection is a false accept.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from edgetl.card import ModelCard
+from edgetl.errors import ConfigError, DataError
+from edgetl.runtime.base import open_runner
+from edgetl.runtime.streaming import Detection, KeywordDetector, StreamingSettings, detect_file, never_fires, replay
+
+# Thresholds tried for the DET curve and when picking a keyword's threshold.
+THRESHOLDS = np.unique(np.concatenate([np.linspace(0.05, 0.95, 19), 1 - np.geomspace(0.05, 1e-6, 26)]))
+
+
+@dataclasses.dataclass(frozen=True)
+class Said:
+    label: str
+    start: float
+    end: float
+
+
+@dataclasses.dataclass
+class Reference:
+    keywords: list[Said]
+    split: str | None  # "val" or "test" when the recording was made by `edgetl data keywords --stream`
+
+
+def read_reference(recording: Path) -> Reference:
+    """The keywords said in `recording`: RECORDING.json (edgetl's) or RECORDING.csv with
+    columns label,start,end in seconds."""
+    doc, table = recording.with_suffix(".json"), recording.with_suffix(".csv")
+    hint = f"put the keyword times beside the recording: {table.name} with columns label,start,end (seconds)"
+    try:
+        if doc.is_file():
+            data = json.loads(doc.read_text())
+            rows, split = data["keywords"], data.get("split")
+        elif table.is_file():
+            rows, split = list(csv.DictReader(io.StringIO(table.read_text()))), None
+        else:
+            raise DataError(f"no keyword times for {recording} ({doc.name} or {table.name})", hint=hint)
+        said = [Said(str(r["label"]), float(r["start"]), float(r["end"])) for r in rows]
+    except (KeyError, TypeError, ValueError, json.JSONDecodeError) as exc:
+        raise DataError(f"the keyword times of {recording} cannot be read ({type(exc).__name__}: {exc})",
+                        hint=hint) from None
+    bad = [s for s in said if not (0 <= s.start <= s.end)]
+    if bad:
+        raise DataError(f"keyword times of {recording} hold {len(bad)} interval(s) that end before they start "
+                        f"(first: {bad[0].label} {bad[0].start}-{bad[0].end})", hint=hint)
+    return Reference(sorted(said, key=lambda s: s.start), split)
+
+
+@dataclasses.dataclass
+class Matching:
+    hits: list[tuple[Said, Detection]]
+    misses: list[Said]
+    false_accepts: list[Detection]
+
+
+def match(detections: list[Detection], said: list[Said], window: float, slack: float) -> Matching:
+    """Pair each detection with the earliest unmatched keyword of its label that was said
+    in the window that fired; the rest are false accepts."""
+    open_ = list(said)
+    hits, false = [], []
+    for d in detections:
+        found = next((s for s in open_ if s.label == d.label and s.start <= d.time <= s.end + window + slack), None)
+        if found is None:
+            false.append(d)
+        else:
+            open_.remove(found)
+            hits.append((found, d))
+    return Matching(hits, open_, false)
+
+
+@dataclasses.dataclass
+class StreamReport:
+    artifact: str
+    recording: str
+    backend: str
+    inference_precision: str
+    hours: float
+    settings: dict
+    keywords: int  # said in the recording
+    detected: int
+    false_rejects: int
+    frr: float
+    false_accepts: int
+    fa_per_hour: float
+    mean_delay: float | None  # seconds from a keyword's end to its detection
+    real_time_factor: float
+    per_keyword: dict
+    det: list[dict]  # threshold, frr, fa_per_hour: one common threshold for every keyword
+    thresholds_written: str | None = None  # where the picked thresholds went
+    plot: str | None = None
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _figures(m: Matching, n: int, hours: float) -> tuple[float, float]:
+    return (len(m.misses) / n if n else 0.0), len(m.false_accepts) / hours
+
+
+def _smoothed(probs: np.ndarray, k: int) -> np.ndarray:
+    """Each hop's mean over the last k hops (fewer at the start), as the Trigger averages."""
+    c = np.cumsum(np.vstack([np.zeros((1, probs.shape[1])), probs]), axis=0)
+    i = np.arange(1, len(probs) + 1)
+    lo = np.maximum(0, i - k)
+    return (c[i] - c[lo]) / (i - lo)[:, None]
+
+
+def _fires_alone(mean: np.ndarray, threshold: float, refractory: int) -> np.ndarray:
+    """The hops at which one keyword fires when it is the only keyword (rising edges of its
+    average over the threshold, none within the refractory period of the last)."""
+    above = mean >= threshold
+    edges = np.flatnonzero(above & ~np.concatenate([[False], above[:-1]]))
+    fired, quiet = [], -1
+    for e in edges:
+        if e >= quiet:
+            fired.append(e)
+            quiet = e + 1 + refractory
+    return np.asarray(fired, dtype=int)
+
+
+def pick_thresholds(probs: np.ndarray, labels: list[str], settings: StreamingSettings, said: list[Said],
+                    hours: float, hop: float, window: float, target_fa_per_hour: float) -> dict[str, float]:
+    """Each keyword's lowest threshold whose false accepts stay within its share of the
+    target (the target split evenly over the keywords), on this (validation) recording."""
+    keywords = [i for i, lab in enumerate(labels) if not never_fires(lab)]
+    allowed = target_fa_per_hour * hours / len(keywords)
+    means = _smoothed(probs, settings.smoothing)
+    refractory = int(round(settings.refractory_ms / settings.hop_ms))
+    slack = settings.smoothing * hop
+    chosen = {}
+    for i in keywords:
+        label = labels[i]
+        mine = [s for s in said if s.label == label]
+        chosen[label] = float(THRESHOLDS[-1])
+        for t in THRESHOLDS:
+            fired = [Detection(label, (h + 1) * hop, 0.0, 0.0) for h in _fires_alone(means[:, i], t, refractory)]
+            if len(match(fired, mine, window, slack).false_accepts) <= allowed:
+                chosen[label] = round(float(t), 6)
+                break
+    return chosen
+
+
+def write_streaming(path: Path, card: ModelCard) -> str:
+    """Store the card (with its streaming settings) back into the artifact it came from."""
+    if path.is_dir():
+        return str(card.save(path))
+    if path.suffix.lower() in (".onnx", ".xml"):
+        from edgetl.export import write_artifact_card
+
+        write_artifact_card(path, card)
+        return str(path)
+    raise ConfigError(f"thresholds cannot be written into {path.name}",
+                      hint="pick them on the run directory, .onnx or .xml, then build the engine from that .onnx")
+
+
+def evaluate_stream(artifact, recording, backend: str = "auto", device: str = "cpu", threads: int | None = None,
+                    hop_ms: float | None = None, smoothing: int | None = None,
+                    target_fa_per_hour: float | None = None, plot=None, precision_hint: str | None = None,
+                    progress=None) -> StreamReport:
+    """Detect the keywords of `recording` with the artifact's streaming settings (hop and
+    smoothing may be overridden) and compare with its keyword times. With
+    `target_fa_per_hour`, first pick each keyword's threshold for that rate on this
+    recording (which must not be a test recording) and write them into the artifact's card."""
+    recording, path = Path(recording), Path(artifact)
+    if target_fa_per_hour is not None and not (target_fa_per_hour > 0 and math.isfinite(target_fa_per_hour)):
+        raise ConfigError(f"--target-fa-per-hour must be a positive rate, got {target_fa_per_hour:g}",
+                          hint="e.g. --target-fa-per-hour 1")
+    reference = read_reference(recording)
+    if target_fa_per_hour is not None and reference.split == "test":
+        raise ConfigError(f"{recording.name} is a test recording: thresholds picked on it would flatter the test figures",
+                          hint="pick them on the validation recording (e.g. _streams_/val.wav), then evaluate on the test one")
+    with open_runner(path, backend=backend, device=device, threads=threads, precision_hint=precision_hint) as runner:
+        card = runner.card
+        settings = StreamingSettings.of(card).replace(hop_ms=hop_ms, smoothing=smoothing)
+        detector = KeywordDetector(runner, settings, record=True)
+        unknown = sorted({s.label for s in reference.keywords} - set(card.labels))
+        if unknown:
+            raise DataError(f"{recording.name} lists keywords the model does not know: {', '.join(unknown)}",
+                            hint=f"the model's labels are {', '.join(card.labels)}")
+        detections = detect_file(detector, recording, chunk_seconds=detector.hop_seconds, progress=progress)
+        backend_name, precision = runner.backend, runner.inference_precision
+    probs, hop, window = detector.probabilities(), detector.hop_seconds, detector.window / detector.sample_rate
+    hours = detector.seconds_heard / 3600
+    written = None
+    if target_fa_per_hour is not None:
+        thresholds = pick_thresholds(probs, card.labels, settings, reference.keywords, hours, hop, window,
+                                     target_fa_per_hour)
+        settings = settings.replace(thresholds=thresholds)
+        card.streaming = settings.to_dict()
+        written = write_streaming(path, card)
+        detections = replay(probs, card.labels, settings, hop, window)
+    slack = settings.smoothing * hop
+    m = match(detections, reference.keywords, window, slack)
+    n = len(reference.keywords)
+    frr, fa_h = _figures(m, n, hours)
+    per_keyword = {}
+    for label in card.labels:
+        if never_fires(label):
+            continue
+        mine = [s for s in reference.keywords if s.label == label]
+        per_keyword[label] = {"threshold": settings.threshold_of(label), "said": len(mine),
+                              "detected": sum(1 for s, _ in m.hits if s.label == label),
+                              "false_accepts": sum(1 for d in m.false_accepts if d.label == label)}
+    det = []
+    for t in THRESHOLDS:
+        common = settings.replace(threshold=float(t), thresholds={})
+        dm = match(replay(probs, card.labels, common, hop, window), reference.keywords, window, slack)
+        f, fa = _figures(dm, n, hours)
+        det.append({"threshold": round(float(t), 6), "frr": f, "fa_per_hour": fa})
+    delays = [d.time - s.end for s, d in m.hits]
+    report = StreamReport(
+        artifact=str(path), recording=str(recording), backend=backend_name, inference_precision=precision,
+        hours=hours, settings=settings.to_dict(), keywords=n, detected=len(m.hits), false_rejects=len(m.misses),
+        frr=frr, false_accepts=len(m.false_accepts), fa_per_hour=fa_h,
+        mean_delay=float(np.mean(delays)) if delays else None, real_time_factor=detector.real_time_factor,
+        per_keyword=per_keyword, det=det, thresholds_written=written)
+    if plot:
+        report.plot = str(plot_det(report, plot))
+    return report
+
+
+def plot_det(report: StreamReport, path) -> Path:
+    """FRR against false accepts per hour, one point per common threshold, and the
+    operating point of the card's thresholds."""
+    from edgetl.bench.report import pyplot, write_atomic
+    from edgetl.outputs import REPORT_SOFTWARE
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 4.8))
+    floor = 0.5 / report.hours  # where "no false accept" is drawn on the log axis
+    xs = [max(p["fa_per_hour"], floor) for p in report.det]
+    ax.plot(xs, [100 * p["frr"] for p in report.det], "o-", ms=3, label="one threshold for every keyword")
+    ax.plot([max(report.fa_per_hour, floor)], [100 * report.frr], "r*", ms=14, label="the card's thresholds")
+    ax.set_xscale("log")
+    ax.axvline(floor, color="gray", lw=0.8, ls=":")
+    ax.text(floor, ax.get_ylim()[1] * 0.97, " none", fontsize=7, color="gray", va="top")
+    ax.set(xlabel="false accepts per hour (log)", ylabel="false rejects (%)",
+           title=f"{Path(report.artifact).name} on {Path(report.recording).name} "
+                 f"({report.hours * 60:.0f} min, {report.keywords} keywords)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, metadata={"Software": f"{REPORT_SOFTWARE} evaluate --stream"})
+    plt.close(fig)
+    return write_atomic(path, buf.getvalue())
