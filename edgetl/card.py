@@ -1,8 +1,8 @@
 """ModelCard: what travels with every artifact.
 
 A card is plain JSON (never evaluated): labels, modality, input spec, preprocessing,
-source (backbone, weights, strategy, data), precision, metrics and the build
-fingerprint (versions, machine). It lives in `edgetl.json` beside an artifact and, once
+source (backbone, weights, strategy, data), precision, metrics, streaming settings and the
+build fingerprint (versions, machine). It lives in `edgetl.json` beside an artifact and, once
 exported, inside ONNX metadata_props / OpenVINO rt_info as the same JSON string.
 """
 from __future__ import annotations
@@ -55,6 +55,9 @@ class ModelCard:
     # audio: how the streaming keyword detector runs this model (hop, smoothing,
     # thresholds: edgetl.runtime.streaming.StreamingSettings); empty means its defaults
     streaming: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # audio: how a model embeds windows of its frames (scope, frames, step; once exported,
+    # the tensors between its parts), so streaming can reuse what overlapping windows share
+    parts: dict[str, Any] = dataclasses.field(default_factory=dict)
     build: dict[str, Any] = dataclasses.field(default_factory=build_fingerprint)
     schema_version: int = SCHEMA_VERSION
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -137,3 +138,25 @@ def bf16_possible() -> bool:
     from edgetl.bench.machine import cpu_flags
 
     return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"}) and "ONEDNN_MAX_CPU_ISA" not in os.environ
+
+
+# ---------------------------------------------------------------- speech (each test module gets its own)
+
+@pytest.fixture(scope="module")
+def keywords(tmp_path_factory):
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (make test installs it with apt-get where it can)")
+    from edgetl.data.keywords import make_keywords
+
+    return make_keywords(tmp_path_factory.mktemp("kw") / "keywords", words=["yes", "no", "stop"], unknown=True,
+                         voices=12, takes=3, seed=1, stream_minutes=1.0)
+
+
+@pytest.fixture(scope="module")
+def speech_run(tmp_path_factory, keywords):
+    from edgetl import finetune
+
+    out = tmp_path_factory.mktemp("speech") / "run"
+    finetune(keywords, "speech_embedding", out, strategy="full", epochs=8, batch_size=16, lr=1e-2, backbone_lr_scale=0.1,
+             label_smoothing=0.0)
+    return out

@@ -167,16 +167,6 @@ def test_speech_embedding_reproduces_the_packaged_onnx_model(tmp_path):
 
 # ---------------------------------------------------------------- the keywords data set
 
-@pytest.fixture(scope="module")
-def keywords(tmp_path_factory):
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng is not installed (make test installs it with apt-get where it can)")
-    from edgetl.data.keywords import make_keywords
-
-    return make_keywords(tmp_path_factory.mktemp("kw") / "keywords", words=["yes", "no", "stop"], unknown=True,
-                         voices=12, takes=3, seed=1)
-
-
 def test_keywords_are_split_by_voice_with_noise_and_unknown_words(keywords):
     marker = json.loads((keywords / "edgetl-data.json").read_text())
     voices = {split: set(v) for split, v in marker["voices"].items()}
@@ -224,15 +214,6 @@ def test_missing_espeak_names_how_to_install_it(tmp_path, monkeypatch):
 
 
 # ---------------------------------------------------------------- a speech model end to end
-
-@pytest.fixture(scope="module")
-def speech_run(tmp_path_factory, keywords):
-    from edgetl import finetune
-
-    out = tmp_path_factory.mktemp("speech") / "run"
-    finetune(keywords, "speech_embedding", out, strategy="full", epochs=6, batch_size=16, lr=3e-3, label_smoothing=0.0)
-    return out
-
 
 def test_speech_model_exports_through_the_parity_gate_and_evaluates_the_same_everywhere(speech_run, keywords):
     from edgetl.card import ModelCard

@@ -99,7 +99,8 @@ class SpeechEmbedding(nn.Module):
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         mel = self.specaugment(self.frontend(wave))
         windows = torch.cat([mel[:, s:s + EMBEDDING_FRAMES] for s in self.starts])  # [windows*batch, 76, 32]
-        emb = self.embedding(windows).reshape(len(self.starts), wave.shape[0], -1)
+        # the batch size stays implicit: the head then depends on the embeddings alone
+        emb = self.embedding(windows).reshape(len(self.starts), -1, self.embedding.out.out_channels)
         return self.norm(torch.cat([emb.mean(0), emb.amax(0)], dim=1))
 
 
@@ -154,7 +155,12 @@ def _embedding_build(name: str, weights: str, listing: bool = False) -> Backbone
     elif weights not in ("default", "none"):
         load_into(model, read_state_dict(weights), weights)
     stages = [Stage(f"embedding.block{i}", mods) for i, mods in enumerate(model.embedding.blocks())]
-    return Backbone(name, model, 192, stages, SPEECH_PREPROCESSING, source, modality="audio")
+    # A hop of one embedding step (8 frames, 80 ms) shifts the windows by whole steps, so the
+    # streaming detector reuses the embeddings the previous hops computed.
+    parts = {"scope": "embedding", "frames": EMBEDDING_FRAMES, "step": EMBEDDING_STEP, "starts": model.starts,
+             "frame_samples": model.frontend.hop}
+    return Backbone(name, model, 192, stages, SPEECH_PREPROCESSING, source, modality="audio",
+                    streaming={"hop_ms": EMBEDDING_STEP * 10.0}, parts=parts)
 
 
 # ---------------------------------------------------------------- small CNN from scratch

@@ -31,7 +31,7 @@ def digits_cmd(out, size, seed, overwrite):
 @click.argument("out", type=click.Path(file_okay=False))
 @click.option("--words", default="yes,no,up,down,left,right,on,off,stop,go", show_default=True,
               help="Comma-separated keywords, one class each.")
-@click.option("--unknown", is_flag=True, help="Add an _unknown_ class of other words.")
+@click.option("--unknown", is_flag=True, help="Add an _unknown_ class of other words and of running speech without keywords.")
 @click.option("--voices", default=40, show_default=True,
               help="How many espeak-ng voices (accent+variant); split by voice into train/val/test.")
 @click.option("--takes", default=2, show_default=True, help="Renderings of each word per voice (random speed and pitch).")

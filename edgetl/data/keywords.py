@@ -3,8 +3,11 @@
 Voices are English accents x espeak-ng voice variants (e.g. `en-us+f3`), each word said
 at a few random speeds and pitches, with background noise at a random SNR and a random
 onset in a 1 s, 16 kHz, 16-bit clip. The split is by voice: validation and test voices
-are never heard in training. `--unknown` adds an `_unknown_` class of other words, and
-`_background_noise_` holds noise for augmentation (Speech Commands' layout).
+are never heard in training. `--unknown` adds an `_unknown_` class of other words said
+alone and of seconds cut from running speech (sentences without keywords: what a
+listening device mostly hears), and `_background_noise_` holds noise for augmentation
+(Speech Commands' layout). `--stream` adds long recordings for streaming evaluation
+(data/streams.py).
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ import numpy as np
 
 from edgetl import progress
 from edgetl.data.noise import colored_noise
-from edgetl.data.streams import make_stream
+from edgetl.data.streams import filler_words, make_stream
 from edgetl.errors import ConfigError, DataError
 from edgetl.modality.audio import STREAMS
 from edgetl.outputs import check_output, publish_data, temp_dir_beside
@@ -76,11 +79,13 @@ def synthesize(u: Utterance) -> np.ndarray:
     return soxr.resample(wave, rate, SAMPLE_RATE, quality="HQ").astype(np.float32)
 
 
-def place(speech: np.ndarray, rng: np.random.Generator, length: int = SAMPLE_RATE) -> np.ndarray:
-    """Trim the synthesizer's silence and put the word at a random onset in `length` samples."""
+def place(speech: np.ndarray, rng: np.random.Generator, length: int = SAMPLE_RATE, cut: bool = False) -> np.ndarray:
+    """Trim the synthesizer's silence and put the word at a random onset in `length`
+    samples; with `cut`, longer speech (a sentence) gives a random `length` of itself."""
     voiced = np.flatnonzero(np.abs(speech) > 0.01 * np.abs(speech).max())
     speech = speech[voiced[0]:voiced[-1] + 1] if len(voiced) else speech
-    speech = speech[:length]
+    start = int(rng.integers(0, len(speech) - length + 1)) if cut and len(speech) > length else 0
+    speech = speech[start:start + length]
     out = np.zeros(length, np.float32)
     start = int(rng.integers(0, length - len(speech) + 1))
     out[start:start + len(speech)] = speech
@@ -133,15 +138,19 @@ def make_keywords(out: str | os.PathLike, words=DEFAULT_WORDS, unknown: bool = F
     chosen = [pool[i] for i in rng.permutation(len(pool))[:voices]]
     by_split = split_voices(chosen, seed)
     others = [w for w in UNKNOWN_WORDS if w not in words]
+    filler = filler_words(words)
     jobs: list[tuple[str, str, Utterance]] = []  # split, class, utterance
     for split, vs in by_split.items():
         for v in vs:
             for _ in range(takes):
                 for w in words:
                     jobs.append((split, w, Utterance(w, v, int(rng.integers(120, 200)), int(rng.integers(20, 80)))))
-                if unknown:
+                if unknown:  # another word said alone, and a second of running speech without keywords
                     w = others[int(rng.integers(len(others)))]
                     jobs.append((split, UNKNOWN, Utterance(w, v, int(rng.integers(120, 200)), int(rng.integers(20, 80)))))
+                    sentence = " ".join(rng.choice(filler, 8))
+                    jobs.append((split, UNKNOWN, Utterance(sentence, v, int(rng.integers(120, 200)),
+                                                           int(rng.integers(20, 80)))))
     tmp = temp_dir_beside(out)
     try:
         bank = _write_noise(tmp / "_background_noise_", by_split["train"], rng)
@@ -149,10 +158,12 @@ def make_keywords(out: str | os.PathLike, words=DEFAULT_WORDS, unknown: bool = F
             task = bar.add_task("synthesizing keywords", total=len(jobs), status="")
             for i, (job, wave) in enumerate(zip(jobs, pool_.map(lambda j: synthesize(j[2]), jobs))):
                 split, cls, u = job
-                clip = mix(place(wave, rng), bank, float(rng.uniform(*snr_db)), rng)
+                running = " " in u.text and cls == UNKNOWN
+                clip = mix(place(wave, rng, cut=running), bank, float(rng.uniform(*snr_db)), rng)
                 folder = tmp / split / cls
                 folder.mkdir(parents=True, exist_ok=True)
-                _write_wav(folder / f"{u.text.replace(' ', '_')}_{u.voice.replace('+', '_')}_{i:05d}.wav", clip)
+                name = "speech" if running else u.text.replace(" ", "_")
+                _write_wav(folder / f"{name}_{u.voice.replace('+', '_')}_{i:05d}.wav", clip)
                 bar.advance(task)
             if stream_minutes:
                 streams = tmp / STREAMS

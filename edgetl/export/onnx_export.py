@@ -50,17 +50,49 @@ def write_card(onnx_path: Path, card: ModelCard) -> None:
     onnx.save(proto, str(onnx_path))
 
 
-def mark_frontend(proto) -> int:
-    """Prefix the names of the nodes computed inside a `frontend` module with "frontend/"
+def mark_scope(proto, scope: str) -> int:
+    """Prefix the names of the nodes computed inside modules named `scope` with "SCOPE/"
     (read from the exporter's scope metadata, or from TorchScript's module paths)."""
     marked = 0
     for node in proto.graph.node:
         scopes = next((p.value for p in node.metadata_props if p.key == "pkg.torch.onnx.name_scopes"), "")
-        inside = re.search(rf"['.]{FRONTEND_SCOPE}'", scopes) or f"/{FRONTEND_SCOPE}/" in node.name
-        if inside and not in_frontend(node.name):
-            node.name = f"{FRONTEND_SCOPE}/{node.name.lstrip('/')}"
-        marked += in_frontend(node.name)
+        inside = re.search(rf"['.]{scope}'", scopes) or f"/{scope}/" in node.name
+        if inside and not node.name.startswith(f"{scope}/"):
+            node.name = f"{scope}/{node.name.lstrip('/')}"
+        marked += node.name.startswith(f"{scope}/")
     return marked
+
+
+def mark_frontend(proto) -> int:
+    return mark_scope(proto, FRONTEND_SCOPE)
+
+
+def scope_boundary(proto, scope: str) -> tuple[list[str], list[str]]:
+    """The tensors that enter the nodes of `scope` from outside (weights aside), and those
+    that leave it, in graph order."""
+    inside = [n for n in proto.graph.node if n.name.startswith(f"{scope}/")]
+    made_inside = {o for n in inside for o in n.output}
+    weights = {i.name for i in proto.graph.initializer}
+    entering = list(dict.fromkeys(i for n in inside for i in n.input if i and i not in made_inside and i not in weights))
+    used_outside = {i for n in proto.graph.node if not n.name.startswith(f"{scope}/") for i in n.input}
+    used_outside |= {o.name for o in proto.graph.output}
+    leaving = [o for n in inside for o in n.output if o in used_outside]
+    return entering, leaving
+
+
+def window_tensors(proto, parts: dict) -> dict[str, str] | None:
+    """For a model that embeds windows of its front-end's frames (card.parts), the three
+    tensors the streaming detector computes from: the front-end's frames, the windows
+    going into the per-window module, and the embeddings coming out; None when the
+    graph does not have exactly that shape."""
+    scope = parts.get("scope")
+    if not scope or not mark_scope(proto, scope):
+        return None
+    _, features = scope_boundary(proto, FRONTEND_SCOPE)
+    windows, embeddings = scope_boundary(proto, scope)
+    if not (len(features) == len(windows) == len(embeddings) == 1):
+        return None
+    return {"features": features[0], "windows": windows[0], "embeddings": embeddings[0]}
 
 
 def in_frontend(name: str) -> bool:
@@ -169,6 +201,8 @@ def export_onnx(model, card: ModelCard, path: Path, opset: int = DEFAULT_OPSET, 
     proto = onnx.load(str(raw))
     shutil.rmtree(raw.parent)
     info["frontend_nodes"] = mark_frontend(proto)
+    if card.parts.get("scope"):
+        mark_scope(proto, card.parts["scope"])
     if slim:
         try:
             import onnxslim
@@ -180,6 +214,9 @@ def export_onnx(model, card: ModelCard, path: Path, opset: int = DEFAULT_OPSET, 
                         str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             info["slimmed"] = False
     onnx.checker.check_model(proto)
+    if card.parts.get("scope"):  # where overlapping windows' work can be shared when streaming
+        tensors = window_tensors(proto, card.parts)
+        card.parts = {**card.parts, "tensors": tensors} if tensors else {}
     training_ops = {n.op_type for n in proto.graph.node} & {"Dropout"}
     info["training_ops_left"] = sorted(training_ops)
     set_card(proto, card)

@@ -465,7 +465,7 @@ def finetune(data, backbone: str, out, overwrite: bool = False, **options) -> Ru
         best = history[best_epoch - 1]
         card = ModelCard(
             labels=list(classes), modality=kind.name, input=pre.input_spec(),
-            preprocessing=pre.to_dict(),
+            preprocessing=pre.to_dict(), streaming=dict(bb.streaming), parts=dict(bb.parts),
             source={"backbone": backbone, "weights": bb.weights, "strategy": cfg.strategy,
                     "stages": len(bb.stages), "trained_stages": max(h["trainable_stages"] for h in history),
                     "data": str(Path(data).resolve()),

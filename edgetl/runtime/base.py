@@ -67,6 +67,13 @@ class Runner(abc.ABC):
             out.append(got[:batch - pad])
         return np.concatenate(out) if out else np.zeros((0, len(self.card.labels)), np.float32)
 
+    def part(self, inputs: list[str], outputs: list[str]):
+        """The model's sub-graph from the tensors named `inputs` to those named `outputs`,
+        compiled like the whole model, as a function of numpy arrays (in the order of
+        `inputs`) that returns the `outputs`; None when the backend cannot run a part of
+        a model (then only the whole model runs)."""
+        return None
+
     def close(self) -> None:  # noqa: B027  (most backends free their session with the object)
         pass
 

@@ -41,6 +41,12 @@ def _session(path: Path, opts, providers: list[str]):
                             hint="the file is damaged or not ONNX: export it again with `edgetl export`") from None
 
 
+def _session_from_bytes(model: bytes, opts, providers: list[str]):
+    import onnxruntime as ort
+
+    return ort.InferenceSession(model, opts, providers=providers)
+
+
 class OnnxRuntimeRunner(Runner):
     backend = "onnxruntime"
 
@@ -74,9 +80,22 @@ class OnnxRuntimeRunner(Runner):
             opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
             session = _session(path, opts, providers)
         runner = cls(path, card, device, threads)
-        runner.session = session
+        runner.session, runner._opts, runner._providers = session, opts, providers
         runner.input_name = session.get_inputs()[0].name
         return runner
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+
+    def part(self, inputs: list[str], outputs: list[str]):
+        try:  # cutting a graph needs the onnx package (in edgetl[train]; the runtime can do without)
+            import onnx
+            from onnx.utils import Extractor
+        except ImportError:
+            return None
+        try:
+            sub = Extractor(onnx.load(str(self.path))).extract_model(inputs, outputs)
+            session = _session_from_bytes(sub.SerializeToString(), self._opts, self._providers)
+        except Exception:  # a graph that does not cut there: the whole model still runs
+            return None
+        return lambda *arrays: session.run(outputs, dict(zip(inputs, arrays)))

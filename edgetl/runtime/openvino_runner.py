@@ -94,6 +94,7 @@ class OpenVinoRunner(Runner):
             raise BackendUnavailable(f"OpenVINO cannot compile {path.name} in {precision_hint} on this {ov_device}: "
                                      f"{ov_message(exc)}", hint="leave --precision-hint at f32") from None
         runner = cls(path, card, device, threads)
+        runner._core, runner._ov_device, runner._config = core, ov_device, config
         runner.compiled = compiled
         runner.inference_precision = compiled_precision(compiled)
         runner.request = compiled.create_infer_request()
@@ -131,3 +132,30 @@ class OpenVinoRunner(Runner):
             tensor.data[...] = batch
         self.request.infer()
         return np.array(self.request.get_output_tensor().data, dtype=np.float32, copy=True)
+
+    def part(self, inputs: list[str], outputs: list[str]):
+        import openvino as ov
+        import openvino.opset13 as ops
+
+        model = self._core.read_model(str(self.path))  # a copy of its own: the cut rewires it
+        ports = {name: out for op in model.get_ordered_ops() for out in op.outputs() for name in out.get_names()}
+        if any(name not in ports for name in [*inputs, *outputs]):
+            return None
+        params = []
+        for name in inputs:
+            port = ports[name]
+            param = ops.parameter(port.get_partial_shape(), port.get_element_type(), name=name)
+            for target in list(port.get_target_inputs()):
+                target.replace_source_output(param.output(0))
+            params.append(param)
+        try:
+            compiled = self._core.compile_model(ov.Model([ports[n] for n in outputs], params, "part"),
+                                                self._ov_device, self._config)
+        except Exception:  # a graph that does not cut there: the whole model still runs
+            return None
+        request = compiled.create_infer_request()
+
+        def run(*arrays):
+            request.infer([np.ascontiguousarray(a, dtype=np.float32) for a in arrays])
+            return [np.array(request.get_output_tensor(i).data, copy=True) for i in range(len(outputs))]
+        return run

@@ -133,6 +133,58 @@ def replay(probs: np.ndarray, labels: list[str], settings: StreamingSettings, ho
     return found
 
 
+class SharedWindows:
+    """Scores a model that embeds windows of its front-end's frames (the card's `parts`,
+    e.g. the speech embedding: 76-frame windows every 8 frames) part by part: the
+    front-end on the new window, the embedding of only those frame windows the previous
+    hops have not embedded already, and the head. A cached embedding is reused only when
+    its frames are exactly the same (the front-end's floor follows each window's
+    loudest frame, so a loud sound can change earlier frames), so the scores are those
+    of the whole model."""
+
+    def __init__(self, frontend, embed, head, parts: dict):
+        self.frontend, self.embed, self.head = frontend, embed, head
+        self.frames, self.starts, self.frame_samples = parts["frames"], list(parts["starts"]), parts["frame_samples"]
+        self.cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # first frame (from the stream's start) -> frames, embedding
+        self.reused = self.computed = 0
+
+    @classmethod
+    def of(cls, runner, hop: int) -> tuple["SharedWindows | None", str]:
+        """The shared computation for `runner` at a hop of `hop` samples, or None and why not."""
+        parts = runner.card.parts
+        tensors = parts.get("tensors")
+        if not tensors:
+            return None, "the model has no parts to share between windows"
+        step = parts["step"] * parts["frame_samples"]
+        if hop % step:
+            return None, f"a hop that is not a multiple of {step} samples moves the windows off the embedding's steps"
+        pieces = (runner.part([runner.card.input.get("name", "input")], [tensors["features"]]),
+                  runner.part([tensors["windows"]], [tensors["embeddings"]]),
+                  runner.part([tensors["embeddings"]], ["logits"]))
+        if any(p is None for p in pieces):
+            return None, f"{runner.backend} cannot run this model's parts apart"
+        return cls(*pieces, parts), "embeddings of overlapping windows reused"
+
+    def logits(self, window: np.ndarray, first_sample: int) -> np.ndarray:
+        features = self.frontend(window[None])[0][0]  # [frames, bands]
+        first = first_sample // self.frame_samples
+        blocks = [features[s:s + self.frames] for s in self.starts]
+        embeddings: list[np.ndarray | None] = [None] * len(blocks)
+        for j, s in enumerate(self.starts):
+            hit = self.cache.get(first + s)
+            if hit is not None and np.array_equal(hit[0], blocks[j]):
+                embeddings[j] = hit[1]
+        todo = [j for j, e in enumerate(embeddings) if e is None]
+        if todo:
+            for j, e in zip(todo, self.embed(np.stack([blocks[j] for j in todo]))[0]):
+                embeddings[j] = e
+                self.cache[first + self.starts[j]] = (blocks[j].copy(), e)
+        self.reused += len(blocks) - len(todo)
+        self.computed += len(todo)
+        self.cache = {k: v for k, v in self.cache.items() if k >= first}  # older windows never come back
+        return self.head(np.stack(embeddings))[0][0]
+
+
 class KeywordDetector:
     """Feed audio (mono float32 at the card's sample rate), get detections.
 
@@ -140,7 +192,8 @@ class KeywordDetector:
     `record=True` every hop's probabilities are kept (`probabilities()`), so other
     thresholds can be tried with `replay`."""
 
-    def __init__(self, runner, settings: StreamingSettings | None = None, record: bool = False):
+    def __init__(self, runner, settings: StreamingSettings | None = None, record: bool = False,
+                 share: bool = True):
         card = runner.card
         if card.modality != "audio":
             raise ConfigError(f"{runner.path.name} takes {card.modality}s; keyword detection needs an audio model",
@@ -157,6 +210,8 @@ class KeywordDetector:
         static = card.input.get("shape", [None])[0]
         self.static_batch = static if isinstance(static, int) else None
         self.trigger = Trigger(self.labels, self.settings)
+        # one window per hop through the shared parts where the model and backend allow it
+        self.shared, self.sharing = SharedWindows.of(runner, self.hop) if share else (None, "not asked for")
         self.tail = np.zeros(self.window, np.float32)  # the last window scored (silence before the start)
         self.pending = np.zeros(0, np.float32)  # audio not yet part of a scored window
         self.hops = 0
@@ -179,14 +234,21 @@ class KeywordDetector:
         return self.busy_seconds / heard if heard else 0.0
 
     def score(self, windows: np.ndarray) -> np.ndarray:
-        """Class probabilities of each window (the whole model on each). A window without
+        """Class probabilities of the next windows (those ending at the next hops): by the
+        shared parts, else the whole model on each window. A window without
         sound (digital silence, e.g. before the stream's start) holds no keyword: it is
         not shown to the model, which never heard such input, and scores zero for all."""
         probs = np.zeros((len(windows), len(self.labels)), np.float32)
         heard = np.abs(windows).max(axis=1) >= SILENT_PEAK
-        if heard.any():
-            batch = self.static_batch or int(heard.sum())
-            probs[heard] = softmax(self.runner.infer_all(self.preprocessing.normalize(windows[heard]), batch))
+        if not heard.any():
+            return probs
+        x = self.preprocessing.normalize(windows[heard])
+        if self.shared is not None:
+            ends = (self.hops + 1 + np.flatnonzero(heard)) * self.hop  # where each window ends in the stream
+            logits = np.stack([self.shared.logits(w, end - self.window) for w, end in zip(x, ends)])
+        else:
+            logits = self.runner.infer_all(x, self.static_batch or len(x))
+        probs[heard] = softmax(logits)
         return probs
 
     def feed(self, chunk: np.ndarray) -> list[Detection]:
@@ -281,5 +343,5 @@ def audio_seconds(path: str | Path) -> float | None:
     return info.frames / info.samplerate if info.samplerate else None
 
 
-__all__ = ["Detection", "KeywordDetector", "StreamingSettings", "Trigger", "audio_seconds", "detect_file",
+__all__ = ["Detection", "KeywordDetector", "SharedWindows", "StreamingSettings", "Trigger", "audio_seconds", "detect_file",
            "never_fires", "read_stream", "replay"]

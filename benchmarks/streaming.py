@@ -1,0 +1,129 @@
+"""Keyword detection on long recordings: false rejects and false accepts per hour.
+
+The keywords set (10 words, `edgetl data keywords --unknown --stream MINUTES`) comes
+with a validation and a test recording: MINUTES each of sentences of everyday words,
+keywords said alone between them at known times and background noise, by voices
+never heard in training (validation voices for one, test voices for the other).
+The speech embedding is fine-tuned twice, with and without the `_unknown_` class
+(both with the `_silence_` class that background noise gives by default). Each
+keyword's threshold is picked for the target rate of false accepts on the validation
+recording, then FRR, FA/h and delay are measured on the test recording. Last, the
+detector's real-time factor on one thread, live (one window per hop), per backend.
+
+    python benchmarks/streaming.py [--minutes 60] [--voices 40] [--takes 3] [--epochs 15]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from edgetl.bench.machine import cpu_name, machine_info
+from edgetl.card import build_fingerprint
+from edgetl.data.keywords import DEFAULT_WORDS, UNKNOWN, make_keywords
+from edgetl.evaluation import evaluate
+from edgetl.export import export_run, write_artifact_card
+from edgetl.finetune import finetune
+from edgetl.quantize import quantize
+from edgetl.runtime.onnxruntime_runner import read_onnx_card
+from edgetl.stream_evaluation import evaluate_stream
+
+RESULTS = Path(__file__).parent / "results"
+RECIPE = {"strategy": "full", "lr": 1e-2, "backbone_lr_scale": 0.1}  # as in benchmarks/speech.py
+
+
+def without_class(data: Path, name: str, out: Path) -> Path:
+    """The data set without one class: every other folder linked, not copied."""
+    for split in ("train", "val", "test"):
+        (out / split).mkdir(parents=True)
+        for folder in (data / split).iterdir():
+            if folder.name != name:
+                os.symlink(folder.resolve(), out / split / folder.name)
+    os.symlink((data / "_background_noise_").resolve(), out / "_background_noise_")
+    return out
+
+
+def stream_row(artifact: Path, recording: Path, **options) -> dict:
+    t0 = time.perf_counter()
+    r = evaluate_stream(artifact, recording, threads=1, **options)
+    row = {k: getattr(r, k) for k in ("backend", "inference_precision", "hours", "keywords", "detected", "frr",
+                                       "false_accepts", "fa_per_hour", "mean_delay", "real_time_factor")}
+    row.update(artifact=artifact.name, recording=recording.name, thresholds=r.settings["thresholds"],
+               hop_ms=r.settings["hop_ms"], seconds=time.perf_counter() - t0)
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--minutes", type=float, default=60.0)
+    ap.add_argument("--voices", type=int, default=40)
+    ap.add_argument("--takes", type=int, default=3)
+    ap.add_argument("--epochs", type=int, default=15)
+    ap.add_argument("--target-fa-per-hour", type=float, default=1.0)
+    ap.add_argument("--work", help="reuse this work folder's data set and runs")
+    ap.add_argument("--out", default=str(RESULTS / "streaming.json"))
+    args = ap.parse_args()
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="edgetl-streaming-"))
+    data = work / "keywords"
+    if not data.exists():
+        make_keywords(data, words=DEFAULT_WORDS, unknown=True, voices=args.voices, takes=args.takes,
+                      stream_minutes=args.minutes)
+    marker = json.loads((data / "edgetl-data.json").read_text())
+    streams = data / "_streams_"
+    results = {"data": {"words": list(DEFAULT_WORDS), "voices": {k: len(v) for k, v in marker["voices"].items()},
+                        "takes": args.takes, "minutes": args.minutes,
+                        "keywords": {s: len(json.loads((streams / f"{s}.json").read_text())["keywords"])
+                                     for s in ("val", "test")}},
+               "target_fa_per_hour": args.target_fa_per_hour, "machine": machine_info(), "cpu": cpu_name(),
+               "build": build_fingerprint(), "models": [], "backends": []}
+    onnx_of = {}
+    for name, source in (("with _unknown_", data), ("without _unknown_", None)):
+        run = work / ("run-unknown" if source else "run-no-unknown")
+        if not (run / "edgetl.json").exists():
+            src = source or without_class(data, UNKNOWN, work / "keywords-no-unknown")
+            finetune(src, "speech_embedding", run, epochs=args.epochs, patience=args.epochs, batch_size=32, seed=0,
+                     **RECIPE)
+        onnx = run / "model.onnx"
+        if not onnx.exists():
+            export_run(run, onnx, openvino=True)
+        onnx_of[name] = onnx
+        clips = evaluate(onnx, data, split="test").accuracy  # the _unknown_ clips count as errors without the class
+        val = stream_row(onnx, streams / "val.wav", target_fa_per_hour=args.target_fa_per_hour)
+        test = stream_row(onnx, streams / "test.wav",
+                          plot=RESULTS / f"streaming-det-{'unknown' if source else 'no-unknown'}.png")
+        results["models"].append({"model": name, "labels": read_onnx_card(onnx).labels, "clip_test_accuracy": clips,
+                                  "val": val, "test": test})
+    best = onnx_of["with _unknown_"]
+    card = read_onnx_card(best)
+    ir = best.with_suffix(".xml")
+    write_artifact_card(ir, card)  # the thresholds picked on the ONNX model travel to the IR
+    artifacts = [best, ir]
+    for target in ("openvino", "onnxruntime"):
+        q = quantize(best, target, max_drop=0.01, overwrite=True)
+        write_artifact_card(q.out, card.__class__(**{**read_card(q.out).to_dict(), "streaming": card.streaming}))
+        artifacts.append(q.out)
+    for artifact in artifacts:
+        results["backends"].append(stream_row(artifact, streams / "test.wav"))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {args.out} (work folder {work})")
+    if not args.work:
+        shutil.rmtree(work / "keywords-no-unknown", ignore_errors=True)
+    return 0
+
+
+def read_card(path: Path):
+    from edgetl.runtime import open_runner
+
+    with open_runner(path) as runner:
+        return runner.card
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,301 @@
+"""Keyword detection on streams: the detector's decision and timing, chunking, long
+recordings with keyword times, evaluate --stream, thresholds in the card, and predict
+on recordings longer than the model's window."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from click.testing import CliRunner
+
+from conftest import assert_refused
+from edgetl.card import ModelCard
+from edgetl.cli import cli
+from edgetl.errors import ConfigError
+from edgetl.modality.audio import AudioPreprocessing, read_audio
+from edgetl.runtime.base import Runner
+from edgetl.runtime.streaming import KeywordDetector, StreamingSettings, Trigger, detect_file, replay
+
+RATE = 16000
+
+
+# ---------------------------------------------------------------- the decision, on known probabilities
+
+def test_trigger_smooths_fires_once_per_keyword_and_never_for_underscore_labels():
+    labels = ["_unknown_", "go", "stop"]
+    settings = StreamingSettings(hop_ms=100, smoothing=2, threshold=0.6, thresholds={"stop": 0.85}, refractory_ms=300)
+    p = lambda *v: np.array(v, np.float32)  # noqa: E731
+    script = [p(1, 0, 0)] * 3 + [p(0, 1, 0)] * 4 + [p(1, 0, 0)] * 3 + [p(0, 0.2, 0.8)] * 4 + [p(0, 0, 1)] * 3
+    trigger = Trigger(labels, settings)
+    fired = [(i, labels[j]) for i, probs in enumerate(script) if (j := trigger.step(probs, i)) is not None]
+    # go: the mean of [0, 1] is 0.5 < 0.6, of [1, 1] is 1: fires at hop 4, once while it stays high.
+    # stop at 0.8 stays under its own 0.85 and fires when its mean reaches 0.9 (hop 14: [0.8, 1]).
+    # _unknown_ is certain for whole stretches and never fires.
+    assert fired == [(4, "go"), (14, "stop")]
+
+
+def test_refractory_period_and_rearming():
+    labels = ["a", "b"]
+    settings = StreamingSettings(hop_ms=100, smoothing=1, threshold=0.5, refractory_ms=500)
+    high_a, high_b, low = np.array([1.0, 0.0]), np.array([0.0, 1.0]), np.array([0.0, 0.0])
+    script = [high_a, low, high_b, low, low, low, high_b, high_b, low, high_a]
+    got = replay(np.stack(script), labels, settings, hop_seconds=0.1, window_seconds=1.0)
+    # b at hop 2 falls inside a's refractory period (hops 1-5); b at hop 6 fires; hop 7 is
+    # the same utterance (never fell under); a at hop 9 is inside b's refractory period.
+    assert [(d.label, round(d.time, 1)) for d in got] == [("a", 0.1), ("b", 0.7)]
+
+
+@pytest.mark.parametrize("bad", [dict(hop_ms=0), dict(smoothing=0), dict(threshold=1.5),
+                                 dict(thresholds={"yes": 0}), dict(refractory_ms=-1), dict(smoothing=1.5)])
+def test_invalid_streaming_settings_are_refused(bad):
+    with pytest.raises(ConfigError):
+        StreamingSettings(**bad)
+
+
+# ---------------------------------------------------------------- timing, with a model that cannot be wrong
+
+class BurstRunner(Runner):
+    """A model in numpy that is right by construction: 'up' when the window holds a whole
+    burst of +0.5 samples, 'down' for a whole burst of -0.5, else '_unknown_'."""
+
+    backend = "numpy"
+    burst = 4000  # samples (250 ms)
+
+    def __init__(self):
+        card = ModelCard(labels=["_unknown_", "down", "up"], modality="audio",
+                         input=AudioPreprocessing().input_spec(), preprocessing=AudioPreprocessing().to_dict())
+        super().__init__(Path("bursts"), card)
+        self.calls = 0
+
+    def infer(self, batch):
+        self.calls += 1
+        up = (batch == 0.5).sum(axis=1) >= self.burst
+        down = (batch == -0.5).sum(axis=1) >= self.burst
+        return np.stack([np.where(up | down, 0.0, 8.0), 12.0 * down, 12.0 * up], axis=1).astype(np.float32)
+
+
+def burst_stream(events: list[tuple[str, float]], seconds: float) -> np.ndarray:
+    wave = np.random.default_rng(0).normal(0, 0.01, int(seconds * RATE)).astype(np.float32)
+    for label, at in events:
+        start = int(at * RATE)
+        wave[start:start + BurstRunner.burst] = 0.5 if label == "up" else -0.5
+    return wave
+
+
+@pytest.mark.parametrize("smoothing", [1, 3])
+def test_detections_come_in_order_within_a_hop_of_when_the_window_first_holds_the_keyword(smoothing):
+    events = [("up", 1.23), ("down", 3.61), ("up", 6.07), ("up", 8.5)]
+    wave = burst_stream(events, 11.0)
+    settings = StreamingSettings(hop_ms=100, smoothing=smoothing, threshold=0.5, refractory_ms=1000)
+    got = KeywordDetector(BurstRunner(), settings).feed(wave)
+    assert [d.label for d in got] == [label for label, _ in events]
+    lag = (math.ceil(smoothing / 2) - 1) * 0.1  # hops until the mean of ones and zeros reaches 0.5
+    for d, (_, at) in zip(got, events):
+        end = at + BurstRunner.burst / RATE
+        assert end + lag <= d.time + 1e-9 < end + lag + 0.1  # the first hop whose window holds the burst
+        assert d.start == pytest.approx(d.time - 1.0)
+
+
+def test_chunk_size_does_not_change_the_detections():
+    wave = burst_stream([("up", 0.4), ("down", 2.2), ("down", 5.9)], 8.0)
+    whole = KeywordDetector(BurstRunner()).feed(wave)
+    assert len(whole) == 3
+    for chunk in (1, 160, 320, 1234, 16000):
+        detector = KeywordDetector(BurstRunner())
+        got = [d for i in range(0, len(wave), chunk) for d in detector.feed(wave[i:i + chunk])]
+        assert [(d.label, d.time, d.score) for d in got] == [(d.label, d.time, d.score) for d in whole], chunk
+        assert detector.hops == len(wave) // detector.hop and detector.real_time_factor > 0
+
+
+def test_windows_without_sound_are_not_shown_to_the_model():
+    runner = BurstRunner()
+    detector = KeywordDetector(runner, record=True)
+    detector.feed(np.zeros(3 * RATE, np.float32))
+    assert runner.calls == 0 and detector.probabilities().shape == (30, 3) and not detector.probabilities().any()
+
+
+def test_an_image_model_or_a_hop_longer_than_the_window_is_refused(tiny_run):
+    from edgetl.runtime import open_runner
+
+    with open_runner(tiny_run) as runner, pytest.raises(ConfigError, match="needs an audio model"):
+        KeywordDetector(runner)
+    with pytest.raises(ConfigError, match="longer than the model's"):
+        KeywordDetector(BurstRunner(), StreamingSettings(hop_ms=1500))
+
+
+def test_recordings_are_read_in_blocks_resampled_and_mixed_to_mono(tmp_path):
+    import soxr
+
+    wave = (0.3 * np.sin(np.arange(3 * RATE) / RATE * 2 * np.pi * 440)).astype(np.float32)
+    stereo = soxr.resample(wave, RATE, 44100)
+    path = tmp_path / "stereo_44k.wav"
+    sf.write(path, np.stack([stereo, stereo], 1), 44100, subtype="FLOAT")
+    from edgetl.runtime.streaming import read_stream
+
+    blocks = list(read_stream(path, RATE, block_seconds=0.7))
+    assert len(blocks) > 4
+    joined = np.concatenate(blocks)
+    assert abs(len(joined) - len(wave)) <= 2
+    assert np.abs(joined[1000:-1000] - read_audio(path)[1000:len(joined) - 1000]).max() < 1e-3
+
+
+# ---------------------------------------------------------------- the keywords data set's streams
+
+def test_keyword_streams_use_unheard_voices_and_list_the_keyword_times(keywords):
+    marker = json.loads((keywords / "edgetl-data.json").read_text())
+    for split in ("val", "test"):
+        doc = json.loads((keywords / "_streams_" / f"{split}.json").read_text())
+        info = sf.info(keywords / "_streams_" / f"{split}.wav")
+        assert (info.samplerate, info.channels) == (RATE, 1) and doc["seconds"] == pytest.approx(60, abs=0.01)
+        assert doc["keywords"] and {k["label"] for k in doc["keywords"]} <= {"yes", "no", "stop"}
+        assert {k["voice"] for k in doc["keywords"]} <= set(marker["voices"][split])
+        starts = [k["start"] for k in doc["keywords"]]
+        assert starts == sorted(starts) and all(k["start"] < k["end"] < doc["seconds"] for k in doc["keywords"])
+        rows = (keywords / "_streams_" / f"{split}.csv").read_text().splitlines()
+        assert rows[0] == "label,start,end,voice" and len(rows) == len(doc["keywords"]) + 1
+        wave = read_audio(keywords / "_streams_" / f"{split}.wav", max_seconds=3600)
+        rms = lambda a, b: np.sqrt(np.mean(wave[int(a * RATE):int(b * RATE)] ** 2))  # noqa: E731
+        # each keyword follows at least 0.3 s of noise alone, and mostly stands out of it
+        ratios = [rms(k["start"], k["end"]) / rms(k["start"] - 0.25, k["start"]) for k in doc["keywords"]]
+        assert np.median(ratios) > 2
+    from edgetl.data.folders import open_folder
+
+    assert "_streams_" not in open_folder(keywords, modality="audio").classes
+
+
+def test_filler_speech_holds_no_keyword_nor_a_word_that_sounds_like_one():
+    from edgetl.data.streams import filler_words
+
+    words = filler_words(["yes", "no", "right", "go"])
+    assert len(words) > 200
+    assert not {"yes", "no", "right", "go", "know", "write", "going"} & set(words)
+
+
+# ---------------------------------------------------------------- a real speech model on a stream
+
+@pytest.fixture(scope="module")
+def stream_model(speech_run):
+    from edgetl.export import export_run
+
+    result = export_run(speech_run, openvino=True)
+    return result.onnx, result.openvino
+
+
+def confident_clips(run, keywords, n: int = 5):
+    """Training clips of keywords the model names with confidence: the test is about the
+    detector, not about how well a tiny model generalizes."""
+    from edgetl.runtime.predict import predict
+
+    files = sorted(f for w in ("yes", "no", "stop") for f in (keywords / "train" / w).glob("*.wav"))
+    good = [r for r in predict(run, files, top_k=1) if f"/{r.labels[0]}/" in r.file and r.scores[0] > 0.9]
+    picked = [next(r.file for r in good if f"/{w}/" in r.file) for w in ("yes", "no", "stop")]
+    return picked + [r.file for r in good if r.file not in picked][:n - 3]
+
+
+def test_keyword_clips_joined_with_noise_are_detected_in_order_where_they_were_said(speech_run, keywords,
+                                                                                   stream_model, tmp_path):
+    clips = confident_clips(speech_run, keywords)
+    rng = np.random.default_rng(3)
+    parts, said, t = [], [], 0
+    for f in clips:
+        gap = rng.normal(0, 0.003, int(rng.uniform(1.2, 2.0) * RATE)).astype(np.float32)
+        wave = read_audio(f)
+        voiced = np.flatnonzero(np.abs(wave) > 0.1 * np.abs(wave).max())
+        parts += [gap, wave]
+        t += len(gap)
+        said.append((f.split("/")[-2], (t + voiced[0]) / RATE, (t + voiced[-1]) / RATE))
+        t += len(wave)
+    parts.append(rng.normal(0, 0.003, 2 * RATE).astype(np.float32))
+    path = tmp_path / "joined.wav"
+    sf.write(path, np.concatenate(parts), RATE, subtype="PCM_16")
+    from edgetl.runtime import open_runner
+
+    for artifact in stream_model:
+        with open_runner(artifact, threads=1) as runner:
+            detector = KeywordDetector(runner)
+            got = detect_file(detector, path, chunk_seconds=0.02)  # 20 ms, as a microphone callback
+        assert [d.label for d in got] == [w for w, _, _ in said], (artifact, got)
+        for d, (_, start, end) in zip(got, said):
+            assert start <= d.time <= end + 1.0 + 0.3  # fired while the window held the word
+        assert 0 < detector.real_time_factor < 1
+
+
+def test_evaluate_stream_counts_errors_and_writes_thresholds_picked_on_validation(speech_run, keywords,
+                                                                                  stream_model, tmp_path):
+    onnx_path = tmp_path / "model.onnx"
+    onnx_path.write_bytes(stream_model[0].read_bytes())
+    streams = keywords / "_streams_"
+    runner = CliRunner()
+    plot = tmp_path / "det.png"
+    result = runner.invoke(cli, ["--quiet", "evaluate", str(onnx_path), "--stream", str(streams / "val.wav"),
+                                 "--target-fa-per-hour", "60", "--plot", str(plot), "--json"])
+    assert result.exit_code == 0, result.output
+    picked = json.loads(result.output.splitlines()[-1])
+    doc = json.loads((streams / "val.json").read_text())
+    assert picked["keywords"] == len(doc["keywords"]) == picked["detected"] + picked["false_rejects"]
+    assert picked["fa_per_hour"] == pytest.approx(picked["false_accepts"] / picked["hours"])
+    assert set(picked["settings"]["thresholds"]) == {"yes", "no", "stop"}  # _unknown_, _silence_ never fire
+    assert picked["thresholds_written"] == str(onnx_path)
+    from PIL import Image
+
+    assert Image.open(plot).size[0] > 300
+    det = picked["det"]
+    assert [p["threshold"] for p in det] == sorted(p["threshold"] for p in det)
+    assert det[-1]["fa_per_hour"] <= det[0]["fa_per_hour"]  # a higher threshold never accepts more
+
+    from edgetl.runtime.onnxruntime_runner import read_onnx_card
+
+    assert read_onnx_card(onnx_path).streaming["thresholds"] == picked["settings"]["thresholds"]
+    result = runner.invoke(cli, ["--quiet", "evaluate", str(onnx_path), "--stream", str(streams / "test.wav"), "--json"])
+    assert result.exit_code == 0, result.output
+    measured = json.loads(result.output.splitlines()[-1])
+    assert measured["settings"]["thresholds"] == picked["settings"]["thresholds"]  # read back from the card
+    assert measured["per_keyword"]["yes"]["threshold"] == picked["settings"]["thresholds"]["yes"]
+    assert measured["hours"] == pytest.approx(1 / 60, rel=0.01)
+
+
+def test_stream_evaluation_refuses_what_cannot_be_measured(speech_run, keywords, stream_model, tmp_path, tiny_run):
+    streams = keywords / "_streams_"
+    runner = CliRunner()
+    test_wav = str(streams / "test.wav")
+    result = runner.invoke(cli, ["evaluate", str(stream_model[0]), "--stream", test_wav, "--target-fa-per-hour", "1"])
+    assert_refused(result, "test recording", "validation recording")
+    lonely = tmp_path / "lonely.wav"
+    sf.write(lonely, np.zeros(RATE * 3, np.float32) + 0.01, RATE)
+    assert_refused(runner.invoke(cli, ["evaluate", str(stream_model[0]), "--stream", str(lonely)]),
+                   "no keyword times", "label,start,end")
+    (tmp_path / "other.csv").write_text("label,start,end\nhello,1.0,1.5\n")
+    sf.write(tmp_path / "other.wav", np.zeros(RATE * 3, np.float32) + 0.01, RATE)
+    assert_refused(runner.invoke(cli, ["evaluate", str(stream_model[0]), "--stream", str(tmp_path / "other.wav")]),
+                   "does not know: hello")
+    assert_refused(runner.invoke(cli, ["evaluate", str(tiny_run), "--stream", test_wav]), "needs an audio model")
+    assert_refused(runner.invoke(cli, ["evaluate", str(stream_model[0])]), "either --data")
+    assert_refused(runner.invoke(cli, ["evaluate", str(stream_model[0]), "--data", str(keywords), "--hop-ms", "50"]),
+                   "--hop-ms apply to --stream")
+    not_audio = tmp_path / "notes.wav"
+    not_audio.write_text("not audio")
+    (tmp_path / "notes.csv").write_text("label,start,end\n")
+    assert_refused(runner.invoke(cli, ["evaluate", str(stream_model[0]), "--stream", str(not_audio)]),
+                   "cannot read audio")
+
+
+def test_predict_lists_the_keywords_of_a_recording_alike_on_every_backend(speech_run, keywords, stream_model):
+    from edgetl.runtime.predict import predict
+
+    test_wav = keywords / "_streams_" / "test.wav"
+    clip = next((keywords / "test" / "yes").glob("*.wav"))
+    answers = [predict(a, [test_wav, clip]) for a in (speech_run, *stream_model)]
+    for stream, single in answers:
+        assert stream.ok and stream.detections is not None and single.detections is None
+        assert [d["label"] for d in stream.detections] == stream.labels
+        times = [d["time"] for d in stream.detections]
+        assert times == sorted(times) and all(0 < t <= 60.0 for t in times)
+    reference = answers[0][0]
+    assert reference.detections  # a minute of speech with keywords in it
+    for stream, _ in answers[1:]:
+        assert [(d["label"], d["time"]) for d in stream.detections] == \
+            [(d["label"], d["time"]) for d in reference.detections]
