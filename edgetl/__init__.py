@@ -60,6 +60,14 @@ def predict(artifact, files, **options):
     return _predict(artifact, files, **options)
 
 
+def evaluate_stream(artifact, recording, **options):
+    """Keyword detection on a long recording with its keyword times beside it: false
+    rejects, false accepts per hour, delay, real-time factor, DET curve (torch-free)."""
+    from edgetl.stream_evaluation import evaluate_stream as _evaluate_stream
+
+    return _evaluate_stream(artifact, recording, **options)
+
+
 def make_digits(out, size: int = 64, seed: int = 0):
     """Write scikit-learn's handwritten digits as an image folder data set."""
     from edgetl.data.digits import make_digits as _make
@@ -74,5 +82,5 @@ def make_keywords(out, words=None, unknown: bool = False, voices: int = 40, **op
     return _make(out, words=words or DEFAULT_WORDS, unknown=unknown, voices=voices, **options)
 
 
-__all__ = ["EdgeTLError", "__version__", "bench", "evaluate", "export", "finetune", "list_backbones", "make_digits",
+__all__ = ["EdgeTLError", "__version__", "bench", "evaluate", "evaluate_stream", "export", "finetune", "list_backbones", "make_digits",
            "make_keywords", "predict", "quantize"]

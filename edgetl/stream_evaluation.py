@@ -102,6 +102,7 @@ class StreamReport:
     fa_per_hour: float
     mean_delay: float | None  # seconds from a keyword's end to its detection
     real_time_factor: float
+    shared: str  # whether overlapping windows shared their work, or why not
     per_keyword: dict
     det: list[dict]  # threshold, frr, fa_per_hour: one common threshold for every keyword
     thresholds_written: str | None = None  # where the picked thresholds went
@@ -174,7 +175,7 @@ def write_streaming(path: Path, card: ModelCard) -> str:
 def evaluate_stream(artifact, recording, backend: str = "auto", device: str = "cpu", threads: int | None = None,
                     hop_ms: float | None = None, smoothing: int | None = None,
                     target_fa_per_hour: float | None = None, plot=None, precision_hint: str | None = None,
-                    progress=None) -> StreamReport:
+                    share: bool = True, progress=None) -> StreamReport:
     """Detect the keywords of `recording` with the artifact's streaming settings (hop and
     smoothing may be overridden) and compare with its keyword times. With
     `target_fa_per_hour`, first pick each keyword's threshold for that rate on this
@@ -190,7 +191,7 @@ def evaluate_stream(artifact, recording, backend: str = "auto", device: str = "c
     with open_runner(path, backend=backend, device=device, threads=threads, precision_hint=precision_hint) as runner:
         card = runner.card
         settings = StreamingSettings.of(card).replace(hop_ms=hop_ms, smoothing=smoothing)
-        detector = KeywordDetector(runner, settings, record=True)
+        detector = KeywordDetector(runner, settings, record=True, share=share)
         unknown = sorted({s.label for s in reference.keywords} - set(card.labels))
         if unknown:
             raise DataError(f"{recording.name} lists keywords the model does not know: {', '.join(unknown)}",
@@ -231,6 +232,8 @@ def evaluate_stream(artifact, recording, backend: str = "auto", device: str = "c
         hours=hours, settings=settings.to_dict(), keywords=n, detected=len(m.hits), false_rejects=len(m.misses),
         frr=frr, false_accepts=len(m.false_accepts), fa_per_hour=fa_h,
         mean_delay=float(np.mean(delays)) if delays else None, real_time_factor=detector.real_time_factor,
+        shared=detector.sharing if detector.shared is None else
+        f"{detector.sharing} ({detector.shared.reused / max(1, detector.shared.reused + detector.shared.computed):.0%})",
         per_keyword=per_keyword, det=det, thresholds_written=written)
     if plot:
         report.plot = str(plot_det(report, plot))

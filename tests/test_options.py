@@ -20,7 +20,7 @@ CASES = {
         ["--gain-db", "99"],
     ],
     "evaluate": [["--batch-size", "0"], ["--split", "nope"], ["--backend", "tflite"], ["--precision-hint", "q4"],
-                 ["--data", "{out}/missing"]],
+                 ["--data", "{out}/missing"], ["--target-fa-per-hour", "1"], ["--plot", "{out}/det.png"]],
     "export": [["--atol", "-1"], ["--static-batch", "0"], ["--fp16"], ["--opset", "99"], ["--out", "{out}/m.txt"]],
     "quantize": [["--max-drop", "5"], ["--max-drop", "abc"], ["--samples", "0"], ["--target", "coreml"],
                  ["--target", "tensorrt", "--qat"], ["--target", "openvino", "--out", "{out}/m.onnx"],
@@ -30,7 +30,8 @@ CASES = {
     "bench": [["--batch", "0"], ["--iters", "0"], ["--rounds", "0"], ["--threads", "0"], ["--warmup", "-1"],
               ["--max-drop", "2"], ["--precision-hint", "q8"], ["--backend", "tflite"]],
     "data digits": [["--size", "4"], ["--size", "abc"]],
-    "data keywords": [["--voices", "2"], ["--takes", "0"], ["--words", "yes"], ["--words", "y3s,no"]],
+    "data keywords": [["--voices", "2"], ["--takes", "0"], ["--words", "yes"], ["--words", "y3s,no"],
+                      ["--stream", "0.1"], ["--stream", "-1"]],
     "backbones": [["--modality", "video"]],
 }
 REQUIRED = {

@@ -71,6 +71,10 @@ class BurstRunner(Runner):
         super().__init__(Path("bursts"), card)
         self.calls = 0
 
+    @classmethod
+    def load(cls, path, device="cpu", threads=None, precision_hint="f32"):
+        return cls()
+
     def infer(self, batch):
         self.calls += 1
         up = (batch == 0.5).sum(axis=1) >= self.burst
@@ -276,6 +280,9 @@ def test_stream_evaluation_refuses_what_cannot_be_measured(speech_run, keywords,
     assert_refused(runner.invoke(cli, ["evaluate", str(stream_model[0])]), "either --data")
     assert_refused(runner.invoke(cli, ["evaluate", str(stream_model[0]), "--data", str(keywords), "--hop-ms", "50"]),
                    "--hop-ms apply to --stream")
+    for bad in (["--hop-ms", "0"], ["--smoothing", "0"], ["--target-fa-per-hour", "-1"]):
+        assert_refused(runner.invoke(cli, ["evaluate", str(stream_model[0]), "--stream", test_wav, *bad]),
+                       "must be")
     not_audio = tmp_path / "notes.wav"
     not_audio.write_text("not audio")
     (tmp_path / "notes.csv").write_text("label,start,end\n")
@@ -299,3 +306,22 @@ def test_predict_lists_the_keywords_of_a_recording_alike_on_every_backend(speech
     for stream, _ in answers[1:]:
         assert [(d["label"], d["time"]) for d in stream.detections] == \
             [(d["label"], d["time"]) for d in reference.detections]
+
+
+def test_overlapping_windows_share_their_embeddings_and_give_the_whole_models_scores(stream_model, keywords):
+    from edgetl.runtime import open_runner
+
+    test_wav = keywords / "_streams_" / "test.wav"
+    for artifact in stream_model:
+        with open_runner(artifact, threads=1) as runner:
+            assert runner.card.parts["tensors"] and runner.card.streaming["hop_ms"] == 80  # one embedding step
+            shared, whole = KeywordDetector(runner, record=True), KeywordDetector(runner, record=True, share=False)
+            found = {d: [(x.label, x.time) for x in detect_file(d, test_wav, chunk_seconds=0.08)] for d in (shared, whole)}
+            at_100 = KeywordDetector(runner, StreamingSettings(hop_ms=100))
+        assert shared.shared is not None and whole.shared is None, shared.sharing
+        assert found[shared] == found[whole]
+        assert np.allclose(shared.probabilities(), whole.probabilities(), atol=1e-5, rtol=0)
+        windows = shared.shared.reused + shared.shared.computed
+        assert windows == 3 * int((shared.probabilities().sum(axis=1) > 0).sum())  # three per window heard
+        assert shared.shared.reused > 0.5 * windows  # ideally two in three
+        assert at_100.shared is None and "multiple of 1280 samples" in at_100.sharing

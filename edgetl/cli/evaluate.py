@@ -48,7 +48,7 @@ def print_stream_report(r) -> None:
                   f"hop {r.settings['hop_ms']:g} ms, smoothing {r.settings['smoothing']}): "
                   f"{r.detected}/{r.keywords} keywords detected, false rejects [bold]{100 * r.frr:.1f}%[/], "
                   f"false accepts [bold]{r.fa_per_hour:.2f}/h[/] ({r.false_accepts}), mean delay {delay}, "
-                  f"real-time factor {r.real_time_factor:.4f}")
+                  f"real-time factor {r.real_time_factor:.4f} ({escape(r.shared)})")
     table = Table(title="per keyword", title_justify="left")
     for col in ("keyword", "threshold", "said", "detected", "false accepts"):
         table.add_column(col, justify="left" if col == "keyword" else "right")

@@ -1,9 +1,13 @@
 """Torch-free runtime: one Runner per backend (load, infer numpy -> numpy, close).
 
 The same Runner serves parity checks, quantization accuracy control, evaluate, bench
-and predict; nothing else knows how a backend is called. Importing this package must
+and predict; nothing else knows how a backend is called. `predict` and the streaming
+`KeywordDetector` work on top of it. Importing this package must
 never import torch (a test checks it); the torch backend imports it lazily.
 """
 from edgetl.runtime.base import BACKENDS, PRECISION_HINTS, BackendInfo, Runner, open_runner
+from edgetl.runtime.predict import Prediction, predict
+from edgetl.runtime.streaming import Detection, KeywordDetector, StreamingSettings, detect_file
 
-__all__ = ["BACKENDS", "PRECISION_HINTS", "BackendInfo", "Runner", "open_runner"]
+__all__ = ["BACKENDS", "PRECISION_HINTS", "BackendInfo", "Detection", "KeywordDetector", "Prediction", "Runner",
+           "StreamingSettings", "detect_file", "open_runner", "predict"]

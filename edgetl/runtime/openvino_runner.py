@@ -156,6 +156,6 @@ class OpenVinoRunner(Runner):
         request = compiled.create_infer_request()
 
         def run(*arrays):
-            request.infer([np.ascontiguousarray(a, dtype=np.float32) for a in arrays])
+            request.infer([np.ascontiguousarray(a, dtype=np.float32) for a in arrays], share_inputs=True)
             return [np.array(request.get_output_tensor(i).data, copy=True) for i in range(len(outputs))]
         return run
