@@ -31,25 +31,9 @@ def _inside(path: Path, folder: Path) -> bool:
 
 def is_edgetl_model(path: Path) -> bool:
     """A model file that carries an edgetl card (read without loading any runtime)."""
-    suffix = path.suffix.lower()
-    if suffix in (".engine", ".plan"):
-        return path.with_name(path.name + ".json").is_file()
-    if suffix == ".xml":  # the card sits in the IR's rt_info as <edgetl><card value=...>
-        try:
-            with open(path, "rb") as f:
-                head = f.read(1 << 20)
-        except OSError:
-            return False
-        return b"<edgetl>" in head or b"<edgetl " in head
-    if suffix == ".onnx":
-        try:
-            import onnx
+    from edgetl.runtime.artifacts import is_edgetl_artifact
 
-            model = onnx.load(str(path), load_external_data=False)
-        except Exception:  # not ONNX at all, or onnx not installed: not provably ours
-            return False
-        return any(p.key == "edgetl" for p in model.metadata_props)
-    return False
+    return path.is_file() and is_edgetl_artifact(path)
 
 
 def is_edgetl_report(path: Path) -> bool:

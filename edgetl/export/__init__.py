@@ -32,11 +32,10 @@ def _reference_logits(model, x: np.ndarray, batch: int = 16) -> np.ndarray:
 
 
 def write_artifact_card(path: Path, card: ModelCard) -> None:
-    """Replace the card inside an exported file: ONNX metadata_props or OpenVINO rt_info."""
-    from edgetl.export.onnx_export import write_card
-    from edgetl.export.openvino_ir import set_openvino_card
+    """Replace the card of an artifact, where its kind keeps it (runtime/artifacts.py)."""
+    from edgetl.runtime.artifacts import write_card
 
-    (set_openvino_card if path.suffix == ".xml" else write_card)(path, card)
+    write_card(path, card)
 
 
 def check_artifacts(model, card: ModelCard, artifacts, data=None, atol: float | None = None, samples: int = 64,
@@ -79,7 +78,7 @@ def export_run(run, out=None, opset: int | None = None, static_batch: int | None
                overwrite: bool = False) -> ExportResult:
     """RUN -> model.onnx (+ model.xml/.bin): written to a temporary folder, checked
     against PyTorch on real samples, then moved into place with the parity in the card."""
-    from edgetl.export.onnx_export import DEFAULT_OPSET, export_onnx, write_card
+    from edgetl.export.onnx_export import DEFAULT_OPSET, export_onnx
     from edgetl.export.openvino_ir import export_openvino
     from edgetl.finetune.run import load_run
 
@@ -108,7 +107,7 @@ def export_run(run, out=None, opset: int | None = None, static_batch: int | None
         info = export_onnx(model, card, onnx_tmp, opset or DEFAULT_OPSET, static_batch)
         card.source = {**card.source, "export": info, "run": str(Path(run).resolve())}
         card.build = build_fingerprint()  # after the export, so onnx/onnxruntime versions are recorded
-        write_card(onnx_tmp, card)
+        write_artifact_card(onnx_tmp, card)
         cards = {onnx_tmp: card}
         if openvino:
             xml_tmp = tmp / (out.stem + ".xml")

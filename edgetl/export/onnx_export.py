@@ -14,9 +14,9 @@ from pathlib import Path
 from edgetl.card import ModelCard
 from edgetl.errors import ArtifactError, ConfigError
 from edgetl.modality import dummy_input
+from edgetl.runtime.artifacts import set_onnx_card
 
 log = logging.getLogger("edgetl")
-CARD_KEY = "edgetl"
 DEFAULT_OPSET = 18
 # Modules of this name (a speech model's log-mel front-end) are exported with node names
 # that start with "frontend/": INT8 quantization keeps those nodes in float.
@@ -30,24 +30,6 @@ def check_opset(opset: int) -> None:
     if not 13 <= opset <= newest:
         raise ConfigError(f"opset {opset} cannot be written by the installed onnx {onnx.__version__}",
                           hint=f"choose an opset between 13 and {newest}")
-
-
-def set_card(model_proto, card: ModelCard) -> None:
-    """Replace (not append) the card in an ONNX model's metadata_props."""
-    for prop in list(model_proto.metadata_props):
-        if prop.key == CARD_KEY:
-            model_proto.metadata_props.remove(prop)
-    entry = model_proto.metadata_props.add()
-    entry.key, entry.value = CARD_KEY, card.to_json()
-
-
-def write_card(onnx_path: Path, card: ModelCard) -> None:
-    """Replace the card inside an ONNX file."""
-    import onnx
-
-    proto = onnx.load(str(onnx_path))
-    set_card(proto, card)
-    onnx.save(proto, str(onnx_path))
 
 
 def mark_scope(proto, scope: str) -> int:
@@ -219,6 +201,6 @@ def export_onnx(model, card: ModelCard, path: Path, opset: int = DEFAULT_OPSET, 
         card.parts = {**card.parts, "tensors": tensors} if tensors else {}
     training_ops = {n.op_type for n in proto.graph.node} & {"Dropout"}
     info["training_ops_left"] = sorted(training_ops)
-    set_card(proto, card)
+    set_onnx_card(proto, card)
     onnx.save(proto, str(path))
     return info

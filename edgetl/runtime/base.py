@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgetl.card import CARD_FILENAME, ModelCard
+from edgetl.card import ModelCard
 from edgetl.errors import ArtifactError, BackendUnavailable, ConfigError
+from edgetl.runtime.artifacts import KINDS, kind_of
 
 
 # Precisions a backend may be asked to compute the float parts of a model in. The
@@ -37,6 +38,15 @@ class Runner(abc.ABC):
     def __init__(self, path: Path, card: ModelCard, device: str = "cpu", threads: int | None = None):
         self.path, self.card, self.device, self.threads = Path(path), card, device, threads
         self.inference_precision = "f32"
+
+    @classmethod
+    def load(cls, path: Path, device: str = "cpu", threads: int | None = None,
+             precision_hint: str = "f32") -> "Runner":
+        """Open the artifact at `path` (of a kind this backend loads, runtime/artifacts.py)
+        on `device` with `threads` CPU threads, the float parts computed in
+        `precision_hint`; the card comes from the artifact itself. Every backend in the
+        table implements it (tests/test_artifacts.py)."""
+        raise NotImplementedError(f"{cls.__name__} does not load artifacts")
 
     @property
     def input_spec(self) -> dict:
@@ -89,48 +99,40 @@ class BackendInfo:
     name: str
     module: str  # where the Runner subclass lives
     runner: str  # its class name
-    artifacts: tuple[str, ...]  # what it loads: file suffixes or "run" for a run directory
+    kinds: tuple[str, ...]  # the artifact kinds it loads (runtime/artifacts.py)
     devices: tuple[str, ...]
     extra: str  # the pip extra that installs it
     package: str  # the import that proves it is installed
+
+    @property
+    def artifacts(self) -> tuple[str, ...]:
+        """What it loads, as users see it: file suffixes, or "run" for a run directory."""
+        return tuple(s for k in self.kinds for s in (KINDS[k].suffixes or (k,)))
 
 
 BACKENDS: dict[str, BackendInfo] = {
     "torch": BackendInfo("torch", "edgetl.runtime.torch_runner", "TorchRunner", ("run",), ("cpu", "cuda"),
                          "train", "torch"),
-    "onnxruntime": BackendInfo("onnxruntime", "edgetl.runtime.onnxruntime_runner", "OnnxRuntimeRunner", (".onnx",),
+    "onnxruntime": BackendInfo("onnxruntime", "edgetl.runtime.onnxruntime_runner", "OnnxRuntimeRunner", ("onnx",),
                                ("cpu", "cuda", "tensorrt"), "base install", "onnxruntime"),
-    "openvino": BackendInfo("openvino", "edgetl.runtime.openvino_runner", "OpenVinoRunner", (".xml",),
+    "openvino": BackendInfo("openvino", "edgetl.runtime.openvino_runner", "OpenVinoRunner", ("openvino",),
                             ("cpu", "gpu", "npu"), "openvino", "openvino"),
-    "tensorrt": BackendInfo("tensorrt", "edgetl.runtime.tensorrt_runner", "TensorRTRunner", (".engine", ".plan"),
+    "tensorrt": BackendInfo("tensorrt", "edgetl.runtime.tensorrt_runner", "TensorRTRunner", ("tensorrt",),
                             ("cuda",), "tensorrt", "tensorrt"),
 }
 
 
-def _artifact_kind(path: Path) -> str:
-    if path.is_dir():
-        if (path / CARD_FILENAME).is_file():
-            return "run"
-        raise ArtifactError(f"{path} is a folder without a model card ({CARD_FILENAME})",
-                            hint="pass a run directory made by `edgetl finetune`")
-    if not path.exists():
-        raise ArtifactError(f"{path} does not exist", hint="check the path: a run directory, .onnx, .xml or .engine")
-    return path.suffix.lower()
-
-
 def backend_for(path: Path, backend: str = "auto") -> BackendInfo:
-    kind = _artifact_kind(path)
+    """The backend that loads the artifact at `path`: the first in the table that loads its
+    kind, or the one asked for (which must load that kind)."""
+    kind = kind_of(path)
     if backend == "auto":
-        for info in BACKENDS.values():
-            if kind in info.artifacts:
-                return info
-        raise ArtifactError(f"no backend loads {path} ({kind})",
-                            hint=f"known artifacts: {', '.join(sorted({a for b in BACKENDS.values() for a in b.artifacts}))}")
+        return next(info for info in BACKENDS.values() if kind.name in info.kinds)
     if backend not in BACKENDS:
         raise ConfigError(f"unknown backend {backend!r}", hint=f"use one of {', '.join(BACKENDS)} or auto")
     info = BACKENDS[backend]
-    if kind not in info.artifacts:
-        raise ArtifactError(f"backend {backend} cannot load {path} ({kind})",
+    if kind.name not in info.kinds:
+        raise ArtifactError(f"backend {backend} cannot load {path} ({kind.what})",
                             hint=f"it loads: {', '.join(info.artifacts)}")
     return info
 

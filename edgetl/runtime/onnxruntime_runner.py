@@ -8,9 +8,9 @@ import numpy as np
 
 from edgetl.card import ModelCard
 from edgetl.errors import ArtifactError, BackendUnavailable
+from edgetl.runtime.artifacts import card_from_onnx_metadata
 from edgetl.runtime.base import Runner
 
-CARD_KEY = "edgetl"
 _PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
 
 
@@ -18,13 +18,7 @@ def read_onnx_card(path: Path) -> ModelCard:
     import onnxruntime as ort
 
     meta = _session(path, ort.SessionOptions(), ["CPUExecutionProvider"]).get_modelmeta()
-    return _card_from_meta(meta.custom_metadata_map, path)
-
-
-def _card_from_meta(meta: dict, path: Path) -> ModelCard:
-    if CARD_KEY not in meta:
-        raise ArtifactError(f"{path} carries no edgetl model card", hint="export it with `edgetl export`")
-    return ModelCard.from_json(meta[CARD_KEY], where=f"card of {path}")
+    return card_from_onnx_metadata(meta.custom_metadata_map, path)
 
 
 def emulates_tensorrt(card: ModelCard, provider: str) -> bool:
@@ -71,7 +65,7 @@ class OnnxRuntimeRunner(Runner):
         first = (provider, {"use_tf32": 0}) if provider == "CUDAExecutionProvider" else provider
         providers = [first] + (["CPUExecutionProvider"] if provider != "CPUExecutionProvider" else [])
         session = _session(path, opts, providers)
-        card = _card_from_meta(session.get_modelmeta().custom_metadata_map, path)
+        card = card_from_onnx_metadata(session.get_modelmeta().custom_metadata_map, path)
         if emulates_tensorrt(card, provider):
             # A QDQ model made for TensorRT, run on the CPU: without graph optimisations the
             # Q/DQ nodes stay separate float ops, computing exactly the quantized values

@@ -14,17 +14,11 @@ import numpy as np
 
 from edgetl.card import ModelCard
 from edgetl.errors import ArtifactError, BackendUnavailable
+from edgetl.runtime.artifacts import card_from_openvino_model
 from edgetl.runtime.base import Runner
 
-RT_INFO_KEY = ["edgetl", "card"]
 PRECISION_PROPERTY = "INFERENCE_PRECISION_HINT"
 _CAPABILITY = {"bf16": "BF16", "f16": "FP16", "f32": "FP32"}
-
-
-def card_from_ov_model(model, path: Path) -> ModelCard:
-    if not model.has_rt_info(RT_INFO_KEY):
-        raise ArtifactError(f"{path} carries no edgetl model card", hint="export it with `edgetl export --openvino`")
-    return ModelCard.from_json(model.get_rt_info(RT_INFO_KEY).astype(str), where=f"card of {path}")
 
 
 def ov_message(exc: BaseException) -> str:
@@ -83,7 +77,7 @@ class OpenVinoRunner(Runner):
             raise ArtifactError(f"cannot read {path}: {ov_message(exc)}",
                                 hint=f"an IR is two files: put {path.with_suffix('.bin').name} beside it" if no_bin
                                 else None) from None
-        card = card_from_ov_model(model, path)
+        card = card_from_openvino_model(model, path)
         config = compile_config(core, ov_device.split(".")[0], precision_hint, threads)
         try:
             compiled = core.compile_model(model, ov_device, config)

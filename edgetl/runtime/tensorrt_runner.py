@@ -15,13 +15,10 @@ import numpy as np
 
 from edgetl.card import ModelCard
 from edgetl.errors import ArtifactError, BackendUnavailable, ConfigError
+from edgetl.runtime.artifacts import engine_card_path, read_engine_card  # noqa: F401  (engine_card_path: public here too)
 from edgetl.runtime.base import Runner
 
 log = logging.getLogger("edgetl")
-
-
-def engine_card_path(engine: Path) -> Path:
-    return engine.with_name(engine.name + ".json")
 
 
 def gpu_info(index: int = 0) -> dict:
@@ -61,14 +58,6 @@ def check_compatible(built: dict, here: dict, engine: Path) -> None:
     if built.get("gpu") != here["gpu"]:
         log.warning("%s was built on %s and runs on %s (same architecture); latency may differ, rebuild for best speed",
                     engine.name, built.get("gpu"), here["gpu"])
-
-
-def read_engine_card(engine: Path) -> ModelCard:
-    card_path = engine_card_path(engine)
-    if not card_path.is_file():
-        raise ArtifactError(f"{engine} has no card beside it ({card_path.name})",
-                            hint="build engines with `edgetl build-engine`, which writes both")
-    return ModelCard.load(card_path)
 
 
 class TensorRTRunner(Runner):

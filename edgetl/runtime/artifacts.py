@@ -1,0 +1,204 @@
+"""The artifact contract: each kind of artifact edgetl writes, how it is recognised, where
+its card lives, how the card is read and written, and which backend loads it.
+
+| kind     | on disk                                   | the card                               |
+|----------|-------------------------------------------|----------------------------------------|
+| run      | folder with `edgetl.json` and `model.pt`  | `edgetl.json`                          |
+| onnx     | `.onnx`                                   | `metadata_props["edgetl"]` (JSON)      |
+| openvino | `.xml` + `.bin`                           | `rt_info` `<edgetl><card value=JSON>`  |
+| tensorrt | `.engine` / `.plan`                       | `MODEL.engine.json` beside the engine  |
+
+Cards are always JSON, never evaluated. Reading a card needs the library of its kind
+(onnxruntime for ONNX, openvino for an IR) and never torch; writing into an ONNX file
+needs `onnx`. The backend table (runtime/base.py) names the kind each backend loads.
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+
+from edgetl.card import CARD_FILENAME, ModelCard
+from edgetl.errors import ArtifactError
+
+ONNX_CARD_KEY = "edgetl"  # metadata_props key of an ONNX file
+OPENVINO_CARD_KEY = ["edgetl", "card"]  # rt_info path of an OpenVINO IR
+
+
+# ---------------------------------------------------------------- run directories
+
+def _run_card(path: Path) -> ModelCard:
+    return ModelCard.load(path)
+
+
+def _write_run_card(path: Path, card: ModelCard) -> None:
+    card.save(path)
+
+
+def _is_run(path: Path) -> bool:
+    return (path / CARD_FILENAME).is_file()
+
+
+# ---------------------------------------------------------------- ONNX
+
+def card_from_onnx_metadata(meta: dict, path: Path) -> ModelCard:
+    """The card in an ONNX model's metadata (as onnxruntime's custom_metadata_map gives it)."""
+    if ONNX_CARD_KEY not in meta:
+        raise ArtifactError(f"{path} carries no edgetl model card", hint="export it with `edgetl export`")
+    return ModelCard.from_json(meta[ONNX_CARD_KEY], where=f"card of {path}")
+
+
+def _onnx_card(path: Path) -> ModelCard:
+    from edgetl.runtime.onnxruntime_runner import read_onnx_card
+
+    return read_onnx_card(path)
+
+
+def set_onnx_card(model_proto, card: ModelCard) -> None:
+    """Replace (not append) the card in an ONNX ModelProto's metadata_props."""
+    for prop in list(model_proto.metadata_props):
+        if prop.key == ONNX_CARD_KEY:
+            model_proto.metadata_props.remove(prop)
+    entry = model_proto.metadata_props.add()
+    entry.key, entry.value = ONNX_CARD_KEY, card.to_json()
+
+
+def _write_onnx_card(path: Path, card: ModelCard) -> None:
+    import onnx
+
+    proto = onnx.load(str(path))
+    set_onnx_card(proto, card)
+    tmp = path.with_name(f".{path.name}.tmp")
+    onnx.save(proto, str(tmp))
+    tmp.replace(path)
+
+
+def _onnx_holds_card(path: Path) -> bool:
+    try:
+        import onnx
+
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # not ONNX at all, or onnx not installed: not provably ours
+        return False
+    return any(p.key == ONNX_CARD_KEY for p in model.metadata_props)
+
+
+# ---------------------------------------------------------------- OpenVINO IR
+
+def card_from_openvino_model(model, path: Path) -> ModelCard:
+    if not model.has_rt_info(OPENVINO_CARD_KEY):
+        raise ArtifactError(f"{path} carries no edgetl model card", hint="export it with `edgetl export --openvino`")
+    return ModelCard.from_json(model.get_rt_info(OPENVINO_CARD_KEY).astype(str), where=f"card of {path}")
+
+
+def _openvino_card(path: Path) -> ModelCard:
+    import openvino as ov
+
+    return card_from_openvino_model(ov.Core().read_model(str(path)), path)
+
+
+def _write_openvino_card(path: Path, card: ModelCard) -> None:
+    import openvino as ov
+
+    model = ov.Core().read_model(str(path))
+    model.set_rt_info(card.to_json(), OPENVINO_CARD_KEY)
+    tmp = path.with_name(path.stem + ".tmp.xml")
+    ov.save_model(model, str(tmp), compress_to_fp16=False)  # weights are already in their precision
+    tmp.replace(path)
+    tmp.with_suffix(".bin").replace(path.with_suffix(".bin"))
+
+
+def _openvino_holds_card(path: Path) -> bool:
+    """Read as text (no runtime): the card sits in the IR's rt_info as <edgetl><card value=...>."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 20)
+    except OSError:
+        return False
+    return b"<edgetl>" in head or b"<edgetl " in head
+
+
+# ---------------------------------------------------------------- TensorRT engines
+
+def engine_card_path(engine: Path) -> Path:
+    return engine.with_name(engine.name + ".json")
+
+
+def read_engine_card(path: Path) -> ModelCard:
+    card_path = engine_card_path(path)
+    if not card_path.is_file():
+        raise ArtifactError(f"{path} has no card beside it ({card_path.name})",
+                            hint="build engines with `edgetl build-engine`, which writes both")
+    return ModelCard.load(card_path)
+
+
+def _write_engine_card(path: Path, card: ModelCard) -> None:
+    card.save(engine_card_path(path))
+
+
+# ---------------------------------------------------------------- the table
+
+@dataclasses.dataclass(frozen=True)
+class ArtifactKind:
+    name: str
+    suffixes: tuple[str, ...]  # a file's suffixes; () for a folder
+    what: str  # how messages name it
+    read_card: Callable[[Path], ModelCard]
+    write_card: Callable[[Path, ModelCard], None]
+    holds_card: Callable[[Path], bool]  # cheap, without a runtime: is this provably an edgetl artifact?
+
+    @property
+    def is_folder(self) -> bool:
+        return not self.suffixes
+
+
+KINDS: dict[str, ArtifactKind] = {k.name: k for k in (
+    ArtifactKind("run", (), "a run directory made by `edgetl finetune`", _run_card, _write_run_card, _is_run),
+    ArtifactKind("onnx", (".onnx",), "an ONNX model", _onnx_card, _write_onnx_card, _onnx_holds_card),
+    ArtifactKind("openvino", (".xml",), "an OpenVINO IR (.xml + .bin)", _openvino_card, _write_openvino_card,
+                 _openvino_holds_card),
+    ArtifactKind("tensorrt", (".engine", ".plan"), "a TensorRT engine (+ its .json card)", read_engine_card,
+                 _write_engine_card, lambda p: engine_card_path(p).is_file()),
+)}
+
+
+def kind_of(path: str | Path) -> ArtifactKind:
+    """The kind of artifact at `path`; ArtifactError names what edgetl takes when it is none."""
+    path = Path(path)
+    known = ", ".join(k.what for k in KINDS.values())
+    if path.is_dir():
+        for kind in KINDS.values():
+            if kind.is_folder and kind.holds_card(path):
+                return kind
+        raise ArtifactError(f"{path} is a folder without a model card ({CARD_FILENAME})",
+                            hint="pass a run directory made by `edgetl finetune`")
+    if not path.exists():
+        raise ArtifactError(f"{path} does not exist", hint="check the path: a run directory, .onnx, .xml or .engine")
+    for kind in KINDS.values():
+        if path.suffix.lower() in kind.suffixes:
+            return kind
+    raise ArtifactError(f"{path} is not an artifact edgetl knows ({path.suffix or 'no suffix'})", hint=f"pass {known}")
+
+
+def read_card(path: str | Path) -> ModelCard:
+    """The card of any artifact, read the way its kind stores it."""
+    return kind_of(path).read_card(Path(path))
+
+
+def write_card(path: str | Path, card: ModelCard) -> None:
+    """Replace the card of any artifact, stored the way its kind stores it."""
+    kind_of(path).write_card(Path(path), card)
+
+
+def is_edgetl_artifact(path: str | Path) -> bool:
+    """A file or folder that provably carries an edgetl card (no runtime loaded)."""
+    path = Path(path)
+    for kind in KINDS.values():
+        if (path.is_dir() if kind.is_folder else path.suffix.lower() in kind.suffixes):
+            return kind.holds_card(path)
+    return False
+
+
+__all__ = ["KINDS", "ONNX_CARD_KEY", "OPENVINO_CARD_KEY", "ArtifactKind", "card_from_onnx_metadata",
+           "card_from_openvino_model", "engine_card_path", "is_edgetl_artifact", "kind_of", "read_card", "read_engine_card",
+           "set_onnx_card", "write_card"]

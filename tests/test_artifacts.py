@@ -1,0 +1,86 @@
+"""The artifact contract (runtime/artifacts.py) over every entry of the backend table:
+each backend loads a known kind, each kind's card reads and writes back where the kind
+keeps it, and the artifact's kind picks its backend."""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+
+import pytest
+
+from edgetl.errors import ArtifactError
+from edgetl.runtime import BACKENDS, Runner, open_runner
+from edgetl.runtime.artifacts import KINDS, engine_card_path, is_edgetl_artifact, kind_of, read_card, write_card
+from edgetl.runtime.base import backend_for
+
+
+@pytest.mark.parametrize("backend", list(BACKENDS))
+def test_every_backend_loads_known_kinds_through_the_runner_contract(backend):
+    info = BACKENDS[backend]
+    assert info.kinds and set(info.kinds) <= set(KINDS)
+    cls = getattr(importlib.import_module(info.module), info.runner)  # no backend library imported at module level
+    assert issubclass(cls, Runner) and cls.backend == backend
+    params = list(inspect.signature(cls.load).parameters)
+    assert params[:4] == ["path", "device", "threads", "precision_hint"]
+    assert cls.load.__func__ is not Runner.load.__func__ and not inspect.isabstract(cls)
+
+
+def test_every_kind_has_a_backend_that_loads_it():
+    for kind in KINDS:
+        assert any(kind in b.kinds for b in BACKENDS.values()), kind
+
+
+@pytest.fixture(scope="module")
+def artifacts(tiny_run, tmp_path_factory):
+    from edgetl.export import export_run
+
+    out = tmp_path_factory.mktemp("contract")
+    result = export_run(tiny_run, out / "model.onnx", openvino=True)
+    return {"run": tiny_run, "onnx": result.onnx, "openvino": result.openvino}
+
+
+@pytest.mark.parametrize("kind", ["run", "onnx", "openvino"])
+def test_each_kind_reads_and_writes_its_card_where_it_keeps_it(artifacts, kind, tmp_path):
+    import shutil
+
+    source = artifacts[kind]
+    path = tmp_path / source.name
+    (shutil.copytree if source.is_dir() else shutil.copy)(source, path)
+    if kind == "openvino":
+        shutil.copy(source.with_suffix(".bin"), path.with_suffix(".bin"))
+    assert kind_of(path).name == kind and is_edgetl_artifact(path)
+    card = read_card(path)
+    assert card.labels and card.modality == "image"
+    changed = dataclasses.replace(card, metrics={**card.metrics, "contract": 1.5})
+    write_card(path, changed)
+    assert read_card(path).metrics["contract"] == 1.5
+    info = backend_for(path)
+    assert kind in info.kinds
+    with open_runner(path) as runner:  # the backend reads the same card
+        assert runner.card.metrics["contract"] == 1.5 and runner.backend == info.name
+    assert not list(tmp_path.glob(".*"))  # written in place, no temporary left behind
+
+
+def test_an_engine_keeps_its_card_beside_it_and_reads_it_without_tensorrt(artifacts, tmp_path):
+    engine = tmp_path / "model.engine"
+    engine.write_bytes(b"not a real engine: the card is what is checked here")
+    assert not is_edgetl_artifact(engine)
+    card = read_card(artifacts["onnx"])
+    write_card(engine, card)
+    assert engine_card_path(engine).is_file() and is_edgetl_artifact(engine)
+    assert kind_of(engine).name == "tensorrt" and read_card(engine).labels == card.labels
+    assert backend_for(engine).name == "tensorrt"
+
+
+def test_what_is_not_an_artifact_is_named(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(ArtifactError, match="not an artifact edgetl knows"):
+        kind_of(tmp_path / "notes.txt")
+    with pytest.raises(ArtifactError, match="folder without a model card"):
+        kind_of(tmp_path)
+    with pytest.raises(ArtifactError, match="does not exist"):
+        kind_of(tmp_path / "missing.onnx")
+    (tmp_path / "lonely.engine").write_bytes(b"x")
+    with pytest.raises(ArtifactError, match="no card beside it"):
+        read_card(tmp_path / "lonely.engine")
