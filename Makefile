@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_OUT ?= demo-out
 
-.PHONY: venv espeak demo test bench clean
+.PHONY: venv device-venv espeak demo test bench clean
 
 venv: $(VENV)/.installed
 
@@ -12,6 +12,20 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[all,dev]'
+	touch $@
+
+# A device as `pip install edgetl` makes it: the base install only (no torch, no
+# OpenVINO). tests/test_bundle.py runs `verify` and `predict` in it.
+DEVICE_VENV ?= .venv-device
+
+device-venv: $(DEVICE_VENV)/.installed
+
+$(DEVICE_VENV)/.installed: pyproject.toml $(shell find edgetl -name '*.py' 2>/dev/null)
+	rm -rf $(DEVICE_VENV)
+	$(PYTHON) -m venv $(DEVICE_VENV)
+	$(DEVICE_VENV)/bin/pip install -q --upgrade pip
+	$(DEVICE_VENV)/bin/pip install -q .
+	rm -rf build
 	touch $@
 
 # espeak-ng synthesizes the spoken-keyword data sets (Debian package); where it cannot be
@@ -24,7 +38,7 @@ espeak:
 demo: venv
 	$(BIN)/edgetl demo --out $(DEMO_OUT)
 
-test: venv espeak
+test: venv device-venv espeak
 	EDGETL_OFFLINE=1 $(BIN)/pytest -q -n 2 --dist loadfile
 
 bench: venv
@@ -36,4 +50,4 @@ bench: venv
 	$(BIN)/python benchmarks/speech.py
 
 clean:
-	rm -rf $(DEMO_OUT) .pytest_cache build *.egg-info
+	rm -rf $(DEMO_OUT) .pytest_cache build *.egg-info $(DEVICE_VENV)

@@ -68,6 +68,21 @@ def evaluate_stream(artifact, recording, **options):
     return _evaluate_stream(artifact, recording, **options)
 
 
+def package(run, out, targets=("openvino", "onnxruntime"), **options):
+    """A run as a deployment bundle (a folder, or a .zip with zip_file=True)."""
+    from edgetl.package import package as _package
+
+    return _package(run, out, targets=targets, **options)
+
+
+def verify(bundle, backend: str | None = None):
+    """Check a bundle on this machine: checksums, then its reference files through each
+    target it can run; a TargetCheck per target (torch-free)."""
+    from edgetl.runtime.bundle import verify as _verify
+
+    return _verify(bundle, backend=backend)
+
+
 def make_digits(out, size: int = 64, seed: int = 0):
     """Write scikit-learn's handwritten digits as an image folder data set."""
     from edgetl.data.digits import make_digits as _make
@@ -83,4 +98,4 @@ def make_keywords(out, words=None, unknown: bool = False, voices: int = 40, **op
 
 
 __all__ = ["EdgeTLError", "__version__", "bench", "evaluate", "evaluate_stream", "export", "finetune", "list_backbones", "make_digits",
-           "make_keywords", "predict", "quantize"]
+           "make_keywords", "package", "predict", "quantize", "verify"]

@@ -21,7 +21,8 @@ from edgetl.errors import ArtifactError, ConfigError
 
 DATA_MARKER = "edgetl-data.json"  # written at the root of the data sets edgetl makes
 KINDS = {"run": "an edgetl run directory", "model": "a model file with an edgetl card",
-         "data": "a data set written by edgetl", "report": "a report written by edgetl"}
+         "data": "a data set written by edgetl", "report": "a report written by edgetl",
+         "bundle": "a bundle written by edgetl package"}
 REPORT_SOFTWARE = "edgetl"  # the PNG text chunk edgetl's plots carry
 
 
@@ -63,6 +64,10 @@ def is_edgetl_output(path: Path, kind: str) -> bool:
         return path.is_dir() and (path / CARD_FILENAME).is_file()
     if kind == "data":
         return path.is_dir() and (path / DATA_MARKER).is_file()
+    if kind == "bundle":
+        from edgetl.runtime.bundle import is_bundle
+
+        return is_bundle(path)
     return path.is_file() and is_edgetl_model(path)
 
 

@@ -26,7 +26,9 @@ from edgetl.card import CARD_FILENAME, ModelCard
 from edgetl.data.samples import validation_samples
 from edgetl.errors import ArtifactError, ConfigError, DataError, EdgeTLError
 from edgetl.runtime import BACKENDS, open_runner
+from edgetl.runtime.artifacts import kind_of
 from edgetl.runtime.base import backend_for, check_precision_hint
+from edgetl.runtime.bundle import Bundle, runnable_here
 
 # Which FP32 row of a run is the reference for drop and agreement: the training
 # framework's own model first, then the exported FP32 files.
@@ -52,10 +54,16 @@ def expand_artifacts(artifacts, backends: list[str] | None = None, precision_hin
         if name not in BACKENDS:
             raise ConfigError(f"unknown backend {name!r}", hint=f"use {', '.join(BACKENDS)}")
     paths: list[Path] = []
+    members: list[tuple[Path, str]] = []  # a bundle's models and the backend each runs on
     for artifact in artifacts:
         path = Path(artifact)
         if not path.exists():
             raise ArtifactError(f"{path} does not exist", hint="pass run directories or model files that exist")
+        if kind_of(path).name == "bundle":  # its models, on the backends they were packaged for
+            bundle = Bundle.open(path)
+            bundle.check_checksums()
+            members += [bundle.artifact(t) for t in bundle.targets if runnable_here(t, bundle.targets[t])]
+            continue
         if path.is_dir():
             if not (path / CARD_FILENAME).is_file():
                 raise ArtifactError(f"{path} is a folder without a model card ({CARD_FILENAME})",
@@ -66,7 +74,7 @@ def expand_artifacts(artifacts, backends: list[str] | None = None, precision_hin
             paths.append(path)
     for hint in precision_hints:
         check_precision_hint(hint, "openvino")
-    cells = []
+    cells = [Cell(model, backend) for model, backend in dict.fromkeys(members) if not backends or backend in backends]
     for path in dict.fromkeys(paths):  # the same file named twice is measured once
         if not backends:
             chosen = [backend_for(path).name]

@@ -5,9 +5,9 @@ and predict; nothing else knows how a backend is called. `predict` and the strea
 `KeywordDetector` work on top of it. Importing this package must
 never import torch (a test checks it); the torch backend imports it lazily.
 """
-from edgetl.runtime.base import BACKENDS, PRECISION_HINTS, BackendInfo, Runner, open_runner
+from edgetl.runtime.base import BACKENDS, PRECISION_HINTS, BackendInfo, Runner, load, open_runner
 from edgetl.runtime.predict import Prediction, predict
 from edgetl.runtime.streaming import Detection, KeywordDetector, StreamingSettings, detect_file
 
 __all__ = ["BACKENDS", "PRECISION_HINTS", "BackendInfo", "Detection", "KeywordDetector", "Prediction", "Runner",
-           "StreamingSettings", "detect_file", "open_runner", "predict"]
+           "StreamingSettings", "detect_file", "load", "open_runner", "predict"]

@@ -7,10 +7,12 @@ its card lives, how the card is read and written, and which backend loads it.
 | onnx     | `.onnx`                                   | `metadata_props["edgetl"]` (JSON)      |
 | openvino | `.xml` + `.bin`                           | `rt_info` `<edgetl><card value=JSON>`  |
 | tensorrt | `.engine` / `.plan`                       | `MODEL.engine.json` beside the engine  |
+| bundle   | folder with `bundle.json`, or its `.zip`  | `edgetl.json` (checksummed, read-only) |
 
 Cards are always JSON, never evaluated. Reading a card needs the library of its kind
 (onnxruntime for ONNX, openvino for an IR) and never torch; writing into an ONNX file
-needs `onnx`. The backend table (runtime/base.py) names the kind each backend loads.
+needs `onnx`. The backend table (runtime/base.py) names the kind each backend loads; a
+bundle holds one model per target and opens the one a backend asks for (runtime/bundle.py).
 """
 from __future__ import annotations
 
@@ -136,28 +138,46 @@ def _write_engine_card(path: Path, card: ModelCard) -> None:
     card.save(engine_card_path(path))
 
 
+# ---------------------------------------------------------------- bundles
+
+def _bundle_card(path: Path) -> ModelCard:
+    from edgetl.runtime.bundle import Bundle
+
+    return Bundle.open(path).card
+
+
+def _write_bundle_card(path: Path, card: ModelCard) -> None:
+    raise ArtifactError(f"{path} is a bundle: its files are checksummed and never changed in place",
+                        hint="change the run (or its exported model), then package it again")
+
+
+def _is_bundle(path: Path) -> bool:
+    from edgetl.runtime.bundle import is_bundle
+
+    return is_bundle(path)
+
+
 # ---------------------------------------------------------------- the table
 
 @dataclasses.dataclass(frozen=True)
 class ArtifactKind:
     name: str
-    suffixes: tuple[str, ...]  # a file's suffixes; () for a folder
+    suffixes: tuple[str, ...]  # its files' suffixes
+    folder: bool  # whether it can be a folder
     what: str  # how messages name it
     read_card: Callable[[Path], ModelCard]
     write_card: Callable[[Path, ModelCard], None]
     holds_card: Callable[[Path], bool]  # cheap, without a runtime: is this provably an edgetl artifact?
 
-    @property
-    def is_folder(self) -> bool:
-        return not self.suffixes
 
-
-KINDS: dict[str, ArtifactKind] = {k.name: k for k in (
-    ArtifactKind("run", (), "a run directory made by `edgetl finetune`", _run_card, _write_run_card, _is_run),
-    ArtifactKind("onnx", (".onnx",), "an ONNX model", _onnx_card, _write_onnx_card, _onnx_holds_card),
-    ArtifactKind("openvino", (".xml",), "an OpenVINO IR (.xml + .bin)", _openvino_card, _write_openvino_card,
+KINDS: dict[str, ArtifactKind] = {k.name: k for k in (  # a folder is the first folder kind that holds a card
+    ArtifactKind("bundle", (".zip",), True, "a bundle made by `edgetl package` (folder or .zip)", _bundle_card,
+                 _write_bundle_card, _is_bundle),
+    ArtifactKind("run", (), True, "a run directory made by `edgetl finetune`", _run_card, _write_run_card, _is_run),
+    ArtifactKind("onnx", (".onnx",), False, "an ONNX model", _onnx_card, _write_onnx_card, _onnx_holds_card),
+    ArtifactKind("openvino", (".xml",), False, "an OpenVINO IR (.xml + .bin)", _openvino_card, _write_openvino_card,
                  _openvino_holds_card),
-    ArtifactKind("tensorrt", (".engine", ".plan"), "a TensorRT engine (+ its .json card)", read_engine_card,
+    ArtifactKind("tensorrt", (".engine", ".plan"), False, "a TensorRT engine (+ its .json card)", read_engine_card,
                  _write_engine_card, lambda p: engine_card_path(p).is_file()),
 )}
 
@@ -168,12 +188,13 @@ def kind_of(path: str | Path) -> ArtifactKind:
     known = ", ".join(k.what for k in KINDS.values())
     if path.is_dir():
         for kind in KINDS.values():
-            if kind.is_folder and kind.holds_card(path):
+            if kind.folder and kind.holds_card(path):
                 return kind
         raise ArtifactError(f"{path} is a folder without a model card ({CARD_FILENAME})",
-                            hint="pass a run directory made by `edgetl finetune`")
+                            hint="pass a run directory made by `edgetl finetune`, or a bundle")
     if not path.exists():
-        raise ArtifactError(f"{path} does not exist", hint="check the path: a run directory, .onnx, .xml or .engine")
+        raise ArtifactError(f"{path} does not exist",
+                            hint="check the path: a run directory, .onnx, .xml, .engine or a bundle")
     for kind in KINDS.values():
         if path.suffix.lower() in kind.suffixes:
             return kind
@@ -194,8 +215,9 @@ def is_edgetl_artifact(path: str | Path) -> bool:
     """A file or folder that provably carries an edgetl card (no runtime loaded)."""
     path = Path(path)
     for kind in KINDS.values():
-        if (path.is_dir() if kind.is_folder else path.suffix.lower() in kind.suffixes):
-            return kind.holds_card(path)
+        fits = kind.folder if path.is_dir() else path.is_file() and path.suffix.lower() in kind.suffixes
+        if fits and kind.holds_card(path):
+            return True
     return False
 
 

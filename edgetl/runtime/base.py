@@ -127,7 +127,10 @@ def backend_for(path: Path, backend: str = "auto") -> BackendInfo:
     kind, or the one asked for (which must load that kind)."""
     kind = kind_of(path)
     if backend == "auto":
-        return next(info for info in BACKENDS.values() if kind.name in info.kinds)
+        for info in BACKENDS.values():
+            if kind.name in info.kinds:
+                return info
+        raise ArtifactError(f"no backend loads {path} ({kind.what}) by itself", hint="open it with open_runner")
     if backend not in BACKENDS:
         raise ConfigError(f"unknown backend {backend!r}", hint=f"use one of {', '.join(BACKENDS)} or auto")
     info = BACKENDS[backend]
@@ -149,11 +152,31 @@ def check_precision_hint(hint: str | None, backend: str) -> str:
     return hint
 
 
+def load(artifact, backend: str = "auto", device: str = "cpu", threads: int | None = None,
+         precision_hint: str | None = None, check_references: bool = False) -> Runner:
+    """Open any artifact for inference. A bundle has its checksums checked and runs on the
+    fastest of its targets this machine has; with `check_references`, its reference files
+    are run first and a target that answers otherwise is an ArtifactError."""
+    if check_references and kind_of(artifact).name == "bundle":
+        from edgetl.runtime.bundle import verify
+
+        failed = [c for c in verify(artifact, backend=backend) if not c.passed]
+        if failed:
+            raise ArtifactError(f"{Path(artifact).name}: {failed[0].target} does not compute what was packaged "
+                                f"({failed[0].failures[0]})", hint="run `edgetl verify` for the figures; "
+                                "package the run again on the training machine")
+    return open_runner(artifact, backend=backend, device=device, threads=threads, precision_hint=precision_hint)
+
+
 def open_runner(artifact, backend: str = "auto", device: str = "cpu", threads: int | None = None,
                 precision_hint: str | None = None) -> Runner:
     """The Runner for `artifact` on `backend` ('auto' picks by artifact kind). The float
     parts of the model run in f32 unless `precision_hint` asks OpenVINO for bf16 or f16."""
     path = Path(artifact)
+    if kind_of(path).name == "bundle":  # a container: it opens its model for the backend
+        from edgetl.runtime.bundle import open_bundle_runner
+
+        return open_bundle_runner(path, backend, device, threads, precision_hint)
     info = backend_for(path, backend)
     hint = check_precision_hint(precision_hint, info.name)
     try:

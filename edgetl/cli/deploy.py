@@ -1,0 +1,66 @@
+"""edgetl package and edgetl verify: a run as a deployment bundle, and the check on the device."""
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+
+@click.command("package")
+@click.argument("run", type=click.Path())
+@click.option("--targets", default="openvino,onnxruntime", show_default=True,
+              help="Comma-separated: openvino, onnxruntime, tensorrt (the QDQ model and the command that builds "
+                   "its engine on the device).")
+@click.option("--out", required=True, type=click.Path(), help="The bundle folder to write (OUT.zip with --zip).")
+@click.option("--zip", "zip_file", is_flag=True, help="Write one .zip file instead of a folder.")
+@click.option("--samples", type=int, default=16, show_default=True,
+              help="Reference files taken from the run's data (test split, else val), class by class.")
+@click.option("--data", type=click.Path(), help="Take the reference files from this data set instead.")
+@click.option("--overwrite", is_flag=True, help="Replace an earlier bundle at --out (nothing else is replaced).")
+def package_cmd(run, targets, out, zip_file, samples, data, overwrite):
+    """Package RUN for the device: one model per target (INT8 when the run has one within its
+    bound, else FP32), the card, reference files with each model's answers, checksums and a
+    README with the install and predict lines."""
+    from edgetl.package import package
+
+    result = package(run, out, targets=targets, zip_file=zip_file, samples=samples, data=data, overwrite=overwrite)
+    models = ", ".join(f"{t} ({e['precision']})" for t, e in result.targets.items())
+    click.echo(f"wrote {result.out}: {models}, {result.references} reference files")
+
+
+@click.command("verify")
+@click.argument("bundle", type=click.Path())
+@click.option("--backend", default=None, help="Check only this target (default: every one this machine can run).")
+@click.option("--threads", type=int, default=None, help="Inference threads.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON list of the checks on stdout.")
+def verify_cmd(bundle, backend, threads, as_json):
+    """Check on this device that BUNDLE computes what was packaged: every checksum, then the
+    reference files from their raw bytes through the runtime's preprocessing and each
+    model. Exit 1 with the figures when an answer differs."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from edgetl.progress import print_table, results_console
+    from edgetl.runtime.bundle import verify
+
+    checks = verify(bundle, backend=backend, threads=threads)
+    if as_json:
+        click.echo(json.dumps([c.to_dict() for c in checks], indent=2))
+    else:
+        table = Table(title=f"{bundle}: checksums ok; reference files", title_justify="left")
+        for col in ("target", "runs on", "precision", "files", "same top-1", "max score diff", "tolerance", "ok"):
+            table.add_column(col, justify="left" if col in ("target", "runs on", "precision") else "right")
+        for c in checks:
+            table.add_row(c.target, c.backend, c.precision, str(c.n), f"{100 * c.agreement:.1f}%",
+                          f"{c.max_score_diff:.2e}", f"{c.tolerance:g}", "yes" if c.passed else "[red]NO[/]")
+        print_table(table, results_console())
+        for c in checks:
+            for failure in c.failures:
+                click.echo(f"{c.target}: {escape(failure)}", err=True)
+    if not all(c.passed for c in checks):
+        click.echo(f"error: {sum(not c.passed for c in checks)} target(s) do not compute what was packaged", err=True)
+        sys.exit(1)
+
+
+COMMANDS = [package_cmd, verify_cmd]

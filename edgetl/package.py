@@ -1,0 +1,232 @@
+"""`edgetl package`: a run as a deployment bundle (runtime/bundle.py describes the layout).
+
+Each target gets the run's INT8 model when it has one within its accuracy bound, else the
+FP32 one (exported first if the run has none). Reference files are real inputs from the
+run's data (the test split, else validation), copied as they are; each target's answers
+for them are recorded on this machine. Everything is written under a temporary name
+and renamed at the end.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from edgetl import __version__, progress
+from edgetl.card import ModelCard
+from edgetl.errors import ConfigError, DataError
+from edgetl.outputs import check_output, temp_dir_beside
+from edgetl.runtime.artifacts import engine_card_path, kind_of, read_card
+from edgetl.runtime.bundle import MANIFEST, SCHEMA, reference_answers, sha256
+
+TARGETS = ("openvino", "onnxruntime", "tensorrt")
+INT8_FILES = {"openvino": "model.int8.xml", "onnxruntime": "model.int8.onnx", "tensorrt": "model.qdq.onnx"}
+
+
+@dataclasses.dataclass
+class PackageResult:
+    out: Path
+    targets: dict[str, dict]
+    references: int
+
+
+def within_bound(card: ModelCard) -> bool:
+    """An INT8 model whose measured loss stayed within the bound it was quantized with."""
+    bound = card.source.get("quantization", {}).get("max_drop")
+    drop = card.metrics.get("accuracy_drop")
+    return bound is not None and drop is not None and drop <= bound + 1e-12
+
+
+def pick_model(run: Path, target: str) -> Path:
+    int8 = run / INT8_FILES[target]
+    if int8.is_file() and within_bound(read_card(int8)):
+        return int8
+    return run / ("model.xml" if target == "openvino" else "model.onnx")
+
+
+def _check_targets(targets) -> list[str]:
+    targets = [t.strip() for t in (targets.split(",") if isinstance(targets, str) else targets) if t.strip()]
+    unknown = [t for t in targets if t not in TARGETS]
+    if not targets or unknown or len(set(targets)) != len(targets):
+        raise ConfigError(f"--targets takes distinct names among {', '.join(TARGETS)}, got {','.join(targets) or 'none'}",
+                          hint="e.g. --targets openvino,onnxruntime")
+    return targets
+
+
+def reference_files(card: ModelCard, data, n: int) -> list[tuple[Path, str]]:
+    """Up to `n` files of the run's data (test split, else val), taken class by class in
+    turn so every class is there; (path, true label)."""
+    from edgetl.data.folders import open_folder
+    from edgetl.evaluation import select_split
+
+    data = data or card.source.get("data")
+    if not data or not Path(data).is_dir():
+        raise DataError(f"the run's data set {data} is not there to take reference files from",
+                        hint="pass --data DIR with files of the same classes")
+    split = "test" if "test" in open_folder(data, modality=card.modality).splits else "val"
+    s = select_split(data, split, card.labels, card.modality)
+    by_class = [[p for p, y in zip(s.paths, s.labels) if y == c] for c in range(len(s.classes))]
+    picked: list[tuple[Path, str]] = []
+    while len(picked) < n and any(by_class):
+        for c, paths in enumerate(by_class):
+            if paths and len(picked) < n:
+                picked.append((paths.pop(0), s.classes[c]))
+    if not picked:
+        raise DataError(f"the {split} split of {data} holds no file to take as a reference",
+                        hint="pass --data DIR with files of the model's classes")
+    return picked
+
+
+def _latency_p50(model: Path, backend: str, x: np.ndarray) -> float:
+    from edgetl.bench.latency import measure
+    from edgetl.runtime import open_runner
+
+    with open_runner(model, backend=backend, threads=None) as runner:
+        return measure(runner, x, warmup=5, iters=30).p50_ms
+
+
+def package(run, out, targets=("openvino", "onnxruntime"), zip_file: bool = False, samples: int = 16, data=None,
+            overwrite: bool = False) -> PackageResult:
+    """Write the bundle of `run` for `targets` to `out` (a folder, or OUT.zip with `zip_file`)."""
+    from edgetl.runtime.predict import predict
+
+    targets = _check_targets(targets)
+    if samples < 1:
+        raise ConfigError(f"--samples must be at least 1, got {samples}", hint="e.g. --samples 16")
+    run = Path(run)
+    if not run.exists() or kind_of(run).name != "run":
+        raise ConfigError(f"edgetl package takes a run directory, not {run}",
+                          hint="pass the folder `edgetl finetune --out` wrote")
+    card = ModelCard.load(run)
+    out = Path(out)
+    if zip_file and out.suffix.lower() != ".zip":
+        out = out.with_name(out.name + ".zip")
+    out = check_output(out, "bundle", overwrite, {"run": run, "data set": data or card.source.get("data")})
+    refs = reference_files(card, data, samples)
+    _export_missing(run, targets)
+    tmp = temp_dir_beside(out)
+    try:
+        root = tmp / "bundle"
+        (root / "models").mkdir(parents=True)
+        (root / "reference").mkdir()
+        entries, expected = {}, {}
+        copied = []
+        for i, (f, label) in enumerate(refs):
+            dest = root / "reference" / f"{i:02d}_{label}{f.suffix.lower()}"
+            shutil.copyfile(f, dest)
+            copied.append(dest)
+        for target in targets:
+            model = pick_model(run, target)
+            entry = {"model": _copy_model(model, root / "models"), "precision": read_card(model).precision}
+            if target == "tensorrt":
+                entry.update(_engine_entry(run, root, entry))
+            backend = "onnxruntime" if target == "tensorrt" else target
+            expected[target] = reference_answers(lambda fs, m=model, b=backend: predict(m, fs, backend=b,
+                                                                                         top_k=len(card.labels)),
+                                                 copied, root, card.labels, entry["precision"])
+            x = _one_input(card, copied[0])
+            entry["p50_ms_batch1"] = round(_latency_p50(root / entry["model"], backend, x), 3)
+            entry["accuracy"] = read_card(model).metrics.get("accuracy", card.metrics.get("val_accuracy"))
+            entries[target] = entry
+            progress.info(f"{target}: {model.name} ({entry['precision']}), p50 {entry['p50_ms_batch1']:.2f} ms")
+        (root / "reference" / "expected.json").write_text(json.dumps(expected, indent=1) + "\n")
+        bundle_card = dataclasses.replace(card, streaming=_streaming_of(run, targets, card))
+        bundle_card.save(root)
+        (root / "labels.txt").write_text("\n".join(card.labels) + "\n")
+        (root / "README.md").write_text(_device_readme(out.name, card, entries, copied[0].relative_to(root)))
+        files = {str(p.relative_to(root)): sha256(p) for p in sorted(root.rglob("*")) if p.is_file()}
+        manifest = {"schema": SCHEMA, "edgetl": __version__, "kind": "edgetl bundle", "run": str(run.resolve()),
+                    "labels": card.labels, "modality": card.modality, "targets": entries,
+                    "references": len(copied), "files": files}
+        (root / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+        _publish(root, out, zip_file)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return PackageResult(out, entries, len(refs))
+
+
+def _export_missing(run: Path, targets: list[str]) -> None:
+    need_ir = "openvino" in targets and not (run / "model.xml").is_file()
+    if not (run / "model.onnx").is_file() or need_ir:
+        from edgetl.export import export_run
+
+        progress.info(f"exporting {run} first (the bundle takes exported models)")
+        export_run(run, run / "model.onnx", openvino="openvino" in targets, overwrite=True)
+
+
+def _copy_model(model: Path, folder: Path) -> str:
+    shutil.copyfile(model, folder / model.name)
+    if model.suffix == ".xml":
+        shutil.copyfile(model.with_suffix(".bin"), folder / model.with_suffix(".bin").name)
+    return f"models/{model.name}"
+
+
+def _engine_entry(run: Path, root: Path, entry: dict) -> dict:
+    """The exact command that builds the engine on the device, and the engine if one was built."""
+    precision = "int8" if entry["precision"] == "int8" else "fp16"
+    command = f"edgetl build-engine {entry['model']} --precision {precision} --out models/model.engine"
+    (root / "models" / "build-engine.sh").write_text(f"#!/bin/sh\n# on the NVIDIA device, in this folder\n{command}\n")
+    extra = {"build": command, "engine": None}
+    engine = run / "model.engine"
+    if engine.is_file() and engine_card_path(engine).is_file():
+        shutil.copyfile(engine, root / "models" / engine.name)
+        shutil.copyfile(engine_card_path(engine), root / "models" / engine_card_path(engine).name)
+        extra["engine"] = f"models/{engine.name}"
+    return extra
+
+
+def _streaming_of(run: Path, targets: list[str], card: ModelCard) -> dict:
+    """Thresholds picked on an exported model (evaluate --target-fa-per-hour) travel too."""
+    for target in targets:
+        streaming = read_card(pick_model(run, target)).streaming
+        if streaming.get("thresholds"):
+            return streaming
+    return card.streaming
+
+
+def _one_input(card: ModelCard, file: Path) -> np.ndarray:
+    from edgetl import modality
+
+    pre = modality.preprocessing_of(card)
+    return pre.normalize(pre.prepare(pre.read(file))[None])
+
+
+def _device_readme(name: str, card: ModelCard, entries: dict, example: Path) -> str:
+    extras = {"onnxruntime": "pip install edgetl                # ONNX Runtime",
+              "openvino": "pip install 'edgetl[openvino]'    # OpenVINO, for Intel CPUs, GPUs and NPUs",
+              "tensorrt": "pip install edgetl                # TensorRT: from JetPack or NVIDIA's index"}
+    def accuracy(e: dict) -> str:
+        return "-" if e.get("accuracy") is None else f"{100 * e['accuracy']:.1f}%"
+
+    rows = "\n".join(f"| {t} | `{e['model']}` | {e['precision']} | {accuracy(e)} | {e['p50_ms_batch1']:.2f} ms |"
+                     for t, e in entries.items())
+    lines = [f"# {name}: {card.source.get('backbone', 'model')} for {len(card.labels)} classes ({card.modality})", "",
+             "Install (no torch needed):", "", *dict.fromkeys(f"    {extras[t]}" for t in entries), "",
+             "Check that this device computes what was trained (checksums, then the reference files):", "",
+             f"    edgetl verify {name}", "", "Predict:", "", f"    edgetl predict {name} {example}", "",
+             "Measured when packaged (validation accuracy; batch 1 latency on the packaging machine):", "",
+             "| target | model | precision | accuracy | p50 |", "|---|---|---|---|---|", rows, ""]
+    if "tensorrt" in entries:
+        lines += ["TensorRT: build the engine on the device itself (it is tied to its GPU and TensorRT version):",
+                  "", f"    {entries['tensorrt']['build']}", ""]
+    return "\n".join(lines) + "\n"
+
+
+def _publish(root: Path, out: Path, zip_file: bool) -> None:
+    """Move the finished bundle into place, replacing an earlier bundle only (checked)."""
+    if zip_file:
+        staged = root.parent / out.name
+        with zipfile.ZipFile(staged, "w", zipfile.ZIP_DEFLATED) as z:
+            for p in sorted(root.rglob("*")):
+                if p.is_file():
+                    z.write(p, str(p.relative_to(root)))
+        root = staged
+    if out.exists():
+        check_output(out, "bundle", overwrite=True)
+        (shutil.rmtree if out.is_dir() else os.remove)(out)
+    os.replace(root, out)

@@ -1,0 +1,254 @@
+"""Deployment bundles: one folder (or .zip) that proves on the device that it computes
+what was trained. Torch-free.
+
+```
+BUNDLE/
+  bundle.json      manifest: schema, edgetl version, targets, SHA-256 of every other file
+  edgetl.json      the model card (labels, preprocessing, streaming settings)
+  labels.txt
+  README.md        install line, predict line, figures measured when it was packaged
+  models/          one model per target (+ build-engine.sh for TensorRT)
+  reference/       raw input files from the run's data, and expected.json: each
+                   target's top-1 label and scores for each of them when packaged
+```
+
+Loading a bundle checks every checksum first; `verify` then runs the reference files
+from their raw bytes through the runtime's own preprocessing and a target's model, and
+compares with what the model answered when it was packaged.
+"""
+from __future__ import annotations
+
+import atexit
+import dataclasses
+import hashlib
+import importlib.util
+import json
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from edgetl.card import ModelCard
+from edgetl.errors import ArtifactError, BackendUnavailable, ConfigError
+
+MANIFEST = "bundle.json"
+SCHEMA = 1
+# Fastest first: what `auto` picks among the targets this machine can run.
+PREFERENCE = ("tensorrt", "openvino", "onnxruntime")
+# How far a score may move on another machine, by the precision the model computes in.
+TOLERANCE = {"fp32": 1e-3, "fp16": 1e-2, "int8": 5e-2}
+_REPACKAGE = "copy the bundle again from where it was packaged, or package the run again (edgetl package)"
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def is_bundle(path: Path) -> bool:
+    """A bundle folder, or a .zip that holds one (read without extracting it)."""
+    if path.is_dir():
+        return (path / MANIFEST).is_file()
+    if path.suffix.lower() == ".zip" and path.is_file():
+        try:
+            with zipfile.ZipFile(path) as z:
+                return MANIFEST in z.namelist()
+        except (zipfile.BadZipFile, OSError):
+            return False
+    return False
+
+
+def _unzipped(path: Path) -> Path:
+    """A zipped bundle, extracted once per process into a temporary folder."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+            if any(n.startswith("/") or ".." in Path(n).parts for n in names):
+                raise ArtifactError(f"{path} holds paths outside the bundle", hint=_REPACKAGE)
+            folder = Path(tempfile.mkdtemp(prefix="edgetl-bundle-"))
+            atexit.register(shutil.rmtree, folder, True)
+            z.extractall(folder)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ArtifactError(f"cannot read the bundle {path}: {exc}", hint=_REPACKAGE) from None
+    return folder
+
+
+@dataclasses.dataclass
+class Bundle:
+    path: Path  # as given (folder or .zip)
+    root: Path  # the folder its files are in
+    manifest: dict
+
+    @classmethod
+    def open(cls, path: str | Path) -> "Bundle":
+        path = Path(path)
+        root = _unzipped(path) if path.is_file() else path
+        try:
+            manifest = json.loads((root / MANIFEST).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ArtifactError(f"the manifest of {path} cannot be read ({exc})", hint=_REPACKAGE) from None
+        schema = manifest.get("schema")
+        if not isinstance(schema, int) or schema > SCHEMA:
+            raise ArtifactError(f"{path} is a bundle of schema {schema}, written by edgetl "
+                                f"{manifest.get('edgetl', '(newer)')}; this edgetl reads up to schema {SCHEMA}",
+                                hint="upgrade edgetl on this device (pip install -U edgetl)")
+        return cls(path, root, manifest)
+
+    @property
+    def card(self) -> ModelCard:
+        return ModelCard.load(self.root)
+
+    @property
+    def targets(self) -> dict[str, dict]:
+        return self.manifest["targets"]
+
+    def check_checksums(self, files: list[str] | None = None) -> None:
+        """Every file listed (or those of `files`) is present and unchanged, and nothing
+        is listed that the manifest does not know; one error names every file that differs."""
+        listed = self.manifest["files"]
+        wanted = listed if files is None else {f: listed[f] for f in files if f in listed}
+        unknown = [f for f in (files or []) if f not in listed]
+        missing = [f for f in wanted if not (self.root / f).is_file()]
+        changed = [f for f in wanted if f not in missing and sha256(self.root / f) != wanted[f]]
+        problems = [f"{f} (not listed)" for f in unknown] + [f"{f} (missing)" for f in missing] + \
+                   [f"{f} (checksum mismatch)" for f in changed]
+        if problems:
+            raise ArtifactError(f"the bundle {self.path} was changed or damaged: {', '.join(problems)}",
+                                hint=_REPACKAGE)
+
+    def model_files(self, target: str) -> list[str]:
+        t = self.targets[target]
+        files = [t["model"]] + ([t["engine"]] if t.get("engine") else [])
+        return [*files, *(str(Path(f).with_suffix(".bin")) for f in files if f.endswith(".xml"))]
+
+    def choose(self, backend: str = "auto") -> str:
+        """The target to run: the one asked for (which the bundle must have), or the
+        fastest this machine can run."""
+        if backend != "auto":
+            if backend not in self.targets:
+                raise ConfigError(f"the bundle {self.path} has no {backend} model (it has: {', '.join(self.targets)})",
+                                  hint=f"pass --backend {' or '.join(self.targets)}, or package the run with "
+                                       f"--targets {backend}")
+            return backend
+        for target in PREFERENCE:
+            if target in self.targets and runnable_here(target, self.targets[target]):
+                return target
+        raise BackendUnavailable(f"this machine can run none of the bundle's models ({', '.join(self.targets)})",
+                                 hint="pip install edgetl (ONNX Runtime) or 'edgetl[openvino]'")
+
+    def artifact(self, target: str) -> tuple[Path, str]:
+        """(model file, backend that loads it) for a target; a TensorRT target without an
+        engine built on this device runs its QDQ model in ONNX Runtime."""
+        t = self.targets[target]
+        if target == "tensorrt":
+            if t.get("engine") and importlib.util.find_spec("tensorrt"):
+                return self.root / t["engine"], "tensorrt"
+            return self.root / t["model"], "onnxruntime"
+        return self.root / t["model"], target
+
+    def expected(self, target: str) -> dict:
+        return json.loads((self.root / "reference" / "expected.json").read_text())[target]
+
+
+def runnable_here(target: str, entry: dict) -> bool:
+    if target == "tensorrt":  # only with an engine (built for this GPU) and TensorRT installed
+        return bool(entry.get("engine")) and importlib.util.find_spec("tensorrt") is not None
+    return importlib.util.find_spec({"openvino": "openvino", "onnxruntime": "onnxruntime"}[target]) is not None
+
+
+def open_bundle_runner(path, backend: str = "auto", device: str = "cpu", threads: int | None = None,
+                       precision_hint: str | None = None):
+    """The Runner of the bundle's model for `backend` (auto: the fastest available here),
+    after checking the checksums of the manifest's card and of that model's files."""
+    from edgetl import progress
+    from edgetl.runtime.base import open_runner
+
+    bundle = Bundle.open(path)
+    target = bundle.choose(backend)
+    bundle.check_checksums(["edgetl.json", *bundle.model_files(target)])
+    model, loads_with = bundle.artifact(target)
+    progress.info(f"bundle {Path(path).name}: {target} model {model.name} on {loads_with}"
+                  + (" (the fastest this machine has)" if backend == "auto" else ""))
+    runner = open_runner(model, backend=loads_with, device=device, threads=threads, precision_hint=precision_hint)
+    runner.bundle, runner.target = bundle, target
+    return runner
+
+
+@dataclasses.dataclass
+class TargetCheck:
+    target: str
+    backend: str
+    precision: str
+    n: int
+    agreement: float  # share of reference files with the packaged top-1 label
+    max_score_diff: float
+    tolerance: float
+    failures: list[str]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def to_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "passed": self.passed}
+
+
+def verify(path, backend: str | None = None, threads: int | None = None) -> list[TargetCheck]:
+    """Check every checksum, then run the reference files through each target this
+    machine can run (or only `backend`) and compare with the packaged answers: the same
+    top-1 label (unless the packaged answer was within the tolerance of a tie) and every
+    score within the tolerance of the model's precision."""
+    from edgetl.runtime.predict import predict
+
+    bundle = Bundle.open(path)
+    bundle.check_checksums()
+    targets = [bundle.choose(backend)] if backend and backend != "auto" else \
+        [t for t in bundle.targets if runnable_here(t, bundle.targets[t]) or t == "tensorrt"]
+    checks = []
+    for target in targets:
+        expected = bundle.expected(target)
+        model, loads_with = bundle.artifact(target)
+        files = [bundle.root / e["file"] for e in expected["answers"]]
+        got = predict(model, files, backend=loads_with, top_k=len(expected["labels"]), threads=threads)
+        tolerance = TOLERANCE.get(expected["precision"], TOLERANCE["int8"])
+        failures, diffs, same = [], [], 0
+        for answer, result in zip(expected["answers"], got):
+            if not result.ok:
+                failures.append(f"{answer['file']}: {result.error}")
+                continue
+            scores = dict(zip(result.labels, result.scores))
+            diff = max(abs(scores[lab] - s) for lab, s in zip(expected["labels"], answer["scores"]))
+            diffs.append(diff)
+            ranked = sorted(answer["scores"], reverse=True)
+            near_tie = len(ranked) > 1 and ranked[0] - ranked[1] <= tolerance
+            same += result.labels[0] == answer["label"]
+            if result.labels[0] != answer["label"] and not near_tie:
+                failures.append(f"{answer['file']}: {result.labels[0]} ({scores[result.labels[0]]:.3f}), "
+                                f"packaged as {answer['label']} ({max(answer['scores']):.3f})")
+            elif diff > tolerance:
+                failures.append(f"{answer['file']}: a score moved by {diff:.4f} (tolerance {tolerance:g})")
+        checks.append(TargetCheck(target, loads_with, expected["precision"], len(files), same / max(1, len(files)),
+                                  float(max(diffs, default=0.0)), tolerance, failures))
+    return checks
+
+
+def reference_answers(runner_predict, files: list[Path], root: Path, labels: list[str], precision: str) -> dict:
+    """What a target answers for the reference files: `runner_predict(files)` gives the
+    Prediction of each (all labels); stored relative to the bundle's root."""
+    answers = []
+    for f, p in zip(files, runner_predict(files)):
+        if not p.ok:
+            raise ArtifactError(f"the reference file {f.name} cannot be predicted: {p.error}",
+                                hint="remove it from the data set, or package again")
+        scores = dict(zip(p.labels, p.scores))
+        answers.append({"file": str(f.relative_to(root)), "label": p.labels[0],
+                        "scores": [float(np.float32(scores[lab])) for lab in labels]})
+    return {"labels": labels, "precision": precision, "answers": answers}
+
+
+__all__ = ["MANIFEST", "SCHEMA", "Bundle", "TargetCheck", "is_bundle", "open_bundle_runner", "sha256", "verify"]
