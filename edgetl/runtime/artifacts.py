@@ -21,10 +21,20 @@ from collections.abc import Callable
 from pathlib import Path
 
 from edgetl.card import CARD_FILENAME, ModelCard
-from edgetl.errors import ArtifactError
+from edgetl.errors import ArtifactError, BackendUnavailable
 
 ONNX_CARD_KEY = "edgetl"  # metadata_props key of an ONNX file
 OPENVINO_CARD_KEY = ["edgetl", "card"]  # rt_info path of an OpenVINO IR
+
+
+def _library(name: str, extra: str, what: str):
+    """Import `name`, or say which install brings it."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        raise BackendUnavailable(f"{what} needs {name}, which is not installed", hint=f"pip install {extra}") from None
 
 
 # ---------------------------------------------------------------- run directories
@@ -66,7 +76,7 @@ def set_onnx_card(model_proto, card: ModelCard) -> None:
 
 
 def _write_onnx_card(path: Path, card: ModelCard) -> None:
-    import onnx
+    onnx = _library("onnx", "onnx", "writing the card of an ONNX model")
 
     proto = onnx.load(str(path))
     set_onnx_card(proto, card)
@@ -94,13 +104,13 @@ def card_from_openvino_model(model, path: Path) -> ModelCard:
 
 
 def _openvino_card(path: Path) -> ModelCard:
-    import openvino as ov
+    ov = _library("openvino", "'edgetl[openvino]'", f"reading {path.name}")
 
     return card_from_openvino_model(ov.Core().read_model(str(path)), path)
 
 
 def _write_openvino_card(path: Path, card: ModelCard) -> None:
-    import openvino as ov
+    ov = _library("openvino", "'edgetl[openvino]'", f"writing the card of {path.name}")
 
     model = ov.Core().read_model(str(path))
     model.set_rt_info(card.to_json(), OPENVINO_CARD_KEY)
