@@ -3,9 +3,10 @@
 Voices are English accents x espeak-ng voice variants (e.g. `en-us+f3`), each word said
 at a few random speeds and pitches, with background noise at a random SNR and a random
 onset in a 1 s, 16 kHz, 16-bit clip. The split is by voice: validation and test voices
-are never heard in training. `--unknown` adds an `_unknown_` class of other words said
-alone and of seconds cut from running speech (sentences without keywords: what a
-listening device mostly hears), and `_background_noise_` holds noise for augmentation
+are never heard in training. Half of the keywords are said next to other words (the end
+of a sentence before, or its start after, a short pause). `--unknown` adds an
+`_unknown_` class of other words said alone and of seconds cut from running speech
+(sentences without keywords: what a listening device mostly hears), and `_background_noise_` holds noise for augmentation
 (Speech Commands' layout). `--stream` adds long recordings for streaming evaluation
 (data/streams.py).
 """
@@ -79,16 +80,34 @@ def synthesize(u: Utterance) -> np.ndarray:
     return soxr.resample(wave, rate, SAMPLE_RATE, quality="HQ").astype(np.float32)
 
 
-def place(speech: np.ndarray, rng: np.random.Generator, length: int = SAMPLE_RATE, cut: bool = False) -> np.ndarray:
+def trim(speech: np.ndarray) -> np.ndarray:
+    """Without the synthesizer's silence before and after."""
+    voiced = np.flatnonzero(np.abs(speech) > 0.01 * max(1e-6, float(np.abs(speech).max())))
+    return speech[voiced[0]:voiced[-1] + 1] if len(voiced) else speech
+
+
+def place(speech: np.ndarray, rng: np.random.Generator, length: int = SAMPLE_RATE, cut: bool = False,
+          context: np.ndarray | None = None) -> np.ndarray:
     """Trim the synthesizer's silence and put the word at a random onset in `length`
-    samples; with `cut`, longer speech (a sentence) gives a random `length` of itself."""
-    voiced = np.flatnonzero(np.abs(speech) > 0.01 * np.abs(speech).max())
-    speech = speech[voiced[0]:voiced[-1] + 1] if len(voiced) else speech
+    samples; with `cut`, longer speech (a sentence) gives a random `length` of itself.
+    `context` (other speech) fills the room before or after the word, after a short
+    pause: a keyword is often said next to other words."""
+    speech = trim(speech)
     start = int(rng.integers(0, len(speech) - length + 1)) if cut and len(speech) > length else 0
     speech = speech[start:start + length]
     out = np.zeros(length, np.float32)
     start = int(rng.integers(0, length - len(speech) + 1))
     out[start:start + len(speech)] = speech
+    if context is not None:
+        context = trim(context)
+        gap = int(rng.uniform(0.15, 0.4) * SAMPLE_RATE)
+        level = rng.uniform(0.5, 1.0) * np.sqrt(np.mean(speech ** 2)) / max(1e-6, np.sqrt(np.mean(context ** 2)))
+        if rng.random() < 0.5 and start - gap > SAMPLE_RATE // 10:  # the end of a sentence, then the word
+            piece = context[-(start - gap):]
+            out[start - gap - len(piece):start - gap] += piece * level
+        elif length - start - len(speech) - gap > SAMPLE_RATE // 10:  # the word, then a sentence begins
+            piece = context[:length - start - len(speech) - gap]
+            out[start + len(speech) + gap:start + len(speech) + gap + len(piece)] += piece * level
     return out
 
 
@@ -139,27 +158,32 @@ def make_keywords(out: str | os.PathLike, words=DEFAULT_WORDS, unknown: bool = F
     by_split = split_voices(chosen, seed)
     others = [w for w in UNKNOWN_WORDS if w not in words]
     filler = filler_words(words)
-    jobs: list[tuple[str, str, Utterance]] = []  # split, class, utterance
+    def say(text: str, voice: str) -> Utterance:
+        return Utterance(text, voice, int(rng.integers(120, 200)), int(rng.integers(20, 80)))
+
+    def sentence(voice: str) -> Utterance:
+        return say(" ".join(rng.choice(filler, 8)), voice)
+
+    # split, class, utterance, other speech around it (or None)
+    jobs: list[tuple[str, str, Utterance, Utterance | None]] = []
     for split, vs in by_split.items():
         for v in vs:
             for _ in range(takes):
-                for w in words:
-                    jobs.append((split, w, Utterance(w, v, int(rng.integers(120, 200)), int(rng.integers(20, 80)))))
-                if unknown:  # another word said alone, and a second of running speech without keywords
-                    w = others[int(rng.integers(len(others)))]
-                    jobs.append((split, UNKNOWN, Utterance(w, v, int(rng.integers(120, 200)), int(rng.integers(20, 80)))))
-                    sentence = " ".join(rng.choice(filler, 8))
-                    jobs.append((split, UNKNOWN, Utterance(sentence, v, int(rng.integers(120, 200)),
-                                                           int(rng.integers(20, 80)))))
+                for w in words:  # half of the keywords next to other words
+                    jobs.append((split, w, say(w, v), sentence(v) if rng.random() < 0.5 else None))
+                if unknown:  # another word said alone, and seconds of running speech without keywords
+                    jobs.append((split, UNKNOWN, say(others[int(rng.integers(len(others)))], v), None))
+                    jobs += [(split, UNKNOWN, sentence(v), None) for _ in range(2)]
     tmp = temp_dir_beside(out)
     try:
         bank = _write_noise(tmp / "_background_noise_", by_split["train"], rng)
         with progress.progress_bar() as bar, ThreadPoolExecutor(max_workers=4) as pool_:
             task = bar.add_task("synthesizing keywords", total=len(jobs), status="")
-            for i, (job, wave) in enumerate(zip(jobs, pool_.map(lambda j: synthesize(j[2]), jobs))):
-                split, cls, u = job
+            spoken = pool_.map(lambda j: (synthesize(j[2]), synthesize(j[3]) if j[3] else None), jobs)
+            for i, (job, (wave, context)) in enumerate(zip(jobs, spoken)):
+                split, cls, u, _ = job
                 running = " " in u.text and cls == UNKNOWN
-                clip = mix(place(wave, rng, cut=running), bank, float(rng.uniform(*snr_db)), rng)
+                clip = mix(place(wave, rng, cut=running, context=context), bank, float(rng.uniform(*snr_db)), rng)
                 folder = tmp / split / cls
                 folder.mkdir(parents=True, exist_ok=True)
                 name = "speech" if running else u.text.replace(" ", "_")
