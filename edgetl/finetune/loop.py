@@ -24,6 +24,7 @@ from edgetl.data.noise import SILENCE, add_silence_class, wants_silence_class
 from edgetl.errors import ConfigError, DataError, TrainingDiverged
 from edgetl.finetune.augment import ImageTrainingInput
 from edgetl.finetune.curves import plot_history
+from edgetl.finetune.hooks import Step, TrainingHooks
 from edgetl.finetune.model import Classifier
 from edgetl.finetune.run import CURVES, RunWriter
 from edgetl.finetune.strategies import STRATEGIES, check_strategy, stage_lr_scales, trainable_count
@@ -177,11 +178,13 @@ def seed_everything(seed: int) -> None:
 
 class Trainer:
     """`inputs` is the modality's training transform (cached batches -> model inputs,
-    plain or augmented); `mean` and `std` alone stand for image inputs so normalised."""
+    plain or augmented); `mean` and `std` alone stand for image inputs so normalised.
+    `hooks` is what a training method adds to the loop (finetune/hooks.py)."""
 
     def __init__(self, model: Classifier, stages, cfg: FinetuneConfig, device: torch.device, dist: _Distributed,
-                 mean=None, std=None, *, inputs=None):
+                 mean=None, std=None, *, inputs=None, hooks: TrainingHooks | None = None):
         self.model, self.stages, self.cfg, self.device, self.dist = model, stages, cfg, device, dist
+        self.hooks = hooks or TrainingHooks()
         self.inputs = inputs or ImageTrainingInput(mean, std, device, hflip=cfg.hflip)
         self.limit = check_strategy(cfg.strategy, cfg.unfreeze, len(stages))
         scale = cfg.backbone_lr_scale
@@ -229,10 +232,13 @@ class Trainer:
             for m in self.model.features.modules():
                 if isinstance(m, nn.modules.batchnorm._BatchNorm):
                     m.eval()
+        for m in self.hooks.modules():
+            m.train()
 
     def _optimizer(self, steps_total: int, steps_per_epoch: int):
         groups = [{"params": list(s.parameters()), "lr": self.cfg.lr * sc} for s, sc in zip(self.stages, self.scales)]
         groups.append({"params": list(self.model.head.parameters()), "lr": self.cfg.lr})
+        groups += [{"params": list(m.parameters()), "lr": self.cfg.lr} for m in self.hooks.modules()]
         opt = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=self.cfg.weight_decay)
         warmup = max(1, min(steps_per_epoch, steps_total // 10))
 
@@ -269,6 +275,16 @@ class Trainer:
         self.scaler.update()
         sched.step()
 
+    def _forward(self, xb: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """(features or None, logits) of a batch in the model's input layout."""
+        if self.n_trainable() == 0:  # the backbone is frozen for now: no graph through it
+            with torch.no_grad():
+                feats = self.model.features(xb)
+            return feats, self.trained(feats)
+        if self.hooks.wants_features:
+            return self.trained(xb, with_features=True)
+        return None, self.trained(xb)
+
     @torch.no_grad()
     def features_of(self, x: torch.Tensor, batch: int = 256) -> torch.Tensor:
         self.model.features.eval()
@@ -302,12 +318,16 @@ class Trainer:
         cfg = self.cfg
         probe = cfg.strategy == "linear-probe"
         steps_per_epoch = math.ceil(len(x_train) / max(1, self.dist.world) / cfg.batch_size)
-        opt, sched = self._optimizer(steps_per_epoch * cfg.epochs, steps_per_epoch)
+        steps_total = steps_per_epoch * cfg.epochs
+        for m in self.hooks.modules():
+            m.to(self.device)
+        self.hooks.before_fit(self)
+        opt, sched = self._optimizer(steps_total, steps_per_epoch)
         self.unfrozen = 0 if cfg.strategy == "gradual" else self.limit
         self.set_trainable()
         history: list[dict] = []
-        best = {"acc": -1.0, "loss": math.inf, "epoch": 0, "state": None}
-        stale = 0
+        best = {"key": None, "epoch": 0, "state": None}
+        stale, step_count = 0, 0
         with progress.progress_bar() as bar:
             task = bar.add_task("epochs", total=cfg.epochs, status="")
             for epoch in range(1, cfg.epochs + 1):
@@ -315,31 +335,36 @@ class Trainer:
                 if probe and epoch == 1:  # the backbone is frozen: its features never change
                     x_train, x_val = self.features_of(x_train), self.features_of(x_val)
                 self.train_mode()
-                seen, loss_sum, correct = 0, 0.0, 0
+                seen, loss_sum, extra_sum, correct = 0, 0.0, 0.0, 0
                 btask = bar.add_task(f"epoch {epoch}", total=steps_per_epoch, status="")
-                for idx in self._batches(len(x_train), epoch, cfg.batch_size):
+                for i, idx in enumerate(self._batches(len(x_train), epoch, cfg.batch_size)):
                     xb = x_train[idx].to(self.device, non_blocking=True)
                     yb = y_train[idx].to(self.device, non_blocking=True)
+                    n = len(yb)
+                    extra = None if probe else self.hooks.extra_batch(epoch, i)
                     with self._autocast():
-                        if probe:
-                            logits = self.trained(xb)
+                        if probe:  # xb holds cached features
+                            feats, logits = xb, self.trained(xb)
                         else:
-                            xb = self._layout(self.inputs.augmented(xb, self.gen))
-                            if self.n_trainable() == 0:
-                                with torch.no_grad():
-                                    feats = self.model.features(xb)
-                                logits = self.trained(feats)
-                            else:
-                                logits = self.trained(xb)
-                        loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
+                            if extra is not None:  # one forward pass for both batches
+                                xb = torch.cat([xb, extra.to(self.device, non_blocking=True)])
+                            feats, logits = self._forward(self._layout(self.inputs.augmented(xb, self.gen)))
+                        task_loss = F.cross_entropy(logits[:n].float(), yb, label_smoothing=cfg.label_smoothing)
+                        term = self.hooks.loss(Step(
+                            None if feats is None else feats[:n], logits[:n], yb,
+                            None if extra is None or feats is None else feats[n:],
+                            None if extra is None else logits[n:], step_count / max(1, steps_total - 1), epoch))
+                        loss = task_loss if term is None else task_loss + term
                     value = loss.item()
                     if not math.isfinite(value):
                         self._diverged(value, epoch)
                     self._step(opt, sched, loss)
-                    seen += len(idx)
-                    loss_sum += value * len(idx)
-                    correct += (logits.argmax(1) == yb).sum().item()
-                    bar.update(btask, advance=1, status=f"loss {loss.item():.3f}")
+                    step_count += 1
+                    seen += n
+                    loss_sum += task_loss.item() * n
+                    extra_sum += 0.0 if term is None else term.item() * n
+                    correct += (logits[:n].argmax(1) == yb).sum().item()
+                    bar.update(btask, advance=1, status=f"loss {value:.3f}")
                 bar.remove_task(btask)
                 if self.cuda:
                     torch.cuda.synchronize()
@@ -355,10 +380,14 @@ class Trainer:
                     "trainable_params": sum(p.numel() for p in self.model.parameters() if p.requires_grad),
                     "seconds": seconds, "images_per_second": seen * max(1, self.dist.world) / train_seconds,
                 }
+                if extra_sum:
+                    entry["method_loss"] = extra_sum / max(1, seen)
+                self.hooks.after_epoch(self, entry)
                 history.append(entry)
-                improved = val_acc > best["acc"] or (val_acc == best["acc"] and val_loss < best["loss"])
+                key = self.hooks.selection_key(entry)
+                improved = best["key"] is None or key > best["key"]
                 if improved:
-                    best.update(acc=val_acc, loss=val_loss, epoch=epoch,
+                    best.update(key=key, epoch=epoch,
                                 state={k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()})
                 if self.dist.is_main:
                     progress.info(f"epoch {epoch:>3}/{cfg.epochs}  loss {entry['train_loss']:.4f}  "
@@ -378,7 +407,8 @@ class Trainer:
                     if self.dist.is_main:
                         progress.info(f"early stop: no better validation accuracy for {cfg.patience} epochs")
                     break
-        return history, best["state"], best["epoch"]
+        state = self.hooks.after_fit(self, best["state"], history, best["epoch"])
+        return history, state, best["epoch"]
 
 
 def _to_tensors(cached: np.ndarray, labels: np.ndarray, device: torch.device, inputs) -> tuple[torch.Tensor, torch.Tensor]:

@@ -10,5 +10,7 @@ class Classifier(nn.Module):
         self.features = features
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(feature_dim, num_classes))
 
-    def forward(self, x):
-        return self.head(self.features(x))
+    def forward(self, x, with_features: bool = False):
+        features = self.features(x)
+        logits = self.head(features)
+        return (features, logits) if with_features else logits
