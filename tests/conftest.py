@@ -23,8 +23,14 @@ def _digit_images(size: int):
 
 
 def write_digit_folder(root: Path, classes=(0, 1, 2), per_split=(("train", 16), ("val", 8)), size: int = 32,
-                       offset: int = 0) -> Path:
+                       offset: int = 0, domain: str | None = None) -> Path:
+    """Real digits as a folder data set; `domain` re-renders them shifted (data digits --domain)."""
     images, target = _digit_images(size)
+    if domain:
+        from edgetl.data.domains import digit_domain
+
+        shift, rng = digit_domain(domain), np.random.default_rng(1)
+        images = [shift(np.asarray(im), rng) for im in images]
     for c in classes:
         idx = np.flatnonzero(target == c)[offset:]
         start = 0

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from edgetl.finetune.strategies import STRATEGIES
+from edgetl.finetune.strategies import ADAPTATIONS, STRATEGIES
 
 
 def _snr_range(ctx, param, value: str) -> tuple[float, float]:
@@ -45,6 +45,16 @@ def _snr_range(ctx, param, value: str) -> tuple[float, float]:
 @click.option("--silence-class/--no-silence-class", default=None,
               help="Audio: add a _silence_ class of background noise at room levels (no speech); "
                    "default: when the data has _background_noise_.")
+@click.option("--target-data", type=click.Path(), default=None,
+              help="Unlabelled images or audio from the deployment domain (any layout; class folders are ignored).")
+@click.option("--adapt", type=click.Choice(ADAPTATIONS), default=None,
+              help="Domain adaptation to --target-data: adabn (BatchNorm statistics), coral (feature covariances), "
+                   "dann (domain classifier, gradient reversal), auto (tries them, keeps the best by a label-free "
+                   "criterion, or source-only).")
+@click.option("--target-val", type=click.Path(), default=None,
+              help="Labelled target data (test/, val/ or class folders): the report adds target accuracy and the "
+                   "source-only baseline. Never used for choices.")
+@click.option("--adapt-weight", type=float, default=None, help="Weight of coral's or dann's loss (default 10 and 1).")
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda[:N]")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory to create.")
@@ -61,4 +71,18 @@ def finetune_cmd(data, backbone, out, overwrite, **options):
         click.echo(f"val_accuracy {result.val_accuracy:.4f} (epoch {result.best_epoch}) -> {result.out}")
 
 
-COMMANDS = [finetune_cmd]
+@click.command("adapt")
+@click.argument("run", type=click.Path())
+@click.option("--target-data", required=True, type=click.Path(),
+              help="Unlabelled images or audio from the deployment domain (any layout; class folders are ignored).")
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="The adapted run (default: RUN-adabn).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing edgetl run directory (nothing else is replaced).")
+def adapt_cmd(run, target_data, out, overwrite):
+    """AdaBN on an existing run: BatchNorm statistics re-estimated on --target-data, nothing
+    else changed; written as a new run that export, quantize and bench take as any other."""
+    from edgetl.finetune.adaptation import adabn_run
+
+    click.echo(f"adapted run -> {adabn_run(run, target_data, out, overwrite=overwrite)}")
+
+
+COMMANDS = [finetune_cmd, adapt_cmd]

@@ -1,5 +1,6 @@
 """Built-in data set: scikit-learn's real handwritten digits (1,797 images, 10 classes)
-written as an image folder data set with a stratified train/val/test split."""
+written as an image folder data set with a stratified train/val/test split, as
+scanned or in a shifted domain (data/domains.py) with the same split."""
 from __future__ import annotations
 
 import os
@@ -9,12 +10,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from edgetl.data.domains import digit_domain
 from edgetl.errors import ConfigError
 from edgetl.outputs import check_output, publish_data, temp_dir_beside
 
 
 def make_digits(out: str | os.PathLike, size: int = 64, seed: int = 0, val_fraction: float = 0.2,
-                test_fraction: float = 0.2, overwrite: bool = False) -> Path:
+                test_fraction: float = 0.2, overwrite: bool = False, domain: str | None = None) -> Path:
     try:
         from sklearn.datasets import load_digits
         from sklearn.model_selection import train_test_split
@@ -22,7 +24,9 @@ def make_digits(out: str | os.PathLike, size: int = 64, seed: int = 0, val_fract
         raise ConfigError("the digits data set needs scikit-learn", hint="pip install 'edgetl[train]'") from None
     if not 8 <= size <= 1024:
         raise ConfigError(f"--size must be between 8 and 1024, got {size}", hint="e.g. --size 64")
+    shift = digit_domain(domain) if domain else None
     out = check_output(out, "data", overwrite)
+    rng = np.random.default_rng(seed + 1)
     digits = load_digits()
     # 0..16 ink intensity -> dark ink on white paper, like a scanned page.
     pixels = (255 - digits.images * (255 / 16)).clip(0, 255).astype(np.uint8)
@@ -38,8 +42,10 @@ def make_digits(out: str | os.PathLike, size: int = 64, seed: int = 0, val_fract
                 folder = tmp / split / str(labels[i])
                 folder.mkdir(parents=True, exist_ok=True)
                 img = Image.fromarray(pixels[i], "L").resize((size, size), Image.Resampling.BICUBIC)
+                if shift:
+                    img = shift(np.asarray(img), rng)
                 img.save(folder / f"digit_{i:04d}.png")
-        publish_data(tmp, out, {"data set": "digits", "size": size, "seed": seed})
+        publish_data(tmp, out, {"data set": "digits", "size": size, "seed": seed, "domain": domain or "scanned"})
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out

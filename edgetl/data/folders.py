@@ -185,3 +185,20 @@ def open_folder(root: str | os.PathLike, val_split: float = 0.2, seed: int = 0, 
         _wrong_modality(root, mod)
         raise DataError(f"no {mod.noun}s found under {root}", hint=f"supported: {', '.join(sorted(mod.suffixes))}")
     return DatasetSplits(root, list(classes), splits, mod.name)
+
+
+def open_unlabelled(root: str | os.PathLike, modality: str = "image", name: str = "target") -> Split:
+    """Every file of `modality` under `root`, at any depth: class folders, if there are
+    any, are not read as labels (domain adaptation reads the samples alone)."""
+    mod = modalities.get(modality)
+    root = Path(root)
+    if not root.is_dir():
+        what = "does not exist" if not root.exists() else "is not a folder"
+        raise DataError(f"unlabelled data folder {root} {what}",
+                        hint=f"pass a folder of {mod.noun}s from the device (any layout; class folders are ignored)")
+    paths = list_files(root, mod)
+    if not paths:
+        _wrong_modality(root, mod)
+        raise DataError(f"no {mod.noun}s found under {root}",
+                        hint=f"put the device's {mod.noun}s ({', '.join(sorted(mod.suffixes))}) in it, at any depth")
+    return Split(name, paths, [0] * len(paths), ["unlabelled"])

@@ -19,7 +19,7 @@ from edgetl import progress
 from edgetl import modality as modalities
 from edgetl.backbones import Backbone, build_backbone, find_family
 from edgetl.card import ModelCard
-from edgetl.data.folders import open_folder
+from edgetl.data.folders import open_folder, open_unlabelled
 from edgetl.data.noise import SILENCE, add_silence_class, wants_silence_class
 from edgetl.errors import ConfigError, DataError, TrainingDiverged
 from edgetl.finetune.augment import ImageTrainingInput
@@ -27,7 +27,7 @@ from edgetl.finetune.curves import plot_history
 from edgetl.finetune.hooks import Step, TrainingHooks
 from edgetl.finetune.model import Classifier
 from edgetl.finetune.run import CURVES, RunWriter
-from edgetl.finetune.strategies import STRATEGIES, check_strategy, stage_lr_scales, trainable_count
+from edgetl.finetune.strategies import ADAPTATIONS, STRATEGIES, check_strategy, stage_lr_scales, trainable_count
 from edgetl.outputs import check_output
 
 
@@ -64,6 +64,11 @@ class FinetuneConfig:
     silence_class: bool | None = None
     channels_last: bool = True
     amp: bool = True
+    # domain adaptation (finetune/adaptation.py): unlabelled samples of the deployment domain
+    adapt: str | None = None  # adabn | coral | dann | auto
+    target_data: str | None = None  # a folder of unlabelled images or audio (class folders ignored)
+    target_val: str | None = None  # optional labelled target data: the report adds target accuracy
+    adapt_weight: float | None = None  # the method's loss weight (default per method)
 
     def check(self) -> None:
         """Every option, before any work; the message gives the range, the hint the fix."""
@@ -108,6 +113,19 @@ class FinetuneConfig:
              "use --strategy partial or gradual with it, or drop --unfreeze")
         need(self.strategy != "partial" or self.unfreeze is not None,
              "--strategy partial needs --unfreeze N (how many of the last stages train)", "e.g. --unfreeze 2")
+        need(self.adapt is None or self.adapt in ADAPTATIONS, f"unknown --adapt {self.adapt!r}",
+             f"use one of {', '.join(ADAPTATIONS)}")
+        need(self.adapt is None or self.target_data is not None, f"--adapt {self.adapt} needs --target-data DIR",
+             "a folder of unlabelled images or audio clips from the device")
+        need(self.target_data is None or self.adapt is not None, "--target-data needs --adapt METHOD",
+             f"add --adapt {' or '.join(ADAPTATIONS)}")
+        need(self.target_val is None or self.adapt is not None, "--target-val needs --adapt METHOD and --target-data",
+             "add --adapt auto --target-data DIR")
+        need(not (self.strategy == "linear-probe" and self.adapt in ("coral", "dann")),
+             f"--adapt {self.adapt} aligns the backbone's features, which --strategy linear-probe keeps frozen",
+             "use --strategy full, partial or gradual with it, or --adapt adabn")
+        need(self.adapt_weight is None or 0 < self.adapt_weight <= 1000,
+             f"--adapt-weight must be in (0, 1000], got {self.adapt_weight}", "drop it for the method's default")
         need(self.gradual_every == "epoch" or self.strategy == "gradual",
              f"--gradual-every {self.gradual_every} applies to --strategy gradual only",
              "use --strategy gradual, or drop --gradual-every")
@@ -296,6 +314,17 @@ class Trainer:
         return torch.cat(out)
 
     @torch.no_grad()
+    def probabilities(self, x: torch.Tensor, batch: int = 256) -> torch.Tensor:
+        """Softmax outputs (on the CPU) of cached samples, as in evaluation."""
+        self.model.eval()
+        out = []
+        for start in range(0, len(x), batch):
+            xb = self.inputs.model_input(x[start:start + batch].to(self.device, non_blocking=True))
+            with self._autocast():
+                out.append(torch.softmax(self.model(self._layout(xb)).float(), 1).cpu())
+        return torch.cat(out)
+
+    @torch.no_grad()
     def evaluate(self, x, y, features: bool = False, batch: int = 256) -> tuple[float, float]:
         """(loss, accuracy) of the model (or of the head on precomputed features)."""
         self.model.eval()
@@ -425,6 +454,29 @@ def _to_tensors(cached: np.ndarray, labels: np.ndarray, device: torch.device, in
     return x, y
 
 
+def _decode_unlabelled(split, kind, pre) -> tuple[np.ndarray, np.ndarray]:
+    with progress.progress_bar() as bar:
+        task = bar.add_task(f"decoding target {kind.noun}s", total=len(split), status="")
+        return modalities.decode_split(split, pre, progress=lambda n: bar.advance(task, n))
+
+
+def _report_adaptation(report: dict) -> None:
+    rows = report["candidates"]
+    for name, row in rows.items():
+        extra = f"  target_acc {row['target_accuracy']:.4f}" if "target_accuracy" in row else ""
+        progress.info(f"{name:>12}: val_acc {row['val_accuracy']:.4f}  target im {row['im']:.3f} "
+                      f"(entropy {row['entropy']:.3f}, balance {row['balance']:.3f})"
+                      + extra + ("  <- kept" if name == report["method"] else ""))
+    if report["asked"] == "auto" and report["method"] == "source-only":
+        progress.info("adaptation: no method beat source-only by the label-free criterion (target im, source accuracy "
+                      "kept); the source-only model is kept")
+    if report.get("target_val"):
+        tv = report["target_val"]
+        gap = f", {tv['gap_closed']:.0%} of the gap to in-domain accuracy closed" if tv["gap_closed"] is not None else ""
+        progress.info(f"target accuracy: {tv['adapted']:.4f} ({report['method']}) vs {tv['source_only']:.4f} "
+                      f"(source-only){gap}")
+
+
 def finetune(data, backbone: str, out, overwrite: bool = False, **options) -> RunResult:
     """Fine-tune `backbone` on the folder data set `data` (images or audio clips, as the
     backbone takes); write the run to `out`."""
@@ -433,7 +485,8 @@ def finetune(data, backbone: str, out, overwrite: bool = False, **options) -> Ru
     except TypeError as exc:
         raise ConfigError(f"unknown fine-tuning option: {exc}", hint="see `edgetl finetune --help` for the options") from None
     cfg.check()
-    protected = {"data set": data}
+    protected = {"data set": data, **{f"{k.replace('_', ' ')}": v for k, v in
+                                     (("target_data", cfg.target_data), ("target_val", cfg.target_val)) if v}}
     dist = _Distributed()
     device = resolve_device(cfg.device, dist)
     dist.start(device)
@@ -444,6 +497,7 @@ def finetune(data, backbone: str, out, overwrite: bool = False, **options) -> Ru
         files = f"{kind.noun}s"
         splits = open_folder(data, val_split=cfg.val_split, seed=cfg.seed, modality=kind.name)
         silence = wants_silence_class(cfg.silence_class, kind.name, splits.classes, data)
+        target_split = open_unlabelled(cfg.target_data, kind.name) if cfg.adapt else None
         check_output(out, "run", overwrite, protected)  # before any work; RunWriter checks again when it starts
         train_set = splits["train"]
         if cfg.limit_per_class:
@@ -482,17 +536,44 @@ def finetune(data, backbone: str, out, overwrite: bool = False, **options) -> Ru
         transform = pre.training_input(device, cfg, data)
         x_train, y_train = _to_tensors(xtr, ytr, device, transform)
         x_val, y_val = _to_tensors(xva, yva, device, transform)
+        fresh = [bb]
 
-        model = Classifier(bb.features, bb.feature_dim, len(classes), cfg.dropout).to(device)
-        if device.type == "cuda" and cfg.channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        trainer = Trainer(model, bb.stages, cfg, device, dist, inputs=transform)
+        def train(hooks: TrainingHooks | None = None):
+            """One training from the pretrained weights (auto adaptation trains several)."""
+            b = fresh.pop() if fresh else build_backbone(backbone, cfg.weights)
+            seed_everything(cfg.seed)  # the same head and batches for every candidate
+            model = Classifier(b.features, b.feature_dim, len(classes), cfg.dropout).to(device)
+            if device.type == "cuda" and cfg.channels_last:
+                model = model.to(memory_format=torch.channels_last)
+            trainer = Trainer(model, b.stages, cfg, device, dist, inputs=transform, hooks=hooks)
+            return (trainer, *trainer.fit(x_train, y_train, x_val, y_val))
+
         t0 = time.perf_counter()
-        history, best_state, best_epoch = trainer.fit(x_train, y_train, x_val, y_val)
+        adaptation = None
+        if cfg.adapt:
+            from edgetl.finetune.adaptation import fit_adapted
+
+            x_target = _to_tensors(*_decode_unlabelled(target_split, kind, pre), device, transform)[0]
+            target_val = None
+            if cfg.target_val:
+                tv = open_folder(cfg.target_val, val_split=0, classes=classes, modality=kind.name)
+                labelled = tv.splits.get("test") or tv.splits.get("val") or tv.splits["train"]
+                target_val = _to_tensors(*modalities.decode_split(labelled, pre), device, transform)
+            prior = np.bincount(ytr, minlength=len(classes)) / len(ytr)
+            history, best_state, best_epoch, adaptation = fit_adapted(
+                train, cfg.adapt, cfg, x_target, prior, bb.feature_dim, (x_val, y_val), target_val,
+                log=progress.info if dist.is_main else lambda _: None)
+            adaptation.update(target_data=str(Path(cfg.target_data).resolve()),
+                              target_val_data=str(Path(cfg.target_val).resolve()) if cfg.target_val else None)
+        else:
+            history, best_state, best_epoch = train()[1:]
         wall = time.perf_counter() - t0
         if not dist.is_main:
             return RunResult(Path(out), None, history, best_epoch, max(h["val_accuracy"] for h in history))
-        best = history[best_epoch - 1]
+        best = dict(history[best_epoch - 1])
+        if adaptation:  # AdaBN changes the kept model after its epoch was chosen
+            best["val_accuracy"] = adaptation["final"]["val_accuracy"]
+            _report_adaptation(adaptation)
         card = ModelCard(
             labels=list(classes), modality=kind.name, input=pre.input_spec(),
             preprocessing=pre.to_dict(), streaming=dict(bb.streaming), parts=dict(bb.parts),
@@ -500,7 +581,8 @@ def finetune(data, backbone: str, out, overwrite: bool = False, **options) -> Ru
                     "stages": len(bb.stages), "trained_stages": max(h["trainable_stages"] for h in history),
                     "data": str(Path(data).resolve()),
                     "train_counts": {c: int((ytr == i).sum()) for i, c in enumerate(classes)},  # decoded
-                    "config": dataclasses.asdict(cfg), "device": str(device), "world_size": dist.world},
+                    "config": dataclasses.asdict(cfg), "device": str(device), "world_size": dist.world,
+                    **({"adaptation": adaptation} if adaptation else {})},
             metrics={"val_accuracy": best["val_accuracy"], "val_loss": best["val_loss"],
                      "train_accuracy": best["train_accuracy"], "best_epoch": best_epoch,
                      "epochs_run": len(history), "train_seconds": wall},

@@ -13,6 +13,9 @@ from __future__ import annotations
 from edgetl.errors import ConfigError
 
 STRATEGIES = ("linear-probe", "full", "partial", "gradual")
+# Domain adaptation methods (finetune/adaptation.py), named here for the torch-free CLI;
+# auto tries those that apply and keeps the one the label-free criterion prefers.
+ADAPTATIONS = ("adabn", "coral", "dann", "auto")
 
 
 def check_strategy(strategy: str, unfreeze: int | None, n_stages: int) -> int:

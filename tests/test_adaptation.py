@@ -1,0 +1,153 @@
+"""Domain adaptation: the methods do what they claim, adapted runs are normal runs, and
+the label-free figures and errors are right."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from torch import nn
+
+from edgetl.cli import cli
+from edgetl.finetune.adaptation import label_free_signals, make_adaptation
+from edgetl.finetune.loop import FinetuneConfig, Trainer, _Distributed
+from edgetl.finetune.model import Classifier
+
+from conftest import write_digit_folder
+
+
+@pytest.fixture(scope="module")
+def textured_digits(tmp_path_factory):
+    """tiny_digits' three classes re-rendered over photos (data digits --domain textured)."""
+    return write_digit_folder(tmp_path_factory.mktemp("textured") / "digits", domain="textured")
+
+
+# ---------------------------------------------------------------- a constructed shift
+
+class _Vectors:
+    """Training input of plain feature vectors (the hooks see what images or audio give)."""
+
+    as_tensor = staticmethod(lambda a: torch.from_numpy(np.asarray(a, np.float32)))
+
+    def model_input(self, xb):
+        return xb.float()
+
+    def augmented(self, xb, generator=None):
+        return xb.float()
+
+
+def _sensor(n: int, seed: int, target: bool):
+    """Three classes in two channels; six more channels are quiet on the source sensor and
+    noisy on the target one. A source-only model never learns to ignore them."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    x = np.array([[-2, 0], [0, 2], [2, 0]], float)[y] + rng.normal(0, 0.6, (n, 2))
+    x = np.concatenate([x, rng.normal(0, 2.0 if target else 0.05, (n, 6))], 1)
+    return torch.tensor(x, dtype=torch.float32), torch.tensor(y)
+
+
+def _fit_on_sensors(method: str | None):
+    torch.manual_seed(0)
+    (xs, ys), (xv, yv) = _sensor(1000, 0, False), _sensor(300, 1, False)
+    (xt, _), (xtt, ytt) = _sensor(1000, 2, True), _sensor(600, 3, True)
+    features = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 16), nn.ReLU())
+    model = Classifier(features, 16, 3, dropout=0.0)
+    cfg = FinetuneConfig(epochs=6, batch_size=64, lr=1e-2, patience=6, label_smoothing=0.0, weight_decay=0.0, amp=False)
+    hooks = make_adaptation(method, xt, np.ones(3) / 3, cfg, 16) if method else None
+    trainer = Trainer(model, [features[0:2], features[2:4]], cfg, torch.device("cpu"), _Distributed(),
+                      inputs=_Vectors(), hooks=hooks)
+    history, state, _ = trainer.fit(xs, ys, xv, yv)
+    model.load_state_dict(state)
+    return trainer.evaluate(xtt, ytt)[1], trainer.evaluate(xv, yv)[1], history, set(state)
+
+
+def test_coral_and_dann_improve_target_accuracy_on_a_constructed_shift():
+    source_only, source_val, _, plain_keys = _fit_on_sensors(None)
+    for method in ("coral", "dann"):
+        target, val, history, keys = _fit_on_sensors(method)
+        assert target >= source_only + 0.05, f"{method}: target {target:.3f} vs source-only {source_only:.3f}"
+        assert val >= source_val - 0.02, f"{method} lost the source task: {val:.3f} vs {source_val:.3f}"
+        assert keys == plain_keys  # the domain classifier is no part of the model
+        assert all("target_im" in h for h in history)
+    assert all(0.0 <= h["domain_accuracy"] <= 1.0 for h in history)  # dann's, every epoch
+
+
+def test_label_free_signals_tell_confident_balanced_answers_from_collapsed_ones():
+    prior = np.ones(3) / 3
+    sure_balanced = torch.eye(3).repeat(10, 1) * 0.9 + 0.1 / 3
+    collapsed = torch.tensor([[0.9, 0.05, 0.05]]).repeat(30, 1)
+    uniform = torch.full((30, 3), 1 / 3)
+    good, bad, flat = (label_free_signals(p, prior) for p in (sure_balanced, collapsed, uniform))
+    assert good["im"] > bad["im"] and good["im"] > flat["im"]
+    assert bad["class_kl_to_source"] > good["class_kl_to_source"]
+    assert flat["entropy"] == pytest.approx(1.0) and flat["im"] == pytest.approx(0.0, abs=1e-9)
+    assert label_free_signals(collapsed, prior, sure_balanced)["agreement_with_source_only"] == pytest.approx(1 / 3)
+
+
+# ---------------------------------------------------------------- AdaBN on a run
+
+def test_adabn_changes_only_batchnorm_statistics_and_the_adapted_run_exports(tiny_run, textured_digits, tmp_path):
+    out = tmp_path / "adapted"
+    result = CliRunner().invoke(cli, ["-q", "adapt", str(tiny_run), "--target-data", str(textured_digits / "train"),
+                                      "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    before = torch.load(tiny_run / "model.pt", weights_only=True)
+    after = torch.load(out / "model.pt", weights_only=True)
+    assert set(before) == set(after)
+    stats = {k for k in before if k.endswith(("running_mean", "running_var", "num_batches_tracked"))}
+    assert stats and all(torch.equal(before[k], after[k]) for k in set(before) - stats)
+    moved = [k for k in stats if k.endswith("running_mean") and not torch.allclose(before[k], after[k])]
+    assert len(moved) > 0.9 * len([k for k in stats if k.endswith("running_mean")])
+    card = json.loads((out / "edgetl.json").read_text())
+    adaptation = card["source"]["adaptation"]
+    assert adaptation["method"] == "adabn" and adaptation["target_samples"] == 48
+    assert adaptation["target_data"] == str((textured_digits / "train").resolve())
+    assert set(adaptation["candidates"]) == {"source-only", "adabn"}
+    exported = CliRunner().invoke(cli, ["-q", "export", str(out), "--out", str(tmp_path / "adapted.onnx")])
+    assert exported.exit_code == 0, exported.output  # behind the parity gate
+
+
+def test_finetune_with_dann_writes_a_normal_run_without_the_discriminator(tiny_digits, textured_digits, tmp_path):
+    out = tmp_path / "dann"
+    result = CliRunner().invoke(cli, ["-q", "finetune", str(tiny_digits), "--backbone", "efficientnet_lite0",
+                                      "--input-size", "32", "--epochs", "2", "--batch-size", "8",
+                                      "--strategy", "partial", "--unfreeze", "1", "--target-data",
+                                      str(textured_digits / "train"), "--adapt", "dann",
+                                      "--target-val", str(textured_digits / "val"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    state = torch.load(out / "model.pt", weights_only=True)
+    assert all(k.startswith(("features.", "head.")) for k in state)
+    card = json.loads((out / "edgetl.json").read_text())
+    adaptation = card["source"]["adaptation"]
+    assert adaptation["method"] == "dann" and set(adaptation["candidates"]) == {"source-only", "dann"}
+    assert 0 <= adaptation["target_val"]["adapted"] <= 1 and "domain_accuracy" in json.loads(
+        (out / "history.json").read_text())[0]
+    exported = CliRunner().invoke(cli, ["-q", "export", str(out), "--out", str(tmp_path / "dann.onnx")])
+    assert exported.exit_code == 0, exported.output
+    import onnx
+
+    graph = onnx.load(str(tmp_path / "dann.onnx")).graph
+    assert len(graph.output) == 1
+    assert graph.output[0].type.tensor_type.shape.dim[-1].dim_value == 3  # the classes, no domain output
+
+
+def _folder(tmp_path, name: str, files: dict[str, bytes]):
+    (tmp_path / name).mkdir()
+    for file, data in files.items():
+        (tmp_path / name / file).write_bytes(data)
+    return tmp_path / name
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda tmp: tmp / "missing", "does not exist"),
+    (lambda tmp: _folder(tmp, "empty", {"notes.txt": b"x"}), "no images found"),
+    (lambda tmp: _folder(tmp, "wav", {"a.wav": b"RIFF"}), "holds audio clips"),
+])
+def test_target_data_without_usable_samples_is_one_clear_error(make, message, tiny_run, tmp_path):
+    target = make(tmp_path)
+    out = tmp_path / "adapted"
+    result = CliRunner().invoke(cli, ["-q", "adapt", str(tiny_run), "--target-data", str(target), "--out", str(out)])
+    assert result.exit_code == 2 and message in result.output and "hint: " in result.output, result.output
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
