@@ -18,10 +18,18 @@ def list_backbones(modality: str | None = None):
 
 
 def finetune(data, backbone: str, out, **options):
-    """Fine-tune `backbone` on the folder data set `data`; returns the RunResult."""
+    """Fine-tune `backbone` on the folder data set `data`; returns the RunResult. With
+    target_data=DIR and adapt="adabn"|"coral"|"dann"|"auto", adapted to unlabelled data."""
     from edgetl.finetune import finetune as _finetune
 
     return _finetune(data, backbone, out, **options)
+
+
+def adapt(run, target_data, out=None, overwrite: bool = False):
+    """AdaBN on an existing run (BatchNorm statistics of `target_data`); the new run's path."""
+    from edgetl.finetune.adaptation import adabn_run
+
+    return adabn_run(run, target_data, out, overwrite=overwrite)
 
 
 def evaluate(artifact, data, split: str = "val", backend: str = "auto", **options):
@@ -97,5 +105,5 @@ def make_keywords(out, words=None, unknown: bool = False, voices: int = 40, **op
     return _make(out, words=words or DEFAULT_WORDS, unknown=unknown, voices=voices, **options)
 
 
-__all__ = ["EdgeTLError", "__version__", "bench", "evaluate", "evaluate_stream", "export", "finetune", "list_backbones", "make_digits",
+__all__ = ["EdgeTLError", "__version__", "adapt", "bench", "evaluate", "evaluate_stream", "export", "finetune", "list_backbones", "make_digits",
            "make_keywords", "package", "predict", "quantize", "verify"]

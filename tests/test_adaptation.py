@@ -10,6 +10,7 @@ import torch
 from click.testing import CliRunner
 from torch import nn
 
+from edgetl.card import ModelCard
 from edgetl.cli import cli
 from edgetl.finetune.adaptation import label_free_signals, make_adaptation
 from edgetl.finetune.loop import FinetuneConfig, Trainer, _Distributed
@@ -107,6 +108,12 @@ def test_adabn_changes_only_batchnorm_statistics_and_the_adapted_run_exports(tin
     assert set(adaptation["candidates"]) == {"source-only", "adabn"}
     exported = CliRunner().invoke(cli, ["-q", "export", str(out), "--out", str(tmp_path / "adapted.onnx")])
     assert exported.exit_code == 0, exported.output  # behind the parity gate
+    from edgetl.data.samples import calibration_samples
+    from edgetl.runtime.onnxruntime_runner import read_onnx_card
+
+    onnx_card = read_onnx_card(tmp_path / "adapted.onnx")
+    assert calibration_samples(onnx_card, samples=8).source == adaptation["target_data"]  # INT8 sees the target
+    assert calibration_samples(ModelCard.load(tiny_run), samples=8).source == card["source"]["data"]
 
 
 def test_finetune_with_dann_writes_a_normal_run_without_the_discriminator(tiny_digits, textured_digits, tmp_path):
@@ -151,3 +158,36 @@ def test_target_data_without_usable_samples_is_one_clear_error(make, message, ti
     result = CliRunner().invoke(cli, ["-q", "adapt", str(tiny_run), "--target-data", str(target), "--out", str(out)])
     assert result.exit_code == 2 and message in result.output and "hint: " in result.output, result.output
     assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+# ---------------------------------------------------------------- built-in shifts
+
+def test_shifted_digits_keep_the_digit_and_change_the_domain():
+    from edgetl.data.domains import digit_domain
+
+    digit = np.full((32, 32), 255, np.uint8)
+    digit[8:24, 14:18] = 0  # a "1": dark ink on white paper
+    rng = np.random.default_rng(0)
+    textured = np.asarray(digit_domain("textured")(digit, rng), np.float32)
+    assert textured.shape == (32, 32, 3) and textured.std(axis=(0, 1)).min() > 0  # colour, not a blank
+    assert np.abs(textured[..., 0] - textured[..., 1]).mean() > 1  # not grey
+    blurred = np.asarray(digit_domain("blurred")(digit, rng), np.float32)
+    ink, paper = blurred[8:24, 15:17].mean(), blurred[:, :6].mean()
+    assert ink < paper - 20 and paper < 230 and blurred[:, :6].std() > 3  # still readable, grey, noisy
+
+
+def test_shifted_keywords_sound_like_a_room_and_a_phone_line():
+    from edgetl.data.domains import keyword_domain
+
+    sr = 16000
+    rng = np.random.default_rng(0)
+    t = np.arange(sr) / sr
+    clip = np.where(t < 0.4, np.sin(2 * np.pi * 440 * t) + 0.5 * np.sin(2 * np.pi * 6000 * t), 0).astype(np.float32) * 0.3
+    room = keyword_domain("room")(clip, rng)
+    tail = slice(int(0.45 * sr), int(0.7 * sr))
+    assert room.shape == clip.shape and np.sqrt(np.mean(room[tail] ** 2)) > 0.01 > np.abs(clip[tail]).max()
+    phone = keyword_domain("phone")(clip, rng)
+    spectrum = np.abs(np.fft.rfft(phone * np.hanning(len(phone)))) ** 2  # power
+    freqs = np.fft.rfftfreq(len(phone), 1 / sr)
+    assert spectrum[freqs > 4000].sum() < 0.01 * spectrum[(freqs > 300) & (freqs < 3400)].sum()
+    assert np.sqrt(np.mean(phone ** 2)) == pytest.approx(np.sqrt(np.mean(clip ** 2)), rel=1e-3)

@@ -41,9 +41,12 @@ def digits_cmd(out, size, seed, domain, overwrite):
 @click.option("--stream", "stream_minutes", type=float, default=0, metavar="MINUTES",
               help="Also write OUT/_streams_/{val,test}.wav: MINUTES each of other speech and noise with the "
                    "keywords at known times (for evaluate --stream).")
+@click.option("--domain", type=click.Choice(["room", "phone"]), default=None,
+              help="Every clip in a shifted acoustic condition: room (a far microphone in a simulated reverberant "
+                   "room, a strong shift) or phone (an 8 kHz phone line's band, a mild one). Clips only, not --stream.")
 @click.option("--seed", default=0, show_default=True, help="Seed of voices, speeds, pitches, noise and split.")
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it is a data set edgetl wrote (nothing else is replaced).")
-def keywords_cmd(out, words, unknown, voices, takes, stream_minutes, seed, overwrite):
+def keywords_cmd(out, words, unknown, voices, takes, stream_minutes, domain, seed, overwrite):
     """Spoken keywords synthesized with espeak-ng (1 s, 16 kHz clips with background noise)
     as OUT/{train,val,test}/WORD/*.wav; validation and test voices are never heard in training."""
     from edgetl.data.folders import open_folder
@@ -51,7 +54,7 @@ def keywords_cmd(out, words, unknown, voices, takes, stream_minutes, seed, overw
     from edgetl.modality.audio import STREAMS
 
     path = make_keywords(out, words=words.split(","), unknown=unknown, voices=voices, takes=takes, seed=seed,
-                         stream_minutes=stream_minutes, overwrite=overwrite)
+                         stream_minutes=stream_minutes, overwrite=overwrite, domain=domain)
     splits = open_folder(path, modality="audio")
     counts = ", ".join(f"{name} {len(s)}" for name, s in splits.splits.items())
     click.echo(f"wrote {path}: {len(splits.classes)} classes ({', '.join(splits.classes)}); {counts} clips")

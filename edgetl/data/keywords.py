@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from edgetl import progress
+from edgetl.data.domains import keyword_domain
 from edgetl.data.noise import colored_noise
 from edgetl.data.streams import filler_words, make_stream
 from edgetl.errors import ConfigError, DataError
@@ -132,10 +133,11 @@ def split_voices(voices: list[str], seed: int, val: float = 0.15, test: float = 
 
 def make_keywords(out: str | os.PathLike, words=DEFAULT_WORDS, unknown: bool = False, voices: int = 40,
                   takes: int = 2, seed: int = 0, snr_db: tuple[float, float] = (10.0, 30.0),
-                  stream_minutes: float = 0.0, overwrite: bool = False) -> Path:
+                  stream_minutes: float = 0.0, overwrite: bool = False, domain: str | None = None) -> Path:
     """Write OUT/{train,val,test}/{WORD,[_unknown_]}/*.wav and OUT/_background_noise_/*.wav;
     with `stream_minutes`, also OUT/_streams_/{val,test}.wav, long recordings of other
-    speech with the keywords at the times listed beside them (.csv, .json)."""
+    speech with the keywords at the times listed beside them (.csv, .json). `domain`
+    (data/domains.py) records every clip in a shifted acoustic condition."""
     words = [w.strip().lower() for w in words if w.strip()]
     if len(set(words)) < 2:
         raise ConfigError(f"--words needs at least two different words, got {','.join(words) or 'none'}",
@@ -150,6 +152,7 @@ def make_keywords(out: str | os.PathLike, words=DEFAULT_WORDS, unknown: bool = F
     if stream_minutes < 0 or 0 < stream_minutes < 0.5:
         raise ConfigError(f"--stream takes the minutes of each recording, at least 0.5, got {stream_minutes:g}",
                           hint="e.g. --stream 10 (60 for a benchmark)")
+    shift = keyword_domain(domain) if domain else None
     out = check_output(out, "data", overwrite)
     variants = voice_variants()
     rng = np.random.default_rng(seed)
@@ -184,6 +187,8 @@ def make_keywords(out: str | os.PathLike, words=DEFAULT_WORDS, unknown: bool = F
                 split, cls, u, _ = job
                 running = " " in u.text and cls == UNKNOWN
                 clip = mix(place(wave, rng, cut=running, context=context), bank, float(rng.uniform(*snr_db)), rng)
+                if shift:
+                    clip = shift(clip, rng)
                 folder = tmp / split / cls
                 folder.mkdir(parents=True, exist_ok=True)
                 name = "speech" if running else u.text.replace(" ", "_")
@@ -198,6 +203,7 @@ def make_keywords(out: str | os.PathLike, words=DEFAULT_WORDS, unknown: bool = F
                                 advance=lambda s: bar.advance(task, s))
         publish_data(tmp, out, {"data set": "keywords", "words": words, "unknown": unknown, "voices": by_split,
                                 "takes": takes, "seed": seed, "snr_db": list(snr_db), "stream_minutes": stream_minutes,
+                                "domain": domain or "close-talk",
                                 "espeak-ng": _espeak_version()})
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

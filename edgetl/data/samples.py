@@ -2,8 +2,9 @@
 at inference (the card's preprocessing, numpy/Pillow): calibration and validation sets
 for quantization, labelled splits for the benchmark harness. Torch-free.
 
-Calibration defaults to the run's own training split (found through the card), never to
-random or unrelated data; validation to the run's validation split.
+Calibration defaults to the run's own training split (found through the card), or for a
+run adapted to another domain to its unlabelled target data, never to random or unrelated
+data; validation to the run's validation split.
 """
 from __future__ import annotations
 
@@ -50,10 +51,17 @@ def _decode(folder: Split, card: ModelCard) -> tuple[np.ndarray, np.ndarray]:
 
 def calibration_samples(card: ModelCard, calib=None, samples: int = 300, seed: int = 0) -> Samples:
     """Up to `samples` files from `calib` (a data set folder whose labels are ignored, or
-    a flat folder of images or clips), by default the run's training split; chosen at
-    random (seeded), so every class is represented in proportion."""
+    a flat folder of images or clips), by default the run's training split (an adapted
+    run's target data: the inputs the deployed model will see); chosen at random
+    (seeded), so every class is represented in proportion."""
     if samples < 1:
         raise DataError(f"--samples must be at least 1, got {samples}", hint="e.g. --samples 300")
+    target = (card.source.get("adaptation") or {}).get("target_data")
+    if not calib and target and card.source["adaptation"].get("method") != "source-only":
+        if not Path(target).is_dir():
+            raise DataError(f"the run was adapted to {target}, which is not there for calibration",
+                            hint="restore that folder, or pass --calib DIR with samples of the deployment domain")
+        calib = target
     root = Path(calib) if calib else _run_data(card, "calibration", "--calib")
     kind = modality.get(card.modality)
     if not root.is_dir():
