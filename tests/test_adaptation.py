@@ -191,3 +191,28 @@ def test_shifted_keywords_sound_like_a_room_and_a_phone_line():
     freqs = np.fft.rfftfreq(len(phone), 1 / sr)
     assert spectrum[freqs > 4000].sum() < 0.01 * spectrum[(freqs > 300) & (freqs < 3400)].sum()
     assert np.sqrt(np.mean(phone ** 2)) == pytest.approx(np.sqrt(np.mean(clip ** 2)), rel=1e-3)
+
+
+def test_auto_keeps_a_method_that_helps_and_never_sees_target_labels():
+    """On the constructed shift, auto's label-free choice is a method that really does
+    better on the (held-out, labelled) target than source-only."""
+    from edgetl.finetune.adaptation import fit_adapted
+
+    (xs, ys), (xv, yv) = _sensor(1000, 0, False), _sensor(300, 1, False)
+    (xt, _), target_val = _sensor(1000, 2, True), _sensor(600, 3, True)
+    cfg = FinetuneConfig(epochs=6, batch_size=64, lr=1e-2, patience=6, label_smoothing=0.0, weight_decay=0.0, amp=False)
+
+    def train(hooks):
+        torch.manual_seed(0)
+        features = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 16), nn.ReLU())
+        trainer = Trainer(Classifier(features, 16, 3, dropout=0.0), [features[0:2], features[2:4]], cfg,
+                          torch.device("cpu"), _Distributed(), inputs=_Vectors(), hooks=hooks)
+        return (trainer, *trainer.fit(xs, ys, xv, yv))
+
+    _, _, _, report = fit_adapted(train, "auto", cfg, xt, np.ones(3) / 3, 16, (xv, yv), target_val,
+                                  log=lambda _: None, has_batchnorm=False)
+    rows = report["candidates"]
+    assert set(rows) == {"source-only", "coral", "dann"}  # no BatchNorm here: no adabn
+    assert report["method"] in ("coral", "dann"), rows
+    assert rows[report["method"]]["target_accuracy"] >= rows["source-only"]["target_accuracy"] + 0.05
+    assert report["target_val"]["adapted"] == rows[report["method"]]["target_accuracy"]

@@ -221,10 +221,18 @@ def make_adaptation(method: str, x_target: torch.Tensor, source_prior: np.ndarra
     return {"source-only": SourceOnly, "adabn": AdaBN, "coral": CORAL}[method](x_target, source_prior, **kwargs)
 
 
-def candidates_for(method: str, strategy: str) -> list[str]:
+def candidates_for(method: str, strategy: str, has_batchnorm: bool = True) -> list[str]:
     if method != "auto":
         return [method]
-    return ["source-only", *(m for m in METHODS if strategy != "linear-probe" or m not in FEATURE_METHODS)]
+    return ["source-only", *(m for m in METHODS if (strategy != "linear-probe" or m not in FEATURE_METHODS)
+                             and (has_batchnorm or m != "adabn"))]
+
+
+def check_method(method: str, features: nn.Module) -> None:
+    """Before any training: AdaBN needs BatchNorm layers to re-estimate."""
+    if method == "adabn" and not batchnorm_layers(features):
+        raise ConfigError("this backbone has no BatchNorm layers: AdaBN has nothing to re-estimate",
+                          hint="use --adapt coral, dann or auto")
 
 
 def choose(rows: dict[str, dict]) -> str:
@@ -237,13 +245,13 @@ def choose(rows: dict[str, dict]) -> str:
 
 
 def fit_adapted(train, method: str, cfg, x_target: torch.Tensor, source_prior: np.ndarray, feature_dim: int,
-                val: tuple, target_val: tuple | None = None, log=print):
+                val: tuple, target_val: tuple | None = None, log=print, has_batchnorm: bool = True):
     """Train each candidate (`train(hooks)` -> trainer, history, state, epoch), score the
     final model of each without target labels, and keep `method`'s (auto: the best by
     the criterion, source-only unless a method beats it by AUTO_MARGIN).
 
     Returns (history, state, epoch, report); `report` goes into the card."""
-    names = candidates_for(method, cfg.strategy)
+    names = candidates_for(method, cfg.strategy, has_batchnorm)
     if target_val is not None and "source-only" not in names and method != "adabn":
         names = ["source-only", *names]  # the baseline that target accuracy is compared with
     found: dict[str, dict] = {}

@@ -510,6 +510,10 @@ def finetune(data, backbone: str, out, overwrite: bool = False, **options) -> Ru
                             hint=f"add a val/ folder or use --val-split to hold some training {files} out")
         bb: Backbone = build_backbone(backbone, cfg.weights)
         check_strategy(cfg.strategy, cfg.unfreeze, len(bb.stages))  # --unfreeze against the real stage count
+        if cfg.adapt:
+            from edgetl.finetune.adaptation import batchnorm_layers, check_method
+
+            check_method(cfg.adapt, bb.features)
         if cfg.input_size and bb.fixed_input_size and cfg.input_size != bb.preprocessing.size[0]:
             raise ConfigError(f"{backbone} only takes {bb.preprocessing.size[0]} px inputs",
                               hint="drop --input-size, or pick a convolutional backbone")
@@ -562,7 +566,7 @@ def finetune(data, backbone: str, out, overwrite: bool = False, **options) -> Ru
             prior = np.bincount(ytr, minlength=len(classes)) / len(ytr)
             history, best_state, best_epoch, adaptation = fit_adapted(
                 train, cfg.adapt, cfg, x_target, prior, bb.feature_dim, (x_val, y_val), target_val,
-                log=progress.info if dist.is_main else lambda _: None)
+                log=progress.info if dist.is_main else lambda _: None, has_batchnorm=bool(batchnorm_layers(bb.features)))
             adaptation.update(target_data=str(Path(cfg.target_data).resolve()),
                               target_val_data=str(Path(cfg.target_val).resolve()) if cfg.target_val else None)
         else:
