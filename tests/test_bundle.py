@@ -15,7 +15,7 @@ from edgetl.cli import cli
 from edgetl.errors import ArtifactError
 from edgetl.runtime import open_runner
 from edgetl.runtime.artifacts import kind_of, read_card, write_card
-from edgetl.runtime.bundle import Bundle, sha256, verify
+from edgetl.runtime.bundle import sha256, verify
 
 
 @pytest.fixture(scope="module")

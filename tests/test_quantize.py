@@ -66,6 +66,16 @@ def test_tensorrt_qdq_follows_the_structure_rules_and_the_cpu_one_does_not(outpu
     assert any("zero point" in p for p in cpu_problems)  # uint8 / asymmetric: not for TensorRT
 
 
+def test_tensorrt_qdq_leaves_the_logits_in_float(outputs):
+    for target, quantized in (("tensorrt", False), ("onnxruntime", True)):
+        model = onnx.load(str(outputs[target].out))
+        producers = {out: node for node in model.graph.node for out in node.output}
+        last = producers[model.graph.output[0].name]
+        assert (last.op_type == "DequantizeLinear") == quantized, target
+    used = {name for node in onnx.load(str(outputs["tensorrt"].out)).graph.node for name in node.input}
+    assert all(i.name in used for i in onnx.load(str(outputs["tensorrt"].out)).graph.initializer)
+
+
 def test_structure_rules_catch_per_tensor_weights(outputs, tmp_path):
     from onnx import numpy_helper
 

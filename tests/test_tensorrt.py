@@ -13,7 +13,8 @@ from click.testing import CliRunner
 from edgetl.card import ModelCard
 from edgetl.cli import cli
 from edgetl.errors import ArtifactError, BackendUnavailable, ConfigError
-from edgetl.quantize.tensorrt_engine import BatchProfile, EngineSpec, build_engine, check_spec, trtexec_command
+from edgetl.quantize.tensorrt_engine import (BatchProfile, EngineSpec, build_engine, check_spec, plan_build,
+                                             trtexec_command)
 from edgetl.runtime import open_runner
 from edgetl.runtime.tensorrt_runner import check_compatible, engine_card_path
 
@@ -35,14 +36,18 @@ def test_batch_profiles():
 def test_trtexec_line_matches_the_spec(quant_onnx, tmp_path):
     card, qdq = check_spec(EngineSpec(quant_onnx, tmp_path / "m.engine", "fp16"))
     assert not qdq
-    spec = EngineSpec(quant_onnx, tmp_path / "m.engine", "fp16", BatchProfile(1, 4, 16), dla_core=0, workspace_mb=512,
+    spec = EngineSpec(quant_onnx, tmp_path / "m.engine", "fp16", BatchProfile(1, 4, 16), workspace_mb=512,
                       timing_cache=tmp_path / "t.cache")
-    line = trtexec_command(spec, card, qdq)
+    line = trtexec_command(spec, plan_build(spec, card, qdq))
     assert line.startswith("trtexec ") and f"--onnx={quant_onnx}" in line
     assert "--minShapes=input:1x3x32x32" in line and "--optShapes=input:4x3x32x32" in line
     assert "--maxShapes=input:16x3x32x32" in line and "--memPoolSize=workspace:512M" in line
-    assert "--fp16" in line and "--int8" not in line
-    assert "--useDLACore=0" in line and "--allowGPUFallback" in line and "--timingCacheFile=" in line
+    assert "--fp16" in line and "--int8" not in line and "--timingCacheFile=" in line
+    dla = EngineSpec(quant_onnx, tmp_path / "m.engine", "fp16", BatchProfile(4, 4, 4), dla_core=0)
+    line = trtexec_command(dla, plan_build(dla, card, qdq))
+    assert "--useDLACore=0" in line and "--allowGPUFallback" in line and "--minShapes=input:4x3x32x32" in line
+    with pytest.raises(ConfigError, match="static shapes"):  # the DLA cannot run a dynamic profile
+        plan_build(EngineSpec(quant_onnx, tmp_path / "m.engine", "fp16", BatchProfile(1, 4, 16), dla_core=0), card, qdq)
 
 
 def test_int8_engines_need_the_qdq_model(quant_onnx, tmp_path):

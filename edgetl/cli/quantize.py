@@ -92,34 +92,55 @@ def quantize_cmd(model, target, calib, val, max_drop, cpu, samples, method, pres
 @click.command("build-engine")
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "int8", "best"]), default="best", show_default=True,
-              help="int8 needs the QDQ model from `quantize --target tensorrt`; best = fp16 plus int8 where Q/DQ says.")
-@click.option("--batch", default=None, help="Optimization profile MIN:OPT:MAX (default 1:8:32).")
-@click.option("--dla", type=int, default=None, help="DLA core (Jetson), with GPU fallback.")
+              help="int8/best on the QDQ model from `quantize --target tensorrt` (its Q/DQ layers in INT8); "
+                   "fp16/fp32/best on the float model.")
+@click.option("--batch", default=None,
+              help="Optimization profile MIN:OPT:MAX (default 1:8:32); with --dla one static batch N (default 1).")
+@click.option("--dla", type=int, default=None, help="DLA core (Jetson), with GPU fallback; static shapes, FP16/INT8.")
 @click.option("--workspace", type=int, default=1024, show_default=True, help="Builder workspace in MB.")
 @click.option("--timing-cache", type=click.Path(dir_okay=False), default=None,
               help="Timing cache file, read and updated (default: beside the engine).")
+@click.option("--device", default="cuda:0", show_default=True, help="The GPU to build for: cuda:N.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Default: MODEL.engine")
 @click.option("--print-trtexec", is_flag=True, help="Only print the equivalent trtexec command.")
+@click.option("--tensorrt-version", default=None,
+              help="With --print-trtexec: the device's TensorRT (default: the installed one, else 10.3 as on JetPack 6).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing edgetl engine at --out.")
-def build_engine_cmd(model, precision, batch, dla, workspace, timing_cache, out, print_trtexec, overwrite):
+def build_engine_cmd(model, precision, batch, dla, workspace, timing_cache, device, out, print_trtexec,
+                     tensorrt_version, overwrite):
     """Build a TensorRT engine from an ONNX model (needs TensorRT), with its card."""
-    from edgetl.quantize.tensorrt_engine import BatchProfile, EngineSpec, build_engine, check_spec, trtexec_command
+    import importlib.metadata
 
+    from edgetl.errors import ConfigError
+    from edgetl.quantize.tensorrt_engine import (BatchProfile, EngineSpec, _frontend_layers, build_engine, check_spec,
+                                                 plan_build, trtexec_command)
+
+    if not (device.startswith("cuda:") and device[5:].isdigit()) and device != "cuda":
+        raise ConfigError(f"--device {device!r} is not a GPU", hint="--device cuda:0")
     model = Path(model)
     out = Path(out) if out else model.with_suffix(".engine")
-    spec = EngineSpec(model, out, precision, dla_core=dla, workspace_mb=workspace,
+    spec = EngineSpec(model, out, precision, dla_core=dla, workspace_mb=workspace, device=int(device[5:] or 0),
                       timing_cache=Path(timing_cache) if timing_cache else out.with_name("timing.cache"))
     card, qdq = check_spec(spec)  # the card says whether the model has a static batch
-    spec = dataclasses.replace(spec, batch=BatchProfile.parse(batch, card.input["shape"][0]))
-    command = trtexec_command(spec, card, qdq)
+    spec = dataclasses.replace(spec, batch=BatchProfile.parse(batch, card.input["shape"][0], dla=dla is not None))
+    if not tensorrt_version:
+        try:
+            tensorrt_version = importlib.metadata.version("tensorrt")
+        except importlib.metadata.PackageNotFoundError:
+            tensorrt_version = None
+    plan = plan_build(spec, card, qdq, tensorrt_version, _frontend_layers(model))
+    command = trtexec_command(spec, plan)
     if print_trtexec:
+        for note in plan.notes:
+            click.echo(f"# {note}", err=True)
         click.echo(command)
         return
     info = build_engine(spec, overwrite=overwrite)
     click.echo(f"wrote {out} (TensorRT {info['version']}, {info['gpu']}, compute capability "
                f"{info['compute_capability']})")
-    if "dla_layers" in info:
-        click.echo(f"DLA core {info['dla_core']}: {info['dla_layers']} layers on the DLA, {info['gpu_layers']} on the GPU")
+    if "dla_eligible_layers" in info:
+        click.echo(f"DLA core {info['dla_core']}: {info['dla_eligible_layers']} of {info['layers']} layers eligible for "
+                   "the DLA (the builder decides the placement; trtexec --dumpLayerInfo shows it)")
     click.echo(f"same build with trtexec: {command}")
 
 

@@ -101,6 +101,38 @@ def quantize_qdq(src: Path, dst: Path, samples: Samples, scheme: QdqScheme, excl
             activation_type=QuantType.QInt8 if scheme.activations == "int8" else QuantType.QUInt8,
             calibrate_method=method, nodes_to_exclude=list(exclude), extra_options=extra,
             calibration_cache_path=str(cache) if cache else None)
+    if scheme.target == "tensorrt":
+        model = onnx.load(str(dst))
+        if unquantize_outputs(model):
+            onnx.save(model, str(dst))
+
+
+def unquantize_outputs(model) -> int:
+    """Remove the Q/DQ pair in front of each graph output (the logits): quantizing what
+    leaves the network costs accuracy and saves nothing, and TensorRT then computes the
+    last layer's output in float. Returns how many pairs were removed."""
+    producers = {out: node for node in model.graph.node for out in node.output}
+    consumers: dict[str, int] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers[name] = consumers.get(name, 0) + 1
+    removed = 0
+    for output in model.graph.output:
+        dq = producers.get(output.name)
+        q = producers.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+        if q is None or q.op_type != "QuantizeLinear" or consumers.get(q.output[0], 0) != 1:
+            continue
+        source = producers.get(q.input[0])
+        if source is None or consumers.get(q.input[0], 0) != 1:
+            continue  # the float tensor feeds something else too: keep the graph as it is
+        source.output[list(source.output).index(q.input[0])] = output.name
+        model.graph.node.remove(q)
+        model.graph.node.remove(dq)
+        removed += 1
+    used = {name for node in model.graph.node for name in node.input}
+    for init in [i for i in model.graph.initializer if i.name not in used]:  # their scales and zero points
+        model.graph.initializer.remove(init)
+    return removed
 
 
 def float_weighted_nodes(model) -> list[str]:

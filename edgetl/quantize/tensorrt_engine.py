@@ -4,12 +4,24 @@ QDQ model (explicit quantization; no deprecated implicit calibrators), a timing 
 reused between builds, a DLA core with GPU fallback on Jetson. The engine's card beside
 it records the TensorRT version, GPU and compute capability the engine is bound to.
 
-`trtexec_command` gives the same build as a trtexec line, for devices where the Python
-bindings are missing; it needs no TensorRT to compute.
+Every choice of a build is made once, in `plan_build` (`BuildPlan`), from the request,
+the model and the TensorRT version; the Python build and the trtexec line
+(`trtexec_command`, for devices without the Python bindings; it needs no TensorRT) both
+follow the plan, flag for flag. What depends on the version:
+- TensorRT 10.0-10.11: weakly typed; FP16 and INT8 are builder flags (INT8 only turns on
+  what the Q/DQ nodes say);
+- 10.12 and later 10.x: weak typing is deprecated; a Q/DQ model builds strongly typed
+  (Q/DQ layers INT8, the rest in the ONNX's FP32), a float model still takes the FP16 flag;
+- 11: strongly typed only; FP16 needs an FP16 ONNX, so fp16/best on a float model is
+  refused. The extra pins tensorrt<11 (JetPack 6 ships 10.3).
+DLA (Jetson): static shapes only (the profile is N:N:N), FP16 or INT8 only (fp32 becomes
+FP16, as trtexec does), and only implicit quantization, so a Q/DQ model's INT8 layers
+fall back to the GPU: the build says so and points to the FP16 engine for the DLA.
 """
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import shlex
 import shutil
@@ -22,7 +34,10 @@ from edgetl.errors import ArtifactError, BackendUnavailable, ConfigError
 from edgetl.export.onnx_export import frontend_nodes, in_frontend
 from edgetl.outputs import check_output, temp_dir_beside
 
+log = logging.getLogger("edgetl")
 PRECISIONS = ("fp32", "fp16", "int8", "best")
+STRONG_TYPING_FROM = (10, 12)  # weak typing deprecated; required from 11
+DEVICE_VERSION = "10.3"  # what a printed trtexec line assumes without TensorRT here: JetPack 6
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,9 +46,18 @@ class BatchProfile:
     opt: int
     max: int
 
+    @property
+    def static(self) -> bool:
+        return self.min == self.max
+
     @classmethod
-    def parse(cls, text: str | None, static_batch: int | None = None) -> "BatchProfile":
-        """'MIN:OPT:MAX', or one number N for 1:N:N; a static-batch model fixes all three."""
+    def parse(cls, text: str | None, static_batch: int | None = None, dla: bool = False) -> "BatchProfile":
+        """'MIN:OPT:MAX', or one number N for 1:N:N (for the DLA, which runs static shapes
+        only: N:N:N, default 1); a static-batch model fixes all three."""
+        if dla and not static_batch and text and ":" not in text:
+            return cls(*[cls.parse(text).max] * 3)
+        if dla and not static_batch and not text:
+            return cls(1, 1, 1)
         if static_batch:
             if text and cls.parse(text) != cls(static_batch, static_batch, static_batch):
                 raise ConfigError(f"the model has a static batch of {static_batch}; --batch cannot change it",
@@ -61,6 +85,7 @@ class EngineSpec:
     dla_core: int | None = None
     workspace_mb: int = 1024
     timing_cache: Path | None = None
+    device: int = 0  # CUDA device index
 
     def shape(self, n: int, card: ModelCard) -> tuple[int, ...]:
         return (n, *card.input["shape"][1:])
@@ -101,26 +126,97 @@ def _frontend_layers(onnx_path: Path) -> list[str]:
     return frontend_nodes(onnx.load(str(onnx_path), load_external_data=False))
 
 
-def trtexec_command(spec: EngineSpec, card: ModelCard, qdq: bool) -> str:
-    """The trtexec line that builds the same engine."""
-    name = card.input.get("name", "input")
-    dims = lambda n: "x".join(str(d) for d in spec.shape(n, card))  # noqa: E731
-    args = ["trtexec", f"--onnx={spec.onnx}", f"--saveEngine={spec.out}",
-            f"--minShapes={name}:{dims(spec.batch.min)}", f"--optShapes={name}:{dims(spec.batch.opt)}",
-            f"--maxShapes={name}:{dims(spec.batch.max)}", f"--memPoolSize=workspace:{spec.workspace_mb}M"]
-    if spec.precision in ("fp16", "best"):
+def version_tuple(version: str) -> tuple[int, int]:
+    try:
+        major, minor = (int(p) for p in version.split(".")[:2])
+    except ValueError:
+        raise ConfigError(f"TensorRT version {version!r} is not MAJOR.MINOR", hint="e.g. 10.3") from None
+    return major, minor
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildPlan:
+    """Every choice of one build; `build_engine` and `trtexec_command` both follow it."""
+
+    tensorrt: str
+    strongly_typed: bool
+    fp16: bool
+    int8: bool
+    input_name: str
+    shapes: tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]] | None  # None: a static model's own shape
+    dla_core: int | None
+    pinned_fp32: tuple[str, ...]  # ONNX node names kept FP32 under FP16 (a speech front-end)
+    engine_precision: str  # what the card records: int8 / fp16 / fp32
+    inference_precision: str  # of the float layers: f16 / f32
+    notes: tuple[str, ...] = ()
+
+
+def plan_build(spec: EngineSpec, card: ModelCard, qdq: bool, tensorrt: str | None = None,
+               frontend: list[str] | None = None) -> BuildPlan:
+    """The build for `tensorrt` (the installed version; DEVICE_VERSION when printing a
+    line without it). Refuses what cannot build as asked, with the remedy."""
+    version = tensorrt or DEVICE_VERSION
+    v = version_tuple(version)
+    if v < (10, 0):
+        raise BackendUnavailable(f"TensorRT {version} is too old for edgetl (10.x needed)",
+                                 hint="JetPack 6 (TensorRT 10.3) or pip install 'edgetl[tensorrt]'")
+    precision, notes = spec.precision, []
+    if qdq and precision in ("fp16", "fp32"):
+        raise ConfigError(f"{spec.onnx.name} holds Q/DQ nodes, which TensorRT always builds in INT8; "
+                          f"--precision {precision} cannot apply to it",
+                          hint=f"use --precision int8 or best, or build {precision} from the float model "
+                               f"({spec.onnx.name.replace('.qdq', '')})")
+    static_model = card.input["shape"][0] is not None
+    if spec.dla_core is not None:
+        if precision == "fp32":
+            precision = "fp16"
+            notes.append("the DLA runs FP16 and INT8 only: building FP16 (trtexec turns FP16 on for the DLA too)")
+        if qdq:
+            notes.append("the DLA takes implicit quantization only: this Q/DQ model's INT8 layers run on the GPU; "
+                         "for the DLA, build the float model with --precision fp16 --dla N")
+        if not spec.batch.static:
+            b = spec.batch
+            raise ConfigError(f"the DLA runs static shapes only; --batch {b.min}:{b.opt}:{b.max} is a range",
+                              hint=f"--batch {b.opt} (the DLA engine runs batch {b.opt}:{b.opt}:{b.opt})")
+    strongly = v >= (11, 0) or (qdq and v >= STRONG_TYPING_FROM)
+    if v >= (11, 0) and precision in ("fp16", "best") and not qdq:
+        raise ConfigError(f"TensorRT {version} builds strongly typed only: FP16 needs an FP16 ONNX",
+                          hint="build --precision fp32, or use TensorRT 10.x (pip install 'edgetl[tensorrt]')")
+    fp16 = not strongly and precision in ("fp16", "best")
+    int8 = not strongly and qdq and precision in ("int8", "best")
+    if strongly and qdq and precision == "best":
+        notes.append(f"TensorRT {version} builds a Q/DQ model strongly typed: its Q/DQ layers in INT8, "
+                     "the others in FP32 as in the ONNX (no FP16 elsewhere)")
+    shapes = None if static_model else tuple(spec.shape(n, card) for n in (spec.batch.min, spec.batch.opt,
+                                                                          spec.batch.max))
+    return BuildPlan(
+        tensorrt=version, strongly_typed=strongly, fp16=fp16, int8=int8, input_name=card.input.get("name", "input"),
+        shapes=shapes, dla_core=spec.dla_core, pinned_fp32=tuple(frontend or ()) if fp16 else (),
+        engine_precision="int8" if qdq else ("fp16" if fp16 else "fp32"),
+        inference_precision="f16" if fp16 else "f32", notes=tuple(notes))
+
+
+def trtexec_command(spec: EngineSpec, plan: BuildPlan) -> str:
+    """The trtexec line of the same build (the flags for `plan.tensorrt`)."""
+    args = ["trtexec", f"--onnx={spec.onnx}", f"--saveEngine={spec.out}"]
+    if plan.shapes:  # trtexec rejects shape flags for a static model
+        for flag, shape in zip(("--minShapes", "--optShapes", "--maxShapes"), plan.shapes):
+            args.append(f"{flag}={plan.input_name}:{'x'.join(str(d) for d in shape)}")
+    args.append(f"--memPoolSize=workspace:{spec.workspace_mb}M")
+    if plan.strongly_typed:
+        args.append("--stronglyTyped")
+    if plan.fp16:
         args.append("--fp16")
-        frontend = _frontend_layers(spec.onnx)
-        if frontend:  # a log-mel front-end overflows FP16 (power spectra at int16 scale): keep it FP32
-            pinned = ",".join(f"{n}:fp32" for n in frontend)
+        if plan.pinned_fp32:  # a log-mel front-end overflows FP16 (power spectra at int16 scale): keep it FP32
+            pinned = ",".join(f"{n}:fp32" for n in plan.pinned_fp32)
             args += [f"--layerPrecisions={pinned}", f"--layerOutputTypes={pinned}", "--precisionConstraints=obey"]
-    if spec.precision == "int8" or (spec.precision == "best" and qdq):
+    if plan.int8:
         args.append("--int8")
     args.append("--noTF32")  # as build_engine: float layers outside FP16 compute in IEEE f32
     if spec.timing_cache:
         args.append(f"--timingCacheFile={spec.timing_cache}")
-    if spec.dla_core is not None:
-        args += [f"--useDLACore={spec.dla_core}", "--allowGPUFallback"]
+    if plan.dla_core is not None:
+        args += [f"--useDLACore={plan.dla_core}", "--allowGPUFallback"]
     return shlex.join(args)
 
 
@@ -132,26 +228,34 @@ def build_engine(spec: EngineSpec, overwrite: bool = False) -> dict:
     try:
         import tensorrt as trt
     except ImportError:
+        line = trtexec_command(spec, plan_build(spec, card, qdq, frontend=_frontend_layers(spec.onnx)))
         raise BackendUnavailable("TensorRT is not installed",
-                                 hint=f"pip install 'edgetl[tensorrt]', or on the device: {trtexec_command(spec, card, qdq)}") from None
-    from edgetl.runtime.tensorrt_runner import engine_card_path, gpu_info
+                                 hint=f"pip install 'edgetl[tensorrt]', or on the device: {line}") from None
+    from edgetl.runtime.cuda_device import CudaDevice, device_facts
+    from edgetl.runtime.tensorrt_runner import engine_card_path
 
+    plan = plan_build(spec, card, qdq, trt.__version__, _frontend_layers(spec.onnx))
+    for note in plan.notes:
+        log.warning(note)
+    here = {"version": trt.__version__, **device_facts(spec.device)}  # before the build, never after it
+    try:
+        CudaDevice(spec.device).set_current()
+    except Exception as exc:  # noqa: BLE001 - TensorRT then builds on the current device and says so
+        log.warning("could not select CUDA device %d (%s)", spec.device, getattr(exc, "message", exc))
     logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
-    flags = 0
-    if int(trt.__version__.split(".")[0]) < 10:  # explicit batch is the only mode from TensorRT 10 on
-        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
-    network = builder.create_network(flags)
-    parser = trt.OnnxParser(network, logger)
+    builder = _needed(trt.Builder(logger), "a builder (is a GPU visible? nvidia-smi)")
+    flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if plan.strongly_typed else 0
+    network = _needed(builder.create_network(flags), "a network definition")
+    parser = _needed(trt.OnnxParser(network, logger), "an ONNX parser")
     if not parser.parse_from_file(str(spec.onnx)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise ArtifactError(f"TensorRT cannot parse {spec.onnx.name}: {errors[:400]}",
                             hint="export with another --opset, or check the operator named above")
-    config = builder.create_builder_config()
+    config = _needed(builder.create_builder_config(), "a builder config")
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, spec.workspace_mb << 20)
     # TensorRT enables TF32 by default on Ampere and newer; an fp32 engine must mean f32.
     config.clear_flag(trt.BuilderFlag.TF32)
-    if spec.precision in ("fp16", "best"):
+    if plan.fp16:
         config.set_flag(trt.BuilderFlag.FP16)
         # The parser names layers after their ONNX nodes (helper layers it adds extend the name).
         pinned = [network.get_layer(i) for i in range(network.num_layers)
@@ -162,42 +266,42 @@ def build_engine(spec: EngineSpec, overwrite: bool = False) -> dict:
                 layer.set_output_type(j, trt.float32)
         if pinned:
             config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
-    if qdq and spec.precision in ("int8", "best"):
+    if plan.int8:
         config.set_flag(trt.BuilderFlag.INT8)  # Q/DQ nodes decide what runs in INT8
-    inp = network.get_input(0)
-    profile = builder.create_optimization_profile()
-    profile.set_shape(inp.name, spec.shape(spec.batch.min, card), spec.shape(spec.batch.opt, card),
-                      spec.shape(spec.batch.max, card))
-    config.add_optimization_profile(profile)
+    if plan.shapes:
+        profile = _needed(builder.create_optimization_profile(), "an optimization profile")
+        profile.set_shape(network.get_input(0).name, *plan.shapes)
+        config.add_optimization_profile(profile)
     cache_bytes = spec.timing_cache.read_bytes() if spec.timing_cache and spec.timing_cache.is_file() else b""
     config.set_timing_cache(config.create_timing_cache(cache_bytes), ignore_mismatch=False)
     dla = {}
-    if spec.dla_core is not None:
+    if plan.dla_core is not None:
         if builder.num_DLA_cores == 0:
             raise BackendUnavailable("this device has no DLA cores", hint="drop --dla (DLA exists on Jetson Xavier/Orin)")
-        if not 0 <= spec.dla_core < builder.num_DLA_cores:
-            raise ConfigError(f"--dla {spec.dla_core}: this device has DLA cores 0 to {builder.num_DLA_cores - 1}",
+        if not 0 <= plan.dla_core < builder.num_DLA_cores:
+            raise ConfigError(f"--dla {plan.dla_core}: this device has DLA cores 0 to {builder.num_DLA_cores - 1}",
                               hint="--dla 0")
         config.default_device_type = trt.DeviceType.DLA
-        config.DLA_core = spec.dla_core
+        config.DLA_core = plan.dla_core
         config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
-        on_dla = sum(bool(config.can_run_on_DLA(network.get_layer(i))) for i in range(network.num_layers))
-        dla = {"dla_core": spec.dla_core, "dla_layers": on_dla, "gpu_layers": network.num_layers - on_dla}
-    progress.info(f"building a TensorRT {spec.precision} engine for batch {spec.batch.min}:{spec.batch.opt}:"
-                  f"{spec.batch.max} (minutes on a large model)")
+        # Eligibility before fusion, not placement: the builder decides where each fused layer runs.
+        eligible = sum(bool(config.can_run_on_DLA(network.get_layer(i))) for i in range(network.num_layers))
+        dla = {"dla_core": plan.dla_core, "dla_eligible_layers": eligible, "layers": network.num_layers}
+    progress.info(f"building a TensorRT {plan.engine_precision} engine"
+                  + (f" for batch {spec.batch.min}:{spec.batch.opt}:{spec.batch.max}" if plan.shapes else "")
+                  + " (minutes on a large model)")
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise ArtifactError(f"TensorRT could not build an engine from {spec.onnx.name}",
                             hint="rerun with --precision fp16, or check the TensorRT log above")
-    here = {"version": trt.__version__, **gpu_info()}
-    precision = "int8" if qdq and spec.precision in ("int8", "best") else \
-        ("fp16" if spec.precision in ("fp16", "best") else "fp32")
-    engine_card = dataclasses.replace(card, precision=precision, metrics=dict(card.metrics), build=build_fingerprint())
-    engine_card.input = {**card.input, "shape": [None, *card.input["shape"][1:]]}
+    engine_card = dataclasses.replace(card, precision=plan.engine_precision, metrics=dict(card.metrics),
+                                      build=build_fingerprint())
+    if plan.shapes:
+        engine_card.input = {**card.input, "shape": [None, *card.input["shape"][1:]]}
     engine_card.source = {**card.source, "tensorrt": {
         **here, "onnx": str(spec.onnx), "precision": spec.precision, "batch": dataclasses.asdict(spec.batch),
-        "inference_precision": "f16" if spec.precision in ("fp16", "best") else "f32",
-        "workspace_mb": spec.workspace_mb, **dla}}
+        "strongly_typed": plan.strongly_typed, "inference_precision": plan.inference_precision,
+        "workspace_mb": spec.workspace_mb, "notes": list(plan.notes), **dla}}
     spec.out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{spec.out.name}.", dir=spec.out.parent)
     with os.fdopen(fd, "wb") as f:
@@ -207,3 +311,9 @@ def build_engine(spec: EngineSpec, overwrite: bool = False) -> dict:
     if spec.timing_cache:
         spec.timing_cache.write_bytes(bytes(config.get_timing_cache().serialize()))
     return engine_card.source["tensorrt"]
+
+
+def _needed(value, what: str):
+    if value is None:
+        raise ArtifactError(f"TensorRT could not create {what}", hint="see the TensorRT log above")
+    return value

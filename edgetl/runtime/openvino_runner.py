@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 
-from edgetl.card import ModelCard
 from edgetl.errors import ArtifactError, BackendUnavailable
 from edgetl.runtime.artifacts import card_from_openvino_model
 from edgetl.runtime.base import Runner

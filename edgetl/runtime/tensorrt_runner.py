@@ -3,46 +3,21 @@
 An engine only runs on the TensorRT version and GPU architecture it was built for, so
 the card records both and loading checks them first: a mismatch is a clear "rebuild"
 error, never a deserialization crash. `tensorrt` is imported only here, lazily; device
-memory comes from torch (CUDA build) or cuda-python, whichever is installed.
+memory, streams and GPU facts come from runtime/cuda_device.py (cuda-python, or a CUDA
+build of torch). Every I/O tensor is bound by name with the dtype the engine declares.
 """
 from __future__ import annotations
 
-import importlib
 import logging
 from pathlib import Path
 
 import numpy as np
 
-from edgetl.card import ModelCard
-from edgetl.errors import ArtifactError, BackendUnavailable, ConfigError
+from edgetl.errors import ArtifactError, ConfigError
 from edgetl.runtime.artifacts import engine_card_path, read_engine_card  # noqa: F401  (engine_card_path: public here too)
 from edgetl.runtime.base import Runner
 
 log = logging.getLogger("edgetl")
-
-
-def gpu_info(index: int = 0) -> dict:
-    """Name and compute capability of CUDA device `index`."""
-    try:
-        torch = importlib.import_module("torch")  # optional: torch is not a runtime dependency
-        if torch.cuda.is_available():
-            props = torch.cuda.get_device_properties(index)
-            return {"gpu": props.name, "compute_capability": f"{props.major}.{props.minor}"}
-    except ImportError:
-        pass
-    try:
-        from cuda.bindings import runtime as cudart
-    except ImportError:
-        try:
-            from cuda import cudart
-        except ImportError:
-            raise BackendUnavailable("no CUDA device found (neither torch with CUDA nor cuda-python sees one)",
-                                     hint="run on a machine with an NVIDIA GPU, or pip install cuda-python") from None
-    err, props = cudart.cudaGetDeviceProperties(index)
-    if int(err) != 0:
-        raise BackendUnavailable(f"no CUDA device {index} ({err})", hint="check nvidia-smi, or pass --device cuda:0")
-    name = props.name.decode() if isinstance(props.name, bytes) else str(props.name)
-    return {"gpu": name.rstrip("\x00"), "compute_capability": f"{props.major}.{props.minor}"}
 
 
 def check_compatible(built: dict, here: dict, engine: Path) -> None:
@@ -51,7 +26,10 @@ def check_compatible(built: dict, here: dict, engine: Path) -> None:
     if built.get("version") != here["version"]:
         raise ArtifactError(f"{engine.name} was built with TensorRT {built.get('version')}; "
                             f"this machine has TensorRT {here['version']}", hint=rebuild)
-    if built.get("compute_capability") != here["compute_capability"]:
+    if "unknown" in (built.get("compute_capability"), here["compute_capability"]):
+        log.warning("%s: the GPU it was built for or this GPU is unknown; it runs only if they are the same architecture",
+                    engine.name)
+    elif built.get("compute_capability") != here["compute_capability"]:
         raise ArtifactError(f"{engine.name} was built for {built.get('gpu')} (compute capability "
                             f"{built.get('compute_capability')}); this GPU is {here['gpu']} "
                             f"(compute capability {here['compute_capability']})", hint=rebuild)
@@ -64,56 +42,89 @@ class TensorRTRunner(Runner):
     backend = "tensorrt"
 
     @classmethod
-    def load(cls, path: Path, device: str = "cuda", threads: int | None = None,
+    def load(cls, path: Path, device: str = "cpu", threads: int | None = None,
              precision_hint: str = "f32") -> "TensorRTRunner":
         import tensorrt as trt
 
+        from edgetl.runtime.cuda_device import CudaDevice
+
         card = read_engine_card(path)
+        built = card.source.get("tensorrt", {})
         index = int(device.split(":")[1]) if device.startswith("cuda:") else 0  # "cpu" (the default) -> GPU 0
-        check_compatible(card.source.get("tensorrt", {}), {"version": trt.__version__, **gpu_info(index)}, path)
+        gpu = CudaDevice(index)  # sets the device before anything is deserialized
+        check_compatible(built, {"version": trt.__version__, **gpu.facts()}, path)
         runner = cls(path, card, f"cuda:{index}", threads)
         # TensorRT fixes the precision when it builds the engine (build-engine --precision).
-        runner.inference_precision = card.source.get("tensorrt", {}).get("inference_precision", "f32")
-        runner._torch = _torch_cuda()
+        runner.inference_precision = built.get("inference_precision", "f32")
+        runner.gpu = gpu
         runner._logger = trt.Logger(trt.Logger.WARNING)
-        engine = trt.Runtime(runner._logger).deserialize_cuda_engine(path.read_bytes())
-        if engine is None:
-            raise ArtifactError(f"TensorRT could not deserialize {path}", hint=f"rebuild it: edgetl build-engine ... --out {path}")
-        runner.engine, runner.context = engine, engine.create_execution_context()
+        rebuild = f"rebuild it on this device: edgetl build-engine {built.get('onnx', 'MODEL.onnx')} --out {path}"
+        runtime = _needed(trt.Runtime(runner._logger), "a TensorRT runtime", rebuild)
+        if built.get("dla_core") is not None:
+            runtime.DLA_core = int(built["dla_core"])  # the core the engine was built for
+        engine = _needed(runtime.deserialize_cuda_engine(path.read_bytes()), f"the engine in {path.name}", rebuild)
+        runner.runtime, runner.engine = runtime, engine
+        runner.context = _needed(engine.create_execution_context(), "an execution context", rebuild)
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
-        runner.input_name = next(n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
-        runner.output_name = next(n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT)
-        runner.batch_range = tuple(engine.get_tensor_profile_shape(runner.input_name, 0)[i][0] for i in (0, 2))
+        runner.inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        runner.outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        runner.dtypes = {n: np.dtype(trt.nptype(engine.get_tensor_dtype(n))) for n in names}
+        runner.batch_ranges = {}
+        for name in runner.inputs:
+            if tuple(engine.get_tensor_shape(name))[0] == -1:  # a dynamic batch: the profile's range
+                low, _, high = engine.get_tensor_profile_shape(name, 0)
+                runner.batch_ranges[name] = (low[0], high[0])
+            else:
+                fixed = tuple(engine.get_tensor_shape(name))[0]
+                runner.batch_ranges[name] = (fixed, fixed)
         return runner
 
+    @property
+    def batch_range(self) -> tuple[int, int]:
+        return self.batch_ranges[self.inputs[0]]
+
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        torch = self._torch
-        low, high = self.batch_range
-        if not low <= len(batch) <= high:
-            raise ConfigError(f"batch {len(batch)} is outside the engine's profile ({low} to {high})",
-                              hint="rebuild with --batch MIN:OPT:MAX covering it")
-        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
-        self.context.set_input_shape(self.input_name, tuple(x.shape))
-        out = torch.empty(tuple(self.context.get_tensor_shape(self.output_name)), dtype=torch.float32,
-                          device=self.device)
-        self.context.set_tensor_address(self.input_name, x.data_ptr())
-        self.context.set_tensor_address(self.output_name, out.data_ptr())
-        stream = torch.cuda.current_stream(x.device)
-        if not self.context.execute_async_v3(stream.cuda_stream):
-            raise ArtifactError(f"TensorRT failed to run {self.path.name}", hint="see the TensorRT log above; rebuild the engine on this device")
-        stream.synchronize()
-        return out.cpu().numpy()
+        if len(self.inputs) != 1:
+            raise ConfigError(f"{self.path.name} takes {len(self.inputs)} inputs ({', '.join(self.inputs)})",
+                              hint="call infer_named({name: array, ...}) with every input")
+        out = self.infer_named({self.inputs[0]: batch})
+        return out[self.outputs[0]].astype(np.float32)
+
+    def infer_named(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Every input by name (cast to the engine's dtype); every output by name."""
+        missing = [n for n in self.inputs if n not in feeds]
+        if missing:
+            raise ConfigError(f"missing input(s) {', '.join(missing)} for {self.path.name}",
+                              hint=f"pass {', '.join(self.inputs)}")
+        keep = []  # device buffers live until the results are copied back
+        for name in self.inputs:
+            array = np.ascontiguousarray(feeds[name], dtype=self.dtypes[name])
+            low, high = self.batch_ranges[name]
+            if not low <= len(array) <= high:
+                raise ConfigError(f"batch {len(array)} is outside the engine's profile ({low} to {high})",
+                                  hint="rebuild with --batch MIN:OPT:MAX covering it")
+            address, handle = self.gpu.upload(array)
+            keep.append(handle)
+            if not self.context.set_input_shape(name, tuple(array.shape)):
+                raise ConfigError(f"TensorRT refused the shape {tuple(array.shape)} for input {name}",
+                                  hint="pass inputs shaped as the model's card says")
+            self.context.set_tensor_address(name, address)
+        results = {}
+        for name in self.outputs:
+            address, handle = self.gpu.empty(tuple(self.context.get_tensor_shape(name)), self.dtypes[name])
+            results[name] = handle
+            self.context.set_tensor_address(name, address)
+        if not self.context.execute_async_v3(self.gpu.stream):
+            raise ArtifactError(f"TensorRT failed to run {self.path.name}",
+                                hint="see the TensorRT log above; rebuild the engine on this device")
+        return {name: self.gpu.download(handle) for name, handle in results.items()}
 
     def close(self) -> None:
-        self.context = self.engine = None
+        self.context = self.engine = self.runtime = None
 
 
-def _torch_cuda():
-    try:
-        torch = importlib.import_module("torch")
-    except ImportError:
-        raise BackendUnavailable("the tensorrt runner moves tensors with torch (CUDA build)",
-                                 hint="pip install torch") from None
-    if not torch.cuda.is_available():
-        raise BackendUnavailable("torch sees no CUDA device for TensorRT", hint="install a CUDA build of torch, or run on the GPU machine")
-    return torch
+def _needed(value, what: str, hint: str):
+    """TensorRT answers None where it cannot make something; say what, not AttributeError later."""
+    if value is None:
+        raise ArtifactError(f"TensorRT could not create {what}", hint=hint)
+    return value

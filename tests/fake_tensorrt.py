@@ -1,0 +1,305 @@
+"""A stand-in for the `tensorrt` module where the real one cannot be installed: it
+records every builder call (flags, profiles, DLA settings) and serves a fake engine
+whose I/O tensors the runner must bind by name and dtype. The real-TensorRT tests in
+test_tensorrt.py stay and run wherever `tensorrt` imports."""
+from __future__ import annotations
+
+import enum
+import types
+
+import numpy as np
+
+
+class BuilderFlag(enum.Enum):
+    FP16 = 0
+    INT8 = 1
+    TF32 = 2
+    GPU_FALLBACK = 3
+    OBEY_PRECISION_CONSTRAINTS = 4
+
+
+class NetworkDefinitionCreationFlag(enum.IntEnum):
+    EXPLICIT_BATCH = 0
+    STRONGLY_TYPED = 1
+
+
+class MemoryPoolType(enum.Enum):
+    WORKSPACE = 0
+
+
+class DeviceType(enum.Enum):
+    GPU = 0
+    DLA = 1
+
+
+class TensorIOMode(enum.Enum):
+    INPUT = 0
+    OUTPUT = 1
+
+
+class DataType(enum.Enum):
+    FLOAT = np.float32
+    HALF = np.float16
+    INT32 = np.int32
+
+
+float32 = DataType.FLOAT
+
+
+def nptype(dtype: DataType):
+    return dtype.value
+
+
+class Logger:
+    WARNING = 2
+
+    def __init__(self, level=None):
+        self.level = level
+
+
+class _Recorder:
+    def __init__(self):
+        self.calls: list[tuple] = []
+
+    def log(self, *call):
+        self.calls.append(call)
+
+
+class _Layer:
+    def __init__(self, name):
+        self.name, self.num_outputs, self.precision, self.outputs = name, 1, None, {}
+
+    def set_output_type(self, index, dtype):
+        self.outputs[index] = dtype
+
+
+class _Network:
+    def __init__(self, rec, flags, input_name):
+        self.rec, self.flags = rec, flags
+        self.layers = [_Layer("/features/conv/Conv"), _Layer("/head/Gemm")]
+        self.input = types.SimpleNamespace(name=input_name)
+
+    @property
+    def num_layers(self):
+        return len(self.layers)
+
+    def get_layer(self, i):
+        return self.layers[i]
+
+    def get_input(self, i):
+        return self.input
+
+
+class _Parser:
+    def __init__(self, network, logger):
+        self.network, self.num_errors = network, 0
+
+    def parse_from_file(self, path):
+        self.network.rec.log("parse", path)
+        return True
+
+
+class _Profile:
+    def __init__(self, rec):
+        self.rec = rec
+
+    def set_shape(self, name, low, opt, high):
+        self.rec.log("profile", name, tuple(low), tuple(opt), tuple(high))
+
+
+class _TimingCache:
+    def serialize(self):
+        return b"cache"
+
+
+class _Config:
+    def __init__(self, rec):
+        self.rec, self.flags = rec, set()
+        self._dla_core = None
+        self._device = DeviceType.GPU
+
+    def set_memory_pool_limit(self, pool, size):
+        self.rec.log("workspace", size)
+
+    def set_flag(self, flag):
+        self.flags.add(flag)
+        self.rec.log("set_flag", flag)
+
+    def clear_flag(self, flag):
+        self.flags.discard(flag)
+        self.rec.log("clear_flag", flag)
+
+    def add_optimization_profile(self, profile):
+        self.rec.log("add_profile")
+
+    def create_timing_cache(self, data):
+        return _TimingCache()
+
+    def set_timing_cache(self, cache, ignore_mismatch):
+        self.rec.log("timing_cache")
+
+    def get_timing_cache(self):
+        return _TimingCache()
+
+    def can_run_on_DLA(self, layer):  # noqa: N802 - TensorRT's name
+        return layer.name.startswith("/features")
+
+    @property
+    def default_device_type(self):
+        return self._device
+
+    @default_device_type.setter
+    def default_device_type(self, value):
+        self._device = value
+        self.rec.log("device_type", value)
+
+    @property
+    def DLA_core(self):  # noqa: N802
+        return self._dla_core
+
+    @DLA_core.setter
+    def DLA_core(self, value):  # noqa: N802
+        self._dla_core = value
+        self.rec.log("dla_core", value)
+
+
+class Builder:
+    num_DLA_cores = 2  # noqa: N815
+
+    def __init__(self, logger):
+        self.rec = RECORD
+
+    def create_network(self, flags):
+        self.rec.log("create_network", flags)
+        return _Network(self.rec, flags, INPUT_NAME)
+
+    def create_builder_config(self):
+        return _Config(self.rec)
+
+    def create_optimization_profile(self):
+        return _Profile(self.rec)
+
+    def build_serialized_network(self, network, config):
+        self.rec.log("build", frozenset(config.flags))
+        return b"fake serialized engine"
+
+
+def OnnxParser(network, logger):  # noqa: N802 - TensorRT's name
+    return _Parser(network, logger)
+
+
+# ------------------------------------------------------------------ runtime side
+
+class _Engine:
+    """Two inputs of mixed dtypes and one FP16 output: logits = input[:, :2] * lengths."""
+
+    tensors = {"input": (TensorIOMode.INPUT, DataType.FLOAT, (-1, 3)),
+               "lengths": (TensorIOMode.INPUT, DataType.INT32, (-1,)),
+               "logits": (TensorIOMode.OUTPUT, DataType.HALF, (-1, 2))}
+
+    num_io_tensors = 3
+
+    def get_tensor_name(self, i):
+        return list(self.tensors)[i]
+
+    def get_tensor_mode(self, name):
+        return self.tensors[name][0]
+
+    def get_tensor_dtype(self, name):
+        return self.tensors[name][1]
+
+    def get_tensor_shape(self, name):
+        return self.tensors[name][2]
+
+    def get_tensor_profile_shape(self, name, profile):
+        rest = self.tensors[name][2][1:]
+        return (1, *rest), (4, *rest), (8, *rest)
+
+    def create_execution_context(self):
+        return _Context()
+
+
+class _Context:
+    def __init__(self):
+        self.shapes, self.addresses = {}, {}
+
+    def set_input_shape(self, name, shape):
+        self.shapes[name] = tuple(shape)
+        return True
+
+    def get_tensor_shape(self, name):
+        return (self.shapes["input"][0], 2)
+
+    def set_tensor_address(self, name, address):
+        self.addresses[name] = address
+
+    def execute_async_v3(self, stream):
+        memory = MEMORY
+        x, n = memory[self.addresses["input"]], memory[self.addresses["lengths"]]
+        assert x.dtype == np.float32 and n.dtype == np.int32  # bound with the engine's dtypes
+        out = memory[self.addresses["logits"]]
+        out[...] = (x[:, :2] * n[:, None]).astype(out.dtype)
+        RECORD.log("execute", stream)
+        return True
+
+
+class Runtime:
+    def __init__(self, logger):
+        self._dla = None
+
+    @property
+    def DLA_core(self):  # noqa: N802
+        return self._dla
+
+    @DLA_core.setter
+    def DLA_core(self, value):  # noqa: N802
+        self._dla = value
+        RECORD.log("runtime_dla_core", value)
+
+    def deserialize_cuda_engine(self, data):
+        return _Engine() if data.startswith(b"fake") else None
+
+
+class FakeDevice:
+    """Stands in for runtime/cuda_device.CudaDevice: numpy arrays as device memory."""
+
+    stream = 1234
+
+    def __init__(self, index=0):
+        self.index = index
+        RECORD.log("set_device", index)
+
+    def set_current(self):
+        RECORD.log("set_device", self.index)
+
+    def facts(self):
+        return {"gpu": "Orin (fake)", "compute_capability": "8.7"}
+
+    def empty(self, shape, dtype):
+        array = np.zeros(shape, dtype)
+        MEMORY[id(array)] = array
+        return id(array), array
+
+    def upload(self, array):
+        address, handle = self.empty(array.shape, array.dtype)
+        handle[...] = array
+        return address, handle
+
+    def download(self, handle):
+        return handle.copy()
+
+    def synchronize(self):
+        pass
+
+
+__version__ = "10.3.0"
+INPUT_NAME = "input"
+RECORD = _Recorder()
+MEMORY: dict[int, np.ndarray] = {}
+
+
+def reset(version: str = "10.3.0") -> None:
+    global __version__
+    __version__ = version
+    RECORD.calls.clear()
+    MEMORY.clear()

@@ -1,0 +1,188 @@
+"""The TensorRT build and runner against a recording stand-in for `tensorrt` (tests/
+fake_tensorrt.py), because the real library cannot be installed here: the builder's
+calls, flags and profiles for each kind of build, the trtexec line that must equal them
+flag for flag, and the runner's binding of several inputs and outputs by name and dtype.
+Where `tensorrt` imports, test_tensorrt.py builds and runs real engines."""
+from __future__ import annotations
+
+import shlex
+import sys
+
+import numpy as np
+import onnx
+import pytest
+
+import fake_tensorrt as fake
+from edgetl.card import ModelCard
+from edgetl.errors import ConfigError
+from edgetl.quantize.tensorrt_engine import BatchProfile, EngineSpec, build_engine, check_spec, plan_build, trtexec_command
+from edgetl.runtime.artifacts import read_card, set_onnx_card
+from edgetl.runtime.tensorrt_runner import TensorRTRunner, engine_card_path
+
+
+@pytest.fixture
+def trt(monkeypatch):
+    """The stand-in as `tensorrt`, and its GPU as the CUDA device."""
+    from edgetl.runtime import cuda_device
+
+    fake.reset()
+    monkeypatch.setitem(sys.modules, "tensorrt", fake)
+    monkeypatch.setattr(cuda_device, "CudaDevice", fake.FakeDevice)
+    monkeypatch.setattr(cuda_device, "device_facts", lambda index=0: fake.FakeDevice(index).facts())
+    return fake
+
+
+@pytest.fixture(scope="module")
+def models(quant_onnx, tmp_path_factory):
+    """The float model, its Q/DQ form (a Q/DQ pair on the input) and a static-batch one."""
+    folder = tmp_path_factory.mktemp("trt_models")
+    proto = onnx.load(str(quant_onnx))
+    name = proto.graph.input[0].name
+    for node in proto.graph.node:
+        node.input[:] = ["input_dq" if i == name else i for i in node.input]
+    scale = onnx.helper.make_tensor("s", onnx.TensorProto.FLOAT, [], [0.05])
+    zero = onnx.helper.make_tensor("z", onnx.TensorProto.INT8, [], [0])
+    proto.graph.initializer.extend([scale, zero])
+    proto.graph.node.insert(0, onnx.helper.make_node("DequantizeLinear", ["input_q", "s", "z"], ["input_dq"]))
+    proto.graph.node.insert(0, onnx.helper.make_node("QuantizeLinear", [name, "s", "z"], ["input_q"]))
+    qdq = folder / "m.qdq.onnx"
+    onnx.save(proto, str(qdq))
+    static = onnx.load(str(quant_onnx))
+    card = read_card(quant_onnx)
+    card.input = {**card.input, "shape": [4, *card.input["shape"][1:]]}
+    set_onnx_card(static, card)
+    static_path = folder / "m.b4.onnx"
+    onnx.save(static, str(static_path))
+    return {"float": quant_onnx, "qdq": qdq, "static": static_path}
+
+
+STRONG = 1 << int(fake.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+FLAG_OPTION = {fake.BuilderFlag.FP16: "--fp16", fake.BuilderFlag.INT8: "--int8",
+               fake.BuilderFlag.GPU_FALLBACK: "--allowGPUFallback",
+               fake.BuilderFlag.OBEY_PRECISION_CONSTRAINTS: "--precisionConstraints=obey"}
+
+
+def _as_trtexec(calls) -> set[str]:
+    """What the recorded builder calls mean as trtexec options."""
+    out = set()
+    for call in calls:
+        kind, args = call[0], call[1:]
+        if kind == "create_network" and args[0] & STRONG:
+            out.add("--stronglyTyped")
+        elif kind == "set_flag":
+            out.add(FLAG_OPTION[args[0]])
+        elif kind == "clear_flag" and args[0] == fake.BuilderFlag.TF32:
+            out.add("--noTF32")
+        elif kind == "workspace":
+            out.add(f"--memPoolSize=workspace:{args[0] >> 20}M")
+        elif kind == "profile":
+            for flag, shape in zip(("--minShapes", "--optShapes", "--maxShapes"), args[1:]):
+                out.add(f"{flag}={args[0]}:{'x'.join(map(str, shape))}")
+        elif kind == "dla_core":
+            out.add(f"--useDLACore={args[0]}")
+    return out
+
+
+def _line_options(line: str) -> set[str]:
+    skip = ("--onnx=", "--saveEngine=", "--timingCacheFile=", "--layerPrecisions=", "--layerOutputTypes=")
+    return {a for a in shlex.split(line)[1:] if not a.startswith(skip)}
+
+
+CASES = {  # name: model, precision, batch, dla, TensorRT version, expected builder flags, strongly typed
+    "fp16 dynamic": ("float", "fp16", BatchProfile(1, 8, 32), None, "10.3.0", {"--fp16"}, False),
+    "fp32 static batch": ("static", "fp32", BatchProfile(4, 4, 4), None, "10.3.0", set(), False),
+    "int8 qdq": ("qdq", "int8", BatchProfile(1, 8, 32), None, "10.3.0", {"--int8"}, False),
+    "best qdq": ("qdq", "best", BatchProfile(1, 8, 32), None, "10.3.0", {"--int8", "--fp16"}, False),
+    "best float": ("float", "best", BatchProfile(2, 4, 8), None, "10.3.0", {"--fp16"}, False),
+    "int8 qdq, TensorRT 10.12": ("qdq", "int8", BatchProfile(1, 8, 32), None, "10.12.0", set(), True),
+    "dla fp32 becomes fp16": ("float", "fp32", BatchProfile(1, 1, 1), 1, "10.3.0", {"--fp16", "--allowGPUFallback"},
+                              False),
+    "dla int8 qdq": ("qdq", "int8", BatchProfile(2, 2, 2), 0, "10.3.0", {"--int8", "--allowGPUFallback"}, False),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_builder_calls_and_the_trtexec_line_are_the_same_build(case, trt, models, tmp_path):
+    model, precision, batch, dla, version, flags, strongly = CASES[case]
+    trt.reset(version)
+    spec = EngineSpec(models[model], tmp_path / "m.engine", precision, batch, dla_core=dla, workspace_mb=256,
+                      timing_cache=tmp_path / "t.cache")
+    info = build_engine(spec)
+    calls = trt.RECORD.calls
+    built = next(c for c in calls if c[0] == "build")[1]
+    assert {FLAG_OPTION[f] for f in built if f in (trt.BuilderFlag.FP16, trt.BuilderFlag.INT8)} == flags - {
+        "--allowGPUFallback"}
+    assert bool(next(c for c in calls if c[0] == "create_network")[1] & STRONG) == strongly
+    profiles = [c for c in calls if c[0] == "profile"]
+    if model == "static":
+        assert profiles == []  # a static model has no profile (and trtexec takes no shapes for it)
+    else:
+        assert profiles == [("profile", "input", *(spec.shape(n, read_card(spec.onnx))
+                                                  for n in (batch.min, batch.opt, batch.max)))]
+    if dla is not None:
+        assert ("dla_core", dla) in calls and ("device_type", trt.DeviceType.DLA) in calls
+        assert info["dla_eligible_layers"] == 1 and info["layers"] == 2  # eligibility, not placement
+    card, qdq = check_spec(spec)
+    line = trtexec_command(spec, plan_build(spec, card, qdq, version))
+    assert _line_options(line) == _as_trtexec(calls), line
+    engine_card = ModelCard.load(engine_card_path(spec.out))
+    assert engine_card.source["tensorrt"]["gpu"] == "Orin (fake)" and engine_card.precision == (
+        "int8" if model == "qdq" else "fp16" if flags & {"--fp16"} else "fp32")
+    assert ("set_device", 0) in calls
+
+
+def test_impossible_builds_are_refused_with_the_remedy(models, tmp_path):
+    card, qdq = check_spec(EngineSpec(models["qdq"], tmp_path / "m.engine", "fp16"))
+    with pytest.raises(ConfigError, match="Q/DQ") as exc:
+        plan_build(EngineSpec(models["qdq"], tmp_path / "m.engine", "fp16"), card, qdq)
+    assert "m.onnx" in exc.value.hint  # the float model
+    card, qdq = check_spec(EngineSpec(models["float"], tmp_path / "m.engine", "fp16"))
+    with pytest.raises(ConfigError, match="strongly typed"):
+        plan_build(EngineSpec(models["float"], tmp_path / "m.engine", "fp16"), card, qdq, "11.0.0")
+    notes = plan_build(EngineSpec(models["float"], tmp_path / "m.engine", "fp32", BatchProfile(1, 1, 1), dla_core=0),
+                       card, qdq).notes
+    assert any("FP16" in n for n in notes)
+    card, qdq = check_spec(EngineSpec(models["qdq"], tmp_path / "m.engine", "int8"))
+    plan = plan_build(EngineSpec(models["qdq"], tmp_path / "m.engine", "int8", BatchProfile(1, 1, 1), dla_core=0),
+                      card, qdq)
+    assert any("GPU" in n and "fp16 --dla" in n for n in plan.notes)
+    assert BatchProfile.parse(None, dla=True) == BatchProfile(1, 1, 1)
+    assert BatchProfile.parse("8", dla=True) == BatchProfile(8, 8, 8)
+
+
+def _fake_engine(tmp_path, quant_onnx, **tensorrt) -> object:
+    path = tmp_path / "two_inputs.engine"
+    path.write_bytes(b"fake engine with two inputs")
+    card = read_card(quant_onnx)
+    card.source = {**card.source, "tensorrt": {"version": "10.3.0", "gpu": "Orin (fake)", "compute_capability": "8.7",
+                                               "onnx": "m.onnx", "inference_precision": "f16", **tensorrt}}
+    card.save(engine_card_path(path))
+    return path
+
+
+def test_the_runner_binds_every_tensor_by_name_and_dtype(trt, quant_onnx, tmp_path):
+    path = _fake_engine(tmp_path, quant_onnx, dla_core=1)
+    runner = TensorRTRunner.load(path, device="cuda:0")
+    assert runner.inputs == ["input", "lengths"] and runner.outputs == ["logits"]
+    assert ("runtime_dla_core", 1) in trt.RECORD.calls  # the core it was built for
+    x = np.arange(9, dtype=np.float64).reshape(3, 3)  # float64 and int64 in: cast to the engine's dtypes
+    out = runner.infer_named({"input": x, "lengths": np.array([1, 2, 3])})
+    assert out["logits"].dtype == np.float16
+    np.testing.assert_allclose(out["logits"], x[:, :2] * np.array([[1], [2], [3]]))
+    assert ("execute", fake.FakeDevice.stream) in trt.RECORD.calls  # its own stream, not the legacy default
+    with pytest.raises(ConfigError, match="2 inputs"):
+        runner.infer(x)
+    with pytest.raises(ConfigError, match="missing input"):
+        runner.infer_named({"input": x})
+    with pytest.raises(ConfigError, match="profile"):
+        runner.infer_named({"input": np.zeros((9, 3)), "lengths": np.zeros(9)})
+
+
+def test_an_engine_tensorrt_cannot_load_is_a_rebuild_error(trt, quant_onnx, tmp_path):
+    from edgetl.errors import ArtifactError
+
+    path = _fake_engine(tmp_path, quant_onnx)
+    path.write_bytes(b"garbage")  # deserialize_cuda_engine answers None
+    with pytest.raises(ArtifactError, match="could not create the engine") as exc:
+        TensorRTRunner.load(path)
+    assert "edgetl build-engine m.onnx" in exc.value.hint
