@@ -231,17 +231,14 @@ def build_engine(spec: EngineSpec, overwrite: bool = False) -> dict:
         line = trtexec_command(spec, plan_build(spec, card, qdq, frontend=_frontend_layers(spec.onnx)))
         raise BackendUnavailable("TensorRT is not installed",
                                  hint=f"pip install 'edgetl[tensorrt]', or on the device: {line}") from None
-    from edgetl.runtime.cuda_device import CudaDevice, device_facts
+    from edgetl.runtime.cuda_device import device_facts
     from edgetl.runtime.tensorrt_runner import engine_card_path
 
     plan = plan_build(spec, card, qdq, trt.__version__, _frontend_layers(spec.onnx))
     for note in plan.notes:
         log.warning(note)
-    here = {"version": trt.__version__, **device_facts(spec.device)}  # before the build, never after it
-    try:
-        CudaDevice(spec.device).set_current()
-    except Exception as exc:  # noqa: BLE001 - TensorRT then builds on the current device and says so
-        log.warning("could not select CUDA device %d (%s)", spec.device, getattr(exc, "message", exc))
+    # Before the build, never after it; reading them also makes spec.device the current GPU.
+    here = {"version": trt.__version__, **device_facts(spec.device)}
     logger = trt.Logger(trt.Logger.WARNING)
     builder = _needed(trt.Builder(logger), "a builder (is a GPU visible? nvidia-smi)")
     flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if plan.strongly_typed else 0

@@ -44,7 +44,7 @@ def _check(result, what: str):
 
 
 class CudaDevice:
-    """One GPU: its facts, device buffers for numpy arrays, and a stream of its own."""
+    """One GPU, made current: its facts, device buffers for numpy arrays, and a stream of its own."""
 
     def __init__(self, index: int = 0):
         self.index = index
@@ -55,11 +55,22 @@ class CudaDevice:
                 raise BackendUnavailable("neither cuda-python nor a CUDA build of torch is installed to reach the GPU",
                                          hint="pip install 'edgetl[tensorrt]' (installs cuda-python)")
         self.set_current()
-        if self.cudart:
-            self.stream = _check(self.cudart.cudaStreamCreate(), "stream creation")
-        else:
-            self.stream_obj = self.torch.cuda.Stream(device=index)  # not the legacy default stream
-            self.stream = self.stream_obj.cuda_stream
+        self._stream = None
+
+    @property
+    def stream(self):
+        """A stream of its own (not the legacy default one), made when first used."""
+        if self._stream is None:
+            if self.cudart:
+                self._stream = _check(self.cudart.cudaStreamCreate(), "stream creation")
+            else:
+                self.stream_obj = self.torch.cuda.Stream(device=self.index)
+                self._stream = self.stream_obj.cuda_stream
+        return self._stream
+
+    def _torch_stream(self):
+        self.stream  # noqa: B018 - made on first use
+        return self.stream_obj
 
     def set_current(self) -> None:
         if self.cudart:
@@ -90,7 +101,7 @@ class CudaDevice:
             kind = self.cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
             _check(self.cudart.cudaMemcpyAsync(address, array.ctypes.data, array.nbytes, kind, self.stream), "copy to GPU")
         else:
-            with self.torch.cuda.stream(self.stream_obj):
+            with self.torch.cuda.stream(self._torch_stream()):
                 handle.copy_(self.torch.from_numpy(array), non_blocking=False)
         return address, handle
 
@@ -108,7 +119,7 @@ class CudaDevice:
         if self.cudart:
             _check(self.cudart.cudaStreamSynchronize(self.stream), "stream synchronize")
         else:
-            self.stream_obj.synchronize()
+            self._torch_stream().synchronize()
 
 
 class _Buffer:
