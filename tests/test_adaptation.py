@@ -114,6 +114,29 @@ def test_adabn_changes_only_batchnorm_statistics_and_the_adapted_run_exports(tin
     onnx_card = read_onnx_card(tmp_path / "adapted.onnx")
     assert calibration_samples(onnx_card, samples=8).source == adaptation["target_data"]  # INT8 sees the target
     assert calibration_samples(ModelCard.load(tiny_run), samples=8).source == card["source"]["data"]
+    _int8_of_an_adapted_run_is_bounded_on_held_out_target_samples(tmp_path / "adapted.onnx", onnx_card)
+
+
+def _int8_of_an_adapted_run_is_bounded_on_held_out_target_samples(onnx, card):
+    """No target labels: INT8 is calibrated on some target samples and bounded by its
+    agreement with FP32 on the others, which bounds the target accuracy it loses."""
+    from edgetl.data.samples import bound_samples, calibration_samples
+    from edgetl.quantize import quantize
+    from edgetl.runtime import open_runner
+    from edgetl.runtime.onnxruntime_runner import read_onnx_card
+
+    result = quantize(onnx, "onnxruntime", samples=16, max_drop=0.5)
+    calib, held_out = calibration_samples(card, samples=16), bound_samples(card, samples=16)
+    assert result.reference == "fp32" and held_out.labels is None and result.n == len(held_out) == 48 - 16
+    assert not any((calib.x == row).all(axis=tuple(range(1, calib.x.ndim))).any() for row in held_out.x)
+    with open_runner(onnx) as fp32, open_runner(result.out) as int8:
+        agreement = float((fp32.infer_all(held_out.x, 16).argmax(1) == int8.infer_all(held_out.x, 16).argmax(1)).mean())
+    int8_card = read_onnx_card(result.out)
+    assert result.int8_accuracy == pytest.approx(agreement) and result.fp32_accuracy == 1.0
+    assert int8_card.metrics["target_agreement"] == pytest.approx(agreement)
+    assert int8_card.metrics["accuracy_drop"] == pytest.approx(1 - agreement)
+    validation = int8_card.source["quantization"]["validation"]
+    assert validation == {"data": card.source["adaptation"]["target_data"], "n": 48 - 16, "reference": "fp32"}
 
 
 def test_finetune_with_dann_writes_a_normal_run_without_the_discriminator(tiny_digits, textured_digits, tmp_path):

@@ -27,7 +27,10 @@ def print_int8_table(results) -> None:
 
     from edgetl.progress import print_table
 
-    table = Table(title=f"INT8 vs FP32 ({results[0].n} validation samples)", title_justify="left")
+    unlabelled = results[0].reference == "fp32"
+    title = (f"INT8 vs FP32 ({results[0].n} unlabelled target samples: accuracy is agreement with FP32's answers)"
+             if unlabelled else f"INT8 vs FP32 ({results[0].n} validation samples)")
+    table = Table(title=title, title_justify="left")
     for col in ("artifact", "target", "method", "FP32 acc", "INT8 acc", "drop (pt)", "top-1 agree", "layers in float",
                 "time"):
         table.add_column(col, justify="left" if col in ("artifact", "target", "method") else "right")
@@ -50,7 +53,7 @@ def print_int8_table(results) -> None:
 @click.option("--target", type=click.Choice(["openvino", "onnxruntime", "tensorrt"]), required=True)
 @click.option("--calib", type=click.Path(), default=None,
               help="Calibration data (images or clips): a data set folder (labels ignored) or a flat folder. Default: the run's train split.")
-@click.option("--val", type=click.Path(), default=None, help="Labelled data for accuracy (default: the run's val split).")
+@click.option("--val", type=click.Path(), default=None, help="Labelled data for the --max-drop bound. Default: the run's val split; for a run adapted to other data, agreement with FP32 on unlabelled target samples held out from calibration.")
 @click.option("--max-drop", default=str(DEFAULT_MAX_DROP), show_default=True, callback=_max_drop,
               metavar="FRACTION|none", help="Largest accuracy loss allowed, as a fraction (0.01 = one point); layers fall back to float to hold "
                    "it. 'none' writes the model whatever it loses.")

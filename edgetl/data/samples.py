@@ -4,11 +4,14 @@ for quantization, labelled splits for the benchmark harness. Torch-free.
 
 Calibration defaults to the run's own training split (found through the card), or for a
 run adapted to another domain to its unlabelled target data, never to random or unrelated
-data; validation to the run's validation split.
+data; validation to the run's validation split. An adapted run's INT8 bound is measured
+on target samples held out from calibration, without their labels: against the FP32
+model's answers (`bound_samples`).
 """
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -19,13 +22,15 @@ from edgetl.data.folders import Split
 from edgetl.errors import DataError
 from edgetl.evaluation import select_split
 
+log = logging.getLogger("edgetl")
+
 
 @dataclasses.dataclass
 class Samples:
     """Preprocessed float32 model inputs (labels only for validation data)."""
 
     x: np.ndarray
-    labels: np.ndarray | None
+    labels: np.ndarray | None  # None: unlabelled; a bound on them is agreement with FP32's answers
     source: str
 
     def __len__(self) -> int:
@@ -49,6 +54,44 @@ def _decode(folder: Split, card: ModelCard) -> tuple[np.ndarray, np.ndarray]:
     return pre.normalize(cached), labels
 
 
+MIN_HELD_OUT = 20  # fewer held-out target samples than this are no bound at all
+
+
+def adapted_target(card: ModelCard) -> Path | None:
+    """The target data folder of a run adapted to another domain (None for other runs)."""
+    adaptation = card.source.get("adaptation") or {}
+    target = adaptation.get("target_data")
+    if not target or adaptation.get("method") == "source-only":
+        return None
+    if not Path(target).is_dir():
+        raise DataError(f"the run was adapted to {target}, which is not there for quantization",
+                        hint="restore that folder, or pass --calib DIR and --val DIR with samples of the deployment domain")
+    return Path(target)
+
+
+def _files(root: Path, card: ModelCard, what: str, flag: str) -> list[Path]:
+    kind = modality.get(card.modality)
+    if not root.is_dir():
+        raise DataError(f"{what} folder {root} does not exist", hint=f"pass {flag} with a folder of {kind.noun}s")
+    paths = modality.list_files(root / "train" if (root / "train").is_dir() else root, kind)
+    if not paths:
+        raise DataError(f"no {kind.noun}s found under {root} for {what}",
+                        hint=f"supported: {', '.join(sorted(kind.suffixes))}")
+    return paths
+
+
+def _unlabelled(paths: list[Path], card: ModelCard, source: Path) -> Samples:
+    folder = Split("samples", paths, [0] * len(paths), ["any"])
+    x, _ = _decode(folder, card)
+    return Samples(x, None, str(source))
+
+
+def _order(n: int, seed: int) -> np.ndarray:
+    """The seeded order in which files are drawn: calibration takes the first `samples`,
+    a held-out bound the rest, so the two never share a file."""
+    return np.random.default_rng(seed).permutation(n)
+
+
 def calibration_samples(card: ModelCard, calib=None, samples: int = 300, seed: int = 0) -> Samples:
     """Up to `samples` files from `calib` (a data set folder whose labels are ignored, or
     a flat folder of images or clips), by default the run's training split (an adapted
@@ -56,24 +99,29 @@ def calibration_samples(card: ModelCard, calib=None, samples: int = 300, seed: i
     (seeded), so every class is represented in proportion."""
     if samples < 1:
         raise DataError(f"--samples must be at least 1, got {samples}", hint="e.g. --samples 300")
-    target = (card.source.get("adaptation") or {}).get("target_data")
-    if not calib and target and card.source["adaptation"].get("method") != "source-only":
-        if not Path(target).is_dir():
-            raise DataError(f"the run was adapted to {target}, which is not there for calibration",
-                            hint="restore that folder, or pass --calib DIR with samples of the deployment domain")
-        calib = target
-    root = Path(calib) if calib else _run_data(card, "calibration", "--calib")
-    kind = modality.get(card.modality)
-    if not root.is_dir():
-        raise DataError(f"calibration folder {root} does not exist", hint=f"pass --calib with a folder of {kind.noun}s")
-    paths = modality.list_files(root / "train" if (root / "train").is_dir() else root, kind)
-    if not paths:
-        raise DataError(f"no {kind.noun}s found under {root} for calibration",
-                        hint=f"supported: {', '.join(sorted(kind.suffixes))}")
-    order = np.random.default_rng(seed).permutation(len(paths))[:samples]
-    folder = Split("calibration", [paths[i] for i in sorted(order)], [0] * len(order), ["any"])
-    x, _ = _decode(folder, card)
-    return Samples(x, None, str(root))
+    root = Path(calib) if calib else adapted_target(card) or _run_data(card, "calibration", "--calib")
+    paths = _files(root, card, "calibration", "--calib")
+    return _unlabelled([paths[i] for i in sorted(_order(len(paths), seed)[:samples])], card, root)
+
+
+def bound_samples(card: ModelCard, val=None, calib=None, samples: int = 300, seed: int = 0,
+                  limit: int = 1000) -> Samples:
+    """The samples an INT8 accuracy bound is measured on: labelled `val` if given; for a
+    run adapted to another domain (calibrated on its target data), up to `limit` target
+    samples that calibration did not draw, unlabelled (labels None: the bound is then
+    agreement with the FP32 model, which bounds the target accuracy lost without a single
+    target label); otherwise the run's validation split."""
+    target = None if val else adapted_target(card)
+    if target is None or (calib and Path(calib).resolve() != target.resolve()):
+        return validation_samples(card, val)
+    paths = _files(target, card, "the INT8 bound", "--val")
+    held_out = _order(len(paths), seed)[samples:samples + limit]
+    if len(held_out) < MIN_HELD_OUT:
+        log.warning(f"{len(held_out)} target samples are left beside {samples} for calibration, fewer than "
+                    f"{MIN_HELD_OUT}: the INT8 bound is measured on the source validation split instead "
+                    "(pass fewer --samples, or --val DIR with labelled target samples)")
+        return validation_samples(card, val)
+    return _unlabelled([paths[i] for i in sorted(held_out)], card, target)
 
 
 def validation_samples(card: ModelCard, val=None, split: str = "val", flag: str = "--val") -> Samples:

@@ -8,7 +8,10 @@
 INT8 is bounded by default: at most DEFAULT_MAX_DROP (one point) of validation accuracy
 may be lost; max_drop=None opts out, with a warning. For the QDQ targets the bound is
 held by keeping the layers that lose most (measured per layer on calibration data) in
-float until the drop holds. `cpu` names the kind of CPU the model is made for
+float until the drop holds. A run adapted to another domain has no labelled target data:
+it is calibrated on target samples and bounded on other, held-out target samples by
+top-1 agreement with the FP32 model (losing at most X of FP32's answers loses at most X
+of target accuracy, whatever the labels). `cpu` names the kind of CPU the model is made for
 (quantize/cpu.py); the default, portable, computes the same answers on every x86 CPU. With qat=True, when
 post-training INT8 still loses too much, the run is fine-tuned with fake quantization
 (quantize/qat.py, openvino target). Every output carries its
@@ -31,7 +34,7 @@ from edgetl.card import ModelCard, build_fingerprint
 from edgetl.errors import ArtifactError, ConfigError, EdgeTLError
 from edgetl.export import write_artifact_card
 from edgetl.export.parity import ParityResult, Tolerance, compare, raise_on_failures
-from edgetl.data.samples import Samples, calibration_samples, validation_samples
+from edgetl.data.samples import Samples, bound_samples, calibration_samples
 from edgetl.outputs import check_output, temp_dir_beside
 from edgetl.quantize.cpu import CPU_TARGETS, DEFAULT_CPU, cpu_target, warn_if_host_differs
 
@@ -58,6 +61,7 @@ class QuantizeResult:
     parity: ParityResult
     seconds: float
     method: str = "post-training"  # or "quantization-aware" when QAT was needed
+    reference: str = "labels"  # "fp32": unlabelled samples, accuracies are agreement with FP32's answers
 
     @property
     def drop(self) -> float:
@@ -180,13 +184,18 @@ def quantize(model, target: str, calib=None, val=None, max_drop: float | None = 
     out = check_output(out, "model", overwrite, {"input model": model, "calibration data": calib,
                                                  "validation data": val, "data set": card.source.get("data")})
     calib_samples = calibration_samples(card, calib, samples, seed)
-    val_samples = validation_samples(card, val)
+    val_samples = bound_samples(card, val, calib, samples, seed)
+    reference = "labels" if val_samples.labels is not None else "fp32"
     if max_drop is not None and 1 / len(val_samples) > max_drop:
         log.warning(f"with {len(val_samples)} validation samples one changed answer is {100 / len(val_samples):.2f} pt, "
                     f"more than --max-drop {100 * max_drop:.2f} pt: INT8 may lose no answer at all "
                     "(pass --val with more labelled samples for a finer bound)")
-    progress.info(f"measuring FP32 accuracy on {len(val_samples)} validation samples")
+    progress.info(f"measuring FP32 accuracy on {len(val_samples)} validation samples" if reference == "labels" else
+                  f"bounding INT8 by its agreement with FP32 on {len(val_samples)} unlabelled target samples "
+                  "held out from calibration")
     fp32_logits = _logits(model, val_samples.x)
+    if reference == "fp32":  # an accuracy drop against FP32's own answers bounds the drop against any labels
+        val_samples.labels = fp32_logits.argmax(1)
     fp32_accuracy = _accuracy(fp32_logits, val_samples.labels)
 
     work = temp_dir_beside(out)
@@ -196,7 +205,7 @@ def quantize(model, target: str, calib=None, val=None, max_drop: float | None = 
         quantization = {"target": target, "max_drop": max_drop,
                         "cpu": cpu_kind.to_dict() if target != "tensorrt" else None,
                         "calibration": {"data": calib_samples.source, "samples": len(calib_samples), "seed": seed},
-                        "validation": {"data": val_samples.source, "n": len(val_samples)}}
+                        "validation": {"data": val_samples.source, "n": len(val_samples), "reference": reference}}
         int8_card.source = {**card.source, "fp32_model": str(model.resolve()), "quantization": quantization}
         if target == "openvino":
             options = nncf_options or NncfOptions()
@@ -236,8 +245,11 @@ def quantize(model, target: str, calib=None, val=None, max_drop: float | None = 
                 f"({len(float_layers)} layers in float), above --max-drop {100 * max_drop:.2f} pt",
                 hint="allow a larger --max-drop" + (", or more --qat-epochs" if qat else ", or fine-tune with --qat"))
         parity.artifact = str(out)
-        int8_card.metrics.update(accuracy=int8_accuracy, fp32_accuracy=fp32_accuracy,
-                                 accuracy_drop=fp32_accuracy - int8_accuracy, parity=parity.to_dict())
+        if reference == "labels":
+            int8_card.metrics.update(accuracy=int8_accuracy, fp32_accuracy=fp32_accuracy)
+        else:  # no target labels: the run's own accuracy figures stay; 1 - agreement bounds the target loss
+            int8_card.metrics.update(target_agreement=int8_accuracy)
+        int8_card.metrics.update(accuracy_drop=fp32_accuracy - int8_accuracy, parity=parity.to_dict())
         write_artifact_card(tmp_out, int8_card)
         raise_on_failures([parity])
         for f in work.iterdir():
@@ -246,7 +258,7 @@ def quantize(model, target: str, calib=None, val=None, max_drop: float | None = 
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return QuantizeResult(out, target, fp32_accuracy, int8_accuracy, len(val_samples), float_layers, attempts,
-                          parity, time.perf_counter() - started, quantization["method"])
+                          parity, time.perf_counter() - started, quantization["method"], reference)
 
 
 def _measure_int8(path: Path, fp32_logits: np.ndarray, val: Samples, max_drop: float | None
