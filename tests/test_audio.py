@@ -11,6 +11,8 @@ import subprocess
 import numpy as np
 import pytest
 import soundfile as sf
+import soxr
+from click.testing import CliRunner
 
 from conftest import assert_refused
 from edgetl.cli import cli
@@ -206,8 +208,6 @@ def test_background_noise_is_not_a_class_and_is_what_training_mixes_in(keywords)
 
 def test_missing_espeak_names_how_to_install_it(tmp_path, monkeypatch):
     monkeypatch.setattr(shutil, "which", lambda name: None)
-    from click.testing import CliRunner
-
     result = CliRunner().invoke(cli, ["data", "keywords", str(tmp_path / "kw"), "--voices", "3"])
     assert_refused(result, "espeak-ng is not installed", "apt-get install espeak-ng")
     assert not (tmp_path / "kw").exists()
@@ -231,8 +231,6 @@ def test_speech_model_exports_through_the_parity_gate_and_evaluates_the_same_eve
 
 
 def test_bench_measures_a_speech_run_on_the_clips_like_evaluate(speech_run, keywords, tmp_path):
-    from click.testing import CliRunner
-
     from edgetl.evaluation import evaluate
     from edgetl.export import export_run
 
@@ -265,6 +263,31 @@ def test_predict_gives_the_same_answer_on_every_backend_from_raw_clips(speech_ru
     for artifact, results in answers.items():
         assert [r.labels[0] for r in results] == [r.labels[0] for r in reference], artifact
         assert np.allclose([r.scores for r in results], [r.scores for r in reference], atol=1e-4), artifact
+
+
+def test_predict_takes_phone_audio_and_names_what_it_cannot_use(speech_run, keywords, tmp_path):
+    """8 kHz mono and 44.1 kHz stereo clips are resampled like training data; a WAV with a
+    header and no samples, an empty file, an image and a folder each get their own remedy."""
+    from edgetl.runtime.predict import predict
+
+    wave, rate = sf.read(next((keywords / "test" / "yes").glob("*.wav")))
+    phone = tmp_path / "phone_8k.wav"
+    sf.write(phone, soxr.resample(wave, rate, 8000), 8000)
+    header_only = tmp_path / "header_only.wav"
+    sf.write(header_only, np.zeros(0), 16000)
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    image = tmp_path / "photo.jpg"
+    image.write_bytes(b"\xff\xd8\xff")
+    results = predict(speech_run, [phone, header_only, empty, image, tmp_path])
+    assert results[0].ok and results[0].labels
+    errors = [(r.error, r.hint) for r in results[1:]]
+    assert all(e and h for e, h in errors), errors
+    assert "header_only.wav" in errors[0][0] and "empty" in errors[1][0]
+    assert "takes audio clips" in errors[2][0] and "is a folder" in errors[3][0] and "/*" in errors[3][1]
+    refused = CliRunner().invoke(cli, ["-q", "predict", str(speech_run), str(image)])
+    assert_refused(refused, "takes audio clips")
+    assert ".wav" in refused.stderr.splitlines()[-1]  # the hint names what the model takes
 
 
 def _frontend_inputs_dequantized(onnx_path) -> list[str]:
@@ -307,8 +330,6 @@ def test_int8_speech_model_keeps_its_frontend_in_float_within_the_bound(speech_r
 
 
 def test_a_folder_of_the_other_modality_is_named_as_such(tmp_path, tiny_digits):
-    from click.testing import CliRunner
-
     for cls in ("yes", "no"):
         (tmp_path / "kw" / cls).mkdir(parents=True)
         for i in range(3):
@@ -359,8 +380,6 @@ def test_self_supervised_weights_come_from_torch_hubs_cache_or_fail_offline_with
 
 
 def test_silence_class_is_made_from_background_noise(keywords, tmp_path, tiny_digits):
-    from click.testing import CliRunner
-
     from edgetl import finetune
     from edgetl.card import ModelCard
     from edgetl.evaluation import evaluate

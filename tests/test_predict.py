@@ -45,7 +45,14 @@ def test_unusable_files_are_named_and_the_rest_predicted(tiny_run, tiny_digits, 
     assert "does not exist" in rows[3]["error"]
     assert len([line for line in result.stderr.splitlines() if line.startswith("skipped: ")]) == 3
     result = runner.invoke(cli, ["predict", str(tiny_run), str(corrupt), str(clip)])
-    assert_refused(result, "none of the 2 file(s) could be predicted")
+    assert_refused(result, "none of the 2 files could be predicted")
+    assert "re-save it" in result.stderr and "pass images" in result.stderr  # each file's own remedy
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not an image")
+    result = runner.invoke(cli, ["predict", str(tiny_run), str(notes)])  # one file: its own error and remedy
+    assert_refused(result, "notes.txt is not an image edgetl can read (.txt)")
+    assert ".png" in result.stderr.splitlines()[-1]
+    assert_refused(runner.invoke(cli, ["predict", str(tiny_run), str(tmp_path)]), "is a folder")
     assert_refused(runner.invoke(cli, ["predict", str(tiny_run), str(good), "--top-k", "0"]), "--top-k")
     assert_refused(runner.invoke(cli, ["predict", str(tiny_run)]), "no files to predict")
 

@@ -22,14 +22,18 @@ def predict_cmd(artifact, files, backend, device, top_k, as_json):
     from rich.markup import escape
     from rich.table import Table
 
-    from edgetl.errors import DataError
     from edgetl.progress import print_table, results_console
-    from edgetl.runtime.predict import predict
+    from edgetl.runtime.predict import none_predicted, predict
 
     results = predict(artifact, files, backend=backend, top_k=top_k, device=device)
+    if not any(r.ok for r in results):
+        if len(results) > 1:
+            for r in results:
+                click.echo(f"skipped: {r.error} ({r.hint})", err=True)
+        raise none_predicted(results)
     for r in results:
         if not r.ok:
-            click.echo(f"skipped: {r.error}", err=True)  # each reason names its file
+            click.echo(f"skipped: {r.error} ({r.hint})", err=True)  # each reason names its file
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in results], indent=2))
     elif any(r.ok and r.detections is None for r in results):
@@ -52,8 +56,6 @@ def predict_cmd(artifact, files, backend, device, top_k, as_json):
             if not r.detections:
                 table.add_row(escape(r.file), "-", "[dim]no keyword detected[/]", "-")
         print_table(table, results_console())
-    if not any(r.ok for r in results):
-        raise DataError(f"none of the {len(results)} file(s) could be predicted", hint="see the reasons above")
 
 
 COMMANDS = [predict_cmd]

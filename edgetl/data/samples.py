@@ -80,8 +80,8 @@ def _files(root: Path, card: ModelCard, what: str, flag: str) -> list[Path]:
     return paths
 
 
-def _unlabelled(paths: list[Path], card: ModelCard, source: Path) -> Samples:
-    folder = Split("samples", paths, [0] * len(paths), ["any"])
+def _unlabelled(paths: list[Path], card: ModelCard, source: Path, what: str) -> Samples:
+    folder = Split(what, paths, [0] * len(paths), ["any"])
     x, _ = _decode(folder, card)
     return Samples(x, None, str(source))
 
@@ -101,7 +101,7 @@ def calibration_samples(card: ModelCard, calib=None, samples: int = 300, seed: i
         raise DataError(f"--samples must be at least 1, got {samples}", hint="e.g. --samples 300")
     root = Path(calib) if calib else adapted_target(card) or _run_data(card, "calibration", "--calib")
     paths = _files(root, card, "calibration", "--calib")
-    return _unlabelled([paths[i] for i in sorted(_order(len(paths), seed)[:samples])], card, root)
+    return _unlabelled([paths[i] for i in sorted(_order(len(paths), seed)[:samples])], card, root, "calibration")
 
 
 def bound_samples(card: ModelCard, val=None, calib=None, samples: int = 300, seed: int = 0,
@@ -121,7 +121,7 @@ def bound_samples(card: ModelCard, val=None, calib=None, samples: int = 300, see
                     f"{MIN_HELD_OUT}: the INT8 bound is measured on the source validation split instead "
                     "(pass fewer --samples, or --val DIR with labelled target samples)")
         return validation_samples(card, val)
-    return _unlabelled([paths[i] for i in sorted(held_out)], card, target)
+    return _unlabelled([paths[i] for i in sorted(held_out)], card, target, "held-out target")
 
 
 def validation_samples(card: ModelCard, val=None, split: str = "val", flag: str = "--val") -> Samples:

@@ -25,7 +25,6 @@ import logging
 import os
 import shlex
 import shutil
-import tempfile
 from pathlib import Path
 
 from edgetl import progress
@@ -299,12 +298,15 @@ def build_engine(spec: EngineSpec, overwrite: bool = False) -> dict:
         **here, "onnx": str(spec.onnx), "precision": spec.precision, "batch": dataclasses.asdict(spec.batch),
         "strongly_typed": plan.strongly_typed, "inference_precision": plan.inference_precision,
         "workspace_mb": spec.workspace_mb, "notes": list(plan.notes), **dla}}
-    spec.out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{spec.out.name}.", dir=spec.out.parent)
-    with os.fdopen(fd, "wb") as f:
-        f.write(serialized)
-    engine_card.save(engine_card_path(spec.out))
-    os.replace(tmp, spec.out)
+    work = temp_dir_beside(spec.out)  # the engine and its card appear together or not at all
+    try:
+        engine = work / spec.out.name
+        engine.write_bytes(serialized)
+        engine_card.save(engine_card_path(engine))
+        os.replace(engine_card_path(engine), engine_card_path(spec.out))
+        os.replace(engine, spec.out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     if spec.timing_cache:
         spec.timing_cache.write_bytes(bytes(config.get_timing_cache().serialize()))
     return engine_card.source["tensorrt"]

@@ -25,6 +25,7 @@ class Prediction:
     labels: list[str]  # best first
     scores: list[float]  # softmax probabilities, same order; for a stream, the detections'
     error: str | None = None
+    hint: str | None = None  # the remedy for this file's error
     detections: list[dict] | None = None  # a stream's keywords in order: label, time, score, start
 
     @property
@@ -37,14 +38,25 @@ class Prediction:
 
 def read_input(path: Path, kind: modalities.Modality, preprocessing) -> np.ndarray:
     """One file as the model's cached sample; DataError says why a file cannot be used."""
+    takes = f"{kind.noun}s ({', '.join(sorted(kind.suffixes))})"
+    if path.is_dir():
+        raise DataError(f"{path} is a folder", hint=f"pass the files in it, e.g. {path}/*")
     if not path.is_file():
-        raise DataError(f"{path} does not exist" if not path.exists() else f"{path} is not a file",
-                        hint="check the path")
-    other = modalities.claiming({path.suffix.lower()}, besides=kind.name)
-    if other and path.suffix.lower() not in kind.suffixes:
+        raise DataError(f"{path} does not exist", hint="check the path")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path} is empty (0 bytes)", hint=f"re-save or re-record it; this model takes {takes}")
+    suffix = path.suffix.lower()
+    other = modalities.claiming({suffix}, besides=kind.name)
+    if other and suffix not in kind.suffixes:
         raise DataError(f"{path} is an {other.noun} (by its suffix), but this model takes {kind.noun}s",
-                        hint=f"pass {kind.noun}s ({', '.join(sorted(kind.suffixes))})")
-    return preprocessing.prepare(preprocessing.read(path))
+                        hint=f"pass {takes}")
+    try:
+        return preprocessing.prepare(preprocessing.read(path))
+    except DataError:
+        if suffix in kind.suffixes:
+            raise
+        raise DataError(f"{path} is not an {kind.noun} edgetl can read ({suffix or 'no suffix'})",
+                        hint=f"this model takes {takes}") from None
 
 
 def predict(artifact, files, backend: str = "auto", top_k: int = 5, device: str = "cpu", batch: int = 16,
@@ -69,7 +81,7 @@ def predict(artifact, files, backend: str = "auto", top_k: int = 5, device: str 
                 where.append(len(results))
                 results.append(Prediction(str(f), [], []))
             except DataError as exc:
-                results.append(Prediction(str(f), [], [], error=exc.message))
+                results.append(Prediction(str(f), [], [], error=exc.message, hint=exc.hint))
         if samples:
             # The runner checks the output against the card and pads static batches.
             probs = softmax(runner.infer_all(pre.normalize(np.stack(samples)), batch))
@@ -87,4 +99,14 @@ def _detect(runner, path: Path) -> Prediction:
                       detections=[d.to_dict() for d in found])
 
 
-__all__ = ["Prediction", "predict"]
+def none_predicted(results: list[Prediction]) -> DataError:
+    """The error when no file could be predicted: a single file's own error and remedy,
+    or for several the remedy they share."""
+    if len(results) == 1:
+        return DataError(results[0].error, hint=results[0].hint)
+    hints = {r.hint for r in results}
+    return DataError(f"none of the {len(results)} files could be predicted",
+                     hint=hints.pop() if len(hints) == 1 else "each skipped line above names its file and remedy")
+
+
+__all__ = ["Prediction", "none_predicted", "predict"]
