@@ -129,6 +129,7 @@ def _int8_of_an_adapted_run_is_bounded_on_held_out_target_samples(onnx, card):
     calib, held_out = calibration_samples(card, samples=16), bound_samples(card, samples=16)
     assert result.reference == "fp32" and held_out.labels is None and result.n == len(held_out) == 48 - 16
     assert not any((calib.x == row).all(axis=tuple(range(1, calib.x.ndim))).any() for row in held_out.x)
+    assert len(bound_samples(card, calib=card.source["data"], samples=16)) == 48  # calibrated elsewhere: all of it
     with open_runner(onnx) as fp32, open_runner(result.out) as int8:
         agreement = float((fp32.infer_all(held_out.x, 16).argmax(1) == int8.infer_all(held_out.x, 16).argmax(1)).mean())
     int8_card = read_onnx_card(result.out)

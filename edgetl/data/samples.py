@@ -69,11 +69,16 @@ def adapted_target(card: ModelCard) -> Path | None:
     return Path(target)
 
 
+def _listed(root: Path) -> Path:
+    """The folder whose files are drawn: a data set's train split, else the folder itself."""
+    return root / "train" if (root / "train").is_dir() else root
+
+
 def _files(root: Path, card: ModelCard, what: str, flag: str) -> list[Path]:
     kind = modality.get(card.modality)
     if not root.is_dir():
         raise DataError(f"{what} folder {root} does not exist", hint=f"pass {flag} with a folder of {kind.noun}s")
-    paths = modality.list_files(root / "train" if (root / "train").is_dir() else root, kind)
+    paths = modality.list_files(_listed(root), kind)
     if not paths:
         raise DataError(f"no {kind.noun}s found under {root} for {what}",
                         hint=f"supported: {', '.join(sorted(kind.suffixes))}")
@@ -107,15 +112,16 @@ def calibration_samples(card: ModelCard, calib=None, samples: int = 300, seed: i
 def bound_samples(card: ModelCard, val=None, calib=None, samples: int = 300, seed: int = 0,
                   limit: int = 1000) -> Samples:
     """The samples an INT8 accuracy bound is measured on: labelled `val` if given; for a
-    run adapted to another domain (calibrated on its target data), up to `limit` target
-    samples that calibration did not draw, unlabelled (labels None: the bound is then
-    agreement with the FP32 model, which bounds the target accuracy lost without a single
-    target label); otherwise the run's validation split."""
+    run adapted to another domain, up to `limit` target samples that calibration did not
+    draw, unlabelled (labels None: the bound is then agreement with the FP32 model, which
+    bounds the target accuracy lost without a single target label); otherwise the run's
+    validation split."""
     target = None if val else adapted_target(card)
-    if target is None or (calib and Path(calib).resolve() != target.resolve()):
+    if target is None:
         return validation_samples(card, val)
     paths = _files(target, card, "the INT8 bound", "--val")
-    held_out = _order(len(paths), seed)[samples:samples + limit]
+    drawn = samples if not calib or _listed(Path(calib)).resolve() == _listed(target).resolve() else 0  # files calibration took
+    held_out = _order(len(paths), seed)[drawn:drawn + limit]
     if len(held_out) < MIN_HELD_OUT:
         log.warning(f"{len(held_out)} target samples are left beside {samples} for calibration, fewer than "
                     f"{MIN_HELD_OUT}: the INT8 bound is measured on the source validation split instead "
