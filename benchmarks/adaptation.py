@@ -83,12 +83,13 @@ def one_shift(work: Path, shift: str, args) -> dict:
     # calibrated on target samples, bounded by agreement with FP32 on other target samples (no labels)
     int8 = quantize(onnx, "openvino", max_drop=0.01, overwrite=True)
     quantization = read_card(int8.out).source["quantization"]
+    # each row names its machine: the rows of one file may come from runs on different machines
     row = {"shift": shift, "backbone": backbone, "auto_choice": report["method"], "methods": methods, "oracle_target_accuracy": oracle,
            "best_method": best, "best_fp32_target_accuracy": evaluate(onnx, target, split="test").accuracy,
            "best_int8_target_accuracy": evaluate(int8.out, target, split="test", backend="openvino").accuracy,
            "int8_float_layers": len(int8.float_layers), "int8_calibration": quantization["calibration"]["data"],
            "int8_bound": quantization["validation"], "int8_agreement": int8.int8_accuracy,
-           "auto_seconds": seconds}
+           "auto_seconds": seconds, "machine": machine_info(), "measured": time.strftime("%Y-%m-%d")}
     print(json.dumps(row, indent=1), flush=True)
     return row
 
