@@ -123,8 +123,8 @@ def bound_samples(card: ModelCard, val=None, calib=None, samples: int = 300, see
     drawn = samples if not calib or _listed(Path(calib)).resolve() == _listed(target).resolve() else 0  # files calibration took
     held_out = _order(len(paths), seed)[drawn:drawn + limit]
     if len(held_out) < MIN_HELD_OUT:
-        log.warning(f"{len(held_out)} target samples are left beside {samples} for calibration, fewer than "
-                    f"{MIN_HELD_OUT}: the INT8 bound is measured on the source validation split instead "
+        log.warning(f"only {len(held_out)} target samples are left for the INT8 bound beside calibration's, fewer "
+                    f"than {MIN_HELD_OUT}: the bound is measured on the source validation split instead "
                     "(pass fewer --samples, or --val DIR with labelled target samples)")
         return validation_samples(card, val)
     return _unlabelled([paths[i] for i in sorted(held_out)], card, target, "held-out target")

@@ -240,9 +240,10 @@ def quantize(model, target: str, calib=None, val=None, max_drop: float | None = 
             attempts.append({"method": "quantization-aware", "float_layers": 0, "accuracy": int8_accuracy,
                              "drop": fp32_accuracy - int8_accuracy})
         if max_drop is not None and fp32_accuracy - int8_accuracy > max_drop + 1e-9:
+            lost = (f"loses {100 * (fp32_accuracy - int8_accuracy):.2f} pt" if reference == "labels" else
+                    f"changes {100 * (1 - int8_accuracy):.2f}% of FP32's answers on held-out target samples")
             raise AccuracyDropError(
-                f"INT8 for {target} loses {100 * (fp32_accuracy - int8_accuracy):.2f} pt "
-                f"({len(float_layers)} layers in float), above --max-drop {100 * max_drop:.2f} pt",
+                f"INT8 for {target} {lost} ({len(float_layers)} layers in float), above --max-drop {100 * max_drop:.2f} pt",
                 hint="allow a larger --max-drop" + (", or more --qat-epochs" if qat else ", or fine-tune with --qat"))
         parity.artifact = str(out)
         if reference == "labels":
