@@ -26,14 +26,12 @@ def predict_cmd(artifact, files, backend, device, top_k, as_json):
     from edgetl.runtime.predict import none_predicted, predict
 
     results = predict(artifact, files, backend=backend, top_k=top_k, device=device)
+    if len(results) > 1:  # a single file's failure is the error itself
+        for r in results:
+            if not r.ok:
+                click.echo(f"skipped: {r.error} ({r.hint})", err=True)  # each reason names its file
     if not any(r.ok for r in results):
-        if len(results) > 1:
-            for r in results:
-                click.echo(f"skipped: {r.error} ({r.hint})", err=True)
         raise none_predicted(results)
-    for r in results:
-        if not r.ok:
-            click.echo(f"skipped: {r.error} ({r.hint})", err=True)  # each reason names its file
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in results], indent=2))
     elif any(r.ok and r.detections is None for r in results):

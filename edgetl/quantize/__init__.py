@@ -195,7 +195,7 @@ def quantize(model, target: str, calib=None, val=None, max_drop: float | None = 
                   "held out from calibration")
     fp32_logits = _logits(model, val_samples.x)
     if reference == "fp32":  # an accuracy drop against FP32's own answers bounds the drop against any labels
-        val_samples.labels = fp32_logits.argmax(1)
+        val_samples = dataclasses.replace(val_samples, labels=fp32_logits.argmax(1))
     fp32_accuracy = _accuracy(fp32_logits, val_samples.labels)
 
     work = temp_dir_beside(out)
