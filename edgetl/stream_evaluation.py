@@ -38,6 +38,16 @@ class Said:
 class Reference:
     keywords: list[Said]
     split: str | None  # "val" or "test" when the recording was made by `edgetl data keywords --stream`
+    speech: list[Said] = dataclasses.field(default_factory=list)  # other speech (label: its text), when listed
+
+    def heard(self, start: float, end: float) -> str | None:
+        """What was said between start and end, keywords in brackets (None: the recording
+        does not list its other speech)."""
+        if not self.speech:
+            return None
+        said = sorted([*self.speech, *(dataclasses.replace(k, label=f"[{k.label}]") for k in self.keywords)],
+                      key=lambda s: s.start)
+        return " / ".join(s.label for s in said if s.start < end and s.end > start)
 
 
 def read_reference(recording: Path) -> Reference:
@@ -46,9 +56,11 @@ def read_reference(recording: Path) -> Reference:
     doc, table = recording.with_suffix(".json"), recording.with_suffix(".csv")
     hint = f"put the keyword times beside the recording: {table.name} with columns label,start,end (seconds)"
     try:
+        other = []
         if doc.is_file():
             data = json.loads(doc.read_text())
             rows, split = data["keywords"], data.get("split")
+            other = [Said(str(r["text"]), float(r["start"]), float(r["end"])) for r in data.get("speech", [])]
         elif table.is_file():
             rows, split = list(csv.DictReader(io.StringIO(table.read_text()))), None
         else:
@@ -61,7 +73,7 @@ def read_reference(recording: Path) -> Reference:
     if bad:
         raise DataError(f"keyword times of {recording} hold {len(bad)} interval(s) that end before they start "
                         f"(first: {bad[0].label} {bad[0].start}-{bad[0].end})", hint=hint)
-    return Reference(sorted(said, key=lambda s: s.start), split)
+    return Reference(sorted(said, key=lambda s: s.start), split, sorted(other, key=lambda s: s.start))
 
 
 @dataclasses.dataclass
@@ -104,6 +116,7 @@ class StreamReport:
     real_time_factor: float
     shared: str  # whether overlapping windows shared their work, or why not
     per_keyword: dict
+    false_accept_list: list[dict]  # label, time, score, what other speech was heard in the window that fired
     det: list[dict]  # threshold, frr, fa_per_hour: one common threshold for every keyword
     thresholds_written: str | None = None  # where the picked thresholds went
     plot: str | None = None
@@ -227,6 +240,7 @@ def evaluate_stream(artifact, recording, backend: str = "auto", device: str = "c
         f, fa = _figures(dm, n, hours)
         det.append({"threshold": round(float(t), 6), "frr": f, "fa_per_hour": fa})
     delays = [d.time - s.end for s, d in m.hits]
+    false_list = [{**d.to_dict(), "heard": reference.heard(d.start, d.time)} for d in m.false_accepts]
     report = StreamReport(
         artifact=str(path), recording=str(recording), backend=backend_name, inference_precision=precision,
         hours=hours, settings=settings.to_dict(), keywords=n, detected=len(m.hits), false_rejects=len(m.misses),
@@ -234,7 +248,7 @@ def evaluate_stream(artifact, recording, backend: str = "auto", device: str = "c
         mean_delay=float(np.mean(delays)) if delays else None, real_time_factor=detector.real_time_factor,
         shared=detector.sharing if detector.shared is None else
         f"{detector.sharing} ({detector.shared.reused / max(1, detector.shared.reused + detector.shared.computed):.0%})",
-        per_keyword=per_keyword, det=det, thresholds_written=written)
+        per_keyword=per_keyword, false_accept_list=false_list, det=det, thresholds_written=written)
     if plot:
         report.plot = str(plot_det(report, plot))
     return report

@@ -159,6 +159,11 @@ def test_keyword_streams_use_unheard_voices_and_list_the_keyword_times(keywords)
         assert {k["voice"] for k in doc["keywords"]} <= set(marker["voices"][split])
         starts = [k["start"] for k in doc["keywords"]]
         assert starts == sorted(starts) and all(k["start"] < k["end"] < doc["seconds"] for k in doc["keywords"])
+        # the other speech is listed too, in order, never overlapping a keyword, and holds no keyword
+        speech = doc["speech"]
+        assert speech and [s["start"] for s in speech] == sorted(s["start"] for s in speech)
+        assert not any(s["start"] < k["end"] and k["start"] < s["end"] for s in speech for k in doc["keywords"])
+        assert not {w for s in speech for w in s["text"].split()} & {"yes", "no", "stop"}
         rows = (keywords / "_streams_" / f"{split}.csv").read_text().splitlines()
         assert rows[0] == "label,start,end,voice" and len(rows) == len(doc["keywords"]) + 1
         wave = read_audio(keywords / "_streams_" / f"{split}.wav", max_seconds=3600)
@@ -282,6 +287,31 @@ def test_evaluate_stream_counts_errors_and_writes_thresholds_picked_on_validatio
     assert measured["settings"]["thresholds"] == picked["settings"]["thresholds"]  # read back from the card
     assert measured["per_keyword"]["yes"]["threshold"] == picked["settings"]["thresholds"]["yes"]
     assert measured["hours"] == pytest.approx(1 / 60, rel=0.01)
+
+
+def test_false_accepts_are_listed_with_what_was_said_when_they_fired(keywords, stream_model, tmp_path):
+    from edgetl.export import write_artifact_card
+    from edgetl.runtime.onnxruntime_runner import read_onnx_card
+    from edgetl.stream_evaluation import evaluate_stream
+
+    onnx_path = tmp_path / "model.onnx"
+    onnx_path.write_bytes(stream_model[0].read_bytes())
+    card = read_onnx_card(onnx_path)
+    card.streaming = {"threshold": 0.05, "thresholds": {}}  # low enough to fire on other speech
+    write_artifact_card(onnx_path, card)
+    recording = keywords / "_streams_" / "test.wav"
+    report = evaluate_stream(onnx_path, recording)
+    assert report.false_accepts > 0 and len(report.false_accept_list) == report.false_accepts
+    doc = json.loads(recording.with_suffix(".json").read_text())
+    said = sorted([(s["start"], s["end"], s["text"]) for s in doc["speech"]]
+                  + [(k["start"], k["end"], f"[{k['label']}]") for k in doc["keywords"]])
+    for d in report.false_accept_list:
+        inside = [text for start, end, text in said if start < d["time"] and end > d["start"]]
+        assert d["heard"] == " / ".join(inside)
+    assert any(d["heard"] for d in report.false_accept_list)  # most windows hold speech
+    result = CliRunner().invoke(cli, ["evaluate", str(onnx_path), "--stream", str(recording)])
+    assert result.exit_code == 0, result.output
+    assert "false accepts (" in result.output and "heard" in result.output
 
 
 def test_stream_evaluation_refuses_what_cannot_be_measured(speech_run, keywords, stream_model, tmp_path, tiny_run):

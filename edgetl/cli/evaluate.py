@@ -36,6 +36,13 @@ def print_report(report) -> None:
     print_table(cm, console)
 
 
+FALSE_ACCEPTS_SHOWN = 10
+
+
+def _clock(seconds: float) -> str:
+    return f"{int(seconds // 3600)}:{int(seconds % 3600 // 60):02d}:{seconds % 60:05.2f}"
+
+
 def print_stream_report(r) -> None:
     from rich.markup import escape
     from rich.table import Table
@@ -55,6 +62,16 @@ def print_stream_report(r) -> None:
     for label, k in r.per_keyword.items():
         table.add_row(escape(label), f"{k['threshold']:.6g}", str(k["said"]), str(k["detected"]), str(k["false_accepts"]))
     print_table(table, console)
+    if r.false_accept_list:
+        shown = sorted(r.false_accept_list, key=lambda d: -d["score"])[:FALSE_ACCEPTS_SHOWN]
+        table = Table(title=f"false accepts ({len(shown)} of {len(r.false_accept_list)}, most confident first)",
+                      title_justify="left")
+        for col in ("time", "keyword", "score", "heard"):
+            table.add_column(col, justify="left" if col in ("keyword", "heard") else "right")
+        for d in shown:
+            heard = "(the recording does not list its other speech)" if d["heard"] is None else d["heard"] or "(no speech)"
+            table.add_row(_clock(d["time"]), escape(d["label"]), f"{d['score']:.3f}", escape(heard))
+        print_table(table, console)
     if r.thresholds_written:
         console.print(f"thresholds written into the card of {escape(r.thresholds_written)}")
     if r.plot:

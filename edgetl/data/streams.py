@@ -4,7 +4,8 @@ A recording is sentences of ordinary words (never a keyword or a word that sound
 one) said by the split's voices with pauses between them, keywords said alone at random
 moments between sentences, and background noise all along at 10-30 dB under the speech.
 Beside it go the keywords' times (CSV and JSON), from which `edgetl evaluate --stream`
-counts false rejects and false accepts per hour. The validation recording uses the
+counts false rejects and false accepts per hour; the JSON also lists the other speech
+(text and times), so each false accept can be shown with what was being said. The validation recording uses the
 validation voices, the test recording the test voices: neither is heard in training.
 """
 from __future__ import annotations
@@ -72,6 +73,7 @@ def make_stream(path: Path, keywords: list[str], voices: list[str], minutes: flo
     audio = np.zeros(total, np.float32)
     speech_level = np.zeros(total, np.float32)  # the RMS the noise is set against, per sample
     reference: list[dict] = []
+    speech: list[dict] = []  # the other speech, so a false accept can be told what it heard
     keyword_share = keywords_per_minute / 15.0  # about 15 segments (sentence or keyword, with a pause) a minute
     pos = int(rng.uniform(0.5, 2.0) * SAMPLE_RATE)
     with ThreadPoolExecutor(max_workers=4) as pool:
@@ -94,9 +96,12 @@ def make_stream(path: Path, keywords: list[str], voices: list[str], minutes: flo
                 level = 10 ** (rng.uniform(-30, -18) / 20)  # speech RMS between -30 and -18 dBFS
                 audio[pos:pos + len(wave)] = wave * (level / max(rms, 1e-6))
                 speech_level[pos:pos + len(wave)] = level
+                said = {"start": round(pos / SAMPLE_RATE, 3), "end": round((pos + len(wave)) / SAMPLE_RATE, 3),
+                        "voice": u.voice}
                 if is_keyword:
-                    reference.append({"label": u.text, "start": round(pos / SAMPLE_RATE, 3),
-                                      "end": round((pos + len(wave)) / SAMPLE_RATE, 3), "voice": u.voice})
+                    reference.append({"label": u.text, **said})
+                else:
+                    speech.append({"text": u.text, **said})
                 step = len(wave) + int(rng.uniform(0.3, 1.5) * SAMPLE_RATE)
                 pos += step
                 if advance:
@@ -104,7 +109,7 @@ def make_stream(path: Path, keywords: list[str], voices: list[str], minutes: flo
     _add_noise(audio, speech_level, bank, rng)
     _write_wav(path, audio)
     doc = {"schema": SCHEMA, "recording": path.name, "split": split, "seconds": total / SAMPLE_RATE,
-           "sample_rate": SAMPLE_RATE, "words": list(keywords), "voices": list(voices), "keywords": reference}
+           "sample_rate": SAMPLE_RATE, "words": list(keywords), "voices": list(voices), "keywords": reference, "speech": speech}
     path.with_suffix(".json").write_text(json.dumps(doc, indent=1) + "\n")
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=["label", "start", "end", "voice"])
