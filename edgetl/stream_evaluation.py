@@ -21,10 +21,12 @@ import numpy as np
 from edgetl.card import ModelCard
 from edgetl.errors import ConfigError, DataError
 from edgetl.runtime.base import open_runner
-from edgetl.runtime.streaming import Detection, KeywordDetector, StreamingSettings, detect_file, never_fires, replay
+from edgetl.runtime.streaming import (Detection, KeywordDetector, StreamingSettings, detect_file, never_fires, replay,
+                                      smoothed)
 
 # Thresholds tried for the DET curve and when picking a keyword's threshold.
 THRESHOLDS = np.unique(np.concatenate([np.linspace(0.05, 0.95, 19), 1 - np.geomspace(0.05, 1e-6, 26)]))
+PEAK_THRESHOLDS = 200  # at most this many more, placed at the recorded scores' peaks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,12 +131,23 @@ def _figures(m: Matching, n: int, hours: float) -> tuple[float, float]:
     return (len(m.misses) / n if n else 0.0), len(m.false_accepts) / hours
 
 
-def _smoothed(probs: np.ndarray, k: int) -> np.ndarray:
-    """Each hop's mean over the last k hops (fewer at the start), as the Trigger averages."""
-    c = np.cumsum(np.vstack([np.zeros((1, probs.shape[1])), probs]), axis=0)
-    i = np.arange(1, len(probs) + 1)
-    lo = np.maximum(0, i - k)
-    return (c[i] - c[lo]) / (i - lo)[:, None]
+def _peaks(curve: np.ndarray) -> np.ndarray:
+    """The values of a score curve at its local maxima: where a threshold's decisions change."""
+    c = np.concatenate([[-np.inf], curve, [-np.inf]])
+    return curve[(c[1:-1] > c[:-2]) & (c[1:-1] >= c[2:])]
+
+
+def candidate_thresholds(curve: np.ndarray, most: int = PEAK_THRESHOLDS) -> np.ndarray:
+    """Thresholds worth trying on a score curve: the fixed grid, and just over each of its
+    peaks (over quantiles of them when there are many). A model trained with label
+    smoothing scores the keywords it is sure of at about 0.9 and never near 1, so a
+    fixed grid alone would step over the region where its detections are decided."""
+    peaks = _peaks(curve)
+    peaks = peaks[peaks >= THRESHOLDS[0]]
+    if len(peaks) > most:
+        peaks = np.quantile(peaks, np.linspace(0, 1, most))
+    just_over = np.ceil(peaks * 1e6 + 1) / 1e6
+    return np.unique(np.concatenate([THRESHOLDS, just_over[just_over <= 1]]))
 
 
 def _fires_alone(mean: np.ndarray, threshold: float, refractory: int) -> np.ndarray:
@@ -156,7 +169,7 @@ def pick_thresholds(probs: np.ndarray, labels: list[str], settings: StreamingSet
     target (the target split evenly over the keywords), on this (validation) recording."""
     keywords = [i for i, lab in enumerate(labels) if not never_fires(lab)]
     allowed = target_fa_per_hour * hours / len(keywords)
-    means = _smoothed(probs, settings.smoothing)
+    means = smoothed(probs, settings.smoothing)
     refractory = int(round(settings.refractory_ms / settings.hop_ms))
     slack = settings.smoothing * hop
     chosen = {}
@@ -164,7 +177,7 @@ def pick_thresholds(probs: np.ndarray, labels: list[str], settings: StreamingSet
         label = labels[i]
         mine = [s for s in said if s.label == label]
         chosen[label] = float(THRESHOLDS[-1])
-        for t in THRESHOLDS:
+        for t in candidate_thresholds(means[:, i]):
             fired = [Detection(label, (h + 1) * hop, 0.0, 0.0) for h in _fires_alone(means[:, i], t, refractory)]
             if len(match(fired, mine, window, slack).false_accepts) <= allowed:
                 chosen[label] = round(float(t), 6)
@@ -234,7 +247,9 @@ def evaluate_stream(artifact, recording, backend: str = "auto", device: str = "c
                               "detected": sum(1 for s, _ in m.hits if s.label == label),
                               "false_accepts": sum(1 for d in m.false_accepts if d.label == label)}
     det = []
-    for t in THRESHOLDS:
+    keyword_columns = [i for i, lab in enumerate(card.labels) if not never_fires(lab)]
+    strongest = smoothed(probs, settings.smoothing)[:, keyword_columns].max(axis=1, initial=0.0)
+    for t in candidate_thresholds(strongest):
         common = settings.replace(threshold=float(t), thresholds={})
         dm = match(replay(probs, card.labels, common, hop, window), reference.keywords, window, slack)
         f, fa = _figures(dm, n, hours)

@@ -49,6 +49,42 @@ def test_refractory_period_and_rearming():
     assert [(d.label, round(d.time, 1)) for d in got] == [("a", 0.1), ("b", 0.7)]
 
 
+@pytest.mark.parametrize("smoothing,refractory_ms", [(1, 0), (3, 300), (5, 1000)])
+def test_replay_decides_as_the_live_trigger_hop_by_hop(smoothing, refractory_ms):
+    """replay skips the hops where no keyword is over its threshold; it must still make
+    every decision the live Trigger makes."""
+    rng = np.random.default_rng(smoothing)
+    labels = ["_unknown_", "a", "b", "c"]
+    # stretches of 1-8 hops, each led by one label, with noisy scores
+    leaders = np.repeat(rng.integers(0, 4, 600), rng.integers(1, 9, 600))[:3000]
+    probs = rng.dirichlet([0.5] * 4, size=len(leaders)) + 2.0 * np.eye(4)[leaders] * rng.random((len(leaders), 1))
+    probs = (probs / probs.sum(axis=1, keepdims=True)).astype(np.float32)
+    settings = StreamingSettings(hop_ms=100, smoothing=smoothing, threshold=0.5, thresholds={"c": 0.7},
+                                 refractory_ms=refractory_ms)
+    trigger = Trigger(labels, settings)
+    live = [(i, labels[j]) for i, p in enumerate(probs) if (j := trigger.step(p, i)) is not None]
+    got = replay(probs, labels, settings, hop_seconds=0.1, window_seconds=1.0)
+    assert len(live) > 20 and {lab for _, lab in live} == {"a", "b", "c"}
+    assert [(round(d.time / 0.1) - 1, d.label) for d in got] == live
+
+
+def test_threshold_candidates_sit_just_over_the_scores_peaks():
+    """A model whose keyword scores all lie between 0.90 and 0.95 (label smoothing) needs
+    thresholds between them; each candidate over a peak leaves that peak out."""
+    from edgetl.stream_evaluation import THRESHOLDS, candidate_thresholds
+
+    curve = np.zeros(400)
+    peaks = np.linspace(0.905, 0.945, 9)
+    curve[20::40][:9] = peaks
+    candidates = candidate_thresholds(curve)
+    between = candidates[(candidates > 0.9) & (candidates < 0.95)]
+    assert len(between) >= len(peaks) > len(THRESHOLDS[(THRESHOLDS > 0.9) & (THRESHOLDS < 0.95)])
+    for p in peaks:
+        over = candidates[candidates > p].min()
+        assert over - p <= 2e-6 and (curve >= over).sum() == (curve > p).sum()
+    assert candidates.max() <= 1 and set(THRESHOLDS) <= set(candidates)
+
+
 @pytest.mark.parametrize("bad", [dict(hop_ms=0), dict(smoothing=0), dict(threshold=1.5),
                                  dict(thresholds={"yes": 0}), dict(refractory_ms=-1), dict(smoothing=1.5)])
 def test_invalid_streaming_settings_are_refused(bad):

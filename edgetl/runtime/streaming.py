@@ -120,16 +120,43 @@ class Trigger:
         return best
 
 
+def smoothed(probs: np.ndarray, k: int) -> np.ndarray:
+    """Each hop's mean over the last k hops (fewer at the start), as the Trigger averages."""
+    c = np.cumsum(np.vstack([np.zeros((1, probs.shape[1])), probs]), axis=0)
+    i = np.arange(1, len(probs) + 1)
+    lo = np.maximum(0, i - k)
+    return (c[i] - c[lo]) / (i - lo)[:, None]
+
+
 def replay(probs: np.ndarray, labels: list[str], settings: StreamingSettings, hop_seconds: float,
            window_seconds: float) -> list[Detection]:
     """The detections that recorded per-hop probabilities give under `settings` (thresholds
-    tried without running the model again)."""
-    trigger, found = Trigger(labels, settings), []
-    for i, p in enumerate(probs):
-        j = trigger.step(p, i)
-        if j is not None:
-            end = (i + 1) * hop_seconds
-            found.append(Detection(labels[j], end, trigger.last_score, max(0.0, end - window_seconds)))
+    tried without running the model again). The Trigger's decision, hop by hop, but only
+    at the hops where some keyword's average is over its threshold: at any other hop
+    nothing fires and every keyword re-arms, so an hour is replayed in milliseconds."""
+    if not len(probs):
+        return []
+    threshold = Trigger(labels, settings).threshold
+    refractory = int(round(settings.refractory_ms / settings.hop_ms))
+    means = smoothed(probs, settings.smoothing)
+    above = means >= threshold
+    armed, quiet_until, previous, found = np.ones(len(labels), bool), -1, -2, []
+    for i in np.flatnonzero(above.any(axis=1)):
+        if i != previous + 1:
+            armed[:] = True  # the hop before had no keyword over its threshold
+        previous = i
+        armed |= ~above[i]
+        if i < quiet_until:
+            armed &= ~above[i]
+            continue
+        candidates = above[i] & armed
+        if not candidates.any():
+            continue
+        best = int(np.argmax(np.where(candidates, means[i], -np.inf)))
+        armed[best] = False
+        quiet_until = i + 1 + refractory
+        end = (i + 1) * hop_seconds
+        found.append(Detection(labels[best], end, float(means[i, best]), max(0.0, end - window_seconds)))
     return found
 
 
@@ -344,4 +371,4 @@ def audio_seconds(path: str | Path) -> float | None:
 
 
 __all__ = ["Detection", "KeywordDetector", "SharedWindows", "StreamingSettings", "Trigger", "audio_seconds", "detect_file",
-           "never_fires", "read_stream", "replay"]
+           "never_fires", "read_stream", "replay", "smoothed"]
