@@ -56,7 +56,9 @@ def stream_row(artifact: Path, recording: Path, **options) -> dict:
     row = {k: getattr(r, k) for k in ("backend", "inference_precision", "hours", "keywords", "detected", "frr",
                                        "false_accepts", "fa_per_hour", "mean_delay", "real_time_factor")}
     row.update(artifact=artifact.name, recording=recording.name, thresholds=r.settings["thresholds"],
-               hop_ms=r.settings["hop_ms"], shared=r.shared, seconds=time.perf_counter() - t0)
+               hop_ms=r.settings["hop_ms"], smoothing=r.settings["smoothing"], shared=r.shared,
+               seconds=time.perf_counter() - t0,
+               most_confident_false_accepts=sorted(r.false_accept_list, key=lambda d: -d["score"])[:5])
     print(json.dumps(row), flush=True)
     return row
 
