@@ -180,6 +180,16 @@ def test_keywords_are_split_by_voice_with_noise_and_unknown_words(keywords):
         assert heard == voices[split]
     unknown_words = {f.name.split("_")[0] for f in (keywords / "train" / "_unknown_").glob("*.wav")}
     assert unknown_words and not unknown_words & {"yes", "no", "stop"}
+    # as many _unknown_ clips per voice and take as keywords, mostly running speech
+    from edgetl.data.keywords import unknown_clips
+
+    clips = list((keywords / "train" / "_unknown_").glob("*.wav"))
+    running = [f for f in clips if f.name.startswith("speech_")]
+    assert len(clips) == len(voices["train"]) * marker["takes"] * 3 == len(list((keywords / "train").rglob("*.wav"))) / 2
+    assert len(running) == len(voices["train"]) * marker["takes"] * unknown_clips(3)[1] > len(clips) / 2
+    for n in (2, 3, 10, 35):
+        words, speech = unknown_clips(n)
+        assert words + speech == max(3, n) and 1 <= words < speech
     info = sf.info(next((keywords / "train" / "yes").glob("*.wav")))
     assert (info.samplerate, info.frames, info.channels) == (16000, 16000, 1)
     assert len(list((keywords / "_background_noise_").glob("*.wav"))) == 4
