@@ -156,11 +156,12 @@ def _embedding_build(name: str, weights: str, listing: bool = False) -> Backbone
         load_into(model, read_state_dict(weights), weights)
     stages = [Stage(f"embedding.block{i}", mods) for i, mods in enumerate(model.embedding.blocks())]
     # A hop of one embedding step (8 frames, 80 ms) shifts the windows by whole steps, so the
-    # streaming detector reuses the embeddings the previous hops computed.
+    # streaming detector reuses the embeddings the previous hops computed; 8 hops of
+    # smoothing average over 640 ms, as the default's 6 hops of 100 ms do.
     parts = {"scope": "embedding", "frames": EMBEDDING_FRAMES, "step": EMBEDDING_STEP, "starts": model.starts,
              "frame_samples": model.frontend.hop}
     return Backbone(name, model, 192, stages, SPEECH_PREPROCESSING, source, modality="audio",
-                    streaming={"hop_ms": EMBEDDING_STEP * 10.0}, parts=parts)
+                    streaming={"hop_ms": EMBEDDING_STEP * 10.0, "smoothing": 8}, parts=parts)
 
 
 # ---------------------------------------------------------------- small CNN from scratch

@@ -107,7 +107,7 @@ def _evaluate_stream(artifact, stream, backend, device, threads, hop_ms, smoothi
 @click.option("--target-fa-per-hour", type=float, help="With --stream on a validation recording: pick each keyword's "
               "threshold for this many false accepts per hour and write them into the card.")
 @click.option("--hop-ms", type=float, help="With --stream: score every this many ms (default: the card's, 100).")
-@click.option("--smoothing", type=int, help="With --stream: hops a keyword's probability is averaged over (card's, 3).")
+@click.option("--smoothing", type=int, help="With --stream: hops a keyword's probability is averaged over (card's; 6 unless it says).")
 @click.option("--threads", type=int, help="With --stream: inference threads (e.g. 1 for one core).")
 @click.option("--plot", type=click.Path(dir_okay=False), help="With --stream: write the DET curve (PNG).")
 @click.option("--split", default="val", show_default=True, help="train | val | test")

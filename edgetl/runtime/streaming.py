@@ -39,7 +39,10 @@ def never_fires(label: str) -> bool:
 @dataclasses.dataclass(frozen=True)
 class StreamingSettings:
     hop_ms: float = 100.0  # the window is scored every hop
-    smoothing: int = 3  # hops a keyword's probability is averaged over
+    # hops a keyword's probability is averaged over: about the time a short word stays
+    # whole in a 1 s window (a fine-tuned speech embedding at 80 ms hops: 8 hops instead of
+    # 3 took test FRR at 20 FA/h from 39% to 22% on a keyword stream)
+    smoothing: int = 6
     threshold: float = 0.5  # for keywords without their own
     thresholds: dict[str, float] = dataclasses.field(default_factory=dict)
     refractory_ms: float = 1000.0  # silence after a detection
