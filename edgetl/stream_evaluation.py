@@ -12,6 +12,7 @@ from __future__ import annotations
 import bisect
 import csv
 import dataclasses
+import functools
 import io
 import json
 import math
@@ -48,9 +49,12 @@ class Reference:
         does not list its other speech)."""
         if not self.speech:
             return None
-        said = sorted([*self.speech, *(dataclasses.replace(k, label=f"[{k.label}]") for k in self.keywords)],
+        return " / ".join(s.label for s in self._everything if s.start < end and s.end > start)
+
+    @functools.cached_property
+    def _everything(self) -> list[Said]:
+        return sorted([*self.speech, *(dataclasses.replace(k, label=f"[{k.label}]") for k in self.keywords)],
                       key=lambda s: s.start)
-        return " / ".join(s.label for s in said if s.start < end and s.end > start)
 
 
 def read_reference(recording: Path) -> Reference:

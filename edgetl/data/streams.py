@@ -5,8 +5,9 @@ one) said by the split's voices with pauses between them, keywords said alone at
 moments between sentences, and background noise all along at 10-30 dB under the speech.
 Beside it go the keywords' times (CSV and JSON), from which `edgetl evaluate --stream`
 counts false rejects and false accepts per hour; the JSON also lists the other speech
-(text and times), so each false accept can be shown with what was being said. The validation recording uses the
-validation voices, the test recording the test voices: neither is heard in training.
+(text and times), so each false accept can be shown with what was being said. The
+validation recording uses the validation voices, the test recording the test voices:
+neither is heard in training.
 """
 from __future__ import annotations
 

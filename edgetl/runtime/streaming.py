@@ -107,7 +107,10 @@ class Trigger:
     def step(self, probs: np.ndarray, hop: int) -> int | None:
         """The index of the label that fires at this hop, if any."""
         self.recent.append(probs)
-        mean = np.mean(self.recent, axis=0)
+        return self.decide(np.mean(self.recent, axis=0), hop)
+
+    def decide(self, mean: np.ndarray, hop: int) -> int | None:
+        """The decision at this hop from each label's average over the last hops."""
         above = mean >= self.threshold
         self.armed |= ~above  # a keyword re-arms once its average fell under its threshold
         if hop < self.quiet_until:
@@ -137,29 +140,16 @@ def replay(probs: np.ndarray, labels: list[str], settings: StreamingSettings, ho
     tried without running the model again). The Trigger's decision, hop by hop, but only
     at the hops where some keyword's average is over its threshold: at any other hop
     nothing fires and every keyword re-arms, so an hour is replayed in milliseconds."""
-    if not len(probs):
-        return []
-    threshold = Trigger(labels, settings).threshold
-    refractory = int(round(settings.refractory_ms / settings.hop_ms))
+    trigger, found, previous = Trigger(labels, settings), [], -2
     means = smoothed(probs, settings.smoothing)
-    above = means >= threshold
-    armed, quiet_until, previous, found = np.ones(len(labels), bool), -1, -2, []
-    for i in np.flatnonzero(above.any(axis=1)):
+    for i in np.flatnonzero((means >= trigger.threshold).any(axis=1)):
         if i != previous + 1:
-            armed[:] = True  # the hop before had no keyword over its threshold
+            trigger.armed[:] = True  # the hop before had no keyword over its threshold
         previous = i
-        armed |= ~above[i]
-        if i < quiet_until:
-            armed &= ~above[i]
-            continue
-        candidates = above[i] & armed
-        if not candidates.any():
-            continue
-        best = int(np.argmax(np.where(candidates, means[i], -np.inf)))
-        armed[best] = False
-        quiet_until = i + 1 + refractory
-        end = (i + 1) * hop_seconds
-        found.append(Detection(labels[best], end, float(means[i, best]), max(0.0, end - window_seconds)))
+        j = trigger.decide(means[i], int(i))
+        if j is not None:
+            end = (i + 1) * hop_seconds
+            found.append(Detection(labels[j], end, trigger.last_score, max(0.0, end - window_seconds)))
     return found
 
 
