@@ -5,13 +5,15 @@ with a validation and a test recording: MINUTES each of sentences of everyday wo
 keywords said alone between them at known times and background noise, by voices
 never heard in training (validation voices for one, test voices for the other).
 The speech embedding is fine-tuned twice, with and without the `_unknown_` class
-(both with the `_silence_` class that background noise gives by default). Each
-keyword's threshold is picked for the target rate of false accepts on the validation
+(both with the `_silence_` class that background noise gives by default). The
+smoothing and one threshold for every keyword (or one per keyword, `--thresholds
+per-keyword`) are picked for the target rate of false accepts on the validation
 recording, then FRR, FA/h and delay are measured on the test recording. Last, the
 detector's real-time factor on one thread, live (one window per hop), per backend,
 with and without sharing the embeddings of overlapping windows.
 
     python benchmarks/streaming.py [--minutes 60] [--voices 40] [--takes 3] [--epochs 15]
+                                 [--thresholds common|per-keyword]
 """
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ from edgetl.export import export_run, write_artifact_card
 from edgetl.finetune import finetune
 from edgetl.quantize import quantize
 from edgetl.runtime.onnxruntime_runner import read_onnx_card
-from edgetl.stream_evaluation import evaluate_stream
+from edgetl.stream_evaluation import PICKS, evaluate_stream
 
 RESULTS = Path(__file__).parent / "results"
 RECIPE = {"strategy": "full", "lr": 1e-2, "backbone_lr_scale": 0.1}  # as in benchmarks/speech.py
@@ -70,6 +72,7 @@ def main() -> int:
     ap.add_argument("--takes", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--target-fa-per-hour", type=float, default=1.0)
+    ap.add_argument("--thresholds", choices=PICKS, default="common")
     ap.add_argument("--work", help="reuse this work folder's data set and runs")
     ap.add_argument("--out", default=str(RESULTS / "streaming.json"))
     args = ap.parse_args()
@@ -84,8 +87,8 @@ def main() -> int:
                         "takes": args.takes, "minutes": args.minutes,
                         "keywords": {s: len(json.loads((streams / f"{s}.json").read_text())["keywords"])
                                      for s in ("val", "test")}},
-               "target_fa_per_hour": args.target_fa_per_hour, "machine": machine_info(), "cpu": cpu_name(),
-               "build": build_fingerprint(), "models": [], "backends": []}
+               "target_fa_per_hour": args.target_fa_per_hour, "thresholds": args.thresholds,
+               "machine": machine_info(), "cpu": cpu_name(), "build": build_fingerprint(), "models": [], "backends": []}
     onnx_of = {}
     for name, with_unknown in (("with _unknown_", True), ("without _unknown_", False)):
         run = work / ("run-unknown" if with_unknown else "run-no-unknown")
@@ -100,7 +103,7 @@ def main() -> int:
             export_run(run, onnx, openvino=True)
         onnx_of[name] = onnx
         clips = evaluate(onnx, src, split="test").accuracy
-        val = stream_row(onnx, streams / "val.wav", target_fa_per_hour=args.target_fa_per_hour)
+        val = stream_row(onnx, streams / "val.wav", target_fa_per_hour=args.target_fa_per_hour, pick=args.thresholds)
         test = stream_row(onnx, streams / "test.wav",
                           plot=RESULTS / f"streaming-det-{'unknown' if with_unknown else 'no-unknown'}.png")
         results["models"].append({"model": name, "labels": read_onnx_card(onnx).labels, "clip_test_accuracy": clips,

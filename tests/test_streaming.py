@@ -85,6 +85,41 @@ def test_threshold_candidates_sit_just_over_the_scores_peaks():
     assert candidates.max() <= 1 and set(THRESHOLDS) <= set(candidates)
 
 
+def test_operating_point_holds_the_target_with_the_fewest_misses_and_the_shortest_smoothing():
+    """Keywords `a` (0.8 for 8 hops) and `b` (0.6), and bursts of 3 hops that are neither
+    (`a` at 1.0, `b` at 0.7). No false accept is allowed. One common threshold can pass
+    both keywords only once 6 hops of smoothing flatten the bursts under 0.6; a threshold
+    per keyword can with 4."""
+    from edgetl.stream_evaluation import Said, match, pick_operating_point
+
+    hop, window, hours = 0.1, 1.0, 60 / 3600
+    labels = ["_unknown_", "a", "b"]
+    probs = np.zeros((600, 3), np.float32)
+    probs[:, 0] = 1.0
+    said = []
+    for label, level, starts in (("a", 0.8, (5, 15)), ("b", 0.6, (25, 35))):
+        for t in starts:
+            probs[int(t / hop):int(t / hop) + 8] = [1 - level, level, 0] if label == "a" else [1 - level, 0, level]
+            said.append(Said(label, t, t + 0.5))
+    probs[450:453] = [0, 1.0, 0]  # not keywords
+    probs[520:523] = [0.3, 0, 0.7]
+    base = StreamingSettings(hop_ms=100, smoothing=3, threshold=0.5, refractory_ms=1000)
+
+    def errors(s):
+        m = match(replay(probs, labels, s, hop, window), said, window, s.smoothing * hop)
+        return len(m.misses), len(m.false_accepts)
+
+    common = pick_operating_point(probs, labels, base, said, hours, hop, window, target_fa_per_hour=0.5)
+    assert common.smoothing == 6 and common.thresholds == {} and 0.5 < common.threshold <= 0.6
+    assert errors(common) == (0, 0)
+    assert errors(common.replace(smoothing=4)) != (0, 0)  # the shorter smoothing alone would not do
+    per_keyword = pick_operating_point(probs, labels, base, said, hours, hop, window, 0.5, pick="per-keyword")
+    assert per_keyword.smoothing == 4 and 0.75 < per_keyword.thresholds["a"] <= 0.8
+    assert 0.525 < per_keyword.thresholds["b"] <= 0.6 and errors(per_keyword) == (0, 0)
+    fixed = pick_operating_point(probs, labels, base, said, hours, hop, window, 0.5, smoothings=(4,))
+    assert fixed.smoothing == 4 and 0.75 < fixed.threshold <= 0.8 and errors(fixed) == (2, 0)  # b is missed
+
+
 @pytest.mark.parametrize("bad", [dict(hop_ms=0), dict(smoothing=0), dict(threshold=1.5),
                                  dict(thresholds={"yes": 0}), dict(refractory_ms=-1), dict(smoothing=1.5)])
 def test_invalid_streaming_settings_are_refused(bad):
@@ -299,7 +334,8 @@ def test_evaluate_stream_counts_errors_and_writes_thresholds_picked_on_validatio
     runner = CliRunner()
     plot = tmp_path / "det.png"
     result = runner.invoke(cli, ["--quiet", "evaluate", str(onnx_path), "--stream", str(streams / "val.wav"),
-                                 "--target-fa-per-hour", "60", "--plot", str(plot), "--json"])
+                                 "--target-fa-per-hour", "60", "--thresholds", "per-keyword", "--plot", str(plot),
+                                 "--json"])
     assert result.exit_code == 0, result.output
     picked = json.loads(result.output.splitlines()[-1])
     doc = json.loads((streams / "val.json").read_text())
@@ -323,6 +359,14 @@ def test_evaluate_stream_counts_errors_and_writes_thresholds_picked_on_validatio
     assert measured["settings"]["thresholds"] == picked["settings"]["thresholds"]  # read back from the card
     assert measured["per_keyword"]["yes"]["threshold"] == picked["settings"]["thresholds"]["yes"]
     assert measured["hours"] == pytest.approx(1 / 60, rel=0.01)
+
+    result = runner.invoke(cli, ["--quiet", "evaluate", str(onnx_path), "--stream", str(streams / "val.wav"),
+                                 "--target-fa-per-hour", "60", "--json"])  # one common threshold: the default
+    assert result.exit_code == 0, result.output
+    common = json.loads(result.output.splitlines()[-1])
+    assert common["settings"]["thresholds"] == {} and common["fa_per_hour"] <= 60
+    assert {k["threshold"] for k in common["per_keyword"].values()} == {common["settings"]["threshold"]}
+    assert read_onnx_card(onnx_path).streaming == common["settings"]
 
 
 def test_false_accepts_are_listed_with_what_was_said_when_they_fired(keywords, stream_model, tmp_path):
