@@ -29,8 +29,10 @@ from edgetl.runtime.streaming import (Detection, KeywordDetector, StreamingSetti
 # Thresholds tried for the DET curve and when picking a keyword's threshold.
 THRESHOLDS = np.unique(np.concatenate([np.linspace(0.05, 0.95, 19), 1 - np.geomspace(0.05, 1e-6, 26)]))
 PEAK_THRESHOLDS = 200  # at most this many more, placed at the recorded scores' peaks
-# Smoothing tried when an operating point is picked (milliseconds; whole hops of each).
+# Tried when an operating point is picked: smoothing (milliseconds, whole hops of each)
+# and refractory periods (a keyword said within a second of another is lost to a long one).
 SMOOTHING_MS = (200, 400, 600, 800, 1000)
+REFRACTORY_MS = (250.0, 500.0, 1000.0)
 PICKS = ("common", "per-keyword")  # one threshold for every keyword, or one each
 
 
@@ -225,29 +227,31 @@ def smoothing_choices(hop_ms: float) -> tuple[int, ...]:
 
 def pick_operating_point(probs: np.ndarray, labels: list[str], settings: StreamingSettings, said: list[Said],
                          hours: float, hop: float, window: float, target_fa_per_hour: float,
-                         pick: str = "common", smoothings: tuple[int, ...] | None = None) -> StreamingSettings:
-    """The smoothing and thresholds with the fewest false rejects whose false accepts stay
-    within the target on this (validation) recording. `common`: one threshold for every
-    keyword, the lowest that holds the target; `per-keyword`: each keyword's lowest
-    within its share. Thresholds picked per keyword on a few validation voices overfit
-    them (measured: 14% FRR at 0 FA/h on validation gave 68 FA/h on test, against 20 for
-    one common threshold), so common is the default. Ties go to the shorter smoothing,
-    which detects sooner."""
+                         pick: str = "common", smoothings: tuple[int, ...] | None = None,
+                         refractories: tuple[float, ...] | None = None) -> StreamingSettings:
+    """The smoothing, refractory period and thresholds with the fewest false rejects whose
+    false accepts stay within the target on this (validation) recording. `common`: one
+    threshold for every keyword, the lowest that holds the target; `per-keyword`: each
+    keyword's lowest within its share. Thresholds picked per keyword on a few validation
+    voices overfit them (measured: 14% FRR at 0 FA/h on validation gave 68 FA/h on test,
+    against 20 for one common threshold), so common is the default. Ties go to the
+    shorter smoothing, which detects sooner, then to the longer refractory period."""
     tried = []
     for smoothing in smoothings or smoothing_choices(settings.hop_ms):
-        trial = settings.replace(smoothing=smoothing)
-        if pick == "per-keyword":
-            trial = trial.replace(thresholds=pick_thresholds(probs, labels, trial, said, hours, hop, window,
-                                                             target_fa_per_hour))
-            m = match(replay(probs, labels, trial, hop, window), said, window, smoothing * hop)
-            frr, fa = _figures(m, len(said), hours)
-        else:
-            curve = det_curve(probs, labels, trial, said, hours, hop, window)
-            point = next((p for p in curve if p["fa_per_hour"] <= target_fa_per_hour), curve[-1])
-            trial = dataclasses.replace(trial, threshold=point["threshold"], thresholds={})
-            frr, fa = point["frr"], point["fa_per_hour"]
-        tried.append((fa > target_fa_per_hour, frr, smoothing, trial))
-    return min(tried, key=lambda t: t[:3])[3]
+        for refractory in refractories or REFRACTORY_MS:
+            trial = settings.replace(smoothing=smoothing, refractory_ms=refractory)
+            if pick == "per-keyword":
+                trial = trial.replace(thresholds=pick_thresholds(probs, labels, trial, said, hours, hop, window,
+                                                                 target_fa_per_hour))
+                m = match(replay(probs, labels, trial, hop, window), said, window, smoothing * hop)
+                frr, fa = _figures(m, len(said), hours)
+            else:
+                curve = det_curve(probs, labels, trial, said, hours, hop, window)
+                point = next((p for p in curve if p["fa_per_hour"] <= target_fa_per_hour), curve[-1])
+                trial = dataclasses.replace(trial, threshold=point["threshold"], thresholds={})
+                frr, fa = point["frr"], point["fa_per_hour"]
+            tried.append((fa > target_fa_per_hour, frr, smoothing, -refractory, trial))
+    return min(tried, key=lambda t: t[:4])[4]
 
 
 def write_streaming(path: Path, card: ModelCard) -> str:
@@ -264,13 +268,13 @@ def write_streaming(path: Path, card: ModelCard) -> str:
 
 
 def evaluate_stream(artifact, recording, backend: str = "auto", device: str = "cpu", threads: int | None = None,
-                    hop_ms: float | None = None, smoothing: int | None = None,
+                    hop_ms: float | None = None, smoothing: int | None = None, refractory_ms: float | None = None,
                     target_fa_per_hour: float | None = None, pick: str = "common", plot=None,
                     precision_hint: str | None = None, share: bool = True, progress=None) -> StreamReport:
     """Detect the keywords of `recording` with the artifact's streaming settings (hop and
     smoothing may be overridden) and compare with its keyword times. With
     `target_fa_per_hour`, first pick the thresholds (`pick`: one common threshold, or one
-    per keyword) and, unless `smoothing` is given, the smoothing for that rate on this
+    per keyword) and, unless given, the smoothing and refractory period for that rate on this
     recording (which must not be a test recording) and write them into the artifact's card."""
     recording, path = Path(recording), Path(artifact)
     if target_fa_per_hour is not None and not (target_fa_per_hour > 0 and math.isfinite(target_fa_per_hour)):
@@ -284,7 +288,7 @@ def evaluate_stream(artifact, recording, backend: str = "auto", device: str = "c
                           hint="pick them on the validation recording (e.g. _streams_/val.wav), then evaluate on the test one")
     with open_runner(path, backend=backend, device=device, threads=threads, precision_hint=precision_hint) as runner:
         card = runner.card
-        settings = StreamingSettings.of(card).replace(hop_ms=hop_ms, smoothing=smoothing)
+        settings = StreamingSettings.of(card).replace(hop_ms=hop_ms, smoothing=smoothing, refractory_ms=refractory_ms)
         detector = KeywordDetector(runner, settings, record=True, share=share)
         unknown = sorted({s.label for s in reference.keywords} - set(card.labels))
         if unknown:
@@ -297,7 +301,8 @@ def evaluate_stream(artifact, recording, backend: str = "auto", device: str = "c
     written = None
     if target_fa_per_hour is not None:
         settings = pick_operating_point(probs, card.labels, settings, reference.keywords, hours, hop, window,
-                                        target_fa_per_hour, pick, smoothings=(settings.smoothing,) if smoothing else None)
+                                        target_fa_per_hour, pick, smoothings=(settings.smoothing,) if smoothing else None,
+                                        refractories=(settings.refractory_ms,) if refractory_ms is not None else None)
         card.streaming = settings.to_dict()
         written = write_streaming(path, card)
         detections = replay(probs, card.labels, settings, hop, window)

@@ -78,8 +78,8 @@ def print_stream_report(r) -> None:
         console.print(f"DET curve: {escape(r.plot)}")
 
 
-def _evaluate_stream(artifact, stream, backend, device, threads, hop_ms, smoothing, target_fa_per_hour, pick, plot,
-                     precision_hint, as_json) -> None:
+def _evaluate_stream(artifact, stream, backend, device, threads, hop_ms, smoothing, refractory_ms, target_fa_per_hour,
+                     pick, plot, precision_hint, as_json) -> None:
     from edgetl import progress
     from edgetl.outputs import check_output
     from edgetl.runtime.streaming import audio_seconds
@@ -90,7 +90,7 @@ def _evaluate_stream(artifact, stream, backend, device, threads, hop_ms, smoothi
     with progress.progress_bar() as bar:
         task = bar.add_task("detecting keywords", total=audio_seconds(stream) or None, status="")
         report = evaluate_stream(artifact, stream, backend=backend, device=device, threads=threads, hop_ms=hop_ms,
-                                 smoothing=smoothing, target_fa_per_hour=target_fa_per_hour, pick=pick, plot=plot,
+                                 smoothing=smoothing, refractory_ms=refractory_ms, target_fa_per_hour=target_fa_per_hour, pick=pick, plot=plot,
                                  precision_hint=precision_hint, progress=lambda s: bar.advance(task, s))
     if as_json:
         click.echo(json.dumps(report.to_dict()))
@@ -104,8 +104,8 @@ def _evaluate_stream(artifact, stream, backend, device, threads, hop_ms, smoothi
 @click.option("--stream", type=click.Path(), metavar="RECORDING",
               help="Instead of --data: a long recording with its keyword times beside it (RECORDING.json or .csv): "
                    "false rejects, false accepts per hour, delay, real-time factor.")
-@click.option("--target-fa-per-hour", type=float, help="With --stream on a validation recording: pick the threshold "
-              "and smoothing with the fewest false rejects at no more than this many false accepts per hour, and "
+@click.option("--target-fa-per-hour", type=float, help="With --stream on a validation recording: pick the threshold, "
+              "smoothing and refractory period with the fewest false rejects at no more than this many false accepts per hour, and "
               "write them into the card.")
 @click.option("--thresholds", "pick", type=click.Choice(["common", "per-keyword"]), default="common", show_default=True,
               help="With --target-fa-per-hour: one threshold for every keyword, or one per keyword (which can "
@@ -113,6 +113,8 @@ def _evaluate_stream(artifact, stream, backend, device, threads, hop_ms, smoothi
 @click.option("--hop-ms", type=float, help="With --stream: score every this many ms (default: the card's, 100).")
 @click.option("--smoothing", type=int, help="With --stream: hops a keyword's probability is averaged over (card's; 6 "
               "unless it says; with --target-fa-per-hour, fixed instead of picked).")
+@click.option("--refractory-ms", type=float, help="With --stream: silence after a detection (card's; 500 unless it "
+              "says; with --target-fa-per-hour, fixed instead of picked).")
 @click.option("--threads", type=int, help="With --stream: inference threads (e.g. 1 for one core).")
 @click.option("--plot", type=click.Path(dir_okay=False), help="With --stream: write the DET curve (PNG).")
 @click.option("--split", default="val", show_default=True, help="train | val | test")
@@ -122,8 +124,8 @@ def _evaluate_stream(artifact, stream, backend, device, threads, hop_ms, smoothi
 @click.option("--precision-hint", type=click.Choice(PRECISION_HINTS), default="f32", show_default=True,
               help="openvino: compute the float operations in this precision (bf16/f16 only where the CPU has it).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (accuracy, n, backend, ...).")
-def evaluate_cmd(artifact, data, stream, target_fa_per_hour, pick, hop_ms, smoothing, threads, plot, split, backend, device,
-                 batch_size, precision_hint, as_json):
+def evaluate_cmd(artifact, data, stream, target_fa_per_hour, pick, hop_ms, smoothing, refractory_ms, threads, plot, split,
+                 backend, device, batch_size, precision_hint, as_json):
     """Evaluate ARTIFACT (a run directory, or an exported model) on a data split, or a
     keyword spotter on a long recording (--stream)."""
     from edgetl.errors import ConfigError
@@ -133,13 +135,13 @@ def evaluate_cmd(artifact, data, stream, target_fa_per_hour, pick, hop_ms, smoot
         raise ConfigError("evaluate takes either --data DIR (clips or images) or --stream RECORDING",
                           hint="e.g. --data data --split test, or --stream data/_streams_/test.wav")
     stream_only = {"--target-fa-per-hour": target_fa_per_hour, "--hop-ms": hop_ms, "--smoothing": smoothing,
-                   "--threads": threads, "--plot": plot}
+                   "--refractory-ms": refractory_ms, "--threads": threads, "--plot": plot}
     if data is not None and any(v is not None for v in stream_only.values()):
         used = ", ".join(k for k, v in stream_only.items() if v is not None)
         raise ConfigError(f"{used} apply to --stream", hint="drop them, or evaluate a recording with --stream")
     if stream is not None:
-        return _evaluate_stream(artifact, stream, backend, device, threads, hop_ms, smoothing, target_fa_per_hour,
-                                pick, plot, precision_hint, as_json)
+        return _evaluate_stream(artifact, stream, backend, device, threads, hop_ms, smoothing, refractory_ms,
+                                target_fa_per_hour, pick, plot, precision_hint, as_json)
 
     report = evaluate(artifact, data, split=split, backend=backend, device=device, batch_size=batch_size,
                       precision_hint=precision_hint)

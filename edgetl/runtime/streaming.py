@@ -45,7 +45,9 @@ class StreamingSettings:
     smoothing: int = 6
     threshold: float = 0.5  # for keywords without their own
     thresholds: dict[str, float] = dataclasses.field(default_factory=dict)
-    refractory_ms: float = 1000.0  # silence after a detection
+    # silence after a detection; a keyword said within it after another is lost (1 s lost 6
+    # points of FRR at 20 FA/h on a keyword stream against 0.4 s, for no fewer false accepts)
+    refractory_ms: float = 500.0
 
     def __post_init__(self):
         checks = [(self.hop_ms > 0, "hop_ms", "must be positive", "e.g. 100"),
