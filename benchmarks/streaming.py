@@ -12,7 +12,7 @@ recording, then FRR, FA/h and delay are measured on the test recording. Last, th
 detector's real-time factor on one thread, live (one window per hop), per backend,
 with and without sharing the embeddings of overlapping windows.
 
-    python benchmarks/streaming.py [--minutes 60] [--voices 40] [--takes 3] [--epochs 15]
+    python benchmarks/streaming.py [--minutes 60] [--voices 120] [--takes 2] [--epochs 15]
                                  [--thresholds common|per-keyword]
 """
 from __future__ import annotations
@@ -58,7 +58,8 @@ def stream_row(artifact: Path, recording: Path, **options) -> dict:
     row = {k: getattr(r, k) for k in ("backend", "inference_precision", "hours", "keywords", "detected", "frr",
                                        "false_accepts", "fa_per_hour", "mean_delay", "real_time_factor")}
     row.update(artifact=artifact.name, recording=recording.name, thresholds=r.settings["thresholds"],
-               hop_ms=r.settings["hop_ms"], smoothing=r.settings["smoothing"], shared=r.shared,
+               hop_ms=r.settings["hop_ms"], smoothing=r.settings["smoothing"],
+               refractory_ms=r.settings["refractory_ms"], shared=r.shared,
                seconds=time.perf_counter() - t0,
                most_confident_false_accepts=sorted(r.false_accept_list, key=lambda d: -d["score"])[:5])
     print(json.dumps(row), flush=True)
@@ -68,8 +69,10 @@ def stream_row(artifact: Path, recording: Path, **options) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=60.0)
-    ap.add_argument("--voices", type=int, default=40)
-    ap.add_argument("--takes", type=int, default=3)
+    # voices more than takes: 84 training voices x 1 take against 28 x 3 (the same clips)
+    # took validation FRR at 0 FA/h from 24% to 5% on a keyword stream
+    ap.add_argument("--voices", type=int, default=120)
+    ap.add_argument("--takes", type=int, default=2)
     ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--target-fa-per-hour", type=float, default=1.0)
     ap.add_argument("--thresholds", choices=PICKS, default="common")
