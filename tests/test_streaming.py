@@ -419,6 +419,10 @@ def test_stream_evaluation_refuses_what_cannot_be_measured(speech_run, keywords,
     for bad in (["--hop-ms", "0"], ["--smoothing", "0"], ["--target-fa-per-hour", "-1"]):
         assert_refused(runner.invoke(cli, ["evaluate", str(stream_model[0]), "--stream", test_wav, *bad]),
                        "must be")
+    assert_refused(runner.invoke(cli, ["evaluate", str(stream_model[0]), "--stream", test_wav, "--refractory-ms", "-1"]),
+                   "refractory_ms cannot be negative")
+    assert_refused(runner.invoke(cli, ["evaluate", str(stream_model[0]), "--stream", test_wav, "--thresholds",
+                                       "per-keyword"]), "--thresholds chooses", "--target-fa-per-hour")
     not_audio = tmp_path / "notes.wav"
     not_audio.write_text("not audio")
     (tmp_path / "notes.csv").write_text("label,start,end\n")

@@ -90,7 +90,8 @@ def _evaluate_stream(artifact, stream, backend, device, threads, hop_ms, smoothi
     with progress.progress_bar() as bar:
         task = bar.add_task("detecting keywords", total=audio_seconds(stream) or None, status="")
         report = evaluate_stream(artifact, stream, backend=backend, device=device, threads=threads, hop_ms=hop_ms,
-                                 smoothing=smoothing, refractory_ms=refractory_ms, target_fa_per_hour=target_fa_per_hour, pick=pick, plot=plot,
+                                 smoothing=smoothing, refractory_ms=refractory_ms, target_fa_per_hour=target_fa_per_hour,
+                                 pick=pick or "common", plot=plot,
                                  precision_hint=precision_hint, progress=lambda s: bar.advance(task, s))
     if as_json:
         click.echo(json.dumps(report.to_dict()))
@@ -105,11 +106,11 @@ def _evaluate_stream(artifact, stream, backend, device, threads, hop_ms, smoothi
               help="Instead of --data: a long recording with its keyword times beside it (RECORDING.json or .csv): "
                    "false rejects, false accepts per hour, delay, real-time factor.")
 @click.option("--target-fa-per-hour", type=float, help="With --stream on a validation recording: pick the threshold, "
-              "smoothing and refractory period with the fewest false rejects at no more than this many false accepts per hour, and "
-              "write them into the card.")
-@click.option("--thresholds", "pick", type=click.Choice(["common", "per-keyword"]), default="common", show_default=True,
-              help="With --target-fa-per-hour: one threshold for every keyword, or one per keyword (which can "
-                   "overfit a validation recording of few voices).")
+              "smoothing and refractory period with the fewest false rejects at no more than this many false accepts "
+              "per hour, and write them into the card.")
+@click.option("--thresholds", "pick", type=click.Choice(["common", "per-keyword"]),
+              help="With --target-fa-per-hour: one threshold for every keyword (the default), or one per keyword "
+                   "(which can overfit a validation recording of few voices).")
 @click.option("--hop-ms", type=float, help="With --stream: score every this many ms (default: the card's, 100).")
 @click.option("--smoothing", type=int, help="With --stream: hops a keyword's probability is averaged over (card's; 6 "
               "unless it says; with --target-fa-per-hour, fixed instead of picked).")
@@ -134,11 +135,14 @@ def evaluate_cmd(artifact, data, stream, target_fa_per_hour, pick, hop_ms, smoot
     if (data is None) == (stream is None):
         raise ConfigError("evaluate takes either --data DIR (clips or images) or --stream RECORDING",
                           hint="e.g. --data data --split test, or --stream data/_streams_/test.wav")
-    stream_only = {"--target-fa-per-hour": target_fa_per_hour, "--hop-ms": hop_ms, "--smoothing": smoothing,
-                   "--refractory-ms": refractory_ms, "--threads": threads, "--plot": plot}
+    stream_only = {"--target-fa-per-hour": target_fa_per_hour, "--thresholds": pick, "--hop-ms": hop_ms,
+                   "--smoothing": smoothing, "--refractory-ms": refractory_ms, "--threads": threads, "--plot": plot}
     if data is not None and any(v is not None for v in stream_only.values()):
         used = ", ".join(k for k, v in stream_only.items() if v is not None)
         raise ConfigError(f"{used} apply to --stream", hint="drop them, or evaluate a recording with --stream")
+    if pick is not None and target_fa_per_hour is None:
+        raise ConfigError("--thresholds chooses how --target-fa-per-hour picks them",
+                          hint="add --target-fa-per-hour X (on a validation recording), or drop --thresholds")
     if stream is not None:
         return _evaluate_stream(artifact, stream, backend, device, threads, hop_ms, smoothing, refractory_ms,
                                 target_fa_per_hour, pick, plot, precision_hint, as_json)
