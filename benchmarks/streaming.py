@@ -61,7 +61,9 @@ def stream_row(artifact: Path, recording: Path, **options) -> dict:
                hop_ms=r.settings["hop_ms"], smoothing=r.settings["smoothing"],
                refractory_ms=r.settings["refractory_ms"], shared=r.shared,
                seconds=time.perf_counter() - t0,
-               most_confident_false_accepts=sorted(r.false_accept_list, key=lambda d: -d["score"])[:5])
+               most_confident_false_accepts=sorted(r.false_accept_list, key=lambda d: -d["score"])[:5],
+               det_frr_at_fa_per_hour={rate: min((p["frr"] for p in r.det if p["fa_per_hour"] <= rate), default=1.0)
+                                       for rate in (0, 1, 5, 20, 100)})  # one threshold for every keyword
     print(json.dumps(row), flush=True)
     return row
 
