@@ -271,8 +271,8 @@ def evaluate_stream(artifact, recording, backend: str = "auto", device: str = "c
                     hop_ms: float | None = None, smoothing: int | None = None, refractory_ms: float | None = None,
                     target_fa_per_hour: float | None = None, pick: str = "common", plot=None,
                     precision_hint: str | None = None, share: bool = True, progress=None) -> StreamReport:
-    """Detect the keywords of `recording` with the artifact's streaming settings (hop and
-    smoothing may be overridden) and compare with its keyword times. With
+    """Detect the keywords of `recording` with the artifact's streaming settings (hop,
+    smoothing and refractory period may be overridden) and compare with its keyword times. With
     `target_fa_per_hour`, first pick the thresholds (`pick`: one common threshold, or one
     per keyword) and, unless given, the smoothing and refractory period for that rate on this
     recording (which must not be a test recording) and write them into the artifact's card."""
@@ -301,7 +301,7 @@ def evaluate_stream(artifact, recording, backend: str = "auto", device: str = "c
     written = None
     if target_fa_per_hour is not None:
         settings = pick_operating_point(probs, card.labels, settings, reference.keywords, hours, hop, window,
-                                        target_fa_per_hour, pick, smoothings=(settings.smoothing,) if smoothing else None,
+                                        target_fa_per_hour, pick, smoothings=(settings.smoothing,) if smoothing is not None else None,
                                         refractories=(settings.refractory_ms,) if refractory_ms is not None else None)
         card.streaming = settings.to_dict()
         written = write_streaming(path, card)
