@@ -22,8 +22,8 @@ divided by log(classes), so 1 is confident and balanced, 0 uniform or collapsed.
   source task when its source validation accuracy fell by more than `SOURCE_TOLERANCE`
   and the samples behind the fall say so too: it got more of them wrong that
   source-only got right than the other way round, by more than a one-sided sign test
-  at 5% allows (on 255 clips, 3 more lost than gained, 1.2 points, is noise between
-  two trainings, and once kept the best method out). Comparing whole runs by
+  at 5% allows (on 255 clips, 4 lost and 1 gained, 1.2 points, is noise between two
+  trainings; a 1.2-point fall once kept the best method out). Comparing whole runs by
   accuracy + im would let the noise between two trainings' accuracies decide. AdaBN's source accuracy is taken with the
   source statistics (its weights are source-only's; the re-estimated statistics are
   for the target, and the report gives its accuracy with them too).
