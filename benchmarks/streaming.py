@@ -12,7 +12,7 @@ recording, then FRR, FA/h and delay are measured on the test recording. Last, th
 detector's real-time factor on one thread, live (one window per hop), per backend,
 with and without sharing the embeddings of overlapping windows.
 
-    python benchmarks/streaming.py [--minutes 60] [--voices 120] [--takes 2] [--epochs 15]
+    python benchmarks/streaming.py [--minutes 60] [--voices 120] [--takes 2] [--held-out-voices N] [--epochs 15]
                                  [--thresholds common|per-keyword]
 """
 from __future__ import annotations
@@ -75,6 +75,7 @@ def main() -> int:
     # took validation FRR at 0 FA/h from 24% to 5% on a keyword stream
     ap.add_argument("--voices", type=int, default=120)
     ap.add_argument("--takes", type=int, default=2)
+    ap.add_argument("--held-out-voices", type=int, help="voices for each of val and test (default 15%% each)")
     ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--target-fa-per-hour", type=float, default=1.0)
     ap.add_argument("--thresholds", choices=PICKS, default="common")
@@ -85,7 +86,7 @@ def main() -> int:
     data = work / "keywords"
     if not data.exists():
         make_keywords(data, words=DEFAULT_WORDS, unknown=True, voices=args.voices, takes=args.takes,
-                      stream_minutes=args.minutes)
+                      stream_minutes=args.minutes, held_out_voices=args.held_out_voices)
     marker = json.loads((data / "edgetl-data.json").read_text())
     streams = data / "_streams_"
     results = {"data": {"words": list(DEFAULT_WORDS), "voices": {k: len(v) for k, v in marker["voices"].items()},

@@ -216,6 +216,21 @@ def test_background_noise_is_not_a_class_and_is_what_training_mixes_in(keywords)
     assert torch.equal(transform.model_input(clean), clean)  # evaluation sees the clips as they are
 
 
+def test_held_out_voices_fix_the_val_and_test_voices_and_train_on_the_rest(tmp_path):
+    from edgetl.data.keywords import split_voices
+
+    voices = [f"v{i}" for i in range(50)]
+    split = split_voices(voices, seed=0, held_out=6)
+    assert [len(split[k]) for k in ("val", "test", "train")] == [6, 6, 38]
+    assert sorted(sum(split.values(), [])) == sorted(voices)  # disjoint, and every voice used
+    assert [len(split_voices(voices, seed=0)[k]) for k in ("val", "test")] == [8, 8]  # 15% each by default
+    for bad in ("0", "25"):
+        result = CliRunner().invoke(cli, ["data", "keywords", str(tmp_path / "kw"), "--voices", "50",
+                                          "--held-out-voices", bad])
+        assert_refused(result, f"--held-out-voices {bad} does not fit 50 voices")
+        assert not (tmp_path / "kw").exists()
+
+
 def test_missing_espeak_names_how_to_install_it(tmp_path, monkeypatch):
     monkeypatch.setattr(shutil, "which", lambda name: None)
     result = CliRunner().invoke(cli, ["data", "keywords", str(tmp_path / "kw"), "--voices", "3"])

@@ -38,6 +38,9 @@ def digits_cmd(out, size, seed, domain, overwrite):
 @click.option("--voices", default=40, show_default=True,
               help="How many espeak-ng voices (accent+variant); split by voice into train/val/test.")
 @click.option("--takes", default=2, show_default=True, help="Renderings of each word per voice (random speed and pitch).")
+@click.option("--held-out-voices", type=int, metavar="N",
+              help="Voices for each of val and test (default: 15%% of --voices each); the rest train. More training "
+                   "voices, not more takes, are what a detector needs for unseen speakers.")
 @click.option("--stream", "stream_minutes", type=float, default=0, metavar="MINUTES",
               help="Also write OUT/_streams_/{val,test}.wav: MINUTES each of other speech and noise with the "
                    "keywords at known times (for evaluate --stream).")
@@ -46,7 +49,7 @@ def digits_cmd(out, size, seed, domain, overwrite):
                    "room, a strong shift) or phone (an 8 kHz phone line's band, a mild one). Clips only, not --stream.")
 @click.option("--seed", default=0, show_default=True, help="Seed of voices, speeds, pitches, noise and split.")
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it is a data set edgetl wrote (nothing else is replaced).")
-def keywords_cmd(out, words, unknown, voices, takes, stream_minutes, domain, seed, overwrite):
+def keywords_cmd(out, words, unknown, voices, takes, held_out_voices, stream_minutes, domain, seed, overwrite):
     """Spoken keywords synthesized with espeak-ng (1 s, 16 kHz clips with background noise)
     as OUT/{train,val,test}/WORD/*.wav; validation and test voices are never heard in training."""
     from edgetl.data.folders import open_folder
@@ -54,7 +57,8 @@ def keywords_cmd(out, words, unknown, voices, takes, stream_minutes, domain, see
     from edgetl.modality.audio import STREAMS
 
     path = make_keywords(out, words=words.split(","), unknown=unknown, voices=voices, takes=takes, seed=seed,
-                         stream_minutes=stream_minutes, overwrite=overwrite, domain=domain)
+                         stream_minutes=stream_minutes, overwrite=overwrite, domain=domain,
+                         held_out_voices=held_out_voices)
     splits = open_folder(path, modality="audio")
     counts = ", ".join(f"{name} {len(s)}" for name, s in splits.splits.items())
     click.echo(f"wrote {path}: {len(splits.classes)} classes ({', '.join(splits.classes)}); {counts} clips")

@@ -133,18 +133,23 @@ def unknown_clips(keywords: int) -> tuple[int, int]:
     return words, total - words
 
 
-def split_voices(voices: list[str], seed: int, val: float = 0.15, test: float = 0.15) -> dict[str, list[str]]:
-    """Disjoint voice sets per split (at least one voice in each)."""
+def split_voices(voices: list[str], seed: int, val: float = 0.15, test: float = 0.15,
+                 held_out: int | None = None) -> dict[str, list[str]]:
+    """Disjoint voice sets per split (at least one voice in each); `held_out` voices each
+    for val and test instead of the fractions."""
     rng = random.Random(seed)
     voices = voices[:]
     rng.shuffle(voices)
     n_val, n_test = max(1, round(len(voices) * val)), max(1, round(len(voices) * test))
+    if held_out is not None:
+        n_val = n_test = held_out
     return {"val": voices[:n_val], "test": voices[n_val:n_val + n_test], "train": voices[n_val + n_test:]}
 
 
 def make_keywords(out: str | os.PathLike, words=DEFAULT_WORDS, unknown: bool = False, voices: int = 40,
                   takes: int = 2, seed: int = 0, snr_db: tuple[float, float] = (10.0, 30.0),
-                  stream_minutes: float = 0.0, overwrite: bool = False, domain: str | None = None) -> Path:
+                  stream_minutes: float = 0.0, overwrite: bool = False, domain: str | None = None,
+                  held_out_voices: int | None = None) -> Path:
     """Write OUT/{train,val,test}/{WORD,[_unknown_]}/*.wav and OUT/_background_noise_/*.wav;
     with `stream_minutes`, also OUT/_streams_/{val,test}.wav, long recordings of other
     speech with the keywords at the times listed beside them (.csv, .json). `domain`
@@ -158,6 +163,10 @@ def make_keywords(out: str | os.PathLike, words=DEFAULT_WORDS, unknown: bool = F
     if voices < 3:
         raise ConfigError(f"--voices must be at least 3 (train, val and test each need a voice), got {voices}",
                           hint="e.g. --voices 40")
+    if held_out_voices is not None and not 1 <= held_out_voices <= (voices - 1) // 2:
+        raise ConfigError(f"--held-out-voices {held_out_voices} does not fit {voices} voices: val and test take "
+                          "that many each and training needs at least one",
+                          hint=f"e.g. --voices {2 * max(1, held_out_voices) + 28}")
     if takes < 1:
         raise ConfigError(f"--takes must be at least 1, got {takes}", hint="e.g. --takes 2")
     if stream_minutes < 0 or 0 < stream_minutes < 0.5:
@@ -169,7 +178,7 @@ def make_keywords(out: str | os.PathLike, words=DEFAULT_WORDS, unknown: bool = F
     rng = np.random.default_rng(seed)
     pool = [f"{a}+{v}" for a in ACCENTS for v in variants]
     chosen = [pool[i] for i in rng.permutation(len(pool))[:voices]]
-    by_split = split_voices(chosen, seed)
+    by_split = split_voices(chosen, seed, held_out=held_out_voices)
     others = [w for w in UNKNOWN_WORDS if w not in words]
     filler = filler_words(words)
     def say(text: str, voice: str) -> Utterance:
