@@ -6,8 +6,8 @@ keywords said alone between them at known times and background noise, by voices
 never heard in training (validation voices for one, test voices for the other).
 The speech embedding is fine-tuned twice, with and without the `_unknown_` class
 (both with the `_silence_` class that background noise gives by default). The
-smoothing and one threshold for every keyword (or one per keyword, `--thresholds
-per-keyword`) are picked for the target rate of false accepts on the validation
+smoothing, the refractory period and one threshold for every keyword (or one per
+keyword, `--thresholds per-keyword`) are picked for the target rate of false accepts on the validation
 recording, then FRR, FA/h and delay are measured on the test recording. Last, the
 detector's real-time factor on one thread, live (one window per hop), per backend,
 with and without sharing the embeddings of overlapping windows.

@@ -147,6 +147,12 @@ class StreamReport:
         return dataclasses.asdict(self)
 
 
+def _slack(settings: StreamingSettings, hop: float) -> float:
+    """How long after a keyword's end (beyond one window) a detection still counts: the
+    smoothing's hops, by which the average lags the scores."""
+    return settings.smoothing * hop
+
+
 def _figures(m: Matching, n: int, hours: float) -> tuple[float, float]:
     return (len(m.misses) / n if n else 0.0), len(m.false_accepts) / hours
 
@@ -191,7 +197,7 @@ def pick_thresholds(probs: np.ndarray, labels: list[str], settings: StreamingSet
     allowed = target_fa_per_hour * hours / len(keywords)
     means = smoothed(probs, settings.smoothing)
     refractory = int(round(settings.refractory_ms / settings.hop_ms))
-    slack = settings.smoothing * hop
+    slack = _slack(settings, hop)
     chosen = {}
     for i in keywords:
         label = labels[i]
@@ -215,7 +221,7 @@ def det_curve(probs: np.ndarray, labels: list[str], settings: StreamingSettings,
     curve = []
     for t in candidate_thresholds(strongest):
         common = settings.replace(threshold=float(t), thresholds={})
-        m = match(replay(probs, labels, common, hop, window), said, window, settings.smoothing * hop)
+        m = match(replay(probs, labels, common, hop, window), said, window, _slack(settings, hop))
         frr, fa = _figures(m, len(said), hours)
         curve.append({"threshold": round(float(t), 6), "frr": frr, "fa_per_hour": fa})
     return curve
@@ -243,7 +249,7 @@ def pick_operating_point(probs: np.ndarray, labels: list[str], settings: Streami
             if pick == "per-keyword":
                 trial = trial.replace(thresholds=pick_thresholds(probs, labels, trial, said, hours, hop, window,
                                                                  target_fa_per_hour))
-                m = match(replay(probs, labels, trial, hop, window), said, window, smoothing * hop)
+                m = match(replay(probs, labels, trial, hop, window), said, window, _slack(trial, hop))
                 frr, fa = _figures(m, len(said), hours)
             else:
                 curve = det_curve(probs, labels, trial, said, hours, hop, window)
@@ -306,8 +312,7 @@ def evaluate_stream(artifact, recording, backend: str = "auto", device: str = "c
         card.streaming = settings.to_dict()
         written = write_streaming(path, card)
         detections = replay(probs, card.labels, settings, hop, window)
-    slack = settings.smoothing * hop
-    m = match(detections, reference.keywords, window, slack)
+    m = match(detections, reference.keywords, window, _slack(settings, hop))
     n = len(reference.keywords)
     frr, fa_h = _figures(m, n, hours)
     per_keyword = {}

@@ -140,8 +140,9 @@ def split_voices(voices: list[str], seed: int, val: float = 0.15, test: float = 
     rng = random.Random(seed)
     voices = voices[:]
     rng.shuffle(voices)
-    n_val, n_test = max(1, round(len(voices) * val)), max(1, round(len(voices) * test))
-    if held_out is not None:
+    if held_out is None:
+        n_val, n_test = max(1, round(len(voices) * val)), max(1, round(len(voices) * test))
+    else:
         n_val = n_test = held_out
     return {"val": voices[:n_val], "test": voices[n_val:n_val + n_test], "train": voices[n_val + n_test:]}
 
@@ -180,6 +181,7 @@ def make_keywords(out: str | os.PathLike, words=DEFAULT_WORDS, unknown: bool = F
     chosen = [pool[i] for i in rng.permutation(len(pool))[:voices]]
     by_split = split_voices(chosen, seed, held_out=held_out_voices)
     others = [w for w in UNKNOWN_WORDS if w not in words]
+    n_words, n_speech = unknown_clips(len(words))
     filler = filler_words(words)
     def say(text: str, voice: str) -> Utterance:
         return Utterance(text, voice, int(rng.integers(120, 200)), int(rng.integers(20, 80)))
@@ -195,7 +197,6 @@ def make_keywords(out: str | os.PathLike, words=DEFAULT_WORDS, unknown: bool = F
                 for w in words:  # half of the keywords next to other words
                     jobs.append((split, w, say(w, v), sentence(v) if rng.random() < 0.5 else None))
                 if unknown:  # other words said alone, and seconds of running speech without keywords
-                    n_words, n_speech = unknown_clips(len(words))
                     jobs += [(split, UNKNOWN, say(others[int(rng.integers(len(others)))], v), None)
                              for _ in range(n_words)]
                     jobs += [(split, UNKNOWN, sentence(v), None) for _ in range(n_speech)]
