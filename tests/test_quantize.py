@@ -372,3 +372,28 @@ def test_default_quantize_holds_one_point_where_unbounded_int8_loses_more(quant_
         assert read_onnx_card(tmp_path / "unbounded.onnx").metrics["accuracy_drop"] > 0.01
     else:  # or refused by the INT8 parity gate, which names the bound as the remedy
         assert unbounded.exit_code == 2 and "--max-drop" in unbounded.output and "--atol" not in unbounded.output
+
+
+def test_int8_parity_accepts_what_the_accuracy_bound_allows_and_still_refuses_a_broken_model():
+    """A model that holds --max-drop 0.05 by changing only answers FP32 had wrong, and
+    losing one right one, agrees on 57 of 64 samples (89%): parity must not refuse it,
+    but a model that agrees on half of them is broken under any bound."""
+    from edgetl.quantize import int8_min_agreement
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 10, 64)
+    fp32 = labels.copy()
+    fp32[:6] = (labels[:6] + 1) % 10  # FP32 right on 58 of 64 (90.6%)
+    int8 = fp32.copy()
+    int8[:6] = (labels[:6] + 2) % 10  # other wrong answers: no accuracy lost
+    int8[6] = (labels[6] + 1) % 10  # one right answer lost: 1.6 points
+    fp32_accuracy, int8_accuracy = (fp32 == labels).mean(), (int8 == labels).mean()
+    assert fp32_accuracy - int8_accuracy <= 0.05
+    agreement = (int8 == fp32).mean()
+    needed = int8_min_agreement(0.05, fp32_accuracy, 0.90)
+    assert agreement >= needed
+    broken = np.where(np.arange(64) % 2 == 0, fp32, (fp32 + 3) % 10)
+    assert (broken == fp32).mean() < needed
+    # without a bound, and for a model right on every sample, the default holds
+    assert int8_min_agreement(None, fp32_accuracy, 0.90) == 0.90
+    assert int8_min_agreement(0.01, 1.0, 0.90) == 0.90
