@@ -127,7 +127,7 @@ def one_shift(work: Path, shift: str, args) -> dict:
     int8 = quantize(onnx, "openvino", max_drop=0.01, overwrite=True)
     quantization = read_card(int8.out).source["quantization"]
     # each row names its machine: the rows of one file may come from runs on different machines
-    row = {"shift": shift, "backbone": backbone, "seeds": seeds, "methods": methods,
+    row = {"shift": shift, "backbone": backbone, "epochs": opts["epochs"], "seeds": seeds, "methods": methods,
            "auto_choices": [s["auto_choice"] for s in seeds],
            # the target on auto: never below source-only by more than half a point, in any seed
            "auto_minus_source_only": [s["auto_target_accuracy"] - s["methods"]["source-only"]["target_accuracy"]
