@@ -20,7 +20,7 @@ the target (CORAL, DANN) move by several points from one training to the next, s
 and the oracle are trained once per seed (`--seeds`, default 0,1,2): each figure is a
 mean with its range, `auto`'s choice and its difference to source-only are per seed.
 
-    python benchmarks/adaptation.py [--input-size 32] [--epochs 10] [--shifts textured,blurred,room]
+    python benchmarks/adaptation.py [--input-size 32] [--epochs 20] [--shifts textured,blurred,room]
                                     [--seeds 0,1,2]
 """
 from __future__ import annotations
@@ -145,7 +145,7 @@ def one_shift(work: Path, shift: str, args) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--input-size", type=int, default=32)
-    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--epochs", type=int, default=20)  # DANN's adversarial game needs more than 10
     ap.add_argument("--shifts", default="textured,blurred,room")
     ap.add_argument("--seeds", type=lambda v: [int(x) for x in v.split(",")], default=[0, 1, 2],
                     help="train every candidate and the oracle once per seed (comma-separated)")
