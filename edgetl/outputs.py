@@ -99,15 +99,41 @@ def check_output(out, kind: str, overwrite: bool, inputs: dict[str, object] | No
     return out
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def temp_dir_beside(out: Path) -> Path:
     """The hidden folder an output is written in before it is renamed into place (same
     filesystem, so the rename is atomic); a folder that cannot be written is an error."""
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        # mkdtemp makes it private (0700); once renamed it is an ordinary output, whose mode the umask sets
+        tmp.chmod(0o777 & ~_umask())
+        return tmp
     except OSError as exc:
         raise ArtifactError(f"cannot write in {out.parent}: {exc.strerror or exc}",
                             hint="choose an --out in a folder you can write to") from None
+
+
+def write_atomic(path, content: str | bytes) -> Path:
+    """Write to a temporary file beside `path`, then rename: never a half-written file.
+    The file gets the mode of any new file (the umask's), not mkstemp's private 0600."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())
+        with os.fdopen(fd, "wb") as f:
+            f.write(content.encode() if isinstance(content, str) else content)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
 
 
 def write_data_marker(folder: Path, source: dict) -> None:
@@ -142,4 +168,4 @@ def remove_outputs_on_sigterm() -> None:
 
 
 __all__ = ["DATA_MARKER", "Terminated", "check_output", "is_edgetl_model", "is_edgetl_output",
-           "remove_outputs_on_sigterm", "temp_dir_beside", "write_data_marker"]
+           "remove_outputs_on_sigterm", "temp_dir_beside", "write_atomic", "write_data_marker"]

@@ -342,8 +342,8 @@ def evaluate_stream(artifact, recording, backend: str = "auto", device: str = "c
 def plot_det(report: StreamReport, path) -> Path:
     """FRR against false accepts per hour, one point per common threshold, and the
     operating point of the card's thresholds."""
-    from edgetl.bench.report import pyplot, write_atomic
-    from edgetl.outputs import REPORT_SOFTWARE
+    from edgetl.bench.report import pyplot
+    from edgetl.outputs import REPORT_SOFTWARE, write_atomic
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4.8))

@@ -110,6 +110,22 @@ def test_data_digits_replaces_only_a_data_set_it_wrote(tmp_path):
     assert run("data", "digits", tmp_path / "digits", "--size", "8", "--overwrite").exit_code == 0
 
 
+def test_outputs_get_the_mode_of_any_new_file_not_a_private_one(tmp_path):
+    """Outputs are written under a private temporary name (mkdtemp 0700, mkstemp 0600) and
+    renamed: what is renamed into place must be readable as the umask says."""
+    from edgetl.outputs import write_atomic
+
+    old = os.umask(0o022)
+    try:
+        made = run("data", "digits", tmp_path / "digits", "--size", "8")
+        write_atomic(tmp_path / "report.json", "{}")
+    finally:
+        os.umask(old)
+    assert made.exit_code == 0, made.output
+    assert oct((tmp_path / "digits").stat().st_mode & 0o777) == oct(0o755)
+    assert oct((tmp_path / "report.json").stat().st_mode & 0o777) == oct(0o644)
+
+
 def test_a_diverging_run_stops_with_a_clear_error_and_writes_nothing(project):
     result = run(*FINETUNE, "data", "--out", "run", "--lr", "1e12", "--strategy", "full", cwd=project)
     refused(result, "diverged", "--lr 1e+11")

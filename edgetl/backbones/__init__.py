@@ -11,7 +11,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -146,12 +145,10 @@ def _read_listing(path: Path) -> list[BackboneInfo] | None:
 
 
 def _write_listing(path: Path, infos: list[BackboneInfo]) -> None:
+    from edgetl.outputs import write_atomic
+
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        with os.fdopen(fd, "w") as f:
-            json.dump([dataclasses.asdict(i) for i in infos], f)
-        os.replace(tmp, path)
+        write_atomic(path, json.dumps([dataclasses.asdict(i) for i in infos]))
     except OSError:
         pass  # a read-only home only costs speed
 

@@ -6,14 +6,12 @@ import csv
 import dataclasses
 import io
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 
 from edgetl.bench.latency import LatencyStats
 from edgetl.errors import BackendUnavailable
-from edgetl.outputs import REPORT_SOFTWARE
+from edgetl.outputs import REPORT_SOFTWARE, write_atomic
 
 SCHEMA = "edgetl.bench/1"
 
@@ -229,18 +227,3 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
-
-
-def write_atomic(path, content: str | bytes) -> Path:
-    """Write to a temporary file beside `path`, then rename: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(content.encode() if isinstance(content, str) else content)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
