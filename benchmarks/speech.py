@@ -33,7 +33,7 @@ from edgetl.export import export_run
 from edgetl.finetune import finetune
 from edgetl.quantize import quantize
 from edgetl.runtime import open_runner
-from edgetl.runtime.onnxruntime_runner import read_onnx_card
+from edgetl.runtime.artifacts import read_onnx_card
 
 RECIPES = {  # name: (backbone, fine-tuning options)
     "speech_embedding linear-probe": ("speech_embedding", {"strategy": "linear-probe", "lr": 1e-2}),

@@ -34,7 +34,7 @@ from edgetl.evaluation import evaluate
 from edgetl.export import export_run, write_artifact_card
 from edgetl.finetune import finetune
 from edgetl.quantize import quantize
-from edgetl.runtime.onnxruntime_runner import read_onnx_card
+from edgetl.runtime.artifacts import read_onnx_card
 from edgetl.stream_evaluation import PICKS, evaluate_stream
 
 RESULTS = Path(__file__).parent / "results"

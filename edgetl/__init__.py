@@ -5,9 +5,8 @@ only by the functions that need them, so `import edgetl` stays light on devices.
 """
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
-from edgetl.errors import EdgeTLError  # noqa: E402
+from edgetl._version import __version__
+from edgetl.errors import EdgeTLError
 
 
 def list_backbones(modality: str | None = None):
@@ -86,7 +85,7 @@ def package(run, out, targets=("openvino", "onnxruntime"), **options):
 def verify(bundle, backend: str | None = None):
     """Check a bundle on this machine: checksums, then its reference files through each
     target it can run; a TargetCheck per target (torch-free)."""
-    from edgetl.runtime.bundle import verify as _verify
+    from edgetl.runtime.verify import verify as _verify
 
     return _verify(bundle, backend=backend)
 

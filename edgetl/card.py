@@ -25,7 +25,7 @@ SCHEMA_VERSION = 1
 
 def build_fingerprint() -> dict[str, Any]:
     """Versions and machine that produced an artifact (only libraries already loaded)."""
-    from edgetl import __version__
+    from edgetl._version import __version__
 
     libs = {}
     for name in ("torch", "torchvision", "timm", "onnx", "onnxruntime", "openvino", "nncf", "tensorrt"):

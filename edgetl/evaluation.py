@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 
 from edgetl import progress
-from edgetl.data.folders import SPLIT_NAMES, Split, open_folder
-from edgetl.errors import ConfigError, DataError
+from edgetl.data.folders import select_split
+from edgetl.errors import ConfigError
 from edgetl.metrics import accuracy, confusion_matrix, per_class_accuracy
 from edgetl.modality import Preprocessing, decode_split, preprocessing_of
 from edgetl.runtime import Runner, open_runner
@@ -29,18 +28,6 @@ class EvalReport:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-
-def select_split(data, split: str, labels: list[str], modality: str = "image") -> Split:
-    """The split to evaluate, labelled in the model's class order. A flat folder of
-    class folders is evaluated whole."""
-    root = Path(data)
-    splits = open_folder(root, val_split=0.0, classes=labels, modality=modality)
-    if split in splits.splits:
-        return splits[split]
-    if not any((root / s).is_dir() for s in SPLIT_NAMES):
-        return splits["train"]  # a flat folder: every file
-    raise DataError(f"{root} has no '{split}' split (found: {', '.join(splits.splits)})", hint="pass --split")
 
 
 def predict_logits(runner: Runner, cached: np.ndarray, pre: Preprocessing, batch_size: int = 64) -> np.ndarray:

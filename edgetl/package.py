@@ -17,12 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
-from edgetl import __version__, progress
+from edgetl import progress
+from edgetl._version import __version__
 from edgetl.card import ModelCard
 from edgetl.errors import ConfigError, DataError
 from edgetl.outputs import check_output, temp_dir_beside
 from edgetl.runtime.artifacts import engine_card_path, kind_of, read_card
-from edgetl.runtime.bundle import MANIFEST, SCHEMA, reference_answers, sha256
+from edgetl.runtime.bundle import MANIFEST, SCHEMA, sha256
+from edgetl.runtime.verify import reference_answers
 
 TARGETS = ("openvino", "onnxruntime", "tensorrt")
 INT8_FILES = {"openvino": "model.int8.xml", "onnxruntime": "model.int8.onnx", "tensorrt": "model.qdq.onnx"}
@@ -61,8 +63,7 @@ def _check_targets(targets) -> list[str]:
 def reference_files(card: ModelCard, data, n: int) -> list[tuple[Path, str]]:
     """Up to `n` files of the run's data (test split, else val), taken class by class in
     turn so every class is there; (path, true label)."""
-    from edgetl.data.folders import open_folder
-    from edgetl.evaluation import select_split
+    from edgetl.data.folders import open_folder, select_split
 
     data = data or card.source.get("data")
     if not data or not Path(data).is_dir():

@@ -22,7 +22,8 @@ import numpy as np
 
 from edgetl.card import ModelCard
 from edgetl.errors import ConfigError, DataError
-from edgetl.runtime.base import open_runner
+from edgetl.runtime.artifacts import write_card
+from edgetl.runtime.backends import open_runner
 from edgetl.runtime.streaming import (Detection, KeywordDetector, StreamingSettings, detect_file, never_fires, replay,
                                       smoothed)
 
@@ -265,9 +266,7 @@ def write_streaming(path: Path, card: ModelCard) -> str:
     if path.is_dir():
         return str(card.save(path))
     if path.suffix.lower() in (".onnx", ".xml"):
-        from edgetl.export import write_artifact_card
-
-        write_artifact_card(path, card)
+        write_card(path, card)
         return str(path)
     raise ConfigError(f"thresholds cannot be written into {path.name}",
                       hint="pick them on the run directory, .onnx or .xml, then build the engine from that .onnx")

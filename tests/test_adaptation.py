@@ -13,7 +13,9 @@ from torch import nn
 from edgetl.card import ModelCard
 from edgetl.cli import cli
 from edgetl.finetune.adaptation import label_free_signals, make_adaptation
-from edgetl.finetune.loop import FinetuneConfig, Trainer, _Distributed
+from edgetl.finetune.config import FinetuneConfig
+from edgetl.finetune.loop import Trainer
+from edgetl.finetune.training import Distributed
 from edgetl.finetune.model import Classifier
 
 from conftest import write_digit_folder
@@ -57,7 +59,7 @@ def _fit_on_sensors(method: str | None):
     model = Classifier(features, 16, 3, dropout=0.0)
     cfg = FinetuneConfig(epochs=6, batch_size=64, lr=1e-2, patience=6, label_smoothing=0.0, weight_decay=0.0, amp=False)
     hooks = make_adaptation(method, xt, np.ones(3) / 3, cfg, 16) if method else None
-    trainer = Trainer(model, [features[0:2], features[2:4]], cfg, torch.device("cpu"), _Distributed(),
+    trainer = Trainer(model, [features[0:2], features[2:4]], cfg, torch.device("cpu"), Distributed(),
                       inputs=_Vectors(), hooks=hooks)
     history, state, _ = trainer.fit(xs, ys, xv, yv)
     model.load_state_dict(state)
@@ -109,7 +111,7 @@ def test_adabn_changes_only_batchnorm_statistics_and_the_adapted_run_exports(tin
     exported = CliRunner().invoke(cli, ["-q", "export", str(out), "--out", str(tmp_path / "adapted.onnx")])
     assert exported.exit_code == 0, exported.output  # behind the parity gate
     from edgetl.data.samples import calibration_samples
-    from edgetl.runtime.onnxruntime_runner import read_onnx_card
+    from edgetl.runtime.artifacts import read_onnx_card
 
     onnx_card = read_onnx_card(tmp_path / "adapted.onnx")
     assert calibration_samples(onnx_card, samples=8).source == adaptation["target_data"]  # INT8 sees the target
@@ -123,7 +125,7 @@ def _int8_of_an_adapted_run_is_bounded_on_held_out_target_samples(onnx, card):
     from edgetl.data.samples import bound_samples, calibration_samples
     from edgetl.quantize import quantize
     from edgetl.runtime import open_runner
-    from edgetl.runtime.onnxruntime_runner import read_onnx_card
+    from edgetl.runtime.artifacts import read_onnx_card
 
     result = quantize(onnx, "onnxruntime", samples=16, max_drop=0.5)
     calib, held_out = calibration_samples(card, samples=16), bound_samples(card, samples=16)
@@ -230,7 +232,7 @@ def test_auto_keeps_a_method_that_helps_and_never_sees_target_labels():
         torch.manual_seed(0)
         features = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 16), nn.ReLU())
         trainer = Trainer(Classifier(features, 16, 3, dropout=0.0), [features[0:2], features[2:4]], cfg,
-                          torch.device("cpu"), _Distributed(), inputs=_Vectors(), hooks=hooks)
+                          torch.device("cpu"), Distributed(), inputs=_Vectors(), hooks=hooks)
         return (trainer, *trainer.fit(xs, ys, xv, yv))
 
     _, _, _, report = fit_adapted(train, "auto", cfg, xt, np.ones(3) / 3, 16, (xv, yv), target_val,

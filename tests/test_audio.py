@@ -199,13 +199,14 @@ def test_background_noise_is_not_a_class_and_is_what_training_mixes_in(keywords)
     import torch
 
     from edgetl.data.folders import open_folder
-    from edgetl.finetune.loop import FinetuneConfig
+    from edgetl.finetune.inputs import training_input
+    from edgetl.finetune.config import FinetuneConfig
 
     splits = open_folder(keywords, modality="audio")
     assert "_background_noise_" not in splits.classes and "_unknown_" in splits.classes
     pre = AudioPreprocessing()
     cfg = FinetuneConfig(noise_snr_db=(10.0, 10.0), noise_prob=1.0, shift_ms=0, gain_db=0)
-    transform = pre.training_input("cpu", cfg, keywords)
+    transform = training_input(pre, "cpu", cfg, keywords)
     assert transform.noise_source.startswith("4 file(s)")
     clean = torch.from_numpy(decode_split(splits["val"], pre)[0][:8])
     noisy = transform.augmented(clean, torch.Generator().manual_seed(0))

@@ -136,13 +136,13 @@ def test_listing_covers_every_family():
 def test_listing_filters_by_modality(monkeypatch, tmp_path):
     """An audio family lists under audio and only there (checked with a registered one,
     so that the filter is tested whatever families ship)."""
-    import edgetl.backbones as registry
-    from edgetl.backbones import BackboneInfo, Family
+    import edgetl.backbones
+    from edgetl.backbones import BackboneInfo, Family, registry
 
     monkeypatch.setenv("EDGETL_CACHE_DIR", str(tmp_path))
-    registry._families()
+    edgetl.backbones._families()
     info = BackboneInfo("test_kws", "audio", "test", "an audio entry", 10, 96, None, None)
-    monkeypatch.setattr(registry, "_FAMILIES", [*registry._FAMILIES, Family(
+    monkeypatch.setattr(registry, "FAMILIES", [*registry.FAMILIES, Family(
         "test", "audio", names=lambda: ["test_kws"], build=lambda name, weights: None, info=lambda n: info,
         accepts=lambda n: False)])
     audio = list_backbones("audio")

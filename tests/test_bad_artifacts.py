@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from conftest import assert_refused as _refused
 from edgetl.cli import cli
 from edgetl.export import export_run, write_artifact_card
-from edgetl.runtime.onnxruntime_runner import read_onnx_card
+from edgetl.runtime.artifacts import read_onnx_card
 
 
 @pytest.fixture(scope="module")

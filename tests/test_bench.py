@@ -59,7 +59,7 @@ def test_a_backend_that_answers_with_nothing_is_an_error_not_a_figure():
     without raising: infer_all must refuse them, whatever the backend."""
     from edgetl.card import ModelCard
     from edgetl.errors import ArtifactError
-    from edgetl.runtime.base import Runner
+    from edgetl.runtime.runner import Runner
 
     class Empty(Runner):
         backend = "empty"
@@ -179,7 +179,7 @@ def test_cli_usage_errors_exit_2_with_one_line(bench_run, args, message, tmp_pat
 def test_precision_hints_add_openvino_rows_judged_against_the_f32_reference(bench_run, tmp_path):
     from edgetl import bench
     from edgetl.export.openvino_ir import export_openvino
-    from edgetl.runtime.onnxruntime_runner import read_onnx_card
+    from edgetl.runtime.artifacts import read_onnx_card
 
     xml = tmp_path / "model.xml"
     export_openvino(bench_run / "model.onnx", xml, read_onnx_card(bench_run / "model.onnx"))

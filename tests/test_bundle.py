@@ -15,7 +15,8 @@ from edgetl.cli import cli
 from edgetl.errors import ArtifactError
 from edgetl.runtime import open_runner
 from edgetl.runtime.artifacts import kind_of, read_card, write_card
-from edgetl.runtime.bundle import sha256, verify
+from edgetl.runtime.bundle import sha256
+from edgetl.runtime.verify import verify
 
 
 @pytest.fixture(scope="module")

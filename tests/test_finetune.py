@@ -13,7 +13,9 @@ from edgetl import finetune
 from edgetl.backbones import build_backbone
 from edgetl.errors import ConfigError, EdgeTLError
 from edgetl.finetune.augment import normalize
-from edgetl.finetune.loop import FinetuneConfig, Trainer, _Distributed
+from edgetl.finetune.config import FinetuneConfig
+from edgetl.finetune.loop import Trainer
+from edgetl.finetune.training import Distributed
 from edgetl.finetune.model import Classifier
 from edgetl.preprocess import ImagePreprocessing
 
@@ -79,7 +81,7 @@ def test_trainer_freezes_stages_and_their_batchnorm():
     b = build_backbone("resnet18", "none")
     model = Classifier(b.features, b.feature_dim, 3)
     cfg = FinetuneConfig(strategy="gradual")
-    trainer = Trainer(model, b.stages, cfg, torch.device("cpu"), _Distributed(), (0.5,) * 3, (0.5,) * 3)
+    trainer = Trainer(model, b.stages, cfg, torch.device("cpu"), Distributed(), (0.5,) * 3, (0.5,) * 3)
     trainer.unfrozen = 2
     trainer.set_trainable()
     trainer.train_mode()

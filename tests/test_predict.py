@@ -12,7 +12,8 @@ from click.testing import CliRunner
 
 from conftest import assert_refused
 from edgetl.cli import cli
-from edgetl.evaluation import evaluate, select_split
+from edgetl.data.folders import select_split
+from edgetl.evaluation import evaluate
 from edgetl.runtime.predict import predict
 
 

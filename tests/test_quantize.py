@@ -17,7 +17,7 @@ from edgetl.quantize.onnx_qdq import QdqScheme, float_weighted_nodes, prepare, q
 from edgetl.quantize.qdq_rules import tensorrt_qdq_violations
 from edgetl.quantize.sensitivity import rank_layers
 from edgetl.runtime import open_runner
-from edgetl.runtime.onnxruntime_runner import read_onnx_card
+from edgetl.runtime.artifacts import read_onnx_card
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from edgetl.card import ModelCard
 from edgetl.cli import cli
 from edgetl.errors import ConfigError
 from edgetl.modality.audio import AudioPreprocessing, read_audio
-from edgetl.runtime.base import Runner
+from edgetl.runtime.runner import Runner
 from edgetl.runtime.streaming import KeywordDetector, StreamingSettings, Trigger, detect_file, replay
 
 RATE = 16000
@@ -354,7 +354,7 @@ def test_evaluate_stream_counts_errors_and_writes_thresholds_picked_on_validatio
     assert [p["threshold"] for p in det] == sorted(p["threshold"] for p in det)
     assert det[-1]["fa_per_hour"] <= det[0]["fa_per_hour"]  # a higher threshold never accepts more
 
-    from edgetl.runtime.onnxruntime_runner import read_onnx_card
+    from edgetl.runtime.artifacts import read_onnx_card
 
     assert read_onnx_card(onnx_path).streaming["thresholds"] == picked["settings"]["thresholds"]
     result = runner.invoke(cli, ["--quiet", "evaluate", str(onnx_path), "--stream", str(streams / "test.wav"), "--json"])
@@ -375,7 +375,7 @@ def test_evaluate_stream_counts_errors_and_writes_thresholds_picked_on_validatio
 
 def test_false_accepts_are_listed_with_what_was_said_when_they_fired(keywords, stream_model, tmp_path):
     from edgetl.export import write_artifact_card
-    from edgetl.runtime.onnxruntime_runner import read_onnx_card
+    from edgetl.runtime.artifacts import read_onnx_card
     from edgetl.stream_evaluation import evaluate_stream
 
     onnx_path = tmp_path / "model.onnx"

@@ -95,7 +95,7 @@ def test_build_and_run_engines(quant_onnx, tmp_path):
     from edgetl.export.parity import Tolerance, compare
     from edgetl.quantize import quantize
     from edgetl.data.samples import validation_samples
-    from edgetl.runtime.onnxruntime_runner import read_onnx_card
+    from edgetl.runtime.artifacts import read_onnx_card
 
     val = validation_samples(read_onnx_card(quant_onnx))
     with open_runner(quant_onnx) as ref_runner:

@@ -12,68 +12,18 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Callable
 
+from edgetl.backbones import registry
+from edgetl.backbones.registry import (WEIGHTS_HELP, Backbone, BackboneInfo, Family, offline,
+                                       register_family, weights_on_disk)
 from edgetl.errors import BackboneError, ConfigError, WeightsUnavailable
-
-WEIGHTS_HELP = "--weights default|none|PATH"
-
-
-@dataclasses.dataclass
-class Backbone:
-    name: str
-    features: "torch.nn.Module"  # noqa: F821  (N,3,H,W) -> (N, feature_dim)
-    feature_dim: int
-    stages: list  # list[torch.nn.Module], input -> output, disjoint, covering all parameters
-    preprocessing: "Preprocessing"  # noqa: F821  (edgetl.modality: the input it was trained with)
-    weights: str  # what was loaded: "default" source, "none" or a path
-    modality: str = "image"
-    fixed_input_size: bool = False  # e.g. ViT: --input-size cannot change it
-    # audio: the streaming detector's settings this model is best run with (the card's
-    # `streaming` section starts from them), e.g. a hop that lets overlapping windows share work
-    streaming: dict = dataclasses.field(default_factory=dict)
-    # audio: a module that embeds windows of the front-end's frames (the card's `parts`)
-    parts: dict = dataclasses.field(default_factory=dict)
-
-
-@dataclasses.dataclass(frozen=True)
-class BackboneInfo:
-    name: str
-    modality: str
-    family: str
-    description: str
-    params: int | None
-    feature_dim: int | None
-    input_size: int | None
-    weights: str | None  # where --weights default comes from: torch-hub:FILE, hf:REPO or file:PATH
-    offline_weights: bool = False  # whether they are on this machine now (see weights_on_disk)
-
-
-@dataclasses.dataclass(frozen=True)
-class Family:
-    """A set of backbones sharing one builder (e.g. every torchvision classifier)."""
-
-    name: str
-    modality: str
-    names: Callable[[], list[str]]  # the listed names, as users type them
-    build: Callable[[str, str], Backbone]  # (name, weights) -> Backbone
-    info: Callable[[str], BackboneInfo]
-    accepts: Callable[[str], bool]  # whether this family builds `name`
-
-
-_FAMILIES: list[Family] = []
-
-
-def register_family(family: Family) -> Family:
-    _FAMILIES.append(family)
-    return family
 
 
 def _families() -> list[Family]:
     # Always: importing one built-in module (e.g. speech, for its front-end) registers only it.
     from edgetl.backbones import speech, vision  # noqa: F401  (register on import)
 
-    return _FAMILIES
+    return registry.FAMILIES
 
 
 def find_family(name: str) -> Family:
@@ -104,11 +54,11 @@ def list_backbones(modality: str | None = None) -> list[BackboneInfo]:
     if modality not in (None, "image", "audio"):
         raise ConfigError(f"unknown modality {modality!r}", hint="use image or audio")
     cache = _listing_cache_file()
-    built_in_only = all(f.build.__module__.startswith("edgetl.") for f in _FAMILIES)  # else a user's family is loaded
+    built_in_only = all(f.build.__module__.startswith("edgetl.") for f in registry.FAMILIES)  # else a user's family is loaded
     infos = _read_listing(cache) if built_in_only else None
     if infos is None:
         infos = [family.info(n) for family in _families() for n in family.names()]
-        if built_in_only and all(f.build.__module__.startswith("edgetl.") for f in _FAMILIES):  # now loaded
+        if built_in_only and all(f.build.__module__.startswith("edgetl.") for f in registry.FAMILIES):  # now loaded
             _write_listing(cache, infos)
     return [dataclasses.replace(i, offline_weights=weights_on_disk(i.weights)) for i in infos
             if modality in (None, i.modality)]
@@ -151,36 +101,6 @@ def _write_listing(path: Path, infos: list[BackboneInfo]) -> None:
         write_atomic(path, json.dumps([dataclasses.asdict(i) for i in infos]))
     except OSError:
         pass  # a read-only home only costs speed
-
-
-def torch_hub_dir() -> Path:
-    """torch.hub.get_dir() without importing torch: $TORCH_HOME/hub, else $XDG_CACHE_HOME/torch/hub."""
-    home = os.environ.get("TORCH_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "torch")
-    return Path(home).expanduser() / "hub"
-
-
-def weights_on_disk(ref: str | None) -> bool:
-    """Whether the default weights named by `ref` are on this machine (no network)."""
-    if not ref:
-        return False
-    kind, _, where = ref.partition(":")
-    if kind == "torch-hub":
-        return (torch_hub_dir() / "checkpoints" / where).is_file()
-    if kind == "file":
-        return Path(where).is_file()
-    if kind == "hf":
-        try:
-            from huggingface_hub import try_to_load_from_cache
-        except ImportError:
-            return False
-        return any(isinstance(try_to_load_from_cache(where, f), str)
-                   for f in ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin"))
-    return False
-
-
-def offline() -> bool:
-    """True when edgetl must not try to download anything (tests, air-gapped sites)."""
-    return any(os.environ.get(v, "") not in ("", "0") for v in ("EDGETL_OFFLINE", "HF_HUB_OFFLINE"))
 
 
 __all__ = ["Backbone", "BackboneInfo", "Family", "build_backbone", "cache_dir", "find_family", "list_backbones",

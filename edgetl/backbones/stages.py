@@ -90,7 +90,7 @@ def hub_cache_file(url: str) -> Path:
 def hub_state_dict(name: str, url: str, download) -> dict[str, torch.Tensor]:
     """Pretrained weights through torch.hub's checkpoint cache: the cached file when it is
     there (loaded safely), else `download()`, which only runs when edgetl is not offline."""
-    from edgetl.backbones import offline
+    from edgetl.backbones.registry import offline
 
     file = hub_cache_file(url)
     hint = f"copy {url} to {file}, or pass --weights PATH (a state dict) or --weights none"

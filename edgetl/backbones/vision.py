@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from edgetl.backbones import WEIGHTS_HELP, Backbone, BackboneInfo, Family, offline, register_family, weights_on_disk
+from edgetl.backbones.registry import WEIGHTS_HELP, Backbone, BackboneInfo, Family, offline, register_family, weights_on_disk
 from edgetl.backbones.stages import hub_cache_file, hub_state_dict, load_into, read_state_dict, split_stages
 from edgetl.errors import BackboneError, WeightsUnavailable
 from edgetl.modality.image import ImagePreprocessing

@@ -27,7 +27,7 @@ from edgetl.data.samples import validation_samples
 from edgetl.errors import ArtifactError, ConfigError, DataError, EdgeTLError
 from edgetl.runtime import BACKENDS, open_runner
 from edgetl.runtime.artifacts import kind_of
-from edgetl.runtime.base import backend_for, check_precision_hint
+from edgetl.runtime.backends import backend_for, check_precision_hint
 from edgetl.runtime.bundle import Bundle, runnable_here
 
 # Which FP32 row of a run is the reference for drop and agreement: the training

@@ -42,7 +42,7 @@ def verify_cmd(bundle, backend, threads, as_json):
     from rich.table import Table
 
     from edgetl.progress import print_table, results_console
-    from edgetl.runtime.bundle import verify
+    from edgetl.runtime.verify import verify
 
     checks = verify(bundle, backend=backend, threads=threads)
     if as_json:

@@ -5,7 +5,7 @@ import json
 
 import click
 
-from edgetl.runtime.base import PRECISION_HINTS
+from edgetl.runtime.runner import PRECISION_HINTS
 
 
 def print_report(report) -> None:

@@ -202,3 +202,15 @@ def open_unlabelled(root: str | os.PathLike, modality: str = "image", name: str 
         raise DataError(f"no {mod.noun}s found under {root}",
                         hint=f"put the device's {mod.noun}s ({', '.join(sorted(mod.suffixes))}) in it, at any depth")
     return Split(name, paths, [0] * len(paths), ["unlabelled"])
+
+
+def select_split(data, split: str, labels: list[str], modality: str = "image") -> Split:
+    """The split to evaluate, labelled in the model's class order. A flat folder of
+    class folders is evaluated whole."""
+    root = Path(data)
+    splits = open_folder(root, val_split=0.0, classes=labels, modality=modality)
+    if split in splits.splits:
+        return splits[split]
+    if not any((root / s).is_dir() for s in SPLIT_NAMES):
+        return splits["train"]  # a flat folder: every file
+    raise DataError(f"{root} has no '{split}' split (found: {', '.join(splits.splits)})", hint="pass --split")

@@ -12,12 +12,9 @@ of a sentence before, or its start after, a short pause). `--unknown` adds an
 """
 from __future__ import annotations
 
-import dataclasses
-import io
 import os
 import random
 import shutil
-import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -25,9 +22,10 @@ import numpy as np
 
 from edgetl import progress
 from edgetl.data.domains import keyword_domain
+from edgetl.data.espeak import SAMPLE_RATE, Utterance, espeak_version, synthesize, trim, voice_variants, write_wav
 from edgetl.data.noise import colored_noise
 from edgetl.data.streams import filler_words, make_stream
-from edgetl.errors import ConfigError, DataError
+from edgetl.errors import ConfigError
 from edgetl.modality.audio import STREAMS
 from edgetl.outputs import check_output, publish_data, temp_dir_beside
 
@@ -37,54 +35,7 @@ UNKNOWN_WORDS = ("bed", "bird", "cat", "dog", "happy", "house", "marvin", "sheil
                  "two", "three", "four", "five", "six", "seven", "eight", "nine", "learn", "follow", "forward",
                  "backward", "visual", "yellow", "open", "water", "table", "window", "under", "about", "morning")
 ACCENTS = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-029", "en-us-nyc")
-# Variants that are effects rather than voices.
-_NOT_VOICES = {"Demonic", "announcer", "fast", "UniRobot", "anikaRobot", "Mr", "Tweaky", "RicishayMax",
-               "RicishayMax2", "RicishayMax3", *(f"robosoft{i}" for i in ("", 2, 3, 4, 5, 6, 7, 8))}
-SAMPLE_RATE = 16000
 UNKNOWN = "_unknown_"
-INSTALL_HINT = ("install espeak-ng: `apt-get install espeak-ng` (Debian/Ubuntu), `dnf install espeak-ng` (Fedora), "
-                "`brew install espeak-ng` (macOS)")
-
-
-def espeak() -> str:
-    exe = shutil.which("espeak-ng")
-    if exe is None:
-        raise DataError("espeak-ng is not installed; edgetl synthesizes keywords with it", hint=INSTALL_HINT)
-    return exe
-
-
-def voice_variants() -> list[str]:
-    out = subprocess.run([espeak(), "--voices=variant"], capture_output=True, text=True, check=True).stdout
-    names = [line.split()[-1].removeprefix("!v/") for line in out.splitlines()[1:] if "!v/" in line]
-    return sorted(n for n in names if n not in _NOT_VOICES)
-
-
-@dataclasses.dataclass(frozen=True)
-class Utterance:
-    text: str
-    voice: str  # accent+variant
-    speed: int  # words per minute
-    pitch: int  # 0..99
-
-
-def synthesize(u: Utterance) -> np.ndarray:
-    """One utterance as float32 mono at 16 kHz (espeak-ng writes 22.05 kHz; soxr resamples)."""
-    import soundfile as sf
-    import soxr
-
-    cmd = [espeak(), "-v", u.voice, "-s", str(u.speed), "-p", str(u.pitch), "--stdout", u.text]
-    done = subprocess.run(cmd, capture_output=True, check=False)
-    if done.returncode != 0 or len(done.stdout) < 100:
-        raise DataError(f"espeak-ng failed for voice {u.voice}: {done.stderr.decode(errors='replace').strip()[:200]}",
-                        hint=INSTALL_HINT)
-    wave, rate = sf.read(io.BytesIO(done.stdout), dtype="float32")
-    return soxr.resample(wave, rate, SAMPLE_RATE, quality="HQ").astype(np.float32)
-
-
-def trim(speech: np.ndarray) -> np.ndarray:
-    """Without the synthesizer's silence before and after."""
-    voiced = np.flatnonzero(np.abs(speech) > 0.01 * max(1e-6, float(np.abs(speech).max())))
-    return speech[voiced[0]:voiced[-1] + 1] if len(voiced) else speech
 
 
 def place(speech: np.ndarray, rng: np.random.Generator, length: int = SAMPLE_RATE, cut: bool = False,
@@ -215,7 +166,7 @@ def make_keywords(out: str | os.PathLike, words=DEFAULT_WORDS, unknown: bool = F
                 folder = tmp / split / cls
                 folder.mkdir(parents=True, exist_ok=True)
                 name = "speech" if running else u.text.replace(" ", "_")
-                _write_wav(folder / f"{name}_{u.voice.replace('+', '_')}_{i:05d}.wav", clip)
+                write_wav(folder / f"{name}_{u.voice.replace('+', '_')}_{i:05d}.wav", clip)
                 bar.advance(task)
             if stream_minutes:
                 streams = tmp / STREAMS
@@ -227,16 +178,10 @@ def make_keywords(out: str | os.PathLike, words=DEFAULT_WORDS, unknown: bool = F
         publish_data(tmp, out, {"data set": "keywords", "words": words, "unknown": unknown, "voices": by_split,
                                 "takes": takes, "seed": seed, "snr_db": list(snr_db), "stream_minutes": stream_minutes,
                                 "domain": domain or "close-talk",
-                                "espeak-ng": _espeak_version()})
+                                "espeak-ng": espeak_version()})
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
-
-
-def _write_wav(path: Path, wave: np.ndarray) -> None:
-    import soundfile as sf
-
-    sf.write(str(path), np.clip(wave, -1, 1), SAMPLE_RATE, subtype="PCM_16")
 
 
 def _write_noise(folder: Path, train_voices: list[str], rng: np.random.Generator) -> np.ndarray:
@@ -253,10 +198,5 @@ def _write_noise(folder: Path, train_voices: list[str], rng: np.random.Generator
     babble = babble[:voiced[-1] + 1] if len(voiced) else babble  # no silent tail to mix in
     parts["babble"] = babble / max(1e-3, np.abs(babble).max()) * 0.5
     for kind, wave in parts.items():
-        _write_wav(folder / f"{kind}.wav", wave)
+        write_wav(folder / f"{kind}.wav", wave)
     return np.concatenate(list(parts.values()))
-
-
-def _espeak_version() -> str:
-    done = subprocess.run([espeak(), "--version"], capture_output=True, text=True, check=False)
-    return done.stdout.strip()

@@ -20,7 +20,7 @@ from edgetl import modality
 from edgetl.card import ModelCard
 from edgetl.data.folders import Split
 from edgetl.errors import DataError
-from edgetl.evaluation import select_split
+from edgetl.data.folders import select_split
 
 log = logging.getLogger("edgetl")
 

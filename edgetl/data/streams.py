@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgetl.data.espeak import SAMPLE_RATE, Utterance, synthesize, write_wav
 from edgetl.errors import DataError
 
 SCHEMA = "edgetl.keyword-stream/1"
@@ -65,8 +66,6 @@ def make_stream(path: Path, keywords: list[str], voices: list[str], minutes: flo
                 rng: np.random.Generator, split: str, keywords_per_minute: float = 4.0, advance=None) -> dict:
     """Write `path` (16 kHz WAV) with its keyword times beside it (.csv, .json); returns
     the JSON reference. `bank` is background noise; `advance(seconds)` reports progress."""
-    from edgetl.data.keywords import SAMPLE_RATE, Utterance, _write_wav, synthesize
-
     total = int(minutes * 60 * SAMPLE_RATE)
     if total < 5 * SAMPLE_RATE:
         raise DataError(f"a stream of {minutes:g} minutes is too short to hold keywords", hint="e.g. --stream 10")
@@ -108,7 +107,7 @@ def make_stream(path: Path, keywords: list[str], voices: list[str], minutes: flo
                 if advance:
                     advance(step / SAMPLE_RATE)
     _add_noise(audio, speech_level, bank, rng)
-    _write_wav(path, audio)
+    write_wav(path, audio)
     doc = {"schema": SCHEMA, "recording": path.name, "split": split, "seconds": total / SAMPLE_RATE,
            "sample_rate": SAMPLE_RATE, "words": list(keywords), "voices": list(voices), "keywords": reference, "speech": speech}
     path.with_suffix(".json").write_text(json.dumps(doc, indent=1) + "\n")

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from edgetl.card import ModelCard
+from edgetl.data.folders import select_split
 from edgetl.errors import ArtifactError, DataError
-from edgetl.evaluation import select_split
 from edgetl.modality import decode_split, preprocessing_of
 from edgetl.runtime import Runner
 

@@ -335,8 +335,10 @@ def adabn_run(run, target_data, out=None, overwrite: bool = False, batch: int = 
     from edgetl import progress
     from edgetl.card import ModelCard
     from edgetl.data.folders import open_unlabelled
-    from edgetl.finetune.loop import FinetuneConfig, _decode_unlabelled
+    from edgetl.finetune.config import FinetuneConfig
+    from edgetl.finetune.inputs import training_input
     from edgetl.finetune.run import CURVES, HISTORY, RunWriter, load_run
+    from edgetl.finetune.training import decode_unlabelled
 
     run = Path(run)
     model, card = load_run(run)
@@ -349,8 +351,8 @@ def adabn_run(run, target_data, out=None, overwrite: bool = False, batch: int = 
         known = {f.name for f in dataclasses.fields(FinetuneConfig)}
         cfg = FinetuneConfig(**{k: v for k, v in card.source.get("config", {}).items() if k in known})
         cfg.noise_snr_db = tuple(cfg.noise_snr_db)
-        inputs = pre.training_input("cpu", cfg, None)
-        x_target = inputs.as_tensor(_decode_unlabelled(target_split, kind, pre)[0])
+        inputs = training_input(pre, "cpu", cfg, None)
+        x_target = inputs.as_tensor(decode_unlabelled(target_split, kind, pre)[0])
         counts = card.source.get("train_counts") or {}
         prior = np.array([counts.get(c, 1) for c in card.labels], float)
         hooks = Adaptation(x_target, prior / prior.sum(), batch, cfg.seed)

@@ -3,24 +3,26 @@
 A `Modality` names its file suffixes, the folders of a data set that are not classes,
 and its preprocessing class. The preprocessing (recorded in the card) reads one file,
 turns it into the model input exactly as every runtime does, says what is worth caching
-for a whole split, the input spec the card records, a dummy input for export, and the
-training-time batch transform (torch imported lazily). Data sets, evaluation, parity,
-quantization, bench and the training loop only talk to this interface, so a third
-modality is one module and one `register` call. Torch-free.
+for a whole split, the input spec the card records and a dummy input for export. Data
+sets, evaluation, parity, quantization, bench and the training loop only talk to this
+interface, so a third modality is one module and one `register` call (and its training
+transform, chosen by name on the training side: finetune/inputs.py). Torch-free, and
+nothing here imports anything above it.
 """
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
 from edgetl.errors import ArtifactError, DataError
+from edgetl.modality.registry import (MODALITIES, Modality, Preprocessing, dummy_input, invalid_preprocessing,
+                                      register)
 
 if TYPE_CHECKING:
     from edgetl.card import ModelCard
@@ -28,55 +30,21 @@ if TYPE_CHECKING:
 log = logging.getLogger("edgetl")
 
 
-class Preprocessing(Protocol):
-    """What a modality's preprocessing offers (see modality/image.py for one)."""
-
-    kind: str
-    cache_shape: tuple[int, ...]  # one decoded sample as cached for a split
-    cache_dtype: Any
-
-    def read(self, path: str | Path) -> Any: ...  # decode one file; DataError when unreadable
-    def prepare(self, decoded: Any) -> np.ndarray: ...  # decoded file -> the cached sample
-    def normalize(self, cached: np.ndarray) -> np.ndarray: ...  # cached batch -> float32 model input
-    def __call__(self, path: str | Path) -> np.ndarray: ...  # one file -> one model input
-    def input_spec(self) -> dict: ...  # what the card records as "input"
-    def dummy_input(self, batch: int) -> np.ndarray: ...  # for export and tracing
-    def with_size(self, size: int) -> "Preprocessing": ...  # --input-size (ConfigError where it means nothing)
-    def training_input(self, device, options, data=None) -> Any: ...  # torch-side transform (FinetuneConfig, data set)
-    def to_dict(self) -> dict: ...
-
-
-@dataclasses.dataclass(frozen=True)
-class Modality:
-    name: str
-    suffixes: frozenset[str]
-    noun: str  # "image", "audio clip": for messages
-    skipped_as: str  # how skipped files are described, e.g. "unreadable or too large image(s)"
-    preprocessing: type  # has from_dict(card.preprocessing)
-    reserved_folders: frozenset[str] = frozenset()  # folders of a data set that are not classes
-
-
-_MODALITIES: dict[str, Modality] = {}
 _BUILT_IN = {"image": "edgetl.modality.image", "audio": "edgetl.modality.audio"}
 
 
-def register(modality: Modality) -> Modality:
-    _MODALITIES[modality.name] = modality
-    return modality
-
-
 def get(name: str) -> Modality:
-    if name not in _MODALITIES and name in _BUILT_IN:
+    if name not in MODALITIES and name in _BUILT_IN:
         importlib.import_module(_BUILT_IN[name])  # registers on import
-    if name not in _MODALITIES:
+    if name not in MODALITIES:
         raise ArtifactError(f"unknown modality {name!r}",
-                            hint=f"edgetl knows {', '.join(sorted({*_BUILT_IN, *_MODALITIES}))}; "
+                            hint=f"edgetl knows {', '.join(sorted({*_BUILT_IN, *MODALITIES}))}; "
                                  "upgrade edgetl if the model was made by a newer one")
-    return _MODALITIES[name]
+    return MODALITIES[name]
 
 
 def names() -> list[str]:
-    return sorted({*_BUILT_IN, *_MODALITIES})
+    return sorted({*_BUILT_IN, *MODALITIES})
 
 
 def claiming(suffixes: set[str], besides: str) -> Modality | None:
@@ -87,18 +55,6 @@ def claiming(suffixes: set[str], besides: str) -> Modality | None:
 def preprocessing_of(card: "ModelCard") -> Preprocessing:
     """The card's preprocessing, as the runtime applies it."""
     return get(card.modality).preprocessing.from_dict(card.preprocessing)
-
-
-def invalid_preprocessing(spec: dict, exc: Exception | None = None) -> ArtifactError:
-    """The error for a card whose preprocessing cannot be applied."""
-    why = f" ({type(exc).__name__}: {exc})" if exc else ""
-    return ArtifactError(f"the model card's preprocessing is invalid{why}: {spec}",
-                         hint="export the model again with `edgetl export`; cards are not meant to be edited by hand")
-
-
-def dummy_input(spec: dict, batch: int) -> np.ndarray:
-    """Zeros shaped as an input spec (a card's "input"), `batch` for its dynamic axis."""
-    return np.zeros([batch if d is None else int(d) for d in spec["shape"]], spec.get("dtype", "float32"))
 
 
 def list_files(folder: Path, modality: Modality) -> list[Path]:
@@ -157,5 +113,5 @@ def decode_split(folder, preprocessing: Preprocessing, workers: int | None = Non
     return out[keep], labels
 
 
-__all__ = ["Modality", "Preprocessing", "decode_split", "dummy_input", "get", "list_files", "names", "preprocessing_of",
-           "register", "summarize"]
+__all__ = ["Modality", "Preprocessing", "decode_split", "dummy_input", "get", "invalid_preprocessing", "list_files", "names",
+           "preprocessing_of", "register", "summarize"]

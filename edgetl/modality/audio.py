@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from edgetl import modality
 from edgetl.errors import ConfigError, DataError
+from edgetl.modality.registry import Modality, dummy_input, invalid_preprocessing, register
 
 AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff"})
 # Speech Commands' convention: the noise used for augmentation, not a class.
@@ -127,9 +127,9 @@ class AudioPreprocessing:
         try:
             pre = cls(sample_rate=d["sample_rate"], window=d["window"], search_step=d.get("search_step", 160))
         except (KeyError, TypeError, ValueError) as exc:
-            raise modality.invalid_preprocessing(d, exc) from None
+            raise invalid_preprocessing(d, exc) from None
         if min(pre.sample_rate, pre.window, pre.search_step) < 1:
-            raise modality.invalid_preprocessing(d)
+            raise invalid_preprocessing(d)
         return pre
 
     def read(self, path: str | Path) -> np.ndarray:
@@ -146,15 +146,7 @@ class AudioPreprocessing:
                 "sample_rate": self.sample_rate}
 
     def dummy_input(self, batch: int) -> np.ndarray:
-        return modality.dummy_input(self.input_spec(), batch)
-
-    def training_input(self, device, options, data=None):
-        """The torch-side transform of cached waveforms on the training device; `options`
-        is the fine-tuning config (noise, shift and gain ranges), `data` the data set
-        whose background noise is mixed in."""
-        from edgetl.finetune.augment_audio import AudioTrainingInput
-
-        return AudioTrainingInput(self, device, options, data)
+        return dummy_input(self.input_spec(), batch)
 
     def __call__(self, path: str | Path | np.ndarray) -> np.ndarray:
         wave = self.read(path) if not isinstance(path, np.ndarray) else np.asarray(path, np.float32)
@@ -164,6 +156,6 @@ class AudioPreprocessing:
         return np.stack([self(f) for f in files]) if files else np.zeros((0, self.window), np.float32)
 
 
-AUDIO = modality.register(modality.Modality(
+AUDIO = register(Modality(
     name="audio", suffixes=AUDIO_SUFFIXES, noun="audio clip", skipped_as="unreadable, empty or silent clip(s)",
     preprocessing=AudioPreprocessing, reserved_folders=frozenset({BACKGROUND_NOISE, STREAMS})))

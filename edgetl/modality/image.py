@@ -16,8 +16,8 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from edgetl import modality
 from edgetl.errors import DataError
+from edgetl.modality.registry import Modality, dummy_input, invalid_preprocessing, register
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
 # Larger images are decoded at a reduced scale (JPEG) or refused: a 100-megapixel photo
@@ -138,10 +138,10 @@ class ImagePreprocessing:
             pre = cls(size=tuple(d["size"]), resize=int(d["resize"]), interpolation=d["interpolation"],
                       mean=tuple(d["mean"]), std=tuple(d["std"]))
         except (KeyError, TypeError, ValueError) as exc:
-            raise modality.invalid_preprocessing(d, exc) from None
+            raise invalid_preprocessing(d, exc) from None
         if (len(pre.size) != 2 or min(pre.size) < 1 or pre.resize < 1 or pre.interpolation not in _INTERPOLATION
                 or len(pre.mean) != 3 or len(pre.std) != 3 or min(pre.std) <= 0):
-            raise modality.invalid_preprocessing(d)
+            raise invalid_preprocessing(d)
         return pre
 
     def resize_crop(self, img: Image.Image) -> np.ndarray:
@@ -169,14 +169,7 @@ class ImagePreprocessing:
         return {"name": "input", "shape": [None, 3, *self.size], "dtype": "float32", "layout": "NCHW"}
 
     def dummy_input(self, batch: int) -> np.ndarray:
-        return modality.dummy_input(self.input_spec(), batch)
-
-    def training_input(self, device, options, data=None):
-        """The torch-side transform of cached batches on the training device; `options`
-        is the fine-tuning config (its `hflip`)."""
-        from edgetl.finetune.augment import ImageTrainingInput
-
-        return ImageTrainingInput(self.mean, self.std, device, hflip=options.hflip)
+        return dummy_input(self.input_spec(), batch)
 
     def __call__(self, image: str | Path | Image.Image) -> np.ndarray:
         img = load_image(image) if not isinstance(image, Image.Image) else to_rgb(image)
@@ -186,6 +179,6 @@ class ImagePreprocessing:
         return np.stack([self(i) for i in images]) if images else np.zeros((0, 3, *self.size), np.float32)
 
 
-IMAGE = modality.register(modality.Modality(
+IMAGE = register(Modality(
     name="image", suffixes=IMAGE_SUFFIXES, noun="image", skipped_as="unreadable or too large image(s)",
     preprocessing=ImagePreprocessing))

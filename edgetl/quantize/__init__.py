@@ -80,7 +80,7 @@ def _accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
 
 
 def _load_fp32(model: Path) -> ModelCard:
-    from edgetl.runtime.onnxruntime_runner import read_onnx_card
+    from edgetl.runtime.artifacts import read_onnx_card
 
     if not model.is_file():
         raise ArtifactError(f"{model} does not exist", hint="make it with `edgetl export RUN`")

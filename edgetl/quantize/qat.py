@@ -67,8 +67,11 @@ def qat_openvino(card: ModelCard, out: Path, calib: Samples, options: QatOptions
         raise BackendUnavailable("quantization-aware fine-tuning needs torch, NNCF and OpenVINO",
                                  hint="pip install 'edgetl[all]'") from None
     from edgetl.data.folders import open_folder
-    from edgetl.finetune.loop import FinetuneConfig, Trainer, _Distributed, _to_tensors, resolve_device, seed_everything
+    from edgetl.finetune.config import FinetuneConfig
+    from edgetl.finetune.loop import Trainer
+    from edgetl.finetune.inputs import training_input
     from edgetl.finetune.run import load_run
+    from edgetl.finetune.training import Distributed, resolve_device, seed_everything, to_tensors
     from edgetl.modality import decode_split, preprocessing_of
 
     options.check()
@@ -83,7 +86,7 @@ def qat_openvino(card: ModelCard, out: Path, calib: Samples, options: QatOptions
                          batch_size=options.batch_size or run_cfg.get("batch_size", 32), hflip=run_cfg.get("hflip", True),
                          freeze_bn_stats=True, amp=False, device=options.device, seed=seed)
     cfg.check()
-    dist = _Distributed()
+    dist = Distributed()
     device = resolve_device(cfg.device, dist)
     seed_everything(seed)
     # x86 CPUs without VNNI saturate in 8-bit weight x activation products (quantize/cpu.py):
@@ -112,9 +115,9 @@ def qat_openvino(card: ModelCard, out: Path, calib: Samples, options: QatOptions
                         hint="restore the data set folder the run was trained on, or drop --qat")
     splits = open_folder(data, val_split=run_cfg.get("val_split", 0.2), seed=run_cfg.get("seed", 0),
                          classes=card.labels, modality=card.modality)
-    inputs = pre.training_input(device, cfg, data)
-    x_train, y_train = _to_tensors(*decode_split(splits["train"], pre), device, inputs)
-    x_val, y_val = _to_tensors(*decode_split(splits["val"], pre), device, inputs)
+    inputs = training_input(pre, device, cfg, data)
+    x_train, y_train = to_tensors(*decode_split(splits["train"], pre), device, inputs)
+    x_val, y_val = to_tensors(*decode_split(splits["val"], pre), device, inputs)
     progress.info(f"QAT: fine-tuning {cfg.epochs} epoch(s) at lr {lr:g} on {len(x_train)} training samples "
                   "(the first QAT on a machine compiles NNCF's fake-quantization kernels, a minute or more)")
     # NNCF gives that compilation 60 s by default, too little on a busy 2-core machine.

@@ -98,7 +98,7 @@ def _is_qdq(onnx_path: Path) -> bool:
 
 def check_spec(spec: EngineSpec) -> tuple[ModelCard, bool]:
     """What can be checked without TensorRT: the ONNX file, its card, precision vs QDQ."""
-    from edgetl.runtime.onnxruntime_runner import read_onnx_card
+    from edgetl.runtime.artifacts import read_onnx_card
 
     if spec.precision not in PRECISIONS:
         raise ConfigError(f"unknown precision {spec.precision!r}", hint=f"use one of {', '.join(PRECISIONS)}")

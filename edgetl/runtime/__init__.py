@@ -3,11 +3,13 @@
 The same Runner serves parity checks, quantization accuracy control, evaluate, bench
 and predict; nothing else knows how a backend is called. `predict` and the streaming
 `KeywordDetector` work on top of it. Importing this package must
-never import torch (a test checks it); the torch backend imports it lazily.
+never import torch (a test checks it); the torch backend plugs in from the training side.
 """
-from edgetl.runtime.base import BACKENDS, PRECISION_HINTS, BackendInfo, Runner, load, open_runner
+from edgetl.runtime.backends import BACKENDS, BackendInfo, open_runner
+from edgetl.runtime.runner import PRECISION_HINTS, Runner
 from edgetl.runtime.predict import Prediction, predict
 from edgetl.runtime.streaming import Detection, KeywordDetector, StreamingSettings, detect_file
+from edgetl.runtime.verify import load
 
 __all__ = ["BACKENDS", "PRECISION_HINTS", "BackendInfo", "Detection", "KeywordDetector", "Prediction", "Runner",
            "StreamingSettings", "detect_file", "load", "open_runner", "predict"]

@@ -11,7 +11,7 @@ its card lives, how the card is read and written, and which backend loads it.
 
 Cards are always JSON, never evaluated. Reading a card needs the library of its kind
 (onnxruntime for ONNX, openvino for an IR) and never torch; writing into an ONNX file
-needs `onnx`. The backend table (runtime/base.py) names the kind each backend loads; a
+needs `onnx`. The backend table (runtime/backends.py) names the kind each backend loads; a
 bundle holds one model per target and opens the one a backend asks for (runtime/bundle.py).
 """
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pathlib import Path
 
 from edgetl.card import CARD_FILENAME, ModelCard
 from edgetl.errors import ArtifactError, BackendUnavailable
+from edgetl.runtime.bundle import Bundle, is_bundle
 
 ONNX_CARD_KEY = "edgetl"  # metadata_props key of an ONNX file
 OPENVINO_CARD_KEY = ["edgetl", "card"]  # rt_info path of an OpenVINO IR
@@ -60,10 +61,23 @@ def card_from_onnx_metadata(meta: dict, path: Path) -> ModelCard:
     return ModelCard.from_json(meta[ONNX_CARD_KEY], where=f"card of {path}")
 
 
-def _onnx_card(path: Path) -> ModelCard:
-    from edgetl.runtime.onnxruntime_runner import read_onnx_card
+def onnx_session(path_or_bytes, opts=None, providers: list[str] | None = None):
+    """An ONNX Runtime session; a damaged or non-ONNX file is an ArtifactError."""
+    import onnxruntime as ort
 
-    return read_onnx_card(path)
+    try:
+        return ort.InferenceSession(path_or_bytes if isinstance(path_or_bytes, bytes) else str(path_or_bytes),
+                                    opts or ort.SessionOptions(), providers=providers or ["CPUExecutionProvider"])
+    except Exception as exc:  # ORT raises its own exception types for a damaged file
+        if isinstance(path_or_bytes, bytes):
+            raise
+        raise ArtifactError(f"cannot load {path_or_bytes}: {' '.join(str(exc).split())[:400]}",
+                            hint="the file is damaged or not ONNX: export it again with `edgetl export`") from None
+
+
+def read_onnx_card(path: Path) -> ModelCard:
+    """The card of an ONNX model, read through ONNX Runtime (no `onnx` package needed)."""
+    return card_from_onnx_metadata(onnx_session(path).get_modelmeta().custom_metadata_map, path)
 
 
 def set_onnx_card(model_proto, card: ModelCard) -> None:
@@ -151,20 +165,12 @@ def _write_engine_card(path: Path, card: ModelCard) -> None:
 # ---------------------------------------------------------------- bundles
 
 def _bundle_card(path: Path) -> ModelCard:
-    from edgetl.runtime.bundle import Bundle
-
     return Bundle.open(path).card
 
 
 def _write_bundle_card(path: Path, card: ModelCard) -> None:
     raise ArtifactError(f"{path} is a bundle: its files are checksummed and never changed in place",
                         hint="change the run (or its exported model), then package it again")
-
-
-def _is_bundle(path: Path) -> bool:
-    from edgetl.runtime.bundle import is_bundle
-
-    return is_bundle(path)
 
 
 # ---------------------------------------------------------------- the table
@@ -182,9 +188,9 @@ class ArtifactKind:
 
 KINDS: dict[str, ArtifactKind] = {k.name: k for k in (  # a folder is the first folder kind that holds a card
     ArtifactKind("bundle", (".zip",), True, "a bundle made by `edgetl package` (folder or .zip)", _bundle_card,
-                 _write_bundle_card, _is_bundle),
+                 _write_bundle_card, is_bundle),
     ArtifactKind("run", (), True, "a run directory made by `edgetl finetune`", _run_card, _write_run_card, _is_run),
-    ArtifactKind("onnx", (".onnx",), False, "an ONNX model", _onnx_card, _write_onnx_card, _onnx_holds_card),
+    ArtifactKind("onnx", (".onnx",), False, "an ONNX model", read_onnx_card, _write_onnx_card, _onnx_holds_card),
     ArtifactKind("openvino", (".xml",), False, "an OpenVINO IR (.xml + .bin)", _openvino_card, _write_openvino_card,
                  _openvino_holds_card),
     ArtifactKind("tensorrt", (".engine", ".plan"), False, "a TensorRT engine (+ its .json card)", read_engine_card,
@@ -232,5 +238,5 @@ def is_edgetl_artifact(path: str | Path) -> bool:
 
 
 __all__ = ["KINDS", "ONNX_CARD_KEY", "OPENVINO_CARD_KEY", "ArtifactKind", "card_from_onnx_metadata",
-           "card_from_openvino_model", "engine_card_path", "is_edgetl_artifact", "kind_of", "read_card", "read_engine_card",
+           "card_from_openvino_model", "engine_card_path", "onnx_session", "read_onnx_card", "is_edgetl_artifact", "kind_of", "read_card", "read_engine_card",
            "set_onnx_card", "write_card"]

@@ -12,9 +12,10 @@ BUNDLE/
                    target's top-1 label and scores for each of them when packaged
 ```
 
-Loading a bundle checks every checksum first; `verify` then runs the reference files
-from their raw bytes through the runtime's own preprocessing and a target's model, and
-compares with what the model answered when it was packaged.
+This module reads the format (manifest, checksums, which target runs here);
+`open_runner` (runtime/backends.py) opens a bundle's model, and `verify` (runtime/verify.py)
+runs the reference files from their raw bytes through the runtime's own preprocessing
+and a target's model, and compares with what the model answered when it was packaged.
 """
 from __future__ import annotations
 
@@ -27,8 +28,6 @@ import shutil
 import tempfile
 import zipfile
 from pathlib import Path
-
-import numpy as np
 
 from edgetl.card import ModelCard
 from edgetl.errors import ArtifactError, BackendUnavailable, ConfigError
@@ -161,94 +160,4 @@ def runnable_here(target: str, entry: dict) -> bool:
     return importlib.util.find_spec({"openvino": "openvino", "onnxruntime": "onnxruntime"}[target]) is not None
 
 
-def open_bundle_runner(path, backend: str = "auto", device: str = "cpu", threads: int | None = None,
-                       precision_hint: str | None = None):
-    """The Runner of the bundle's model for `backend` (auto: the fastest available here),
-    after checking the checksums of the manifest's card and of that model's files."""
-    from edgetl import progress
-    from edgetl.runtime.base import open_runner
-
-    bundle = Bundle.open(path)
-    target = bundle.choose(backend)
-    bundle.check_checksums(["edgetl.json", *bundle.model_files(target)])
-    model, loads_with = bundle.artifact(target)
-    progress.info(f"bundle {Path(path).name}: {target} model {model.name} on {loads_with}"
-                  + (" (the fastest this machine has)" if backend == "auto" else ""))
-    runner = open_runner(model, backend=loads_with, device=device, threads=threads, precision_hint=precision_hint)
-    runner.bundle, runner.target = bundle, target
-    return runner
-
-
-@dataclasses.dataclass
-class TargetCheck:
-    target: str
-    backend: str
-    precision: str
-    n: int
-    agreement: float  # share of reference files with the packaged top-1 label
-    max_score_diff: float
-    tolerance: float
-    failures: list[str]
-
-    @property
-    def passed(self) -> bool:
-        return not self.failures
-
-    def to_dict(self) -> dict:
-        return {**dataclasses.asdict(self), "passed": self.passed}
-
-
-def verify(path, backend: str | None = None, threads: int | None = None) -> list[TargetCheck]:
-    """Check every checksum, then run the reference files through each target this
-    machine can run (or only `backend`) and compare with the packaged answers: the same
-    top-1 label (unless the packaged answer was within the tolerance of a tie) and every
-    score within the tolerance of the model's precision."""
-    from edgetl.runtime.predict import predict
-
-    bundle = Bundle.open(path)
-    bundle.check_checksums()
-    targets = [bundle.choose(backend)] if backend and backend != "auto" else \
-        [t for t in bundle.targets if runnable_here(t, bundle.targets[t]) or t == "tensorrt"]
-    checks = []
-    for target in targets:
-        expected = bundle.expected(target)
-        model, loads_with = bundle.artifact(target)
-        files = [bundle.root / e["file"] for e in expected["answers"]]
-        got = predict(model, files, backend=loads_with, top_k=len(expected["labels"]), threads=threads)
-        tolerance = TOLERANCE.get(expected["precision"], TOLERANCE["int8"])
-        failures, diffs, same = [], [], 0
-        for answer, result in zip(expected["answers"], got):
-            if not result.ok:
-                failures.append(f"{answer['file']}: {result.error}")
-                continue
-            scores = dict(zip(result.labels, result.scores))
-            diff = max(abs(scores[lab] - s) for lab, s in zip(expected["labels"], answer["scores"]))
-            diffs.append(diff)
-            ranked = sorted(answer["scores"], reverse=True)
-            near_tie = len(ranked) > 1 and ranked[0] - ranked[1] <= tolerance
-            same += result.labels[0] == answer["label"]
-            if result.labels[0] != answer["label"] and not near_tie:
-                failures.append(f"{answer['file']}: {result.labels[0]} ({scores[result.labels[0]]:.3f}), "
-                                f"packaged as {answer['label']} ({max(answer['scores']):.3f})")
-            elif diff > tolerance:
-                failures.append(f"{answer['file']}: a score moved by {diff:.4f} (tolerance {tolerance:g})")
-        checks.append(TargetCheck(target, loads_with, expected["precision"], len(files), same / max(1, len(files)),
-                                  float(max(diffs, default=0.0)), tolerance, failures))
-    return checks
-
-
-def reference_answers(runner_predict, files: list[Path], root: Path, labels: list[str], precision: str) -> dict:
-    """What a target answers for the reference files: `runner_predict(files)` gives the
-    Prediction of each (all labels); stored relative to the bundle's root."""
-    answers = []
-    for f, p in zip(files, runner_predict(files)):
-        if not p.ok:
-            raise ArtifactError(f"the reference file {f.name} cannot be predicted: {p.error}",
-                                hint="remove it from the data set, or package again")
-        scores = dict(zip(p.labels, p.scores))
-        answers.append({"file": str(f.relative_to(root)), "label": p.labels[0],
-                        "scores": [float(np.float32(scores[lab])) for lab in labels]})
-    return {"labels": labels, "precision": precision, "answers": answers}
-
-
-__all__ = ["MANIFEST", "SCHEMA", "Bundle", "TargetCheck", "is_bundle", "open_bundle_runner", "sha256", "verify"]
+__all__ = ["MANIFEST", "PREFERENCE", "SCHEMA", "TOLERANCE", "Bundle", "is_bundle", "runnable_here", "sha256"]

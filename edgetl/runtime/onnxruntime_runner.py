@@ -7,38 +7,15 @@ from pathlib import Path
 import numpy as np
 
 from edgetl.card import ModelCard
-from edgetl.errors import ArtifactError, BackendUnavailable
-from edgetl.runtime.artifacts import card_from_onnx_metadata
-from edgetl.runtime.base import Runner
+from edgetl.errors import BackendUnavailable
+from edgetl.runtime.artifacts import card_from_onnx_metadata, onnx_session
+from edgetl.runtime.runner import Runner
 
 _PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
 
 
-def read_onnx_card(path: Path) -> ModelCard:
-    import onnxruntime as ort
-
-    meta = _session(path, ort.SessionOptions(), ["CPUExecutionProvider"]).get_modelmeta()
-    return card_from_onnx_metadata(meta.custom_metadata_map, path)
-
-
 def emulates_tensorrt(card: ModelCard, provider: str) -> bool:
     return provider != "TensorrtExecutionProvider" and card.source.get("quantization", {}).get("target") == "tensorrt"
-
-
-def _session(path: Path, opts, providers: list[str]):
-    import onnxruntime as ort
-
-    try:
-        return ort.InferenceSession(str(path), opts, providers=providers)
-    except Exception as exc:  # ORT raises its own exception types for a damaged file
-        raise ArtifactError(f"cannot load {path}: {' '.join(str(exc).split())[:400]}",
-                            hint="the file is damaged or not ONNX: export it again with `edgetl export`") from None
-
-
-def _session_from_bytes(model: bytes, opts, providers: list[str]):
-    import onnxruntime as ort
-
-    return ort.InferenceSession(model, opts, providers=providers)
 
 
 class OnnxRuntimeRunner(Runner):
@@ -64,7 +41,7 @@ class OnnxRuntimeRunner(Runner):
         # matrix units on Ampere and newer by default, so that is switched off.
         first = (provider, {"use_tf32": 0}) if provider == "CUDAExecutionProvider" else provider
         providers = [first] + (["CPUExecutionProvider"] if provider != "CPUExecutionProvider" else [])
-        session = _session(path, opts, providers)
+        session = onnx_session(path, opts, providers)
         card = card_from_onnx_metadata(session.get_modelmeta().custom_metadata_map, path)
         if emulates_tensorrt(card, provider):
             # A QDQ model made for TensorRT, run on the CPU: without graph optimisations the
@@ -72,7 +49,7 @@ class OnnxRuntimeRunner(Runner):
             # TensorRT computes, instead of the CPU's int8 kernels, whose symmetric-int8
             # path saturates on x86 without VNNI.
             opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-            session = _session(path, opts, providers)
+            session = onnx_session(path, opts, providers)
         runner = cls(path, card, device, threads)
         runner.session, runner._opts, runner._providers = session, opts, providers
         runner.input_name = session.get_inputs()[0].name
@@ -89,7 +66,7 @@ class OnnxRuntimeRunner(Runner):
             return None
         try:
             sub = Extractor(onnx.load(str(self.path))).extract_model(inputs, outputs)
-            session = _session_from_bytes(sub.SerializeToString(), self._opts, self._providers)
+            session = onnx_session(sub.SerializeToString(), self._opts, self._providers)
         except Exception:  # a graph that does not cut there: the whole model still runs
             return None
         return lambda *arrays: session.run(outputs, dict(zip(inputs, arrays)))

@@ -14,7 +14,7 @@ import numpy as np
 
 from edgetl.errors import ArtifactError, BackendUnavailable
 from edgetl.runtime.artifacts import card_from_openvino_model
-from edgetl.runtime.base import Runner
+from edgetl.runtime.runner import Runner
 
 PRECISION_PROPERTY = "INFERENCE_PRECISION_HINT"
 _CAPABILITY = {"bf16": "BF16", "f16": "FP16", "f32": "FP32"}

@@ -15,7 +15,8 @@ import numpy as np
 
 from edgetl import modality as modalities
 from edgetl.errors import ConfigError, DataError
-from edgetl.runtime.base import open_runner, softmax
+from edgetl.runtime.backends import open_runner
+from edgetl.runtime.runner import softmax
 from edgetl.runtime.streaming import KeywordDetector, audio_seconds, detect_file
 
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from edgetl.errors import ConfigError, DataError
 from edgetl.modality.audio import SILENT_PEAK, AudioPreprocessing
-from edgetl.runtime.base import softmax
+from edgetl.runtime.runner import softmax
 
 # Windows scored per call when audio arrives faster than real time (files, replays).
 MAX_BATCH = 32

@@ -15,7 +15,7 @@ import numpy as np
 
 from edgetl.errors import ArtifactError, ConfigError
 from edgetl.runtime.artifacts import engine_card_path, read_engine_card  # noqa: F401  (engine_card_path: public here too)
-from edgetl.runtime.base import Runner
+from edgetl.runtime.runner import Runner
 
 log = logging.getLogger("edgetl")
 

@@ -1,13 +1,14 @@
-"""PyTorch backend (training side): runs a run directory's checkpoint."""
+"""PyTorch backend: runs a run directory's checkpoint. It lives on the training side and
+plugs into the torch-free runtime's backend table through the `edgetl.backends` entry
+point (pyproject.toml), so the runtime names no training code."""
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 import numpy as np
 
 from edgetl.errors import ConfigError
-from edgetl.runtime.base import Runner
+from edgetl.runtime.runner import Runner
 
 
 class TorchRunner(Runner):
@@ -16,9 +17,10 @@ class TorchRunner(Runner):
     @classmethod
     def load(cls, path: Path, device: str = "cpu", threads: int | None = None,
              precision_hint: str = "f32") -> "TorchRunner":
-        # Imported here, never at module level: the runtime package stays torch-free.
-        torch = importlib.import_module("torch")
-        load_run = importlib.import_module("edgetl.finetune.run").load_run
+        # Imported here, never at module level: listing the backends must not load torch.
+        import torch
+
+        from edgetl.finetune.run import load_run
 
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise ConfigError("device cuda was asked for but no CUDA device is available", hint="use --device cpu")

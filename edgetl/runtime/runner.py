@@ -1,0 +1,90 @@
+"""The Runner contract: one artifact loaded for one backend, numpy in, numpy out."""
+from __future__ import annotations
+
+import abc
+from pathlib import Path
+
+import numpy as np
+
+from edgetl.card import ModelCard
+from edgetl.errors import ArtifactError
+
+# Precisions a backend may be asked to compute the float parts of a model in. The
+# default is always f32: a library's own default (OpenVINO's CPU plugin picks bf16 on
+# CPUs that have it, CUDA libraries pick TF32) would make results depend on the machine.
+PRECISION_HINTS = ("f32", "bf16", "f16")
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Class probabilities of a batch of logits."""
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+class Runner(abc.ABC):
+    """Loads one artifact for one backend. `infer` takes a float32 batch laid out as
+    the card's input spec and returns the logits as float32 numpy.
+
+    `inference_precision` is what the backend really computes the model's float
+    operations in, read back from the backend where it can say (INT8 layers stay INT8)."""
+
+    backend: str = ""
+
+    def __init__(self, path: Path, card: ModelCard, device: str = "cpu", threads: int | None = None):
+        self.path, self.card, self.device, self.threads = Path(path), card, device, threads
+        self.inference_precision = "f32"
+
+    @classmethod
+    def load(cls, path: Path, device: str = "cpu", threads: int | None = None,
+             precision_hint: str = "f32") -> "Runner":
+        """Open the artifact at `path` (of a kind this backend loads, runtime/artifacts.py)
+        on `device` with `threads` CPU threads, the float parts computed in
+        `precision_hint`; the card comes from the artifact itself. Every backend in the
+        table implements it (tests/test_artifacts.py)."""
+        raise NotImplementedError(f"{cls.__name__} does not load artifacts")
+
+    @property
+    def input_spec(self) -> dict:
+        return self.card.input
+
+    @abc.abstractmethod
+    def infer(self, batch: np.ndarray) -> np.ndarray: ...
+
+    def infer_all(self, x: np.ndarray, batch: int) -> np.ndarray:
+        """Logits for every sample, `batch` per call. The last chunk is padded to exactly
+        `batch` (static-batch models and TensorRT profiles accept only that) and the
+        padding dropped from the result."""
+        out = []
+        for start in range(0, len(x), batch):
+            chunk = x[start:start + batch]
+            pad = batch - len(chunk)
+            if pad:
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)])
+            got = self.infer(chunk)
+            if len(got) != len(chunk):  # a backend that cannot run the model may answer with nothing
+                raise ArtifactError(f"{self.backend} returned {len(got)} results for a batch of {len(chunk)} "
+                                    f"({self.path.name}, {self.inference_precision})",
+                                    hint="run it in f32 (the default precision), or on another backend")
+            if got.ndim != 2 or got.shape[1] != len(self.card.labels):
+                raise ArtifactError(f"{self.path.name} outputs {got.shape[1:]} scores per sample but its card names "
+                                    f"{len(self.card.labels)} labels",
+                                    hint="the card belongs to another model: export this run again")
+            out.append(got[:batch - pad])
+        return np.concatenate(out) if out else np.zeros((0, len(self.card.labels)), np.float32)
+
+    def part(self, inputs: list[str], outputs: list[str]):
+        """The model's sub-graph from the tensors named `inputs` to those named `outputs`,
+        compiled like the whole model, as a function of numpy arrays (in the order of
+        `inputs`) that returns the `outputs`; None when the backend cannot run a part of
+        a model (then only the whole model runs)."""
+        return None
+
+    def close(self) -> None:  # noqa: B027  (most backends free their session with the object)
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -1,0 +1,104 @@
+"""Checking a bundle on the device it runs on: every checksum, then its reference files
+through each target this machine can run, compared with what each target answered when
+it was packaged. `load` opens any artifact, a bundle checked first when asked. Torch-free.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from edgetl.errors import ArtifactError
+from edgetl.runtime.backends import open_runner
+from edgetl.runtime.runner import Runner
+from edgetl.runtime.artifacts import kind_of
+from edgetl.runtime.bundle import TOLERANCE, Bundle, runnable_here
+from edgetl.runtime.predict import predict
+
+
+@dataclasses.dataclass
+class TargetCheck:
+    target: str
+    backend: str
+    precision: str
+    n: int
+    agreement: float  # share of reference files with the packaged top-1 label
+    max_score_diff: float
+    tolerance: float
+    failures: list[str]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def to_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "passed": self.passed}
+
+
+def verify(path, backend: str | None = None, threads: int | None = None) -> list[TargetCheck]:
+    """Check every checksum, then run the reference files through each target this
+    machine can run (or only `backend`) and compare with the packaged answers: the same
+    top-1 label (unless the packaged answer was within the tolerance of a tie) and every
+    score within the tolerance of the model's precision."""
+    bundle = Bundle.open(path)
+    bundle.check_checksums()
+    targets = [bundle.choose(backend)] if backend and backend != "auto" else \
+        [t for t in bundle.targets if runnable_here(t, bundle.targets[t]) or t == "tensorrt"]
+    checks = []
+    for target in targets:
+        expected = bundle.expected(target)
+        model, loads_with = bundle.artifact(target)
+        files = [bundle.root / e["file"] for e in expected["answers"]]
+        got = predict(model, files, backend=loads_with, top_k=len(expected["labels"]), threads=threads)
+        tolerance = TOLERANCE.get(expected["precision"], TOLERANCE["int8"])
+        failures, diffs, same = [], [], 0
+        for answer, result in zip(expected["answers"], got):
+            if not result.ok:
+                failures.append(f"{answer['file']}: {result.error}")
+                continue
+            scores = dict(zip(result.labels, result.scores))
+            diff = max(abs(scores[lab] - s) for lab, s in zip(expected["labels"], answer["scores"]))
+            diffs.append(diff)
+            ranked = sorted(answer["scores"], reverse=True)
+            near_tie = len(ranked) > 1 and ranked[0] - ranked[1] <= tolerance
+            same += result.labels[0] == answer["label"]
+            if result.labels[0] != answer["label"] and not near_tie:
+                failures.append(f"{answer['file']}: {result.labels[0]} ({scores[result.labels[0]]:.3f}), "
+                                f"packaged as {answer['label']} ({max(answer['scores']):.3f})")
+            elif diff > tolerance:
+                failures.append(f"{answer['file']}: a score moved by {diff:.4f} (tolerance {tolerance:g})")
+        checks.append(TargetCheck(target, loads_with, expected["precision"], len(files), same / max(1, len(files)),
+                                  float(max(diffs, default=0.0)), tolerance, failures))
+    return checks
+
+
+def reference_answers(runner_predict, files: list[Path], root: Path, labels: list[str], precision: str) -> dict:
+    """What a target answers for the reference files: `runner_predict(files)` gives the
+    Prediction of each (all labels); stored relative to the bundle's root."""
+    answers = []
+    for f, p in zip(files, runner_predict(files)):
+        if not p.ok:
+            raise ArtifactError(f"the reference file {f.name} cannot be predicted: {p.error}",
+                                hint="remove it from the data set, or package again")
+        scores = dict(zip(p.labels, p.scores))
+        answers.append({"file": str(f.relative_to(root)), "label": p.labels[0],
+                        "scores": [float(np.float32(scores[lab])) for lab in labels]})
+    return {"labels": labels, "precision": precision, "answers": answers}
+
+
+def load(artifact, backend: str = "auto", device: str = "cpu", threads: int | None = None,
+         precision_hint: str | None = None, check_references: bool = False) -> Runner:
+    """Open any artifact for inference. A bundle has its checksums checked and runs on the
+    fastest of its targets this machine has; with `check_references`, its reference files
+    are run first and a target that answers otherwise is an ArtifactError."""
+    if check_references and kind_of(artifact).name == "bundle":
+        failed = [c for c in verify(artifact, backend=backend) if not c.passed]
+        if failed:
+            raise ArtifactError(f"{Path(artifact).name}: {failed[0].target} does not compute what was packaged "
+                                f"({failed[0].failures[0]})", hint="run `edgetl verify` for the figures; "
+                                "package the run again on the training machine")
+    return open_runner(artifact, backend=backend, device=device, threads=threads, precision_hint=precision_hint)
+
+
+__all__ = ["TargetCheck", "load", "reference_answers", "verify"]
