@@ -43,10 +43,12 @@ def predict_logits(runner: Runner, cached: np.ndarray, pre: Preprocessing, batch
 
 
 def evaluate(artifact, data, split: str = "val", backend: str = "auto", device: str = "cpu",
-             batch_size: int = 64, precision_hint: str = "f32") -> EvalReport:
+             batch_size: int = 64, precision_hint: str = "f32", threads: int | None = None) -> EvalReport:
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}", hint="e.g. --batch-size 64")
-    with open_runner(artifact, backend=backend, device=device, precision_hint=precision_hint) as runner:
+    if threads is not None and threads < 1:
+        raise ConfigError(f"--threads must be at least 1, got {threads}", hint="e.g. --threads 1")
+    with open_runner(artifact, backend=backend, device=device, threads=threads, precision_hint=precision_hint) as runner:
         card = runner.card
         folder = select_split(data, split, card.labels, card.modality)
         pre = preprocessing_of(card)

@@ -237,7 +237,7 @@ def attach_references(rows: list[BenchRow], predictions: dict[int, np.ndarray]) 
 
 def bench(artifacts, data=None, split: str = "val", backends: list[str] | None = None, batches=(1,),
           threads: int | None = None, iters: int = 100, min_time: float = 0.0, warmup: int = 10,
-          device: str = "cpu", rounds: int = 1, precision_hints=()) -> BenchReport:
+          device: str = "cpu", rounds: int = 1, precision_hints=("f32",)) -> BenchReport:
     """Measure every artifact (run directories, .onnx, .xml, .engine) on its backend (or
     on each of `backends`) at every batch size; returns a BenchReport. With rounds > 1
     the latency of every cell is measured that many times, in turn, and pooled. Every

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import click
 
+from edgetl.cli import options
 from edgetl.errors import ConfigError
 from edgetl.outputs import check_output
 
@@ -25,7 +26,7 @@ def _int_list(value: str, option: str) -> list[int]:
               help="Comma-separated backends (torch,onnxruntime,openvino,tensorrt); auto: each artifact's own.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, gpu (OpenVINO) ...")
 @click.option("--batch", "batch", default="1", show_default=True, help="Comma-separated batch sizes, e.g. 1,8.")
-@click.option("--threads", type=int, help="CPU threads for every backend [default: all cores].")
+@options.threads("every backend")
 @click.option("--iters", type=int, default=100, show_default=True, help="Timed calls per cell (at least).")
 @click.option("--min-time", type=float, default=0.0, show_default=True, help="Seconds per cell (at least).")
 @click.option("--warmup", type=int, default=10, show_default=True, help="Untimed calls before timing.")
@@ -53,8 +54,6 @@ def bench_cmd(artifacts, data, split, backend, device, batch, threads, iters, mi
 
     if max_drop is not None and not 0 <= max_drop < 1:
         raise ConfigError(f"--max-drop is a fraction between 0 and 1, got {max_drop}", hint="--max-drop 0.01 = 1 point")
-    if threads is not None and threads < 1:
-        raise ConfigError(f"--threads must be at least 1, got {threads}", hint="drop it to use every core")
     for report_file in (json_out, csv_out, plot_out):  # an earlier report is refreshed; anything else is kept
         if report_file and report_file != "-":
             check_output(report_file, "report", overwrite=True, inputs={"data set": data})

@@ -6,6 +6,8 @@ import sys
 
 import click
 
+from edgetl.cli import options
+
 
 @click.command("package")
 @click.argument("run", type=click.Path())
@@ -32,7 +34,7 @@ def package_cmd(run, targets, out, zip_file, samples, data, overwrite):
 @click.command("verify")
 @click.argument("bundle", type=click.Path())
 @click.option("--backend", default=None, help="Check only this target (default: every one this machine can run).")
-@click.option("--threads", type=int, default=None, help="Inference threads.")
+@options.threads()
 @click.option("--json", "as_json", is_flag=True, help="One JSON list of the checks on stdout.")
 def verify_cmd(bundle, backend, threads, as_json):
     """Check on this device that BUNDLE computes what was packaged: every checksum, then the

@@ -5,7 +5,8 @@ import json
 
 import click
 
-from edgetl.runtime.runner import PRECISION_HINTS
+from edgetl.cli import options
+from edgetl.evaluation import evaluate
 
 
 def print_report(report) -> None:
@@ -116,27 +117,25 @@ def _evaluate_stream(artifact, stream, backend, device, threads, hop_ms, smoothi
               "unless it says; with --target-fa-per-hour, fixed instead of picked).")
 @click.option("--refractory-ms", type=float, help="With --stream: silence after a detection (card's; 500 unless it "
               "says; with --target-fa-per-hour, fixed instead of picked).")
-@click.option("--threads", type=int, help="With --stream: inference threads (e.g. 1 for one core).")
+@options.threads()
 @click.option("--plot", type=click.Path(dir_okay=False), help="With --stream: write the DET curve (PNG).")
-@click.option("--split", default="val", show_default=True, help="train | val | test")
-@click.option("--backend", default="auto", show_default=True, help="auto picks the artifact's backend.")
-@click.option("--device", default="cpu", show_default=True)
-@click.option("--batch-size", type=int, default=64, show_default=True)
-@click.option("--precision-hint", type=click.Choice(PRECISION_HINTS), default="f32", show_default=True,
-              help="openvino: compute the float operations in this precision (bf16/f16 only where the CPU has it).")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (accuracy, n, backend, ...).")
+@click.option("--split", default=options.library_default(evaluate, "split"), show_default=True, help="train | val | test")
+@options.backend(evaluate)
+@options.device(evaluate)
+@click.option("--batch-size", type=int, default=options.library_default(evaluate, "batch_size"), show_default=True)
+@options.precision_hint(evaluate)
+@options.json_flag("one object (accuracy, n, backend, ...)")
 def evaluate_cmd(artifact, data, stream, target_fa_per_hour, pick, hop_ms, smoothing, refractory_ms, threads, plot, split,
                  backend, device, batch_size, precision_hint, as_json):
     """Evaluate ARTIFACT (a run directory, or an exported model) on a data split, or a
     keyword spotter on a long recording (--stream)."""
     from edgetl.errors import ConfigError
-    from edgetl.evaluation import evaluate
 
     if (data is None) == (stream is None):
         raise ConfigError("evaluate takes either --data DIR (clips or images) or --stream RECORDING",
                           hint="e.g. --data data --split test, or --stream data/_streams_/test.wav")
     stream_only = {"--target-fa-per-hour": target_fa_per_hour, "--thresholds": pick, "--hop-ms": hop_ms,
-                   "--smoothing": smoothing, "--refractory-ms": refractory_ms, "--threads": threads, "--plot": plot}
+                   "--smoothing": smoothing, "--refractory-ms": refractory_ms, "--plot": plot}
     if data is not None and any(v is not None for v in stream_only.values()):
         used = ", ".join(k for k, v in stream_only.items() if v is not None)
         raise ConfigError(f"{used} apply to --stream", hint="drop them, or evaluate a recording with --stream")
@@ -148,7 +147,7 @@ def evaluate_cmd(artifact, data, stream, target_fa_per_hour, pick, hop_ms, smoot
                                 target_fa_per_hour, pick, plot, precision_hint, as_json)
 
     report = evaluate(artifact, data, split=split, backend=backend, device=device, batch_size=batch_size,
-                      precision_hint=precision_hint)
+                      precision_hint=precision_hint, threads=threads)
     if as_json:
         click.echo(json.dumps(report.to_dict()))
     else:

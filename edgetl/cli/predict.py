@@ -5,15 +5,20 @@ import json
 
 import click
 
+from edgetl.cli import options
+from edgetl.runtime.predict import predict
+
 
 @click.command("predict")
 @click.argument("artifact", type=click.Path())
 @click.argument("files", nargs=-1, type=click.Path())
-@click.option("--backend", default="auto", show_default=True, help="auto (by artifact kind) | onnxruntime | openvino | ...")
-@click.option("--device", default="cpu", show_default=True)
-@click.option("--top-k", type=int, default=3, show_default=True, help="How many labels per file.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON list on stdout: file, labels, scores, error.")
-def predict_cmd(artifact, files, backend, device, top_k, as_json):
+@options.backend(predict)
+@options.device(predict)
+@options.threads()
+@click.option("--top-k", type=int, default=options.library_default(predict, "top_k"), show_default=True,
+              help="How many labels per file.")
+@options.json_flag("one list: file, labels, scores, error")
+def predict_cmd(artifact, files, backend, device, threads, top_k, as_json):
     """Predict FILES (images or audio clips, as the model takes) with ARTIFACT: a run
     directory, .onnx, OpenVINO .xml or TensorRT .engine. An audio file longer than the
     model's window is a stream: each keyword detected is listed with its time. Files
@@ -23,9 +28,9 @@ def predict_cmd(artifact, files, backend, device, top_k, as_json):
     from rich.table import Table
 
     from edgetl.progress import print_table, results_console
-    from edgetl.runtime.predict import none_predicted, predict
+    from edgetl.runtime.predict import none_predicted
 
-    results = predict(artifact, files, backend=backend, top_k=top_k, device=device)
+    results = predict(artifact, files, backend=backend, top_k=top_k, device=device, threads=threads)
     if len(results) > 1:  # a single file's failure is the error itself
         for r in results:
             if not r.ok:

@@ -29,6 +29,7 @@ class FinetuneConfig:
     dropout: float = 0.2
     patience: int = 5
     device: str = "auto"
+    threads: int | None = None  # torch's intra-op CPU threads (None: torch's own count, every core)
     seed: int = 0
     input_size: int | None = None
     val_split: float = 0.2
@@ -81,6 +82,8 @@ class FinetuneConfig:
         need(0 <= self.noise_prob <= 1, f"--noise-prob must be in [0, 1], got {self.noise_prob}", "e.g. 0.8")
         need(0 <= self.shift_ms <= 1000, f"--shift-ms must be in [0, 1000], got {self.shift_ms}", "e.g. 100")
         need(0 <= self.gain_db <= 40, f"--gain-db must be in [0, 40], got {self.gain_db}", "e.g. 6")
+        need(self.threads is None or self.threads >= 1, f"--threads must be at least 1, got {self.threads}",
+             "e.g. --threads 1 on a busy machine")
         need(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
              f"unknown --device {self.device!r}", "use auto, cpu, cuda or cuda:N")
         # Options that only mean something for some strategies contradict the others.

@@ -314,6 +314,8 @@ def finetune(data, backbone: str, out, overwrite: bool = False, **options) -> Ru
     cfg.check()
     protected = {"data set": data, **{f"{k.replace('_', ' ')}": v for k, v in
                                      (("target_data", cfg.target_data), ("target_val", cfg.target_val)) if v}}
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     dist = Distributed()
     device = resolve_device(cfg.device, dist)
     dist.start(device)

@@ -60,7 +60,7 @@ def read_input(path: Path, kind: modalities.Modality, preprocessing) -> np.ndarr
                         hint=f"this model takes {takes}") from None
 
 
-def predict(artifact, files, backend: str = "auto", top_k: int = 5, device: str = "cpu", batch: int = 16,
+def predict(artifact, files, backend: str = "auto", top_k: int = 3, device: str = "cpu", batch: int = 16,
             threads: int | None = None) -> list[Prediction]:
     """Top-k labels and scores of each file, in the order given; unusable files carry an error."""
     if top_k < 1:

@@ -1,0 +1,138 @@
+"""A default lives in one place: every CLI option that sets a library parameter or a
+settings field has the library's default, and shared options mean one thing."""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+
+import click
+import pytest
+
+from edgetl.cli import cli
+
+# command -> the library objects it calls ("module:name", a function or settings dataclass)
+LIBRARY = {
+    "finetune": ["edgetl.finetune.config:FinetuneConfig", "edgetl.finetune.loop:finetune"],
+    "adapt": ["edgetl.finetune.adaptation:adabn_run"],
+    "evaluate": ["edgetl.evaluation:evaluate", "edgetl.stream_evaluation:evaluate_stream"],
+    "export": ["edgetl.export:export_run"],
+    "quantize": ["edgetl.quantize:quantize", "edgetl.quantize.openvino:NncfOptions", "edgetl.quantize.qat:QatOptions"],
+    "build-engine": ["edgetl.quantize.tensorrt_engine:build_engine", "edgetl.quantize.tensorrt_engine:EngineSpec"],
+    "bench": ["edgetl.bench.harness:bench"],
+    "package": ["edgetl.package:package"],
+    "verify": ["edgetl.runtime.verify:verify"],
+    "predict": ["edgetl.runtime.predict:predict"],
+    "data digits": ["edgetl.data.digits:make_digits"],
+    "data keywords": ["edgetl.data.keywords:make_keywords"],
+    "backbones": ["edgetl.backbones:list_backbones"],
+}
+# CLI option name -> library name, where they differ
+ALIASES = {("quantize", "qat_epochs"): "epochs", ("quantize", "qat_lr"): "lr", ("quantize", "ignore"): "ignored"}
+# The CLI spells a value as text where the library holds it typed.
+AS_LIBRARY = {("build-engine", "device"): lambda v: int(v.partition(":")[2] or 0)}
+# Options whose CLI default is "not given", because the library's default depends on
+# something only known later, or because giving it is itself checked.
+NOT_GIVEN = {("build-engine", "batch"): "the profile depends on the model's static batch (BatchProfile.parse)",
+             ("evaluate", "pick"): "--thresholds without --target-fa-per-hour is refused"}
+
+
+def _commands(group: click.Group = cli, prefix: str = ""):
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            yield from _commands(command, f"{prefix}{name} ")
+        else:
+            yield f"{prefix}{name}", command
+
+
+def _library_defaults(refs: list[str]) -> dict:
+    out = {}
+    for ref in refs:
+        module, name = ref.split(":")
+        obj = getattr(importlib.import_module(module), name)
+        if dataclasses.is_dataclass(obj):
+            for f in dataclasses.fields(obj):
+                if f.default is not dataclasses.MISSING:
+                    out.setdefault(f.name, f.default)
+                elif f.default_factory is not dataclasses.MISSING:
+                    out.setdefault(f.name, f.default_factory())
+        else:
+            for p in inspect.signature(obj).parameters.values():
+                if p.default is not inspect.Parameter.empty:
+                    out.setdefault(p.name, p.default)
+    return out
+
+
+def _cli_default(command: click.Command, param: click.Option):
+    ctx = click.Context(command)
+    raw = param.get_default(ctx)
+    if raw is None or raw is getattr(click.core, "UNSET", None):  # no default: the library's None
+        return () if param.multiple else None
+    value = param.type_cast_value(ctx, raw)
+    if param.callback and value is not None:
+        value = param.callback(ctx, param, value)
+    return value
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, str) and isinstance(b, (list, tuple)):  # a comma-separated list on the command line
+        a = a.split(",")
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return list(a) == list(b)
+    return a == b
+
+
+@pytest.mark.parametrize("name", sorted(LIBRARY))
+def test_every_cli_default_is_the_library_default(name):
+    command = dict(_commands())[name]
+    library = _library_defaults(LIBRARY[name])
+    compared, differ = [], []
+    for param in command.params:
+        if not isinstance(param, click.Option) or param.is_flag and param.default in (False, None):
+            continue
+        key = ALIASES.get((name, param.name), param.name)
+        if key not in library or (name, param.name) in NOT_GIVEN:
+            continue
+        compared.append(key)
+        cli_value = AS_LIBRARY.get((name, param.name), lambda v: v)(_cli_default(command, param))
+        if not _same(cli_value, library[key]):
+            differ.append(f"--{param.name.replace('_', '-')}: CLI {cli_value!r}, library {library[key]!r}")
+    assert compared, f"{name}: no option of the command was compared with the library"
+    assert differ == [], f"{name}: {differ}"
+
+
+def test_every_command_is_mapped_to_its_library():
+    commands = {n for n, _ in _commands()} - {"demo"}  # demo runs a fixed recipe
+    assert commands <= set(LIBRARY), commands - set(LIBRARY)
+
+
+def test_shared_options_have_one_meaning_across_commands():
+    """--threads is a count of at least 1 wherever it is, and every command that runs a
+    model or trains takes it."""
+    for name, command in _commands():
+        params = {p.name: p for p in command.params if isinstance(p, click.Option)}
+        if "threads" in params:
+            assert isinstance(params["threads"].type, click.IntRange) and params["threads"].type.min == 1, name
+            assert params["threads"].default is None, name
+    computing = {"finetune", "evaluate", "predict", "bench", "verify"}
+    have = {n for n, c in _commands() if any(p.name == "threads" for p in c.params)}
+    assert computing <= have, computing - have
+
+
+def test_finetune_threads_caps_torchs_threads(tiny_digits, tmp_path):
+    import torch
+    from click.testing import CliRunner
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        result = CliRunner().invoke(cli, ["-q", "finetune", str(tiny_digits), "--backbone", "efficientnet_lite0",
+                                          "--strategy", "linear-probe", "--epochs", "1", "--input-size", "32",
+                                          "--batch-size", "8", "--threads", "1", "--out", str(tmp_path / "run")])
+        assert result.exit_code == 0, result.output
+        assert torch.get_num_threads() == 1
+        from edgetl.card import ModelCard
+
+        assert ModelCard.load(tmp_path / "run").source["config"]["threads"] == 1
+    finally:
+        torch.set_num_threads(before)
