@@ -7,13 +7,14 @@ from PIL import Image
 
 from conftest import odd_image_bytes, write_digit_folder
 from edgetl.data.digits import make_digits
-from edgetl.data.images import decode_images, open_image_folder
+from edgetl.data.folders import open_folder
+from edgetl.modality import decode_split
 from edgetl.errors import ConfigError, DataError
-from edgetl.preprocess import ImagePreprocessing
+from edgetl.modality.image import ImagePreprocessing
 
 
 def test_train_val_layout_and_stable_class_order(tiny_digits):
-    splits = open_image_folder(tiny_digits)
+    splits = open_folder(tiny_digits, modality="image")
     assert splits.classes == ["0", "1", "2"]
     assert len(splits["train"]) == 48 and len(splits["val"]) == 24
     assert splits["val"].counts() == {"0": 8, "1": 8, "2": 8}
@@ -21,11 +22,11 @@ def test_train_val_layout_and_stable_class_order(tiny_digits):
 
 def test_flat_folder_is_split_stratified(tmp_path):
     root = write_digit_folder(tmp_path / "d", per_split=(("all", 10),))
-    splits = open_image_folder(root / "all", val_split=0.3, seed=1)
+    splits = open_folder(root / "all", val_split=0.3, seed=1, modality="image")
     assert splits["val"].counts() == {"0": 3, "1": 3, "2": 3}
     assert splits["train"].counts() == {"0": 7, "1": 7, "2": 7}
     assert not set(splits["train"].paths) & set(splits["val"].paths)
-    again = open_image_folder(root / "all", val_split=0.3, seed=1)
+    again = open_folder(root / "all", val_split=0.3, seed=1, modality="image")
     assert again["val"].paths == splits["val"].paths
 
 
@@ -34,10 +35,10 @@ def test_odd_images_are_converted_and_corrupt_ones_skipped_with_one_warning(tmp_
         (tmp_path / cls).mkdir()
         for name, data in odd_image_bytes().items():
             (tmp_path / cls / name).write_bytes(data)
-    splits = open_image_folder(tmp_path, val_split=0.0)
+    splits = open_folder(tmp_path, val_split=0.0, modality="image")
     assert len(splits["train"]) == 2 * 11  # every image suffix in any case; notes.txt is not an image
     with caplog.at_level(logging.WARNING, logger="edgetl"):
-        pixels, labels = decode_images(splits["train"], ImagePreprocessing(size=(16, 16), resize=16))
+        pixels, labels = decode_split(splits["train"], ImagePreprocessing(size=(16, 16), resize=16))
     assert pixels.shape == (18, 16, 16, 3) and list(np.bincount(labels)) == [9, 9]
     warnings = [r.getMessage() for r in caplog.records]
     assert len(warnings) == 1 and "skipped 4 unreadable" in warnings[0] and "corrupt.jpg" in warnings[0]
@@ -48,9 +49,9 @@ def test_a_class_whose_images_are_all_unreadable_is_an_error(tmp_path):
     bad = tmp_path / "train" / "broken"
     bad.mkdir()
     (bad / "x.jpg").write_bytes(b"garbage")
-    splits = open_image_folder(tmp_path, val_split=0.0)
+    splits = open_folder(tmp_path, val_split=0.0, modality="image")
     with pytest.raises(DataError, match="broken"):
-        decode_images(splits["train"], ImagePreprocessing(size=(16, 16), resize=16))
+        decode_split(splits["train"], ImagePreprocessing(size=(16, 16), resize=16))
 
 
 @pytest.mark.parametrize("setup, match", [
@@ -64,24 +65,24 @@ def test_bad_folders_are_clear_errors(tmp_path, setup, match):
     root = tmp_path / "data"
     setup(root)
     with pytest.raises(DataError, match=match):
-        open_image_folder(root)
+        open_folder(root, modality="image")
 
 
 def test_val_class_unknown_to_train_is_an_error(tmp_path):
     root = write_digit_folder(tmp_path / "d")
     shutil.copytree(root / "val" / "2", root / "val" / "zebra")
     with pytest.raises(DataError, match="zebra"):
-        open_image_folder(root)
+        open_folder(root, modality="image")
 
 
 def test_limit_per_class(tiny_digits):
-    few = open_image_folder(tiny_digits)["train"].limit_per_class(5, seed=3)
+    few = open_folder(tiny_digits, modality="image")["train"].limit_per_class(5, seed=3)
     assert few.counts() == {"0": 5, "1": 5, "2": 5}
 
 
 def test_digits_dataset(tmp_path):
     out = make_digits(tmp_path / "digits", size=16)
-    splits = open_image_folder(out)
+    splits = open_folder(out, modality="image")
     assert splits.classes == [str(i) for i in range(10)]
     sizes = {name: len(s) for name, s in splits.splits.items()}
     assert sum(sizes.values()) == 1797 and set(sizes) == {"train", "val", "test"}

@@ -42,7 +42,7 @@ def test_folder_without_card(tmp_path, tiny_digits):
 
 
 def test_runtime_does_not_import_torch():
-    code = ("import sys, edgetl, edgetl.runtime, edgetl.evaluation, edgetl.preprocess, edgetl.card, edgetl.metrics; "
+    code = ("import sys, edgetl, edgetl.runtime, edgetl.evaluation, edgetl.modality.image, edgetl.card, edgetl.metrics; "
             "import edgetl.cli; assert 'torch' not in sys.modules, 'torch was imported'")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr

@@ -17,7 +17,7 @@ from edgetl.finetune.config import FinetuneConfig
 from edgetl.finetune.loop import Trainer
 from edgetl.finetune.training import Distributed
 from edgetl.finetune.model import Classifier
-from edgetl.preprocess import ImagePreprocessing
+from edgetl.modality.image import ImagePreprocessing
 
 FAST = dict(input_size=32, batch_size=8, epochs=2, hflip=False)
 

@@ -169,7 +169,7 @@ def test_huge_images_are_decoded_reduced_or_skipped_with_a_named_warning(tmp_pat
     the images actually used."""
     from PIL import Image
 
-    import edgetl.preprocess as pre
+    import edgetl.modality.image as pre
     from edgetl import finetune
 
     monkeypatch.setattr(pre, "MAX_PIXELS", 5_000)

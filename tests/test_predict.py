@@ -21,7 +21,7 @@ from edgetl.runtime.predict import predict
 def test_predictions_of_raw_files_match_evaluation(artifact, tiny_run, tiny_digits, quant_onnx, quant_digits):
     model, data = (tiny_run, tiny_digits) if artifact == "run" else (quant_onnx, quant_digits)
     report = evaluate(model, data, split="val")
-    folder = select_split(data, "val", report.labels)
+    folder = select_split(data, "val", report.labels, "image")
     results = predict(model, folder.paths, top_k=2)
     assert [r.file for r in results] == [str(p) for p in folder.paths] and all(r.ok for r in results)
     accuracy = np.mean([r.labels[0] == report.labels[y] for r, y in zip(results, folder.labels)])

@@ -4,7 +4,7 @@ from PIL import Image
 
 from conftest import odd_image_bytes
 from edgetl.errors import DataError
-from edgetl.preprocess import ImagePreprocessing, load_image
+from edgetl.modality.image import ImagePreprocessing, load_image
 
 
 @pytest.fixture()

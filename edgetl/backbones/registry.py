@@ -20,13 +20,17 @@ class Backbone:
     stages: list  # list[torch.nn.Module], input -> output, disjoint, covering all parameters
     preprocessing: "Preprocessing"  # noqa: F821  (edgetl.modality: the input it was trained with)
     weights: str  # what was loaded: "default" source, "none" or a path
-    modality: str = "image"
     fixed_input_size: bool = False  # e.g. ViT: --input-size cannot change it
     # audio: the streaming detector's settings this model is best run with (the card's
     # `streaming` section starts from them), e.g. a hop that lets overlapping windows share work
     streaming: dict = dataclasses.field(default_factory=dict)
     # audio: a module that embeds windows of the front-end's frames (the card's `parts`)
     parts: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def modality(self) -> str:
+        """What the backbone takes, as its preprocessing says."""
+        return self.preprocessing.kind
 
 
 @dataclasses.dataclass(frozen=True)

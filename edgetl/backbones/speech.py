@@ -160,7 +160,7 @@ def _embedding_build(name: str, weights: str, listing: bool = False) -> Backbone
     # smoothing average over 640 ms, as the default's 6 hops of 100 ms do.
     parts = {"scope": "embedding", "frames": EMBEDDING_FRAMES, "step": EMBEDDING_STEP, "starts": model.starts,
              "frame_samples": model.frontend.hop}
-    return Backbone(name, model, 192, stages, SPEECH_PREPROCESSING, source, modality="audio",
+    return Backbone(name, model, 192, stages, SPEECH_PREPROCESSING, source,
                     streaming={"hop_ms": EMBEDDING_STEP * 10.0, "smoothing": 8}, parts=parts)
 
 
@@ -193,8 +193,7 @@ def _kws_build(name: str, weights: str, listing: bool = False) -> Backbone:
     if weights not in ("default", "none"):
         load_into(model, read_state_dict(weights), weights)
     stages = [Stage("stem", [model.stem])] + [Stage(f"blocks.{i}", [b]) for i, b in enumerate(model.blocks)]
-    return Backbone(name, model, 64, stages, SPEECH_PREPROCESSING, weights if weights != "default" else "none",
-                    modality="audio")
+    return Backbone(name, model, 64, stages, SPEECH_PREPROCESSING, weights if weights != "default" else "none")
 
 
 # ---------------------------------------------------------------- wav2vec 2.0 and HuBERT
@@ -248,7 +247,7 @@ def _ssl_build(name: str, weights: str, listing: bool = False) -> Backbone:
                                                     enc.transformer.layer_norm])]
     stages += [Stage(f"layers.{i}", [layer]) for i, layer in enumerate(enc.transformer.layers)]
     return Backbone(name, features, enc.feature_projection.projection.out_features, stages, SPEECH_PREPROCESSING,
-                    source, modality="audio")
+                    source)
 
 
 # ---------------------------------------------------------------- registry

@@ -48,3 +48,44 @@ def overwrite(what: str):
 
 def json_flag(what: str):
     return click.option("--json", "as_json", is_flag=True, help=f"Print {what} as JSON on stdout.")
+
+
+def _click_type(hint, field):
+    choices = field.metadata.get("choices")
+    if choices:
+        return click.Choice([str(c) for c in choices])
+    return {int: click.INT, float: click.FLOAT, str: click.STRING}.get(hint, click.STRING)
+
+
+def from_settings(cls, skip=(), **overrides):
+    """Click options for every command-line field of the settings dataclass `cls` (those
+    not in `skip`): flag, type, default and help from the field. `overrides` maps a field
+    to extra click keywords (e.g. a path type)."""
+    import typing
+
+    from edgetl.settings import flag_of
+
+    hints = typing.get_type_hints(cls)
+
+    def decorate(command):
+        for field in reversed(dataclasses.fields(cls)):
+            if field.name in skip or not field.metadata.get("cli", True):
+                continue
+            hint = hints[field.name]
+            inner = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+            default = library_default(cls, field.name)
+            kwargs = dict(help=field.metadata.get("help", ""), default=default,
+                          show_default=default is not None and default is not False)
+            flag = flag_of(field)
+            if inner[0] is bool:
+                if default is False and "/" not in flag:
+                    kwargs.update(is_flag=True, show_default=False)
+                elif "/" not in flag:
+                    flag = f"{flag}/--no-{flag[2:]}"
+            else:
+                kwargs["type"] = _click_type(inner[0], field)
+            kwargs.update(overrides.get(field.name, {}))
+            command = click.option(flag, field.name, **kwargs)(command)
+        return command
+
+    return decorate

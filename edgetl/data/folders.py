@@ -58,7 +58,7 @@ class DatasetSplits:
     root: Path
     classes: list[str]
     splits: dict[str, Split]
-    modality: str = "image"
+    modality: str
 
     def __getitem__(self, name: str) -> Split:
         if name not in self.splits:
@@ -143,7 +143,7 @@ def _stratified_split(folder: Split, val_split: float, seed: int) -> tuple[Split
 
 
 def open_folder(root: str | os.PathLike, val_split: float = 0.2, seed: int = 0, classes: list[str] | None = None,
-                modality: str = "image") -> DatasetSplits:
+                *, modality: str) -> DatasetSplits:
     """Scan a data set folder of `modality` files. `classes` fixes the label order (e.g.
     from a model card)."""
     mod = modalities.get(modality)
@@ -187,7 +187,7 @@ def open_folder(root: str | os.PathLike, val_split: float = 0.2, seed: int = 0, 
     return DatasetSplits(root, list(classes), splits, mod.name)
 
 
-def open_unlabelled(root: str | os.PathLike, modality: str = "image", name: str = "target") -> Split:
+def open_unlabelled(root: str | os.PathLike, modality: str, name: str = "target") -> Split:
     """Every file of `modality` under `root`, at any depth: class folders, if there are
     any, are not read as labels (domain adaptation reads the samples alone)."""
     mod = modalities.get(modality)
@@ -204,7 +204,7 @@ def open_unlabelled(root: str | os.PathLike, modality: str = "image", name: str 
     return Split(name, paths, [0] * len(paths), ["unlabelled"])
 
 
-def select_split(data, split: str, labels: list[str], modality: str = "image") -> Split:
+def select_split(data, split: str, labels: list[str], modality: str) -> Split:
     """The split to evaluate, labelled in the model's class order. A flat folder of
     class folders is evaluated whole."""
     root = Path(data)

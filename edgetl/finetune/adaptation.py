@@ -327,7 +327,6 @@ def adabn_run(run, target_data, out=None, overwrite: bool = False, batch: int = 
     """`edgetl adapt`: AdaBN on an existing run, written as a new run (RUN-adabn by default)
     whose card records the method, the target data and the label-free figures before and
     after. Returns the new run's folder."""
-    import dataclasses
     import shutil
     from pathlib import Path
 
@@ -348,9 +347,7 @@ def adabn_run(run, target_data, out=None, overwrite: bool = False, batch: int = 
     writer = RunWriter(out, overwrite, {"run": run, "target data": target_data})
     try:
         pre = modalities.preprocessing_of(card)
-        known = {f.name for f in dataclasses.fields(FinetuneConfig)}
-        cfg = FinetuneConfig(**{k: v for k, v in card.source.get("config", {}).items() if k in known})
-        cfg.noise_snr_db = tuple(cfg.noise_snr_db)
+        cfg = FinetuneConfig.from_record(card.source.get("config"))
         inputs = training_input(pre, "cpu", cfg, None)
         x_target = inputs.as_tensor(decode_unlabelled(target_split, kind, pre)[0])
         counts = card.source.get("train_counts") or {}

@@ -18,14 +18,14 @@ class AudioTrainingInput:
     """Cached float32 [N, samples] waveforms -> model inputs: as they are for evaluation,
     shifted, scaled and noised for training."""
 
-    def __init__(self, preprocessing, device, options, data=None):
+    def __init__(self, preprocessing, device, options, data=None, seed: int = 0):
         self.device = torch.device(device)
         self.max_shift = int(options.shift_ms * preprocessing.sample_rate / 1000)
         self.gain_db = float(options.gain_db)
         self.snr_db = tuple(float(v) for v in options.noise_snr_db)
         self.noise_prob = float(options.noise_prob)
         bank, self.noise_source = background_noise(data, preprocessing.sample_rate, 2 * preprocessing.window,
-                                                   options.seed)
+                                                   seed)
         self.noise = torch.from_numpy(bank).to(self.device)
 
     @staticmethod

@@ -1,5 +1,6 @@
 """The fine-tuning settings: one dataclass, validated before any work (torch-free, so
-the CLI and recipes can read it without loading torch)."""
+the CLI and recipes can read it without loading torch). What only images or only audio
+use lives in the modality's own options (modality/image.py, modality/audio.py)."""
 from __future__ import annotations
 
 import dataclasses
@@ -7,49 +8,84 @@ import math
 
 from edgetl.errors import ConfigError
 from edgetl.finetune.strategies import ADAPTATIONS, STRATEGIES
+from edgetl.modality.audio import AudioTrainingOptions
+from edgetl.modality.image import ImageTrainingOptions
+from edgetl.settings import Settings, setting
 
 
 @dataclasses.dataclass
-class FinetuneConfig:
-    strategy: str = "full"
-    weights: str = "default"
-    unfreeze: int | None = None
-    epochs: int = 10
-    batch_size: int = 32
-    lr: float = 1e-3  # the head's; backbone stages get lr * backbone_lr_scale (* layer decay)
-    backbone_lr_scale: float = 1.0
-    layer_decay: float = 0.7  # gradual only
-    gradual_every: str = "epoch"  # or "plateau"
-    # BatchNorm statistics fixed at their pretrained values even in trained stages.
+class FinetuneConfig(Settings):
+    strategy: str = setting("full", "linear-probe: frozen backbone, head on cached features; full; partial: the last "
+                            "--unfreeze stages; gradual: one more stage per epoch or plateau.", choices=STRATEGIES)
+    weights: str = setting("default", "default | none | PATH to a state dict.")
+    unfreeze: int | None = setting(None, "partial: last N stages train; gradual: at most N.")
+    epochs: int = setting(10, "Training epochs (at most; early stopping may end sooner).")
+    batch_size: int = setting(32, "Samples per training step.")
+    lr: float = setting(1e-3, "Peak learning rate of the head (AdamW, warm-up + cosine).")
+    backbone_lr_scale: float = setting(1.0, "Backbone learning rate as a share of --lr (gradual also decays it "
+                                       "0.7x per stage).")
+    layer_decay: float = setting(0.7, "gradual: learning rate factor per stage deeper.", cli=False)
+    gradual_every: str = setting("epoch", "gradual: unfreeze the next stage every epoch or when val accuracy stalls.",
+                                 choices=("epoch", "plateau"))
     # None: on for gradual (a newly unfrozen stage's batch statistics would shift the
     # features the head already learned), off otherwise.
-    freeze_bn_stats: bool | None = None
-    weight_decay: float = 0.05
-    label_smoothing: float = 0.1
-    dropout: float = 0.2
-    patience: int = 5
-    device: str = "auto"
-    threads: int | None = None  # torch's intra-op CPU threads (None: torch's own count, every core)
-    seed: int = 0
-    input_size: int | None = None
-    val_split: float = 0.2
-    limit_per_class: int | None = None
-    hflip: bool = True  # images
-    noise_snr_db: tuple[float, float] = (5.0, 20.0)  # audio: background noise mixed in at this SNR range
-    noise_prob: float = 0.8  # audio: share of training clips that get noise
-    shift_ms: float = 100.0  # audio: random time shift up to this much either way
-    gain_db: float = 6.0  # audio: random gain up to this much either way
-    # audio: add a _silence_ class made from background noise (None: when the data has noise)
-    silence_class: bool | None = None
-    channels_last: bool = True
-    amp: bool = True
+    freeze_bn_stats: bool | None = setting(None, "Keep BatchNorm statistics at their pretrained values (default: "
+                                           "only for gradual).", flag="--freeze-bn-stats/--train-bn-stats")
+    weight_decay: float = setting(0.05, "AdamW weight decay.")
+    label_smoothing: float = setting(0.1, "Label smoothing of the cross-entropy (0 turns it off).")
+    dropout: float = setting(0.2, "Dropout before the head.", cli=False)
+    patience: int = setting(5, "Early stopping: epochs without a better val accuracy.")
+    device: str = setting("auto", "auto | cpu | cuda[:N]")
+    threads: int | None = setting(None, "CPU threads for training (torch's intra-op threads; e.g. 1 on a busy "
+                                  "machine) [default: every core].", min=1)
+    seed: int = setting(0, "Seed of the head's weights, the batches and the augmentation.")
+    input_size: int | None = setting(None, "Input side in pixels (default: the backbone's).")
+    val_split: float = setting(0.2, "Share of train held out when DATA has no val/ folder.")
+    limit_per_class: int | None = setting(None, "Use at most N training files per class.")
+    image: ImageTrainingOptions = setting(ImageTrainingOptions(), "Image augmentation.", cli=False)
+    audio: AudioTrainingOptions = setting(AudioTrainingOptions(), "Audio augmentation and the _silence_ class.",
+                                          cli=False)
+    channels_last: bool = setting(True, "CUDA: channels-last memory format.", cli=False)
+    amp: bool = setting(True, "CUDA: mixed precision (bf16 where the GPU has it, else fp16).", cli=False)
     # domain adaptation (finetune/adaptation.py): unlabelled samples of the deployment domain
-    adapt: str | None = None  # adabn | coral | dann | auto
-    target_data: str | None = None  # a folder of unlabelled images or audio (class folders ignored)
-    target_val: str | None = None  # optional labelled target data: the report adds target accuracy
-    adapt_weight: float | None = None  # the method's loss weight (default per method)
+    adapt: str | None = setting(None, "Domain adaptation to --target-data: adabn (BatchNorm statistics), coral "
+                                "(feature covariances), dann (domain classifier, gradient reversal), auto (tries "
+                                "them, keeps the best by a label-free criterion, or source-only).", choices=ADAPTATIONS)
+    target_data: str | None = setting(None, "Unlabelled images or audio from the deployment domain (any layout; "
+                                      "class folders are ignored).")
+    target_val: str | None = setting(None, "Labelled target data (test/, val/ or class folders): the report adds "
+                                     "target accuracy and the source-only baseline. Never used for choices.")
+    adapt_weight: float | None = setting(None, "Weight of coral's or dann's loss (default 10 and 1).")
 
-    def check(self) -> None:
+    @classmethod
+    def from_options(cls, **options) -> "FinetuneConfig":
+        """The settings from flat keyword options, as the CLI and the Python API give them
+        (`hflip=False`, `noise_prob=0.5` go to the modality's options); an unknown one is a
+        ConfigError. A run's recorded config (flat or nested) reads back the same way."""
+        own = {f.name for f in dataclasses.fields(cls)}
+        per_modality = {"image": ImageTrainingOptions, "audio": AudioTrainingOptions}
+        nested = {name: dict(options.pop(name, None) or {}) for name in per_modality}
+        for name, kind in per_modality.items():
+            for f in dataclasses.fields(kind):
+                if f.name in options:
+                    nested[name][f.name] = options.pop(f.name)
+        unknown = [k for k in options if k not in own]
+        if unknown:
+            raise ConfigError(f"unknown fine-tuning option {unknown[0]!r}",
+                              hint="see `edgetl finetune --help` for the options")
+        made = {name: kind(**{k: tuple(v) if isinstance(v, list) else v for k, v in nested[name].items()})
+                for name, kind in per_modality.items()}
+        return cls(**options, **made)
+
+    @classmethod
+    def from_record(cls, record: dict | None) -> "FinetuneConfig":
+        """The settings a run recorded in its card (`source.config`), of this or an earlier
+        layout; keys this version does not know are left out."""
+        known = {f.name for f in dataclasses.fields(cls)} | \
+            {f.name for kind in (ImageTrainingOptions, AudioTrainingOptions) for f in dataclasses.fields(kind)}
+        return cls.from_options(**{k: v for k, v in (record or {}).items() if k in known})
+
+    def validate(self) -> None:
         """Every option, before any work; the message gives the range, the hint the fix."""
         def need(ok: bool, message: str, hint: str) -> None:
             if not ok:
@@ -77,11 +113,6 @@ class FinetuneConfig:
         need(0 <= self.val_split < 1, f"--val-split must be in [0, 1), got {self.val_split}", "e.g. --val-split 0.2")
         need(self.limit_per_class is None or self.limit_per_class >= 1,
              f"--limit-per-class must be at least 1, got {self.limit_per_class}", "drop it to use every file")
-        need(len(self.noise_snr_db) == 2 and -20 <= self.noise_snr_db[0] <= self.noise_snr_db[1] <= 100,
-             f"the noise SNR range must be LOW <= HIGH within -20..100 dB, got {self.noise_snr_db}", "e.g. 5:20")
-        need(0 <= self.noise_prob <= 1, f"--noise-prob must be in [0, 1], got {self.noise_prob}", "e.g. 0.8")
-        need(0 <= self.shift_ms <= 1000, f"--shift-ms must be in [0, 1000], got {self.shift_ms}", "e.g. 100")
-        need(0 <= self.gain_db <= 40, f"--gain-db must be in [0, 40], got {self.gain_db}", "e.g. 6")
         need(self.threads is None or self.threads >= 1, f"--threads must be at least 1, got {self.threads}",
              "e.g. --threads 1 on a busy machine")
         need(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),

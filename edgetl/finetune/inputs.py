@@ -8,13 +8,13 @@ from __future__ import annotations
 def _image(pre, device, options, data):
     from edgetl.finetune.augment import ImageTrainingInput
 
-    return ImageTrainingInput(pre.mean, pre.std, device, hflip=options.hflip)
+    return ImageTrainingInput(pre.mean, pre.std, device, hflip=options.image.hflip)
 
 
 def _audio(pre, device, options, data):
     from edgetl.finetune.augment_audio import AudioTrainingInput
 
-    return AudioTrainingInput(pre, device, options, data)
+    return AudioTrainingInput(pre, device, options.audio, data, seed=options.seed)
 
 
 TRAINING_INPUTS = {"image": _image, "audio": _audio}

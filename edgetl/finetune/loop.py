@@ -50,7 +50,7 @@ class Trainer:
                  mean=None, std=None, *, inputs=None, hooks: TrainingHooks | None = None):
         self.model, self.stages, self.cfg, self.device, self.dist = model, stages, cfg, device, dist
         self.hooks = hooks or TrainingHooks()
-        self.inputs = inputs or ImageTrainingInput(mean, std, device, hflip=cfg.hflip)
+        self.inputs = inputs or ImageTrainingInput(mean, std, device, hflip=cfg.image.hflip)
         self.limit = check_strategy(cfg.strategy, cfg.unfreeze, len(stages))
         scale = cfg.backbone_lr_scale
         decay = cfg.layer_decay if cfg.strategy == "gradual" else 1.0
@@ -307,11 +307,7 @@ def _report_adaptation(report: dict) -> None:
 def finetune(data, backbone: str, out, overwrite: bool = False, **options) -> RunResult:
     """Fine-tune `backbone` on the folder data set `data` (images or audio clips, as the
     backbone takes); write the run to `out`."""
-    try:
-        cfg = FinetuneConfig(**options)
-    except TypeError as exc:
-        raise ConfigError(f"unknown fine-tuning option: {exc}", hint="see `edgetl finetune --help` for the options") from None
-    cfg.check()
+    cfg = FinetuneConfig.from_options(**options).check()
     protected = {"data set": data, **{f"{k.replace('_', ' ')}": v for k, v in
                                      (("target_data", cfg.target_data), ("target_val", cfg.target_val)) if v}}
     if cfg.threads:
@@ -325,7 +321,7 @@ def finetune(data, backbone: str, out, overwrite: bool = False, **options) -> Ru
         kind = modalities.get(find_family(backbone).modality)
         files = f"{kind.noun}s"
         splits = open_folder(data, val_split=cfg.val_split, seed=cfg.seed, modality=kind.name)
-        silence = wants_silence_class(cfg.silence_class, kind.name, splits.classes, data)
+        silence = wants_silence_class(cfg.audio.silence_class, kind.name, splits.classes, data)
         target_split = open_unlabelled(cfg.target_data, kind.name) if cfg.adapt else None
         check_output(out, "run", overwrite, protected)  # before any work; RunWriter checks again when it starts
         train_set = splits["train"]

@@ -17,6 +17,7 @@ import numpy as np
 
 from edgetl.errors import ConfigError, DataError
 from edgetl.modality.registry import Modality, dummy_input, invalid_preprocessing, register
+from edgetl.settings import Settings, setting
 
 AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff"})
 # Speech Commands' convention: the noise used for augmentation, not a class.
@@ -154,6 +155,27 @@ class AudioPreprocessing:
 
     def batch(self, files) -> np.ndarray:
         return np.stack([self(f) for f in files]) if files else np.zeros((0, self.window), np.float32)
+
+
+@dataclasses.dataclass
+class AudioTrainingOptions(Settings):
+    """What audio training does to a batch (the training transform reads it), and whether
+    the data set gets a _silence_ class of its background noise."""
+
+    noise_snr_db: tuple[float, float] = setting((5.0, 20.0), "Audio: background noise mixed in at a random SNR in "
+                                                "LOW:HIGH dB.", flag="--noise-snr")
+    noise_prob: float = setting(0.8, "Audio: share of clips that get noise.", min=0, max=1, example="0.8")
+    shift_ms: float = setting(100.0, "Audio: random time shift, either way.", min=0, max=1000, example="100")
+    gain_db: float = setting(6.0, "Audio: random gain, either way.", min=0, max=40, example="6")
+    # None: when the data has _background_noise_
+    silence_class: bool | None = setting(None, "Audio: add a _silence_ class of background noise at room levels (no "
+                                         "speech); default: when the data has _background_noise_.")
+
+    def validate(self) -> None:
+        low, high = (tuple(self.noise_snr_db) + (None, None))[:2]
+        if len(self.noise_snr_db) != 2 or not -20 <= low <= high <= 100:
+            raise ConfigError(f"the noise SNR range must be LOW <= HIGH within -20..100 dB, got {self.noise_snr_db}",
+                              hint="e.g. 5:20")
 
 
 AUDIO = register(Modality(

@@ -18,6 +18,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from edgetl.errors import DataError
 from edgetl.modality.registry import Modality, dummy_input, invalid_preprocessing, register
+from edgetl.settings import Settings, setting
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
 # Larger images are decoded at a reduced scale (JPEG) or refused: a 100-megapixel photo
@@ -177,6 +178,13 @@ class ImagePreprocessing:
 
     def batch(self, images: Sequence[str | Path | Image.Image]) -> np.ndarray:
         return np.stack([self(i) for i in images]) if images else np.zeros((0, 3, *self.size), np.float32)
+
+
+@dataclasses.dataclass
+class ImageTrainingOptions(Settings):
+    """What image training does to a batch (the training transform reads it)."""
+
+    hflip: bool = setting(True, "Images: random horizontal flips.")
 
 
 IMAGE = register(Modality(

@@ -83,7 +83,8 @@ def qat_openvino(card: ModelCard, out: Path, calib: Samples, options: QatOptions
     # was at all), only the quantization noise is new.
     lr = options.lr or min(0.1 * run_cfg.get("lr", 1e-3), 1e-4)
     cfg = FinetuneConfig(strategy="full", epochs=options.epochs, patience=options.epochs, lr=lr,
-                         batch_size=options.batch_size or run_cfg.get("batch_size", 32), hflip=run_cfg.get("hflip", True),
+                         batch_size=options.batch_size or run_cfg.get("batch_size", 32),
+                         image=FinetuneConfig.from_record(run_cfg).image,
                          freeze_bn_stats=True, amp=False, device=options.device, seed=seed)
     cfg.check()
     dist = Distributed()

@@ -1,0 +1,164 @@
+"""Settings objects: one plain dataclass per stage, the one place its defaults, help and
+valid values live. The CLI builds its options from the fields (cli/options.py), recipes
+read them from YAML (`from_dict`), and the library validates them (`check`) whoever
+called it, so a Python user gets the same errors as a CLI user.
+
+A field is declared with `setting(default, help, ...)`: its range or choices are
+checked by `check()`, which then runs the class's own `validate()` for the rules that
+tie fields together. Values are plain data (numbers, strings, tuples, None, nested
+settings), so a settings object round-trips through JSON and YAML.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from typing import Any
+
+from edgetl.errors import ConfigError
+
+
+def setting(default: Any, help: str = "", *, choices: tuple | None = None, min: float | None = None,
+            max: float | None = None, above: float | None = None, flag: str | None = None, cli: bool = True,
+            example: str | None = None):
+    """A settings field. `min`/`max` are inclusive bounds, `above` an exclusive lower one;
+    `flag` overrides the CLI spelling (default: --field-name); `cli=False` keeps the field
+    out of the command line (set by the command itself or by recipes)."""
+    meta = {"help": help, "choices": choices, "min": min, "max": max, "above": above, "flag": flag, "cli": cli,
+            "example": example}
+    if isinstance(default, (list, dict, set)):
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=meta)
+    if dataclasses.is_dataclass(default):
+        return dataclasses.field(default_factory=lambda: dataclasses.replace(default), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def flag_of(field: dataclasses.Field) -> str:
+    return field.metadata.get("flag") or f"--{field.name.replace('_', '-')}"
+
+
+def _hint(field: dataclasses.Field) -> str:
+    example = field.metadata.get("example")
+    if example:
+        return f"e.g. {flag_of(field)} {example}"
+    if field.metadata.get("choices"):
+        return f"use one of {', '.join(map(str, field.metadata['choices']))}"
+    return f"see --help for {flag_of(field)}"
+
+
+def _hints(cls) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+class Settings:
+    """Base of the stage settings dataclasses."""
+
+    def check(self) -> "Settings":
+        """Every field within its declared range or choices, then the class's own rules;
+        a ConfigError names the option, the value and the remedy. Returns self."""
+        for f in dataclasses.fields(self):
+            value, meta = getattr(self, f.name), f.metadata
+            if isinstance(value, Settings):
+                value.check()
+                continue
+            if value is None:
+                continue
+            name = flag_of(f)
+            if meta.get("choices") and value not in meta["choices"]:
+                raise ConfigError(f"unknown {f.name.replace('_', ' ')} {value!r} ({name})", hint=_hint(f))
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                low, high, above = meta.get("min"), meta.get("max"), meta.get("above")
+                if math.isnan(value) or (low is not None and value < low) or (high is not None and value > high) \
+                        or (above is not None and value <= above):
+                    bounds = [f"at least {low:g}" if low is not None else "", f"above {above:g}" if above is not None
+                              else "", f"at most {high:g}" if high is not None else ""]
+                    raise ConfigError(f"{name} must be {' and '.join(b for b in bounds if b)}, got {value}",
+                                      hint=_hint(f))
+        self.validate()
+        return self
+
+    def validate(self) -> None:
+        """The rules that tie fields together (subclasses)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        def plain(v):
+            if isinstance(v, Settings):
+                return v.to_dict()
+            if isinstance(v, tuple):
+                return [plain(x) for x in v]
+            return v
+
+        return {f.name: plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict | None, where: str = ""):
+        """Settings from plain data (a recipe section, a card's record). An unknown key, a
+        value of the wrong type or out of range is a ConfigError that names its path."""
+        data = dict(data or {})
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        prefix = f"{where}." if where else ""
+        unknown = [k for k in data if k not in fields]
+        if unknown:
+            raise ConfigError(f"{prefix}{unknown[0]}: unknown setting",
+                              hint=f"{cls.__name__} takes: {', '.join(fields)}")
+        hints = _hints(cls)
+        values = {k: _coerce(v, hints[k], f"{prefix}{k}") for k, v in data.items()}
+        try:
+            return cls(**values).check()
+        except ConfigError as exc:
+            if where and not exc.message.startswith(prefix):
+                raise ConfigError(f"{where}: {exc.message}", hint=exc.hint) from None
+            raise
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+
+def _coerce(value, hint, where: str):
+    """`value` as the annotated type, or a ConfigError that names `where`."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        kinds = [a for a in args if a is not type(None)]
+        for kind in kinds:
+            try:
+                return _coerce(value, kind, where)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{where}: expected {' or '.join(_name(k) for k in kinds)}, got {value!r}",
+                          hint="see the stage's settings in docs/")
+    if isinstance(hint, type) and issubclass(hint, Settings):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping of settings, got {value!r}", hint="see docs/")
+        return hint.from_dict(value, where)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}", hint="e.g. [5, 20]")
+        item = args[0] if args else Any
+        return tuple(_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value))
+    if hint is Any:
+        return value
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+    elif hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif hint is str:
+        if isinstance(value, str):
+            return value
+    elif isinstance(hint, type) and isinstance(value, hint):
+        return value
+    raise ConfigError(f"{where}: expected {_name(hint)}, got {value!r}", hint="see the stage's settings in docs/")
+
+
+def _name(hint) -> str:
+    return getattr(hint, "__name__", str(hint))
+
+
+__all__ = ["Settings", "flag_of", "setting"]
