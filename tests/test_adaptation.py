@@ -13,7 +13,7 @@ from torch import nn
 from edgetl.card import ModelCard
 from edgetl.cli import cli
 from edgetl.finetune.adaptation import label_free_signals, make_adaptation
-from edgetl.finetune.config import FinetuneConfig
+from edgetl.finetune.settings import FinetuneSettings
 from edgetl.finetune.loop import Trainer
 from edgetl.finetune.training import Distributed
 from edgetl.finetune.model import Classifier
@@ -57,7 +57,7 @@ def _fit_on_sensors(method: str | None):
     (xt, _), (xtt, ytt) = _sensor(1000, 2, True), _sensor(600, 3, True)
     features = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 16), nn.ReLU())
     model = Classifier(features, 16, 3, dropout=0.0)
-    cfg = FinetuneConfig(epochs=6, batch_size=64, lr=1e-2, patience=6, label_smoothing=0.0, weight_decay=0.0, amp=False)
+    cfg = FinetuneSettings(epochs=6, batch_size=64, lr=1e-2, patience=6, label_smoothing=0.0, weight_decay=0.0, amp=False)
     hooks = make_adaptation(method, xt, np.ones(3) / 3, cfg, 16) if method else None
     trainer = Trainer(model, [features[0:2], features[2:4]], cfg, torch.device("cpu"), Distributed(),
                       inputs=_Vectors(), hooks=hooks)
@@ -226,7 +226,7 @@ def test_auto_keeps_a_method_that_helps_and_never_sees_target_labels():
 
     (xs, ys), (xv, yv) = _sensor(1000, 0, False), _sensor(300, 1, False)
     (xt, _), target_val = _sensor(1000, 2, True), _sensor(600, 3, True)
-    cfg = FinetuneConfig(epochs=6, batch_size=64, lr=1e-2, patience=6, label_smoothing=0.0, weight_decay=0.0, amp=False)
+    cfg = FinetuneSettings(epochs=6, batch_size=64, lr=1e-2, patience=6, label_smoothing=0.0, weight_decay=0.0, amp=False)
 
     def train(hooks):
         torch.manual_seed(0)

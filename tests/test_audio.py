@@ -200,12 +200,12 @@ def test_background_noise_is_not_a_class_and_is_what_training_mixes_in(keywords)
 
     from edgetl.data.folders import open_folder
     from edgetl.finetune.inputs import training_input
-    from edgetl.finetune.config import FinetuneConfig
+    from edgetl.finetune.settings import FinetuneSettings
 
     splits = open_folder(keywords, modality="audio")
     assert "_background_noise_" not in splits.classes and "_unknown_" in splits.classes
     pre = AudioPreprocessing()
-    cfg = FinetuneConfig.from_options(noise_snr_db=(10.0, 10.0), noise_prob=1.0, shift_ms=0, gain_db=0)
+    cfg = FinetuneSettings.from_options(noise_snr_db=(10.0, 10.0), noise_prob=1.0, shift_ms=0, gain_db=0)
     transform = training_input(pre, "cpu", cfg, keywords)
     assert transform.noise_source.startswith("4 file(s)")
     clean = torch.from_numpy(decode_split(splits["val"], pre)[0][:8])

@@ -13,7 +13,7 @@ from edgetl.cli import cli
 
 # command -> the library objects it calls ("module:name", a function or settings dataclass)
 LIBRARY = {
-    "finetune": ["edgetl.finetune.config:FinetuneConfig", "edgetl.modality.image:ImageTrainingOptions",
+    "finetune": ["edgetl.finetune.settings:FinetuneSettings", "edgetl.modality.image:ImageTrainingOptions",
                  "edgetl.modality.audio:AudioTrainingOptions", "edgetl.finetune.loop:finetune"],
     "adapt": ["edgetl.finetune.adaptation:adabn_run"],
     "evaluate": ["edgetl.evaluation:evaluate", "edgetl.stream_evaluation:evaluate_stream"],

@@ -13,7 +13,7 @@ from edgetl import finetune
 from edgetl.backbones import build_backbone
 from edgetl.errors import ConfigError, EdgeTLError
 from edgetl.finetune.augment import normalize
-from edgetl.finetune.config import FinetuneConfig
+from edgetl.finetune.settings import FinetuneSettings
 from edgetl.finetune.loop import Trainer
 from edgetl.finetune.training import Distributed
 from edgetl.finetune.model import Classifier
@@ -80,7 +80,7 @@ def test_gradual_unfreezes_one_stage_per_epoch(tmp_path, tiny_digits, init_weigh
 def test_trainer_freezes_stages_and_their_batchnorm():
     b = build_backbone("resnet18", "none")
     model = Classifier(b.features, b.feature_dim, 3)
-    cfg = FinetuneConfig(strategy="gradual")
+    cfg = FinetuneSettings(strategy="gradual")
     trainer = Trainer(model, b.stages, cfg, torch.device("cpu"), Distributed(), (0.5,) * 3, (0.5,) * 3)
     trainer.unfrozen = 2
     trainer.set_trainable()

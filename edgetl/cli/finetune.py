@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from edgetl.cli import options
-from edgetl.finetune.config import FinetuneConfig
+from edgetl.finetune.settings import FinetuneSettings
 from edgetl.modality.audio import AudioTrainingOptions
 from edgetl.modality.image import ImageTrainingOptions
 
@@ -22,13 +22,13 @@ def _snr_range(ctx, param, value) -> tuple[float, float]:
 @click.command("finetune")
 @click.argument("data", type=click.Path())
 @click.option("--backbone", required=True, help="A name from `edgetl backbones`, or timm:NAME.")
-@options.from_settings(FinetuneConfig, skip={"device", "threads"},
+@options.from_settings(FinetuneSettings, skip={"device", "threads"},
                        target_data={"type": click.Path()}, target_val={"type": click.Path()})
 @options.from_settings(ImageTrainingOptions)
 @options.from_settings(AudioTrainingOptions, noise_snr_db={
     "type": click.STRING, "callback": _snr_range, "metavar": "LOW:HIGH",
     "default": "{:g}:{:g}".format(*options.library_default(AudioTrainingOptions, "noise_snr_db"))})
-@options.device(FinetuneConfig, what="auto | cpu | cuda[:N]")
+@options.device(FinetuneSettings, what="auto | cpu | cuda[:N]")
 @options.threads("training (torch's intra-op threads)")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory to create.")
 @options.overwrite("an existing edgetl run directory")

@@ -5,7 +5,7 @@ pull in torch.
 """
 from edgetl._callable import lazy_attributes, make_package_callable
 
-_LAZY = {"finetune": "loop", "FinetuneConfig": "config", "RunResult": "loop", "load_run": "run",
+_LAZY = {"finetune": "loop", "FinetuneSettings": "settings", "RunResult": "loop", "load_run": "run",
          "STRATEGIES": "strategies"}
 
 __all__ = list(_LAZY)

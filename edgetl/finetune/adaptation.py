@@ -334,7 +334,7 @@ def adabn_run(run, target_data, out=None, overwrite: bool = False, batch: int = 
     from edgetl import progress
     from edgetl.card import ModelCard
     from edgetl.data.folders import open_unlabelled
-    from edgetl.finetune.config import FinetuneConfig
+    from edgetl.finetune.settings import FinetuneSettings
     from edgetl.finetune.inputs import training_input
     from edgetl.finetune.run import CURVES, HISTORY, RunWriter, load_run
     from edgetl.finetune.training import decode_unlabelled
@@ -347,7 +347,7 @@ def adabn_run(run, target_data, out=None, overwrite: bool = False, batch: int = 
     writer = RunWriter(out, overwrite, {"run": run, "target data": target_data})
     try:
         pre = modalities.preprocessing_of(card)
-        cfg = FinetuneConfig.from_record(card.source.get("config"))
+        cfg = FinetuneSettings.from_record(card.source.get("config"))
         inputs = training_input(pre, "cpu", cfg, None)
         x_target = inputs.as_tensor(decode_unlabelled(target_split, kind, pre)[0])
         counts = card.source.get("train_counts") or {}

@@ -21,7 +21,7 @@ from edgetl.data.folders import open_folder, open_unlabelled
 from edgetl.data.noise import SILENCE, add_silence_class, wants_silence_class
 from edgetl.errors import ConfigError, DataError, TrainingDiverged
 from edgetl.finetune.augment import ImageTrainingInput
-from edgetl.finetune.config import FinetuneConfig
+from edgetl.finetune.settings import FinetuneSettings
 from edgetl.finetune.curves import plot_history
 from edgetl.finetune.hooks import Step, TrainingHooks
 from edgetl.finetune.inputs import training_input
@@ -46,7 +46,7 @@ class Trainer:
     plain or augmented); `mean` and `std` alone stand for image inputs so normalised.
     `hooks` is what a training method adds to the loop (finetune/hooks.py)."""
 
-    def __init__(self, model: Classifier, stages, cfg: FinetuneConfig, device: torch.device, dist: Distributed,
+    def __init__(self, model: Classifier, stages, cfg: FinetuneSettings, device: torch.device, dist: Distributed,
                  mean=None, std=None, *, inputs=None, hooks: TrainingHooks | None = None):
         self.model, self.stages, self.cfg, self.device, self.dist = model, stages, cfg, device, dist
         self.hooks = hooks or TrainingHooks()
@@ -307,7 +307,7 @@ def _report_adaptation(report: dict) -> None:
 def finetune(data, backbone: str, out, overwrite: bool = False, **options) -> RunResult:
     """Fine-tune `backbone` on the folder data set `data` (images or audio clips, as the
     backbone takes); write the run to `out`."""
-    cfg = FinetuneConfig.from_options(**options).check()
+    cfg = FinetuneSettings.from_options(**options).check()
     protected = {"data set": data, **{f"{k.replace('_', ' ')}": v for k, v in
                                      (("target_data", cfg.target_data), ("target_val", cfg.target_val)) if v}}
     if cfg.threads:

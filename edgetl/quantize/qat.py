@@ -67,7 +67,7 @@ def qat_openvino(card: ModelCard, out: Path, calib: Samples, options: QatOptions
         raise BackendUnavailable("quantization-aware fine-tuning needs torch, NNCF and OpenVINO",
                                  hint="pip install 'edgetl[all]'") from None
     from edgetl.data.folders import open_folder
-    from edgetl.finetune.config import FinetuneConfig
+    from edgetl.finetune.settings import FinetuneSettings
     from edgetl.finetune.loop import Trainer
     from edgetl.finetune.inputs import training_input
     from edgetl.finetune.run import load_run
@@ -82,9 +82,9 @@ def qat_openvino(card: ModelCard, out: Path, calib: Samples, options: QatOptions
     # Small steps: the weights are already trained (a linear-probe run's backbone never
     # was at all), only the quantization noise is new.
     lr = options.lr or min(0.1 * run_cfg.get("lr", 1e-3), 1e-4)
-    cfg = FinetuneConfig(strategy="full", epochs=options.epochs, patience=options.epochs, lr=lr,
+    cfg = FinetuneSettings(strategy="full", epochs=options.epochs, patience=options.epochs, lr=lr,
                          batch_size=options.batch_size or run_cfg.get("batch_size", 32),
-                         image=FinetuneConfig.from_record(run_cfg).image,
+                         image=FinetuneSettings.from_record(run_cfg).image,
                          freeze_bn_stats=True, amp=False, device=options.device, seed=seed)
     cfg.check()
     dist = Distributed()

@@ -14,7 +14,7 @@ from edgetl.settings import Settings, setting
 
 
 @dataclasses.dataclass
-class FinetuneConfig(Settings):
+class FinetuneSettings(Settings):
     strategy: str = setting("full", "linear-probe: frozen backbone, head on cached features; full; partial: the last "
                             "--unfreeze stages; gradual: one more stage per epoch or plateau.", choices=STRATEGIES)
     weights: str = setting("default", "default | none | PATH to a state dict.")
@@ -58,7 +58,7 @@ class FinetuneConfig(Settings):
     adapt_weight: float | None = setting(None, "Weight of coral's or dann's loss (default 10 and 1).")
 
     @classmethod
-    def from_options(cls, **options) -> "FinetuneConfig":
+    def from_options(cls, **options) -> "FinetuneSettings":
         """The settings from flat keyword options, as the CLI and the Python API give them
         (`hflip=False`, `noise_prob=0.5` go to the modality's options); an unknown one is a
         ConfigError. A run's recorded config (flat or nested) reads back the same way."""
@@ -78,7 +78,7 @@ class FinetuneConfig(Settings):
         return cls(**options, **made)
 
     @classmethod
-    def from_record(cls, record: dict | None) -> "FinetuneConfig":
+    def from_record(cls, record: dict | None) -> "FinetuneSettings":
         """The settings a run recorded in its card (`source.config`), of this or an earlier
         layout; keys this version does not know are left out."""
         known = {f.name for f in dataclasses.fields(cls)} | \
