@@ -114,6 +114,21 @@ class Settings:
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)
 
+    @classmethod
+    def of(cls, settings=None, **options):
+        """`settings`, or settings made from keyword options as the Python API takes them
+        (an unknown one is a ConfigError that lists the known), checked."""
+        if settings is None:
+            known = [f.name for f in dataclasses.fields(cls)]
+            unknown = [k for k in options if k not in known]
+            if unknown:
+                raise ConfigError(f"unknown option {unknown[0]!r}", hint=f"{cls.__name__} takes: {', '.join(known)}")
+            settings = cls(**options)
+        elif options:
+            raise ConfigError(f"pass either settings or options, not both ({', '.join(options)})",
+                              hint=f"settings.replace({next(iter(options))}=...)")
+        return settings.check()
+
 
 def _coerce(value, hint, where: str):
     """`value` as the annotated type, or a ConfigError that names `where`."""

@@ -264,8 +264,8 @@ def test_bench_measures_a_speech_run_on_the_clips_like_evaluate(speech_run, keyw
         export_run(speech_run)
     out = tmp_path / "bench.json"
     result = CliRunner().invoke(cli, ["-q", "bench", str(speech_run / "model.onnx"), "--data", str(keywords),
-                                      "--split", "test", "--batch", "1", "--iters", "3", "--warmup", "0",
-                                      "--threads", "1", "--json", str(out)])
+                                      "--split", "test", "--batch-sizes", "1", "--iters", "3", "--warmup", "0",
+                                      "--threads", "1", "--json-file", str(out)])
     assert result.exit_code == 0, result.output
     rows = json.loads(out.read_text())["rows"]
     assert len(rows) == 1 and rows[0]["p50_ms"] > 0

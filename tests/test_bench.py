@@ -150,7 +150,7 @@ def test_report_files(report, tmp_path):
 
 def test_cli_max_drop_exit_codes(bench_run, tmp_path):
     args = ["bench", str(bench_run / "model.onnx"), str(bench_run.parent / "tampered.onnx"), "--iters", "3",
-            "--warmup", "0", "--threads", "1", "--json", str(tmp_path / "r.json")]
+            "--warmup", "0", "--threads", "1", "--json-file", str(tmp_path / "r.json")]
     result = CliRunner().invoke(cli, ["-q", *args, "--max-drop", "0.0"])
     rows = {r["artifact"].split("/")[-1]: r for r in json.loads((tmp_path / "r.json").read_text())["rows"]}
     assert rows["tampered.onnx"]["drop"] > 0, "the tampered model must lose accuracy for this test to mean anything"
@@ -162,8 +162,8 @@ def test_cli_max_drop_exit_codes(bench_run, tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["nowhere.onnx"], "does not exist"),
-    (["{run}", "--batch", "0"], "positive"),
-    (["{run}", "--batch", "a,b"], "comma-separated"),
+    (["{run}", "--batch-sizes", "0"], "positive"),
+    (["{run}", "--batch-sizes", "a,b"], "comma-separated"),
     (["{run}", "--backend", "tflite"], "unknown backend"),
     (["{run}", "--data", "no/such/dir"], "does not exist"),
     (["{run}/model.engine"], "every benchmark cell failed"),

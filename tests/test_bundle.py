@@ -132,7 +132,7 @@ def test_evaluate_and_bench_take_a_bundle_like_any_artifact(bundle, run, tiny_di
     assert evaluate(bundle, tiny_digits, backend="onnxruntime").accuracy == direct
     out = tmp_path / "bench.json"
     result = CliRunner().invoke(cli, ["-q", "bench", str(bundle), "--data", str(tiny_digits), "--iters", "5",
-                                      "--warmup", "1", "--json", str(out)])
+                                      "--warmup", "1", "--json-file", str(out)])
     assert result.exit_code == 0, result.output
     rows = json.loads(out.read_text())["rows"]
     assert {(r["backend"], r["name"]) for r in rows} >= {("openvino", "model.xml"), ("onnxruntime", "model.onnx")}

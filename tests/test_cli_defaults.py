@@ -17,10 +17,11 @@ LIBRARY = {
                  "edgetl.modality.audio:AudioTrainingOptions", "edgetl.finetune.loop:finetune"],
     "adapt": ["edgetl.finetune.adaptation:adabn_run"],
     "evaluate": ["edgetl.evaluation:evaluate", "edgetl.stream_evaluation:evaluate_stream"],
-    "export": ["edgetl.export:export_run"],
-    "quantize": ["edgetl.quantize:quantize", "edgetl.quantize.openvino:NncfOptions", "edgetl.quantize.qat:QatOptions"],
+    "export": ["edgetl.export.settings:ExportSettings"],
+    "quantize": ["edgetl.quantize.settings:QuantizeSettings", "edgetl.quantize.settings:NncfOptions",
+                 "edgetl.quantize.settings:QatOptions"],
     "build-engine": ["edgetl.quantize.tensorrt_engine:build_engine", "edgetl.quantize.tensorrt_engine:EngineSpec"],
-    "bench": ["edgetl.bench.harness:bench"],
+    "bench": ["edgetl.bench.settings:BenchSettings"],
     "package": ["edgetl.package:package"],
     "verify": ["edgetl.runtime.verify:verify"],
     "predict": ["edgetl.runtime.predict:predict"],
@@ -29,7 +30,7 @@ LIBRARY = {
     "backbones": ["edgetl.backbones:list_backbones"],
 }
 # CLI option name -> library name, where they differ
-ALIASES = {("quantize", "qat_epochs"): "epochs", ("quantize", "qat_lr"): "lr", ("quantize", "ignore"): "ignored"}
+ALIASES: dict[tuple[str, str], str] = {}
 # The CLI spells a value as text where the library holds it typed.
 AS_LIBRARY = {("build-engine", "device"): lambda v: int(v.partition(":")[2] or 0)}
 # Options whose CLI default is "not given", because the library's default depends on
@@ -137,3 +138,34 @@ def test_finetune_threads_caps_torchs_threads(tiny_digits, tmp_path):
         assert ModelCard.load(tmp_path / "run").source["config"]["threads"] == 1
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("command, old, new", [
+    (["bench", "{onnx}", "--iters", "2", "--warmup", "0", "--threads", "1"], ["--batch", "1,2"], ["--batch-sizes", "1,2"]),
+])
+def test_an_old_spelling_still_works_for_a_release_and_names_the_new_one(command, old, new, quant_onnx):
+    from click.testing import CliRunner
+
+    args = [a.format(onnx=quant_onnx) for a in command]
+    result = CliRunner().invoke(cli, ["-q", *args, *old, "--json"])
+    assert result.exit_code == 0, result.output
+    assert f"{old[0]} is now {new[0]}" in result.output
+    import json
+
+    rows = json.loads(result.output[result.output.index("{"):])["rows"]
+    assert sorted({r["batch"] for r in rows}) == [1, 2]
+    both = CliRunner().invoke(cli, ["-q", *args, *old, *new])
+    assert both.exit_code == 2 and "one option" in both.output
+
+
+def test_old_spellings_are_hidden_and_every_name_has_one_meaning():
+    """--batch, --stream and a --json PATH were each two things; their old spellings are
+    hidden, and the visible names mean one thing across commands."""
+    meanings: dict[str, set] = {}
+    for name, command in _commands():
+        for p in command.params:
+            if isinstance(p, click.Option) and not p.hidden:
+                for opt in p.opts:
+                    meanings.setdefault(opt, set()).add("flag" if p.is_flag or p.flag_value is not None else "value")
+    assert meanings["--json"] == {"flag"}
+    assert "--batch" not in meanings and "--stream-minutes" in meanings and "--batch-profile" in meanings

@@ -65,7 +65,9 @@ def resolve(line: str) -> list[str]:
     if isinstance(command, click.Group):
         return [] if not words or words[0] in ("--help", "-h", "--version", "...") else \
             [f"{' '.join(path)} needs a command"]
-    options = {name: p for p in command.params if isinstance(p, click.Option) for name in (*p.opts, *p.secondary_opts)}
+    # an old spelling kept for a release is hidden: the docs show the new one
+    options = {name: p for p in command.params if isinstance(p, click.Option) and not p.hidden
+               for name in (*p.opts, *p.secondary_opts)}
     problems = []
     for i, word in enumerate(words):
         if not word.startswith("--") or word in ("--help",):

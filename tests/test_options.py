@@ -31,13 +31,13 @@ CASES = {
     "quantize": [["--max-drop", "5"], ["--max-drop", "abc"], ["--samples", "0"], ["--target", "coreml"],
                  ["--target", "tensorrt", "--qat"], ["--target", "openvino", "--out", "{out}/m.onnx"],
                  ["--target", "openvino", "--qat", "--qat-epochs", "0"], ["--target", "onnxruntime", "--cpu", "avx2"]],
-    "build-engine": [["--workspace", "0"], ["--dla", "-1"], ["--batch", "0:1:2"], ["--batch", "4:2:1"],
+    "build-engine": [["--workspace", "0"], ["--dla", "-1"], ["--batch-profile", "0:1:2"], ["--batch-profile", "4:2:1"],
                      ["--precision", "int4"]],
-    "bench": [["--batch", "0"], ["--iters", "0"], ["--rounds", "0"], ["--threads", "0"], ["--warmup", "-1"],
+    "bench": [["--batch-sizes", "0"], ["--iters", "0"], ["--rounds", "0"], ["--threads", "0"], ["--warmup", "-1"],
               ["--max-drop", "2"], ["--precision-hint", "q8"], ["--backend", "tflite"]],
     "data digits": [["--size", "4"], ["--size", "abc"]],
     "data keywords": [["--voices", "2"], ["--takes", "0"], ["--words", "yes"], ["--words", "y3s,no"],
-                      ["--stream", "0.1"], ["--stream", "-1"]],
+                      ["--stream-minutes", "0.1"], ["--stream-minutes", "-1"]],
     "backbones": [["--modality", "video"]],
 }
 REQUIRED = {

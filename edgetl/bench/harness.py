@@ -22,6 +22,7 @@ from edgetl.bench import memory
 from edgetl.bench.latency import LatencyStats, time_calls
 from edgetl.bench.machine import library_versions, machine_info
 from edgetl.bench.report import BenchReport, BenchRow
+from edgetl.bench.settings import BenchSettings
 from edgetl.card import CARD_FILENAME, ModelCard
 from edgetl.data.samples import validation_samples
 from edgetl.errors import ArtifactError, ConfigError, DataError, EdgeTLError
@@ -235,20 +236,18 @@ def attach_references(rows: list[BenchRow], predictions: dict[int, np.ndarray]) 
                 row.agreement = float((pred == ref_pred).mean())
 
 
-def bench(artifacts, data=None, split: str = "val", backends: list[str] | None = None, batches=(1,),
-          threads: int | None = None, iters: int = 100, min_time: float = 0.0, warmup: int = 10,
-          device: str = "cpu", rounds: int = 1, precision_hints=("f32",)) -> BenchReport:
+def bench(artifacts, settings: BenchSettings | None = None, **options) -> BenchReport:
     """Measure every artifact (run directories, .onnx, .xml, .engine) on its backend (or
     on each of `backends`) at every batch size; returns a BenchReport. With rounds > 1
     the latency of every cell is measured that many times, in turn, and pooled. Every
     backend computes in f32; `precision_hints` (e.g. ["bf16"]) adds OpenVINO rows in
-    those precisions, judged against the same FP32 reference."""
-    batches = sorted({int(b) for b in batches})
-    if not batches or batches[0] < 1:
-        raise ConfigError(f"batch sizes must be positive integers, got {batches}", hint="--batch 1,8")
-    if iters < 1 or warmup < 0 or min_time < 0 or rounds < 1:
-        raise ConfigError(f"--iters and --rounds must be at least 1, --warmup and --min-time not negative; got "
-                          f"{iters}, {rounds}, {warmup}, {min_time}", hint="e.g. --iters 100 --rounds 1 --warmup 10")
+    those precisions, judged against the same FP32 reference. `settings` (or its fields
+    as keyword options): BenchSettings."""
+    s = BenchSettings.of(settings, **options)
+    data, split, backends, threads, iters, min_time, warmup, device, rounds, precision_hints = (
+        s.data, s.split, list(s.backends) if s.backends else None, s.threads, s.iters, s.min_time, s.warmup, s.device,
+        s.rounds, s.precision_hints)
+    batches = sorted({int(b) for b in s.batches})
     if data is not None and not Path(data).is_dir():
         raise DataError(f"data folder {data} does not exist", hint="check the --data path")
     threads = threads or os.cpu_count() or 1
@@ -272,11 +271,11 @@ def bench(artifacts, data=None, split: str = "val", backends: list[str] | None =
         rows += cell_rows
     _more_rounds(cells, rows, timings, inputs, rounds, threads, device, warmup, iters, min_time)
     attach_references(rows, predictions)
-    settings = {"data": str(data) if data else "each run's own data set", "split": split, "batches": batches,
+    recorded = {"data": str(data) if data else "each run's own data set", "split": split, "batches": batches,
                 "threads": threads, "iters": iters, "min_time_s": min_time, "warmup": warmup, "rounds": rounds,
                 "device": device, "precision_hints": ["f32", *[h for h in precision_hints if h != "f32"]],
                 "backends": backends or "auto", "artifacts": [str(a) for a in artifacts],
                 "timer": "time.perf_counter_ns around each infer call; warm-up excluded; no outlier clipping",
                 "peak_rss": "VmHWM reset per backend" if per_backend_peak else "process lifetime peak"}
-    return BenchReport(rows=rows, machine=machine_info(), versions=library_versions(), settings=settings,
+    return BenchReport(rows=rows, machine=machine_info(), versions=library_versions(), settings=recorded,
                        seconds=time.perf_counter() - started)

@@ -1,47 +1,38 @@
 """edgetl bench: accuracy and latency of artifacts on every backend, in one table."""
 from __future__ import annotations
 
+import logging
+
 import click
 
+from edgetl.bench.settings import BenchSettings
 from edgetl.cli import options
 from edgetl.errors import ConfigError
 from edgetl.outputs import check_output
 
 
-def _int_list(value: str, option: str) -> list[int]:
-    try:
-        values = [int(v) for v in value.split(",") if v.strip()]
-    except ValueError:
-        raise ConfigError(f"{option} takes comma-separated integers, got {value!r}", hint=f"{option} 1,8") from None
-    if not values or min(values) < 1:
-        raise ConfigError(f"{option} needs positive integers, got {value!r}", hint=f"{option} 1,8")
-    return values
-
-
 @click.command("bench")
 @click.argument("artifacts", nargs=-1, required=True, type=click.Path())
-@click.option("--data", type=click.Path(), help="Labelled data set (default: each run's own data set).")
-@click.option("--split", default="val", show_default=True, help="train | val | test")
-@click.option("--backend", "backend", default="auto", show_default=True,
-              help="Comma-separated backends (torch,onnxruntime,openvino,tensorrt); auto: each artifact's own.")
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, gpu (OpenVINO) ...")
-@click.option("--batch", "batch", default="1", show_default=True, help="Comma-separated batch sizes, e.g. 1,8.")
+@options.from_settings(BenchSettings, skip={"threads"}, data={"type": click.Path()},
+                       backends={"type": click.STRING, "default": "auto", "metavar": "auto|NAME,...",
+                                 "callback": options.comma_list(auto="auto"),
+                                 "help": "Comma-separated backends (torch,onnxruntime,openvino,tensorrt); auto: each "
+                                         "artifact's own."},
+                       batches={"type": click.STRING, "default": "1", "metavar": "N,...",
+                                "callback": options.comma_list(int), "help": "Comma-separated batch sizes, e.g. 1,8."},
+                       precision_hints={"type": click.STRING, "default": "f32", "metavar": "HINT,...",
+                                        "callback": options.comma_list(),
+                                        "help": "openvino: also measure in these precisions (comma-separated, e.g. "
+                                                "bf16,f16), each as its own row judged against the FP32 reference; "
+                                                "f32 is always measured."})
 @options.threads("every backend")
-@click.option("--iters", type=int, default=100, show_default=True, help="Timed calls per cell (at least).")
-@click.option("--min-time", type=float, default=0.0, show_default=True, help="Seconds per cell (at least).")
-@click.option("--warmup", type=int, default=10, show_default=True, help="Untimed calls before timing.")
-@click.option("--precision-hint", "precision_hints", default="f32", show_default=True,
-              help="openvino: also measure in these precisions (comma-separated, e.g. bf16,f16), each as its own "
-                   "row judged against the FP32 reference; f32 is always measured.")
-@click.option("--rounds", type=int, default=1, show_default=True,
-              help="Time every cell this many times, all cells in turn, and pool the timings (noisy machines).")
-@click.option("--max-drop", type=float, help="Exit 1 when an artifact loses more accuracy than this (0.01 = 1 point) "
-                                             "against its run's FP32 reference.")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write the report as JSON ('-': stdout).")
+@options.renamed("--batch", "--batch-sizes", "batches")
+@click.option("--json", "as_json", is_flag=False, flag_value="-", default=None, metavar="",
+              help="Print the report as JSON on stdout.")
+@click.option("--json-file", "json_file", type=click.Path(dir_okay=False), help="Write the report as JSON.")
 @click.option("--csv", "csv_out", type=click.Path(dir_okay=False), help="Write the rows as CSV.")
 @click.option("--plot", "plot_out", type=click.Path(dir_okay=False), help="Write an accuracy-vs-latency PNG.")
-def bench_cmd(artifacts, data, split, backend, device, batch, threads, iters, min_time, warmup, precision_hints,
-              rounds, max_drop, json_out, csv_out, plot_out):
+def bench_cmd(artifacts, as_json, json_file, csv_out, plot_out, **values):
     """Benchmark ARTIFACT... (run directories, .onnx, .xml, .engine): accuracy, drop and agreement
     against the run's FP32 reference, latency percentiles, throughput, size, memory, load time.
 
@@ -52,15 +43,17 @@ def bench_cmd(artifacts, data, split, backend, device, batch, threads, iters, mi
     from edgetl.bench.harness import bench
     from edgetl.progress import results_console
 
-    if max_drop is not None and not 0 <= max_drop < 1:
-        raise ConfigError(f"--max-drop is a fraction between 0 and 1, got {max_drop}", hint="--max-drop 0.01 = 1 point")
+    options.take_renamed(values, "batches", "--batch", "--batch-sizes", lambda v: options.comma_list(int)(None, None, v))
+    if as_json not in (None, "-"):  # the old spelling, --json PATH
+        logging.getLogger("edgetl").warning("--json PATH is now --json-file PATH; --json alone prints the JSON")
+        json_file, as_json = json_file or as_json, None
+    settings = BenchSettings(**values).check()
+    max_drop, data = settings.max_drop, settings.data
+    json_out = "-" if as_json else json_file
     for report_file in (json_out, csv_out, plot_out):  # an earlier report is refreshed; anything else is kept
         if report_file and report_file != "-":
             check_output(report_file, "report", overwrite=True, inputs={"data set": data})
-    backends = None if backend == "auto" else [b.strip() for b in backend.split(",") if b.strip()]
-    report = bench(artifacts, data=data, split=split, backends=backends, batches=_int_list(batch, "--batch"),
-                   threads=threads, iters=iters, min_time=min_time, warmup=warmup, device=device, rounds=rounds,
-                   precision_hints=[h.strip() for h in precision_hints.split(",") if h.strip()])
+    report = bench(artifacts, settings)
     to_stdout = json_out == "-"
     report.print_table(results_console(stderr=to_stdout))
     if len(report.failed) == len(report.rows):  # nothing measured: no report files

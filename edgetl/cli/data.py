@@ -5,6 +5,8 @@ import json
 
 import click
 
+from edgetl.cli import options
+
 
 @click.group("data")
 def data_group():
@@ -41,21 +43,26 @@ def digits_cmd(out, size, seed, domain, overwrite):
 @click.option("--held-out-voices", type=int, metavar="N",
               help="Voices for each of val and test (default: 15%% of --voices each); the rest train. More training "
                    "voices, not more takes, are what a detector needs for unseen speakers.")
-@click.option("--stream", "stream_minutes", type=float, default=0, metavar="MINUTES",
+@click.option("--stream-minutes", "stream_minutes", type=float, default=0, metavar="MINUTES",
               help="Also write OUT/_streams_/{val,test}.wav: MINUTES each of other speech and noise with the "
                    "keywords at known times (for evaluate --stream).")
+@options.renamed("--stream", "--stream-minutes", "stream_minutes", type=float)
 @click.option("--domain", type=click.Choice(["room", "phone"]), default=None,
               help="Every clip in a shifted acoustic condition: room (a far microphone in a simulated reverberant "
                    "room, a strong shift) or phone (an 8 kHz phone line's band, a mild one). Clips only, not --stream.")
 @click.option("--seed", default=0, show_default=True, help="Seed of voices, speeds, pitches, noise and split.")
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it is a data set edgetl wrote (nothing else is replaced).")
-def keywords_cmd(out, words, unknown, voices, takes, held_out_voices, stream_minutes, domain, seed, overwrite):
+def keywords_cmd(out, words, unknown, voices, takes, held_out_voices, stream_minutes, stream_minutes_renamed, domain, seed,
+                 overwrite):
     """Spoken keywords synthesized with espeak-ng (1 s, 16 kHz clips with background noise)
     as OUT/{train,val,test}/WORD/*.wav; validation and test voices are never heard in training."""
     from edgetl.data.folders import open_folder
     from edgetl.data.keywords import make_keywords
     from edgetl.modality.audio import STREAMS
 
+    values = {"stream_minutes": stream_minutes, "stream_minutes_renamed": stream_minutes_renamed}
+    options.take_renamed(values, "stream_minutes", "--stream", "--stream-minutes")
+    stream_minutes = values["stream_minutes"]
     path = make_keywords(out, words=words.split(","), unknown=unknown, voices=voices, takes=takes, seed=seed,
                          stream_minutes=stream_minutes, overwrite=overwrite, domain=domain,
                          held_out_voices=held_out_voices)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import types
 
 import click
 
@@ -68,16 +69,23 @@ def from_settings(cls, skip=(), **overrides):
     hints = typing.get_type_hints(cls)
 
     def decorate(command):
+        import typing
+
         for field in reversed(dataclasses.fields(cls)):
             if field.name in skip or not field.metadata.get("cli", True):
                 continue
             hint = hints[field.name]
-            inner = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+            optional = typing.get_origin(hint) in (typing.Union, types.UnionType)
+            inner = [a for a in typing.get_args(hint) if a is not type(None)] if optional else [hint]
             default = library_default(cls, field.name)
             kwargs = dict(help=field.metadata.get("help", ""), default=default,
                           show_default=default is not None and default is not False)
             flag = flag_of(field)
-            if inner[0] is bool:
+            if "callback" in overrides.get(field.name, {}):  # the command parses the text itself
+                pass
+            elif typing.get_origin(inner[0]) is tuple and typing.get_args(inner[0])[-1:] == (Ellipsis,):
+                kwargs.update(multiple=True, type=click.STRING, show_default=False)  # repeatable
+            elif inner[0] is bool:
                 if default is False and "/" not in flag:
                     kwargs.update(is_flag=True, show_default=False)
                 elif "/" not in flag:
@@ -89,3 +97,49 @@ def from_settings(cls, skip=(), **overrides):
         return command
 
     return decorate
+
+
+def comma_list(cast=str, auto: str | None = None):
+    """A callback: "1,8" -> (1, 8) (`cast` per item); `auto` stands for None. A bad item is
+    one clear error."""
+    def convert(ctx, param, value):
+        if value is None or isinstance(value, tuple):
+            return value
+        if auto is not None and value.strip() == auto:
+            return None
+        try:
+            return tuple(cast(v.strip()) for v in value.split(",") if v.strip())
+        except ValueError:
+            raise click.BadParameter(f"expected comma-separated values, e.g. 1,8, got {value!r}") from None
+
+    return convert
+
+
+def renamed(old: str, new: str, dest: str, **kwargs):
+    """The old spelling of an option, kept for one release: hidden from --help; given,
+    it warns and stands for `new` (see take_renamed)."""
+    return click.option(old, f"{dest}_renamed", hidden=True, default=None, expose_value=True, **kwargs)
+
+
+def take_renamed(values: dict, dest: str, old: str, new: str, convert=lambda v: v):
+    """Fold the old spelling's value into `dest` (with a warning naming the new one); both
+    given is an error."""
+    import logging
+
+    from edgetl.errors import ConfigError
+
+    value = values.pop(f"{dest}_renamed", None)
+    if value is None:
+        return
+    ctx = click.get_current_context()
+    if ctx.get_parameter_source(dest) == click.core.ParameterSource.COMMANDLINE:
+        raise ConfigError(f"{old} and {new} are one option", hint=f"keep {new} only")
+    logging.getLogger("edgetl").warning(f"{old} is now {new}; the old spelling goes in the next release")
+    values[dest] = convert(value)
+
+
+def pick(cls, values: dict):
+    """The settings `cls` from the command's keyword values (its fields, taken out of
+    `values`); nested settings and fields left to the library keep their defaults."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: values.pop(k) for k in list(values) if k in names})

@@ -6,12 +6,14 @@ from pathlib import Path
 
 import click
 
+from edgetl.cli import options
 from edgetl.errors import ConfigError
-from edgetl.quantize import CPU_TARGETS, DEFAULT_MAX_DROP
-from edgetl.quantize.cpu import DEFAULT_CPU
+from edgetl.quantize.settings import DEFAULT_MAX_DROP, NncfOptions, QatOptions, QuantizeSettings
 
 
-def _max_drop(ctx, param, value: str) -> float | None:
+def _max_drop(ctx, param, value) -> float | None:
+    if value is None or isinstance(value, float):
+        return value
     if value.strip().lower() == "none":
         return None
     try:
@@ -50,45 +52,25 @@ def print_int8_table(results) -> None:
 
 @click.command("quantize")
 @click.argument("model", type=click.Path(dir_okay=False))
-@click.option("--target", type=click.Choice(["openvino", "onnxruntime", "tensorrt"]), required=True)
-@click.option("--calib", type=click.Path(), default=None,
-              help="Calibration data (images or clips): a data set folder (labels ignored) or a flat folder. Default: the run's train split.")
-@click.option("--val", type=click.Path(), default=None, help="Labelled data for the --max-drop bound. Default: the run's val split; for a run adapted to other data, agreement with FP32 on unlabelled target samples held out from calibration.")
-@click.option("--max-drop", default=str(DEFAULT_MAX_DROP), show_default=True, callback=_max_drop,
-              metavar="FRACTION|none", help="Largest accuracy loss allowed, as a fraction (0.01 = one point); layers fall back to float to hold "
-                   "it. 'none' writes the model whatever it loses.")
-@click.option("--cpu", type=click.Choice(list(CPU_TARGETS)), default=DEFAULT_CPU, show_default=True,
-              help="openvino/onnxruntime: the CPU kind the model will run on. portable: the same answers on every x86 "
-                   "CPU (7-bit weights); vnni: only CPUs with VNNI/AMX (8-bit weights, wrong on AVX2-only CPUs); arm.")
-@click.option("--samples", type=int, default=300, show_default=True, help="Calibration samples.")
-@click.option("--calibration", "method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax",
-              show_default=True, help="Range estimation for the QDQ targets.")
-@click.option("--preset", type=click.Choice(["performance", "mixed"]), default="performance", show_default=True,
-              help="NNCF preset (openvino): mixed = asymmetric activations.")
-@click.option("--bias-correction", is_flag=True, help="NNCF (openvino): full bias correction instead of the fast one.")
-@click.option("--ignore", multiple=True, help="NNCF (openvino): node name kept in float (repeatable).")
-@click.option("--qat", is_flag=True,
-              help="openvino: when post-training INT8 cannot hold --max-drop, fine-tune the run with fake quantization.")
-@click.option("--qat-epochs", type=int, default=3, show_default=True, help="Epochs of quantization-aware fine-tuning.")
-@click.option("--qat-lr", type=float, default=None, help="QAT learning rate [default: a tenth of the run's, at most 1e-4].")
-@click.option("--device", default="auto", show_default=True, help="Where QAT trains: auto, cpu, cuda.")
+@options.from_settings(QuantizeSettings, target={"required": True, "show_default": False},
+                       calib={"type": click.Path()}, val={"type": click.Path()},
+                       max_drop={"type": click.STRING, "default": str(DEFAULT_MAX_DROP), "callback": _max_drop,
+                                 "metavar": "FRACTION|none"})
+@options.from_settings(NncfOptions)
+@options.from_settings(QatOptions)
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Default: MODEL.int8.xml / MODEL.int8.onnx / MODEL.qdq.onnx")
-@click.option("--overwrite", is_flag=True, help="Replace an existing edgetl model at --out (nothing else is replaced).")
-def quantize_cmd(model, target, calib, val, max_drop, cpu, samples, method, preset, bias_correction, ignore, qat,
-                 qat_epochs, qat_lr, device, out, overwrite):
+@options.overwrite("an existing edgetl model at --out")
+def quantize_cmd(model, out, overwrite, **values):
     """INT8 MODEL.onnx for a target, calibrated on the run's own data, within --max-drop."""
     from edgetl.quantize import quantize
-    from edgetl.quantize.openvino import NncfOptions
-    from edgetl.quantize.qat import QatOptions
 
-    options = NncfOptions(preset=preset, fast_bias_correction=not bias_correction, ignored=tuple(ignore))
-    result = quantize(model, target, calib=calib, val=val, max_drop=max_drop, samples=samples, out=out,
-                      method=method, nncf_options=options, qat=qat, cpu=cpu, overwrite=overwrite,
-                      qat_options=QatOptions(epochs=qat_epochs, lr=qat_lr, device=device))
+    nncf, qat = options.pick(NncfOptions, values), options.pick(QatOptions, values)
+    settings = options.pick(QuantizeSettings, values).replace(nncf_options=nncf, qat_options=qat)
+    result = quantize(model, settings=settings, out=out, overwrite=overwrite)
     print_int8_table([result])
     click.echo(f"wrote {result.out}")
-    if target == "tensorrt":
+    if settings.target == "tensorrt":
         click.echo(f"next, on the device: edgetl build-engine {result.out} --precision int8")
 
 
@@ -97,8 +79,9 @@ def quantize_cmd(model, target, calib, val, max_drop, cpu, samples, method, pres
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "int8", "best"]), default="best", show_default=True,
               help="int8/best on the QDQ model from `quantize --target tensorrt` (its Q/DQ layers in INT8); "
                    "fp16/fp32/best on the float model.")
-@click.option("--batch", default=None,
+@click.option("--batch-profile", "batch", default=None, metavar="MIN:OPT:MAX",
               help="Optimization profile MIN:OPT:MAX (default 1:8:32); with --dla one static batch N (default 1).")
+@options.renamed("--batch", "--batch-profile", "batch")
 @click.option("--dla", type=int, default=None, help="DLA core (Jetson), with GPU fallback; static shapes, FP16/INT8.")
 @click.option("--workspace", type=int, default=1024, show_default=True, help="Builder workspace in MB.")
 @click.option("--timing-cache", type=click.Path(dir_okay=False), default=None,
@@ -109,11 +92,14 @@ def quantize_cmd(model, target, calib, val, max_drop, cpu, samples, method, pres
 @click.option("--tensorrt-version", default=None,
               help="With --print-trtexec: the device's TensorRT (default: the installed one, else 10.3 as on JetPack 6).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing edgetl engine at --out.")
-def build_engine_cmd(model, precision, batch, dla, workspace, timing_cache, device, out, print_trtexec,
+def build_engine_cmd(model, precision, batch, batch_renamed, dla, workspace, timing_cache, device, out, print_trtexec,
                      tensorrt_version, overwrite):
     """Build a TensorRT engine from an ONNX model (needs TensorRT), with its card."""
     import importlib.metadata
 
+    values = {"batch": batch, "batch_renamed": batch_renamed}
+    options.take_renamed(values, "batch", "--batch", "--batch-profile")
+    batch = values["batch"]
     from edgetl.errors import ConfigError
     from edgetl.quantize.tensorrt_engine import (BatchProfile, EngineSpec, _frontend_layers, build_engine, check_spec,
                                                  plan_build, trtexec_command)

@@ -13,6 +13,7 @@ from edgetl._callable import make_package_callable
 from edgetl.card import ModelCard, build_fingerprint
 from edgetl.errors import ConfigError
 from edgetl.export.parity import ParityResult, Tolerance, compare, parity_inputs, raise_on_failures
+from edgetl.export.settings import ExportSettings
 from edgetl.outputs import check_output, temp_dir_beside
 
 
@@ -73,22 +74,18 @@ def verify(run, artifacts, data=None, atol: float | None = None, samples: int = 
     return results
 
 
-def export_run(run, out=None, opset: int | None = None, static_batch: int | None = None, openvino: bool = False,
-               fp16: bool = False, atol: float | None = None, data=None, samples: int = 64,
-               overwrite: bool = False) -> ExportResult:
+def export_run(run, out=None, settings: ExportSettings | None = None, overwrite: bool = False,
+               **options) -> ExportResult:
     """RUN -> model.onnx (+ model.xml/.bin): written to a temporary folder, checked
-    against PyTorch on real samples, then moved into place with the parity in the card."""
+    against PyTorch on real samples, then moved into place with the parity in the card.
+    `settings` (or its fields as keyword options): ExportSettings."""
     from edgetl.export.onnx_export import DEFAULT_OPSET, export_onnx
     from edgetl.export.openvino_ir import export_openvino
     from edgetl.finetune.run import load_run
 
-    if static_batch is not None and static_batch < 1:
-        raise ConfigError(f"--static-batch must be at least 1, got {static_batch}",
-                          hint="drop it for a dynamic batch, or e.g. --static-batch 8")
-    if fp16 and not openvino:
-        raise ConfigError("--fp16 applies to the OpenVINO IR", hint="add --openvino")
-    if atol is not None and not 0 < atol < 1:
-        raise ConfigError(f"--atol is a fraction of the logit range between 0 and 1, got {atol}", hint="e.g. --atol 1e-3")
+    s = ExportSettings.of(settings, **options)
+    opset, static_batch, openvino, fp16, atol, data, samples = (s.opset, s.static_batch, s.openvino, s.fp16, s.atol,
+                                                                s.data, s.samples)
     model, run_card = load_run(run)
     out = Path(out) if out else Path(run) / "model.onnx"
     if out.suffix.lower() != ".onnx":
@@ -130,4 +127,4 @@ def export_run(run, out=None, opset: int | None = None, static_batch: int | None
 
 make_package_callable(__name__, "edgetl.export:export_run")
 
-__all__ = ["ExportResult", "check_artifacts", "export_run", "verify", "write_artifact_card"]
+__all__ = ["ExportResult", "ExportSettings", "check_artifacts", "export_run", "verify", "write_artifact_card"]

@@ -36,13 +36,12 @@ from edgetl.export import write_artifact_card
 from edgetl.export.parity import ParityResult, Tolerance, compare, raise_on_failures
 from edgetl.data.samples import Samples, bound_samples, calibration_samples
 from edgetl.outputs import check_output, temp_dir_beside
-from edgetl.quantize.cpu import CPU_TARGETS, DEFAULT_CPU, cpu_target, warn_if_host_differs
+from edgetl.quantize.cpu import CPU_TARGETS, cpu_target, warn_if_host_differs
+from edgetl.quantize.settings import DEFAULT_MAX_DROP, TARGETS, QuantizeSettings
 
-TARGETS = {"openvino": ".xml", "onnxruntime": ".onnx", "tensorrt": ".onnx"}
 DEFAULT_SUFFIX = {"openvino": ".int8.xml", "onnxruntime": ".int8.onnx", "tensorrt": ".qdq.onnx"}
 PARITY_SAMPLES = 64
 log = logging.getLogger("edgetl")
-DEFAULT_MAX_DROP = 0.01  # INT8 may lose at most one point of accuracy unless the user says otherwise
 
 
 class AccuracyDropError(EdgeTLError):
@@ -149,27 +148,19 @@ def _qdq_with_budget(model: Path, dst: Path, work: Path, target: str, method: st
              "representative data (--calib, --samples)")
 
 
-def quantize(model, target: str, calib=None, val=None, max_drop: float | None = DEFAULT_MAX_DROP, samples: int = 300,
-             out=None, method: str = "minmax", nncf_options=None, seed: int = 0, qat: bool = False,
-             qat_options=None, cpu: str = DEFAULT_CPU, overwrite: bool = False) -> QuantizeResult:
-    """Quantize the FP32 ONNX `model` for `target`; see the module docstring."""
-    from edgetl.quantize.openvino import NncfOptions
-    from edgetl.quantize.qat import QAT_TARGETS, QatOptions
-
+def quantize(model, target: str | None = None, settings: QuantizeSettings | None = None, out=None,
+             overwrite: bool = False, **options) -> QuantizeResult:
+    """Quantize the FP32 ONNX `model` for `target`; see the module docstring. `settings`
+    (or its fields as keyword options): QuantizeSettings."""
     started = time.perf_counter()
     model = Path(model)
-    if target not in TARGETS:
-        raise ConfigError(f"unknown target {target!r}", hint=f"use one of {', '.join(TARGETS)}")
-    if max_drop is not None and not 0.0 <= max_drop < 1.0:
-        raise ConfigError(f"--max-drop is a fraction of accuracy in [0, 1), got {max_drop}",
-                          hint="e.g. --max-drop 0.01 for one point")
-    if qat and target not in QAT_TARGETS:
-        raise ConfigError(f"--qat is available for --target {', '.join(QAT_TARGETS)}, not {target}",
-                          hint=f"for {target}, try --calibration entropy or percentile, or a larger --max-drop")
-    if qat and max_drop is None:
-        raise ConfigError("--qat is the fallback for when --max-drop cannot be held", hint="pass --max-drop too")
-    qat_options = qat_options or QatOptions()
-    qat_options.check()
+    if settings is None:
+        settings = QuantizeSettings.of(target=target, **options)
+    else:
+        settings = QuantizeSettings.of(settings.replace(target=target) if target else settings)
+    s = settings
+    target, calib, val, max_drop, samples, method, seed = s.target, s.calib, s.val, s.max_drop, s.samples, s.method, s.seed
+    qat, cpu, nncf_options, qat_options = s.qat, s.cpu, s.nncf_options, s.qat_options
     cpu_kind = cpu_target(cpu)
     if target != "tensorrt":
         warn_if_host_differs(cpu_kind)
@@ -208,7 +199,7 @@ def quantize(model, target: str, calib=None, val=None, max_drop: float | None = 
                         "validation": {"data": val_samples.source, "n": len(val_samples), "reference": reference}}
         int8_card.source = {**card.source, "fp32_model": str(model.resolve()), "quantization": quantization}
         if target == "openvino":
-            options = nncf_options or NncfOptions()
+            options = nncf_options
             progress.info(f"NNCF {'accuracy-controlled ' if max_drop is not None else ''}quantization on "
                           f"{len(calib_samples)} calibration samples ({options.preset} preset)")
             from edgetl.quantize.openvino import quantize_openvino

@@ -5,7 +5,6 @@ made for (quantize/cpu.py), through NNCF's overflow fix."""
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import re
 from pathlib import Path
@@ -16,20 +15,7 @@ from edgetl.data.samples import Samples
 from edgetl.errors import BackendUnavailable, ConfigError
 from edgetl.export.onnx_export import in_frontend
 from edgetl.quantize.cpu import CpuTarget, cpu_target
-
-PRESETS = ("performance", "mixed")
-
-
-@dataclasses.dataclass(frozen=True)
-class NncfOptions:
-    preset: str = "performance"  # symmetric activations; "mixed": asymmetric, for activations not centred on 0
-    fast_bias_correction: bool = True  # False: the slower, more exact bias correction
-    ignored: tuple[str, ...] = ()  # node names kept in float
-    model_type: str | None = None  # "transformer" for attention models
-
-    def to_dict(self) -> dict:
-        return {**dataclasses.asdict(self), "ignored": list(self.ignored)}
-
+from edgetl.quantize.settings import NncfOptions
 
 class _RevertedNodes(logging.Handler):
     """NNCF reports the operations it reverted to float only in its log."""
@@ -91,8 +77,7 @@ def quantize_openvino(src: Path, dst: Path, calibration: Samples, options: NncfO
     except ImportError:
         raise BackendUnavailable("NNCF and OpenVINO are needed for --target openvino",
                                  hint="pip install 'edgetl[openvino]'") from None
-    if options.preset not in PRESETS:
-        raise ConfigError(f"unknown preset {options.preset!r}", hint=f"use one of {', '.join(PRESETS)}")
+    options.check()
     model = ov.Core().read_model(str(src))
     names = {op.get_friendly_name() for op in model.get_ops()}
     unknown = [n for n in options.ignored if n not in names]

@@ -12,7 +12,6 @@ Runtime and TensorRT consume, so QAT serves the openvino target.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import time
 import warnings
@@ -20,27 +19,10 @@ from pathlib import Path
 
 from edgetl import progress
 from edgetl.card import ModelCard
-from edgetl.errors import ArtifactError, BackendUnavailable, ConfigError, DataError
+from edgetl.errors import ArtifactError, BackendUnavailable, DataError
 from edgetl.data.samples import Samples
 from edgetl.quantize.cpu import CpuTarget, cpu_target
-
-QAT_TARGETS = ("openvino",)
-
-
-@dataclasses.dataclass(frozen=True)
-class QatOptions:
-    epochs: int = 3
-    lr: float | None = None  # None: a tenth of the run's own learning rate, at most 1e-4
-    batch_size: int | None = None  # None: the run's
-    device: str = "auto"
-
-    def check(self) -> None:
-        if self.epochs < 1:
-            raise ConfigError(f"--qat-epochs must be at least 1, got {self.epochs}", hint="e.g. --qat-epochs 3")
-        if self.lr is not None and not self.lr > 0:
-            raise ConfigError(f"the QAT learning rate must be positive, got {self.lr}",
-                              hint="drop --qat-lr for a tenth of the run's")
-
+from edgetl.quantize.settings import QatOptions
 
 def run_of(card: ModelCard) -> Path:
     """The run directory an exported model came from (QAT trains its checkpoint)."""

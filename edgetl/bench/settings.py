@@ -1,0 +1,38 @@
+"""The benchmark settings (torch-free), validated in the library so a Python user gets
+the same checks as the CLI."""
+from __future__ import annotations
+
+import dataclasses
+
+from edgetl.errors import ConfigError
+from edgetl.runtime.runner import PRECISION_HINTS
+from edgetl.settings import Settings, setting
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchSettings(Settings):
+    data: str | None = setting(None, "Labelled data set (default: each run's own data set).")
+    split: str = setting("val", "train | val | test")
+    backends: tuple[str, ...] | None = setting(None, "Backends to run each artifact on (default: each artifact's "
+                                               "own).", flag="--backend")
+    batches: tuple[int, ...] = setting((1,), "Batch sizes.", flag="--batch-sizes")
+    threads: int | None = setting(None, "CPU threads for every backend [default: every core].", min=1)
+    iters: int = setting(100, "Timed calls per cell (at least).", min=1, example="100")
+    min_time: float = setting(0.0, "Seconds per cell (at least).", min=0, example="5")
+    warmup: int = setting(10, "Untimed calls before timing.", min=0, example="10")
+    device: str = setting("cpu", "cpu, cuda, cuda:1, gpu (OpenVINO) ...")
+    rounds: int = setting(1, "Time every cell this many times, all cells in turn, and pool the timings (noisy "
+                          "machines).", min=1, example="3")
+    precision_hints: tuple[str, ...] = setting(("f32",), "openvino: also measure in these precisions (e.g. bf16,f16), "
+                                               "each as its own row judged against the FP32 reference; f32 is "
+                                               "always measured.", flag="--precision-hint")
+    max_drop: float | None = setting(None, "Exit 1 when an artifact loses more accuracy than this (0.01 = 1 point) "
+                                     "against its run's FP32 reference.", min=0, max=0.999, example="0.01")
+
+    def validate(self) -> None:
+        if not self.batches or min(self.batches) < 1:
+            raise ConfigError(f"batch sizes must be positive integers, got {list(self.batches)}",
+                              hint="--batch-sizes 1,8")
+        unknown = [h for h in self.precision_hints if h not in PRECISION_HINTS]
+        if unknown:
+            raise ConfigError(f"unknown precision hint {unknown[0]!r}", hint=f"use one of {', '.join(PRECISION_HINTS)}")
