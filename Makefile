@@ -39,6 +39,7 @@ demo: venv
 	$(BIN)/edgetl demo --out $(DEMO_OUT)
 
 test: venv device-venv espeak
+	$(BIN)/ruff check edgetl tests benchmarks
 	EDGETL_OFFLINE=1 $(BIN)/pytest -q -n 2 --dist loadfile
 
 bench: venv

@@ -23,15 +23,15 @@ import time
 from pathlib import Path
 
 from edgetl import progress
-from edgetl.bench.machine import cpu_name, machine_info
 from edgetl.bench.latency import measure
+from edgetl.bench.machine import cpu_name, machine_info
 from edgetl.card import build_fingerprint
 from edgetl.data.digits import make_digits
+from edgetl.data.samples import validation_samples
 from edgetl.evaluation import evaluate
 from edgetl.export import export_run
 from edgetl.finetune import finetune
 from edgetl.quantize import quantize
-from edgetl.data.samples import validation_samples
 from edgetl.runtime import open_runner
 
 BOUNDS = {"openvino": 0.005, "onnxruntime": 0.01, "tensorrt": 0.005}
@@ -146,7 +146,8 @@ def main() -> int:
     result = {"rows": rows, "cpu": cpu_name(), "machine": machine_info(), "threads": args.threads, "epochs": args.epochs,
               "build": build_fingerprint(), "python": sys.version.split()[0]}
     (args.out / "quantization.json").write_text(json.dumps(result, indent=2) + "\n")
-    (args.out / "quantization.md").write_text(markdown(rows) + f"\n\nCPU: {result['cpu']} ({', '.join(result['machine']['cpu_flags'])}), {args.threads} threads, "
+    flags = ", ".join(result["machine"]["cpu_flags"])
+    (args.out / "quantization.md").write_text(markdown(rows) + f"\n\nCPU: {result['cpu']} ({flags}), {args.threads} threads, "
                                                                  "batch 1.\n")
     print(markdown(rows))
     return 0

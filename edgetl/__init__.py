@@ -99,10 +99,11 @@ def make_digits(out, size: int = 64, seed: int = 0):
 
 def make_keywords(out, words=None, unknown: bool = False, voices: int = 40, **options):
     """Write spoken keywords synthesized with espeak-ng as an audio folder data set, split by voice."""
-    from edgetl.data.keywords import DEFAULT_WORDS, make_keywords as _make
+    from edgetl.data.keywords import DEFAULT_WORDS
+    from edgetl.data.keywords import make_keywords as _make
 
     return _make(out, words=words or DEFAULT_WORDS, unknown=unknown, voices=voices, **options)
 
 
-__all__ = ["EdgeTLError", "__version__", "adapt", "bench", "evaluate", "evaluate_stream", "export", "finetune", "list_backbones", "make_digits",
-           "make_keywords", "package", "predict", "quantize", "verify"]
+__all__ = ["EdgeTLError", "__version__", "adapt", "bench", "evaluate", "evaluate_stream", "export", "finetune",
+           "list_backbones", "make_digits", "make_keywords", "package", "predict", "quantize", "verify"]

@@ -85,7 +85,8 @@ class ModelCard:
         fields = {f.name for f in dataclasses.fields(cls)}
         missing = [k for k in ("labels", "modality", "input", "preprocessing") if k not in data]
         if missing:
-            raise ArtifactError(f"{where} lacks the fields {', '.join(missing)}", hint="the card was damaged: export the model again")
+            raise ArtifactError(f"{where} lacks the fields {', '.join(missing)}",
+                                hint="the card was damaged: export the model again")
         return cls(**{k: v for k, v in data.items() if k in fields})
 
     @classmethod
@@ -93,7 +94,8 @@ class ModelCard:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ArtifactError(f"{where} is not valid JSON: {exc}", hint="the card was damaged: export the model again") from None
+            raise ArtifactError(f"{where} is not valid JSON: {exc}",
+                                hint="the card was damaged: export the model again") from None
         return cls.from_dict(data, where)
 
     def save(self, path: str | os.PathLike) -> Path:

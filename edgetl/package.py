@@ -193,8 +193,7 @@ def _streaming_of(run: Path, targets: list[str], card: ModelCard) -> dict:
 def _one_input(card: ModelCard, file: Path) -> np.ndarray:
     from edgetl import modality
 
-    pre = modality.preprocessing_of(card)
-    return pre.normalize(pre.prepare(pre.read(file))[None])
+    return modality.preprocessing_of(card)(file)[None]
 
 
 def _device_readme(name: str, card: ModelCard, entries: dict, example: Path) -> str:

@@ -24,8 +24,7 @@ from edgetl.card import ModelCard
 from edgetl.errors import ConfigError, DataError
 from edgetl.runtime.artifacts import write_card
 from edgetl.runtime.backends import open_runner
-from edgetl.runtime.streaming import (Detection, KeywordDetector, StreamingSettings, detect_file, never_fires, replay,
-                                      smoothed)
+from edgetl.runtime.streaming import Detection, KeywordDetector, StreamingSettings, detect_file, never_fires, replay, smoothed
 
 # Thresholds tried for the DET curve and when picking a keyword's threshold.
 THRESHOLDS = np.unique(np.concatenate([np.linspace(0.05, 0.95, 19), 1 - np.geomspace(0.05, 1e-6, 26)]))
@@ -306,7 +305,8 @@ def evaluate_stream(artifact, recording, backend: str = "auto", device: str = "c
     written = None
     if target_fa_per_hour is not None:
         settings = pick_operating_point(probs, card.labels, settings, reference.keywords, hours, hop, window,
-                                        target_fa_per_hour, pick, smoothings=(settings.smoothing,) if smoothing is not None else None,
+                                        target_fa_per_hour, pick,
+                                        smoothings=(settings.smoothing,) if smoothing is not None else None,
                                         refractories=(settings.refractory_ms,) if refractory_ms is not None else None)
         card.streaming = settings.to_dict()
         written = write_streaming(path, card)

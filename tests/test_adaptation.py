@@ -8,17 +8,16 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import write_digit_folder
 from torch import nn
 
 from edgetl.card import ModelCard
 from edgetl.cli import cli
 from edgetl.finetune.adaptation import label_free_signals, make_adaptation
-from edgetl.finetune.settings import FinetuneSettings
 from edgetl.finetune.loop import Trainer
-from edgetl.finetune.training import Distributed
 from edgetl.finetune.model import Classifier
-
-from conftest import write_digit_folder
+from edgetl.finetune.settings import FinetuneSettings
+from edgetl.finetune.training import Distributed
 
 
 @pytest.fixture(scope="module")

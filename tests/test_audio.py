@@ -13,8 +13,8 @@ import pytest
 import soundfile as sf
 import soxr
 from click.testing import CliRunner
-
 from conftest import assert_refused
+
 from edgetl.cli import cli
 from edgetl.errors import DataError
 from edgetl.modality import decode_split

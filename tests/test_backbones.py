@@ -50,8 +50,8 @@ def test_real_forward_and_head(name, size):
 
 def test_packaged_efficientnet_lite0_is_imagenet_trained():
     """scikit-image's chelsea is a cat and coffee is an espresso for the packaged weights."""
-    from skimage import data as skdata
     from PIL import Image
+    from skimage import data as skdata
     from torchvision.models import ResNet18_Weights
 
     from edgetl.backbones.vision import LITE0_PREPROCESSING, lite0_imagenet_model

@@ -7,8 +7,8 @@ import shutil
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import assert_refused as _refused
+
 from edgetl.cli import cli
 from edgetl.export import export_run, write_artifact_card
 from edgetl.runtime.artifacts import read_onnx_card

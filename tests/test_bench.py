@@ -10,6 +10,7 @@ import numpy as np
 import onnx
 import pytest
 from click.testing import CliRunner
+from conftest import bf16_possible
 from onnx import numpy_helper
 from PIL import Image
 
@@ -17,7 +18,6 @@ from edgetl.bench.latency import LatencyStats, measure
 from edgetl.cli import cli
 from edgetl.evaluation import evaluate
 from edgetl.quantize import quantize
-from conftest import bf16_possible
 
 
 def test_percentiles_on_known_timings():

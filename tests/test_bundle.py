@@ -9,8 +9,8 @@ import shutil
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from conftest import assert_refused
+
 from edgetl.cli import cli
 from edgetl.errors import ArtifactError
 from edgetl.runtime import open_runner

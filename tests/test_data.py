@@ -3,13 +3,13 @@ import shutil
 
 import numpy as np
 import pytest
+from conftest import odd_image_bytes, write_digit_folder
 from PIL import Image
 
-from conftest import odd_image_bytes, write_digit_folder
 from edgetl.data.digits import make_digits
 from edgetl.data.folders import open_folder
-from edgetl.modality import decode_split
 from edgetl.errors import ConfigError, DataError
+from edgetl.modality import decode_split
 from edgetl.modality.image import ImagePreprocessing
 
 

@@ -4,8 +4,8 @@ import sys
 import numpy as np
 import pytest
 
-from edgetl.evaluation import evaluate
 from edgetl.errors import ArtifactError, DataError
+from edgetl.evaluation import evaluate
 
 
 def test_runtime_accuracy_matches_training_validation(tiny_run, tiny_digits):

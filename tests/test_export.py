@@ -5,6 +5,7 @@ import shutil
 import numpy as np
 import onnx
 import pytest
+from conftest import bf16_possible
 from onnx import numpy_helper
 
 from edgetl.errors import ArtifactError, ConfigError
@@ -12,7 +13,6 @@ from edgetl.evaluation import evaluate
 from edgetl.export import export_run, verify
 from edgetl.export.parity import ParityError
 from edgetl.runtime import open_runner
-from conftest import bf16_possible
 
 
 @pytest.fixture(scope="module")

@@ -13,10 +13,10 @@ from edgetl import finetune
 from edgetl.backbones import build_backbone
 from edgetl.errors import ConfigError, EdgeTLError
 from edgetl.finetune.augment import normalize
-from edgetl.finetune.settings import FinetuneSettings
 from edgetl.finetune.loop import Trainer
-from edgetl.finetune.training import Distributed
 from edgetl.finetune.model import Classifier
+from edgetl.finetune.settings import FinetuneSettings
+from edgetl.finetune.training import Distributed
 from edgetl.modality.image import ImagePreprocessing
 
 FAST = dict(input_size=32, batch_size=8, epochs=2, hflip=False)

@@ -16,9 +16,9 @@ import numpy as np
 import onnx
 import pytest
 from click.testing import CliRunner
+from conftest import assert_refused as refused
 from onnx import numpy_helper
 
-from conftest import assert_refused as refused
 from edgetl.cli import cli
 
 

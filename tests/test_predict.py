@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from conftest import assert_refused
+
 from edgetl.cli import cli
 from edgetl.data.folders import select_split
 from edgetl.evaluation import evaluate

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
+from conftest import odd_image_bytes
 from PIL import Image
 
-from conftest import odd_image_bytes
 from edgetl.errors import DataError
 from edgetl.modality.image import ImagePreprocessing, load_image
 

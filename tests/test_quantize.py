@@ -2,7 +2,6 @@
 accuracy within the bound, carries its card; TensorRT QDQ structure; --max-drop fallback."""
 from __future__ import annotations
 
-
 import numpy as np
 import onnx
 import pytest
@@ -10,9 +9,9 @@ from click.testing import CliRunner
 from PIL import Image
 
 from edgetl.cli import cli
+from edgetl.data.samples import calibration_samples, validation_samples
 from edgetl.errors import ArtifactError, ConfigError, DataError
 from edgetl.quantize import AccuracyDropError, quantize
-from edgetl.data.samples import calibration_samples, validation_samples
 from edgetl.quantize.onnx_qdq import QdqScheme, float_weighted_nodes, prepare, quantize_qdq
 from edgetl.quantize.qdq_rules import tensorrt_qdq_violations
 from edgetl.quantize.sensitivity import rank_layers
@@ -243,8 +242,8 @@ def test_qat_is_the_last_resort_when_post_training_int8_cannot_hold(quant_onnx, 
     import openvino as ov
 
     import edgetl.quantize.openvino as ov_quant
-    from edgetl.evaluation import evaluate
     from edgetl.data.samples import Samples
+    from edgetl.evaluation import evaluate
 
     real = ov_quant.quantize_openvino
 

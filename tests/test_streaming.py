@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 from click.testing import CliRunner
-
 from conftest import assert_refused
+
 from edgetl.card import ModelCard
 from edgetl.cli import cli
 from edgetl.errors import ConfigError
@@ -213,9 +213,9 @@ def test_recordings_are_read_in_blocks_resampled_and_mixed_to_mono(tmp_path):
     stereo = soxr.resample(wave, RATE, 44100)
     path = tmp_path / "stereo_44k.wav"
     sf.write(path, np.stack([stereo, stereo], 1), 44100, subtype="FLOAT")
-    from edgetl.runtime.streaming import read_stream
+    from edgetl.modality.audio import read_audio_stream
 
-    blocks = list(read_stream(path, RATE, block_seconds=0.7))
+    blocks = list(read_audio_stream(path, RATE, block_seconds=0.7))
     assert len(blocks) > 4
     joined = np.concatenate(blocks)
     assert abs(len(joined) - len(wave)) <= 2

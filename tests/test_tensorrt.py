@@ -13,8 +13,7 @@ from click.testing import CliRunner
 from edgetl.card import ModelCard
 from edgetl.cli import cli
 from edgetl.errors import ArtifactError, BackendUnavailable, ConfigError
-from edgetl.quantize.tensorrt_engine import (BatchProfile, EngineSpec, build_engine, check_spec, plan_build,
-                                             trtexec_command)
+from edgetl.quantize.tensorrt_engine import BatchProfile, EngineSpec, build_engine, check_spec, plan_build, trtexec_command
 from edgetl.runtime import open_runner
 from edgetl.runtime.tensorrt_runner import check_compatible, engine_card_path
 
@@ -92,9 +91,9 @@ def test_without_tensorrt_the_errors_are_clear(quant_onnx, tmp_path):
 def test_build_and_run_engines(quant_onnx, tmp_path):
     """FP16 and INT8 (QDQ) engines agree with the FP32 model on real samples; the card
     records the GPU; a card from another GPU is refused with a rebuild hint."""
+    from edgetl.data.samples import validation_samples
     from edgetl.export.parity import Tolerance, compare
     from edgetl.quantize import quantize
-    from edgetl.data.samples import validation_samples
     from edgetl.runtime.artifacts import read_onnx_card
 
     val = validation_samples(read_onnx_card(quant_onnx))

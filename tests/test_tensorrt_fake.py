@@ -8,11 +8,11 @@ from __future__ import annotations
 import shlex
 import sys
 
+import fake_tensorrt as fake
 import numpy as np
 import onnx
 import pytest
 
-import fake_tensorrt as fake
 from edgetl.card import ModelCard
 from edgetl.errors import ConfigError
 from edgetl.quantize.tensorrt_engine import BatchProfile, EngineSpec, build_engine, check_spec, plan_build, trtexec_command

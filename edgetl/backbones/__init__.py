@@ -14,8 +14,7 @@ import os
 from pathlib import Path
 
 from edgetl.backbones import registry
-from edgetl.backbones.registry import (WEIGHTS_HELP, Backbone, BackboneInfo, Family, offline,
-                                       register_family, weights_on_disk)
+from edgetl.backbones.registry import WEIGHTS_HELP, Backbone, BackboneInfo, Family, offline, register_family, weights_on_disk
 from edgetl.errors import BackboneError, ConfigError, WeightsUnavailable
 
 

@@ -14,7 +14,6 @@ import torch
 from torch import nn
 
 
-
 class LogMel(nn.Module):
     """Waveform [batch, samples] in [-1, 1] -> log-mel [batch, frames, n_mels].
 

@@ -25,8 +25,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from edgetl.backbones.registry import Backbone, BackboneInfo, Family, register_family
 from edgetl.backbones.frontend import LogMel, SpecAugment
+from edgetl.backbones.registry import Backbone, BackboneInfo, Family, register_family
 from edgetl.backbones.stages import Stage, hub_cache_file, hub_state_dict, load_into, read_state_dict
 from edgetl.errors import WeightsUnavailable
 from edgetl.modality.audio import AudioPreprocessing

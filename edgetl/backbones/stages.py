@@ -28,9 +28,6 @@ class Stage:
             yield from m.parameters()
         yield from self.extra_params
 
-    def num_params(self) -> int:
-        return sum(p.numel() for p in self.parameters())
-
     def train(self, mode: bool = True) -> None:
         for m in self.modules:
             m.train(mode)
@@ -153,8 +150,9 @@ def load_into(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> 
     missing = [k for k in own if k not in state]
     wrong = [k for k in own if k in state and state[k].shape != own[k].shape]
     if missing or wrong:
-        detail = f"{len(missing)} tensors missing (e.g. {missing[0]})" if missing else \
-            f"{len(wrong)} tensors of another shape (e.g. {wrong[0]}: {tuple(state[wrong[0]].shape)} vs {tuple(own[wrong[0]].shape)})"
+        detail = f"{len(missing)} tensors missing (e.g. {missing[0]})" if missing else (
+            f"{len(wrong)} tensors of another shape (e.g. {wrong[0]}: {tuple(state[wrong[0]].shape)} "
+            f"vs {tuple(own[wrong[0]].shape)})")
         raise WeightsUnavailable(f"weights from {source} do not fit this backbone: {detail}",
                                  hint="check that the file was saved from the same architecture")
     model.load_state_dict({k: state[k] for k in own if k in state}, strict=False)

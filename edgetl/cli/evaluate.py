@@ -10,9 +10,8 @@ from edgetl.evaluation import evaluate
 
 
 def print_report(report) -> None:
-    from rich.table import Table
-
     from rich.markup import escape
+    from rich.table import Table
 
     from edgetl.progress import print_table, results_console
 

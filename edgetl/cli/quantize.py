@@ -37,8 +37,8 @@ def print_int8_table(results) -> None:
                 "time"):
         table.add_column(col, justify="left" if col in ("artifact", "target", "method") else "right")
     for r in results:
-        table.add_row(escape(r.out.name), r.target, "QAT" if r.method == "quantization-aware" else "PTQ", f"{r.fp32_accuracy:.4f}",
-                      f"{r.int8_accuracy:.4f}", f"{100 * r.drop:.2f}", f"{r.parity.agreement:.2%}",
+        table.add_row(escape(r.out.name), r.target, "QAT" if r.method == "quantization-aware" else "PTQ",
+                      f"{r.fp32_accuracy:.4f}", f"{r.int8_accuracy:.4f}", f"{100 * r.drop:.2f}", f"{r.parity.agreement:.2%}",
                       str(len(r.float_layers)), f"{r.seconds:.0f}s")
     print_table(table, stderr=True)
     for r in results:
@@ -101,8 +101,15 @@ def build_engine_cmd(model, precision, batch, batch_renamed, dla, workspace, tim
     options.take_renamed(values, "batch", "--batch", "--batch-profile")
     batch = values["batch"]
     from edgetl.errors import ConfigError
-    from edgetl.quantize.tensorrt_engine import (BatchProfile, EngineSpec, _frontend_layers, build_engine, check_spec,
-                                                 plan_build, trtexec_command)
+    from edgetl.quantize.tensorrt_engine import (
+        BatchProfile,
+        EngineSpec,
+        _frontend_layers,
+        build_engine,
+        check_spec,
+        plan_build,
+        trtexec_command,
+    )
 
     if not (device.startswith("cuda:") and device[5:].isdigit()) and device != "cuda":
         raise ConfigError(f"--device {device!r} is not a GPU", hint="--device cuda:0")

@@ -18,9 +18,8 @@ import numpy as np
 
 from edgetl import modality
 from edgetl.card import ModelCard
-from edgetl.data.folders import Split
+from edgetl.data.folders import Split, select_split
 from edgetl.errors import DataError
-from edgetl.data.folders import select_split
 
 log = logging.getLogger("edgetl")
 

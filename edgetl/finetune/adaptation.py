@@ -334,9 +334,9 @@ def adabn_run(run, target_data, out=None, overwrite: bool = False, batch: int = 
     from edgetl import progress
     from edgetl.card import ModelCard
     from edgetl.data.folders import open_unlabelled
-    from edgetl.finetune.settings import FinetuneSettings
     from edgetl.finetune.inputs import training_input
     from edgetl.finetune.run import CURVES, HISTORY, RunWriter, load_run
+    from edgetl.finetune.settings import FinetuneSettings
     from edgetl.finetune.training import decode_unlabelled
 
     run = Path(run)

@@ -13,20 +13,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgetl import progress
 from edgetl import modality as modalities
+from edgetl import progress
 from edgetl.backbones import Backbone, build_backbone, find_family
 from edgetl.card import ModelCard
 from edgetl.data.folders import open_folder, open_unlabelled
 from edgetl.data.noise import SILENCE, add_silence_class, wants_silence_class
 from edgetl.errors import ConfigError, DataError, TrainingDiverged
 from edgetl.finetune.augment import ImageTrainingInput
-from edgetl.finetune.settings import FinetuneSettings
 from edgetl.finetune.curves import plot_history
 from edgetl.finetune.hooks import Step, TrainingHooks
 from edgetl.finetune.inputs import training_input
 from edgetl.finetune.model import Classifier
 from edgetl.finetune.run import CURVES, RunWriter
+from edgetl.finetune.settings import FinetuneSettings
 from edgetl.finetune.strategies import check_strategy, stage_lr_scales, trainable_count
 from edgetl.finetune.training import Distributed, decode_unlabelled, resolve_device, seed_everything, to_tensors
 from edgetl.outputs import check_output
@@ -190,7 +190,8 @@ class Trainer:
         return total_loss / max(1, len(x)), correct / max(1, len(x))
 
     # ------------------------------------------------------------ the loop
-    def fit(self, x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor) -> tuple[list[dict], dict, int]:
+    def fit(self, x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor,
+            y_val: torch.Tensor) -> tuple[list[dict], dict, int]:
         cfg = self.cfg
         probe = cfg.strategy == "linear-probe"
         steps_per_epoch = math.ceil(len(x_train) / max(1, self.dist.world) / cfg.batch_size)

@@ -19,11 +19,6 @@ HISTORY = "history.json"
 CURVES = "curves.png"
 
 
-def is_run_dir(path: str | os.PathLike) -> bool:
-    p = Path(path)
-    return p.is_dir() and (p / CARD_FILENAME).is_file()
-
-
 def load_run(path: str | os.PathLike, map_location: str = "cpu") -> tuple[Classifier, ModelCard]:
     """Rebuild the fine-tuned model of a run directory (eval mode)."""
     from edgetl.backbones import build_backbone

@@ -21,8 +21,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import numpy as np
 
 from edgetl.errors import ArtifactError, DataError
-from edgetl.modality.registry import (MODALITIES, Modality, Preprocessing, dummy_input, invalid_preprocessing,
-                                      register)
+from edgetl.modality.registry import MODALITIES, Modality, Preprocessing, dummy_input, invalid_preprocessing, register
 
 if TYPE_CHECKING:
     from edgetl.card import ModelCard

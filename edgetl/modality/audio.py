@@ -10,6 +10,7 @@ so the device computes exactly what the model was trained on. Torch-free.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,31 +32,53 @@ MAX_CLIP_SECONDS = 600.0
 _REMEDY = "re-save it as a 16-bit WAV (e.g. `ffmpeg -i IN -ac 1 -ar 16000 OUT.wav`), or remove it"
 
 
+def _audio_info(path: str | Path):
+    """soundfile's info on `path`; an unreadable file is a DataError that says so."""
+    import soundfile as sf
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path} does not exist" if not path.exists() else f"{path} is not a file",
+                        hint="check the path of the audio file")
+    try:
+        return sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError, OSError, EOFError) as exc:
+        raise _unreadable(path, exc) from None
+
+
+def _unreadable(path, exc: BaseException) -> DataError:
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return DataError(f"cannot read audio {path}: {reason}", hint=_REMEDY)
+
+
+def _mono(block: np.ndarray, path) -> np.ndarray:
+    """Frames x channels -> mono; NaN or infinite samples are a DataError."""
+    if not np.isfinite(block).all():
+        raise DataError(f"audio file {path} holds NaN or infinite samples", hint=_REMEDY)
+    return block.mean(axis=1) if block.shape[1] > 1 else block[:, 0]
+
+
 def read_audio(path: str | Path, sample_rate: int = 16000, max_seconds: float = MAX_CLIP_SECONDS) -> np.ndarray:
     """Decode an audio file to a mono float32 waveform at `sample_rate`.
 
     Any channel count is averaged to mono, integer files (8/16/24/32-bit) are scaled to
     [-1, 1], and any other rate is resampled with soxr's high-quality filter. Empty,
-    silent, non-finite and unreadable files raise DataError naming the cause.
+    silent, non-finite and unreadable files raise DataError naming the cause. A long
+    recording is read in blocks instead (read_audio_stream).
     """
     import soundfile as sf
 
+    info = _audio_info(path)
+    if info.frames > max_seconds * info.samplerate:
+        raise DataError(f"audio file {path} lasts {info.frames / info.samplerate:.0f} s, more than the "
+                        f"{max_seconds:.0f} s a clip may", hint="cut it into clips of a few seconds around each word")
     try:
-        info = sf.info(str(path))
-        if info.frames > max_seconds * info.samplerate:
-            raise DataError(f"audio file {path} lasts {info.frames / info.samplerate:.0f} s, more than the "
-                            f"{max_seconds:.0f} s a clip may", hint="cut it into clips of a few seconds around each word")
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except DataError:
-        raise
     except (sf.LibsndfileError, RuntimeError, ValueError, TypeError, OSError, EOFError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataError(f"cannot read audio {path}: {reason}", hint=_REMEDY) from None
+        raise _unreadable(path, exc) from None
     if data.size == 0:
         raise DataError(f"audio file {path} is empty (no samples)", hint="remove it, or record it again")
-    if not np.isfinite(data).all():
-        raise DataError(f"audio file {path} holds NaN or infinite samples", hint=_REMEDY)
-    wave = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+    wave = _mono(data, path)
     if rate != sample_rate:
         import soxr
 
@@ -64,6 +87,32 @@ def read_audio(path: str | Path, sample_rate: int = 16000, max_seconds: float = 
         raise DataError(f"audio file {path} is silent (peak below {SILENT_PEAK:g})",
                         hint="remove it, or check the microphone's level")
     return np.ascontiguousarray(wave, dtype=np.float32)
+
+
+def read_audio_stream(path: str | Path, sample_rate: int, block_seconds: float = 10.0) -> Iterator[np.ndarray]:
+    """A long recording in blocks, decoded as read_audio decodes a clip (mono, scaled,
+    checked), resampled to `sample_rate` as it is read (soxr's streaming resampler):
+    hours of audio never held in memory at once."""
+    import soundfile as sf
+
+    info = _audio_info(path)
+    if info.frames == 0:
+        raise DataError(f"audio file {path} is empty (no samples)", hint="record it again")
+    try:
+        blocks = sf.blocks(str(path), blocksize=max(1, int(block_seconds * info.samplerate)), dtype="float32",
+                           always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError, OSError) as exc:
+        raise _unreadable(path, exc) from None
+    resampler = None
+    if info.samplerate != sample_rate:
+        import soxr
+
+        resampler = soxr.ResampleStream(info.samplerate, sample_rate, 1, dtype="float32", quality="HQ")
+    for block in blocks:
+        mono = _mono(block, path)
+        yield resampler.resample_chunk(np.ascontiguousarray(mono)) if resampler else mono
+    if resampler is not None:
+        yield resampler.resample_chunk(np.zeros(0, np.float32), last=True)
 
 
 def loudest_window(wave: np.ndarray, length: int, step: int) -> np.ndarray:
@@ -151,10 +200,8 @@ class AudioPreprocessing:
 
     def __call__(self, path: str | Path | np.ndarray) -> np.ndarray:
         wave = self.read(path) if not isinstance(path, np.ndarray) else np.asarray(path, np.float32)
-        return self.prepare(wave)
+        return self.normalize(self.prepare(wave))
 
-    def batch(self, files) -> np.ndarray:
-        return np.stack([self(f) for f in files]) if files else np.zeros((0, self.window), np.float32)
 
 
 @dataclasses.dataclass

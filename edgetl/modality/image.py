@@ -11,7 +11,7 @@ import dataclasses
 import math
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -176,8 +176,6 @@ class ImagePreprocessing:
         img = load_image(image) if not isinstance(image, Image.Image) else to_rgb(image)
         return self.normalize(self.resize_crop(img))
 
-    def batch(self, images: Sequence[str | Path | Image.Image]) -> np.ndarray:
-        return np.stack([self(i) for i in images]) if images else np.zeros((0, 3, *self.size), np.float32)
 
 
 @dataclasses.dataclass

@@ -31,10 +31,10 @@ import numpy as np
 from edgetl import progress
 from edgetl._callable import make_package_callable
 from edgetl.card import ModelCard, build_fingerprint
+from edgetl.data.samples import Samples, bound_samples, calibration_samples
 from edgetl.errors import ArtifactError, ConfigError, EdgeTLError
 from edgetl.export import write_artifact_card
 from edgetl.export.parity import ParityResult, Tolerance, compare, raise_on_failures
-from edgetl.data.samples import Samples, bound_samples, calibration_samples
 from edgetl.outputs import check_output, temp_dir_beside
 from edgetl.quantize.cpu import CPU_TARGETS, cpu_target, warn_if_host_differs
 from edgetl.quantize.settings import DEFAULT_MAX_DROP, TARGETS, QuantizeSettings

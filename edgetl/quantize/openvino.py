@@ -17,6 +17,7 @@ from edgetl.export.onnx_export import in_frontend
 from edgetl.quantize.cpu import CpuTarget, cpu_target
 from edgetl.quantize.settings import NncfOptions
 
+
 class _RevertedNodes(logging.Handler):
     """NNCF reports the operations it reverted to float only in its log."""
 

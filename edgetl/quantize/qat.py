@@ -19,10 +19,11 @@ from pathlib import Path
 
 from edgetl import progress
 from edgetl.card import ModelCard
-from edgetl.errors import ArtifactError, BackendUnavailable, DataError
 from edgetl.data.samples import Samples
+from edgetl.errors import ArtifactError, BackendUnavailable, DataError
 from edgetl.quantize.cpu import CpuTarget, cpu_target
 from edgetl.quantize.settings import QatOptions
+
 
 def run_of(card: ModelCard) -> Path:
     """The run directory an exported model came from (QAT trains its checkpoint)."""
@@ -49,10 +50,10 @@ def qat_openvino(card: ModelCard, out: Path, calib: Samples, options: QatOptions
         raise BackendUnavailable("quantization-aware fine-tuning needs torch, NNCF and OpenVINO",
                                  hint="pip install 'edgetl[all]'") from None
     from edgetl.data.folders import open_folder
-    from edgetl.finetune.settings import FinetuneSettings
-    from edgetl.finetune.loop import Trainer
     from edgetl.finetune.inputs import training_input
+    from edgetl.finetune.loop import Trainer
     from edgetl.finetune.run import load_run
+    from edgetl.finetune.settings import FinetuneSettings
     from edgetl.finetune.training import Distributed, resolve_device, seed_everything, to_tensors
     from edgetl.modality import decode_split, preprocessing_of
 

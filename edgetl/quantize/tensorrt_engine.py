@@ -107,7 +107,8 @@ def check_spec(spec: EngineSpec) -> tuple[ModelCard, bool]:
     if spec.dla_core is not None and spec.dla_core < 0:
         raise ConfigError(f"--dla is a DLA core number (0 or more), got {spec.dla_core}", hint="e.g. --dla 0")
     if not spec.onnx.is_file():
-        raise ArtifactError(f"{spec.onnx} does not exist", hint="make it with `edgetl export` or `edgetl quantize --target tensorrt`")
+        raise ArtifactError(f"{spec.onnx} does not exist",
+                            hint="make it with `edgetl export` or `edgetl quantize --target tensorrt`")
     if spec.onnx.suffix.lower() != ".onnx":
         raise ArtifactError(f"build-engine takes an ONNX model, got {spec.onnx.name}", hint="pass the .onnx or .qdq.onnx file")
     card = read_onnx_card(spec.onnx)

@@ -6,8 +6,8 @@ and predict; nothing else knows how a backend is called. `predict` and the strea
 never import torch (a test checks it); the torch backend plugs in from the training side.
 """
 from edgetl.runtime.backends import BACKENDS, BackendInfo, open_runner
-from edgetl.runtime.runner import PRECISION_HINTS, Runner
 from edgetl.runtime.predict import Prediction, predict
+from edgetl.runtime.runner import PRECISION_HINTS, Runner
 from edgetl.runtime.streaming import Detection, KeywordDetector, StreamingSettings, detect_file
 from edgetl.runtime.verify import load
 

@@ -238,5 +238,6 @@ def is_edgetl_artifact(path: str | Path) -> bool:
 
 
 __all__ = ["KINDS", "ONNX_CARD_KEY", "OPENVINO_CARD_KEY", "ArtifactKind", "card_from_onnx_metadata",
-           "card_from_openvino_model", "engine_card_path", "onnx_session", "read_onnx_card", "is_edgetl_artifact", "kind_of", "read_card", "read_engine_card",
+           "card_from_openvino_model", "engine_card_path", "is_edgetl_artifact", "kind_of", "onnx_session", "read_card",
+           "read_engine_card", "read_onnx_card",
            "set_onnx_card", "write_card"]

@@ -7,7 +7,6 @@ import importlib
 import importlib.metadata
 from pathlib import Path
 
-
 from edgetl import progress
 from edgetl.errors import ArtifactError, BackendUnavailable, ConfigError
 from edgetl.runtime.artifacts import KINDS, kind_of

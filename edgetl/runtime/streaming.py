@@ -18,14 +18,13 @@ from __future__ import annotations
 import collections
 import dataclasses
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgetl.errors import ConfigError, DataError
-from edgetl.modality.audio import SILENT_PEAK, AudioPreprocessing
+from edgetl.errors import ConfigError
+from edgetl.modality.audio import SILENT_PEAK, AudioPreprocessing, read_audio_stream
 from edgetl.runtime.runner import softmax
 
 # Windows scored per call when audio arrives faster than real time (files, replays).
@@ -305,39 +304,6 @@ class KeywordDetector:
         return np.concatenate(self._recorded)
 
 
-def read_stream(path: str | Path, sample_rate: int, block_seconds: float = 10.0) -> Iterator[np.ndarray]:
-    """A long recording in blocks, mono, resampled to `sample_rate` as it is read (soxr's
-    streaming resampler): hours of audio never held in memory at once."""
-    import soundfile as sf
-
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path} does not exist" if not path.exists() else f"{path} is not a file",
-                        hint="check the path of the recording")
-    try:
-        info = sf.info(str(path))
-        blocks = sf.blocks(str(path), blocksize=max(1, int(block_seconds * info.samplerate)), dtype="float32",
-                           always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError, OSError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataError(f"cannot read audio {path}: {reason}",
-                        hint="re-save it as a 16-bit WAV (e.g. `ffmpeg -i IN -ac 1 -ar 16000 OUT.wav`)") from None
-    if info.frames == 0:
-        raise DataError(f"audio file {path} is empty (no samples)", hint="record it again")
-    resampler = None
-    if info.samplerate != sample_rate:
-        import soxr
-
-        resampler = soxr.ResampleStream(info.samplerate, sample_rate, 1, dtype="float32", quality="HQ")
-    for block in blocks:
-        if not np.isfinite(block).all():
-            raise DataError(f"audio file {path} holds NaN or infinite samples", hint="re-save it as a 16-bit WAV")
-        mono = block.mean(axis=1) if block.shape[1] > 1 else block[:, 0]
-        yield resampler.resample_chunk(np.ascontiguousarray(mono)) if resampler else mono
-    if resampler is not None:
-        yield resampler.resample_chunk(np.zeros(0, np.float32), last=True)
-
-
 def detect_file(detector: KeywordDetector, path: str | Path, chunk_seconds: float | None = None,
                 progress=None) -> list[Detection]:
     """Every detection in a recording. It is read in blocks and fed `chunk_seconds` at a
@@ -345,7 +311,7 @@ def detect_file(detector: KeywordDetector, path: str | Path, chunk_seconds: floa
     `progress(seconds)` is told how much audio each block held."""
     found: list[Detection] = []
     step = max(1, int(round(chunk_seconds * detector.sample_rate))) if chunk_seconds else None
-    for block in read_stream(path, detector.sample_rate):
+    for block in read_audio_stream(path, detector.sample_rate):
         for start in range(0, len(block), step or max(1, len(block))):
             found += detector.feed(block[start:start + step] if step else block)
         if progress:
@@ -366,4 +332,4 @@ def audio_seconds(path: str | Path) -> float | None:
 
 
 __all__ = ["Detection", "KeywordDetector", "SharedWindows", "StreamingSettings", "Trigger", "audio_seconds", "detect_file",
-           "never_fires", "read_stream", "replay", "smoothed"]
+           "never_fires", "replay", "smoothed"]

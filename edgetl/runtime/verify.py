@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 
 from edgetl.errors import ArtifactError
-from edgetl.runtime.backends import open_runner
-from edgetl.runtime.runner import Runner
 from edgetl.runtime.artifacts import kind_of
+from edgetl.runtime.backends import open_runner
 from edgetl.runtime.bundle import TOLERANCE, Bundle, runnable_here
 from edgetl.runtime.predict import predict
+from edgetl.runtime.runner import Runner
 
 
 @dataclasses.dataclass
