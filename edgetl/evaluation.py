@@ -7,10 +7,11 @@ import numpy as np
 
 from edgetl import progress
 from edgetl.data.folders import select_split
-from edgetl.errors import ConfigError
 from edgetl.metrics import accuracy, confusion_matrix, per_class_accuracy
 from edgetl.modality import Preprocessing, decode_split, preprocessing_of
 from edgetl.runtime import Runner, open_runner
+from edgetl.runtime.runner import PRECISION_HINTS
+from edgetl.settings import Settings, setting
 
 
 @dataclasses.dataclass
@@ -42,13 +43,25 @@ def predict_logits(runner: Runner, cached: np.ndarray, pre: Preprocessing, batch
     return np.concatenate(out) if out else np.zeros((0, len(runner.card.labels)), np.float32)
 
 
-def evaluate(artifact, data, split: str = "val", backend: str = "auto", device: str = "cpu",
-             batch_size: int = 64, precision_hint: str = "f32", threads: int | None = None) -> EvalReport:
-    if batch_size < 1:
-        raise ConfigError(f"--batch-size must be at least 1, got {batch_size}", hint="e.g. --batch-size 64")
-    if threads is not None and threads < 1:
-        raise ConfigError(f"--threads must be at least 1, got {threads}", hint="e.g. --threads 1")
-    with open_runner(artifact, backend=backend, device=device, threads=threads, precision_hint=precision_hint) as runner:
+@dataclasses.dataclass(frozen=True)
+class EvaluateSettings(Settings):
+    split: str = setting("val", "train | val | test")
+    backend: str = setting("auto", "auto (by artifact kind) | onnxruntime | openvino | tensorrt | torch")
+    device: str = setting("cpu", "cpu, cuda, cuda:N, gpu (OpenVINO) ...")
+    batch_size: int = setting(64, "Samples per inference call.", min=1, example="64")
+    precision_hint: str = setting("f32", "openvino: compute the float operations in this precision (bf16/f16 only "
+                                  "where the CPU has it).", choices=PRECISION_HINTS)
+    threads: int | None = setting(None, "CPU threads for inference (e.g. 1 on a busy machine) [default: every core].",
+                                  min=1)
+
+
+def evaluate(artifact, data, settings: EvaluateSettings | None = None, **options) -> EvalReport:
+    """Accuracy, per-class accuracy and confusion matrix of `artifact` on a split of
+    `data`. `settings` (or its fields as keyword options): EvaluateSettings."""
+    s = EvaluateSettings.of(settings, **options)
+    split, batch_size = s.split, s.batch_size
+    with open_runner(artifact, backend=s.backend, device=s.device, threads=s.threads,
+                     precision_hint=s.precision_hint) as runner:
         card = runner.card
         folder = select_split(data, split, card.labels, card.modality)
         pre = preprocessing_of(card)

@@ -152,7 +152,7 @@ def test_the_runtime_imports_no_training_side_module():
     runtime = [m for m in g if _in(m, ("edgetl.runtime",))]
     assert len(runtime) > 5
     reached = {b for m in runtime for b in g[m]}
-    assert reached and all(_in(b, ("edgetl.runtime", "edgetl.modality", "edgetl.card", "edgetl.errors",
+    assert reached and all(_in(b, ("edgetl.runtime", "edgetl.modality", "edgetl.card", "edgetl.errors", "edgetl.settings",
                                    "edgetl.progress", "edgetl._version")) for b in reached), reached
 
 

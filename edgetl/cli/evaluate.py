@@ -6,7 +6,7 @@ import json
 import click
 
 from edgetl.cli import options
-from edgetl.evaluation import evaluate
+from edgetl.evaluation import EvaluateSettings, evaluate
 
 
 def print_report(report) -> None:
@@ -118,11 +118,7 @@ def _evaluate_stream(artifact, stream, backend, device, threads, hop_ms, smoothi
               "says; with --target-fa-per-hour, fixed instead of picked).")
 @options.threads()
 @click.option("--plot", type=click.Path(dir_okay=False), help="With --stream: write the DET curve (PNG).")
-@click.option("--split", default=options.library_default(evaluate, "split"), show_default=True, help="train | val | test")
-@options.backend(evaluate)
-@options.device(evaluate)
-@click.option("--batch-size", type=int, default=options.library_default(evaluate, "batch_size"), show_default=True)
-@options.precision_hint(evaluate)
+@options.from_settings(EvaluateSettings, skip={"threads"})
 @options.json_flag("one object (accuracy, n, backend, ...)")
 def evaluate_cmd(artifact, data, stream, target_fa_per_hour, pick, hop_ms, smoothing, refractory_ms, threads, plot, split,
                  backend, device, batch_size, precision_hint, as_json):

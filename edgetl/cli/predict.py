@@ -6,19 +6,16 @@ import json
 import click
 
 from edgetl.cli import options
-from edgetl.runtime.predict import predict
+from edgetl.runtime.predict import PredictSettings, predict
 
 
 @click.command("predict")
 @click.argument("artifact", type=click.Path())
 @click.argument("files", nargs=-1, type=click.Path())
-@options.backend(predict)
-@options.device(predict)
+@options.from_settings(PredictSettings, skip={"threads"})
 @options.threads()
-@click.option("--top-k", type=int, default=options.library_default(predict, "top_k"), show_default=True,
-              help="How many labels per file.")
 @options.json_flag("one list: file, labels, scores, error")
-def predict_cmd(artifact, files, backend, device, threads, top_k, as_json):
+def predict_cmd(artifact, files, as_json, **values):
     """Predict FILES (images or audio clips, as the model takes) with ARTIFACT: a run
     directory, .onnx, OpenVINO .xml or TensorRT .engine. An audio file longer than the
     model's window is a stream: each keyword detected is listed with its time. Files
@@ -30,7 +27,9 @@ def predict_cmd(artifact, files, backend, device, threads, top_k, as_json):
     from edgetl.progress import print_table, results_console
     from edgetl.runtime.predict import none_predicted
 
-    results = predict(artifact, files, backend=backend, top_k=top_k, device=device, threads=threads)
+    settings = PredictSettings(**values)
+    top_k = settings.top_k
+    results = predict(artifact, files, settings)
     if len(results) > 1:  # a single file's failure is the error itself
         for r in results:
             if not r.ok:

@@ -18,6 +18,7 @@ from edgetl.errors import ConfigError, DataError
 from edgetl.runtime.backends import open_runner
 from edgetl.runtime.runner import softmax
 from edgetl.runtime.streaming import KeywordDetector, audio_seconds, detect_file
+from edgetl.settings import Settings, setting
 
 
 @dataclasses.dataclass
@@ -60,11 +61,21 @@ def read_input(path: Path, kind: modalities.Modality, preprocessing) -> np.ndarr
                         hint=f"this model takes {takes}") from None
 
 
-def predict(artifact, files, backend: str = "auto", top_k: int = 3, device: str = "cpu", batch: int = 16,
-            threads: int | None = None) -> list[Prediction]:
-    """Top-k labels and scores of each file, in the order given; unusable files carry an error."""
-    if top_k < 1:
-        raise ConfigError(f"--top-k must be at least 1, got {top_k}", hint="e.g. --top-k 3")
+@dataclasses.dataclass(frozen=True)
+class PredictSettings(Settings):
+    backend: str = setting("auto", "auto (by artifact kind) | onnxruntime | openvino | tensorrt | torch")
+    device: str = setting("cpu", "cpu, cuda, cuda:N, gpu (OpenVINO) ...")
+    threads: int | None = setting(None, "CPU threads for inference (e.g. 1 on a busy machine) [default: every core].",
+                                  min=1)
+    top_k: int = setting(3, "How many labels per file.", min=1, example="3")
+    batch: int = setting(16, "Files per inference call.", min=1, cli=False)
+
+
+def predict(artifact, files, settings: PredictSettings | None = None, **options) -> list[Prediction]:
+    """Top-k labels and scores of each file, in the order given; unusable files carry an
+    error. `settings` (or its fields as keyword options): PredictSettings."""
+    s = PredictSettings.of(settings, **options)
+    backend, top_k, device, batch, threads = s.backend, s.top_k, s.device, s.batch, s.threads
     if not files:
         raise ConfigError("no files to predict", hint="pass one or more image or audio files after the artifact")
     with open_runner(artifact, backend=backend, device=device, threads=threads) as runner:
@@ -110,4 +121,4 @@ def none_predicted(results: list[Prediction]) -> DataError:
                      hint=hints.pop() if len(hints) == 1 else "each skipped line above names its file and remedy")
 
 
-__all__ = ["Prediction", "none_predicted", "predict"]
+__all__ = ["Prediction", "PredictSettings", "none_predicted", "predict"]
