@@ -23,8 +23,9 @@ from edgetl.card import ModelCard
 from edgetl.errors import ConfigError, DataError
 from edgetl.outputs import check_output, temp_dir_beside
 from edgetl.runtime.artifacts import engine_card_path, kind_of, read_card
-from edgetl.runtime.bundle import MANIFEST, SCHEMA, sha256
+from edgetl.runtime.bundle import MANIFEST, Manifest, TargetEntry, sha256
 from edgetl.runtime.verify import reference_answers
+from edgetl.settings import Settings, setting
 
 TARGETS = ("openvino", "onnxruntime", "tensorrt")
 INT8_FILES = {"openvino": "model.int8.xml", "onnxruntime": "model.int8.onnx", "tensorrt": "model.qdq.onnx"}
@@ -33,7 +34,7 @@ INT8_FILES = {"openvino": "model.int8.xml", "onnxruntime": "model.int8.onnx", "t
 @dataclasses.dataclass
 class PackageResult:
     out: Path
-    targets: dict[str, dict]
+    targets: dict[str, TargetEntry]
     references: int
 
 
@@ -51,13 +52,20 @@ def pick_model(run: Path, target: str) -> Path:
     return run / ("model.xml" if target == "openvino" else "model.onnx")
 
 
-def _check_targets(targets) -> list[str]:
-    targets = [t.strip() for t in (targets.split(",") if isinstance(targets, str) else targets) if t.strip()]
-    unknown = [t for t in targets if t not in TARGETS]
-    if not targets or unknown or len(set(targets)) != len(targets):
-        raise ConfigError(f"--targets takes distinct names among {', '.join(TARGETS)}, got {','.join(targets) or 'none'}",
-                          hint="e.g. --targets openvino,onnxruntime")
-    return targets
+@dataclasses.dataclass(frozen=True)
+class PackageSettings(Settings):
+    targets: tuple[str, ...] = setting(("openvino", "onnxruntime"), "openvino, onnxruntime, tensorrt (the QDQ model "
+                                       "and the command that builds its engine on the device).")
+    zip_file: bool = setting(False, "Write one .zip file instead of a folder.", flag="--zip")
+    samples: int = setting(16, "Reference files taken from the run's data (test split, else val), class by class.",
+                           min=1, example="16")
+    data: str | None = setting(None, "Take the reference files from this data set instead.")
+
+    def validate(self) -> None:
+        targets = list(self.targets)
+        if not targets or any(t not in TARGETS for t in targets) or len(set(targets)) != len(targets):
+            raise ConfigError(f"--targets takes distinct names among {', '.join(TARGETS)}, "
+                              f"got {','.join(targets) or 'none'}", hint="e.g. --targets openvino,onnxruntime")
 
 
 def reference_files(card: ModelCard, data, n: int) -> list[tuple[Path, str]]:
@@ -91,14 +99,16 @@ def _latency_p50(model: Path, backend: str, x: np.ndarray) -> float:
         return measure(runner, x, warmup=5, iters=30).p50_ms
 
 
-def package(run, out, targets=("openvino", "onnxruntime"), zip_file: bool = False, samples: int = 16, data=None,
-            overwrite: bool = False) -> PackageResult:
-    """Write the bundle of `run` for `targets` to `out` (a folder, or OUT.zip with `zip_file`)."""
+def package(run, out, settings: PackageSettings | None = None, overwrite: bool = False, **options) -> PackageResult:
+    """Write the bundle of `run` for its targets to `out` (a folder, or OUT.zip with
+    `zip_file`). `settings` (or its fields as keyword options): PackageSettings; `targets`
+    may be given as "openvino,onnxruntime"."""
     from edgetl.runtime.predict import predict
 
-    targets = _check_targets(targets)
-    if samples < 1:
-        raise ConfigError(f"--samples must be at least 1, got {samples}", hint="e.g. --samples 16")
+    if isinstance(options.get("targets"), str):
+        options["targets"] = tuple(t.strip() for t in options["targets"].split(",") if t.strip())
+    s = PackageSettings.of(settings, **options)
+    targets, zip_file, samples, data = list(s.targets), s.zip_file, s.samples, s.data
     run = Path(run)
     if not run.exists() or kind_of(run).name != "run":
         raise ConfigError(f"edgetl package takes a run directory, not {run}",
@@ -123,28 +133,26 @@ def package(run, out, targets=("openvino", "onnxruntime"), zip_file: bool = Fals
             copied.append(dest)
         for target in targets:
             model = pick_model(run, target)
-            entry = {"model": _copy_model(model, root / "models"), "precision": read_card(model).precision}
+            entry = TargetEntry(_copy_model(model, root / "models"), read_card(model).precision)
             if target == "tensorrt":
-                entry.update(_engine_entry(run, root, entry))
+                entry.build, entry.engine = _engine_build(run, root, entry)
             backend = "onnxruntime" if target == "tensorrt" else target
             expected[target] = reference_answers(lambda fs, m=model, b=backend: predict(m, fs, backend=b,
                                                                                          top_k=len(card.labels)),
-                                                 copied, root, card.labels, entry["precision"])
+                                                 copied, root, card.labels, entry.precision)
             x = _one_input(card, copied[0])
-            entry["p50_ms_batch1"] = round(_latency_p50(root / entry["model"], backend, x), 3)
-            entry["accuracy"] = read_card(model).metrics.get("accuracy", card.metrics.get("val_accuracy"))
+            entry.p50_ms_batch1 = round(_latency_p50(root / entry.model, backend, x), 3)
+            entry.accuracy = read_card(model).metrics.get("accuracy", card.metrics.get("val_accuracy"))
             entries[target] = entry
-            progress.info(f"{target}: {model.name} ({entry['precision']}), p50 {entry['p50_ms_batch1']:.2f} ms")
+            progress.info(f"{target}: {model.name} ({entry.precision}), p50 {entry.p50_ms_batch1:.2f} ms")
         (root / "reference" / "expected.json").write_text(json.dumps(expected, indent=1) + "\n")
         bundle_card = dataclasses.replace(card, streaming=_streaming_of(run, targets, card))
         bundle_card.save(root)
         (root / "labels.txt").write_text("\n".join(card.labels) + "\n")
         (root / "README.md").write_text(_device_readme(out.name, card, entries, copied[0].relative_to(root)))
         files = {str(p.relative_to(root)): sha256(p) for p in sorted(root.rglob("*")) if p.is_file()}
-        manifest = {"schema": SCHEMA, "edgetl": __version__, "kind": "edgetl bundle", "run": str(run.resolve()),
-                    "labels": card.labels, "modality": card.modality, "targets": entries,
-                    "references": len(copied), "files": files}
-        (root / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+        manifest = Manifest(__version__, str(run.resolve()), list(card.labels), card.modality, entries, len(copied), files)
+        (root / MANIFEST).write_text(manifest.to_json())
         _publish(root, out, zip_file)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -167,18 +175,17 @@ def _copy_model(model: Path, folder: Path) -> str:
     return f"models/{model.name}"
 
 
-def _engine_entry(run: Path, root: Path, entry: dict) -> dict:
+def _engine_build(run: Path, root: Path, entry: TargetEntry) -> tuple[str, str | None]:
     """The exact command that builds the engine on the device, and the engine if one was built."""
-    precision = "int8" if entry["precision"] == "int8" else "fp16"
-    command = f"edgetl build-engine {entry['model']} --precision {precision} --out models/model.engine"
+    precision = "int8" if entry.precision == "int8" else "fp16"
+    command = f"edgetl build-engine {entry.model} --precision {precision} --out models/model.engine"
     (root / "models" / "build-engine.sh").write_text(f"#!/bin/sh\n# on the NVIDIA device, in this folder\n{command}\n")
-    extra = {"build": command, "engine": None}
     engine = run / "model.engine"
     if engine.is_file() and engine_card_path(engine).is_file():
         shutil.copyfile(engine, root / "models" / engine.name)
         shutil.copyfile(engine_card_path(engine), root / "models" / engine_card_path(engine).name)
-        extra["engine"] = f"models/{engine.name}"
-    return extra
+        return command, f"models/{engine.name}"
+    return command, None
 
 
 def _streaming_of(run: Path, targets: list[str], card: ModelCard) -> dict:
@@ -196,14 +203,14 @@ def _one_input(card: ModelCard, file: Path) -> np.ndarray:
     return modality.preprocessing_of(card)(file)[None]
 
 
-def _device_readme(name: str, card: ModelCard, entries: dict, example: Path) -> str:
+def _device_readme(name: str, card: ModelCard, entries: dict[str, TargetEntry], example: Path) -> str:
     extras = {"onnxruntime": "pip install edgetl                # ONNX Runtime",
               "openvino": "pip install 'edgetl[openvino]'    # OpenVINO, for Intel CPUs, GPUs and NPUs",
               "tensorrt": "pip install edgetl                # TensorRT: from JetPack or NVIDIA's index"}
-    def accuracy(e: dict) -> str:
-        return "-" if e.get("accuracy") is None else f"{100 * e['accuracy']:.1f}%"
+    def accuracy(e: TargetEntry) -> str:
+        return "-" if e.accuracy is None else f"{100 * e.accuracy:.1f}%"
 
-    rows = "\n".join(f"| {t} | `{e['model']}` | {e['precision']} | {accuracy(e)} | {e['p50_ms_batch1']:.2f} ms |"
+    rows = "\n".join(f"| {t} | `{e.model}` | {e.precision} | {accuracy(e)} | {e.p50_ms_batch1:.2f} ms |"
                      for t, e in entries.items())
     lines = [f"# {name}: {card.source.get('backbone', 'model')} for {len(card.labels)} classes ({card.modality})", "",
              "Install (no torch needed):", "", *dict.fromkeys(f"    {extras[t]}" for t in entries), "",
@@ -213,7 +220,7 @@ def _device_readme(name: str, card: ModelCard, entries: dict, example: Path) -> 
              "| target | model | precision | accuracy | p50 |", "|---|---|---|---|---|", rows, ""]
     if "tensorrt" in entries:
         lines += ["TensorRT: build the engine on the device itself (it is tied to its GPU and TensorRT version):",
-                  "", f"    {entries['tensorrt']['build']}", ""]
+                  "", f"    {entries['tensorrt'].build}", ""]
     return "\n".join(lines) + "\n"
 
 

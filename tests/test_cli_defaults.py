@@ -22,7 +22,7 @@ LIBRARY = {
                  "edgetl.quantize.settings:QatOptions"],
     "build-engine": ["edgetl.quantize.tensorrt_engine:build_engine", "edgetl.quantize.tensorrt_engine:EngineSpec"],
     "bench": ["edgetl.bench.settings:BenchSettings"],
-    "package": ["edgetl.package:package"],
+    "package": ["edgetl.package:PackageSettings"],
     "verify": ["edgetl.runtime.verify:verify"],
     "predict": ["edgetl.runtime.predict:PredictSettings"],
     "data digits": ["edgetl.data.digits:make_digits"],

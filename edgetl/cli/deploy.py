@@ -7,27 +7,24 @@ import sys
 import click
 
 from edgetl.cli import options
+from edgetl.package import PackageSettings
 
 
 @click.command("package")
 @click.argument("run", type=click.Path())
-@click.option("--targets", default="openvino,onnxruntime", show_default=True,
-              help="Comma-separated: openvino, onnxruntime, tensorrt (the QDQ model and the command that builds "
-                   "its engine on the device).")
 @click.option("--out", required=True, type=click.Path(), help="The bundle folder to write (OUT.zip with --zip).")
-@click.option("--zip", "zip_file", is_flag=True, help="Write one .zip file instead of a folder.")
-@click.option("--samples", type=int, default=16, show_default=True,
-              help="Reference files taken from the run's data (test split, else val), class by class.")
-@click.option("--data", type=click.Path(), help="Take the reference files from this data set instead.")
-@click.option("--overwrite", is_flag=True, help="Replace an earlier bundle at --out (nothing else is replaced).")
-def package_cmd(run, targets, out, zip_file, samples, data, overwrite):
+@options.from_settings(PackageSettings, data={"type": click.Path()},
+                       targets={"type": click.STRING, "default": "openvino,onnxruntime", "metavar": "TARGET,...",
+                                "callback": options.comma_list()})
+@options.overwrite("an earlier bundle at --out")
+def package_cmd(run, out, overwrite, **values):
     """Package RUN for the device: one model per target (INT8 when the run has one within its
     bound, else FP32), the card, reference files with each model's answers, checksums and a
     README with the install and predict lines."""
     from edgetl.package import package
 
-    result = package(run, out, targets=targets, zip_file=zip_file, samples=samples, data=data, overwrite=overwrite)
-    models = ", ".join(f"{t} ({e['precision']})" for t, e in result.targets.items())
+    result = package(run, out, PackageSettings(**values), overwrite=overwrite)
+    models = ", ".join(f"{t} ({e.precision})" for t, e in result.targets.items())
     click.echo(f"wrote {result.out}: {models}, {result.references} reference files")
 
 

@@ -78,38 +78,84 @@ def _unzipped(path: Path) -> Path:
 
 
 @dataclasses.dataclass
+class TargetEntry:
+    """One target's model in a bundle, as the manifest lists it."""
+
+    model: str  # its path in the bundle
+    precision: str  # fp32 | fp16 | int8
+    accuracy: float | None = None  # as measured when it was made
+    p50_ms_batch1: float | None = None  # on the packaging machine
+    build: str | None = None  # tensorrt: the command that builds the engine on the device
+    engine: str | None = None  # tensorrt: an engine built beforehand, if any
+
+    def files(self) -> list[str]:
+        """Its files in the bundle (an IR's .bin with its .xml)."""
+        files = [self.model] + ([self.engine] if self.engine else [])
+        return [*files, *(str(Path(f).with_suffix(".bin")) for f in files if f.endswith(".xml"))]
+
+
+@dataclasses.dataclass
+class Manifest:
+    """bundle.json: written by `edgetl package`, read here; one definition of both."""
+
+    edgetl: str  # the version that packaged it
+    run: str
+    labels: list[str]
+    modality: str
+    targets: dict[str, TargetEntry]
+    references: int
+    files: dict[str, str]  # path in the bundle -> SHA-256
+    schema: int = SCHEMA
+    kind: str = "edgetl bundle"
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=1) + "\n"
+
+    @classmethod
+    def read(cls, path: Path, where: Path) -> "Manifest":
+        try:
+            data = json.loads(path.read_text())
+            schema = data.get("schema")
+        except (OSError, json.JSONDecodeError, AttributeError) as exc:
+            raise ArtifactError(f"the manifest of {where} cannot be read ({exc})", hint=_REPACKAGE) from None
+        if not isinstance(schema, int) or schema > SCHEMA:
+            raise ArtifactError(f"{where} is a bundle of schema {schema}, written by edgetl "
+                                f"{data.get('edgetl', '(newer)')}; this edgetl reads up to schema {SCHEMA}",
+                                hint="upgrade edgetl on this device (pip install -U edgetl)")
+        try:
+            entry_fields = {f.name for f in dataclasses.fields(TargetEntry)}
+            targets = {t: TargetEntry(**{k: v for k, v in e.items() if k in entry_fields})
+                       for t, e in data["targets"].items()}
+            fields = {f.name for f in dataclasses.fields(cls)}
+            return cls(**{**{k: v for k, v in data.items() if k in fields}, "targets": targets})
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ArtifactError(f"the manifest of {where} lacks {exc}", hint=_REPACKAGE) from None
+
+
+@dataclasses.dataclass
 class Bundle:
     path: Path  # as given (folder or .zip)
     root: Path  # the folder its files are in
-    manifest: dict
+    manifest: Manifest
 
     @classmethod
     def open(cls, path: str | Path) -> "Bundle":
         path = Path(path)
         root = _unzipped(path) if path.is_file() else path
-        try:
-            manifest = json.loads((root / MANIFEST).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ArtifactError(f"the manifest of {path} cannot be read ({exc})", hint=_REPACKAGE) from None
-        schema = manifest.get("schema")
-        if not isinstance(schema, int) or schema > SCHEMA:
-            raise ArtifactError(f"{path} is a bundle of schema {schema}, written by edgetl "
-                                f"{manifest.get('edgetl', '(newer)')}; this edgetl reads up to schema {SCHEMA}",
-                                hint="upgrade edgetl on this device (pip install -U edgetl)")
-        return cls(path, root, manifest)
+        return cls(path, root, Manifest.read(root / MANIFEST, path))
 
     @property
     def card(self) -> ModelCard:
         return ModelCard.load(self.root)
 
     @property
-    def targets(self) -> dict[str, dict]:
-        return self.manifest["targets"]
+    def targets(self) -> dict[str, TargetEntry]:
+        return self.manifest.targets
 
     def check_checksums(self, files: list[str] | None = None) -> None:
         """Every file listed (or those of `files`) is present and unchanged, and nothing
         is listed that the manifest does not know; one error names every file that differs."""
-        listed = self.manifest["files"]
+        listed = self.manifest.files
         wanted = listed if files is None else {f: listed[f] for f in files if f in listed}
         unknown = [f for f in (files or []) if f not in listed]
         missing = [f for f in wanted if not (self.root / f).is_file()]
@@ -121,9 +167,7 @@ class Bundle:
                                 hint=_REPACKAGE)
 
     def model_files(self, target: str) -> list[str]:
-        t = self.targets[target]
-        files = [t["model"]] + ([t["engine"]] if t.get("engine") else [])
-        return [*files, *(str(Path(f).with_suffix(".bin")) for f in files if f.endswith(".xml"))]
+        return self.targets[target].files()
 
     def choose(self, backend: str = "auto") -> str:
         """The target to run: the one asked for (which the bundle must have), or the
@@ -145,19 +189,20 @@ class Bundle:
         engine built on this device runs its QDQ model in ONNX Runtime."""
         t = self.targets[target]
         if target == "tensorrt":
-            if t.get("engine") and importlib.util.find_spec("tensorrt"):
-                return self.root / t["engine"], "tensorrt"
-            return self.root / t["model"], "onnxruntime"
-        return self.root / t["model"], target
+            if t.engine and importlib.util.find_spec("tensorrt"):
+                return self.root / t.engine, "tensorrt"
+            return self.root / t.model, "onnxruntime"
+        return self.root / t.model, target
 
     def expected(self, target: str) -> dict:
         return json.loads((self.root / "reference" / "expected.json").read_text())[target]
 
 
-def runnable_here(target: str, entry: dict) -> bool:
+def runnable_here(target: str, entry: TargetEntry) -> bool:
     if target == "tensorrt":  # only with an engine (built for this GPU) and TensorRT installed
-        return bool(entry.get("engine")) and importlib.util.find_spec("tensorrt") is not None
+        return bool(entry.engine) and importlib.util.find_spec("tensorrt") is not None
     return importlib.util.find_spec({"openvino": "openvino", "onnxruntime": "onnxruntime"}[target]) is not None
 
 
-__all__ = ["MANIFEST", "PREFERENCE", "SCHEMA", "TOLERANCE", "Bundle", "is_bundle", "runnable_here", "sha256"]
+__all__ = ["MANIFEST", "PREFERENCE", "SCHEMA", "TOLERANCE", "Bundle", "Manifest", "TargetEntry", "is_bundle",
+           "runnable_here", "sha256"]
