@@ -116,3 +116,24 @@ class ModelCard:
         if not path.is_file():
             raise ArtifactError(f"no model card at {path}", hint="pass a run directory made by `edgetl finetune`")
         return cls.from_json(path.read_text(), where=str(path))
+
+
+def run_card(*, labels: list[str], preprocessing, backbone_name: str, backbone, settings: dict, data, train_labels, history: list[dict],
+             best_epoch: int, device: str, world_size: int, train_seconds: float,
+             adaptation: dict | None = None) -> ModelCard:
+    """The card of a fine-tuning run: what it takes (the preprocessing, which names its
+    modality), where it came from (backbone, settings, data, counts, device) and what it
+    reached (the kept epoch's figures; an adapted run's final validation accuracy)."""
+    best = history[best_epoch - 1]
+    val_accuracy = adaptation["final"]["val_accuracy"] if adaptation else best["val_accuracy"]
+    counts = {c: int((train_labels == i).sum()) for i, c in enumerate(labels)}  # as decoded
+    return ModelCard(
+        labels=list(labels), modality=preprocessing.kind, input=preprocessing.input_spec(),
+        preprocessing=preprocessing.to_dict(), streaming=dict(backbone.streaming), parts=dict(backbone.parts),
+        source={"backbone": backbone_name, "weights": backbone.weights, "strategy": settings["strategy"],
+                "stages": len(backbone.stages), "trained_stages": max(h["trainable_stages"] for h in history),
+                "data": str(Path(data).resolve()), "train_counts": counts, "config": settings, "device": device,
+                "world_size": world_size, **({"adaptation": adaptation} if adaptation else {})},
+        metrics={"val_accuracy": val_accuracy, "val_loss": best["val_loss"], "train_accuracy": best["train_accuracy"],
+                 "best_epoch": best_epoch, "epochs_run": len(history), "train_seconds": train_seconds},
+    )

@@ -14,7 +14,7 @@ from edgetl.cli import cli
 # command -> the library objects it calls ("module:name", a function or settings dataclass)
 LIBRARY = {
     "finetune": ["edgetl.finetune.settings:FinetuneSettings", "edgetl.modality.image:ImageTrainingOptions",
-                 "edgetl.modality.audio:AudioTrainingOptions", "edgetl.finetune.loop:finetune"],
+                 "edgetl.modality.audio:AudioTrainingOptions", "edgetl.finetune.job:finetune"],
     "adapt": ["edgetl.finetune.adaptation:adabn_run"],
     "evaluate": ["edgetl.evaluation:EvaluateSettings", "edgetl.stream_evaluation:evaluate_stream"],
     "export": ["edgetl.export.settings:ExportSettings"],

@@ -128,7 +128,7 @@ def test_existing_output_is_not_overwritten_and_interrupts_leave_nothing(tmp_pat
     def boom(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("edgetl.finetune.loop.plot_history", boom)
+    monkeypatch.setattr("edgetl.finetune.job.plot_history", boom)
     with pytest.raises(KeyboardInterrupt):
         finetune(tiny_digits, "resnet18", tmp_path / "new", weights="none", **{**FAST, "epochs": 1})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]

@@ -5,7 +5,7 @@ pull in torch.
 """
 from edgetl._callable import lazy_attributes, make_package_callable
 
-_LAZY = {"finetune": "loop", "FinetuneSettings": "settings", "RunResult": "loop", "load_run": "run",
+_LAZY = {"finetune": "job", "FinetuneSettings": "settings", "RunResult": "job", "load_run": "run",
          "STRATEGIES": "strategies"}
 
 __all__ = list(_LAZY)
@@ -13,4 +13,4 @@ __all__ = list(_LAZY)
 __getattr__ = lazy_attributes(__name__, _LAZY)
 
 
-make_package_callable(__name__, "edgetl.finetune.loop:finetune")
+make_package_callable(__name__, "edgetl.finetune.job:finetune")

@@ -323,6 +323,26 @@ def fit_adapted(train, method: str, cfg, x_target: torch.Tensor, source_prior: n
 
 
 
+def report_adaptation(report: dict) -> None:
+    """What adaptation did, one line per candidate, and the target accuracy where it is known."""
+    from edgetl import progress
+
+    rows = report["candidates"]
+    for name, row in rows.items():
+        extra = f"  target_acc {row['target_accuracy']:.4f}" if "target_accuracy" in row else ""
+        progress.info(f"{name:>12}: val_acc {row['val_accuracy']:.4f}  target im {row['im']:.3f} "
+                      f"(entropy {row['entropy']:.3f}, balance {row['balance']:.3f})"
+                      + extra + ("  <- kept" if name == report["method"] else ""))
+    if report["asked"] == "auto" and report["method"] == "source-only":
+        progress.info("adaptation: no method beat source-only by the label-free criterion (target im, source accuracy "
+                      "kept); the source-only model is kept")
+    if report.get("target_val"):
+        tv = report["target_val"]
+        gap = f", {tv['gap_closed']:.0%} of the gap to in-domain accuracy closed" if tv["gap_closed"] is not None else ""
+        progress.info(f"target accuracy: {tv['adapted']:.4f} ({report['method']}) vs {tv['source_only']:.4f} "
+                      f"(source-only){gap}")
+
+
 def adabn_run(run, target_data, out=None, overwrite: bool = False, batch: int = 64):
     """`edgetl adapt`: AdaBN on an existing run, written as a new run (RUN-adabn by default)
     whose card records the method, the target data and the label-free figures before and

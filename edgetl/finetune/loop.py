@@ -8,28 +8,19 @@ import math
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgetl import modality as modalities
 from edgetl import progress
-from edgetl.backbones import Backbone, build_backbone, find_family
 from edgetl.card import ModelCard
-from edgetl.data.folders import open_folder, open_unlabelled
-from edgetl.data.noise import SILENCE, add_silence_class, wants_silence_class
-from edgetl.errors import ConfigError, DataError, TrainingDiverged
+from edgetl.errors import TrainingDiverged
 from edgetl.finetune.augment import ImageTrainingInput
-from edgetl.finetune.curves import plot_history
 from edgetl.finetune.hooks import Step, TrainingHooks
-from edgetl.finetune.inputs import training_input
 from edgetl.finetune.model import Classifier
-from edgetl.finetune.run import CURVES, RunWriter
 from edgetl.finetune.settings import FinetuneSettings
 from edgetl.finetune.strategies import check_strategy, stage_lr_scales, trainable_count
-from edgetl.finetune.training import Distributed, decode_unlabelled, resolve_device, seed_everything, to_tensors
-from edgetl.outputs import check_output
+from edgetl.finetune.training import Distributed
 
 
 @dataclasses.dataclass
@@ -286,147 +277,3 @@ class Trainer:
                     break
         state = self.hooks.after_fit(self, best["state"], history, best["epoch"])
         return history, state, best["epoch"]
-
-
-def _report_adaptation(report: dict) -> None:
-    rows = report["candidates"]
-    for name, row in rows.items():
-        extra = f"  target_acc {row['target_accuracy']:.4f}" if "target_accuracy" in row else ""
-        progress.info(f"{name:>12}: val_acc {row['val_accuracy']:.4f}  target im {row['im']:.3f} "
-                      f"(entropy {row['entropy']:.3f}, balance {row['balance']:.3f})"
-                      + extra + ("  <- kept" if name == report["method"] else ""))
-    if report["asked"] == "auto" and report["method"] == "source-only":
-        progress.info("adaptation: no method beat source-only by the label-free criterion (target im, source accuracy "
-                      "kept); the source-only model is kept")
-    if report.get("target_val"):
-        tv = report["target_val"]
-        gap = f", {tv['gap_closed']:.0%} of the gap to in-domain accuracy closed" if tv["gap_closed"] is not None else ""
-        progress.info(f"target accuracy: {tv['adapted']:.4f} ({report['method']}) vs {tv['source_only']:.4f} "
-                      f"(source-only){gap}")
-
-
-def finetune(data, backbone: str, out, overwrite: bool = False, **options) -> RunResult:
-    """Fine-tune `backbone` on the folder data set `data` (images or audio clips, as the
-    backbone takes); write the run to `out`."""
-    cfg = FinetuneSettings.from_options(**options).check()
-    protected = {"data set": data, **{f"{k.replace('_', ' ')}": v for k, v in
-                                     (("target_data", cfg.target_data), ("target_val", cfg.target_val)) if v}}
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    dist = Distributed()
-    device = resolve_device(cfg.device, dist)
-    dist.start(device)
-    seed_everything(cfg.seed)
-    writer = None
-    try:
-        kind = modalities.get(find_family(backbone).modality)
-        files = f"{kind.noun}s"
-        splits = open_folder(data, val_split=cfg.val_split, seed=cfg.seed, modality=kind.name)
-        silence = wants_silence_class(cfg.audio.silence_class, kind.name, splits.classes, data)
-        target_split = open_unlabelled(cfg.target_data, kind.name) if cfg.adapt else None
-        check_output(out, "run", overwrite, protected)  # before any work; RunWriter checks again when it starts
-        train_set = splits["train"]
-        if cfg.limit_per_class:
-            train_set = train_set.limit_per_class(cfg.limit_per_class, seed=cfg.seed)
-        if "val" not in splits.splits or len(splits["val"]) == 0:
-            if max(train_set.counts().values()) < 2:  # no split can hold one file out and keep one to train on
-                raise DataError(f"{data} has one {kind.noun} per class: nothing is left to validate on",
-                                hint=f"add at least two {files} per class, or a val/ folder")
-            raise DataError(f"{data} has no validation {files}",
-                            hint=f"add a val/ folder or use --val-split to hold some training {files} out")
-        bb: Backbone = build_backbone(backbone, cfg.weights)
-        check_strategy(cfg.strategy, cfg.unfreeze, len(bb.stages))  # --unfreeze against the real stage count
-        if cfg.adapt:
-            from edgetl.finetune.adaptation import batchnorm_layers, check_method
-
-            check_method(cfg.adapt, bb.features)
-        if cfg.input_size and bb.fixed_input_size and cfg.input_size != bb.preprocessing.size[0]:
-            raise ConfigError(f"{backbone} only takes {bb.preprocessing.size[0]} px inputs",
-                              hint="drop --input-size, or pick a convolutional backbone")
-        pre = bb.preprocessing.with_size(cfg.input_size) if cfg.input_size else bb.preprocessing
-        writer = RunWriter(out, overwrite, protected) if dist.is_main else None
-        if dist.is_main:
-            progress.info(f"{backbone}: {len(bb.stages)} stages, {bb.feature_dim}-d features; "
-                          f"{len(train_set)} train / {len(splits['val'])} val {files}, {len(splits.classes)} classes; "
-                          f"{cfg.strategy} on {device}")
-            if silence:
-                progress.info(f"adding a {SILENCE} class of background noise (--no-silence-class to leave it out)")
-            if kind.name == "audio" and not any(c.startswith("_") and c != SILENCE for c in splits.classes):
-                progress.info("no _unknown_ class of other words: a streaming detector will take other speech for "
-                              "keywords (edgetl data keywords --unknown writes one)")
-        with progress.progress_bar() as bar:
-            task = bar.add_task(f"decoding {files}", total=len(train_set) + len(splits["val"]), status="")
-            tick = lambda n: bar.advance(task, n)  # noqa: E731
-            xtr, ytr = modalities.decode_split(train_set, pre, progress=tick)
-            xva, yva = modalities.decode_split(splits["val"], pre, progress=tick)
-        classes = list(splits.classes)
-        if silence:
-            decoded, classes = add_silence_class({"train": (xtr, ytr), "val": (xva, yva)}, classes, data, pre, cfg.seed)
-            (xtr, ytr), (xva, yva) = decoded["train"], decoded["val"]
-        transform = training_input(pre, device, cfg, data)
-        x_train, y_train = to_tensors(xtr, ytr, device, transform)
-        x_val, y_val = to_tensors(xva, yva, device, transform)
-        fresh = [bb]
-
-        def train(hooks: TrainingHooks | None = None):
-            """One training from the pretrained weights (auto adaptation trains several)."""
-            b = fresh.pop() if fresh else build_backbone(backbone, cfg.weights)
-            seed_everything(cfg.seed)  # the same head and batches for every candidate
-            model = Classifier(b.features, b.feature_dim, len(classes), cfg.dropout).to(device)
-            if device.type == "cuda" and cfg.channels_last:
-                model = model.to(memory_format=torch.channels_last)
-            trainer = Trainer(model, b.stages, cfg, device, dist, inputs=transform, hooks=hooks)
-            return (trainer, *trainer.fit(x_train, y_train, x_val, y_val))
-
-        t0 = time.perf_counter()
-        adaptation = None
-        if cfg.adapt:
-            from edgetl.finetune.adaptation import fit_adapted
-
-            x_target = to_tensors(*decode_unlabelled(target_split, kind, pre), device, transform)[0]
-            target_val = None
-            if cfg.target_val:
-                tv = open_folder(cfg.target_val, val_split=0, classes=classes, modality=kind.name)
-                labelled = tv.splits.get("test") or tv.splits.get("val") or tv.splits["train"]
-                target_val = to_tensors(*modalities.decode_split(labelled, pre), device, transform)
-            prior = np.bincount(ytr, minlength=len(classes)) / len(ytr)
-            history, best_state, best_epoch, adaptation = fit_adapted(
-                train, cfg.adapt, cfg, x_target, prior, bb.feature_dim, (x_val, y_val), target_val,
-                log=progress.info if dist.is_main else lambda _: None, has_batchnorm=bool(batchnorm_layers(bb.features)))
-            adaptation.update(target_data=str(Path(cfg.target_data).resolve()),
-                              target_val_data=str(Path(cfg.target_val).resolve()) if cfg.target_val else None)
-        else:
-            history, best_state, best_epoch = train()[1:]
-        wall = time.perf_counter() - t0
-        if not dist.is_main:
-            return RunResult(Path(out), None, history, best_epoch, max(h["val_accuracy"] for h in history))
-        best = dict(history[best_epoch - 1])
-        if adaptation:  # AdaBN changes the kept model after its epoch was chosen
-            best["val_accuracy"] = adaptation["final"]["val_accuracy"]
-            _report_adaptation(adaptation)
-        card = ModelCard(
-            labels=list(classes), modality=kind.name, input=pre.input_spec(),
-            preprocessing=pre.to_dict(), streaming=dict(bb.streaming), parts=dict(bb.parts),
-            source={"backbone": backbone, "weights": bb.weights, "strategy": cfg.strategy,
-                    "stages": len(bb.stages), "trained_stages": max(h["trainable_stages"] for h in history),
-                    "data": str(Path(data).resolve()),
-                    "train_counts": {c: int((ytr == i).sum()) for i, c in enumerate(classes)},  # decoded
-                    "config": dataclasses.asdict(cfg), "device": str(device), "world_size": dist.world,
-                    **({"adaptation": adaptation} if adaptation else {})},
-            metrics={"val_accuracy": best["val_accuracy"], "val_loss": best["val_loss"],
-                     "train_accuracy": best["train_accuracy"], "best_epoch": best_epoch,
-                     "epochs_run": len(history), "train_seconds": wall},
-        )
-        writer.save_model(best_state)
-        writer.save_history(history)
-        writer.save_card(card)
-        plot_history(history, writer.folder / CURVES, title=f"{backbone} · {cfg.strategy}")
-        final = writer.commit()
-        progress.info(f"best val_acc {best['val_accuracy']:.4f} at epoch {best_epoch}; run written to {final}")
-        return RunResult(final, card, history, best_epoch, best["val_accuracy"])
-    except BaseException:
-        if writer is not None:
-            writer.discard()
-        raise
-    finally:
-        dist.close()

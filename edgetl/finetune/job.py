@@ -1,0 +1,222 @@
+"""`finetune()`: one fine-tuning job as a short sequence of named steps.
+
+prepare (settings, data, backbone; every check before any work) -> decode (each split
+once, on the training device) -> train (one training, or the candidates of domain
+adaptation) -> write (checkpoint, history, curves and the run's card, built in card.py,
+committed atomically). The training loop itself is finetune/loop.py.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgetl import modality as modalities
+from edgetl import progress
+from edgetl.backbones import Backbone, build_backbone, find_family
+from edgetl.card import ModelCard, run_card
+from edgetl.data.folders import DatasetSplits, Split, open_folder, open_unlabelled
+from edgetl.data.noise import SILENCE, add_silence_class, wants_silence_class
+from edgetl.errors import ConfigError, DataError
+from edgetl.finetune.curves import plot_history
+from edgetl.finetune.hooks import TrainingHooks
+from edgetl.finetune.inputs import training_input
+from edgetl.finetune.loop import Trainer
+from edgetl.finetune.model import Classifier
+from edgetl.finetune.run import CURVES, RunWriter
+from edgetl.finetune.settings import FinetuneSettings
+from edgetl.finetune.strategies import check_strategy
+from edgetl.finetune.training import Distributed, decode_unlabelled, resolve_device, seed_everything, to_tensors
+from edgetl.outputs import check_output
+
+
+@dataclasses.dataclass
+class RunResult:
+    out: Path
+    card: ModelCard | None  # None on the other processes of a distributed run
+    history: list[dict]
+    best_epoch: int
+    val_accuracy: float
+
+
+@dataclasses.dataclass
+class Plan:
+    """What a job works on, checked before any work."""
+
+    data: Path
+    backbone: str
+    kind: modalities.Modality
+    splits: DatasetSplits
+    train_set: Split
+    silence: bool  # add a _silence_ class of background noise
+    target_split: Split | None  # unlabelled target data (domain adaptation)
+    bb: Backbone
+    preprocessing: modalities.Preprocessing
+    protected: dict  # the inputs an output may never replace
+
+
+@dataclasses.dataclass
+class Decoded:
+    """The splits as tensors in the modality's training layout, on the training device."""
+
+    classes: list[str]
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    train_labels: np.ndarray  # as decoded (unreadable files skipped): the card's counts and the class prior
+    transform: object  # the modality's training transform
+
+
+def finetune(data, backbone: str, out, overwrite: bool = False, settings: FinetuneSettings | None = None,
+             **options) -> RunResult:
+    """Fine-tune `backbone` on the folder data set `data` (images or audio clips, as the
+    backbone takes); write the run to `out`. `settings` (or its fields as keyword
+    options, the modality's among them, e.g. hflip=False): FinetuneSettings."""
+    cfg = (settings or FinetuneSettings.from_options(**options)).check()
+    if settings is not None and options:
+        raise ConfigError("pass either settings or options, not both", hint="settings.replace(...)")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    dist = Distributed()
+    device = resolve_device(cfg.device, dist)
+    dist.start(device)
+    seed_everything(cfg.seed)
+    writer = None
+    try:
+        plan = prepare(data, backbone, out, cfg, overwrite)
+        writer = RunWriter(out, overwrite, plan.protected) if dist.is_main else None
+        if dist.is_main:
+            announce(plan, cfg, device)
+        decoded = decode(plan, cfg, device)
+        started = time.perf_counter()
+        history, state, best_epoch, adaptation = train(plan, decoded, cfg, device, dist)
+        if not dist.is_main:
+            return RunResult(Path(out), None, history, best_epoch, max(h["val_accuracy"] for h in history))
+        card = run_card(labels=decoded.classes, preprocessing=plan.preprocessing, backbone_name=plan.backbone,
+                        backbone=plan.bb,
+                        settings=cfg.to_dict(), data=plan.data, train_labels=decoded.train_labels, history=history,
+                        best_epoch=best_epoch, device=str(device), world_size=dist.world,
+                        train_seconds=time.perf_counter() - started, adaptation=adaptation)
+        return write(writer, card, state, history, best_epoch)
+    except BaseException:
+        if writer is not None:
+            writer.discard()
+        raise
+    finally:
+        dist.close()
+
+
+def prepare(data, backbone: str, out, cfg: FinetuneSettings, overwrite: bool) -> Plan:
+    """The data set, the target data and the backbone, every check done; nothing written."""
+    protected = {"data set": data, **{f"{k.replace('_', ' ')}": v for k, v in
+                                     (("target_data", cfg.target_data), ("target_val", cfg.target_val)) if v}}
+    kind = modalities.get(find_family(backbone).modality)
+    files = f"{kind.noun}s"
+    splits = open_folder(data, val_split=cfg.val_split, seed=cfg.seed, modality=kind.name)
+    silence = wants_silence_class(cfg.audio.silence_class, kind.name, splits.classes, data)
+    target_split = open_unlabelled(cfg.target_data, kind.name) if cfg.adapt else None
+    check_output(out, "run", overwrite, protected)  # before any work; RunWriter checks again when it starts
+    train_set = splits["train"]
+    if cfg.limit_per_class:
+        train_set = train_set.limit_per_class(cfg.limit_per_class, seed=cfg.seed)
+    if "val" not in splits.splits or len(splits["val"]) == 0:
+        if max(train_set.counts().values()) < 2:  # no split can hold one file out and keep one to train on
+            raise DataError(f"{data} has one {kind.noun} per class: nothing is left to validate on",
+                            hint=f"add at least two {files} per class, or a val/ folder")
+        raise DataError(f"{data} has no validation {files}",
+                        hint=f"add a val/ folder or use --val-split to hold some training {files} out")
+    bb = build_backbone(backbone, cfg.weights)
+    check_strategy(cfg.strategy, cfg.unfreeze, len(bb.stages))  # --unfreeze against the real stage count
+    if cfg.adapt:
+        from edgetl.finetune.adaptation import check_method
+
+        check_method(cfg.adapt, bb.features)
+    if cfg.input_size and bb.fixed_input_size and cfg.input_size != bb.preprocessing.size[0]:
+        raise ConfigError(f"{backbone} only takes {bb.preprocessing.size[0]} px inputs",
+                          hint="drop --input-size, or pick a convolutional backbone")
+    pre = bb.preprocessing.with_size(cfg.input_size) if cfg.input_size else bb.preprocessing
+    return Plan(Path(data), backbone, kind, splits, train_set, silence, target_split, bb, pre, protected)
+
+
+def announce(plan: Plan, cfg: FinetuneSettings, device: torch.device) -> None:
+    files = f"{plan.kind.noun}s"
+    classes = plan.splits.classes
+    progress.info(f"{plan.backbone}: {len(plan.bb.stages)} stages, {plan.bb.feature_dim}-d features; "
+                  f"{len(plan.train_set)} train / {len(plan.splits['val'])} val {files}, {len(classes)} classes; "
+                  f"{cfg.strategy} on {device}")
+    if plan.silence:
+        progress.info(f"adding a {SILENCE} class of background noise (--no-silence-class to leave it out)")
+    if plan.kind.name == "audio" and not any(c.startswith("_") and c != SILENCE for c in classes):
+        progress.info("no _unknown_ class of other words: a streaming detector will take other speech for "
+                      "keywords (edgetl data keywords --unknown writes one)")
+
+
+def decode(plan: Plan, cfg: FinetuneSettings, device: torch.device) -> Decoded:
+    """Each split decoded once (a _silence_ class added where asked), as training tensors."""
+    pre, val_set = plan.preprocessing, plan.splits["val"]
+    with progress.progress_bar() as bar:
+        task = bar.add_task(f"decoding {plan.kind.noun}s", total=len(plan.train_set) + len(val_set), status="")
+        tick = lambda n: bar.advance(task, n)  # noqa: E731
+        xtr, ytr = modalities.decode_split(plan.train_set, pre, progress=tick)
+        xva, yva = modalities.decode_split(val_set, pre, progress=tick)
+    classes = list(plan.splits.classes)
+    if plan.silence:
+        decoded, classes = add_silence_class({"train": (xtr, ytr), "val": (xva, yva)}, classes, plan.data, pre,
+                                             cfg.seed)
+        (xtr, ytr), (xva, yva) = decoded["train"], decoded["val"]
+    transform = training_input(pre, device, cfg, plan.data)
+    x_train, y_train = to_tensors(xtr, ytr, device, transform)
+    x_val, y_val = to_tensors(xva, yva, device, transform)
+    return Decoded(classes, x_train, y_train, x_val, y_val, ytr, transform)
+
+
+def train(plan: Plan, d: Decoded, cfg: FinetuneSettings, device: torch.device, dist: Distributed):
+    """(history, best state, best epoch, adaptation report or None): one training, or with
+    --adapt the candidates of finetune/adaptation.py, each from the pretrained weights."""
+    fresh = [plan.bb]
+
+    def one_training(hooks: TrainingHooks | None = None):
+        b = fresh.pop() if fresh else build_backbone(plan.backbone, cfg.weights)
+        seed_everything(cfg.seed)  # the same head and batches for every candidate
+        model = Classifier(b.features, b.feature_dim, len(d.classes), cfg.dropout).to(device)
+        if device.type == "cuda" and cfg.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        trainer = Trainer(model, b.stages, cfg, device, dist, inputs=d.transform, hooks=hooks)
+        return (trainer, *trainer.fit(d.x_train, d.y_train, d.x_val, d.y_val))
+
+    if not cfg.adapt:
+        return (*one_training()[1:], None)
+    from edgetl.finetune.adaptation import batchnorm_layers, fit_adapted, report_adaptation
+
+    x_target = to_tensors(*decode_unlabelled(plan.target_split, plan.kind, plan.preprocessing), device, d.transform)[0]
+    target_val = None
+    if cfg.target_val:
+        tv = open_folder(cfg.target_val, val_split=0, classes=d.classes, modality=plan.kind.name)
+        labelled = tv.splits.get("test") or tv.splits.get("val") or tv.splits["train"]
+        target_val = to_tensors(*modalities.decode_split(labelled, plan.preprocessing), device, d.transform)
+    prior = np.bincount(d.train_labels, minlength=len(d.classes)) / len(d.train_labels)
+    history, state, best_epoch, adaptation = fit_adapted(
+        one_training, cfg.adapt, cfg, x_target, prior, plan.bb.feature_dim, (d.x_val, d.y_val), target_val,
+        log=progress.info if dist.is_main else lambda _: None,
+        has_batchnorm=bool(batchnorm_layers(plan.bb.features)))
+    adaptation.update(target_data=str(Path(cfg.target_data).resolve()),
+                      target_val_data=str(Path(cfg.target_val).resolve()) if cfg.target_val else None)
+    if dist.is_main:
+        report_adaptation(adaptation)
+    return history, state, best_epoch, adaptation
+
+
+def write(writer: RunWriter, card: ModelCard, state: dict, history: list[dict], best_epoch: int) -> RunResult:
+    """The run directory, committed in one rename."""
+    writer.save_model(state)
+    writer.save_history(history)
+    writer.save_card(card)
+    plot_history(history, writer.folder / CURVES, title=f"{card.source['backbone']} · {card.source['strategy']}")
+    final = writer.commit()
+    accuracy = card.metrics["val_accuracy"]
+    progress.info(f"best val_acc {accuracy:.4f} at epoch {best_epoch}; run written to {final}")
+    return RunResult(final, card, history, best_epoch, accuracy)
