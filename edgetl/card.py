@@ -118,8 +118,8 @@ class ModelCard:
         return cls.from_json(path.read_text(), where=str(path))
 
 
-def run_card(*, labels: list[str], preprocessing, backbone_name: str, backbone, settings: dict, data, train_labels, history: list[dict],
-             best_epoch: int, device: str, world_size: int, train_seconds: float,
+def run_card(*, labels: list[str], preprocessing, backbone_name: str, backbone, settings: dict, data, train_labels,
+             history: list[dict], best_epoch: int, device: str, world_size: int, train_seconds: float,
              adaptation: dict | None = None) -> ModelCard:
     """The card of a fine-tuning run: what it takes (the preprocessing, which names its
     modality), where it came from (backbone, settings, data, counts, device) and what it

@@ -36,7 +36,7 @@ from edgetl.errors import ArtifactError, ConfigError, EdgeTLError
 from edgetl.export import write_artifact_card
 from edgetl.export.parity import ParityResult, Tolerance, compare, raise_on_failures
 from edgetl.outputs import check_output, temp_dir_beside
-from edgetl.quantize.cpu import CPU_TARGETS, cpu_target, warn_if_host_differs
+from edgetl.quantize.cpu import CPU_TARGETS, CpuTarget, cpu_target, warn_if_host_differs
 from edgetl.quantize.settings import DEFAULT_MAX_DROP, TARGETS, QuantizeSettings
 
 DEFAULT_SUFFIX = {"openvino": ".int8.xml", "onnxruntime": ".int8.onnx", "tensorrt": ".qdq.onnx"}
@@ -148,109 +148,175 @@ def _qdq_with_budget(model: Path, dst: Path, work: Path, target: str, method: st
              "representative data (--calib, --samples)")
 
 
+@dataclasses.dataclass
+class _Job:
+    """One quantization: its settings, the FP32 model and card, where it goes."""
+
+    model: Path
+    settings: QuantizeSettings
+    card: ModelCard
+    out: Path
+    cpu: CpuTarget
+
+
+@dataclasses.dataclass
+class _Reference:
+    """What INT8 is judged against: the calibration and bound samples, FP32's answers."""
+
+    calib: Samples
+    val: Samples  # labels, or FP32's own answers for an adapted run's unlabelled target samples
+    kind: str  # "labels" | "fp32"
+    fp32_logits: np.ndarray
+    fp32_accuracy: float
+
+
+@dataclasses.dataclass
+class _Int8:
+    """The INT8 model in the work folder, its card, and how it scored."""
+
+    path: Path
+    card: ModelCard
+    record: dict  # the card's source.quantization
+    float_layers: list[str]
+    attempts: list[dict]
+    accuracy: float = float("nan")
+    parity: ParityResult | None = None
+
+
 def quantize(model, target: str | None = None, settings: QuantizeSettings | None = None, out=None,
              overwrite: bool = False, **options) -> QuantizeResult:
     """Quantize the FP32 ONNX `model` for `target`; see the module docstring. `settings`
-    (or its fields as keyword options): QuantizeSettings."""
+    (or its fields as keyword options): QuantizeSettings. The steps: prepare (every check
+    before any work), reference (FP32 on the bound samples), post-training INT8, QAT when
+    that cannot hold the bound and --qat allows it, the bound, then the model moved into
+    place with its card."""
     started = time.perf_counter()
-    model = Path(model)
     if settings is None:
         settings = QuantizeSettings.of(target=target, **options)
     else:
         settings = QuantizeSettings.of(settings.replace(target=target) if target else settings)
-    s = settings
-    target, calib, val, max_drop, samples, method, seed = s.target, s.calib, s.val, s.max_drop, s.samples, s.method, s.seed
-    qat, cpu, nncf_options, qat_options = s.qat, s.cpu, s.nncf_options, s.qat_options
-    cpu_kind = cpu_target(cpu)
-    if target != "tensorrt":
+    job = _prepare(Path(model), settings, out, overwrite)
+    ref = _reference(job)
+    work = temp_dir_beside(job.out)
+    try:
+        int8 = _post_training(job, ref, work)
+        if settings.qat and ref.fp32_accuracy - int8.accuracy > settings.max_drop + 1e-9:
+            _quantization_aware(job, ref, int8)
+        _check_bound(job, ref, int8)
+        _publish(job, ref, int8, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return QuantizeResult(job.out, settings.target, ref.fp32_accuracy, int8.accuracy, len(ref.val), int8.float_layers,
+                          int8.attempts, int8.parity, time.perf_counter() - started, int8.record["method"], ref.kind)
+
+
+def _prepare(model: Path, s: QuantizeSettings, out, overwrite: bool) -> _Job:
+    cpu_kind = cpu_target(s.cpu)
+    if s.target != "tensorrt":
         warn_if_host_differs(cpu_kind)
-    if max_drop is None:
+    if s.max_drop is None:
         log.warning("INT8 accuracy is not bounded (--max-drop none): the model is written whatever it loses; "
                     "only the parity gate's 90% top-1 agreement with FP32 is checked")
     card = _load_fp32(model)
-    out = Path(out) if out else model.with_name(model.stem + DEFAULT_SUFFIX[target])
-    if out.suffix.lower() != TARGETS[target]:
-        raise ConfigError(f"--out for {target} must end in {TARGETS[target]}, got {out.name}",
-                          hint=f"e.g. --out {out.with_suffix(TARGETS[target])}")
-    out = check_output(out, "model", overwrite, {"input model": model, "calibration data": calib,
-                                                 "validation data": val, "data set": card.source.get("data")})
-    calib_samples = calibration_samples(card, calib, samples, seed)
-    val_samples = bound_samples(card, val, calib, samples, seed)
-    reference = "labels" if val_samples.labels is not None else "fp32"
-    if max_drop is not None and 1 / len(val_samples) > max_drop:
-        log.warning(f"with {len(val_samples)} validation samples one changed answer is {100 / len(val_samples):.2f} pt, "
-                    f"more than --max-drop {100 * max_drop:.2f} pt: INT8 may lose no answer at all "
+    out = Path(out) if out else model.with_name(model.stem + DEFAULT_SUFFIX[s.target])
+    if out.suffix.lower() != TARGETS[s.target]:
+        raise ConfigError(f"--out for {s.target} must end in {TARGETS[s.target]}, got {out.name}",
+                          hint=f"e.g. --out {out.with_suffix(TARGETS[s.target])}")
+    out = check_output(out, "model", overwrite, {"input model": model, "calibration data": s.calib,
+                                                 "validation data": s.val, "data set": card.source.get("data")})
+    return _Job(model, s, card, out, cpu_kind)
+
+
+def _reference(job: _Job) -> _Reference:
+    s = job.settings
+    calib = calibration_samples(job.card, s.calib, s.samples, s.seed)
+    val = bound_samples(job.card, s.val, s.calib, s.samples, s.seed)
+    kind = "labels" if val.labels is not None else "fp32"
+    if s.max_drop is not None and 1 / len(val) > s.max_drop:
+        log.warning(f"with {len(val)} validation samples one changed answer is {100 / len(val):.2f} pt, "
+                    f"more than --max-drop {100 * s.max_drop:.2f} pt: INT8 may lose no answer at all "
                     "(pass --val with more labelled samples for a finer bound)")
-    progress.info(f"measuring FP32 accuracy on {len(val_samples)} validation samples" if reference == "labels" else
-                  f"bounding INT8 by its agreement with FP32 on {len(val_samples)} unlabelled target samples "
+    progress.info(f"measuring FP32 accuracy on {len(val)} validation samples" if kind == "labels" else
+                  f"bounding INT8 by its agreement with FP32 on {len(val)} unlabelled target samples "
                   "held out from calibration")
-    fp32_logits = _logits(model, val_samples.x)
-    if reference == "fp32":  # an accuracy drop against FP32's own answers bounds the drop against any labels
-        val_samples = dataclasses.replace(val_samples, labels=fp32_logits.argmax(1))
-    fp32_accuracy = _accuracy(fp32_logits, val_samples.labels)
+    fp32_logits = _logits(job.model, val.x)
+    if kind == "fp32":  # an accuracy drop against FP32's own answers bounds the drop against any labels
+        val = dataclasses.replace(val, labels=fp32_logits.argmax(1))
+    return _Reference(calib, val, kind, fp32_logits, _accuracy(fp32_logits, val.labels))
 
-    work = temp_dir_beside(out)
-    try:
-        tmp_out = work / out.name
-        int8_card = dataclasses.replace(card, precision="int8", metrics=dict(card.metrics), build=build_fingerprint())
-        quantization = {"target": target, "max_drop": max_drop,
-                        "cpu": cpu_kind.to_dict() if target != "tensorrt" else None,
-                        "calibration": {"data": calib_samples.source, "samples": len(calib_samples), "seed": seed},
-                        "validation": {"data": val_samples.source, "n": len(val_samples), "reference": reference}}
-        int8_card.source = {**card.source, "fp32_model": str(model.resolve()), "quantization": quantization}
-        if target == "openvino":
-            options = nncf_options
-            progress.info(f"NNCF {'accuracy-controlled ' if max_drop is not None else ''}quantization on "
-                          f"{len(calib_samples)} calibration samples ({options.preset} preset)")
-            from edgetl.quantize.openvino import quantize_openvino
 
-            float_layers = quantize_openvino(model, tmp_out, calib_samples, options, val_samples, max_drop,
-                                             cpu=cpu_kind)
-            attempts, settings = [], options.to_dict()
-        else:
-            float_layers, attempts, scheme = _qdq_with_budget(model, tmp_out, work, target, method, calib_samples,
-                                                              val_samples, fp32_accuracy, max_drop, int8_card, cpu_kind)
-            settings = scheme.to_dict()
-        quantization.update(settings=settings, float_layers=float_layers, attempts=attempts, method="post-training")
-        write_artifact_card(tmp_out, int8_card)
-        int8_accuracy, parity = _measure_int8(tmp_out, fp32_logits, val_samples, max_drop)
-        if qat and fp32_accuracy - int8_accuracy > max_drop + 1e-9:
-            from edgetl.quantize.qat import qat_openvino
+def _post_training(job: _Job, ref: _Reference, work: Path) -> _Int8:
+    """Post-training INT8 in the work folder (layers kept in float to hold the bound)."""
+    s, path = job.settings, work / job.out.name
+    card = dataclasses.replace(job.card, precision="int8", metrics=dict(job.card.metrics), build=build_fingerprint())
+    record = {"target": s.target, "max_drop": s.max_drop,
+              "cpu": job.cpu.to_dict() if s.target != "tensorrt" else None,
+              "calibration": {"data": ref.calib.source, "samples": len(ref.calib), "seed": s.seed},
+              "validation": {"data": ref.val.source, "n": len(ref.val), "reference": ref.kind}}
+    card.source = {**job.card.source, "fp32_model": str(job.model.resolve()), "quantization": record}
+    if s.target == "openvino":
+        from edgetl.quantize.openvino import quantize_openvino
 
-            ptq_drop = fp32_accuracy - int8_accuracy
-            progress.info(f"post-training INT8 loses {100 * ptq_drop:.2f} pt, above --max-drop {100 * max_drop:.2f} pt: "
-                          "quantization-aware fine-tuning")
-            attempts.append({"method": "post-training", "float_layers": len(float_layers), "accuracy": int8_accuracy,
-                             "drop": ptq_drop})
-            report = qat_openvino(card, tmp_out, calib_samples, qat_options, seed, cpu_kind)
-            float_layers = []
-            quantization.update(method="quantization-aware", float_layers=float_layers,
-                                qat={**report, "needed_because": f"post-training INT8 lost {100 * ptq_drop:.2f} pt"})
-            write_artifact_card(tmp_out, int8_card)
-            int8_accuracy, parity = _measure_int8(tmp_out, fp32_logits, val_samples, max_drop)
-            attempts.append({"method": "quantization-aware", "float_layers": 0, "accuracy": int8_accuracy,
-                             "drop": fp32_accuracy - int8_accuracy})
-        if max_drop is not None and fp32_accuracy - int8_accuracy > max_drop + 1e-9:
-            lost = (f"loses {100 * (fp32_accuracy - int8_accuracy):.2f} pt" if reference == "labels" else
-                    f"changes {100 * (1 - int8_accuracy):.2f}% of FP32's answers on held-out target samples")
-            raise AccuracyDropError(
-                f"INT8 for {target} {lost} ({len(float_layers)} layers in float), above --max-drop {100 * max_drop:.2f} pt",
-                hint="allow a larger --max-drop" + (", or more --qat-epochs" if qat else ", or fine-tune with --qat"))
-        parity.artifact = str(out)
-        if reference == "labels":
-            int8_card.metrics.update(accuracy=int8_accuracy, fp32_accuracy=fp32_accuracy)
-        else:  # no target labels: the run's own accuracy figures stay; 1 - agreement bounds the target loss
-            int8_card.metrics.update(target_agreement=int8_accuracy)
-        int8_card.metrics.update(accuracy_drop=fp32_accuracy - int8_accuracy, parity=parity.to_dict())
-        write_artifact_card(tmp_out, int8_card)
-        raise_on_failures([parity])
-        for f in work.iterdir():
-            if f.name.startswith(out.stem + "."):
-                os.replace(f, out.parent / f.name)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return QuantizeResult(out, target, fp32_accuracy, int8_accuracy, len(val_samples), float_layers, attempts,
-                          parity, time.perf_counter() - started, quantization["method"], reference)
+        progress.info(f"NNCF {'accuracy-controlled ' if s.max_drop is not None else ''}quantization on "
+                      f"{len(ref.calib)} calibration samples ({s.nncf_options.preset} preset)")
+        float_layers = quantize_openvino(job.model, path, ref.calib, s.nncf_options, ref.val, s.max_drop, cpu=job.cpu)
+        attempts, scheme = [], s.nncf_options.to_dict()
+    else:
+        float_layers, attempts, qdq = _qdq_with_budget(job.model, path, work, s.target, s.method, ref.calib, ref.val,
+                                                       ref.fp32_accuracy, s.max_drop, card, job.cpu)
+        scheme = qdq.to_dict()
+    record.update(settings=scheme, float_layers=float_layers, attempts=attempts, method="post-training")
+    write_artifact_card(path, card)
+    int8 = _Int8(path, card, record, float_layers, attempts)
+    int8.accuracy, int8.parity = _measure_int8(path, ref.fp32_logits, ref.val, s.max_drop)
+    return int8
+
+
+def _quantization_aware(job: _Job, ref: _Reference, int8: _Int8) -> None:
+    """Fine-tune the run with fake quantization (openvino), in place of the PTQ model."""
+    from edgetl.quantize.qat import qat_openvino
+
+    s = job.settings
+    ptq_drop = ref.fp32_accuracy - int8.accuracy
+    progress.info(f"post-training INT8 loses {100 * ptq_drop:.2f} pt, above --max-drop {100 * s.max_drop:.2f} pt: "
+                  "quantization-aware fine-tuning")
+    int8.attempts.append({"method": "post-training", "float_layers": len(int8.float_layers), "accuracy": int8.accuracy,
+                          "drop": ptq_drop})
+    report = qat_openvino(job.card, int8.path, ref.calib, s.qat_options, s.seed, job.cpu)
+    int8.float_layers = []
+    int8.record.update(method="quantization-aware", float_layers=int8.float_layers,
+                       qat={**report, "needed_because": f"post-training INT8 lost {100 * ptq_drop:.2f} pt"})
+    write_artifact_card(int8.path, int8.card)
+    int8.accuracy, int8.parity = _measure_int8(int8.path, ref.fp32_logits, ref.val, s.max_drop)
+    int8.attempts.append({"method": "quantization-aware", "float_layers": 0, "accuracy": int8.accuracy,
+                          "drop": ref.fp32_accuracy - int8.accuracy})
+
+
+def _check_bound(job: _Job, ref: _Reference, int8: _Int8) -> None:
+    s = job.settings
+    drop = ref.fp32_accuracy - int8.accuracy
+    if s.max_drop is not None and drop > s.max_drop + 1e-9:
+        lost = (f"loses {100 * drop:.2f} pt" if ref.kind == "labels" else
+                f"changes {100 * (1 - int8.accuracy):.2f}% of FP32's answers on held-out target samples")
+        raise AccuracyDropError(
+            f"INT8 for {s.target} {lost} ({len(int8.float_layers)} layers in float), above --max-drop "
+            f"{100 * s.max_drop:.2f} pt",
+            hint="allow a larger --max-drop" + (", or more --qat-epochs" if s.qat else ", or fine-tune with --qat"))
+
+
+def _publish(job: _Job, ref: _Reference, int8: _Int8, work: Path) -> None:
+    """The figures into the card, the parity gate, then the model's files into place."""
+    int8.parity.artifact = str(job.out)
+    if ref.kind == "labels":
+        int8.card.metrics.update(accuracy=int8.accuracy, fp32_accuracy=ref.fp32_accuracy)
+    else:  # no target labels: the run's own accuracy figures stay; 1 - agreement bounds the target loss
+        int8.card.metrics.update(target_agreement=int8.accuracy)
+    int8.card.metrics.update(accuracy_drop=ref.fp32_accuracy - int8.accuracy, parity=int8.parity.to_dict())
+    write_artifact_card(int8.path, int8.card)
+    raise_on_failures([int8.parity])
+    for f in work.iterdir():
+        if f.name.startswith(job.out.stem + "."):
+            os.replace(f, job.out.parent / f.name)
 
 
 def int8_min_agreement(max_drop: float | None, fp32_accuracy: float, default: float) -> float:
