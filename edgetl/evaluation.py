@@ -10,7 +10,7 @@ from edgetl.data.folders import select_split
 from edgetl.metrics import accuracy, confusion_matrix, per_class_accuracy
 from edgetl.modality import Preprocessing, decode_split, preprocessing_of
 from edgetl.runtime import Runner, open_runner
-from edgetl.runtime.runner import PRECISION_HINTS
+from edgetl.runtime.runner import DEVICE_HELP, PRECISION_HINTS
 from edgetl.settings import Settings, setting
 
 
@@ -47,7 +47,7 @@ def predict_logits(runner: Runner, cached: np.ndarray, pre: Preprocessing, batch
 class EvaluateSettings(Settings):
     split: str = setting("val", "train | val | test")
     backend: str = setting("auto", "auto (by artifact kind) | onnxruntime | openvino | tensorrt | torch")
-    device: str = setting("cpu", "cpu, cuda, cuda:N, gpu (OpenVINO) ...")
+    device: str = setting("auto", DEVICE_HELP)
     batch_size: int = setting(64, "Samples per inference call.", min=1, example="64")
     precision_hint: str = setting("f32", "openvino: compute the float operations in this precision (bf16/f16 only "
                                   "where the CPU has it).", choices=PRECISION_HINTS)

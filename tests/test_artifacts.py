@@ -84,3 +84,13 @@ def test_what_is_not_an_artifact_is_named(tmp_path):
     (tmp_path / "lonely.engine").write_bytes(b"x")
     with pytest.raises(ArtifactError, match="no card beside it"):
         read_card(tmp_path / "lonely.engine")
+
+
+@pytest.mark.parametrize("kind", ["onnx", "openvino"])
+def test_device_auto_is_decided_by_edgetl_not_by_the_library(artifacts, kind):
+    """--device auto: the backend's GPU where there is one it can use, else the CPU; never
+    OpenVINO's own AUTO plugin, which may pick another device and precision."""
+    with open_runner(artifacts[kind], device="auto") as runner:
+        assert runner.device == "cpu"  # no GPU is lent to this project
+        if kind == "openvino":
+            assert list(runner.compiled.get_property("EXECUTION_DEVICES")) == ["CPU"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from edgetl.errors import ConfigError
-from edgetl.runtime.runner import PRECISION_HINTS
+from edgetl.runtime.runner import DEVICE_HELP, PRECISION_HINTS
 from edgetl.settings import Settings, setting
 
 
@@ -20,7 +20,7 @@ class BenchSettings(Settings):
     iters: int = setting(100, "Timed calls per cell (at least).", min=1, example="100")
     min_time: float = setting(0.0, "Seconds per cell (at least).", min=0, example="5")
     warmup: int = setting(10, "Untimed calls before timing.", min=0, example="10")
-    device: str = setting("cpu", "cpu, cuda, cuda:1, gpu (OpenVINO) ...")
+    device: str = setting("auto", DEVICE_HELP)
     rounds: int = setting(1, "Time every cell this many times, all cells in turn, and pool the timings (noisy "
                           "machines).", min=1, example="3")
     precision_hints: tuple[str, ...] = setting(("f32",), "openvino: also measure in these precisions (e.g. bf16,f16), "

@@ -22,13 +22,12 @@ def _snr_range(ctx, param, value) -> tuple[float, float]:
 @click.command("finetune")
 @click.argument("data", type=click.Path())
 @click.option("--backbone", required=True, help="A name from `edgetl backbones`, or timm:NAME.")
-@options.from_settings(FinetuneSettings, skip={"device", "threads"},
+@options.from_settings(FinetuneSettings, skip={"threads"},
                        target_data={"type": click.Path()}, target_val={"type": click.Path()})
 @options.from_settings(ImageTrainingOptions)
 @options.from_settings(AudioTrainingOptions, noise_snr_db={
     "type": click.STRING, "callback": _snr_range, "metavar": "LOW:HIGH",
     "default": "{:g}:{:g}".format(*options.library_default(AudioTrainingOptions, "noise_snr_db"))})
-@options.device(FinetuneSettings, what="auto | cpu | cuda[:N]")
 @options.threads("training (torch's intra-op threads)")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory to create.")
 @options.overwrite("an existing edgetl run directory")

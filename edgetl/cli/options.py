@@ -9,8 +9,6 @@ import types
 
 import click
 
-from edgetl.runtime.runner import PRECISION_HINTS
-
 
 def library_default(owner, name: str):
     """The default of field `name` of a settings dataclass, or of parameter `name` of a
@@ -24,23 +22,6 @@ def library_default(owner, name: str):
 def threads(what: str = "inference"):
     return click.option("--threads", type=click.IntRange(min=1), default=None,
                         help=f"CPU threads for {what} (e.g. 1 on a busy machine) [default: every core].")
-
-
-def device(owner, name: str = "device", what: str = "cpu, cuda, cuda:N"):
-    return click.option("--device", default=library_default(owner, name), show_default=True, help=what)
-
-
-def backend(owner=None, name: str = "backend", help: str = "auto (by artifact kind) | onnxruntime | openvino | "
-                                                             "tensorrt | torch"):
-    default = library_default(owner, name) if owner is not None else "auto"
-    return click.option("--backend", default=default, show_default=default is not None, help=help)
-
-
-def precision_hint(owner, name: str = "precision_hint"):
-    return click.option("--precision-hint", type=click.Choice(PRECISION_HINTS), default=library_default(owner, name),
-                        show_default=True,
-                        help="openvino: compute the float operations in this precision (bf16/f16 only where the "
-                             "CPU has it).")
 
 
 def overwrite(what: str):

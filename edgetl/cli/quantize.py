@@ -23,6 +23,13 @@ def _max_drop(ctx, param, value) -> float | None:
                           hint="e.g. --max-drop 0.01") from None
 
 
+def _gpu_index(device: str) -> int:
+    """The old --device cuda:N spelling as a GPU index."""
+    if not (device.startswith("cuda:") and device[5:].isdigit()) and device != "cuda":
+        raise ConfigError(f"--device {device!r} is not a GPU", hint="--gpu 0")
+    return int(device[5:] or 0)
+
+
 def print_int8_table(results) -> None:
     from rich.markup import escape
     from rich.table import Table
@@ -86,21 +93,23 @@ def quantize_cmd(model, out, overwrite, **values):
 @click.option("--workspace", type=int, default=1024, show_default=True, help="Builder workspace in MB.")
 @click.option("--timing-cache", type=click.Path(dir_okay=False), default=None,
               help="Timing cache file, read and updated (default: beside the engine).")
-@click.option("--device", default="cuda:0", show_default=True, help="The GPU to build for: cuda:N.")
+@click.option("--gpu", type=click.IntRange(min=0), default=0, show_default=True,
+              help="The index of the GPU to build for (an engine is tied to its GPU).")
+@options.renamed("--device", "--gpu", "gpu")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Default: MODEL.engine")
 @click.option("--print-trtexec", is_flag=True, help="Only print the equivalent trtexec command.")
 @click.option("--tensorrt-version", default=None,
               help="With --print-trtexec: the device's TensorRT (default: the installed one, else 10.3 as on JetPack 6).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing edgetl engine at --out.")
-def build_engine_cmd(model, precision, batch, batch_renamed, dla, workspace, timing_cache, device, out, print_trtexec,
-                     tensorrt_version, overwrite):
+def build_engine_cmd(model, precision, batch, batch_renamed, dla, workspace, timing_cache, gpu, gpu_renamed, out,
+                     print_trtexec, tensorrt_version, overwrite):
     """Build a TensorRT engine from an ONNX model (needs TensorRT), with its card."""
     import importlib.metadata
 
-    values = {"batch": batch, "batch_renamed": batch_renamed}
+    values = {"batch": batch, "batch_renamed": batch_renamed, "gpu": gpu, "gpu_renamed": gpu_renamed}
     options.take_renamed(values, "batch", "--batch", "--batch-profile")
-    batch = values["batch"]
-    from edgetl.errors import ConfigError
+    options.take_renamed(values, "gpu", "--device", "--gpu", _gpu_index)
+    batch, gpu = values["batch"], values["gpu"]
     from edgetl.quantize.tensorrt_engine import (
         BatchProfile,
         EngineSpec,
@@ -111,11 +120,9 @@ def build_engine_cmd(model, precision, batch, batch_renamed, dla, workspace, tim
         trtexec_command,
     )
 
-    if not (device.startswith("cuda:") and device[5:].isdigit()) and device != "cuda":
-        raise ConfigError(f"--device {device!r} is not a GPU", hint="--device cuda:0")
     model = Path(model)
     out = Path(out) if out else model.with_suffix(".engine")
-    spec = EngineSpec(model, out, precision, dla_core=dla, workspace_mb=workspace, device=int(device[5:] or 0),
+    spec = EngineSpec(model, out, precision, dla_core=dla, workspace_mb=workspace, device=gpu,
                       timing_cache=Path(timing_cache) if timing_cache else out.with_name("timing.cache"))
     card, qdq = check_spec(spec)  # the card says whether the model has a static batch
     spec = dataclasses.replace(spec, batch=BatchProfile.parse(batch, card.input["shape"][0], dla=dla is not None))

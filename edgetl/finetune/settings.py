@@ -35,7 +35,8 @@ class FinetuneSettings(Settings):
     label_smoothing: float = setting(0.1, "Label smoothing of the cross-entropy (0 turns it off).")
     dropout: float = setting(0.2, "Dropout before the head.", cli=False)
     patience: int = setting(5, "Early stopping: epochs without a better val accuracy.")
-    device: str = setting("auto", "auto | cpu | cuda[:N]")
+    device: str = setting("auto", "Where training runs. auto: a GPU where this machine has one, else the CPU; cpu; "
+                          "cuda[:N].")
     threads: int | None = setting(None, "CPU threads for training (torch's intra-op threads; e.g. 1 on a busy "
                                   "machine) [default: every core].", min=1)
     seed: int = setting(0, "Seed of the head's weights, the batches and the augmentation.")

@@ -15,6 +15,14 @@ class TorchRunner(Runner):
     backend = "torch"
 
     @classmethod
+    def resolve_device(cls, device: str) -> str:
+        if device == "auto":
+            import torch
+
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        return device
+
+    @classmethod
     def load(cls, path: Path, device: str = "cpu", threads: int | None = None,
              precision_hint: str = "f32") -> "TorchRunner":
         # Imported here, never at module level: listing the backends must not load torch.

@@ -33,7 +33,8 @@ class QatOptions(Settings):
     lr: float | None = setting(None, "QAT learning rate [default: a tenth of the run's, at most 1e-4].", above=0,
                                flag="--qat-lr", example="1e-5")
     batch_size: int | None = setting(None, "QAT batch size (default: the run's).", min=2, cli=False)
-    device: str = setting("auto", "Where QAT trains: auto, cpu, cuda.")
+    device: str = setting("auto", "Where QAT trains. auto: a GPU where this machine has one, else the CPU; cpu; "
+                          "cuda[:N].")
 
 
 @dataclasses.dataclass(frozen=True)

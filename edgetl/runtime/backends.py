@@ -103,7 +103,7 @@ def open_runner(artifact, backend: str = "auto", device: str = "cpu", threads: i
         extra = "edgetl" if info.extra == "base install" else f"'edgetl[{info.extra}]'"
         raise BackendUnavailable(f"backend {info.name} is not installed", hint=f"pip install {extra}") from None
     cls = getattr(importlib.import_module(info.module), info.runner)
-    return cls.load(path, device=device, threads=threads, precision_hint=hint)
+    return cls.load(path, device=cls.resolve_device(device), threads=threads, precision_hint=hint)
 
 
 def _open_bundle(path: Path, backend: str, device: str, threads: int | None, precision_hint: str | None) -> Runner:

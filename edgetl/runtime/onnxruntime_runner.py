@@ -22,6 +22,14 @@ class OnnxRuntimeRunner(Runner):
     backend = "onnxruntime"
 
     @classmethod
+    def resolve_device(cls, device: str) -> str:
+        import onnxruntime as ort
+
+        if device == "auto":
+            return "cuda" if "CUDAExecutionProvider" in ort.get_available_providers() else "cpu"
+        return device
+
+    @classmethod
     def load(cls, path: Path, device: str = "cpu", threads: int | None = None,
              precision_hint: str = "f32") -> "OnnxRuntimeRunner":
         import onnxruntime as ort

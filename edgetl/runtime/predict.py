@@ -16,7 +16,7 @@ import numpy as np
 from edgetl import modality as modalities
 from edgetl.errors import ConfigError, DataError
 from edgetl.runtime.backends import open_runner
-from edgetl.runtime.runner import softmax
+from edgetl.runtime.runner import DEVICE_HELP, softmax
 from edgetl.runtime.streaming import KeywordDetector, audio_seconds, detect_file
 from edgetl.settings import Settings, setting
 
@@ -64,7 +64,7 @@ def read_input(path: Path, kind: modalities.Modality, preprocessing) -> np.ndarr
 @dataclasses.dataclass(frozen=True)
 class PredictSettings(Settings):
     backend: str = setting("auto", "auto (by artifact kind) | onnxruntime | openvino | tensorrt | torch")
-    device: str = setting("cpu", "cpu, cuda, cuda:N, gpu (OpenVINO) ...")
+    device: str = setting("auto", DEVICE_HELP)
     threads: int | None = setting(None, "CPU threads for inference (e.g. 1 on a busy machine) [default: every core].",
                                   min=1)
     top_k: int = setting(3, "How many labels per file.", min=1, example="3")

@@ -9,6 +9,10 @@ import numpy as np
 from edgetl.card import ModelCard
 from edgetl.errors import ArtifactError
 
+# What --device means wherever a model runs: the same words for every command.
+DEVICE_HELP = ("auto: the backend's GPU where this machine has one it can use, else the CPU; cpu; cuda[:N]; "
+               "gpu (OpenVINO)")
+
 # Precisions a backend may be asked to compute the float parts of a model in. The
 # default is always f32: a library's own default (OpenVINO's CPU plugin picks bf16 on
 # CPUs that have it, CUDA libraries pick TF32) would make results depend on the machine.
@@ -43,6 +47,13 @@ class Runner(abc.ABC):
         `precision_hint`; the card comes from the artifact itself. Every backend in the
         table implements it (tests/test_artifacts.py)."""
         raise NotImplementedError(f"{cls.__name__} does not load artifacts")
+
+    @classmethod
+    def resolve_device(cls, device: str) -> str:
+        """`auto`: the accelerator this backend can use on this machine, else the CPU, decided
+        here and never by the library (OpenVINO's own AUTO plugin may pick a GPU or NPU and
+        another precision). Any other device is the one asked for."""
+        return "cpu" if device == "auto" else device
 
     @property
     def input_spec(self) -> dict:

@@ -42,6 +42,10 @@ class TensorRTRunner(Runner):
     backend = "tensorrt"
 
     @classmethod
+    def resolve_device(cls, device: str) -> str:
+        return "cuda" if device == "auto" else device
+
+    @classmethod
     def load(cls, path: Path, device: str = "cpu", threads: int | None = None,
              precision_hint: str = "f32") -> "TensorRTRunner":
         import tensorrt as trt
