@@ -24,7 +24,9 @@ from edgetl.card import ModelCard
 from edgetl.errors import ConfigError, DataError
 from edgetl.runtime.artifacts import write_card
 from edgetl.runtime.backends import open_runner
+from edgetl.runtime.runner import DEVICE_HELP, PRECISION_HINTS
 from edgetl.runtime.streaming import Detection, KeywordDetector, StreamingSettings, detect_file, never_fires, replay, smoothed
+from edgetl.settings import Settings, setting
 
 # Thresholds tried for the DET curve and when picking a keyword's threshold.
 THRESHOLDS = np.unique(np.concatenate([np.linspace(0.05, 0.95, 19), 1 - np.geomspace(0.05, 1e-6, 26)]))
@@ -271,29 +273,57 @@ def write_streaming(path: Path, card: ModelCard) -> str:
                       hint="pick them on the run directory, .onnx or .xml, then build the engine from that .onnx")
 
 
-def evaluate_stream(artifact, recording, backend: str = "auto", device: str = "cpu", threads: int | None = None,
-                    hop_ms: float | None = None, smoothing: int | None = None, refractory_ms: float | None = None,
-                    target_fa_per_hour: float | None = None, pick: str = "common", plot=None,
-                    precision_hint: str | None = None, share: bool = True, progress=None) -> StreamReport:
+@dataclasses.dataclass(frozen=True)
+class StreamEvalSettings(Settings):
+    backend: str = setting("auto", "auto (by artifact kind) | onnxruntime | openvino | tensorrt | torch")
+    device: str = setting("auto", DEVICE_HELP)
+    threads: int | None = setting(None, "CPU threads for inference (e.g. 1 on a busy machine) [default: every core].",
+                                  min=1)
+    precision_hint: str = setting("f32", "openvino: compute the float operations in this precision.",
+                                  choices=PRECISION_HINTS)
+    hop_ms: float | None = setting(None, "With --stream: score every this many ms (default: the card's, 100).")
+    smoothing: int | None = setting(None, "With --stream: hops a keyword's probability is averaged over (card's; 6 "
+                                    "unless it says; with --target-fa-per-hour, fixed instead of picked).")
+    refractory_ms: float | None = setting(None, "With --stream: silence after a detection (card's; 500 unless it "
+                                          "says; with --target-fa-per-hour, fixed instead of picked).")
+    target_fa_per_hour: float | None = setting(None, "With --stream on a validation recording: pick the threshold, "
+                                               "smoothing and refractory period with the fewest false rejects at no "
+                                               "more than this many false accepts per hour, and write them into the "
+                                               "card.", above=0, example="1")
+    pick: str = setting("common", "With --target-fa-per-hour: one threshold for every keyword (the default), or one "
+                        "per keyword (which can overfit a validation recording of few voices).", choices=PICKS,
+                        flag="--thresholds")
+    plot: str | None = setting(None, "With --stream: write the DET curve (PNG).")
+    share: bool = setting(True, "Score overlapping windows once where the model's parts allow.", cli=False)
+
+    def validate(self) -> None:
+        if self.target_fa_per_hour is not None and not math.isfinite(self.target_fa_per_hour):
+            raise ConfigError(f"--target-fa-per-hour must be a positive rate, got {self.target_fa_per_hour:g}",
+                              hint="e.g. --target-fa-per-hour 1")
+
+
+def evaluate_stream(artifact, recording, settings: StreamEvalSettings | None = None, progress=None,
+                    **options) -> StreamReport:
     """Detect the keywords of `recording` with the artifact's streaming settings (hop,
     smoothing and refractory period may be overridden) and compare with its keyword times. With
     `target_fa_per_hour`, first pick the thresholds (`pick`: one common threshold, or one
     per keyword) and, unless given, the smoothing and refractory period for that rate on this
-    recording (which must not be a test recording) and write them into the artifact's card."""
+    recording (which must not be a test recording) and write them into the artifact's card.
+    `settings` (or its fields as keyword options): StreamEvalSettings."""
+    s = StreamEvalSettings.of(settings, **options)
+    backend, device, threads, precision_hint, share = s.backend, s.device, s.threads, s.precision_hint, s.share
+    hop_ms, smoothing, refractory_ms, plot = s.hop_ms, s.smoothing, s.refractory_ms, s.plot
+    target_fa_per_hour, pick = s.target_fa_per_hour, s.pick
     recording, path = Path(recording), Path(artifact)
-    if target_fa_per_hour is not None and not (target_fa_per_hour > 0 and math.isfinite(target_fa_per_hour)):
-        raise ConfigError(f"--target-fa-per-hour must be a positive rate, got {target_fa_per_hour:g}",
-                          hint="e.g. --target-fa-per-hour 1")
-    if pick not in PICKS:
-        raise ConfigError(f"unknown threshold pick {pick!r}", hint=f"use one of {', '.join(PICKS)}")
     reference = read_reference(recording)
     if target_fa_per_hour is not None and reference.split == "test":
         raise ConfigError(f"{recording.name} is a test recording: thresholds picked on it would flatter the test figures",
                           hint="pick them on the validation recording (e.g. _streams_/val.wav), then evaluate on the test one")
     with open_runner(path, backend=backend, device=device, threads=threads, precision_hint=precision_hint) as runner:
         card = runner.card
-        settings = StreamingSettings.of(card).replace(hop_ms=hop_ms, smoothing=smoothing, refractory_ms=refractory_ms)
-        detector = KeywordDetector(runner, settings, record=True, share=share)
+        detector_settings = StreamingSettings.of(card).replace(hop_ms=hop_ms, smoothing=smoothing,
+                                                               refractory_ms=refractory_ms)
+        detector = KeywordDetector(runner, detector_settings, record=True, share=share)
         unknown = sorted({s.label for s in reference.keywords} - set(card.labels))
         if unknown:
             raise DataError(f"{recording.name} lists keywords the model does not know: {', '.join(unknown)}",
@@ -304,14 +334,14 @@ def evaluate_stream(artifact, recording, backend: str = "auto", device: str = "c
     hours = detector.seconds_heard / 3600
     written = None
     if target_fa_per_hour is not None:
-        settings = pick_operating_point(probs, card.labels, settings, reference.keywords, hours, hop, window,
-                                        target_fa_per_hour, pick,
-                                        smoothings=(settings.smoothing,) if smoothing is not None else None,
-                                        refractories=(settings.refractory_ms,) if refractory_ms is not None else None)
-        card.streaming = settings.to_dict()
+        detector_settings = pick_operating_point(
+            probs, card.labels, detector_settings, reference.keywords, hours, hop, window, target_fa_per_hour, pick,
+            smoothings=(detector_settings.smoothing,) if smoothing is not None else None,
+            refractories=(detector_settings.refractory_ms,) if refractory_ms is not None else None)
+        card.streaming = detector_settings.to_dict()
         written = write_streaming(path, card)
-        detections = replay(probs, card.labels, settings, hop, window)
-    m = match(detections, reference.keywords, window, _slack(settings, hop))
+        detections = replay(probs, card.labels, detector_settings, hop, window)
+    m = match(detections, reference.keywords, window, _slack(detector_settings, hop))
     n = len(reference.keywords)
     frr, fa_h = _figures(m, n, hours)
     per_keyword = {}
@@ -319,15 +349,15 @@ def evaluate_stream(artifact, recording, backend: str = "auto", device: str = "c
         if never_fires(label):
             continue
         mine = [s for s in reference.keywords if s.label == label]
-        per_keyword[label] = {"threshold": settings.threshold_of(label), "said": len(mine),
+        per_keyword[label] = {"threshold": detector_settings.threshold_of(label), "said": len(mine),
                               "detected": sum(1 for s, _ in m.hits if s.label == label),
                               "false_accepts": sum(1 for d in m.false_accepts if d.label == label)}
-    det = det_curve(probs, card.labels, settings, reference.keywords, hours, hop, window)
+    det = det_curve(probs, card.labels, detector_settings, reference.keywords, hours, hop, window)
     delays = [d.time - s.end for s, d in m.hits]
     false_list = [{**d.to_dict(), "heard": reference.heard(d.start, d.time)} for d in m.false_accepts]
     report = StreamReport(
         artifact=str(path), recording=str(recording), backend=backend_name, inference_precision=precision,
-        hours=hours, settings=settings.to_dict(), keywords=n, detected=len(m.hits), false_rejects=len(m.misses),
+        hours=hours, settings=detector_settings.to_dict(), keywords=n, detected=len(m.hits), false_rejects=len(m.misses),
         frr=frr, false_accepts=len(m.false_accepts), fa_per_hour=fa_h,
         mean_delay=float(np.mean(delays)) if delays else None, real_time_factor=detector.real_time_factor,
         shared=detector.sharing if detector.shared is None else

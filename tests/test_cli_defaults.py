@@ -15,8 +15,8 @@ from edgetl.cli import cli
 LIBRARY = {
     "finetune": ["edgetl.finetune.settings:FinetuneSettings", "edgetl.modality.image:ImageTrainingOptions",
                  "edgetl.modality.audio:AudioTrainingOptions", "edgetl.finetune.job:finetune"],
-    "adapt": ["edgetl.finetune.adaptation:adabn_run"],
-    "evaluate": ["edgetl.evaluation:EvaluateSettings", "edgetl.stream_evaluation:evaluate_stream"],
+    "adapt": ["edgetl.finetune.settings:AdaptSettings"],
+    "evaluate": ["edgetl.evaluation:EvaluateSettings", "edgetl.stream_evaluation:StreamEvalSettings"],
     "export": ["edgetl.export.settings:ExportSettings"],
     "quantize": ["edgetl.quantize.settings:QuantizeSettings", "edgetl.quantize.settings:NncfOptions",
                  "edgetl.quantize.settings:QatOptions"],
@@ -35,8 +35,7 @@ ALIASES: dict[tuple[str, str], str] = {}
 AS_LIBRARY = {("build-engine", "device"): lambda v: int(v.partition(":")[2] or 0)}
 # Options whose CLI default is "not given", because the library's default depends on
 # something only known later, or because giving it is itself checked.
-NOT_GIVEN = {("build-engine", "batch"): "the profile depends on the model's static batch (BatchProfile.parse)",
-             ("evaluate", "pick"): "--thresholds without --target-fa-per-hour is refused"}
+NOT_GIVEN = {("build-engine", "batch"): "the profile depends on the model's static batch (BatchProfile.parse)"}
 
 
 def _commands(group: click.Group = cli, prefix: str = ""):

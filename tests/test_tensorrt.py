@@ -83,7 +83,7 @@ def test_without_tensorrt_the_errors_are_clear(quant_onnx, tmp_path):
         open_runner(engine)
     res = CliRunner().invoke(cli, ["build-engine", str(quant_onnx), "--out", str(tmp_path / "x.engine")])
     assert res.exit_code == 2 and "TensorRT is not installed" in res.output and "Traceback" not in res.output
-    res = CliRunner().invoke(cli, ["build-engine", str(quant_onnx), "--print-trtexec", "--batch", "1:2:4"])
+    res = CliRunner().invoke(cli, ["build-engine", str(quant_onnx), "--print-trtexec", "--batch-profile", "1:2:4"])
     assert res.exit_code == 0 and "--maxShapes=input:4x3x32x32" in res.output
 
 

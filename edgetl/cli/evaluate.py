@@ -7,6 +7,7 @@ import click
 
 from edgetl.cli import options
 from edgetl.evaluation import EvaluateSettings, evaluate
+from edgetl.stream_evaluation import StreamEvalSettings
 
 
 def print_report(report) -> None:
@@ -78,25 +79,26 @@ def print_stream_report(r) -> None:
         console.print(f"DET curve: {escape(r.plot)}")
 
 
-def _evaluate_stream(artifact, stream, backend, device, threads, hop_ms, smoothing, refractory_ms, target_fa_per_hour,
-                     pick, plot, precision_hint, as_json) -> None:
+def _evaluate_stream(artifact, stream, settings, as_json) -> None:
     from edgetl import progress
     from edgetl.outputs import check_output
     from edgetl.runtime.streaming import audio_seconds
     from edgetl.stream_evaluation import evaluate_stream
 
-    if plot:
-        check_output(plot, "report", overwrite=True)  # an earlier plot is refreshed; anything else is kept
+    if settings.plot:
+        check_output(settings.plot, "report", overwrite=True)  # an earlier plot is refreshed; anything else is kept
     with progress.progress_bar() as bar:
         task = bar.add_task("detecting keywords", total=audio_seconds(stream) or None, status="")
-        report = evaluate_stream(artifact, stream, backend=backend, device=device, threads=threads, hop_ms=hop_ms,
-                                 smoothing=smoothing, refractory_ms=refractory_ms, target_fa_per_hour=target_fa_per_hour,
-                                 pick=pick or "common", plot=plot,
-                                 precision_hint=precision_hint, progress=lambda s: bar.advance(task, s))
+        report = evaluate_stream(artifact, stream, settings, progress=lambda s: bar.advance(task, s))
     if as_json:
         click.echo(json.dumps(report.to_dict()))
     else:
         print_stream_report(report)
+
+
+# Options of --stream alone, and the options both forms take (declared once, by EvaluateSettings)
+STREAM_ONLY = ("hop_ms", "smoothing", "refractory_ms", "target_fa_per_hour", "pick", "plot")
+SHARED = ("backend", "device", "threads", "precision_hint")
 
 
 @click.command("evaluate")
@@ -105,23 +107,11 @@ def _evaluate_stream(artifact, stream, backend, device, threads, hop_ms, smoothi
 @click.option("--stream", type=click.Path(), metavar="RECORDING",
               help="Instead of --data: a long recording with its keyword times beside it (RECORDING.json or .csv): "
                    "false rejects, false accepts per hour, delay, real-time factor.")
-@click.option("--target-fa-per-hour", type=float, help="With --stream on a validation recording: pick the threshold, "
-              "smoothing and refractory period with the fewest false rejects at no more than this many false accepts "
-              "per hour, and write them into the card.")
-@click.option("--thresholds", "pick", type=click.Choice(["common", "per-keyword"]),
-              help="With --target-fa-per-hour: one threshold for every keyword (the default), or one per keyword "
-                   "(which can overfit a validation recording of few voices).")
-@click.option("--hop-ms", type=float, help="With --stream: score every this many ms (default: the card's, 100).")
-@click.option("--smoothing", type=int, help="With --stream: hops a keyword's probability is averaged over (card's; 6 "
-              "unless it says; with --target-fa-per-hour, fixed instead of picked).")
-@click.option("--refractory-ms", type=float, help="With --stream: silence after a detection (card's; 500 unless it "
-              "says; with --target-fa-per-hour, fixed instead of picked).")
-@options.threads()
-@click.option("--plot", type=click.Path(dir_okay=False), help="With --stream: write the DET curve (PNG).")
+@options.from_settings(StreamEvalSettings, skip=SHARED, plot={"type": click.Path(dir_okay=False)})
 @options.from_settings(EvaluateSettings, skip={"threads"})
+@options.threads()
 @options.json_flag("one object (accuracy, n, backend, ...)")
-def evaluate_cmd(artifact, data, stream, target_fa_per_hour, pick, hop_ms, smoothing, refractory_ms, threads, plot, split,
-                 backend, device, batch_size, precision_hint, as_json):
+def evaluate_cmd(artifact, data, stream, as_json, **values):
     """Evaluate ARTIFACT (a run directory, or an exported model) on a data split, or a
     keyword spotter on a long recording (--stream)."""
     from edgetl.errors import ConfigError
@@ -129,20 +119,16 @@ def evaluate_cmd(artifact, data, stream, target_fa_per_hour, pick, hop_ms, smoot
     if (data is None) == (stream is None):
         raise ConfigError("evaluate takes either --data DIR (clips or images) or --stream RECORDING",
                           hint="e.g. --data data --split test, or --stream data/_streams_/test.wav")
-    stream_only = {"--target-fa-per-hour": target_fa_per_hour, "--thresholds": pick, "--hop-ms": hop_ms,
-                   "--smoothing": smoothing, "--refractory-ms": refractory_ms, "--plot": plot}
-    if data is not None and any(v is not None for v in stream_only.values()):
-        used = ", ".join(k for k, v in stream_only.items() if v is not None)
-        raise ConfigError(f"{used} apply to --stream", hint="drop them, or evaluate a recording with --stream")
-    if pick is not None and target_fa_per_hour is None:
+    given = options.given(STREAM_ONLY)
+    if data is not None and given:
+        raise ConfigError(f"{', '.join(given)} apply to --stream", hint="drop them, or evaluate a recording with --stream")
+    if "--thresholds" in given and values["target_fa_per_hour"] is None:
         raise ConfigError("--thresholds chooses how --target-fa-per-hour picks them",
                           hint="add --target-fa-per-hour X (on a validation recording), or drop --thresholds")
     if stream is not None:
-        return _evaluate_stream(artifact, stream, backend, device, threads, hop_ms, smoothing, refractory_ms,
-                                target_fa_per_hour, pick, plot, precision_hint, as_json)
-
-    report = evaluate(artifact, data, split=split, backend=backend, device=device, batch_size=batch_size,
-                      precision_hint=precision_hint, threads=threads)
+        settings = StreamEvalSettings(**{k: values[k] for k in (*STREAM_ONLY, *SHARED)})
+        return _evaluate_stream(artifact, stream, settings, as_json)
+    report = evaluate(artifact, data, EvaluateSettings(**{k: v for k, v in values.items() if k not in STREAM_ONLY}))
     if as_json:
         click.echo(json.dumps(report.to_dict()))
     else:

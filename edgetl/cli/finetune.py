@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from edgetl.cli import options
-from edgetl.finetune.settings import FinetuneSettings
+from edgetl.finetune.settings import AdaptSettings, FinetuneSettings
 from edgetl.modality.audio import AudioTrainingOptions
 from edgetl.modality.image import ImageTrainingOptions
 
@@ -45,8 +45,7 @@ def finetune_cmd(data, backbone, out, overwrite, **settings):
 
 @click.command("adapt")
 @click.argument("run", type=click.Path())
-@click.option("--target-data", required=True, type=click.Path(),
-              help="Unlabelled images or audio from the deployment domain (any layout; class folders are ignored).")
+@options.from_settings(AdaptSettings, target_data={"type": click.Path(), "required": True})
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="The adapted run (default: RUN-adabn).")
 @options.overwrite("an existing edgetl run directory")
 def adapt_cmd(run, target_data, out, overwrite):

@@ -119,6 +119,13 @@ def take_renamed(values: dict, dest: str, old: str, new: str, convert=lambda v: 
     values[dest] = convert(value)
 
 
+def given(names) -> list[str]:
+    """The flags of the parameters `names` that the command line set (not defaults)."""
+    ctx = click.get_current_context()
+    params = {p.name: p for p in ctx.command.params}
+    return [params[n].opts[0] for n in names if ctx.get_parameter_source(n) == click.core.ParameterSource.COMMANDLINE]
+
+
 def pick(cls, values: dict):
     """The settings `cls` from the command's keyword values (its fields, taken out of
     `values`); nested settings and fields left to the library keep their defaults."""

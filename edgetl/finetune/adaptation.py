@@ -343,10 +343,11 @@ def report_adaptation(report: dict) -> None:
                       f"(source-only){gap}")
 
 
-def adabn_run(run, target_data, out=None, overwrite: bool = False, batch: int = 64):
+def adabn_run(run, target_data=None, out=None, overwrite: bool = False, settings=None, **options):
     """`edgetl adapt`: AdaBN on an existing run, written as a new run (RUN-adabn by default)
     whose card records the method, the target data and the label-free figures before and
-    after. Returns the new run's folder."""
+    after. Returns the new run's folder. `settings` (or its fields as keyword options):
+    AdaptSettings."""
     import shutil
     from pathlib import Path
 
@@ -356,9 +357,13 @@ def adabn_run(run, target_data, out=None, overwrite: bool = False, batch: int = 
     from edgetl.data.folders import open_unlabelled
     from edgetl.finetune.inputs import training_input
     from edgetl.finetune.run import CURVES, HISTORY, RunWriter, load_run
-    from edgetl.finetune.settings import FinetuneSettings
+    from edgetl.finetune.settings import AdaptSettings, FinetuneSettings
     from edgetl.finetune.training import decode_unlabelled
 
+    if target_data is not None:
+        options["target_data"] = str(target_data)
+    s = AdaptSettings.of(settings, **options)
+    target_data, batch = s.target_data, s.batch
     run = Path(run)
     model, card = load_run(run)
     out = Path(out) if out else run.with_name(run.name + "-adabn")

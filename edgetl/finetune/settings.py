@@ -142,3 +142,16 @@ class FinetuneSettings(Settings):
         need(self.gradual_every == "epoch" or self.strategy == "gradual",
              f"--gradual-every {self.gradual_every} applies to --strategy gradual only",
              "use --strategy gradual, or drop --gradual-every")
+
+
+@dataclasses.dataclass(frozen=True)
+class AdaptSettings(Settings):
+    """`edgetl adapt`: AdaBN on a finished run."""
+
+    target_data: str | None = setting(None, "Unlabelled images or audio from the deployment domain (any layout; "
+                                      "class folders are ignored).")
+    batch: int = setting(64, "Target samples per BatchNorm statistics pass.", min=2, cli=False)
+
+    def validate(self) -> None:
+        if not self.target_data:
+            raise ConfigError("adapt needs the target data", hint="--target-data DIR")

@@ -59,19 +59,19 @@ class BatchProfile:
             return cls(1, 1, 1)
         if static_batch:
             if text and cls.parse(text) != cls(static_batch, static_batch, static_batch):
-                raise ConfigError(f"the model has a static batch of {static_batch}; --batch cannot change it",
-                                  hint="drop --batch, or export with a dynamic batch")
+                raise ConfigError(f"the model has a static batch of {static_batch}; --batch-profile cannot change it",
+                                  hint="drop --batch-profile, or export with a dynamic batch")
             return cls(static_batch, static_batch, static_batch)
         if not text:
             return cls(1, 8, 32)
         try:
             parts = [int(p) for p in text.split(":")]
         except ValueError:
-            raise ConfigError(f"--batch {text!r} is not MIN:OPT:MAX", hint="e.g. --batch 1:8:32") from None
+            raise ConfigError(f"--batch-profile {text!r} is not MIN:OPT:MAX", hint="e.g. --batch-profile 1:8:32") from None
         if len(parts) == 1:
             parts = [1, parts[0], parts[0]]
         if len(parts) != 3 or not 1 <= parts[0] <= parts[1] <= parts[2]:
-            raise ConfigError(f"--batch {text!r} needs 1 <= MIN <= OPT <= MAX", hint="e.g. --batch 1:8:32")
+            raise ConfigError(f"--batch-profile {text!r} needs 1 <= MIN <= OPT <= MAX", hint="e.g. --batch-profile 1:8:32")
         return cls(*parts)
 
 
@@ -176,8 +176,8 @@ def plan_build(spec: EngineSpec, card: ModelCard, qdq: bool, tensorrt: str | Non
                          "for the DLA, build the float model with --precision fp16 --dla N")
         if not spec.batch.static:
             b = spec.batch
-            raise ConfigError(f"the DLA runs static shapes only; --batch {b.min}:{b.opt}:{b.max} is a range",
-                              hint=f"--batch {b.opt} (the DLA engine runs batch {b.opt}:{b.opt}:{b.opt})")
+            raise ConfigError(f"the DLA runs static shapes only; --batch-profile {b.min}:{b.opt}:{b.max} is a range",
+                              hint=f"--batch-profile {b.opt} (the DLA engine runs batch {b.opt}:{b.opt}:{b.opt})")
     strongly = v >= (11, 0) or (qdq and v >= STRONG_TYPING_FROM)
     if v >= (11, 0) and precision in ("fp16", "best") and not qdq:
         raise ConfigError(f"TensorRT {version} builds strongly typed only: FP16 needs an FP16 ONNX",
