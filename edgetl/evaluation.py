@@ -10,8 +10,8 @@ from edgetl.data.folders import select_split
 from edgetl.metrics import accuracy, confusion_matrix, per_class_accuracy
 from edgetl.modality import Preprocessing, decode_split, preprocessing_of
 from edgetl.runtime import Runner, open_runner
-from edgetl.runtime.runner import DEVICE_HELP, PRECISION_HINTS
-from edgetl.settings import Settings, setting
+from edgetl.runtime.runner import InferenceSettings
+from edgetl.settings import setting
 
 
 @dataclasses.dataclass
@@ -44,15 +44,9 @@ def predict_logits(runner: Runner, cached: np.ndarray, pre: Preprocessing, batch
 
 
 @dataclasses.dataclass(frozen=True)
-class EvaluateSettings(Settings):
+class EvaluateSettings(InferenceSettings):
     split: str = setting("val", "train | val | test")
-    backend: str = setting("auto", "auto (by artifact kind) | onnxruntime | openvino | tensorrt | torch")
-    device: str = setting("auto", DEVICE_HELP)
     batch_size: int = setting(64, "Samples per inference call.", min=1, example="64")
-    precision_hint: str = setting("f32", "openvino: compute the float operations in this precision (bf16/f16 only "
-                                  "where the CPU has it).", choices=PRECISION_HINTS)
-    threads: int | None = setting(None, "CPU threads for inference (e.g. 1 on a busy machine) [default: every core].",
-                                  min=1)
 
 
 def evaluate(artifact, data, settings: EvaluateSettings | None = None, **options) -> EvalReport:

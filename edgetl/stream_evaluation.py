@@ -24,9 +24,9 @@ from edgetl.card import ModelCard
 from edgetl.errors import ConfigError, DataError
 from edgetl.runtime.artifacts import write_card
 from edgetl.runtime.backends import open_runner
-from edgetl.runtime.runner import DEVICE_HELP, PRECISION_HINTS
+from edgetl.runtime.runner import InferenceSettings
 from edgetl.runtime.streaming import Detection, KeywordDetector, StreamingSettings, detect_file, never_fires, replay, smoothed
-from edgetl.settings import Settings, setting
+from edgetl.settings import setting
 
 # Thresholds tried for the DET curve and when picking a keyword's threshold.
 THRESHOLDS = np.unique(np.concatenate([np.linspace(0.05, 0.95, 19), 1 - np.geomspace(0.05, 1e-6, 26)]))
@@ -274,13 +274,7 @@ def write_streaming(path: Path, card: ModelCard) -> str:
 
 
 @dataclasses.dataclass(frozen=True)
-class StreamEvalSettings(Settings):
-    backend: str = setting("auto", "auto (by artifact kind) | onnxruntime | openvino | tensorrt | torch")
-    device: str = setting("auto", DEVICE_HELP)
-    threads: int | None = setting(None, "CPU threads for inference (e.g. 1 on a busy machine) [default: every core].",
-                                  min=1)
-    precision_hint: str = setting("f32", "openvino: compute the float operations in this precision.",
-                                  choices=PRECISION_HINTS)
+class StreamEvalSettings(InferenceSettings):
     hop_ms: float | None = setting(None, "With --stream: score every this many ms (default: the card's, 100).")
     smoothing: int | None = setting(None, "With --stream: hops a keyword's probability is averaged over (card's; 6 "
                                     "unless it says; with --target-fa-per-hour, fixed instead of picked).")

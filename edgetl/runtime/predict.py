@@ -16,9 +16,9 @@ import numpy as np
 from edgetl import modality as modalities
 from edgetl.errors import ConfigError, DataError
 from edgetl.runtime.backends import open_runner
-from edgetl.runtime.runner import DEVICE_HELP, softmax
+from edgetl.runtime.runner import InferenceSettings, softmax
 from edgetl.runtime.streaming import KeywordDetector, audio_seconds, detect_file
-from edgetl.settings import Settings, setting
+from edgetl.settings import setting
 
 
 @dataclasses.dataclass
@@ -62,11 +62,7 @@ def read_input(path: Path, kind: modalities.Modality, preprocessing) -> np.ndarr
 
 
 @dataclasses.dataclass(frozen=True)
-class PredictSettings(Settings):
-    backend: str = setting("auto", "auto (by artifact kind) | onnxruntime | openvino | tensorrt | torch")
-    device: str = setting("auto", DEVICE_HELP)
-    threads: int | None = setting(None, "CPU threads for inference (e.g. 1 on a busy machine) [default: every core].",
-                                  min=1)
+class PredictSettings(InferenceSettings):
     top_k: int = setting(3, "How many labels per file.", min=1, example="3")
     batch: int = setting(16, "Files per inference call.", min=1, cli=False)
 
@@ -78,7 +74,8 @@ def predict(artifact, files, settings: PredictSettings | None = None, **options)
     backend, top_k, device, batch, threads = s.backend, s.top_k, s.device, s.batch, s.threads
     if not files:
         raise ConfigError("no files to predict", hint="pass one or more image or audio files after the artifact")
-    with open_runner(artifact, backend=backend, device=device, threads=threads) as runner:
+    with open_runner(artifact, backend=backend, device=device, threads=threads,
+                     precision_hint=s.precision_hint) as runner:
         card = runner.card
         kind = modalities.get(card.modality)
         pre = modalities.preprocessing_of(card)
