@@ -20,13 +20,13 @@ from edgetl.errors import ConfigError
 
 
 def setting(default: Any, help: str = "", *, choices: tuple | None = None, min: float | None = None,
-            max: float | None = None, above: float | None = None, flag: str | None = None, cli: bool = True,
-            example: str | None = None):
-    """A settings field. `min`/`max` are inclusive bounds, `above` an exclusive lower one;
+            max: float | None = None, above: float | None = None, below: float | None = None, flag: str | None = None,
+            cli: bool = True, example: str | None = None):
+    """A settings field. `min`/`max` are inclusive bounds, `above`/`below` exclusive ones;
     `flag` overrides the CLI spelling (default: --field-name); `cli=False` keeps the field
     out of the command line (set by the command itself or by recipes)."""
-    meta = {"help": help, "choices": choices, "min": min, "max": max, "above": above, "flag": flag, "cli": cli,
-            "example": example}
+    meta = {"help": help, "choices": choices, "min": min, "max": max, "above": above, "below": below, "flag": flag,
+            "cli": cli, "example": example}
     if isinstance(default, (list, dict, set)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=meta)
     if dataclasses.is_dataclass(default):
@@ -54,28 +54,42 @@ def _hints(cls) -> dict[str, Any]:
 class Settings:
     """Base of the stage settings dataclasses."""
 
-    def check(self) -> "Settings":
+    def check(self, where: str | None = None) -> "Settings":
         """Every field within its declared range or choices, then the class's own rules;
-        a ConfigError names the option, the value and the remedy. Returns self."""
+        a ConfigError names the option (its key path `where.field` in a recipe), the value
+        and the remedy. Returns self."""
         for f in dataclasses.fields(self):
             value, meta = getattr(self, f.name), f.metadata
+            # where="" is a recipe's root: its fields are named by their keys
+            path = f"{where}.{f.name}" if where else (f.name if where == "" else None)
             if isinstance(value, Settings):
-                value.check()
+                value.check(path)
+                continue
+            if isinstance(value, tuple) and any(isinstance(v, Settings) for v in value):
+                for i, v in enumerate(value):
+                    v.check(f"{path}[{i}]" if path else None)
                 continue
             if value is None:
                 continue
-            name = flag_of(f)
             if meta.get("choices") and value not in meta["choices"]:
-                raise ConfigError(f"unknown {f.name.replace('_', ' ')} {value!r} ({name})", hint=_hint(f))
+                name = f"{path}:" if path else f"{f.name.replace('_', ' ')} ({flag_of(f)}):"
+                raise ConfigError(f"unknown {name} {value!r}" if not path else f"{name} unknown value {value!r}",
+                                  hint=_hint(f))
             if isinstance(value, (int, float)) and not isinstance(value, bool):
-                low, high, above = meta.get("min"), meta.get("max"), meta.get("above")
+                low, high, above, below = (meta.get(k) for k in ("min", "max", "above", "below"))
                 if math.isnan(value) or (low is not None and value < low) or (high is not None and value > high) \
-                        or (above is not None and value <= above):
+                        or (above is not None and value <= above) or (below is not None and value >= below):
                     bounds = [f"at least {low:g}" if low is not None else "", f"above {above:g}" if above is not None
-                              else "", f"at most {high:g}" if high is not None else ""]
-                    raise ConfigError(f"{name} must be {' and '.join(b for b in bounds if b)}, got {value}",
-                                      hint=_hint(f))
-        self.validate()
+                              else "", f"at most {high:g}" if high is not None else "",
+                              f"below {below:g}" if below is not None else ""]
+                    name = f"{path}: must be" if path else f"{flag_of(f)} must be"
+                    raise ConfigError(f"{name} {' and '.join(b for b in bounds if b)}, got {value:g}", hint=_hint(f))
+        try:
+            self.validate()
+        except ConfigError as exc:
+            if where and not exc.message.startswith(where):
+                raise ConfigError(f"{where}: {exc.message}", hint=exc.hint) from None
+            raise
         return self
 
     def validate(self) -> None:
@@ -96,7 +110,7 @@ class Settings:
         """Settings from plain data (a recipe section, a card's record). An unknown key, a
         value of the wrong type or out of range is a ConfigError that names its path."""
         data = dict(data or {})
-        fields = {f.name: f for f in dataclasses.fields(cls)}
+        fields = {f.name: f for f in dataclasses.fields(cls)}  # in declaration order
         prefix = f"{where}." if where else ""
         unknown = [k for k in data if k not in fields]
         if unknown:
@@ -104,12 +118,7 @@ class Settings:
                               hint=f"{cls.__name__} takes: {', '.join(fields)}")
         hints = _hints(cls)
         values = {k: _coerce(v, hints[k], f"{prefix}{k}") for k, v in data.items()}
-        try:
-            return cls(**values).check()
-        except ConfigError as exc:
-            if where and not exc.message.startswith(prefix):
-                raise ConfigError(f"{where}: {exc.message}", hint=exc.hint) from None
-            raise
+        return cls(**values).check(where)
 
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)
@@ -147,7 +156,13 @@ def _coerce(value, hint, where: str):
     if isinstance(hint, type) and issubclass(hint, Settings):
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping of settings, got {value!r}", hint="see docs/")
-        return hint.from_dict(value, where)
+        data = dict(value)
+        fields = [f.name for f in dataclasses.fields(hint)]
+        unknown = [k for k in data if k not in fields]
+        if unknown:
+            raise ConfigError(f"{where}.{unknown[0]}: unknown setting", hint=f"{hint.__name__} takes: {', '.join(fields)}")
+        hints = _hints(hint)
+        return hint(**{k: _coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()})  # checked by the caller
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {value!r}", hint="e.g. [5, 20]")

@@ -28,6 +28,7 @@ LIBRARY = {
     "data digits": ["edgetl.data.digits:make_digits"],
     "data keywords": ["edgetl.data.keywords:make_keywords"],
     "backbones": ["edgetl.backbones:list_backbones"],
+    "run": ["edgetl.pipeline.run:run_recipe"],
 }
 # CLI option name -> library name, where they differ
 ALIASES: dict[tuple[str, str], str] = {}

@@ -27,7 +27,7 @@ class BenchSettings(Settings):
                                                "each as its own row judged against the FP32 reference; f32 is "
                                                "always measured.", flag="--precision-hint")
     max_drop: float | None = setting(None, "Exit 1 when an artifact loses more accuracy than this (0.01 = 1 point) "
-                                     "against its run's FP32 reference.", min=0, max=0.999, example="0.01")
+                                     "against its run's FP32 reference.", min=0, below=1, example="0.01")
 
     def validate(self) -> None:
         if not self.batches or min(self.batches) < 1:

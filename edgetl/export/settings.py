@@ -13,7 +13,7 @@ class ExportSettings(Settings):
     static_batch: int | None = setting(None, "Fix the batch size (some edge compilers need it).", min=1, example="8")
     openvino: bool = setting(False, "Also write OpenVINO IR (.xml/.bin) beside the ONNX file.")
     fp16: bool = setting(False, "With --openvino: FP16 weights.")
-    atol: float | None = setting(None, "Allowed max-abs error relative to the logit range (1e-3).", above=0, max=0.999,
+    atol: float | None = setting(None, "Allowed max-abs error relative to the logit range (1e-3).", above=0, below=1,
                                  example="1e-3")
     data: str | None = setting(None, "Validation data for the parity check (default: the run's).")
     samples: int = setting(64, "Validation samples the parity gate compares.", min=1, cli=False)

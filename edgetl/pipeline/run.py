@@ -1,0 +1,346 @@
+"""`edgetl run`: a recipe from data to bundle, each stage reused when nothing it depends
+on changed (pipeline/cache.py).
+
+The pipeline folder is an ordinary edgetl layout that every command takes:
+
+```
+DIR/data/        a built-in data set (a recipe's folder is read where it is)
+DIR/target/      a built-in target data set (domain adaptation)
+DIR/run/         the run directory, with model.onnx (+ .xml), and one INT8 model per target
+DIR/bench.json   every artifact on its backend (+ bench.png)
+DIR/bundle/      the deployment bundle
+DIR/summary.json what every stage did and measured
+```
+
+Stages: data, target, finetune, evaluate, export (for speech, with the streaming
+operating point picked on the validation recording, so every INT8 model inherits it),
+quantize.TARGET, bench, package. A gate that fails (parity, an INT8 bound, bench's
+--max-drop) stops the pipeline: exit 1 and a report of what held and what did not.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+from edgetl import progress
+from edgetl.errors import EdgeTLError
+from edgetl.outputs import write_atomic
+from edgetl.pipeline.cache import StageCache, folder_fingerprint, stage_key, versions
+from edgetl.pipeline.recipe import DataSource, Recipe
+
+STAGES = ("data", "target", "finetune", "evaluate", "export", "quantize", "bench", "package")
+SUMMARY = "summary.json"
+
+
+class GateFailed(EdgeTLError):
+    """A gate of the pipeline did not hold: the pipeline stops with exit code 1."""
+
+    exit_code = 1
+
+
+@dataclasses.dataclass
+class StageResult:
+    name: str
+    status: str  # ran | reused | failed | not run
+    seconds: float = 0.0
+    figures: dict = dataclasses.field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclasses.dataclass
+class PipelineResult:
+    folder: Path
+    recipe: Recipe
+    stages: list[StageResult]
+
+    @property
+    def ok(self) -> bool:
+        return all(s.status in ("ran", "reused") for s in self.stages)
+
+    def stage(self, name: str) -> StageResult | None:
+        return next((s for s in self.stages if s.name == name), None)
+
+    def to_dict(self) -> dict:
+        return {"schema": "edgetl.pipeline/1", "recipe": self.recipe.name, "folder": str(self.folder),
+                "ok": self.ok, "stages": [dataclasses.asdict(s) for s in self.stages]}
+
+
+class Pipeline:
+    """One recipe in one folder. Each stage method returns (settings, inputs, run) where
+    run() does the work and returns (outputs, figures)."""
+
+    def __init__(self, recipe: Recipe, folder: Path, recipe_dir: Path):
+        self.recipe, self.folder, self.recipe_dir = recipe, Path(folder), Path(recipe_dir)
+        self.cache = StageCache(self.folder)
+        self.versions = versions()
+        self.results: list[StageResult] = []
+        self.run_dir = self.folder / "run"
+        self.data_dir: Path | None = None
+        self.target_dir: Path | None = None
+        self.artifacts: dict[str, Path] = {}  # what bench and the summary take: run, fp32 model(s), INT8 models
+
+    # ------------------------------------------------------------------ driving
+    def execute(self, rerun_from: str | None = None, force: bool = False) -> PipelineResult:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        rerun = force
+        failure: BaseException | None = None
+        for name, step in self.steps():
+            rerun = rerun or (rerun_from is not None and name.split(".")[0] == rerun_from)
+            if failure is not None:
+                self.results.append(StageResult(name, "not run"))
+                continue
+            try:
+                self._stage(name, step, rerun)
+            except GateFailed as exc:
+                failure = exc
+                self.results[-1].error = exc.message
+            except BaseException:
+                self._write_summary()
+                raise
+        self._write_summary()
+        result = PipelineResult(self.folder, self.recipe, self.results)
+        if failure is not None:
+            stopped = GateFailed(f"the pipeline stopped at {self.results_failed()}: {failure.message}",
+                                 hint=failure.hint or f"see {self.folder / SUMMARY}")
+            stopped.pipeline = result  # what held and what did not, for the report
+            raise stopped from None
+        return result
+
+    def results_failed(self) -> str:
+        return next(s.name for s in self.results if s.status == "failed")
+
+    def _stage(self, name: str, step, rerun: bool) -> None:
+        settings, inputs, work = step()
+        key = stage_key(name, settings, inputs, self.versions)
+        marker = None if rerun else self.cache.done(name, key)
+        if marker is not None:
+            self.results.append(StageResult(name, "reused", marker.get("seconds", 0.0), marker.get("figures", {})))
+            progress.info(f"{name}: reused (nothing it depends on changed)")
+            return
+        progress.info(f"[bold]{name}[/]", markup=True)
+        self.cache.start(name)
+        started = time.perf_counter()
+        try:
+            outputs, figures = work()
+        except EdgeTLError as exc:
+            self.results.append(StageResult(name, "failed", time.perf_counter() - started, error=exc.message))
+            if _is_gate(exc):
+                raise GateFailed(exc.message, hint=exc.hint) from None
+            raise
+        seconds = time.perf_counter() - started
+        self.cache.finish(name, key, outputs, figures, seconds)
+        self.results.append(StageResult(name, "ran", seconds, figures))
+
+    def _write_summary(self) -> None:
+        doc = PipelineResult(self.folder, self.recipe, self.results).to_dict()
+        doc["recipe_settings"] = self.recipe.to_dict()
+        write_atomic(self.folder / SUMMARY, json.dumps(doc, indent=1, default=str) + "\n")
+
+    def _outputs(self, *names: str) -> dict[str, str]:
+        """The recorded outputs of earlier stages: what a later stage's key depends on."""
+        out = {}
+        for name in names:
+            out.update({f"{name}:{k}": v for k, v in self.cache.outputs_of(name).items()})
+        return out
+
+    # ------------------------------------------------------------------ the stages
+    def steps(self):
+        r = self.recipe
+        yield "data", lambda: self._data(r.data, "data")
+        if r.target is not None:
+            yield "target", lambda: self._data(r.target, "target")
+        yield "finetune", self._finetune
+        if r.evaluate is not None:
+            yield "evaluate", self._evaluate
+        yield "export", self._export
+        for q in r.quantize.targets:
+            yield f"quantize.{q.target}", lambda q=q: self._quantize(q)
+        if r.bench is not None:
+            yield "bench", self._bench
+        if r.package is not None:
+            yield "package", self._package
+
+    def _data(self, source: DataSource, name: str):
+        settings = source.to_dict()
+        if source.folder is not None:
+            folder = Path(source.folder)
+            folder = folder if folder.is_absolute() else (self.recipe_dir / folder)
+            setattr(self, f"{name}_dir", folder.resolve())
+
+            def read():
+                from edgetl.errors import DataError
+
+                if not folder.is_dir():
+                    raise DataError(f"{name}: the folder {folder} does not exist", hint="check the recipe's path")
+                return [], {"folder": str(folder.resolve())}
+
+            return settings, {"folder": folder_fingerprint(folder) if folder.is_dir() else None}, read
+        out = self.folder / name
+        setattr(self, f"{name}_dir", out)
+
+        def write():
+            if source.digits is not None:
+                from edgetl.data.digits import make_digits
+
+                d = source.digits
+                make_digits(out, size=d.size, seed=d.seed, domain=d.domain, overwrite=True)
+            else:
+                from edgetl.data.keywords import make_keywords
+
+                k = source.keywords
+                make_keywords(out, words=list(k.words), unknown=k.unknown, voices=k.voices, takes=k.takes,
+                              seed=k.seed, stream_minutes=k.stream_minutes, domain=k.domain,
+                              held_out_voices=k.held_out_voices, overwrite=True)
+            return [out], {"folder": str(out)}
+
+        return settings, {}, write
+
+    def _finetune(self):
+        cfg = self.recipe.finetune
+        if self.recipe.target is not None:  # its train split (or the whole folder) unlabelled; test, if any, labelled
+            train = self.target_dir / "train"
+            labelled = any((self.target_dir / s).is_dir() for s in ("test", "val"))
+            cfg = cfg.replace(target_data=str(train if train.is_dir() else self.target_dir),
+                              target_val=str(self.target_dir) if labelled else None)
+        inputs = {"data": self._data_fingerprint(self.data_dir), **self._outputs("target")}
+
+        def work():
+            from edgetl.finetune.job import finetune
+
+            result = finetune(self.data_dir, cfg.backbone, self.run_dir, overwrite=True, settings=cfg)
+            self.artifacts["run"] = self.run_dir
+            figures = {"val_accuracy": result.val_accuracy, "best_epoch": result.best_epoch,
+                       "epochs_run": len(result.history)}
+            adaptation = result.card.source.get("adaptation")
+            if adaptation:
+                figures["adaptation"] = adaptation.get("method")
+                if adaptation.get("target_val"):
+                    figures["target_accuracy"] = adaptation["target_val"]["adapted"]
+            return [self.run_dir / "model.pt", self.run_dir / "edgetl.json"], figures
+
+        return cfg.to_dict(), inputs, work
+
+    def _data_fingerprint(self, folder: Path) -> str | None:
+        return folder_fingerprint(folder) if folder and folder.is_dir() else None
+
+    def _evaluate(self):
+        s = self.recipe.evaluate
+
+        def work():
+            from edgetl.evaluation import evaluate
+
+            report = evaluate(self.run_dir, self.data_dir, s)
+            return [], {"accuracy": report.accuracy, "n": report.n, "split": report.split}
+
+        return s.to_dict(), self._outputs("finetune"), work
+
+    def _export(self):
+        s, streaming = self.recipe.export, self.recipe.streaming
+        settings = {"export": s.to_dict(), "streaming": streaming.to_dict() if streaming else None}
+
+        def work():
+            from edgetl.export import export_run
+
+            result = export_run(self.run_dir, self.run_dir / "model.onnx", s, overwrite=True)
+            outputs = [result.onnx] + ([result.openvino, result.openvino.with_suffix(".bin")] if result.openvino else [])
+            figures = {"parity": {Path(p.artifact).name: round(p.agreement, 4) for p in result.parity}}
+            if streaming is not None:
+                figures["streaming"] = self._streaming(result.onnx, streaming)
+                if result.openvino:  # the IR carries the same operating point
+                    from edgetl.runtime.artifacts import read_card, write_card
+
+                    write_card(result.openvino, dataclasses.replace(read_card(result.openvino),
+                                                                    streaming=read_card(result.onnx).streaming))
+            return outputs, figures
+
+        return settings, self._outputs("finetune"), work
+
+    def _streaming(self, onnx: Path, s) -> dict:
+        from edgetl.stream_evaluation import evaluate_stream
+
+        streams = self.data_dir / "_streams_"
+        options = {f.name: getattr(s, f.name) for f in dataclasses.fields(s)
+                   if f.name not in ("calibrate_on", "evaluate_on")}
+        picked = evaluate_stream(onnx, streams / f"{s.calibrate_on}.wav", **options)
+        figures = {"picked_on": s.calibrate_on, "settings": picked.settings, "val_frr": picked.frr,
+                   "val_fa_per_hour": picked.fa_per_hour}
+        if s.evaluate_on:
+            test = evaluate_stream(onnx, streams / f"{s.evaluate_on}.wav",
+                                   **{**options, "target_fa_per_hour": None, "plot": None})
+            figures.update(test_frr=test.frr, test_fa_per_hour=test.fa_per_hour,
+                           real_time_factor=test.real_time_factor)
+        return figures
+
+    def _quantize(self, q):
+        def work():
+            from edgetl.quantize import quantize
+
+            result = quantize(self.run_dir / "model.onnx", settings=q, overwrite=True)
+            outputs = [result.out] + ([result.out.with_suffix(".bin")] if result.out.suffix == ".xml" else [])
+            self.artifacts[q.target] = result.out
+            return outputs, {"model": result.out.name, "fp32_accuracy": result.fp32_accuracy,
+                             "int8_accuracy": result.int8_accuracy, "drop": result.drop,
+                             "float_layers": len(result.float_layers), "method": result.method}
+
+        return q.to_dict(), self._outputs("export"), work
+
+    def _bench(self):
+        s = self.recipe.bench
+        names = ["finetune", "export", *[f"quantize.{q.target}" for q in self.recipe.quantize.targets]]
+
+        def work():
+            from edgetl.bench.harness import bench
+
+            report = bench([self.run_dir], s.replace(data=s.data or str(self.data_dir)))
+            json_path = report.write_json(self.folder / "bench.json")
+            plot = report.plot(self.folder / "bench.png")
+            rows = [{"artifact": Path(r.artifact).name, "backend": r.backend, "batch": r.batch,
+                     "accuracy": r.accuracy, "drop": r.drop, "p50_ms": r.p50_ms, "size_mb": r.size_mb,
+                     "error": r.error} for r in report.rows]
+            if s.max_drop is not None and report.offenders(s.max_drop):
+                worst = max(report.offenders(s.max_drop), key=lambda r: r.drop)
+                raise _BenchGate(f"{worst.name} on {worst.backend} loses {100 * worst.drop:.2f} pt, above bench.max_drop "
+                                 f"{100 * s.max_drop:.2f} pt", hint=f"see {json_path}")
+            return [json_path, plot], {"rows": rows}
+
+        return s.to_dict(), self._outputs(*names), work
+
+    def _package(self):
+        s = self.recipe.package
+        names = ["finetune", "export", *[f"quantize.{q.target}" for q in self.recipe.quantize.targets]]
+        out = self.folder / "bundle"
+
+        def work():
+            from edgetl.package import package
+
+            result = package(self.run_dir, out, s.replace(data=s.data or str(self.data_dir)), overwrite=True)
+            return [result.out], {"bundle": str(result.out), "targets": {t: e.precision for t, e in
+                                                                          result.targets.items()}}
+
+        return s.to_dict(), self._outputs(*names), work
+
+
+class _BenchGate(EdgeTLError):
+    """bench.max_drop did not hold."""
+
+
+def _is_gate(exc: EdgeTLError) -> bool:
+    from edgetl.export.parity import ParityError
+    from edgetl.quantize import AccuracyDropError
+
+    return isinstance(exc, (ParityError, AccuracyDropError, _BenchGate))
+
+
+def run_recipe(recipe_path, out=None, rerun_from: str | None = None, force: bool = False,
+               overrides: list[str] = ()) -> PipelineResult:
+    """Run (or resume) the recipe at `recipe_path` in `out` (default runs/NAME)."""
+    from edgetl.errors import ConfigError
+    from edgetl.pipeline.recipe import load_recipe
+
+    recipe = load_recipe(recipe_path, overrides)
+    if rerun_from is not None and rerun_from not in STAGES:
+        raise ConfigError(f"--from {rerun_from!r} is not a stage", hint=f"use one of {', '.join(STAGES)}")
+    folder = Path(out) if out else Path("runs") / recipe.name
+    return Pipeline(recipe, folder, Path(recipe_path).resolve().parent).execute(rerun_from, force)

@@ -1,0 +1,168 @@
+"""Recipes and `edgetl run`: validated whole before any work, every stage reused when
+nothing it depends on changed, a changed stage rerun with what follows it, an interrupted
+stage redone, a failing gate stopping the pipeline with exit code 1 and its report."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from edgetl.cli import cli
+from edgetl.errors import ConfigError
+from edgetl.pipeline.recipe import load_recipe
+
+MODELS = Path(__file__).resolve().parents[1] / "models"
+
+
+def tiny_recipe(data: Path) -> dict:
+    return {
+        "name": "tiny",
+        "data": {"folder": str(data)},
+        "finetune": {"backbone": "efficientnet_lite0", "strategy": "linear-probe", "epochs": 1, "input_size": 32,
+                     "batch_size": 8, "lr": 0.01, "image": {"hflip": False}, "threads": 1},
+        "evaluate": {"split": "val"},
+        "export": {"openvino": False},
+        "quantize": {"targets": [{"target": "onnxruntime", "max_drop": 0.2, "samples": 24}]},
+        "bench": {"split": "val", "batches": [1], "iters": 5, "warmup": 1, "threads": 1},
+        "package": {"targets": ["onnxruntime"], "samples": 3},
+    }
+
+
+def write(tmp_path: Path, doc: dict, name: str = "recipe.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def run(recipe: Path, out: Path, *args: str):
+    result = CliRunner().invoke(cli, ["-q", "run", str(recipe), "--out", str(out), *args])
+    summary = json.loads((out / "summary.json").read_text()) if (out / "summary.json").is_file() else None
+    return result, {s["name"]: s["status"] for s in summary["stages"]} if summary else {}
+
+
+@pytest.mark.parametrize("change, path", [
+    ({"finetune": {"epoch": 3}}, "finetune.epoch: unknown setting"),
+    ({"finetune": {"epochs": "ten"}}, "finetune.epochs: expected int"),
+    ({"finetune": {"strategy": "sideways"}}, "finetune.strategy: unknown value 'sideways'"),
+    ({"quantize": {"targets": [{"target": "onnxruntime"}, {"target": "openvino", "max_drop": 5}]}},
+     "quantize.targets[1].max_drop: must be at least 0 and below 1, got 5"),
+    ({"bench": {"batches": [0]}}, "bench: batch sizes must be positive"),
+    ({"stages": {}}, "stages: unknown setting"),
+])
+def test_a_bad_recipe_fails_before_any_work_with_its_key_path(tmp_path, tiny_digits, change, path):
+    doc = tiny_recipe(tiny_digits)
+    for section, value in change.items():
+        doc[section] = {**doc.get(section, {}), **value} if isinstance(doc.get(section), dict) else value
+    result = CliRunner().invoke(cli, ["run", str(write(tmp_path, doc)), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and path in result.output, result.output
+    assert "hint:" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()  # nothing was started
+
+
+def test_set_changes_one_key_and_names_a_missing_one(tmp_path, tiny_digits):
+    recipe = write(tmp_path, tiny_recipe(tiny_digits))
+    assert load_recipe(recipe, ["quantize.targets[0].max_drop=0.05"]).quantize.targets[0].max_drop == 0.05
+    assert load_recipe(recipe, ["finetune.epochs=3"]).finetune.epochs == 3
+    with pytest.raises(ConfigError, match=r"quantize.targets\[4\] is not in the recipe"):
+        load_recipe(recipe, ["quantize.targets[4].max_drop=0.05"])
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        load_recipe(recipe, ["finetune.epochs"])
+
+
+@pytest.mark.parametrize("recipe", sorted(MODELS.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_recipe_validates(recipe):
+    r = load_recipe(recipe)
+    assert r.name == recipe.stem and r.finetune.backbone and r.package is not None
+    assert (MODELS / f"{recipe.stem}.md").is_file(), "each recipe has its model card"
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory, tiny_digits):
+    folder = tmp_path_factory.mktemp("pipeline")
+    recipe = write(folder, tiny_recipe(tiny_digits))
+    result, stages = run(recipe, folder / "out")
+    assert result.exit_code == 0, result.output
+    return recipe, folder / "out", stages
+
+
+def test_a_recipe_runs_every_stage_into_an_ordinary_layout(pipeline):
+    recipe, out, stages = pipeline
+    assert stages == {"data": "ran", "finetune": "ran", "evaluate": "ran", "export": "ran",
+                      "quantize.onnxruntime": "ran", "bench": "ran", "package": "ran"}
+    assert (out / "run" / "model.pt").is_file() and (out / "run" / "model.int8.onnx").is_file()
+    checked = CliRunner().invoke(cli, ["verify", str(out / "bundle"), "--json"])  # every command takes the outputs
+    assert checked.exit_code == 0 and all(c["passed"] for c in json.loads(checked.output))
+    rows = json.loads((out / "bench.json").read_text())["rows"]
+    assert {r["backend"] for r in rows} == {"torch", "onnxruntime"}
+
+
+def test_a_rerun_with_nothing_changed_reuses_every_stage_in_seconds(pipeline):
+    recipe, out, first = pipeline
+    started = time.perf_counter()
+    result, stages = run(recipe, out)
+    assert result.exit_code == 0, result.output
+    assert time.perf_counter() - started < 10
+    assert stages == {name: "reused" for name in first}
+    assert "reused" in result.output
+
+
+def test_a_changed_quantization_bound_reruns_quantize_and_what_follows_only(pipeline):
+    recipe, out, _ = pipeline
+    result, stages = run(recipe, out, "--set", "quantize.targets[0].max_drop=0.15")
+    assert result.exit_code == 0, result.output
+    assert stages == {"data": "reused", "finetune": "reused", "evaluate": "reused", "export": "reused",
+                      "quantize.onnxruntime": "ran", "bench": "ran", "package": "ran"}
+    card = json.loads((out / "summary.json").read_text())["recipe_settings"]["quantize"]["targets"][0]
+    assert card["max_drop"] == 0.15
+
+
+def test_an_interrupted_stage_is_redone_and_nothing_takes_it_for_done(pipeline, monkeypatch):
+    import edgetl.bench.harness
+
+    recipe, out, _ = pipeline
+    assert run(recipe, out)[0].exit_code == 0  # the recipe as written (an earlier test changed a bound)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(edgetl.bench.harness, "bench", interrupted)
+    result, stages = run(recipe, out, "--from", "bench")
+    assert result.exit_code != 0
+    assert not (out / ".stages" / "bench.json").exists()
+    monkeypatch.undo()
+    result, stages = run(recipe, out)
+    assert result.exit_code == 0, result.output
+    assert stages["bench"] == "ran" and stages["export"] == "reused" and stages["package"] == "reused"
+
+
+def test_a_failing_gate_stops_the_pipeline_with_exit_1_and_its_report(pipeline, monkeypatch):
+    """INT8 that cannot hold its bound (quantize's own gate, tested in test_quantize.py, is
+    what raises here) stops the pipeline: exit 1, the report of what held, nothing after."""
+    import edgetl.quantize
+    from edgetl.quantize import AccuracyDropError
+
+    recipe, out, _ = pipeline
+
+    def cannot_hold(*args, **kwargs):
+        raise AccuracyDropError("INT8 for onnxruntime loses 4.17 pt (0 layers in float), above --max-drop 1.00 pt",
+                                hint="allow a larger --max-drop")
+
+    monkeypatch.setattr(edgetl.quantize, "quantize", cannot_hold)
+    result, stages = run(recipe, out, "--from", "quantize")
+    assert result.exit_code == 1, result.output
+    assert "stopped at quantize.onnxruntime" in result.output and "allow a larger --max-drop" in result.output
+    assert stages == {"data": "reused", "finetune": "reused", "evaluate": "reused", "export": "reused",
+                      "quantize.onnxruntime": "failed", "bench": "not run", "package": "not run"}
+    assert "not run" in result.output  # the report printed before the error
+    assert not (out / ".stages" / "quantize.onnxruntime.json").exists()
+
+
+def test_the_demo_runs_the_default_recipe():
+    from edgetl.cli.demo import RECIPES, models_dir
+
+    for name in RECIPES.values():
+        assert load_recipe(models_dir() / name).package is not None
