@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -197,3 +198,48 @@ def test_precision_hints_add_openvino_rows_judged_against_the_f32_reference(benc
         assert not bf16.ok and "bf16" in bf16.error
     assert report.settings["precision_hints"] == ["f32", "bf16"]
     assert "| bf16 |" in report.markdown() or not bf16.ok
+
+
+def test_a_baseline_holds_against_itself_and_catches_a_planted_slowdown(report, bench_run, tmp_path):
+    import copy
+
+    from edgetl.bench.baseline import compare
+
+    now = report.to_dict()
+    same = compare(now, now)
+    measured = [r for r in same.rows if r.status != "not compared"]
+    assert same.ok and measured and all(r.slowdown == pytest.approx(1.0) for r in measured)
+    faster_then = copy.deepcopy(now)  # the baseline ran 30% faster: now is a 1.3x slowdown
+    for r in faster_then["rows"]:
+        if r["p50_ms"]:
+            r["p50_ms"] /= 1.3
+    slower = compare(now, faster_then, max_slowdown=1.10)
+    assert not slower.ok and {r.status for r in slower.regressions} == {"slower"}
+    assert all(r.slowdown == pytest.approx(1.3) for r in slower.regressions)
+    # a reference measured in both runs cancels a machine that is slower for everyone
+    assert compare(now, faster_then, reference="model.onnx").ok
+    # what cannot be compared is named, never matched by guess
+    missing = copy.deepcopy(now)
+    gone = missing["rows"].pop(0)
+    named = compare(now, missing)
+    assert any(r.why == "not in the baseline" and Path(gone["artifact"]).name in r.key for r in named.not_compared)
+    other_cpu = copy.deepcopy(now)
+    other_cpu["machine"]["cpu_flags"] = ["avx2"] if "avx512f" in now["machine"]["cpu_flags"] else ["avx2", "avx512f"]
+    assert all(r.status == "not compared" and "another CPU kind" in r.why for r in compare(now, other_cpu).rows)
+
+
+def test_cli_baseline_exits_1_on_a_regression_and_0_otherwise(bench_run, tmp_path):
+    args = ["-q", "bench", str(bench_run / "model.onnx"), "--iters", "3", "--warmup", "0", "--threads", "1"]
+    first = CliRunner().invoke(cli, [*args, "--json-file", str(tmp_path / "old.json")])
+    assert first.exit_code == 0, first.output
+    doc = json.loads((tmp_path / "old.json").read_text())
+    for factor, name, code in ((100.0, "much-slower-then.json", 0), (0.01, "much-faster-then.json", 1)):
+        planted = json.loads(json.dumps(doc))
+        for r in planted["rows"]:
+            r["p50_ms"] = r["p50_ms"] * factor if r["p50_ms"] else r["p50_ms"]
+        (tmp_path / name).write_text(json.dumps(planted))
+        result = CliRunner().invoke(cli, [*args, "--baseline", str(tmp_path / name)])
+        assert result.exit_code == code, result.output
+        assert ("regressed against" in result.output) == (code == 1)
+    bad = CliRunner().invoke(cli, [*args, "--baseline", str(tmp_path / "nothing.json")])
+    assert bad.exit_code == 2 and "cannot read the baseline" in bad.output

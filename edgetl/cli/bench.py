@@ -5,6 +5,7 @@ import logging
 
 import click
 
+from edgetl.bench.baseline import compare, read_report
 from edgetl.bench.settings import BenchSettings
 from edgetl.cli import options
 from edgetl.errors import ConfigError
@@ -32,7 +33,14 @@ from edgetl.outputs import check_output
 @click.option("--json-file", "json_file", type=click.Path(dir_okay=False), help="Write the report as JSON.")
 @click.option("--csv", "csv_out", type=click.Path(dir_okay=False), help="Write the rows as CSV.")
 @click.option("--plot", "plot_out", type=click.Path(dir_okay=False), help="Write an accuracy-vs-latency PNG.")
-def bench_cmd(artifacts, as_json, json_file, csv_out, plot_out, **values):
+@click.option("--baseline", type=click.Path(dir_okay=False), default=None, metavar="OLD.json",
+              help="Compare every row with the same row of an earlier report; exit 1 on a regression.")
+@click.option("--max-slowdown", type=float, default=1.10, show_default=True,
+              help="With --baseline: the p50 latency may grow at most this many times.")
+@click.option("--reference", default=None, metavar="ARTIFACT",
+              help="With --baseline: compare latency as a ratio to this artifact (file name) measured in both runs, "
+                   "which cancels what a busy machine adds to every row.")
+def bench_cmd(artifacts, as_json, json_file, csv_out, plot_out, baseline, max_slowdown, reference, **values):
     """Benchmark ARTIFACT... (run directories, .onnx, .xml, .engine): accuracy, drop and agreement
     against the run's FP32 reference, latency percentiles, throughput, size, memory, load time.
 
@@ -48,6 +56,7 @@ def bench_cmd(artifacts, as_json, json_file, csv_out, plot_out, **values):
         logging.getLogger("edgetl").warning("--json PATH is now --json-file PATH; --json alone prints the JSON")
         json_file, as_json = json_file or as_json, None
     settings = BenchSettings(**values).check()
+    old = read_report(baseline) if baseline else None  # before the work: a bad baseline is one clear error
     max_drop, data = settings.max_drop, settings.data
     json_out = "-" if as_json else json_file
     for report_file in (json_out, csv_out, plot_out):  # an earlier report is refreshed; anything else is kept
@@ -67,6 +76,12 @@ def bench_cmd(artifacts, as_json, json_file, csv_out, plot_out, **values):
         click.echo(f"csv: {report.write_csv(csv_out)}", err=True)
     if plot_out:
         click.echo(f"plot: {report.plot(plot_out)}", err=True)
+    if old is not None:
+        comparison = compare(report.to_dict(), old, max_slowdown, max_drop if max_drop is not None else 0.01, reference)
+        print_comparison(comparison, baseline)
+        if not comparison.ok:
+            click.echo(f"regressed against {baseline}: " + "; ".join(r.key for r in comparison.regressions), err=True)
+            click.get_current_context().exit(1)
     if max_drop is not None:
         offenders = report.offenders(max_drop)
         unchecked = {r.name for r in report.rows if r.ok and r.drop is None}
@@ -78,6 +93,30 @@ def bench_cmd(artifacts, as_json, json_file, csv_out, plot_out, **values):
                                             for r in offenders))
             click.echo(f"accuracy drop above {100 * max_drop:.2f} pt: {names}", err=True)
             click.get_current_context().exit(1)
+
+
+def print_comparison(comparison, baseline) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from edgetl.progress import print_table, results_console
+
+    ref = f", latency as a ratio to {comparison.reference}" if comparison.reference else ""
+    table = Table(title=f"against {baseline} (at most {comparison.max_slowdown:.2f}x slower, "
+                        f"{100 * comparison.max_drop:.2f} pt less accurate{ref})", title_justify="left")
+    for col in ("row", "p50 then", "p50 now", "x", "accuracy then", "now", "verdict"):
+        table.add_column(col, justify="left" if col in ("row", "verdict") else "right")
+
+    def num(v, pattern):
+        return "-" if v is None else pattern.format(v)
+
+    for r in comparison.rows:
+        verdict = r.status if r.status != "not compared" else f"not compared: {r.why}"
+        if r.status in ("slower", "less accurate"):
+            verdict = f"[red]{verdict}[/]"
+        table.add_row(escape(r.key), num(r.old_p50_ms, "{:.3f}"), num(r.new_p50_ms, "{:.3f}"), num(r.slowdown, "{:.2f}"),
+                      num(r.old_accuracy, "{:.4f}"), num(r.new_accuracy, "{:.4f}"), verdict)
+    print_table(table, results_console(stderr=True))
 
 
 COMMANDS = [bench_cmd]

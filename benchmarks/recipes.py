@@ -1,0 +1,99 @@
+"""The shipped recipes, run: each model card in models/ is written from what its recipe
+measured here, never typed in.
+
+Runs each recipe of models/ (or those named) with `edgetl run` into
+benchmarks/work/recipes/NAME (a rerun reuses every unchanged stage), then writes
+models/NAME.json (the pipeline's summary, the machine, the bench rows) and the model
+card models/NAME.md: data, backbone, what it reaches on every backend, on which CPU, and
+how long each stage took.
+
+    python benchmarks/recipes.py [NAME ...] [--work DIR]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from edgetl import progress
+from edgetl.bench.machine import library_versions, machine_info
+from edgetl.pipeline.run import GateFailed, run_recipe
+
+MODELS = Path(__file__).resolve().parents[1] / "models"
+
+
+def card(summary: dict, recipe: dict, bench: dict | None, machine: dict) -> str:
+    stages = {s["name"]: s for s in summary["stages"]}
+    fine = stages["finetune"]["figures"]
+    data = recipe["data"]
+    source = ", ".join(f"{k} {v}" for k, v in data.items() if v is not None)
+    lines = [f"# {recipe['name']}", "", recipe.get("description", ""), "",
+             f"Recipe: [`{recipe['name']}.yaml`]({recipe['name']}.yaml). Run it with "
+             f"`edgetl run models/{recipe['name']}.yaml`.", "",
+             f"- data: {source}" + (f"; target data: {recipe['target']}" if recipe.get("target") else ""),
+             f"- backbone: {recipe['finetune']['backbone']}, strategy {recipe['finetune']['strategy']}, "
+             f"{fine.get('epochs_run')} epochs run (best {fine.get('best_epoch')})",
+             f"- validation accuracy {fine['val_accuracy']:.4f}"
+             + (f"; target accuracy {fine['target_accuracy']:.4f} with {fine.get('adaptation')}"
+                if "target_accuracy" in fine else "")]
+    if "evaluate" in stages:
+        e = stages["evaluate"]["figures"]
+        lines.append(f"- {e['split']} accuracy {e['accuracy']:.4f} ({e['n']} samples)")
+    stream = stages.get("export", {}).get("figures", {}).get("streaming")
+    if stream:
+        lines.append(f"- streaming (hop {stream['settings'].get('hop_ms')} ms): operating point picked on the "
+                     f"{stream['picked_on']} recording; test recording: FRR {stream.get('test_frr', float('nan')):.3f} "
+                     f"at {stream.get('test_fa_per_hour', float('nan')):.1f} false accepts per hour, real-time factor "
+                     f"{stream.get('real_time_factor', float('nan')):.3f}")
+    for name, s in stages.items():
+        if name.startswith("quantize.") and s["figures"]:
+            q = s["figures"]
+            lines.append(f"- INT8 {name.split('.', 1)[1]}: {q['fp32_accuracy']:.4f} -> {q['int8_accuracy']:.4f} on the "
+                         f"bound's samples ({q['float_layers']} layers in float, {q['method']})")
+    if bench:
+        lines += ["", "Every artifact on its backend (batch 1, test split):", "",
+                  "| artifact | backend | accuracy | drop (pt) | p50 ms | size MB |", "|---|---|---|---|---|---|"]
+        for r in bench["rows"]:
+            if r["batch"] == 1 and not r.get("error"):
+                drop = "-" if r.get("drop") is None else f"{100 * r['drop']:.2f}"
+                lines.append(f"| {Path(r['artifact']).name} | {r['backend']} | {r['accuracy']:.4f} | {drop} | "
+                             f"{r['p50_ms']:.2f} | {r['size_mb']:.2f} |")
+    lines += ["", f"Measured on {machine['cpu']} ({', '.join(machine['cpu_flags'])}), {machine['cores']} cores; "
+              "how long each stage took:", "", "| stage | seconds |", "|---|---|"]
+    lines += [f"| {name} | {s['seconds']:.0f} |" for name, s in stages.items()]
+    total = sum(s["seconds"] for s in stages.values())
+    lines += ["", f"In all {total / 60:.1f} minutes. Figures from `python benchmarks/recipes.py {recipe['name']}` "
+              f"({recipe['name']}.json)."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("names", nargs="*", help="recipes of models/ by name (default: all)")
+    ap.add_argument("--work", type=Path, default=Path(__file__).parent / "work" / "recipes")
+    args = ap.parse_args()
+    recipes = [MODELS / f"{n}.yaml" for n in args.names] or sorted(MODELS.glob("*.yaml"))
+    failed = 0
+    for path in recipes:
+        folder = args.work / path.stem
+        progress.info(f"[bold]{path.stem}[/] -> {folder}", markup=True)
+        try:
+            result = run_recipe(path, folder)
+        except GateFailed as exc:
+            progress.info(f"{path.stem}: {exc.message}")
+            failed += 1
+            continue
+        summary = json.loads((folder / "summary.json").read_text())
+        bench = json.loads((folder / "bench.json").read_text()) if (folder / "bench.json").is_file() else None
+        machine = machine_info()
+        doc = {"recipe": path.name, "summary": summary, "machine": machine, "versions": library_versions(),
+               "bench_rows": bench["rows"] if bench else None}
+        (MODELS / f"{path.stem}.json").write_text(json.dumps(doc, indent=1, default=str) + "\n")
+        (MODELS / f"{path.stem}.md").write_text(card(summary, summary["recipe_settings"], bench, machine))
+        print(f"{path.stem}: {'ok' if result.ok else 'failed'} -> models/{path.stem}.md")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
