@@ -23,15 +23,24 @@ from edgetl.pipeline.run import GateFailed, run_recipe
 MODELS = Path(__file__).resolve().parents[1] / "models"
 
 
+def describe(source: dict) -> str:
+    """A data source as people say it: 'built-in digits (size 64)', 'the folder data/pets'."""
+    if source.get("folder"):
+        return f"the folder {source['folder']}"
+    name = "digits" if source.get("digits") else "keywords"
+    options = ", ".join(f"{k} {v}" for k, v in source[name].items() if v not in (None, False, 0) and k != "words")
+    return f"built-in {name} ({options})" if options else f"built-in {name}"
+
+
 def card(summary: dict, recipe: dict, bench: dict | None, machine: dict) -> str:
     stages = {s["name"]: s for s in summary["stages"]}
     fine = stages["finetune"]["figures"]
-    data = recipe["data"]
-    source = ", ".join(f"{k} {v}" for k, v in data.items() if v is not None)
+    source = describe(recipe["data"])
     lines = [f"# {recipe['name']}", "", recipe.get("description", ""), "",
              f"Recipe: [`{recipe['name']}.yaml`]({recipe['name']}.yaml). Run it with "
              f"`edgetl run models/{recipe['name']}.yaml`.", "",
-             f"- data: {source}" + (f"; target data: {recipe['target']}" if recipe.get("target") else ""),
+             f"- data: {source}" + (f"; unlabelled target data: {describe(recipe['target'])}" if recipe.get("target")
+                                    else ""),
              f"- backbone: {recipe['finetune']['backbone']}, strategy {recipe['finetune']['strategy']}, "
              f"{fine.get('epochs_run')} epochs run (best {fine.get('best_epoch')})",
              f"- validation accuracy {fine['val_accuracy']:.4f}"
