@@ -92,3 +92,17 @@ def test_digits_dataset(tmp_path):
     assert img.size == (16, 16) and img.mode == "L"
     with pytest.raises(ConfigError, match="already exists"):  # an edgetl data set: --overwrite replaces it
         make_digits(out, size=16)
+
+
+@pytest.mark.parametrize("val_name", ["validation", "valid"])
+def test_validation_folders_of_other_layouts_are_the_val_split(tmp_path, val_name, caplog):
+    """The Keras layout (train/ validation/ test/) and Roboflow's (valid/): read as val/,
+    not carved out of train/; a folder edgetl does not read is named, not passed over."""
+    root = write_digit_folder(tmp_path / "set", per_split=(("train", 10), (val_name, 4), ("test", 3)))
+    (root / "extra" / "0").mkdir(parents=True)
+    with caplog.at_level("WARNING", logger="edgetl"):
+        splits = open_folder(root, modality="image")
+    assert set(splits.splits) == {"train", "val", "test"}
+    assert len(splits["train"]) == 30 and len(splits["val"]) == 12  # nothing carved out of train
+    assert all(val_name in str(p) for p in splits["val"].paths)
+    assert "extra/ beside train/" in caplog.text and f"{val_name}/ beside" not in caplog.text

@@ -2,6 +2,8 @@
 
 A data set is a folder with `train/` and `val/` (optional `test/`), each holding one
 folder per class, or a flat folder of class folders that is split with `val_split`.
+`validation/` and `valid/` are read as `val/` (the Keras and Roboflow layouts); any other
+folder beside `train/` is named in a warning rather than passed over in silence.
 Class order is the sorted folder names of the training split, saved with the model.
 Which files count, and which folders are not classes (e.g. `_background_noise_`), is
 the modality's to say.
@@ -9,6 +11,7 @@ the modality's to say.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import random
 from pathlib import Path
@@ -19,6 +22,22 @@ from edgetl.errors import DataError
 from edgetl.modality import Modality, list_files
 
 SPLIT_NAMES = ("train", "val", "test")
+# the folder names a split goes by in the layouts people use, in the order they are tried
+SPLIT_FOLDERS = {"train": ("train",), "val": ("val", "validation", "valid"), "test": ("test",)}
+log = logging.getLogger("edgetl")
+
+
+def split_folder(root: Path, name: str) -> Path | None:
+    """The folder of split `name` under `root` (val/, validation/ or valid/ for val), if any."""
+    return next((root / f for f in SPLIT_FOLDERS[name] if (root / f).is_dir()), None)
+
+
+def _warn_unknown_siblings(root: Path, modality: Modality) -> None:
+    known = {f for names in SPLIT_FOLDERS.values() for f in names} | set(modality.reserved_folders)
+    others = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name not in known and not p.name.startswith("."))
+    if others:
+        log.warning("%s: %s beside train/ is not a split edgetl reads (train/, val/ or validation/, test/); "
+                    "it was left out", root, ", ".join(f"{o}/" for o in others))
 
 
 @dataclasses.dataclass
@@ -156,23 +175,25 @@ def open_folder(root: str | os.PathLike, val_split: float = 0.2, seed: int = 0, 
     if not 0.0 <= val_split < 1.0:
         raise DataError(f"--val-split must be in [0, 1), got {val_split}", hint="e.g. --val-split 0.2")
     splits: dict[str, Split] = {}
-    if (root / "train").is_dir():
-        train = _scan(root / "train", "train", classes, mod)
+    folders = {name: split_folder(root, name) for name in SPLIT_NAMES}
+    if folders["train"] is not None:
+        _warn_unknown_siblings(root, mod)
+        train = _scan(folders["train"], "train", classes, mod)
         classes = train.classes
         splits["train"] = train
         for name in ("val", "test"):
-            if (root / name).is_dir():
-                splits[name] = _scan(root / name, name, classes, mod)
+            if folders[name] is not None:
+                splits[name] = _scan(folders[name], name, classes, mod)
         if "val" not in splits and val_split > 0:
             splits["train"], splits["val"] = _stratified_split(train, val_split, seed)
-    elif (root / "val").is_dir() or (root / "test").is_dir():
+    elif folders["val"] is not None or folders["test"] is not None:
         # An evaluation-only folder: val/ and/or test/ without train/.
         if classes is None:
             raise DataError(f"{root} has no train/ split to learn the classes from",
                             hint=f"put the training {mod.noun}s in train/CLASS/, or pass a flat folder of class folders")
         for name in ("val", "test"):
-            if (root / name).is_dir():
-                splits[name] = _scan(root / name, name, classes, mod)
+            if folders[name] is not None:
+                splits[name] = _scan(folders[name], name, classes, mod)
     else:
         flat = _scan(root, "train", classes, mod)
         classes = flat.classes
@@ -211,6 +232,6 @@ def select_split(data, split: str, labels: list[str], modality: str) -> Split:
     splits = open_folder(root, val_split=0.0, classes=labels, modality=modality)
     if split in splits.splits:
         return splits[split]
-    if not any((root / s).is_dir() for s in SPLIT_NAMES):
+    if not any(split_folder(root, s) for s in SPLIT_NAMES):
         return splits["train"]  # a flat folder: every file
     raise DataError(f"{root} has no '{split}' split (found: {', '.join(splits.splits)})", hint="pass --split")
