@@ -90,6 +90,14 @@ def verify(bundle, backend: str | None = None):
     return _verify(bundle, backend=backend)
 
 
+def run(recipe, out=None, **options):
+    """A recipe (YAML) from data to bundle, every unchanged stage reused; a PipelineResult.
+    options: rerun_from="quantize", force=True, overrides=["finetune.epochs=3"]."""
+    from edgetl.pipeline.run import run_recipe
+
+    return run_recipe(recipe, out, **options)
+
+
 def make_digits(out, size: int = 64, seed: int = 0):
     """Write scikit-learn's handwritten digits as an image folder data set."""
     from edgetl.data.digits import make_digits as _make
@@ -106,4 +114,4 @@ def make_keywords(out, words=None, unknown: bool = False, voices: int = 40, **op
 
 
 __all__ = ["EdgeTLError", "__version__", "adapt", "bench", "evaluate", "evaluate_stream", "export", "finetune",
-           "list_backbones", "make_digits", "make_keywords", "package", "predict", "quantize", "verify"]
+           "list_backbones", "make_digits", "make_keywords", "package", "predict", "quantize", "run", "verify"]
