@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
+import time
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -70,12 +72,63 @@ class _Silent:
         pass
 
 
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}h{seconds // 60 % 60:02d}m" if seconds >= 3600 else \
+        f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+class _Lines:
+    """Progress for a log (stderr not a terminal): a plain line per task at least every
+    `every` seconds, with the time spent and an estimate of what remains, and one when a
+    task that took that long ends; short work stays quiet, and nothing live garbles a log."""
+
+    def __init__(self, every: float):
+        self.every, self.tasks = every, {}
+
+    def add_task(self, description, total=None, **fields):
+        task = len(self.tasks) + 1
+        now = time.monotonic()
+        self.tasks[task] = {"description": description, "total": total, "done": 0, "start": now, "said": now}
+        return task
+
+    def update(self, task, advance=0, **fields):
+        if advance:
+            self.advance(task, advance)
+
+    def advance(self, task, amount=1):
+        t = self.tasks.get(task)
+        if t is None:
+            return
+        t["done"] += amount
+        now, total = time.monotonic(), t["total"]
+        elapsed = now - t["start"]
+        finished = bool(total) and t["done"] >= total
+        if (finished and elapsed >= self.every) or (not finished and now - t["said"] >= self.every):
+            t["said"] = now
+            if finished:
+                line = f"{t['description']}: {t['done']:g}/{total:g} in {_clock(elapsed)}"
+            elif total:
+                left = elapsed * (total - t["done"]) / max(t["done"], 1e-9)
+                line = (f"{t['description']}: {t['done']:g}/{total:g} ({100 * t['done'] / total:.0f}%), "
+                        f"{_clock(elapsed)} so far, about {_clock(left)} left")
+            else:
+                line = f"{t['description']}: {t['done']:g} so far, {_clock(elapsed)}"
+            console.print(line, markup=False)
+
+    def remove_task(self, task):
+        self.tasks.pop(task, None)
+
+
 @contextlib.contextmanager
 def progress_bar():
-    """A rich Progress (transient, on stderr) or a silent stand-in when quiet."""
-    if _state["quiet"] or not sys.stderr.isatty():
-        # Non-interactive: no live bars (CI logs); callers print per-epoch lines instead.
+    """A rich Progress (transient, on stderr) in a terminal; plain lines in a log (every
+    EDGETL_PROGRESS_SECONDS, 30 by default); nothing when quiet."""
+    if _state["quiet"]:
         yield _Silent()
+        return
+    if not sys.stderr.isatty():
+        yield _Lines(float(os.environ.get("EDGETL_PROGRESS_SECONDS", "30")))
         return
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TimeRemainingColumn(), TextColumn("{task.fields[status]}"), console=console,

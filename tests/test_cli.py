@@ -100,3 +100,17 @@ def test_names_with_brackets_are_printed_as_they_are(capsys):
     BenchReport([row], {"cpu": "x"}, {}, {"threads": 1}).print_table(Console(file=buf, width=300))
     assert "edgetl[tensorrt]' for data/[v2]" in capsys.readouterr().err
     assert "m[v2].onnx" in buf.getvalue() and "edgetl[tensorrt]" in buf.getvalue()
+
+
+def test_piped_progress_prints_plain_lines_during_slow_work(tiny_run, tiny_digits, monkeypatch):
+    """stderr is not a terminal (a log, CI): no live bars, but a line per task at least
+    every EDGETL_PROGRESS_SECONDS with what remains, and a line when it ends."""
+    monkeypatch.setenv("EDGETL_PROGRESS_SECONDS", "0")
+    result = CliRunner().invoke(cli, ["evaluate", str(tiny_run), "--data", str(tiny_digits), "--batch-size", "4"])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith(("decoding", "torch:", "torch "))
+             or " so far, about " in line or "/24 in " in line]
+    assert any("left" in line for line in lines) and any(" in " in line and "/24" in line for line in lines), lines
+    monkeypatch.setenv("EDGETL_PROGRESS_SECONDS", "3600")  # short work on a quiet log says nothing
+    quiet = CliRunner().invoke(cli, ["evaluate", str(tiny_run), "--data", str(tiny_digits), "--batch-size", "4"])
+    assert " so far, about " not in quiet.output

@@ -142,13 +142,19 @@ class Trainer:
         return None, self.trained(xb)
 
     @torch.no_grad()
-    def features_of(self, x: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    def features_of(self, x: torch.Tensor, batch: int = 256, bar=None, what: str = "features") -> torch.Tensor:
+        """The frozen backbone's features of cached samples (a linear probe's inputs)."""
         self.model.features.eval()
+        task = bar.add_task(what, total=len(x), status="") if bar is not None else None
         out = []
         for start in range(0, len(x), batch):
             xb = self.inputs.model_input(x[start:start + batch].to(self.device, non_blocking=True))
             with self._autocast():
                 out.append(self.model.features(self._layout(xb)).float())
+            if bar is not None:
+                bar.advance(task, len(xb))
+        if bar is not None:
+            bar.remove_task(task)
         return torch.cat(out)
 
     @torch.no_grad()
@@ -201,7 +207,8 @@ class Trainer:
             for epoch in range(1, cfg.epochs + 1):
                 t0 = time.perf_counter()
                 if probe and epoch == 1:  # the backbone is frozen: its features never change
-                    x_train, x_val = self.features_of(x_train), self.features_of(x_val)
+                    x_train = self.features_of(x_train, bar=bar, what="features of the training samples")
+                    x_val = self.features_of(x_val, bar=bar, what="features of the validation samples")
                 self.train_mode()
                 seen, loss_sum, extra_sum, correct = 0, 0.0, 0.0, 0
                 btask = bar.add_task(f"epoch {epoch}", total=steps_per_epoch, status="")
