@@ -166,3 +166,24 @@ def test_the_demo_runs_the_default_recipe():
 
     for name in RECIPES.values():
         assert load_recipe(models_dir() / name).package is not None
+
+
+@pytest.mark.parametrize("settings, maker", [("DigitsData", "edgetl.data.digits:make_digits"),
+                                             ("KeywordsData", "edgetl.data.keywords:make_keywords")])
+def test_a_recipe_data_section_has_the_defaults_of_its_data_command(settings, maker):
+    import dataclasses
+    import importlib
+    import inspect
+
+    from edgetl.pipeline import recipe
+
+    cls = getattr(recipe, settings)
+    module, name = maker.split(":")
+    params = inspect.signature(getattr(importlib.import_module(module), name)).parameters
+    shared = [f for f in dataclasses.fields(cls) if f.name in params]
+    assert len(shared) >= 3
+    for f in shared:
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        library = params[f.name].default
+        assert (list(default) if isinstance(default, tuple) else default) == \
+            (list(library) if isinstance(library, tuple) else library), f.name
