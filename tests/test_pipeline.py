@@ -187,3 +187,12 @@ def test_a_recipe_data_section_has_the_defaults_of_its_data_command(settings, ma
         library = params[f.name].default
         assert (list(default) if isinstance(default, tuple) else default) == \
             (list(library) if isinstance(library, tuple) else library), f.name
+
+
+def test_a_pipeline_never_writes_into_a_folder_it_did_not_make(tmp_path, tiny_digits):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    result = CliRunner().invoke(cli, ["run", str(write(tmp_path, tiny_recipe(tiny_digits))), "--out",
+                                      str(tmp_path / "mine")])
+    assert result.exit_code == 2 and "did not write" in result.output
+    assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["notes.txt"]

@@ -84,6 +84,7 @@ class Pipeline:
     # ------------------------------------------------------------------ driving
     def execute(self, rerun_from: str | None = None, force: bool = False) -> PipelineResult:
         self.folder.mkdir(parents=True, exist_ok=True)
+        self._write_summary()  # first: the folder says it is a pipeline's from the start
         rerun = force
         failure: BaseException | None = None
         for name, step in self.steps():
@@ -204,7 +205,7 @@ class Pipeline:
             labelled = any((self.target_dir / s).is_dir() for s in ("test", "val"))
             cfg = cfg.replace(target_data=str(train if train.is_dir() else self.target_dir),
                               target_val=str(self.target_dir) if labelled else None)
-        inputs = {"data": self._data_fingerprint(self.data_dir), **self._outputs("target")}
+        inputs = {"data": self._data_fingerprint(self.data_dir), "target": self._data_fingerprint(self.target_dir)}
 
         def work():
             from edgetl.finetune.job import finetune
@@ -343,4 +344,22 @@ def run_recipe(recipe_path, out=None, rerun_from: str | None = None, force: bool
     if rerun_from is not None and rerun_from not in STAGES:
         raise ConfigError(f"--from {rerun_from!r} is not a stage", hint=f"use one of {', '.join(STAGES)}")
     folder = Path(out) if out else Path("runs") / recipe.name
+    _check_folder(folder)
     return Pipeline(recipe, folder, Path(recipe_path).resolve().parent).execute(rerun_from, force)
+
+
+def _check_folder(folder: Path) -> None:
+    """A pipeline writes only into a new or empty folder, or one a pipeline wrote."""
+    from edgetl.errors import ConfigError
+
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"--out {folder} is a file", hint="pass a folder for the pipeline")
+    if not folder.is_dir() or not any(folder.iterdir()):
+        return
+    try:
+        ours = json.loads((folder / SUMMARY).read_text()).get("schema", "").startswith("edgetl.pipeline/")
+    except (OSError, ValueError, AttributeError):
+        ours = (folder / ".stages").is_dir()
+    if not ours:
+        raise ConfigError(f"--out {folder} holds files a pipeline did not write",
+                          hint="pass a new folder (a pipeline folder is reused: its stages come from the cache)")
