@@ -8,7 +8,7 @@ import click
 
 from edgetl.cli import options
 from edgetl.errors import ConfigError
-from edgetl.quantize.settings import DEFAULT_MAX_DROP, NncfOptions, QatOptions, QuantizeSettings
+from edgetl.quantize.settings import DEFAULT_MAX_DROP, EngineSettings, NncfOptions, QatOptions, QuantizeSettings
 
 
 def _max_drop(ctx, param, value) -> float | None:
@@ -83,33 +83,22 @@ def quantize_cmd(model, out, overwrite, **values):
 
 @click.command("build-engine")
 @click.argument("model", type=click.Path(dir_okay=False))
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8", "best"]), default="best", show_default=True,
-              help="int8/best on the QDQ model from `quantize --target tensorrt` (its Q/DQ layers in INT8); "
-                   "fp16/fp32/best on the float model.")
-@click.option("--batch-profile", "batch", default=None, metavar="MIN:OPT:MAX",
-              help="Optimization profile MIN:OPT:MAX (default 1:8:32); with --dla one static batch N (default 1).")
-@options.renamed("--batch", "--batch-profile", "batch")
-@click.option("--dla", type=int, default=None, help="DLA core (Jetson), with GPU fallback; static shapes, FP16/INT8.")
-@click.option("--workspace", type=int, default=1024, show_default=True, help="Builder workspace in MB.")
-@click.option("--timing-cache", type=click.Path(dir_okay=False), default=None,
-              help="Timing cache file, read and updated (default: beside the engine).")
-@click.option("--gpu", type=click.IntRange(min=0), default=0, show_default=True,
-              help="The index of the GPU to build for (an engine is tied to its GPU).")
+@options.from_settings(EngineSettings, batch_profile={"metavar": "MIN:OPT:MAX"},
+                       timing_cache={"type": click.Path(dir_okay=False)})
+@options.renamed("--batch", "--batch-profile", "batch_profile")
 @options.renamed("--device", "--gpu", "gpu")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Default: MODEL.engine")
 @click.option("--print-trtexec", is_flag=True, help="Only print the equivalent trtexec command.")
 @click.option("--tensorrt-version", default=None,
               help="With --print-trtexec: the device's TensorRT (default: the installed one, else 10.3 as on JetPack 6).")
-@click.option("--overwrite", is_flag=True, help="Replace an existing edgetl engine at --out.")
-def build_engine_cmd(model, precision, batch, batch_renamed, dla, workspace, timing_cache, gpu, gpu_renamed, out,
-                     print_trtexec, tensorrt_version, overwrite):
+@options.overwrite("an existing edgetl engine at --out")
+def build_engine_cmd(model, out, print_trtexec, tensorrt_version, overwrite, **values):
     """Build a TensorRT engine from an ONNX model (needs TensorRT), with its card."""
     import importlib.metadata
 
-    values = {"batch": batch, "batch_renamed": batch_renamed, "gpu": gpu, "gpu_renamed": gpu_renamed}
-    options.take_renamed(values, "batch", "--batch", "--batch-profile")
+    options.take_renamed(values, "batch_profile", "--batch", "--batch-profile")
     options.take_renamed(values, "gpu", "--device", "--gpu", _gpu_index)
-    batch, gpu = values["batch"], values["gpu"]
+    s = EngineSettings(**values).check()
     from edgetl.quantize.tensorrt_engine import (
         BatchProfile,
         EngineSpec,
@@ -122,10 +111,11 @@ def build_engine_cmd(model, precision, batch, batch_renamed, dla, workspace, tim
 
     model = Path(model)
     out = Path(out) if out else model.with_suffix(".engine")
-    spec = EngineSpec(model, out, precision, dla_core=dla, workspace_mb=workspace, device=gpu,
-                      timing_cache=Path(timing_cache) if timing_cache else out.with_name("timing.cache"))
+    spec = EngineSpec(model, out, s.precision, dla_core=s.dla, workspace_mb=s.workspace, device=s.gpu,
+                      timing_cache=Path(s.timing_cache) if s.timing_cache else out.with_name("timing.cache"))
     card, qdq = check_spec(spec)  # the card says whether the model has a static batch
-    spec = dataclasses.replace(spec, batch=BatchProfile.parse(batch, card.input["shape"][0], dla=dla is not None))
+    spec = dataclasses.replace(spec, batch=BatchProfile.parse(s.batch_profile, card.input["shape"][0],
+                                                              dla=s.dla is not None))
     if not tensorrt_version:
         try:
             tensorrt_version = importlib.metadata.version("tensorrt")

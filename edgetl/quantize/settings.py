@@ -67,3 +67,18 @@ class QuantizeSettings(Settings):
                               hint=f"for {self.target}, try --calibration entropy or percentile, or a larger --max-drop")
         if self.qat and self.max_drop is None:
             raise ConfigError("--qat is the fallback for when --max-drop cannot be held", hint="pass --max-drop too")
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineSettings(Settings):
+    """`edgetl build-engine`: how TensorRT builds an engine on the device."""
+
+    precision: str = setting("best", "int8/best on the QDQ model from `quantize --target tensorrt` (its Q/DQ layers in "
+                             "INT8); fp16/fp32/best on the float model.", choices=("fp32", "fp16", "int8", "best"))
+    batch_profile: str | None = setting(None, "Optimization profile MIN:OPT:MAX (default 1:8:32); with --dla one static "
+                                        "batch N (default 1).")
+    dla: int | None = setting(None, "DLA core (Jetson), with GPU fallback; static shapes, FP16/INT8.", min=0,
+                              example="0")
+    workspace: int = setting(1024, "Builder workspace in MB.", min=1, example="1024")
+    timing_cache: str | None = setting(None, "Timing cache file, read and updated (default: beside the engine).")
+    gpu: int = setting(0, "The index of the GPU to build for (an engine is tied to its GPU).", min=0)
