@@ -12,7 +12,8 @@ its card lives, how the card is read and written, and which backend loads it.
 Cards are always JSON, never evaluated. Reading a card needs the library of its kind
 (onnxruntime for ONNX, openvino for an IR) and never torch; writing into an ONNX file
 needs `onnx`. The backend table (runtime/backends.py) names the kind each backend loads; a
-bundle holds one model per target and opens the one a backend asks for (runtime/bundle.py).
+bundle (runtime/bundle.py) holds one model per target; open_runner opens the one a backend
+asks for.
 """
 from __future__ import annotations
 
