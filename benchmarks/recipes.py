@@ -59,11 +59,16 @@ def card(summary: dict, recipe: dict, bench: dict | None, machine: dict) -> str:
                      f"FA/h, real-time factor {stream.get('real_time_factor', float('nan')):.3f}")
     for name, s in stages.items():
         if name.startswith("quantize.") and s["figures"]:
-            q = s["figures"]
-            lines.append(f"- INT8 {name.split('.', 1)[1]}: {q['fp32_accuracy']:.4f} -> {q['int8_accuracy']:.4f} on the "
-                         f"bound's samples ({q['float_layers']} layers in float, {q['method']})")
+            q, target = s["figures"], name.split(".", 1)[1]
+            if recipe.get("target"):  # adapted: bounded without labels, by agreement with FP32 on the target
+                lines.append(f"- INT8 {target}: agrees with FP32 on {100 * q['int8_accuracy']:.1f}% of held-out "
+                             f"unlabelled target samples ({q['float_layers']} layers in float, {q['method']})")
+            else:
+                lines.append(f"- INT8 {target}: {q['fp32_accuracy']:.4f} -> {q['int8_accuracy']:.4f} on the validation "
+                             f"samples of its bound ({q['float_layers']} layers in float, {q['method']})")
     if bench:
-        lines += ["", "Every artifact on its backend (batch 1, test split):", "",
+        lines += ["", "Every artifact on its backend (batch 1, the data set's test split"
+                  + (", the source domain" if recipe.get("target") else "") + "):", "",
                   "| artifact | backend | accuracy | drop (pt) | p50 ms | size MB |", "|---|---|---|---|---|---|"]
         for r in bench["rows"]:
             if r["batch"] == 1 and not r.get("error"):
