@@ -26,13 +26,26 @@ LIBRARIES = ("edgetl", "torch", "torchvision", "timm", "efficientnet-lite0-pytor
 
 
 def versions() -> dict[str, str]:
+    """The installed versions of the libraries that change results, and a digest of
+    edgetl's own source (a changed edgetl of the same version number is another edgetl)."""
     out = {}
     for name in LIBRARIES:
         try:
             out[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             out[name] = "-"
+    out["edgetl-source"] = source_digest()
     return out
+
+
+def source_digest() -> str:
+    import edgetl
+
+    root = Path(edgetl.__file__).parent
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
 
 
 def file_digest(path: Path) -> str:
