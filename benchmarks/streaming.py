@@ -1,6 +1,6 @@
 """Keyword detection on long recordings: false rejects and false accepts per hour.
 
-The keywords set (10 words, `edgetl data keywords --unknown --stream MINUTES`) comes
+The keywords set (10 words, `edgetl data keywords --unknown --stream-minutes MINUTES`) comes
 with a validation and a test recording: MINUTES each of sentences of everyday words,
 keywords said alone between them at known times and background noise, by voices
 never heard in training (validation voices for one, test voices for the other).

@@ -47,10 +47,6 @@ def _hint(field: dataclasses.Field) -> str:
     return f"see --help for {flag_of(field)}"
 
 
-def _hints(cls) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
 class Settings:
     """Base of the stage settings dataclasses."""
 
@@ -109,16 +105,7 @@ class Settings:
     def from_dict(cls, data: dict | None, where: str = ""):
         """Settings from plain data (a recipe section, a card's record). An unknown key, a
         value of the wrong type or out of range is a ConfigError that names its path."""
-        data = dict(data or {})
-        fields = {f.name: f for f in dataclasses.fields(cls)}  # in declaration order
-        prefix = f"{where}." if where else ""
-        unknown = [k for k in data if k not in fields]
-        if unknown:
-            raise ConfigError(f"{prefix}{unknown[0]}: unknown setting",
-                              hint=f"{cls.__name__} takes: {', '.join(fields)}")
-        hints = _hints(cls)
-        values = {k: _coerce(v, hints[k], f"{prefix}{k}") for k, v in data.items()}
-        return cls(**values).check(where)
+        return _build(cls, data or {}, where).check(where)
 
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)
@@ -139,6 +126,18 @@ class Settings:
         return settings.check()
 
 
+def _build(cls, data: dict, where: str):
+    """`cls` from a mapping: every key a field of it, every value of the field's type (not
+    checked yet: the caller checks the whole)."""
+    prefix = f"{where}." if where else ""
+    fields = [f.name for f in dataclasses.fields(cls)]  # in declaration order
+    unknown = [k for k in data if k not in fields]
+    if unknown:
+        raise ConfigError(f"{prefix}{unknown[0]}: unknown setting", hint=f"{cls.__name__} takes: {', '.join(fields)}")
+    hints = typing.get_type_hints(cls)
+    return cls(**{k: _coerce(v, hints[k], f"{prefix}{k}") for k, v in data.items()})
+
+
 def _coerce(value, hint, where: str):
     """`value` as the annotated type, or a ConfigError that names `where`."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
@@ -156,13 +155,7 @@ def _coerce(value, hint, where: str):
     if isinstance(hint, type) and issubclass(hint, Settings):
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping of settings, got {value!r}", hint="see docs/")
-        data = dict(value)
-        fields = [f.name for f in dataclasses.fields(hint)]
-        unknown = [k for k in data if k not in fields]
-        if unknown:
-            raise ConfigError(f"{where}.{unknown[0]}: unknown setting", hint=f"{hint.__name__} takes: {', '.join(fields)}")
-        hints = _hints(hint)
-        return hint(**{k: _coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()})  # checked by the caller
+        return _build(hint, value, where)
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {value!r}", hint="e.g. [5, 20]")

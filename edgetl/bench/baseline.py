@@ -6,8 +6,8 @@ batch, threads and precision. Latency regressed when the new p50 is more than
 `reference` artifact measured in both runs, latency is compared as a ratio to it
 (new/new-reference against old/old-reference), which cancels what a busy machine adds
 to every row alike. Rows that cannot be compared are named, never matched by guess:
-another CPU kind (AVX-512, VNNI, BF16, AMX flags differ), a row missing on one side, a
-failed cell.
+another CPU kind (the AVX2, AVX-512, VNNI, BF16, AMX or NEON flags the reports recorded
+differ), a row missing on one side, a failed cell.
 """
 from __future__ import annotations
 
@@ -16,9 +16,6 @@ import json
 from pathlib import Path
 
 from edgetl.errors import ConfigError
-
-# CPU flags that change which kernels run: reports from CPUs that differ in them are not compared
-KIND_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16")
 
 
 @dataclasses.dataclass
@@ -64,7 +61,9 @@ def _key(row: dict) -> str:
 
 
 def _cpu_kind(machine: dict) -> tuple[str, ...]:
-    return tuple(f for f in KIND_FLAGS if f in machine.get("cpu_flags", []))
+    """The instruction-set flags a report recorded (bench/machine.py records only those that
+    change which kernels run: AVX2, AVX-512, VNNI, BF16, AMX, NEON)."""
+    return tuple(sorted(machine.get("cpu_flags", [])))
 
 
 def read_report(path) -> dict:
@@ -79,13 +78,17 @@ def read_report(path) -> dict:
     return doc
 
 
-def compare(report: dict, baseline: dict, max_slowdown: float = 1.10, max_drop: float = 0.01,
-            reference: str | None = None) -> Comparison:
-    """`report` and `baseline` as bench writes them (BenchReport.to_dict())."""
+def check_bounds(max_slowdown: float, max_drop: float) -> None:
     if not max_slowdown >= 1.0:
         raise ConfigError(f"--max-slowdown is a ratio of at least 1, got {max_slowdown}", hint="e.g. --max-slowdown 1.10")
     if not 0 <= max_drop < 1:
         raise ConfigError(f"--max-drop must be at least 0 and below 1, got {max_drop}", hint="e.g. --max-drop 0.01")
+
+
+def compare(report: dict, baseline: dict, max_slowdown: float = 1.10, max_drop: float = 0.01,
+            reference: str | None = None) -> Comparison:
+    """`report` and `baseline` as bench writes them (BenchReport.to_dict())."""
+    check_bounds(max_slowdown, max_drop)
     old = {_key(r): r for r in baseline["rows"]}
     new = {_key(r): r for r in report["rows"]}
     kind_new, kind_old = _cpu_kind(report.get("machine", {})), _cpu_kind(baseline.get("machine", {}))

@@ -13,9 +13,9 @@ from edgetl.settings import Settings, setting
 class BenchSettings(Settings):
     data: str | None = setting(None, "Labelled data set (default: each run's own data set).")
     split: str = setting("val", "train | val | test")
-    backends: tuple[str, ...] | None = setting(None, "Backends to run each artifact on (default: each artifact's "
-                                               "own).", flag="--backend")
-    batches: tuple[int, ...] = setting((1,), "Batch sizes.", flag="--batch-sizes")
+    backends: tuple[str, ...] | None = setting(None, "Backends, comma-separated (torch,onnxruntime,openvino,tensorrt); "
+                                               "auto: each artifact's own.", flag="--backend")
+    batches: tuple[int, ...] = setting((1,), "Batch sizes, comma-separated, e.g. 1,8.", flag="--batch-sizes")
     threads: int | None = setting(None, "CPU threads for every backend [default: every core].", min=1)
     iters: int = setting(100, "Timed calls per cell (at least).", min=1, example="100")
     min_time: float = setting(0.0, "Seconds per cell (at least).", min=0, example="5")
@@ -23,9 +23,9 @@ class BenchSettings(Settings):
     device: str = setting("auto", DEVICE_HELP)
     rounds: int = setting(1, "Time every cell this many times, all cells in turn, and pool the timings (noisy "
                           "machines).", min=1, example="3")
-    precision_hints: tuple[str, ...] = setting(("f32",), "openvino: also measure in these precisions (e.g. bf16,f16), "
-                                               "each as its own row judged against the FP32 reference; f32 is "
-                                               "always measured.", flag="--precision-hint")
+    precision_hints: tuple[str, ...] = setting(("f32",), "openvino: also measure in these precisions (comma-separated, "
+                                               "e.g. bf16,f16), each as its own row judged against the FP32 "
+                                               "reference; f32 is always measured.", flag="--precision-hint")
     max_drop: float | None = setting(None, "Exit 1 when an artifact loses more accuracy than this (0.01 = 1 point) "
                                      "against its run's FP32 reference.", min=0, below=1, example="0.01")
 

@@ -5,7 +5,7 @@ import logging
 
 import click
 
-from edgetl.bench.baseline import compare, read_report
+from edgetl.bench.baseline import check_bounds, compare, read_report
 from edgetl.bench.settings import BenchSettings
 from edgetl.cli import options
 from edgetl.errors import ConfigError
@@ -16,18 +16,13 @@ from edgetl.outputs import check_output
 @click.argument("artifacts", nargs=-1, required=True, type=click.Path())
 @options.from_settings(BenchSettings, skip={"threads"}, data={"type": click.Path()},
                        backends={"type": click.STRING, "default": "auto", "metavar": "auto|NAME,...",
-                                 "callback": options.comma_list(auto="auto"),
-                                 "help": "Comma-separated backends (torch,onnxruntime,openvino,tensorrt); auto: each "
-                                         "artifact's own."},
+                                 "callback": options.comma_list(auto="auto")},
                        batches={"type": click.STRING, "default": "1", "metavar": "N,...",
-                                "callback": options.comma_list(int), "help": "Comma-separated batch sizes, e.g. 1,8."},
+                                "callback": options.comma_list(int)},
                        precision_hints={"type": click.STRING, "default": "f32", "metavar": "HINT,...",
-                                        "callback": options.comma_list(),
-                                        "help": "openvino: also measure in these precisions (comma-separated, e.g. "
-                                                "bf16,f16), each as its own row judged against the FP32 reference; "
-                                                "f32 is always measured."})
+                                        "callback": options.comma_list()})
 @options.threads("every backend")
-@options.renamed("--batch", "--batch-sizes", "batches")
+@options.renamed("--batch", "--batch-sizes", "batches", lambda text: options.comma_list(int)(None, None, text))
 @click.option("--json", "as_json", is_flag=False, flag_value="-", default=None, metavar="",
               help="Print the report as JSON on stdout.")
 @click.option("--json-file", "json_file", type=click.Path(dir_okay=False), help="Write the report as JSON.")
@@ -51,13 +46,15 @@ def bench_cmd(artifacts, as_json, json_file, csv_out, plot_out, baseline, max_sl
     from edgetl.bench.harness import bench
     from edgetl.progress import results_console
 
-    options.take_renamed(values, "batches", "--batch", "--batch-sizes", lambda v: options.comma_list(int)(None, None, v))
     if as_json not in (None, "-"):  # the old spelling, --json PATH
         logging.getLogger("edgetl").warning("--json PATH is now --json-file PATH; --json alone prints the JSON")
         json_file, as_json = json_file or as_json, None
     settings = BenchSettings(**values).check()
-    old = read_report(baseline) if baseline else None  # before the work: a bad baseline is one clear error
     max_drop, data = settings.max_drop, settings.data
+    baseline_drop = max_drop if max_drop is not None else 0.01
+    if baseline:  # before the work: a bad baseline or bound is one clear error
+        check_bounds(max_slowdown, baseline_drop)
+    old = read_report(baseline) if baseline else None
     json_out = "-" if as_json else json_file
     for report_file in (json_out, csv_out, plot_out):  # an earlier report is refreshed; anything else is kept
         if report_file and report_file != "-":
@@ -77,7 +74,7 @@ def bench_cmd(artifacts, as_json, json_file, csv_out, plot_out, baseline, max_sl
     if plot_out:
         click.echo(f"plot: {report.plot(plot_out)}", err=True)
     if old is not None:
-        comparison = compare(report.to_dict(), old, max_slowdown, max_drop if max_drop is not None else 0.01, reference)
+        comparison = compare(report.to_dict(), old, max_slowdown, baseline_drop, reference)
         print_comparison(comparison, baseline)
         if not comparison.ok:
             click.echo(f"regressed against {baseline}: " + "; ".join(r.key for r in comparison.regressions), err=True)

@@ -52,17 +52,13 @@ def digits_cmd(out, size, seed, domain, overwrite):
                    "room, a strong shift) or phone (an 8 kHz phone line's band, a mild one). Clips only, not --stream.")
 @click.option("--seed", default=0, show_default=True, help="Seed of voices, speeds, pitches, noise and split.")
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it is a data set edgetl wrote (nothing else is replaced).")
-def keywords_cmd(out, words, unknown, voices, takes, held_out_voices, stream_minutes, stream_minutes_renamed, domain, seed,
-                 overwrite):
+def keywords_cmd(out, words, unknown, voices, takes, held_out_voices, stream_minutes, domain, seed, overwrite):
     """Spoken keywords synthesized with espeak-ng (1 s, 16 kHz clips with background noise)
     as OUT/{train,val,test}/WORD/*.wav; validation and test voices are never heard in training."""
     from edgetl.data.folders import open_folder
     from edgetl.data.keywords import make_keywords
     from edgetl.modality.audio import STREAMS
 
-    values = {"stream_minutes": stream_minutes, "stream_minutes_renamed": stream_minutes_renamed}
-    options.take_renamed(values, "stream_minutes", "--stream", "--stream-minutes")
-    stream_minutes = values["stream_minutes"]
     path = make_keywords(out, words=words.split(","), unknown=unknown, voices=voices, takes=takes, seed=seed,
                          stream_minutes=stream_minutes, overwrite=overwrite, domain=domain,
                          held_out_voices=held_out_voices)

@@ -4,10 +4,16 @@ dataclass or the function the command calls), never a second literal here."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
+import logging
 import types
+import typing
 
 import click
+
+from edgetl.errors import ConfigError
+from edgetl.settings import flag_of
 
 
 def library_default(owner, name: str):
@@ -43,15 +49,9 @@ def from_settings(cls, skip=(), **overrides):
     """Click options for every command-line field of the settings dataclass `cls` (those
     not in `skip`): flag, type, default and help from the field. `overrides` maps a field
     to extra click keywords (e.g. a path type)."""
-    import typing
-
-    from edgetl.settings import flag_of
-
     hints = typing.get_type_hints(cls)
 
     def decorate(command):
-        import typing
-
         for field in reversed(dataclasses.fields(cls)):
             if field.name in skip or not field.metadata.get("cli", True):
                 continue
@@ -96,27 +96,26 @@ def comma_list(cast=str, auto: str | None = None):
     return convert
 
 
-def renamed(old: str, new: str, dest: str, **kwargs):
-    """The old spelling of an option, kept for one release: hidden from --help; given,
-    it warns and stands for `new` (see take_renamed)."""
-    return click.option(old, f"{dest}_renamed", hidden=True, default=None, expose_value=True, **kwargs)
+def renamed(old: str, new: str, dest: str, convert=lambda value: value, **kwargs):
+    """The old spelling of an option, kept for one release: hidden from --help; given, it
+    warns, names `new`, and stands for it (its value `convert`ed) before the command runs;
+    both given is an error."""
+    def decorate(command):
+        hidden = f"{dest}_renamed"
 
+        @functools.wraps(command)  # shares the click parameters declared so far
+        def folded(*args, **values):
+            value = values.pop(hidden)
+            if value is not None:
+                if click.get_current_context().get_parameter_source(dest) == click.core.ParameterSource.COMMANDLINE:
+                    raise ConfigError(f"{old} and {new} are one option", hint=f"keep {new} only")
+                logging.getLogger("edgetl").warning(f"{old} is now {new}; the old spelling goes in the next release")
+                values[dest] = convert(value)
+            return command(*args, **values)
 
-def take_renamed(values: dict, dest: str, old: str, new: str, convert=lambda v: v):
-    """Fold the old spelling's value into `dest` (with a warning naming the new one); both
-    given is an error."""
-    import logging
+        return click.option(old, hidden, hidden=True, default=None, **kwargs)(folded)
 
-    from edgetl.errors import ConfigError
-
-    value = values.pop(f"{dest}_renamed", None)
-    if value is None:
-        return
-    ctx = click.get_current_context()
-    if ctx.get_parameter_source(dest) == click.core.ParameterSource.COMMANDLINE:
-        raise ConfigError(f"{old} and {new} are one option", hint=f"keep {new} only")
-    logging.getLogger("edgetl").warning(f"{old} is now {new}; the old spelling goes in the next release")
-    values[dest] = convert(value)
+    return decorate
 
 
 def given(names) -> list[str]:

@@ -86,7 +86,7 @@ def quantize_cmd(model, out, overwrite, **values):
 @options.from_settings(EngineSettings, batch_profile={"metavar": "MIN:OPT:MAX"},
                        timing_cache={"type": click.Path(dir_okay=False)})
 @options.renamed("--batch", "--batch-profile", "batch_profile")
-@options.renamed("--device", "--gpu", "gpu")
+@options.renamed("--device", "--gpu", "gpu", _gpu_index)
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Default: MODEL.engine")
 @click.option("--print-trtexec", is_flag=True, help="Only print the equivalent trtexec command.")
 @click.option("--tensorrt-version", default=None,
@@ -96,8 +96,6 @@ def build_engine_cmd(model, out, print_trtexec, tensorrt_version, overwrite, **v
     """Build a TensorRT engine from an ONNX model (needs TensorRT), with its card."""
     import importlib.metadata
 
-    options.take_renamed(values, "batch_profile", "--batch", "--batch-profile")
-    options.take_renamed(values, "gpu", "--device", "--gpu", _gpu_index)
     s = EngineSettings(**values).check()
     from edgetl.quantize.tensorrt_engine import (
         BatchProfile,

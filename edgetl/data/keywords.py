@@ -7,7 +7,7 @@ are never heard in training. Half of the keywords are said next to other words (
 of a sentence before, or its start after, a short pause). `--unknown` adds an
 `_unknown_` class of other words said alone and of seconds cut from running speech
 (sentences without keywords: what a listening device mostly hears), and `_background_noise_` holds noise for augmentation
-(Speech Commands' layout). `--stream` adds long recordings for streaming evaluation
+(Speech Commands' layout). `--stream-minutes` adds long recordings for streaming evaluation
 (data/streams.py).
 """
 from __future__ import annotations
@@ -122,8 +122,8 @@ def make_keywords(out: str | os.PathLike, words=DEFAULT_WORDS, unknown: bool = F
     if takes < 1:
         raise ConfigError(f"--takes must be at least 1, got {takes}", hint="e.g. --takes 2")
     if stream_minutes < 0 or 0 < stream_minutes < 0.5:
-        raise ConfigError(f"--stream takes the minutes of each recording, at least 0.5, got {stream_minutes:g}",
-                          hint="e.g. --stream 10 (60 for a benchmark)")
+        raise ConfigError(f"--stream-minutes takes the minutes of each recording, at least 0.5, got {stream_minutes:g}",
+                          hint="e.g. --stream-minutes 10 (60 for a benchmark)")
     shift = keyword_domain(domain) if domain else None
     out = check_output(out, "data", overwrite)
     variants = voice_variants()

