@@ -40,6 +40,7 @@ from torch import nn
 from edgetl.errors import ConfigError
 from edgetl.finetune.hooks import Step, TrainingHooks
 from edgetl.finetune.strategies import ADAPTATIONS
+from edgetl.finetune.training import inference_batch
 
 METHODS = tuple(m for m in ADAPTATIONS if m != "auto")
 FEATURE_METHODS = ("coral", "dann")  # align features: the backbone must train
@@ -409,6 +410,7 @@ def _correct(trainer, val: tuple) -> np.ndarray:
 
 
 @torch.no_grad()
-def _probabilities(model, inputs, x, batch: int = 256) -> torch.Tensor:
+def _probabilities(model, inputs, x) -> torch.Tensor:
     model.eval()
+    batch = inference_batch(x.shape[1:])
     return torch.cat([torch.softmax(model(inputs.model_input(x[s:s + batch])).float(), 1) for s in range(0, len(x), batch)])

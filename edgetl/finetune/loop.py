@@ -20,7 +20,7 @@ from edgetl.finetune.hooks import Step, TrainingHooks
 from edgetl.finetune.model import Classifier
 from edgetl.finetune.settings import FinetuneSettings
 from edgetl.finetune.strategies import check_strategy, stage_lr_scales, trainable_count
-from edgetl.finetune.training import Distributed
+from edgetl.finetune.training import MAX_INFERENCE_BATCH, Distributed, inference_batch
 
 
 @dataclasses.dataclass
@@ -142,9 +142,10 @@ class Trainer:
         return None, self.trained(xb)
 
     @torch.no_grad()
-    def features_of(self, x: torch.Tensor, batch: int = 256, bar=None, what: str = "features") -> torch.Tensor:
+    def features_of(self, x: torch.Tensor, bar=None, what: str = "features") -> torch.Tensor:
         """The frozen backbone's features of cached samples (a linear probe's inputs)."""
         self.model.features.eval()
+        batch = inference_batch(x.shape[1:])
         task = bar.add_task(what, total=len(x), status="") if bar is not None else None
         out = []
         for start in range(0, len(x), batch):
@@ -158,9 +159,10 @@ class Trainer:
         return torch.cat(out)
 
     @torch.no_grad()
-    def probabilities(self, x: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    def probabilities(self, x: torch.Tensor) -> torch.Tensor:
         """Softmax outputs (on the CPU) of cached samples, as in evaluation."""
         self.model.eval()
+        batch = inference_batch(x.shape[1:])
         out = []
         for start in range(0, len(x), batch):
             xb = self.inputs.model_input(x[start:start + batch].to(self.device, non_blocking=True))
@@ -169,9 +171,10 @@ class Trainer:
         return torch.cat(out)
 
     @torch.no_grad()
-    def evaluate(self, x, y, features: bool = False, batch: int = 256) -> tuple[float, float]:
+    def evaluate(self, x, y, features: bool = False) -> tuple[float, float]:
         """(loss, accuracy) of the model (or of the head on precomputed features)."""
         self.model.eval()
+        batch = MAX_INFERENCE_BATCH if features else inference_batch(x.shape[1:])
         total_loss, correct = 0.0, 0
         for start in range(0, len(x), batch):
             xb = x[start:start + batch].to(self.device, non_blocking=True)
