@@ -55,6 +55,40 @@ def test_linear_probe_keeps_the_backbone_and_trains_the_head(tmp_path, tiny_digi
     assert all(h["trainable_stages"] == 0 for h in r.history)
 
 
+def test_linear_probe_matches_a_logistic_regression_on_the_same_features(tmp_path, caplog):
+    """The probe's head is fitted to convergence: on held-out test digits it is within a
+    point of scikit-learn's logistic regression fitted on the same frozen features."""
+    from conftest import write_digit_folder
+    from sklearn.linear_model import LogisticRegression
+
+    from edgetl import modality
+    from edgetl.data.folders import open_folder
+
+    data = write_digit_folder(tmp_path / "digits", classes=tuple(range(10)),
+                              per_split=(("train", 12), ("val", 10), ("test", 25)))
+    with caplog.at_level("WARNING", logger="edgetl"):
+        r = finetune(data, "efficientnet_lite0", tmp_path / "run", strategy="linear-probe", input_size=32,
+                     threads=1, lr=0.05)
+    assert "--lr has no effect on --strategy linear-probe" in caplog.text
+    assert all("l2" in h for h in r.history) and len({h["l2"] for h in r.history}) > 1
+    bb = build_backbone("efficientnet_lite0", "default")
+    bb.features.eval()
+    pre = bb.preprocessing.with_size(32)
+    splits = open_folder(data, modality="image")
+
+    def features(split):
+        cached, labels = modality.decode_split(splits[split], pre)
+        with torch.no_grad():
+            return bb.features(torch.from_numpy(pre.normalize(cached))).numpy(), labels
+
+    (f_train, y_train), (f_test, y_test) = features("train"), features("test")
+    reference = LogisticRegression(max_iter=5000).fit(f_train, y_train).score(f_test, y_test)
+    state = torch.load(r.out / "model.pt", weights_only=True)
+    logits = f_test @ state["head.1.weight"].numpy().T + state["head.1.bias"].numpy()
+    ours = float((logits.argmax(1) == y_test).mean())
+    assert ours >= reference - 0.01, (ours, reference)
+
+
 def test_partial_trains_only_the_last_stages(tmp_path, tiny_digits, init_weights):
     path, init, _ = init_weights
     r = finetune(tiny_digits, "resnet18", tmp_path / "run", weights=str(path), strategy="partial", unfreeze=1, **FAST)

@@ -40,7 +40,7 @@ def finetune_cmd(data, backbone, out, overwrite, **settings):
 
     result = finetune(data, backbone, out, overwrite=overwrite, **settings)
     if result.card is not None:
-        click.echo(f"val_accuracy {result.val_accuracy:.4f} (epoch {result.best_epoch}) -> {result.out}")
+        click.echo(f"val_accuracy {result.val_accuracy:.4f} ({result.chosen}) -> {result.out}")
 
 
 @click.command("adapt")

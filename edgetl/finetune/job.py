@@ -8,6 +8,7 @@ committed atomically). The training loop itself is finetune/loop.py.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from pathlib import Path
 
@@ -32,6 +33,12 @@ from edgetl.finetune.strategies import check_strategy
 from edgetl.finetune.training import Distributed, decode_unlabelled, resolve_device, seed_everything, to_tensors
 from edgetl.outputs import check_output
 
+log = logging.getLogger("edgetl")
+
+
+# The gradient loop's options, which a linear probe (finetune/probe.py) does not use.
+PROBE_IGNORES = ("lr", "epochs", "batch_size", "weight_decay", "label_smoothing", "patience")
+
 
 @dataclasses.dataclass
 class RunResult:
@@ -40,6 +47,12 @@ class RunResult:
     history: list[dict]
     best_epoch: int
     val_accuracy: float
+
+    @property
+    def chosen(self) -> str:
+        """What was kept: the epoch, or a linear probe's L2 strength."""
+        row = self.history[self.best_epoch - 1] if 0 < self.best_epoch <= len(self.history) else {}
+        return f"L2 {row['l2']:g}" if "l2" in row else f"epoch {self.best_epoch}"
 
 
 @dataclasses.dataclass
@@ -148,6 +161,12 @@ def announce(plan: Plan, cfg: FinetuneSettings, device: torch.device) -> None:
     progress.info(f"{plan.backbone}: {len(plan.bb.stages)} stages, {plan.bb.feature_dim}-d features; "
                   f"{len(plan.train_set)} train / {len(plan.splits['val'])} val {files}, {len(classes)} classes; "
                   f"{cfg.strategy} on {device}")
+    if cfg.strategy == "linear-probe":
+        ignored = [f"--{k.replace('_', '-')}" for k in PROBE_IGNORES if getattr(cfg, k) != getattr(FinetuneSettings(), k)]
+        if ignored:
+            log.warning(f"{', '.join(ignored)} {'has' if len(ignored) == 1 else 'have'} no effect on --strategy "
+                        "linear-probe: its head is fitted by L-BFGS to convergence, the L2 strength chosen on the "
+                        "validation split")
     if plan.silence:
         progress.info(f"adding a {SILENCE} class of background noise (--no-silence-class to leave it out)")
     if plan.kind.name == "audio" and not any(c.startswith("_") and c != SILENCE for c in classes):
@@ -217,6 +236,6 @@ def write(writer: RunWriter, card: ModelCard, state: dict, history: list[dict], 
     writer.save_card(card)
     plot_history(history, writer.folder / CURVES, title=f"{card.source['backbone']} · {card.source['strategy']}")
     final = writer.commit()
-    accuracy = card.metrics["val_accuracy"]
-    progress.info(f"best val_acc {accuracy:.4f} at epoch {best_epoch}; run written to {final}")
-    return RunResult(final, card, history, best_epoch, accuracy)
+    result = RunResult(final, card, history, best_epoch, card.metrics["val_accuracy"])
+    progress.info(f"best val_acc {result.val_accuracy:.4f} at {result.chosen}; run written to {final}")
+    return result

@@ -18,9 +18,10 @@ from edgetl.errors import TrainingDiverged
 from edgetl.finetune.augment import ImageTrainingInput
 from edgetl.finetune.hooks import Step, TrainingHooks
 from edgetl.finetune.model import Classifier
+from edgetl.finetune.probe import fit_probe
 from edgetl.finetune.settings import FinetuneSettings
 from edgetl.finetune.strategies import check_strategy, stage_lr_scales, trainable_count
-from edgetl.finetune.training import MAX_INFERENCE_BATCH, Distributed, inference_batch
+from edgetl.finetune.training import Distributed, inference_batch
 
 
 @dataclasses.dataclass
@@ -171,20 +172,16 @@ class Trainer:
         return torch.cat(out)
 
     @torch.no_grad()
-    def evaluate(self, x, y, features: bool = False) -> tuple[float, float]:
-        """(loss, accuracy) of the model (or of the head on precomputed features)."""
+    def evaluate(self, x, y) -> tuple[float, float]:
+        """(loss, accuracy) of the model on cached samples."""
         self.model.eval()
-        batch = MAX_INFERENCE_BATCH if features else inference_batch(x.shape[1:])
+        batch = inference_batch(x.shape[1:])
         total_loss, correct = 0.0, 0
         for start in range(0, len(x), batch):
             xb = x[start:start + batch].to(self.device, non_blocking=True)
             yb = y[start:start + batch].to(self.device, non_blocking=True)
             with self._autocast():
-                if features:
-                    logits = self.model.head(xb)
-                else:
-                    logits = self.model(self._layout(self.inputs.model_input(xb)))
-            logits = logits.float()
+                logits = self.model(self._layout(self.inputs.model_input(xb))).float()
             total_loss += F.cross_entropy(logits, yb, reduction="sum").item()
             correct += (logits.argmax(1) == yb).sum().item()
         return total_loss / max(1, len(x)), correct / max(1, len(x))
@@ -194,6 +191,11 @@ class Trainer:
             y_val: torch.Tensor) -> tuple[list[dict], dict, int]:
         cfg = self.cfg
         probe = cfg.strategy == "linear-probe"
+        if probe:
+            for m in self.hooks.modules():
+                m.to(self.device)
+            self.hooks.before_fit(self)
+            return self._fit_probe(x_train, y_train, x_val, y_val)
         steps_per_epoch = math.ceil(len(x_train) / max(1, self.dist.world) / cfg.batch_size)
         steps_total = steps_per_epoch * cfg.epochs
         for m in self.hooks.modules():
@@ -209,9 +211,6 @@ class Trainer:
             task = bar.add_task("epochs", total=cfg.epochs, status="")
             for epoch in range(1, cfg.epochs + 1):
                 t0 = time.perf_counter()
-                if probe and epoch == 1:  # the backbone is frozen: its features never change
-                    x_train = self.features_of(x_train, bar=bar, what="features of the training samples")
-                    x_val = self.features_of(x_val, bar=bar, what="features of the validation samples")
                 self.train_mode()
                 seen, loss_sum, extra_sum, correct = 0, 0.0, 0.0, 0
                 btask = bar.add_task(f"epoch {epoch}", total=steps_per_epoch, status="")
@@ -219,14 +218,11 @@ class Trainer:
                     xb = x_train[idx].to(self.device, non_blocking=True)
                     yb = y_train[idx].to(self.device, non_blocking=True)
                     n = len(yb)
-                    extra = None if probe else self.hooks.extra_batch(epoch, i)
+                    extra = self.hooks.extra_batch(epoch, i)
                     with self._autocast():
-                        if probe:  # xb holds cached features
-                            feats, logits = xb, self.trained(xb)
-                        else:
-                            if extra is not None:  # one forward pass for both batches
-                                xb = torch.cat([xb, extra.to(self.device, non_blocking=True)])
-                            feats, logits = self._forward(self._layout(self.inputs.augmented(xb, self.gen)))
+                        if extra is not None:  # one forward pass for both batches
+                            xb = torch.cat([xb, extra.to(self.device, non_blocking=True)])
+                        feats, logits = self._forward(self._layout(self.inputs.augmented(xb, self.gen)))
                         task_loss = F.cross_entropy(logits[:n].float(), yb, label_smoothing=cfg.label_smoothing)
                         term = self.hooks.loss(Step(
                             None if feats is None else feats[:n], logits[:n], yb,
@@ -247,7 +243,7 @@ class Trainer:
                 if self.cuda:
                     torch.cuda.synchronize()
                 train_seconds = time.perf_counter() - t0
-                val_loss, val_acc = self.evaluate(x_val, y_val, features=probe)
+                val_loss, val_acc = self.evaluate(x_val, y_val)
                 if not math.isfinite(val_loss):
                     self._diverged(val_loss, epoch, where="validation loss")
                 seconds = time.perf_counter() - t0
@@ -285,5 +281,38 @@ class Trainer:
                     if self.dist.is_main:
                         progress.info(f"early stop: no better validation accuracy for {cfg.patience} epochs")
                     break
+        state = self.hooks.after_fit(self, best["state"], history, best["epoch"])
+        return history, state, best["epoch"]
+
+    def _fit_probe(self, x_train, y_train, x_val, y_val) -> tuple[list[dict], dict, int]:
+        """The linear probe: the frozen backbone's features once, then the head fitted to
+        convergence for each L2 strength (finetune/probe.py), the best kept by the hooks'
+        selection key (validation accuracy, then loss)."""
+        self.unfrozen = 0
+        self.set_trainable()
+        self.model.eval()
+        with progress.progress_bar() as bar:
+            f_train = self.features_of(x_train, bar=bar, what="features of the training samples")
+            f_val = self.features_of(x_val, bar=bar, what="features of the validation samples")
+        device = f_train.device
+        history: list[dict] = []
+        best = {"key": None, "epoch": 0, "state": None}
+
+        def on_fit(row: dict) -> None:
+            row.pop("state")
+            self.model.eval()
+            self.hooks.after_epoch(self, row)
+            history.append(row)
+            key = self.hooks.selection_key(row)
+            improved = best["key"] is None or key > best["key"]
+            if improved:
+                best.update(key=key, epoch=row["epoch"],
+                            state={k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()})
+            if self.dist.is_main:
+                progress.info(f"L2 {row['l2']:<7g} loss {row['train_loss']:.4f}  acc {row['train_accuracy']:.4f}  "
+                              f"val_loss {row['val_loss']:.4f}  val_acc {row['val_accuracy']:.4f}  "
+                              f"[L-BFGS, {row['solver_steps']} steps, {row['seconds']:.1f}s]" + ("  *" if improved else ""))
+
+        fit_probe(self.model.head[-1], (f_train, y_train.to(device)), (f_val, y_val.to(device)), on_fit)
         state = self.hooks.after_fit(self, best["state"], history, best["epoch"])
         return history, state, best["epoch"]

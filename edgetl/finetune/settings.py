@@ -16,8 +16,9 @@ from edgetl.settings import Settings, setting
 @dataclasses.dataclass
 class FinetuneSettings(Settings):
     backbone: str | None = setting(None, "A name from `edgetl backbones`, or timm:NAME.", cli=False)
-    strategy: str = setting("full", "linear-probe: frozen backbone, head on cached features; full; partial: the last "
-                            "--unfreeze stages; gradual: one more stage per epoch or plateau.", choices=STRATEGIES)
+    strategy: str = setting("full", "linear-probe: frozen backbone, head fitted to convergence on its features "
+                            "(L-BFGS); full; partial: the last --unfreeze stages; gradual: one more stage per epoch "
+                            "or plateau.", choices=STRATEGIES)
     weights: str = setting("default", "default | none | PATH to a state dict.")
     unfreeze: int | None = setting(None, "partial: last N stages train; gradual: at most N.")
     epochs: int = setting(10, "Training epochs (at most; early stopping may end sooner).")
