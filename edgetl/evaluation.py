@@ -7,8 +7,9 @@ import numpy as np
 
 from edgetl import progress
 from edgetl.data.folders import select_split
+from edgetl.data.sample_cache import cached_split
 from edgetl.metrics import accuracy, confusion_matrix, per_class_accuracy
-from edgetl.modality import Preprocessing, decode_split, preprocessing_of
+from edgetl.modality import Preprocessing, preprocessing_of
 from edgetl.runtime import Runner, open_runner
 from edgetl.runtime.runner import InferenceSettings
 from edgetl.settings import setting
@@ -59,7 +60,7 @@ def evaluate(artifact, data, settings: EvaluateSettings | None = None, **options
         card = runner.card
         folder = select_split(data, split, card.labels, card.modality)
         pre = preprocessing_of(card)
-        cached, labels = decode_split(folder, pre)
+        cached, labels = cached_split(folder, pre)  # read a batch at a time
         logits = predict_logits(runner, cached, pre, batch_size)
     preds = logits.argmax(axis=1)
     cm = confusion_matrix(labels, preds, len(card.labels))

@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,8 @@ from PIL import Image
 
 # Nothing in the tests may download; the registry fails fast with a clear error instead.
 os.environ["EDGETL_OFFLINE"] = "1"
+# Decoded samples and features go to a cache of the test session, not the user's.
+os.environ.setdefault("EDGETL_CACHE_DIR", tempfile.mkdtemp(prefix="edgetl-test-cache-"))
 
 
 def _digit_images(size: int):

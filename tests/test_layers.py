@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parents[1] / "edgetl"
 # From the ground up; a module may import its own layer and those below it. Modules of
 # the same layer in different packages must not import each other in a circle.
 LAYERS = [
-    ("edgetl._version", "edgetl._callable", "edgetl.errors", "edgetl.progress", "edgetl.metrics", "edgetl.settings"),
+    ("edgetl._version", "edgetl._callable", "edgetl.errors", "edgetl.progress", "edgetl.metrics", "edgetl.settings",
+     "edgetl.paths"),
     ("edgetl.card",),
     ("edgetl.modality",),
     ("edgetl.runtime",),  # torch-free: what a device installs

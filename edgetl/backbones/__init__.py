@@ -10,12 +10,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 from pathlib import Path
 
 from edgetl.backbones import registry
 from edgetl.backbones.registry import WEIGHTS_HELP, Backbone, BackboneInfo, Family, offline, register_family, weights_on_disk
 from edgetl.errors import BackboneError, ConfigError, WeightsUnavailable
+from edgetl.paths import cache_dir
 
 
 def _families() -> list[Family]:
@@ -61,13 +61,6 @@ def list_backbones(modality: str | None = None) -> list[BackboneInfo]:
             _write_listing(cache, infos)
     return [dataclasses.replace(i, offline_weights=weights_on_disk(i.weights)) for i in infos
             if modality in (None, i.modality)]
-
-
-def cache_dir() -> Path:
-    """edgetl's own cache: EDGETL_CACHE_DIR, else $XDG_CACHE_HOME/edgetl or ~/.cache/edgetl."""
-    if os.environ.get("EDGETL_CACHE_DIR"):
-        return Path(os.environ["EDGETL_CACHE_DIR"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edgetl"
 
 
 def _listing_cache_file() -> Path:

@@ -109,5 +109,6 @@ def add_silence_class(splits: dict[str, tuple[np.ndarray, np.ndarray]], classes:
     for name, (x, y) in splits.items():
         count = max(1, round(len(y) / len(classes)))
         clips = silence_clips(bank, count, preprocessing.window, rng, parts.get(name, (0.0, 1.0)))
-        out[name] = (np.concatenate([x, clips]), np.concatenate([remap[y], np.full(count, new.index(SILENCE))]))
+        joined = x.with_extra(clips) if hasattr(x, "with_extra") else np.concatenate([x, clips])  # a cached split stays on disk
+        out[name] = (joined, np.concatenate([remap[y], np.full(count, new.index(SILENCE))]))
     return out, new

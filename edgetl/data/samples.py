@@ -19,6 +19,7 @@ import numpy as np
 from edgetl import modality
 from edgetl.card import ModelCard
 from edgetl.data.folders import Split, select_split
+from edgetl.data.sample_cache import cached_split
 from edgetl.errors import DataError
 
 log = logging.getLogger("edgetl")
@@ -49,8 +50,8 @@ def _run_data(card: ModelCard, what: str, flag: str) -> Path:
 
 def _decode(folder: Split, card: ModelCard) -> tuple[np.ndarray, np.ndarray]:
     pre = modality.preprocessing_of(card)
-    cached, labels = modality.decode_split(folder, pre)
-    return pre.normalize(cached), labels
+    cached, labels = cached_split(folder, pre)
+    return pre.normalize(cached[:]), labels
 
 
 MIN_HELD_OUT = 20  # fewer held-out target samples than this are no bound at all

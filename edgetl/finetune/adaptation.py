@@ -359,7 +359,7 @@ def adabn_run(run, target_data=None, out=None, overwrite: bool = False, settings
     from edgetl.finetune.inputs import training_input
     from edgetl.finetune.run import CURVES, HISTORY, RunWriter, load_run
     from edgetl.finetune.settings import AdaptSettings, FinetuneSettings
-    from edgetl.finetune.training import decode_unlabelled
+    from edgetl.finetune.training import SampleSource, decode_unlabelled
 
     if target_data is not None:
         options["target_data"] = str(target_data)
@@ -375,7 +375,7 @@ def adabn_run(run, target_data=None, out=None, overwrite: bool = False, settings
         pre = modalities.preprocessing_of(card)
         cfg = FinetuneSettings.from_record(card.source.get("config"))
         inputs = training_input(pre, "cpu", cfg, None)
-        x_target = inputs.as_tensor(decode_unlabelled(target_split, kind, pre)[0])
+        x_target = SampleSource(decode_unlabelled(target_split, kind, pre)[0], inputs)
         counts = card.source.get("train_counts") or {}
         prior = np.array([counts.get(c, 1) for c in card.labels], float)
         hooks = Adaptation(x_target, prior / prior.sum(), batch, cfg.seed)

@@ -30,7 +30,15 @@ from edgetl.finetune.model import Classifier
 from edgetl.finetune.run import CURVES, RunWriter
 from edgetl.finetune.settings import FinetuneSettings
 from edgetl.finetune.strategies import check_strategy
-from edgetl.finetune.training import Distributed, decode_unlabelled, resolve_device, seed_everything, to_tensors
+from edgetl.finetune.training import (
+    Distributed,
+    SampleSource,
+    as_source,
+    decode_cached,
+    decode_unlabelled,
+    resolve_device,
+    seed_everything,
+)
 from edgetl.outputs import check_output
 
 log = logging.getLogger("edgetl")
@@ -73,12 +81,12 @@ class Plan:
 
 @dataclasses.dataclass
 class Decoded:
-    """The splits as tensors in the modality's training layout, on the training device."""
+    """The splits as the training loop reads them (from the sample cache on disk)."""
 
     classes: list[str]
-    x_train: torch.Tensor
+    x_train: SampleSource
     y_train: torch.Tensor
-    x_val: torch.Tensor
+    x_val: SampleSource
     y_val: torch.Tensor
     train_labels: np.ndarray  # as decoded (unreadable files skipped): the card's counts and the class prior
     transform: object  # the modality's training transform
@@ -177,19 +185,16 @@ def announce(plan: Plan, cfg: FinetuneSettings, device: torch.device) -> None:
 def decode(plan: Plan, cfg: FinetuneSettings, device: torch.device) -> Decoded:
     """Each split decoded once (a _silence_ class added where asked), as training tensors."""
     pre, val_set = plan.preprocessing, plan.splits["val"]
-    with progress.progress_bar() as bar:
-        task = bar.add_task(f"decoding {plan.kind.noun}s", total=len(plan.train_set) + len(val_set), status="")
-        tick = lambda n: bar.advance(task, n)  # noqa: E731
-        xtr, ytr = modalities.decode_split(plan.train_set, pre, progress=tick)
-        xva, yva = modalities.decode_split(val_set, pre, progress=tick)
+    xtr, ytr = decode_cached(plan.train_set, pre, f"decoding training {plan.kind.noun}s")
+    xva, yva = decode_cached(val_set, pre, f"decoding validation {plan.kind.noun}s")
     classes = list(plan.splits.classes)
     if plan.silence:
         decoded, classes = add_silence_class({"train": (xtr, ytr), "val": (xva, yva)}, classes, plan.data, pre,
                                              cfg.seed)
         (xtr, ytr), (xva, yva) = decoded["train"], decoded["val"]
     transform = training_input(pre, device, cfg, plan.data)
-    x_train, y_train = to_tensors(xtr, ytr, device, transform)
-    x_val, y_val = to_tensors(xva, yva, device, transform)
+    x_train, y_train = as_source(xtr, ytr, device, transform)
+    x_val, y_val = as_source(xva, yva, device, transform)
     return Decoded(classes, x_train, y_train, x_val, y_val, ytr, transform)
 
 
@@ -211,12 +216,13 @@ def train(plan: Plan, d: Decoded, cfg: FinetuneSettings, device: torch.device, d
         return (*one_training()[1:], None)
     from edgetl.finetune.adaptation import batchnorm_layers, fit_adapted, report_adaptation
 
-    x_target = to_tensors(*decode_unlabelled(plan.target_split, plan.kind, plan.preprocessing), device, d.transform)[0]
+    x_target = as_source(*decode_unlabelled(plan.target_split, plan.kind, plan.preprocessing), device, d.transform)[0]
     target_val = None
     if cfg.target_val:
         tv = open_folder(cfg.target_val, val_split=0, classes=d.classes, modality=plan.kind.name)
         labelled = tv.splits.get("test") or tv.splits.get("val") or tv.splits["train"]
-        target_val = to_tensors(*modalities.decode_split(labelled, plan.preprocessing), device, d.transform)
+        target_val = as_source(*decode_cached(labelled, plan.preprocessing, "decoding labelled target samples"), device,
+                               d.transform)
     prior = np.bincount(d.train_labels, minlength=len(d.classes)) / len(d.train_labels)
     history, state, best_epoch, adaptation = fit_adapted(
         one_training, cfg.adapt, cfg, x_target, prior, plan.bb.feature_dim, (d.x_val, d.y_val), target_val,

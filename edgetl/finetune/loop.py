@@ -4,16 +4,19 @@ best checkpoint kept; AMP (bf16) and channels-last on CUDA; DDP under torchrun."
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from edgetl import progress
 from edgetl.card import ModelCard
+from edgetl.data.sample_cache import cached_array
 from edgetl.errors import TrainingDiverged
 from edgetl.finetune.augment import ImageTrainingInput
 from edgetl.finetune.hooks import Step, TrainingHooks
@@ -21,7 +24,7 @@ from edgetl.finetune.model import Classifier
 from edgetl.finetune.probe import fit_probe
 from edgetl.finetune.settings import FinetuneSettings
 from edgetl.finetune.strategies import check_strategy, stage_lr_scales, trainable_count
-from edgetl.finetune.training import Distributed, inference_batch
+from edgetl.finetune.training import Distributed, inference_batch, module_digest
 
 
 @dataclasses.dataclass
@@ -142,22 +145,38 @@ class Trainer:
             return self.trained(xb, with_features=True)
         return None, self.trained(xb)
 
+    def features_of(self, x, bar=None, what: str = "features"):
+        """The frozen backbone's features of cached samples (a linear probe's inputs): an
+        array of rows. Those of a split in the sample cache are stored beside it, keyed by
+        the samples, the backbone's weights and statistics, and torch's version, so a
+        later probe of the same split and backbone reads them instead of computing."""
+        dim = self.model.head[-1].in_features
+        if getattr(x, "key", None) is None:
+            return torch.cat(list(self._feature_batches(x, bar, what))).cpu().numpy()
+        key = hashlib.sha256("|".join([x.key, module_digest(self.model.features), torch.__version__,
+                                       self.device.type]).encode()).hexdigest()[:32]
+
+        def fill(out) -> None:
+            row = 0
+            for f in self._feature_batches(x, bar, what):
+                out[row:row + len(f)] = f.cpu().numpy()
+                row += len(f)
+
+        return cached_array(key, (len(x), dim), np.float32, fill)[0]
+
     @torch.no_grad()
-    def features_of(self, x: torch.Tensor, bar=None, what: str = "features") -> torch.Tensor:
-        """The frozen backbone's features of cached samples (a linear probe's inputs)."""
+    def _feature_batches(self, x, bar, what: str):
         self.model.features.eval()
         batch = inference_batch(x.shape[1:])
         task = bar.add_task(what, total=len(x), status="") if bar is not None else None
-        out = []
         for start in range(0, len(x), batch):
             xb = self.inputs.model_input(x[start:start + batch].to(self.device, non_blocking=True))
             with self._autocast():
-                out.append(self.model.features(self._layout(xb)).float())
+                yield self.model.features(self._layout(xb)).float()
             if bar is not None:
                 bar.advance(task, len(xb))
         if bar is not None:
             bar.remove_task(task)
-        return torch.cat(out)
 
     @torch.no_grad()
     def probabilities(self, x: torch.Tensor) -> torch.Tensor:
@@ -294,7 +313,7 @@ class Trainer:
         with progress.progress_bar() as bar:
             f_train = self.features_of(x_train, bar=bar, what="features of the training samples")
             f_val = self.features_of(x_val, bar=bar, what="features of the validation samples")
-        device = f_train.device
+        device = self.model.head[-1].weight.device
         history: list[dict] = []
         best = {"key": None, "epoch": 0, "state": None}
 

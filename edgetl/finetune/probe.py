@@ -26,16 +26,16 @@ TOLERANCE = 1e-6
 CHUNK = 8192  # feature rows per pass through the data
 
 
-def _chunks(x, y):
+def _chunks(x, y, device):
     for start in range(0, len(x), CHUNK):
-        yield torch.as_tensor(x[start:start + CHUNK]).float(), torch.as_tensor(y[start:start + CHUNK])
+        yield torch.as_tensor(x[start:start + CHUNK]).float().to(device), torch.as_tensor(y[start:start + CHUNK]).to(device)
 
 
 @torch.no_grad()
 def loss_and_accuracy(linear: nn.Linear, x, y) -> tuple[float, float]:
     """The mean cross-entropy (no penalty) and accuracy of the head on features `x`."""
     loss, correct = 0.0, 0
-    for xb, yb in _chunks(x, y):
+    for xb, yb in _chunks(x, y, linear.weight.device):
         logits = linear(xb)
         loss += F.cross_entropy(logits, yb, reduction="sum").item()
         correct += (logits.argmax(1) == yb).sum().item()
@@ -52,7 +52,7 @@ def fit_l2(linear: nn.Linear, x, y, l2: float, max_iter: int = MAX_ITERATIONS) -
     def closure():
         opt.zero_grad(set_to_none=False)
         total = 0.0
-        for xb, yb in _chunks(x, y):  # gradients of the mean loss, summed chunk by chunk
+        for xb, yb in _chunks(x, y, linear.weight.device):  # gradients of the mean loss, summed chunk by chunk
             loss = F.cross_entropy(linear(xb), yb, reduction="sum") / n
             loss.backward()
             total += loss.item()

@@ -2,6 +2,7 @@
 device, the seeds, torchrun's processes, and a decoded split as tensors."""
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 
@@ -9,8 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgetl import modality as modalities
 from edgetl import progress
+from edgetl.data.sample_cache import cached_split
 from edgetl.errors import ConfigError
 
 
@@ -77,27 +78,71 @@ def inference_batch(sample_shape) -> int:
     return 1 << (n.bit_length() - 1)
 
 
+def module_digest(module: nn.Module) -> str:
+    """A digest of a module's weights and buffers (BatchNorm statistics among them)."""
+    h = hashlib.sha256()
+    for name, value in module.state_dict().items():
+        h.update(name.encode())
+        h.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
 
 
-def to_tensors(cached: np.ndarray, labels: np.ndarray, device: torch.device, inputs) -> tuple[torch.Tensor, torch.Tensor]:
-    """A decoded split as tensors in the modality's training layout, kept on the GPU when
-    it fits comfortably (it is the input pipeline: indexing a device tensor is far faster
-    than a DataLoader)."""
-    x = inputs.as_tensor(cached)
-    y = torch.from_numpy(labels)
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        if x.numel() < 0.25 * free:
-            return x.to(device), y.to(device)
-        return x.pin_memory(), y.pin_memory()
-    return x, y
+class SampleSource:
+    """A decoded split as the training loop reads it: indexing by a tensor, an array or a
+    slice of rows returns those samples as a tensor in the modality's training layout.
+    The samples stay in the cache on disk (data/sample_cache.py) or in memory; on a GPU
+    with room for them, they are copied there once (indexing a device tensor is far
+    faster than a DataLoader)."""
+
+    def __init__(self, samples, inputs, device: torch.device | None = None):
+        self.samples, self.inputs = samples, inputs
+        self.key = getattr(samples, "key", None)  # names the content, for derived caches
+        self.resident: torch.Tensor | None = None
+        if device is not None and device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(device)
+            if np.prod(samples.shape) * np.dtype(samples.dtype).itemsize < 0.25 * free:
+                self.resident = torch.cat([inputs.as_tensor(samples[s:s + 1024])
+                                           for s in range(0, len(samples), 1024)]).to(device)
+
+    @property
+    def device(self) -> torch.device:
+        return self.resident.device if self.resident is not None else torch.device("cpu")
+
+    @property
+    def shape(self) -> tuple:
+        return tuple(self.samples.shape)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index) -> torch.Tensor:
+        if self.resident is not None:
+            return self.resident[index]
+        if isinstance(index, torch.Tensor):
+            index = index.cpu().numpy()
+        return self.inputs.as_tensor(self.samples[index])
 
 
-def decode_unlabelled(split, kind, pre) -> tuple[np.ndarray, np.ndarray]:
+def as_source(samples, labels: np.ndarray, device: torch.device, inputs) -> tuple[SampleSource, torch.Tensor]:
+    """A decoded split (cached or in memory) and its labels as the training loop reads them."""
+    y = torch.from_numpy(np.asarray(labels, np.int64))
+    source = SampleSource(samples, inputs, device)
+    return source, (y.to(device) if source.resident is not None else y)
+
+
+def decode_cached(split, pre, what: str) -> tuple:
+    """A split through the sample cache on disk, with a progress bar ('decoding ...')."""
     with progress.progress_bar() as bar:
-        task = bar.add_task(f"decoding target {kind.noun}s", total=len(split), status="")
-        return modalities.decode_split(split, pre, progress=lambda n: bar.advance(task, n))
+        task = bar.add_task(what, total=len(split), status="")
+        tick = lambda n: bar.advance(task, n)  # noqa: E731
+        return cached_split(split, pre, progress=tick, on_hit=tick)
+
+
+def decode_unlabelled(split, kind, pre) -> tuple:
+    return decode_cached(split, pre, f"decoding target {kind.noun}s")

@@ -67,14 +67,12 @@ def summarize(paths: Sequence[Path], limit: int = 5) -> str:
     return names_ + (f" and {len(paths) - limit} more" if len(paths) > limit else "")
 
 
-def decode_split(folder, preprocessing: Preprocessing, workers: int | None = None,
-                 progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Read and prepare every file of a split once: (cached samples, int64 labels).
-
-    The one place a split is decoded. Unreadable files are skipped with one warning
-    that names them; a training split that loses every file of a class is an error.
-    """
-    modality = get(preprocessing.kind)
+def decode_into(paths: Sequence[Path], preprocessing: Preprocessing, out: np.ndarray, workers: int | None = None,
+                progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, list[str]]:
+    """Read and prepare each file of `paths` into the rows of `out` (an array or a memory
+    map of at least len(paths) rows), readable files first in order: (which files were
+    kept, why the others were not). Files are decoded a few at a time, so memory holds
+    `workers` samples besides `out`."""
     workers = workers or min(16, (os.cpu_count() or 2) * 2)
     reasons: list[str] = []
 
@@ -85,32 +83,52 @@ def decode_split(folder, preprocessing: Preprocessing, workers: int | None = Non
             reasons.append(exc.message)
             return None
 
-    out = np.zeros((len(folder), *preprocessing.cache_shape), preprocessing.cache_dtype)
-    keep = np.ones(len(folder), bool)
+    keep = np.ones(len(paths), bool)
+    row = 0
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for i, sample in enumerate(pool.map(work, folder.paths)):
+        for i, sample in enumerate(pool.map(work, paths)):
             if sample is None:
                 keep[i] = False
             else:
-                out[i] = sample
+                out[row] = sample
+                row += 1
             if progress:
                 progress(1)
+    return keep, reasons
+
+
+def decoded_labels(folder, keep: np.ndarray, reasons: list[str], noun: str, skipped_as: str) -> np.ndarray:
+    """The labels of a split's readable files; one warning names the skipped ones, and a
+    training split that loses every file of a class (or a split that loses all) is an error."""
     skipped = [p for p, k in zip(folder.paths, keep) if not k]
     if skipped:
-        log.warning("skipped %d %s in %s: %s (e.g. %s)", len(skipped), modality.skipped_as, folder.name,
-                    summarize(skipped), reasons[0])
+        log.warning("skipped %d %s in %s: %s (e.g. %s)", len(skipped), skipped_as, folder.name,
+                    summarize(skipped), reasons[0] if reasons else "unreadable")
     labels = np.asarray(folder.labels, np.int64)[keep]
     if folder.name == "train":
         present, kept = set(folder.labels), set(labels.tolist())
         lost = [c for i, c in enumerate(folder.classes) if i in present and i not in kept]
         if lost:
-            raise DataError(f"no readable {modality.noun}s left for class(es) {', '.join(lost)} in {folder.name}",
+            raise DataError(f"no readable {noun}s left for class(es) {', '.join(lost)} in {folder.name}",
                             hint="replace the unreadable files named in the warning above")
     if len(labels) == 0:
-        raise DataError(f"no readable {modality.noun}s in the {folder.name} split",
+        raise DataError(f"no readable {noun}s in the {folder.name} split",
                         hint="replace the unreadable files named in the warning above")
-    return out[keep], labels
+    return labels
 
 
-__all__ = ["Modality", "Preprocessing", "decode_split", "dummy_input", "get", "invalid_preprocessing", "list_files", "names",
+def decode_split(folder, preprocessing: Preprocessing, workers: int | None = None,
+                 progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Read and prepare every file of a split once, in memory: (cached samples, int64
+    labels). Unreadable files are skipped with one warning that names them. A whole
+    data set goes through the cache on disk instead (data/sample_cache.py)."""
+    modality = get(preprocessing.kind)
+    out = np.zeros((len(folder), *preprocessing.cache_shape), preprocessing.cache_dtype)
+    keep, reasons = decode_into(folder.paths, preprocessing, out, workers, progress)
+    labels = decoded_labels(folder, keep, reasons, modality.noun, modality.skipped_as)
+    return out[:len(labels)], labels
+
+
+__all__ = ["Modality", "Preprocessing", "decode_into", "decode_split", "decoded_labels",
+           "dummy_input", "get", "invalid_preprocessing", "list_files", "names",
            "preprocessing_of", "register", "summarize"]

@@ -50,12 +50,13 @@ def qat_openvino(card: ModelCard, out: Path, calib: Samples, options: QatOptions
         raise BackendUnavailable("quantization-aware fine-tuning needs torch, NNCF and OpenVINO",
                                  hint="pip install 'edgetl[all]'") from None
     from edgetl.data.folders import open_folder
+    from edgetl.data.sample_cache import cached_split
     from edgetl.finetune.inputs import training_input
     from edgetl.finetune.loop import Trainer
     from edgetl.finetune.run import load_run
     from edgetl.finetune.settings import FinetuneSettings
-    from edgetl.finetune.training import Distributed, resolve_device, seed_everything, to_tensors
-    from edgetl.modality import decode_split, preprocessing_of
+    from edgetl.finetune.training import Distributed, as_source, resolve_device, seed_everything
+    from edgetl.modality import preprocessing_of
 
     options.check()
     started = time.perf_counter()
@@ -100,8 +101,8 @@ def qat_openvino(card: ModelCard, out: Path, calib: Samples, options: QatOptions
     splits = open_folder(data, val_split=run_cfg.get("val_split", 0.2), seed=run_cfg.get("seed", 0),
                          classes=card.labels, modality=card.modality)
     inputs = training_input(pre, device, cfg, data)
-    x_train, y_train = to_tensors(*decode_split(splits["train"], pre), device, inputs)
-    x_val, y_val = to_tensors(*decode_split(splits["val"], pre), device, inputs)
+    x_train, y_train = as_source(*cached_split(splits["train"], pre), device, inputs)
+    x_val, y_val = as_source(*cached_split(splits["val"], pre), device, inputs)
     progress.info(f"QAT: fine-tuning {cfg.epochs} epoch(s) at lr {lr:g} on {len(x_train)} training samples "
                   "(the first QAT on a machine compiles NNCF's fake-quantization kernels, a minute or more)")
     # NNCF gives that compilation 60 s by default, too little on a busy 2-core machine.

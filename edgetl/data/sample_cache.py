@@ -1,0 +1,202 @@
+"""The decoded-sample cache on disk: a split decoded once into a memory-mapped array.
+
+A split's entry is keyed by the content of its files (in order) and the preprocessing,
+so a later run, `evaluate`, quantization's calibration and `bench` on the same files
+reuse it, and an edited file or another input size makes a new one. Samples are
+written as they are decoded and read back a batch at a time (the map is opened for the
+batch and closed after it), so memory holds a batch, not the data set: a data set
+larger than RAM trains. The same store keeps derived arrays of a split, such as a
+linear probe's features (`cached_array`).
+
+Layout: CACHE/samples/KEY/{samples.npy, meta.json}, written under a temporary name and
+renamed when complete; a failed write (a full disk) falls back to memory with a warning.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from edgetl import modality as modalities
+from edgetl._version import __version__
+from edgetl.paths import cache_dir
+
+log = logging.getLogger("edgetl")
+
+FORMAT = 1  # bump when the layout or the decoding changes what an entry holds
+
+
+def store() -> Path:
+    return cache_dir() / "samples"
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def split_key(paths, preprocessing) -> str:
+    """The key of a split's decoded samples: every file's content, in order, and the
+    preprocessing (a moved or renamed copy of the same files hits the same entry)."""
+    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
+        digests = list(pool.map(file_digest, paths))
+    h = hashlib.sha256(json.dumps([FORMAT, preprocessing.to_dict()], sort_keys=True).encode())
+    for d in digests:
+        h.update(d.encode())
+    return h.hexdigest()[:32]
+
+
+class CachedSamples:
+    """A split's cached samples: rows read from the memory-mapped file a batch at a time,
+    then `extra` rows kept in memory (samples made rather than decoded, such as a
+    _silence_ class). Indexing by a slice or an array of row numbers returns an array."""
+
+    def __init__(self, path: Path | None, rows: int, sample_shape: tuple, dtype, key: str,
+                 extra: np.ndarray | None = None, memory: np.ndarray | None = None):
+        self.path, self.rows, self.sample_shape, self.dtype, self.key = path, rows, tuple(sample_shape), dtype, key
+        self.memory = memory  # the rows in memory instead (the cache could not be written)
+        self.extra = extra if extra is not None else np.zeros((0, *sample_shape), dtype)
+
+    def __len__(self) -> int:
+        return self.rows + len(self.extra)
+
+    @property
+    def shape(self) -> tuple:
+        return (len(self), *self.sample_shape)
+
+    def with_extra(self, extra: np.ndarray) -> "CachedSamples":
+        """These samples followed by `extra` (the key names both)."""
+        extra = np.concatenate([self.extra, extra.astype(self.dtype)])
+        key = hashlib.sha256(self.key.encode() + extra.tobytes()).hexdigest()[:32]
+        return CachedSamples(self.path, self.rows, self.sample_shape, self.dtype, key, extra, self.memory)
+
+    def __getitem__(self, index) -> np.ndarray:
+        if isinstance(index, slice):
+            index = np.arange(*index.indices(len(self)))
+        index = np.asarray(index, np.int64)
+        if index.ndim == 0:
+            return self[index[None]][0]
+        out = np.empty((len(index), *self.sample_shape), self.dtype)
+        stored = index < self.rows
+        if stored.any():
+            rows = np.load(self.path, mmap_mode="r") if self.memory is None else self.memory
+            out[stored] = rows[index[stored]]
+            del rows  # the map closes with its last reference: its pages leave this process
+        if not stored.all():
+            out[~stored] = self.extra[index[~stored] - self.rows]
+        return out
+
+    def chunks(self, size: int):
+        for start in range(0, len(self), size):
+            yield self[start:start + size]
+
+
+class RowFile:
+    """An .npy file written row by row through the file (not a memory map, whose written
+    pages would stay in this process until it is closed): `out[i] = row`, `out[a:b] = rows`."""
+
+    def __init__(self, path: Path, shape: tuple, dtype):
+        header = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=tuple(shape))  # header and size
+        self.offset = header.offset
+        del header
+        self.dtype, self.row_bytes = np.dtype(dtype), int(np.prod(shape[1:], dtype=np.int64)) * np.dtype(dtype).itemsize
+        self.file = open(path, "r+b")
+
+    def __setitem__(self, index, rows) -> None:
+        start = index.start if isinstance(index, slice) else int(index)
+        self.file.seek(self.offset + start * self.row_bytes)
+        self.file.write(np.ascontiguousarray(rows, self.dtype).tobytes())
+
+    def __enter__(self) -> "RowFile":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.file.close()
+
+
+def _entry(key: str) -> Path:
+    return store() / key
+
+
+def _publish(tmp: Path, final: Path) -> None:
+    try:
+        os.rename(tmp, final)
+    except OSError:  # another process wrote the same entry first: its copy is as good
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def cached_array(key: str, shape: tuple, dtype, fill: Callable[[np.ndarray], dict | None]) -> tuple[CachedSamples, dict]:
+    """The array stored under `key`, made by `fill(out)` (which writes every row of the
+    `out` (a RowFile, or an array when the store cannot be written) and returns what to remember beside it) when it is not stored
+    yet; (the array, what `fill` returned). Falls back to memory when the store cannot
+    be written."""
+    final = _entry(key)
+    meta_path = final / "meta.json"
+    if meta_path.is_file():
+        try:
+            meta = json.loads(meta_path.read_text())
+            return CachedSamples(final / "samples.npy", meta["rows"], tuple(shape[1:]), np.dtype(dtype), key), meta
+        except (OSError, ValueError, KeyError):
+            shutil.rmtree(final, ignore_errors=True)  # a damaged entry is made again
+    try:
+        store().mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=store()))
+    except OSError as exc:
+        return _in_memory(key, shape, dtype, fill, exc)
+    try:
+        with RowFile(tmp / "samples.npy", shape, dtype) as out:
+            meta = dict(fill(out) or {})
+        meta.setdefault("rows", shape[0])
+        meta.update(edgetl=__version__, format=FORMAT)
+        (tmp / "meta.json").write_text(json.dumps(meta))
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        return _in_memory(key, shape, dtype, fill, exc)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _publish(tmp, final)
+    where = final if final.is_dir() else tmp
+    return CachedSamples(where / "samples.npy", meta["rows"], tuple(shape[1:]), np.dtype(dtype), key), meta
+
+
+def _in_memory(key, shape, dtype, fill, exc) -> tuple[CachedSamples, dict]:
+    log.warning(f"cannot write the sample cache in {store()} ({exc}); decoding into memory instead "
+                "(set EDGETL_CACHE_DIR to a folder with free space)")
+    out = np.zeros(shape, dtype)
+    meta = dict(fill(out) or {})
+    meta.setdefault("rows", shape[0])
+    return CachedSamples(None, meta["rows"], tuple(shape[1:]), np.dtype(dtype), key, memory=out), meta
+
+
+def cached_split(folder, preprocessing, progress: Callable[[int], None] | None = None,
+                 on_hit: Callable[[int], None] | None = None) -> tuple[CachedSamples, np.ndarray]:
+    """A split's decoded samples from the cache (decoded into it the first time), and the
+    labels of its readable files. Unreadable files are named in a warning each time, as
+    when decoding."""
+    kind = modalities.get(preprocessing.kind)
+    key = split_key(folder.paths, preprocessing)
+    shape = (len(folder), *preprocessing.cache_shape)
+    decoded_now = []
+
+    def fill(out):
+        keep, reasons = modalities.decode_into(folder.paths, preprocessing, out, progress=progress)
+        decoded_now.append(True)
+        return {"rows": int(keep.sum()), "keep": keep.tolist(), "reasons": reasons[:1]}
+
+    samples, meta = cached_array(key, shape, preprocessing.cache_dtype, fill)
+    if not decoded_now and on_hit is not None:
+        on_hit(len(folder))
+    labels = modalities.decoded_labels(folder, np.asarray(meta["keep"], bool), meta["reasons"], kind.noun, kind.skipped_as)
+    return samples, labels
