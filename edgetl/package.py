@@ -25,7 +25,8 @@ from edgetl.outputs import check_output, temp_dir_beside
 from edgetl.runtime.artifacts import engine_card_path, kind_of, read_card
 from edgetl.runtime.bundle import MANIFEST, Manifest, TargetEntry, sha256
 from edgetl.runtime.verify import reference_answers
-from edgetl.settings import Settings, setting
+from edgetl.settings import Settings, setting, threads_setting
+from edgetl.threads import using_threads
 
 TARGETS = ("openvino", "onnxruntime", "tensorrt")
 INT8_FILES = {"openvino": "model.int8.xml", "onnxruntime": "model.int8.onnx", "tensorrt": "model.qdq.onnx"}
@@ -60,6 +61,7 @@ class PackageSettings(Settings):
     samples: int = setting(16, "Reference files taken from the run's data (test split, else val), class by class.",
                            min=1, example="16")
     data: str | None = setting(None, "Take the reference files from this data set instead.")
+    threads: int | None = threads_setting("the bundle's checks and latency figures")
 
     def validate(self) -> None:
         targets = list(self.targets)
@@ -95,7 +97,7 @@ def _latency_p50(model: Path, backend: str, x: np.ndarray) -> float:
     from edgetl.bench.latency import measure
     from edgetl.runtime import open_runner
 
-    with open_runner(model, backend=backend, threads=None) as runner:
+    with open_runner(model, backend=backend) as runner:  # the package command's --threads
         return measure(runner, x, warmup=5, iters=30).p50_ms
 
 
@@ -118,44 +120,45 @@ def package(run, out, settings: PackageSettings | None = None, overwrite: bool =
     if zip_file and out.suffix.lower() != ".zip":
         out = out.with_name(out.name + ".zip")
     out = check_output(out, "bundle", overwrite, {"run": run, "data set": data or card.source.get("data")})
-    refs = reference_files(card, data, samples)
-    _export_missing(run, targets)
-    tmp = temp_dir_beside(out)
-    try:
-        root = tmp / "bundle"
-        (root / "models").mkdir(parents=True)
-        (root / "reference").mkdir()
-        entries, expected = {}, {}
-        copied = []
-        for i, (f, label) in enumerate(refs):
-            dest = root / "reference" / f"{i:02d}_{label}{f.suffix.lower()}"
-            shutil.copyfile(f, dest)
-            copied.append(dest)
-        for target in targets:
-            model = pick_model(run, target)
-            entry = TargetEntry(_copy_model(model, root / "models"), read_card(model).precision)
-            if target == "tensorrt":
-                entry.build, entry.engine = _engine_build(run, root, entry)
-            backend = "onnxruntime" if target == "tensorrt" else target
-            expected[target] = reference_answers(lambda fs, m=model, b=backend: predict(m, fs, backend=b,
-                                                                                         top_k=len(card.labels)),
-                                                 copied, root, card.labels, entry.precision)
-            x = _one_input(card, copied[0])
-            entry.p50_ms_batch1 = round(_latency_p50(root / entry.model, backend, x), 3)
-            entry.accuracy = read_card(model).metrics.get("accuracy", card.metrics.get("val_accuracy"))
-            entries[target] = entry
-            progress.info(f"{target}: {model.name} ({entry.precision}), p50 {entry.p50_ms_batch1:.2f} ms")
-        (root / "reference" / "expected.json").write_text(json.dumps(expected, indent=1) + "\n")
-        bundle_card = dataclasses.replace(card, streaming=_streaming_of(run, targets, card))
-        bundle_card.save(root)
-        (root / "labels.txt").write_text("\n".join(card.labels) + "\n")
-        (root / "README.md").write_text(_device_readme(out.name, card, entries, copied[0].relative_to(root)))
-        files = {str(p.relative_to(root)): sha256(p) for p in sorted(root.rglob("*")) if p.is_file()}
-        manifest = Manifest(__version__, str(run.resolve()), list(card.labels), card.modality, entries, len(copied), files)
-        (root / MANIFEST).write_text(manifest.to_json())
-        _publish(root, out, zip_file)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with using_threads(s.threads):  # every export, check and latency figure below
+        refs = reference_files(card, data, samples)
+        _export_missing(run, targets)
+        tmp = temp_dir_beside(out)
+        try:
+            root = tmp / "bundle"
+            (root / "models").mkdir(parents=True)
+            (root / "reference").mkdir()
+            entries, expected = {}, {}
+            copied = []
+            for i, (f, label) in enumerate(refs):
+                dest = root / "reference" / f"{i:02d}_{label}{f.suffix.lower()}"
+                shutil.copyfile(f, dest)
+                copied.append(dest)
+            for target in targets:
+                model = pick_model(run, target)
+                entry = TargetEntry(_copy_model(model, root / "models"), read_card(model).precision)
+                if target == "tensorrt":
+                    entry.build, entry.engine = _engine_build(run, root, entry)
+                backend = "onnxruntime" if target == "tensorrt" else target
+                expected[target] = reference_answers(lambda fs, m=model, b=backend: predict(m, fs, backend=b,
+                                                                                             top_k=len(card.labels)),
+                                                     copied, root, card.labels, entry.precision)
+                x = _one_input(card, copied[0])
+                entry.p50_ms_batch1 = round(_latency_p50(root / entry.model, backend, x), 3)
+                entry.accuracy = read_card(model).metrics.get("accuracy", card.metrics.get("val_accuracy"))
+                entries[target] = entry
+                progress.info(f"{target}: {model.name} ({entry.precision}), p50 {entry.p50_ms_batch1:.2f} ms")
+            (root / "reference" / "expected.json").write_text(json.dumps(expected, indent=1) + "\n")
+            bundle_card = dataclasses.replace(card, streaming=_streaming_of(run, targets, card))
+            bundle_card.save(root)
+            (root / "labels.txt").write_text("\n".join(card.labels) + "\n")
+            (root / "README.md").write_text(_device_readme(out.name, card, entries, copied[0].relative_to(root)))
+            files = {str(p.relative_to(root)): sha256(p) for p in sorted(root.rglob("*")) if p.is_file()}
+            manifest = Manifest(__version__, str(run.resolve()), list(card.labels), card.modality, entries, len(copied), files)
+            (root / MANIFEST).write_text(manifest.to_json())
+            _publish(root, out, zip_file)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return PackageResult(out, entries, len(refs))
 
 

@@ -17,6 +17,7 @@ import typing
 from typing import Any
 
 from edgetl.errors import ConfigError
+from edgetl.threads import HELP as THREADS_DEFAULT
 
 
 def setting(default: Any, help: str = "", *, choices: tuple | None = None, min: float | None = None,
@@ -32,6 +33,11 @@ def setting(default: Any, help: str = "", *, choices: tuple | None = None, min: 
     if dataclasses.is_dataclass(default):
         return dataclasses.field(default_factory=lambda: dataclasses.replace(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
+
+
+def threads_setting(what: str = "inference"):
+    """The --threads field of every stage that computes (edgetl/threads.py: the default)."""
+    return setting(None, f"CPU threads for {what} (e.g. 1 on a busy machine) {THREADS_DEFAULT}.", min=1, example="1")
 
 
 def flag_of(field: dataclasses.Field) -> str:

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1] / "edgetl"
 # the same layer in different packages must not import each other in a circle.
 LAYERS = [
     ("edgetl._version", "edgetl._callable", "edgetl.errors", "edgetl.progress", "edgetl.metrics", "edgetl.settings",
-     "edgetl.paths"),
+     "edgetl.paths", "edgetl.threads"),
     ("edgetl.card",),
     ("edgetl.modality",),
     ("edgetl.runtime",),  # torch-free: what a device installs
@@ -154,7 +154,7 @@ def test_the_runtime_imports_no_training_side_module():
     assert len(runtime) > 5
     reached = {b for m in runtime for b in g[m]}
     assert reached and all(_in(b, ("edgetl.runtime", "edgetl.modality", "edgetl.card", "edgetl.errors", "edgetl.settings",
-                                   "edgetl.progress", "edgetl._version")) for b in reached), reached
+                                   "edgetl.progress", "edgetl._version", "edgetl.threads")) for b in reached), reached
 
 
 @pytest.mark.parametrize("planted", [

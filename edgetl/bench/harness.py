@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import os
 import time
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from edgetl.runtime import BACKENDS, open_runner
 from edgetl.runtime.artifacts import kind_of
 from edgetl.runtime.backends import backend_for, check_precision_hint
 from edgetl.runtime.bundle import Bundle, runnable_here
+from edgetl.threads import resolve_threads
 
 # Which FP32 row of a run is the reference for drop and agreement: the training
 # framework's own model first, then the exported FP32 files.
@@ -250,7 +250,7 @@ def bench(artifacts, settings: BenchSettings | None = None, **options) -> BenchR
     batches = sorted({int(b) for b in s.batches})
     if data is not None and not Path(data).is_dir():
         raise DataError(f"data folder {data} does not exist", hint="check the --data path")
-    threads = threads or os.cpu_count() or 1
+    threads = resolve_threads(threads)
     cells = expand_artifacts(artifacts, backends, precision_hints)
     per_backend_peak = memory.reset_peak()  # where the OS cannot reset it, peaks are the process's
     inputs = _Inputs(data, split)

@@ -6,7 +6,7 @@ import dataclasses
 
 from edgetl.errors import ConfigError
 from edgetl.runtime.runner import DEVICE_HELP, PRECISION_HINTS
-from edgetl.settings import Settings, setting
+from edgetl.settings import Settings, setting, threads_setting
 
 
 @dataclasses.dataclass(frozen=True)
@@ -16,7 +16,7 @@ class BenchSettings(Settings):
     backends: tuple[str, ...] | None = setting(None, "Backends, comma-separated (torch,onnxruntime,openvino,tensorrt); "
                                                "auto: each artifact's own.", flag="--backend")
     batches: tuple[int, ...] = setting((1,), "Batch sizes, comma-separated, e.g. 1,8.", flag="--batch-sizes")
-    threads: int | None = setting(None, "CPU threads for every backend [default: every core].", min=1)
+    threads: int | None = threads_setting("every backend")
     iters: int = setting(100, "Timed calls per cell (at least).", min=1, example="100")
     min_time: float = setting(0.0, "Seconds per cell (at least).", min=0, example="5")
     warmup: int = setting(10, "Untimed calls before timing.", min=0, example="10")

@@ -28,7 +28,7 @@ def _snr_range(ctx, param, value) -> tuple[float, float]:
 @options.from_settings(AudioTrainingOptions, noise_snr_db={
     "type": click.STRING, "callback": _snr_range, "metavar": "LOW:HIGH",
     "default": "{:g}:{:g}".format(*options.library_default(AudioTrainingOptions, "noise_snr_db"))})
-@options.threads("training (torch's intra-op threads)")
+@options.threads("training (torch's intra- and inter-op threads)")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory to create.")
 @options.overwrite("an existing edgetl run directory")
 def finetune_cmd(data, backbone, out, overwrite, **settings):
@@ -48,12 +48,12 @@ def finetune_cmd(data, backbone, out, overwrite, **settings):
 @options.from_settings(AdaptSettings, target_data={"type": click.Path(), "required": True})
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="The adapted run (default: RUN-adabn).")
 @options.overwrite("an existing edgetl run directory")
-def adapt_cmd(run, target_data, out, overwrite):
+def adapt_cmd(run, target_data, out, overwrite, threads):
     """AdaBN on an existing run: BatchNorm statistics re-estimated on --target-data, nothing
     else changed; written as a new run that export, quantize and bench take as any other."""
     from edgetl.finetune.adaptation import adabn_run
 
-    click.echo(f"adapted run -> {adabn_run(run, target_data, out, overwrite=overwrite)}")
+    click.echo(f"adapted run -> {adabn_run(run, target_data, out, overwrite=overwrite, threads=threads)}")
 
 
 COMMANDS = [finetune_cmd, adapt_cmd]

@@ -14,6 +14,7 @@ import click
 
 from edgetl.errors import ConfigError
 from edgetl.settings import flag_of
+from edgetl.threads import HELP as THREADS_DEFAULT
 
 
 def library_default(owner, name: str):
@@ -27,7 +28,7 @@ def library_default(owner, name: str):
 
 def threads(what: str = "inference"):
     return click.option("--threads", type=click.IntRange(min=1), default=None,
-                        help=f"CPU threads for {what} (e.g. 1 on a busy machine) [default: every core].")
+                        help=f"CPU threads for {what} (e.g. 1 on a busy machine) {THREADS_DEFAULT}.")
 
 
 def overwrite(what: str):
@@ -42,6 +43,8 @@ def _click_type(hint, field):
     choices = field.metadata.get("choices")
     if choices:
         return click.Choice([str(c) for c in choices])
+    if hint is int and field.metadata.get("min") is not None:  # refused by click before any work
+        return click.IntRange(min=int(field.metadata["min"]))
     return {int: click.INT, float: click.FLOAT, str: click.STRING}.get(hint, click.STRING)
 
 

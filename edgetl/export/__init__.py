@@ -15,6 +15,7 @@ from edgetl.errors import ConfigError
 from edgetl.export.parity import ParityResult, Tolerance, compare, parity_inputs, raise_on_failures
 from edgetl.export.settings import ExportSettings
 from edgetl.outputs import check_output, temp_dir_beside
+from edgetl.threads import using_threads
 
 
 @dataclasses.dataclass
@@ -82,47 +83,50 @@ def export_run(run, out=None, settings: ExportSettings | None = None, overwrite:
     from edgetl.export.onnx_export import DEFAULT_OPSET, export_onnx
     from edgetl.export.openvino_ir import export_openvino
     from edgetl.finetune.run import load_run
+    from edgetl.finetune.training import set_torch_threads
 
     s = ExportSettings.of(settings, **options)
     opset, static_batch, openvino, fp16, atol, data, samples = (s.opset, s.static_batch, s.openvino, s.fp16, s.atol,
                                                                 s.data, s.samples)
-    model, run_card = load_run(run)
-    out = Path(out) if out else Path(run) / "model.onnx"
-    if out.suffix.lower() != ".onnx":
-        raise ConfigError(f"--out must end in .onnx, got {out.name}", hint=f"e.g. --out {out.with_suffix('.onnx')}")
-    inputs = {"data set": data or run_card.source.get("data")}
-    out = check_output(out, "model", overwrite, inputs)
-    if openvino:
-        check_output(out.with_suffix(".xml"), "model", overwrite, inputs)
-    tmp = temp_dir_beside(out)
-    try:
-        card = dataclasses.replace(run_card, precision="fp32", metrics=dict(run_card.metrics))
-        if static_batch:
-            card.input = {**card.input, "shape": [static_batch, *card.input["shape"][1:]]}
-        onnx_tmp = tmp / out.name
-        progress.info(f"exporting {run} to ONNX")
-        info = export_onnx(model, card, onnx_tmp, opset or DEFAULT_OPSET, static_batch)
-        card.source = {**card.source, "export": info, "run": str(Path(run).resolve())}
-        card.build = build_fingerprint()  # after the export, so onnx/onnxruntime versions are recorded
-        write_artifact_card(onnx_tmp, card)
-        cards = {onnx_tmp: card}
+    with using_threads(s.threads) as threads:
+        set_torch_threads(threads)
+        model, run_card = load_run(run)
+        out = Path(out) if out else Path(run) / "model.onnx"
+        if out.suffix.lower() != ".onnx":
+            raise ConfigError(f"--out must end in .onnx, got {out.name}", hint=f"e.g. --out {out.with_suffix('.onnx')}")
+        inputs = {"data set": data or run_card.source.get("data")}
+        out = check_output(out, "model", overwrite, inputs)
         if openvino:
-            xml_tmp = tmp / (out.stem + ".xml")
-            cards[xml_tmp] = dataclasses.replace(card, precision="fp16" if fp16 else "fp32",
-                                                 metrics=dict(card.metrics))
-            progress.info(f"converting to OpenVINO IR ({cards[xml_tmp].precision})")
-            export_openvino(onnx_tmp, xml_tmp, cards[xml_tmp], fp16)
-        results = check_artifacts(model, run_card, list(cards), data, atol, samples, static_batch)
-        for (path, artifact_card), result in zip(cards.items(), results, strict=True):
-            result.artifact = str(out.parent / path.name)
-            artifact_card.metrics["parity"] = result.to_dict()
-            write_artifact_card(path, artifact_card)
-        raise_on_failures(results)
-        for f in tmp.iterdir():
-            os.replace(f, out.parent / f.name)
-        return ExportResult(out, out.with_suffix(".xml") if openvino else None, results, info)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+            check_output(out.with_suffix(".xml"), "model", overwrite, inputs)
+        tmp = temp_dir_beside(out)
+        try:
+            card = dataclasses.replace(run_card, precision="fp32", metrics=dict(run_card.metrics))
+            if static_batch:
+                card.input = {**card.input, "shape": [static_batch, *card.input["shape"][1:]]}
+            onnx_tmp = tmp / out.name
+            progress.info(f"exporting {run} to ONNX")
+            info = export_onnx(model, card, onnx_tmp, opset or DEFAULT_OPSET, static_batch)
+            card.source = {**card.source, "export": {**info, "threads": threads}, "run": str(Path(run).resolve())}
+            card.build = build_fingerprint()  # after the export, so onnx/onnxruntime versions are recorded
+            write_artifact_card(onnx_tmp, card)
+            cards = {onnx_tmp: card}
+            if openvino:
+                xml_tmp = tmp / (out.stem + ".xml")
+                cards[xml_tmp] = dataclasses.replace(card, precision="fp16" if fp16 else "fp32",
+                                                     metrics=dict(card.metrics))
+                progress.info(f"converting to OpenVINO IR ({cards[xml_tmp].precision})")
+                export_openvino(onnx_tmp, xml_tmp, cards[xml_tmp], fp16)
+            results = check_artifacts(model, run_card, list(cards), data, atol, samples, static_batch)
+            for (path, artifact_card), result in zip(cards.items(), results, strict=True):
+                result.artifact = str(out.parent / path.name)
+                artifact_card.metrics["parity"] = result.to_dict()
+                write_artifact_card(path, artifact_card)
+            raise_on_failures(results)
+            for f in tmp.iterdir():
+                os.replace(f, out.parent / f.name)
+            return ExportResult(out, out.with_suffix(".xml") if openvino else None, results, info)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 make_package_callable(__name__, "edgetl.export:export_run")

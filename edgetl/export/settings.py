@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 
 from edgetl.errors import ConfigError
-from edgetl.settings import Settings, setting
+from edgetl.settings import Settings, setting, threads_setting
 
 
 @dataclasses.dataclass
@@ -17,6 +17,7 @@ class ExportSettings(Settings):
                                  example="1e-3")
     data: str | None = setting(None, "Validation data for the parity check (default: the run's).")
     samples: int = setting(64, "Validation samples the parity gate compares.", min=1, cli=False)
+    threads: int | None = threads_setting("the export and its parity check (torch, ONNX Runtime, OpenVINO)")
 
     def validate(self) -> None:
         if self.fp16 and not self.openvino:

@@ -359,12 +359,13 @@ def adabn_run(run, target_data=None, out=None, overwrite: bool = False, settings
     from edgetl.finetune.inputs import training_input
     from edgetl.finetune.run import CURVES, HISTORY, RunWriter, load_run
     from edgetl.finetune.settings import AdaptSettings, FinetuneSettings
-    from edgetl.finetune.training import SampleSource, decode_unlabelled
+    from edgetl.finetune.training import SampleSource, decode_unlabelled, set_torch_threads
 
     if target_data is not None:
         options["target_data"] = str(target_data)
     s = AdaptSettings.of(settings, **options)
     target_data, batch = s.target_data, s.batch
+    set_torch_threads(s.threads)
     run = Path(run)
     model, card = load_run(run)
     out = Path(out) if out else run.with_name(run.name + "-adabn")

@@ -38,6 +38,7 @@ from edgetl.finetune.training import (
     decode_unlabelled,
     resolve_device,
     seed_everything,
+    set_torch_threads,
 )
 from edgetl.outputs import check_output
 
@@ -100,8 +101,7 @@ def finetune(data, backbone: str, out, overwrite: bool = False, settings: Finetu
     if settings is not None and options:
         raise ConfigError("pass either settings or options, not both", hint="settings.replace(...)")
     cfg = (settings or FinetuneSettings.from_options(**options)).replace(backbone=backbone).check()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    cfg = cfg.replace(threads=set_torch_threads(cfg.threads))  # the card records the count used
     dist = Distributed()
     device = resolve_device(cfg.device, dist)
     dist.start(device)

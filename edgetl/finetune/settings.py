@@ -10,7 +10,7 @@ from edgetl.errors import ConfigError
 from edgetl.finetune.strategies import ADAPTATIONS, STRATEGIES
 from edgetl.modality.audio import AudioTrainingOptions
 from edgetl.modality.image import ImageTrainingOptions
-from edgetl.settings import Settings, setting
+from edgetl.settings import Settings, setting, threads_setting
 
 
 @dataclasses.dataclass
@@ -39,8 +39,7 @@ class FinetuneSettings(Settings):
     patience: int = setting(5, "Early stopping: epochs without a better val accuracy.")
     device: str = setting("auto", "Where training runs. auto: a GPU where this machine has one, else the CPU; cpu; "
                           "cuda[:N].")
-    threads: int | None = setting(None, "CPU threads for training (torch's intra-op threads; e.g. 1 on a busy "
-                                  "machine) [default: every core].", min=1)
+    threads: int | None = threads_setting("training (torch's intra- and inter-op threads)")
     seed: int = setting(0, "Seed of the head's weights, the batches and the augmentation.")
     input_size: int | None = setting(None, "Input side in pixels (default: the backbone's).")
     val_split: float = setting(0.2, "Share of train held out when DATA has no val/ folder.")
@@ -153,6 +152,7 @@ class AdaptSettings(Settings):
     target_data: str | None = setting(None, "Unlabelled images or audio from the deployment domain (any layout; "
                                       "class folders are ignored).")
     batch: int = setting(64, "Target samples per BatchNorm statistics pass.", min=2, cli=False)
+    threads: int | None = threads_setting("AdaBN's passes (torch)")
 
     def validate(self) -> None:
         if not self.target_data:

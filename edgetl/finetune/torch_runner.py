@@ -32,8 +32,9 @@ class TorchRunner(Runner):
 
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise ConfigError("device cuda was asked for but no CUDA device is available", hint="use --device cpu")
-        if threads:
-            torch.set_num_threads(threads)
+        from edgetl.finetune.training import set_torch_threads
+
+        set_torch_threads(threads)
         # The reference model computes in IEEE f32: no TF32 on CUDA, no reduced-precision
         # oneDNN kernels on CPUs with AMX/BF16 (whatever a library's default becomes).
         torch.set_float32_matmul_precision("highest")

@@ -13,6 +13,7 @@ from torch import nn
 from edgetl import progress
 from edgetl.data.sample_cache import cached_split
 from edgetl.errors import ConfigError
+from edgetl.threads import resolve_threads
 
 
 class Distributed:
@@ -76,6 +77,18 @@ def inference_batch(sample_shape) -> int:
     values = max(1, int(np.prod(sample_shape)))
     n = max(1, min(MAX_INFERENCE_BATCH, INFERENCE_VALUES // values))
     return 1 << (n.bit_length() - 1)
+
+
+def set_torch_threads(threads: int | None) -> int:
+    """torch's intra-op threads and, where it is still possible (before any parallel
+    work in this process), its inter-op threads: `threads`, or edgetl's default."""
+    n = resolve_threads(threads)
+    torch.set_num_threads(n)
+    try:
+        torch.set_num_interop_threads(n)
+    except RuntimeError:  # set once per process; an earlier stage of this process did
+        pass
+    return n
 
 
 def module_digest(module: nn.Module) -> str:

@@ -38,6 +38,8 @@ from edgetl.export.parity import ParityResult, Tolerance, compare, raise_on_fail
 from edgetl.outputs import check_output, temp_dir_beside
 from edgetl.quantize.cpu import CPU_TARGETS, CpuTarget, cpu_target, warn_if_host_differs
 from edgetl.quantize.settings import DEFAULT_MAX_DROP, TARGETS, QuantizeSettings
+from edgetl.quantize.threads import library_threads
+from edgetl.threads import using_threads
 
 DEFAULT_SUFFIX = {"openvino": ".int8.xml", "onnxruntime": ".int8.onnx", "tensorrt": ".qdq.onnx"}
 PARITY_SAMPLES = 64
@@ -196,16 +198,18 @@ def quantize(model, target: str | None = None, settings: QuantizeSettings | None
     else:
         settings = QuantizeSettings.of(settings.replace(target=target) if target else settings)
     job = _prepare(Path(model), settings, out, overwrite)
-    ref = _reference(job)
-    work = temp_dir_beside(job.out)
-    try:
-        int8 = _post_training(job, ref, work)
-        if settings.qat and ref.fp32_accuracy - int8.accuracy > settings.max_drop + 1e-9:
-            _quantization_aware(job, ref, int8)
-        _check_bound(job, ref, int8)
-        _publish(job, ref, int8, work)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    with using_threads(settings.threads) as threads, library_threads(threads):
+        ref = _reference(job)
+        work = temp_dir_beside(job.out)
+        try:
+            int8 = _post_training(job, ref, work)
+            int8.record["threads"] = threads
+            if settings.qat and ref.fp32_accuracy - int8.accuracy > settings.max_drop + 1e-9:
+                _quantization_aware(job, ref, int8)
+            _check_bound(job, ref, int8)
+            _publish(job, ref, int8, work)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
     return QuantizeResult(job.out, settings.target, ref.fp32_accuracy, int8.accuracy, len(ref.val), int8.float_layers,
                           int8.attempts, int8.parity, time.perf_counter() - started, int8.record["method"], ref.kind)
 

@@ -55,11 +55,12 @@ def qat_openvino(card: ModelCard, out: Path, calib: Samples, options: QatOptions
     from edgetl.finetune.loop import Trainer
     from edgetl.finetune.run import load_run
     from edgetl.finetune.settings import FinetuneSettings
-    from edgetl.finetune.training import Distributed, as_source, resolve_device, seed_everything
+    from edgetl.finetune.training import Distributed, as_source, resolve_device, seed_everything, set_torch_threads
     from edgetl.modality import preprocessing_of
 
     options.check()
     started = time.perf_counter()
+    set_torch_threads(None)  # the quantize command's --threads (edgetl/threads.py)
     run = run_of(card)
     model, run_card = load_run(run)
     run_cfg = run_card.source.get("config", {})

@@ -7,7 +7,7 @@ import dataclasses
 
 from edgetl.errors import ConfigError
 from edgetl.quantize.cpu import CPU_TARGETS, DEFAULT_CPU
-from edgetl.settings import Settings, setting
+from edgetl.settings import Settings, setting, threads_setting
 
 TARGETS = {"openvino": ".xml", "onnxruntime": ".onnx", "tensorrt": ".onnx"}
 DEFAULT_MAX_DROP = 0.01  # INT8 may lose at most one point of accuracy unless the user says otherwise
@@ -54,6 +54,7 @@ class QuantizeSettings(Settings):
     samples: int = setting(300, "Calibration samples.", min=1, example="300")
     method: str = setting("minmax", "Range estimation for the QDQ targets.", choices=METHODS, flag="--calibration")
     seed: int = setting(0, "Seed of the calibration sample draw.", cli=False)
+    threads: int | None = threads_setting("calibration, the accuracy bound and QAT (every library)")
     qat: bool = setting(False, "openvino: when post-training INT8 cannot hold --max-drop, fine-tune the run with "
                         "fake quantization.")
     nncf_options: NncfOptions = setting(NncfOptions(), "NNCF options (openvino).", cli=False)

@@ -12,6 +12,7 @@ from edgetl.errors import ArtifactError, BackendUnavailable, ConfigError
 from edgetl.runtime.artifacts import KINDS, kind_of
 from edgetl.runtime.bundle import Bundle
 from edgetl.runtime.runner import PRECISION_HINTS, Runner
+from edgetl.threads import resolve_threads
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,6 +94,7 @@ def open_runner(artifact, backend: str = "auto", device: str = "cpu", threads: i
     path = Path(artifact)
     if kind_of(path).name == "bundle":  # a container: it opens its model for the backend
         return _open_bundle(path, backend, device, threads, precision_hint)
+    threads = resolve_threads(threads)  # never the library's default (edgetl/threads.py)
     info = backend_for(path, backend)
     hint = check_precision_hint(precision_hint, info.name)
     try:

@@ -9,7 +9,7 @@ import numpy as np
 
 from edgetl.card import ModelCard
 from edgetl.errors import ArtifactError
-from edgetl.settings import Settings, setting
+from edgetl.settings import Settings, setting, threads_setting
 
 # What --device means wherever a model runs: the same words for every command.
 DEVICE_HELP = ("auto: the backend's GPU where this machine has one it can use, else the CPU; cpu; cuda[:N]; "
@@ -28,8 +28,7 @@ class InferenceSettings(Settings):
 
     backend: str = setting("auto", "auto (by artifact kind) | onnxruntime | openvino | tensorrt | torch")
     device: str = setting("auto", DEVICE_HELP)
-    threads: int | None = setting(None, "CPU threads for inference (e.g. 1 on a busy machine) [default: every core].",
-                                  min=1)
+    threads: int | None = threads_setting()
     precision_hint: str = setting("f32", "openvino: compute the float operations in this precision (bf16/f16 only "
                                   "where the CPU has it).", choices=PRECISION_HINTS)
 
