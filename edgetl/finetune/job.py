@@ -22,6 +22,7 @@ from edgetl.card import ModelCard, run_card
 from edgetl.data.folders import DatasetSplits, Split, open_folder, open_unlabelled
 from edgetl.data.noise import SILENCE, add_silence_class, wants_silence_class
 from edgetl.errors import ConfigError, DataError
+from edgetl.finetune.checkpoint import Checkpoints, folder_for, identity_of
 from edgetl.finetune.curves import plot_history
 from edgetl.finetune.hooks import TrainingHooks
 from edgetl.finetune.inputs import training_input
@@ -106,15 +107,16 @@ def finetune(data, backbone: str, out, overwrite: bool = False, settings: Finetu
     device = resolve_device(cfg.device, dist)
     dist.start(device)
     seed_everything(cfg.seed)
-    writer = None
+    writer = checkpoints = None
     try:
         plan = prepare(data, backbone, out, cfg, overwrite)
         writer = RunWriter(out, overwrite, plan.protected) if dist.is_main else None
         if dist.is_main:
             announce(plan, cfg, device)
         decoded = decode(plan, cfg, device)
+        checkpoints = checkpoints_for(out, cfg, decoded)
         started = time.perf_counter()
-        history, state, best_epoch, adaptation = train(plan, decoded, cfg, device, dist)
+        history, state, best_epoch, adaptation = train(plan, decoded, cfg, device, dist, checkpoints)
         if not dist.is_main:
             return RunResult(Path(out), None, history, best_epoch, max(h["val_accuracy"] for h in history))
         card = run_card(labels=decoded.classes, preprocessing=plan.preprocessing, backbone_name=plan.backbone,
@@ -122,10 +124,16 @@ def finetune(data, backbone: str, out, overwrite: bool = False, settings: Finetu
                         settings=cfg.to_dict(), data=plan.data, train_labels=decoded.train_labels, history=history,
                         best_epoch=best_epoch, device=str(device), world_size=dist.world,
                         train_seconds=time.perf_counter() - started, adaptation=adaptation)
-        return write(writer, card, state, history, best_epoch)
+        result = write(writer, card, state, history, best_epoch)
+        if checkpoints is not None:
+            checkpoints.remove()
+        return result
     except BaseException:
         if writer is not None:
             writer.discard()
+        if checkpoints is not None and checkpoints.exists() and dist.is_main:
+            log.warning("the run was not written; its last completed epoch is kept: run the same command with "
+                        "--resume to continue from it")
         raise
     finally:
         dist.close()
@@ -141,6 +149,9 @@ def prepare(data, backbone: str, out, cfg: FinetuneSettings, overwrite: bool) ->
     silence = wants_silence_class(cfg.audio.silence_class, kind.name, splits.classes, data)
     target_split = open_unlabelled(cfg.target_data, kind.name) if cfg.adapt else None
     check_output(out, "run", overwrite, protected)  # before any work; RunWriter checks again when it starts
+    if cfg.resume and cfg.strategy != "linear-probe" and not (folder_for(out) / "last.pt").is_file():
+        raise ConfigError(f"--resume: no interrupted run to {out} to resume", hint="run without --resume to train "
+                          "from the start")
     train_set = splits["train"]
     if cfg.limit_per_class:
         train_set = train_set.limit_per_class(cfg.limit_per_class, seed=cfg.seed)
@@ -198,7 +209,18 @@ def decode(plan: Plan, cfg: FinetuneSettings, device: torch.device) -> Decoded:
     return Decoded(classes, x_train, y_train, x_val, y_val, ytr, transform)
 
 
-def train(plan: Plan, d: Decoded, cfg: FinetuneSettings, device: torch.device, dist: Distributed):
+def checkpoints_for(out, cfg: FinetuneSettings, d: Decoded) -> Checkpoints | None:
+    """Where a run that trains by epochs keeps its last completed one (None for a linear
+    probe, whose features are cached, and for --adapt's several trainings)."""
+    if cfg.strategy == "linear-probe" or cfg.adapt:
+        if cfg.resume:
+            progress.info("a linear probe has no epochs to resume: it runs again on its cached features")
+        return None
+    return Checkpoints(out, identity_of(cfg.to_dict(), d.x_train.key, d.x_val.key), cfg.resume)
+
+
+def train(plan: Plan, d: Decoded, cfg: FinetuneSettings, device: torch.device, dist: Distributed,
+          checkpoints: Checkpoints | None = None):
     """(history, best state, best epoch, adaptation report or None): one training, or with
     --adapt the candidates of finetune/adaptation.py, each from the pretrained weights."""
     fresh = [plan.bb]
@@ -210,6 +232,7 @@ def train(plan: Plan, d: Decoded, cfg: FinetuneSettings, device: torch.device, d
         if device.type == "cuda" and cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
         trainer = Trainer(model, b.stages, cfg, device, dist, inputs=d.transform, hooks=hooks)
+        trainer.checkpoints = checkpoints
         return (trainer, *trainer.fit(d.x_train, d.y_train, d.x_val, d.y_val))
 
     if not cfg.adapt:

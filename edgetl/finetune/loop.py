@@ -36,6 +36,13 @@ class RunResult:
     val_accuracy: float
 
 
+ESTIMATE_AFTER = (20, 10.0)  # the epoch time is estimated after 20 steps or 10 s, whichever comes first
+
+
+def format_seconds(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
 class Trainer:
     """`inputs` is the modality's training transform (cached batches -> model inputs,
     plain or augmented); `mean` and `std` alone stand for image inputs so normalised.
@@ -60,6 +67,7 @@ class Trainer:
         self.freeze_bn_stats = cfg.freeze_bn_stats if cfg.freeze_bn_stats is not None else cfg.strategy == "gradual"
         self.unfrozen = 0
         self.trained: nn.Module = model
+        self.checkpoints = None  # Checkpoints (finetune/checkpoint.py): the last completed epoch, for --resume
 
     # ------------------------------------------------------------ helpers
     def _autocast(self):
@@ -222,13 +230,33 @@ class Trainer:
         self.hooks.before_fit(self)
         opt, sched = self._optimizer(steps_total, steps_per_epoch)
         self.unfrozen = 0 if cfg.strategy == "gradual" else self.limit
-        self.set_trainable()
         history: list[dict] = []
         best = {"key": None, "epoch": 0, "state": None}
-        stale, step_count = 0, 0
+        stale, step_count, first, estimated = 0, 0, 1, False
+        resumed = self.checkpoints.load() if self.checkpoints is not None else None
+        if resumed is not None:  # where an interrupted run stopped: every state as it was then
+            self.model.load_state_dict(resumed["model"])
+            opt.load_state_dict(resumed["optimizer"])
+            sched.load_state_dict(resumed["scheduler"])
+            self.scaler.load_state_dict(resumed["scaler"])
+            torch.set_rng_state(resumed["rng"])
+            self.gen.set_state(resumed["generator"])
+            history, stale, step_count, self.unfrozen = (resumed["history"], resumed["stale"], resumed["step_count"],
+                                                         resumed["unfrozen"])
+            best = {"key": tuple(resumed["best_key"]), "epoch": resumed["best_epoch"], "state": resumed["best_state"]}
+            first = resumed["epoch"] + 1
+            progress.info(f"resuming after epoch {resumed['epoch']} of {cfg.epochs}")
+        self.set_trainable()
         with progress.progress_bar() as bar:
-            task = bar.add_task("epochs", total=cfg.epochs, status="")
-            for epoch in range(1, cfg.epochs + 1):
+            task = bar.add_task("epochs", total=cfg.epochs, completed=first - 1, status="")
+            for epoch in range(first, cfg.epochs + 1):
+                if epoch > first and self.checkpoints is not None and self.dist.is_main:
+                    self.checkpoints.save({
+                        "epoch": epoch - 1, "model": self.model.state_dict(), "optimizer": opt.state_dict(),
+                        "scheduler": sched.state_dict(), "scaler": self.scaler.state_dict(), "rng": torch.get_rng_state(),
+                        "generator": self.gen.get_state(), "history": history, "stale": stale, "step_count": step_count,
+                        "unfrozen": self.unfrozen, "best_key": list(best["key"]), "best_epoch": best["epoch"],
+                        "best_state": best["state"]})
                 t0 = time.perf_counter()
                 self.train_mode()
                 seen, loss_sum, extra_sum, correct = 0, 0.0, 0.0, 0
@@ -258,6 +286,13 @@ class Trainer:
                     extra_sum += 0.0 if term is None else term.item() * n
                     correct += (logits[:n].argmax(1) == yb).sum().item()
                     bar.update(btask, advance=1, status=f"loss {value:.3f}")
+                    if not estimated and (i + 1 >= ESTIMATE_AFTER[0] or time.perf_counter() - t0 >= ESTIMATE_AFTER[1]):
+                        estimated = True
+                        per_epoch = (time.perf_counter() - t0) / (i + 1) * steps_per_epoch
+                        if self.dist.is_main:
+                            progress.info(f"about {format_seconds(per_epoch)} per epoch ({steps_per_epoch} steps), at "
+                                          f"most {format_seconds(per_epoch * (cfg.epochs - epoch + 1))} for the "
+                                          f"{cfg.epochs - epoch + 1} epochs left")
                 bar.remove_task(btask)
                 if self.cuda:
                     torch.cuda.synchronize()

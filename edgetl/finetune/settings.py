@@ -41,6 +41,8 @@ class FinetuneSettings(Settings):
                           "cuda[:N].")
     threads: int | None = threads_setting("training (torch's intra- and inter-op threads)")
     seed: int = setting(0, "Seed of the head's weights, the batches and the augmentation.")
+    resume: bool = setting(False, "Continue an interrupted run to the same --out from its last completed epoch (same "
+                           "settings and data; on one thread it ends with the same weights as an uninterrupted run).")
     input_size: int | None = setting(None, "Input side in pixels (default: the backbone's).")
     val_split: float = setting(0.2, "Share of train held out when DATA has no val/ folder.")
     limit_per_class: int | None = setting(None, "Use at most N training files per class.")
@@ -138,6 +140,8 @@ class FinetuneSettings(Settings):
         need(not (self.strategy == "linear-probe" and self.adapt in ("coral", "dann")),
              f"--adapt {self.adapt} aligns the backbone's features, which --strategy linear-probe keeps frozen",
              "use --strategy full, partial or gradual with it, or --adapt adabn")
+        need(not (self.resume and self.adapt), "--resume does not apply to --adapt (its candidates train one after "
+             "another)", "run without --resume")
         need(self.adapt_weight is None or 0 < self.adapt_weight <= 1000,
              f"--adapt-weight must be in (0, 1000], got {self.adapt_weight}", "drop it for the method's default")
         need(self.gradual_every == "epoch" or self.strategy == "gradual",
