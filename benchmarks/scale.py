@@ -49,8 +49,9 @@ def run(args: list[str], source: Path, cache: Path) -> tuple[float, float]:
     """(peak RSS in MB, wall seconds) of one edgetl command in its own process."""
     env = {**os.environ, "EDGETL_CACHE_DIR": str(cache), "PYTHONPATH": str(source)}
     t0 = time.perf_counter()
+    # cwd elsewhere: `python -m` puts the current folder first on the path, ahead of `source`
     proc = subprocess.Popen([sys.executable, "-m", "edgetl", "-q", *args], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+                            stderr=subprocess.PIPE, cwd=cache)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
     if status != 0:

@@ -89,6 +89,28 @@ def test_linear_probe_matches_a_logistic_regression_on_the_same_features(tmp_pat
     assert ours >= reference - 0.01, (ours, reference)
 
 
+def test_a_second_probe_of_the_same_split_reads_its_features_from_the_cache(tmp_path, tiny_digits, monkeypatch):
+    """The frozen backbone runs once per split and backbone: a second probe (another --out,
+    another seed) reads the features; other weights compute them again."""
+    from edgetl.finetune import loop
+
+    computed = []
+    batches = loop.Trainer._feature_batches
+
+    def counting(self, x, bar, what):
+        computed.append(what)
+        return batches(self, x, bar, what)
+
+    monkeypatch.setattr(loop.Trainer, "_feature_batches", counting)
+    opts = dict(strategy="linear-probe", input_size=32, threads=1)
+    first = finetune(tiny_digits, "efficientnet_lite0", tmp_path / "a", **opts)
+    assert len(computed) == 2  # training and validation features
+    again = finetune(tiny_digits, "efficientnet_lite0", tmp_path / "b", seed=5, **opts)
+    assert len(computed) == 2 and again.val_accuracy == first.val_accuracy
+    finetune(tiny_digits, "efficientnet_lite0", tmp_path / "c", weights="none", **opts)
+    assert len(computed) == 4
+
+
 def test_partial_trains_only_the_last_stages(tmp_path, tiny_digits, init_weights):
     path, init, _ = init_weights
     r = finetune(tiny_digits, "resnet18", tmp_path / "run", weights=str(path), strategy="partial", unfreeze=1, **FAST)
