@@ -18,6 +18,7 @@ import io
 import logging
 from pathlib import Path
 
+from edgetl import progress
 from edgetl.data.samples import Samples
 from edgetl.errors import ConfigError
 from edgetl.quantize.cpu import CpuTarget, cpu_target
@@ -56,12 +57,14 @@ class _Reader:
     """Feeds calibration samples one at a time: per-tensor statistics do not depend on
     the batch, and every histogram then has the same shape."""
 
-    def __init__(self, samples: Samples, input_name: str):
+    def __init__(self, samples: Samples, input_name: str, tick=None):
         self._it = iter(samples.batches(1))
-        self._name = input_name
+        self._name, self._tick = input_name, tick
 
     def get_next(self):
         batch = next(self._it, None)
+        if batch is not None and self._tick is not None:
+            self._tick(1)
         return None if batch is None else {self._name: batch}
 
 
@@ -94,9 +97,11 @@ def quantize_qdq(src: Path, dst: Path, samples: Samples, scheme: QdqScheme, excl
                      QDQKeepRemovableActivations=True, QDQOpTypePerChannelSupportToAxis={"MatMul": 1})
     method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
               "percentile": CalibrationMethod.Percentile}[scheme.method]
-    with contextlib.redirect_stdout(io.StringIO()):  # the histogram calibrators print their settings
+    with contextlib.redirect_stdout(io.StringIO()), progress.progress_bar() as bar:  # calibrators print settings
+        task = bar.add_task("calibration", total=len(samples), status="")
+        reader = _Reader(samples, input_name, lambda n: bar.advance(task, n))
         quantize_static(
-            str(src), str(dst), _Reader(samples, input_name), quant_format=QuantFormat.QDQ, per_channel=True,
+            str(src), str(dst), reader, quant_format=QuantFormat.QDQ, per_channel=True,
             reduce_range=scheme.reduce_range, weight_type=QuantType.QInt8,
             activation_type=QuantType.QInt8 if scheme.activations == "int8" else QuantType.QUInt8,
             calibrate_method=method, nodes_to_exclude=list(exclude), extra_options=extra,
