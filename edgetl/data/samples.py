@@ -25,11 +25,31 @@ from edgetl.errors import DataError
 log = logging.getLogger("edgetl")
 
 
+class ModelInputs:
+    """A split's cached samples as float32 model inputs, preprocessed a slice at a time
+    (indexing returns an array), so a large validation split is not held in memory."""
+
+    def __init__(self, cached, pre):
+        self.cached, self.pre = cached, pre
+        self.shape = (len(cached), *pre.normalize(cached[:1]).shape[1:])
+        self.dtype = np.dtype(np.float32)
+
+    def __len__(self) -> int:
+        return len(self.cached)
+
+    def __getitem__(self, index) -> np.ndarray:
+        return self.pre.normalize(self.cached[index])
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        """All of them at once (what np.asarray asks for)."""
+        return self[:] if dtype is None else self[:].astype(dtype)
+
+
 @dataclasses.dataclass
 class Samples:
     """Preprocessed float32 model inputs (labels only for validation data)."""
 
-    x: np.ndarray
+    x: ModelInputs | np.ndarray  # a labelled split is read a slice at a time
     labels: np.ndarray | None  # None: unlabelled; a bound on them is agreement with FP32's answers
     source: str
 
@@ -48,10 +68,10 @@ def _run_data(card: ModelCard, what: str, flag: str) -> Path:
     return Path(source)
 
 
-def _decode(folder: Split, card: ModelCard) -> tuple[np.ndarray, np.ndarray]:
+def _decode(folder: Split, card: ModelCard) -> tuple[ModelInputs, np.ndarray]:
     pre = modality.preprocessing_of(card)
     cached, labels = cached_split(folder, pre)
-    return pre.normalize(cached[:]), labels
+    return ModelInputs(cached, pre), labels
 
 
 MIN_HELD_OUT = 20  # fewer held-out target samples than this are no bound at all
@@ -88,7 +108,7 @@ def _files(root: Path, card: ModelCard, what: str, flag: str) -> list[Path]:
 def _unlabelled(paths: list[Path], card: ModelCard, source: Path, what: str) -> Samples:
     folder = Split(what, paths, [0] * len(paths), ["any"])
     x, _ = _decode(folder, card)
-    return Samples(x, None, str(source))
+    return Samples(np.asarray(x), None, str(source))  # at most --samples (calibration) or `limit` of them
 
 
 def _order(n: int, seed: int) -> np.ndarray:

@@ -57,6 +57,21 @@ def _accuracy_fn(compiled, data) -> float:
     return float(np.mean(correct)) if correct else 0.0
 
 
+class _Labelled:
+    """(input, label) pairs of validation samples, preprocessed as NNCF reads them (it
+    iterates more than once), never all in memory."""
+
+    def __init__(self, samples: Samples):
+        self.samples = samples
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __iter__(self):
+        for i in range(len(self.samples)):
+            yield self.samples.x[i:i + 1], int(self.samples.labels[i])
+
+
 def import_nncf():
     """nncf, imported without torch's "No CUDA runtime is found" warning, which NNCF's
     torch extensions trigger on every machine without CUDA and which is no user's concern."""
@@ -102,8 +117,7 @@ def quantize_openvino(src: Path, dst: Path, calibration: Samples, options: NncfO
             quantized = nncf.quantize(model, calib, advanced_parameters=advanced, **kwargs)
         else:
             # NNCF compiles the models it validates with an explicit f32 inference precision.
-            items = [(validation.x[i:i + 1], int(validation.labels[i])) for i in range(len(validation))]
-            val = nncf.Dataset(items, lambda item: item[0])
+            val = nncf.Dataset(_Labelled(validation), lambda item: item[0])
             quantized = nncf.quantize_with_accuracy_control(model, calib, val, _accuracy_fn, max_drop=max_drop,
                                                             drop_type=nncf.DropType.ABSOLUTE,
                                                             advanced_quantization_parameters=advanced, **kwargs)

@@ -38,7 +38,7 @@ def _run_with_outputs(model, names: list[str], x: np.ndarray) -> dict[str, np.nd
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     session = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    values = session.run(names, {model.graph.input[0].name: x})
+    values = session.run(names, {model.graph.input[0].name: np.asarray(x, np.float32)})
     return dict(zip(names, values))
 
 
