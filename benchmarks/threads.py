@@ -1,0 +1,88 @@
+"""Which thread count is fastest on a machine that is busy with other work.
+
+EfficientNet-Lite0 at 224 px, batch 1, in torch and in ONNX Runtime, timed with each
+thread count from 1 to the number of usable cores: once on the idle machine and once
+while other processes keep all but one core busy (a spinning process per core, as a
+second job, a CI neighbour or a camera pipeline would). The ratio of each count to the
+fastest one says what a default costs; edgetl's default is half the usable cores
+(edgetl/threads.py).
+
+    python benchmarks/threads.py [--iters 30]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def _spin(stop) -> None:
+    while not stop.is_set():
+        pass
+
+
+def _median_ms(fn, iters: int) -> float:
+    for _ in range(3):
+        fn()
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        fn()
+        times.append(1000 * (time.perf_counter() - t0))
+    return statistics.median(times)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--iters", type=int, default=30)
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "threads.json")
+    args = ap.parse_args()
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    from edgetl.backbones import build_backbone
+    from edgetl.bench.machine import machine_info
+    from edgetl.threads import default_threads, usable_cores
+
+    bb = build_backbone("efficientnet_lite0", "default")
+    model = bb.features.eval()
+    x = torch.from_numpy(np.random.default_rng(0).standard_normal((1, 3, 224, 224), np.float32))
+    onnx_path = Path(tempfile.mkdtemp()) / "lite0.onnx"
+    torch.onnx.export(model, (x,), str(onnx_path), input_names=["input"], dynamo=False)
+    cores = usable_cores()
+    rows = []
+    for load in ("idle", "busy"):
+        stop = multiprocessing.Event()
+        spinners = [multiprocessing.Process(target=_spin, args=(stop,)) for _ in range(cores - 1 if load == "busy" else 0)]
+        for p in spinners:
+            p.start()
+        try:
+            for n in range(1, cores + 1):
+                torch.set_num_threads(n)
+                with torch.no_grad():
+                    t_ms = _median_ms(lambda: model(x), args.iters)
+                opts = ort.SessionOptions()
+                opts.intra_op_num_threads, opts.inter_op_num_threads = n, 1
+                session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+                o_ms = _median_ms(lambda: session.run(None, {"input": x.numpy()}), args.iters)
+                rows.append({"load": load, "threads": n, "torch_ms": t_ms, "onnxruntime_ms": o_ms})
+                print(f"{load:>4}  {n} threads  torch {t_ms:7.1f} ms  onnxruntime {o_ms:7.1f} ms", flush=True)
+        finally:
+            stop.set()
+            for p in spinners:
+                p.join()
+    result = {"rows": rows, "default_threads": default_threads(), "usable_cores": cores, "machine": machine_info(),
+              "busy": f"{cores - 1} spinning process(es)"}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
