@@ -71,7 +71,8 @@ def is_edgetl_output(path: Path, kind: str) -> bool:
     return path.is_file() and is_edgetl_model(path)
 
 
-def check_output(out, kind: str, overwrite: bool, inputs: dict[str, object] | None = None) -> Path:
+def check_output(out, kind: str, overwrite: bool, inputs: dict[str, object] | None = None,
+                 appeared: bool = False) -> Path:
     """Refuse `out` (a run directory, model file or data set, by `kind`) when writing it
     could destroy something; returns it resolved. `inputs` names what the command reads
     (e.g. {"data set": DATA}), which the output may neither be, contain nor lie inside."""
@@ -90,12 +91,13 @@ def check_output(out, kind: str, overwrite: bool, inputs: dict[str, object] | No
         return out  # an empty folder holds nothing to lose
     if not out.exists() and not out.is_symlink():
         return out
+    when = " (it appeared while this command ran; nothing was replaced)" if appeared else ""
     if not is_edgetl_output(out, kind):
-        raise ConfigError(f"{out} already exists and is not {KINDS[kind]}; edgetl never replaces what it did not make",
-                          hint="choose another --out")
+        raise ConfigError(f"{out} already exists and is not {KINDS[kind]}{when}; edgetl never replaces what it did "
+                          "not make", hint="choose another --out")
     if not overwrite:
-        raise ConfigError(f"{out} already exists ({KINDS[kind]})", hint="choose another --out, or pass --overwrite to "
-                                                                        "replace it")
+        raise ConfigError(f"{out} already exists ({KINDS[kind]}){when}", hint="choose another --out, or pass "
+                          "--overwrite to replace it")
     return out
 
 
@@ -140,14 +142,79 @@ def write_data_marker(folder: Path, source: dict) -> None:
     (folder / DATA_MARKER).write_text(json.dumps(source, indent=2) + "\n")
 
 
-def publish_data(tmp: Path, out: Path, source: dict) -> None:
-    """Mark the data set written in `tmp` as edgetl's and rename it to `out`, replacing a
-    data set edgetl wrote there before (checked again: nothing else is ever deleted)."""
+def publish_data(tmp: Path, out: Path, source: dict, overwrite: bool = False) -> None:
+    """Mark the data set written in `tmp` as edgetl's and move it to `out` (publish)."""
     write_data_marker(tmp, source)
-    if out.exists():
-        check_output(out, "data", overwrite=True)
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+    publish({tmp: out}, "data", overwrite)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _move_exclusive(src: Path, dst: Path) -> None:
+    """Move `src` to `dst` only if nothing is there: a folder by rename (which fails on a
+    folder that is not empty), a file by a hard link (which fails on any file)."""
+    if src.is_dir():
+        if dst.is_dir() and not dst.is_symlink() and not any(dst.iterdir()):
+            dst.rmdir()  # an empty folder holds nothing to lose
+        if dst.exists() or dst.is_symlink():
+            raise FileExistsError(dst)
+        os.rename(src, dst)  # ENOTEMPTY/EEXIST when another process placed its folder first
+        return
+    try:
+        os.link(src, dst)
+    except FileExistsError:
+        raise
+    except OSError:  # a filesystem without hard links: the check and the rename, as close as they get
+        if dst.exists() or dst.is_symlink():
+            raise FileExistsError(dst) from None
+        os.replace(src, dst)
+        return
+    os.unlink(src)
+
+
+# Files that belong to a model beside it (OpenVINO's weights, a card, ONNX external data):
+# replaced with the model they belong to, which is the one checked.
+COMPANION_SUFFIXES = (".bin", ".json", ".data")
+
+
+def publish(moves: dict[Path, Path], kind: str, overwrite: bool) -> None:
+    """Move finished outputs from their temporary names into place, all or none: the one
+    last step of every command that writes. Without `overwrite` it is exclusive: an
+    output that appeared at a destination while the command ran (another edgetl writing
+    the same --out) is an error, and nothing of this command replaces it. With
+    `overwrite`, what is at a destination is checked against the rule again, at this
+    moment, before it is replaced (a model's companion files follow their model: the
+    model is moved, and checked, first)."""
+    placed: list[Path] = []
+    order = sorted(moves.items(), key=lambda m: Path(m[1]).suffix.lower() in COMPANION_SUFFIXES and kind == "model")
+    try:
+        for src, dst in order:
+            dst = Path(dst)
+            companion = kind == "model" and dst.suffix.lower() in COMPANION_SUFFIXES
+            if overwrite and (dst.exists() or dst.is_symlink()):
+                if not companion:
+                    check_output(dst, kind, overwrite=True)
+                _remove(dst)
+            try:
+                _move_exclusive(Path(src), dst)
+            except OSError as exc:
+                if not (dst.exists() or dst.is_symlink()):
+                    raise
+                if overwrite:  # replaced by another process between our check and our move
+                    raise ConfigError(f"{dst} was written by another process while this command ran; nothing was "
+                                      "replaced", hint="run one edgetl command per --out at a time") from exc
+                check_output(dst, kind, overwrite=False, appeared=True)  # names what is there
+                raise ConfigError(f"{dst} appeared while this command ran", hint="choose another --out") from exc
+            placed.append(dst)
+    except BaseException:
+        for dst in placed:  # all or none
+            _remove(dst)
+        raise
 
 
 class Terminated(BaseException):
@@ -167,5 +234,5 @@ def remove_outputs_on_sigterm() -> None:
         pass
 
 
-__all__ = ["DATA_MARKER", "Terminated", "check_output", "is_edgetl_model", "is_edgetl_output",
-           "remove_outputs_on_sigterm", "temp_dir_beside", "write_atomic", "write_data_marker"]
+__all__ = ["DATA_MARKER", "Terminated", "check_output", "is_edgetl_model", "is_edgetl_output", "publish",
+           "publish_data", "remove_outputs_on_sigterm", "temp_dir_beside", "write_atomic", "write_data_marker"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
 import zipfile
 from pathlib import Path
@@ -21,7 +20,7 @@ from edgetl import progress
 from edgetl._version import __version__
 from edgetl.card import ModelCard
 from edgetl.errors import ConfigError, DataError
-from edgetl.outputs import check_output, temp_dir_beside
+from edgetl.outputs import check_output, publish, temp_dir_beside
 from edgetl.runtime.artifacts import engine_card_path, kind_of, read_card
 from edgetl.runtime.bundle import MANIFEST, Manifest, TargetEntry, sha256
 from edgetl.runtime.verify import reference_answers
@@ -156,7 +155,7 @@ def package(run, out, settings: PackageSettings | None = None, overwrite: bool =
             files = {str(p.relative_to(root)): sha256(p) for p in sorted(root.rglob("*")) if p.is_file()}
             manifest = Manifest(__version__, str(run.resolve()), list(card.labels), card.modality, entries, len(copied), files)
             (root / MANIFEST).write_text(manifest.to_json())
-            _publish(root, out, zip_file)
+            _publish(root, out, zip_file, overwrite)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return PackageResult(out, entries, len(refs))
@@ -227,7 +226,7 @@ def _device_readme(name: str, card: ModelCard, entries: dict[str, TargetEntry], 
     return "\n".join(lines) + "\n"
 
 
-def _publish(root: Path, out: Path, zip_file: bool) -> None:
+def _publish(root: Path, out: Path, zip_file: bool, overwrite: bool) -> None:
     """Move the finished bundle into place, replacing an earlier bundle only (checked)."""
     if zip_file:
         staged = root.parent / out.name
@@ -236,7 +235,4 @@ def _publish(root: Path, out: Path, zip_file: bool) -> None:
                 if p.is_file():
                     z.write(p, str(p.relative_to(root)))
         root = staged
-    if out.exists():
-        check_output(out, "bundle", overwrite=True)
-        (shutil.rmtree if out.is_dir() else os.remove)(out)
-    os.replace(root, out)
+    publish({root: out}, "bundle", overwrite)

@@ -233,3 +233,52 @@ def test_bench_refreshes_its_own_reports_and_keeps_anything_else(quant_onnx, tmp
         (tmp_path / name).write_bytes(content)
         refused(run(*args, flag, tmp_path / name), "is not a report written by edgetl")
         assert (tmp_path / name).read_bytes() == content
+
+
+def test_two_commands_racing_for_one_out_leave_one_whole_output(tmp_path):
+    """Two `data digits` into the same new folder, started together: one writes it, the
+    other exits 2 without touching it, and the folder is one whole data set."""
+    out = tmp_path / "digits"
+    cmd = [sys.executable, "-m", "edgetl", "-q", "data", "digits", str(out), "--size", "16"]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+             for _ in range(2)]
+    results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
+    codes = sorted(code for code, _ in results)
+    assert codes == [0, 2], results
+    loser = next(err for code, err in results if code == 2)
+    assert "already exists" in loser and "Traceback" not in loser
+    assert (out / "edgetl-data.json").is_file() and len(list(out.rglob("*.png"))) == 1797
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left
+
+
+@pytest.mark.parametrize("folder", [True, False])
+def test_publishing_is_exclusive_unless_overwrite_and_all_or_none(tmp_path, folder):
+    """What appears at a destination while a command runs is never replaced without
+    --overwrite; of several outputs either all are placed or none."""
+    from edgetl.errors import ConfigError
+    from edgetl.outputs import publish
+
+    def staged(name: str, text: str) -> Path:
+        tmp = tmp_path / f".staged-{name}"
+        if folder:
+            (tmp / "edgetl.json").parent.mkdir(parents=True)
+            (tmp / "edgetl.json").write_text(text)
+        else:
+            tmp.write_text(text)
+        return tmp
+
+    kind = "run" if folder else "report"
+    out = tmp_path / ("run" if folder else "report.json")
+    publish({staged("a", '{"schema": "edgetl.a"}'): out}, kind, overwrite=False)
+    second = staged("b", '{"schema": "edgetl.b"}')
+    with pytest.raises(ConfigError, match="appeared while this command ran"):
+        publish({second: out}, kind, overwrite=False)
+    first_text = (out / "edgetl.json" if folder else out).read_text()
+    assert "edgetl.a" in first_text and second.exists()  # the winner kept, the loser's output not placed
+    other = tmp_path / ("run2" if folder else "report2.json")
+    with pytest.raises(ConfigError):  # all or none: `other` is placed, then `out` is refused, `other` taken back
+        publish({staged("c", '{"schema": "edgetl.c"}'): other, staged("d", '{"schema": "edgetl.d"}'): out}, kind,
+                overwrite=False)
+    assert not other.exists() and "edgetl.a" in (out / "edgetl.json" if folder else out).read_text()
+    publish({second: out}, kind, overwrite=True)  # --overwrite: checked again, then replaced
+    assert "edgetl.b" in (out / "edgetl.json" if folder else out).read_text()

@@ -45,7 +45,8 @@ def make_digits(out: str | os.PathLike, size: int = 64, seed: int = 0, val_fract
                 if shift:
                     img = shift(np.asarray(img), rng)
                 img.save(folder / f"digit_{i:04d}.png")
-        publish_data(tmp, out, {"data set": "digits", "size": size, "seed": seed, "domain": domain or "scanned"})
+        publish_data(tmp, out, {"data set": "digits", "size": size, "seed": seed, "domain": domain or "scanned"},
+                     overwrite)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out

@@ -178,7 +178,7 @@ def make_keywords(out: str | os.PathLike, words=DEFAULT_WORDS, unknown: bool = F
         publish_data(tmp, out, {"data set": "keywords", "words": words, "unknown": unknown, "voices": by_split,
                                 "takes": takes, "seed": seed, "snr_db": list(snr_db), "stream_minutes": stream_minutes,
                                 "domain": domain or "close-talk",
-                                "espeak-ng": espeak_version()})
+                                "espeak-ng": espeak_version()}, overwrite)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out

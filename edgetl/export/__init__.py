@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import shutil
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from edgetl.card import ModelCard, build_fingerprint
 from edgetl.errors import ConfigError
 from edgetl.export.parity import ParityResult, Tolerance, compare, parity_inputs, raise_on_failures
 from edgetl.export.settings import ExportSettings
-from edgetl.outputs import check_output, temp_dir_beside
+from edgetl.outputs import check_output, publish, temp_dir_beside
 from edgetl.threads import using_threads
 
 
@@ -122,8 +121,7 @@ def export_run(run, out=None, settings: ExportSettings | None = None, overwrite:
                 artifact_card.metrics["parity"] = result.to_dict()
                 write_artifact_card(path, artifact_card)
             raise_on_failures(results)
-            for f in tmp.iterdir():
-                os.replace(f, out.parent / f.name)
+            publish({f: out.parent / f.name for f in tmp.iterdir()}, "model", overwrite)
             return ExportResult(out, out.with_suffix(".xml") if openvino else None, results, info)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -12,7 +12,7 @@ from edgetl.backbones.stages import safe_load
 from edgetl.card import CARD_FILENAME, ModelCard
 from edgetl.errors import ArtifactError
 from edgetl.finetune.model import Classifier
-from edgetl.outputs import check_output, temp_dir_beside
+from edgetl.outputs import check_output, publish, temp_dir_beside
 
 CHECKPOINT = "model.pt"
 HISTORY = "history.json"
@@ -52,6 +52,7 @@ class RunWriter:
 
     def __init__(self, out: str | os.PathLike, overwrite: bool = False, inputs: dict | None = None):
         self.out = check_output(out, "run", overwrite, inputs)
+        self.overwrite = overwrite
         self.tmp = temp_dir_beside(self.out)
 
     def save_model(self, state: dict) -> None:
@@ -68,10 +69,7 @@ class RunWriter:
         return self.tmp
 
     def commit(self) -> Path:
-        if self.out.exists():
-            check_output(self.out, "run", overwrite=True)  # still an edgetl run: nothing else is ever deleted
-            shutil.rmtree(self.out)
-        os.replace(self.tmp, self.out)
+        publish({self.tmp: self.out}, "run", self.overwrite)  # exclusive unless --overwrite
         return self.out
 
     def discard(self) -> None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import shutil
 import time
 from pathlib import Path
@@ -35,7 +34,7 @@ from edgetl.data.samples import Samples, bound_samples, calibration_samples
 from edgetl.errors import ArtifactError, ConfigError, EdgeTLError
 from edgetl.export import write_artifact_card
 from edgetl.export.parity import ParityResult, Tolerance, compare, raise_on_failures
-from edgetl.outputs import check_output, temp_dir_beside
+from edgetl.outputs import check_output, publish, temp_dir_beside
 from edgetl.quantize.cpu import CPU_TARGETS, CpuTarget, cpu_target, warn_if_host_differs
 from edgetl.quantize.settings import DEFAULT_MAX_DROP, TARGETS, QuantizeSettings
 from edgetl.quantize.threads import library_threads
@@ -159,6 +158,7 @@ class _Job:
     card: ModelCard
     out: Path
     cpu: CpuTarget
+    overwrite: bool = False
 
 
 @dataclasses.dataclass
@@ -228,7 +228,7 @@ def _prepare(model: Path, s: QuantizeSettings, out, overwrite: bool) -> _Job:
                           hint=f"e.g. --out {out.with_suffix(TARGETS[s.target])}")
     out = check_output(out, "model", overwrite, {"input model": model, "calibration data": s.calib,
                                                  "validation data": s.val, "data set": card.source.get("data")})
-    return _Job(model, s, card, out, cpu_kind)
+    return _Job(model, s, card, out, cpu_kind, overwrite)
 
 
 def _reference(job: _Job) -> _Reference:
@@ -318,9 +318,8 @@ def _publish(job: _Job, ref: _Reference, int8: _Int8, work: Path) -> None:
     int8.card.metrics.update(accuracy_drop=ref.fp32_accuracy - int8.accuracy, parity=int8.parity.to_dict())
     write_artifact_card(int8.path, int8.card)
     raise_on_failures([int8.parity])
-    for f in work.iterdir():
-        if f.name.startswith(job.out.stem + "."):
-            os.replace(f, job.out.parent / f.name)
+    publish({f: job.out.parent / f.name for f in work.iterdir() if f.name.startswith(job.out.stem + ".")}, "model",
+            job.overwrite)
 
 
 def int8_min_agreement(max_drop: float | None, fp32_accuracy: float, default: float) -> float:

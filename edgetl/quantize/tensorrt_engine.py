@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import shlex
 import shutil
 from pathlib import Path
@@ -31,7 +30,7 @@ from edgetl import progress
 from edgetl.card import ModelCard, build_fingerprint
 from edgetl.errors import ArtifactError, BackendUnavailable, ConfigError
 from edgetl.export.onnx_export import frontend_nodes, in_frontend
-from edgetl.outputs import check_output, temp_dir_beside
+from edgetl.outputs import check_output, publish, temp_dir_beside
 
 log = logging.getLogger("edgetl")
 PRECISIONS = ("fp32", "fp16", "int8", "best")
@@ -304,8 +303,7 @@ def build_engine(spec: EngineSpec, overwrite: bool = False) -> dict:
         engine = work / spec.out.name
         engine.write_bytes(serialized)
         engine_card.save(engine_card_path(engine))
-        os.replace(engine_card_path(engine), engine_card_path(spec.out))
-        os.replace(engine, spec.out)
+        publish({engine: spec.out, engine_card_path(engine): engine_card_path(spec.out)}, "model", overwrite)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if spec.timing_cache:
