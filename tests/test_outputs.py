@@ -132,20 +132,40 @@ def test_a_diverging_run_stops_with_a_clear_error_and_writes_nothing(project):
     assert sorted(p.name for p in project.iterdir()) == ["data", "notes.txt"]
 
 
-def test_a_model_with_nan_outputs_fails_the_parity_gate(tiny_run, tmp_path):
-    from edgetl.export import export_run, verify
-    from edgetl.export.parity import ParityError
+def _nan_model(run: Path, folder: Path) -> Path:
+    """The run's ONNX export with one head weight NaN: one class's score is NaN for every input."""
+    from edgetl.export import export_run
 
-    export_run(tiny_run, tmp_path / "m.onnx")
-    proto = onnx.load(str(tmp_path / "m.onnx"))
+    export_run(run, folder / "m.onnx")
+    proto = onnx.load(str(folder / "m.onnx"))
     init = max(proto.graph.initializer, key=lambda t: int(np.prod(t.dims)) if len(t.dims) == 2 else 0)
     weights = numpy_helper.to_array(init).copy()
-    weights[0, 0] = np.nan  # one head weight: one class's logit is NaN for every image
+    weights[0, 0] = np.nan
     init.CopyFrom(numpy_helper.from_array(weights, init.name))
-    onnx.save(proto, str(tmp_path / "nan.onnx"))
+    onnx.save(proto, str(folder / "nan.onnx"))
+    return folder / "nan.onnx"
+
+
+def test_a_model_with_nan_outputs_fails_the_parity_gate(tiny_run, tmp_path):
+    from edgetl.export import verify
+    from edgetl.export.parity import ParityError
+
+    nan = _nan_model(tiny_run, tmp_path)
     with pytest.raises(ParityError) as err:
-        verify(tiny_run, [tmp_path / "nan.onnx"])
+        verify(tiny_run, [nan])
     assert "NaN" in err.value.message and "--atol" not in err.value.hint
+
+
+def test_nan_outputs_are_an_error_in_every_command_that_runs_a_model(tiny_run, tiny_digits, tmp_path):
+    """argmax of NaN is class 0: evaluate, predict and bench must say the model is broken
+    (naming it and how many samples), never report an accuracy or print NaN as JSON."""
+    nan = _nan_model(tiny_run, tmp_path)
+    image = next((tiny_digits / "val").rglob("*.png"))
+    for args in (["evaluate", nan, "--data", tiny_digits], ["predict", nan, image, "--json"],
+                 ["bench", nan, "--data", tiny_digits, "--iters", "2", "--warmup", "0", "--json"]):
+        result = run("-q", *args)
+        refused(result, "nan.onnx", "NaN or infinite scores")
+        assert "accuracy" not in result.stdout and "NaN" not in result.stdout, result.stdout
 
 
 def test_sigterm_during_finetune_leaves_nothing_behind(project):

@@ -102,7 +102,7 @@ class OpenVinoRunner(Runner):
         result), which must be a clear error here, not wrong figures later."""
         shape = [d if isinstance(d, int) else 1 for d in self.input_spec["shape"]]
         try:
-            out = self.infer_all(np.zeros(shape, np.float32), shape[0])
+            out = self.infer_all(np.zeros(shape, np.float32), shape[0], finite=False)
             problem = None if np.isfinite(out).all() else "the result is not finite"
         except Exception as exc:
             problem = ov_message(exc)

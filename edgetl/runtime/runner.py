@@ -33,6 +33,17 @@ class InferenceSettings(Settings):
                                   "where the CPU has it).", choices=PRECISION_HINTS)
 
 
+def check_finite(logits: np.ndarray, what: str) -> None:
+    """A model whose scores are NaN or infinite gives no answer at all (argmax of NaN is
+    class 0): an error that names the model and how many samples, never a result."""
+    bad = ~np.isfinite(logits).all(axis=tuple(range(1, logits.ndim)))
+    if bad.any():
+        raise ArtifactError(f"{what} outputs NaN or infinite scores for {int(bad.sum())} of {len(logits)} samples",
+                            hint="the model is broken, not the input (a run that diverged, or an export or INT8 model "
+                                 "that overflows): `edgetl export RUN` names the cause in its parity check; train "
+                                 "again if the run itself does")
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Class probabilities of a batch of logits."""
     z = logits - logits.max(axis=1, keepdims=True)
@@ -76,10 +87,11 @@ class Runner(abc.ABC):
     @abc.abstractmethod
     def infer(self, batch: np.ndarray) -> np.ndarray: ...
 
-    def infer_all(self, x: np.ndarray, batch: int) -> np.ndarray:
+    def infer_all(self, x: np.ndarray, batch: int, finite: bool = True) -> np.ndarray:
         """Logits for every sample, `batch` per call. The last chunk is padded to exactly
         `batch` (static-batch models and TensorRT profiles accept only that) and the
-        padding dropped from the result."""
+        padding dropped from the result. A NaN or infinite score is an ArtifactError
+        (`finite=False`: returned as it is, for a check that reports it itself)."""
         out = []
         for start in range(0, len(x), batch):
             chunk = x[start:start + batch]
@@ -96,7 +108,10 @@ class Runner(abc.ABC):
                                     f"{len(self.card.labels)} labels",
                                     hint="the card belongs to another model: export this run again")
             out.append(got[:batch - pad])
-        return np.concatenate(out) if out else np.zeros((0, len(self.card.labels)), np.float32)
+        logits = np.concatenate(out) if out else np.zeros((0, len(self.card.labels)), np.float32)
+        if finite:
+            check_finite(logits, f"{self.path.name} ({self.backend}, {self.inference_precision})")
+        return logits
 
     def part(self, inputs: list[str], outputs: list[str]):
         """The model's sub-graph from the tensors named `inputs` to those named `outputs`,

@@ -25,7 +25,7 @@ import numpy as np
 
 from edgetl.errors import ConfigError
 from edgetl.modality.audio import SILENT_PEAK, AudioPreprocessing, read_audio_stream
-from edgetl.runtime.runner import softmax
+from edgetl.runtime.runner import check_finite, softmax
 
 # Windows scored per call when audio arrives faster than real time (files, replays).
 MAX_BATCH = 32
@@ -269,6 +269,7 @@ class KeywordDetector:
             logits = np.stack([self.shared.logits(w, end - self.window) for w, end in zip(x, ends)])
         else:
             logits = self.runner.infer_all(x, self.static_batch or len(x))
+        check_finite(logits, f"{self.runner.path.name} ({self.runner.backend})")
         probs[heard] = softmax(logits)
         return probs
 
