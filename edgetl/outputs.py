@@ -87,6 +87,7 @@ def check_output(out, kind: str, overwrite: bool, inputs: dict[str, object] | No
             relation = "is" if out == source else ("lies inside" if _inside(out, source) else "contains")
             raise ConfigError(f"--out {out} {relation} the {what} {source}",
                               hint=f"write outside the {what}, e.g. --out {source.parent / (source.stem + '-out')}")
+    check_writable(out)
     if kind in ("run", "data") and out.is_dir() and not any(out.iterdir()):
         return out  # an empty folder holds nothing to lose
     if not out.exists() and not out.is_symlink():
@@ -99,6 +100,21 @@ def check_output(out, kind: str, overwrite: bool, inputs: dict[str, object] | No
         raise ConfigError(f"{out} already exists ({KINDS[kind]}){when}", hint="choose another --out, or pass "
                           "--overwrite to replace it")
     return out
+
+
+def check_writable(out: Path) -> None:
+    """An output's folder (or the nearest one that exists) takes a new file: tried, since
+    permissions alone do not say it (a read-only mount, a full disk, root on /sys)."""
+    folder = out.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".edgetl-probe.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ArtifactError(f"cannot write in {folder}: {exc.strerror or exc}",
+                            hint="choose an output in a folder you can write to") from None
 
 
 def _umask() -> int:
@@ -125,8 +141,12 @@ def write_atomic(path, content: str | bytes) -> Path:
     """Write to a temporary file beside `path`, then rename: never a half-written file.
     The file gets the mode of any new file (the umask's), not mkstemp's private 0600."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as exc:
+        raise ArtifactError(f"cannot write {path}: {exc.strerror or exc}",
+                            hint="choose an output in a folder you can write to") from None
     try:
         os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:

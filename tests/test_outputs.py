@@ -302,3 +302,25 @@ def test_publishing_is_exclusive_unless_overwrite_and_all_or_none(tmp_path, fold
     assert not other.exists() and "edgetl.a" in (out / "edgetl.json" if folder else out).read_text()
     publish({second: out}, kind, overwrite=True)  # --overwrite: checked again, then replaced
     assert "edgetl.b" in (out / "edgetl.json" if folder else out).read_text()
+
+
+def _unwritable(tmp_path: Path) -> Path:
+    """A folder nothing can be written in: a read-only one, or /sys where root ignores modes."""
+    if os.geteuid() == 0:
+        return Path("/sys/edgetl-out")
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    return folder
+
+
+def test_outputs_in_a_folder_that_cannot_be_written_are_refused_before_the_work(quant_onnx, tiny_run, tmp_path):
+    """Reports, models and runs alike: one clear error naming the folder, before any work."""
+    folder = _unwritable(tmp_path)
+    bench = ["bench", quant_onnx, "--iters", "2", "--warmup", "0", "--threads", "1"]
+    for args in ([*bench, "--json-file", folder / "r.json"], [*bench, "--csv", folder / "r.csv"],
+                 [*bench, "--plot", folder / "r.png"], ["export", tiny_run, "--out", folder / "m.onnx"],
+                 ["quantize", quant_onnx, "--target", "onnxruntime", "--out", folder / "m.int8.onnx"]):
+        result = run("-q", *args)
+        refused(result, "cannot write in")
+        assert "p50" not in result.output and "parity" not in result.output  # refused before any work
