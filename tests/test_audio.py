@@ -7,6 +7,7 @@ import json
 import logging
 import shutil
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -420,3 +421,26 @@ def test_silence_class_is_made_from_background_noise(keywords, tmp_path, tiny_di
     result = CliRunner().invoke(cli, ["finetune", str(tiny_digits), "--backbone", "resnet18", "--weights", "none",
                                       "--silence-class", "--out", str(tmp_path / "img")])
     assert_refused(result, "--silence-class applies to audio data")
+
+
+def test_predict_skips_unreadable_clips_pipes_and_impossible_rates_and_goes_on(speech_run, keywords, tmp_path):
+    """Among several files, what cannot be read is named with its reason and the rest is
+    predicted: a corrupt WAV, a header that declares 1 Hz (not a 50 s recording), and a
+    named pipe, which is never opened (it would wait forever for a writer)."""
+    import os
+
+    good = next((keywords / "val" / "yes").glob("*.wav"))
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF\x10\x00\x00\x00WAVEfmt ")
+    one_hz = tmp_path / "one-hz.wav"
+    sf.write(one_hz, np.random.default_rng(0).uniform(-0.5, 0.5, 50).astype(np.float32), 1)
+    pipe = tmp_path / "pipe.wav"
+    os.mkfifo(pipe)
+    out = subprocess.run([sys.executable, "-m", "edgetl", "predict", str(speech_run), str(good), str(broken), str(one_hz),
+                          str(pipe), "--json", "--threads", "1"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)
+    assert rows[0]["error"] is None and rows[0]["labels"]
+    assert "cannot read audio" in rows[1]["error"]
+    assert "1 Hz" in rows[2]["error"] and not rows[2].get("detections")
+    assert "not a regular file" in rows[3]["error"]

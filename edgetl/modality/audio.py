@@ -29,21 +29,29 @@ STREAMS = "_streams_"
 SILENT_PEAK = 1e-4
 # Longer files are refused as clips: hours of audio decoded in full would exhaust memory.
 MAX_CLIP_SECONDS = 600.0
+# Sample rates a real recording has (telephone 8 kHz is the lowest in use); a header that
+# declares 1 Hz would make a 50-sample file a 50 s recording.
+SAMPLE_RATES = (4000, 768000)
 _REMEDY = "re-save it as a 16-bit WAV (e.g. `ffmpeg -i IN -ac 1 -ar 16000 OUT.wav`), or remove it"
 
 
-def _audio_info(path: str | Path):
+def audio_info(path: str | Path):
     """soundfile's info on `path`; an unreadable file is a DataError that says so."""
     import soundfile as sf
 
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path} does not exist" if not path.exists() else f"{path} is not a file",
+        raise DataError(f"{path} does not exist" if not path.exists() else f"{path} is not a regular file",
                         hint="check the path of the audio file")
     try:
-        return sf.info(str(path))
+        info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, ValueError, TypeError, OSError, EOFError) as exc:
         raise _unreadable(path, exc) from None
+    low, high = SAMPLE_RATES
+    if not low <= info.samplerate <= high:
+        raise DataError(f"audio file {path} declares a sample rate of {info.samplerate} Hz; edgetl reads {low:,} to "
+                        f"{high:,} Hz", hint=f"its header is wrong, or it is not a recording: {_REMEDY}")
+    return info
 
 
 def _unreadable(path, exc: BaseException) -> DataError:
@@ -68,7 +76,7 @@ def read_audio(path: str | Path, sample_rate: int = 16000, max_seconds: float = 
     """
     import soundfile as sf
 
-    info = _audio_info(path)
+    info = audio_info(path)
     if info.frames > max_seconds * info.samplerate:
         raise DataError(f"audio file {path} lasts {info.frames / info.samplerate:.0f} s, more than the "
                         f"{max_seconds:.0f} s a clip may", hint="cut it into clips of a few seconds around each word")
@@ -95,7 +103,7 @@ def read_audio_stream(path: str | Path, sample_rate: int, block_seconds: float =
     hours of audio never held in memory at once."""
     import soundfile as sf
 
-    info = _audio_info(path)
+    info = audio_info(path)
     if info.frames == 0:
         raise DataError(f"audio file {path} is empty (no samples)", hint="record it again")
     try:

@@ -9,6 +9,7 @@ the others are still predicted. Torch-free.
 from __future__ import annotations
 
 import dataclasses
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -38,13 +39,21 @@ class Prediction:
         return dataclasses.asdict(self)
 
 
+def check_regular(path: Path) -> None:
+    """Only regular files are opened: a named pipe would wait forever for a writer."""
+    if path.is_dir():
+        raise DataError(f"{path} is a folder", hint=f"pass the files in it, e.g. {path}/*")
+    if not path.exists():
+        raise DataError(f"{path} does not exist", hint="check the path")
+    if not stat.S_ISREG(path.stat().st_mode):
+        raise DataError(f"{path} is not a regular file (a named pipe, device or socket)",
+                        hint="save what it carries to a file and pass that")
+
+
 def read_input(path: Path, kind: modalities.Modality, preprocessing) -> np.ndarray:
     """One file as the model's cached sample; DataError says why a file cannot be used."""
     takes = f"{kind.noun}s ({', '.join(sorted(kind.suffixes))})"
-    if path.is_dir():
-        raise DataError(f"{path} is a folder", hint=f"pass the files in it, e.g. {path}/*")
-    if not path.is_file():
-        raise DataError(f"{path} does not exist", hint="check the path")
+    check_regular(path)
     if path.stat().st_size == 0:
         raise DataError(f"{path} is empty (0 bytes)", hint=f"re-save or re-record it; this model takes {takes}")
     suffix = path.suffix.lower()
@@ -83,6 +92,7 @@ def predict(artifact, files, settings: PredictSettings | None = None, **options)
         samples, where = [], []
         for f in files:
             try:
+                check_regular(Path(f))  # before anything opens it
                 if kind.name == "audio" and (audio_seconds(f) or 0) > pre.seconds:
                     results.append(_detect(runner, Path(f)))
                     continue

@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from edgetl.errors import ConfigError
-from edgetl.modality.audio import SILENT_PEAK, AudioPreprocessing, read_audio_stream
+from edgetl.errors import ConfigError, DataError
+from edgetl.modality.audio import SILENT_PEAK, AudioPreprocessing, audio_info, read_audio_stream
 from edgetl.runtime.runner import check_finite, softmax
 
 # Windows scored per call when audio arrives faster than real time (files, replays).
@@ -323,13 +323,11 @@ def detect_file(detector: KeywordDetector, path: str | Path, chunk_seconds: floa
 def audio_seconds(path: str | Path) -> float | None:
     """The length of an audio file, or None when it cannot be told (it is read later, and
     fails there with the reason)."""
-    import soundfile as sf
-
     try:
-        info = sf.info(str(path))
-    except Exception:  # not audio, unreadable: the reader says why
+        info = audio_info(path)
+    except DataError:  # not audio, unreadable, a rate no recording has: the reader says why
         return None
-    return info.frames / info.samplerate if info.samplerate else None
+    return info.frames / info.samplerate
 
 
 __all__ = ["Detection", "KeywordDetector", "SharedWindows", "StreamingSettings", "Trigger", "audio_seconds", "detect_file",
