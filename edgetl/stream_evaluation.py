@@ -22,6 +22,7 @@ import numpy as np
 
 from edgetl.card import ModelCard
 from edgetl.errors import ConfigError, DataError
+from edgetl.modality.audio import audio_info
 from edgetl.runtime.artifacts import write_card
 from edgetl.runtime.backends import open_runner
 from edgetl.runtime.runner import InferenceSettings
@@ -275,11 +276,14 @@ def write_streaming(path: Path, card: ModelCard) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class StreamEvalSettings(InferenceSettings):
-    hop_ms: float | None = setting(None, "With --stream: score every this many ms (default: the card's, 100).")
+    hop_ms: float | None = setting(None, "With --stream: score every this many ms (default: the card's, 100).",
+                                   above=0, max=1000, example="100")
     smoothing: int | None = setting(None, "With --stream: hops a keyword's probability is averaged over (card's; 6 "
-                                    "unless it says; with --target-fa-per-hour, fixed instead of picked).")
+                                    "unless it says; with --target-fa-per-hour, fixed instead of picked).", min=1,
+                                    max=100, example="6")
     refractory_ms: float | None = setting(None, "With --stream: silence after a detection (card's; 500 unless it "
-                                          "says; with --target-fa-per-hour, fixed instead of picked).")
+                                          "says; with --target-fa-per-hour, fixed instead of picked).", max=60000,
+                                          example="500")
     target_fa_per_hour: float | None = setting(None, "With --stream on a validation recording: pick the threshold, "
                                                "smoothing and refractory period with the fewest false rejects at no "
                                                "more than this many false accepts per hour, and write them into the "
@@ -296,6 +300,20 @@ class StreamEvalSettings(InferenceSettings):
                               hint="e.g. --target-fa-per-hour 1")
 
 
+def check_length(recording: Path, detector: KeywordDetector) -> None:
+    """A recording must hold one window of the model, and the smoothing must fit in it."""
+    info = audio_info(recording)  # an unreadable file: the reason, named
+    seconds = info.frames / info.samplerate
+    window = detector.window / detector.sample_rate
+    if seconds < window:
+        raise DataError(f"{recording.name} lasts {seconds:.2f} s, less than one {window:.2f} s window of the model",
+                        hint="evaluate on a recording of at least a few minutes")
+    smoothing_s = detector.settings.smoothing * detector.hop_seconds
+    if smoothing_s > seconds:
+        raise ConfigError(f"--smoothing {detector.settings.smoothing} averages over {smoothing_s:.1f} s, longer than "
+                          f"the recording ({seconds:.1f} s)", hint="e.g. --smoothing 6 (0.6 s at a 100 ms hop)")
+
+
 def evaluate_stream(artifact, recording, settings: StreamEvalSettings | None = None, progress=None,
                     **options) -> StreamReport:
     """Detect the keywords of `recording` with the artifact's streaming settings (hop,
@@ -309,7 +327,15 @@ def evaluate_stream(artifact, recording, settings: StreamEvalSettings | None = N
     hop_ms, smoothing, refractory_ms, plot = s.hop_ms, s.smoothing, s.refractory_ms, s.plot
     target_fa_per_hour, pick = s.target_fa_per_hour, s.pick
     recording, path = Path(recording), Path(artifact)
+    if not recording.is_file():
+        raise DataError(f"recording {recording} does not exist" if not recording.exists() else
+                        f"{recording} is not a regular file", hint="check the path of the recording (a WAV or FLAC)")
+    audio_info(recording)  # a file that is not audio: the reason, named, before anything else
     reference = read_reference(recording)
+    if not reference.keywords:
+        raise DataError(f"the keyword times of {recording.name} list no keyword: missed keywords cannot be counted",
+                        hint="evaluate on a recording in which keywords are said (`edgetl data keywords DIR "
+                             "--stream-minutes 5` writes one)")
     if target_fa_per_hour is not None and reference.split == "test":
         raise ConfigError(f"{recording.name} is a test recording: thresholds picked on it would flatter the test figures",
                           hint="pick them on the validation recording (e.g. _streams_/val.wav), then evaluate on the test one")
@@ -318,6 +344,7 @@ def evaluate_stream(artifact, recording, settings: StreamEvalSettings | None = N
         detector_settings = StreamingSettings.of(card).replace(hop_ms=hop_ms, smoothing=smoothing,
                                                                refractory_ms=refractory_ms)
         detector = KeywordDetector(runner, detector_settings, record=True, share=share)
+        check_length(recording, detector)
         unknown = sorted({s.label for s in reference.keywords} - set(card.labels))
         if unknown:
             raise DataError(f"{recording.name} lists keywords the model does not know: {', '.join(unknown)}",

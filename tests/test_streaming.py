@@ -465,3 +465,29 @@ def test_overlapping_windows_share_their_embeddings_and_give_the_whole_models_sc
         assert windows == 3 * int((shared.probabilities().sum(axis=1) > 0).sum())  # three per window heard
         assert shared.shared.reused > 0.5 * windows  # ideally two in three
         assert at_100.shared is None and "multiple of 1280 samples" in at_100.sharing
+
+
+def test_stream_evaluation_refuses_recordings_and_settings_that_measure_nothing(stream_model, tmp_path):
+    """A recording shorter than a window, one without keywords, smoothing longer than the
+    recording and a missing recording are each named, never reported as FRR 0% or 100%."""
+    runner = CliRunner()
+    model = str(stream_model[0])
+
+    def recording(name: str, seconds: float, keywords: str) -> str:
+        sf.write(tmp_path / f"{name}.wav", np.random.default_rng(0).uniform(-0.1, 0.1, int(RATE * seconds))
+                 .astype(np.float32), RATE)
+        (tmp_path / f"{name}.csv").write_text("label,start,end\n" + keywords)
+        return str(tmp_path / f"{name}.wav")
+
+    short = recording("short", 0.5, "yes,0.1,0.4\n")
+    assert_refused(runner.invoke(cli, ["evaluate", model, "--stream", short]), "lasts 0.50 s, less than one")
+    silent_of_keywords = recording("none", 3.0, "")
+    assert_refused(runner.invoke(cli, ["evaluate", model, "--stream", silent_of_keywords]), "list no keyword")
+    three = recording("three", 3.0, "yes,1.0,1.5\n")
+    assert_refused(runner.invoke(cli, ["evaluate", model, "--stream", three, "--smoothing", "100"]),
+                   "longer than the recording")
+    assert_refused(runner.invoke(cli, ["evaluate", model, "--stream", three, "--smoothing", "100000"]),
+                   "--smoothing must be at least 1 and at most 100")
+    assert_refused(runner.invoke(cli, ["evaluate", model, "--stream", str(tmp_path / "gone.wav")]),
+                   "gone.wav does not exist")
+    assert_refused(runner.invoke(cli, ["evaluate", model, "--stream", three, "--threads", "0"]), "--threads")

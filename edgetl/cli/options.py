@@ -43,8 +43,8 @@ def _click_type(hint, field):
     choices = field.metadata.get("choices")
     if choices:
         return click.Choice([str(c) for c in choices])
-    if hint is int and field.metadata.get("min") is not None:  # refused by click before any work
-        return click.IntRange(min=int(field.metadata["min"]))
+    if hint is int and field.name == "threads":  # as options.threads declares it for the other commands
+        return click.IntRange(min=1)
     return {int: click.INT, float: click.FLOAT, str: click.STRING}.get(hint, click.STRING)
 
 
