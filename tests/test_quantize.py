@@ -396,3 +396,36 @@ def test_int8_parity_accepts_what_the_accuracy_bound_allows_and_still_refuses_a_
     # without a bound, and for a model right on every sample, the default holds
     assert int8_min_agreement(None, fp32_accuracy, 0.90) == 0.90
     assert int8_min_agreement(0.01, 1.0, 0.90) == 0.90
+
+
+@pytest.fixture(scope="module")
+def weak_onnx(tmp_path_factory, quant_digits):
+    """A weak FP32 model (a probe of an untrained backbone on two images per class): hard
+    tasks do end there."""
+    from edgetl import finetune
+    from edgetl.export import export_run
+
+    run = tmp_path_factory.mktemp("weak") / "run"
+    finetune(quant_digits, "efficientnet_lite0", run, strategy="linear-probe", weights="none", input_size=32,
+             limit_per_class=2, threads=1)
+    return export_run(run, run / "model.onnx").onnx
+
+
+@pytest.mark.parametrize("target", ["onnxruntime", "tensorrt", "openvino"])
+def test_a_weak_model_is_written_within_its_rule_or_refused_with_what_was_tried(weak_onnx, target, tmp_path):
+    """One acceptance rule per quantization: the search that keeps layers in float meets
+    the gate that follows it on the same samples, so a bound that holds never ends in a
+    parity refusal; when nothing meets it, the error says what was tried."""
+    from edgetl.export.parity import ParityError
+
+    out = tmp_path / ("m.int8.xml" if target == "openvino" else "m.int8.onnx")
+    try:
+        result = quantize(weak_onnx, target, out=out, threads=1)
+    except ParityError as exc:  # the contradiction this rule removes
+        pytest.fail(f"refused by the parity gate after the search: {exc.message}")
+    except AccuracyDropError as exc:
+        assert "tried" in exc.message or "agrees with FP32" in exc.message, exc.message
+        assert not out.exists()
+    else:
+        assert result.drop <= 0.01 and result.parity.passed
+    assert read_onnx_card(weak_onnx).metrics["val_accuracy"] < 0.9  # the model really is weak
