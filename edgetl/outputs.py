@@ -86,7 +86,8 @@ def check_output(out, kind: str, overwrite: bool, inputs: dict[str, object] | No
         if _inside(out, source) or _inside(source, out):
             relation = "is" if out == source else ("lies inside" if _inside(out, source) else "contains")
             raise ConfigError(f"--out {out} {relation} the {what} {source}",
-                              hint=f"write outside the {what}, e.g. --out {source.parent / (source.stem + '-out')}")
+                              hint=f"write outside the {what}, e.g. --out "
+                                   f"{source.parent / (source.stem + '-out' + (out.suffix if source.is_file() else ''))}")
     check_writable(out)
     if kind in ("run", "data") and out.is_dir() and not any(out.iterdir()):
         return out  # an empty folder holds nothing to lose

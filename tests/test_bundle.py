@@ -197,3 +197,10 @@ def test_a_device_with_only_the_base_install_verifies_and_predicts(bundle):
     assert "onnxruntime" in answered.stderr  # the backend it picked, said
     packaged = json.loads((bundle / "reference" / "expected.json").read_text())["onnxruntime"]["answers"][0]
     assert json.loads(answered.stdout)[0]["labels"][0] == packaged["label"]
+
+
+def test_verify_names_a_run_directory_and_a_missing_path_for_what_they_are(tiny_run, tmp_path):
+    runner = CliRunner()
+    assert_refused(runner.invoke(cli, ["verify", str(tiny_run)]), "is a run directory", "edgetl package")
+    assert_refused(runner.invoke(cli, ["verify", str(tmp_path / "gone")]), "does not exist")
+    assert_refused(runner.invoke(cli, ["verify", str(tmp_path)]), "not a bundle")

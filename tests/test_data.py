@@ -106,3 +106,15 @@ def test_validation_folders_of_other_layouts_are_the_val_split(tmp_path, val_nam
     assert len(splits["train"]) == 30 and len(splits["val"]) == 12  # nothing carved out of train
     assert all(val_name in str(p) for p in splits["val"].paths)
     assert "extra/ beside train/" in caplog.text and f"{val_name}/ beside" not in caplog.text
+
+
+def test_keyword_voice_counts_get_remedies_that_work(tmp_path, caplog):
+    """--held-out-voices 0 names its own floor (not --voices, which cannot fix it)."""
+    import pytest
+
+    from edgetl.data.keywords import make_keywords
+    from edgetl.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        make_keywords(tmp_path / "kw", voices=40, held_out_voices=0)
+    assert "--voices" not in err.value.hint and "at least 1" in err.value.hint

@@ -324,3 +324,14 @@ def test_outputs_in_a_folder_that_cannot_be_written_are_refused_before_the_work(
         result = run("-q", *args)
         refused(result, "cannot write in")
         assert "p50" not in result.output and "parity" not in result.output  # refused before any work
+
+
+def test_the_hint_for_an_out_that_is_its_input_keeps_the_suffix_the_command_asks_for(tmp_path):
+    from edgetl.errors import ConfigError
+    from edgetl.outputs import check_output
+
+    model = tmp_path / "model.onnx"
+    model.write_bytes(b"x")
+    with pytest.raises(ConfigError) as err:
+        check_output(model, "model", False, {"input model": model})
+    assert err.value.hint.endswith("model-out.onnx")

@@ -12,6 +12,7 @@ of a sentence before, or its start after, a short pause). `--unknown` adds an
 """
 from __future__ import annotations
 
+import logging
 import os
 import random
 import shutil
@@ -28,6 +29,8 @@ from edgetl.data.streams import filler_words, make_stream
 from edgetl.errors import ConfigError
 from edgetl.modality.audio import STREAMS
 from edgetl.outputs import check_output, publish_data, temp_dir_beside
+
+log = logging.getLogger("edgetl")
 
 DEFAULT_WORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 # Speech Commands' auxiliary words and digits, for the `_unknown_` class.
@@ -118,7 +121,8 @@ def make_keywords(out: str | os.PathLike, words=DEFAULT_WORDS, unknown: bool = F
     if held_out_voices is not None and not 1 <= held_out_voices <= (voices - 1) // 2:
         raise ConfigError(f"--held-out-voices {held_out_voices} does not fit {voices} voices: val and test take "
                           "that many each and training needs at least one",
-                          hint=f"e.g. --voices {2 * max(1, held_out_voices) + 28}")
+                          hint="at least 1 each for val and test" if held_out_voices < 1 else
+                          f"e.g. --voices {2 * held_out_voices + 28}")
     if takes < 1:
         raise ConfigError(f"--takes must be at least 1, got {takes}", hint="e.g. --takes 2")
     if stream_minutes < 0 or 0 < stream_minutes < 0.5:
@@ -129,6 +133,8 @@ def make_keywords(out: str | os.PathLike, words=DEFAULT_WORDS, unknown: bool = F
     variants = voice_variants()
     rng = np.random.default_rng(seed)
     pool = [f"{a}+{v}" for a in ACCENTS for v in variants]
+    if voices > len(pool):
+        log.warning(f"--voices {voices}: espeak-ng has {len(pool)} voices here; all of them are used")
     chosen = [pool[i] for i in rng.permutation(len(pool))[:voices]]
     by_split = split_voices(chosen, seed, held_out=held_out_voices)
     others = [w for w in UNKNOWN_WORDS if w not in words]

@@ -29,7 +29,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from edgetl.card import ModelCard
+from edgetl.card import CARD_FILENAME, ModelCard
 from edgetl.errors import ArtifactError, BackendUnavailable, ConfigError
 
 MANIFEST = "bundle.json"
@@ -141,6 +141,14 @@ class Bundle:
     @classmethod
     def open(cls, path: str | Path) -> "Bundle":
         path = Path(path)
+        if not path.exists():
+            raise ArtifactError(f"{path} does not exist", hint="check the path of the bundle (edgetl package --out)")
+        if path.is_dir() and not (path / MANIFEST).is_file():
+            what = "a run directory" if (path / CARD_FILENAME).is_file() and (path / "model.pt").is_file() else \
+                "not a bundle (it has no manifest)"
+            raise ArtifactError(f"{path} is {what}", hint=f"make a bundle with `edgetl package {path} --out BUNDLE`, "
+                                "or check a run with `edgetl evaluate RUN --data DIR`" if what.startswith("a run")
+                                else "pass the folder `edgetl package --out` wrote, or its .zip")
         root = _unzipped(path) if path.is_file() else path
         return cls(path, root, Manifest.read(root / MANIFEST, path))
 
