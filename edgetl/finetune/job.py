@@ -178,7 +178,7 @@ def announce(plan: Plan, cfg: FinetuneSettings, device: torch.device) -> None:
     files = f"{plan.kind.noun}s"
     classes = plan.splits.classes
     progress.info(f"{plan.backbone}: {len(plan.bb.stages)} stages, {plan.bb.feature_dim}-d features; "
-                  f"{len(plan.train_set)} train / {len(plan.splits['val'])} val {files}, {len(classes)} classes; "
+                  f"{len(plan.train_set)} train / {len(plan.splits['val'])} val {files} found, {len(classes)} classes; "
                   f"{cfg.strategy} on {device}")
     if cfg.strategy == "linear-probe":
         ignored = [f"--{k.replace('_', '-')}" for k in PROBE_IGNORES if getattr(cfg, k) != getattr(FinetuneSettings(), k)]
@@ -198,6 +198,8 @@ def decode(plan: Plan, cfg: FinetuneSettings, device: torch.device) -> Decoded:
     pre, val_set = plan.preprocessing, plan.splits["val"]
     xtr, ytr = decode_cached(plan.train_set, pre, f"decoding training {plan.kind.noun}s")
     xva, yva = decode_cached(val_set, pre, f"decoding validation {plan.kind.noun}s")
+    if len(ytr) < len(plan.train_set) or len(yva) < len(val_set):  # the warning above names the others
+        progress.info(f"training on {len(ytr)} train / {len(yva)} val {plan.kind.noun}s that could be read")
     classes = list(plan.splits.classes)
     if plan.silence:
         decoded, classes = add_silence_class({"train": (xtr, ytr), "val": (xva, yva)}, classes, plan.data, pre,
