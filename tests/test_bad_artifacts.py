@@ -51,3 +51,27 @@ def test_a_damaged_checkpoint_is_named_as_such(tiny_run, tiny_digits, tmp_path):
     result = _evaluate(run, tiny_digits)
     _refused(result, "damaged or truncated", "train it again")
     assert "weights_only" not in result.output and "utf-8" not in result.output.lower()
+
+
+def test_a_broken_ir_is_named_for_what_is_wrong_without_other_frameworks_logs(onnx_model, tiny_digits, tmp_path):
+    """A garbage .xml is not an IR (OpenVINO is not asked, so no TensorFlow/absl lines);
+    a .bin cut short is blamed with the remedy that fixes it."""
+    import subprocess
+    import sys
+
+    from edgetl.export.openvino_ir import export_openvino
+
+    image = str(next((tiny_digits / "val").rglob("*.png")))
+    garbage = tmp_path / "garbage.xml"
+    garbage.write_text('<?xml version="1.0"?><net><layers')
+    (tmp_path / "garbage.bin").write_bytes(b"\0" * 16)
+    xml = tmp_path / "model.xml"
+    export_openvino(onnx_model, xml, read_onnx_card(onnx_model), False)
+    weights = xml.with_suffix(".bin").read_bytes()
+    xml.with_suffix(".bin").write_bytes(weights[:len(weights) // 2])
+    for model, words in ((garbage, ("is not an OpenVINO IR", "export the IR again")),
+                         (xml, ("model.bin does not fit model.xml", "copy both files again"))):
+        out = subprocess.run([sys.executable, "-m", "edgetl", "predict", str(model), image], capture_output=True,
+                             text=True, timeout=120)
+        assert out.returncode == 2 and all(w in out.stderr for w in words), out.stderr
+        assert "GraphDef" not in out.stderr and "absl" not in out.stderr and "Traceback" not in out.stderr

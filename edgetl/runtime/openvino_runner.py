@@ -56,6 +56,21 @@ def compiled_precision(compiled) -> str:
     return compiled.get_property(PRECISION_PROPERTY).get_type_name()
 
 
+def check_ir_xml(path: Path) -> None:
+    """An OpenVINO IR's .xml is well-formed XML whose root is <net>; anything else is named
+    as not an IR (the .bin is not to blame)."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.parse(str(path)).getroot()  # the whole file: an IR's .xml is its graph, not its weights
+    except (ET.ParseError, OSError) as exc:
+        raise ArtifactError(f"{path} is not an OpenVINO IR (not well-formed XML: {exc})",
+                            hint="export the IR again (edgetl export RUN --openvino), or pass the .onnx model") from None
+    if root.tag != "net":
+        raise ArtifactError(f"{path} is not an OpenVINO IR (its root element is <{root.tag}>, not <net>)",
+                            hint="export the IR again (edgetl export RUN --openvino), or pass the .onnx model")
+
+
 class OpenVinoRunner(Runner):
     backend = "openvino"
 
@@ -69,13 +84,16 @@ class OpenVinoRunner(Runner):
         if ov_device.split(".")[0] not in {d.split(".")[0] for d in core.available_devices}:
             raise BackendUnavailable(f"OpenVINO has no device {ov_device}",
                                      hint=f"available: {', '.join(core.available_devices)}")
+        check_ir_xml(path)  # before OpenVINO, which tries every other frontend (and their logs) on a bad file
         try:
             model = core.read_model(str(path))
         except Exception as exc:
             no_bin = not path.with_suffix(".bin").is_file()
             raise ArtifactError(f"cannot read {path}: {ov_message(exc)}",
                                 hint=f"an IR is two files: put {path.with_suffix('.bin').name} beside it" if no_bin
-                                else None) from None
+                                else f"{path.with_suffix('.bin').name} does not fit {path.name} (cut short, or from "
+                                     "another export): copy both files again, or export again "
+                                     "(edgetl export RUN --openvino)") from None
         card = card_from_openvino_model(model, path)
         config = compile_config(core, ov_device.split(".")[0], precision_hint, threads)
         try:
