@@ -23,14 +23,19 @@ CASES = {
         ["--adapt", "coral", "--target-data", "{data}", "--adapt-weight", "0"],
         ["--adapt", "adabn", "--target-data", "{out}/missing"], ["--target-val", "{data}"], ["--threads", "0"],
     ],
-    "adapt": [["--target-data", "{out}/missing"], ["--target-data", "{data}", "--out", "{data}"]],
+    "adapt": [["--target-data", "{out}/missing"], ["--target-data", "{data}", "--out", "{data}"],
+              ["--target-data", "{data}", "--threads", "0"]],
     "evaluate": [["--batch-size", "0"], ["--split", "nope"], ["--backend", "tflite"], ["--precision-hint", "q4"],
                  ["--data", "{out}/missing"], ["--target-fa-per-hour", "1"], ["--plot", "{out}/det.png"],
-                 ["--threads", "0"]],
-    "export": [["--atol", "-1"], ["--static-batch", "0"], ["--fp16"], ["--opset", "99"], ["--out", "{out}/m.txt"]],
+                 ["--threads", "0"], ["--stream", "{out}/missing.wav"],
+                 ["--stream", "{out}/missing.wav", "--smoothing", "0"], ["--stream", "{out}/missing.wav", "--hop-ms", "-5"],
+                 ["--stream", "{out}/missing.wav", "--smoothing", "100000"]],
+    "export": [["--atol", "-1"], ["--static-batch", "0"], ["--fp16"], ["--opset", "99"], ["--out", "{out}/m.txt"],
+               ["--threads", "0"]],
     "quantize": [["--max-drop", "5"], ["--max-drop", "abc"], ["--samples", "0"], ["--target", "coreml"],
                  ["--target", "tensorrt", "--qat"], ["--target", "openvino", "--out", "{out}/m.onnx"],
-                 ["--target", "openvino", "--qat", "--qat-epochs", "0"], ["--target", "onnxruntime", "--cpu", "avx2"]],
+                 ["--target", "openvino", "--qat", "--qat-epochs", "0"], ["--target", "onnxruntime", "--cpu", "avx2"],
+                 ["--threads", "0"]],
     "build-engine": [["--workspace", "0"], ["--dla", "-1"], ["--batch-profile", "0:1:2"], ["--batch-profile", "4:2:1"],
                      ["--precision", "int4"]],
     "bench": [["--batch-sizes", "0"], ["--iters", "0"], ["--rounds", "0"], ["--threads", "0"], ["--warmup", "-1"],
@@ -39,6 +44,8 @@ CASES = {
     "data keywords": [["--voices", "2"], ["--takes", "0"], ["--words", "yes"], ["--words", "y3s,no"],
                       ["--stream-minutes", "0.1"], ["--stream-minutes", "-1"]],
     "backbones": [["--modality", "video"]],
+    "package": [["--samples", "0"], ["--targets", "coreml"], ["--threads", "0"], ["--data", "{out}/missing"]],
+    "verify": [["--threads", "0"], ["--backend", "tflite"]],
 }
 REQUIRED = {
     "finetune": ["{data}", "--backbone", "efficientnet_lite0", "--input-size", "32", "--out", "{out}/run"],
@@ -51,6 +58,8 @@ REQUIRED = {
     "data digits": ["{out}/digits"],
     "data keywords": ["{out}/keywords"],
     "backbones": [],
+    "package": ["{run}", "--out", "{out}/bundle"],
+    "verify": ["{run}"],
 }
 
 
