@@ -102,6 +102,7 @@ def test_a_second_probe_of_the_same_split_reads_its_features_from_the_cache(tmp_
         return batches(self, x, bar, what)
 
     monkeypatch.setattr(loop.Trainer, "_feature_batches", counting)
+    monkeypatch.setenv("EDGETL_CACHE_DIR", str(tmp_path / "cache"))  # not the session's, where other probes ran
     opts = dict(strategy="linear-probe", input_size=32, threads=1)
     first = finetune(tiny_digits, "efficientnet_lite0", tmp_path / "a", **opts)
     assert len(computed) == 2  # training and validation features

@@ -85,15 +85,17 @@ def decode_into(paths: Sequence[Path], preprocessing: Preprocessing, out: np.nda
 
     keep = np.ones(len(paths), bool)
     row = 0
+    window = 4 * workers  # files in flight: pool.map over every path at once would hold every decoded sample
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for i, sample in enumerate(pool.map(work, paths)):
-            if sample is None:
-                keep[i] = False
-            else:
-                out[row] = sample
-                row += 1
-            if progress:
-                progress(1)
+        for start in range(0, len(paths), window):
+            for i, sample in enumerate(pool.map(work, paths[start:start + window]), start):
+                if sample is None:
+                    keep[i] = False
+                else:
+                    out[row] = sample
+                    row += 1
+                if progress:
+                    progress(1)
     return keep, reasons
 
 
