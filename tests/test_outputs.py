@@ -335,3 +335,22 @@ def test_the_hint_for_an_out_that_is_its_input_keeps_the_suffix_the_command_asks
     with pytest.raises(ConfigError) as err:
         check_output(model, "model", False, {"input model": model})
     assert err.value.hint.endswith("model-out.onnx")
+
+
+def test_the_hint_for_an_out_that_would_destroy_the_input_works_when_followed(quant_onnx, tiny_digits, tmp_path):
+    """The remedy in the hint is a command line that works: its --out is taken as given."""
+    import re
+
+    model = tmp_path / "model.onnx"
+    shutil.copy(quant_onnx, model)
+    data = tmp_path / "digits"
+    shutil.copytree(tiny_digits, data)
+    for args in (["quantize", model, "--target", "onnxruntime", "--threads", "1", "--out", model],
+                 ["finetune", data, "--backbone", "efficientnet_lite0", "--strategy", "linear-probe", "--input-size",
+                  "32", "--threads", "1", "--out", data / "run"]):
+        refused_result = run("-q", *args)
+        refused(refused_result)
+        suggested = re.search(r"e\.g\. --out (\S+)", refused_result.output).group(1)
+        followed = run("-q", *args[:-1], suggested)
+        assert followed.exit_code == 0, followed.output
+        assert Path(suggested).exists()
