@@ -204,3 +204,15 @@ def test_verify_names_a_run_directory_and_a_missing_path_for_what_they_are(tiny_
     assert_refused(runner.invoke(cli, ["verify", str(tiny_run)]), "is a run directory", "edgetl package")
     assert_refused(runner.invoke(cli, ["verify", str(tmp_path / "gone")]), "does not exist")
     assert_refused(runner.invoke(cli, ["verify", str(tmp_path)]), "not a bundle")
+
+
+def test_bench_on_a_bundle_without_data_scores_its_reference_files(bundle, run):
+    """On a device the training data is not there: the bundle's own labelled reference
+    files are the samples accuracy is measured on."""
+    result = CliRunner().invoke(cli, ["-q", "bench", str(bundle), "--iters", "3", "--warmup", "0", "--threads", "1",
+                                      "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)["rows"]
+    references = len(list((bundle / "reference").glob("*.png")))
+    assert rows and all(r["split"].startswith("reference/") and r["n"] == references for r in rows), rows
+    assert all(0 <= r["accuracy"] <= 1 for r in rows)

@@ -23,7 +23,7 @@ from edgetl.bench.machine import library_versions, machine_info
 from edgetl.bench.report import BenchReport, BenchRow
 from edgetl.bench.settings import BenchSettings
 from edgetl.card import CARD_FILENAME, ModelCard
-from edgetl.data.samples import validation_samples
+from edgetl.data.samples import reference_samples, validation_samples
 from edgetl.errors import ArtifactError, ConfigError, DataError, EdgeTLError
 from edgetl.runtime import BACKENDS, open_runner
 from edgetl.runtime.artifacts import kind_of
@@ -42,6 +42,7 @@ class Cell:
     path: Path
     backend: str
     precision_hint: str = "f32"  # what the backend is asked to compute float operations in
+    bundle: Path | None = None  # the bundle the model came from: its reference files stand in for --data
 
 
 def expand_artifacts(artifacts, backends: list[str] | None = None, precision_hints=()) -> list[Cell]:
@@ -63,7 +64,8 @@ def expand_artifacts(artifacts, backends: list[str] | None = None, precision_hin
         if kind_of(path).name == "bundle":  # its models, on the backends they were packaged for
             bundle = Bundle.open(path)
             bundle.check_checksums()
-            members += [bundle.artifact(t) for t in bundle.targets if runnable_here(t, bundle.targets[t])]
+            members += [(*bundle.artifact(t), bundle.root) for t in bundle.targets
+                        if runnable_here(t, bundle.targets[t])]
             continue
         if path.is_dir():
             if not (path / CARD_FILENAME).is_file():
@@ -75,7 +77,8 @@ def expand_artifacts(artifacts, backends: list[str] | None = None, precision_hin
             paths.append(path)
     for hint in precision_hints:
         check_precision_hint(hint, "openvino")
-    cells = [Cell(model, backend) for model, backend in dict.fromkeys(members) if not backends or backend in backends]
+    cells = [Cell(model, backend, bundle=root) for model, backend, root in dict.fromkeys(members)
+             if not backends or backend in backends]
     for path in dict.fromkeys(paths):  # the same file named twice is measured once
         if not backends:
             chosen = [backend_for(path).name]
@@ -112,7 +115,14 @@ class _Inputs:
     def __init__(self, data, split: str):
         self.data, self.split, self._cache = data, split, {}
 
-    def __call__(self, card: ModelCard):
+    def __call__(self, card: ModelCard, bundle: Path | None = None):
+        """The labelled samples for `card`: --data, else a bundle's reference files (on a
+        device the training data is not there), else the run's own data set."""
+        if not self.data and bundle is not None:
+            key = (str(bundle), "reference", repr(card.preprocessing), tuple(card.labels))
+            if key not in self._cache:
+                self._cache[key] = reference_samples(bundle, card)
+            return self._cache[key]
         root = self.data or card.source.get("data")
         key = (str(root), self.split, repr(card.preprocessing), tuple(card.labels))
         if key not in self._cache:
@@ -164,7 +174,7 @@ def bench_cell(cell: Cell, batches: list[int], inputs: _Inputs, threads: int, de
     rows, predictions, timings = [], None, {}
     with runner:
         try:
-            samples = inputs(card)
+            samples = inputs(card, cell.bundle)
             static = _static_batch(card)
             logits = runner.infer_all(samples.x, static or max(batches))
             predictions = logits.argmax(1)
@@ -208,7 +218,7 @@ def _more_rounds(cells: list[Cell], rows: list[BenchRow], timings: dict, inputs:
                 continue
             with open_runner(cell.path, backend=cell.backend, device=device, threads=threads,
                              precision_hint=cell.precision_hint) as runner:
-                x = inputs(runner.card).x
+                x = inputs(runner.card, cell.bundle).x
                 for row in ok:
                     timings[i, row.batch] += time_calls(runner, latency_input(x, row.batch), warmup, iters, min_time)
                     row.set_latency(LatencyStats.from_ns(timings[i, row.batch], row.batch))

@@ -64,7 +64,9 @@ class Samples:
 def _run_data(card: ModelCard, what: str, flag: str) -> Path:
     source = card.source.get("data")
     if not source or not Path(source).is_dir():
-        raise DataError(f"the run's data set ({source}) is not available for {what}", hint=f"pass {flag} DIR")
+        raise DataError(f"the run's data set ({source}) is not available for {what}",
+                        hint=f"pass {flag} DIR with labelled files of the model's classes (a data set folder, or "
+                             "class folders)")
     return Path(source)
 
 
@@ -148,6 +150,21 @@ def bound_samples(card: ModelCard, val=None, calib=None, samples: int = 300, see
                     "(pass fewer --samples, or --val DIR with labelled target samples)")
         return validation_samples(card, val)
     return _unlabelled([paths[i] for i in sorted(held_out)], card, target, "held-out target")
+
+
+def reference_samples(bundle_root: Path, card: ModelCard) -> Samples:
+    """A bundle's reference files as labelled samples: each is named NN_LABEL.suffix by
+    `edgetl package`, so a device without the training data can still score a model."""
+    folder = Path(bundle_root) / "reference"
+    kind = modality.get(card.modality)
+    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in kind.suffixes) if folder.is_dir() else []
+    labels = [p.stem[3:] for p in paths]
+    if not paths or any(label not in card.labels for label in labels):
+        raise DataError(f"the bundle {bundle_root} holds no reference files named by their labels",
+                        hint="pass --data DIR with labelled files of the model's classes")
+    split = Split("reference", paths, [card.labels.index(label) for label in labels], list(card.labels))
+    x, y = _decode(split, card)
+    return Samples(x, y, str(folder))
 
 
 def validation_samples(card: ModelCard, val=None, split: str = "val", flag: str = "--val") -> Samples:
