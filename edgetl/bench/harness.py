@@ -192,7 +192,9 @@ def bench_cell(cell: Cell, batches: list[int], inputs: _Inputs, threads: int, de
             except Exception as exc:
                 row.error = _first_line(exc)
             rows.append(row)
-    peak = memory.peak_rss_mib()  # since the reset above, or the process's peak (settings say which)
+    # since the reset above, or the process's peak (settings say which); at least what was
+    # resident when the window opened (the kernel updates VmHWM lazily, so it can read lower)
+    peak = max(memory.peak_rss_mib(), rss_before or 0.0)
     for row in rows:
         row.peak_rss_mb, row.rss_before_mb = peak, rss_before
     del runner
