@@ -98,8 +98,8 @@ def _qdq_with_budget(model: Path, dst: Path, work: Path, target: str, method: st
     """QDQ-quantize; keep the most sensitive layers in float (1, 2, 4, ... of them) until
     the model meets the one acceptance rule the published model is checked by
     (`_measure_int8`, on the same samples): the drop within --max-drop, and the parity
-    gate's top-1 agreement with FP32. Returns (float layers, attempts, scheme)."""
-    fp32_accuracy = ref.fp32_accuracy
+    gate's top-1 agreement with FP32. Returns (float layers, attempts, scheme, and the
+    (accuracy, parity) of the model left at `dst`, measured once, not again by the caller)."""
     import onnx
 
     from edgetl.export.onnx_export import frontend_nodes
@@ -109,7 +109,9 @@ def _qdq_with_budget(model: Path, dst: Path, work: Path, target: str, method: st
     scheme = QdqScheme.for_target(target, method, cpu)
     prepared = prepare(model, work / "prepared.onnx")
     cache = work / "calibration.json"
+    fp32_accuracy = ref.fp32_accuracy
     attempts: list[dict] = []
+    measured: list[tuple] = []  # (accuracy, parity) of the last attempt: the model at `dst`
     graph = onnx.load(str(prepared))
     frontend = frontend_nodes(graph)  # a speech model's log-mel front-end stays float
     layers = {name: nodes for name, nodes in layer_nodes(graph).items() if name not in frontend}
@@ -120,6 +122,7 @@ def _qdq_with_budget(model: Path, dst: Path, work: Path, target: str, method: st
         quantize_qdq(prepared, dst, calib, scheme, nodes, cache)
         write_artifact_card(dst, card)  # the runner reads the target from the card
         accuracy, parity = _measure_int8(dst, ref.fp32_logits, val, max_drop)
+        measured[:] = [(accuracy, parity)]
         drop = fp32_accuracy - accuracy
         attempts.append({"float_layers": len(exclude), "accuracy": accuracy, "drop": drop,
                          "agreement": parity.agreement, "agreement_needed": parity_needed(max_drop, fp32_accuracy)})
@@ -131,7 +134,7 @@ def _qdq_with_budget(model: Path, dst: Path, work: Path, target: str, method: st
     progress.info(f"calibrating on {len(calib)} samples ({scheme.method}, {scheme.activations} activations"
                   f"{', 7-bit weights for ' + scheme.cpu + ' CPUs' if scheme.reduce_range else ''})")
     if attempt([]):
-        return [], attempts, scheme
+        return [], attempts, scheme, measured[0]
     progress.info(f"INT8 does not meet --max-drop {100 * max_drop:.2f} pt and its agreement with FP32: ranking "
                   "layers by quantization error")
     ranked = [name for name, _ in rank_layers(prepared, dst, calib.x[:sensitivity_samples]) if name in layers]
@@ -144,7 +147,7 @@ def _qdq_with_budget(model: Path, dst: Path, work: Path, target: str, method: st
                             "layers in float, so little of INT8's speed is left: allow a larger --max-drop or "
                             "calibrate on more representative data"
                             + (", or use --cpu vnni if every device has VNNI/AMX" if scheme.reduce_range else ""))
-            return ranked[:k], attempts, scheme
+            return ranked[:k], attempts, scheme, measured[0]
         if k == len(ranked):
             break
         k *= 2
@@ -274,15 +277,15 @@ def _post_training(job: _Job, ref: _Reference, work: Path) -> _Int8:
         progress.info(f"NNCF {'accuracy-controlled ' if s.max_drop is not None else ''}quantization on "
                       f"{len(ref.calib)} calibration samples ({s.nncf_options.preset} preset)")
         float_layers = quantize_openvino(job.model, path, ref.calib, s.nncf_options, ref.val, s.max_drop, cpu=job.cpu)
-        attempts, scheme = [], s.nncf_options.to_dict()
+        attempts, scheme, measured = [], s.nncf_options.to_dict(), None
     else:
-        float_layers, attempts, qdq = _qdq_with_budget(job.model, path, work, s.target, s.method, ref.calib, ref.val,
-                                                       ref, s.max_drop, card, job.cpu)
+        float_layers, attempts, qdq, measured = _qdq_with_budget(job.model, path, work, s.target, s.method,
+                                                                 ref.calib, ref.val, ref, s.max_drop, card, job.cpu)
         scheme = qdq.to_dict()
     record.update(settings=scheme, float_layers=float_layers, attempts=attempts, method="post-training")
     write_artifact_card(path, card)
     int8 = _Int8(path, card, record, float_layers, attempts)
-    int8.accuracy, int8.parity = _measure_int8(path, ref.fp32_logits, ref.val, s.max_drop)
+    int8.accuracy, int8.parity = measured or _measure_int8(path, ref.fp32_logits, ref.val, s.max_drop)
     return int8
 
 
