@@ -24,7 +24,7 @@ from pathlib import Path
 
 from edgetl import progress
 from edgetl.bench.latency import measure
-from edgetl.bench.machine import cpu_name, machine_info
+from edgetl.runtime.machine import cpu_name, machine_info
 from edgetl.card import build_fingerprint
 from edgetl.data.digits import make_digits
 from edgetl.data.samples import validation_samples

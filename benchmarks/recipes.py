@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from edgetl import progress
-from edgetl.bench.machine import library_versions, machine_info
+from edgetl.runtime.machine import library_versions, machine_info
 from edgetl.pipeline.run import GateFailed, run_recipe
 
 MODELS = Path(__file__).resolve().parents[1] / "models"

@@ -75,7 +75,7 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "scale.json")
     args = ap.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from edgetl.bench.machine import machine_info
+    from edgetl.runtime.machine import machine_info
 
     sizes = [int(s) for s in args.images.split(",")]
     work = Path(tempfile.mkdtemp(prefix="edgetl-scale-"))

@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from edgetl.bench.machine import cpu_name, machine_info
+from edgetl.runtime.machine import cpu_name, machine_info
 from edgetl.card import build_fingerprint
 from edgetl.data.keywords import DEFAULT_WORDS, UNKNOWN, make_keywords
 from edgetl.errors import EdgeTLError

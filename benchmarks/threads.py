@@ -47,7 +47,7 @@ def main() -> int:
     import torch
 
     from edgetl.backbones import build_backbone
-    from edgetl.bench.machine import machine_info
+    from edgetl.runtime.machine import machine_info
     from edgetl.threads import default_threads, usable_cores
 
     bb = build_backbone("efficientnet_lite0", "default")

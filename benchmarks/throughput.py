@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from edgetl import progress
-from edgetl.bench.machine import cpu_name
+from edgetl.runtime.machine import cpu_name
 from edgetl.data.digits import make_digits
 from edgetl.finetune import finetune
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from edgetl import progress
 from edgetl.bench.latency import measure
-from edgetl.bench.machine import library_versions, machine_info
+from edgetl.runtime.machine import library_versions, machine_info
 from edgetl.data.samples import validation_samples
 from edgetl.runtime import open_runner
 

@@ -144,7 +144,7 @@ def bf16_possible() -> bool:
     the test suite as an AVX2-only one would)."""
     import os
 
-    from edgetl.bench.machine import cpu_flags
+    from edgetl.runtime.machine import cpu_flags
 
     return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"}) and "ONEDNN_MAX_CPU_ISA" not in os.environ
 

@@ -61,7 +61,7 @@ def _key(row: dict) -> str:
 
 
 def _cpu_kind(machine: dict) -> tuple[str, ...]:
-    """The instruction-set flags a report recorded (bench/machine.py records only those that
+    """The instruction-set flags a report recorded (runtime/machine.py records only those that
     change which kernels run: AVX2, AVX-512, VNNI, BF16, AMX, NEON)."""
     return tuple(sorted(machine.get("cpu_flags", [])))
 

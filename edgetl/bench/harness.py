@@ -19,7 +19,7 @@ import numpy as np
 from edgetl import progress
 from edgetl.bench import memory
 from edgetl.bench.latency import LatencyStats, time_calls
-from edgetl.bench.machine import library_versions, machine_info
+from edgetl.runtime.machine import library_versions, machine_info
 from edgetl.bench.report import BenchReport, BenchRow
 from edgetl.bench.settings import BenchSettings
 from edgetl.card import CARD_FILENAME, ModelCard

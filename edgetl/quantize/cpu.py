@@ -63,7 +63,7 @@ def cpu_target(name: str | None) -> CpuTarget:
 
 def cpu_has_vnni() -> bool:
     """True where 8-bit dot products accumulate without saturation (AVX-512 VNNI / AVX-VNNI / AMX)."""
-    from edgetl.bench.machine import cpu_flags
+    from edgetl.runtime.machine import cpu_flags
 
     return bool(cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
 
