@@ -35,7 +35,6 @@ import time
 from pathlib import Path
 
 from edgetl import progress
-from edgetl.runtime.machine import cpu_name, machine_info
 from edgetl.card import build_fingerprint
 from edgetl.data.digits import make_digits
 from edgetl.data.keywords import make_keywords
@@ -44,6 +43,7 @@ from edgetl.export import export_run
 from edgetl.finetune import finetune
 from edgetl.quantize import quantize
 from edgetl.runtime.artifacts import read_card
+from edgetl.runtime.machine import cpu_name, machine_info
 
 RESULTS = Path(__file__).parent / "results"
 RECIPE = {"strategy": "full", "lr": 1e-3, "hflip": False}

@@ -24,7 +24,6 @@ from pathlib import Path
 
 from edgetl import progress
 from edgetl.bench.latency import measure
-from edgetl.runtime.machine import cpu_name, machine_info
 from edgetl.card import build_fingerprint
 from edgetl.data.digits import make_digits
 from edgetl.data.samples import validation_samples
@@ -33,6 +32,7 @@ from edgetl.export import export_run
 from edgetl.finetune import finetune
 from edgetl.quantize import quantize
 from edgetl.runtime import open_runner
+from edgetl.runtime.machine import cpu_name, machine_info
 
 BOUNDS = {"openvino": 0.005, "onnxruntime": 0.01, "tensorrt": 0.005}
 

@@ -17,8 +17,8 @@ import sys
 from pathlib import Path
 
 from edgetl import progress
-from edgetl.runtime.machine import library_versions, machine_info
 from edgetl.pipeline.run import GateFailed, run_recipe
+from edgetl.runtime.machine import library_versions, machine_info
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 

@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 
 from edgetl.bench.latency import measure
-from edgetl.runtime.machine import cpu_name, machine_info
 from edgetl.card import build_fingerprint
 from edgetl.data.keywords import DEFAULT_WORDS, make_keywords
 from edgetl.data.samples import validation_samples
@@ -37,6 +36,7 @@ from edgetl.finetune import finetune
 from edgetl.quantize import quantize
 from edgetl.runtime import open_runner
 from edgetl.runtime.artifacts import read_onnx_card
+from edgetl.runtime.machine import cpu_name, machine_info
 
 RECIPES = {  # name: (backbone, fine-tuning options)
     "speech_embedding linear-probe": ("speech_embedding", {"strategy": "linear-probe"}),

@@ -26,7 +26,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from edgetl.runtime.machine import cpu_name, machine_info
 from edgetl.card import build_fingerprint
 from edgetl.data.keywords import DEFAULT_WORDS, UNKNOWN, make_keywords
 from edgetl.errors import EdgeTLError
@@ -35,6 +34,7 @@ from edgetl.export import export_run, write_artifact_card
 from edgetl.finetune import finetune
 from edgetl.quantize import quantize
 from edgetl.runtime.artifacts import read_onnx_card
+from edgetl.runtime.machine import cpu_name, machine_info
 from edgetl.stream_evaluation import PICKS, evaluate_stream
 
 RESULTS = Path(__file__).parent / "results"

@@ -22,9 +22,9 @@ from pathlib import Path
 import torch
 
 from edgetl import progress
-from edgetl.runtime.machine import cpu_name
 from edgetl.data.digits import make_digits
 from edgetl.finetune import finetune
+from edgetl.runtime.machine import cpu_name
 
 
 def replicate(src: Path, dst: Path, times: int) -> Path:

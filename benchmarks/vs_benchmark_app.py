@@ -27,9 +27,9 @@ from pathlib import Path
 
 from edgetl import progress
 from edgetl.bench.latency import measure
-from edgetl.runtime.machine import library_versions, machine_info
 from edgetl.data.samples import validation_samples
 from edgetl.runtime import open_runner
+from edgetl.runtime.machine import library_versions, machine_info
 
 TOLERANCE = 0.10
 

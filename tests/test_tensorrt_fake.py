@@ -8,6 +8,7 @@ from __future__ import annotations
 import shlex
 import sys
 
+import fake_cudart
 import fake_tensorrt as fake
 import numpy as np
 import onnx
@@ -22,13 +23,13 @@ from edgetl.runtime.tensorrt_runner import TensorRTRunner, engine_card_path
 
 @pytest.fixture
 def trt(monkeypatch):
-    """The stand-in as `tensorrt`, and its GPU as the CUDA device."""
+    """The stand-in as `tensorrt`, and the stand-in of cuda-python's runtime under
+    runtime/cuda_device.py, which runs for real."""
     from edgetl.runtime import cuda_device
 
     fake.reset()
     monkeypatch.setitem(sys.modules, "tensorrt", fake)
-    monkeypatch.setattr(cuda_device, "CudaDevice", fake.FakeDevice)
-    monkeypatch.setattr(cuda_device, "device_facts", lambda index=0: fake.FakeDevice(index).facts())
+    monkeypatch.setattr(cuda_device, "_cudart", lambda: fake_cudart)
     return fake
 
 
@@ -128,7 +129,7 @@ def test_builder_calls_and_the_trtexec_line_are_the_same_build(case, trt, models
     engine_card = ModelCard.load(engine_card_path(spec.out))
     assert engine_card.source["tensorrt"]["gpu"] == "Orin (fake)" and engine_card.precision == (
         "int8" if model == "qdq" else "fp16" if flags & {"--fp16"} else "fp32")
-    assert ("set_device", 0) in calls
+    assert ("cudaSetDevice", 0) in fake_cudart.CALLS  # the GPU of --gpu made current before the build
 
 
 def test_impossible_builds_are_refused_with_the_remedy(models, tmp_path):
@@ -169,7 +170,8 @@ def test_the_runner_binds_every_tensor_by_name_and_dtype(trt, quant_onnx, tmp_pa
     out = runner.infer_named({"input": x, "lengths": np.array([1, 2, 3])})
     assert out["logits"].dtype == np.float16
     np.testing.assert_allclose(out["logits"], x[:, :2] * np.array([[1], [2], [3]]))
-    assert ("execute", fake.FakeDevice.stream) in trt.RECORD.calls  # its own stream, not the legacy default
+    assert [c for c in trt.RECORD.calls if c[0] == "execute"] == [("execute", s) for s in fake_cudart.STREAMS]
+    assert 0 not in fake_cudart.STREAMS  # its own stream, not the legacy default
     with pytest.raises(ConfigError, match="2 inputs"):
         runner.infer(x)
     with pytest.raises(ConfigError, match="missing input"):
@@ -186,3 +188,68 @@ def test_an_engine_tensorrt_cannot_load_is_a_rebuild_error(trt, quant_onnx, tmp_
     with pytest.raises(ArtifactError, match="could not create the engine") as exc:
         TensorRTRunner.load(path)
     assert "edgetl build-engine m.onnx" in exc.value.hint
+
+
+def test_buffers_are_allocated_once_pinned_and_freed_on_close(trt, quant_onnx, tmp_path):
+    """runtime/cuda_device.py over the stand-in of cuda-python: repeated calls reuse the
+    device and pinned buffers (a larger batch grows them once), copies go through pinned
+    memory (the stand-in refuses pageable), and close frees everything."""
+    runner = TensorRTRunner.load(_fake_engine(tmp_path, quant_onnx), device="cuda:0")
+    assert runner.gpu.via == "cuda-python"
+
+    def run(n):
+        x = np.random.default_rng(n).normal(size=(n, 3))
+        out = runner.infer_named({"input": x, "lengths": np.arange(n)})["logits"]
+        np.testing.assert_allclose(out, (x[:, :2] * np.arange(n)[:, None]).astype(np.float16))
+        return out
+
+    first = run(3)
+    for _ in range(4):
+        run(3)
+    assert fake_cudart.count("cudaMalloc") == 3 and fake_cudart.count("cudaMallocHost") == 3  # one per tensor
+    run(2)  # smaller: the same buffers
+    assert fake_cudart.count("cudaMalloc") == 3
+    run(6)  # larger: each tensor's buffers grow once, the old ones freed
+    assert fake_cudart.count("cudaMalloc") == 6 and fake_cudart.count("cudaFree") == 3
+    assert len(fake_cudart.DEVICE) == 3 and len(fake_cudart.PINNED) == 3
+    assert not np.shares_memory(first, runner.buffers["logits"].host_memory)  # results are copies
+    runner.close()
+    assert fake_cudart.DEVICE == {} and fake_cudart.PINNED == {} and fake_cudart.STREAMS == set()
+
+
+def test_a_cuda_runtime_newer_than_the_driver_is_named_with_its_remedy(trt, monkeypatch):
+    """cuda-python 13 on JetPack 6's CUDA 12.6 driver: the first call answers
+    cudaErrorInsufficientDriver; torch is tried, and without it the error says which
+    cuda-python to install."""
+    from edgetl.errors import BackendUnavailable
+    from edgetl.runtime import cuda_device
+
+    fake_cudart.reset(driver=12060, runtime=13000)
+    monkeypatch.setattr(cuda_device, "_torch_cuda", lambda: None)
+    with pytest.raises(BackendUnavailable, match="cudaErrorInsufficientDriver") as exc:
+        cuda_device.CudaDevice(0)
+    assert "CUDA 13.0 runtime" in exc.value.message and "CUDA 12.6" in exc.value.message
+    assert exc.value.hint.startswith("pip install 'cuda-python>=12,<13'")
+    report = cuda_device.gpu_report(0)
+    assert report["compatible"] is False and report["found"] is False
+    assert report["driver_cuda"] == "12.6" and "cuda-python>=12,<13" in report["problem"]
+
+    class TorchCuda:  # a CUDA build of torch, as far as the fallback reads it
+        def __init__(self):
+            self.current = None
+            self.cuda = self
+
+        def set_device(self, index):
+            self.current = index
+
+        def get_device_properties(self, index):
+            return type("Props", (), {"name": "Orin", "major": 8, "minor": 7})
+
+    torch = TorchCuda()
+    monkeypatch.setattr(cuda_device, "_torch_cuda", lambda: torch)
+    device = cuda_device.CudaDevice(0)
+    assert device.via == "torch" and torch.current == 0 and "cudaErrorInsufficientDriver" in device.cause
+    assert device.facts() == {"gpu": "Orin", "compute_capability": "8.7"}
+    fake_cudart.reset()  # a matching runtime: cuda-python itself
+    assert cuda_device.CudaDevice(0).via == "cuda-python"
+    assert cuda_device.gpu_report(0)["compatible"] is True

@@ -19,7 +19,6 @@ import numpy as np
 from edgetl import progress
 from edgetl.bench import memory
 from edgetl.bench.latency import LatencyStats, time_calls
-from edgetl.runtime.machine import library_versions, machine_info
 from edgetl.bench.report import BenchReport, BenchRow
 from edgetl.bench.settings import BenchSettings
 from edgetl.card import CARD_FILENAME, ModelCard
@@ -29,6 +28,7 @@ from edgetl.runtime import BACKENDS, open_runner
 from edgetl.runtime.artifacts import kind_of
 from edgetl.runtime.backends import backend_for, check_precision_hint
 from edgetl.runtime.bundle import Bundle, runnable_here
+from edgetl.runtime.machine import library_versions, machine_info
 from edgetl.threads import resolve_threads
 
 # Which FP32 row of a run is the reference for drop and agreement: the training

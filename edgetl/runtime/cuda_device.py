@@ -1,12 +1,17 @@
-"""CUDA device facts, memory and streams for the TensorRT path, without torch.
+"""CUDA device facts, memory and a stream for the TensorRT path, without torch.
 
 JetPack ships TensorRT with neither torch nor cuda-python, so this takes cuda-python (the
-`tensorrt` extra installs it) and falls back to a CUDA build of torch when that is what
-the machine has. `device_facts` never fails: a build must not be lost after the engine
-exists because the GPU's name could not be read.
+`tensorrt` extra installs it) and falls back to a CUDA build of torch when cuda-python
+cannot be imported or its first call fails (a CUDA 13 cuda-python on a CUDA 12 driver
+answers cudaErrorInsufficientDriver); the cause is kept and said. Buffers for an engine's
+tensors are allocated once and reused: device memory plus a pinned host mirror, so the
+copies run asynchronously on the device's own stream as trtexec's do. `device_facts`
+never fails: a build must not be lost after the engine exists because the GPU's name
+could not be read.
 """
 from __future__ import annotations
 
+import ctypes
 import importlib
 import logging
 
@@ -16,6 +21,13 @@ from edgetl.errors import ArtifactError, BackendUnavailable
 
 log = logging.getLogger("edgetl")
 UNKNOWN = {"gpu": "unknown", "compute_capability": "unknown"}
+INSUFFICIENT_DRIVER = 35  # cudaErrorInsufficientDriver: the runtime is newer than the driver
+_PIN = "pip install 'edgetl[tensorrt]' (cuda-python for CUDA 12)"
+
+
+def cuda_version(number: int) -> str:
+    """CUDA's integer versions (12060) as people write them (12.6)."""
+    return f"{number // 1000}.{number % 1000 // 10}"
 
 
 def _cudart():
@@ -35,115 +47,218 @@ def _torch_cuda():
     return torch if torch.cuda.is_available() else None
 
 
-def _check(result, what: str):
+def cuda_versions(cudart) -> dict:
+    """The CUDA version the driver supports and the one cuda-python's runtime is; both calls
+    answer even where the runtime is too new for the driver."""
+    out = {}
+    for key, call in (("driver_cuda", "cudaDriverGetVersion"), ("runtime_cuda", "cudaRuntimeGetVersion")):
+        err, *value = getattr(cudart, call)()
+        out[key] = cuda_version(int(value[0])) if int(err) == 0 and value and int(value[0]) > 0 else None
+    return out
+
+
+def mismatch(versions: dict) -> str | None:
+    """Why cuda-python's runtime cannot run on this driver (CUDA runs a runtime of the
+    driver's major version or older: minor-version compatibility), or None."""
+    driver, runtime = versions.get("driver_cuda"), versions.get("runtime_cuda")
+    if not driver:
+        return "no NVIDIA driver answers (is there a GPU? nvidia-smi)"
+    if runtime and int(runtime.split(".")[0]) > int(driver.split(".")[0]):
+        major = int(driver.split(".")[0])
+        return (f"cuda-python's CUDA {runtime} runtime needs a newer driver than this one, which supports CUDA "
+                f"{driver}: pip install 'cuda-python>={major},<{major + 1}' (or update the NVIDIA driver)")
+    return None
+
+
+def _check(cudart, result, what: str):
     """cuda-python calls return (error, value...); raise on an error, return the values."""
     err, *values = result if isinstance(result, tuple) else (result,)
     if int(err) != 0:
-        raise ArtifactError(f"CUDA {what} failed ({err})", hint="check nvidia-smi and the CUDA driver; rebuild the engine")
+        try:
+            name = cudart.cudaGetErrorName(err)[1]
+            name = name.decode() if isinstance(name, bytes) else str(name)
+        except Exception:  # noqa: BLE001 - the number alone still says it
+            name = "error"
+        cause = mismatch(cuda_versions(cudart)) if int(err) == INSUFFICIENT_DRIVER else None
+        raise ArtifactError(f"CUDA {what} failed: {name} ({int(err)})" + (f"; {cause}" if cause else ""),
+                            hint=cause.split(": ", 1)[1] if cause else
+                            "check nvidia-smi and the CUDA driver; rebuild the engine on this device")
     return values[0] if len(values) == 1 else tuple(values)
 
 
+class IOBuffer:
+    """One tensor's device memory and its pinned host mirror, for up to `capacity` bytes;
+    `host` is the mirror viewed with the current shape."""
+
+    def __init__(self, address: int, host_memory: np.ndarray, capacity: int, keep=()):
+        self.address, self.host_memory, self.capacity, self.keep = address, host_memory, capacity, keep
+        self.host = host_memory[:0]
+
+    def shape_as(self, shape: tuple[int, ...], dtype) -> np.ndarray:
+        nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        self.host = self.host_memory[:nbytes].view(dtype).reshape(shape)
+        return self.host
+
+
 class CudaDevice:
-    """One GPU, made current: its facts, device buffers for numpy arrays, and a stream of its own."""
+    """One GPU, made current: its facts, reusable tensor buffers, and a stream of its own."""
 
     def __init__(self, index: int = 0):
-        self.index = index
-        self.cudart, self.torch = _cudart(), None
+        self.index, self.cudart, self.torch, self.cause = index, None, None, None
+        self.versions: dict = {}
+        self._facts: dict | None = None
+        self._stream = None
+        self._buffers: list[IOBuffer] = []
+        cudart = _cudart()
+        if cudart is None:
+            self.cause = "cuda-python is not installed"
+        else:
+            try:
+                self.versions = cuda_versions(cudart)
+                _check(cudart, cudart.cudaSetDevice(index), f"cudaSetDevice({index})")
+                self.cudart = cudart
+            except ArtifactError as exc:  # the first call failed: try torch before giving up
+                self.cause = exc.message
         if self.cudart is None:
             self.torch = _torch_cuda()
             if self.torch is None:
-                raise BackendUnavailable("neither cuda-python nor a CUDA build of torch is installed to reach the GPU",
-                                         hint="pip install 'edgetl[tensorrt]' (installs cuda-python)")
-        self.set_current()
-        self._stream = None
+                raise BackendUnavailable(f"cannot reach the GPU: {self.cause}, and no CUDA build of torch to fall "
+                                         "back on", hint=(mismatch(self.versions) or "").split(": ", 1)[-1] or _PIN)
+            log.warning("GPU memory through torch: %s", self.cause)
+            self.torch.cuda.set_device(index)
+
+    @property
+    def via(self) -> str:
+        return "cuda-python" if self.cudart else "torch"
 
     @property
     def stream(self):
         """A stream of its own (not the legacy default one), made when first used."""
         if self._stream is None:
             if self.cudart:
-                self._stream = _check(self.cudart.cudaStreamCreate(), "stream creation")
+                self._stream = _check(self.cudart, self.cudart.cudaStreamCreate(), "stream creation")
             else:
-                self.stream_obj = self.torch.cuda.Stream(device=self.index)
-                self._stream = self.stream_obj.cuda_stream
+                self._torch_stream = self.torch.cuda.Stream(device=self.index)
+                self._stream = self._torch_stream.cuda_stream
         return self._stream
-
-    def _torch_stream(self):
-        self.stream  # noqa: B018 - made on first use
-        return self.stream_obj
 
     def set_current(self) -> None:
         if self.cudart:
-            _check(self.cudart.cudaSetDevice(self.index), f"cudaSetDevice({self.index})")
+            _check(self.cudart, self.cudart.cudaSetDevice(self.index), f"cudaSetDevice({self.index})")
         else:
             self.torch.cuda.set_device(self.index)
 
     def facts(self) -> dict:
-        if self.cudart:
-            props = _check(self.cudart.cudaGetDeviceProperties(self.index), "device query")
-            name = props.name.decode() if isinstance(props.name, bytes) else str(props.name)
-            return {"gpu": name.rstrip("\x00"), "compute_capability": f"{props.major}.{props.minor}"}
-        props = self.torch.cuda.get_device_properties(self.index)
-        return {"gpu": props.name, "compute_capability": f"{props.major}.{props.minor}"}
+        """GPU name and compute capability, read once."""
+        if self._facts is None:
+            if self.cudart:
+                props = _check(self.cudart, self.cudart.cudaGetDeviceProperties(self.index), "device query")
+                name = props.name.decode(errors="replace") if isinstance(props.name, bytes) else str(props.name)
+                self._facts = {"gpu": name.split("\x00")[0], "compute_capability": f"{props.major}.{props.minor}"}
+            else:
+                props = self.torch.cuda.get_device_properties(self.index)
+                self._facts = {"gpu": props.name, "compute_capability": f"{props.major}.{props.minor}"}
+        return dict(self._facts)
 
-    def empty(self, shape: tuple[int, ...], dtype: np.dtype):
-        """A device buffer; returns (address, handle) where the handle keeps it alive."""
-        nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    def buffer(self, nbytes: int) -> IOBuffer:
+        """Device memory and a pinned host mirror of `nbytes`, kept until `free` or `close`."""
+        nbytes = max(1, int(nbytes))
         if self.cudart:
-            ptr = _check(self.cudart.cudaMalloc(max(1, nbytes)), "cudaMalloc")
-            return int(ptr), _Buffer(self.cudart, ptr, tuple(shape), np.dtype(dtype))
-        t = self.torch.empty(tuple(shape), dtype=_torch_dtype(self.torch, dtype), device=f"cuda:{self.index}")
-        return t.data_ptr(), t
+            address = int(_check(self.cudart, self.cudart.cudaMalloc(nbytes), "cudaMalloc"))
+            try:
+                pinned = int(_check(self.cudart, self.cudart.cudaMallocHost(nbytes), "cudaMallocHost"))
+            except ArtifactError:
+                self.cudart.cudaFree(address)
+                raise
+            host = np.ctypeslib.as_array((ctypes.c_uint8 * nbytes).from_address(pinned))
+            buf = IOBuffer(address, host, nbytes, keep=(pinned,))
+        else:
+            device = self.torch.empty(nbytes, dtype=self.torch.uint8, device=f"cuda:{self.index}")
+            pinned = self.torch.empty(nbytes, dtype=self.torch.uint8, pin_memory=True)
+            buf = IOBuffer(device.data_ptr(), pinned.numpy(), nbytes, keep=(device, pinned))
+        self._buffers.append(buf)
+        return buf
 
-    def upload(self, array: np.ndarray):
-        address, handle = self.empty(array.shape, array.dtype)
+    def free(self, buf: IOBuffer) -> None:
+        if buf in self._buffers:
+            self._buffers.remove(buf)
+            if self.cudart:
+                self.cudart.cudaFree(buf.address)
+                self.cudart.cudaFreeHost(buf.keep[0])
+            buf.keep, buf.host, buf.host_memory = (), None, None
+
+    def to_device(self, buf: IOBuffer) -> None:
+        """Copy the host mirror (as shaped) to the device, asynchronously on the stream."""
         if self.cudart:
             kind = self.cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
-            _check(self.cudart.cudaMemcpyAsync(address, array.ctypes.data, array.nbytes, kind, self.stream), "copy to GPU")
+            _check(self.cudart, self.cudart.cudaMemcpyAsync(buf.address, buf.host.ctypes.data, buf.host.nbytes, kind,
+                                                            self.stream), "copy to GPU")
         else:
-            with self.torch.cuda.stream(self._torch_stream()):
-                handle.copy_(self.torch.from_numpy(array), non_blocking=False)
-        return address, handle
+            self.stream  # noqa: B018 - made on first use
+            with self.torch.cuda.stream(self._torch_stream):
+                buf.keep[0][:buf.host.nbytes].copy_(buf.keep[1][:buf.host.nbytes], non_blocking=True)
 
-    def download(self, handle) -> np.ndarray:
+    def to_host(self, buf: IOBuffer) -> None:
+        """Copy the device memory into the host mirror (as shaped); valid after `synchronize`."""
         if self.cudart:
-            out = np.empty(handle.shape, handle.dtype)
             kind = self.cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
-            _check(self.cudart.cudaMemcpyAsync(out.ctypes.data, handle.ptr, out.nbytes, kind, self.stream), "copy from GPU")
-            self.synchronize()
-            return out
-        self.synchronize()
-        return handle.cpu().numpy()
+            _check(self.cudart, self.cudart.cudaMemcpyAsync(buf.host.ctypes.data, buf.address, buf.host.nbytes, kind,
+                                                            self.stream), "copy from GPU")
+        else:
+            self.stream  # noqa: B018
+            with self.torch.cuda.stream(self._torch_stream):
+                buf.keep[1][:buf.host.nbytes].copy_(buf.keep[0][:buf.host.nbytes], non_blocking=True)
 
     def synchronize(self) -> None:
         if self.cudart:
-            _check(self.cudart.cudaStreamSynchronize(self.stream), "stream synchronize")
+            _check(self.cudart, self.cudart.cudaStreamSynchronize(self.stream), "stream synchronize")
         else:
-            self._torch_stream().synchronize()
+            self.stream  # noqa: B018
+            self._torch_stream.synchronize()
 
-
-class _Buffer:
-    def __init__(self, cudart, ptr, shape, dtype):
-        self.cudart, self.ptr, self.shape, self.dtype = cudart, ptr, shape, dtype
-
-    def __del__(self):
-        try:
-            self.cudart.cudaFree(self.ptr)
-        except Exception:  # interpreter shutdown
-            pass
-
-
-def _torch_dtype(torch, dtype):
-    return {np.dtype("float32"): torch.float32, np.dtype("float16"): torch.float16, np.dtype("int32"): torch.int32,
-            np.dtype("int64"): torch.int64, np.dtype("int8"): torch.int8, np.dtype("uint8"): torch.uint8,
-            np.dtype("bool"): torch.bool}[np.dtype(dtype)]
+    def close(self) -> None:
+        """Free every buffer and the stream."""
+        for buf in list(self._buffers):
+            self.free(buf)
+        if self.cudart and self._stream is not None:
+            self.cudart.cudaStreamDestroy(self._stream)
+        self._stream = None
 
 
 def device_facts(index: int = 0) -> dict:
-    """GPU name and compute capability, or "unknown" with a warning (never an error)."""
+    """GPU name and compute capability, with that GPU made current for what follows (a
+    build); "unknown" with a warning, never an error."""
     try:
-        return CudaDevice(index).facts()
+        device = CudaDevice(index)
+        facts = device.facts()
+        device.close()
+        return facts
     except Exception as exc:  # noqa: BLE001 - facts are for the card; the build must go on
         log.warning("could not read the GPU's name and compute capability (%s); the card records 'unknown'",
                     getattr(exc, "message", exc))
         return dict(UNKNOWN)
+
+
+def gpu_report(index: int = 0) -> dict:
+    """What `doctor` says about the GPU: found or not, through what, its facts, the driver's
+    and runtime's CUDA versions and whether they go together, and the remedy when not."""
+    cudart = _cudart()
+    report = {"found": False, "via": None, **UNKNOWN, "driver_cuda": None, "runtime_cuda": None,
+              "compatible": None, "problem": None}
+    if cudart is not None:
+        try:
+            report.update(cuda_versions(cudart))
+        except Exception as exc:  # noqa: BLE001 - a broken binding is itself the answer
+            report["problem"] = f"cuda-python cannot be called: {exc}"
+        problem = mismatch(report)
+        report["compatible"] = problem is None if report["driver_cuda"] else None
+        report["problem"] = report["problem"] or problem
+    try:
+        device = CudaDevice(index)
+        report.update(found=True, via=device.via, **device.facts())
+        if device.cause:
+            report["problem"] = report["problem"] or device.cause
+        device.close()
+    except Exception as exc:  # noqa: BLE001
+        report["problem"] = report["problem"] or getattr(exc, "message", str(exc))
+    return report

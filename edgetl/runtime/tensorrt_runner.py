@@ -73,7 +73,7 @@ class TensorRTRunner(Runner):
         runner.inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         runner.outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
         runner.dtypes = {n: np.dtype(trt.nptype(engine.get_tensor_dtype(n))) for n in names}
-        runner.batch_ranges = {}
+        runner.batch_ranges, runner.buffers = {}, {}
         for name in runner.inputs:
             if tuple(engine.get_tensor_shape(name))[0] == -1:  # a dynamic batch: the profile's range
                 low, _, high = engine.get_tensor_profile_shape(name, 0)
@@ -100,31 +100,46 @@ class TensorRTRunner(Runner):
         if missing:
             raise ConfigError(f"missing input(s) {', '.join(missing)} for {self.path.name}",
                               hint=f"pass {', '.join(self.inputs)}")
-        keep = []  # device buffers live until the results are copied back
         for name in self.inputs:
-            array = np.ascontiguousarray(feeds[name], dtype=self.dtypes[name])
+            array = np.asarray(feeds[name])
             low, high = self.batch_ranges[name]
             if not low <= len(array) <= high:
                 raise ConfigError(f"batch {len(array)} is outside the engine's profile ({low} to {high})",
                                   hint="rebuild with --batch MIN:OPT:MAX covering it")
-            address, handle = self.gpu.upload(array)
-            keep.append(handle)
             if not self.context.set_input_shape(name, tuple(array.shape)):
                 raise ConfigError(f"TensorRT refused the shape {tuple(array.shape)} for input {name}",
                                   hint="pass inputs shaped as the model's card says")
-            self.context.set_tensor_address(name, address)
-        results = {}
+            buf = self._bound(name, tuple(array.shape))
+            buf.host[...] = array  # cast to the engine's dtype, into pinned memory
+            self.gpu.to_device(buf)
         for name in self.outputs:
-            address, handle = self.gpu.empty(tuple(self.context.get_tensor_shape(name)), self.dtypes[name])
-            results[name] = handle
-            self.context.set_tensor_address(name, address)
+            self._bound(name, tuple(self.context.get_tensor_shape(name)))
         if not self.context.execute_async_v3(self.gpu.stream):
             raise ArtifactError(f"TensorRT failed to run {self.path.name}",
                                 hint="see the TensorRT log above; rebuild the engine on this device")
-        return {name: self.gpu.download(handle) for name, handle in results.items()}
+        for name in self.outputs:
+            self.gpu.to_host(self.buffers[name])
+        self.gpu.synchronize()
+        return {name: self.buffers[name].host.copy() for name in self.outputs}  # the buffers are reused
+
+    def _bound(self, name: str, shape: tuple[int, ...]):
+        """The tensor's buffer shaped for this call, bound to the context; memory is
+        allocated only when a call needs more than any before it (trtexec allocates once)."""
+        nbytes = int(np.prod(shape)) * self.dtypes[name].itemsize
+        buf = self.buffers.get(name)
+        if buf is None or buf.capacity < nbytes:
+            if buf is not None:
+                self.gpu.free(buf)
+            buf = self.buffers[name] = self.gpu.buffer(nbytes)
+            self.context.set_tensor_address(name, buf.address)
+        buf.shape_as(shape, self.dtypes[name])
+        return buf
 
     def close(self) -> None:
-        self.context = self.engine = self.runtime = None
+        self.context = self.engine = self.runtime = None  # the context goes before the memory it reads
+        if getattr(self, "gpu", None) is not None:
+            self.gpu.close()
+        self.buffers = {}
 
 
 def _needed(value, what: str, hint: str):
