@@ -84,9 +84,13 @@ def package(run, out, targets=("openvino", "onnxruntime"), **options):
 
 def verify(bundle, backend: str | None = None):
     """Check a bundle on this machine: checksums, then its reference files through each
-    target it can run; a TargetCheck per target (torch-free)."""
+    target it can run (a TensorRT target's engine built for this GPU first, where TensorRT
+    is); a TargetCheck per target, skipped ones with the reason (torch-free)."""
+    from edgetl.quantize.tensorrt_engine import bundle_engine
     from edgetl.runtime.verify import verify as _verify
 
+    if backend in (None, "auto", "tensorrt"):
+        bundle_engine(bundle)
     return _verify(bundle, backend=backend)
 
 

@@ -153,8 +153,9 @@ def test_the_runtime_imports_no_training_side_module():
     runtime = [m for m in g if _in(m, ("edgetl.runtime",))]
     assert len(runtime) > 5
     reached = {b for m in runtime for b in g[m]}
-    assert reached and all(_in(b, ("edgetl.runtime", "edgetl.modality", "edgetl.card", "edgetl.errors", "edgetl.settings",
-                                   "edgetl.progress", "edgetl._version", "edgetl.threads")) for b in reached), reached
+    allowed = ("edgetl.runtime", "edgetl.modality", "edgetl.card", "edgetl.errors", "edgetl.settings", "edgetl.progress",
+               "edgetl._version", "edgetl.threads", "edgetl.paths")
+    assert reached and all(_in(b, allowed) for b in reached), reached
 
 
 @pytest.mark.parametrize("planted", [

@@ -30,6 +30,7 @@ def trt(monkeypatch):
     fake.reset()
     monkeypatch.setitem(sys.modules, "tensorrt", fake)
     monkeypatch.setattr(cuda_device, "_cudart", lambda: fake_cudart)
+    monkeypatch.setattr("edgetl.runtime.machine.nvidia_driver", lambda: "540.3.0")  # JetPack 6's
     return fake
 
 
@@ -253,3 +254,56 @@ def test_a_cuda_runtime_newer_than_the_driver_is_named_with_its_remedy(trt, monk
     fake_cudart.reset()  # a matching runtime: cuda-python itself
     assert cuda_device.CudaDevice(0).via == "cuda-python"
     assert cuda_device.gpu_report(0)["compatible"] is True
+
+
+def test_verify_builds_a_bundles_engine_into_the_cache_then_reuses_it(trt, tiny_run, tmp_path, monkeypatch):
+    """A bundle with a TensorRT target on a device with TensorRT: the first verify builds the
+    engine from the bundle's QDQ model into the cache and checks it against the reference
+    files like any target; the second reuses it; an engine for another compute capability
+    in its place is refused with that reason and built again."""
+    import json
+    import shutil
+
+    from click.testing import CliRunner
+
+    from edgetl.cli import cli
+    from edgetl.runtime.bundle import Bundle
+    from edgetl.runtime.targets import target_problem
+
+    monkeypatch.setenv("EDGETL_CACHE_DIR", str(tmp_path / "cache"))
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    bundle = tmp_path / "bundle"
+    packaged = CliRunner().invoke(cli, ["-q", "package", str(run), "--targets", "tensorrt,onnxruntime",
+                                        "--out", str(bundle)])
+    assert packaged.exit_code == 0, packaged.output
+    assert "no engine built for this GPU yet" in target_problem(Bundle.open(bundle), "tensorrt")
+
+    def verify():
+        result = CliRunner().invoke(cli, ["verify", str(bundle), "--json"])
+        assert result.exit_code == 0, result.output
+        return {c["target"]: c for c in json.loads(result.output[result.output.index("["):])}, result.output
+
+    def builds():
+        return sum(c[0] == "build" for c in trt.RECORD.calls)
+
+    checks, _ = verify()
+    engines = list((tmp_path / "cache" / "engines").rglob("*.engine"))
+    assert len(engines) == 1 and engines[0].name == "trt10.3.0-cc8.7-orin-fake.engine"
+    assert builds() == 1 and checks["tensorrt"]["backend"] == "tensorrt"
+    assert checks["tensorrt"]["passed"] and checks["tensorrt"]["agreement"] == 1.0 and checks["tensorrt"]["n"] >= 3
+    assert checks["tensorrt"]["notes"] == []
+    assert target_problem(Bundle.open(bundle), "tensorrt") is None  # predict and bench now run the engine
+
+    checks, _ = verify()
+    assert builds() == 1 and checks["tensorrt"]["backend"] == "tensorrt"  # reused
+
+    card_path = engine_card_path(engines[0])
+    card = json.loads(card_path.read_text())
+    card["source"]["tensorrt"].update(compute_capability="7.2", gpu="Xavier")
+    card_path.write_text(json.dumps(card))
+    assert "built for Xavier (compute capability 7.2)" in target_problem(Bundle.open(bundle), "tensorrt")
+    checks, output = verify()
+    assert "not loaded" in output and "compute capability 7.2" in output
+    assert builds() == 2 and checks["tensorrt"]["passed"]
+    assert json.loads(card_path.read_text())["source"]["tensorrt"]["compute_capability"] == "8.7"

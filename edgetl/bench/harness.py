@@ -27,8 +27,9 @@ from edgetl.errors import ArtifactError, ConfigError, DataError, EdgeTLError
 from edgetl.runtime import BACKENDS, open_runner
 from edgetl.runtime.artifacts import kind_of
 from edgetl.runtime.backends import backend_for, check_precision_hint
-from edgetl.runtime.bundle import Bundle, runnable_here
+from edgetl.runtime.bundle import Bundle
 from edgetl.runtime.machine import library_versions, machine_info
+from edgetl.runtime.targets import model_for, target_problem
 from edgetl.threads import resolve_threads
 
 # Which FP32 row of a run is the reference for drop and agreement: the training
@@ -64,8 +65,8 @@ def expand_artifacts(artifacts, backends: list[str] | None = None, precision_hin
         if kind_of(path).name == "bundle":  # its models, on the backends they were packaged for
             bundle = Bundle.open(path)
             bundle.check_checksums()
-            members += [(*bundle.artifact(t), bundle.root) for t in bundle.targets
-                        if runnable_here(t, bundle.targets[t])]
+            members += [(*model_for(bundle, t), bundle.root) for t in bundle.targets
+                        if target_problem(bundle, t) is None]
             continue
         if path.is_dir():
             if not (path / CARD_FILENAME).is_file():

@@ -36,13 +36,17 @@ def package_cmd(run, out, overwrite, **values):
 def verify_cmd(bundle, backend, threads, as_json):
     """Check on this device that BUNDLE computes what was packaged: every checksum, then the
     reference files from their raw bytes through the runtime's preprocessing and each
-    model. Exit 1 with the figures when an answer differs."""
+    model. On a device with TensorRT, a TensorRT target's engine is built for this GPU
+    first (kept in the engine cache). Exit 1 with the figures when an answer differs."""
     from rich.markup import escape
     from rich.table import Table
 
     from edgetl.progress import print_table, results_console
+    from edgetl.quantize.tensorrt_engine import bundle_engine
     from edgetl.runtime.verify import verify
 
+    if backend in (None, "auto", "tensorrt"):
+        bundle_engine(bundle)
     checks = verify(bundle, backend=backend, threads=threads)
     if as_json:
         click.echo(json.dumps([c.to_dict() for c in checks], indent=2))
@@ -51,10 +55,15 @@ def verify_cmd(bundle, backend, threads, as_json):
         for col in ("target", "runs on", "precision", "files", "same top-1", "max score diff", "tolerance", "ok"):
             table.add_column(col, justify="left" if col in ("target", "runs on", "precision") else "right")
         for c in checks:
+            if c.skipped:
+                table.add_row(c.target, "-", c.precision, "-", "-", "-", "-", "skipped")
+                continue
             table.add_row(c.target, c.backend, c.precision, str(c.n), f"{100 * c.agreement:.1f}%",
                           f"{c.max_score_diff:.2e}", f"{c.tolerance:g}", "yes" if c.passed else "[red]NO[/]")
         print_table(table, results_console())
         for c in checks:
+            for line in ([f"skipped: {c.skipped}"] if c.skipped else []) + [f"note: {n}" for n in c.notes]:
+                click.echo(f"{c.target}: {escape(line)}", err=True)
             for failure in c.failures:
                 click.echo(f"{c.target}: {escape(failure)}", err=True)
     if not all(c.passed for c in checks):

@@ -11,45 +11,19 @@ for that model. With 7-bit weights (|w| <= 64) a pair sums to at most 32,640: no
 saturation anywhere.
 
 So the choice is made for the CPU the model will run on, never for the machine that
-builds it, and the default is right on every x86 CPU.
+builds it, and the default is right on every x86 CPU. The kinds themselves, and which
+of them a CPU computes exactly, are facts of the device (runtime/machine.py).
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
-import platform
 
 from edgetl.errors import ConfigError
+from edgetl.runtime.machine import CPU_TARGETS, CpuTarget, cpu_has_vnni, host_is_arm
 
 log = logging.getLogger("edgetl")
 
 
-@dataclasses.dataclass(frozen=True)
-class CpuTarget:
-    name: str
-    seven_bit_weights: bool  # weights in [-64, 64]: products summed in int16 pairs cannot saturate
-    symmetric_activations: bool  # int8 activations with zero point 0 (ARM's dot-product kernels)
-    description: str
-
-    @property
-    def overflow_fix(self) -> str:
-        """NNCF's OverflowFix value that gives these weights (NNCF's own default,
-        first_layer_only, is right on no CPU: see the module docstring)."""
-        return "enable" if self.seven_bit_weights else "disable"
-
-    def to_dict(self) -> dict:
-        return {**dataclasses.asdict(self), "overflow_fix": self.overflow_fix}
-
-
-CPU_TARGETS = {
-    "portable": CpuTarget("portable", True, False,
-                          "any x86-64 CPU (AVX2 without VNNI included) and ARM: 7-bit weights, so the result is the "
-                          "same on every CPU"),
-    "vnni": CpuTarget("vnni", False, False,
-                      "x86 CPUs with VNNI or AMX (AVX512-VNNI, AVX-VNNI): full 8-bit weights; loses accuracy on "
-                      "AVX2-only CPUs"),
-    "arm": CpuTarget("arm", False, True, "ARM CPUs: symmetric int8 activations, full 8-bit weights"),
-}
 DEFAULT_CPU = "portable"
 
 
@@ -59,17 +33,6 @@ def cpu_target(name: str | None) -> CpuTarget:
     if name not in CPU_TARGETS:
         raise ConfigError(f"unknown --cpu {name!r}", hint=f"use one of {', '.join(CPU_TARGETS)}")
     return CPU_TARGETS[name]
-
-
-def cpu_has_vnni() -> bool:
-    """True where 8-bit dot products accumulate without saturation (AVX-512 VNNI / AVX-VNNI / AMX)."""
-    from edgetl.runtime.machine import cpu_flags
-
-    return bool(cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
-
-
-def host_is_arm() -> bool:
-    return platform.machine().lower() in ("arm64", "aarch64")
 
 
 def warn_if_host_differs(target: CpuTarget) -> None:

@@ -315,3 +315,36 @@ def _needed(value, what: str):
     if value is None:
         raise ArtifactError(f"TensorRT could not create {what}", hint="see the TensorRT log above")
     return value
+
+
+def bundle_engine(bundle_path, device: int = 0) -> Path | None:
+    """On a device with TensorRT and a GPU, the engine of a bundle's TensorRT target for
+    this GPU and TensorRT version: the bundle's own or a cached one when built for them,
+    else built now from the target's model into the engine cache (runtime/targets.py),
+    replacing a cached engine that was refused. None where the bundle has no TensorRT
+    target or this machine cannot run TensorRT (verify then says why)."""
+    from edgetl.runtime.bundle import Bundle
+    from edgetl.runtime.machine import backend_problem
+    from edgetl.runtime.targets import engine_cache_path, tensorrt_here, usable_engine
+
+    bundle = Bundle.open(bundle_path)
+    if "tensorrt" not in bundle.targets or backend_problem("tensorrt"):
+        return None
+    here = tensorrt_here(device)
+    engine, refusals = usable_engine(bundle, here)
+    for refusal in refusals:
+        log.warning("not loaded: %s", refusal)
+    if engine:
+        return engine
+    model = bundle.root / bundle.targets["tensorrt"].model
+    bundle.check_checksums([bundle.targets["tensorrt"].model])
+    out = engine_cache_path(model, here)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    card, qdq = check_spec(EngineSpec(model, out))
+    static = card.input["shape"][0]
+    spec = EngineSpec(model, out, "int8" if qdq else "fp16", BatchProfile.parse(None, static), device=device,
+                      timing_cache=out.parent / "timing.cache")
+    progress.info(f"no engine of {bundle.path.name} for {here['gpu']} with TensorRT {here['version']} yet: "
+                  f"building it into {out.parent}")
+    build_engine(spec, overwrite=True)
+    return out

@@ -12,6 +12,7 @@ from edgetl.errors import ArtifactError, BackendUnavailable, ConfigError
 from edgetl.runtime.artifacts import KINDS, kind_of
 from edgetl.runtime.bundle import Bundle
 from edgetl.runtime.runner import PRECISION_HINTS, Runner
+from edgetl.runtime.targets import choose, model_for
 from edgetl.threads import resolve_threads
 
 
@@ -112,9 +113,9 @@ def _open_bundle(path: Path, backend: str, device: str, threads: int | None, pre
     """The Runner of the bundle's model for `backend` (auto: the fastest available here),
     after checking the checksums of the manifest's card and of that model's files."""
     bundle = Bundle.open(path)
-    target = bundle.choose(backend)
+    target = choose(bundle, backend)
     bundle.check_checksums(["edgetl.json", *bundle.model_files(target)])
-    model, loads_with = bundle.artifact(target)
+    model, loads_with = model_for(bundle, target)
     progress.info(f"bundle {path.name}: {target} model {model.name} on {loads_with}"
                   + (" (the fastest this machine has)" if backend == "auto" else ""))
     runner = open_runner(model, backend=loads_with, device=device, threads=threads, precision_hint=precision_hint)

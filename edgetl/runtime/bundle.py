@@ -12,8 +12,8 @@ BUNDLE/
                    target's top-1 label and scores for each of them when packaged
 ```
 
-This module reads the format (manifest, checksums, which target runs here);
-`open_runner` (runtime/backends.py) opens a bundle's model, and `verify` (runtime/verify.py)
+This module reads the format (manifest, checksums); which target runs here is
+runtime/targets.py; `open_runner` (runtime/backends.py) opens a bundle's model, and `verify` (runtime/verify.py)
 runs the reference files from their raw bytes through the runtime's own preprocessing
 and a target's model, and compares with what the model answered when it was packaged.
 """
@@ -22,7 +22,6 @@ from __future__ import annotations
 import atexit
 import dataclasses
 import hashlib
-import importlib.util
 import json
 import shutil
 import tempfile
@@ -30,7 +29,7 @@ import zipfile
 from pathlib import Path
 
 from edgetl.card import CARD_FILENAME, ModelCard
-from edgetl.errors import ArtifactError, BackendUnavailable, ConfigError
+from edgetl.errors import ArtifactError
 
 MANIFEST = "bundle.json"
 SCHEMA = 1
@@ -177,40 +176,9 @@ class Bundle:
     def model_files(self, target: str) -> list[str]:
         return self.targets[target].files()
 
-    def choose(self, backend: str = "auto") -> str:
-        """The target to run: the one asked for (which the bundle must have), or the
-        fastest this machine can run."""
-        if backend != "auto":
-            if backend not in self.targets:
-                raise ConfigError(f"the bundle {self.path} has no {backend} model (it has: {', '.join(self.targets)})",
-                                  hint=f"pass --backend {' or '.join(self.targets)}, or package the run with "
-                                       f"--targets {backend}")
-            return backend
-        for target in PREFERENCE:
-            if target in self.targets and runnable_here(target, self.targets[target]):
-                return target
-        raise BackendUnavailable(f"this machine can run none of the bundle's models ({', '.join(self.targets)})",
-                                 hint="pip install edgetl (ONNX Runtime) or 'edgetl[openvino]'")
-
-    def artifact(self, target: str) -> tuple[Path, str]:
-        """(model file, backend that loads it) for a target; a TensorRT target without an
-        engine built on this device runs its QDQ model in ONNX Runtime."""
-        t = self.targets[target]
-        if target == "tensorrt":
-            if t.engine and importlib.util.find_spec("tensorrt"):
-                return self.root / t.engine, "tensorrt"
-            return self.root / t.model, "onnxruntime"
-        return self.root / t.model, target
-
     def expected(self, target: str) -> dict:
         return json.loads((self.root / "reference" / "expected.json").read_text())[target]
 
 
-def runnable_here(target: str, entry: TargetEntry) -> bool:
-    if target == "tensorrt":  # only with an engine (built for this GPU) and TensorRT installed
-        return bool(entry.engine) and importlib.util.find_spec("tensorrt") is not None
-    return importlib.util.find_spec({"openvino": "openvino", "onnxruntime": "onnxruntime"}[target]) is not None
-
-
 __all__ = ["MANIFEST", "PREFERENCE", "SCHEMA", "TOLERANCE", "Bundle", "Manifest", "TargetEntry", "is_bundle",
-           "runnable_here", "sha256"]
+           "sha256"]

@@ -1,8 +1,13 @@
-"""The machine a measurement ran on: CPU model and the instruction sets that change INT8
-speed (AVX2, AVX-512, VNNI), cores, memory, GPU; recorded with every benchmark result."""
+"""The machine's facts: CPU model and the instruction sets that change what INT8 computes
+and how fast (AVX2, AVX-512, VNNI, BF16, AMX, NEON), cores, memory, GPUs, library
+versions; the kinds of CPU an INT8 model is made for, and whether this one computes
+each exactly; which backends can run here and why not. Recorded with every benchmark
+result, and read by `doctor`, `verify` and a bundle choosing its target. Torch-free."""
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
+import importlib.util
 import os
 import platform
 import shutil
@@ -72,3 +77,87 @@ def library_versions() -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             pass
     return versions
+
+
+# ------------------------------------------------------------ what an INT8 model needs
+
+@dataclasses.dataclass(frozen=True)
+class CpuTarget:
+    """The kind of CPU an INT8 model is made for (quantize --cpu; quantize/cpu.py says why)."""
+
+    name: str
+    seven_bit_weights: bool  # weights in [-64, 64]: products summed in int16 pairs cannot saturate
+    symmetric_activations: bool  # int8 activations with zero point 0 (ARM's dot-product kernels)
+    description: str
+
+    @property
+    def overflow_fix(self) -> str:
+        """NNCF's OverflowFix value that gives these weights (NNCF's own default,
+        first_layer_only, is right on no CPU: see quantize/cpu.py)."""
+        return "enable" if self.seven_bit_weights else "disable"
+
+    def to_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "overflow_fix": self.overflow_fix}
+
+
+CPU_TARGETS = {
+    "portable": CpuTarget("portable", True, False,
+                          "any x86-64 CPU (AVX2 without VNNI included) and ARM: 7-bit weights, so the result is the "
+                          "same on every CPU"),
+    "vnni": CpuTarget("vnni", False, False,
+                      "x86 CPUs with VNNI or AMX (AVX512-VNNI, AVX-VNNI): full 8-bit weights; loses accuracy on "
+                      "AVX2-only CPUs"),
+    "arm": CpuTarget("arm", False, True, "ARM CPUs: symmetric int8 activations, full 8-bit weights"),
+}
+
+
+def cpu_has_vnni() -> bool:
+    """True where 8-bit dot products accumulate without saturation (AVX-512 VNNI / AVX-VNNI / AMX)."""
+    return bool(cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
+
+
+def host_is_arm() -> bool:
+    return platform.machine().lower() in ("arm64", "aarch64")
+
+
+def exact_here(target: CpuTarget) -> bool:
+    """Whether this CPU computes a model of that kind as it was measured: 8-bit weights
+    saturate only in the pairwise int16 sums of x86 CPUs without VNNI."""
+    return target.seven_bit_weights or host_is_arm() or cpu_has_vnni()
+
+
+def cpu_kind() -> str:
+    """arm, vnni (x86 with VNNI or AMX), avx2 (x86 without them) or x86."""
+    if host_is_arm():
+        return "arm"
+    if cpu_has_vnni():
+        return "vnni"
+    return "avx2" if "avx2" in cpu_flags() else "x86"
+
+
+# ------------------------------------------------------------ which backends run here
+
+def nvidia_driver() -> str | None:
+    """The NVIDIA kernel driver's version, or "jetson" on a Jetson, or None without one
+    (read from files, so no CUDA library is loaded)."""
+    try:
+        text = Path("/proc/driver/nvidia/version").read_text()
+        return next((w for w in text.split() if w[:1].isdigit() and "." in w), "unknown")
+    except OSError:
+        pass
+    return "jetson" if Path("/etc/nv_tegra_release").is_file() else None
+
+
+INSTALL = {"onnxruntime": "pip install edgetl", "openvino": "pip install 'edgetl[openvino]'",
+           "tensorrt": "pip install 'edgetl[tensorrt]' (on a Jetson, JetPack's TensorRT: docs/tensorrt.md)",
+           "torch": "pip install 'edgetl[train]'"}
+_MODULE = {"onnxruntime": "onnxruntime", "openvino": "openvino", "tensorrt": "tensorrt", "torch": "torch"}
+
+
+def backend_problem(backend: str) -> str | None:
+    """Why `backend` cannot run on this machine (with the remedy), or None."""
+    if importlib.util.find_spec(_MODULE[backend]) is None:
+        return f"{backend} is not installed: {INSTALL[backend]}"
+    if backend == "tensorrt" and nvidia_driver() is None and not gpu_names():
+        return "no NVIDIA GPU or driver on this machine"
+    return None

@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np
 
 from edgetl.errors import ArtifactError
-from edgetl.runtime.artifacts import kind_of
+from edgetl.runtime.artifacts import kind_of, read_card
 from edgetl.runtime.backends import open_runner
-from edgetl.runtime.bundle import TOLERANCE, Bundle, runnable_here
+from edgetl.runtime.bundle import TOLERANCE, Bundle
 from edgetl.runtime.predict import predict
 from edgetl.runtime.runner import Runner
+from edgetl.runtime.targets import choose, cpu_warning, model_for, target_problem
 
 
 @dataclasses.dataclass
@@ -27,6 +28,8 @@ class TargetCheck:
     max_score_diff: float
     tolerance: float
     failures: list[str]
+    notes: list[str] = dataclasses.field(default_factory=list)  # how it ran, when not as packaged
+    skipped: str | None = None  # why this machine cannot run it
 
     @property
     def passed(self) -> bool:
@@ -43,12 +46,20 @@ def verify(path, backend: str | None = None, threads: int | None = None) -> list
     score within the tolerance of the model's precision."""
     bundle = Bundle.open(path)
     bundle.check_checksums()
-    targets = [bundle.choose(backend)] if backend and backend != "auto" else \
-        [t for t in bundle.targets if runnable_here(t, bundle.targets[t]) or t == "tensorrt"]
-    checks = []
+    if backend and backend != "auto":
+        targets, checks = [choose(bundle, backend)], []
+    else:  # a TensorRT target without TensorRT still checks its QDQ model in ONNX Runtime
+        problems = {t: target_problem(bundle, t) for t in bundle.targets}
+        targets = [t for t, p in problems.items() if p is None or t == "tensorrt"]
+        checks = [TargetCheck(t, "", bundle.targets[t].precision, 0, 0.0, 0.0, 0.0, [], skipped=p)
+                  for t, p in problems.items() if t not in targets]
     for target in targets:
         expected = bundle.expected(target)
-        model, loads_with = bundle.artifact(target)
+        model, loads_with = model_for(bundle, target)
+        if target == "tensorrt":
+            notes = [] if loads_with == "tensorrt" else [f"its QDQ model in ONNX Runtime: {target_problem(bundle, target)}"]
+        else:
+            notes = [n for n in [cpu_warning(read_card(model).source)] if n]
         files = [bundle.root / e["file"] for e in expected["answers"]]
         got = predict(model, files, backend=loads_with, top_k=len(expected["labels"]), threads=threads)
         tolerance = TOLERANCE.get(expected["precision"], TOLERANCE["int8"])
@@ -69,7 +80,7 @@ def verify(path, backend: str | None = None, threads: int | None = None) -> list
             elif diff > tolerance:
                 failures.append(f"{answer['file']}: a score moved by {diff:.4f} (tolerance {tolerance:g})")
         checks.append(TargetCheck(target, loads_with, expected["precision"], len(files), same / max(1, len(files)),
-                                  float(max(diffs, default=0.0)), tolerance, failures))
+                                  float(max(diffs, default=0.0)), tolerance, failures, notes))
     return checks
 
 

@@ -1,0 +1,112 @@
+"""Which of a bundle's models this machine runs, and why not: one answer for `predict`,
+`verify`, `bench` and `doctor`, from the machine's facts (runtime/machine.py).
+
+A TensorRT target runs an engine built for this GPU and TensorRT version: the bundle's
+own when it was built for them, else one from the engine cache (keyed by the QDQ
+model's content, the TensorRT version, the compute capability and the GPU's name),
+which `edgetl verify` fills on a device with TensorRT. An engine for another GPU or
+TensorRT version is refused with that reason, never loaded. Without a usable engine
+the target's QDQ model runs in ONNX Runtime.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from edgetl import progress
+from edgetl.errors import ArtifactError, BackendUnavailable, ConfigError
+from edgetl.paths import cache_dir
+from edgetl.runtime.artifacts import read_engine_card
+from edgetl.runtime.bundle import PREFERENCE, Bundle, sha256
+from edgetl.runtime.machine import CPU_TARGETS, backend_problem, exact_here
+from edgetl.runtime.tensorrt_runner import check_compatible
+
+
+def tensorrt_here(device: int = 0) -> dict:
+    """The TensorRT version and GPU an engine must have been built for to run here."""
+    import tensorrt as trt
+
+    from edgetl.runtime.cuda_device import device_facts
+
+    return {"version": trt.__version__, **device_facts(device)}
+
+
+def engine_cache_path(model: Path, here: dict) -> Path:
+    gpu = re.sub(r"[^a-z0-9]+", "-", here["gpu"].lower()).strip("-") or "gpu"
+    name = f"trt{here['version']}-cc{here['compute_capability']}-{gpu}.engine"
+    return cache_dir() / "engines" / sha256(model)[:16] / name
+
+
+def usable_engine(bundle: Bundle, here: dict) -> tuple[Path | None, list[str]]:
+    """The bundle's engine or a cached one built for `here`, and why the others were refused."""
+    entry = bundle.targets["tensorrt"]
+    candidates = [bundle.root / entry.engine] if entry.engine else []
+    candidates.append(engine_cache_path(bundle.root / entry.model, here))
+    refusals = []
+    for engine in candidates:
+        if not engine.is_file():
+            continue
+        try:
+            check_compatible(read_engine_card(engine).source.get("tensorrt", {}), here, engine)
+            return engine, refusals
+        except ArtifactError as exc:
+            refusals.append(exc.message)
+    return None, refusals
+
+
+def target_problem(bundle: Bundle, target: str) -> str | None:
+    """Why this machine cannot run the target's model as packaged, or None."""
+    problem = backend_problem(target)
+    if problem or target != "tensorrt":
+        return problem
+    engine, refusals = usable_engine(bundle, tensorrt_here())
+    if engine:
+        return None
+    return "; ".join([*refusals, f"no engine built for this GPU yet (edgetl verify {bundle.path} builds one)"])
+
+
+def cpu_warning(card_source: dict) -> str | None:
+    """Said when an INT8 CPU model was made for a kind of CPU this one is not."""
+    kind = (card_source.get("quantization") or {}).get("cpu") or {}
+    target = CPU_TARGETS.get(kind.get("name"))
+    if target and not exact_here(target):
+        return (f"this INT8 model was made for {target.name} CPUs; this CPU has no VNNI, so its 8-bit weights "
+                "saturate and answers differ from what was measured (quantize with --cpu portable)")
+    return None
+
+
+def model_for(bundle: Bundle, target: str) -> tuple[Path, str]:
+    """(model file, backend that loads it) for a target: a TensorRT target's usable engine,
+    else its QDQ model on ONNX Runtime."""
+    entry = bundle.targets[target]
+    if target == "tensorrt" and backend_problem("tensorrt") is None:
+        engine, _ = usable_engine(bundle, tensorrt_here())
+        if engine:
+            return engine, "tensorrt"
+    return bundle.root / entry.model, "onnxruntime" if target == "tensorrt" else target
+
+
+def choose(bundle: Bundle, backend: str = "auto") -> str:
+    """The target to run: the one asked for (which the bundle must have), or the fastest
+    this machine can run; the targets passed over are said with their reason."""
+    if backend != "auto":
+        if backend not in bundle.targets:
+            raise ConfigError(f"the bundle {bundle.path} has no {backend} model (it has: {', '.join(bundle.targets)})",
+                              hint=f"pass --backend {' or '.join(bundle.targets)}, or package the run with "
+                                   f"--targets {backend}")
+        return backend
+    skipped = []
+    for target in (t for t in PREFERENCE if t in bundle.targets):
+        problem = target_problem(bundle, target)
+        if problem is None:
+            for target_skipped, why in skipped:
+                progress.info(f"not {target_skipped}: {why}")
+            return target
+        skipped.append((target, problem))
+    raise BackendUnavailable("this machine can run none of the bundle's models: "
+                             + "; ".join(f"{t}: {why}" for t, why in skipped),
+                             hint="pip install edgetl (ONNX Runtime) or 'edgetl[openvino]'; `edgetl doctor` says more")
+
+
+__all__ = ["choose", "cpu_warning", "engine_cache_path", "model_for", "target_problem", "tensorrt_here",
+           "usable_engine"]
