@@ -65,7 +65,10 @@ def test_verify_passes_on_every_backend_this_machine_has(bundle):
     checks = json.loads(result.output[result.output.index("["):])
     assert {c["target"] for c in checks} == {"openvino", "onnxruntime", "tensorrt"}
     assert all(c["passed"] and c["agreement"] == 1.0 and c["n"] >= 3 for c in checks)
-    assert {c["target"]: c["backend"] for c in checks}["tensorrt"] == "onnxruntime"  # no engine here: its QDQ/ONNX model
+    trt = next(c for c in checks if c["target"] == "tensorrt")
+    assert trt["backend"] == "onnxruntime"  # no engine here: its QDQ/ONNX model, and why
+    assert trt["notes"] and "QDQ model in ONNX Runtime" in trt["notes"][0] and "tensorrt" in trt["notes"][0]
+    assert not any(c["skipped"] for c in checks)
 
 
 @pytest.mark.parametrize("member", ["models/model.onnx", "models/model.bin", "reference/expected.json", "edgetl.json"])
@@ -189,12 +192,14 @@ def test_a_device_with_only_the_base_install_verifies_and_predicts(bundle):
         assert missing.returncode != 0 and "ModuleNotFoundError" in missing.stderr, library
     checked = subprocess.run([edgetl, "verify", str(bundle), "--json"], capture_output=True, text=True)
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    checks = json.loads(checked.stdout)
-    assert {c["target"] for c in checks} == {"onnxruntime", "tensorrt"} and all(c["passed"] for c in checks)
+    checks = {c["target"]: c for c in json.loads(checked.stdout)}
+    assert checks["openvino"]["skipped"] == "openvino is not installed: pip install 'edgetl[openvino]'"
+    assert checks["onnxruntime"]["n"] > 0 and checks["tensorrt"]["n"] > 0 and all(c["passed"] for c in checks.values())
     image = sorted((bundle / "reference").glob("*.png"))[0]
     answered = subprocess.run([edgetl, "predict", str(bundle), str(image), "--json"], capture_output=True, text=True)
     assert answered.returncode == 0, answered.stderr
-    assert "onnxruntime" in answered.stderr  # the backend it picked, said
+    assert "onnxruntime" in answered.stderr  # the backend it picked, said, and why not the faster ones
+    assert "not openvino: openvino is not installed: pip install 'edgetl[openvino]'" in answered.stderr
     packaged = json.loads((bundle / "reference" / "expected.json").read_text())["onnxruntime"]["answers"][0]
     assert json.loads(answered.stdout)[0]["labels"][0] == packaged["label"]
 

@@ -154,9 +154,13 @@ INSTALL = {"onnxruntime": "pip install edgetl", "openvino": "pip install 'edgetl
 _MODULE = {"onnxruntime": "onnxruntime", "openvino": "openvino", "tensorrt": "tensorrt", "torch": "torch"}
 
 
+def installed(backend: str) -> bool:
+    return importlib.util.find_spec(_MODULE[backend]) is not None
+
+
 def backend_problem(backend: str) -> str | None:
     """Why `backend` cannot run on this machine (with the remedy), or None."""
-    if importlib.util.find_spec(_MODULE[backend]) is None:
+    if not installed(backend):
         return f"{backend} is not installed: {INSTALL[backend]}"
     if backend == "tensorrt" and nvidia_driver() is None and not gpu_names():
         return "no NVIDIA GPU or driver on this machine"
