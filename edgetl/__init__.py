@@ -94,6 +94,13 @@ def verify(bundle, backend: str | None = None):
     return _verify(bundle, backend=backend)
 
 
+def doctor() -> dict:
+    """What this machine can run and why not (what `edgetl doctor --json` prints; torch-free)."""
+    from edgetl.runtime.doctor import doctor as _doctor
+
+    return _doctor()
+
+
 def run(recipe, out=None, **options):
     """A recipe (YAML) from data to bundle, every unchanged stage reused; a PipelineResult.
     options: rerun_from="quantize", force=True, overrides=["finetune.epochs=3"]."""
@@ -118,4 +125,4 @@ def make_keywords(out, words=None, unknown: bool = False, voices: int = 40, **op
 
 
 __all__ = ["EdgeTLError", "__version__", "adapt", "bench", "evaluate", "evaluate_stream", "export", "finetune",
-           "list_backbones", "make_digits", "make_keywords", "package", "predict", "quantize", "run", "verify"]
+           "doctor", "list_backbones", "make_digits", "make_keywords", "package", "predict", "quantize", "run", "verify"]

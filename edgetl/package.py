@@ -137,7 +137,7 @@ def package(run, out, settings: PackageSettings | None = None, overwrite: bool =
                 model = pick_model(run, target)
                 entry = TargetEntry(_copy_model(model, root / "models"), read_card(model).precision)
                 if target == "tensorrt":
-                    entry.build, entry.engine = _engine_build(run, root, entry)
+                    entry.build, entry.engine = _engine_build(run, root, entry, out.name)
                 backend = "onnxruntime" if target == "tensorrt" else target
                 expected[target] = reference_answers(lambda fs, m=model, b=backend: predict(m, fs, backend=b,
                                                                                              top_k=len(card.labels)),
@@ -177,11 +177,15 @@ def _copy_model(model: Path, folder: Path) -> str:
     return f"models/{model.name}"
 
 
-def _engine_build(run: Path, root: Path, entry: TargetEntry) -> tuple[str, str | None]:
-    """The exact command that builds the engine on the device, and the engine if one was built."""
-    precision = "int8" if entry.precision == "int8" else "fp16"
-    command = f"edgetl build-engine {entry.model} --precision {precision} --out models/model.engine"
-    (root / "models" / "build-engine.sh").write_text(f"#!/bin/sh\n# on the NVIDIA device, in this folder\n{command}\n")
+def _engine_build(run: Path, root: Path, entry: TargetEntry, name: str) -> tuple[str, str | None]:
+    """The command that builds the engine on the device (verify builds it into edgetl's
+    engine cache for that GPU and TensorRT version, then checks it), and the run's engine
+    if one was built (it runs only where its GPU and TensorRT version are the device's)."""
+    command = f"edgetl verify {name}"
+    (root / "models" / "build-engine.sh").write_text(
+        "#!/bin/sh\n# On the NVIDIA device: builds the TensorRT engine of this bundle for this GPU and TensorRT\n"
+        "# version into edgetl's engine cache, then checks it against the reference files.\n"
+        'edgetl verify "$(dirname "$0")/.."\n')
     engine = run / "model.engine"
     if engine.is_file() and engine_card_path(engine).is_file():
         shutil.copyfile(engine, root / "models" / engine.name)
@@ -208,7 +212,7 @@ def _one_input(card: ModelCard, file: Path) -> np.ndarray:
 def _device_readme(name: str, card: ModelCard, entries: dict[str, TargetEntry], example: Path) -> str:
     extras = {"onnxruntime": "pip install edgetl                # ONNX Runtime",
               "openvino": "pip install 'edgetl[openvino]'    # OpenVINO, for Intel CPUs, GPUs and NPUs",
-              "tensorrt": "pip install edgetl                # TensorRT: from JetPack or NVIDIA's index"}
+              "tensorrt": "pip install 'edgetl[tensorrt]'    # TensorRT (on a Jetson: JetPack's, see edgetl's docs)"}
     def accuracy(e: TargetEntry) -> str:
         return "-" if e.accuracy is None else f"{100 * e.accuracy:.1f}%"
 
@@ -221,8 +225,9 @@ def _device_readme(name: str, card: ModelCard, entries: dict[str, TargetEntry], 
              "Measured when packaged (validation accuracy; batch 1 latency on the packaging machine):", "",
              "| target | model | precision | accuracy | p50 |", "|---|---|---|---|---|", rows, ""]
     if "tensorrt" in entries:
-        lines += ["TensorRT: build the engine on the device itself (it is tied to its GPU and TensorRT version):",
-                  "", f"    {entries['tensorrt'].build}", ""]
+        lines += ["TensorRT: an engine is tied to its GPU and TensorRT version, so it is built on the device itself;",
+                  "`edgetl verify` builds it there (into edgetl's engine cache) before checking it, and predict then",
+                  "runs it. `edgetl doctor` says what this device can run.", ""]
     return "\n".join(lines) + "\n"
 
 

@@ -45,7 +45,8 @@ def fresh_copy(bundle, tmp_path):
 def test_a_package_holds_a_model_per_target_reference_files_and_checksums(bundle, run):
     manifest = json.loads((bundle / "bundle.json").read_text())
     assert set(manifest["targets"]) == {"openvino", "onnxruntime", "tensorrt"}
-    assert manifest["targets"]["tensorrt"]["build"].startswith("edgetl build-engine models/")
+    assert manifest["targets"]["tensorrt"]["build"] == "edgetl verify lite0"  # builds the engine on the device
+    assert "edgetl verify" in (bundle / "models" / "build-engine.sh").read_text()
     files = {p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if p.is_file()} - {"bundle.json"}
     assert set(manifest["files"]) == files
     assert all(sha256(bundle / f) == h for f, h in manifest["files"].items())

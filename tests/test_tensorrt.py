@@ -76,6 +76,7 @@ def test_without_tensorrt_the_errors_are_clear(quant_onnx, tmp_path):
     with pytest.raises(BackendUnavailable) as exc:
         build_engine(spec)
     assert "trtexec --onnx=" in exc.value.hint  # the way forward on a device without the bindings
+    assert "for TensorRT 10.3 (JetPack 6; none installed here)" in exc.value.hint  # the version its flags are for
     assert not (tmp_path / "m.engine").exists()
     engine = tmp_path / "other.engine"
     engine.write_bytes(b"not an engine")
@@ -85,6 +86,10 @@ def test_without_tensorrt_the_errors_are_clear(quant_onnx, tmp_path):
     assert res.exit_code == 2 and "TensorRT is not installed" in res.output and "Traceback" not in res.output
     res = CliRunner().invoke(cli, ["build-engine", str(quant_onnx), "--print-trtexec", "--batch-profile", "1:2:4"])
     assert res.exit_code == 0 and "--maxShapes=input:4x3x32x32" in res.output
+    assert "# for TensorRT 10.3 (JetPack 6" in res.output and "--stronglyTyped" not in res.output
+    res = CliRunner().invoke(cli, ["build-engine", str(quant_onnx), "--print-trtexec", "--tensorrt-version", "11.0",
+                                   "--precision", "fp32"])
+    assert res.exit_code == 0 and "# for TensorRT 11.0;" in res.output and "--stronglyTyped" in res.output
 
 
 @pytest.mark.tensorrt

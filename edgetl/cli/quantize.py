@@ -94,8 +94,6 @@ def quantize_cmd(model, out, overwrite, **values):
 @options.overwrite("an existing edgetl engine at --out")
 def build_engine_cmd(model, out, print_trtexec, tensorrt_version, overwrite, **values):
     """Build a TensorRT engine from an ONNX model (needs TensorRT), with its card."""
-    import importlib.metadata
-
     s = EngineSettings(**values).check()
     from edgetl.quantize.tensorrt_engine import (
         BatchProfile,
@@ -103,6 +101,8 @@ def build_engine_cmd(model, out, print_trtexec, tensorrt_version, overwrite, **v
         _frontend_layers,
         build_engine,
         check_spec,
+        for_version,
+        installed_tensorrt,
         plan_build,
         trtexec_command,
     )
@@ -115,13 +115,11 @@ def build_engine_cmd(model, out, print_trtexec, tensorrt_version, overwrite, **v
     spec = dataclasses.replace(spec, batch=BatchProfile.parse(s.batch_profile, card.input["shape"][0],
                                                               dla=s.dla is not None))
     if not tensorrt_version:
-        try:
-            tensorrt_version = importlib.metadata.version("tensorrt")
-        except importlib.metadata.PackageNotFoundError:
-            tensorrt_version = None
+        tensorrt_version = installed_tensorrt()
     plan = plan_build(spec, card, qdq, tensorrt_version, _frontend_layers(model))
     command = trtexec_command(spec, plan)
     if print_trtexec:
+        click.echo(f"# {for_version(plan)}", err=True)
         for note in plan.notes:
             click.echo(f"# {note}", err=True)
         click.echo(command)
@@ -132,7 +130,7 @@ def build_engine_cmd(model, out, print_trtexec, tensorrt_version, overwrite, **v
     if "dla_eligible_layers" in info:
         click.echo(f"DLA core {info['dla_core']}: {info['dla_eligible_layers']} of {info['layers']} layers eligible for "
                    "the DLA (the builder decides the placement; trtexec --dumpLayerInfo shows it)")
-    click.echo(f"same build with trtexec: {command}")
+    click.echo(f"same build with trtexec (TensorRT {plan.tensorrt}): {command}")
 
 
 COMMANDS = [quantize_cmd, build_engine_cmd]

@@ -195,6 +195,25 @@ def plan_build(spec: EngineSpec, card: ModelCard, qdq: bool, tensorrt: str | Non
         inference_precision="f16" if fp16 else "f32", notes=tuple(notes))
 
 
+def installed_tensorrt() -> str | None:
+    """The installed TensorRT's version, read from package metadata (JetPack's python3-libnvinfer
+    registers `tensorrt`, NVIDIA's wheels `tensorrt-cu12` and their bindings), None without one."""
+    import importlib.metadata
+
+    for name in ("tensorrt", "tensorrt-cu12", "tensorrt-cu13", "tensorrt-cu12-bindings", "tensorrt-cu13-bindings"):
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def for_version(plan: BuildPlan) -> str:
+    """Which TensorRT a trtexec line is for: its flags differ between versions."""
+    assumed = " (JetPack 6; none installed here)" if plan.tensorrt == DEVICE_VERSION else ""
+    return f"for TensorRT {plan.tensorrt}{assumed}; another version: --print-trtexec --tensorrt-version X.Y"
+
+
 def trtexec_command(spec: EngineSpec, plan: BuildPlan) -> str:
     """The trtexec line of the same build (the flags for `plan.tensorrt`)."""
     args = ["trtexec", f"--onnx={spec.onnx}", f"--saveEngine={spec.out}"]
@@ -227,9 +246,10 @@ def build_engine(spec: EngineSpec, overwrite: bool = False) -> dict:
     try:
         import tensorrt as trt
     except ImportError:
-        line = trtexec_command(spec, plan_build(spec, card, qdq, frontend=_frontend_layers(spec.onnx)))
+        plan = plan_build(spec, card, qdq, frontend=_frontend_layers(spec.onnx))
         raise BackendUnavailable("TensorRT is not installed",
-                                 hint=f"pip install 'edgetl[tensorrt]', or on the device: {line}") from None
+                                 hint=f"pip install 'edgetl[tensorrt]', or on the device ({for_version(plan)}): "
+                                      f"{trtexec_command(spec, plan)}") from None
     from edgetl.runtime.cuda_device import device_facts
     from edgetl.runtime.tensorrt_runner import engine_card_path
 
