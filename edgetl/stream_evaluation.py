@@ -324,6 +324,7 @@ def evaluate_stream(artifact, recording, settings: StreamEvalSettings | None = N
     `settings` (or its fields as keyword options): StreamEvalSettings."""
     s = StreamEvalSettings.of(settings, **options)
     backend, device, threads, precision_hint, share = s.backend, s.device, s.threads, s.precision_hint, s.share
+    threads = threads or 1  # a hop's work is too small to split: more threads only spin (as predict on a recording)
     hop_ms, smoothing, refractory_ms, plot = s.hop_ms, s.smoothing, s.refractory_ms, s.plot
     target_fa_per_hour, pick = s.target_fa_per_hour, s.pick
     recording, path = Path(recording), Path(artifact)

@@ -448,7 +448,10 @@ def test_predict_lists_the_keywords_of_a_recording_alike_on_every_backend(speech
             [(d["label"], d["time"]) for d in reference.detections]
 
 
-def test_overlapping_windows_share_their_embeddings_and_give_the_whole_models_scores(stream_model, keywords):
+def test_a_stream_computes_each_frame_and_window_once_and_scores_as_the_whole_model(stream_model, keywords):
+    """Per backend: scored part by part (each log-mel frame once, as its audio arrives;
+    one new embedding per hop) the stream gets the scores and detections of the whole
+    model run on every window."""
     from edgetl.runtime import open_runner
 
     test_wav = keywords / "_streams_" / "test.wav"
@@ -458,12 +461,18 @@ def test_overlapping_windows_share_their_embeddings_and_give_the_whole_models_sc
             shared, whole = KeywordDetector(runner, record=True), KeywordDetector(runner, record=True, share=False)
             found = {d: [(x.label, x.time) for x in detect_file(d, test_wav, chunk_seconds=0.08)] for d in (shared, whole)}
             at_100 = KeywordDetector(runner, StreamingSettings(hop_ms=100))
-        assert shared.shared is not None and whole.shared is None, shared.sharing
-        assert found[shared] == found[whole]
+        parts = shared.shared
+        assert parts is not None and whole.shared is None and parts.incremental, shared.sharing
+        assert found[shared] == found[whole] and found[shared]
         assert np.allclose(shared.probabilities(), whole.probabilities(), atol=1e-5, rtol=0)
-        windows = shared.shared.reused + shared.shared.computed
-        assert windows == 3 * int((shared.probabilities().sum(axis=1) > 0).sum())  # three per window heard
-        assert shared.shared.reused > 0.5 * windows  # ideally two in three
+        heard = np.flatnonzero(shared.probabilities().sum(axis=1) > 0)  # hops whose window was shown to the model
+        runs = 1 + int((np.diff(heard) > 1).sum())
+        assert parts.reused + parts.computed == 3 * len(heard)  # three windows each
+        assert len(heard) <= parts.computed <= len(heard) + 2 * runs  # one new embedding per hop
+        frames = {f for h in heard for f in range(((h + 1) * shared.hop - shared.window) // 160,
+                                                   ((h + 1) * shared.hop - shared.window) // 160 + 97)}
+        assert parts.frames_computed == len(frames)  # every frame of the stream computed once
+        assert parts.frontend_calls == len(heard)  # one front-end call per hop heard, on its new samples
         assert at_100.shared is None and "multiple of 1280 samples" in at_100.sharing
 
 
@@ -491,3 +500,35 @@ def test_stream_evaluation_refuses_recordings_and_settings_that_measure_nothing(
     assert_refused(runner.invoke(cli, ["evaluate", model, "--stream", str(tmp_path / "gone.wav")]),
                    "gone.wav does not exist")
     assert_refused(runner.invoke(cli, ["evaluate", model, "--stream", three, "--threads", "0"]), "--threads")
+
+
+def test_predict_listens_to_a_recording_on_one_thread_and_says_its_real_time_factor(stream_model, keywords,
+                                                                                   monkeypatch):
+    """A hop's work is too small to split: on a recording, predict opens the model with one
+    thread unless --threads says otherwise (a clip keeps the default), and reports the
+    real-time factor."""
+    import sys
+
+    from edgetl.runtime.predict import predict
+
+    predict_module = sys.modules["edgetl.runtime.predict"]  # edgetl.runtime.predict is also the function's name
+    opened = []
+
+    def spy(*args, **kwargs):
+        opened.append(real_open(*args, **kwargs))
+        return opened[-1]
+
+    real_open = predict_module.open_runner
+    monkeypatch.setattr(predict_module, "open_runner", spy)
+    monkeypatch.setattr("edgetl.threads.usable_cores", lambda: 8)  # the default would be 4
+    recording = keywords / "_streams_" / "test.wav"
+    clip = next((keywords / "test").rglob("*.wav"))
+    for files, expected in (([recording], 1), ([clip], 4)):
+        result = predict(stream_model[0], files)
+        assert opened[-1]._opts.intra_op_num_threads == expected, files  # read back from ONNX Runtime
+    assert predict(stream_model[0], [recording], threads=2) and opened[-1]._opts.intra_op_num_threads == 2
+    stream = predict(stream_model[0], [recording])[0]
+    assert stream.detections is not None and 0 < stream.real_time_factor < 1
+    assert result[0].real_time_factor is None  # a clip is not a stream
+    cli_result = CliRunner().invoke(cli, ["predict", str(stream_model[0]), str(recording)])
+    assert cli_result.exit_code == 0 and "real-time factor" in cli_result.output

@@ -24,7 +24,8 @@ class Backbone:
     # audio: the streaming detector's settings this model is best run with (the card's
     # `streaming` section starts from them), e.g. a hop that lets overlapping windows share work
     streaming: dict = dataclasses.field(default_factory=dict)
-    # audio: a module that embeds windows of the front-end's frames (the card's `parts`)
+    # audio: the front-end's floor and frame geometry, and a module that embeds windows of
+    # its frames (the card's `parts`): what lets a stream compute each frame and window once
     parts: dict = dataclasses.field(default_factory=dict)
 
     @property

@@ -41,6 +41,14 @@ def _params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def frontend_parts(frontend: LogMel) -> dict:
+    """What the card says of the front-end: its fixed floor (a card without one is a run
+    from before it: each window's own floor), and the samples before a hop's new audio a
+    frame needs (n_fft - hop), so a stream computes each frame once."""
+    return {"floor_db": frontend.floor_db, "frame_context": frontend.n_fft - frontend.hop,
+            "frame_samples": frontend.hop}
+
+
 # ---------------------------------------------------------------- speech embedding
 
 def _act(x: torch.Tensor) -> torch.Tensor:
@@ -159,7 +167,7 @@ def _embedding_build(name: str, weights: str, listing: bool = False) -> Backbone
     # streaming detector reuses the embeddings the previous hops computed; 8 hops of
     # smoothing average over 640 ms, as the default's 6 hops of 100 ms do.
     parts = {"scope": "embedding", "frames": EMBEDDING_FRAMES, "step": EMBEDDING_STEP, "starts": model.starts,
-             "frame_samples": model.frontend.hop}
+             "frame_samples": model.frontend.hop, **frontend_parts(model.frontend)}
     return Backbone(name, model, 192, stages, SPEECH_PREPROCESSING, source,
                     streaming={"hop_ms": EMBEDDING_STEP * 10.0, "smoothing": 8}, parts=parts)
 
@@ -193,7 +201,8 @@ def _kws_build(name: str, weights: str, listing: bool = False) -> Backbone:
     if weights not in ("default", "none"):
         load_into(model, read_state_dict(weights), weights)
     stages = [Stage("stem", [model.stem])] + [Stage(f"blocks.{i}", [b]) for i, b in enumerate(model.blocks)]
-    return Backbone(name, model, 64, stages, SPEECH_PREPROCESSING, weights if weights != "default" else "none")
+    return Backbone(name, model, 64, stages, SPEECH_PREPROCESSING, weights if weights != "default" else "none",
+                    parts=frontend_parts(model.frontend))
 
 
 # ---------------------------------------------------------------- wav2vec 2.0 and HuBERT

@@ -58,6 +58,9 @@ def predict_cmd(artifact, files, as_json, **values):
             if not r.detections:
                 table.add_row(escape(r.file), "-", "[dim]no keyword detected[/]", "-")
         print_table(table, results_console())
+        for r in streams:
+            click.echo(f"{r.file}: real-time factor {r.real_time_factor:.4f} (processing time per second of audio)",
+                       err=True)
 
 
 COMMANDS = [predict_cmd]

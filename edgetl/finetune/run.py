@@ -31,6 +31,10 @@ def load_run(path: str | os.PathLike, map_location: str = "cpu") -> tuple[Classi
     if not ckpt.is_file():
         raise ArtifactError(f"{path} has no checkpoint ({CHECKPOINT})", hint="the run may have been interrupted; train again")
     backbone = build_backbone(card.source["backbone"], weights="none")
+    if card.modality == "audio":  # a run from before the fixed log-mel floor records none: its own floor
+        from edgetl.backbones.frontend import set_floor
+
+        set_floor(backbone.features, card.parts.get("floor_db"))
     model = Classifier(backbone.features, backbone.feature_dim, card.num_classes)
     try:
         state = safe_load(ckpt)

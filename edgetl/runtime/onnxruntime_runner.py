@@ -66,7 +66,7 @@ class OnnxRuntimeRunner(Runner):
     def infer(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
 
-    def part(self, inputs: list[str], outputs: list[str]):
+    def part(self, inputs: list[str], outputs: list[str], any_length: bool = False):
         try:  # cutting a graph needs the onnx package (in edgetl[train]; the runtime can do without)
             import onnx
             from onnx.utils import Extractor
@@ -74,6 +74,11 @@ class OnnxRuntimeRunner(Runner):
             return None
         try:
             sub = Extractor(onnx.load(str(self.path))).extract_model(inputs, outputs)
+            if any_length:  # every axis free; shapes inferred for the whole model's input no longer hold
+                for i, value in enumerate([*sub.graph.input, *sub.graph.output]):
+                    for j, dim in enumerate(value.type.tensor_type.shape.dim):
+                        dim.dim_param = f"d{i}_{j}"
+                del sub.graph.value_info[:]
             session = onnx_session(sub.SerializeToString(), self._opts, self._providers)
         except Exception:  # a graph that does not cut there: the whole model still runs
             return None

@@ -144,7 +144,7 @@ class OpenVinoRunner(Runner):
         self.request.infer()
         return np.array(self.request.get_output_tensor().data, dtype=np.float32, copy=True)
 
-    def part(self, inputs: list[str], outputs: list[str]):
+    def part(self, inputs: list[str], outputs: list[str], any_length: bool = False):
         import openvino as ov
         import openvino.opset13 as ops
 
@@ -155,7 +155,8 @@ class OpenVinoRunner(Runner):
         params = []
         for name in inputs:
             port = ports[name]
-            param = ops.parameter(port.get_partial_shape(), port.get_element_type(), name=name)
+            shape = ov.PartialShape.dynamic(port.get_partial_shape().rank) if any_length else port.get_partial_shape()
+            param = ops.parameter(shape, port.get_element_type(), name=name)
             for target in list(port.get_target_inputs()):
                 target.replace_source_output(param.output(0))
             params.append(param)

@@ -113,11 +113,12 @@ class Runner(abc.ABC):
             check_finite(logits, f"{self.path.name} ({self.backend}, {self.inference_precision})")
         return logits
 
-    def part(self, inputs: list[str], outputs: list[str]):
+    def part(self, inputs: list[str], outputs: list[str], any_length: bool = False):
         """The model's sub-graph from the tensors named `inputs` to those named `outputs`,
         compiled like the whole model, as a function of numpy arrays (in the order of
         `inputs`) that returns the `outputs`; None when the backend cannot run a part of
-        a model (then only the whole model runs)."""
+        a model (then only the whole model runs). `any_length`: the inputs may have any
+        size along every axis, e.g. a front-end fed a stream's newest samples only."""
         return None
 
     def close(self) -> None:  # noqa: B027  (most backends free their session with the object)

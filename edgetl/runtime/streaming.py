@@ -156,18 +156,24 @@ def replay(probs: np.ndarray, labels: list[str], settings: StreamingSettings, ho
 
 class SharedWindows:
     """Scores a model that embeds windows of its front-end's frames (the card's `parts`,
-    e.g. the speech embedding: 76-frame windows every 8 frames) part by part: the
-    front-end on the new window, the embedding of only those frame windows the previous
-    hops have not embedded already, and the head. A cached embedding is reused only when
-    its frames are exactly the same (the front-end's floor follows each window's
-    loudest frame, so a loud sound can change earlier frames), so the scores are those
-    of the whole model."""
+    e.g. the speech embedding: 76-frame windows every 8 frames) part by part, each piece
+    of work done once for the stream: the front-end on the samples of the frames no hop
+    has computed yet (a frame depends on its own 512 samples when the front-end's floor
+    is fixed, the card's `floor_db`), the embedding of only the frame windows no hop has
+    embedded (at a hop of one step, exactly one per hop), and the head. For a model whose
+    front-end takes each window's own floor (runs made before the fixed floor), the
+    front-end runs on the whole window and an embedding is reused only when its frames
+    are exactly the same. Either way the scores are those of the whole model."""
 
     def __init__(self, frontend, embed, head, parts: dict):
         self.frontend, self.embed, self.head = frontend, embed, head
         self.frames, self.starts, self.frame_samples = parts["frames"], list(parts["starts"]), parts["frame_samples"]
-        self.cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # first frame (from the stream's start) -> frames, embedding
-        self.reused = self.computed = 0
+        self.incremental = parts.get("floor_db") is not None and "frame_context" in parts
+        self.frame_context = parts.get("frame_context", 0)
+        self.kept: dict[int, np.ndarray] = {}  # frame number from the stream's start -> its features
+        self.cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # first frame -> frames, embedding
+        self.reused = self.computed = 0  # embeddings
+        self.frontend_calls = self.frames_computed = 0
 
     @classmethod
     def of(cls, runner, hop: int) -> tuple["SharedWindows | None", str]:
@@ -179,15 +185,39 @@ class SharedWindows:
         step = parts["step"] * parts["frame_samples"]
         if hop % step:
             return None, f"a hop that is not a multiple of {step} samples moves the windows off the embedding's steps"
-        pieces = (runner.part([runner.card.input.get("name", "input")], [tensors["features"]]),
+        incremental = parts.get("floor_db") is not None and "frame_context" in parts
+        pieces = (runner.part([runner.card.input.get("name", "input")], [tensors["features"]], any_length=incremental),
                   runner.part([tensors["windows"]], [tensors["embeddings"]]),
                   runner.part([tensors["embeddings"]], ["logits"]))
         if any(p is None for p in pieces):
             return None, f"{runner.backend} cannot run this model's parts apart"
-        return cls(*pieces, parts), "embeddings of overlapping windows reused"
+        return cls(*pieces, parts), ("each frame and window computed once" if incremental else
+                                     "embeddings of overlapping windows reused")
+
+    def _features(self, window: np.ndarray, first_sample: int) -> np.ndarray:
+        """The window's frames: those kept from earlier hops, the others computed now from
+        their own samples only (once per stream)."""
+        if not self.incremental:
+            self.frontend_calls += 1
+            features = self.frontend(window[None])[0][0]
+            self.frames_computed += len(features)
+            return features
+        first = first_sample // self.frame_samples
+        count = (len(window) - self.frame_context) // self.frame_samples
+        missing = [f for f in range(first, first + count) if f not in self.kept]
+        if missing:
+            begin = (missing[0] - first) * self.frame_samples
+            stop = (first + count - first) * self.frame_samples + self.frame_context
+            self.frontend_calls += 1
+            new = self.frontend(np.ascontiguousarray(window[None, begin:stop]))[0][0]
+            for f, frame in zip(range(missing[0], first + count), new):
+                self.kept[f] = frame
+            self.frames_computed += len(new)
+        self.kept = {f: v for f, v in self.kept.items() if f >= first}  # older frames never come back
+        return np.stack([self.kept[f] for f in range(first, first + count)])
 
     def logits(self, window: np.ndarray, first_sample: int) -> np.ndarray:
-        features = self.frontend(window[None])[0][0]  # [frames, bands]
+        features = self._features(window, first_sample)  # [frames, bands]
         first = first_sample // self.frame_samples
         blocks = [features[s:s + self.frames] for s in self.starts]
         embeddings: list[np.ndarray | None] = [None] * len(blocks)
