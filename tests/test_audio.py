@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import shutil
 import subprocess
 import sys
@@ -129,7 +130,8 @@ def test_longer_clips_give_their_loudest_window_and_shorter_are_centred():
 @needs_espeak
 def test_frontend_matches_openwakewords_melspectrogram_onnx(tmp_path):
     """On synthesized speech, within 1e-3 of `melspectrogram.onnx` followed by x/10 + 2
-    (the package feeds it samples at int16 scale)."""
+    (the package feeds it samples at int16 scale) with the ONNX file's floor (80 dB under
+    the loudest value); with edgetl's fixed floor, alike wherever neither floor binds."""
     import onnxruntime as ort
     import torch
 
@@ -142,10 +144,15 @@ def test_frontend_matches_openwakewords_melspectrogram_onnx(tmp_path):
     session = ort.InferenceSession(str(embedding_onnx_file().with_name("melspectrogram.onnx")))
     reference = np.squeeze(session.run(None, {"input": wave[None] * 32768})[0]) / 10 + 2
     with torch.no_grad():
-        ours = LogMel()(torch.from_numpy(wave)[None])[0].numpy()
-    assert ours.shape == reference.shape and ours.shape[1] == 32
+        ours = LogMel(floor_db=None)(torch.from_numpy(wave)[None])[0].numpy()
+        fixed = LogMel()(torch.from_numpy(wave)[None])[0].numpy()
+    assert ours.shape == reference.shape == fixed.shape and ours.shape[1] == 32
     assert np.abs(ours - reference).max() < 1e-3
     assert reference.max() - reference.min() > 5  # real speech, not a flat spectrum
+    floors = max(reference.min(), fixed.min())
+    assert fixed.min() == pytest.approx(LogMel().floor_db / 10 + 2)  # the fixed floor, in feature units
+    sound = reference > floors + 0.01
+    assert sound.mean() > 0.5 and np.abs(fixed[sound] - reference[sound]).max() < 1e-3
 
 
 @needs_espeak
@@ -252,6 +259,7 @@ def test_speech_model_exports_through_the_parity_gate_and_evaluates_the_same_eve
     assert card.preprocessing["sample_rate"] == 16000
     result = export_run(speech_run, openvino=True)
     assert all(p.passed and p.agreement == 1.0 for p in result.parity)
+    assert _stored_dft_kernels(result.onnx) == [] and _stored_dft_kernels(result.openvino) == []
     accuracies = {a: evaluate(a, keywords, split="test").accuracy for a in (speech_run, result.onnx, result.openvino)}
     assert len(set(accuracies.values())) == 1, accuracies
     assert accuracies[speech_run] > 1 / len(card.labels)  # better than chance on voices never heard
@@ -326,6 +334,21 @@ def _frontend_inputs_dequantized(onnx_path) -> list[str]:
             and any(i in producers and producers[i].op_type == "DequantizeLinear" for i in n.input)]
 
 
+def _stored_dft_kernels(model) -> list[str]:
+    """Weights of an ONNX or OpenVINO model as large as the front-end's DFT kernels (the
+    export generates them in the graph instead)."""
+    size = 514 * 512
+    if model.suffix == ".xml":
+        import openvino as ov
+
+        return [op.get_friendly_name() for op in ov.Core().read_model(str(model)).get_ops()
+                if op.get_type_name() == "Constant" and op.get_output_partial_shape(0).is_static
+                and math.prod(op.get_output_shape(0)) >= size]
+    import onnx
+
+    return [i.name for i in onnx.load(str(model)).graph.initializer if math.prod(i.dims) >= size]
+
+
 @pytest.mark.parametrize("target", ["openvino", "onnxruntime", "tensorrt"])
 def test_int8_speech_model_keeps_its_frontend_in_float_within_the_bound(speech_run, target):
     """What is checked here is where quantization happens; the bound is loose because the
@@ -339,6 +362,10 @@ def test_int8_speech_model_keeps_its_frontend_in_float_within_the_bound(speech_r
         export_run(speech_run)
     result = quantize(onnx_path, target, max_drop=0.2, overwrite=True)
     assert result.fp32_accuracy - result.int8_accuracy <= 0.2 + 1e-9
+    assert _stored_dft_kernels(result.out) == []  # generated in the graph, on every target
+    stored = result.out.with_suffix(".bin") if target == "openvino" else result.out
+    if target != "tensorrt":  # TensorRT's Q/DQ model keeps float weights behind its Q/DQ pairs
+        assert stored.stat().st_size < 500_000  # INT8 weights only: the DFT took 1 MB
     if target == "openvino":
         import openvino as ov
 

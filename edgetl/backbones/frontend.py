@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -21,6 +22,18 @@ from torch import nn
 # lay for speech at its usual level (loudest frame 93 dB median on keyword clips, 92 dB
 # on keyword streams: floor 13 dB). Under it nothing is sound a recording can hold.
 FLOOR_DB = 10.0
+
+
+def dft_kernels(n_fft: int, win_length: int) -> np.ndarray:
+    """The STFT as convolution kernels [2 * (n_fft // 2 + 1), 1, n_fft] in float64: a
+    periodic Hann window of `win_length` centred in `n_fft`, times the cosines (real rows)
+    and minus the sines (imaginary rows) of every bin. Export writes the same numbers as a
+    few graph operations (export/frontend_kernels.py) instead of a megabyte of weights."""
+    window = np.zeros(n_fft)
+    left = (n_fft - win_length) // 2
+    window[left:left + win_length] = 0.5 - 0.5 * np.cos(2 * math.pi * np.arange(win_length) / win_length)
+    angle = 2 * math.pi * (np.arange(n_fft // 2 + 1)[:, None] * np.arange(n_fft) % n_fft) / n_fft
+    return np.concatenate([window * np.cos(angle), -window * np.sin(angle)])[:, None, :]
 
 
 def set_floor(model: nn.Module, floor_db: float | None) -> None:
@@ -47,17 +60,10 @@ class LogMel(nn.Module):
         super().__init__()
         import torchaudio.functional as AF
 
-        self.n_fft, self.hop, self.n_mels = n_fft, hop, n_mels
+        self.n_fft, self.win_length, self.hop, self.n_mels = n_fft, win_length, hop, n_mels
         self.input_scale, self.top_db, self.scale, self.offset = input_scale, top_db, scale, offset
         self.floor_db = floor_db
-        window = torch.zeros(n_fft, dtype=torch.float64)
-        left = (n_fft - win_length) // 2
-        window[left:left + win_length] = torch.hann_window(win_length, periodic=True, dtype=torch.float64)
-        n = torch.arange(n_fft, dtype=torch.float64)
-        k = torch.arange(n_fft // 2 + 1, dtype=torch.float64)[:, None]
-        angle = 2 * math.pi * k * n / n_fft
-        kernels = torch.cat([window * torch.cos(angle), -window * torch.sin(angle)])  # real rows, then imaginary
-        self.register_buffer("dft", kernels[:, None, :].float(), persistent=False)
+        self.register_buffer("dft", torch.from_numpy(dft_kernels(n_fft, win_length)).float(), persistent=False)
         fbank = AF.melscale_fbanks(n_fft // 2 + 1, f_min, f_max, n_mels, sample_rate, norm="slaney", mel_scale="slaney")
         self.register_buffer("mel", fbank.float(), persistent=False)
 

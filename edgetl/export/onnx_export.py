@@ -195,10 +195,14 @@ def export_onnx(model, card: ModelCard, path: Path, opset: int = DEFAULT_OPSET, 
             log.warning("onnxslim could not simplify the graph (%s); keeping the unsimplified model",
                         str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             info["slimmed"] = False
+    from edgetl.export.frontend_kernels import generate_kernels
+
+    info["kernel_bytes_generated"] = generate_kernels(proto, FRONTEND_SCOPE)  # after slimming, which folds them
     onnx.checker.check_model(proto)
     if card.parts.get("scope"):  # where overlapping windows' work can be shared when streaming
         tensors = window_tensors(proto, card.parts)
-        card.parts = {**card.parts, "tensors": tensors} if tensors else {}
+        card.parts = {**card.parts, "tensors": tensors} if tensors else \
+            {k: v for k, v in card.parts.items() if k not in ("scope", "starts", "frames", "step")}
     training_ops = {n.op_type for n in proto.graph.node} & {"Dropout"}
     info["training_ops_left"] = sorted(training_ops)
     set_onnx_card(proto, card)

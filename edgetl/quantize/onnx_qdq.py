@@ -21,6 +21,8 @@ from pathlib import Path
 from edgetl import progress
 from edgetl.data.samples import Samples
 from edgetl.errors import ConfigError
+from edgetl.export.frontend_kernels import generate_kernels
+from edgetl.export.onnx_export import FRONTEND_SCOPE
 from edgetl.quantize.cpu import CpuTarget, cpu_target
 
 log = logging.getLogger("edgetl")
@@ -106,10 +108,13 @@ def quantize_qdq(src: Path, dst: Path, samples: Samples, scheme: QdqScheme, excl
             activation_type=QuantType.QInt8 if scheme.activations == "int8" else QuantType.QUInt8,
             calibrate_method=method, nodes_to_exclude=list(exclude), extra_options=extra,
             calibration_cache_path=str(cache) if cache else None)
+    model = onnx.load(str(dst))
+    # ONNX Runtime's pre-processing folded the front-end's generated DFT kernels into weights
+    changed = generate_kernels(model, FRONTEND_SCOPE) > 0
     if scheme.target == "tensorrt":
-        model = onnx.load(str(dst))
-        if unquantize_outputs(model):
-            onnx.save(model, str(dst))
+        changed |= unquantize_outputs(model) > 0
+    if changed:
+        onnx.save(model, str(dst))
 
 
 def unquantize_outputs(model) -> int:
