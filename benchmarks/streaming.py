@@ -10,21 +10,31 @@ smoothing, the refractory period and one threshold for every keyword (or one per
 keyword, `--thresholds per-keyword`) are picked for the target rate of false accepts on the validation
 recording, then FRR, FA/h and delay are measured on the test recording. Last, the
 detector's real-time factor on one thread, live (one window per hop), per backend,
-with and without sharing the embeddings of overlapping windows.
+with and without sharing the work of overlapping windows; and CPU time per second of
+audio on the first 10 minutes of the test recording, 80 ms chunks, one thread each,
+alternated over three rounds, model loading apart: edgetl's detector, `edgetl predict`
+as a user runs it, and openWakeWord 0.4.0 (the same speech embedding; its pretrained
+wake words) in the same run.
 
     python benchmarks/streaming.py [--minutes 60] [--voices 230] [--takes 2] [--held-out-voices 18] [--epochs 15]
-                                 [--thresholds common|per-keyword]
+                                 [--thresholds common|per-keyword] [--work DIR] [--cpu-only]
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import resource
 import shutil
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
+import soundfile as sf
 
 from edgetl.card import build_fingerprint
 from edgetl.data.keywords import DEFAULT_WORDS, UNKNOWN, make_keywords
@@ -68,6 +78,103 @@ def stream_row(artifact: Path, recording: Path, **options) -> dict:
     return row
 
 
+CHUNK = 1280  # 80 ms at 16 kHz: openWakeWord's frame, and edgetl's hop for the speech embedding
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _edgetl_detector(artifact: Path, share: bool):
+    """A KeywordDetector on one thread (made untimed: its parts are model loading), fed
+    80 ms chunks."""
+    from edgetl.runtime import open_runner
+    from edgetl.runtime.streaming import KeywordDetector
+
+    runner = open_runner(artifact, threads=1)
+
+    def prepare():
+        detector = KeywordDetector(runner, share=share)
+
+        def feed(audio: np.ndarray) -> None:
+            for i in range(0, len(audio), CHUNK):
+                detector.feed(audio[i:i + CHUNK])
+        return feed
+    return prepare
+
+
+def _openwakeword(n: int):
+    """openWakeWord 0.4.0 with `n` of its pretrained wake words (loaded untimed), fed int16
+    80 ms frames."""
+    import openwakeword
+    from openwakeword.model import Model
+
+    models = sorted(p for p in openwakeword.get_pretrained_model_paths()
+                    if any(w in p for w in ("jarvis", "alexa", "mycroft", "timer", "weather")))[:n]
+
+    def prepare():
+        model = Model(wakeword_model_paths=models)
+
+        def feed(audio: np.ndarray) -> None:
+            pcm = (np.clip(audio, -1, 1) * 32767).astype(np.int16)
+            for i in range(0, len(pcm) - CHUNK + 1, CHUNK):
+                model.predict(pcm[i:i + CHUNK])
+        return feed
+    return prepare, [Path(m).stem for m in models]
+
+
+def _predict_cli(artifact: Path, recording: Path, short: Path):
+    """`edgetl predict ARTIFACT RECORDING --json` as a user runs it (its defaults), in its
+    own process; the CPU time of the same command on a 2 s recording (start-up and model
+    loading) is taken off. Returns that CPU time instead of being timed from outside."""
+    def cpu(path: Path) -> float:
+        before = _children_cpu()
+        subprocess.run([sys.executable, "-m", "edgetl", "-q", "predict", str(artifact), str(path), "--json"],
+                       check=True, capture_output=True)
+        return _children_cpu() - before
+
+    def prepare():
+        return lambda audio: cpu(recording) - cpu(short)
+    return prepare
+
+
+def cpu_rows(fp32: Path, int8: Path | None, recording: Path, work: Path, seconds: float = 600.0,
+             rounds: int = 3) -> list[dict]:
+    """CPU seconds per second of audio of each way of listening, alternated over `rounds`."""
+    audio, rate = sf.read(recording, dtype="float32", frames=int(seconds * 16000))
+    clip, short = work / "cpu-10min.wav", work / "cpu-2s.wav"
+    sf.write(clip, audio, rate, subtype="PCM_16")
+    sf.write(short, audio[:2 * rate], rate, subtype="PCM_16")
+    audio = sf.read(clip, dtype="float32")[0]  # what every contender hears: 16-bit samples
+    oww1, names1 = _openwakeword(1)
+    oww5, names5 = _openwakeword(5)
+    ways = {"openWakeWord 0.4.0, 1 wake word": oww1, "openWakeWord 0.4.0, 5 wake words": oww5,
+            "edgetl KeywordDetector, shared parts, FP32": _edgetl_detector(fp32, True),
+            "edgetl KeywordDetector, whole model per hop, FP32": _edgetl_detector(fp32, False),
+            "edgetl predict (defaults), FP32": _predict_cli(fp32, clip, short)}
+    if int8 is not None:
+        ways["edgetl KeywordDetector, shared parts, ONNX Runtime INT8"] = _edgetl_detector(int8, True)
+        ways["edgetl predict (defaults), ONNX Runtime INT8"] = _predict_cli(int8, clip, short)
+    times: dict[str, list[float]] = {name: [] for name in ways}
+    for _ in range(rounds):
+        for name, prepare in ways.items():
+            feed = prepare()
+            t0 = time.process_time()
+            child = feed(audio)
+            times[name].append(child if child is not None else time.process_time() - t0)
+    seconds = len(audio) / 16000
+    reference = statistics.median(times["openWakeWord 0.4.0, 1 wake word"]) / seconds
+    rows = []
+    for name, t in times.items():
+        per_second = statistics.median(t) / seconds
+        rows.append({"way": name, "cpu_s_per_audio_s": per_second, "ratio_to_openwakeword_1": per_second / reference,
+                     "rounds": [x / seconds for x in t]})
+        print(json.dumps(rows[-1]), flush=True)
+    rows.append({"openwakeword_models": {"1": names1, "5": names5}, "audio_seconds": seconds, "chunk": CHUNK})
+    return rows
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=60.0)
@@ -84,7 +191,20 @@ def main() -> int:
     ap.add_argument("--thresholds", choices=PICKS, default="common")
     ap.add_argument("--work", help="reuse this work folder's data set and runs")
     ap.add_argument("--out", default=str(RESULTS / "streaming.json"))
+    ap.add_argument("--cpu-only", action="store_true",
+                    help="with --work: only the CPU table, on the runs already there; other results kept")
     args = ap.parse_args()
+    if args.cpu_only:
+        work = Path(args.work)
+        best = work / "run-unknown" / "model.onnx"
+        int8 = best.with_suffix(".int8.onnx")
+        results = json.loads(Path(args.out).read_text())
+        results["cpu"] = cpu_rows(best, int8 if int8.exists() else None, work / "keywords" / "_streams_" / "test.wav",
+                                  work)
+        results["cpu_machine"] = machine_info()
+        Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+        print(f"wrote {args.out}")
+        return 0
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="edgetl-streaming-"))
     data = work / "keywords"
     if not data.exists():
@@ -131,6 +251,8 @@ def main() -> int:
         for share in (True, False):
             row = stream_row(artifact, streams / "test.wav", share=share)
             results["backends"].append(row)
+    int8 = best.with_suffix(".int8.onnx")
+    results["cpu"] = cpu_rows(best, int8 if int8.exists() else None, streams / "test.wav", work)
     RESULTS.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {args.out} (work folder {work})")

@@ -80,6 +80,17 @@ def _spec_of(values: np.ndarray) -> tuple[int, int] | None:
     return spec if np.allclose(dft_kernels(*spec), values, rtol=0, atol=2e-6) else None
 
 
+def _drop_folded(proto, names: set[str]) -> None:
+    """What is left of generating nodes a tool folded (their constants, now initializers
+    and perhaps graph inputs): the new nodes take those names again."""
+    for initializer in [i for i in proto.graph.initializer if i.name in names]:
+        proto.graph.initializer.remove(initializer)
+    for value in [v for v in proto.graph.input if v.name in names]:
+        proto.graph.input.remove(value)
+    for node in [n for n in proto.graph.node if set(n.output) & names]:
+        proto.graph.node.remove(node)
+
+
 def generate_kernels(proto, scope: str) -> int:
     """Replace every initializer of the convolutions of the front-end (`scope`) that holds DFT kernels
     (dft_kernels' values exactly) by the nodes computing them; returns the bytes no longer
@@ -98,7 +109,9 @@ def generate_kernels(proto, scope: str) -> int:
         if spec is None:
             continue
         proto.graph.initializer.remove(weight)
-        for i, node in enumerate(kernel_nodes(weight.name, *spec, scope)):
+        nodes = kernel_nodes(weight.name, *spec, scope)
+        _drop_folded(proto, {o for n in nodes for o in n.output})
+        for i, node in enumerate(nodes):
             proto.graph.node.insert(i, node)
         saved += values.nbytes
     return saved
