@@ -22,6 +22,7 @@ CASES = {
         ["--adapt", "dann", "--target-data", "{data}", "--strategy", "linear-probe"],
         ["--adapt", "coral", "--target-data", "{data}", "--adapt-weight", "0"],
         ["--adapt", "adabn", "--target-data", "{out}/missing"], ["--target-val", "{data}"], ["--threads", "0"],
+        ["--seed", "-1"],
     ],
     "adapt": [["--target-data", "{out}/missing"], ["--target-data", "{data}", "--out", "{data}"],
               ["--target-data", "{data}", "--threads", "0"]],
@@ -29,23 +30,28 @@ CASES = {
                  ["--data", "{out}/missing"], ["--target-fa-per-hour", "1"], ["--plot", "{out}/det.png"],
                  ["--threads", "0"], ["--stream", "{out}/missing.wav"],
                  ["--stream", "{out}/missing.wav", "--smoothing", "0"], ["--stream", "{out}/missing.wav", "--hop-ms", "-5"],
-                 ["--stream", "{out}/missing.wav", "--smoothing", "100000"]],
+                 ["--stream", "{out}/missing.wav", "--smoothing", "100000"],
+                 ["--stream", "{out}/missing.wav", "--refractory-ms", "-5"]],
     "export": [["--atol", "-1"], ["--static-batch", "0"], ["--fp16"], ["--opset", "99"], ["--out", "{out}/m.txt"],
                ["--threads", "0"]],
     "quantize": [["--max-drop", "5"], ["--max-drop", "abc"], ["--samples", "0"], ["--target", "coreml"],
                  ["--target", "tensorrt", "--qat"], ["--target", "openvino", "--out", "{out}/m.onnx"],
                  ["--target", "openvino", "--qat", "--qat-epochs", "0"], ["--target", "onnxruntime", "--cpu", "avx2"],
+                 ["--target", "openvino", "--qat", "--qat-lr", "0"],
                  ["--threads", "0"]],
     "build-engine": [["--workspace", "0"], ["--dla", "-1"], ["--batch-profile", "0:1:2"], ["--batch-profile", "4:2:1"],
-                     ["--precision", "int4"]],
+                     ["--precision", "int4"], ["--gpu", "-1"]],
     "bench": [["--batch-sizes", "0"], ["--iters", "0"], ["--rounds", "0"], ["--threads", "0"], ["--warmup", "-1"],
-              ["--max-drop", "2"], ["--precision-hint", "q8"], ["--backend", "tflite"]],
-    "data digits": [["--size", "4"], ["--size", "abc"]],
+              ["--max-drop", "2"], ["--precision-hint", "q8"], ["--backend", "tflite"], ["--min-time", "-1"],
+              ["--max-slowdown", "0"]],
+    "data digits": [["--size", "4"], ["--size", "abc"], ["--seed", "-1"]],
     "data keywords": [["--voices", "2"], ["--takes", "0"], ["--words", "yes"], ["--words", "y3s,no"],
-                      ["--stream-minutes", "0.1"], ["--stream-minutes", "-1"]],
+                      ["--stream-minutes", "0.1"], ["--stream-minutes", "-1"], ["--seed", "-1"],
+                      ["--held-out-voices", "-1"], ["--voices", "10", "--held-out-voices", "5"]],
     "backbones": [["--modality", "video"]],
     "package": [["--samples", "0"], ["--targets", "coreml"], ["--threads", "0"], ["--data", "{out}/missing"]],
     "verify": [["--threads", "0"], ["--backend", "tflite"]],
+    "predict": [["--top-k", "0"], ["--threads", "0"], ["--backend", "tflite"]],
 }
 REQUIRED = {
     "finetune": ["{data}", "--backbone", "efficientnet_lite0", "--input-size", "32", "--out", "{out}/run"],
@@ -60,6 +66,7 @@ REQUIRED = {
     "backbones": [],
     "package": ["{run}", "--out", "{out}/bundle"],
     "verify": ["{run}"],
+    "predict": ["{onnx}", "{image}"],
 }
 
 
@@ -70,7 +77,8 @@ def _fill(args, **where):
 @pytest.mark.parametrize("command, bad", [(c, b) for c, cases in CASES.items() for b in cases],
                          ids=lambda v: v if isinstance(v, str) else " ".join(v))
 def test_invalid_options_are_one_clear_error(command, bad, tiny_digits, tiny_run, quant_onnx, tmp_path):
-    where = dict(data=tiny_digits, run=tiny_run, onnx=quant_onnx, out=tmp_path)
+    image = next((tiny_digits / "val").rglob("*.png"))
+    where = dict(data=tiny_digits, run=tiny_run, onnx=quant_onnx, out=tmp_path, image=image)
     args = [*command.split(), *_fill(REQUIRED[command], **where), *_fill(bad, **where)]
     result = CliRunner().invoke(cli, ["-q", *args])
     assert result.exit_code == 2, f"{args}: {result.output}"
@@ -102,3 +110,31 @@ def test_every_user_error_in_the_source_carries_a_hint():
                 if name in user_errors and not any(k.arg == "hint" for k in node.exc.keywords):
                     missing.append(f"{path.name}:{node.lineno} {name}")
     assert len(user_errors) > 5 and not missing, missing
+
+
+def _commands(group=cli, prefix=""):
+    import click
+
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            yield from _commands(command, f"{prefix}{name} ")
+        else:
+            yield f"{prefix}{name}", command
+
+
+def test_every_numeric_option_has_an_invalid_value_case():
+    """Each option that takes a number (count, rate, size, threshold) is tried above with a
+    value out of its range: a new numeric option without a case fails here."""
+    import click
+
+    missing = []
+    for name, command in _commands():
+        tried = {a for case in CASES.get(name, []) for a in case if a.startswith("--")}
+        for param in command.params:
+            if not isinstance(param, click.Option) or param.is_flag or param.hidden:  # hidden: an old spelling
+                continue
+            if isinstance(param.type, (click.types.IntParamType, click.types.FloatParamType)) or \
+                    param.type.name in ("integer", "float", "integer range", "float range"):
+                if not tried & set(param.opts + param.secondary_opts):
+                    missing.append(f"{name} {max(param.opts, key=len)}")
+    assert missing == [], missing

@@ -52,8 +52,7 @@ def bench_cmd(artifacts, as_json, json_file, csv_out, plot_out, baseline, max_sl
     settings = BenchSettings(**values).check()
     max_drop, data = settings.max_drop, settings.data
     baseline_drop = max_drop if max_drop is not None else 0.01
-    if baseline:  # before the work: a bad baseline or bound is one clear error
-        check_bounds(max_slowdown, baseline_drop)
+    check_bounds(max_slowdown, baseline_drop)  # before the work: a bad bound is one clear error, baseline or not
     old = read_report(baseline) if baseline else None
     json_out = "-" if as_json else json_file
     for report_file in (json_out, csv_out, plot_out):  # an earlier report is refreshed; anything else is kept

@@ -16,7 +16,8 @@ def data_group():
 @data_group.command("digits")
 @click.argument("out", type=click.Path(file_okay=False))
 @click.option("--size", default=64, show_default=True, help="Image side in pixels.")
-@click.option("--seed", default=0, show_default=True, help="Seed of the stratified train/val/test split.")
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True,
+              help="Seed of the stratified train/val/test split.")
 @click.option("--domain", type=click.Choice(["textured", "blurred"]), default=None,
               help="The same digits and split in a shifted domain: textured (over real photos, a strong shift) "
                    "or blurred (blur, low contrast, noise, a mild one).")
@@ -50,7 +51,8 @@ def digits_cmd(out, size, seed, domain, overwrite):
 @click.option("--domain", type=click.Choice(["room", "phone"]), default=None,
               help="Every clip in a shifted acoustic condition: room (a far microphone in a simulated reverberant "
                    "room, a strong shift) or phone (an 8 kHz phone line's band, a mild one). Clips only, not --stream.")
-@click.option("--seed", default=0, show_default=True, help="Seed of voices, speeds, pitches, noise and split.")
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True,
+              help="Seed of voices, speeds, pitches, noise and split.")
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it is a data set edgetl wrote (nothing else is replaced).")
 def keywords_cmd(out, words, unknown, voices, takes, held_out_voices, stream_minutes, domain, seed, overwrite):
     """Spoken keywords synthesized with espeak-ng (1 s, 16 kHz clips with background noise)

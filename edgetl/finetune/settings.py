@@ -40,7 +40,8 @@ class FinetuneSettings(Settings):
     device: str = setting("auto", "Where training runs. auto: a GPU where this machine has one, else the CPU; cpu; "
                           "cuda[:N].")
     threads: int | None = threads_setting("training (torch's intra- and inter-op threads)")
-    seed: int = setting(0, "Seed of the head's weights, the batches and the augmentation.")
+    seed: int = setting(0, "Seed of the head's weights, the batches and the augmentation.", min=0, max=2**32 - 1,
+                        example="0")
     resume: bool = setting(False, "Continue an interrupted run to the same --out from its last completed epoch (same "
                            "settings and data; on one thread it ends with the same weights as an uninterrupted run).")
     input_size: int | None = setting(None, "Input side in pixels (default: the backbone's).")
