@@ -191,6 +191,9 @@ def main() -> int:
     ap.add_argument("--thresholds", choices=PICKS, default="common")
     ap.add_argument("--work", help="reuse this work folder's data set and runs")
     ap.add_argument("--out", default=str(RESULTS / "streaming.json"))
+    ap.add_argument("--models", default="unknown,no-unknown",
+                    help="which fine-tunes to make and measure: unknown (with the _unknown_ class), no-unknown; "
+                         "the rows of the other are kept from the existing results")
     ap.add_argument("--cpu-only", action="store_true",
                     help="with --work: only the CPU table, on the runs already there; other results kept")
     args = ap.parse_args()
@@ -219,7 +222,14 @@ def main() -> int:
                "target_fa_per_hour": args.target_fa_per_hour, "thresholds": args.thresholds,
                "machine": machine_info(), "cpu": cpu_name(), "build": build_fingerprint(), "models": [], "backends": []}
     onnx_of = {}
+    chosen = args.models.split(",")
+    if set(chosen) != {"unknown", "no-unknown"} and Path(args.out).exists():
+        kept = [m for m in json.loads(Path(args.out).read_text())["models"]
+                if (m["model"] == "with _unknown_") != ("unknown" in chosen)]
+        results["models"] += [{**m, "measured_before": True} for m in kept]
     for name, with_unknown in (("with _unknown_", True), ("without _unknown_", False)):
+        if ("unknown" if with_unknown else "no-unknown") not in chosen:
+            continue
         run = work / ("run-unknown" if with_unknown else "run-no-unknown")
         src = data if with_unknown else work / "keywords-no-unknown"
         if not src.exists():
