@@ -109,7 +109,7 @@ SHARED = ("backend", "device", "threads", "precision_hint")
                    "false rejects, false accepts per hour, delay, real-time factor.")
 @options.from_settings(StreamEvalSettings, skip=SHARED, plot={"type": click.Path(dir_okay=False)})
 @options.from_settings(EvaluateSettings, skip={"threads"})
-@options.threads()
+@options.threads(default="[default: 1 with --stream, else half of the usable cores, at least 1]")
 @options.json_flag("one object (accuracy, n, backend, ...)")
 def evaluate_cmd(artifact, data, stream, as_json, **values):
     """Evaluate ARTIFACT (a run directory, or an exported model) on a data split, or a

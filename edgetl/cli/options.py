@@ -26,9 +26,9 @@ def library_default(owner, name: str):
     return inspect.signature(owner).parameters[name].default
 
 
-def threads(what: str = "inference"):
+def threads(what: str = "inference", default: str = THREADS_DEFAULT):
     return click.option("--threads", type=click.IntRange(min=1), default=None,
-                        help=f"CPU threads for {what} (e.g. 1 on a busy machine) {THREADS_DEFAULT}.")
+                        help=f"CPU threads for {what} (e.g. 1 on a busy machine) {default}.")
 
 
 def overwrite(what: str):

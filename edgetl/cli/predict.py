@@ -13,7 +13,7 @@ from edgetl.runtime.predict import PredictSettings, predict
 @click.argument("artifact", type=click.Path())
 @click.argument("files", nargs=-1, type=click.Path())
 @options.from_settings(PredictSettings, skip={"threads"})
-@options.threads()
+@options.threads(default="[default: 1 on a recording, else half of the usable cores, at least 1]")
 @options.json_flag("one list: file, labels, scores, error")
 def predict_cmd(artifact, files, as_json, **values):
     """Predict FILES (images or audio clips, as the model takes) with ARTIFACT: a run
