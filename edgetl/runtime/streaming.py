@@ -170,7 +170,7 @@ class SharedWindows:
         self.frames, self.starts, self.frame_samples = parts["frames"], list(parts["starts"]), parts["frame_samples"]
         self.incremental = parts.get("floor_db") is not None and "frame_context" in parts
         self.frame_context = parts.get("frame_context", 0)
-        self.kept: dict[int, np.ndarray] = {}  # frame number from the stream's start -> its features
+        self.latest, self.latest_first = np.zeros((0, 0), np.float32), 0  # the last window's frames, its first
         self.cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # first frame -> frames, embedding
         self.reused = self.computed = 0  # embeddings
         self.frontend_calls = self.frames_computed = 0
@@ -204,17 +204,15 @@ class SharedWindows:
             return features
         first = first_sample // self.frame_samples
         count = (len(window) - self.frame_context) // self.frame_samples
-        missing = [f for f in range(first, first + count) if f not in self.kept]
-        if missing:
-            begin = (missing[0] - first) * self.frame_samples
-            stop = (first + count - first) * self.frame_samples + self.frame_context
+        shift = first - self.latest_first  # windows only move forward
+        kept = self.latest[shift:] if 0 <= shift < len(self.latest) else self.latest[:0]
+        if len(kept) < count:  # the frames no hop has computed: from their own samples only
             self.frontend_calls += 1
-            new = self.frontend(np.ascontiguousarray(window[None, begin:stop]))[0][0]
-            for f, frame in zip(range(missing[0], first + count), new):
-                self.kept[f] = frame
+            new = self.frontend(np.ascontiguousarray(window[None, len(kept) * self.frame_samples:]))[0][0]
             self.frames_computed += len(new)
-        self.kept = {f: v for f, v in self.kept.items() if f >= first}  # older frames never come back
-        return np.stack([self.kept[f] for f in range(first, first + count)])
+            kept = np.concatenate([kept, new]) if len(kept) else new
+        self.latest, self.latest_first = kept, first
+        return kept
 
     def logits(self, window: np.ndarray, first_sample: int) -> np.ndarray:
         features = self._features(window, first_sample)  # [frames, bands]
@@ -222,14 +220,14 @@ class SharedWindows:
         blocks = [features[s:s + self.frames] for s in self.starts]
         embeddings: list[np.ndarray | None] = [None] * len(blocks)
         for j, s in enumerate(self.starts):
-            hit = self.cache.get(first + s)
-            if hit is not None and np.array_equal(hit[0], blocks[j]):
+            hit = self.cache.get(first + s)  # frames computed once are the same frames: no need to compare
+            if hit is not None and (self.incremental or np.array_equal(hit[0], blocks[j])):
                 embeddings[j] = hit[1]
         todo = [j for j, e in enumerate(embeddings) if e is None]
         if todo:
             for j, e in zip(todo, self.embed(np.stack([blocks[j] for j in todo]))[0]):
                 embeddings[j] = e
-                self.cache[first + self.starts[j]] = (blocks[j].copy(), e)
+                self.cache[first + self.starts[j]] = (None if self.incremental else blocks[j].copy(), e)
         self.reused += len(blocks) - len(todo)
         self.computed += len(todo)
         self.cache = {k: v for k, v in self.cache.items() if k >= first}  # older windows never come back
