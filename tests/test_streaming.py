@@ -476,6 +476,28 @@ def test_a_stream_computes_each_frame_and_window_once_and_scores_as_the_whole_mo
         assert at_100.shared is None and "multiple of 1280 samples" in at_100.sharing
 
 
+def test_a_model_without_a_fixed_floor_streams_each_whole_window(stream_model, keywords, tmp_path):
+    """A card without `floor_db` (models made before the fixed floor): the front-end runs on
+    every whole window and an embedding is reused only when its frames are the same."""
+    import shutil
+
+    from edgetl.runtime import open_runner
+    from edgetl.runtime.artifacts import read_card, write_card
+
+    old = tmp_path / "old.onnx"
+    shutil.copyfile(stream_model[0], old)
+    card = read_card(old)
+    card.parts = {k: v for k, v in card.parts.items() if k not in ("floor_db", "frame_context")}
+    write_card(old, card)
+    with open_runner(old, threads=1) as runner:
+        detector = KeywordDetector(runner, record=True)
+        detect_file(detector, keywords / "_streams_" / "test.wav", chunk_seconds=0.08)
+    parts = detector.shared
+    heard = int((detector.probabilities().sum(axis=1) > 0).sum())
+    assert parts is not None and not parts.incremental and detector.sharing == "embeddings of overlapping windows reused"
+    assert parts.frontend_calls == heard and parts.frames_computed == 97 * heard
+
+
 def test_stream_evaluation_refuses_recordings_and_settings_that_measure_nothing(stream_model, tmp_path):
     """A recording shorter than a window, one without keywords, smoothing longer than the
     recording and a missing recording are each named, never reported as FRR 0% or 100%."""
