@@ -3,6 +3,7 @@ preprocessing, schemas and targets; predict through every backend, folder and zi
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import shutil
 
@@ -222,3 +223,17 @@ def test_bench_on_a_bundle_without_data_scores_its_reference_files(bundle, run):
     references = len(list((bundle / "reference").glob("*.png")))
     assert rows and all(r["split"].startswith("reference/") and r["n"] == references for r in rows), rows
     assert all(0 <= r["accuracy"] <= 1 for r in rows)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="checks a machine without TensorRT")
+def test_a_bundle_with_only_a_tensorrt_target_says_how_to_run_it_without_tensorrt(run, tmp_path):
+    only = tmp_path / "trt-only"
+    packaged = CliRunner().invoke(cli, ["-q", "package", str(run), "--targets", "tensorrt", "--out", str(only)])
+    assert packaged.exit_code == 0, packaged.output
+    image = sorted((only / "reference").glob("*.png"))[0]
+    refused = CliRunner().invoke(cli, ["predict", str(only), str(image)])
+    assert_refused(refused, "none of the bundle's models", "tensorrt is not installed", "--backend tensorrt")
+    followed = CliRunner().invoke(cli, ["predict", str(only), str(image), "--backend", "tensorrt", "--json"])
+    assert followed.exit_code == 0, followed.output  # the hint, followed, works
+    packaged_label = json.loads((only / "reference" / "expected.json").read_text())["tensorrt"]["answers"][0]["label"]
+    assert json.loads(followed.output[followed.output.index("["):])[0]["labels"][0] == packaged_label

@@ -103,9 +103,12 @@ def choose(bundle: Bundle, backend: str = "auto") -> str:
                 progress.info(f"not {target_skipped}: {why}")
             return target
         skipped.append((target, problem))
+    hint = "pip install edgetl (ONNX Runtime) or 'edgetl[openvino]'; `edgetl doctor` says more"
+    if "tensorrt" in bundle.targets and backend_problem("onnxruntime") is None:
+        hint = ("pass --backend tensorrt to run its QDQ model in ONNX Runtime here (what TensorRT's INT8 computes), "
+                "or package the run with --targets onnxruntime")
     raise BackendUnavailable("this machine can run none of the bundle's models: "
-                             + "; ".join(f"{t}: {why}" for t, why in skipped),
-                             hint="pip install edgetl (ONNX Runtime) or 'edgetl[openvino]'; `edgetl doctor` says more")
+                             + "; ".join(f"{t}: {why}" for t, why in skipped), hint=hint)
 
 
 __all__ = ["choose", "cpu_warning", "engine_cache_path", "model_for", "target_problem", "tensorrt_here",
