@@ -237,3 +237,9 @@ def test_a_bundle_with_only_a_tensorrt_target_says_how_to_run_it_without_tensorr
     assert followed.exit_code == 0, followed.output  # the hint, followed, works
     packaged_label = json.loads((only / "reference" / "expected.json").read_text())["tensorrt"]["answers"][0]["label"]
     assert json.loads(followed.output[followed.output.index("["):])[0]["labels"][0] == packaged_label
+    measured = CliRunner().invoke(cli, ["bench", str(only), "--iters", "3", "--json"])  # as verify runs it
+    assert measured.exit_code == 0, measured.output
+    rows = json.loads(measured.output[measured.output.index("{"):])["rows"]
+    precision = json.loads((only / "bundle.json").read_text())["targets"]["tensorrt"]["precision"]
+    assert [(r["backend"], r["precision"]) for r in rows] == [("onnxruntime", precision)]
+    assert_refused(CliRunner().invoke(cli, ["bench", str(only), "--backend", "openvino"]), "openvino", "edgetl doctor")

@@ -65,8 +65,9 @@ def expand_artifacts(artifacts, backends: list[str] | None = None, precision_hin
         if kind_of(path).name == "bundle":  # its models, on the backends they were packaged for
             bundle = Bundle.open(path)
             bundle.check_checksums()
+            # a TensorRT target without TensorRT here: its QDQ model in ONNX Runtime, as verify runs it
             members += [(*model_for(bundle, t), bundle.root) for t in bundle.targets
-                        if target_problem(bundle, t) is None]
+                        if t == "tensorrt" or target_problem(bundle, t) is None]
             continue
         if path.is_dir():
             if not (path / CARD_FILENAME).is_file():
@@ -90,6 +91,10 @@ def expand_artifacts(artifacts, backends: list[str] | None = None, precision_hin
             cells.append(Cell(path, backend))
             if backend == "openvino":
                 cells += [Cell(path, backend, hint) for hint in dict.fromkeys(precision_hints) if hint != "f32"]
+    if not cells:
+        raise ConfigError(f"none of the artifacts runs on {', '.join(backends)}" if backends else
+                          "none of the bundles' models runs on this machine",
+                          hint="drop --backend, or see what this machine runs: edgetl doctor")
     return cells
 
 
