@@ -119,10 +119,13 @@ def check_spec(spec: EngineSpec) -> tuple[ModelCard, bool]:
 
 
 def _frontend_layers(onnx_path: Path) -> list[str]:
-    """The ONNX nodes of a speech model's front-end (their TensorRT layers carry the same names)."""
+    """The ONNX nodes of a speech model's front-end that compute (their TensorRT layers carry
+    the same names); its constants are FP32 data already."""
     import onnx
 
-    return frontend_nodes(onnx.load(str(onnx_path), load_external_data=False))
+    proto = onnx.load(str(onnx_path), load_external_data=False)
+    constants = {n.name for n in proto.graph.node if n.op_type == "Constant"}
+    return [n for n in frontend_nodes(proto) if n not in constants]
 
 
 def version_tuple(version: str) -> tuple[int, int]:
