@@ -165,3 +165,37 @@ def test_a_bf16_request_on_an_avx2_cpu_is_one_clear_error(runs, tiny_digits, tmp
     f32 = subprocess.run([*args, "--json"], env=env, capture_output=True, text=True)
     assert f32.returncode == 0, f32.stderr
     assert json.loads(f32.stdout)["inference_precision"] == "f32"
+
+
+def test_dft_kernels_are_generated_in_the_graph_and_compute_the_stored_ones():
+    """A front-end convolution holding the STFT kernels (1 MB) gets them from a few graph
+    operations instead; ONNX Runtime computes the same spectrum, and weights that are not
+    exactly such kernels are left alone."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgetl.backbones.frontend import dft_kernels
+    from edgetl.export.frontend_kernels import generate_kernels
+
+    def model(weights):
+        conv = helper.make_node("Conv", ["wave", "dft"], ["spec"], name="frontend/conv", strides=[160])
+        graph = helper.make_graph([conv], "g", [helper.make_tensor_value_info("wave", TensorProto.FLOAT, [1, 1, 1632])],
+                                  [helper.make_tensor_value_info("spec", TensorProto.FLOAT, [1, 514, 8])],
+                                  [numpy_helper.from_array(weights.astype(np.float32), "dft")])
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+
+    def run(proto):
+        return ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+            None, {"wave": wave})[0]
+
+    wave = np.random.default_rng(0).normal(0, 3000, (1, 1, 1632)).astype(np.float32)
+    stored = model(dft_kernels(512, 400))
+    generated = model(dft_kernels(512, 400))
+    assert generate_kernels(generated, "frontend") == 514 * 512 * 4
+    assert [i.name for i in generated.graph.initializer] == [] and stored.ByteSize() - generated.ByteSize() > 1_000_000
+    onnx.checker.check_model(generated)
+    reference = run(stored)
+    assert np.abs(run(generated) - reference).max() <= 1e-5 * np.abs(reference).max()
+    other = model(dft_kernels(512, 400) * 1.01)  # not the kernels: kept as they are
+    assert generate_kernels(other, "frontend") == 0 and len(other.graph.initializer) == 1
