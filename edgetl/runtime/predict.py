@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from edgetl import modality as modalities
-from edgetl.errors import ConfigError, DataError, EdgeTLError
+from edgetl.errors import ConfigError, DataError
 from edgetl.progress import progress_bar
 from edgetl.runtime.artifacts import read_card
 from edgetl.runtime.backends import open_runner
@@ -121,14 +121,16 @@ def predict(artifact, files, settings: PredictSettings | None = None, **options)
 
 def _has_recordings(artifact, files) -> bool:
     """Whether some file is audio longer than an audio model's window (a stream)."""
+    seconds = [audio_seconds(f) or 0 for f in files if Path(f).is_file()]
+    if not any(seconds):  # no audio at all: the model is not even opened twice
+        return False
     try:
         card = read_card(artifact)
-    except EdgeTLError:  # opening the artifact says what is wrong with it
+    except Exception:  # noqa: BLE001 - opening the artifact next says what is wrong with it, as a user error
         return False
     if card.modality != "audio":
         return False
-    window = modalities.preprocessing_of(card).seconds
-    return any((audio_seconds(f) or 0) > window for f in files if Path(f).is_file())
+    return max(seconds) > modalities.preprocessing_of(card).seconds
 
 
 def _detect(runner, path: Path, seconds: float) -> Prediction:
