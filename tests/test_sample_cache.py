@@ -97,3 +97,22 @@ def test_unreadable_files_are_named_on_every_run(tmp_path, caplog):
         caplog.clear()
         samples, labels = cached_split(split, pre)
         assert len(samples) == len(labels) == 6 and "broken.png" in caplog.text
+
+
+def test_a_probes_feature_cache_is_keyed_by_what_the_backbone_computes():
+    """The digest that keys cached features changes with a setting that is no weight (the
+    log-mel's floor) and with a buffer a state dict leaves out (the DFT kernels)."""
+    import torch
+
+    from edgetl.backbones.frontend import LogMel, set_floor
+    from edgetl.finetune.training import module_digest
+
+    frontend = LogMel()
+    digest = module_digest(frontend)
+    set_floor(frontend, None)
+    assert module_digest(frontend) != digest
+    set_floor(frontend, LogMel().floor_db)
+    assert module_digest(frontend) == digest
+    with torch.no_grad():
+        frontend.dft[0, 0, 0] += 1.0  # not in the state dict (persistent=False)
+    assert "dft" not in frontend.state_dict() and module_digest(frontend) != digest

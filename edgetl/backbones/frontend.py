@@ -67,6 +67,11 @@ class LogMel(nn.Module):
         fbank = AF.melscale_fbanks(n_fft // 2 + 1, f_min, f_max, n_mels, sample_rate, norm="slaney", mel_scale="slaney")
         self.register_buffer("mel", fbank.float(), persistent=False)
 
+    def extra_repr(self) -> str:  # in the module's repr: what a cache of its outputs is keyed by
+        return (f"n_fft={self.n_fft}, win_length={self.win_length}, hop={self.hop}, n_mels={self.n_mels}, "
+                f"input_scale={self.input_scale}, floor_db={self.floor_db}, top_db={self.top_db}, "
+                f"scale={self.scale}, offset={self.offset}")
+
     def frames(self, samples: int) -> int:
         return (samples - self.n_fft) // self.hop + 1
 

@@ -92,9 +92,11 @@ def set_torch_threads(threads: int | None) -> int:
 
 
 def module_digest(module: nn.Module) -> str:
-    """A digest of a module's weights and buffers (BatchNorm statistics among them)."""
-    h = hashlib.sha256()
-    for name, value in module.state_dict().items():
+    """A digest of what a module computes: its structure and settings (its repr, e.g. a
+    log-mel front-end's floor), its weights and every buffer (BatchNorm statistics, and
+    the fixed ones a state dict leaves out, such as the front-end's DFT kernels)."""
+    h = hashlib.sha256(repr(module).encode())
+    for name, value in [*module.state_dict().items(), *module.named_buffers()]:
         h.update(name.encode())
         h.update(value.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
