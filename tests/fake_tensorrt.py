@@ -213,9 +213,11 @@ class _Engine:
     def get_tensor_shape(self, name):
         return self.tensors[name][2]
 
+    profile = (1, 4, 8)  # batch min, opt, max
+
     def get_tensor_profile_shape(self, name, profile):
         rest = self.tensors[name][2][1:]
-        return (1, *rest), (4, *rest), (8, *rest)
+        return tuple((n, *rest) for n in self.profile)
 
     def create_execution_context(self):
         return _Context()
@@ -245,9 +247,11 @@ class _Context:
         return True
 
 
-class _OnnxEngine:
+class _OnnxEngine(_Engine):
     """What an engine built from an ONNX model computes: that model, run by ONNX Runtime
     on the tensors in (stand-in) device memory, float32 in and out, batch 1 to 32."""
+
+    profile = (1, 8, 32)
 
     def __init__(self, path):
         import onnxruntime as ort
@@ -255,26 +259,10 @@ class _OnnxEngine:
         options = ort.SessionOptions()
         options.intra_op_num_threads = options.inter_op_num_threads = 1
         self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-        self.tensors = {t.name: (mode, tuple(d if isinstance(d, int) else -1 for d in t.shape))
+        self.tensors = {t.name: (mode, DataType.FLOAT, tuple(d if isinstance(d, int) else -1 for d in t.shape))
                         for mode, ts in ((TensorIOMode.INPUT, self.session.get_inputs()),
                                          (TensorIOMode.OUTPUT, self.session.get_outputs())) for t in ts}
         self.num_io_tensors = len(self.tensors)
-
-    def get_tensor_name(self, i):
-        return list(self.tensors)[i]
-
-    def get_tensor_mode(self, name):
-        return self.tensors[name][0]
-
-    def get_tensor_dtype(self, name):
-        return DataType.FLOAT
-
-    def get_tensor_shape(self, name):
-        return self.tensors[name][1]
-
-    def get_tensor_profile_shape(self, name, profile):
-        rest = self.tensors[name][1][1:]
-        return (1, *rest), (8, *rest), (32, *rest)
 
     def create_execution_context(self):
         return _OnnxContext(self)
@@ -290,14 +278,14 @@ class _OnnxContext:
 
     def get_tensor_shape(self, name):
         batch = next(iter(self.shapes.values()))[0]
-        return (batch, *self.engine.tensors[name][1][1:])
+        return (batch, *self.engine.tensors[name][2][1:])
 
     def set_tensor_address(self, name, address):
         self.addresses[name] = address
 
     def execute_async_v3(self, stream):
         feeds = {n: fake_cudart.view(self.addresses[n], np.float32, s).copy() for n, s in self.shapes.items()}
-        names = [n for n, (mode, _) in self.engine.tensors.items() if mode == TensorIOMode.OUTPUT]
+        names = [n for n, (mode, _, _) in self.engine.tensors.items() if mode == TensorIOMode.OUTPUT]
         for name, value in zip(names, self.engine.session.run(names, feeds)):
             fake_cudart.view(self.addresses[name], np.float32, value.shape)[...] = value
         RECORD.log("execute", stream)

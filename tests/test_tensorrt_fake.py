@@ -25,12 +25,13 @@ from edgetl.runtime.tensorrt_runner import TensorRTRunner, engine_card_path
 def trt(monkeypatch):
     """The stand-in as `tensorrt`, and the stand-in of cuda-python's runtime under
     runtime/cuda_device.py, which runs for real."""
-    from edgetl.runtime import cuda_device
+    from edgetl.runtime import cuda_device, targets
 
     fake.reset()
     monkeypatch.setitem(sys.modules, "tensorrt", fake)
     monkeypatch.setattr(cuda_device, "_cudart", lambda: fake_cudart)
     monkeypatch.setattr("edgetl.runtime.machine.nvidia_driver", lambda: "540.3.0")  # JetPack 6's
+    targets._gpu.cache_clear()  # the GPU facts a process read once
     return fake
 
 

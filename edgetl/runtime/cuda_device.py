@@ -57,16 +57,16 @@ def cuda_versions(cudart) -> dict:
     return out
 
 
-def mismatch(versions: dict) -> str | None:
+def mismatch(versions: dict) -> tuple[str, str] | None:
     """Why cuda-python's runtime cannot run on this driver (CUDA runs a runtime of the
-    driver's major version or older: minor-version compatibility), or None."""
+    driver's major version or older: minor-version compatibility), and the remedy; or None."""
     driver, runtime = versions.get("driver_cuda"), versions.get("runtime_cuda")
     if not driver:
-        return "no NVIDIA driver answers (is there a GPU? nvidia-smi)"
+        return "no NVIDIA driver answers", "is there a GPU? check nvidia-smi"
     if runtime and int(runtime.split(".")[0]) > int(driver.split(".")[0]):
         major = int(driver.split(".")[0])
         return (f"cuda-python's CUDA {runtime} runtime needs a newer driver than this one, which supports CUDA "
-                f"{driver}: pip install 'cuda-python>={major},<{major + 1}' (or update the NVIDIA driver)")
+                f"{driver}", f"pip install 'cuda-python>={major},<{major + 1}' (or update the NVIDIA driver)")
     return None
 
 
@@ -80,8 +80,8 @@ def _check(cudart, result, what: str):
         except Exception:  # noqa: BLE001 - the number alone still says it
             name = "error"
         cause = mismatch(cuda_versions(cudart)) if int(err) == INSUFFICIENT_DRIVER else None
-        raise ArtifactError(f"CUDA {what} failed: {name} ({int(err)})" + (f"; {cause}" if cause else ""),
-                            hint=cause.split(": ", 1)[1] if cause else
+        raise ArtifactError(f"CUDA {what} failed: {name} ({int(err)})" + (f"; {cause[0]}" if cause else ""),
+                            hint=cause[1] if cause else
                             "check nvidia-smi and the CUDA driver; rebuild the engine on this device")
     return values[0] if len(values) == 1 else tuple(values)
 
@@ -123,7 +123,8 @@ class CudaDevice:
             self.torch = _torch_cuda()
             if self.torch is None:
                 raise BackendUnavailable(f"cannot reach the GPU: {self.cause}, and no CUDA build of torch to fall "
-                                         "back on", hint=(mismatch(self.versions) or "").split(": ", 1)[-1] or _PIN)
+                                         "back on", hint=_PIN if not self.versions else
+                                         (mismatch(self.versions) or ("", "check nvidia-smi and the CUDA driver"))[1])
             log.warning("GPU memory through torch: %s", self.cause)
             self.torch.cuda.set_device(index)
 
@@ -252,7 +253,7 @@ def gpu_report(index: int = 0) -> dict:
             report["problem"] = f"cuda-python cannot be called: {exc}"
         problem = mismatch(report)
         report["compatible"] = problem is None if report["driver_cuda"] else None
-        report["problem"] = report["problem"] or problem
+        report["problem"] = report["problem"] or (": ".join(problem) if problem else None)
     try:
         device = CudaDevice(index)
         report.update(found=True, via=device.via, **device.facts())

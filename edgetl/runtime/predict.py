@@ -86,7 +86,10 @@ def predict(artifact, files, settings: PredictSettings | None = None, **options)
     backend, top_k, device, batch, threads = s.backend, s.top_k, s.device, s.batch, s.threads
     if not files:
         raise ConfigError("no files to predict", hint="pass one or more image or audio files after the artifact")
-    if threads is None and _has_recordings(artifact, files):
+    # each file's length if it may be audio (not an image by its suffix), read once from its header
+    seconds = {f: None if modalities.claiming({Path(f).suffix.lower()}, besides="audio") or not Path(f).is_file()
+               else audio_seconds(f) for f in files}
+    if threads is None and _has_recordings(artifact, seconds):
         # A hop's work is too small to split: a second thread only spins, on a busy CPU
         # it slows the detector down (measured: 3.5x the CPU time with ONNX Runtime's default).
         threads = 1
@@ -100,8 +103,8 @@ def predict(artifact, files, settings: PredictSettings | None = None, **options)
         for f in files:
             try:
                 check_regular(Path(f))  # before anything opens it
-                if kind.name == "audio" and (audio_seconds(f) or 0) > pre.seconds:
-                    results.append(_detect(runner, Path(f), audio_seconds(f)))
+                if kind.name == "audio" and (seconds[f] or 0) > pre.seconds:
+                    results.append(_detect(runner, Path(f), seconds[f]))
                     continue
                 samples.append(read_input(Path(f), kind, pre))
                 where.append(len(results))
@@ -119,10 +122,11 @@ def predict(artifact, files, settings: PredictSettings | None = None, **options)
     return results
 
 
-def _has_recordings(artifact, files) -> bool:
-    """Whether some file is audio longer than an audio model's window (a stream)."""
-    seconds = [audio_seconds(f) or 0 for f in files if Path(f).is_file()]
-    if not any(seconds):  # no audio at all: the model is not even opened twice
+def _has_recordings(artifact, seconds: dict) -> bool:
+    """Whether some file is audio (`seconds`: each file's length, None when not audio)
+    longer than an audio model's window (a stream)."""
+    longest = max((s or 0 for s in seconds.values()), default=0)
+    if not longest:  # no audio at all: the model's card is not even read
         return False
     try:
         card = read_card(artifact)
@@ -130,7 +134,7 @@ def _has_recordings(artifact, files) -> bool:
         return False
     if card.modality != "audio":
         return False
-    return max(seconds) > modalities.preprocessing_of(card).seconds
+    return longest > modalities.preprocessing_of(card).seconds
 
 
 def _detect(runner, path: Path, seconds: float) -> Prediction:

@@ -168,12 +168,17 @@ class SharedWindows:
     def __init__(self, frontend, embed, head, parts: dict):
         self.frontend, self.embed, self.head = frontend, embed, head
         self.frames, self.starts, self.frame_samples = parts["frames"], list(parts["starts"]), parts["frame_samples"]
-        self.incremental = parts.get("floor_db") is not None and "frame_context" in parts
+        self.incremental = self.frames_once(parts)
         self.frame_context = parts.get("frame_context", 0)
         self.latest, self.latest_first = np.zeros((0, 0), np.float32), 0  # the last window's frames, its first
         self.cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # first frame -> frames, embedding
         self.reused = self.computed = 0  # embeddings
         self.frontend_calls = self.frames_computed = 0
+
+    @staticmethod
+    def frames_once(parts: dict) -> bool:
+        """Whether each frame depends on its own samples only (the front-end's floor is fixed)."""
+        return parts.get("floor_db") is not None and "frame_context" in parts
 
     @classmethod
     def of(cls, runner, hop: int) -> tuple["SharedWindows | None", str]:
@@ -185,7 +190,7 @@ class SharedWindows:
         step = parts["step"] * parts["frame_samples"]
         if hop % step:
             return None, f"a hop that is not a multiple of {step} samples moves the windows off the embedding's steps"
-        incremental = parts.get("floor_db") is not None and "frame_context" in parts
+        incremental = cls.frames_once(parts)
         pieces = (runner.part([runner.card.input.get("name", "input")], [tensors["features"]], any_length=incremental),
                   runner.part([tensors["windows"]], [tensors["embeddings"]]),
                   runner.part([tensors["embeddings"]], ["logits"]))

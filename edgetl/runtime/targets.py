@@ -10,6 +10,7 @@ the target's QDQ model runs in ONNX Runtime.
 """
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 
@@ -22,19 +23,31 @@ from edgetl.runtime.machine import CPU_TARGETS, backend_problem, exact_here
 from edgetl.runtime.tensorrt_runner import check_compatible
 
 
-def tensorrt_here(device: int = 0) -> dict:
-    """The TensorRT version and GPU an engine must have been built for to run here."""
-    import tensorrt as trt
-
+@functools.lru_cache(maxsize=None)
+def _gpu(device: int) -> tuple:
     from edgetl.runtime.cuda_device import device_facts
 
-    return {"version": trt.__version__, **device_facts(device)}
+    return tuple(device_facts(device).items())
+
+
+def tensorrt_here(device: int = 0) -> dict:
+    """The TensorRT version and GPU an engine must have been built for to run here (the
+    GPU read once per process: choosing, opening and verifying a target all ask)."""
+    import tensorrt as trt
+
+    return {"version": trt.__version__, **dict(_gpu(device))}
+
+
+@functools.lru_cache(maxsize=64)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    return sha256(Path(path))
 
 
 def engine_cache_path(model: Path, here: dict) -> Path:
     gpu = re.sub(r"[^a-z0-9]+", "-", here["gpu"].lower()).strip("-") or "gpu"
     name = f"trt{here['version']}-cc{here['compute_capability']}-{gpu}.engine"
-    return cache_dir() / "engines" / sha256(model)[:16] / name
+    stat = model.stat()  # hashed once per file version, however often a command asks
+    return cache_dir() / "engines" / _digest(str(model), stat.st_size, stat.st_mtime_ns)[:16] / name
 
 
 def usable_engine(bundle: Bundle, here: dict) -> tuple[Path | None, list[str]]:
