@@ -199,3 +199,36 @@ def test_dft_kernels_are_generated_in_the_graph_and_compute_the_stored_ones():
     assert np.abs(run(generated) - reference).max() <= 1e-5 * np.abs(reference).max()
     other = model(dft_kernels(512, 400) * 1.01)  # not the kernels: kept as they are
     assert generate_kernels(other, "frontend") == 0 and len(other.graph.initializer) == 1
+
+
+def _window_module(*nodes, out_shape) -> "object":
+    """A graph from `windows` [N, 14, 4] (windows of 14 frames of 4 bands) to `emb`."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(0)
+    weights = [helper.make_tensor("w", TensorProto.FLOAT, [3, 1, 14, 4], rng.normal(size=168).astype(np.float32).tolist()),
+               helper.make_tensor("axes", TensorProto.INT64, [1], [1])]
+    graph = helper.make_graph([helper.make_node("Unsqueeze", ["windows", "axes"], ["x"]), *nodes], "window",
+                              [helper.make_tensor_value_info("windows", TensorProto.FLOAT, ["n", 14, 4])],
+                              [helper.make_tensor_value_info("emb", TensorProto.FLOAT, out_shape)], weights)
+    return onnx.helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+
+
+def test_export_measures_whether_the_window_module_slides():
+    """A valid convolution whose stride along the frames is the windows' step slides (its
+    windows come out on axis 2); one with another stride, or a module that pools over the
+    whole window, does not: the card only claims what the graph does."""
+    from onnx import helper
+
+    from edgetl.export.sliding import sliding_axis
+
+    parts, tensors = {"frames": 14, "step": 4}, {"windows": "windows", "embeddings": "emb"}
+
+    def conv(stride: int, then=()):
+        return _window_module(helper.make_node("Conv", ["x", "w"], ["c" if then else "emb"], kernel_shape=[14, 4],
+                                               strides=[stride, 1]), *then, out_shape=None)
+    assert sliding_axis(conv(4), parts, tensors) == 2
+    assert sliding_axis(conv(1), parts, tensors) is None  # a piece gives 9 outputs: one per frame, not per step
+    assert sliding_axis(conv(4, [helper.make_node("ReduceMean", ["c"], ["emb"], keepdims=1)]), parts, tensors) is None
+    assert sliding_axis(conv(4), {"frames": 15, "step": 4}, tensors) is None  # no axis of the windows' frames

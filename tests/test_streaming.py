@@ -451,28 +451,36 @@ def test_predict_lists_the_keywords_of_a_recording_alike_on_every_backend(speech
 def test_a_stream_computes_each_frame_and_window_once_and_scores_as_the_whole_model(stream_model, keywords):
     """Per backend: scored part by part (each log-mel frame once, as its audio arrives;
     one new embedding per hop) the stream gets the scores and detections of the whole
-    model run on every window."""
+    model run on every window, live (one hop per call) and from a file's blocks (the new
+    windows of many hops embedded in one pass over their frames)."""
     from edgetl.runtime import open_runner
 
     test_wav = keywords / "_streams_" / "test.wav"
     for artifact in stream_model:
         with open_runner(artifact, threads=1) as runner:
             assert runner.card.parts["tensors"] and runner.card.streaming["hop_ms"] == 80  # one embedding step
+            assert runner.card.parts.get("slide_axis") is not None  # the speech embedding slides (measured at export)
             shared, whole = KeywordDetector(runner, record=True), KeywordDetector(runner, record=True, share=False)
+            blocks = KeywordDetector(runner, record=True)
             found = {d: [(x.label, x.time) for x in detect_file(d, test_wav, chunk_seconds=0.08)] for d in (shared, whole)}
+            found[blocks] = [(x.label, x.time) for x in detect_file(blocks, test_wav)]
             at_100 = KeywordDetector(runner, StreamingSettings(hop_ms=100))
-        parts = shared.shared
-        assert parts is not None and whole.shared is None and parts.incremental, shared.sharing
-        assert found[shared] == found[whole] and found[shared]
-        assert np.allclose(shared.probabilities(), whole.probabilities(), atol=1e-5, rtol=0)
         heard = np.flatnonzero(shared.probabilities().sum(axis=1) > 0)  # hops whose window was shown to the model
         runs = 1 + int((np.diff(heard) > 1).sum())
-        assert parts.reused + parts.computed == 3 * len(heard)  # three windows each
-        assert len(heard) <= parts.computed <= len(heard) + 2 * runs  # one new embedding per hop
         frames = {f for h in heard for f in range(((h + 1) * shared.hop - shared.window) // 160,
                                                    ((h + 1) * shared.hop - shared.window) // 160 + 97)}
-        assert parts.frames_computed == len(frames)  # every frame of the stream computed once
-        assert parts.frontend_calls == len(heard)  # one front-end call per hop heard, on its new samples
+        for detector in (shared, blocks):
+            parts = detector.shared
+            assert parts is not None and whole.shared is None and parts.incremental, detector.sharing
+            assert found[detector] == found[whole] and found[detector]
+            assert np.allclose(detector.probabilities(), whole.probabilities(), atol=1e-5, rtol=0)
+            assert parts.reused + parts.computed == 3 * len(heard)  # three windows each
+            assert len(heard) <= parts.computed <= len(heard) + 2 * runs  # one new embedding per hop
+            assert parts.frames_computed == len(frames)  # every frame of the stream computed once
+        assert shared.shared.frontend_calls == shared.shared.embed_calls == len(heard)  # one call per hop heard
+        # from blocks: one front-end call and one embedding pass per batch of hops, not per hop
+        assert blocks.shared.embed_piece is not None
+        assert blocks.shared.frontend_calls == blocks.shared.embed_calls <= len(heard) / 16
         assert at_100.shared is None and "multiple of 1280 samples" in at_100.sharing
 
 

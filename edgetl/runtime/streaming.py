@@ -28,7 +28,7 @@ from edgetl.modality.audio import SILENT_PEAK, AudioPreprocessing, audio_info, r
 from edgetl.runtime.runner import check_finite, softmax
 
 # Windows scored per call when audio arrives faster than real time (files, replays).
-MAX_BATCH = 32
+MAX_BATCH = 64
 
 
 def never_fires(label: str) -> bool:
@@ -160,20 +160,27 @@ class SharedWindows:
     of work done once for the stream: the front-end on the samples of the frames no hop
     has computed yet (a frame depends on its own 512 samples when the front-end's floor
     is fixed, the card's `floor_db`), the embedding of only the frame windows no hop has
-    embedded (at a hop of one step, exactly one per hop), and the head. For a model whose
-    front-end takes each window's own floor (runs made before the fixed floor), the
+    embedded (at a hop of one step, exactly one per hop), and the head. Consecutive
+    windows scored together (a file's blocks) share one call of each part; when the
+    embedding slides (the card's `slide_axis`, measured at export) their new windows are
+    embedded in one pass over their frames, each layer's work done once. For a model
+    whose front-end takes each window's own floor (runs made before the fixed floor), the
     front-end runs on the whole window and an embedding is reused only when its frames
     are exactly the same. Either way the scores are those of the whole model."""
 
-    def __init__(self, frontend, embed, head, parts: dict):
-        self.frontend, self.embed, self.head = frontend, embed, head
-        self.frames, self.starts, self.frame_samples = parts["frames"], list(parts["starts"]), parts["frame_samples"]
+    def __init__(self, frontend, embed, head, parts: dict, hop: int, embed_piece=None):
+        self.frontend, self.embed, self.head, self.hop = frontend, embed, head, hop
+        self.frames, self.step, self.starts = parts["frames"], parts["step"], list(parts["starts"])
+        self.frame_samples = parts["frame_samples"]
         self.incremental = self.frames_once(parts)
         self.frame_context = parts.get("frame_context", 0)
-        self.latest, self.latest_first = np.zeros((0, 0), np.float32), 0  # the last window's frames, its first
-        self.cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # first frame -> frames, embedding
+        # the embedding part over a piece of any number of frames, and the axis its windows come out on
+        self.embed_piece, self.slide_axis = embed_piece, parts.get("slide_axis")
+        self.latest, self.latest_first = np.zeros((0, 0), np.float32), 0  # the last frames computed, the first's index
+        self.cache: dict[int, np.ndarray] = {}  # first frame of a window -> its embedding
+        self.blocks: dict[int, np.ndarray] = {}  # the same windows' frames (front-ends without a fixed floor)
         self.reused = self.computed = 0  # embeddings
-        self.frontend_calls = self.frames_computed = 0
+        self.frontend_calls = self.frames_computed = self.embed_calls = 0
 
     @staticmethod
     def frames_once(parts: dict) -> bool:
@@ -196,47 +203,89 @@ class SharedWindows:
                   runner.part([tensors["embeddings"]], ["logits"]))
         if any(p is None for p in pieces):
             return None, f"{runner.backend} cannot run this model's parts apart"
-        return cls(*pieces, parts), ("each frame and window computed once" if incremental else
-                                     "embeddings of overlapping windows reused")
+        sliding = None
+        if incremental and parts.get("slide_axis") is not None:
+            sliding = runner.part([tensors["windows"]], [tensors["embeddings"]], any_length=True)
+        return cls(*pieces, parts, hop, sliding), ("each frame and window computed once" if incremental else
+                                                   "embeddings of overlapping windows reused")
 
-    def _features(self, window: np.ndarray, first_sample: int) -> np.ndarray:
-        """The window's frames: those kept from earlier hops, the others computed now from
-        their own samples only (once per stream)."""
+    def logits(self, windows: np.ndarray, first_samples: np.ndarray) -> np.ndarray:
+        """The logits of `windows` ([n, samples], in stream order), each starting at its
+        sample of the stream (`first_samples`): runs of consecutive windows are scored
+        together."""
+        first_samples = np.asarray(first_samples, dtype=np.int64)
         if not self.incremental:
-            self.frontend_calls += 1
-            features = self.frontend(window[None])[0][0]
-            self.frames_computed += len(features)
-            return features
-        first = first_sample // self.frame_samples
-        count = (len(window) - self.frame_context) // self.frame_samples
+            return np.stack([self._whole_window_logits(w, int(s)) for w, s in zip(windows, first_samples)])
+        breaks = np.flatnonzero(np.diff(first_samples) != self.hop) + 1
+        return np.concatenate([self._run_logits(w, s) for w, s in
+                               zip(np.split(windows, breaks), np.split(first_samples, breaks))])
+
+    def _run_logits(self, windows: np.ndarray, first_samples: np.ndarray) -> np.ndarray:
+        # the audio of consecutive windows: the first whole, then each next one's newest hop
+        audio = np.concatenate([windows[0], *(w[-self.hop:] for w in windows[1:])])
+        first = int(first_samples[0]) // self.frame_samples
+        features = self._features(audio, first)
+        firsts = first + (first_samples - first_samples[0]) // self.frame_samples
+        wanted = sorted({int(f) + s for f in firsts for s in self.starts})
+        missing = [w for w in wanted if w not in self.cache]
+        if missing:
+            self._embed(features, first, missing)
+        self.reused += len(firsts) * len(self.starts) - len(missing)
+        # the windows of every hop, start by start: the order of the model's own windows
+        embeddings = np.stack([self.cache[int(f) + s] for s in self.starts for f in firsts])
+        self.cache = {k: v for k, v in self.cache.items() if k >= firsts[-1]}  # older windows never come back
+        return self.head(embeddings)[0]
+
+    def _features(self, audio: np.ndarray, first: int) -> np.ndarray:
+        """The frames of `audio` (starting at frame `first`): those kept from earlier hops,
+        the others computed now from their own samples only (once per stream)."""
+        count = (len(audio) - self.frame_context) // self.frame_samples
         shift = first - self.latest_first  # windows only move forward
         kept = self.latest[shift:] if 0 <= shift < len(self.latest) else self.latest[:0]
         if len(kept) < count:  # the frames no hop has computed: from their own samples only
             self.frontend_calls += 1
-            new = self.frontend(np.ascontiguousarray(window[None, len(kept) * self.frame_samples:]))[0][0]
+            new = self.frontend(np.ascontiguousarray(audio[None, len(kept) * self.frame_samples:]))[0][0]
             self.frames_computed += len(new)
             kept = np.concatenate([kept, new]) if len(kept) else new
         self.latest, self.latest_first = kept, first
         return kept
 
-    def logits(self, window: np.ndarray, first_sample: int) -> np.ndarray:
-        features = self._features(window, first_sample)  # [frames, bands]
+    def _embed(self, features: np.ndarray, first: int, missing: list[int]) -> None:
+        """Embed the windows starting at the frames `missing` (of `features`, which start at
+        frame `first`) into the cache: in one pass over their frames when the embedding
+        slides, else as a batch of windows."""
+        self.embed_calls += 1
+        if self.embed_piece is not None:
+            lo, hi = missing[0], missing[-1]  # every step between them comes out of the pass
+            out = self.embed_piece(np.ascontiguousarray(features[None, lo - first:hi - first + self.frames]))[0]
+            each = np.swapaxes(out, 0, self.slide_axis)  # one window per row, shaped as a batch's
+            for k, e in enumerate(each):
+                self.cache[lo + k * self.step] = e
+            self.computed += len(each)
+            return
+        out = self.embed(np.stack([features[m - first:m - first + self.frames] for m in missing]))[0]
+        self.cache.update(zip(missing, out))
+        self.computed += len(missing)
+
+    def _whole_window_logits(self, window: np.ndarray, first_sample: int) -> np.ndarray:
+        """A front-end with each window's own floor: the whole window's frames, and an
+        embedding reused only when its frames are the same."""
+        self.frontend_calls += 1
+        features = self.frontend(window[None])[0][0]
+        self.frames_computed += len(features)
         first = first_sample // self.frame_samples
-        blocks = [features[s:s + self.frames] for s in self.starts]
-        embeddings: list[np.ndarray | None] = [None] * len(blocks)
-        for j, s in enumerate(self.starts):
-            hit = self.cache.get(first + s)  # frames computed once are the same frames: no need to compare
-            if hit is not None and (self.incremental or np.array_equal(hit[0], blocks[j])):
-                embeddings[j] = hit[1]
-        todo = [j for j, e in enumerate(embeddings) if e is None]
+        blocks = {first + s: features[s:s + self.frames] for s in self.starts}
+        todo = [k for k, b in blocks.items() if k not in self.cache or not np.array_equal(self.blocks[k], b)]
         if todo:
-            for j, e in zip(todo, self.embed(np.stack([blocks[j] for j in todo]))[0]):
-                embeddings[j] = e
-                self.cache[first + self.starts[j]] = (None if self.incremental else blocks[j].copy(), e)
+            self.embed_calls += 1
+            out = self.embed(np.stack([blocks[k] for k in todo]))[0]
+            self.cache.update(zip(todo, out))
+            self.blocks.update((k, blocks[k].copy()) for k in todo)
         self.reused += len(blocks) - len(todo)
         self.computed += len(todo)
-        self.cache = {k: v for k, v in self.cache.items() if k >= first}  # older windows never come back
-        return self.head(np.stack(embeddings))[0][0]
+        self.cache = {k: v for k, v in self.cache.items() if k >= first}
+        self.blocks = {k: v for k, v in self.blocks.items() if k >= first}
+        return self.head(np.stack([self.cache[first + s] for s in self.starts]))[0][0]
 
 
 class KeywordDetector:
@@ -299,7 +348,7 @@ class KeywordDetector:
         x = self.preprocessing.normalize(windows[heard])
         if self.shared is not None:
             ends = (self.hops + 1 + np.flatnonzero(heard)) * self.hop  # where each window ends in the stream
-            logits = np.stack([self.shared.logits(w, end - self.window) for w, end in zip(x, ends)])
+            logits = self.shared.logits(x, ends - self.window)
         else:
             logits = self.runner.infer_all(x, self.static_batch or len(x))
         check_finite(logits, f"{self.runner.path.name} ({self.runner.backend})")
