@@ -1,6 +1,7 @@
 """Export to ONNX and OpenVINO IR behind the parity gate, on real samples."""
 import json
 import shutil
+import warnings
 
 import numpy as np
 import onnx
@@ -199,6 +200,31 @@ def test_dft_kernels_are_generated_in_the_graph_and_compute_the_stored_ones():
     assert np.abs(run(generated) - reference).max() <= 1e-5 * np.abs(reference).max()
     other = model(dft_kernels(512, 400) * 1.01)  # not the kernels: kept as they are
     assert generate_kernels(other, "frontend") == 0 and len(other.graph.initializer) == 1
+
+
+def test_dft_kernels_are_generated_in_an_ir_converted_from_torch(tmp_path):
+    """Quantization-aware training converts the torch model straight to OpenVINO, which
+    stores the kernels with the front-end's input scale multiplied in: they become
+    operations there too, and the IR computes the torch front-end's log-mel."""
+    import openvino as ov
+    import torch
+
+    from edgetl.backbones.frontend import LogMel
+    from edgetl.export.frontend_kernels import generate_kernels_openvino
+
+    frontend = LogMel().eval()
+    wave = np.random.default_rng(0).uniform(-0.5, 0.5, (2, 16000)).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = ov.convert_model(frontend, example_input=torch.zeros(1, 16000))
+    assert generate_kernels_openvino(model, "frontend") == 514 * 512 * 4
+    ov.save_model(model, str(tmp_path / "m.xml"), compress_to_fp16=False)
+    assert (tmp_path / "m.bin").stat().st_size < 100_000  # the mel filterbank and a few numbers
+    core = ov.Core()
+    ir = core.compile_model(core.read_model(str(tmp_path / "m.xml")), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    reference = frontend(torch.from_numpy(wave)).detach().numpy()
+    assert np.abs(ir(wave)[0] - reference).max() <= 1e-5 * np.abs(reference).max()
+    assert generate_kernels_openvino(model, "frontend") == 0  # nothing left to generate
 
 
 def _window_module(*nodes, out_shape) -> "object":

@@ -117,4 +117,45 @@ def generate_kernels(proto, scope: str) -> int:
     return saved
 
 
-__all__ = ["generate_kernels", "kernel_nodes"]
+def generate_kernels_openvino(model, scope: str) -> int:
+    """The same for an OpenVINO model made straight from torch (quantization-aware
+    training's convert_model stores the kernels as a constant, with the front-end's
+    input scale multiplied in): every constant holding DFT kernels times a number is
+    replaced by the generating operations, read from kernel_nodes' ONNX (OpenVINO's ONNX
+    reader keeps them as operations; saving does not fold them), times that number.
+    Returns the bytes no longer stored."""
+    import tempfile
+    from pathlib import Path
+
+    import onnx
+    import openvino as ov
+    import openvino.opset13 as ops
+    from onnx import TensorProto, helper
+
+    saved = 0
+    for const in [op for op in model.get_ordered_ops() if op.get_type_name() == "Constant"]:
+        shape = const.get_output_partial_shape(0)
+        if shape.rank.get_length() != 3 or not shape.is_static or shape[1].get_length() != 1:
+            continue
+        values = np.asarray(const.get_data())
+        scale = float(values[0, 0].max()) if values.dtype == np.float32 and values.size else 0.0
+        spec = _spec_of(values / scale) if scale > 0 else None  # the first row is the window, whose peak is 1
+        if spec is None:
+            continue
+        graph = helper.make_graph(kernel_nodes("kernels", *spec, scope), "dft_kernels", [],
+                                  [helper.make_tensor_value_info("kernels", TensorProto.FLOAT, list(values.shape))])
+        proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        with tempfile.TemporaryDirectory() as tmp:
+            onnx.save(proto, str(Path(tmp) / "kernels.onnx"))
+            kernels = ov.Core().read_model(str(Path(tmp) / "kernels.onnx")).get_results()[0].input_value(0)
+        if scale != 1.0:
+            kernels = ops.multiply(kernels, ops.constant(np.float32(scale))).output(0)
+        for target in list(const.output(0).get_target_inputs()):
+            target.replace_source_output(kernels)
+        saved += values.nbytes
+    if saved:
+        model.validate_nodes_and_infer_types()
+    return saved
+
+
+__all__ = ["generate_kernels", "generate_kernels_openvino", "kernel_nodes"]

@@ -21,6 +21,8 @@ from edgetl import progress
 from edgetl.card import ModelCard
 from edgetl.data.samples import Samples
 from edgetl.errors import ArtifactError, BackendUnavailable, DataError
+from edgetl.export.frontend_kernels import generate_kernels_openvino
+from edgetl.export.onnx_export import FRONTEND_SCOPE
 from edgetl.quantize.cpu import CpuTarget, cpu_target
 from edgetl.quantize.settings import QatOptions
 
@@ -124,6 +126,7 @@ def qat_openvino(card: ModelCard, out: Path, calib: Samples, options: QatOptions
     with _quiet_tracing(), torch.no_grad():
         ov_model = ov.convert_model(qmodel, example_input=torch.from_numpy(pre.dummy_input(1)),
                                     input=[tuple(dynamic_batch)])
+    generate_kernels_openvino(ov_model, FRONTEND_SCOPE)  # a speech front-end's DFT: operations, not a megabyte
     ov.save_model(ov_model, str(out), compress_to_fp16=False)
     return {"epochs": cfg.epochs, "lr": lr, "best_epoch": best_epoch, "device": str(device),
             "overflow_fix": overflow_fix.value,
