@@ -1,61 +1,18 @@
-"""The backend table, and `open_runner`: the one way any artifact is opened for any
-backend (a bundle opens the model of the target it is asked for)."""
+"""`open_runner`: the one way any artifact is opened for any backend (a bundle opens the
+model of the target it is asked for), through the backend table (backend_table.py)."""
 from __future__ import annotations
 
-import dataclasses
 import importlib
-import importlib.metadata
 from pathlib import Path
 
 from edgetl import progress
 from edgetl.errors import ArtifactError, BackendUnavailable, ConfigError
-from edgetl.runtime.artifacts import KINDS, kind_of
+from edgetl.runtime.artifacts import kind_of
+from edgetl.runtime.backend_table import BACKENDS, BackendInfo
 from edgetl.runtime.bundle import Bundle
 from edgetl.runtime.runner import PRECISION_HINTS, Runner
 from edgetl.runtime.targets import choose, model_for
 from edgetl.threads import resolve_threads
-
-
-@dataclasses.dataclass(frozen=True)
-class BackendInfo:
-    name: str
-    module: str  # where the Runner subclass lives
-    runner: str  # its class name
-    kinds: tuple[str, ...]  # the artifact kinds it loads (runtime/artifacts.py)
-    devices: tuple[str, ...]
-    extra: str  # the pip extra that installs it
-    package: str  # the import that proves it is installed
-
-    @property
-    def artifacts(self) -> tuple[str, ...]:
-        """What it loads, as users see it: file suffixes, or "run" for a run directory."""
-        return tuple(s for k in self.kinds for s in (KINDS[k].suffixes or (k,)))
-
-
-# Backends whose Runner lives outside the torch-free runtime plug in through this entry
-# point group (the training side's torch runner: pyproject.toml); the table names them
-# and where the installed package says they live.
-ENTRY_POINTS = "edgetl.backends"
-
-
-def _plugged_in(name: str) -> tuple[str, str]:
-    """(module, class) of the Runner the installed package registers for `name`; empty
-    when none is registered (a source tree that was never installed)."""
-    for ep in importlib.metadata.entry_points(group=ENTRY_POINTS):
-        if ep.name == name:
-            return ep.module, ep.attr
-    return "", ""
-
-
-BACKENDS: dict[str, BackendInfo] = {
-    "torch": BackendInfo("torch", *_plugged_in("torch"), ("run",), ("cpu", "cuda"), "train", "torch"),
-    "onnxruntime": BackendInfo("onnxruntime", "edgetl.runtime.onnxruntime_runner", "OnnxRuntimeRunner", ("onnx",),
-                               ("cpu", "cuda", "tensorrt"), "base install", "onnxruntime"),
-    "openvino": BackendInfo("openvino", "edgetl.runtime.openvino_runner", "OpenVinoRunner", ("openvino",),
-                            ("cpu", "gpu", "npu"), "openvino", "openvino"),
-    "tensorrt": BackendInfo("tensorrt", "edgetl.runtime.tensorrt_runner", "TensorRTRunner", ("tensorrt",),
-                            ("cuda",), "tensorrt", "tensorrt"),
-}
 
 
 def backend_for(path: Path, backend: str = "auto") -> BackendInfo:
@@ -103,8 +60,7 @@ def open_runner(artifact, backend: str = "auto", device: str = "cpu", threads: i
         if not info.module:
             raise ImportError(info.name)
     except ImportError:
-        extra = "edgetl" if info.extra == "base install" else f"'edgetl[{info.extra}]'"
-        raise BackendUnavailable(f"backend {info.name} is not installed", hint=f"pip install {extra}") from None
+        raise BackendUnavailable(f"backend {info.name} is not installed", hint=info.install) from None
     cls = getattr(importlib.import_module(info.module), info.runner)
     return cls.load(path, device=cls.resolve_device(device), threads=threads, precision_hint=hint)
 

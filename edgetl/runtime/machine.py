@@ -14,6 +14,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from edgetl.runtime.backend_table import BACKENDS
+
 # The flags that change what a backend computes or how fast: INT8 saturation without
 # VNNI, OpenVINO's default bf16 where AVX-512 BF16 or AMX exists.
 _FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "neon", "asimd")
@@ -148,20 +150,14 @@ def nvidia_driver() -> str | None:
     return "jetson" if Path("/etc/nv_tegra_release").is_file() else None
 
 
-INSTALL = {"onnxruntime": "pip install edgetl", "openvino": "pip install 'edgetl[openvino]'",
-           "tensorrt": "pip install 'edgetl[tensorrt]' (on a Jetson, JetPack's TensorRT: docs/tensorrt.md)",
-           "torch": "pip install 'edgetl[train]'"}
-_MODULE = {"onnxruntime": "onnxruntime", "openvino": "openvino", "tensorrt": "tensorrt", "torch": "torch"}
-
-
 def installed(backend: str) -> bool:
-    return importlib.util.find_spec(_MODULE[backend]) is not None
+    return importlib.util.find_spec(BACKENDS[backend].package) is not None
 
 
 def backend_problem(backend: str) -> str | None:
     """Why `backend` cannot run on this machine (with the remedy), or None."""
     if not installed(backend):
-        return f"{backend} is not installed: {INSTALL[backend]}"
+        return f"{backend} is not installed: {BACKENDS[backend].install}"
     if backend == "tensorrt" and nvidia_driver() is None and not gpu_names():
         return "no NVIDIA GPU or driver on this machine"
     return None
