@@ -139,6 +139,7 @@ class StreamReport:
     fa_per_hour: float
     mean_delay: float | None  # seconds from a keyword's end to its detection
     real_time_factor: float
+    live: bool  # fed one hop at a time (a live device's real-time factor), or in blocks of hops
     shared: str  # whether overlapping windows shared their work, or why not
     per_keyword: dict
     false_accept_list: list[dict]  # label, time, score, what other speech was heard in the window that fired
@@ -292,6 +293,9 @@ class StreamEvalSettings(InferenceSettings):
                         "per keyword (which can overfit a validation recording of few voices).", choices=PICKS,
                         flag="--thresholds")
     plot: str | None = setting(None, "With --stream: write the DET curve (PNG).")
+    live: bool = setting(False, "With --stream: feed the recording one hop at a time, as a microphone would, so the "
+                         "real-time factor is a live device's (by default it is read in blocks of hops: the same "
+                         "scores, sooner).")
     share: bool = setting(True, "Score overlapping windows once where the model's parts allow.", cli=False)
 
     def validate(self) -> None:
@@ -350,7 +354,8 @@ def evaluate_stream(artifact, recording, settings: StreamEvalSettings | None = N
         if unknown:
             raise DataError(f"{recording.name} lists keywords the model does not know: {', '.join(unknown)}",
                             hint=f"the model's labels are {', '.join(card.labels)}")
-        detections = detect_file(detector, recording, chunk_seconds=detector.hop_seconds, progress=progress)
+        detections = detect_file(detector, recording, chunk_seconds=detector.hop_seconds if s.live else None,
+                                 progress=progress)
         backend_name, precision = runner.backend, runner.inference_precision
     probs, hop, window = detector.probabilities(), detector.hop_seconds, detector.window / detector.sample_rate
     hours = detector.seconds_heard / 3600
@@ -381,7 +386,7 @@ def evaluate_stream(artifact, recording, settings: StreamEvalSettings | None = N
         artifact=str(path), recording=str(recording), backend=backend_name, inference_precision=precision,
         hours=hours, settings=detector_settings.to_dict(), keywords=n, detected=len(m.hits), false_rejects=len(m.misses),
         frr=frr, false_accepts=len(m.false_accepts), fa_per_hour=fa_h,
-        mean_delay=float(np.mean(delays)) if delays else None, real_time_factor=detector.real_time_factor,
+        mean_delay=float(np.mean(delays)) if delays else None, real_time_factor=detector.real_time_factor, live=s.live,
         shared=detector.sharing if detector.shared is None else
         f"{detector.sharing} ({detector.shared.reused / max(1, detector.shared.reused + detector.shared.computed):.0%})",
         per_keyword=per_keyword, false_accept_list=false_list, det=det, thresholds_written=written)

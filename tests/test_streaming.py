@@ -395,7 +395,11 @@ def test_false_accepts_are_listed_with_what_was_said_when_they_fired(keywords, s
     assert any(d["heard"] for d in report.false_accept_list)  # most windows hold speech
     result = CliRunner().invoke(cli, ["evaluate", str(onnx_path), "--stream", str(recording)])
     assert result.exit_code == 0, result.output
-    assert "false accepts (" in result.output and "heard" in result.output
+    assert "false accepts (" in result.output and "heard" in result.output and "read in blocks" in result.output
+    live = evaluate_stream(onnx_path, recording, live=True)  # one hop per call, as a microphone feeds it
+    assert live.live and not report.live
+    assert (live.false_accept_list, live.per_keyword) == (report.false_accept_list, report.per_keyword)
+    assert [p["frr"] for p in live.det] == [p["frr"] for p in report.det]
 
 
 def test_stream_evaluation_refuses_what_cannot_be_measured(speech_run, keywords, stream_model, tmp_path, tiny_run):

@@ -52,11 +52,12 @@ def print_stream_report(r) -> None:
 
     console = results_console()
     delay = "-" if r.mean_delay is None else f"{r.mean_delay:.2f} s"
+    fed = "live, one hop per call" if r.live else "read in blocks of hops"
     console.print(f"[bold]{escape(r.artifact)}[/] on {escape(r.recording)} ({r.hours * 60:.1f} min, backend {r.backend}, "
                   f"hop {r.settings['hop_ms']:g} ms, smoothing {r.settings['smoothing']}): "
                   f"{r.detected}/{r.keywords} keywords detected, false rejects [bold]{100 * r.frr:.1f}%[/], "
                   f"false accepts [bold]{r.fa_per_hour:.2f}/h[/] ({r.false_accepts}), mean delay {delay}, "
-                  f"real-time factor {r.real_time_factor:.4f} ({escape(r.shared)})")
+                  f"real-time factor {r.real_time_factor:.4f} ({fed}; {escape(r.shared)})")
     table = Table(title="per keyword", title_justify="left")
     for col in ("keyword", "threshold", "said", "detected", "false accepts"):
         table.add_column(col, justify="left" if col == "keyword" else "right")
@@ -97,7 +98,7 @@ def _evaluate_stream(artifact, stream, settings, as_json) -> None:
 
 
 # Options of --stream alone, and the options both forms take (declared once, by EvaluateSettings)
-STREAM_ONLY = ("hop_ms", "smoothing", "refractory_ms", "target_fa_per_hour", "pick", "plot")
+STREAM_ONLY = ("hop_ms", "smoothing", "refractory_ms", "target_fa_per_hour", "pick", "plot", "live")
 SHARED = ("backend", "device", "threads", "precision_hint")
 
 
