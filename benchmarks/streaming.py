@@ -64,7 +64,7 @@ def without_class(data: Path, name: str, out: Path) -> Path:
 
 def stream_row(artifact: Path, recording: Path, **options) -> dict:
     t0 = time.perf_counter()
-    r = evaluate_stream(artifact, recording, threads=1, **options)
+    r = evaluate_stream(artifact, recording, threads=1, live=True, **options)  # a live device's real-time factor
     row = {k: getattr(r, k) for k in ("backend", "inference_precision", "hours", "keywords", "detected", "frr",
                                        "false_accepts", "fa_per_hour", "mean_delay", "real_time_factor")}
     row.update(artifact=artifact.name, recording=recording.name, thresholds=r.settings["thresholds"],
