@@ -77,8 +77,14 @@ def onnx_session(path_or_bytes, opts=None, providers: list[str] | None = None):
 
 
 def read_onnx_card(path: Path) -> ModelCard:
-    """The card of an ONNX model, read through ONNX Runtime (no `onnx` package needed)."""
-    return card_from_onnx_metadata(onnx_session(path).get_modelmeta().custom_metadata_map, path)
+    """The card of an ONNX model, read through ONNX Runtime (no `onnx` package needed): a
+    session that only reads the metadata, so one thread and no graph optimization."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return card_from_onnx_metadata(onnx_session(path, opts).get_modelmeta().custom_metadata_map, path)
 
 
 def set_onnx_card(model_proto, card: ModelCard) -> None:
