@@ -56,7 +56,8 @@ def card(summary: dict, recipe: dict, bench: dict | None, machine: dict) -> str:
                      f"accepts per hour on the {stream['picked_on']} recording (there FRR {stream['val_frr']:.3f} at "
                      f"{stream['val_fa_per_hour']:.1f} FA/h); on the test recording, other voices: FRR "
                      f"{stream.get('test_frr', float('nan')):.3f} at {stream.get('test_fa_per_hour', float('nan')):.1f} "
-                     f"FA/h, real-time factor {stream.get('real_time_factor', float('nan')):.3f}")
+                     f"FA/h, real-time factor {stream.get('real_time_factor', float('nan')):.3f} "
+                     f"({'live, one hop per call' if stream.get('live', True) else 'read in blocks of hops'})")
     for name, s in stages.items():
         if name.startswith("quantize.") and s["figures"]:
             q, target = s["figures"], name.split(".", 1)[1]

@@ -265,7 +265,7 @@ class Pipeline:
             test = evaluate_stream(onnx, streams / f"{s.evaluate_on}.wav",
                                    **{**options, "target_fa_per_hour": None, "plot": None})
             figures.update(test_frr=test.frr, test_fa_per_hour=test.fa_per_hour,
-                           real_time_factor=test.real_time_factor)
+                           real_time_factor=test.real_time_factor, live=test.live)
         return figures
 
     def _quantize(self, q):
