@@ -455,15 +455,15 @@ def test_predict_lists_the_keywords_of_a_recording_alike_on_every_backend(speech
 def test_a_stream_computes_each_frame_and_window_once_and_scores_as_the_whole_model(stream_model, keywords):
     """Per backend: scored part by part (each log-mel frame once, as its audio arrives;
     one new embedding per hop) the stream gets the scores and detections of the whole
-    model run on every window, live (one hop per call) and from a file's blocks (the new
-    windows of many hops embedded in one pass over their frames)."""
+    model run on every window, live (one hop per call) and from a file's blocks; the
+    embedding's stages compute each of their columns once."""
     from edgetl.runtime import open_runner
 
     test_wav = keywords / "_streams_" / "test.wav"
     for artifact in stream_model:
         with open_runner(artifact, threads=1) as runner:
             assert runner.card.parts["tensors"] and runner.card.streaming["hop_ms"] == 80  # one embedding step
-            assert runner.card.parts.get("slide_axis") is not None  # the speech embedding slides (measured at export)
+            assert len(runner.card.parts.get("stages", [])) == 4  # cut after its 3 poolings along the frames (export)
             shared, whole = KeywordDetector(runner, record=True), KeywordDetector(runner, record=True, share=False)
             blocks = KeywordDetector(runner, record=True)
             found = {d: [(x.label, x.time) for x in detect_file(d, test_wav, chunk_seconds=0.08)] for d in (shared, whole)}
@@ -471,8 +471,8 @@ def test_a_stream_computes_each_frame_and_window_once_and_scores_as_the_whole_mo
             at_100 = KeywordDetector(runner, StreamingSettings(hop_ms=100))
         heard = np.flatnonzero(shared.probabilities().sum(axis=1) > 0)  # hops whose window was shown to the model
         runs = 1 + int((np.diff(heard) > 1).sum())
-        frames = {f for h in heard for f in range(((h + 1) * shared.hop - shared.window) // 160,
-                                                   ((h + 1) * shared.hop - shared.window) // 160 + 97)}
+        firsts = [((h + 1) * shared.hop - shared.window) // 160 for h in heard]  # each heard window's first frame
+        frames = {f for first in firsts for f in range(first, first + 97)}
         for detector in (shared, blocks):
             parts = detector.shared
             assert parts is not None and whole.shared is None and parts.incremental, detector.sharing
@@ -481,11 +481,53 @@ def test_a_stream_computes_each_frame_and_window_once_and_scores_as_the_whole_mo
             assert parts.reused + parts.computed == 3 * len(heard)  # three windows each
             assert len(heard) <= parts.computed <= len(heard) + 2 * runs  # one new embedding per hop
             assert parts.frames_computed == len(frames)  # every frame of the stream computed once
+            assert parts.columns_computed == _columns_needed(parts, firsts)  # and every column of every stage
         assert shared.shared.frontend_calls == shared.shared.embed_calls == len(heard)  # one call per hop heard
         # from blocks: one front-end call and one embedding pass per batch of hops, not per hop
-        assert blocks.shared.embed_piece is not None
         assert blocks.shared.frontend_calls == blocks.shared.embed_calls <= len(heard) / 16
         assert at_100.shared is None and "multiple of 1280 samples" in at_100.sharing
+
+
+def test_int8_models_stream_as_their_whole_model(stream_model, keywords, tmp_path):
+    """INT8 for ONNX Runtime (QDQ, through the embedding's stages) and OpenVINO
+    (FakeQuantize: the windows the front-end's frames make are quantized in the part as
+    in the whole model; no cuts between quantized layers, which OpenVINO computes apart
+    differently) score a recording read in blocks as the whole model scores each window."""
+    from edgetl.quantize import quantize
+    from edgetl.runtime import open_runner
+    from edgetl.runtime.artifacts import read_card
+
+    test_wav = keywords / "_streams_" / "test.wav"
+    for target, suffix in (("onnxruntime", ".onnx"), ("openvino", ".xml")):
+        int8 = quantize(stream_model[0], target, calib=keywords, samples=48, out=tmp_path / f"m.int8{suffix}").out
+        if target == "onnxruntime":  # the three windows of the same frames are rounded alike
+            import onnx
+
+            graph = onnx.load(str(int8)).graph
+            made = {o: n for n in graph.node for o in n.output}
+            windows = made[read_card(int8).parts["tensors"]["windows"]]
+            assert len({tuple(made[i].input[1:]) for i in windows.input}) == 1
+        with open_runner(int8, threads=1) as runner:
+            shared, whole = KeywordDetector(runner, record=True), KeywordDetector(runner, record=True, share=False)
+            detect_file(shared, test_wav)
+            detect_file(whole, test_wav)
+        assert shared.shared is not None and bool(shared.shared.stages) == runner.int8_cuts_exact
+        apart = np.abs(shared.probabilities() - whole.probabilities()).max(axis=1)
+        # a frame computed from other samples of a block may differ by a float rounding that
+        # flips a quantization level: rare hops apart, never most of them
+        assert (apart <= 1e-4).mean() >= 0.95, (target, np.percentile(apart, [50, 90, 99]))
+
+
+def _columns_needed(parts, firsts: list[int]) -> list[int]:
+    """How many distinct columns each of the embedding's stages has to compute for windows
+    starting at the frames `firsts`: the embeddings of their windows, and back through
+    the stages, the columns those depend on."""
+    needed = [set() for _ in parts.stages]
+    needed[-1] = {(f + s - parts.origin) // parts.step for f in firsts for s in parts.starts}
+    for k in range(len(parts.stages) - 1, 0, -1):
+        stride, width = parts.stages[k]["stride"], parts.stages[k]["width"]
+        needed[k - 1] = {c for i in needed[k] for c in range(i * stride, i * stride + width)}
+    return [len(n) for n in needed]
 
 
 def test_a_model_without_a_fixed_floor_streams_each_whole_window(stream_model, keywords, tmp_path):

@@ -200,12 +200,12 @@ def export_onnx(model, card: ModelCard, path: Path, opset: int = DEFAULT_OPSET, 
     info["kernel_bytes_generated"] = generate_kernels(proto, FRONTEND_SCOPE)  # after slimming, which folds them
     onnx.checker.check_model(proto)
     if card.parts.get("scope"):  # where overlapping windows' work can be shared when streaming
-        from edgetl.export.sliding import sliding_axis
+        from edgetl.export.sliding import stream_stages
 
         tensors = window_tensors(proto, card.parts)
-        axis = sliding_axis(proto, card.parts, tensors) if tensors else None
-        parts = {k: v for k, v in card.parts.items() if k != "slide_axis"}  # measured again, never carried over
-        card.parts = {**parts, "tensors": tensors, **({} if axis is None else {"slide_axis": axis})} if tensors else \
+        stages = stream_stages(proto, card.parts, tensors) if tensors else None
+        parts = {k: v for k, v in card.parts.items() if k != "stages"}  # measured again, never carried over
+        card.parts = {**parts, "tensors": tensors, **({"stages": stages} if stages else {})} if tensors else \
             {k: v for k, v in parts.items() if k not in ("scope", "starts", "frames", "step")}
     training_ops = {n.op_type for n in proto.graph.node} & {"Dropout"}
     info["training_ops_left"] = sorted(training_ops)

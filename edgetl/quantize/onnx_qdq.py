@@ -111,10 +111,47 @@ def quantize_qdq(src: Path, dst: Path, samples: Samples, scheme: QdqScheme, excl
     model = onnx.load(str(dst))
     # ONNX Runtime's pre-processing folded the front-end's generated DFT kernels into weights
     changed = generate_kernels(model, FRONTEND_SCOPE) > 0
+    changed |= share_slice_quantizers(model) > 0
     if scheme.target == "tensorrt":
         changed |= unquantize_outputs(model) > 0
     if changed:
         onnx.save(model, str(dst))
+
+
+def share_slice_quantizers(model) -> int:
+    """Give the slices of one tensor that a Concat joins one Q/DQ pair (the widest of
+    theirs): ONNX Runtime calibrates each slice alone, so the speech embedding's three
+    windows of the same frames got three scales, a frame was rounded differently in each
+    window and a stream could not embed it once for all three (NNCF shares one quantizer
+    among a Concat's inputs). Returns how many slices now share another's pair."""
+    import onnx
+    from onnx import numpy_helper
+
+    producers = {out: node for node in model.graph.node for out in node.output}
+    scales = {i.name: float(numpy_helper.to_array(i).max()) for i in model.graph.initializer
+              if i.data_type == onnx.TensorProto.FLOAT and len(i.dims) <= 1}
+    shared = 0
+    for concat in [n for n in model.graph.node if n.op_type == "Concat"]:
+        pairs = []
+        for name in concat.input:
+            dq = producers.get(name)
+            q = producers.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+            cut = producers.get(q.input[0]) if q is not None and q.op_type == "QuantizeLinear" else None
+            if cut is None or cut.op_type != "Slice" or len(dq.input) < 3 or dq.input[1] not in scales:
+                break
+            pairs.append((q, dq, cut.input[0]))
+        if len(pairs) != len(concat.input) or len(pairs) < 2 or len({source for _, _, source in pairs}) != 1:
+            continue
+        widest = max(pairs, key=lambda p: scales[p[1].input[1]])[1]
+        for q, dq, _ in pairs:
+            if dq.input[1:3] != widest.input[1:3]:
+                q.input[1:3] = dq.input[1:3] = widest.input[1:3]
+                shared += 1
+    if shared:  # the pairs no node uses any more
+        used = {i for n in model.graph.node for i in n.input}
+        for unused in [i for i in model.graph.initializer if i.name not in used]:
+            model.graph.initializer.remove(unused)
+    return shared
 
 
 def unquantize_outputs(model) -> int:

@@ -73,7 +73,10 @@ class OnnxRuntimeRunner(Runner):
         except ImportError:
             return None
         try:
-            sub = Extractor(onnx.load(str(self.path))).extract_model(inputs, outputs)
+            model = onnx.load(str(self.path))
+            sub = Extractor(model).extract_model(inputs, outputs)
+            for name in inputs:
+                requantize_input(sub, name, _quantizer_before(model, name))
             if any_length:  # every axis free; shapes inferred for the whole model's input no longer hold
                 for i, value in enumerate([*sub.graph.input, *sub.graph.output]):
                     for j, dim in enumerate(value.type.tensor_type.shape.dim):
@@ -83,3 +86,67 @@ class OnnxRuntimeRunner(Runner):
         except Exception:  # a graph that does not cut there: the whole model still runs
             return None
         return lambda *arrays: session.run(outputs, dict(zip(inputs, arrays)))
+
+
+# Operations a quantized value passes through unchanged in kind (ONNX Runtime's QDQ format
+# puts the Q/DQ pair before them).
+_QUANTIZATION_AGNOSTIC = {"Concat", "MaxPool", "Reshape", "Squeeze", "Unsqueeze", "Transpose", "Slice", "Flatten"}
+
+
+def _quantizer_before(model, name: str) -> tuple | None:
+    """The (scale, zero point) initializers of the Q/DQ pair every value of tensor `name`
+    last went through (the same pair's values on each input of a concatenation; through
+    poolings, slices and reshapes), e.g. the speech embedding's windows sliced from the
+    quantized frames: a part cut there is fed the values without that rounding and must
+    round them alike. None when there is no such pair."""
+    producers = {out: node for node in model.graph.node for out in node.output}
+    initializers = {i.name: i for i in model.graph.initializer}
+
+    def pairs(tensor: str) -> list | None:
+        node = producers.get(tensor)
+        if node is None:
+            return None
+        if node.op_type == "DequantizeLinear":
+            q = producers.get(node.input[0])
+            return [node] if q is not None and q.op_type == "QuantizeLinear" else None
+        if node.op_type not in _QUANTIZATION_AGNOSTIC:
+            return None
+        found = [pairs(i) for i in (node.input if node.op_type == "Concat" else node.input[:1])]
+        return None if not found or any(f is None for f in found) else [d for f in found for d in f]
+
+    def params(dq) -> tuple:
+        from onnx import numpy_helper
+
+        values = [initializers.get(i) for i in dq.input[1:3]]
+        if len(values) != 2 or any(v is None for v in values):
+            return ()
+        arrays = [numpy_helper.to_array(v) for v in values]
+        return tuple((a.dtype.str, a.ravel().tolist()) for a in arrays) if all(a.size == 1 for a in arrays) else ()
+    found = pairs(name)
+    if not found:
+        return None
+    first = params(found[0])
+    if not first or any(params(d) != first for d in found[1:]):
+        return None
+    return tuple(initializers[i] for i in found[0].input[1:3])
+
+
+def requantize_input(sub, name: str, quantizer: tuple | None) -> None:
+    """Round a part's input `name` through the Q/DQ pair (`quantizer`: its scale and zero
+    point initializers) the whole model rounds it through before the cut."""
+    if quantizer is None:
+        return
+    from onnx import helper
+
+    rounded = f"{name}/requantized"
+    for node in sub.graph.node:
+        node.input[:] = [rounded if i == name else i for i in node.input]
+    scale, zero = (f"{name}/{q.name}" for q in quantizer)
+    for copy_name, q in zip((scale, zero), quantizer):
+        copy = sub.graph.initializer.add()
+        copy.CopyFrom(q)
+        copy.name = copy_name
+    sub.graph.node.insert(0, helper.make_node("DequantizeLinear", [f"{name}/q", scale, zero], [rounded],
+                                              name=f"{name}/requantize_dq"))
+    sub.graph.node.insert(0, helper.make_node("QuantizeLinear", [name, scale, zero], [f"{name}/q"],
+                                              name=f"{name}/requantize_q"))

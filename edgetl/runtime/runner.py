@@ -59,6 +59,10 @@ class Runner(abc.ABC):
     operations in, read back from the backend where it can say (INT8 layers stay INT8)."""
 
     backend: str = ""
+    # Whether a part cut between two quantized layers of an INT8 model computes the layers
+    # after the cut as the whole model does (where not, only the front-end, per-window and
+    # head parts are cut, at tensors a stream must cut at anyway).
+    int8_cuts_exact: bool = True
 
     def __init__(self, path: Path, card: ModelCard, device: str = "cpu", threads: int | None = None):
         self.path, self.card, self.device, self.threads = Path(path), card, device, threads

@@ -160,27 +160,33 @@ class SharedWindows:
     of work done once for the stream: the front-end on the samples of the frames no hop
     has computed yet (a frame depends on its own 512 samples when the front-end's floor
     is fixed, the card's `floor_db`), the embedding of only the frame windows no hop has
-    embedded (at a hop of one step, exactly one per hop), and the head. Consecutive
-    windows scored together (a file's blocks) share one call of each part; when the
-    embedding slides (the card's `slide_axis`, measured at export) their new windows are
-    embedded in one pass over their frames, each layer's work done once. For a model
-    whose front-end takes each window's own floor (runs made before the fixed floor), the
-    front-end runs on the whole window and an embedding is reused only when its frames
-    are exactly the same. Either way the scores are those of the whole model."""
+    embedded (at a hop of one step, exactly one per hop), and the head. When the
+    embedding streams (the card's `stages`, measured at export: a chain of stages whose
+    output columns each depend on a few input columns), each column of each stage is
+    computed once from the columns kept before it, so a new embedding costs one new
+    column per stage, not a whole window. Consecutive windows scored together (a file's
+    blocks) share one call of each part. For a model whose front-end takes each window's
+    own floor (runs made before the fixed floor), the front-end runs on the whole window
+    and an embedding is reused only when its frames are exactly the same. Either way the
+    scores are those of the whole model."""
 
-    def __init__(self, frontend, embed, head, parts: dict, hop: int, embed_piece=None):
+    def __init__(self, frontend, embed, head, parts: dict, hop: int, stage_parts=None):
         self.frontend, self.embed, self.head, self.hop = frontend, embed, head, hop
         self.frames, self.step, self.starts = parts["frames"], parts["step"], list(parts["starts"])
         self.frame_samples = parts["frame_samples"]
         self.incremental = self.frames_once(parts)
         self.frame_context = parts.get("frame_context", 0)
-        # the embedding part over a piece of any number of frames, and the axis its windows come out on
-        self.embed_piece, self.slide_axis = embed_piece, parts.get("slide_axis")
         self.latest, self.latest_first = np.zeros((0, 0), np.float32), 0  # the last frames computed, the first's index
         self.cache: dict[int, np.ndarray] = {}  # first frame of a window -> its embedding
         self.blocks: dict[int, np.ndarray] = {}  # the same windows' frames (front-ends without a fixed floor)
         self.reused = self.computed = 0  # embeddings
         self.frontend_calls = self.frames_computed = self.embed_calls = 0
+        # the embedding's stages (each part takes any number of columns) and, per stage, the
+        # columns kept (first index, rows shaped as a batch's), counted as computed
+        self.stages, self.stage_parts = (parts["stages"], stage_parts) if stage_parts else ([], [])
+        self.kept: list[tuple[int, np.ndarray] | None] = [None] * len(self.stages)
+        self.columns_computed = [0] * len(self.stages)
+        self.origin: int | None = None  # the frame the windows' grid starts from (mod step)
 
     @staticmethod
     def frames_once(parts: dict) -> bool:
@@ -203,11 +209,13 @@ class SharedWindows:
                   runner.part([tensors["embeddings"]], ["logits"]))
         if any(p is None for p in pieces):
             return None, f"{runner.backend} cannot run this model's parts apart"
-        sliding = None
-        if incremental and parts.get("slide_axis") is not None:
-            sliding = runner.part([tensors["windows"]], [tensors["embeddings"]], any_length=True)
-        return cls(*pieces, parts, hop, sliding), ("each frame and window computed once" if incremental else
-                                                   "embeddings of overlapping windows reused")
+        stages = None
+        if incremental and parts.get("stages") and (runner.card.precision != "int8" or runner.int8_cuts_exact):
+            stages = [runner.part([st["from"]], [st["to"]], any_length=True) for st in parts["stages"]]
+            stages = None if any(p is None for p in stages) else stages
+        how = ("each frame and each stage's column computed once" if stages else
+               "each frame and window computed once" if incremental else "embeddings of overlapping windows reused")
+        return cls(*pieces, parts, hop, stages), how
 
     def logits(self, windows: np.ndarray, first_samples: np.ndarray) -> np.ndarray:
         """The logits of `windows` ([n, samples], in stream order), each starting at its
@@ -252,20 +260,48 @@ class SharedWindows:
 
     def _embed(self, features: np.ndarray, first: int, missing: list[int]) -> None:
         """Embed the windows starting at the frames `missing` (of `features`, which start at
-        frame `first`) into the cache: in one pass over their frames when the embedding
-        slides, else as a batch of windows."""
+        frame `first`) into the cache: through the stages, each column once, when the
+        embedding streams, else as a batch of windows."""
         self.embed_calls += 1
-        if self.embed_piece is not None:
-            lo, hi = missing[0], missing[-1]  # every step between them comes out of the pass
-            out = self.embed_piece(np.ascontiguousarray(features[None, lo - first:hi - first + self.frames]))[0]
-            each = np.swapaxes(out, 0, self.slide_axis)  # one window per row, shaped as a batch's
-            for k, e in enumerate(each):
-                self.cache[lo + k * self.step] = e
-            self.computed += len(each)
+        if self.stages:
+            if self.origin is None:
+                self.origin = missing[0] % self.step
+            top = [(m - self.origin) // self.step for m in missing]
+            rows = self._columns(len(self.stages) - 1, top[0], top[-1] + 1, features, first)
+            for m, i in zip(missing, top):
+                self.cache[m] = rows[i - top[0]]
+            self.computed += len(missing)
             return
         out = self.embed(np.stack([features[m - first:m - first + self.frames] for m in missing]))[0]
         self.cache.update(zip(missing, out))
         self.computed += len(missing)
+
+    def _columns(self, k: int, lo: int, hi: int, features: np.ndarray, first: int) -> np.ndarray:
+        """Columns lo..hi-1 of stage k's output, as rows: those kept, the others computed
+        from the columns of the stage before (of the frames for the first stage) that they
+        depend on. Windows only move forward: what comes before `lo` is let go."""
+        stage = self.stages[k]
+        kept_first, kept = self.kept[k] or (lo, None)
+        kept_end = kept_first + (0 if kept is None else len(kept))
+        if kept is not None and kept_first <= lo and hi <= kept_end:
+            return kept[lo - kept_first:hi - kept_first]
+        extend = kept is not None and kept_first <= lo <= kept_end
+        start = kept_end if extend else lo
+        a, b = start * stage["stride"], (hi - 1) * stage["stride"] + stage["width"]  # input columns needed
+        if k == 0:  # the frames, on the windows' grid
+            x = np.moveaxis(features[None, self.origin + a - first:self.origin + b - first], 1, stage["axis"])
+        else:
+            x = np.swapaxes(self._columns(k - 1, a, b, features, first), 0, stage["axis"])
+        new = np.swapaxes(self.stage_parts[k](np.ascontiguousarray(x))[0], 0, stage["out_axis"])
+        if len(new) != hi - start:
+            raise ConfigError(f"the embedding's stage {stage['from']} -> {stage['to']} gave {len(new)} columns "
+                              f"for {hi - start}: the card's stages do not match the model",
+                              hint="export the run again (edgetl export), which measures them")
+        self.columns_computed[k] += len(new)
+        if extend:
+            new = np.concatenate([kept[lo - kept_first:], new])
+        self.kept[k] = (lo, new)
+        return new[:hi - lo]
 
     def _whole_window_logits(self, window: np.ndarray, first_sample: int) -> np.ndarray:
         """A front-end with each window's own floor: the whole window's frames, and an
