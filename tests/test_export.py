@@ -227,34 +227,46 @@ def test_dft_kernels_are_generated_in_an_ir_converted_from_torch(tmp_path):
     assert generate_kernels_openvino(model, "frontend") == 0  # nothing left to generate
 
 
-def _window_module(*nodes, out_shape) -> "object":
+def _window_module(*nodes) -> "object":
     """A graph from `windows` [N, 14, 4] (windows of 14 frames of 4 bands) to `emb`."""
     import onnx
     from onnx import TensorProto, helper
 
     rng = np.random.default_rng(0)
-    weights = [helper.make_tensor("w", TensorProto.FLOAT, [3, 1, 14, 4], rng.normal(size=168).astype(np.float32).tolist()),
+
+    def weight(name, shape):
+        return helper.make_tensor(name, TensorProto.FLOAT, shape, rng.normal(size=int(np.prod(shape))).tolist())
+    weights = [weight("w", [3, 1, 14, 4]), weight("w1", [3, 1, 6, 4]), weight("w2", [5, 3, 5, 1]),
                helper.make_tensor("axes", TensorProto.INT64, [1], [1])]
     graph = helper.make_graph([helper.make_node("Unsqueeze", ["windows", "axes"], ["x"]), *nodes], "window",
                               [helper.make_tensor_value_info("windows", TensorProto.FLOAT, ["n", 14, 4])],
-                              [helper.make_tensor_value_info("emb", TensorProto.FLOAT, out_shape)], weights)
+                              [helper.make_tensor_value_info("emb", TensorProto.FLOAT, None)], weights)
     return onnx.helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
 
 
-def test_export_measures_whether_the_window_module_slides():
-    """A valid convolution whose stride along the frames is the windows' step slides (its
-    windows come out on axis 2); one with another stride, or a module that pools over the
-    whole window, does not: the card only claims what the graph does."""
+def test_export_measures_how_the_window_module_streams():
+    """A valid convolution whose stride along the frames is the windows' step slides as
+    one stage (its windows come out on axis 2); two strided convolutions are two stages,
+    cut between them, whose widths compose to the window; one with another stride, or a
+    module that pools over the whole window, does not stream: the card only claims what
+    the graph does."""
     from onnx import helper
 
-    from edgetl.export.sliding import sliding_axis
+    from edgetl.export.sliding import stream_stages
 
     parts, tensors = {"frames": 14, "step": 4}, {"windows": "windows", "embeddings": "emb"}
 
     def conv(stride: int, then=()):
         return _window_module(helper.make_node("Conv", ["x", "w"], ["c" if then else "emb"], kernel_shape=[14, 4],
-                                               strides=[stride, 1]), *then, out_shape=None)
-    assert sliding_axis(conv(4), parts, tensors) == 2
-    assert sliding_axis(conv(1), parts, tensors) is None  # a piece gives 9 outputs: one per frame, not per step
-    assert sliding_axis(conv(4, [helper.make_node("ReduceMean", ["c"], ["emb"], keepdims=1)]), parts, tensors) is None
-    assert sliding_axis(conv(4), {"frames": 15, "step": 4}, tensors) is None  # no axis of the windows' frames
+                                               strides=[stride, 1], name="m/conv"), *then)
+    assert stream_stages(conv(4), parts, tensors) == [
+        {"from": "windows", "to": "emb", "axis": 1, "out_axis": 2, "width": 14, "stride": 4}]
+    two = _window_module(helper.make_node("Conv", ["x", "w1"], ["c1"], kernel_shape=[6, 4], strides=[2, 1], name="m/c1"),
+                         helper.make_node("Conv", ["c1", "w2"], ["emb"], kernel_shape=[5, 1], strides=[2, 1],
+                                          name="m/c2"))
+    assert [(s["to"], s["width"], s["stride"]) for s in stream_stages(two, parts, tensors)] == [("c1", 6, 2),
+                                                                                               ("emb", 5, 2)]
+    assert stream_stages(conv(1), parts, tensors) is None  # a window gives 1 output, a piece one per frame
+    reduce = helper.make_node("ReduceMean", ["c"], ["emb"], keepdims=1, name="m/mean")
+    assert stream_stages(conv(4, [reduce]), parts, tensors) is None
+    assert stream_stages(conv(4), {"frames": 15, "step": 4}, tensors) is None  # no axis of the windows' frames

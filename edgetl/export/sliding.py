@@ -31,11 +31,12 @@ def stream_stages(proto, parts: dict, tensors: dict[str, str]) -> list[dict] | N
         return None
     axis = shape.index(frames, 1)
     scope = next((n.name.split("/")[0] for n in proto.graph.node if tensors["embeddings"] in n.output), "")
-    cuts = [n.output[0] for n in proto.graph.node if n.name.startswith(f"{scope}/") and _strides_frames(n)]
+    cuts = [n.output[0] for n in proto.graph.node
+            if n.name.startswith(f"{scope}/") and _strides_frames(n) and n.output[0] != tensors["embeddings"]]
     for bounds in ([tensors["windows"], *cuts, tensors["embeddings"]], [tensors["windows"], tensors["embeddings"]]):
         stages, in_axis = [], axis
         for source, target in zip(bounds, bounds[1:]):
-            stage = _stage(proto, source, target, _shape(inferred, source), in_axis)
+            stage = _stage(inferred, source, target, _shape(inferred, source), in_axis)
             if stage is None:
                 break
             stages.append(stage)
