@@ -113,17 +113,14 @@ def _try(out, start: int, length: int):
 def _part(proto, source: str, target: str):
     """The graph from `source` to `target`, any length along every axis, on one thread."""
     import onnxruntime as ort
-    from onnx.utils import Extractor
 
-    sub = Extractor(proto).extract_model([source], [target])
-    for i, value in enumerate([*sub.graph.input, *sub.graph.output]):
-        for j, dim in enumerate(value.type.tensor_type.shape.dim):
-            dim.dim_param = f"d{i}_{j}"
-    del sub.graph.value_info[:]
+    from edgetl.runtime.onnxruntime_runner import cut
+
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = opts.inter_op_num_threads = 1
     opts.log_severity_level = 4  # the pieces too short for a kernel are expected failures
-    session = ort.InferenceSession(sub.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(cut(proto, [source], [target], any_length=True).SerializeToString(), opts,
+                                   providers=["CPUExecutionProvider"])
     return lambda x: session.run(None, {source: x})[0]
 
 

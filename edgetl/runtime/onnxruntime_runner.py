@@ -69,23 +69,31 @@ class OnnxRuntimeRunner(Runner):
     def part(self, inputs: list[str], outputs: list[str], any_length: bool = False):
         try:  # cutting a graph needs the onnx package (in edgetl[train]; the runtime can do without)
             import onnx
-            from onnx.utils import Extractor
         except ImportError:
             return None
         try:
-            model = onnx.load(str(self.path))
-            sub = Extractor(model).extract_model(inputs, outputs)
-            for name in inputs:
-                requantize_input(sub, name, _quantizer_before(model, name))
-            if any_length:  # every axis free; shapes inferred for the whole model's input no longer hold
-                for i, value in enumerate([*sub.graph.input, *sub.graph.output]):
-                    for j, dim in enumerate(value.type.tensor_type.shape.dim):
-                        dim.dim_param = f"d{i}_{j}"
-                del sub.graph.value_info[:]
+            sub = cut(onnx.load(str(self.path)), inputs, outputs, any_length)
             session = onnx_session(sub.SerializeToString(), self._opts, self._providers)
         except Exception:  # a graph that does not cut there: the whole model still runs
             return None
         return lambda *arrays: session.run(outputs, dict(zip(inputs, arrays)))
+
+
+def cut(model, inputs: list[str], outputs: list[str], any_length: bool = False):
+    """The sub-graph of an ONNX model from the tensors `inputs` to `outputs`, each input
+    rounded as the whole model rounds it before the cut (INT8); `any_length`: every axis
+    of the inputs and outputs free."""
+    from onnx.utils import Extractor
+
+    sub = Extractor(model).extract_model(inputs, outputs)
+    for name in inputs:
+        requantize_input(sub, name, _quantizer_before(model, name))
+    if any_length:  # shapes inferred for the whole model's input no longer hold
+        for i, value in enumerate([*sub.graph.input, *sub.graph.output]):
+            for j, dim in enumerate(value.type.tensor_type.shape.dim):
+                dim.dim_param = f"d{i}_{j}"
+        del sub.graph.value_info[:]
+    return sub
 
 
 # Operations a quantized value passes through unchanged in kind (ONNX Runtime's QDQ format
