@@ -124,12 +124,10 @@ def share_slice_quantizers(model) -> int:
     windows of the same frames got three scales, a frame was rounded differently in each
     window and a stream could not embed it once for all three (NNCF shares one quantizer
     among a Concat's inputs). Returns how many slices now share another's pair."""
-    import onnx
     from onnx import numpy_helper
 
     producers = {out: node for node in model.graph.node for out in node.output}
-    scales = {i.name: float(numpy_helper.to_array(i).max()) for i in model.graph.initializer
-              if i.data_type == onnx.TensorProto.FLOAT and len(i.dims) <= 1}
+    initializers = {i.name: i for i in model.graph.initializer}
     shared = 0
     for concat in [n for n in model.graph.node if n.op_type == "Concat"]:
         pairs = []
@@ -137,12 +135,12 @@ def share_slice_quantizers(model) -> int:
             dq = producers.get(name)
             q = producers.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
             cut = producers.get(q.input[0]) if q is not None and q.op_type == "QuantizeLinear" else None
-            if cut is None or cut.op_type != "Slice" or len(dq.input) < 3 or dq.input[1] not in scales:
+            if cut is None or cut.op_type != "Slice" or len(dq.input) < 3 or dq.input[1] not in initializers:
                 break
             pairs.append((q, dq, cut.input[0]))
         if len(pairs) != len(concat.input) or len(pairs) < 2 or len({source for _, _, source in pairs}) != 1:
             continue
-        widest = max(pairs, key=lambda p: scales[p[1].input[1]])[1]
+        widest = max(pairs, key=lambda p: float(numpy_helper.to_array(initializers[p[1].input[1]]).max()))[1]
         for q, dq, _ in pairs:
             if dq.input[1:3] != widest.input[1:3]:
                 q.input[1:3] = dq.input[1:3] = widest.input[1:3]

@@ -9,7 +9,7 @@ import numpy as np
 from edgetl.card import ModelCard
 from edgetl.errors import BackendUnavailable
 from edgetl.runtime.artifacts import card_from_onnx_metadata, onnx_session
-from edgetl.runtime.runner import Runner
+from edgetl.runtime.runner import Runner, quantizer_before
 
 _PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
 
@@ -96,47 +96,27 @@ def cut(model, inputs: list[str], outputs: list[str], any_length: bool = False):
     return sub
 
 
-# Operations a quantized value passes through unchanged in kind (ONNX Runtime's QDQ format
-# puts the Q/DQ pair before them).
-_QUANTIZATION_AGNOSTIC = {"Concat", "MaxPool", "Reshape", "Squeeze", "Unsqueeze", "Transpose", "Slice", "Flatten"}
-
-
 def _quantizer_before(model, name: str) -> tuple | None:
     """The (scale, zero point) initializers of the Q/DQ pair every value of tensor `name`
-    last went through (the same pair's values on each input of a concatenation; through
-    poolings, slices and reshapes), e.g. the speech embedding's windows sliced from the
-    quantized frames: a part cut there is fed the values without that rounding and must
-    round them alike. None when there is no such pair."""
+    last went through (runner.quantizer_before), or None."""
+    from onnx import numpy_helper
+
     producers = {out: node for node in model.graph.node for out in node.output}
     initializers = {i.name: i for i in model.graph.initializer}
 
-    def pairs(tensor: str) -> list | None:
-        node = producers.get(tensor)
-        if node is None:
-            return None
-        if node.op_type == "DequantizeLinear":
-            q = producers.get(node.input[0])
-            return [node] if q is not None and q.op_type == "QuantizeLinear" else None
-        if node.op_type not in _QUANTIZATION_AGNOSTIC:
-            return None
-        found = [pairs(i) for i in (node.input if node.op_type == "Concat" else node.input[:1])]
-        return None if not found or any(f is None for f in found) else [d for f in found for d in f]
+    def is_pair(node) -> bool:  # a DequantizeLinear of a QuantizeLinear
+        return node.op_type == "DequantizeLinear" and getattr(producers.get(node.input[0]), "op_type", "") == \
+            "QuantizeLinear"
 
-    def params(dq) -> tuple:
-        from onnx import numpy_helper
-
+    def ranges(dq) -> tuple:
         values = [initializers.get(i) for i in dq.input[1:3]]
         if len(values) != 2 or any(v is None for v in values):
             return ()
         arrays = [numpy_helper.to_array(v) for v in values]
         return tuple((a.dtype.str, a.ravel().tolist()) for a in arrays) if all(a.size == 1 for a in arrays) else ()
-    found = pairs(name)
-    if not found:
-        return None
-    first = params(found[0])
-    if not first or any(params(d) != first for d in found[1:]):
-        return None
-    return tuple(initializers[i] for i in found[0].input[1:3])
+    dq = quantizer_before(producers.get(name), lambda n: n.op_type, lambda n: [producers.get(i) for i in n.input],
+                          is_pair, ranges)
+    return None if dq is None else tuple(initializers[i] for i in dq.input[1:3])
 
 
 def requantize_input(sub, name: str, quantizer: tuple | None) -> None:

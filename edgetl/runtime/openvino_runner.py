@@ -14,7 +14,7 @@ import numpy as np
 
 from edgetl.errors import ArtifactError, BackendUnavailable
 from edgetl.runtime.artifacts import card_from_openvino_model
-from edgetl.runtime.runner import Runner
+from edgetl.runtime.runner import Runner, quantizer_before
 
 PRECISION_PROPERTY = "INFERENCE_PRECISION_HINT"
 _CAPABILITY = {"bf16": "BF16", "f16": "FP16", "f32": "FP32"}
@@ -110,6 +110,7 @@ class OpenVinoRunner(Runner):
                                      f"{ov_message(exc)}", hint="leave --precision-hint at f32") from None
         runner = cls(path, card, device, threads)
         runner._core, runner._ov_device, runner._config = core, ov_device, config
+        runner._model = model  # as read: parts are cut from copies of it
         runner.compiled = compiled
         runner.inference_precision = compiled_precision(compiled)
         runner.request = compiled.create_infer_request()
@@ -152,7 +153,7 @@ class OpenVinoRunner(Runner):
         import openvino as ov
         import openvino.opset13 as ops
 
-        model = self._core.read_model(str(self.path))  # a copy of its own: the cut rewires it
+        model = self._model.clone()  # a copy of its own: the cut rewires it
         ports = {name: out for op in model.get_ordered_ops() for out in op.outputs() for name in out.get_names()}
         if any(name not in ports for name in [*inputs, *outputs]):
             return None
@@ -181,37 +182,16 @@ class OpenVinoRunner(Runner):
         return run
 
 
-# Operations a quantized value passes unchanged in kind: NNCF quantizes before them, and
-# OpenVINO then computes them and the next layer in INT8.
-_QUANTIZATION_AGNOSTIC = {"Concat", "MaxPool", "Reshape", "Squeeze", "Unsqueeze", "Transpose", "Slice", "StridedSlice"}
-
-
 def _quantizer_before(port):
-    """The FakeQuantize every value of a tensor last went through (the same one on each
-    input of a concatenation; through poolings and reshapes, which NNCF quantizes before),
-    e.g. the speech embedding's three windows sliced from the front-end's frames, or a
-    pooling's output: a part cut at that tensor is fed the values without their
-    quantizer, so it must quantize them alike (FakeQuantize is idempotent on values
-    already quantized) for OpenVINO to compute the next layer as the whole model does,
-    in INT8. None when there is no such quantizer, or its ranges are not one per tensor."""
-    def quantizers(node) -> list | None:
-        kind = node.get_type_name()
-        if kind == "FakeQuantize":
-            return [node]
-        if kind not in _QUANTIZATION_AGNOSTIC:
-            return None
-        sources = node.inputs() if kind == "Concat" else node.inputs()[:1]
-        found = [quantizers(i.get_source_output().get_node()) for i in sources]
-        return None if not found or any(f is None for f in found) else [q for f in found for q in f]
-
+    """The FakeQuantize every value of the tensor at `port` last went through
+    (runner.quantizer_before; FakeQuantize is idempotent on values already quantized), or
+    None."""
     def ranges(q) -> tuple:
         values = [q.input_value(i).get_node() for i in range(1, 5)]
         if any(v.get_type_name() != "Constant" or v.get_output_partial_shape(0).is_dynamic or
                int(np.prod(v.get_output_shape(0))) != 1 for v in values):
             return ()
         return (q.get_levels(), *(float(np.asarray(v.get_data()).ravel()[0]) for v in values))
-    found = quantizers(port.get_node())
-    if not found:
-        return None
-    first = ranges(found[0])
-    return found[0] if first and all(ranges(q) == first for q in found[1:]) else None
+    return quantizer_before(port.get_node(), lambda n: n.get_type_name(),
+                            lambda n: [i.get_source_output().get_node() for i in n.inputs()],
+                            lambda n: n.get_type_name() == "FakeQuantize", ranges)

@@ -44,6 +44,40 @@ def check_finite(logits: np.ndarray, what: str) -> None:
                                  "again if the run itself does")
 
 
+# Operations a quantized value passes through unchanged in kind: quantizers (NNCF's
+# FakeQuantize, ONNX Runtime's Q/DQ pairs) are placed before them, in both spellings.
+QUANTIZATION_AGNOSTIC = {"Concat", "MaxPool", "Reshape", "Squeeze", "Unsqueeze", "Transpose", "Slice", "StridedSlice",
+                         "Flatten"}
+
+
+def quantizer_before(node, kind, sources, is_quantizer, ranges):
+    """The quantizer every value of `node`'s output last went through: `node` itself, or
+    found through quantization-agnostic operations (on each input of a concatenation, the
+    same ranges), e.g. the speech embedding's windows sliced from quantized frames, or a
+    pooling's output. A part of an INT8 model cut there is fed the values without that
+    rounding and must round them alike for the layers after the cut to compute as in the
+    whole model. None when there is no such quantizer, or its ranges differ between paths
+    or are not one per tensor. The graph is a backend's: `kind(node)` its operation's
+    name, `sources(node)` the nodes making its inputs (None where none does),
+    `is_quantizer(node)`, and `ranges(quantizer)` a comparable tuple, empty when not per
+    tensor."""
+    def walk(n) -> list | None:
+        if n is None:
+            return None
+        if is_quantizer(n):
+            return [n]
+        if kind(n) not in QUANTIZATION_AGNOSTIC:
+            return None
+        inputs = sources(n) if kind(n) == "Concat" else sources(n)[:1]
+        found = [walk(i) for i in inputs]
+        return None if not found or any(f is None for f in found) else [q for f in found for q in f]
+    found = walk(node)
+    if not found:
+        return None
+    first = ranges(found[0])
+    return found[0] if first and all(ranges(q) == first for q in found[1:]) else None
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Class probabilities of a batch of logits."""
     z = logits - logits.max(axis=1, keepdims=True)

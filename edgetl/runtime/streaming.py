@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from edgetl.errors import ConfigError, DataError
+from edgetl.errors import ArtifactError, ConfigError, DataError
 from edgetl.modality.audio import SILENT_PEAK, AudioPreprocessing, audio_info, read_audio_stream
 from edgetl.runtime.runner import check_finite, softmax
 
@@ -204,15 +204,15 @@ class SharedWindows:
         if hop % step:
             return None, f"a hop that is not a multiple of {step} samples moves the windows off the embedding's steps"
         incremental = cls.frames_once(parts)
-        pieces = (runner.part([runner.card.input.get("name", "input")], [tensors["features"]], any_length=incremental),
-                  runner.part([tensors["windows"]], [tensors["embeddings"]]),
-                  runner.part([tensors["embeddings"]], ["logits"]))
-        if any(p is None for p in pieces):
-            return None, f"{runner.backend} cannot run this model's parts apart"
         stages = None
         if incremental and parts.get("stages") and (runner.card.precision != "int8" or runner.int8_cuts_exact):
             stages = [runner.part([st["from"]], [st["to"]], any_length=True) for st in parts["stages"]]
             stages = None if any(p is None for p in stages) else stages
+        pieces = (runner.part([runner.card.input.get("name", "input")], [tensors["features"]], any_length=incremental),
+                  None if stages else runner.part([tensors["windows"]], [tensors["embeddings"]]),  # windows whole
+                  runner.part([tensors["embeddings"]], ["logits"]))
+        if pieces[0] is None or pieces[2] is None or (pieces[1] is None and not stages):
+            return None, f"{runner.backend} cannot run this model's parts apart"
         how = ("each frame and each stage's column computed once" if stages else
                "each frame and window computed once" if incremental else "embeddings of overlapping windows reused")
         return cls(*pieces, parts, hop, stages), how
@@ -294,9 +294,9 @@ class SharedWindows:
             x = np.swapaxes(self._columns(k - 1, a, b, features, first), 0, stage["axis"])
         new = np.swapaxes(self.stage_parts[k](np.ascontiguousarray(x))[0], 0, stage["out_axis"])
         if len(new) != hi - start:
-            raise ConfigError(f"the embedding's stage {stage['from']} -> {stage['to']} gave {len(new)} columns "
-                              f"for {hi - start}: the card's stages do not match the model",
-                              hint="export the run again (edgetl export), which measures them")
+            raise ArtifactError(f"the embedding's stage {stage['from']} -> {stage['to']} gave {len(new)} columns "
+                                f"for {hi - start}: the card's stages do not match the model",
+                                hint="export the run again (edgetl export), which measures them")
         self.columns_computed[k] += len(new)
         if extend:
             new = np.concatenate([kept[lo - kept_first:], new])
