@@ -29,6 +29,7 @@ LIBRARY = {
     "data keywords": ["edgetl.data.keywords:make_keywords"],
     "backbones": ["edgetl.backbones:list_backbones"],
     "run": ["edgetl.pipeline.run:run_recipe"],
+    "cache clear": ["edgetl.disk_cache:clear"],
 }
 def _commands(group: click.Group = cli, prefix: str = ""):
     for name, command in group.commands.items():

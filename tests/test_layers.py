@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1] / "edgetl"
 # the same layer in different packages must not import each other in a circle.
 LAYERS = [
     ("edgetl._version", "edgetl._callable", "edgetl.errors", "edgetl.progress", "edgetl.metrics", "edgetl.settings",
-     "edgetl.paths", "edgetl.threads"),
+     "edgetl.paths", "edgetl.threads", "edgetl.disk_cache"),
     ("edgetl.card",),
     ("edgetl.modality",),
     ("edgetl.runtime",),  # torch-free: what a device installs

@@ -119,3 +119,111 @@ def test_a_probes_feature_cache_is_keyed_by_what_the_backbone_computes():
     with torch.no_grad():
         frontend.dft[0, 0, 0] += 1.0  # not in the state dict (persistent=False)
     assert "dft" not in frontend.state_dict() and module_digest(frontend) != digest
+
+
+def _entry_of(tmp_path, name: str):
+    """A split of its own (64 to 67 rows of 64x64x3 uint8: about 800 KB) through the cache."""
+    data = _images(tmp_path / name, 64 + "abcd".index(name))  # other images, another entry
+    split = open_folder(data, modality="image")["train"]
+    pre = ImagePreprocessing(size=(64, 64), resize=64)
+    samples, _ = cached_split(split, pre)
+    return split, pre, samples
+
+
+def _age(entry: Path, seconds: float) -> None:
+    for f in entry.iterdir():
+        t = os.stat(f).st_mtime - seconds
+        os.utime(f, (t, t))
+
+
+def test_the_store_stays_under_its_bound_by_removing_the_entries_used_longest_ago(tmp_path, monkeypatch, caplog):
+    from edgetl.data import sample_cache
+
+    monkeypatch.setenv("EDGETL_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(sample_cache, "IN_USE", set())
+    split_a, pre, a = _entry_of(tmp_path, "a")
+    split_b, _, b = _entry_of(tmp_path, "b")
+    store = sample_cache.store()
+    size = sum(f.stat().st_size for f in (store / a.key).iterdir())
+    _age(store / a.key, 200), _age(store / b.key, 100)
+    sample_cache.IN_USE.clear()  # a later run: these two are nobody's now
+    hits = []
+    cached_split(split_a, pre, on_hit=hits.append)  # a used again: b is now the one used longest ago
+    sample_cache.IN_USE.clear()
+    monkeypatch.setenv("EDGETL_CACHE_MAX_GB", str(2.5 * size / 1e9))
+    _, _, c = _entry_of(tmp_path, "c")
+    assert hits and sorted(p.name for p in store.iterdir()) == sorted([a.key, c.key])
+    # entries this process has open (c) are never removed, even past the bound: it says so
+    monkeypatch.setenv("EDGETL_CACHE_MAX_GB", str(0.5 * size / 1e9))
+    _, _, d = _entry_of(tmp_path, "d")
+    assert sorted(p.name for p in store.iterdir()) == sorted([c.key, d.key])
+    assert "over its bound" in caplog.text and "EDGETL_CACHE_MAX_GB" in caplog.text
+
+
+def test_an_entry_removed_by_another_process_stays_readable_to_a_reader(tmp_path, monkeypatch):
+    import shutil
+
+    from edgetl.data import sample_cache
+
+    monkeypatch.setenv("EDGETL_CACHE_DIR", str(tmp_path / "cache"))
+    split, pre, samples = _entry_of(tmp_path, "a")
+    before = samples[:]
+    shutil.rmtree(sample_cache.store() / samples.key)
+    assert not (sample_cache.store() / samples.key).exists()
+    assert np.array_equal(samples[::-1], before[::-1]) and np.array_equal(samples.with_extra(before[:2])[-2:], before[:2])
+    again, _ = cached_split(split, pre)  # the next run decodes it again
+    assert np.array_equal(again[:], before) and (sample_cache.store() / samples.key).is_dir()
+
+
+def test_writes_in_progress_stay_and_those_a_dead_process_left_go(tmp_path, monkeypatch):
+    from edgetl.data import sample_cache
+    from edgetl.disk_cache import STALE_SECONDS
+
+    monkeypatch.setenv("EDGETL_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(sample_cache, "IN_USE", set())
+    store = sample_cache.store()
+    for name, age in ((".deadkey.x1", STALE_SECONDS + 60), (".livekey.x2", 1)):
+        (store / name).mkdir(parents=True)
+        (store / name / "samples.npy").write_bytes(b"\0" * 1000)
+        _age(store / name, age)
+    monkeypatch.setenv("EDGETL_CACHE_MAX_GB", "0")
+    _, _, a = _entry_of(tmp_path, "a")
+    assert sorted(p.name for p in store.iterdir()) == sorted([".livekey.x2", a.key])
+
+
+def test_cache_command_lists_each_kind_and_clears_what_it_is_asked_to(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from edgetl.cli import cli
+    from edgetl.data import sample_cache
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("EDGETL_CACHE_DIR", str(cache))
+    _, _, a = _entry_of(tmp_path, "a")
+    _, _, b = _entry_of(tmp_path, "b")
+    _age(sample_cache.store() / a.key, 3 * 86400)
+    (cache / "checkpoints" / "run1").mkdir(parents=True)
+    (cache / "checkpoints" / "run1" / "last.pt").write_bytes(b"\0" * 5000)
+    shown = json.loads(CliRunner().invoke(cli, ["cache", "--json"]).output)
+    assert shown["folder"] == str(cache) and shown["kinds"]["samples"]["entries"] == 2
+    assert shown["kinds"]["samples"]["bytes"] > 2 * 64 * 64 * 64 * 3 and shown["kinds"]["checkpoints"]["bytes"] == 5000
+    result = CliRunner().invoke(cli, ["cache", "clear", "--kind", "samples", "--older-than", "1"])
+    assert result.exit_code == 0 and "removed 1 entries (samples 1)" in result.output, result.output
+    assert sorted(p.name for p in sample_cache.store().iterdir()) == [b.key]
+    result = CliRunner().invoke(cli, ["cache", "clear"])
+    assert result.exit_code == 0 and "samples 1, checkpoints 1, engines 0, listings 0" in result.output, result.output
+    assert list(sample_cache.store().iterdir()) == [] and list((cache / "checkpoints").iterdir()) == []
+    table = CliRunner().invoke(cli, ["cache"])
+    assert table.exit_code == 0 and "samples" in table.output and "EDGETL_CACHE_MAX_GB" in table.output
+
+
+def test_a_bound_that_is_no_number_is_one_line_and_exit_code_2(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from edgetl.cli import cli
+
+    monkeypatch.setenv("EDGETL_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("EDGETL_CACHE_MAX_GB", "lots")
+    result = CliRunner().invoke(cli, ["cache"])
+    assert result.exit_code == 2 and "EDGETL_CACHE_MAX_GB must be a number" in result.output
+    assert "Traceback" not in result.output

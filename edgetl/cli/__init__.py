@@ -55,9 +55,10 @@ def cli(quiet: bool) -> None:
 
 
 def _register() -> None:
-    from edgetl.cli import backbones, bench, data, demo, deploy, doctor, evaluate, export, finetune, predict, quantize, run
+    from edgetl.cli import backbones, bench, cache, data, demo, deploy, doctor, evaluate, export, finetune, predict, quantize, run
 
-    for module in (backbones, data, finetune, evaluate, export, quantize, bench, predict, deploy, run, demo, doctor):
+    for module in (backbones, data, finetune, evaluate, export, quantize, bench, predict, deploy, run, demo, doctor,
+                   cache):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -10,6 +10,10 @@ linear probe's features (`cached_array`).
 
 Layout: CACHE/samples/KEY/{samples.npy, meta.json}, written under a temporary name and
 renamed when complete; a failed write (a full disk) falls back to memory with a warning.
+The store stays under EDGETL_CACHE_MAX_GB: before an entry is written, the entries used
+longest ago (a hit touches meta.json) are removed to make room, never one this process
+has opened. An entry is read through a file handle kept open, so one removed by another
+process while it is read stays readable until it is closed.
 """
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ from typing import Callable
 
 import numpy as np
 
+from edgetl import disk_cache
 from edgetl import modality as modalities
 from edgetl._version import __version__
 from edgetl.paths import cache_dir
@@ -32,6 +37,7 @@ from edgetl.paths import cache_dir
 log = logging.getLogger("edgetl")
 
 FORMAT = 1  # bump when the layout or the decoding changes what an entry holds
+IN_USE: set[str] = set()  # the entries this process opened or wrote: never removed to make room
 
 
 def store() -> Path:
@@ -57,6 +63,20 @@ def split_key(paths, preprocessing) -> str:
     return h.hexdigest()[:32]
 
 
+class _OpenArray:
+    """An .npy file held open (shared by the samples that read it), closed with its last reference."""
+
+    def __init__(self, path: Path):
+        self.file = open(path, "rb")
+        version = np.lib.format.read_magic(self.file)
+        read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}[version]
+        read_header(self.file)
+        self.offset = self.file.tell()
+
+    def __del__(self) -> None:
+        self.file.close()
+
+
 class CachedSamples:
     """A split's cached samples: rows read from the memory-mapped file a batch at a time,
     then `extra` rows kept in memory (samples made rather than decoded, such as a
@@ -67,6 +87,24 @@ class CachedSamples:
         self.path, self.rows, self.sample_shape, self.dtype, self.key = path, rows, tuple(sample_shape), dtype, key
         self.memory = memory  # the rows in memory instead (the cache could not be written)
         self.extra = extra if extra is not None else np.zeros((0, *sample_shape), dtype)
+        self._file: _OpenArray | None = None
+
+    def opened(self) -> "CachedSamples":
+        """These samples with their file open: from now on, another process removing the
+        entry to make room cannot take the rows away from this one."""
+        if self.memory is None and self._file is None:
+            self._file = _OpenArray(self.path)
+        return self
+
+    def _stored(self) -> np.ndarray:
+        """The stored rows: a map of the open file, for one read (it closes with its last reference)."""
+        if self.memory is not None:
+            return self.memory
+        opened = self.opened()._file
+        return np.memmap(opened.file, self.dtype, "r", opened.offset, (self.rows, *self.sample_shape))
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_file": None}
 
     def __len__(self) -> int:
         return self.rows + len(self.extra)
@@ -79,7 +117,9 @@ class CachedSamples:
         """These samples followed by `extra` (the key names both)."""
         extra = np.concatenate([self.extra, extra.astype(self.dtype)])
         key = hashlib.sha256(self.key.encode() + extra.tobytes()).hexdigest()[:32]
-        return CachedSamples(self.path, self.rows, self.sample_shape, self.dtype, key, extra, self.memory)
+        joined = CachedSamples(self.path, self.rows, self.sample_shape, self.dtype, key, extra, self.memory)
+        joined._file = self._file  # the same open file
+        return joined
 
     def __getitem__(self, index) -> np.ndarray:
         if isinstance(index, slice):
@@ -90,7 +130,7 @@ class CachedSamples:
         out = np.empty((len(index), *self.sample_shape), self.dtype)
         stored = index < self.rows
         if stored.any():
-            rows = np.load(self.path, mmap_mode="r") if self.memory is None else self.memory
+            rows = self._stored()
             out[stored] = rows[index[stored]]
             del rows  # the map closes with its last reference: its pages leave this process
         if not stored.all():
@@ -143,14 +183,18 @@ def cached_array(key: str, shape: tuple, dtype, fill: Callable[[np.ndarray], dic
     be written."""
     final = _entry(key)
     meta_path = final / "meta.json"
+    IN_USE.add(key)
     if meta_path.is_file():
         try:
             meta = json.loads(meta_path.read_text())
-            return CachedSamples(final / "samples.npy", meta["rows"], tuple(shape[1:]), np.dtype(dtype), key), meta
+            os.utime(meta_path)  # used now: the last to be removed to make room
+            samples = CachedSamples(final / "samples.npy", meta["rows"], tuple(shape[1:]), np.dtype(dtype), key)
+            return samples.opened(), meta
         except (OSError, ValueError, KeyError):
-            shutil.rmtree(final, ignore_errors=True)  # a damaged entry is made again
+            shutil.rmtree(final, ignore_errors=True)  # a damaged (or just removed) entry is made again
     try:
         store().mkdir(parents=True, exist_ok=True)
+        _make_room(int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize)
         tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=store()))
     except OSError as exc:
         return _in_memory(key, shape, dtype, fill, exc)
@@ -168,7 +212,19 @@ def cached_array(key: str, shape: tuple, dtype, fill: Callable[[np.ndarray], dic
         raise
     _publish(tmp, final)
     where = final if final.is_dir() else tmp
-    return CachedSamples(where / "samples.npy", meta["rows"], tuple(shape[1:]), np.dtype(dtype), key), meta
+    return CachedSamples(where / "samples.npy", meta["rows"], tuple(shape[1:]), np.dtype(dtype), key).opened(), meta
+
+
+def _make_room(needed: int) -> None:
+    limit = disk_cache.max_bytes()
+    removed, held = disk_cache.make_room("samples", needed, keep=IN_USE, limit=limit)
+    if removed:
+        log.info("removed %d sample cache entries used longest ago (%s) to stay under %s", len(removed),
+                 disk_cache.size_text(sum(e.bytes for e in removed)), disk_cache.size_text(limit))
+    if held + needed > limit:
+        log.warning(f"the sample cache in {store()} will hold {disk_cache.size_text(held + needed)}, over its bound "
+                    f"of {disk_cache.size_text(limit)}: the data in use takes more (raise EDGETL_CACHE_MAX_GB, or "
+                    "`edgetl cache clear` what older runs left)")
 
 
 def _in_memory(key, shape, dtype, fill, exc) -> tuple[CachedSamples, dict]:

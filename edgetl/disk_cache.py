@@ -1,0 +1,130 @@
+"""What edgetl keeps in its cache folder (edgetl.paths.cache_dir), how much room it takes,
+and how it is kept within a bound.
+
+Every kind of entry can be made again: decoded samples and a probe's features (made
+again by decoding), an interrupted run's checkpoint (`finetune --resume` then starts
+over), TensorRT engines built on this device (built again on first use), backbone
+listings. The sample store, the one that grows with a user's data, is kept under
+EDGETL_CACHE_MAX_GB by removing the entries used longest ago when a new one is written;
+`edgetl cache` shows every kind and `edgetl cache clear` removes them.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgetl.errors import ConfigError
+from edgetl.paths import cache_dir
+
+DEFAULT_MAX_GB = 20.0
+STALE_SECONDS = 6 * 3600  # a half-written entry this old was left by a process that died
+
+KINDS = {
+    "samples": "decoded samples and a linear probe's features (read again from the data)",
+    "checkpoints": "interrupted training runs (finetune --resume)",
+    "engines": "TensorRT engines built on this device",
+    "listings": "backbone listings",
+}
+
+
+def max_bytes() -> int:
+    """The bound of the sample store: EDGETL_CACHE_MAX_GB (default 20)."""
+    text = os.environ.get("EDGETL_CACHE_MAX_GB", "").strip()
+    try:
+        gb = float(text) if text else DEFAULT_MAX_GB
+    except ValueError:
+        gb = -1.0
+    if not gb >= 0:  # also refuses NaN
+        raise ConfigError(f"EDGETL_CACHE_MAX_GB must be a number of gigabytes, not {text!r}",
+                          hint="e.g. EDGETL_CACHE_MAX_GB=50, or unset it for the default of 20")
+    return int(gb * 1e9)
+
+
+def size_text(n: float) -> str:
+    return f"{n / 1e9:.2f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
+
+
+@dataclass(frozen=True)
+class Entry:
+    kind: str
+    path: Path
+    bytes: int
+    last_used: float  # seconds since the epoch
+    partial: bool = False  # a write that never finished
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _last_used(path: Path) -> float:
+    """An entry's last use: its newest file's modification time (a hit touches meta.json)."""
+    if path.is_file():
+        return path.stat().st_mtime
+    return max((p.stat().st_mtime for p in path.rglob("*") if p.is_file()), default=path.stat().st_mtime)
+
+
+def entries(kind: str, root: Path | None = None) -> list[Entry]:
+    """The entries of one kind, the one used longest ago first. An entry removed while
+    it is listed (another process) is left out."""
+    root = root or cache_dir()
+    if kind == "listings":
+        paths = sorted(root.glob("backbones-*.json"))
+    else:
+        folder = root / kind
+        paths = sorted(folder.iterdir()) if folder.is_dir() else []
+    found = []
+    for path in paths:
+        try:
+            found.append(Entry(kind, path, _size(path), _last_used(path), path.name.startswith(".")))
+        except FileNotFoundError:
+            continue
+    return sorted(found, key=lambda e: e.last_used)
+
+
+def remove(entry: Entry) -> None:
+    if entry.path.is_dir():
+        shutil.rmtree(entry.path, ignore_errors=True)
+    else:
+        entry.path.unlink(missing_ok=True)
+
+
+def clear(kinds=("all",), older_than: float | None = None) -> list[Entry]:
+    """Remove the entries of `kinds` ("all", or names of KINDS), those unused for
+    `older_than` days when given; the removed entries."""
+    kinds = tuple(KINDS) if "all" in kinds else tuple(dict.fromkeys(kinds))
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown:
+        raise ConfigError(f"no cache entries of the kind {', '.join(unknown)}", hint=f"one of {', '.join(KINDS)} or all")
+    cutoff = time.time() - older_than * 86400 if older_than is not None else float("inf")
+    removed = []
+    for kind in kinds:
+        for entry in entries(kind):
+            if entry.last_used < cutoff:
+                remove(entry)
+                removed.append(entry)
+    return removed
+
+
+def make_room(kind: str, needed: int, keep: set[str], limit: int | None = None) -> tuple[list[Entry], int]:
+    """Remove `kind`'s entries used longest ago until the folder and `needed` more bytes
+    fit under `limit` (max_bytes()); entries named in `keep` (in use by this process)
+    and other processes' writes in progress stay. (The removed entries, the bytes the
+    folder then holds.)"""
+    limit = max_bytes() if limit is None else limit
+    listed = entries(kind)
+    now, held, removed = time.time(), sum(e.bytes for e in listed), []
+    for entry in listed:
+        if held + needed <= limit:
+            break
+        if entry.path.name in keep or (entry.partial and now - entry.last_used < STALE_SECONDS):
+            continue
+        remove(entry)
+        removed.append(entry)
+        held -= entry.bytes
+    return removed, held
