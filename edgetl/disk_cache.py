@@ -3,8 +3,8 @@ and how it is kept within a bound.
 
 Every kind of entry can be made again: decoded samples and a probe's features (made
 again by decoding), an interrupted run's checkpoint (`finetune --resume` then starts
-over), TensorRT engines built on this device (built again on first use), backbone
-listings. The sample store, the one that grows with a user's data, is kept under
+over), TensorRT engines built on this device (built again on first use), data files'
+digests (read again), backbone listings. The sample store, the one that grows with a user's data, is kept under
 EDGETL_CACHE_MAX_GB by removing the entries used longest ago when a new one is written;
 `edgetl cache` shows every kind and `edgetl cache clear` removes them.
 """
@@ -26,6 +26,7 @@ KINDS = {
     "samples": "decoded samples and a linear probe's features (read again from the data)",
     "checkpoints": "interrupted training runs (finetune --resume)",
     "engines": "TensorRT engines built on this device",
+    "digests": "data files' content digests (read again from the data)",
     "listings": "backbone listings",
 }
 

@@ -210,8 +210,8 @@ def test_cache_command_lists_each_kind_and_clears_what_it_is_asked_to(tmp_path, 
     result = CliRunner().invoke(cli, ["cache", "clear", "--kind", "samples", "--older-than", "1"])
     assert result.exit_code == 0 and "removed 1 entries (samples 1)" in result.output, result.output
     assert sorted(p.name for p in sample_cache.store().iterdir()) == [b.key]
-    result = CliRunner().invoke(cli, ["cache", "clear"])
-    assert result.exit_code == 0 and "samples 1, checkpoints 1, engines 0, listings 0" in result.output, result.output
+    result = CliRunner().invoke(cli, ["cache", "clear"])  # digests: two class folders in each of a and b
+    assert result.exit_code == 0 and "samples 1, checkpoints 1, engines 0, digests 4, listings 0" in result.output, result.output
     assert list(sample_cache.store().iterdir()) == [] and list((cache / "checkpoints").iterdir()) == []
     table = CliRunner().invoke(cli, ["cache"])
     assert table.exit_code == 0 and "samples" in table.output and "EDGETL_CACHE_MAX_GB" in table.output
@@ -227,3 +227,34 @@ def test_a_bound_that_is_no_number_is_one_line_and_exit_code_2(tmp_path, monkeyp
     result = CliRunner().invoke(cli, ["cache"])
     assert result.exit_code == 2 and "EDGETL_CACHE_MAX_GB must be a number" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_files_content_is_read_once_while_it_is_unchanged(tmp_path, monkeypatch):
+    """Every command keys a split by its files' content; unchanged files are not read
+    again, and a write is seen even when it keeps the size and puts the mtime back."""
+    from edgetl.data import file_digests
+
+    monkeypatch.setenv("EDGETL_CACHE_DIR", str(tmp_path / "cache"))
+    data = _images(tmp_path / "d", 12)
+    split = open_folder(data, modality="image")["train"]
+    pre = ImagePreprocessing(size=(32, 32), resize=36)
+    read = []
+    real = file_digests.file_digest
+    monkeypatch.setattr(file_digests, "file_digest", lambda p: read.append(Path(p).name) or real(p))
+    key = split_key(split.paths, pre)
+    assert len(read) == 12
+    read.clear()
+    assert split_key(split.paths, pre) == key and read == []
+    edited = split.paths[3]
+    st = os.stat(edited)
+    pixels = np.asarray(Image.open(edited)).copy()
+    pixels[0, 0] = 255 - pixels[0, 0]
+    Image.fromarray(pixels).save(edited)
+    os.utime(edited, ns=(st.st_atime_ns, st.st_mtime_ns))  # the modification time put back
+    assert os.stat(edited).st_mtime_ns == st.st_mtime_ns
+    new_key = split_key(split.paths, pre)
+    assert read == [Path(edited).name] and new_key != key
+    moved = tmp_path / "moved"
+    os.rename(data, moved)  # a moved copy: read again once, the same entry
+    read.clear()
+    assert split_key(open_folder(moved, modality="image")["train"].paths, pre) == new_key and len(read) == 12

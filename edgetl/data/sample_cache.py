@@ -23,7 +23,6 @@ import logging
 import os
 import shutil
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
@@ -32,6 +31,7 @@ import numpy as np
 from edgetl import disk_cache
 from edgetl import modality as modalities
 from edgetl._version import __version__
+from edgetl.data import file_digests
 from edgetl.paths import cache_dir
 
 log = logging.getLogger("edgetl")
@@ -44,21 +44,12 @@ def store() -> Path:
     return cache_dir() / "samples"
 
 
-def file_digest(path: Path) -> str:
-    h = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def split_key(paths, preprocessing) -> str:
     """The key of a split's decoded samples: every file's content, in order, and the
-    preprocessing (a moved or renamed copy of the same files hits the same entry)."""
-    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
-        digests = list(pool.map(file_digest, paths))
+    preprocessing (a moved or renamed copy of the same files hits the same entry). Files
+    unchanged since their last digest are not read again (file_digests.py)."""
     h = hashlib.sha256(json.dumps([FORMAT, preprocessing.to_dict()], sort_keys=True).encode())
-    for d in digests:
+    for d in file_digests.digests(paths):
         h.update(d.encode())
     return h.hexdigest()[:32]
 

@@ -1,0 +1,86 @@
+"""Digests of data files' content, each file read once while it is unchanged.
+
+The sample cache keys a split by its files' content (a moved copy of the same files hits
+the same entry), and every command asks for that key. Reading every file again each time
+costs as much as the data set is large, so each folder's digests are kept in the cache
+(CACHE/digests/FOLDER.json) beside what identifies the file they were read from: size,
+modification and change times, inode. A file whose stat is unchanged is not read again;
+its change time moves with any write, even one that puts the modification time back.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from edgetl.paths import cache_dir
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _signature(path: Path) -> list[int]:
+    st = os.stat(path)
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+
+
+def _memo_path(folder: Path) -> Path:
+    return cache_dir() / "digests" / f"{hashlib.sha256(str(folder).encode()).hexdigest()[:24]}.json"
+
+
+def _read_memo(path: Path) -> dict:
+    try:
+        memo = json.loads(path.read_text())
+        return memo if isinstance(memo, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_memo(path: Path, memo: dict) -> None:
+    """Best effort: a cache that cannot be written only means reading the files again."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text(json.dumps(memo))
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
+def digests(paths) -> list[str]:
+    """The content digest of each file of `paths`, in order; only files that are new or
+    changed since their digest was kept are read."""
+    paths = [Path(os.path.abspath(p)) for p in paths]  # not resolved: a link is named where it stands
+    by_folder: dict[Path, list[int]] = defaultdict(list)
+    for i, p in enumerate(paths):
+        by_folder[p.parent].append(i)
+    out: list[str | None] = [None] * len(paths)
+    signatures = [_signature(p) for p in paths]
+    memos, unread = {}, []
+    for folder, indices in by_folder.items():
+        memos[folder] = memo = _read_memo(_memo_path(folder))
+        for i in indices:
+            kept = memo.get(paths[i].name)
+            if isinstance(kept, list) and kept[:4] == signatures[i] and len(kept) == 5:
+                out[i] = kept[4]
+            else:
+                unread.append(i)
+    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
+        for i, digest in zip(unread, pool.map(file_digest, [paths[i] for i in unread])):
+            out[i] = digest
+    changed = {paths[i].parent for i in unread}
+    for folder in changed:
+        memo = memos[folder]
+        for i in by_folder[folder]:
+            memo[paths[i].name] = [*signatures[i], out[i]]
+        present = {entry.name for entry in os.scandir(folder)}
+        _write_memo(_memo_path(folder), {name: kept for name, kept in memo.items() if name in present})
+    return out
