@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import io
 import logging
+import os
 from pathlib import Path
 
 from edgetl import progress
@@ -83,6 +84,48 @@ def prepare(src: Path, dst: Path) -> Path:
     return dst
 
 
+def _to_debug(record: logging.LogRecord) -> bool:
+    """Log a record of onnxruntime.quantization in edgetl's log at debug level (True), or
+    leave it alone (False)."""
+    if f"onnxruntime{os.sep}quantization" not in record.pathname and not record.name.startswith("onnxruntime"):
+        return False
+    log.debug("onnxruntime.quantization: %s", record.getMessage())
+    return True
+
+
+class _KeepOff(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not _to_debug(record)
+
+
+class _ToDebug(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        _to_debug(record)
+
+
+@contextlib.contextmanager
+def _quantizer_logs_at_debug():
+    """onnxruntime.quantization logs through the root logger (`logging.warning`), which
+    installs a stderr handler on the process the first time ('WARNING:root:Axis 1 is
+    out-of-range for weight ...': a 1-D weight, such as a batch norm's after a ReLU, is
+    quantized per tensor, as it must be). While it runs, its records go to edgetl's log
+    at debug level instead, and the root logger is left as it was."""
+    root, ort = logging.getLogger(), logging.getLogger("onnxruntime")
+    keep_off, to_debug = _KeepOff(), _ToDebug()
+    placeholder = logging.NullHandler()  # a root with a handler: `logging.warning` configures nothing
+    root.addFilter(keep_off)
+    root.addHandler(placeholder)
+    ort.addHandler(to_debug)
+    propagate, ort.propagate = ort.propagate, False
+    try:
+        yield
+    finally:
+        root.removeFilter(keep_off)
+        root.removeHandler(placeholder)
+        ort.removeHandler(to_debug)
+        ort.propagate = propagate
+
+
 def quantize_qdq(src: Path, dst: Path, samples: Samples, scheme: QdqScheme, exclude: list[str] = (),
                  cache: Path | None = None) -> None:
     """Write the QDQ model of `src` (already prepared) to `dst`. `cache` keeps the
@@ -99,7 +142,8 @@ def quantize_qdq(src: Path, dst: Path, samples: Samples, scheme: QdqScheme, excl
                      QDQKeepRemovableActivations=True, QDQOpTypePerChannelSupportToAxis={"MatMul": 1})
     method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
               "percentile": CalibrationMethod.Percentile}[scheme.method]
-    with contextlib.redirect_stdout(io.StringIO()), progress.progress_bar() as bar:  # calibrators print settings
+    with contextlib.redirect_stdout(io.StringIO()), _quantizer_logs_at_debug(), progress.progress_bar() as bar:
+        # calibrators print their settings; the quantizer logs through the root logger
         task = bar.add_task("calibration", total=len(samples), status="")
         reader = _Reader(samples, input_name, lambda n: bar.advance(task, n))
         quantize_static(
