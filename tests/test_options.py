@@ -52,6 +52,7 @@ CASES = {
     "package": [["--samples", "0"], ["--targets", "coreml"], ["--threads", "0"], ["--data", "{out}/missing"]],
     "verify": [["--threads", "0"], ["--backend", "tflite"]],
     "predict": [["--top-k", "0"], ["--threads", "0"], ["--backend", "tflite"]],
+    "cache clear": [["--older-than", "-1"], ["--older-than", "soon"], ["--kind", "models"]],
 }
 REQUIRED = {
     "finetune": ["{data}", "--backbone", "efficientnet_lite0", "--input-size", "32", "--out", "{out}/run"],
@@ -67,6 +68,7 @@ REQUIRED = {
     "package": ["{run}", "--out", "{out}/bundle"],
     "verify": ["{run}"],
     "predict": ["{onnx}", "{image}"],
+    "cache clear": [],
 }
 
 
