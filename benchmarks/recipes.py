@@ -61,12 +61,13 @@ def card(summary: dict, recipe: dict, bench: dict | None, machine: dict) -> str:
     for name, s in stages.items():
         if name.startswith("quantize.") and s["figures"]:
             q, target = s["figures"], name.split(".", 1)[1]
+            in_float = f"{q['float_layers']} layer{'' if q['float_layers'] == 1 else 's'} in float, {q['method']}"
             if recipe.get("target"):  # adapted: bounded without labels, by agreement with FP32 on the target
                 lines.append(f"- INT8 {target}: agrees with FP32 on {100 * q['int8_accuracy']:.1f}% of held-out "
-                             f"unlabelled target samples ({q['float_layers']} layers in float, {q['method']})")
+                             f"unlabelled target samples ({in_float})")
             else:
                 lines.append(f"- INT8 {target}: {q['fp32_accuracy']:.4f} -> {q['int8_accuracy']:.4f} on the validation "
-                             f"samples of its bound ({q['float_layers']} layers in float, {q['method']})")
+                             f"samples of its bound ({in_float})")
     if bench:
         lines += ["", "Every artifact on its backend (batch 1, the data set's test split"
                   + (", the source domain" if recipe.get("target") else "") + "):", "",
