@@ -235,6 +235,7 @@ def test_a_files_content_is_read_once_while_it_is_unchanged(tmp_path, monkeypatc
     from edgetl.data import file_digests
 
     monkeypatch.setenv("EDGETL_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(file_digests, "RACY_SECONDS", 0.0)  # files made a moment ago count as settled
     data = _images(tmp_path / "d", 12)
     split = open_folder(data, modality="image")["train"]
     pre = ImagePreprocessing(size=(32, 32), resize=36)
@@ -258,3 +259,23 @@ def test_a_files_content_is_read_once_while_it_is_unchanged(tmp_path, monkeypatc
     os.rename(data, moved)  # a moved copy: read again once, the same entry
     read.clear()
     assert split_key(open_folder(moved, modality="image")["train"].paths, pre) == new_key and len(read) == 12
+
+
+def test_a_file_changed_a_moment_ago_is_read_again(tmp_path, monkeypatch):
+    """Within RACY_SECONDS of a change, a file's stat may not show a second change in the
+    same tick of a coarse clock: its digest is not trusted yet."""
+    from edgetl.data import file_digests
+
+    monkeypatch.setenv("EDGETL_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(file_digests, "RACY_SECONDS", 3600.0)
+    paths = sorted((_images(tmp_path / "d", 4) / "train").rglob("*.png"))
+    read = []
+    real = file_digests.file_digest
+    monkeypatch.setattr(file_digests, "file_digest", lambda p: read.append(p) or real(p))
+    first = file_digests.digests(paths)
+    second = file_digests.digests(paths)
+    assert first == second and len(read) == 8
+    monkeypatch.setattr(file_digests, "RACY_SECONDS", 0.0)
+    file_digests.digests(paths)
+    read.clear()
+    assert file_digests.digests(paths) == first and read == []

@@ -5,18 +5,23 @@ the same entry), and every command asks for that key. Reading every file again e
 costs as much as the data set is large, so each folder's digests are kept in the cache
 (CACHE/digests/FOLDER.json) beside what identifies the file they were read from: size,
 modification and change times, inode. A file whose stat is unchanged is not read again;
-its change time moves with any write, even one that puts the modification time back.
+its change time moves with any write, even one that puts the modification time back. A
+file changed within the last RACY_SECONDS is read again next time too: on a file system
+with coarse times a second write in the same tick would leave its stat as it was.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from edgetl.paths import cache_dir
+
+RACY_SECONDS = 2.0
 
 
 def file_digest(path: Path) -> str:
@@ -30,6 +35,11 @@ def file_digest(path: Path) -> str:
 def _signature(path: Path) -> list[int]:
     st = os.stat(path)
     return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+
+
+def _settled(signature: list[int], now_ns: int) -> bool:
+    """Whether a file was last changed long enough ago for its stat to tell a later change."""
+    return now_ns - max(signature[1], signature[2]) > RACY_SECONDS * 1e9
 
 
 def _memo_path(folder: Path) -> Path:
@@ -76,11 +86,14 @@ def digests(paths) -> list[str]:
     with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
         for i, digest in zip(unread, pool.map(file_digest, [paths[i] for i in unread])):
             out[i] = digest
-    changed = {paths[i].parent for i in unread}
+    changed, now_ns = {paths[i].parent for i in unread}, time.time_ns()
     for folder in changed:
         memo = memos[folder]
         for i in by_folder[folder]:
-            memo[paths[i].name] = [*signatures[i], out[i]]
+            if _settled(signatures[i], now_ns):
+                memo[paths[i].name] = [*signatures[i], out[i]]
+            else:
+                memo.pop(paths[i].name, None)
         present = {entry.name for entry in os.scandir(folder)}
         _write_memo(_memo_path(folder), {name: kept for name, kept in memo.items() if name in present})
     return out
