@@ -247,6 +247,12 @@ def main() -> int:
                           plot=RESULTS / f"streaming-det-{'unknown' if with_unknown else 'no-unknown'}.png")
         results["models"].append({"model": name, "labels": read_onnx_card(onnx).labels, "clip_test_accuracy": clips,
                                   "val": val, "test": test})
+    if "with _unknown_" not in onnx_of:  # the backend and CPU tables are the _unknown_ model's: kept as they were
+        before = json.loads(Path(args.out).read_text())
+        results.update({k: before[k] for k in ("backends", "cpu", "cpu_machine") if k in before})
+        Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+        print(f"wrote {args.out} (work folder {work}; backend and CPU tables kept)")
+        return 0
     best = onnx_of["with _unknown_"]
     streaming = read_onnx_card(best).streaming
     ir = best.with_suffix(".xml")
