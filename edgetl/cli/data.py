@@ -38,9 +38,9 @@ def digits_cmd(out, size, seed, domain, overwrite):
 @click.option("--words", default="yes,no,up,down,left,right,on,off,stop,go", show_default=True,
               help="Comma-separated keywords, one class each.")
 @click.option("--unknown", is_flag=True, help="Add an _unknown_ class of other words and of running speech without keywords.")
-@click.option("--voices", default=40, show_default=True,
+@click.option("--voices", default=80, show_default=True,
               help="How many espeak-ng voices (accent+variant); split by voice into train/val/test.")
-@click.option("--takes", default=2, show_default=True, help="Renderings of each word per voice (random speed and pitch).")
+@click.option("--takes", default=1, show_default=True, help="Renderings of each word per voice (random speed and pitch).")
 @click.option("--held-out-voices", type=int, metavar="N",
               help="Voices for each of val and test (default: 15%% of --voices each); the rest train. More training "
                    "voices, not more takes, are what a detector needs for unseen speakers.")

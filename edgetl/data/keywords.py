@@ -101,8 +101,8 @@ def split_voices(voices: list[str], seed: int, val: float = 0.15, test: float = 
     return {"val": voices[:n_val], "test": voices[n_val:n_val + n_test], "train": voices[n_val + n_test:]}
 
 
-def make_keywords(out: str | os.PathLike, words=DEFAULT_WORDS, unknown: bool = False, voices: int = 40,
-                  takes: int = 2, seed: int = 0, snr_db: tuple[float, float] = (10.0, 30.0),
+def make_keywords(out: str | os.PathLike, words=DEFAULT_WORDS, unknown: bool = False, voices: int = 80,
+                  takes: int = 1, seed: int = 0, snr_db: tuple[float, float] = (10.0, 30.0),
                   stream_minutes: float = 0.0, overwrite: bool = False, domain: str | None = None,
                   held_out_voices: int | None = None) -> Path:
     """Write OUT/{train,val,test}/{WORD,[_unknown_]}/*.wav and OUT/_background_noise_/*.wav;
@@ -117,14 +117,14 @@ def make_keywords(out: str | os.PathLike, words=DEFAULT_WORDS, unknown: bool = F
         raise ConfigError(f"--words takes words of letters, got {','.join(words)}", hint="e.g. --words yes,no")
     if voices < 3:
         raise ConfigError(f"--voices must be at least 3 (train, val and test each need a voice), got {voices}",
-                          hint="e.g. --voices 40")
+                          hint="e.g. --voices 80")
     if held_out_voices is not None and not 1 <= held_out_voices <= (voices - 1) // 2:
         raise ConfigError(f"--held-out-voices {held_out_voices} does not fit {voices} voices: val and test take "
                           "that many each and training needs at least one",
                           hint="at least 1 each for val and test" if held_out_voices < 1 else
                           f"e.g. --voices {2 * held_out_voices + 28}")
     if takes < 1:
-        raise ConfigError(f"--takes must be at least 1, got {takes}", hint="e.g. --takes 2")
+        raise ConfigError(f"--takes must be at least 1, got {takes}", hint="e.g. --takes 1")
     if stream_minutes < 0 or 0 < stream_minutes < 0.5:
         raise ConfigError(f"--stream-minutes takes the minutes of each recording, at least 0.5, got {stream_minutes:g}",
                           hint="e.g. --stream-minutes 10 (60 for a benchmark)")

@@ -55,8 +55,8 @@ class KeywordsData(Settings):
     words: tuple[str, ...] = setting(("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"),
                                      "The keywords, one class each.")
     unknown: bool = setting(False, "Add an _unknown_ class of other words and running speech.")
-    voices: int = setting(40, "espeak-ng voices (accents x variants).", min=4)
-    takes: int = setting(2, "Renderings of each word per voice.", min=1)
+    voices: int = setting(80, "espeak-ng voices (accents x variants).", min=4)
+    takes: int = setting(1, "Renderings of each word per voice.", min=1)
     held_out_voices: int | None = setting(None, "Voices for each of val and test.", min=1)
     stream_minutes: float = setting(0.0, "Minutes of each validation and test recording (for streaming).", min=0)
     domain: str | None = setting(None, "Every clip in a shifted acoustic condition.", choices=DOMAINS_KEYWORDS)
