@@ -4,9 +4,10 @@ and how it is kept within a bound.
 Every kind of entry can be made again: decoded samples and a probe's features (made
 again by decoding), an interrupted run's checkpoint (`finetune --resume` then starts
 over), TensorRT engines built on this device (built again on first use), data files'
-digests (read again), backbone listings. The sample store, the one that grows with a user's data, is kept under
-EDGETL_CACHE_MAX_GB by removing the entries used longest ago when a new one is written;
-`edgetl cache` shows every kind and `edgetl cache clear` removes them.
+digests (read again), backbone listings. The sample store, the one that grows with a
+user's data, is kept under EDGETL_CACHE_MAX_GB and 1 GB short of its disk's free space
+by removing the entries used longest ago when a new one is written; `edgetl cache`
+shows every kind and `edgetl cache clear` removes them.
 """
 from __future__ import annotations
 
@@ -112,14 +113,34 @@ def clear(kinds=("all",), older_than: float | None = None) -> list[Entry]:
     return removed
 
 
-def make_room(kind: str, needed: int, keep: set[str], limit: int | None = None) -> tuple[list[Entry], int]:
+RESERVE_BYTES = 1_000_000_000  # left free on the cache's disk for everything else
+
+
+def free_bytes(folder: Path) -> int:
+    """Free space on the disk that holds `folder` (or would: its nearest existing parent)."""
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return shutil.disk_usage(folder).free
+
+
+@dataclass(frozen=True)
+class Room:
+    removed: list[Entry]
+    held: int  # bytes the folder holds after the removals
+    limit: int  # what it may hold: the bound, or less when the disk has less room
+    by_disk: bool  # the disk's free space, not the bound, set the limit
+
+
+def make_room(kind: str, needed: int, keep: set[str], limit: int | None = None) -> Room:
     """Remove `kind`'s entries used longest ago until the folder and `needed` more bytes
-    fit under `limit` (max_bytes()); entries named in `keep` (in use by this process)
-    and other processes' writes in progress stay. (The removed entries, the bytes the
-    folder then holds.)"""
-    limit = max_bytes() if limit is None else limit
+    fit under `limit` (max_bytes()) and in the disk's free space (less RESERVE_BYTES);
+    entries named in `keep` (in use by this process) and other processes' writes in
+    progress stay."""
+    bound = max_bytes() if limit is None else limit
     listed = entries(kind)
     now, held, removed = time.time(), sum(e.bytes for e in listed), []
+    room_on_disk = held + free_bytes(cache_dir() / kind) - RESERVE_BYTES
+    limit = min(bound, room_on_disk)
     for entry in listed:
         if held + needed <= limit:
             break
@@ -128,4 +149,4 @@ def make_room(kind: str, needed: int, keep: set[str], limit: int | None = None) 
         remove(entry)
         removed.append(entry)
         held -= entry.bytes
-    return removed, held
+    return Room(removed, held, limit, room_on_disk < bound)

@@ -205,7 +205,7 @@ def test_cache_command_lists_each_kind_and_clears_what_it_is_asked_to(tmp_path, 
     (cache / "checkpoints" / "run1").mkdir(parents=True)
     (cache / "checkpoints" / "run1" / "last.pt").write_bytes(b"\0" * 5000)
     shown = json.loads(CliRunner().invoke(cli, ["cache", "--json"]).output)
-    assert shown["folder"] == str(cache) and shown["kinds"]["samples"]["entries"] == 2
+    assert shown["folder"] == str(cache) and shown["kinds"]["samples"]["entries"] == 2 and shown["disk_free_bytes"] > 0
     assert shown["kinds"]["samples"]["bytes"] > 2 * 64 * 64 * 64 * 3 and shown["kinds"]["checkpoints"]["bytes"] == 5000
     result = CliRunner().invoke(cli, ["cache", "clear", "--kind", "samples", "--older-than", "1"])
     assert result.exit_code == 0 and "removed 1 entries (samples 1)" in result.output, result.output
@@ -279,3 +279,28 @@ def test_a_file_changed_a_moment_ago_is_read_again(tmp_path, monkeypatch):
     file_digests.digests(paths)
     read.clear()
     assert file_digests.digests(paths) == first and read == []
+
+
+def test_a_disk_short_of_room_makes_room_under_the_bound_and_says_so(tmp_path, monkeypatch, caplog):
+    """The bound is 20 GB by default, but a disk may have less free: entries used longest
+    ago are removed until the new one fits with RESERVE_BYTES left, and the warning names
+    the disk, not the bound, when even that is not enough."""
+    from edgetl import disk_cache
+    from edgetl.data import sample_cache
+
+    monkeypatch.setenv("EDGETL_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(sample_cache, "IN_USE", set())
+    _, _, a = _entry_of(tmp_path, "a")
+    _, _, b = _entry_of(tmp_path, "b")
+    store = sample_cache.store()
+    size = sum(f.stat().st_size for f in (store / a.key).iterdir())
+    _age(store / a.key, 200), _age(store / b.key, 100)
+    sample_cache.IN_USE.clear()
+    monkeypatch.setattr(disk_cache, "RESERVE_BYTES", 0)
+    monkeypatch.setattr(disk_cache, "free_bytes", lambda folder: int(0.5 * size))  # room for half an entry
+    _, _, c = _entry_of(tmp_path, "c")  # a goes (used longest ago): then c fits beside b
+    assert sorted(p.name for p in store.iterdir()) == sorted([b.key, c.key])
+    assert "over its bound" not in caplog.text and "on the disk" not in caplog.text
+    monkeypatch.setattr(disk_cache, "free_bytes", lambda folder: 0)
+    _entry_of(tmp_path, "d")  # c is this process's: nothing else to remove
+    assert "on the disk that holds the sample cache" in caplog.text and "EDGETL_CACHE_DIR" in caplog.text

@@ -29,9 +29,9 @@ def cache_cmd(ctx, as_json):
     from edgetl.paths import cache_dir
 
     kinds = {kind: disk_cache.entries(kind) for kind in disk_cache.KINDS}
-    limit = disk_cache.max_bytes()
+    limit, free = disk_cache.max_bytes(), disk_cache.free_bytes(cache_dir())
     if as_json:
-        click.echo(json.dumps({"folder": str(cache_dir()), "samples_max_bytes": limit, "kinds": {
+        click.echo(json.dumps({"folder": str(cache_dir()), "samples_max_bytes": limit, "disk_free_bytes": free, "kinds": {
             kind: {"entries": len(found), "bytes": sum(e.bytes for e in found),
                    "last_used": max((e.last_used for e in found), default=None),
                    "partial": sum(e.partial for e in found)}
@@ -45,8 +45,9 @@ def cache_cmd(ctx, as_json):
         table.add_row(kind, str(len(found)), size_text(sum(e.bytes for e in found)),
                       _when(max((e.last_used for e in found), default=None)), disk_cache.KINDS[kind])
     progress.print_table(table)
-    click.echo(f"The sample store is kept under {size_text(limit)} (EDGETL_CACHE_MAX_GB), the entries used longest "
-               "ago removed first; `edgetl cache clear` removes entries now.")
+    click.echo(f"The sample store is kept under {size_text(limit)} (EDGETL_CACHE_MAX_GB) and leaves "
+               f"{size_text(disk_cache.RESERVE_BYTES)} of the disk free ({size_text(free)} free now), the entries used "
+               "longest ago removed first; `edgetl cache clear` removes entries now.")
 
 
 @cache_cmd.command("clear")

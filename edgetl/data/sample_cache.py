@@ -207,14 +207,20 @@ def cached_array(key: str, shape: tuple, dtype, fill: Callable[[np.ndarray], dic
 
 
 def _make_room(needed: int) -> None:
-    limit = disk_cache.max_bytes()
-    removed, held = disk_cache.make_room("samples", needed, keep=IN_USE, limit=limit)
-    if removed:
-        log.info("removed %d sample cache entries used longest ago (%s) to stay under %s", len(removed),
-                 disk_cache.size_text(sum(e.bytes for e in removed)), disk_cache.size_text(limit))
-    if held + needed > limit:
-        log.warning(f"the sample cache in {store()} will hold {disk_cache.size_text(held + needed)}, over its bound "
-                    f"of {disk_cache.size_text(limit)}: the data in use takes more (raise EDGETL_CACHE_MAX_GB, or "
+    room = disk_cache.make_room("samples", needed, keep=IN_USE)
+    size = disk_cache.size_text
+    if room.removed:
+        log.info("removed %d sample cache entries used longest ago (%s) to make room", len(room.removed),
+                 size(sum(e.bytes for e in room.removed)))
+    if room.held + needed <= room.limit:
+        return
+    if room.by_disk:
+        log.warning(f"writing {size(needed)} of decoded samples leaves less than {size(disk_cache.RESERVE_BYTES)} free "
+                    f"on the disk that holds the sample cache ({store()}), even with the entries not in use removed "
+                    "(set EDGETL_CACHE_DIR to a folder on a disk with room, or free space on this one)")
+    else:
+        log.warning(f"the sample cache in {store()} will hold {size(room.held + needed)}, over its bound of "
+                    f"{size(room.limit)}: the data in use takes more (raise EDGETL_CACHE_MAX_GB, or "
                     "`edgetl cache clear` what older runs left)")
 
 
