@@ -136,17 +136,26 @@ def _age(entry: Path, seconds: float) -> None:
         os.utime(f, (t, t))
 
 
-def test_the_store_stays_under_its_bound_by_removing_the_entries_used_longest_ago(tmp_path, monkeypatch, caplog):
+def _two_old_entries(tmp_path, monkeypatch):
+    """Entries a and b in a cache of their own, a used longest ago, neither in use by this
+    process (as a later run finds them): (a's split and preprocessing, a, b, the store,
+    a's size on disk)."""
     from edgetl.data import sample_cache
 
     monkeypatch.setenv("EDGETL_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(sample_cache, "IN_USE", set())
     split_a, pre, a = _entry_of(tmp_path, "a")
-    split_b, _, b = _entry_of(tmp_path, "b")
+    _, _, b = _entry_of(tmp_path, "b")
     store = sample_cache.store()
-    size = sum(f.stat().st_size for f in (store / a.key).iterdir())
     _age(store / a.key, 200), _age(store / b.key, 100)
-    sample_cache.IN_USE.clear()  # a later run: these two are nobody's now
+    sample_cache.IN_USE.clear()
+    return split_a, pre, a, b, store, sum(f.stat().st_size for f in (store / a.key).iterdir())
+
+
+def test_the_store_stays_under_its_bound_by_removing_the_entries_used_longest_ago(tmp_path, monkeypatch, caplog):
+    from edgetl.data import sample_cache
+
+    split_a, pre, a, b, store, size = _two_old_entries(tmp_path, monkeypatch)
     hits = []
     cached_split(split_a, pre, on_hit=hits.append)  # a used again: b is now the one used longest ago
     sample_cache.IN_USE.clear()
@@ -286,16 +295,8 @@ def test_a_disk_short_of_room_makes_room_under_the_bound_and_says_so(tmp_path, m
     ago are removed until the new one fits with RESERVE_BYTES left, and the warning names
     the disk, not the bound, when even that is not enough."""
     from edgetl import disk_cache
-    from edgetl.data import sample_cache
 
-    monkeypatch.setenv("EDGETL_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(sample_cache, "IN_USE", set())
-    _, _, a = _entry_of(tmp_path, "a")
-    _, _, b = _entry_of(tmp_path, "b")
-    store = sample_cache.store()
-    size = sum(f.stat().st_size for f in (store / a.key).iterdir())
-    _age(store / a.key, 200), _age(store / b.key, 100)
-    sample_cache.IN_USE.clear()
+    _, _, a, b, store, size = _two_old_entries(tmp_path, monkeypatch)
     monkeypatch.setattr(disk_cache, "RESERVE_BYTES", 0)
     monkeypatch.setattr(disk_cache, "free_bytes", lambda folder: int(0.5 * size))  # room for half an entry
     _, _, c = _entry_of(tmp_path, "c")  # a goes (used longest ago): then c fits beside b
