@@ -58,17 +58,11 @@ class Entry:
     partial: bool = False  # a write that never finished
 
 
-def _size(path: Path) -> int:
-    if path.is_file():
-        return path.stat().st_size
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-
-
-def _last_used(path: Path) -> float:
-    """An entry's last use: its newest file's modification time (a hit touches meta.json)."""
-    if path.is_file():
-        return path.stat().st_mtime
-    return max((p.stat().st_mtime for p in path.rglob("*") if p.is_file()), default=path.stat().st_mtime)
+def _measure(path: Path) -> tuple[int, float]:
+    """An entry's bytes and last use (its newest file's modification time: a hit touches
+    meta.json), from one stat of each of its files."""
+    stats = [path.stat()] if path.is_file() else [p.stat() for p in path.rglob("*") if p.is_file()]
+    return sum(st.st_size for st in stats), max((st.st_mtime for st in stats), default=path.stat().st_mtime)
 
 
 def entries(kind: str, root: Path | None = None) -> list[Entry]:
@@ -83,7 +77,7 @@ def entries(kind: str, root: Path | None = None) -> list[Entry]:
     found = []
     for path in paths:
         try:
-            found.append(Entry(kind, path, _size(path), _last_used(path), path.name.startswith(".")))
+            found.append(Entry(kind, path, *_measure(path), path.name.startswith(".")))
         except FileNotFoundError:
             continue
     return sorted(found, key=lambda e: e.last_used)
@@ -96,13 +90,30 @@ def remove(entry: Entry) -> None:
         entry.path.unlink(missing_ok=True)
 
 
+def chosen_kinds(kinds) -> tuple[str, ...]:
+    """The kinds `kinds` names ("all", or names of KINDS), in order, each once."""
+    chosen = tuple(KINDS) if "all" in kinds else tuple(dict.fromkeys(kinds))
+    unknown = [k for k in chosen if k not in KINDS]
+    if unknown:
+        raise ConfigError(f"no cache entries of the kind {', '.join(unknown)}", hint=f"one of {', '.join(KINDS)} or all")
+    return chosen
+
+
+def usage() -> dict[str, dict]:
+    """Each kind's entries, bytes, last use (None when empty) and writes never finished."""
+    summary = {}
+    for kind in KINDS:
+        found = entries(kind)
+        summary[kind] = {"entries": len(found), "bytes": sum(e.bytes for e in found),
+                         "last_used": max((e.last_used for e in found), default=None),
+                         "partial": sum(e.partial for e in found)}
+    return summary
+
+
 def clear(kinds=("all",), older_than: float | None = None) -> list[Entry]:
     """Remove the entries of `kinds` ("all", or names of KINDS), those unused for
     `older_than` days when given; the removed entries."""
-    kinds = tuple(KINDS) if "all" in kinds else tuple(dict.fromkeys(kinds))
-    unknown = [k for k in kinds if k not in KINDS]
-    if unknown:
-        raise ConfigError(f"no cache entries of the kind {', '.join(unknown)}", hint=f"one of {', '.join(KINDS)} or all")
+    kinds = chosen_kinds(kinds)
     cutoff = time.time() - older_than * 86400 if older_than is not None else float("inf")
     removed = []
     for kind in kinds:
@@ -131,12 +142,11 @@ class Room:
     by_disk: bool  # the disk's free space, not the bound, set the limit
 
 
-def make_room(kind: str, needed: int, keep: set[str], limit: int | None = None) -> Room:
+def make_room(kind: str, needed: int, keep: set[str]) -> Room:
     """Remove `kind`'s entries used longest ago until the folder and `needed` more bytes
-    fit under `limit` (max_bytes()) and in the disk's free space (less RESERVE_BYTES);
-    entries named in `keep` (in use by this process) and other processes' writes in
-    progress stay."""
-    bound = max_bytes() if limit is None else limit
+    fit under max_bytes() and in the disk's free space (less RESERVE_BYTES); entries
+    named in `keep` (in use by this process) and other processes' writes in progress stay."""
+    bound = max_bytes()
     listed = entries(kind)
     now, held, removed = time.time(), sum(e.bytes for e in listed), []
     room_on_disk = held + free_bytes(cache_dir() / kind) - RESERVE_BYTES

@@ -28,22 +28,19 @@ def cache_cmd(ctx, as_json):
     from edgetl import disk_cache, progress
     from edgetl.paths import cache_dir
 
-    kinds = {kind: disk_cache.entries(kind) for kind in disk_cache.KINDS}
+    summary = disk_cache.usage()
     limit, free = disk_cache.max_bytes(), disk_cache.free_bytes(cache_dir())
     if as_json:
-        click.echo(json.dumps({"folder": str(cache_dir()), "samples_max_bytes": limit, "disk_free_bytes": free, "kinds": {
-            kind: {"entries": len(found), "bytes": sum(e.bytes for e in found),
-                   "last_used": max((e.last_used for e in found), default=None),
-                   "partial": sum(e.partial for e in found)}
-            for kind, found in kinds.items()}}, indent=2))
+        click.echo(json.dumps({"folder": str(cache_dir()), "samples_max_bytes": limit, "disk_free_bytes": free,
+                               "kinds": summary}, indent=2))
         return
     table = Table(title=f"edgetl cache: {cache_dir()}", title_justify="left")
     for col, justify in (("kind", "left"), ("entries", "right"), ("size", "right"), ("last used", "left"),
                          ("what", "left")):
         table.add_column(col, justify=justify)
-    for kind, found in kinds.items():
-        table.add_row(kind, str(len(found)), size_text(sum(e.bytes for e in found)),
-                      _when(max((e.last_used for e in found), default=None)), disk_cache.KINDS[kind])
+    for kind, held in summary.items():
+        table.add_row(kind, str(held["entries"]), size_text(held["bytes"]), _when(held["last_used"]),
+                      disk_cache.KINDS[kind])
     progress.print_table(table)
     click.echo(f"The sample store is kept under {size_text(limit)} (EDGETL_CACHE_MAX_GB) and leaves "
                f"{size_text(disk_cache.RESERVE_BYTES)} of the disk free ({size_text(free)} free now), the entries used "
@@ -63,8 +60,7 @@ def clear_cmd(kinds, older_than):
     started = time.time()
     removed = disk_cache.clear(kinds, older_than=older_than)
     freed = sum(e.bytes for e in removed)
-    kinds = tuple(disk_cache.KINDS) if "all" in kinds else tuple(dict.fromkeys(kinds))
-    by_kind = ", ".join(f"{kind} {sum(e.kind == kind for e in removed)}" for kind in kinds)
+    by_kind = ", ".join(f"{kind} {sum(e.kind == kind for e in removed)}" for kind in disk_cache.chosen_kinds(kinds))
     click.echo(f"removed {len(removed)} entries ({by_kind}), {size_text(freed)} freed in {time.time() - started:.1f} s")
 
 COMMANDS = [cache_cmd]

@@ -94,9 +94,6 @@ class CachedSamples:
         opened = self.opened()._file
         return np.memmap(opened.file, self.dtype, "r", opened.offset, (self.rows, *self.sample_shape))
 
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "_file": None}
-
     def __len__(self) -> int:
         return self.rows + len(self.extra)
 

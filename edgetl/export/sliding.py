@@ -12,6 +12,8 @@ import math
 
 import numpy as np
 
+from edgetl.runtime.onnxruntime_runner import Cutter
+
 CHECKED = 3  # columns compared against computing each alone
 
 
@@ -30,13 +32,14 @@ def stream_stages(proto, parts: dict, tensors: dict[str, str]) -> list[dict] | N
     if shape is None or frames not in shape[1:]:
         return None
     axis = shape.index(frames, 1)
+    cutter = Cutter(inferred)  # the extractor names a cut's tensors by their value infos
     scope = next((n.name.split("/")[0] for n in proto.graph.node if tensors["embeddings"] in n.output), "")
     cuts = [n.output[0] for n in proto.graph.node
             if n.name.startswith(f"{scope}/") and _strides_frames(n) and n.output[0] != tensors["embeddings"]]
     for bounds in ([tensors["windows"], *cuts, tensors["embeddings"]], [tensors["windows"], tensors["embeddings"]]):
         stages, in_axis = [], axis
         for source, target in zip(bounds, bounds[1:]):
-            stage = _stage(inferred, source, target, _shape(inferred, source), in_axis)
+            stage = _stage(cutter, source, target, _shape(inferred, source), in_axis)
             if stage is None:
                 break
             stages.append(stage)
@@ -62,14 +65,14 @@ def _strides_frames(node) -> bool:
     return node.op_type in ("Conv", "MaxPool", "AveragePool") and bool(strides) and strides[0] > 1
 
 
-def _stage(proto, source: str, target: str, template: list[int] | None, axis: int) -> dict | None:
+def _stage(cutter, source: str, target: str, template: list[int] | None, axis: int) -> dict | None:
     """Measure one stage: how many output columns each input length gives (from where
     the count reaches 2 and 3: its stride and width, away from a pooling's edge cases at
     one column), then that CHECKED columns computed together equal each computed alone."""
     if template is None:
         return None
     try:
-        run = _part(proto, source, target)
+        run = _part(cutter, source, target)
         size = max(template[axis], 8) * 2
         shape = [1 if i == 0 else d for i, d in enumerate(template)]
         shape[axis] = size
@@ -110,16 +113,14 @@ def _try(out, start: int, length: int):
     return o if o.size and math.prod(o.shape) > 0 else None
 
 
-def _part(proto, source: str, target: str):
+def _part(cutter: Cutter, source: str, target: str):
     """The graph from `source` to `target`, any length along every axis, on one thread."""
     import onnxruntime as ort
-
-    from edgetl.runtime.onnxruntime_runner import cut
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = opts.inter_op_num_threads = 1
     opts.log_severity_level = 4  # the pieces too short for a kernel are expected failures
-    session = ort.InferenceSession(cut(proto, [source], [target], any_length=True).SerializeToString(), opts,
+    session = ort.InferenceSession(cutter.cut([source], [target], any_length=True).SerializeToString(), opts,
                                    providers=["CPUExecutionProvider"])
     return lambda x: session.run(None, {source: x})[0]
 

@@ -20,6 +20,7 @@ def emulates_tensorrt(card: ModelCard, provider: str) -> bool:
 
 class OnnxRuntimeRunner(Runner):
     backend = "onnxruntime"
+    _cutter: "Cutter | None" = None  # the model indexed for cutting parts, made on the first part
 
     @classmethod
     def resolve_device(cls, device: str) -> str:
@@ -72,51 +73,62 @@ class OnnxRuntimeRunner(Runner):
         except ImportError:
             return None
         try:
-            sub = cut(onnx.load(str(self.path)), inputs, outputs, any_length)
+            if self._cutter is None:  # the file read and indexed once for every part
+                self._cutter = Cutter(onnx.load(str(self.path)))
+            sub = self._cutter.cut(inputs, outputs, any_length)
             session = onnx_session(sub.SerializeToString(), self._opts, self._providers)
         except Exception:  # a graph that does not cut there: the whole model still runs
             return None
         return lambda *arrays: session.run(outputs, dict(zip(inputs, arrays)))
 
 
-def cut(model, inputs: list[str], outputs: list[str], any_length: bool = False):
-    """The sub-graph of an ONNX model from the tensors `inputs` to `outputs`, each input
-    rounded as the whole model rounds it before the cut (INT8); `any_length`: every axis
-    of the inputs and outputs free."""
-    from onnx.utils import Extractor
+class Cutter:
+    """An ONNX model indexed once (its value infos, producers and initializers) for
+    cutting many parts from it: a streaming detector cuts seven, export's measurement of
+    the stages five. A tensor cut at needs a value info (an exported model has them;
+    else infer the shapes first)."""
 
-    sub = Extractor(model).extract_model(inputs, outputs)
-    for name in inputs:
-        requantize_input(sub, name, _quantizer_before(model, name))
-    if any_length:  # shapes inferred for the whole model's input no longer hold
-        for i, value in enumerate([*sub.graph.input, *sub.graph.output]):
-            for j, dim in enumerate(value.type.tensor_type.shape.dim):
-                dim.dim_param = f"d{i}_{j}"
-        del sub.graph.value_info[:]
-    return sub
+    def __init__(self, model):
+        from onnx.utils import Extractor
 
+        self.extractor = Extractor(model)
+        self.producers = {out: node for node in model.graph.node for out in node.output}
+        self.initializers = {i.name: i for i in model.graph.initializer}
 
-def _quantizer_before(model, name: str) -> tuple | None:
-    """The (scale, zero point) initializers of the Q/DQ pair every value of tensor `name`
-    last went through (runner.quantizer_before), or None."""
-    from onnx import numpy_helper
+    def cut(self, inputs: list[str], outputs: list[str], any_length: bool = False):
+        """The sub-graph from the tensors `inputs` to `outputs`, each input rounded as the
+        whole model rounds it before the cut (INT8); `any_length`: every axis of the
+        inputs and outputs free."""
+        sub = self.extractor.extract_model(inputs, outputs)
+        for name in inputs:
+            requantize_input(sub, name, self._quantizer_before(name))
+        if any_length:  # shapes inferred for the whole model's input no longer hold
+            for i, value in enumerate([*sub.graph.input, *sub.graph.output]):
+                for j, dim in enumerate(value.type.tensor_type.shape.dim):
+                    dim.dim_param = f"d{i}_{j}"
+            del sub.graph.value_info[:]
+        return sub
 
-    producers = {out: node for node in model.graph.node for out in node.output}
-    initializers = {i.name: i for i in model.graph.initializer}
+    def _quantizer_before(self, name: str) -> tuple | None:
+        """The (scale, zero point) initializers of the Q/DQ pair every value of tensor
+        `name` last went through (runner.quantizer_before), or None."""
+        from onnx import numpy_helper
 
-    def is_pair(node) -> bool:  # a DequantizeLinear of a QuantizeLinear
-        return node.op_type == "DequantizeLinear" and getattr(producers.get(node.input[0]), "op_type", "") == \
-            "QuantizeLinear"
+        producers, initializers = self.producers, self.initializers
 
-    def ranges(dq) -> tuple:
-        values = [initializers.get(i) for i in dq.input[1:3]]
-        if len(values) != 2 or any(v is None for v in values):
-            return ()
-        arrays = [numpy_helper.to_array(v) for v in values]
-        return tuple((a.dtype.str, a.ravel().tolist()) for a in arrays) if all(a.size == 1 for a in arrays) else ()
-    dq = quantizer_before(producers.get(name), lambda n: n.op_type, lambda n: [producers.get(i) for i in n.input],
-                          is_pair, ranges)
-    return None if dq is None else tuple(initializers[i] for i in dq.input[1:3])
+        def is_pair(node) -> bool:  # a DequantizeLinear of a QuantizeLinear
+            return node.op_type == "DequantizeLinear" and getattr(producers.get(node.input[0]), "op_type", "") == \
+                "QuantizeLinear"
+
+        def ranges(dq) -> tuple:
+            values = [initializers.get(i) for i in dq.input[1:3]]
+            if len(values) != 2 or any(v is None for v in values):
+                return ()
+            arrays = [numpy_helper.to_array(v) for v in values]
+            return tuple((a.dtype.str, a.ravel().tolist()) for a in arrays) if all(a.size == 1 for a in arrays) else ()
+        dq = quantizer_before(producers.get(name), lambda n: n.op_type, lambda n: [producers.get(i) for i in n.input],
+                              is_pair, ranges)
+        return None if dq is None else tuple(initializers[i] for i in dq.input[1:3])
 
 
 def requantize_input(sub, name: str, quantizer: tuple | None) -> None:
