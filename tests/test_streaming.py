@@ -492,7 +492,9 @@ def test_int8_models_stream_as_their_whole_model(stream_model, keywords, tmp_pat
     """INT8 for ONNX Runtime (QDQ, through the embedding's stages) and OpenVINO
     (FakeQuantize: the windows the front-end's frames make are quantized in the part as
     in the whole model; no cuts between quantized layers, which OpenVINO computes apart
-    differently) score a recording read in blocks as the whole model scores each window."""
+    differently; the front-end's element-wise tail on the per-window side, which OpenVINO
+    folds anew in each compiled graph) score a recording read in blocks as the whole model
+    scores each window, and detect the same keywords at the same times."""
     from edgetl.quantize import quantize
     from edgetl.runtime import open_runner
     from edgetl.runtime.artifacts import read_card
@@ -509,13 +511,16 @@ def test_int8_models_stream_as_their_whole_model(stream_model, keywords, tmp_pat
             assert len({tuple(made[i].input[1:]) for i in windows.input}) == 1
         with open_runner(int8, threads=1) as runner:
             shared, whole = KeywordDetector(runner, record=True), KeywordDetector(runner, record=True, share=False)
-            detect_file(shared, test_wav)
-            detect_file(whole, test_wav)
+            found = [[(d.label, round(d.time, 3)) for d in detect_file(det, test_wav)] for det in (shared, whole)]
         assert shared.shared is not None and bool(shared.shared.stages) == runner.int8_cuts_exact
         apart = np.abs(shared.probabilities() - whole.probabilities()).max(axis=1)
-        # a frame computed from other samples of a block may differ by a float rounding that
-        # flips a quantization level: rare hops apart, never most of them
-        assert (apart <= 1e-4).mean() >= 0.95, (target, np.percentile(apart, [50, 90, 99]))
+        spread = (target, np.percentile(apart, [50, 90, 99]))
+        if target == "openvino":  # frames, windows and quantizers as in the whole graph: the same scores
+            assert apart.max() <= 1e-4, spread
+        else:  # a frame computed from other samples of a block may differ by a float rounding that
+            # flips a quantization level: rare hops apart, never most of them
+            assert (apart <= 1e-4).mean() >= 0.95, spread
+        assert found[0] == found[1] and found[0], target
 
 
 def _columns_needed(parts, firsts: list[int]) -> list[int]:

@@ -159,6 +159,17 @@ class Runner(abc.ABC):
         size along every axis, e.g. a front-end fed a stream's newest samples only."""
         return None
 
+    def window_parts(self, tensors: dict[str, str], any_length: bool = False):
+        """The two parts a stream of windows is scored through before the head: the
+        front-end (the model's input to the frames it keeps, per frame) and the per-window
+        module (a batch of windows of those frames to their embeddings); None for either
+        that the backend cannot cut. `tensors` are the card's `parts.tensors`. Here the
+        frames are the `features` tensor itself; a backend that computes a cut through an
+        element-wise chain differently from the whole model (OpenVINO) keeps other frames."""
+        name = self.card.input.get("name", "input")
+        return (self.part([name], [tensors["features"]], any_length=any_length),
+                self.part([tensors["windows"]], [tensors["embeddings"]]))
+
     def close(self) -> None:  # noqa: B027  (most backends free their session with the object)
         pass
 

@@ -208,9 +208,12 @@ class SharedWindows:
         if incremental and parts.get("stages") and (runner.card.precision != "int8" or runner.int8_cuts_exact):
             stages = [runner.part([st["from"]], [st["to"]], any_length=True) for st in parts["stages"]]
             stages = None if any(p is None for p in stages) else stages
-        pieces = (runner.part([runner.card.input.get("name", "input")], [tensors["features"]], any_length=incremental),
-                  None if stages else runner.part([tensors["windows"]], [tensors["embeddings"]]),  # windows whole
-                  runner.part([tensors["embeddings"]], ["logits"]))
+        if stages:  # the stages start from the features tensor itself
+            frames = (runner.part([runner.card.input.get("name", "input")], [tensors["features"]], any_length=True),
+                      None)
+        else:  # windows embedded whole
+            frames = runner.window_parts(tensors, any_length=incremental)
+        pieces = (*frames, runner.part([tensors["embeddings"]], ["logits"]))
         if pieces[0] is None or pieces[2] is None or (pieces[1] is None and not stages):
             return None, f"{runner.backend} cannot run this model's parts apart"
         how = ("each frame and each stage's column computed once" if stages else
