@@ -34,11 +34,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from edgetl import progress
-from edgetl.card import build_fingerprint
+from edgetl.core import progress
+from edgetl.core.card import build_fingerprint
 from edgetl.data.digits import make_digits
 from edgetl.data.keywords import make_keywords
-from edgetl.evaluation import evaluate
+from edgetl.evaluate.accuracy import evaluate
 from edgetl.export import export_run
 from edgetl.finetune import finetune
 from edgetl.quantize import quantize

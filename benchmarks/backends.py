@@ -18,7 +18,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from edgetl import bench, progress
+from edgetl import bench
+from edgetl.core import progress
 from edgetl.data.digits import make_digits
 from edgetl.export import export_run
 from edgetl.finetune import finetune

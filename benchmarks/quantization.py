@@ -22,12 +22,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from edgetl import progress
 from edgetl.bench.latency import measure
-from edgetl.card import build_fingerprint
+from edgetl.core import progress
+from edgetl.core.card import build_fingerprint
 from edgetl.data.digits import make_digits
 from edgetl.data.samples import validation_samples
-from edgetl.evaluation import evaluate
+from edgetl.evaluate.accuracy import evaluate
 from edgetl.export import export_run
 from edgetl.finetune import finetune
 from edgetl.quantize import quantize

@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from edgetl import progress
+from edgetl.core import progress
 from edgetl.pipeline.run import GateFailed, run_recipe
 from edgetl.runtime.machine import library_versions, machine_info
 

@@ -26,11 +26,12 @@ import time
 from pathlib import Path
 
 from edgetl.bench.latency import measure
-from edgetl.card import build_fingerprint
-from edgetl.data.keywords import DEFAULT_WORDS, make_keywords
+from edgetl.core.card import build_fingerprint
+from edgetl.core.errors import EdgeTLError
+from edgetl.data.keywords import make_keywords
 from edgetl.data.samples import validation_samples
-from edgetl.errors import EdgeTLError
-from edgetl.evaluation import evaluate
+from edgetl.data.settings import DEFAULT_WORDS
+from edgetl.evaluate.accuracy import evaluate
 from edgetl.export import export_run
 from edgetl.finetune import finetune
 from edgetl.quantize import quantize

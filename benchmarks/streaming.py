@@ -36,16 +36,18 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from edgetl.card import build_fingerprint
-from edgetl.data.keywords import DEFAULT_WORDS, UNKNOWN, make_keywords
-from edgetl.errors import EdgeTLError
-from edgetl.evaluation import evaluate
+from edgetl.core.card import build_fingerprint
+from edgetl.core.errors import EdgeTLError
+from edgetl.data.keywords import UNKNOWN, make_keywords
+from edgetl.data.settings import DEFAULT_WORDS
+from edgetl.evaluate.accuracy import evaluate
+from edgetl.evaluate.settings import PICKS
+from edgetl.evaluate.stream import evaluate_stream
 from edgetl.export import export_run, write_artifact_card
 from edgetl.finetune import finetune
 from edgetl.quantize import quantize
 from edgetl.runtime.artifacts import read_onnx_card
 from edgetl.runtime.machine import cpu_name, machine_info
-from edgetl.stream_evaluation import PICKS, evaluate_stream
 
 RESULTS = Path(__file__).parent / "results"
 RECIPE = {"strategy": "full", "lr": 1e-2, "backbone_lr_scale": 0.1}  # as in benchmarks/speech.py

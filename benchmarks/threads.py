@@ -5,7 +5,7 @@ thread count from 1 to the number of usable cores: once on the idle machine and 
 while other processes keep all but one core busy (a spinning process per core, as a
 second job, a CI neighbour or a camera pipeline would). The ratio of each count to the
 fastest one says what a default costs; edgetl's default is half the usable cores
-(edgetl/threads.py).
+(edgetl/core/threads.py).
 
     python benchmarks/threads.py [--iters 30]
 """
@@ -47,8 +47,8 @@ def main() -> int:
     import torch
 
     from edgetl.backbones import build_backbone
+    from edgetl.core.threads import default_threads, usable_cores
     from edgetl.runtime.machine import machine_info
-    from edgetl.threads import default_threads, usable_cores
 
     bb = build_backbone("efficientnet_lite0", "default")
     model = bb.features.eval()

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from edgetl import progress
+from edgetl.core import progress
 from edgetl.data.digits import make_digits
 from edgetl.finetune import finetune
 

@@ -25,8 +25,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from edgetl import progress
 from edgetl.bench.latency import measure
+from edgetl.core import progress
 from edgetl.data.samples import validation_samples
 from edgetl.runtime import open_runner
 from edgetl.runtime.machine import library_versions, machine_info

@@ -6,7 +6,7 @@ only by the functions that need them, so `import edgetl` stays light on devices.
 from __future__ import annotations
 
 from edgetl._version import __version__
-from edgetl.errors import EdgeTLError
+from edgetl.core.errors import EdgeTLError
 
 
 def list_backbones(modality: str | None = None):
@@ -31,11 +31,12 @@ def adapt(run, target_data, out=None, overwrite: bool = False):
     return adabn_run(run, target_data, out, overwrite=overwrite)
 
 
-def evaluate(artifact, data, split: str = "val", backend: str = "auto", **options):
-    """Accuracy, per-class accuracy and confusion matrix of an artifact on a data split."""
-    from edgetl.evaluation import evaluate as _evaluate
+def evaluate(artifact, data, settings=None, **options):
+    """Accuracy, per-class accuracy and confusion matrix of an artifact on a data split;
+    `settings` (or its fields as keyword options): EvaluateSettings."""
+    from edgetl.evaluate.accuracy import evaluate as _evaluate
 
-    return _evaluate(artifact, data, split=split, backend=backend, **options)
+    return _evaluate(artifact, data, settings, **options)
 
 
 def export(run, out=None, **options):
@@ -70,23 +71,24 @@ def predict(artifact, files, **options):
 def evaluate_stream(artifact, recording, **options):
     """Keyword detection on a long recording with its keyword times beside it: false
     rejects, false accepts per hour, delay, real-time factor, DET curve (torch-free)."""
-    from edgetl.stream_evaluation import evaluate_stream as _evaluate_stream
+    from edgetl.evaluate.stream import evaluate_stream as _evaluate_stream
 
     return _evaluate_stream(artifact, recording, **options)
 
 
-def package(run, out, targets=("openvino", "onnxruntime"), **options):
-    """A run as a deployment bundle (a folder, or a .zip with zip_file=True)."""
-    from edgetl.package import package as _package
+def package(run, out, settings=None, **options):
+    """A run as a deployment bundle (a folder, or a .zip with zip_file=True); `settings` (or
+    its fields as keyword options): PackageSettings."""
+    from edgetl.deploy.package import package as _package
 
-    return _package(run, out, targets=targets, **options)
+    return _package(run, out, settings, **options)
 
 
 def verify(bundle, backend: str | None = None):
     """Check a bundle on this machine: checksums, then its reference files through each
     target it can run (a TensorRT target's engine built for this GPU first, where TensorRT
     is); a TargetCheck per target, skipped ones with the reason (torch-free)."""
-    from edgetl.quantize.tensorrt_engine import bundle_engine
+    from edgetl.deploy.tensorrt_engine import bundle_engine
     from edgetl.runtime.verify import verify as _verify
 
     if backend in (None, "auto", "tensorrt"):
@@ -109,19 +111,21 @@ def run(recipe, out=None, **options):
     return run_recipe(recipe, out, **options)
 
 
-def make_digits(out, size: int = 64, seed: int = 0):
-    """Write scikit-learn's handwritten digits as an image folder data set."""
+def make_digits(out, settings=None, **options):
+    """Write scikit-learn's handwritten digits as an image folder data set; `settings` (or
+    its fields as keyword options): edgetl.data.settings.DigitsSettings."""
     from edgetl.data.digits import make_digits as _make
 
-    return _make(out, size=size, seed=seed)
+    return _make(out, settings, **options)
 
 
-def make_keywords(out, words=None, unknown: bool = False, voices: int = 40, **options):
-    """Write spoken keywords synthesized with espeak-ng as an audio folder data set, split by voice."""
-    from edgetl.data.keywords import DEFAULT_WORDS
+def make_keywords(out, settings=None, **options):
+    """Write spoken keywords synthesized with espeak-ng as an audio folder data set, split
+    by voice; `settings` (or its fields as keyword options):
+    edgetl.data.settings.KeywordsSettings."""
     from edgetl.data.keywords import make_keywords as _make
 
-    return _make(out, words=words or DEFAULT_WORDS, unknown=unknown, voices=voices, **options)
+    return _make(out, settings, **options)
 
 
 __all__ = ["EdgeTLError", "__version__", "adapt", "bench", "evaluate", "evaluate_stream", "export", "finetune",

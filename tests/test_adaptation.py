@@ -11,8 +11,8 @@ from click.testing import CliRunner
 from conftest import write_digit_folder
 from torch import nn
 
-from edgetl.card import ModelCard
 from edgetl.cli import cli
+from edgetl.core.card import ModelCard
 from edgetl.finetune.adaptation import label_free_signals, make_adaptation
 from edgetl.finetune.loop import Trainer
 from edgetl.finetune.model import Classifier

@@ -9,7 +9,7 @@ import inspect
 
 import pytest
 
-from edgetl.errors import ArtifactError
+from edgetl.core.errors import ArtifactError
 from edgetl.runtime import BACKENDS, Runner, open_runner
 from edgetl.runtime.artifacts import KINDS, engine_card_path, is_edgetl_artifact, kind_of, read_card, write_card
 from edgetl.runtime.backends import backend_for

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from conftest import assert_refused
 
 from edgetl.cli import cli
-from edgetl.errors import DataError
+from edgetl.core.errors import DataError
 from edgetl.modality import decode_split
 from edgetl.modality.audio import AudioPreprocessing, fit_window, read_audio
 
@@ -250,8 +250,8 @@ def test_missing_espeak_names_how_to_install_it(tmp_path, monkeypatch):
 # ---------------------------------------------------------------- a speech model end to end
 
 def test_speech_model_exports_through_the_parity_gate_and_evaluates_the_same_everywhere(speech_run, keywords):
-    from edgetl.card import ModelCard
-    from edgetl.evaluation import evaluate
+    from edgetl.core.card import ModelCard
+    from edgetl.evaluate.accuracy import evaluate
     from edgetl.export import export_run
 
     card = ModelCard.load(speech_run)
@@ -266,7 +266,7 @@ def test_speech_model_exports_through_the_parity_gate_and_evaluates_the_same_eve
 
 
 def test_bench_measures_a_speech_run_on_the_clips_like_evaluate(speech_run, keywords, tmp_path):
-    from edgetl.evaluation import evaluate
+    from edgetl.evaluate.accuracy import evaluate
     from edgetl.export import export_run
 
     if not (speech_run / "model.onnx").exists():
@@ -418,7 +418,7 @@ def test_self_supervised_weights_come_from_torch_hubs_cache_or_fail_offline_with
     import torch
 
     from edgetl.backbones import build_backbone
-    from edgetl.errors import WeightsUnavailable
+    from edgetl.core.errors import WeightsUnavailable
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     with pytest.raises(WeightsUnavailable) as exc:
@@ -435,8 +435,8 @@ def test_self_supervised_weights_come_from_torch_hubs_cache_or_fail_offline_with
 
 def test_silence_class_is_made_from_background_noise(keywords, tmp_path, tiny_digits):
     from edgetl import finetune
-    from edgetl.card import ModelCard
-    from edgetl.evaluation import evaluate
+    from edgetl.core.card import ModelCard
+    from edgetl.evaluate.accuracy import evaluate
 
     r = finetune(keywords, "kws_cnn", tmp_path / "run", epochs=1, batch_size=16, silence_class=True)
     card = ModelCard.load(r.out)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from edgetl.backbones import build_backbone, find_family, list_backbones
-from edgetl.errors import BackboneError, WeightsUnavailable
+from edgetl.core.errors import BackboneError, WeightsUnavailable
 from edgetl.finetune.model import Classifier
 
 # One entry per torchvision architecture family (all 87 names share these builders).

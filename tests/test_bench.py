@@ -17,7 +17,7 @@ from PIL import Image
 
 from edgetl.bench.latency import LatencyStats, measure
 from edgetl.cli import cli
-from edgetl.evaluation import evaluate
+from edgetl.evaluate.accuracy import evaluate
 from edgetl.quantize import quantize
 
 
@@ -58,8 +58,8 @@ def test_measure_excludes_warmup_and_honours_min_time():
 def test_a_backend_that_answers_with_nothing_is_an_error_not_a_figure():
     """OpenVINO in bf16 with oneDNN capped at AVX2 and one thread returns empty results
     without raising: infer_all must refuse them, whatever the backend."""
-    from edgetl.card import ModelCard
-    from edgetl.errors import ArtifactError
+    from edgetl.core.card import ModelCard
+    from edgetl.core.errors import ArtifactError
     from edgetl.runtime.runner import Runner
 
     class Empty(Runner):

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from conftest import assert_refused
 
 from edgetl.cli import cli
-from edgetl.errors import ArtifactError
+from edgetl.core.errors import ArtifactError
 from edgetl.runtime import open_runner
 from edgetl.runtime.artifacts import kind_of, read_card, write_card
 from edgetl.runtime.bundle import sha256
@@ -131,7 +131,7 @@ def test_predict_answers_the_same_through_every_backend_and_from_the_zip(bundle,
 
 
 def test_evaluate_and_bench_take_a_bundle_like_any_artifact(bundle, run, tiny_digits, tmp_path):
-    from edgetl.evaluation import evaluate
+    from edgetl.evaluate.accuracy import evaluate
 
     direct = evaluate(run / "model.onnx", tiny_digits).accuracy
     assert evaluate(bundle, tiny_digits, backend="onnxruntime").accuracy == direct
@@ -169,8 +169,8 @@ def test_bundle_errors_say_what_to_do(bundle, run, tmp_path):
 
 
 def test_an_int8_model_is_packaged_only_within_its_bound():
-    from edgetl.card import ModelCard
-    from edgetl.package import within_bound
+    from edgetl.core.card import ModelCard
+    from edgetl.deploy.package import within_bound
 
     card = ModelCard(labels=["a", "b"], modality="image", input={}, preprocessing={}, precision="int8")
     held = dataclasses.replace(card, metrics={"accuracy_drop": 0.004}, source={"quantization": {"max_drop": 0.01}})

@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from edgetl.card import SCHEMA_VERSION, ModelCard
-from edgetl.errors import ArtifactError
+from edgetl.core.card import SCHEMA_VERSION, ModelCard
+from edgetl.core.errors import ArtifactError
 
 
 def _card(**kw):

@@ -89,8 +89,8 @@ def test_names_with_brackets_are_printed_as_they_are(capsys):
 
     from rich.console import Console
 
-    from edgetl import progress
     from edgetl.bench.report import BenchReport, BenchRow
+    from edgetl.core import progress
 
     progress.set_quiet(False)
     progress.info("pip install 'edgetl[tensorrt]' for data/[v2]")

@@ -16,20 +16,20 @@ LIBRARY = {
     "finetune": ["edgetl.finetune.settings:FinetuneSettings", "edgetl.modality.image:ImageTrainingOptions",
                  "edgetl.modality.audio:AudioTrainingOptions", "edgetl.finetune.job:finetune"],
     "adapt": ["edgetl.finetune.settings:AdaptSettings"],
-    "evaluate": ["edgetl.evaluation:EvaluateSettings", "edgetl.stream_evaluation:StreamEvalSettings"],
+    "evaluate": ["edgetl.evaluate.settings:EvaluateSettings", "edgetl.evaluate.settings:StreamEvalSettings"],
     "export": ["edgetl.export.settings:ExportSettings"],
     "quantize": ["edgetl.quantize.settings:QuantizeSettings", "edgetl.quantize.settings:NncfOptions",
                  "edgetl.quantize.settings:QatOptions"],
-    "build-engine": ["edgetl.quantize.settings:EngineSettings"],
+    "build-engine": ["edgetl.deploy.settings:EngineSettings"],
     "bench": ["edgetl.bench.settings:BenchSettings"],
-    "package": ["edgetl.package:PackageSettings"],
+    "package": ["edgetl.deploy.settings:PackageSettings"],
     "verify": ["edgetl.runtime.verify:verify"],
     "predict": ["edgetl.runtime.predict:PredictSettings"],
-    "data digits": ["edgetl.data.digits:make_digits"],
-    "data keywords": ["edgetl.data.keywords:make_keywords"],
+    "data digits": ["edgetl.data.settings:DigitsSettings"],
+    "data keywords": ["edgetl.data.settings:KeywordsSettings"],
     "backbones": ["edgetl.backbones:list_backbones"],
     "run": ["edgetl.pipeline.run:run_recipe"],
-    "cache clear": ["edgetl.disk_cache:clear"],
+    "cache clear": ["edgetl.core.disk_cache:clear"],
 }
 def _commands(group: click.Group = cli, prefix: str = ""):
     for name, command in group.commands.items():
@@ -95,6 +95,42 @@ def test_every_cli_default_is_the_library_default(name):
     assert differ == [], f"{name}: {differ}"
 
 
+# the Python API (edgetl/__init__.py) -> the library function each one calls
+FACADE = {"list_backbones": "edgetl.backbones:list_backbones", "finetune": "edgetl.finetune.job:finetune",
+          "adapt": "edgetl.finetune.adaptation:adabn_run", "evaluate": "edgetl.evaluate.accuracy:evaluate",
+          "export": "edgetl.export:export_run", "quantize": "edgetl.quantize:quantize",
+          "bench": "edgetl.bench.harness:bench", "predict": "edgetl.runtime.predict:predict",
+          "evaluate_stream": "edgetl.evaluate.stream:evaluate_stream", "package": "edgetl.deploy.package:package",
+          "verify": "edgetl.runtime.verify:verify", "doctor": "edgetl.runtime.doctor:doctor",
+          "run": "edgetl.pipeline.run:run_recipe", "make_digits": "edgetl.data.digits:make_digits",
+          "make_keywords": "edgetl.data.keywords:make_keywords"}
+
+
+def test_the_python_api_adds_no_defaults_of_its_own():
+    """Every default a facade function declares is its library function's for the same
+    parameter (most declare none and pass settings and options through)."""
+    import ast
+
+    import edgetl
+
+    # read from the source: `edgetl.evaluate` and the like become their callable packages once imported
+    tree = ast.parse(inspect.getsource(edgetl))
+    functions = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+    assert set(functions) == set(FACADE) and set(FACADE) <= set(edgetl.__all__)
+    declared = 0
+    for name, ref in FACADE.items():
+        module, attr = ref.split(":")
+        library = inspect.signature(getattr(importlib.import_module(module), attr)).parameters
+        args = functions[name].args
+        positional = args.args[len(args.args) - len(args.defaults):]
+        for arg, default in [*zip(positional, args.defaults), *zip(args.kwonlyargs, args.kw_defaults)]:
+            if default is None:
+                continue
+            declared += 1
+            assert arg.arg in library and library[arg.arg].default == ast.literal_eval(default), (name, arg.arg)
+    assert declared >= 1  # the check reads the defaults there are
+
+
 def test_every_command_is_mapped_to_its_library():
     commands = {n for n, _ in _commands()} - {"demo", "doctor"}  # a fixed recipe; no option with a default
     assert commands <= set(LIBRARY), commands - set(LIBRARY)
@@ -125,7 +161,7 @@ def test_finetune_threads_caps_torchs_threads(tiny_digits, tmp_path):
                                           "--batch-size", "8", "--threads", "1", "--out", str(tmp_path / "run")])
         assert result.exit_code == 0, result.output
         assert torch.get_num_threads() == 1
-        from edgetl.card import ModelCard
+        from edgetl.core.card import ModelCard
 
         assert ModelCard.load(tmp_path / "run").source["config"]["threads"] == 1
     finally:

@@ -6,9 +6,9 @@ import pytest
 from conftest import odd_image_bytes, write_digit_folder
 from PIL import Image
 
+from edgetl.core.errors import ConfigError, DataError
 from edgetl.data.digits import make_digits
 from edgetl.data.folders import open_folder
-from edgetl.errors import ConfigError, DataError
 from edgetl.modality import decode_split
 from edgetl.modality.image import ImagePreprocessing
 
@@ -112,8 +112,8 @@ def test_keyword_voice_counts_get_remedies_that_work(tmp_path, caplog):
     """--held-out-voices 0 names its own floor (not --voices, which cannot fix it)."""
     import pytest
 
+    from edgetl.core.errors import ConfigError
     from edgetl.data.keywords import make_keywords
-    from edgetl.errors import ConfigError
 
     with pytest.raises(ConfigError) as err:
         make_keywords(tmp_path / "kw", voices=40, held_out_voices=0)

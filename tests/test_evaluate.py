@@ -4,13 +4,13 @@ import sys
 import numpy as np
 import pytest
 
-from edgetl.errors import ArtifactError, DataError
-from edgetl.evaluation import evaluate
+from edgetl.core.errors import ArtifactError, DataError
+from edgetl.evaluate.accuracy import evaluate
 
 
 def test_runtime_accuracy_matches_training_validation(tiny_run, tiny_digits):
     """The runtime's numpy/Pillow preprocessing reproduces training's validation figure."""
-    from edgetl.card import ModelCard
+    from edgetl.core.card import ModelCard
 
     report = evaluate(tiny_run, tiny_digits, split="val")
     card = ModelCard.load(tiny_run)
@@ -42,7 +42,7 @@ def test_folder_without_card(tmp_path, tiny_digits):
 
 
 def test_runtime_does_not_import_torch():
-    code = ("import sys, edgetl, edgetl.runtime, edgetl.evaluation, edgetl.modality.image, edgetl.card, edgetl.metrics; "
-            "import edgetl.cli; assert 'torch' not in sys.modules, 'torch was imported'")
+    code = ("import sys, edgetl, edgetl.runtime, edgetl.evaluate.accuracy, edgetl.modality.image, edgetl.core.card, "
+            "edgetl.core.metrics; import edgetl.cli; assert 'torch' not in sys.modules, 'torch was imported'")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr

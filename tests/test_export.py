@@ -9,8 +9,8 @@ import pytest
 from conftest import bf16_possible
 from onnx import numpy_helper
 
-from edgetl.errors import ArtifactError, ConfigError
-from edgetl.evaluation import evaluate
+from edgetl.core.errors import ArtifactError, ConfigError
+from edgetl.evaluate.accuracy import evaluate
 from edgetl.export import export_run, verify
 from edgetl.export.parity import ParityError
 from edgetl.runtime import open_runner
@@ -103,8 +103,8 @@ def test_an_unsupported_operator_names_its_module(tmp_path):
     """Neither exporter handles eigenvalues: the error names the operator and the module."""
     import torch
 
-    from edgetl.card import ModelCard
-    from edgetl.errors import ArtifactError
+    from edgetl.core.card import ModelCard
+    from edgetl.core.errors import ArtifactError
     from edgetl.export.onnx_export import export_onnx
 
     class Spectral(torch.nn.Module):
@@ -134,7 +134,7 @@ def test_openvino_computes_an_fp32_ir_in_f32_on_every_cpu(runs, tiny_digits, tmp
 
 
 def test_a_bf16_request_is_honoured_only_where_the_cpu_has_it(runs, tiny_digits, tmp_path):
-    from edgetl.errors import BackendUnavailable
+    from edgetl.core.errors import BackendUnavailable
 
     export_run(runs["efficientnet_lite0"], tmp_path / "m.onnx", openvino=True)
     if bf16_possible():

@@ -11,7 +11,7 @@ import torch
 
 from edgetl import finetune
 from edgetl.backbones import build_backbone
-from edgetl.errors import ConfigError, EdgeTLError
+from edgetl.core.errors import ConfigError, EdgeTLError
 from edgetl.finetune.augment import normalize
 from edgetl.finetune.loop import Trainer
 from edgetl.finetune.model import Classifier
@@ -153,7 +153,7 @@ def test_trainer_freezes_stages_and_their_batchnorm():
 
 
 def test_run_directory_is_complete(tiny_run):
-    from edgetl.card import ModelCard
+    from edgetl.core.card import ModelCard
 
     files = {p.name for p in tiny_run.iterdir()}
     assert {"model.pt", "edgetl.json", "history.json", "curves.png"} <= files

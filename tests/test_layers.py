@@ -16,24 +16,20 @@ ROOT = Path(__file__).resolve().parents[1] / "edgetl"
 # From the ground up; a module may import its own layer and those below it. Modules of
 # the same layer in different packages must not import each other in a circle.
 LAYERS = [
-    ("edgetl._version", "edgetl._callable", "edgetl.errors", "edgetl.progress", "edgetl.metrics", "edgetl.settings",
-     "edgetl.paths", "edgetl.threads", "edgetl.disk_cache"),
-    ("edgetl.card",),
+    ("edgetl._version", "edgetl.core"),  # errors, settings, progress, paths, threads, metrics, caches, card, outputs
     ("edgetl.modality",),
     ("edgetl.runtime",),  # torch-free: what a device installs
-    ("edgetl.outputs",),
     ("edgetl.data",),
     ("edgetl.backbones",),
-    ("edgetl.finetune", "edgetl.evaluation", "edgetl.stream_evaluation", "edgetl.export", "edgetl.bench",
-     "edgetl.quantize", "edgetl.package"),
+    ("edgetl.finetune", "edgetl.evaluate", "edgetl.export", "edgetl.bench", "edgetl.quantize", "edgetl.deploy"),
     ("edgetl.pipeline",),
     ("edgetl.cli", "edgetl", "edgetl.__main__"),
 ]
 # What the issue of the layers named outright: the lower layers never reach training,
 # export, quantization, benchmarking, evaluation or the CLI.
-LOWER = ("edgetl.runtime", "edgetl.modality", "edgetl.data", "edgetl.card", "edgetl.errors")
-UPPER = ("edgetl.finetune", "edgetl.export", "edgetl.quantize", "edgetl.bench", "edgetl.evaluation",
-         "edgetl.stream_evaluation", "edgetl.package", "edgetl.pipeline", "edgetl.cli")
+LOWER = ("edgetl.runtime", "edgetl.modality", "edgetl.data", "edgetl.core")
+UPPER = ("edgetl.finetune", "edgetl.export", "edgetl.quantize", "edgetl.bench", "edgetl.evaluate", "edgetl.deploy",
+         "edgetl.pipeline", "edgetl.cli")
 
 
 def module_name(path: Path, root: Path) -> str:
@@ -153,14 +149,13 @@ def test_the_runtime_imports_no_training_side_module():
     runtime = [m for m in g if _in(m, ("edgetl.runtime",))]
     assert len(runtime) > 5
     reached = {b for m in runtime for b in g[m]}
-    allowed = ("edgetl.runtime", "edgetl.modality", "edgetl.card", "edgetl.errors", "edgetl.settings", "edgetl.progress",
-               "edgetl._version", "edgetl.threads", "edgetl.paths")
+    allowed = ("edgetl.runtime", "edgetl.modality", "edgetl.core", "edgetl._version")
     assert reached and all(_in(b, allowed) for b in reached), reached
 
 
 @pytest.mark.parametrize("planted", [
     "from edgetl.finetune.run import load_run\n",  # at module level
-    "def f():\n    from edgetl.evaluation import evaluate\n",  # lazy
+    "def f():\n    from edgetl.evaluate.accuracy import evaluate\n",  # lazy
     "import importlib\nX = importlib.import_module('edgetl.quantize.qat')\n",  # by name
 ])
 def test_a_planted_upward_import_is_caught(tmp_path, planted):

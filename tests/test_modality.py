@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from edgetl import modality
-from edgetl.card import ModelCard
+from edgetl.core.card import ModelCard
 
 
 def _digit_png(tmp_path):

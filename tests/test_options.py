@@ -99,7 +99,7 @@ def test_every_user_error_in_the_source_carries_a_hint():
     from pathlib import Path
 
     import edgetl
-    from edgetl import errors
+    from edgetl.core import errors
 
     user_errors = {name for name, obj in vars(errors).items()
                    if isinstance(obj, type) and issubclass(obj, errors.EdgeTLError)}

@@ -113,7 +113,7 @@ def test_data_digits_replaces_only_a_data_set_it_wrote(tmp_path):
 def test_outputs_get_the_mode_of_any_new_file_not_a_private_one(tmp_path):
     """Outputs are written under a private temporary name (mkdtemp 0700, mkstemp 0600) and
     renamed: what is renamed into place must be readable as the umask says."""
-    from edgetl.outputs import write_atomic
+    from edgetl.core.outputs import write_atomic
 
     old = os.umask(0o022)
     try:
@@ -275,8 +275,8 @@ def test_two_commands_racing_for_one_out_leave_one_whole_output(tmp_path):
 def test_publishing_is_exclusive_unless_overwrite_and_all_or_none(tmp_path, folder):
     """What appears at a destination while a command runs is never replaced without
     --overwrite; of several outputs either all are placed or none."""
-    from edgetl.errors import ConfigError
-    from edgetl.outputs import publish
+    from edgetl.core.errors import ConfigError
+    from edgetl.core.outputs import publish
 
     def staged(name: str, text: str) -> Path:
         tmp = tmp_path / f".staged-{name}"
@@ -327,8 +327,8 @@ def test_outputs_in_a_folder_that_cannot_be_written_are_refused_before_the_work(
 
 
 def test_the_hint_for_an_out_that_is_its_input_keeps_the_suffix_the_command_asks_for(tmp_path):
-    from edgetl.errors import ConfigError
-    from edgetl.outputs import check_output
+    from edgetl.core.errors import ConfigError
+    from edgetl.core.outputs import check_output
 
     model = tmp_path / "model.onnx"
     model.write_bytes(b"x")

@@ -13,7 +13,7 @@ from conftest import assert_refused
 
 from edgetl.cli import cli
 from edgetl.data.folders import select_split
-from edgetl.evaluation import evaluate
+from edgetl.evaluate.accuracy import evaluate
 from edgetl.runtime.predict import predict
 
 

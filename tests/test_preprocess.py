@@ -3,7 +3,7 @@ import pytest
 from conftest import odd_image_bytes
 from PIL import Image
 
-from edgetl.errors import DataError
+from edgetl.core.errors import DataError
 from edgetl.modality.image import ImagePreprocessing, load_image
 
 

@@ -9,8 +9,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 from edgetl.cli import cli
+from edgetl.core.errors import ArtifactError, ConfigError, DataError
 from edgetl.data.samples import calibration_samples, validation_samples
-from edgetl.errors import ArtifactError, ConfigError, DataError
 from edgetl.quantize import AccuracyDropError, quantize
 from edgetl.quantize.onnx_qdq import QdqScheme, float_weighted_nodes, prepare, quantize_qdq
 from edgetl.quantize.qdq_rules import tensorrt_qdq_violations
@@ -31,7 +31,7 @@ def outputs(quant_onnx, tmp_path_factory):
 @pytest.mark.parametrize("target,backend", [("openvino", "openvino"), ("onnxruntime", "onnxruntime"),
                                             ("tensorrt", "onnxruntime")])
 def test_each_target_loads_in_its_runtime_within_the_bound(outputs, quant_digits, target, backend):
-    from edgetl.evaluation import evaluate
+    from edgetl.evaluate.accuracy import evaluate
 
     result = outputs[target]
     assert result.out.exists() and result.drop <= 0.05
@@ -243,7 +243,7 @@ def test_qat_is_the_last_resort_when_post_training_int8_cannot_hold(quant_onnx, 
 
     import edgetl.quantize.openvino as ov_quant
     from edgetl.data.samples import Samples
-    from edgetl.evaluation import evaluate
+    from edgetl.evaluate.accuracy import evaluate
 
     real = ov_quant.quantize_openvino
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from edgetl import finetune
-from edgetl.errors import ConfigError
+from edgetl.core.errors import ConfigError
 from edgetl.finetune import loop
 from edgetl.finetune.checkpoint import folder_for
 

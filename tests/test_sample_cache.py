@@ -185,8 +185,8 @@ def test_an_entry_removed_by_another_process_stays_readable_to_a_reader(tmp_path
 
 
 def test_writes_in_progress_stay_and_those_a_dead_process_left_go(tmp_path, monkeypatch):
+    from edgetl.core.disk_cache import STALE_SECONDS
     from edgetl.data import sample_cache
-    from edgetl.disk_cache import STALE_SECONDS
 
     monkeypatch.setenv("EDGETL_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(sample_cache, "IN_USE", set())
@@ -294,7 +294,7 @@ def test_a_disk_short_of_room_makes_room_under_the_bound_and_says_so(tmp_path, m
     """The bound is 20 GB by default, but a disk may have less free: entries used longest
     ago are removed until the new one fits with RESERVE_BYTES left, and the warning names
     the disk, not the bound, when even that is not enough."""
-    from edgetl import disk_cache
+    from edgetl.core import disk_cache
 
     _, _, a, b, store, size = _two_old_entries(tmp_path, monkeypatch)
     monkeypatch.setattr(disk_cache, "RESERVE_BYTES", 0)

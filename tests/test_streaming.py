@@ -13,9 +13,9 @@ import soundfile as sf
 from click.testing import CliRunner
 from conftest import assert_refused
 
-from edgetl.card import ModelCard
 from edgetl.cli import cli
-from edgetl.errors import ConfigError
+from edgetl.core.card import ModelCard
+from edgetl.core.errors import ConfigError
 from edgetl.modality.audio import AudioPreprocessing, read_audio
 from edgetl.runtime.runner import Runner
 from edgetl.runtime.streaming import KeywordDetector, StreamingSettings, Trigger, detect_file, replay
@@ -71,7 +71,7 @@ def test_replay_decides_as_the_live_trigger_hop_by_hop(smoothing, refractory_ms)
 def test_threshold_candidates_sit_just_over_the_scores_peaks():
     """A model whose keyword scores all lie between 0.90 and 0.95 (label smoothing) needs
     thresholds between them; each candidate over a peak leaves that peak out."""
-    from edgetl.stream_evaluation import THRESHOLDS, candidate_thresholds
+    from edgetl.evaluate.stream import THRESHOLDS, candidate_thresholds
 
     curve = np.zeros(400)
     peaks = np.linspace(0.905, 0.945, 9)
@@ -91,7 +91,7 @@ def test_operating_point_holds_the_target_with_the_fewest_misses():
     allowed. One common threshold can pass both keywords only once 6 hops of smoothing
     flatten the bursts under 0.6; a threshold per keyword can with 4. Either way the `b`
     after the `a` is lost to a refractory period of 1 s, not to one of 0.5 s."""
-    from edgetl.stream_evaluation import Said, match, pick_operating_point
+    from edgetl.evaluate.stream import Said, match, pick_operating_point
 
     hop, window, hours = 0.1, 1.0, 60 / 3600
     labels = ["_unknown_", "a", "b"]
@@ -374,9 +374,9 @@ def test_evaluate_stream_counts_errors_and_writes_thresholds_picked_on_validatio
 
 
 def test_false_accepts_are_listed_with_what_was_said_when_they_fired(keywords, stream_model, tmp_path):
+    from edgetl.evaluate.stream import evaluate_stream
     from edgetl.export import write_artifact_card
     from edgetl.runtime.artifacts import read_onnx_card
-    from edgetl.stream_evaluation import evaluate_stream
 
     onnx_path = tmp_path / "model.onnx"
     onnx_path.write_bytes(stream_model[0].read_bytes())
@@ -601,7 +601,7 @@ def test_predict_listens_to_a_recording_on_one_thread_and_says_its_real_time_fac
 
     real_open = predict_module.open_runner
     monkeypatch.setattr(predict_module, "open_runner", spy)
-    monkeypatch.setattr("edgetl.threads.usable_cores", lambda: 8)  # the default would be 4
+    monkeypatch.setattr("edgetl.core.threads.usable_cores", lambda: 8)  # the default would be 4
     recording = keywords / "_streams_" / "test.wav"
     clip = next((keywords / "test").rglob("*.wav"))
     for files, expected in (([recording], 1), ([clip], 4)):

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from edgetl.card import ModelCard
 from edgetl.cli import cli
-from edgetl.errors import ArtifactError, BackendUnavailable, ConfigError
-from edgetl.quantize.tensorrt_engine import BatchProfile, EngineSpec, build_engine, check_spec, plan_build, trtexec_command
+from edgetl.core.card import ModelCard
+from edgetl.core.errors import ArtifactError, BackendUnavailable, ConfigError
+from edgetl.deploy.tensorrt_engine import BatchProfile, EngineSpec, build_engine, check_spec, plan_build, trtexec_command
 from edgetl.runtime import open_runner
 from edgetl.runtime.tensorrt_runner import check_compatible, engine_card_path
 

@@ -14,9 +14,9 @@ import numpy as np
 import onnx
 import pytest
 
-from edgetl.card import ModelCard
-from edgetl.errors import ConfigError
-from edgetl.quantize.tensorrt_engine import BatchProfile, EngineSpec, build_engine, check_spec, plan_build, trtexec_command
+from edgetl.core.card import ModelCard
+from edgetl.core.errors import ConfigError
+from edgetl.deploy.tensorrt_engine import BatchProfile, EngineSpec, build_engine, check_spec, plan_build, trtexec_command
 from edgetl.runtime.artifacts import read_card, set_onnx_card
 from edgetl.runtime.tensorrt_runner import TensorRTRunner, engine_card_path
 
@@ -183,7 +183,7 @@ def test_the_runner_binds_every_tensor_by_name_and_dtype(trt, quant_onnx, tmp_pa
 
 
 def test_an_engine_tensorrt_cannot_load_is_a_rebuild_error(trt, quant_onnx, tmp_path):
-    from edgetl.errors import ArtifactError
+    from edgetl.core.errors import ArtifactError
 
     path = _fake_engine(tmp_path, quant_onnx)
     path.write_bytes(b"garbage")  # deserialize_cuda_engine answers None
@@ -223,7 +223,7 @@ def test_a_cuda_runtime_newer_than_the_driver_is_named_with_its_remedy(trt, monk
     """cuda-python 13 on JetPack 6's CUDA 12.6 driver: the first call answers
     cudaErrorInsufficientDriver; torch is tried, and without it the error says which
     cuda-python to install."""
-    from edgetl.errors import BackendUnavailable
+    from edgetl.core.errors import BackendUnavailable
     from edgetl.runtime import cuda_device
 
     fake_cudart.reset(driver=12060, runtime=13000)

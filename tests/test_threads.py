@@ -6,9 +6,9 @@ import openvino as ov
 import pytest
 import torch
 
+from edgetl.core.threads import default_threads, resolve_threads, usable_cores, using_threads
 from edgetl.quantize.threads import library_threads
 from edgetl.runtime import open_runner
-from edgetl.threads import default_threads, resolve_threads, usable_cores, using_threads
 
 
 def _ort_threads(runner) -> int:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from edgetl.backbones import registry
 from edgetl.backbones.registry import WEIGHTS_HELP, Backbone, BackboneInfo, Family, offline, register_family, weights_on_disk
-from edgetl.errors import BackboneError, ConfigError, WeightsUnavailable
-from edgetl.paths import cache_dir
+from edgetl.core.errors import BackboneError, ConfigError, WeightsUnavailable
+from edgetl.core.paths import cache_dir
 
 
 def _families() -> list[Family]:
@@ -87,7 +87,7 @@ def _read_listing(path: Path) -> list[BackboneInfo] | None:
 
 
 def _write_listing(path: Path, infos: list[BackboneInfo]) -> None:
-    from edgetl.outputs import write_atomic
+    from edgetl.core.outputs import write_atomic
 
     try:
         write_atomic(path, json.dumps([dataclasses.asdict(i) for i in infos]))

@@ -28,7 +28,7 @@ from torch import nn
 from edgetl.backbones.frontend import LogMel, SpecAugment
 from edgetl.backbones.registry import Backbone, BackboneInfo, Family, register_family
 from edgetl.backbones.stages import Stage, hub_cache_file, hub_state_dict, load_into, read_state_dict
-from edgetl.errors import WeightsUnavailable
+from edgetl.core.errors import WeightsUnavailable
 from edgetl.modality.audio import AudioPreprocessing
 
 SPEECH_PREPROCESSING = AudioPreprocessing(sample_rate=16000, window=16000)

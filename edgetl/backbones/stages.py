@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from edgetl.errors import WeightsUnavailable
+from edgetl.core.errors import WeightsUnavailable
 
 
 def _count(module: nn.Module) -> int:

@@ -11,7 +11,7 @@ from torch import nn
 
 from edgetl.backbones.registry import WEIGHTS_HELP, Backbone, BackboneInfo, Family, offline, register_family, weights_on_disk
 from edgetl.backbones.stages import hub_cache_file, hub_state_dict, load_into, read_state_dict, split_stages
-from edgetl.errors import BackboneError, WeightsUnavailable
+from edgetl.core.errors import BackboneError, WeightsUnavailable
 from edgetl.modality.image import ImagePreprocessing
 
 

@@ -3,7 +3,7 @@
 `edgetl.bench(...)` (this package is callable) runs the harness and returns a
 BenchReport; `latency`, `memory` and `machine` are the measuring parts it is made of.
 """
-from edgetl._callable import lazy_attributes, make_package_callable
+from edgetl.core.lazy import lazy_attributes, make_package_callable
 
 _LAZY = {"bench": "harness", "BenchReport": "report", "BenchRow": "report"}
 

@@ -15,7 +15,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from edgetl.errors import ConfigError
+from edgetl.core.errors import ConfigError
 
 
 @dataclasses.dataclass

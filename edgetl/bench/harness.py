@@ -16,21 +16,21 @@ from pathlib import Path
 
 import numpy as np
 
-from edgetl import progress
 from edgetl.bench import memory
 from edgetl.bench.latency import LatencyStats, time_calls
 from edgetl.bench.report import BenchReport, BenchRow
 from edgetl.bench.settings import BenchSettings
-from edgetl.card import CARD_FILENAME, ModelCard
+from edgetl.core import progress
+from edgetl.core.card import CARD_FILENAME, ModelCard
+from edgetl.core.errors import ArtifactError, ConfigError, DataError, EdgeTLError
+from edgetl.core.threads import resolve_threads
 from edgetl.data.samples import reference_samples, validation_samples
-from edgetl.errors import ArtifactError, ConfigError, DataError, EdgeTLError
 from edgetl.runtime import BACKENDS, open_runner
 from edgetl.runtime.artifacts import kind_of
 from edgetl.runtime.backends import backend_for, check_precision_hint
 from edgetl.runtime.bundle import Bundle
 from edgetl.runtime.machine import library_versions, machine_info
 from edgetl.runtime.targets import model_for, target_problem
-from edgetl.threads import resolve_threads
 
 # Which FP32 row of a run is the reference for drop and agreement: the training
 # framework's own model first, then the exported FP32 files.

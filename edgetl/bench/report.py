@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 from edgetl.bench.latency import LatencyStats
-from edgetl.errors import BackendUnavailable
-from edgetl.outputs import REPORT_SOFTWARE, write_atomic
+from edgetl.core.errors import BackendUnavailable
+from edgetl.core.outputs import REPORT_CSV_HEADERS, REPORT_SOFTWARE, write_atomic
 
 SCHEMA = "edgetl.bench/1"
 
@@ -125,7 +125,7 @@ class BenchReport:
         from rich.markup import escape
         from rich.table import Table
 
-        from edgetl.progress import print_table, results_console
+        from edgetl.core.progress import print_table, results_console
 
         m = self.machine
         table = Table(title=f"edgetl bench · {m.get('cpu')} ({', '.join(m.get('cpu_flags') or []) or 'no SIMD flags'}), "
@@ -181,6 +181,10 @@ class BenchReport:
         fig.savefig(buf, format="png", dpi=110, metadata={"Software": f"{REPORT_SOFTWARE} bench"})
         plt.close(fig)
         return write_atomic(path, buf.getvalue())
+
+
+# a CSV file that starts with the bench columns is one of edgetl's reports (replaced with --overwrite)
+REPORT_CSV_HEADERS.append(",".join(f.name for f in dataclasses.fields(BenchRow)[:3]))
 
 
 def _label_offset(cell: list[BenchRow], i: int) -> int:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from edgetl.errors import ConfigError
+from edgetl.core.errors import ConfigError
+from edgetl.core.settings import Settings, setting, threads_setting
 from edgetl.runtime.runner import DEVICE_HELP, PRECISION_HINTS
-from edgetl.settings import Settings, setting, threads_setting
 
 
 @dataclasses.dataclass(frozen=True)

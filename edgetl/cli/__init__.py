@@ -9,9 +9,10 @@ import sys
 
 import click
 
-from edgetl import __version__, progress
-from edgetl.errors import EdgeTLError
-from edgetl.outputs import Terminated, remove_outputs_on_sigterm
+from edgetl import __version__
+from edgetl.core import progress
+from edgetl.core.errors import EdgeTLError
+from edgetl.core.outputs import Terminated, remove_outputs_on_sigterm
 
 
 class _WarningHandler(logging.Handler):

@@ -19,8 +19,8 @@ def backbones_cmd(modality, as_json):
     """List the registered backbones (timm:NAME accepts any timm model)."""
     from rich.table import Table
 
-    from edgetl import progress
     from edgetl.backbones import list_backbones
+    from edgetl.core import progress
 
     busy = progress.console.status("reading the registry (once; later listings come from a cache)", spinner="dots")
     with busy if not progress.is_quiet() and progress.console.is_terminal else contextlib.nullcontext():

@@ -8,8 +8,8 @@ import click
 from edgetl.bench.baseline import check_bounds, compare, read_report
 from edgetl.bench.settings import BenchSettings
 from edgetl.cli import options
-from edgetl.errors import ConfigError
-from edgetl.outputs import check_output
+from edgetl.core.errors import ConfigError
+from edgetl.core.outputs import check_output
 
 
 @click.command("bench")
@@ -44,7 +44,7 @@ def bench_cmd(artifacts, as_json, json_file, csv_out, plot_out, baseline, max_sl
     import json
 
     from edgetl.bench.harness import bench
-    from edgetl.progress import results_console
+    from edgetl.core.progress import results_console
 
     if as_json not in (None, "-"):  # the old spelling, --json PATH
         logging.getLogger("edgetl").warning("--json PATH is now --json-file PATH; --json alone prints the JSON")
@@ -95,7 +95,7 @@ def print_comparison(comparison, baseline) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from edgetl.progress import print_table, results_console
+    from edgetl.core.progress import print_table, results_console
 
     ref = f", latency as a ratio to {comparison.reference}" if comparison.reference else ""
     table = Table(title=f"against {baseline} (at most {comparison.max_slowdown:.2f}x slower, "

@@ -7,7 +7,7 @@ import time
 
 import click
 
-from edgetl.disk_cache import KINDS, size_text
+from edgetl.core.disk_cache import KINDS, size_text
 
 
 def _when(seconds: float | None) -> str:
@@ -25,8 +25,8 @@ def cache_cmd(ctx, as_json):
         return
     from rich.table import Table
 
-    from edgetl import disk_cache, progress
-    from edgetl.paths import cache_dir
+    from edgetl.core import disk_cache, progress
+    from edgetl.core.paths import cache_dir
 
     summary = disk_cache.usage()
     limit, free = disk_cache.max_bytes(), disk_cache.free_bytes(cache_dir())
@@ -55,7 +55,7 @@ def cache_cmd(ctx, as_json):
 def clear_cmd(kinds, older_than):
     """Remove cache entries. Samples are decoded again, engines built again and an
     interrupted run's checkpoint is gone (its `finetune --resume` starts over)."""
-    from edgetl import disk_cache
+    from edgetl.core import disk_cache
 
     started = time.time()
     removed = disk_cache.clear(kinds, older_than=older_than)

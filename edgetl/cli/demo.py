@@ -26,7 +26,7 @@ def demo_cmd(out, speech):
     within a 1-point drop -> every artifact benchmarked -> a bundle. With --speech: spoken keywords,
     the speech embedding and a streaming operating point."""
     from edgetl.cli.run import print_summary
-    from edgetl.errors import ConfigError
+    from edgetl.core.errors import ConfigError
     from edgetl.pipeline.run import GateFailed, run_recipe
 
     recipe = models_dir() / RECIPES[speech]

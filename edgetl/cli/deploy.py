@@ -7,7 +7,7 @@ import sys
 import click
 
 from edgetl.cli import options
-from edgetl.package import PackageSettings
+from edgetl.deploy.settings import PackageSettings
 
 
 @click.command("package")
@@ -21,7 +21,7 @@ def package_cmd(run, out, overwrite, **values):
     """Package RUN for the device: one model per target (INT8 when the run has one within its
     bound, else FP32), the card, reference files with each model's answers, checksums and a
     README with the install and predict lines."""
-    from edgetl.package import package
+    from edgetl.deploy.package import package
 
     result = package(run, out, PackageSettings(**values), overwrite=overwrite)
     models = ", ".join(f"{t} ({e.precision})" for t, e in result.targets.items())
@@ -41,8 +41,8 @@ def verify_cmd(bundle, backend, threads, as_json):
     from rich.markup import escape
     from rich.table import Table
 
-    from edgetl.progress import print_table, results_console
-    from edgetl.quantize.tensorrt_engine import bundle_engine
+    from edgetl.core.progress import print_table, results_console
+    from edgetl.deploy.tensorrt_engine import bundle_engine
     from edgetl.runtime.verify import verify
 
     if backend in (None, "auto", "tensorrt"):

@@ -19,7 +19,7 @@ def doctor_cmd(as_json):
     from rich.markup import escape
     from rich.table import Table
 
-    from edgetl.progress import print_table, results_console
+    from edgetl.core.progress import print_table, results_console
     from edgetl.runtime.doctor import doctor
 
     facts = doctor()

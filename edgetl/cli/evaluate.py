@@ -6,15 +6,14 @@ import json
 import click
 
 from edgetl.cli import options
-from edgetl.evaluation import EvaluateSettings, evaluate
-from edgetl.stream_evaluation import StreamEvalSettings
+from edgetl.evaluate.settings import EvaluateSettings, StreamEvalSettings
 
 
 def print_report(report) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from edgetl.progress import print_table, results_console
+    from edgetl.core.progress import print_table, results_console
 
     console = results_console()
     console.print(f"[bold]{escape(report.artifact)}[/] on {report.split} ({report.n} samples, backend {report.backend}, "
@@ -48,7 +47,7 @@ def print_stream_report(r) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from edgetl.progress import print_table, results_console
+    from edgetl.core.progress import print_table, results_console
 
     console = results_console()
     delay = "-" if r.mean_delay is None else f"{r.mean_delay:.2f} s"
@@ -81,10 +80,10 @@ def print_stream_report(r) -> None:
 
 
 def _evaluate_stream(artifact, stream, settings, as_json) -> None:
-    from edgetl import progress
-    from edgetl.outputs import check_output
+    from edgetl.core import progress
+    from edgetl.core.outputs import check_output
+    from edgetl.evaluate.stream import evaluate_stream
     from edgetl.runtime.streaming import audio_seconds
-    from edgetl.stream_evaluation import evaluate_stream
 
     if settings.plot:
         check_output(settings.plot, "report", overwrite=True)  # an earlier plot is refreshed; anything else is kept
@@ -115,7 +114,7 @@ SHARED = ("backend", "device", "threads", "precision_hint")
 def evaluate_cmd(artifact, data, stream, as_json, **values):
     """Evaluate ARTIFACT (a run directory, or an exported model) on a data split, or a
     keyword spotter on a long recording (--stream)."""
-    from edgetl.errors import ConfigError
+    from edgetl.core.errors import ConfigError
 
     if (data is None) == (stream is None):
         raise ConfigError("evaluate takes either --data DIR (clips or images) or --stream RECORDING",
@@ -129,6 +128,8 @@ def evaluate_cmd(artifact, data, stream, as_json, **values):
     if stream is not None:
         settings = StreamEvalSettings(**{k: values[k] for k in (*STREAM_ONLY, *SHARED)})
         return _evaluate_stream(artifact, stream, settings, as_json)
+    from edgetl.evaluate.accuracy import evaluate
+
     report = evaluate(artifact, data, EvaluateSettings(**{k: v for k, v in values.items() if k not in STREAM_ONLY}))
     if as_json:
         click.echo(json.dumps(report.to_dict()))

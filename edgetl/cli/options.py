@@ -12,9 +12,9 @@ import typing
 
 import click
 
-from edgetl.errors import ConfigError
-from edgetl.settings import flag_of
-from edgetl.threads import HELP as THREADS_DEFAULT
+from edgetl.core.errors import ConfigError
+from edgetl.core.settings import flag_of
+from edgetl.core.threads import HELP as THREADS_DEFAULT
 
 
 def library_default(owner, name: str):

@@ -24,7 +24,7 @@ def predict_cmd(artifact, files, as_json, **values):
     from rich.markup import escape
     from rich.table import Table
 
-    from edgetl.progress import print_table, results_console
+    from edgetl.core.progress import print_table, results_console
     from edgetl.runtime.predict import none_predicted
 
     settings = PredictSettings(**values)

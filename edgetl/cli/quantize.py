@@ -7,8 +7,9 @@ from pathlib import Path
 import click
 
 from edgetl.cli import options
-from edgetl.errors import ConfigError
-from edgetl.quantize.settings import DEFAULT_MAX_DROP, EngineSettings, NncfOptions, QatOptions, QuantizeSettings
+from edgetl.core.errors import ConfigError
+from edgetl.deploy.settings import EngineSettings
+from edgetl.quantize.settings import DEFAULT_MAX_DROP, NncfOptions, QatOptions, QuantizeSettings
 
 
 def _max_drop(ctx, param, value) -> float | None:
@@ -34,7 +35,7 @@ def print_int8_table(results) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from edgetl.progress import print_table
+    from edgetl.core.progress import print_table
 
     unlabelled = results[0].reference == "fp32"
     title = (f"INT8 vs FP32 ({results[0].n} unlabelled target samples: accuracy is agreement with FP32's answers)"
@@ -95,7 +96,7 @@ def quantize_cmd(model, out, overwrite, **values):
 def build_engine_cmd(model, out, print_trtexec, tensorrt_version, overwrite, **values):
     """Build a TensorRT engine from an ONNX model (needs TensorRT), with its card."""
     s = EngineSettings(**values).check()
-    from edgetl.quantize.tensorrt_engine import (
+    from edgetl.deploy.tensorrt_engine import (
         BatchProfile,
         EngineSpec,
         _frontend_layers,

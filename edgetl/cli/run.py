@@ -8,7 +8,7 @@ def print_summary(result) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from edgetl.progress import print_table, results_console
+    from edgetl.core.progress import print_table, results_console
 
     table = Table(title=f"{result.recipe.name}: {result.folder}", title_justify="left")
     for col in ("stage", "status", "time", "figures"):

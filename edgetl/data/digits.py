@@ -10,20 +10,23 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from edgetl.core.errors import ConfigError
+from edgetl.core.outputs import check_output, publish_data, temp_dir_beside
 from edgetl.data.domains import digit_domain
-from edgetl.errors import ConfigError
-from edgetl.outputs import check_output, publish_data, temp_dir_beside
+from edgetl.data.settings import DigitsSettings
 
 
-def make_digits(out: str | os.PathLike, size: int = 64, seed: int = 0, val_fraction: float = 0.2,
-                test_fraction: float = 0.2, overwrite: bool = False, domain: str | None = None) -> Path:
+def make_digits(out: str | os.PathLike, settings: DigitsSettings | None = None, overwrite: bool = False,
+                val_fraction: float = 0.2, test_fraction: float = 0.2, **options) -> Path:
+    """Write OUT/{train,val,test}/CLASS/*.png. `settings` (or its fields as keyword
+    options): DigitsSettings."""
+    s = DigitsSettings.of(settings, **options)
+    size, seed, domain = s.size, s.seed, s.domain
     try:
         from sklearn.datasets import load_digits
         from sklearn.model_selection import train_test_split
     except ImportError:
         raise ConfigError("the digits data set needs scikit-learn", hint="pip install 'edgetl[train]'") from None
-    if not 8 <= size <= 1024:
-        raise ConfigError(f"--size must be between 8 and 1024, got {size}", hint="e.g. --size 64")
     shift = digit_domain(domain) if domain else None
     out = check_output(out, "data", overwrite)
     rng = np.random.default_rng(seed + 1)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageFilter
 
-from edgetl.errors import ConfigError
+from edgetl.core.errors import ConfigError
 
 _PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "hubble_deep_field", "colorwheel")
 _TEXTURES = ("brick", "grass", "gravel", "moon")  # grey: tinted with a random colour

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgetl.errors import DataError
+from edgetl.core.errors import DataError
 
 SAMPLE_RATE = 16000
 INSTALL_HINT = ("install espeak-ng: `apt-get install espeak-ng` (Debian/Ubuntu), `dnf install espeak-ng` (Fedora), "

@@ -19,7 +19,7 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from edgetl.paths import cache_dir
+from edgetl.core.paths import cache_dir
 
 RACY_SECONDS = 2.0
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Sequence
 
 from edgetl import modality as modalities
-from edgetl.errors import DataError
+from edgetl.core.errors import DataError
 from edgetl.modality import Modality, list_files
 
 SPLIT_NAMES = ("train", "val", "test")

@@ -21,18 +21,17 @@ from pathlib import Path
 
 import numpy as np
 
-from edgetl import progress
+from edgetl.core import progress
+from edgetl.core.outputs import check_output, publish_data, temp_dir_beside
 from edgetl.data.domains import keyword_domain
 from edgetl.data.espeak import SAMPLE_RATE, Utterance, espeak_version, synthesize, trim, voice_variants, write_wav
 from edgetl.data.noise import colored_noise
+from edgetl.data.settings import KeywordsSettings
 from edgetl.data.streams import filler_words, make_stream
-from edgetl.errors import ConfigError
 from edgetl.modality.audio import STREAMS
-from edgetl.outputs import check_output, publish_data, temp_dir_beside
 
 log = logging.getLogger("edgetl")
 
-DEFAULT_WORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 # Speech Commands' auxiliary words and digits, for the `_unknown_` class.
 UNKNOWN_WORDS = ("bed", "bird", "cat", "dog", "happy", "house", "marvin", "sheila", "tree", "wow", "zero", "one",
                  "two", "three", "four", "five", "six", "seven", "eight", "nine", "learn", "follow", "forward",
@@ -101,33 +100,16 @@ def split_voices(voices: list[str], seed: int, val: float = 0.15, test: float = 
     return {"val": voices[:n_val], "test": voices[n_val:n_val + n_test], "train": voices[n_val + n_test:]}
 
 
-def make_keywords(out: str | os.PathLike, words=DEFAULT_WORDS, unknown: bool = False, voices: int = 80,
-                  takes: int = 1, seed: int = 0, snr_db: tuple[float, float] = (10.0, 30.0),
-                  stream_minutes: float = 0.0, overwrite: bool = False, domain: str | None = None,
-                  held_out_voices: int | None = None) -> Path:
+def make_keywords(out: str | os.PathLike, settings: KeywordsSettings | None = None, overwrite: bool = False,
+                  snr_db: tuple[float, float] = (10.0, 30.0), **options) -> Path:
     """Write OUT/{train,val,test}/{WORD,[_unknown_]}/*.wav and OUT/_background_noise_/*.wav;
     with `stream_minutes`, also OUT/_streams_/{val,test}.wav, long recordings of other
     speech with the keywords at the times listed beside them (.csv, .json). `domain`
-    (data/domains.py) records every clip in a shifted acoustic condition."""
-    words = [w.strip().lower() for w in words if w.strip()]
-    if len(set(words)) < 2:
-        raise ConfigError(f"--words needs at least two different words, got {','.join(words) or 'none'}",
-                          hint="e.g. --words yes,no,up,down")
-    if any(not w.replace("'", "").replace(" ", "").isalpha() for w in words):
-        raise ConfigError(f"--words takes words of letters, got {','.join(words)}", hint="e.g. --words yes,no")
-    if voices < 3:
-        raise ConfigError(f"--voices must be at least 3 (train, val and test each need a voice), got {voices}",
-                          hint="e.g. --voices 80")
-    if held_out_voices is not None and not 1 <= held_out_voices <= (voices - 1) // 2:
-        raise ConfigError(f"--held-out-voices {held_out_voices} does not fit {voices} voices: val and test take "
-                          "that many each and training needs at least one",
-                          hint="at least 1 each for val and test" if held_out_voices < 1 else
-                          f"e.g. --voices {2 * held_out_voices + 28}")
-    if takes < 1:
-        raise ConfigError(f"--takes must be at least 1, got {takes}", hint="e.g. --takes 1")
-    if stream_minutes < 0 or 0 < stream_minutes < 0.5:
-        raise ConfigError(f"--stream-minutes takes the minutes of each recording, at least 0.5, got {stream_minutes:g}",
-                          hint="e.g. --stream-minutes 10 (60 for a benchmark)")
+    (data/domains.py) records every clip in a shifted acoustic condition. `settings` (or
+    its fields as keyword options): KeywordsSettings."""
+    s = KeywordsSettings.of(settings, **options)
+    words, unknown, voices, takes, seed = list(s.words), s.unknown, s.voices, s.takes, s.seed
+    stream_minutes, domain, held_out_voices = s.stream_minutes, s.domain, s.held_out_voices
     shift = keyword_domain(domain) if domain else None
     out = check_output(out, "data", overwrite)
     variants = voice_variants()

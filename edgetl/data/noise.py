@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgetl.errors import ConfigError, DataError
+from edgetl.core.errors import ConfigError, DataError
 from edgetl.modality import summarize
 from edgetl.modality.audio import AUDIO_SUFFIXES, BACKGROUND_NOISE, read_audio
 

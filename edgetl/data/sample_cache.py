@@ -28,11 +28,11 @@ from typing import Callable
 
 import numpy as np
 
-from edgetl import disk_cache
 from edgetl import modality as modalities
 from edgetl._version import __version__
+from edgetl.core import disk_cache
+from edgetl.core.paths import cache_dir
 from edgetl.data import file_digests
-from edgetl.paths import cache_dir
 
 log = logging.getLogger("edgetl")
 

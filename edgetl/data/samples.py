@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from edgetl import modality
-from edgetl.card import ModelCard
+from edgetl.core.card import ModelCard
+from edgetl.core.errors import DataError
 from edgetl.data.folders import Split, select_split
 from edgetl.data.sample_cache import cached_split
-from edgetl.errors import DataError
 
 log = logging.getLogger("edgetl")
 

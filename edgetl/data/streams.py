@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgetl.core.errors import DataError
 from edgetl.data.espeak import SAMPLE_RATE, Utterance, synthesize, write_wav
-from edgetl.errors import DataError
 
 SCHEMA = "edgetl.keyword-stream/1"
 # Everyday words for the non-keyword speech; words that sound like a default keyword are left out.

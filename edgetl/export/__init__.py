@@ -7,14 +7,15 @@ from pathlib import Path
 
 import numpy as np
 
-from edgetl import progress
-from edgetl._callable import make_package_callable
-from edgetl.card import ModelCard, build_fingerprint
-from edgetl.errors import ConfigError
+from edgetl.core import progress
+from edgetl.core.card import ModelCard, build_fingerprint
+from edgetl.core.errors import ConfigError
+from edgetl.core.lazy import make_package_callable
+from edgetl.core.outputs import check_output, publish, temp_dir_beside
+from edgetl.core.threads import using_threads
 from edgetl.export.parity import ParityResult, Tolerance, compare, parity_inputs, raise_on_failures
 from edgetl.export.settings import ExportSettings
-from edgetl.outputs import check_output, publish, temp_dir_beside
-from edgetl.threads import using_threads
+from edgetl.runtime.artifacts import MODEL_OUTPUT
 
 
 @dataclasses.dataclass
@@ -94,9 +95,9 @@ def export_run(run, out=None, settings: ExportSettings | None = None, overwrite:
         if out.suffix.lower() != ".onnx":
             raise ConfigError(f"--out must end in .onnx, got {out.name}", hint=f"e.g. --out {out.with_suffix('.onnx')}")
         inputs = {"data set": data or run_card.source.get("data")}
-        out = check_output(out, "model", overwrite, inputs)
+        out = check_output(out, MODEL_OUTPUT, overwrite, inputs)
         if openvino:
-            check_output(out.with_suffix(".xml"), "model", overwrite, inputs)
+            check_output(out.with_suffix(".xml"), MODEL_OUTPUT, overwrite, inputs)
         tmp = temp_dir_beside(out)
         try:
             card = dataclasses.replace(run_card, precision="fp32", metrics=dict(run_card.metrics))
@@ -121,7 +122,7 @@ def export_run(run, out=None, settings: ExportSettings | None = None, overwrite:
                 artifact_card.metrics["parity"] = result.to_dict()
                 write_artifact_card(path, artifact_card)
             raise_on_failures(results)
-            publish({f: out.parent / f.name for f in tmp.iterdir()}, "model", overwrite)
+            publish({f: out.parent / f.name for f in tmp.iterdir()}, MODEL_OUTPUT, overwrite)
             return ExportResult(out, out.with_suffix(".xml") if openvino else None, results, info)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -11,8 +11,8 @@ import shutil
 import warnings
 from pathlib import Path
 
-from edgetl.card import ModelCard
-from edgetl.errors import ArtifactError, ConfigError
+from edgetl.core.card import ModelCard
+from edgetl.core.errors import ArtifactError, ConfigError
 from edgetl.modality import dummy_input
 from edgetl.runtime.artifacts import set_onnx_card
 

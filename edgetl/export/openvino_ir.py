@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgetl.card import ModelCard
-from edgetl.errors import BackendUnavailable
+from edgetl.core.card import ModelCard
+from edgetl.core.errors import BackendUnavailable
 from edgetl.runtime.artifacts import OPENVINO_CARD_KEY
 
 

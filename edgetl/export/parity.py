@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgetl.card import ModelCard
+from edgetl.core.card import ModelCard
+from edgetl.core.errors import ArtifactError, DataError
 from edgetl.data.folders import select_split
-from edgetl.errors import ArtifactError, DataError
 from edgetl.modality import decode_split, preprocessing_of
 from edgetl.runtime import Runner
 
@@ -136,7 +136,7 @@ def print_table(results: list[ParityResult]) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from edgetl.progress import print_table as show
+    from edgetl.core.progress import print_table as show
 
     table = Table(title="parity vs PyTorch (real validation samples)", title_justify="left")
     for col in ("artifact", "backend", "precision", "runs in", "n", "max-abs", "rel", "cosine", "top-1 agree", "acc",

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from edgetl.errors import ConfigError
-from edgetl.settings import Settings, setting, threads_setting
+from edgetl.core.errors import ConfigError
+from edgetl.core.settings import Settings, setting, threads_setting
 
 
 @dataclasses.dataclass

@@ -3,7 +3,7 @@
 Attributes load lazily so that `edgetl.finetune.strategies` (used by the CLI) does not
 pull in torch.
 """
-from edgetl._callable import lazy_attributes, make_package_callable
+from edgetl.core.lazy import lazy_attributes, make_package_callable
 
 _LAZY = {"finetune": "job", "FinetuneSettings": "settings", "RunResult": "job", "load_run": "run",
          "STRATEGIES": "strategies"}

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgetl.errors import ConfigError
+from edgetl.core.errors import ConfigError
 from edgetl.finetune.hooks import Step, TrainingHooks
 from edgetl.finetune.strategies import ADAPTATIONS
 from edgetl.finetune.training import inference_batch
@@ -326,7 +326,7 @@ def fit_adapted(train, method: str, cfg, x_target: torch.Tensor, source_prior: n
 
 def report_adaptation(report: dict) -> None:
     """What adaptation did, one line per candidate, and the target accuracy where it is known."""
-    from edgetl import progress
+    from edgetl.core import progress
 
     rows = report["candidates"]
     for name, row in rows.items():
@@ -353,8 +353,8 @@ def adabn_run(run, target_data=None, out=None, overwrite: bool = False, settings
     from pathlib import Path
 
     from edgetl import modality as modalities
-    from edgetl import progress
-    from edgetl.card import ModelCard
+    from edgetl.core import progress
+    from edgetl.core.card import ModelCard
     from edgetl.data.folders import open_unlabelled
     from edgetl.finetune.inputs import training_input
     from edgetl.finetune.run import CURVES, HISTORY, RunWriter, load_run

@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 
 from edgetl.backbones.stages import safe_load
-from edgetl.errors import ConfigError
-from edgetl.paths import cache_dir
+from edgetl.core.errors import ConfigError
+from edgetl.core.paths import cache_dir
 
 # Settings that do not change what a run computes: a resumed run may differ in them.
 FREE = ("threads", "resume", "device")

@@ -16,12 +16,13 @@ import numpy as np
 import torch
 
 from edgetl import modality as modalities
-from edgetl import progress
 from edgetl.backbones import Backbone, build_backbone, find_family
-from edgetl.card import ModelCard, run_card
+from edgetl.core import progress
+from edgetl.core.card import ModelCard, run_card
+from edgetl.core.errors import ConfigError, DataError
+from edgetl.core.outputs import check_output
 from edgetl.data.folders import DatasetSplits, Split, open_folder, open_unlabelled
 from edgetl.data.noise import SILENCE, add_silence_class, wants_silence_class
-from edgetl.errors import ConfigError, DataError
 from edgetl.finetune.checkpoint import Checkpoints, folder_for, identity_of
 from edgetl.finetune.curves import plot_history
 from edgetl.finetune.hooks import TrainingHooks
@@ -41,7 +42,6 @@ from edgetl.finetune.training import (
     seed_everything,
     set_torch_threads,
 )
-from edgetl.outputs import check_output
 
 log = logging.getLogger("edgetl")
 

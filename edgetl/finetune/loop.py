@@ -14,10 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgetl import progress
-from edgetl.card import ModelCard
+from edgetl.core import progress
+from edgetl.core.card import ModelCard
+from edgetl.core.errors import TrainingDiverged
 from edgetl.data.sample_cache import cached_array
-from edgetl.errors import TrainingDiverged
 from edgetl.finetune.augment import ImageTrainingInput
 from edgetl.finetune.hooks import Step, TrainingHooks
 from edgetl.finetune.model import Classifier

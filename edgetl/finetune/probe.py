@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgetl.errors import TrainingDiverged
+from edgetl.core.errors import TrainingDiverged
 
 # L2 strengths on the mean loss (sklearn's C is 1 / (strength * n)), strong to weak.
 L2_GRID = (1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4, 3e-5, 1e-5)

@@ -9,10 +9,10 @@ from pathlib import Path
 import torch
 
 from edgetl.backbones.stages import safe_load
-from edgetl.card import CARD_FILENAME, ModelCard
-from edgetl.errors import ArtifactError
+from edgetl.core.card import CARD_FILENAME, ModelCard
+from edgetl.core.errors import ArtifactError
+from edgetl.core.outputs import check_output, publish, temp_dir_beside
 from edgetl.finetune.model import Classifier
-from edgetl.outputs import check_output, publish, temp_dir_beside
 
 CHECKPOINT = "model.pt"
 HISTORY = "history.json"

@@ -6,11 +6,11 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from edgetl.errors import ConfigError
+from edgetl.core.errors import ConfigError
+from edgetl.core.settings import Settings, setting, threads_setting
 from edgetl.finetune.strategies import ADAPTATIONS, STRATEGIES
 from edgetl.modality.audio import AudioTrainingOptions
 from edgetl.modality.image import ImageTrainingOptions
-from edgetl.settings import Settings, setting, threads_setting
 
 
 @dataclasses.dataclass

@@ -10,7 +10,7 @@ Frozen stages stay in eval mode, so their BatchNorm statistics and dropout are f
 """
 from __future__ import annotations
 
-from edgetl.errors import ConfigError
+from edgetl.core.errors import ConfigError
 
 STRATEGIES = ("linear-probe", "full", "partial", "gradual")
 # Domain adaptation methods (finetune/adaptation.py), named here for the torch-free CLI;

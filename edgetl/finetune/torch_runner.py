@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgetl.errors import ConfigError
+from edgetl.core.errors import ConfigError
 from edgetl.runtime.runner import Runner
 
 

@@ -10,10 +10,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgetl import progress
+from edgetl.core import progress
+from edgetl.core.errors import ConfigError
+from edgetl.core.threads import resolve_threads
 from edgetl.data.sample_cache import cached_split
-from edgetl.errors import ConfigError
-from edgetl.threads import resolve_threads
 
 
 class Distributed:

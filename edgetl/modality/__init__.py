@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
-from edgetl.errors import ArtifactError, DataError
+from edgetl.core.errors import ArtifactError, DataError
 from edgetl.modality.registry import MODALITIES, Modality, Preprocessing, dummy_input, invalid_preprocessing, register
 
 if TYPE_CHECKING:
-    from edgetl.card import ModelCard
+    from edgetl.core.card import ModelCard
 
 log = logging.getLogger("edgetl")
 

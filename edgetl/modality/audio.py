@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from edgetl.errors import ConfigError, DataError
+from edgetl.core.errors import ConfigError, DataError
+from edgetl.core.settings import Settings, setting
 from edgetl.modality.registry import Modality, dummy_input, invalid_preprocessing, register
-from edgetl.settings import Settings, setting
 
 AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff"})
 # Speech Commands' convention: the noise used for augmentation, not a class.

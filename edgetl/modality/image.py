@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from edgetl.errors import DataError
+from edgetl.core.errors import DataError
+from edgetl.core.settings import Settings, setting
 from edgetl.modality.registry import Modality, dummy_input, invalid_preprocessing, register
-from edgetl.settings import Settings, setting
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
 # Larger images are decoded at a reduced scale (JPEG) or refused: a 100-megapixel photo

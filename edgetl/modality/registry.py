@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from edgetl.errors import ArtifactError
+from edgetl.core.errors import ArtifactError
 
 
 class Preprocessing(Protocol):

@@ -18,7 +18,7 @@ import json
 import os
 from pathlib import Path
 
-from edgetl.outputs import write_atomic
+from edgetl.core.outputs import write_atomic
 from edgetl.runtime.bundle import sha256
 
 # the libraries whose versions change what a stage computes

@@ -25,42 +25,16 @@ import re
 from pathlib import Path
 
 from edgetl.bench.settings import BenchSettings
-from edgetl.errors import ConfigError
-from edgetl.evaluation import EvaluateSettings
+from edgetl.core.errors import ConfigError
+from edgetl.core.settings import Settings, setting
+from edgetl.data.settings import DigitsSettings, KeywordsSettings
+from edgetl.deploy.settings import PackageSettings
+from edgetl.evaluate.settings import EvaluateSettings, StreamEvalSettings
 from edgetl.export.settings import ExportSettings
 from edgetl.finetune.settings import FinetuneSettings
-from edgetl.package import PackageSettings
 from edgetl.quantize.settings import QuantizeSettings
-from edgetl.settings import Settings, setting
-from edgetl.stream_evaluation import StreamEvalSettings
 
-DOMAINS_DIGITS = ("textured", "blurred")
 TARGET_TRAIN = "target/train"  # where the target stage writes the unlabelled data finetune adapts to
-DOMAINS_KEYWORDS = ("room", "phone")
-
-
-@dataclasses.dataclass(frozen=True)
-class DigitsData(Settings):
-    """scikit-learn's handwritten digits (edgetl data digits)."""
-
-    size: int = setting(64, "Image side in pixels.", min=8, max=1024)
-    seed: int = setting(0, "Seed of the stratified train/val/test split.")
-    domain: str | None = setting(None, "The same digits in a shifted domain.", choices=DOMAINS_DIGITS)
-
-
-@dataclasses.dataclass(frozen=True)
-class KeywordsData(Settings):
-    """Spoken keywords synthesized with espeak-ng (edgetl data keywords)."""
-
-    words: tuple[str, ...] = setting(("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"),
-                                     "The keywords, one class each.")
-    unknown: bool = setting(False, "Add an _unknown_ class of other words and running speech.")
-    voices: int = setting(80, "espeak-ng voices (accents x variants).", min=4)
-    takes: int = setting(1, "Renderings of each word per voice.", min=1)
-    held_out_voices: int | None = setting(None, "Voices for each of val and test.", min=1)
-    stream_minutes: float = setting(0.0, "Minutes of each validation and test recording (for streaming).", min=0)
-    domain: str | None = setting(None, "Every clip in a shifted acoustic condition.", choices=DOMAINS_KEYWORDS)
-    seed: int = setting(0, "Seed of voices, speeds, pitches, noise and split.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,8 +43,8 @@ class DataSource(Settings):
     the pipeline's folder."""
 
     folder: str | None = setting(None, "A data set folder (relative paths are taken from the recipe's folder).")
-    digits: DigitsData | None = setting(None, "The built-in digits.")
-    keywords: KeywordsData | None = setting(None, "The built-in spoken keywords.")
+    digits: DigitsSettings | None = setting(None, "The built-in digits.")
+    keywords: KeywordsSettings | None = setting(None, "The built-in spoken keywords.")
 
     def validate(self) -> None:
         given = [k for k in ("folder", "digits", "keywords") if getattr(self, k) is not None]

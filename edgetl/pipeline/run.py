@@ -24,9 +24,9 @@ import json
 import time
 from pathlib import Path
 
-from edgetl import progress
-from edgetl.errors import EdgeTLError
-from edgetl.outputs import write_atomic
+from edgetl.core import progress
+from edgetl.core.errors import EdgeTLError
+from edgetl.core.outputs import write_atomic
 from edgetl.pipeline.cache import StageCache, stage_key, versions
 from edgetl.pipeline.recipe import DataSource, Recipe
 
@@ -173,7 +173,7 @@ class Pipeline:
             setattr(self, f"{name}_dir", folder)
 
             def read():  # the folder is the stage's output: the cache fingerprints it, later keys take that
-                from edgetl.errors import DataError
+                from edgetl.core.errors import DataError
 
                 if not folder.is_dir():
                     raise DataError(f"{name}: the folder {folder} does not exist", hint="check the recipe's path")
@@ -187,11 +187,11 @@ class Pipeline:
             if source.digits is not None:
                 from edgetl.data.digits import make_digits
 
-                make_digits(out, **source.digits.to_dict(), overwrite=True)
+                make_digits(out, source.digits, overwrite=True)
             else:
                 from edgetl.data.keywords import make_keywords
 
-                make_keywords(out, **source.keywords.to_dict(), overwrite=True)
+                make_keywords(out, source.keywords, overwrite=True)
             return [out], {"folder": str(out)}
 
         return settings, {}, write
@@ -224,7 +224,7 @@ class Pipeline:
         s = self.recipe.evaluate
 
         def work():
-            from edgetl.evaluation import evaluate
+            from edgetl.evaluate.accuracy import evaluate
 
             report = evaluate(self.run_dir, self.data_dir, s)
             return [], {"accuracy": report.accuracy, "n": report.n, "split": report.split}
@@ -253,7 +253,7 @@ class Pipeline:
         return settings, self._outputs("finetune"), work
 
     def _streaming(self, onnx: Path, s) -> dict:
-        from edgetl.stream_evaluation import evaluate_stream
+        from edgetl.evaluate.stream import evaluate_stream
 
         streams = self.data_dir / "_streams_"
         options = {f.name: getattr(s, f.name) for f in dataclasses.fields(s)
@@ -306,7 +306,7 @@ class Pipeline:
         out = self.folder / "bundle"
 
         def work():
-            from edgetl.package import package
+            from edgetl.deploy.package import package
 
             result = package(self.run_dir, out, s.replace(data=s.data or str(self.data_dir)), overwrite=True)
             return [result.out], {"bundle": str(result.out), "targets": {t: e.precision for t, e in
@@ -329,7 +329,7 @@ def _is_gate(exc: EdgeTLError) -> bool:
 def run_recipe(recipe_path, out=None, rerun_from: str | None = None, force: bool = False,
                overrides: list[str] = ()) -> PipelineResult:
     """Run (or resume) the recipe at `recipe_path` in `out` (default runs/NAME)."""
-    from edgetl.errors import ConfigError
+    from edgetl.core.errors import ConfigError
     from edgetl.pipeline.recipe import load_recipe
 
     recipe = load_recipe(recipe_path, overrides)
@@ -342,7 +342,7 @@ def run_recipe(recipe_path, out=None, rerun_from: str | None = None, force: bool
 
 def _check_folder(folder: Path) -> None:
     """A pipeline writes only into a new or empty folder, or one a pipeline wrote."""
-    from edgetl.errors import ConfigError
+    from edgetl.core.errors import ConfigError
 
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"--out {folder} is a file", hint="pass a folder for the pipeline")

@@ -27,18 +27,19 @@ from pathlib import Path
 
 import numpy as np
 
-from edgetl import progress
-from edgetl._callable import make_package_callable
-from edgetl.card import ModelCard, build_fingerprint
+from edgetl.core import progress
+from edgetl.core.card import ModelCard, build_fingerprint
+from edgetl.core.errors import ArtifactError, ConfigError, EdgeTLError
+from edgetl.core.lazy import make_package_callable
+from edgetl.core.outputs import check_output, publish, temp_dir_beside
+from edgetl.core.threads import using_threads
 from edgetl.data.samples import Samples, bound_samples, calibration_samples
-from edgetl.errors import ArtifactError, ConfigError, EdgeTLError
 from edgetl.export import write_artifact_card
 from edgetl.export.parity import ParityResult, Tolerance, compare, raise_on_failures
-from edgetl.outputs import check_output, publish, temp_dir_beside
 from edgetl.quantize.cpu import CPU_TARGETS, CpuTarget, cpu_target, warn_if_host_differs
 from edgetl.quantize.settings import DEFAULT_MAX_DROP, TARGETS, QuantizeSettings
 from edgetl.quantize.threads import library_threads
-from edgetl.threads import using_threads
+from edgetl.runtime.artifacts import MODEL_OUTPUT
 
 DEFAULT_SUFFIX = {"openvino": ".int8.xml", "onnxruntime": ".int8.onnx", "tensorrt": ".qdq.onnx"}
 PARITY_SAMPLES = 64
@@ -239,7 +240,7 @@ def _prepare(model: Path, s: QuantizeSettings, out, overwrite: bool) -> _Job:
     if out.suffix.lower() != TARGETS[s.target]:
         raise ConfigError(f"--out for {s.target} must end in {TARGETS[s.target]}, got {out.name}",
                           hint=f"e.g. --out {out.with_suffix(TARGETS[s.target])}")
-    out = check_output(out, "model", overwrite, {"input model": model, "calibration data": s.calib,
+    out = check_output(out, MODEL_OUTPUT, overwrite, {"input model": model, "calibration data": s.calib,
                                                  "validation data": s.val, "data set": card.source.get("data")})
     return _Job(model, s, card, out, cpu_kind, overwrite)
 
@@ -340,7 +341,7 @@ def _publish(job: _Job, ref: _Reference, int8: _Int8, work: Path) -> None:
     int8.card.metrics.update(accuracy_drop=ref.fp32_accuracy - int8.accuracy, parity=int8.parity.to_dict())
     write_artifact_card(int8.path, int8.card)
     raise_on_failures([int8.parity])
-    publish({f: job.out.parent / f.name for f in work.iterdir() if f.name.startswith(job.out.stem + ".")}, "model",
+    publish({f: job.out.parent / f.name for f in work.iterdir() if f.name.startswith(job.out.stem + ".")}, MODEL_OUTPUT,
             job.overwrite)
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 
-from edgetl.errors import ConfigError
+from edgetl.core.errors import ConfigError
 from edgetl.runtime.machine import CPU_TARGETS, CpuTarget, cpu_has_vnni, host_is_arm
 
 log = logging.getLogger("edgetl")

@@ -19,9 +19,9 @@ import logging
 import os
 from pathlib import Path
 
-from edgetl import progress
+from edgetl.core import progress
+from edgetl.core.errors import ConfigError
 from edgetl.data.samples import Samples
-from edgetl.errors import ConfigError
 from edgetl.export.frontend_kernels import generate_kernels
 from edgetl.export.onnx_export import FRONTEND_SCOPE
 from edgetl.quantize.cpu import CpuTarget, cpu_target

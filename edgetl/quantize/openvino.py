@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgetl.core.errors import BackendUnavailable, ConfigError
 from edgetl.data.samples import Samples
-from edgetl.errors import BackendUnavailable, ConfigError
 from edgetl.export.onnx_export import in_frontend
 from edgetl.quantize.cpu import CpuTarget, cpu_target
 from edgetl.quantize.settings import NncfOptions

@@ -17,10 +17,10 @@ import time
 import warnings
 from pathlib import Path
 
-from edgetl import progress
-from edgetl.card import ModelCard
+from edgetl.core import progress
+from edgetl.core.card import ModelCard
+from edgetl.core.errors import ArtifactError, BackendUnavailable, DataError
 from edgetl.data.samples import Samples
-from edgetl.errors import ArtifactError, BackendUnavailable, DataError
 from edgetl.export.frontend_kernels import generate_kernels_openvino
 from edgetl.export.onnx_export import FRONTEND_SCOPE
 from edgetl.quantize.cpu import CpuTarget, cpu_target
@@ -62,7 +62,7 @@ def qat_openvino(card: ModelCard, out: Path, calib: Samples, options: QatOptions
 
     options.check()
     started = time.perf_counter()
-    set_torch_threads(None)  # the quantize command's --threads (edgetl/threads.py)
+    set_torch_threads(None)  # the quantize command's --threads (edgetl/core/threads.py)
     run = run_of(card)
     model, run_card = load_run(run)
     run_cfg = run_card.source.get("config", {})

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from edgetl.errors import ConfigError
+from edgetl.core.errors import ConfigError
+from edgetl.core.settings import Settings, setting, threads_setting
 from edgetl.quantize.cpu import CPU_TARGETS, DEFAULT_CPU
-from edgetl.settings import Settings, setting, threads_setting
 
 TARGETS = {"openvino": ".xml", "onnxruntime": ".onnx", "tensorrt": ".onnx"}
 DEFAULT_MAX_DROP = 0.01  # INT8 may lose at most one point of accuracy unless the user says otherwise
@@ -70,16 +70,3 @@ class QuantizeSettings(Settings):
             raise ConfigError("--qat is the fallback for when --max-drop cannot be held", hint="pass --max-drop too")
 
 
-@dataclasses.dataclass(frozen=True)
-class EngineSettings(Settings):
-    """`edgetl build-engine`: how TensorRT builds an engine on the device."""
-
-    precision: str = setting("best", "int8/best on the QDQ model from `quantize --target tensorrt` (its Q/DQ layers in "
-                             "INT8); fp16/fp32/best on the float model.", choices=("fp32", "fp16", "int8", "best"))
-    batch_profile: str | None = setting(None, "Optimization profile MIN:OPT:MAX (default 1:8:32); with --dla one static "
-                                        "batch N (default 1).")
-    dla: int | None = setting(None, "DLA core (Jetson), with GPU fallback; static shapes, FP16/INT8.", min=0,
-                              example="0")
-    workspace: int = setting(1024, "Builder workspace in MB.", min=1, example="1024")
-    timing_cache: str | None = setting(None, "Timing cache file, read and updated (default: beside the engine).")
-    gpu: int = setting(0, "The index of the GPU to build for (an engine is tied to its GPU).", min=0)

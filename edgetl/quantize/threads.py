@@ -2,7 +2,7 @@
 
 edgetl's runners take `threads` (runtime/backends.py), but NNCF compiles OpenVINO models
 with a fresh `ov.Core()` and ONNX Runtime's calibrator makes its own session, both at
-the libraries' default (every core; see edgetl/threads.py for what that costs on a busy
+the libraries' default (every core; see edgetl/core/threads.py for what that costs on a busy
 machine). While a quantization runs, `library_threads(n)` gives both `n` threads: an
 OpenVINO CPU compilation that names no thread count gets INFERENCE_NUM_THREADS n, and
 ONNX Runtime's SessionOptions start with n intra-op threads and one inter-op thread

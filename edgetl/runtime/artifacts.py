@@ -21,8 +21,9 @@ import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
-from edgetl.card import CARD_FILENAME, ModelCard
-from edgetl.errors import ArtifactError, BackendUnavailable
+from edgetl.core.card import CARD_FILENAME, ModelCard
+from edgetl.core.errors import ArtifactError, BackendUnavailable
+from edgetl.core.outputs import register_output_kind
 from edgetl.runtime.bundle import Bundle, is_bundle
 
 ONNX_CARD_KEY = "edgetl"  # metadata_props key of an ONNX file
@@ -244,7 +245,13 @@ def is_edgetl_artifact(path: str | Path) -> bool:
     return False
 
 
-__all__ = ["KINDS", "ONNX_CARD_KEY", "OPENVINO_CARD_KEY", "ArtifactKind", "card_from_onnx_metadata",
-           "card_from_openvino_model", "engine_card_path", "is_edgetl_artifact", "kind_of", "onnx_session", "read_card",
-           "read_engine_card", "read_onnx_card",
-           "set_onnx_card", "write_card"]
+# what may be replaced with --overwrite: a model file that provably carries an edgetl card
+# (writers name these kinds by the constants, which imports this module and so registers them)
+MODEL_OUTPUT, BUNDLE_OUTPUT = "model", "bundle"
+register_output_kind(MODEL_OUTPUT, "a model file with an edgetl card", lambda p: p.is_file() and is_edgetl_artifact(p))
+register_output_kind(BUNDLE_OUTPUT, "a bundle written by edgetl package", is_bundle)
+
+
+__all__ = ["BUNDLE_OUTPUT", "KINDS", "MODEL_OUTPUT", "ONNX_CARD_KEY", "OPENVINO_CARD_KEY", "ArtifactKind",
+           "card_from_onnx_metadata", "card_from_openvino_model", "engine_card_path", "is_edgetl_artifact", "kind_of",
+           "onnx_session", "read_card", "read_engine_card", "read_onnx_card", "set_onnx_card", "write_card"]

@@ -5,14 +5,14 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from edgetl import progress
-from edgetl.errors import ArtifactError, BackendUnavailable, ConfigError
+from edgetl.core import progress
+from edgetl.core.errors import ArtifactError, BackendUnavailable, ConfigError
+from edgetl.core.threads import resolve_threads
 from edgetl.runtime.artifacts import kind_of
 from edgetl.runtime.backend_table import BACKENDS, BackendInfo
 from edgetl.runtime.bundle import Bundle
 from edgetl.runtime.runner import PRECISION_HINTS, Runner
 from edgetl.runtime.targets import choose, model_for
-from edgetl.threads import resolve_threads
 
 
 def backend_for(path: Path, backend: str = "auto") -> BackendInfo:
@@ -52,7 +52,7 @@ def open_runner(artifact, backend: str = "auto", device: str = "cpu", threads: i
     path = Path(artifact)
     if kind_of(path).name == "bundle":  # a container: it opens its model for the backend
         return _open_bundle(path, backend, device, threads, precision_hint)
-    threads = resolve_threads(threads)  # never the library's default (edgetl/threads.py)
+    threads = resolve_threads(threads)  # never the library's default (edgetl/core/threads.py)
     info = backend_for(path, backend)
     hint = check_precision_hint(precision_hint, info.name)
     try:

@@ -28,8 +28,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from edgetl.card import CARD_FILENAME, ModelCard
-from edgetl.errors import ArtifactError
+from edgetl.core.card import CARD_FILENAME, ModelCard
+from edgetl.core.errors import ArtifactError
 
 MANIFEST = "bundle.json"
 SCHEMA = 1

@@ -17,7 +17,7 @@ import logging
 
 import numpy as np
 
-from edgetl.errors import ArtifactError, BackendUnavailable
+from edgetl.core.errors import ArtifactError, BackendUnavailable
 
 log = logging.getLogger("edgetl")
 UNKNOWN = {"gpu": "unknown", "compute_capability": "unknown"}

@@ -12,6 +12,7 @@ import importlib.metadata
 import platform
 
 from edgetl._version import __version__
+from edgetl.core.threads import default_threads, usable_cores
 from edgetl.runtime.machine import (
     CPU_TARGETS,
     backend_problem,
@@ -23,7 +24,6 @@ from edgetl.runtime.machine import (
     installed,
     nvidia_driver,
 )
-from edgetl.threads import default_threads, usable_cores
 
 ISA = {  # what doctor names -> the /proc/cpuinfo flags that give it
     "avx2": ("avx2",), "avx512": ("avx512f",), "vnni": ("avx512_vnni", "avx_vnni"),

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgetl.card import ModelCard
-from edgetl.errors import BackendUnavailable
+from edgetl.core.card import ModelCard
+from edgetl.core.errors import BackendUnavailable
 from edgetl.runtime.artifacts import card_from_onnx_metadata, onnx_session
 from edgetl.runtime.runner import Runner, quantizer_before
 

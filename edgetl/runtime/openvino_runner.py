@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgetl.errors import ArtifactError, BackendUnavailable
+from edgetl.core.errors import ArtifactError, BackendUnavailable
 from edgetl.runtime.artifacts import card_from_openvino_model
 from edgetl.runtime.runner import Runner, quantizer_before
 

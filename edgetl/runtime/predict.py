@@ -15,13 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from edgetl import modality as modalities
-from edgetl.errors import ConfigError, DataError
-from edgetl.progress import progress_bar
+from edgetl.core.errors import ConfigError, DataError
+from edgetl.core.progress import progress_bar
+from edgetl.core.settings import setting
 from edgetl.runtime.artifacts import read_card
 from edgetl.runtime.backends import open_runner
 from edgetl.runtime.runner import InferenceSettings, softmax
 from edgetl.runtime.streaming import KeywordDetector, audio_seconds, detect_file
-from edgetl.settings import setting
 
 
 @dataclasses.dataclass

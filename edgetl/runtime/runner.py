@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgetl.card import ModelCard
-from edgetl.errors import ArtifactError
-from edgetl.settings import Settings, setting, threads_setting
+from edgetl.core.card import ModelCard
+from edgetl.core.errors import ArtifactError
+from edgetl.core.settings import Settings, setting, threads_setting
 
 # What --device means wherever a model runs: the same words for every command.
 DEVICE_HELP = ("auto: the backend's GPU where this machine has one it can use, else the CPU; cpu; cuda[:N]; "

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from edgetl.errors import ArtifactError, ConfigError, DataError
+from edgetl.core.errors import ArtifactError, ConfigError, DataError
 from edgetl.modality.audio import SILENT_PEAK, AudioPreprocessing, audio_info, read_audio_stream
 from edgetl.runtime.runner import check_finite, softmax
 

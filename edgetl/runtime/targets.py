@@ -14,9 +14,9 @@ import functools
 import re
 from pathlib import Path
 
-from edgetl import progress
-from edgetl.errors import ArtifactError, BackendUnavailable, ConfigError
-from edgetl.paths import cache_dir
+from edgetl.core import progress
+from edgetl.core.errors import ArtifactError, BackendUnavailable, ConfigError
+from edgetl.core.paths import cache_dir
 from edgetl.runtime.artifacts import read_engine_card
 from edgetl.runtime.bundle import PREFERENCE, Bundle, sha256
 from edgetl.runtime.machine import CPU_TARGETS, backend_problem, exact_here

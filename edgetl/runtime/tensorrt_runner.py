@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgetl.errors import ArtifactError, ConfigError
+from edgetl.core.errors import ArtifactError, ConfigError
 from edgetl.runtime.artifacts import engine_card_path, read_engine_card  # noqa: F401  (engine_card_path: public here too)
 from edgetl.runtime.runner import Runner
 

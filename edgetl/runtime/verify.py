@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgetl.errors import ArtifactError
+from edgetl.core.errors import ArtifactError
 from edgetl.runtime.artifacts import kind_of, read_card
 from edgetl.runtime.backends import open_runner
 from edgetl.runtime.bundle import TOLERANCE, Bundle

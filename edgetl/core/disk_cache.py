@@ -1,4 +1,4 @@
-"""What edgetl keeps in its cache folder (edgetl.paths.cache_dir), how much room it takes,
+"""What edgetl keeps in its cache folder (edgetl.core.paths.cache_dir), how much room it takes,
 and how it is kept within a bound.
 
 Every kind of entry can be made again: decoded samples and a probe's features (made
@@ -17,8 +17,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgetl.errors import ConfigError
-from edgetl.paths import cache_dir
+from edgetl.core.errors import ConfigError
+from edgetl.core.paths import cache_dir
 
 DEFAULT_MAX_GB = 20.0
 STALE_SECONDS = 6 * 3600  # a half-written entry this old was left by a process that died

@@ -9,44 +9,56 @@ destroy the input, and a run written inside a data set becomes one more class.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
 import signal
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
-from edgetl.card import CARD_FILENAME
-from edgetl.errors import ArtifactError, ConfigError
+from edgetl.core.card import CARD_FILENAME
+from edgetl.core.errors import ArtifactError, ConfigError
 
 DATA_MARKER = "edgetl-data.json"  # written at the root of the data sets edgetl makes
-KINDS = {"run": "an edgetl run directory", "model": "a model file with an edgetl card",
-         "data": "a data set written by edgetl", "report": "a report written by edgetl",
-         "bundle": "a bundle written by edgetl package"}
 REPORT_SOFTWARE = "edgetl"  # the PNG text chunk edgetl's plots carry
+REPORT_CSV_HEADERS: list[str] = []  # the first columns of the CSV reports edgetl writes (their owners add theirs)
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputKind:
+    """A kind of output edgetl writes: how it is named in a refusal, and how an existing
+    path is recognised as one edgetl made (only those are ever replaced)."""
+
+    description: str
+    recognizes: Callable[[Path], bool]
+
+
+KINDS: dict[str, OutputKind] = {}
+
+
+def register_output_kind(name: str, description: str, recognizes: Callable[[Path], bool]) -> None:
+    """Kinds are registered by the modules that own them (a model file and a bundle by
+    the runtime, which knows their formats); this module knows only the simplest."""
+    KINDS[name] = OutputKind(description, recognizes)
 
 
 def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
-def is_edgetl_model(path: Path) -> bool:
-    """A model file that carries an edgetl card (read without loading any runtime)."""
-    from edgetl.runtime.artifacts import is_edgetl_artifact
-
-    return path.is_file() and is_edgetl_artifact(path)
-
-
 def is_edgetl_report(path: Path) -> bool:
-    """A benchmark report edgetl wrote: JSON with an edgetl schema, CSV with the bench
-    columns, or a PNG plot that names edgetl as its software."""
+    """A report edgetl wrote: JSON with an edgetl schema, CSV with the columns of one of
+    edgetl's CSV reports, or a PNG plot that names edgetl as its software."""
     suffix = path.suffix.lower()
     try:
         if suffix == ".json":
             return str(json.loads(path.read_text()).get("schema", "")).startswith("edgetl.")
         if suffix == ".csv":
             with open(path) as f:
-                return f.readline().startswith("artifact,name,backend")
+                first = f.readline()
+            return any(first.startswith(header) for header in REPORT_CSV_HEADERS)
         if suffix == ".png":
             from PIL import Image
 
@@ -57,18 +69,19 @@ def is_edgetl_report(path: Path) -> bool:
     return False
 
 
-def is_edgetl_output(path: Path, kind: str) -> bool:
-    if kind == "report":
-        return path.is_file() and is_edgetl_report(path)
-    if kind == "run":
-        return path.is_dir() and (path / CARD_FILENAME).is_file()
-    if kind == "data":
-        return path.is_dir() and (path / DATA_MARKER).is_file()
-    if kind == "bundle":
-        from edgetl.runtime.bundle import is_bundle
+register_output_kind("run", "an edgetl run directory", lambda p: p.is_dir() and (p / CARD_FILENAME).is_file())
+register_output_kind("data", "a data set written by edgetl", lambda p: p.is_dir() and (p / DATA_MARKER).is_file())
+register_output_kind("report", "a report written by edgetl", lambda p: p.is_file() and is_edgetl_report(p))
 
-        return is_bundle(path)
-    return path.is_file() and is_edgetl_model(path)
+
+def output_kind(kind: str) -> OutputKind:
+    if kind not in KINDS:  # a programming error: the owner of the kind registers it when imported
+        raise ValueError(f"output kind {kind!r} is not registered (known: {', '.join(KINDS)})")
+    return KINDS[kind]
+
+
+def is_edgetl_output(path: Path, kind: str) -> bool:
+    return output_kind(kind).recognizes(path)
 
 
 def check_output(out, kind: str, overwrite: bool, inputs: dict[str, object] | None = None,
@@ -76,8 +89,7 @@ def check_output(out, kind: str, overwrite: bool, inputs: dict[str, object] | No
     """Refuse `out` (a run directory, model file or data set, by `kind`) when writing it
     could destroy something; returns it resolved. `inputs` names what the command reads
     (e.g. {"data set": DATA}), which the output may neither be, contain nor lie inside."""
-    if kind not in KINDS:
-        raise ValueError(kind)
+    description = output_kind(kind).description
     out = Path(out).expanduser().resolve()
     for what, value in (inputs or {}).items():
         if value is None:
@@ -95,10 +107,10 @@ def check_output(out, kind: str, overwrite: bool, inputs: dict[str, object] | No
         return out
     when = " (it appeared while this command ran; nothing was replaced)" if appeared else ""
     if not is_edgetl_output(out, kind):
-        raise ConfigError(f"{out} already exists and is not {KINDS[kind]}{when}; edgetl never replaces what it did "
+        raise ConfigError(f"{out} already exists and is not {description}{when}; edgetl never replaces what it did "
                           "not make", hint="choose another --out")
     if not overwrite:
-        raise ConfigError(f"{out} already exists ({KINDS[kind]}){when}", hint="choose another --out, or pass "
+        raise ConfigError(f"{out} already exists ({description}){when}", hint="choose another --out, or pass "
                           "--overwrite to replace it")
     return out
 
@@ -255,5 +267,5 @@ def remove_outputs_on_sigterm() -> None:
         pass
 
 
-__all__ = ["DATA_MARKER", "Terminated", "check_output", "is_edgetl_model", "is_edgetl_output", "publish",
+__all__ = ["DATA_MARKER", "Terminated", "check_output", "OutputKind", "register_output_kind", "is_edgetl_output", "publish",
            "publish_data", "remove_outputs_on_sigterm", "temp_dir_beside", "write_atomic", "write_data_marker"]

@@ -16,8 +16,8 @@ import types
 import typing
 from typing import Any
 
-from edgetl.errors import ConfigError
-from edgetl.threads import HELP as THREADS_DEFAULT
+from edgetl.core.errors import ConfigError
+from edgetl.core.threads import HELP as THREADS_DEFAULT
 
 
 def setting(default: Any, help: str = "", *, choices: tuple | None = None, min: float | None = None,
@@ -36,7 +36,7 @@ def setting(default: Any, help: str = "", *, choices: tuple | None = None, min: 
 
 
 def threads_setting(what: str = "inference"):
-    """The --threads field of every stage that computes (edgetl/threads.py: the default)."""
+    """The --threads field of every stage that computes (edgetl/core/threads.py: the default)."""
     return setting(None, f"CPU threads for {what} (e.g. 1 on a busy machine) {THREADS_DEFAULT}.", min=1, example="1")
 
 
@@ -85,7 +85,8 @@ class Settings:
                               else "", f"at most {high:g}" if high is not None else "",
                               f"below {below:g}" if below is not None else ""]
                     name = f"{path}: must be" if path else f"{flag_of(f)} must be"
-                    raise ConfigError(f"{name} {' and '.join(b for b in bounds if b)}, got {value:g}", hint=_hint(f))
+                    rule = " and ".join(b for b in bounds if b) or "a number"  # NaN where no bound is declared
+                    raise ConfigError(f"{name} {rule}, got {value:g}", hint=_hint(f))
         try:
             self.validate()
         except ConfigError as exc:

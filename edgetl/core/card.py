@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edgetl.errors import ArtifactError
+from edgetl.core.errors import ArtifactError
 
 CARD_FILENAME = "edgetl.json"
 # Bump when a field changes meaning; readers refuse cards from a newer schema.

@@ -15,19 +15,17 @@ import dataclasses
 import functools
 import io
 import json
-import math
 from pathlib import Path
 
 import numpy as np
 
-from edgetl.card import ModelCard
-from edgetl.errors import ConfigError, DataError
+from edgetl.core.card import ModelCard
+from edgetl.core.errors import ConfigError, DataError
+from edgetl.evaluate.settings import StreamEvalSettings
 from edgetl.modality.audio import audio_info
 from edgetl.runtime.artifacts import write_card
 from edgetl.runtime.backends import open_runner
-from edgetl.runtime.runner import InferenceSettings
 from edgetl.runtime.streaming import Detection, KeywordDetector, StreamingSettings, detect_file, never_fires, replay, smoothed
-from edgetl.settings import setting
 
 # Thresholds tried for the DET curve and when picking a keyword's threshold.
 THRESHOLDS = np.unique(np.concatenate([np.linspace(0.05, 0.95, 19), 1 - np.geomspace(0.05, 1e-6, 26)]))
@@ -36,7 +34,6 @@ PEAK_THRESHOLDS = 200  # at most this many more, placed at the recorded scores' 
 # and refractory periods (a keyword said within a second of another is lost to a long one).
 SMOOTHING_MS = (200, 400, 600, 800, 1000)
 REFRACTORY_MS = (250.0, 500.0, 1000.0)
-PICKS = ("common", "per-keyword")  # one threshold for every keyword, or one each
 
 
 @dataclasses.dataclass(frozen=True)
@@ -275,35 +272,6 @@ def write_streaming(path: Path, card: ModelCard) -> str:
                       hint="pick them on the run directory, .onnx or .xml, then build the engine from that .onnx")
 
 
-@dataclasses.dataclass(frozen=True)
-class StreamEvalSettings(InferenceSettings):
-    hop_ms: float | None = setting(None, "With --stream: score every this many ms (default: the card's, 100).",
-                                   above=0, max=1000, example="100")
-    smoothing: int | None = setting(None, "With --stream: hops a keyword's probability is averaged over (card's; 6 "
-                                    "unless it says; with --target-fa-per-hour, fixed instead of picked).", min=1,
-                                    max=100, example="6")
-    refractory_ms: float | None = setting(None, "With --stream: silence after a detection (card's; 500 unless it "
-                                          "says; with --target-fa-per-hour, fixed instead of picked).", max=60000,
-                                          example="500")
-    target_fa_per_hour: float | None = setting(None, "With --stream on a validation recording: pick the threshold, "
-                                               "smoothing and refractory period with the fewest false rejects at no "
-                                               "more than this many false accepts per hour, and write them into the "
-                                               "card.", above=0, example="1")
-    pick: str = setting("common", "With --target-fa-per-hour: one threshold for every keyword (the default), or one "
-                        "per keyword (which can overfit a validation recording of few voices).", choices=PICKS,
-                        flag="--thresholds")
-    plot: str | None = setting(None, "With --stream: write the DET curve (PNG).")
-    live: bool = setting(False, "With --stream: feed the recording one hop at a time, as a microphone would, so the "
-                         "real-time factor is a live device's (by default it is read in blocks of hops: the same "
-                         "scores, sooner).")
-    share: bool = setting(True, "Score overlapping windows once where the model's parts allow.", cli=False)
-
-    def validate(self) -> None:
-        if self.target_fa_per_hour is not None and not math.isfinite(self.target_fa_per_hour):
-            raise ConfigError(f"--target-fa-per-hour must be a positive rate, got {self.target_fa_per_hour:g}",
-                              hint="e.g. --target-fa-per-hour 1")
-
-
 def check_length(recording: Path, detector: KeywordDetector) -> None:
     """A recording must hold one window of the model, and the smoothing must fit in it."""
     info = audio_info(recording)  # an unreadable file: the reason, named
@@ -399,7 +367,7 @@ def plot_det(report: StreamReport, path) -> Path:
     """FRR against false accepts per hour, one point per common threshold, and the
     operating point of the card's thresholds."""
     from edgetl.bench.report import pyplot
-    from edgetl.outputs import REPORT_SOFTWARE, write_atomic
+    from edgetl.core.outputs import REPORT_SOFTWARE, write_atomic
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4.8))

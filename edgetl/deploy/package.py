@@ -16,18 +16,17 @@ from pathlib import Path
 
 import numpy as np
 
-from edgetl import progress
 from edgetl._version import __version__
-from edgetl.card import ModelCard
-from edgetl.errors import ConfigError, DataError
-from edgetl.outputs import check_output, publish, temp_dir_beside
-from edgetl.runtime.artifacts import engine_card_path, kind_of, read_card
+from edgetl.core import progress
+from edgetl.core.card import ModelCard
+from edgetl.core.errors import ConfigError, DataError
+from edgetl.core.outputs import check_output, publish, temp_dir_beside
+from edgetl.core.threads import using_threads
+from edgetl.deploy.settings import PackageSettings
+from edgetl.runtime.artifacts import BUNDLE_OUTPUT, engine_card_path, kind_of, read_card
 from edgetl.runtime.bundle import MANIFEST, Manifest, TargetEntry, sha256
 from edgetl.runtime.verify import reference_answers
-from edgetl.settings import Settings, setting, threads_setting
-from edgetl.threads import using_threads
 
-TARGETS = ("openvino", "onnxruntime", "tensorrt")
 INT8_FILES = {"openvino": "model.int8.xml", "onnxruntime": "model.int8.onnx", "tensorrt": "model.qdq.onnx"}
 
 
@@ -50,23 +49,6 @@ def pick_model(run: Path, target: str) -> Path:
     if int8.is_file() and within_bound(read_card(int8)):
         return int8
     return run / ("model.xml" if target == "openvino" else "model.onnx")
-
-
-@dataclasses.dataclass(frozen=True)
-class PackageSettings(Settings):
-    targets: tuple[str, ...] = setting(("openvino", "onnxruntime"), "openvino, onnxruntime, tensorrt (the QDQ model "
-                                       "and the command that builds its engine on the device).")
-    zip_file: bool = setting(False, "Write one .zip file instead of a folder.", flag="--zip")
-    samples: int = setting(16, "Reference files taken from the run's data (test split, else val), class by class.",
-                           min=1, example="16")
-    data: str | None = setting(None, "Take the reference files from this data set instead.")
-    threads: int | None = threads_setting("the bundle's checks and latency figures")
-
-    def validate(self) -> None:
-        targets = list(self.targets)
-        if not targets or any(t not in TARGETS for t in targets) or len(set(targets)) != len(targets):
-            raise ConfigError(f"--targets takes distinct names among {', '.join(TARGETS)}, "
-                              f"got {','.join(targets) or 'none'}", hint="e.g. --targets openvino,onnxruntime")
 
 
 def reference_files(card: ModelCard, data, n: int) -> list[tuple[Path, str]]:
@@ -118,7 +100,7 @@ def package(run, out, settings: PackageSettings | None = None, overwrite: bool =
     out = Path(out)
     if zip_file and out.suffix.lower() != ".zip":
         out = out.with_name(out.name + ".zip")
-    out = check_output(out, "bundle", overwrite, {"run": run, "data set": data or card.source.get("data")})
+    out = check_output(out, BUNDLE_OUTPUT, overwrite, {"run": run, "data set": data or card.source.get("data")})
     with using_threads(s.threads):  # every export, check and latency figure below
         refs = reference_files(card, data, samples)
         _export_missing(run, targets)
@@ -240,4 +222,4 @@ def _publish(root: Path, out: Path, zip_file: bool, overwrite: bool) -> None:
                 if p.is_file():
                     z.write(p, str(p.relative_to(root)))
         root = staged
-    publish({root: out}, "bundle", overwrite)
+    publish({root: out}, BUNDLE_OUTPUT, overwrite)

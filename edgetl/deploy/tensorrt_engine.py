@@ -26,11 +26,12 @@ import shlex
 import shutil
 from pathlib import Path
 
-from edgetl import progress
-from edgetl.card import ModelCard, build_fingerprint
-from edgetl.errors import ArtifactError, BackendUnavailable, ConfigError
+from edgetl.core import progress
+from edgetl.core.card import ModelCard, build_fingerprint
+from edgetl.core.errors import ArtifactError, BackendUnavailable, ConfigError
+from edgetl.core.outputs import check_output, publish, temp_dir_beside
 from edgetl.export.onnx_export import frontend_nodes, in_frontend
-from edgetl.outputs import check_output, publish, temp_dir_beside
+from edgetl.runtime.artifacts import MODEL_OUTPUT
 
 log = logging.getLogger("edgetl")
 PRECISIONS = ("fp32", "fp16", "int8", "best")
@@ -244,7 +245,7 @@ def trtexec_command(spec: EngineSpec, plan: BuildPlan) -> str:
 def build_engine(spec: EngineSpec, overwrite: bool = False) -> dict:
     """Build and write the engine and its card; returns what the build reports."""
     card, qdq = check_spec(spec)
-    check_output(spec.out, "model", overwrite, {"input model": spec.onnx})
+    check_output(spec.out, MODEL_OUTPUT, overwrite, {"input model": spec.onnx})
     shutil.rmtree(temp_dir_beside(spec.out))  # a folder that cannot be written fails now, not after the build
     try:
         import tensorrt as trt
@@ -326,7 +327,7 @@ def build_engine(spec: EngineSpec, overwrite: bool = False) -> dict:
         engine = work / spec.out.name
         engine.write_bytes(serialized)
         engine_card.save(engine_card_path(engine))
-        publish({engine: spec.out, engine_card_path(engine): engine_card_path(spec.out)}, "model", overwrite)
+        publish({engine: spec.out, engine_card_path(engine): engine_card_path(spec.out)}, MODEL_OUTPUT, overwrite)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if spec.timing_cache:

@@ -5,14 +5,13 @@ import dataclasses
 
 import numpy as np
 
-from edgetl import progress
+from edgetl.core import progress
+from edgetl.core.metrics import accuracy, confusion_matrix, per_class_accuracy
 from edgetl.data.folders import select_split
 from edgetl.data.sample_cache import cached_split
-from edgetl.metrics import accuracy, confusion_matrix, per_class_accuracy
+from edgetl.evaluate.settings import EvaluateSettings
 from edgetl.modality import Preprocessing, preprocessing_of
 from edgetl.runtime import Runner, open_runner
-from edgetl.runtime.runner import InferenceSettings
-from edgetl.settings import setting
 
 
 @dataclasses.dataclass
@@ -42,12 +41,6 @@ def predict_logits(runner: Runner, cached: np.ndarray, pre: Preprocessing, batch
             out.append(runner.infer_all(pre.normalize(chunk), batch_size))  # checked, padded for static batches
             bar.advance(task, len(chunk))
     return np.concatenate(out) if out else np.zeros((0, len(runner.card.labels)), np.float32)
-
-
-@dataclasses.dataclass(frozen=True)
-class EvaluateSettings(InferenceSettings):
-    split: str = setting("val", "train | val | test")
-    batch_size: int = setting(64, "Samples per inference call.", min=1, example="64")
 
 
 def evaluate(artifact, data, settings: EvaluateSettings | None = None, **options) -> EvalReport:
