@@ -177,3 +177,33 @@ def test_a_planted_circle_is_caught(tmp_path):
     (copy / "data" / "folders.py").write_text((copy / "data" / "folders.py").read_text()
                                               + "\nfrom edgetl.data import samples\n")
     assert any({"edgetl.data.folders", "edgetl.data.samples"} <= set(c) for c in circles(graph(copy)))
+
+
+# Stage packages: each holds its settings in settings.py, read without loading the stage.
+STAGES = ("data", "finetune", "evaluate", "export", "quantize", "bench", "deploy", "runtime")
+
+
+def test_the_package_root_holds_the_facade_alone_and_every_stage_has_its_settings():
+    assert sorted(p.name for p in ROOT.glob("*.py")) == ["__init__.py", "__main__.py", "_version.py"]
+    for stage in STAGES:
+        assert (ROOT / stage / "settings.py").is_file(), stage
+
+
+def test_the_cli_loads_settings_not_stages():
+    """`import edgetl.cli` (every command's options) loads the settings modules, the CLI,
+    the low package and what the settings are made of (the modalities' training options,
+    the strategy names, the CPU kinds INT8 is made for): no stage, no backend."""
+    import subprocess
+    import sys
+
+    code = "import sys, edgetl.cli; print('\\n'.join(m for m in sys.modules if m.startswith('edgetl')))"
+    loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                check=True).stdout.split())
+    made_of = {"edgetl.modality.registry", "edgetl.modality.image", "edgetl.modality.audio",
+               "edgetl.finetune.strategies", "edgetl.quantize.cpu", "edgetl.runtime.machine"}
+    packages = {f"edgetl.{stage}" for stage in STAGES} | {"edgetl.core", "edgetl.modality"}
+    allowed = {m for m in loaded if m.startswith(("edgetl.core.", "edgetl.cli")) or m.endswith(".settings")}
+    allowed |= made_of | packages | {"edgetl", "edgetl._version"}
+    assert loaded - allowed == set()
+    assert {f"edgetl.{stage}.settings" for stage in STAGES} - {"edgetl.runtime.settings"} <= loaded  # the walk saw them
+    assert not {"edgetl.export.job", "edgetl.quantize.job", "edgetl.runtime.backends"} & loaded

@@ -159,7 +159,7 @@ def test_a_bound_int8_cannot_hold_falls_back_to_float_layers(quant_onnx, tmp_pat
 
 def test_an_impossible_bound_is_a_clear_error(quant_onnx, tmp_path, monkeypatch):
     """When even the best try loses too much, nothing is written and the error says so."""
-    import edgetl.quantize as q
+    import edgetl.quantize.job as q
 
     calls = []
 

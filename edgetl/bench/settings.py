@@ -6,7 +6,7 @@ import dataclasses
 
 from edgetl.core.errors import ConfigError
 from edgetl.core.settings import Settings, setting, threads_setting
-from edgetl.runtime.runner import DEVICE_HELP, PRECISION_HINTS
+from edgetl.runtime.settings import DEVICE_HELP, PRECISION_HINTS
 
 
 @dataclasses.dataclass(frozen=True)

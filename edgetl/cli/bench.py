@@ -5,7 +5,6 @@ import logging
 
 import click
 
-from edgetl.bench.baseline import check_bounds, compare, read_report
 from edgetl.bench.settings import BenchSettings
 from edgetl.cli import options
 from edgetl.core.errors import ConfigError
@@ -43,6 +42,7 @@ def bench_cmd(artifacts, as_json, json_file, csv_out, plot_out, baseline, max_sl
     that fails (backend missing, engine for another GPU) is reported in its row."""
     import json
 
+    from edgetl.bench.baseline import check_bounds, compare, read_report
     from edgetl.bench.harness import bench
     from edgetl.core.progress import results_console
 

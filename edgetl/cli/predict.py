@@ -6,7 +6,7 @@ import json
 import click
 
 from edgetl.cli import options
-from edgetl.runtime.predict import PredictSettings, predict
+from edgetl.runtime.settings import PredictSettings
 
 
 @click.command("predict")
@@ -25,7 +25,7 @@ def predict_cmd(artifact, files, as_json, **values):
     from rich.table import Table
 
     from edgetl.core.progress import print_table, results_console
-    from edgetl.runtime.predict import none_predicted
+    from edgetl.runtime.predict import none_predicted, predict
 
     settings = PredictSettings(**values)
     top_k = settings.top_k

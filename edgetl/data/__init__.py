@@ -1,6 +1,11 @@
 """Data sets: folders of any modality (train/val[/test] or flat with a validation split),
 built-in data sets; splits are decoded once through edgetl.modality, into the sample cache on disk
-(sample_cache.py)."""
-from edgetl.data.folders import DatasetSplits, Split, open_folder, open_unlabelled, select_split
+(sample_cache.py). The data commands' settings are settings.py. Attributes load lazily."""
+from edgetl.core.lazy import lazy_attributes
 
-__all__ = ["DatasetSplits", "Split", "open_folder", "open_unlabelled", "select_split"]
+_LAZY = {"DatasetSplits": "folders", "Split": "folders", "open_folder": "folders", "open_unlabelled": "folders",
+         "select_split": "folders"}
+
+__all__ = list(_LAZY)
+
+__getattr__ = lazy_attributes(__name__, _LAZY)

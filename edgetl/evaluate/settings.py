@@ -7,7 +7,7 @@ import math
 
 from edgetl.core.errors import ConfigError
 from edgetl.core.settings import setting
-from edgetl.runtime.runner import InferenceSettings
+from edgetl.runtime.settings import InferenceSettings
 
 PICKS = ("common", "per-keyword")  # one threshold for every keyword, or one each
 

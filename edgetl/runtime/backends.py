@@ -11,7 +11,8 @@ from edgetl.core.threads import resolve_threads
 from edgetl.runtime.artifacts import kind_of
 from edgetl.runtime.backend_table import BACKENDS, BackendInfo
 from edgetl.runtime.bundle import Bundle
-from edgetl.runtime.runner import PRECISION_HINTS, Runner
+from edgetl.runtime.runner import Runner
+from edgetl.runtime.settings import PRECISION_HINTS
 from edgetl.runtime.targets import choose, model_for
 
 

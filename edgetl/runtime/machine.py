@@ -14,8 +14,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from edgetl.runtime.backend_table import BACKENDS
-
 # The flags that change what a backend computes or how fast: INT8 saturation without
 # VNNI, OpenVINO's default bf16 where AVX-512 BF16 or AMX exists.
 _FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "neon", "asimd")
@@ -151,11 +149,15 @@ def nvidia_driver() -> str | None:
 
 
 def installed(backend: str) -> bool:
+    from edgetl.runtime.backend_table import BACKENDS  # the machine's facts load without the table
+
     return importlib.util.find_spec(BACKENDS[backend].package) is not None
 
 
 def backend_problem(backend: str) -> str | None:
     """Why `backend` cannot run on this machine (with the remedy), or None."""
+    from edgetl.runtime.backend_table import BACKENDS
+
     if not installed(backend):
         return f"{backend} is not installed: {BACKENDS[backend].install}"
     if backend == "tensorrt" and nvidia_driver() is None and not gpu_names():

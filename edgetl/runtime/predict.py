@@ -17,10 +17,10 @@ import numpy as np
 from edgetl import modality as modalities
 from edgetl.core.errors import ConfigError, DataError
 from edgetl.core.progress import progress_bar
-from edgetl.core.settings import setting
 from edgetl.runtime.artifacts import read_card
 from edgetl.runtime.backends import open_runner
-from edgetl.runtime.runner import InferenceSettings, softmax
+from edgetl.runtime.runner import softmax
+from edgetl.runtime.settings import PredictSettings
 from edgetl.runtime.streaming import KeywordDetector, audio_seconds, detect_file
 
 
@@ -71,12 +71,6 @@ def read_input(path: Path, kind: modalities.Modality, preprocessing) -> np.ndarr
             raise
         raise DataError(f"{path} is not an {kind.noun} edgetl can read ({suffix or 'no suffix'})",
                         hint=f"this model takes {takes}") from None
-
-
-@dataclasses.dataclass(frozen=True)
-class PredictSettings(InferenceSettings):
-    top_k: int = setting(3, "How many labels per file.", min=1, example="3")
-    batch: int = setting(16, "Files per inference call.", min=1, cli=False)
 
 
 def predict(artifact, files, settings: PredictSettings | None = None, **options) -> list[Prediction]:
