@@ -190,3 +190,33 @@ def test_a_pipeline_never_writes_into_a_folder_it_did_not_make(tmp_path, tiny_di
                                       str(tmp_path / "mine")])
     assert result.exit_code == 2 and "did not write" in result.output
     assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["notes.txt"]
+
+
+def test_a_data_file_rewritten_with_its_time_put_back_reruns_the_stages_that_read_it(tmp_path, tiny_digits):
+    """The data folder is keyed by its files' contents, as the sample cache keys a split:
+    a file rewritten with the same size and its modification time put back (what a
+    restore or a careful copy does) is a change, not a reuse."""
+    import os
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_digits, data)
+    target = sorted((data / "train").rglob("*.png"))[0]
+    side = Image.open(target).size
+    Image.fromarray(np.zeros(side[::-1], np.uint8)).save(target, compress_level=0)  # its size: the pixels only
+    doc = {k: v for k, v in tiny_recipe(data).items() if k in ("name", "data", "finetune", "export")}
+    doc["quantize"] = {"targets": []}
+    recipe = write(tmp_path, doc)
+    result, stages = run(recipe, tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert stages["data"] == "ran" and stages["finetune"] == "ran"
+    before = target.stat()
+    Image.fromarray(np.full(side[::-1], 255, np.uint8)).save(target, compress_level=0)
+    os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert target.stat().st_size == before.st_size and target.stat().st_mtime_ns == before.st_mtime_ns
+    result, stages = run(recipe, tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert stages["data"] == "ran" and stages["finetune"] == "ran" and stages["export"] == "ran"

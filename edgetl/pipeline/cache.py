@@ -5,10 +5,11 @@ A stage's key is the SHA-256 of its settings, the fingerprints of its inputs (th
 folder, the outputs of the stages it reads) and the versions of edgetl and the libraries
 that change results. Its marker (`DIR/.stages/STAGE.json`) is written only once the
 stage has finished and is removed before it starts again, so an interrupted stage is
-never taken for done. Outputs are fingerprinted by content (SHA-256 of each file), data
-folders by each file's path, size and modification time: reading a 30,000-image set
-again on every rerun would cost more than the check is worth, and a file edited in
-place changes its modification time.
+never taken for done. Outputs are fingerprinted by content (SHA-256 of each file), folders
+by each file's path and content digest, as the sample cache keys a split
+(data/file_digests.py): a file is read again only when its size, times or inode changed,
+so a rerun does not read a 30,000-image set again, and a file rewritten with its
+modification time put back is still seen to change.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import os
 from pathlib import Path
 
 from edgetl.core.outputs import write_atomic
+from edgetl.data import file_digests
 from edgetl.runtime.bundle import sha256
 
 # the libraries whose versions change what a stage computes
@@ -48,19 +50,20 @@ def source_digest() -> str:
 
 
 def folder_fingerprint(folder: Path) -> str:
-    """Each file's relative path, size and modification time, in order."""
-    h = hashlib.sha256()
+    """Each file's relative path and content digest, in order (a link that leads nowhere
+    holds nothing a stage reads)."""
+    paths = []
     for root, dirs, files in os.walk(folder):
         dirs.sort()
-        for name in sorted(files):
-            p = Path(root) / name
-            st = p.stat()
-            h.update(f"{p.relative_to(folder)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        paths += [p for p in (Path(root) / name for name in sorted(files)) if p.is_file()]
+    h = hashlib.sha256()
+    for p, digest in zip(paths, file_digests.digests(paths)):
+        h.update(f"{p.relative_to(folder)}\0{digest}\n".encode())
     return h.hexdigest()
 
 
 def fingerprint(path: Path) -> str | None:
-    """A file by content, a folder by its files' sizes and times; None when it is absent."""
+    """A file by content, a folder by its files' contents; None when it is absent."""
     if path.is_file():
         return sha256(path)
     if path.is_dir():
