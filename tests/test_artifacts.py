@@ -94,3 +94,22 @@ def test_device_auto_is_decided_by_edgetl_not_by_the_library(artifacts, kind):
         assert runner.device == "cpu"  # no GPU is lent to this project
         if kind == "openvino":
             assert list(runner.compiled.get_property("EXECUTION_DEVICES")) == ["CPU"]
+
+
+@pytest.mark.parametrize("kind", ["run", "onnx", "openvino"])
+def test_a_runner_fed_another_shape_or_dtype_names_the_cards_input(artifacts, kind):
+    """Runner.infer checks the batch against the card in the base class, for every backend:
+    a wrong rank, a wrong static size or an integer array is one error naming the card's
+    shape; a float64 batch is cast and answers as float32 does."""
+    import numpy as np
+
+    from edgetl.core.errors import DataError
+
+    with open_runner(artifacts[kind], threads=1) as runner:
+        shape = [d if isinstance(d, int) else 2 for d in runner.card.input["shape"]]
+        shown = "x".join("N" if not isinstance(d, int) else str(d) for d in runner.card.input["shape"])
+        x = np.random.default_rng(0).random(shape, dtype=np.float32)
+        for bad in (x[0], x[:, :, :-1], (x * 255).astype(np.uint8)):
+            with pytest.raises(DataError, match=shown):
+                runner.infer(bad)
+        np.testing.assert_allclose(runner.infer(x.astype(np.float64)), runner.infer(x), atol=1e-6)

@@ -65,7 +65,7 @@ def test_a_backend_that_answers_with_nothing_is_an_error_not_a_figure():
     class Empty(Runner):
         backend = "empty"
 
-        def infer(self, batch):
+        def compute(self, batch):
             return np.zeros((0, 2), np.float32)
 
     card = ModelCard(labels=["a", "b"], modality="image", input={"shape": [None, 3, 4, 4]}, preprocessing={})

@@ -150,7 +150,7 @@ class BurstRunner(Runner):
     def load(cls, path, device="cpu", threads=None, precision_hint="f32"):
         return cls()
 
-    def infer(self, batch):
+    def compute(self, batch):
         self.calls += 1
         up = (batch == 0.5).sum(axis=1) >= self.burst
         down = (batch == -0.5).sum(axis=1) >= self.burst
@@ -242,7 +242,7 @@ def test_keyword_streams_use_unheard_voices_and_list_the_keyword_times(keywords)
         rows = (keywords / "_streams_" / f"{split}.csv").read_text().splitlines()
         assert rows[0] == "label,start,end,voice" and len(rows) == len(doc["keywords"]) + 1
         wave = read_audio(keywords / "_streams_" / f"{split}.wav", max_seconds=3600)
-        rms = lambda a, b: np.sqrt(np.mean(wave[int(a * RATE):int(b * RATE)] ** 2))  # noqa: E731
+        rms = lambda a, b, wave=wave: np.sqrt(np.mean(wave[int(a * RATE):int(b * RATE)] ** 2))  # noqa: E731
         # each keyword follows at least 0.3 s of noise alone, and mostly stands out of it
         ratios = [rms(k["start"], k["end"]) / rms(k["start"] - 0.25, k["start"]) for k in doc["keywords"]]
         assert np.median(ratios) > 2

@@ -24,7 +24,7 @@ class TorchRunner(Runner):
 
     @classmethod
     def load(cls, path: Path, device: str = "cpu", threads: int | None = None,
-             precision_hint: str = "f32") -> "TorchRunner":
+             precision_hint: str = "f32") -> TorchRunner:
         # Imported here, never at module level: listing the backends must not load torch.
         import torch
 
@@ -45,8 +45,8 @@ class TorchRunner(Runner):
         runner._torch = torch
         return runner
 
-    def infer(self, batch: np.ndarray) -> np.ndarray:
+    def compute(self, batch: np.ndarray) -> np.ndarray:
         torch = self._torch
         with torch.inference_mode():
-            x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
+            x = torch.from_numpy(batch).to(self.device)
             return self.model(x).float().cpu().numpy()

@@ -20,7 +20,7 @@ def emulates_tensorrt(card: ModelCard, provider: str) -> bool:
 
 class OnnxRuntimeRunner(Runner):
     backend = "onnxruntime"
-    _cutter: "Cutter | None" = None  # the model indexed for cutting parts, made on the first part
+    _cutter: Cutter | None = None  # the model indexed for cutting parts, made on the first part
 
     @classmethod
     def resolve_device(cls, device: str) -> str:
@@ -32,7 +32,7 @@ class OnnxRuntimeRunner(Runner):
 
     @classmethod
     def load(cls, path: Path, device: str = "cpu", threads: int | None = None,
-             precision_hint: str = "f32") -> "OnnxRuntimeRunner":
+             precision_hint: str = "f32") -> OnnxRuntimeRunner:
         import onnxruntime as ort
 
         kind = device.split(":")[0]
@@ -64,8 +64,8 @@ class OnnxRuntimeRunner(Runner):
         runner.input_name = session.get_inputs()[0].name
         return runner
 
-    def infer(self, batch: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+    def compute(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: batch})[0]
 
     def part(self, inputs: list[str], outputs: list[str], any_length: bool = False):
         try:  # cutting a graph needs the onnx package (in edgetl[train]; the runtime can do without)

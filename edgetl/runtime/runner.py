@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from edgetl.core.card import ModelCard
-from edgetl.core.errors import ArtifactError
+from edgetl.core.errors import ArtifactError, DataError
 from edgetl.runtime.settings import PRECISION_HINTS, InferenceSettings  # noqa: F401  (what runners are asked)
 
 
@@ -82,7 +82,7 @@ class Runner(abc.ABC):
 
     @classmethod
     def load(cls, path: Path, device: str = "cpu", threads: int | None = None,
-             precision_hint: str = "f32") -> "Runner":
+             precision_hint: str = "f32") -> Runner:
         """Open the artifact at `path` (of a kind this backend loads, runtime/artifacts.py)
         on `device` with `threads` CPU threads, the float parts computed in
         `precision_hint`; the card comes from the artifact itself. Every backend in the
@@ -100,8 +100,32 @@ class Runner(abc.ABC):
     def input_spec(self) -> dict:
         return self.card.input
 
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """The model's output for `batch`, checked against the card's input spec first (in
+        one place for every backend): a float array of another width is cast, any other
+        dtype, another rank or another size along a static axis is a DataError that names
+        the card's shape."""
+        return self.compute(self.checked_input(batch))
+
     @abc.abstractmethod
-    def infer(self, batch: np.ndarray) -> np.ndarray: ...
+    def compute(self, batch: np.ndarray) -> np.ndarray:
+        """The backend's own call: `batch` already fits the card's input (contiguous)."""
+
+    def checked_input(self, batch) -> np.ndarray:
+        spec = self.input_spec
+        want = np.dtype(spec.get("dtype", "float32"))
+        shape = spec.get("shape") or []
+        batch = np.asarray(batch)
+        shown = "x".join("N" if d is None or isinstance(d, str) else str(d) for d in shape)
+        if batch.dtype != want and not (batch.dtype.kind == want.kind == "f"):
+            raise DataError(f"{self.path.name} takes {want} input shaped {shown}, got {batch.dtype}",
+                            hint=f"pass {want} arrays (the card's input: {shown})")
+        fits = batch.ndim == len(shape) and all(not isinstance(d, int) or d == n for d, n in zip(shape, batch.shape))
+        if shape and not fits:
+            raise DataError(f"{self.path.name} takes input shaped {shown} ({want}), got "
+                            f"{'x'.join(map(str, batch.shape)) or 'a scalar'}",
+                            hint=f"shape the batch as the card says: {shown} (N: any size)")
+        return np.ascontiguousarray(batch, dtype=want)
 
     def infer_all(self, x: np.ndarray, batch: int, finite: bool = True) -> np.ndarray:
         """Logits for every sample, `batch` per call. The last chunk is padded to exactly
@@ -135,7 +159,7 @@ class Runner(abc.ABC):
         `inputs`) that returns the `outputs`; None when the backend cannot run a part of
         a model (then only the whole model runs). `any_length`: the inputs may have any
         size along every axis, e.g. a front-end fed a stream's newest samples only."""
-        return None
+        return
 
     def window_parts(self, tensors: dict[str, str], any_length: bool = False):
         """The two parts a stream of windows is scored through before the head: the

@@ -47,7 +47,7 @@ class TensorRTRunner(Runner):
 
     @classmethod
     def load(cls, path: Path, device: str = "cpu", threads: int | None = None,
-             precision_hint: str = "f32") -> "TensorRTRunner":
+             precision_hint: str = "f32") -> TensorRTRunner:
         import tensorrt as trt
 
         from edgetl.runtime.cuda_device import CudaDevice
@@ -87,7 +87,7 @@ class TensorRTRunner(Runner):
     def batch_range(self) -> tuple[int, int]:
         return self.batch_ranges[self.inputs[0]]
 
-    def infer(self, batch: np.ndarray) -> np.ndarray:
+    def compute(self, batch: np.ndarray) -> np.ndarray:
         if len(self.inputs) != 1:
             raise ConfigError(f"{self.path.name} takes {len(self.inputs)} inputs ({', '.join(self.inputs)})",
                               hint="call infer_named({name: array, ...}) with every input")
