@@ -90,7 +90,7 @@ def bench_model(name: str, backbone: str, data: Path, work: Path, size: int, epo
         rows.append(row)
         print(f"  {target:<12} bound {bound}: test {reference:.4f} -> {test_acc:.4f} "
               f"({row['test_drop_pt']:+.2f} pt), {row['float_layers']} float layers, "
-              f"{'%.2fx' % row['speedup'] if row['speedup'] else 'n/a'} faster, {seconds:.0f}s", flush=True)
+              f"{_times(row['speedup'])} faster, {seconds:.0f}s", flush=True)
     return rows
 
 
@@ -106,6 +106,14 @@ def avx2_accuracy(model: Path, data: Path) -> float:
     return json.loads(done.stdout)["accuracy"]
 
 
+def _times(ratio: float | None) -> str:
+    return f"{ratio:.2f}x" if ratio else "n/a"
+
+
+def _fraction(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
 def markdown(rows: list[dict]) -> str:
     lines = ["| model | target | --cpu | --max-drop | FP32 test acc | INT8 test acc | drop (pt) | INT8 acc, AVX2 kernels "
              "| layers in float | FP32 p50 ms | INT8 p50 ms | INT8 speed-up |", "|---" * 12 + "|"]
@@ -119,10 +127,10 @@ def markdown(rows: list[dict]) -> str:
                      f"{r['cpu'] if r['target'] != 'tensorrt' else '-'} | "
                      f"{r['max_drop'] if r['max_drop'] is not None else 'none'} | {r['fp32_test_accuracy']:.4f} | "
                      f"{r['int8_test_accuracy']:.4f} | {r['test_drop_pt']:.2f} | "
-                     f"{'%.4f' % r['avx2_test_accuracy'] if r['avx2_test_accuracy'] is not None else 'n/a'} | "
+                     f"{_fraction(r['avx2_test_accuracy'])} | "
                      f"{r['float_layers']} | "
                      f"{ms(r['fp32_p50_ms'])} | {ms(r['int8_p50_ms'])} | "
-                     f"{'%.2fx' % r['speedup'] if r['speedup'] else 'n/a'} |")
+                     f"{_times(r['speedup'])} |")
     return "\n".join(lines)
 
 

@@ -70,7 +70,7 @@ def main() -> int:
                 opts = ort.SessionOptions()
                 opts.intra_op_num_threads, opts.inter_op_num_threads = n, 1
                 session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
-                o_ms = _median_ms(lambda: session.run(None, {"input": x.numpy()}), args.iters)
+                o_ms = _median_ms(lambda s=session: s.run(None, {"input": x.numpy()}), args.iters)
                 rows.append({"load": load, "threads": n, "torch_ms": t_ms, "onnxruntime_ms": o_ms})
                 print(f"{load:>4}  {n} threads  torch {t_ms:7.1f} ms  onnxruntime {o_ms:7.1f} ms", flush=True)
         finally:

@@ -11,14 +11,14 @@ import types
 import numpy as np
 
 
-class cudaError_t(enum.IntEnum):  # noqa: N801 - cuda-python's name
+class cudaError_t(enum.IntEnum):
     cudaSuccess = 0
     cudaErrorInvalidValue = 1
     cudaErrorInsufficientDriver = 35
     cudaErrorNoDevice = 100
 
 
-class cudaMemcpyKind(enum.IntEnum):  # noqa: N801
+class cudaMemcpyKind(enum.IntEnum):
     cudaMemcpyHostToHost = 0
     cudaMemcpyHostToDevice = 1
     cudaMemcpyDeviceToHost = 2
@@ -45,26 +45,26 @@ def _too_new() -> bool:
     return RUNTIME // 1000 > DRIVER // 1000
 
 
-def cudaGetErrorName(err):  # noqa: N802
+def cudaGetErrorName(err):
     return OK, cudaError_t(err).name.encode()
 
 
-def cudaDriverGetVersion():  # noqa: N802
+def cudaDriverGetVersion():
     return OK, DRIVER
 
 
-def cudaRuntimeGetVersion():  # noqa: N802
+def cudaRuntimeGetVersion():
     return OK, RUNTIME
 
 
-def cudaSetDevice(index):  # noqa: N802
+def cudaSetDevice(index):
     CALLS.append(("cudaSetDevice", index))
     if _too_new():
         return (cudaError_t.cudaErrorInsufficientDriver,)
     return (OK,) if index == 0 else (cudaError_t.cudaErrorInvalidValue,)
 
 
-def cudaGetDeviceProperties(index):  # noqa: N802
+def cudaGetDeviceProperties(index):
     CALLS.append(("cudaGetDeviceProperties", index))
     return OK, types.SimpleNamespace(name=b"Orin (fake)" + b"\x00" * 245, major=8, minor=7)
 
@@ -77,20 +77,20 @@ def _alloc(table, nbytes, what):
     return OK, address
 
 
-def cudaMalloc(nbytes):  # noqa: N802
+def cudaMalloc(nbytes):
     return _alloc(DEVICE, nbytes, "cudaMalloc")
 
 
-def cudaMallocHost(nbytes):  # noqa: N802
+def cudaMallocHost(nbytes):
     return _alloc(PINNED, nbytes, "cudaMallocHost")
 
 
-def cudaFree(address):  # noqa: N802
+def cudaFree(address):
     CALLS.append(("cudaFree", address))
     return (OK,) if DEVICE.pop(address, None) is not None else (cudaError_t.cudaErrorInvalidValue,)
 
 
-def cudaFreeHost(address):  # noqa: N802
+def cudaFreeHost(address):
     CALLS.append(("cudaFreeHost", address))
     return (OK,) if PINNED.pop(address, None) is not None else (cudaError_t.cudaErrorInvalidValue,)
 
@@ -99,7 +99,7 @@ def _inside(table, address, nbytes) -> bool:
     return any(start <= address and address + nbytes <= start + m.nbytes for start, m in table.items())
 
 
-def cudaMemcpyAsync(dst, src, nbytes, kind, stream):  # noqa: N802
+def cudaMemcpyAsync(dst, src, nbytes, kind, stream):
     to_device = kind == cudaMemcpyKind.cudaMemcpyHostToDevice
     device, host = (dst, src) if to_device else (src, dst)
     if stream not in STREAMS or not _inside(DEVICE, device, nbytes) or not _inside(PINNED, host, nbytes):
@@ -109,18 +109,18 @@ def cudaMemcpyAsync(dst, src, nbytes, kind, stream):  # noqa: N802
     return (OK,)
 
 
-def cudaStreamCreate():  # noqa: N802
+def cudaStreamCreate():
     stream = 4000 + len(STREAMS)
     STREAMS.add(stream)
     return OK, stream
 
 
-def cudaStreamSynchronize(stream):  # noqa: N802
+def cudaStreamSynchronize(stream):
     CALLS.append(("cudaStreamSynchronize", stream))
     return (OK,) if stream in STREAMS else (cudaError_t.cudaErrorInvalidValue,)
 
 
-def cudaStreamDestroy(stream):  # noqa: N802
+def cudaStreamDestroy(stream):
     STREAMS.discard(stream)
     return (OK,)
 

@@ -143,7 +143,7 @@ class _Config:
     def get_timing_cache(self):
         return _TimingCache()
 
-    def can_run_on_DLA(self, layer):  # noqa: N802 - TensorRT's name
+    def can_run_on_DLA(self, layer):
         return layer.name.startswith("/features")
 
     @property
@@ -156,17 +156,17 @@ class _Config:
         self.rec.log("device_type", value)
 
     @property
-    def DLA_core(self):  # noqa: N802
+    def DLA_core(self):
         return self._dla_core
 
     @DLA_core.setter
-    def DLA_core(self, value):  # noqa: N802
+    def DLA_core(self, value):
         self._dla_core = value
         self.rec.log("dla_core", value)
 
 
 class Builder:
-    num_DLA_cores = 2  # noqa: N815
+    num_DLA_cores = 2
 
     def __init__(self, logger):
         self.rec = RECORD
@@ -186,7 +186,7 @@ class Builder:
         return ONNX_ENGINE + str(network.onnx).encode()  # runs the parsed model in ONNX Runtime
 
 
-def OnnxParser(network, logger):  # noqa: N802 - TensorRT's name
+def OnnxParser(network, logger):
     return _Parser(network, logger)
 
 
@@ -297,11 +297,11 @@ class Runtime:
         self._dla = None
 
     @property
-    def DLA_core(self):  # noqa: N802
+    def DLA_core(self):
         return self._dla
 
     @DLA_core.setter
-    def DLA_core(self, value):  # noqa: N802
+    def DLA_core(self, value):
         self._dla = value
         RECORD.log("runtime_dla_core", value)
 

@@ -190,7 +190,7 @@ def test_old_spellings_are_hidden_and_every_name_has_one_meaning():
     """--batch, --stream and a --json PATH were each two things; their old spellings are
     hidden, and the visible names mean one thing across commands."""
     meanings: dict[str, set] = {}
-    for name, command in _commands():
+    for _, command in _commands():
         for p in command.params:
             if isinstance(p, click.Option) and not p.hidden:
                 for opt in p.opts:

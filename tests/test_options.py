@@ -135,8 +135,8 @@ def test_every_numeric_option_has_an_invalid_value_case():
         for param in command.params:
             if not isinstance(param, click.Option) or param.is_flag or param.hidden:  # hidden: an old spelling
                 continue
-            if isinstance(param.type, (click.types.IntParamType, click.types.FloatParamType)) or \
-                    param.type.name in ("integer", "float", "integer range", "float range"):
-                if not tried & set(param.opts + param.secondary_opts):
-                    missing.append(f"{name} {max(param.opts, key=len)}")
+            numeric = isinstance(param.type, (click.types.IntParamType, click.types.FloatParamType)) or \
+                param.type.name in ("integer", "float", "integer range", "float range")
+            if numeric and not tried & set(param.opts + param.secondary_opts):
+                missing.append(f"{name} {max(param.opts, key=len)}")
     assert missing == [], missing

@@ -229,7 +229,7 @@ def test_cli_quantize_prints_the_drop(quant_onnx, tmp_path):
 def test_public_api_names_stay_callable_after_their_packages_are_imported(quant_onnx, tmp_path):
     import edgetl
     import edgetl.export
-    import edgetl.quantize  # noqa: F401  (replaces the attribute on edgetl with the package)
+    import edgetl.quantize
 
     assert callable(edgetl.export) and callable(edgetl.quantize)
     result = edgetl.quantize(quant_onnx, "onnxruntime", samples=8, out=tmp_path / "api.onnx")

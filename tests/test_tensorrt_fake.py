@@ -216,7 +216,7 @@ def test_buffers_are_allocated_once_pinned_and_freed_on_close(trt, quant_onnx, t
     assert len(fake_cudart.DEVICE) == 3 and len(fake_cudart.PINNED) == 3
     assert not np.shares_memory(first, runner.buffers["logits"].host_memory)  # results are copies
     runner.close()
-    assert fake_cudart.DEVICE == {} and fake_cudart.PINNED == {} and fake_cudart.STREAMS == set()
+    assert fake_cudart.DEVICE == {} and fake_cudart.PINNED == {} and set() == fake_cudart.STREAMS
 
 
 def test_a_cuda_runtime_newer_than_the_driver_is_named_with_its_remedy(trt, monkeypatch):

@@ -40,8 +40,7 @@ def find_family(name: str) -> Family:
 def build_backbone(name: str, weights: str = "default") -> Backbone:
     """Build a registered backbone; `weights` is 'default', 'none' or a state-dict path."""
     family = find_family(name)
-    if weights not in ("default", "none"):
-        if not Path(weights).is_file():
+    if weights not in ("default", "none") and not Path(weights).is_file():
             raise WeightsUnavailable(f"weights file {weights} does not exist", hint=WEIGHTS_HELP)
     return family.build(name, weights)
 

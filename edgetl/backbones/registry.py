@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 WEIGHTS_HELP = "--weights default|none|PATH"
 
@@ -15,10 +15,10 @@ WEIGHTS_HELP = "--weights default|none|PATH"
 @dataclasses.dataclass
 class Backbone:
     name: str
-    features: "torch.nn.Module"  # noqa: F821  (N,3,H,W) -> (N, feature_dim)
+    features: torch.nn.Module  # noqa: F821  (N,3,H,W) -> (N, feature_dim)
     feature_dim: int
     stages: list  # list[torch.nn.Module], input -> output, disjoint, covering all parameters
-    preprocessing: "Preprocessing"  # noqa: F821  (edgetl.modality: the input it was trained with)
+    preprocessing: Preprocessing  # noqa: F821  (edgetl.modality: the input it was trained with)
     weights: str  # what was loaded: "default" source, "none" or a path
     fixed_input_size: bool = False  # e.g. ViT: --input-size cannot change it
     # audio: the streaming detector's settings this model is best run with (the card's

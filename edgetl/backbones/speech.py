@@ -279,7 +279,7 @@ def _weights_ref(name: str) -> str | None:
     return None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _info(name: str) -> BackboneInfo:
     b = _BUILDERS[name](name, "none", listing=True)
     return BackboneInfo(name, "audio", "speech", _DESCRIPTIONS[name], _params(b.features), b.feature_dim,

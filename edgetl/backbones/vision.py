@@ -129,7 +129,7 @@ def _tv_build(name: str, weights: str, device: str | None = None) -> Backbone:
                     fixed_input_size=fixed)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _tv_info(name: str) -> BackboneInfo:
     w = _tv_weights(name)
     # Meta tensors give shapes without memory or initialisation time.
@@ -203,7 +203,7 @@ def _timm_build(name: str, weights: str, device: str | None = None) -> Backbone:
                     fixed_input_size=bool(model.pretrained_cfg.get("fixed_input_size", False)))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _timm_info(name: str) -> BackboneInfo:
     b = _timm_build(name, "none", device="meta")
     return BackboneInfo(name, "image", "timm", f"timm {name.removeprefix('timm:')} (any timm:NAME works)",

@@ -121,7 +121,7 @@ def _reference_ratios(new: dict, old: dict, reference: str | None):
     """key -> how much slower the machine ran the reference now than in the baseline, for
     the rows of the same backend, batch and threads (1 without a reference)."""
     if reference is None:
-        return lambda key: 1.0  # noqa: ARG005
+        return lambda key: 1.0
     ratios = {}
     for key, n in new.items():
         o = old.get(key)

@@ -20,7 +20,7 @@ class LatencyStats:
     throughput: float  # items per second at this batch
 
     @classmethod
-    def from_ns(cls, timings_ns, batch: int) -> "LatencyStats":
+    def from_ns(cls, timings_ns, batch: int) -> LatencyStats:
         ms = np.asarray(timings_ns, np.float64) / 1e6
         p50, p90, p99 = np.percentile(ms, [50, 90, 99])  # linear interpolation between order statistics
         return cls(batch, len(ms), float(p50), float(p90), float(p99), float(ms.mean()), float(ms.std()),

@@ -127,7 +127,8 @@ def evaluate_cmd(artifact, data, stream, as_json, **values):
                           hint="add --target-fa-per-hour X (on a validation recording), or drop --thresholds")
     if stream is not None:
         settings = StreamEvalSettings(**{k: values[k] for k in (*STREAM_ONLY, *SHARED)})
-        return _evaluate_stream(artifact, stream, settings, as_json)
+        _evaluate_stream(artifact, stream, settings, as_json)
+        return
     from edgetl.evaluate.accuracy import evaluate
 
     report = evaluate(artifact, data, EvaluateSettings(**{k: v for k, v in values.items() if k not in STREAM_ONLY}))

@@ -72,7 +72,7 @@ class ModelCard:
         return json.dumps(self.to_dict(), indent=2, sort_keys=False)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], where: str = "card") -> "ModelCard":
+    def from_dict(cls, data: dict[str, Any], where: str = "card") -> ModelCard:
         if not isinstance(data, dict):
             raise ArtifactError(f"{where} is not a JSON object", hint="the card was damaged: export the model again")
         version = data.get("schema_version", 0)
@@ -90,7 +90,7 @@ class ModelCard:
         return cls(**{k: v for k, v in data.items() if k in fields})
 
     @classmethod
-    def from_json(cls, text: str, where: str = "card") -> "ModelCard":
+    def from_json(cls, text: str, where: str = "card") -> ModelCard:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -109,7 +109,7 @@ class ModelCard:
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "ModelCard":
+    def load(cls, path: str | os.PathLike) -> ModelCard:
         path = Path(path)
         if path.is_dir():
             path = path / CARD_FILENAME

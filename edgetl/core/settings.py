@@ -56,7 +56,7 @@ def _hint(field: dataclasses.Field) -> str:
 class Settings:
     """Base of the stage settings dataclasses."""
 
-    def check(self, where: str | None = None) -> "Settings":
+    def check(self, where: str | None = None) -> Settings:
         """Every field within its declared range or choices, then the class's own rules;
         a ConfigError names the option (its key path `where.field` in a recipe), the value
         and the remedy. Returns self."""

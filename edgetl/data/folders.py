@@ -14,8 +14,8 @@ import dataclasses
 import logging
 import os
 import random
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from edgetl import modality as modalities
 from edgetl.core.errors import DataError
@@ -58,10 +58,10 @@ class Split:
             out[self.classes[y]] += 1
         return out
 
-    def subset(self, indices: Sequence[int]) -> "Split":
+    def subset(self, indices: Sequence[int]) -> Split:
         return Split(self.name, [self.paths[i] for i in indices], [self.labels[i] for i in indices], self.classes)
 
-    def limit_per_class(self, n: int, seed: int = 0) -> "Split":
+    def limit_per_class(self, n: int, seed: int = 0) -> Split:
         """At most `n` files of each class, chosen reproducibly."""
         rng = random.Random(seed)
         keep: list[int] = []

@@ -23,8 +23,8 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -58,7 +58,7 @@ class _OpenArray:
     """An .npy file held open (shared by the samples that read it), closed with its last reference."""
 
     def __init__(self, path: Path):
-        self.file = open(path, "rb")
+        self.file = open(path, "rb")  # noqa: SIM115  (held open for the samples' lifetime)
         version = np.lib.format.read_magic(self.file)
         read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}[version]
         read_header(self.file)
@@ -80,7 +80,7 @@ class CachedSamples:
         self.extra = extra if extra is not None else np.zeros((0, *sample_shape), dtype)
         self._file: _OpenArray | None = None
 
-    def opened(self) -> "CachedSamples":
+    def opened(self) -> CachedSamples:
         """These samples with their file open: from now on, another process removing the
         entry to make room cannot take the rows away from this one."""
         if self.memory is None and self._file is None:
@@ -101,7 +101,7 @@ class CachedSamples:
     def shape(self) -> tuple:
         return (len(self), *self.sample_shape)
 
-    def with_extra(self, extra: np.ndarray) -> "CachedSamples":
+    def with_extra(self, extra: np.ndarray) -> CachedSamples:
         """These samples followed by `extra` (the key names both)."""
         extra = np.concatenate([self.extra, extra.astype(self.dtype)])
         key = hashlib.sha256(self.key.encode() + extra.tobytes()).hexdigest()[:32]
@@ -139,14 +139,14 @@ class RowFile:
         self.offset = header.offset
         del header
         self.dtype, self.row_bytes = np.dtype(dtype), int(np.prod(shape[1:], dtype=np.int64)) * np.dtype(dtype).itemsize
-        self.file = open(path, "r+b")
+        self.file = open(path, "r+b")  # noqa: SIM115  (held open while the entry is written)
 
     def __setitem__(self, index, rows) -> None:
         start = index.start if isinstance(index, slice) else int(index)
         self.file.seek(self.offset + start * self.row_bytes)
         self.file.write(np.ascontiguousarray(rows, self.dtype).tobytes())
 
-    def __enter__(self) -> "RowFile":
+    def __enter__(self) -> RowFile:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -50,7 +50,7 @@ class BatchProfile:
         return self.min == self.max
 
     @classmethod
-    def parse(cls, text: str | None, static_batch: int | None = None, dla: bool = False) -> "BatchProfile":
+    def parse(cls, text: str | None, static_batch: int | None = None, dla: bool = False) -> BatchProfile:
         """'MIN:OPT:MAX', or one number N for 1:N:N (for the DLA, which runs static shapes
         only: N:N:N, default 1); a static-batch model fixes all three."""
         if dla and not static_batch and text and ":" not in text:

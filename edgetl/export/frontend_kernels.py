@@ -17,7 +17,7 @@ import math
 import numpy as np
 
 
-def _const(name: str, value) -> "onnx.NodeProto":  # noqa: F821
+def _const(name: str, value) -> onnx.NodeProto:  # noqa: F821
     from onnx import helper, numpy_helper
 
     array = np.asarray(value)

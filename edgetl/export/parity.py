@@ -29,7 +29,7 @@ class Tolerance:
     min_agreement: float = 1.0  # top-1 agreement
 
     @classmethod
-    def for_precision(cls, precision: str, rel_max_abs: float | None = None) -> "Tolerance":
+    def for_precision(cls, precision: str, rel_max_abs: float | None = None) -> Tolerance:
         # INT8 is judged on agreement only: it is meant to differ in the logits, and its
         # accuracy bound (--max-drop) is checked on the whole validation split.
         base = {"fp32": cls(), "fp16": cls(2e-2, 0.99)}.get(precision, cls(float("inf"), 0.90))

@@ -96,7 +96,7 @@ def _stage(cutter, source: str, target: str, template: list[int] | None, axis: i
             return None
         together = np.swapaxes(out(0, width + (CHECKED - 1) * stride), 0, out_axis)
         alone = np.concatenate([np.swapaxes(out(k * stride, width), 0, out_axis) for k in range(CHECKED)])
-    except Exception:  # noqa: BLE001 - ONNX Runtime's own kinds: a part that does not run does not slide
+    except Exception:
         return None
     scale = max(float(np.abs(alone).max()), 1e-6)
     if together.shape != alone.shape or not np.allclose(together, alone, rtol=1e-4, atol=1e-4 * scale):
@@ -108,7 +108,7 @@ def _try(out, start: int, length: int):
     """The stage's output on that piece, or None when the piece is too short for it."""
     try:
         o = out(start, length)
-    except Exception:  # noqa: BLE001 - ONNX Runtime refuses an input shorter than a kernel
+    except Exception:
         return None
     return o if o.size and math.prod(o.shape) > 0 else None
 

@@ -63,7 +63,7 @@ class FinetuneSettings(Settings):
     adapt_weight: float | None = setting(None, "Weight of coral's or dann's loss (default 10 and 1).")
 
     @classmethod
-    def from_options(cls, **options) -> "FinetuneSettings":
+    def from_options(cls, **options) -> FinetuneSettings:
         """The settings from flat keyword options, as the CLI and the Python API give them
         (`hflip=False`, `noise_prob=0.5` go to the modality's options); an unknown one is a
         ConfigError. A run's recorded config (flat or nested) reads back the same way."""
@@ -83,7 +83,7 @@ class FinetuneSettings(Settings):
         return cls(**options, **made)
 
     @classmethod
-    def from_record(cls, record: dict | None) -> "FinetuneSettings":
+    def from_record(cls, record: dict | None) -> FinetuneSettings:
         """The settings a run recorded in its card (`source.config`), of this or an earlier
         layout; keys this version does not know are left out."""
         known = {f.name for f in dataclasses.fields(cls)} | \

@@ -14,9 +14,10 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -51,7 +52,7 @@ def claiming(suffixes: set[str], besides: str) -> Modality | None:
     return next((get(n) for n in names() if n != besides and set(suffixes) & get(n).suffixes), None)
 
 
-def preprocessing_of(card: "ModelCard") -> Preprocessing:
+def preprocessing_of(card: ModelCard) -> Preprocessing:
     """The card's preprocessing, as the runtime applies it."""
     return get(card.modality).preprocessing.from_dict(card.preprocessing)
 

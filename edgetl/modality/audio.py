@@ -178,7 +178,7 @@ class AudioPreprocessing:
                 "resampler": "soxr HQ", "layout": "NT"}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "AudioPreprocessing":
+    def from_dict(cls, d: dict[str, Any]) -> AudioPreprocessing:
         if d.get("kind") != "audio":
             raise DataError(f"not an audio preprocessing spec: kind={d.get('kind')!r}",
                             hint="this model takes another modality")

@@ -112,7 +112,7 @@ class ImagePreprocessing:
     def crop_pct(self) -> float:
         return min(self.size) / self.resize
 
-    def with_size(self, size: int) -> "ImagePreprocessing":
+    def with_size(self, size: int) -> ImagePreprocessing:
         """The same recipe at another input size, keeping the crop ratio."""
         return dataclasses.replace(self, size=(size, size), resize=int(round(size / self.crop_pct)))
 
@@ -131,7 +131,7 @@ class ImagePreprocessing:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ImagePreprocessing":
+    def from_dict(cls, d: dict[str, Any]) -> ImagePreprocessing:
         if d.get("kind", "image") != "image":
             raise DataError(f"not an image preprocessing spec: kind={d.get('kind')!r}",
                             hint="this model takes another modality")

@@ -25,7 +25,7 @@ class Preprocessing(Protocol):
     def __call__(self, path: str | Path) -> np.ndarray: ...  # one file -> one model input
     def input_spec(self) -> dict: ...  # what the card records as "input"
     def dummy_input(self, batch: int) -> np.ndarray: ...  # for export and tracing
-    def with_size(self, size: int) -> "Preprocessing": ...  # --input-size (ConfigError where it means nothing)
+    def with_size(self, size: int) -> Preprocessing: ...  # --input-size (ConfigError where it means nothing)
     def to_dict(self) -> dict: ...
 
 

@@ -89,7 +89,7 @@ class Recipe(Settings):
     bench: BenchSettings | None = setting(None, "Every artifact on its backend.")
     package: PackageSettings | None = setting(None, "The deployment bundle.")
 
-    def check(self, where: str | None = None) -> "Recipe":
+    def check(self, where: str | None = None) -> Recipe:
         """As Settings.check; with a target section, fine-tuning is checked as it will run,
         its target data given by the target stage."""
         if self.target is not None and (self.finetune.target_data or self.finetune.target_val):

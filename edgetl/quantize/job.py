@@ -94,7 +94,7 @@ def _load_fp32(model: Path) -> ModelCard:
 
 
 def _qdq_with_budget(model: Path, dst: Path, work: Path, target: str, method: str, calib: Samples, val: Samples,
-                     ref: "_Reference", max_drop: float | None, card: ModelCard, cpu, sensitivity_samples: int = 32):
+                     ref: _Reference, max_drop: float | None, card: ModelCard, cpu, sensitivity_samples: int = 32):
     """QDQ-quantize; keep the most sensitive layers in float (1, 2, 4, ... of them) until
     the model meets the one acceptance rule the published model is checked by
     (`_measure_int8`, on the same samples): the drop within --max-drop, and the parity

@@ -43,7 +43,7 @@ class QdqScheme:
     cpu: str | None = None  # the CPU kind an onnxruntime model is made for (quantize/cpu.py)
 
     @classmethod
-    def for_target(cls, target: str, method: str = "minmax", cpu: CpuTarget | str | None = None) -> "QdqScheme":
+    def for_target(cls, target: str, method: str = "minmax", cpu: CpuTarget | str | None = None) -> QdqScheme:
         if method not in CALIBRATION_METHODS:
             raise ConfigError(f"unknown calibration method {method!r}", hint=f"use one of {', '.join(CALIBRATION_METHODS)}")
         if target == "tensorrt":  # TensorRT's own INT8 kernels: symmetric, full range, whatever the host

@@ -111,7 +111,7 @@ class Manifest:
         return json.dumps(dataclasses.asdict(self), indent=1) + "\n"
 
     @classmethod
-    def read(cls, path: Path, where: Path) -> "Manifest":
+    def read(cls, path: Path, where: Path) -> Manifest:
         try:
             data = json.loads(path.read_text())
             schema = data.get("schema")
@@ -138,7 +138,7 @@ class Bundle:
     manifest: Manifest
 
     @classmethod
-    def open(cls, path: str | Path) -> "Bundle":
+    def open(cls, path: str | Path) -> Bundle:
         path = Path(path)
         if not path.exists():
             raise ArtifactError(f"{path} does not exist", hint="check the path of the bundle (edgetl package --out)")

@@ -77,7 +77,7 @@ def _check(cudart, result, what: str):
         try:
             name = cudart.cudaGetErrorName(err)[1]
             name = name.decode() if isinstance(name, bytes) else str(name)
-        except Exception:  # noqa: BLE001 - the number alone still says it
+        except Exception:
             name = "error"
         cause = mismatch(cuda_versions(cudart)) if int(err) == INSUFFICIENT_DRIVER else None
         raise ArtifactError(f"CUDA {what} failed: {name} ({int(err)})" + (f"; {cause[0]}" if cause else ""),
@@ -234,7 +234,7 @@ def device_facts(index: int = 0) -> dict:
         facts = device.facts()
         device.close()
         return facts
-    except Exception as exc:  # noqa: BLE001 - facts are for the card; the build must go on
+    except Exception as exc:
         log.warning("could not read the GPU's name and compute capability (%s); the card records 'unknown'",
                     getattr(exc, "message", exc))
         return dict(UNKNOWN)
@@ -249,7 +249,7 @@ def gpu_report(index: int = 0) -> dict:
     if cudart is not None:
         try:
             report.update(cuda_versions(cudart))
-        except Exception as exc:  # noqa: BLE001 - a broken binding is itself the answer
+        except Exception as exc:
             report["problem"] = f"cuda-python cannot be called: {exc}"
         problem = mismatch(report)
         report["compatible"] = problem is None if report["driver_cuda"] else None
@@ -260,6 +260,6 @@ def gpu_report(index: int = 0) -> dict:
         if device.cause:
             report["problem"] = report["problem"] or device.cause
         device.close()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         report["problem"] = report["problem"] or getattr(exc, "message", str(exc))
     return report

@@ -63,7 +63,7 @@ def _openvino() -> dict:
         out["cpu_precisions"] = [str(c) for c in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")]
         # What OpenVINO would run an FP32 model's float layers in by default; edgetl sets f32.
         out["cpu_default_precision"] = core.get_property("CPU", "INFERENCE_PRECISION_HINT").to_string()
-    except Exception as exc:  # noqa: BLE001 - a plugin that cannot answer is a fact too
+    except Exception as exc:
         out["cpu_precisions"] = f"unreadable: {exc}"
     return out
 
@@ -74,7 +74,7 @@ def _tensorrt(gpu: dict) -> dict:
     if gpu.get("found"):
         try:
             out["dla_cores"] = int(trt.Builder(trt.Logger(trt.Logger.WARNING)).num_DLA_cores)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             out["dla_cores"] = f"unreadable: {exc}"
     return out
 
@@ -101,7 +101,7 @@ def backend_facts(gpu: dict) -> dict:
         if entry["installed"]:
             try:
                 entry.update(read())
-            except Exception as exc:  # noqa: BLE001 - installed but broken: say so
+            except Exception as exc:
                 entry.update(runs=False, problem=f"installed but cannot be loaded: {exc}")
         out[backend] = entry
     if out["tensorrt"]["runs"] and gpu.get("problem") and not gpu.get("found"):

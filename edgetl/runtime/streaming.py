@@ -63,14 +63,14 @@ class StreamingSettings:
     def threshold_of(self, label: str) -> float:
         return float(self.thresholds.get(label, self.threshold))
 
-    def replace(self, **changes) -> "StreamingSettings":
+    def replace(self, **changes) -> StreamingSettings:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any] | None) -> "StreamingSettings":
+    def from_dict(cls, d: dict[str, Any] | None) -> StreamingSettings:
         fields = {f.name for f in dataclasses.fields(cls)}
         try:
             return cls(**{k: v for k, v in (d or {}).items() if k in fields})
@@ -79,7 +79,7 @@ class StreamingSettings:
                               hint="fix or remove the card's streaming section") from None
 
     @classmethod
-    def of(cls, card) -> "StreamingSettings":
+    def of(cls, card) -> StreamingSettings:
         return cls.from_dict(card.streaming)
 
 
@@ -194,7 +194,7 @@ class SharedWindows:
         return parts.get("floor_db") is not None and "frame_context" in parts
 
     @classmethod
-    def of(cls, runner, hop: int) -> tuple["SharedWindows | None", str]:
+    def of(cls, runner, hop: int) -> tuple[SharedWindows | None, str]:
         """The shared computation for `runner` at a hop of `hop` samples, or None and why not."""
         parts = runner.card.parts
         tensors = parts.get("tensors")

@@ -23,7 +23,7 @@ from edgetl.runtime.machine import CPU_TARGETS, backend_problem, exact_here
 from edgetl.runtime.tensorrt_runner import check_compatible
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _gpu(device: int) -> tuple:
     from edgetl.runtime.cuda_device import device_facts
 
