@@ -113,3 +113,41 @@ def test_a_runner_fed_another_shape_or_dtype_names_the_cards_input(artifacts, ki
             with pytest.raises(DataError, match=shown):
                 runner.infer(bad)
         np.testing.assert_allclose(runner.infer(x.astype(np.float64)), runner.infer(x), atol=1e-6)
+
+
+def test_a_new_backend_is_one_runner_module_and_one_row(tiny_run, tiny_digits, tmp_path, monkeypatch):
+    """docs/architecture.md's promise: with tests/mirror_backend.py and one row in the
+    backend table, evaluate, bench, package, verify and doctor run through the new backend
+    (and its figures are those of the backend it mirrors)."""
+    import shutil
+    import sys
+    from pathlib import Path
+
+    from edgetl.bench.harness import bench
+    from edgetl.deploy.package import package
+    from edgetl.evaluate.accuracy import evaluate
+    from edgetl.export import export_run
+    from edgetl.runtime.backend_table import BackendInfo
+    from edgetl.runtime.doctor import doctor
+    from edgetl.runtime.verify import verify
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    monkeypatch.setitem(BACKENDS, "mirror", BackendInfo(
+        "mirror", "mirror_backend", "MirrorRunner", ("onnx",), ("cpu",), "base install", "onnxruntime",
+        versions=("onnxruntime",), preference=5, reference_rank=5, model_suffix=".onnx", int8_suffix=".int8.onnx"))
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    onnx = export_run(run).onnx
+    mirror = sys.modules.get("mirror_backend") or importlib.import_module("mirror_backend")
+    calls = mirror.MirrorRunner.calls
+
+    mirrored = evaluate(onnx, tiny_digits, backend="mirror", threads=1)
+    assert mirrored.backend == "mirror" and mirrored.n > 0
+    assert mirrored.accuracy == evaluate(onnx, tiny_digits, backend="onnxruntime", threads=1).accuracy
+    rows = bench([onnx], backends=("mirror",), batches=(1,), iters=3, warmup=1, threads=1, data=str(tiny_digits)).rows
+    assert [(r.backend, r.ok) for r in rows] == [("mirror", True)] and rows[0].accuracy == mirrored.accuracy
+    bundle = package(run, tmp_path / "bundle", targets=("mirror",), samples=3, threads=1).out
+    checks = verify(bundle)
+    assert [(c.target, c.passed) for c in checks] == [("mirror", True)]
+    assert doctor()["backends"]["mirror"]["installed"]
+    assert mirror.MirrorRunner.calls > calls + 3

@@ -191,8 +191,9 @@ def test_the_package_root_holds_the_facade_alone_and_every_stage_has_its_setting
 
 def test_the_cli_loads_settings_not_stages():
     """`import edgetl.cli` (every command's options) loads the settings modules, the CLI,
-    the low package and what the settings are made of (the modalities' training options,
-    the strategy names, the CPU kinds INT8 is made for): no stage, no backend."""
+    the low package, the backend table with the artifact kinds it names, and what the
+    settings are made of (the modalities' training options, the strategy names, the CPU
+    kinds INT8 is made for): no stage, no backend."""
     import subprocess
     import sys
 
@@ -200,7 +201,8 @@ def test_the_cli_loads_settings_not_stages():
     loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                 check=True).stdout.split())
     made_of = {"edgetl.modality.registry", "edgetl.modality.image", "edgetl.modality.audio",
-               "edgetl.finetune.strategies", "edgetl.quantize.cpu", "edgetl.runtime.machine"}
+               "edgetl.finetune.strategies", "edgetl.quantize.cpu", "edgetl.runtime.machine",
+               "edgetl.runtime.backend_table", "edgetl.runtime.artifacts", "edgetl.runtime.bundle"}
     packages = {f"edgetl.{stage}" for stage in STAGES} | {"edgetl.core", "edgetl.modality"}
     allowed = {m for m in loaded if m.startswith(("edgetl.core.", "edgetl.cli")) or m.endswith(".settings")}
     allowed |= made_of | packages | {"edgetl", "edgetl._version"}

@@ -34,7 +34,6 @@ from edgetl.runtime.targets import model_for, target_problem
 
 # Which FP32 row of a run is the reference for drop and agreement: the training
 # framework's own model first, then the exported FP32 files.
-_REFERENCE_ORDER = ("torch", "onnxruntime", "openvino", "tensorrt")
 _LOADABLE_SUFFIXES = {s for info in BACKENDS.values() for s in info.artifacts if s.startswith(".")}
 
 
@@ -240,11 +239,10 @@ def attach_references(rows: list[BenchRow], predictions: dict[int, np.ndarray]) 
         if row.accuracy is not None and row.run:
             by_run.setdefault(row.run, []).append(row)
     for group in by_run.values():
-        fp32 = [r for r in group if r.precision == "fp32" and r.inference_precision == "f32"
-                and r.backend in _REFERENCE_ORDER]
+        fp32 = [r for r in group if r.precision == "fp32" and r.inference_precision == "f32" and r.backend in BACKENDS]
         if not fp32:
             continue
-        ref = min(fp32, key=lambda r: _REFERENCE_ORDER.index(r.backend))
+        ref = min(fp32, key=lambda r: BACKENDS[r.backend].reference_rank)
         ref_pred = predictions.get(ref.cell_id)
         for row in group:
             row.reference = f"{ref.name} ({ref.backend})"

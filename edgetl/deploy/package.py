@@ -24,10 +24,9 @@ from edgetl.core.outputs import check_output, publish, temp_dir_beside
 from edgetl.core.threads import using_threads
 from edgetl.deploy.settings import PackageSettings
 from edgetl.runtime.artifacts import BUNDLE_OUTPUT, engine_card_path, kind_of, read_card
+from edgetl.runtime.backend_table import BACKENDS
 from edgetl.runtime.bundle import MANIFEST, Manifest, TargetEntry, sha256
 from edgetl.runtime.verify import reference_answers
-
-INT8_FILES = {"openvino": "model.int8.xml", "onnxruntime": "model.int8.onnx", "tensorrt": "model.qdq.onnx"}
 
 
 @dataclasses.dataclass
@@ -45,10 +44,11 @@ def within_bound(card: ModelCard) -> bool:
 
 
 def pick_model(run: Path, target: str) -> Path:
-    int8 = run / INT8_FILES[target]
+    """The run's model a target deploys: its INT8 model where that held its bound, else the float one."""
+    int8 = run / f"model{BACKENDS[target].int8_suffix}"
     if int8.is_file() and within_bound(read_card(int8)):
         return int8
-    return run / ("model.xml" if target == "openvino" else "model.onnx")
+    return run / f"model{BACKENDS[target].model_suffix}"
 
 
 def reference_files(card: ModelCard, data, n: int) -> list[tuple[Path, str]]:
@@ -120,7 +120,7 @@ def package(run, out, settings: PackageSettings | None = None, overwrite: bool =
                 entry = TargetEntry(_copy_model(model, root / "models"), read_card(model).precision)
                 if target == "tensorrt":
                     entry.build, entry.engine = _engine_build(run, root, entry, out.name)
-                backend = "onnxruntime" if target == "tensorrt" else target
+                backend = BACKENDS[target].target_backend
                 expected[target] = reference_answers(lambda fs, m=model, b=backend: predict(m, fs, backend=b,
                                                                                              top_k=len(card.labels)),
                                                      copied, root, card.labels, entry.precision)
@@ -192,9 +192,7 @@ def _one_input(card: ModelCard, file: Path) -> np.ndarray:
 
 
 def _device_readme(name: str, card: ModelCard, entries: dict[str, TargetEntry], example: Path) -> str:
-    extras = {"onnxruntime": "pip install edgetl                # ONNX Runtime",
-              "openvino": "pip install 'edgetl[openvino]'    # OpenVINO, for Intel CPUs, GPUs and NPUs",
-              "tensorrt": "pip install 'edgetl[tensorrt]'    # TensorRT (on a Jetson: JetPack's, see edgetl's docs)"}
+    extras = {t: f"{BACKENDS[t].install}    # {t}" for t in entries}  # the backend table says how
     def accuracy(e: TargetEntry) -> str:
         return "-" if e.accuracy is None else f"{100 * e.accuracy:.1f}%"
 

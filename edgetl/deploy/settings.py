@@ -6,8 +6,9 @@ import dataclasses
 
 from edgetl.core.errors import ConfigError
 from edgetl.core.settings import Settings, setting, threads_setting
+from edgetl.runtime.backend_table import targets as backend_targets
 
-TARGETS = ("openvino", "onnxruntime", "tensorrt")  # what a bundle may hold
+TARGETS = backend_targets()  # what a bundle may hold: the backend table's deployment targets
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,9 +22,9 @@ class PackageSettings(Settings):
     threads: int | None = threads_setting("the bundle's checks and latency figures")
 
     def validate(self) -> None:
-        targets = list(self.targets)
-        if not targets or any(t not in TARGETS for t in targets) or len(set(targets)) != len(targets):
-            raise ConfigError(f"--targets takes distinct names among {', '.join(TARGETS)}, "
+        targets, known = list(self.targets), backend_targets()  # the table as it is now
+        if not targets or any(t not in known for t in targets) or len(set(targets)) != len(targets):
+            raise ConfigError(f"--targets takes distinct names among {', '.join(known)}, "
                               f"got {','.join(targets) or 'none'}", hint="e.g. --targets openvino,onnxruntime")
 
 

@@ -39,8 +39,9 @@ from edgetl.quantize.cpu import CPU_TARGETS, CpuTarget, cpu_target, warn_if_host
 from edgetl.quantize.settings import DEFAULT_MAX_DROP, TARGETS, QuantizeSettings
 from edgetl.quantize.threads import library_threads
 from edgetl.runtime.artifacts import MODEL_OUTPUT
+from edgetl.runtime.backend_table import BACKENDS
 
-DEFAULT_SUFFIX = {"openvino": ".int8.xml", "onnxruntime": ".int8.onnx", "tensorrt": ".qdq.onnx"}
+DEFAULT_SUFFIX = {name: BACKENDS[name].int8_suffix for name in TARGETS}  # beside the FP32 model
 PARITY_SAMPLES = 64
 log = logging.getLogger("edgetl")
 

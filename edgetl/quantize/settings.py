@@ -4,12 +4,15 @@ NNCF or torch). QuantizeSettings holds what every target takes, with the NNCF op
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 from edgetl.core.errors import ConfigError
 from edgetl.core.settings import Settings, setting, threads_setting
 from edgetl.quantize.cpu import CPU_TARGETS, DEFAULT_CPU
+from edgetl.runtime.backend_table import BACKENDS
 
-TARGETS = {"openvino": ".xml", "onnxruntime": ".onnx", "tensorrt": ".onnx"}
+# the backends that quantize, and the suffix of the file each one's INT8 model is (the backend table)
+TARGETS = {name: Path(b.int8_suffix).suffix for name, b in BACKENDS.items() if b.quantizes}
 DEFAULT_MAX_DROP = 0.01  # INT8 may lose at most one point of accuracy unless the user says otherwise
 PRESETS = ("performance", "mixed")
 QAT_TARGETS = ("openvino",)

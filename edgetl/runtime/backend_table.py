@@ -1,6 +1,11 @@
-"""The backend table: each backend's Runner, what it loads, on which devices, and how it
-is installed. Low in the runtime (artifact kinds only), so that what a machine can run
-(machine.py) and how an artifact is opened (backends.py) read the same table."""
+"""The backend table: one row per backend holds every fact about it that is not its
+Runner's own code: where the Runner lives, what it loads and on which devices, how it is
+installed, which packages' versions a measurement records, where `auto` ranks it, which
+float and INT8 model files a deployment target of it holds, and whether it quantizes
+(then `edgetl/quantize/<name>.py` makes its INT8 model). Adding a backend is one Runner
+module and one row here (docs/architecture.md). Low in the runtime (artifact kinds
+only), so that what a machine can run (machine.py), how an artifact is opened
+(backends.py), a bundle's targets and the stages all read the same table."""
 from __future__ import annotations
 
 import dataclasses
@@ -19,6 +24,21 @@ class BackendInfo:
     extra: str  # the pip extra that installs it
     package: str  # the import that proves it is installed
     install_note: str = ""  # where the pip line is not the whole answer
+    versions: tuple[str, ...] = ()  # the packages whose versions a measurement records (the first installed: doctor's)
+    preference: int = 99  # auto: a bundle's targets are tried in this order (lowest first)
+    reference_rank: int = 99  # bench: the FP32 row a run's other rows are compared with (lowest first)
+    # as a deployment target (quantize --target, a bundle's targets): the float model's
+    # suffix, the INT8 model's, and the backend that runs that model where this one cannot
+    # (TensorRT's QDQ model in ONNX Runtime); no float suffix: not a target
+    model_suffix: str = ""
+    int8_suffix: str = ""
+    checked_on: str = ""
+    quantizes: bool = False  # edgetl/quantize/<name>.py makes the INT8 model
+
+    @property
+    def target_backend(self) -> str:
+        """The backend that loads this target's model files here."""
+        return self.checked_on or self.name
 
     @property
     def artifacts(self) -> tuple[str, ...]:
@@ -48,15 +68,32 @@ def _plugged_in(name: str) -> tuple[str, str]:
 
 
 BACKENDS: dict[str, BackendInfo] = {
-    "torch": BackendInfo("torch", *_plugged_in("torch"), ("run",), ("cpu", "cuda"), "train", "torch"),
+    "torch": BackendInfo("torch", *_plugged_in("torch"), ("run",), ("cpu", "cuda"), "train", "torch",
+                         versions=("torch", "torchvision", "timm"), reference_rank=0),
     "onnxruntime": BackendInfo("onnxruntime", "edgetl.runtime.onnxruntime_runner", "OnnxRuntimeRunner", ("onnx",),
-                               ("cpu", "cuda", "tensorrt"), "base install", "onnxruntime"),
+                               ("cpu", "cuda", "tensorrt"), "base install", "onnxruntime",
+                               versions=("onnxruntime", "onnxruntime-gpu", "onnx"), preference=2, reference_rank=1,
+                               model_suffix=".onnx", int8_suffix=".int8.onnx", quantizes=True),
     "openvino": BackendInfo("openvino", "edgetl.runtime.openvino_runner", "OpenVinoRunner", ("openvino",),
-                            ("cpu", "gpu", "npu"), "openvino", "openvino"),
+                            ("cpu", "gpu", "npu"), "openvino", "openvino", versions=("openvino", "nncf"),
+                            preference=1, reference_rank=2, model_suffix=".xml", int8_suffix=".int8.xml",
+                            quantizes=True),
     "tensorrt": BackendInfo("tensorrt", "edgetl.runtime.tensorrt_runner", "TensorRTRunner", ("tensorrt",),
                             ("cuda",), "tensorrt", "tensorrt",
-                            "on a Jetson, JetPack's TensorRT: docs/tensorrt.md"),
+                            "on a Jetson, JetPack's TensorRT: docs/tensorrt.md",
+                            versions=("tensorrt", "tensorrt-cu12", "tensorrt-cu13"), preference=0, reference_rank=3,
+                            model_suffix=".onnx", int8_suffix=".qdq.onnx", checked_on="onnxruntime", quantizes=True),
 }
 
 
-__all__ = ["BACKENDS", "ENTRY_POINTS", "BackendInfo"]
+def targets() -> tuple[str, ...]:
+    """The backends a model is deployed to (quantize --target, a bundle's targets), in table order."""
+    return tuple(name for name, b in BACKENDS.items() if b.model_suffix)
+
+
+def by_preference(names) -> list[str]:
+    """`names` in the order auto tries them."""
+    return sorted(names, key=lambda n: BACKENDS[n].preference if n in BACKENDS else 99)
+
+
+__all__ = ["BACKENDS", "ENTRY_POINTS", "BackendInfo", "by_preference", "targets"]

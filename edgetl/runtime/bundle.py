@@ -34,7 +34,6 @@ from edgetl.core.errors import ArtifactError
 MANIFEST = "bundle.json"
 SCHEMA = 1
 # Fastest first: what `auto` picks among the targets this machine can run.
-PREFERENCE = ("tensorrt", "openvino", "onnxruntime")
 # How far a score may move on another machine, by the precision the model computes in.
 TOLERANCE = {"fp32": 1e-3, "fp16": 1e-2, "int8": 5e-2}
 _REPACKAGE = "copy the bundle again from where it was packaged, or package the run again (edgetl package)"
@@ -180,5 +179,5 @@ class Bundle:
         return json.loads((self.root / "reference" / "expected.json").read_text())[target]
 
 
-__all__ = ["MANIFEST", "PREFERENCE", "SCHEMA", "TOLERANCE", "Bundle", "Manifest", "TargetEntry", "is_bundle",
+__all__ = ["MANIFEST", "SCHEMA", "TOLERANCE", "Bundle", "Manifest", "TargetEntry", "is_bundle",
            "sha256"]

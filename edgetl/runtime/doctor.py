@@ -50,35 +50,6 @@ def cpu_facts() -> dict:
             "int8_models": kinds, "usable_cores": usable_cores(), "default_threads": default_threads()}
 
 
-def _onnxruntime() -> dict:
-    ort = importlib.import_module("onnxruntime")
-    return {"devices": list(ort.get_available_providers())}
-
-
-def _openvino() -> dict:
-    ov = importlib.import_module("openvino")
-    core = ov.Core()
-    out = {"devices": list(core.available_devices)}
-    try:
-        out["cpu_precisions"] = [str(c) for c in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")]
-        # What OpenVINO would run an FP32 model's float layers in by default; edgetl sets f32.
-        out["cpu_default_precision"] = core.get_property("CPU", "INFERENCE_PRECISION_HINT").to_string()
-    except Exception as exc:
-        out["cpu_precisions"] = f"unreadable: {exc}"
-    return out
-
-
-def _tensorrt(gpu: dict) -> dict:
-    trt = importlib.import_module("tensorrt")
-    out = {"version": trt.__version__, "dla_cores": None}
-    if gpu.get("found"):
-        try:
-            out["dla_cores"] = int(trt.Builder(trt.Logger(trt.Logger.WARNING)).num_DLA_cores)
-        except Exception as exc:
-            out["dla_cores"] = f"unreadable: {exc}"
-    return out
-
-
 def gpu_facts() -> dict:
     driver = nvidia_driver()
     if driver is None and not gpu_names():
@@ -89,18 +60,19 @@ def gpu_facts() -> dict:
 
 
 def backend_facts(gpu: dict) -> dict:
-    readers = {"onnxruntime": _onnxruntime, "openvino": _openvino, "tensorrt": lambda: _tensorrt(gpu),
-               "torch": lambda: {}}
-    packages = {"onnxruntime": ("onnxruntime", "onnxruntime-gpu"), "openvino": ("openvino",),
-                "tensorrt": ("tensorrt", "tensorrt-cu12", "tensorrt-cu13"), "torch": ("torch",)}
+    """Every backend of the table: installed, version, whether it runs here and why not,
+    and what its Runner reads of the library (`Runner.facts`)."""
+    from edgetl.runtime.backend_table import BACKENDS
+
     out = {}
-    for backend, read in readers.items():
-        version = next((v for v in map(_version, packages[backend]) if v), None)
+    for backend, info in BACKENDS.items():
+        version = next((v for v in map(_version, info.versions or (info.package,)) if v), None)
         problem = backend_problem(backend)
         entry = {"installed": installed(backend), "version": version, "runs": problem is None, "problem": problem}
         if entry["installed"]:
             try:
-                entry.update(read())
+                runner = getattr(importlib.import_module(info.module), info.runner) if info.module else None
+                entry.update(runner.facts(gpu) if runner else {})
             except Exception as exc:
                 entry.update(runs=False, problem=f"installed but cannot be loaded: {exc}")
         out[backend] = entry

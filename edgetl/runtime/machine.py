@@ -63,15 +63,14 @@ def gpu_names() -> list[str]:
     return [line.strip() for line in out.splitlines() if line.strip()]
 
 
-_VERSIONED = ("edgetl", "numpy", "onnxruntime", "onnxruntime-gpu", "openvino", "nncf", "torch", "torchvision", "timm",
-              "onnx", "tensorrt")
-
-
 def library_versions() -> dict[str, str]:
-    """Installed versions of the packages that decide a measurement (read from package
-    metadata, so nothing heavy is imported)."""
+    """Installed versions of the packages that decide a measurement: edgetl, numpy and
+    each backend's (the backend table's `versions`), read from package metadata, so
+    nothing heavy is imported."""
+    from edgetl.runtime.backend_table import BACKENDS
+
     versions = {"python": platform.python_version()}
-    for name in _VERSIONED:
+    for name in dict.fromkeys(["edgetl", "numpy", *(v for b in BACKENDS.values() for v in b.versions)]):
         try:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:

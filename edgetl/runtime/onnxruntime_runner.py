@@ -64,6 +64,12 @@ class OnnxRuntimeRunner(Runner):
         runner.input_name = session.get_inputs()[0].name
         return runner
 
+    @classmethod
+    def facts(cls, gpu: dict) -> dict:
+        import onnxruntime as ort
+
+        return {"devices": list(ort.get_available_providers())}
+
     def compute(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: batch})[0]
 

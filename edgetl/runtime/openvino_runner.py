@@ -122,6 +122,20 @@ class OpenVinoRunner(Runner):
             runner._probe(precision_hint)
         return runner
 
+    @classmethod
+    def facts(cls, gpu: dict) -> dict:
+        import openvino as ov
+
+        core = ov.Core()
+        out = {"devices": list(core.available_devices)}
+        try:
+            out["cpu_precisions"] = [str(c) for c in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")]
+            # What OpenVINO would run an FP32 model's float layers in by default; edgetl sets f32.
+            out["cpu_default_precision"] = core.get_property("CPU", "INFERENCE_PRECISION_HINT").to_string()
+        except Exception as exc:
+            out["cpu_precisions"] = f"unreadable: {exc}"
+        return out
+
     def _probe(self, precision: str) -> None:
         """One call on zeros: a plugin may compile a precision its kernels then cannot run
         (e.g. bf16 where oneDNN is limited to AVX2: an error, or with one thread an empty

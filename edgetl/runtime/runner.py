@@ -90,6 +90,13 @@ class Runner(abc.ABC):
         raise NotImplementedError(f"{cls.__name__} does not load artifacts")
 
     @classmethod
+    def facts(cls, gpu: dict) -> dict:
+        """What `edgetl doctor` says of this backend beyond installed and version: its
+        devices, precisions, accelerators, read from the library (`gpu`: doctor's GPU
+        facts). Called only when the backend is installed."""
+        return {}
+
+    @classmethod
     def resolve_device(cls, device: str) -> str:
         """`auto`: the accelerator this backend can use on this machine, else the CPU, decided
         here and never by the library (OpenVINO's own AUTO plugin may pick a GPU or NPU and

@@ -18,7 +18,8 @@ from edgetl.core import progress
 from edgetl.core.errors import ArtifactError, BackendUnavailable, ConfigError
 from edgetl.core.paths import cache_dir
 from edgetl.runtime.artifacts import read_engine_card
-from edgetl.runtime.bundle import PREFERENCE, Bundle, sha256
+from edgetl.runtime.backend_table import BACKENDS, by_preference
+from edgetl.runtime.bundle import Bundle, sha256
 from edgetl.runtime.machine import CPU_TARGETS, backend_problem, exact_here
 from edgetl.runtime.tensorrt_runner import check_compatible
 
@@ -96,7 +97,7 @@ def model_for(bundle: Bundle, target: str) -> tuple[Path, str]:
         engine, _ = usable_engine(bundle, tensorrt_here())
         if engine:
             return engine, "tensorrt"
-    return bundle.root / entry.model, "onnxruntime" if target == "tensorrt" else target
+    return bundle.root / entry.model, BACKENDS[target].target_backend
 
 
 def choose(bundle: Bundle, backend: str = "auto") -> str:
@@ -109,7 +110,7 @@ def choose(bundle: Bundle, backend: str = "auto") -> str:
                                    f"--targets {backend}")
         return backend
     skipped = []
-    for target in (t for t in PREFERENCE if t in bundle.targets):
+    for target in by_preference(bundle.targets):
         problem = target_problem(bundle, target)
         if problem is None:
             for target_skipped, why in skipped:

@@ -46,6 +46,18 @@ class TensorRTRunner(Runner):
         return "cuda" if device == "auto" else device
 
     @classmethod
+    def facts(cls, gpu: dict) -> dict:
+        import tensorrt as trt
+
+        out = {"version": trt.__version__, "dla_cores": None}
+        if gpu.get("found"):
+            try:
+                out["dla_cores"] = int(trt.Builder(trt.Logger(trt.Logger.WARNING)).num_DLA_cores)
+            except Exception as exc:
+                out["dla_cores"] = f"unreadable: {exc}"
+        return out
+
+    @classmethod
     def load(cls, path: Path, device: str = "cpu", threads: int | None = None,
              precision_hint: str = "f32") -> TensorRTRunner:
         import tensorrt as trt
