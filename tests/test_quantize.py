@@ -163,7 +163,7 @@ def test_an_impossible_bound_is_a_clear_error(quant_onnx, tmp_path, monkeypatch)
 
     calls = []
 
-    def fp32_perfect_int8_useless(logits, labels):  # the first measurement is the FP32 model
+    def fp32_perfect_int8_useless(logits, labels, task):  # the first measurement is the FP32 model
         calls.append(1)
         return 1.0 if len(calls) == 1 else 0.0
 

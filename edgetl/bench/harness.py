@@ -31,6 +31,7 @@ from edgetl.runtime.backends import backend_for, check_precision_hint
 from edgetl.runtime.bundle import Bundle
 from edgetl.runtime.machine import library_versions, machine_info
 from edgetl.runtime.targets import model_for, target_problem
+from edgetl.task import task_of
 
 # Which FP32 row of a run is the reference for drop and agreement: the training
 # framework's own model first, then the exported FP32 files.
@@ -182,8 +183,9 @@ def bench_cell(cell: Cell, batches: list[int], inputs: _Inputs, threads: int, de
             samples = inputs(card, cell.bundle)
             static = _static_batch(card)
             logits = runner.infer_all(samples.x, static or max(batches))
-            predictions = logits.argmax(1)
-            common.update(accuracy=float((predictions == samples.labels).mean()), n=len(samples),
+            task = task_of(card)
+            predictions = task.predictions(logits)
+            common.update(accuracy=task.score(logits, samples.labels, card.labels).value, n=len(samples),
                           split=f"{Path(samples.source).name}/{inputs.split}")
         except Exception as exc:
             return [BenchRow(**common, batch=b, error=_first_line(exc)) for b in batches], None, {}

@@ -120,7 +120,7 @@ class ModelCard:
 
 def run_card(*, labels: list[str], preprocessing, backbone_name: str, backbone, settings: dict, data, train_labels,
              history: list[dict], best_epoch: int, device: str, world_size: int, train_seconds: float,
-             adaptation: dict | None = None) -> ModelCard:
+             adaptation: dict | None = None, task: str = "classification") -> ModelCard:
     """The card of a fine-tuning run: what it takes (the preprocessing, which names its
     modality), where it came from (backbone, settings, data, counts, device) and what it
     reached (the kept epoch's figures; an adapted run's final validation accuracy)."""
@@ -128,7 +128,7 @@ def run_card(*, labels: list[str], preprocessing, backbone_name: str, backbone, 
     val_accuracy = adaptation["final"]["val_accuracy"] if adaptation else best["val_accuracy"]
     counts = {c: int((train_labels == i).sum()) for i, c in enumerate(labels)}  # as decoded
     return ModelCard(
-        labels=list(labels), modality=preprocessing.kind, input=preprocessing.input_spec(),
+        labels=list(labels), modality=preprocessing.kind, task=task, input=preprocessing.input_spec(),
         preprocessing=preprocessing.to_dict(), streaming=dict(backbone.streaming), parts=dict(backbone.parts),
         source={"backbone": backbone_name, "weights": backbone.weights, "strategy": settings["strategy"],
                 "stages": len(backbone.stages), "trained_stages": max(h["trainable_stages"] for h in history),

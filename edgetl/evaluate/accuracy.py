@@ -6,12 +6,12 @@ import dataclasses
 import numpy as np
 
 from edgetl.core import progress
-from edgetl.core.metrics import accuracy, confusion_matrix, per_class_accuracy
 from edgetl.data.folders import select_split
 from edgetl.data.sample_cache import cached_split
 from edgetl.evaluate.settings import EvaluateSettings
 from edgetl.modality import Preprocessing, preprocessing_of
 from edgetl.runtime import Runner, open_runner
+from edgetl.task import task_of
 
 
 @dataclasses.dataclass
@@ -55,12 +55,10 @@ def evaluate(artifact, data, settings: EvaluateSettings | None = None, **options
         pre = preprocessing_of(card)
         cached, labels = cached_split(folder, pre)  # read a batch at a time
         logits = predict_logits(runner, cached, pre, batch_size)
-    preds = logits.argmax(axis=1)
-    cm = confusion_matrix(labels, preds, len(card.labels))
-    recall = per_class_accuracy(cm)
+    score = task_of(card).score(logits, labels, list(card.labels))
     return EvalReport(
-        accuracy=accuracy(labels, preds), n=int(len(labels)), backend=runner.backend, artifact=str(artifact),
-        split=folder.name, labels=list(card.labels),
-        per_class={c: (None if np.isnan(r) else float(r)) for c, r in zip(card.labels, recall)},
-        confusion=cm.tolist(), skipped=len(folder) - int(len(labels)), inference_precision=runner.inference_precision,
+        accuracy=score.value, n=score.n, backend=runner.backend, artifact=str(artifact),
+        split=folder.name, labels=list(card.labels), per_class=score.details["per_class"],
+        confusion=score.details["confusion"], skipped=len(folder) - int(len(labels)),
+        inference_precision=runner.inference_precision,
     )

@@ -17,6 +17,7 @@ from edgetl.core.errors import ArtifactError, DataError
 from edgetl.data.folders import select_split
 from edgetl.modality import decode_split, preprocessing_of
 from edgetl.runtime import Runner
+from edgetl.task import task_of
 
 
 class ParityError(ArtifactError):
@@ -82,8 +83,9 @@ def compare(reference: np.ndarray, runner: Runner, x: np.ndarray, labels: np.nda
     span = float(reference.max() - reference.min()) or 1.0  # NaN when the reference is: then the gate fails
     cos = float(np.mean(np.sum(got * reference, 1) /
                         (np.linalg.norm(got, axis=1) * np.linalg.norm(reference, axis=1) + 1e-12)))
-    agreement = float((got.argmax(1) == reference.argmax(1)).mean())
-    worst_agreement = min(agreement, float((single.argmax(1) == reference[:len(single)].argmax(1)).mean())
+    task, labels_of = task_of(runner.card), runner.card.labels
+    agreement = float(task.agree(got, reference).mean())
+    worst_agreement = min(agreement, float(task.agree(single, reference[:len(single)]).mean())
                           if len(single) else agreement)
     failures = []
     if not np.isfinite(reference).all():
@@ -97,8 +99,8 @@ def compare(reference: np.ndarray, runner: Runner, x: np.ndarray, labels: np.nda
     if not worst_agreement >= tolerance.min_agreement:
         failures.append(f"top-1 agreement {worst_agreement:.2%} (needed {tolerance.min_agreement:.0%})")
     return ParityResult(str(runner.path), runner.backend, runner.card.precision, len(x), max_abs, max_abs / span, cos,
-                        agreement, float((got.argmax(1) == labels).mean()),
-                        float((reference.argmax(1) == labels).mean()), failures, runner.inference_precision)
+                        agreement, task.score(got, labels, labels_of).value,
+                        task.score(reference, labels, labels_of).value, failures, runner.inference_precision)
 
 
 # What fixes a failed gate depends on why the artifact differs.

@@ -123,7 +123,9 @@ def finetune(data, backbone: str, out, overwrite: bool = False, settings: Finetu
                         backbone=plan.bb,
                         settings=cfg.to_dict(), data=plan.data, train_labels=decoded.train_labels, history=history,
                         best_epoch=best_epoch, device=str(device), world_size=dist.world,
-                        train_seconds=time.perf_counter() - started, adaptation=adaptation)
+                        train_seconds=time.perf_counter() - started, adaptation=adaptation,
+                        # a clip model is a keyword spotter: the streaming detector reads its windows
+                        task="keywords" if plan.preprocessing.kind == "audio" else "classification")
         result = write(writer, card, state, history, best_epoch)
         if checkpoints is not None:
             checkpoints.remove()

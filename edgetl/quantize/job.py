@@ -38,8 +38,9 @@ from edgetl.export.parity import ParityResult, Tolerance, compare, raise_on_fail
 from edgetl.quantize.cpu import CPU_TARGETS, CpuTarget, cpu_target, warn_if_host_differs
 from edgetl.quantize.settings import DEFAULT_MAX_DROP, TARGETS, QuantizeSettings
 from edgetl.quantize.threads import library_threads
-from edgetl.runtime.artifacts import MODEL_OUTPUT
+from edgetl.runtime.artifacts import MODEL_OUTPUT, read_card
 from edgetl.runtime.backend_table import BACKENDS
+from edgetl.task import Task, task_of
 
 DEFAULT_SUFFIX = {name: BACKENDS[name].int8_suffix for name in TARGETS}  # beside the FP32 model
 PARITY_SAMPLES = 64
@@ -76,8 +77,9 @@ def _logits(path: Path, x: np.ndarray) -> np.ndarray:
         return runner.infer_all(x, 64)
 
 
-def _accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
-    return float((logits.argmax(1) == labels).mean())
+def _accuracy(logits: np.ndarray, labels: np.ndarray, task: Task) -> float:
+    """The task's metric (its primary figure), what --max-drop bounds."""
+    return task.score(logits, labels, [str(i) for i in range(logits.shape[1])]).value
 
 
 def _load_fp32(model: Path) -> ModelCard:
@@ -259,8 +261,8 @@ def _reference(job: _Job) -> _Reference:
                   "held out from calibration")
     fp32_logits = _logits(job.model, val.x)
     if kind == "fp32":  # an accuracy drop against FP32's own answers bounds the drop against any labels
-        val = dataclasses.replace(val, labels=fp32_logits.argmax(1))
-    return _Reference(calib, val, kind, fp32_logits, _accuracy(fp32_logits, val.labels))
+        val = dataclasses.replace(val, labels=task_of(job.card).predictions(fp32_logits))
+    return _Reference(calib, val, kind, fp32_logits, _accuracy(fp32_logits, val.labels, task_of(job.card)))
 
 
 def _post_training(job: _Job, ref: _Reference, work: Path) -> _Int8:
@@ -369,12 +371,13 @@ def _measure_int8(path: Path, fp32_logits: np.ndarray, val: Samples, max_drop: f
     max-abs; the agreement needed follows --max-drop (`int8_min_agreement`)."""
     from edgetl.runtime import open_runner
 
+    task = task_of(read_card(path))
     tolerance = dataclasses.replace(Tolerance.for_precision("int8"),
-                                    min_agreement=parity_needed(max_drop, _accuracy(fp32_logits, val.labels)))
+                                    min_agreement=parity_needed(max_drop, _accuracy(fp32_logits, val.labels, task)))
     step = max(1, len(val) // PARITY_SAMPLES)
     idx = np.arange(0, len(val), step)[:PARITY_SAMPLES]
     with open_runner(path) as runner:
-        accuracy = _accuracy(runner.infer_all(val.x, 64), val.labels)
+        accuracy = _accuracy(runner.infer_all(val.x, 64), val.labels, task)
         # Batch 1 on every parity sample, not the first 8: INT8 may flip near-ties, and one
         # flip in 8 would read as 12.5% of answers changed.
         return accuracy, compare(fp32_logits[idx], runner, val.x[idx], val.labels[idx], tolerance,

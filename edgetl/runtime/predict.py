@@ -19,9 +19,9 @@ from edgetl.core.errors import ConfigError, DataError
 from edgetl.core.progress import progress_bar
 from edgetl.runtime.artifacts import read_card
 from edgetl.runtime.backends import open_runner
-from edgetl.runtime.runner import softmax
 from edgetl.runtime.settings import PredictSettings
 from edgetl.runtime.streaming import KeywordDetector, audio_seconds, detect_file
+from edgetl.task import task_of
 
 
 @dataclasses.dataclass
@@ -107,12 +107,10 @@ def predict(artifact, files, settings: PredictSettings | None = None, **options)
                 results.append(Prediction(str(f), [], [], error=exc.message, hint=exc.hint))
         if samples:
             # The runner checks the output against the card and pads static batches.
-            probs = softmax(runner.infer_all(pre.normalize(np.stack(samples)), batch))
-            k = min(top_k, probs.shape[1])
-            for i, p in zip(where, probs):
-                order = np.argsort(-p, kind="stable")[:k]
-                results[i].labels = [card.labels[j] for j in order]
-                results[i].scores = [float(p[j]) for j in order]
+            outputs = runner.infer_all(pre.normalize(np.stack(samples)), batch)
+            for i, shown in zip(where, task_of(card).top(outputs, card.labels, top_k)):
+                results[i].labels = [label for label, _ in shown]
+                results[i].scores = [score for _, score in shown]
     return results
 
 

@@ -56,13 +56,6 @@ def quantizer_before(node, kind, sources, is_quantizer, ranges):
     return found[0] if first and all(ranges(q) == first for q in found[1:]) else None
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Class probabilities of a batch of logits."""
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
 class Runner(abc.ABC):
     """Loads one artifact for one backend. `infer` takes a float32 batch laid out as
     the card's input spec and returns the logits as float32 numpy.

@@ -25,14 +25,12 @@ import numpy as np
 
 from edgetl.core.errors import ArtifactError, ConfigError, DataError
 from edgetl.modality.audio import SILENT_PEAK, AudioPreprocessing, audio_info, read_audio_stream
-from edgetl.runtime.runner import check_finite, softmax
+from edgetl.runtime.runner import check_finite
+from edgetl.task.classification import softmax
+from edgetl.task.keywords import never_fires
 
 # Windows scored per call when audio arrives faster than real time (files, replays).
 MAX_BATCH = 64
-
-
-def never_fires(label: str) -> bool:
-    return label.startswith("_")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,54 @@
+"""Classification: one label per sample (an image, an audio clip). Outputs are logits,
+one per label; the prediction is the highest, the metric top-1 accuracy with per-class
+recall and the confusion matrix, two models agree where their top-1 labels are the same,
+and predict shows the top-k labels with softmax probabilities."""
+from __future__ import annotations
+
+import numpy as np
+
+from edgetl.core.errors import ArtifactError
+from edgetl.core.metrics import accuracy, confusion_matrix, per_class_accuracy
+from edgetl.task.registry import Score, Task, register
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Class probabilities of a batch of logits."""
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+class Classification(Task):
+    name = "classification"
+    metric = "accuracy"
+    head_kind = "linear"
+
+    def check_labels(self, labels: list[str]) -> None:
+        if len(labels) < 2 or len(set(labels)) != len(labels):
+            raise ArtifactError(f"a classifier needs at least two distinct labels, got {labels}",
+                                hint="a data set needs at least two class folders")
+
+    def predictions(self, outputs: np.ndarray) -> np.ndarray:
+        return np.asarray(outputs).argmax(axis=1)
+
+    def score(self, outputs: np.ndarray, truths: np.ndarray, labels: list[str]) -> Score:
+        preds = self.predictions(outputs) if len(outputs) else np.zeros(0, np.int64)
+        cm = confusion_matrix(truths, preds, len(labels))
+        recall = per_class_accuracy(cm)
+        return Score(self.metric, accuracy(truths, preds), int(len(truths)), {
+            "per_class": {c: (None if np.isnan(r) else float(r)) for c, r in zip(labels, recall)},
+            "confusion": cm.tolist()})
+
+    def agree(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return self.predictions(a) == self.predictions(b)
+
+    def top(self, outputs: np.ndarray, labels: list[str], k: int) -> list[list[tuple[str, float]]]:
+        probs = softmax(np.asarray(outputs, np.float64))
+        k = min(k, probs.shape[1])
+        order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+        return [[(labels[i], float(p[i])) for i in row] for p, row in zip(probs, order)]
+
+
+CLASSIFICATION = register(Classification())
+
+__all__ = ["CLASSIFICATION", "Classification", "softmax"]
