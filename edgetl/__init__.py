@@ -88,12 +88,9 @@ def verify(bundle, backend: str | None = None):
     """Check a bundle on this machine: checksums, then its reference files through each
     target it can run (a TensorRT target's engine built for this GPU first, where TensorRT
     is); a TargetCheck per target, skipped ones with the reason (torch-free)."""
-    from edgetl.deploy.tensorrt_engine import bundle_engine
-    from edgetl.runtime.verify import verify as _verify
+    from edgetl.deploy.tensorrt_engine import verify_on_device
 
-    if backend in (None, "auto", "tensorrt"):
-        bundle_engine(bundle)
-    return _verify(bundle, backend=backend)
+    return verify_on_device(bundle, backend=backend)
 
 
 def doctor() -> dict:

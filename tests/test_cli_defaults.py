@@ -101,7 +101,7 @@ FACADE = {"list_backbones": "edgetl.backbones:list_backbones", "finetune": "edge
           "export": "edgetl.export:export_run", "quantize": "edgetl.quantize:quantize",
           "bench": "edgetl.bench.harness:bench", "predict": "edgetl.runtime.predict:predict",
           "evaluate_stream": "edgetl.evaluate.stream:evaluate_stream", "package": "edgetl.deploy.package:package",
-          "verify": "edgetl.runtime.verify:verify", "doctor": "edgetl.runtime.doctor:doctor",
+          "verify": "edgetl.deploy.tensorrt_engine:verify_on_device", "doctor": "edgetl.runtime.doctor:doctor",
           "run": "edgetl.pipeline.run:run_recipe", "make_digits": "edgetl.data.digits:make_digits",
           "make_keywords": "edgetl.data.keywords:make_keywords"}
 

@@ -42,12 +42,9 @@ def verify_cmd(bundle, backend, threads, as_json):
     from rich.table import Table
 
     from edgetl.core.progress import print_table, results_console
-    from edgetl.deploy.tensorrt_engine import bundle_engine
-    from edgetl.runtime.verify import verify
+    from edgetl.deploy.tensorrt_engine import verify_on_device
 
-    if backend in (None, "auto", "tensorrt"):
-        bundle_engine(bundle)
-    checks = verify(bundle, backend=backend, threads=threads)
+    checks = verify_on_device(bundle, backend=backend, threads=threads)
     if as_json:
         click.echo(json.dumps([c.to_dict() for c in checks], indent=2))
     else:

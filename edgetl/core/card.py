@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from edgetl.core.atomic import write_atomic
 from edgetl.core.errors import ArtifactError
 
 CARD_FILENAME = "edgetl.json"
@@ -103,10 +104,7 @@ class ModelCard:
         path = Path(path)
         if path.is_dir():
             path = path / CARD_FILENAME
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(self.to_json() + "\n")
-        os.replace(tmp, path)
-        return path
+        return write_atomic(path, self.to_json() + "\n")
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> ModelCard:

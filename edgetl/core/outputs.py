@@ -18,6 +18,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from edgetl.core.atomic import write_atomic
 from edgetl.core.card import CARD_FILENAME
 from edgetl.core.errors import ArtifactError, ConfigError
 
@@ -148,27 +149,6 @@ def temp_dir_beside(out: Path) -> Path:
     except OSError as exc:
         raise ArtifactError(f"cannot write in {out.parent}: {exc.strerror or exc}",
                             hint="choose an --out in a folder you can write to") from None
-
-
-def write_atomic(path, content: str | bytes) -> Path:
-    """Write to a temporary file beside `path`, then rename: never a half-written file.
-    The file gets the mode of any new file (the umask's), not mkstemp's private 0600."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    except OSError as exc:
-        raise ArtifactError(f"cannot write {path}: {exc.strerror or exc}",
-                            hint="choose an output in a folder you can write to") from None
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, "wb") as f:
-            f.write(content.encode() if isinstance(content, str) else content)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def write_data_marker(folder: Path, source: dict) -> None:

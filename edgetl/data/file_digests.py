@@ -19,6 +19,8 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from edgetl.core.atomic import write_atomic
+from edgetl.core.errors import ArtifactError
 from edgetl.core.paths import cache_dir
 
 RACY_SECONDS = 2.0
@@ -57,11 +59,8 @@ def _read_memo(path: Path) -> dict:
 def _write_memo(path: Path, memo: dict) -> None:
     """Best effort: a cache that cannot be written only means reading the files again."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        tmp.write_text(json.dumps(memo))
-        os.replace(tmp, path)
-    except OSError:
+        write_atomic(path, json.dumps(memo))
+    except (OSError, ArtifactError):
         pass
 
 

@@ -4,7 +4,8 @@ engine built from the bundle's or any ONNX model and kept in the engine cache
 """
 from edgetl.core.lazy import lazy_attributes
 
-_LAZY = {"package": "package", "build_engine": "tensorrt_engine", "bundle_engine": "tensorrt_engine"}
+_LAZY = {"package": "package", "build_engine": "tensorrt_engine", "bundle_engine": "tensorrt_engine",
+         "verify_on_device": "tensorrt_engine"}
 
 __all__ = list(_LAZY)
 

@@ -372,3 +372,13 @@ def bundle_engine(bundle_path, device: int = 0) -> Path | None:
                   f"building it into {out.parent}")
     build_engine(spec, overwrite=True)
     return out
+
+
+def verify_on_device(bundle, backend: str | None = None, threads: int | None = None):
+    """`edgetl verify` on the device: a TensorRT target's engine built for this GPU first
+    (where TensorRT is, into the engine cache), then every check of runtime/verify.py."""
+    from edgetl.runtime.verify import verify
+
+    if backend in (None, "auto", "tensorrt"):
+        bundle_engine(bundle)
+    return verify(bundle, backend=backend, threads=threads)

@@ -11,12 +11,12 @@ threads reorder floating-point sums); the checkpoint is removed once the run is 
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import torch
 
 from edgetl.backbones.stages import safe_load
+from edgetl.core.atomic import replacing
 from edgetl.core.errors import ConfigError
 from edgetl.core.paths import cache_dir
 
@@ -42,10 +42,8 @@ class Checkpoints:
         return self.path.is_file()
 
     def save(self, state: dict) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".last.{os.getpid()}.pt")
-        torch.save({**state, "identity": self.identity}, tmp)
-        os.replace(tmp, self.path)  # a checkpoint is either the old epoch or the new one, never half
+        with replacing(self.path) as tmp:  # a checkpoint is either the old epoch or the new one, never half
+            torch.save({**state, "identity": self.identity}, tmp)
 
     def load(self) -> dict | None:
         """The state to resume from (None when not resuming); a checkpoint of other

@@ -21,6 +21,7 @@ import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
+from edgetl.core.atomic import replacing
 from edgetl.core.card import CARD_FILENAME, ModelCard
 from edgetl.core.errors import ArtifactError, BackendUnavailable
 from edgetl.core.outputs import register_output_kind
@@ -102,9 +103,8 @@ def _write_onnx_card(path: Path, card: ModelCard) -> None:
 
     proto = onnx.load(str(path))
     set_onnx_card(proto, card)
-    tmp = path.with_name(f".{path.name}.tmp")
-    onnx.save(proto, str(tmp))
-    tmp.replace(path)
+    with replacing(path) as tmp:
+        onnx.save(proto, str(tmp))
 
 
 def _onnx_holds_card(path: Path) -> bool:
@@ -136,10 +136,8 @@ def _write_openvino_card(path: Path, card: ModelCard) -> None:
 
     model = ov.Core().read_model(str(path))
     model.set_rt_info(card.to_json(), OPENVINO_CARD_KEY)
-    tmp = path.with_name(path.stem + ".tmp.xml")
-    ov.save_model(model, str(tmp), compress_to_fp16=False)  # weights are already in their precision
-    tmp.replace(path)
-    tmp.with_suffix(".bin").replace(path.with_suffix(".bin"))
+    with replacing(path, companions=(".bin",)) as tmp:
+        ov.save_model(model, str(tmp), compress_to_fp16=False)  # weights are already in their precision
 
 
 def _openvino_holds_card(path: Path) -> bool:
