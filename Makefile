@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_OUT ?= demo-out
 
-.PHONY: venv device-venv espeak demo test bench clean
+.PHONY: venv device-venv espeak browser demo test bench clean
 
 venv: $(VENV)/.installed
 
@@ -35,10 +35,17 @@ espeak:
 		|| (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q espeak-ng >/dev/null 2>&1) \
 		|| echo "note: espeak-ng could not be installed (apt-get install espeak-ng); speech tests that need it skip"
 
+# Headless Chromium opens the evaluate report in a test (Debian package); where it cannot
+# be installed, that test skips and says why.
+browser:
+	@command -v chromium >/dev/null || apt-get install -y -q chromium >/dev/null 2>&1 \
+		|| (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1) \
+		|| echo "note: chromium could not be installed (apt-get install chromium); the report's browser test skips"
+
 demo: venv
 	$(BIN)/edgetl demo --out $(DEMO_OUT)
 
-test: venv device-venv espeak
+test: venv device-venv espeak browser
 	$(BIN)/ruff check edgetl tests benchmarks
 	EDGETL_OFFLINE=1 $(BIN)/pytest -q -n 2 --dist loadfile
 

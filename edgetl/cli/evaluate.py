@@ -16,15 +16,17 @@ def print_report(report) -> None:
     from edgetl.core.progress import print_table, results_console
 
     console = results_console()
+    top_k = "".join(f", top-{k} {v:.4f}" for k, v in report.top_k.items())
     console.print(f"[bold]{escape(report.artifact)}[/] on {report.split} ({report.n} samples, backend {report.backend}, "
-                  f"runs in {report.inference_precision}): accuracy [bold]{report.accuracy:.4f}[/]")
-    per = Table(title="per-class accuracy", title_justify="left")
-    per.add_column("class")
-    per.add_column("accuracy", justify="right")
-    per.add_column("n", justify="right")
-    for i, label in enumerate(report.labels):
-        acc = report.per_class[label]
-        per.add_row(escape(label), "-" if acc is None else f"{acc:.3f}", str(sum(report.confusion[i])))
+                  f"runs in {report.inference_precision}): accuracy [bold]{report.accuracy:.4f}[/]{top_k}")
+    per = Table(title="per class", title_justify="left")
+    for col in ("class", "precision", "recall (accuracy)", "F1", "n"):
+        per.add_column(col, justify="left" if col == "class" else "right")
+    for label in report.labels:
+        m = report.classes.get(label, {})
+        cell = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+        per.add_row(escape(label), cell(m.get("precision")), cell(m.get("recall")), cell(m.get("f1")),
+                    str(m.get("support", "-")))
     print_table(per, console)
     cm = Table(title="confusion matrix (rows: true, columns: predicted)", title_justify="left")
     cm.add_column("")
@@ -108,7 +110,7 @@ SHARED = ("backend", "device", "threads", "precision_hint")
               help="Instead of --data: a long recording with its keyword times beside it (RECORDING.json or .csv): "
                    "false rejects, false accepts per hour, delay, real-time factor.")
 @options.from_settings(StreamEvalSettings, skip=SHARED, plot={"type": click.Path(dir_okay=False)})
-@options.from_settings(EvaluateSettings, skip={"threads"})
+@options.from_settings(EvaluateSettings, skip={"threads"}, report={"type": click.Path(file_okay=False)})
 @options.threads(default="[default: 1 with --stream, else half of the usable cores, at least 1]")
 @options.json_flag("one object (accuracy, n, backend, ...)")
 def evaluate_cmd(artifact, data, stream, as_json, **values):
@@ -120,6 +122,9 @@ def evaluate_cmd(artifact, data, stream, as_json, **values):
         raise ConfigError("evaluate takes either --data DIR (clips or images) or --stream RECORDING",
                           hint="e.g. --data data --split test, or --stream data/_streams_/test.wav")
     given = options.given(STREAM_ONLY)
+    if stream is not None and values.get("report"):
+        raise ConfigError("--report is the report of --data (clips or images)",
+                          hint="drop --report; with --stream, --plot writes the DET curve")
     if data is not None and given:
         raise ConfigError(f"{', '.join(given)} apply to --stream", hint="drop them, or evaluate a recording with --stream")
     if "--thresholds" in given and values["target_fa_per_hour"] is None:
@@ -136,6 +141,8 @@ def evaluate_cmd(artifact, data, stream, as_json, **values):
         click.echo(json.dumps(report.to_dict()))
     else:
         print_report(report)
+        if report_dir := values.get("report"):
+            click.echo(f"wrote {report_dir}/index.html ({len(report.misclassified)} misclassified files listed)", err=True)
 
 
 COMMANDS = [evaluate_cmd]

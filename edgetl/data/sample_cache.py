@@ -79,6 +79,7 @@ class CachedSamples:
         self.memory = memory  # the rows in memory instead (the cache could not be written)
         self.extra = extra if extra is not None else np.zeros((0, *sample_shape), dtype)
         self._file: _OpenArray | None = None
+        self.files: list[Path] = []  # the file each stored row was decoded from, where known (cached_split)
 
     def opened(self) -> CachedSamples:
         """These samples with their file open: from now on, another process removing the
@@ -106,6 +107,7 @@ class CachedSamples:
         extra = np.concatenate([self.extra, extra.astype(self.dtype)])
         key = hashlib.sha256(self.key.encode() + extra.tobytes()).hexdigest()[:32]
         joined = CachedSamples(self.path, self.rows, self.sample_shape, self.dtype, key, extra, self.memory)
+        joined.files = self.files
         joined._file = self._file  # the same open file
         return joined
 
@@ -248,5 +250,7 @@ def cached_split(folder, preprocessing, progress: Callable[[int], None] | None =
     samples, meta = cached_array(key, shape, preprocessing.cache_dtype, fill)
     if not decoded_now and on_hit is not None:
         on_hit(len(folder))
-    labels = modalities.decoded_labels(folder, np.asarray(meta["keep"], bool), meta["reasons"], kind.noun, kind.skipped_as)
+    keep = np.asarray(meta["keep"], bool)
+    labels = modalities.decoded_labels(folder, keep, meta["reasons"], kind.noun, kind.skipped_as)
+    samples.files = [p for p, k in zip(folder.paths, keep) if k]
     return samples, labels

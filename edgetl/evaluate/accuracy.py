@@ -6,6 +6,7 @@ import dataclasses
 import numpy as np
 
 from edgetl.core import progress
+from edgetl.core.outputs import check_output
 from edgetl.data.folders import select_split
 from edgetl.data.sample_cache import cached_split
 from edgetl.evaluate.settings import EvaluateSettings
@@ -26,6 +27,10 @@ class EvalReport:
     confusion: list[list[int]]
     skipped: int = 0
     inference_precision: str = "f32"  # what the backend computed the float operations in
+    classes: dict[str, dict] = dataclasses.field(default_factory=dict)  # precision, recall, F1, support
+    top_k: dict[str, float] = dataclasses.field(default_factory=dict)  # accuracy within the k best labels
+    # each wrong answer: file, true and predicted label, the top scores; most confident first
+    misclassified: list[dict] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -44,10 +49,15 @@ def predict_logits(runner: Runner, cached: np.ndarray, pre: Preprocessing, batch
 
 
 def evaluate(artifact, data, settings: EvaluateSettings | None = None, **options) -> EvalReport:
-    """Accuracy, per-class accuracy and confusion matrix of `artifact` on a split of
-    `data`. `settings` (or its fields as keyword options): EvaluateSettings."""
+    """Accuracy, per-class figures, top-k accuracy, the confusion matrix and the
+    misclassified files of `artifact` on a split of `data` (with `report`, also as an HTML
+    report folder). `settings` (or its fields as keyword options): EvaluateSettings."""
     s = EvaluateSettings.of(settings, **options)
     split, batch_size = s.split, s.batch_size
+    if s.report:  # before the work: a folder that is not ours is refused now, not after it
+        from edgetl.evaluate.report import REPORT_DIR
+
+        check_output(s.report, REPORT_DIR, overwrite=True, inputs={"data set": data, "artifact": artifact})
     with open_runner(artifact, backend=s.backend, device=s.device, threads=s.threads,
                      precision_hint=s.precision_hint) as runner:
         card = runner.card
@@ -55,10 +65,33 @@ def evaluate(artifact, data, settings: EvaluateSettings | None = None, **options
         pre = preprocessing_of(card)
         cached, labels = cached_split(folder, pre)  # read a batch at a time
         logits = predict_logits(runner, cached, pre, batch_size)
-    score = task_of(card).score(logits, labels, list(card.labels))
-    return EvalReport(
+    task = task_of(card)
+    score = task.score(logits, labels, list(card.labels))
+    report = EvalReport(
         accuracy=score.value, n=score.n, backend=runner.backend, artifact=str(artifact),
         split=folder.name, labels=list(card.labels), per_class=score.details["per_class"],
         confusion=score.details["confusion"], skipped=len(folder) - int(len(labels)),
-        inference_precision=runner.inference_precision,
+        inference_precision=runner.inference_precision, classes=score.details.get("classes", {}),
+        top_k=score.details.get("top_k", {}), misclassified=misclassified(task, logits, labels, card.labels,
+                                                                            cached.files),
     )
+    if s.report:
+        from edgetl.evaluate.report import write_report
+
+        write_report(report, s.report, card.modality, overwrite=True)
+    return report
+
+
+MISCLASSIFIED = 1000  # listed in the report (and --json), most confident first
+
+
+def misclassified(task, logits: np.ndarray, labels: np.ndarray, names: list[str], files: list) -> list[dict]:
+    """The samples the model got wrong, the most confident mistakes first: the file, the
+    true and the predicted label, and the best scores (what predict would show)."""
+    wrong = np.flatnonzero(task.predictions(logits) != labels)
+    if not len(wrong):
+        return []
+    shown = task.top(logits[wrong], names, k=3)
+    order = sorted(range(len(wrong)), key=lambda i: -shown[i][0][1])[:MISCLASSIFIED]
+    return [{"file": str(files[wrong[i]]) if wrong[i] < len(files) else None, "true": names[labels[wrong[i]]],
+             "predicted": shown[i][0][0], "top": [[label, round(p, 4)] for label, p in shown[i]]} for i in order]

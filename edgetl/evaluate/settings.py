@@ -16,6 +16,9 @@ PICKS = ("common", "per-keyword")  # one threshold for every keyword, or one eac
 class EvaluateSettings(InferenceSettings):
     split: str = setting("val", "train | val | test")
     batch_size: int = setting(64, "Samples per inference call.", min=1, example="64")
+    report: str | None = setting(None, "Also write an HTML report into this folder (index.html: per-class precision, "
+                                 "recall and F1, top-k accuracy, the confusion matrix, the misclassified files with "
+                                 "thumbnails or players; confusion.png; report.json). An earlier report is replaced.")
 
 
 @dataclasses.dataclass(frozen=True)

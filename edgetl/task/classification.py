@@ -18,6 +18,10 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+def _plain(value) -> float | None:
+    return None if value is None else float(value)
+
+
 class Classification(Task):
     name = "classification"
     metric = "accuracy"
@@ -32,12 +36,26 @@ class Classification(Task):
         return np.asarray(outputs).argmax(axis=1)
 
     def score(self, outputs: np.ndarray, truths: np.ndarray, labels: list[str]) -> Score:
+        """Top-1 accuracy; details: each class's recall (`per_class`), precision, recall, F1
+        and support (`classes`), top-k accuracy for k of 2, 3 and 5 below the number of
+        labels (`top_k`), and the confusion matrix (rows: true, columns: predicted)."""
+        outputs, truths = np.asarray(outputs), np.asarray(truths, np.int64)
         preds = self.predictions(outputs) if len(outputs) else np.zeros(0, np.int64)
         cm = confusion_matrix(truths, preds, len(labels))
         recall = per_class_accuracy(cm)
+        predicted, support = cm.sum(axis=0), cm.sum(axis=1)
+        classes = {}
+        for i, c in enumerate(labels):
+            p = cm[i, i] / predicted[i] if predicted[i] else None
+            r = cm[i, i] / support[i] if support[i] else None
+            f1 = 2 * p * r / (p + r) if p and r else (0.0 if p is not None and r is not None else None)
+            classes[c] = {"precision": _plain(p), "recall": _plain(r), "f1": _plain(f1), "support": int(support[i])}
+        ranks = (outputs > outputs[np.arange(len(truths)), truths][:, None]).sum(axis=1) if len(truths) else truths
+        top_k = {str(k): float((ranks < k).mean()) if len(truths) else float("nan")
+                 for k in (2, 3, 5) if k < len(labels)}
         return Score(self.metric, accuracy(truths, preds), int(len(truths)), {
             "per_class": {c: (None if np.isnan(r) else float(r)) for c, r in zip(labels, recall)},
-            "confusion": cm.tolist()})
+            "classes": classes, "top_k": top_k, "confusion": cm.tolist()})
 
     def agree(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return self.predictions(a) == self.predictions(b)
