@@ -99,10 +99,13 @@ class TensorRTRunner(Runner):
     def batch_range(self) -> tuple[int, int]:
         return self.batch_ranges[self.inputs[0]]
 
-    def compute(self, batch: np.ndarray) -> np.ndarray:
-        if len(self.inputs) != 1:
+    def checked_input(self, batch) -> np.ndarray:
+        if len(self.inputs) != 1:  # before the card's shape: one array cannot feed this engine at all
             raise ConfigError(f"{self.path.name} takes {len(self.inputs)} inputs ({', '.join(self.inputs)})",
                               hint="call infer_named({name: array, ...}) with every input")
+        return super().checked_input(batch)
+
+    def compute(self, batch: np.ndarray) -> np.ndarray:
         out = self.infer_named({self.inputs[0]: batch})
         return out[self.outputs[0]].astype(np.float32)
 
