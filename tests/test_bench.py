@@ -243,3 +243,34 @@ def test_cli_baseline_exits_1_on_a_regression_and_0_otherwise(bench_run, tmp_pat
         assert ("regressed against" in result.output) == (code == 1)
     bad = CliRunner().invoke(cli, [*args, "--baseline", str(tmp_path / "nothing.json")])
     assert bad.exit_code == 2 and "cannot read the baseline" in bad.output
+
+
+@pytest.mark.parametrize("doc, named", [
+    ([1, 2], "not an edgetl bench report"),
+    ({"schema": "edgetl.bench/1", "rows": {"a": 1}}, "rows is not a list"),
+    ({"schema": "edgetl.bench/1", "rows": [{"backend": "onnxruntime", "batch": 1}]}, "rows[0].artifact"),
+    ({"schema": "edgetl.bench/1", "rows": [{"artifact": "m.onnx", "backend": "onnxruntime", "batch": 1,
+                                             "p50_ms": 0}]}, "rows[0].p50_ms"),
+    ({"schema": "edgetl.bench/1", "rows": [{"artifact": "m.onnx", "backend": "onnxruntime", "batch": 1,
+                                             "p50_ms": -2.0}]}, "rows[0].p50_ms"),
+    ({"schema": "edgetl.bench/1", "rows": [{"artifact": "m.onnx", "backend": "onnxruntime", "batch": 1,
+                                             "p50_ms": "fast"}]}, "rows[0].p50_ms"),
+    ({"schema": "edgetl.bench/1", "rows": [{"artifact": "m.onnx", "backend": "onnxruntime", "batch": "1"}]},
+     "rows[0].batch"),
+    ({"schema": "edgetl.bench/1", "rows": [], "machine": "a laptop"}, "machine"),
+])
+def test_a_malformed_baseline_is_named_before_any_benchmark_runs(doc, named, tmp_path, monkeypatch):
+    """A baseline edited by hand or from another tool: one error naming the field, exit 2,
+    before the benchmark (which would otherwise run whole and then fail in the comparison)."""
+    import json
+
+    import edgetl.bench.harness
+
+    def never(*args, **kwargs):
+        raise AssertionError("the benchmark ran")
+
+    monkeypatch.setattr(edgetl.bench.harness, "bench", never)
+    baseline = tmp_path / "old.json"
+    baseline.write_text(json.dumps(doc))
+    result = CliRunner().invoke(cli, ["bench", str(tmp_path), "--baseline", str(baseline)])
+    assert result.exit_code == 2 and named in result.output and "Traceback" not in result.output, result.output

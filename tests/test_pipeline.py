@@ -220,3 +220,79 @@ def test_a_data_file_rewritten_with_its_time_put_back_reruns_the_stages_that_rea
     result, stages = run(recipe, tmp_path / "out")
     assert result.exit_code == 0, result.output
     assert stages["data"] == "ran" and stages["finetune"] == "ran" and stages["export"] == "ran"
+
+
+def test_a_second_pipeline_on_a_folder_in_use_is_refused_naming_it(tmp_path, tiny_digits):
+    """Two `edgetl run` on one folder: while one holds it, the other exits 2 naming the
+    folder, and writes nothing (the lock goes with the process that holds it)."""
+    import fcntl
+
+    from edgetl.pipeline.run import LOCK
+
+    out = tmp_path / "out"
+    out.mkdir()
+    with open(out / LOCK, "a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # another pipeline is running here
+        result, stages = run(write(tmp_path, tiny_recipe(tiny_digits)), out)
+    assert result.exit_code == 2 and "another edgetl run is writing" in result.output and str(out) in result.output
+    assert sorted(p.name for p in out.iterdir()) == [LOCK] and stages == {}
+
+
+def test_a_pipeline_folder_inside_what_the_recipe_reads_is_refused(tmp_path, tiny_digits):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_digits, data)
+    recipe = write(tmp_path, tiny_recipe(data))
+    result, _ = run(recipe, data / "pipe")
+    assert result.exit_code == 2 and "lies inside the recipe's data set" in result.output
+    assert not (data / "pipe").exists()
+    doc = tiny_recipe(data)
+    doc["bench"]["data"] = str(tmp_path / "elsewhere")
+    result, _ = run(write(tmp_path, doc, "two.yaml"), tmp_path / "elsewhere" / "out")
+    assert result.exit_code == 2 and "bench.data" in result.output
+
+
+@pytest.mark.parametrize("text, args, named", [
+    (b"name: caf\xe9\n", [], "is not UTF-8 text"),
+    (None, ["--set", "finetune.epochs=!!python/object/apply:os.system [ls]"], "--set finetune.epochs: the value"),
+    (None, ["--set", "finetune.epochs=[1"], "--set finetune.epochs: the value is not plain YAML"),
+    (None, ["--from", "target"], "the recipe has no target stage"),
+])
+def test_bad_recipe_text_and_options_are_one_line(tmp_path, tiny_digits, text, args, named):
+    recipe = write(tmp_path, tiny_recipe(tiny_digits))
+    if text is not None:
+        recipe.write_bytes(text)
+    result, _ = run(recipe, tmp_path / "out", *args)
+    assert result.exit_code == 2 and named in result.output and "Traceback" not in result.output, result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_alias_bomb_is_refused_in_a_short_line(tmp_path):
+    levels = ['&a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    levels += [f"&{c} [{', '.join([f'*{p}'] * 9)}]" for p, c in zip("abcdefg", "bcdefgh")]
+    recipe = tmp_path / "bomb.yaml"
+    recipe.write_text(f"name: x\ndescription: [{', '.join(levels)}]\ndata: {{digits: {{}}}}\n"
+                      "finetune: {backbone: efficientnet_lite0}\n")
+    result, _ = run(recipe, tmp_path / "out")
+    assert result.exit_code == 2 and "description: expected str" in result.output and len(result.output) < 600
+
+
+def test_relative_paths_in_a_recipe_are_taken_from_its_folder(tmp_path, tiny_digits, monkeypatch):
+    """docs/recipes.md: every relative path of a recipe (data, target data, calibration,
+    bench and package data, weights, the report) names something beside the recipe,
+    wherever edgetl runs from."""
+    import shutil
+
+    folder = tmp_path / "project"
+    shutil.copytree(tiny_digits, folder / "digits")
+    doc = tiny_recipe(Path("digits"))
+    doc["quantize"]["targets"][0]["calib"] = "digits/train"
+    doc["bench"]["data"] = "digits"
+    doc["evaluate"]["report"] = "report"
+    write(folder, doc)
+    monkeypatch.chdir(tmp_path)  # not the recipe's folder
+    recipe = load_recipe(folder / "recipe.yaml")
+    assert recipe.data.folder == str(folder / "digits") and recipe.bench.data == str(folder / "digits")
+    assert recipe.quantize.targets[0].calib == str(folder / "digits" / "train")
+    assert recipe.evaluate.report == str(folder / "report") and recipe.finetune.weights == "default"

@@ -8,6 +8,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from edgetl.data.folders import open_folder
@@ -305,3 +306,22 @@ def test_a_disk_short_of_room_makes_room_under_the_bound_and_says_so(tmp_path, m
     monkeypatch.setattr(disk_cache, "free_bytes", lambda folder: 0)
     _entry_of(tmp_path, "d")  # c is this process's: nothing else to remove
     assert "on the disk that holds the sample cache" in caplog.text and "EDGETL_CACHE_DIR" in caplog.text
+
+
+@pytest.mark.parametrize("env, args, named", [
+    ({"EDGETL_CACHE_MAX_GB": "inf"}, ["cache"], "EDGETL_CACHE_MAX_GB must be a number"),
+    ({"EDGETL_CACHE_MAX_GB": "1e400"}, ["cache"], "EDGETL_CACHE_MAX_GB must be a number"),
+    ({"EDGETL_CACHE_MAX_GB": "nan"}, ["cache"], "EDGETL_CACHE_MAX_GB must be a number"),
+    ({}, ["cache", "clear", "--older-than", "nan"], "--older-than takes a number of days"),
+])
+def test_cache_bounds_that_are_not_numbers_are_one_line(env, args, named, tmp_path, monkeypatch):
+    """An infinite or NaN bound would crash the store or silently remove nothing."""
+    from click.testing import CliRunner
+
+    from edgetl.cli import cli
+
+    monkeypatch.setenv("EDGETL_CACHE_DIR", str(tmp_path / "cache"))
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2 and named in result.output and "Traceback" not in result.output, result.output

@@ -3,6 +3,7 @@ card checks, errors without TensorRT); building and running engines needs Tensor
 GPU (tests marked `tensorrt`, skipped elsewhere)."""
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 from pathlib import Path
 
@@ -41,7 +42,9 @@ def test_trtexec_line_matches_the_spec(quant_onnx, tmp_path):
     assert line.startswith("trtexec ") and f"--onnx={quant_onnx}" in line
     assert "--minShapes=input:1x3x32x32" in line and "--optShapes=input:4x3x32x32" in line
     assert "--maxShapes=input:16x3x32x32" in line and "--memPoolSize=workspace:512M" in line
-    assert "--fp16" in line and "--int8" not in line and "--timingCacheFile=" in line
+    assert "--fp16" in line and "--int8" not in line and "--timingCacheFile=" in line and "--device=" not in line
+    second = dataclasses.replace(spec, device=1)  # build-engine --gpu 1: trtexec builds on that GPU too
+    assert "--device=1" in trtexec_command(second, plan_build(second, card, qdq))
     dla = EngineSpec(quant_onnx, tmp_path / "m.engine", "fp16", BatchProfile(4, 4, 4), dla_core=0)
     line = trtexec_command(dla, plan_build(dla, card, qdq))
     assert "--useDLACore=0" in line and "--allowGPUFallback" in line and "--minShapes=input:4x3x32x32" in line

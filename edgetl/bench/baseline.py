@@ -73,9 +73,43 @@ def read_report(path) -> dict:
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot read the baseline {path}: {exc}", hint="pass a report written by bench --json-file") \
             from None
-    if not str(doc.get("schema", "")).startswith("edgetl.") or "rows" not in doc:
+    if not isinstance(doc, dict) or not str(doc.get("schema", "")).startswith("edgetl.") or "rows" not in doc:
         raise ConfigError(f"{path} is not an edgetl bench report", hint="pass a report written by bench --json-file")
+    _check_report(doc, path)
     return doc
+
+
+def _check_report(doc: dict, path: Path) -> None:
+    """Every field the comparison reads, of the type it reads (a report edited by hand, cut
+    short or from another tool is named here, before any benchmark runs)."""
+    import math
+
+    def bad(where: str, what: str):
+        return ConfigError(f"the baseline {path}: {where} {what}",
+                           hint="pass a report written by bench --json-file (or bench again to make one)")
+
+    machine = doc.get("machine", {})
+    if not isinstance(machine, dict) or not isinstance(machine.get("cpu_flags", []), list):
+        raise bad("machine", "is not the machine record bench writes")
+    if not isinstance(doc["rows"], list):
+        raise bad("rows", "is not a list of rows")
+    for i, row in enumerate(doc["rows"]):
+        where = f"rows[{i}]"
+        if not isinstance(row, dict):
+            raise bad(where, "is not a row")
+        for field in ("artifact", "backend"):
+            if not isinstance(row.get(field), str) or not row[field]:
+                raise bad(f"{where}.{field}", "is missing or not text")
+        if not isinstance(row.get("batch"), int) or isinstance(row["batch"], bool) or row["batch"] < 1:
+            raise bad(f"{where}.batch", f"must be a positive whole number, got {row.get('batch')!r:.40}")
+        p50 = row.get("p50_ms")
+        if p50 is not None and (isinstance(p50, bool) or not isinstance(p50, (int, float)) or not math.isfinite(p50)
+                                or p50 <= 0):
+            raise bad(f"{where}.p50_ms", f"must be a positive number of milliseconds, got {p50!r:.40}")
+        accuracy = row.get("accuracy")
+        if accuracy is not None and (isinstance(accuracy, bool) or not isinstance(accuracy, (int, float))
+                                     or not 0 <= accuracy <= 1):
+            raise bad(f"{where}.accuracy", f"must be a fraction between 0 and 1, got {accuracy!r:.40}")
 
 
 def check_bounds(max_slowdown: float, max_drop: float) -> None:

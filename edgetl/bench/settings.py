@@ -11,7 +11,7 @@ from edgetl.runtime.settings import DEVICE_HELP, PRECISION_HINTS
 
 @dataclasses.dataclass(frozen=True)
 class BenchSettings(Settings):
-    data: str | None = setting(None, "Labelled data set (default: each run's own data set).")
+    data: str | None = setting(None, "Labelled data set (default: each run's own data set).", path=True)
     split: str = setting("val", "train | val | test")
     backends: tuple[str, ...] | None = setting(None, "Backends, comma-separated (torch,onnxruntime,openvino,tensorrt); "
                                                "auto: each artifact's own.", flag="--backend")

@@ -39,8 +39,8 @@ def max_bytes() -> int:
         gb = float(text) if text else DEFAULT_MAX_GB
     except ValueError:
         gb = -1.0
-    if not gb >= 0:  # also refuses NaN
-        raise ConfigError(f"EDGETL_CACHE_MAX_GB must be a number of gigabytes, not {text!r}",
+    if not 0 <= gb < 1e9:  # refuses NaN and infinity too (no bound is not a bound: set a large one)
+        raise ConfigError(f"EDGETL_CACHE_MAX_GB must be a number of gigabytes, not {text[:40]!r}",
                           hint="e.g. EDGETL_CACHE_MAX_GB=50, or unset it for the default of 20")
     return int(gb * 1e9)
 
@@ -114,6 +114,8 @@ def clear(kinds=("all",), older_than: float | None = None) -> list[Entry]:
     """Remove the entries of `kinds` ("all", or names of KINDS), those unused for
     `older_than` days when given; the removed entries."""
     kinds = chosen_kinds(kinds)
+    if older_than is not None and not 0 <= older_than < 1e6:  # NaN would compare false and remove nothing
+        raise ConfigError(f"--older-than takes a number of days, got {older_than:g}", hint="e.g. --older-than 30")
     cutoff = time.time() - older_than * 86400 if older_than is not None else float("inf")
     removed = []
     for kind in kinds:

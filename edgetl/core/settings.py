@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import types
 import typing
 from typing import Any
@@ -22,12 +23,13 @@ from edgetl.core.threads import HELP as THREADS_DEFAULT
 
 def setting(default: Any, help: str = "", *, choices: tuple | None = None, min: float | None = None,
             max: float | None = None, above: float | None = None, below: float | None = None, flag: str | None = None,
-            cli: bool = True, example: str | None = None):
+            cli: bool = True, example: str | None = None, path: bool = False):
     """A settings field. `min`/`max` are inclusive bounds, `above`/`below` exclusive ones;
     `flag` overrides the CLI spelling (default: --field-name); `cli=False` keeps the field
-    out of the command line (set by the command itself or by recipes)."""
+    out of the command line (set by the command itself or by recipes); `path=True`: a file
+    or folder, which a recipe names relative to its own folder."""
     meta = {"help": help, "choices": choices, "min": min, "max": max, "above": above, "below": below, "flag": flag,
-            "cli": cli, "example": example}
+            "cli": cli, "example": example, "path": path}
     if isinstance(default, (list, dict, set)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=meta)
     if dataclasses.is_dataclass(default):
@@ -75,7 +77,7 @@ class Settings:
                 continue
             if meta.get("choices") and value not in meta["choices"]:
                 name = f"{path}:" if path else f"{f.name.replace('_', ' ')} ({flag_of(f)}):"
-                raise ConfigError(f"unknown {name} {value!r}" if not path else f"{name} unknown value {value!r}",
+                raise ConfigError(f"unknown {name} {shown(value)}" if not path else f"{name} unknown value {shown(value)}",
                                   hint=_hint(f))
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 low, high, above, below = (meta.get(k) for k in ("min", "max", "above", "below"))
@@ -117,6 +119,22 @@ class Settings:
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)
 
+    def anchored(self, folder) -> Settings:
+        """These settings with every relative path field (`setting(path=True)`) taken from
+        `folder`, nested settings included: a recipe names its files from its own folder.
+        The words a path field may hold instead of a path (default, none) stay."""
+        changes: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Settings):
+                changes[f.name] = value.anchored(folder)
+            elif isinstance(value, tuple) and any(isinstance(v, Settings) for v in value):
+                changes[f.name] = tuple(v.anchored(folder) if isinstance(v, Settings) else v for v in value)
+            elif f.metadata.get("path") and isinstance(value, str) and value not in ("default", "none") \
+                    and not os.path.isabs(os.path.expanduser(value)):
+                changes[f.name] = os.path.join(folder, value)
+        return dataclasses.replace(self, **changes) if changes else self
+
     @classmethod
     def of(cls, settings=None, **options):
         """`settings`, or settings made from keyword options as the Python API takes them
@@ -157,15 +175,15 @@ def _coerce(value, hint, where: str):
                 return _coerce(value, kind, where)
             except ConfigError:
                 continue
-        raise ConfigError(f"{where}: expected {' or '.join(_name(k) for k in kinds)}, got {value!r}",
+        raise ConfigError(f"{where}: expected {' or '.join(_name(k) for k in kinds)}, got {shown(value)}",
                           hint="see the stage's settings in docs/")
     if isinstance(hint, type) and issubclass(hint, Settings):
         if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping of settings, got {value!r}", hint="see docs/")
+            raise ConfigError(f"{where}: expected a mapping of settings, got {shown(value)}", hint="see docs/")
         return _build(hint, value, where)
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {value!r}", hint="e.g. [5, 20]")
+            raise ConfigError(f"{where}: expected a list, got {shown(value)}", hint="e.g. [5, 20]")
         item = args[0] if args else Any
         return tuple(_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value))
     if hint is Any:
@@ -184,11 +202,23 @@ def _coerce(value, hint, where: str):
             return value
     elif isinstance(hint, type) and isinstance(value, hint):
         return value
-    raise ConfigError(f"{where}: expected {_name(hint)}, got {value!r}", hint="see the stage's settings in docs/")
+    raise ConfigError(f"{where}: expected {_name(hint)}, got {shown(value)}", hint="see the stage's settings in docs/")
+
+
+def shown(value, limit: int = 80) -> str:
+    """A value as an error message names it: a repr bounded in depth and width before it
+    is made (a YAML alias bomb is shared references that a full repr expands to
+    megabytes), cut at `limit` characters."""
+    import reprlib
+
+    short = reprlib.Repr()
+    short.maxlevel, short.maxlist, short.maxtuple, short.maxdict, short.maxstring, short.maxother = 3, 4, 4, 4, limit, limit
+    text = short.repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _name(hint) -> str:
     return getattr(hint, "__name__", str(hint))
 
 
-__all__ = ["Settings", "flag_of", "setting"]
+__all__ = ["Settings", "flag_of", "setting", "shown"]

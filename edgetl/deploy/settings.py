@@ -18,7 +18,7 @@ class PackageSettings(Settings):
     zip_file: bool = setting(False, "Write one .zip file instead of a folder.", flag="--zip")
     samples: int = setting(16, "Reference files taken from the run's data (test split, else val), class by class.",
                            min=1, example="16")
-    data: str | None = setting(None, "Take the reference files from this data set instead.")
+    data: str | None = setting(None, "Take the reference files from this data set instead.", path=True)
     threads: int | None = threads_setting("the bundle's checks and latency figures")
 
     def validate(self) -> None:

@@ -239,6 +239,8 @@ def trtexec_command(spec: EngineSpec, plan: BuildPlan) -> str:
         args.append(f"--timingCacheFile={spec.timing_cache}")
     if plan.dla_core is not None:
         args += [f"--useDLACore={plan.dla_core}", "--allowGPUFallback"]
+    if spec.device:  # an engine is tied to the GPU it is built on: the same one as build-engine --gpu
+        args.append(f"--device={spec.device}")
     return shlex.join(args)
 
 

@@ -18,7 +18,7 @@ class EvaluateSettings(InferenceSettings):
     batch_size: int = setting(64, "Samples per inference call.", min=1, example="64")
     report: str | None = setting(None, "Also write an HTML report into this folder (index.html: per-class precision, "
                                  "recall and F1, top-k accuracy, the confusion matrix, the misclassified files with "
-                                 "thumbnails or players; confusion.png; report.json). An earlier report is replaced.")
+                                 "thumbnails or players; confusion.png; report.json). An earlier report is replaced.", path=True)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -19,7 +19,7 @@ class FinetuneSettings(Settings):
     strategy: str = setting("full", "linear-probe: frozen backbone, head fitted to convergence on its features "
                             "(L-BFGS); full; partial: the last --unfreeze stages; gradual: one more stage per epoch "
                             "or plateau.", choices=STRATEGIES)
-    weights: str = setting("default", "default | none | PATH to a state dict.")
+    weights: str = setting("default", "default | none | PATH to a state dict.", path=True)
     unfreeze: int | None = setting(None, "partial: last N stages train; gradual: at most N.")
     epochs: int = setting(10, "Training epochs (at most; early stopping may end sooner).")
     batch_size: int = setting(32, "Samples per training step.")
@@ -57,9 +57,9 @@ class FinetuneSettings(Settings):
                                 "(feature covariances), dann (domain classifier, gradient reversal), auto (tries "
                                 "them, keeps the best by a label-free criterion, or source-only).", choices=ADAPTATIONS)
     target_data: str | None = setting(None, "Unlabelled images or audio from the deployment domain (any layout; "
-                                      "class folders are ignored).")
+                                      "class folders are ignored).", path=True)
     target_val: str | None = setting(None, "Labelled target data (test/, val/ or class folders): the report adds "
-                                     "target accuracy and the source-only baseline. Never used for choices.")
+                                     "target accuracy and the source-only baseline. Never used for choices.", path=True)
     adapt_weight: float | None = setting(None, "Weight of coral's or dann's loss (default 10 and 1).")
 
     @classmethod
@@ -155,7 +155,7 @@ class AdaptSettings(Settings):
     """`edgetl adapt`: AdaBN on a finished run."""
 
     target_data: str | None = setting(None, "Unlabelled images or audio from the deployment domain (any layout; "
-                                      "class folders are ignored).")
+                                      "class folders are ignored).", path=True)
     batch: int = setting(64, "Target samples per BatchNorm statistics pass.", min=2, cli=False)
     threads: int | None = threads_setting("AdaBN's passes (torch)")
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from edgetl.bench.settings import BenchSettings
 from edgetl.core.errors import ConfigError
-from edgetl.core.settings import Settings, setting
+from edgetl.core.settings import Settings, setting, shown
 from edgetl.data.settings import DigitsSettings, KeywordsSettings
 from edgetl.deploy.settings import PackageSettings
 from edgetl.evaluate.settings import EvaluateSettings, StreamEvalSettings
@@ -42,7 +42,8 @@ class DataSource(Settings):
     """Where a data set comes from: a folder of the user's, or a built-in set written under
     the pipeline's folder."""
 
-    folder: str | None = setting(None, "A data set folder (relative paths are taken from the recipe's folder).")
+    folder: str | None = setting(None, "A data set folder (relative paths are taken from the recipe's folder).",
+                                 path=True)
     digits: DigitsSettings | None = setting(None, "The built-in digits.")
     keywords: KeywordsSettings | None = setting(None, "The built-in spoken keywords.")
 
@@ -125,7 +126,14 @@ def load_recipe(path, overrides: list[str] = ()) -> Recipe:
     if not path.is_file():
         raise ConfigError(f"{path} does not exist", hint="pass a recipe YAML file, e.g. models/digits-lite0.yaml")
     try:
-        doc = yaml.safe_load(path.read_text())
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not UTF-8 text (byte {exc.start}: {exc.reason})",
+                          hint="save the recipe as UTF-8 (a YAML file of the stage settings)") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}", hint="check the recipe's path and permissions") from None
+    try:
+        doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {' '.join(str(exc).split())[:300]}",
                           hint="check the indentation and the quoting around the line named") from None
@@ -133,7 +141,8 @@ def load_recipe(path, overrides: list[str] = ()) -> Recipe:
         raise ConfigError(f"{path} holds no mapping of stages", hint="see docs/recipes.md")
     for override in overrides:
         set_key(doc, override)
-    return Recipe.from_dict(doc, where="")
+    # every relative path in it names a file or folder beside the recipe (docs/recipes.md)
+    return Recipe.from_dict(doc, where="").anchored(path.resolve().parent)
 
 
 _STEP = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?:\[(\d+)\])?")
@@ -145,7 +154,13 @@ def set_key(doc: dict, override: str) -> None:
 
     key, sep, text = override.partition("=")
     if not sep or not key.strip():
-        raise ConfigError(f"--set takes KEY=VALUE, got {override!r}", hint="e.g. --set quantize.targets[0].max_drop=0.02")
+        raise ConfigError(f"--set takes KEY=VALUE, got {shown(override)}",
+                          hint="e.g. --set quantize.targets[0].max_drop=0.02")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {key.strip()}: the value is not plain YAML ({' '.join(str(exc).split())[:200]})",
+                          hint="quote text, e.g. --set name='\"my model\"'; tags such as !!python are not read") from None
     steps = key.strip().split(".")
     node = doc
     for i, step in enumerate(steps):
@@ -156,7 +171,7 @@ def set_key(doc: dict, override: str) -> None:
         last = i == len(steps) - 1
         if index is None:
             if last:
-                node[name] = yaml.safe_load(text)
+                node[name] = value
             else:
                 node = node.setdefault(name, {})
         else:
@@ -165,7 +180,7 @@ def set_key(doc: dict, override: str) -> None:
                 raise ConfigError(f"--set: {'.'.join(steps[:i + 1])} is not in the recipe",
                                   hint=f"the recipe's {name} has {len(items) if isinstance(items, list) else 0} entries")
             if last:
-                items[int(index)] = yaml.safe_load(text)
+                items[int(index)] = value
             else:
                 node = items[int(index)]
         if not isinstance(node, dict):

@@ -19,6 +19,7 @@ quantize.TARGET, bench, package. A gate that fails (parity, an INT8 bound, bench
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import time
@@ -82,7 +83,17 @@ class Pipeline:
 
     # ------------------------------------------------------------------ driving
     def execute(self, rerun_from: str | None = None, force: bool = False) -> PipelineResult:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            from edgetl.core.errors import ArtifactError
+
+            raise ArtifactError(f"cannot make the pipeline folder {self.folder}: {exc.strerror or exc}",
+                                hint="pass an --out in a folder you can write to") from None
+        with _exclusive(self.folder):  # one pipeline per folder at a time
+            return self._execute(rerun_from, force)
+
+    def _execute(self, rerun_from: str | None, force: bool) -> PipelineResult:
         self._write_summary()  # first: the folder says it is a pipeline's from the start
         rerun = force
         failure: BaseException | None = None
@@ -315,6 +326,31 @@ class Pipeline:
         return s.to_dict(), self._outputs(*self._model_stages()), work
 
 
+LOCK = ".stages.lock"
+
+
+@contextlib.contextmanager
+def _exclusive(folder: Path):
+    """Hold the pipeline folder's lock while a pipeline writes in it: a second `edgetl run`
+    on the same folder (say the same recipe with another seed) is refused while the first
+    runs, instead of both reporting their stages as run and only one's results being left.
+    The lock goes with the process, however it ends."""
+    import fcntl
+
+    from edgetl.core.errors import ConfigError
+
+    handle = open(folder / LOCK, "a+")  # noqa: SIM115  (held for the whole pipeline)
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(f"another edgetl run is writing the pipeline folder {folder}",
+                              hint="wait for it to finish, or pass another --out") from None
+        yield
+    finally:
+        handle.close()
+
+
 class _BenchGate(EdgeTLError):
     """bench.max_drop did not hold."""
 
@@ -337,7 +373,34 @@ def run_recipe(recipe_path, out=None, rerun_from: str | None = None, force: bool
         raise ConfigError(f"--from {rerun_from!r} is not a stage", hint=f"use one of {', '.join(STAGES)}")
     folder = Path(out) if out else Path("runs") / recipe.name
     _check_folder(folder)
-    return Pipeline(recipe, folder, Path(recipe_path).resolve().parent).execute(rerun_from, force)
+    _check_not_inside_inputs(folder, recipe)
+    pipeline = Pipeline(recipe, folder, Path(recipe_path).resolve().parent)
+    if rerun_from is not None and not any(name.split(".")[0] == rerun_from for name, _ in pipeline.steps()):
+        raise ConfigError(f"--from {rerun_from}: the recipe has no {rerun_from} stage",
+                          hint=f"its stages: {', '.join(dict.fromkeys(n.split('.')[0] for n, _ in pipeline.steps()))}")
+    return pipeline.execute(rerun_from, force)
+
+
+def _check_not_inside_inputs(folder: Path, recipe: Recipe) -> None:
+    """A pipeline folder may neither be, contain nor lie inside a folder the recipe reads
+    (its data set, target data, calibration or bench data): written into a data set, it
+    would become one more class of it."""
+    from edgetl.core.errors import ConfigError
+
+    out = folder.expanduser().resolve()
+    sources = {"data set": recipe.data.folder, "target data": recipe.target.folder if recipe.target else None,
+               "finetune.target_data": recipe.finetune.target_data, "finetune.target_val": recipe.finetune.target_val,
+               "bench.data": recipe.bench.data if recipe.bench else None,
+               "package.data": recipe.package.data if recipe.package else None,
+               **{f"quantize.{q.target}.{k}": getattr(q, k) for q in recipe.quantize.targets for k in ("calib", "val")}}
+    for what, value in sources.items():
+        if not value:
+            continue
+        source = Path(value).expanduser().resolve()
+        if out == source or source in out.parents or out in source.parents:
+            relation = "is" if out == source else ("lies inside" if source in out.parents else "contains")
+            raise ConfigError(f"--out {folder} {relation} the recipe's {what} {source}",
+                              hint=f"write the pipeline outside it, e.g. --out {source.parent / (source.name + '-pipeline')}")
 
 
 def _check_folder(folder: Path) -> None:
@@ -351,7 +414,7 @@ def _check_folder(folder: Path) -> None:
     try:
         ours = json.loads((folder / SUMMARY).read_text()).get("schema", "").startswith("edgetl.pipeline/")
     except (OSError, ValueError, AttributeError):
-        ours = (folder / ".stages").is_dir()
+        ours = (folder / ".stages").is_dir() or (folder / LOCK).is_file()  # a pipeline that has just begun
     if not ours:
         raise ConfigError(f"--out {folder} holds files a pipeline did not write",
                           hint="pass a new folder (a pipeline folder is reused: its stages come from the cache)")

@@ -44,10 +44,10 @@ class QatOptions(Settings):
 class QuantizeSettings(Settings):
     target: str | None = setting(None, "The runtime the INT8 model is for.", choices=tuple(TARGETS))
     calib: str | None = setting(None, "Calibration data (images or clips): a data set folder (labels ignored) or a "
-                                "flat folder. Default: the run's train split.")
+                                "flat folder. Default: the run's train split.", path=True)
     val: str | None = setting(None, "Labelled data for the --max-drop bound. Default: the run's val split; for a run "
                               "adapted to other data, agreement with FP32 on unlabelled target samples held out from "
-                              "calibration.")
+                              "calibration.", path=True)
     max_drop: float | None = setting(DEFAULT_MAX_DROP, "Largest accuracy loss allowed, as a fraction (0.01 = one "
                                      "point); layers fall back to float to hold it. 'none' writes the model whatever "
                                      "it loses.", min=0, below=1, example="0.01")
