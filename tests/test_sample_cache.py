@@ -325,3 +325,48 @@ def test_cache_bounds_that_are_not_numbers_are_one_line(env, args, named, tmp_pa
         monkeypatch.setenv(k, v)
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 2 and named in result.output and "Traceback" not in result.output, result.output
+
+
+def _corrupt(entry: Path, how: str) -> None:
+    samples, meta_path = entry / "samples.npy", entry / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    if how == "random bytes":  # the same size, other bytes after the header
+        data = bytearray(samples.read_bytes())
+        data[128:] = np.random.default_rng(0).integers(0, 256, len(data) - 128, dtype=np.uint8).tobytes()
+        samples.write_bytes(bytes(data))
+    elif how == "truncated":
+        samples.write_bytes(samples.read_bytes()[:len(samples.read_bytes()) // 2])
+    elif how == "missing array":
+        samples.unlink()
+    elif how == "row count":
+        meta["rows"] -= 1
+    elif how == "kept list":
+        meta["keep"] = meta["keep"][:-1]
+    elif how == "foreign version":
+        meta["edgetl"] = "0.0.1"
+    elif how == "not json":
+        meta_path.write_text("{ not json")
+    if how in ("row count", "kept list", "foreign version"):
+        meta_path.write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("how", ["random bytes", "truncated", "missing array", "row count", "kept list",
+                                 "foreign version", "not json"])
+def test_a_damaged_cache_entry_is_named_removed_and_never_changes_a_figure(how, tiny_run, tiny_digits, tmp_path,
+                                                                           monkeypatch, caplog):
+    from edgetl.evaluate.accuracy import evaluate
+
+    monkeypatch.setenv("EDGETL_CACHE_DIR", str(tmp_path / "cache"))
+    cold = evaluate(tiny_run, tiny_digits, split="val", threads=1)
+    entries = [p for p in (tmp_path / "cache" / "samples").iterdir() if not p.name.startswith(".")]
+    assert len(entries) == 1
+    _corrupt(entries[0], how)
+    with caplog.at_level("WARNING", logger="edgetl"):
+        again = evaluate(tiny_run, tiny_digits, split="val", threads=1)
+    assert (again.accuracy, again.confusion) == (cold.accuracy, cold.confusion)
+    assert str(entries[0]) in caplog.text and "made again" in caplog.text
+    assert (entries[0] / "meta.json").is_file()  # made again, whole
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="edgetl"):
+        evaluate(tiny_run, tiny_digits, split="val", threads=1)
+    assert "made again" not in caplog.text  # the new entry is good

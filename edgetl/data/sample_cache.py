@@ -36,7 +36,7 @@ from edgetl.data import file_digests
 
 log = logging.getLogger("edgetl")
 
-FORMAT = 1  # bump when the layout or the decoding changes what an entry holds
+FORMAT = 2  # bump when the layout or the decoding changes what an entry holds (2: entries carry their digest)
 IN_USE: set[str] = set()  # the entries this process opened or wrote: never removed to make room
 
 
@@ -65,7 +65,8 @@ class _OpenArray:
         self.offset = self.file.tell()
 
     def __del__(self) -> None:
-        self.file.close()
+        if getattr(self, "file", None) is not None:  # not when opening failed (an entry removed meanwhile)
+            self.file.close()
 
 
 class CachedSamples:
@@ -166,22 +167,73 @@ def _publish(tmp: Path, final: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def cached_array(key: str, shape: tuple, dtype, fill: Callable[[np.ndarray], dict | None]) -> tuple[CachedSamples, dict]:
+DIGEST_BLOCKS, DIGEST_BLOCK = 64, 1 << 16  # what an entry's digest reads: 4 MB spread over the file, whatever its size
+
+
+def sampled_digest(path: Path) -> str:
+    """A digest of a stored array's size and of 64 blocks spread evenly over it (the whole
+    file when smaller): checked on every open, it costs a few milliseconds at any size
+    and catches an entry overwritten, cut short or replaced; a change of a few bytes
+    between the blocks it reads is not what it is for."""
+    size = path.stat().st_size
+    h = hashlib.blake2b(str(size).encode(), digest_size=16)
+    with open(path, "rb") as f:
+        if size <= DIGEST_BLOCKS * DIGEST_BLOCK:
+            h.update(f.read())
+        else:
+            for i in range(DIGEST_BLOCKS):
+                f.seek(i * (size - DIGEST_BLOCK) // (DIGEST_BLOCKS - 1))
+                h.update(f.read(DIGEST_BLOCK))
+    return h.hexdigest()
+
+
+def entry_problem(final: Path, meta, shape: tuple, dtype) -> str | None:
+    """What is wrong with a stored entry, or None: its format, its row count, the array's
+    header and length, and its bytes against the digest written with it."""
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("edgetl") != __version__:
+        return "was written by another edgetl version"
+    rows = meta.get("rows")
+    if not isinstance(rows, int) or isinstance(rows, bool) or not 0 <= rows <= shape[0]:
+        return f"records {rows!r:.20} rows for a split of {shape[0]}"
+    path = final / "samples.npy"
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        stored_shape, _, stored_dtype = {(1, 0): np.lib.format.read_array_header_1_0,
+                                         (2, 0): np.lib.format.read_array_header_2_0}[version](f)
+        offset = f.tell()
+    if tuple(stored_shape) != tuple(shape) or np.dtype(stored_dtype) != np.dtype(dtype):
+        return f"holds an array of {stored_shape} {stored_dtype}, not {tuple(shape)} {np.dtype(dtype)}"
+    if path.stat().st_size != offset + int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize:
+        return "is cut short"
+    if meta.get("digest") != sampled_digest(path):
+        return "changed since it was written"
+    return None
+
+
+def cached_array(key: str, shape: tuple, dtype, fill: Callable[[np.ndarray], dict | None],
+                 check: Callable[[dict], str | None] | None = None) -> tuple[CachedSamples, dict]:
     """The array stored under `key`, made by `fill(out)` (which writes every row of the
     `out` (a RowFile, or an array when the store cannot be written) and returns what to remember beside it) when it is not stored
     yet; (the array, what `fill` returned). Falls back to memory when the store cannot
-    be written."""
+    be written. An entry found is checked first (`entry_problem`, and `check(meta)`: what
+    the caller knows it must hold); a bad one is named in a warning, removed and made
+    again: a cache never changes a figure."""
     final = _entry(key)
     meta_path = final / "meta.json"
     IN_USE.add(key)
     if meta_path.is_file():
         try:
             meta = json.loads(meta_path.read_text())
-            os.utime(meta_path)  # used now: the last to be removed to make room
-            samples = CachedSamples(final / "samples.npy", meta["rows"], tuple(shape[1:]), np.dtype(dtype), key)
-            return samples.opened(), meta
-        except (OSError, ValueError, KeyError):
-            shutil.rmtree(final, ignore_errors=True)  # a damaged (or just removed) entry is made again
+            problem = entry_problem(final, meta, shape, dtype) or (check(meta) if check else None)
+            if problem is None:
+                os.utime(meta_path)  # used now: the last to be removed to make room
+                samples = CachedSamples(final / "samples.npy", meta["rows"], tuple(shape[1:]), np.dtype(dtype), key)
+                return samples.opened(), meta
+        except (OSError, ValueError, KeyError, TypeError) as exc:  # gone meanwhile, unreadable, not JSON, not .npy
+            problem = f"cannot be read ({exc})"
+        if final.exists():
+            log.warning(f"the cached entry {final} {problem}: removed, made again")
+        shutil.rmtree(final, ignore_errors=True)
     try:
         store().mkdir(parents=True, exist_ok=True)
         _make_room(int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize)
@@ -192,7 +244,7 @@ def cached_array(key: str, shape: tuple, dtype, fill: Callable[[np.ndarray], dic
         with RowFile(tmp / "samples.npy", shape, dtype) as out:
             meta = dict(fill(out) or {})
         meta.setdefault("rows", shape[0])
-        meta.update(edgetl=__version__, format=FORMAT)
+        meta.update(edgetl=__version__, format=FORMAT, digest=sampled_digest(tmp / "samples.npy"))
         (tmp / "meta.json").write_text(json.dumps(meta))
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -247,7 +299,14 @@ def cached_split(folder, preprocessing, progress: Callable[[int], None] | None =
         decoded_now.append(True)
         return {"rows": int(keep.sum()), "keep": keep.tolist(), "reasons": reasons[:1]}
 
-    samples, meta = cached_array(key, shape, preprocessing.cache_dtype, fill)
+    def check(meta: dict) -> str | None:  # the kept list is the split's, and the row count its kept files
+        keep = meta.get("keep")
+        if not isinstance(keep, list) or len(keep) != len(folder) or sum(map(bool, keep)) != meta["rows"] \
+                or not isinstance(meta.get("reasons"), list):
+            return f"does not list which of the split's {len(folder)} files it holds"
+        return None
+
+    samples, meta = cached_array(key, shape, preprocessing.cache_dtype, fill, check)
     if not decoded_now and on_hit is not None:
         on_hit(len(folder))
     keep = np.asarray(meta["keep"], bool)
