@@ -140,3 +140,64 @@ def test_every_numeric_option_has_an_invalid_value_case():
             if numeric and not tried & set(param.opts + param.secondary_opts):
                 missing.append(f"{name} {max(param.opts, key=len)}")
     assert missing == [], missing
+
+
+def _leaf_paths(cls, prefix=""):
+    """Every settable key of a settings class, as a recipe names it (a tuple of settings:
+    its first entry)."""
+    import dataclasses
+    import types
+    import typing
+
+    from edgetl.core.settings import Settings
+
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+        args = [a for a in typing.get_args(hint) if a is not type(None)] if union else [hint]
+        inner = next((a for a in args if typing.get_origin(a) is None and isinstance(a, type)
+                      and issubclass(a, Settings)), None)
+        listed = next((typing.get_args(a)[0] for a in args if typing.get_origin(a) is tuple and typing.get_args(a)
+                       and isinstance(typing.get_args(a)[0], type) and issubclass(typing.get_args(a)[0], Settings)),
+                      None)
+        if inner is not None:
+            yield from _leaf_paths(inner, f"{prefix}{f.name}.")
+        elif listed is not None:
+            yield from _leaf_paths(listed, f"{prefix}{f.name}[0].")
+        else:
+            yield f"{prefix}{f.name}"
+
+
+def test_every_recipe_key_takes_nonsense_as_one_clear_error(tmp_path, tiny_digits):
+    """The options sweep, for recipes: every key with NaN, infinity, a negative number, an
+    empty string and a 10 MB string is either a valid recipe or one ConfigError of a
+    short line, never another exception."""
+    from edgetl.core.errors import ConfigError
+    from edgetl.pipeline.recipe import Recipe
+
+    base = {"name": "sweep", "data": {"folder": str(tiny_digits)},
+            "finetune": {"backbone": "efficientnet_lite0", "strategy": "linear-probe"},
+            "quantize": {"targets": [{"target": "onnxruntime"}]}, "bench": {}, "package": {"targets": ["onnxruntime"]},
+            "evaluate": {}, "export": {}}
+    import copy
+
+
+    keys = sorted(set(_leaf_paths(Recipe)) - {"data.folder"})
+    assert len(keys) > 60  # the walk reached the nested stage settings
+    refused = 0
+    huge = "x" * 10_000_000
+    for key in keys:
+        for bad in (float("nan"), float("inf"), -1, "", huge):
+            doc = copy.deepcopy(base)
+            node, *path, last = [doc, *key.split(".")]
+            for step in path:  # the sections on the way, made where the base recipe has none
+                node = node.setdefault(step[:-3], [{}])[0] if step.endswith("[0]") else node.setdefault(step, {})
+            node[last] = bad
+            try:
+                Recipe.from_dict(doc, where="")
+            except ConfigError as exc:
+                refused += 1
+                assert len(exc.message) < 400 and len(exc.hint or "") < 400 and exc.hint, \
+                    (key, str(bad)[:20], exc.message[:200])
+    assert refused > 3 * len(keys)

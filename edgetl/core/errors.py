@@ -5,11 +5,24 @@ else is a bug and keeps its traceback.
 """
 from __future__ import annotations
 
+import re
+
+# A message names what the user gave; a value of megabytes (a 10 MB option, a YAML alias
+# bomb) is named by its start and its length, not printed whole.
+_LONG_WORD = re.compile(r"\S{201,}")
+
+
+def _bounded(text: str | None) -> str | None:
+    if text is None or len(text) <= 200:
+        return text
+    return _LONG_WORD.sub(lambda m: f"{m.group()[:80]}...({len(m.group()):,} characters)", text)
+
 
 class EdgeTLError(Exception):
     exit_code = 2
 
     def __init__(self, message: str, hint: str | None = None):
+        message, hint = _bounded(message), _bounded(hint)
         super().__init__(message)
         self.message = message
         self.hint = hint
