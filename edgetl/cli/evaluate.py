@@ -19,7 +19,7 @@ def print_report(report) -> None:
     top_k = "".join(f", top-{k} {v:.4f}" for k, v in report.top_k.items())
     console.print(f"[bold]{escape(report.artifact)}[/] on {report.split} ({report.n} samples, backend {report.backend}, "
                   f"runs in {report.inference_precision}): accuracy [bold]{report.accuracy:.4f}[/]{top_k}")
-    per = Table(title="per class", title_justify="left")
+    per = Table(title="per-class precision, recall and F1", title_justify="left")
     for col in ("class", "precision", "recall (accuracy)", "F1", "n"):
         per.add_column(col, justify="left" if col == "class" else "right")
     for label in report.labels:
