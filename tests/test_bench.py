@@ -274,3 +274,72 @@ def test_a_malformed_baseline_is_named_before_any_benchmark_runs(doc, named, tmp
     baseline.write_text(json.dumps(doc))
     result = CliRunner().invoke(cli, ["bench", str(tmp_path), "--baseline", str(baseline)])
     assert result.exit_code == 2 and named in result.output and "Traceback" not in result.output, result.output
+
+
+# ---------------------------------------------------------------- models edgetl did not make
+
+@pytest.fixture(scope="module")
+def foreign(tmp_path_factory):
+    """Models exported by hand, never through edgetl: two inputs (one with open height and
+    batch), two outputs, and a uint8 image input; an IR converted by OpenVINO itself; the
+    same architecture with other weights, to show the comparison can fail."""
+    import openvino as ov
+    import torch
+
+    class Two(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.fc = torch.nn.Conv2d(3, 8, 3), torch.nn.Linear(8, 5)
+
+        def forward(self, image, scale):
+            x = self.conv(image).mean((2, 3)) * scale
+            return self.fc(x), x
+
+    class Bytes(torch.nn.Module):  # takes uint8 pixels, as many deployed models do
+        def forward(self, pixels):
+            return pixels.float().mean((1, 2, 3), keepdim=True) / 255
+
+    out = tmp_path_factory.mktemp("foreign")
+    args = (torch.randn(1, 3, 32, 32), torch.ones(1, 1))
+    for name, seed in (("same", 0), ("other", 1)):
+        torch.manual_seed(seed)
+        model = Two().eval()
+        (out / name).mkdir()
+        torch.onnx.export(model, args, str(out / name / "two.onnx"), input_names=["image", "scale"],
+                          output_names=["logits", "features"], dynamo=False)
+    ov.save_model(ov.convert_model(str(out / "same" / "two.onnx")), str(out / "same" / "two.xml"))
+    ov.save_model(ov.convert_model(str(out / "other" / "two.onnx")), str(out / "other" / "two.xml"))
+    torch.onnx.export(Two().eval(), args, str(out / "open.onnx"), input_names=["image", "scale"],
+                      output_names=["logits", "features"], dynamic_axes={"image": {0: "n", 2: "h"}, "scale": {0: "n"}},
+                      dynamo=False)
+    torch.onnx.export(Bytes(), (torch.zeros(1, 3, 8, 8, dtype=torch.uint8),), str(out / "bytes.onnx"),
+                      input_names=["pixels"], dynamo=False)
+    return out
+
+
+def test_a_model_without_a_card_is_timed_and_compared_across_backends(foreign):
+    """`edgetl bench m.onnx m.xml` for any model, as trtexec and benchmark_app time one:
+    generated inputs from the model's own signature, latency rows, no accuracy, and each
+    backend's outputs against ONNX Runtime's on the same inputs."""
+    from edgetl.bench.harness import NO_CARD, bench
+
+    report = bench([foreign / "same" / "two.onnx", foreign / "same" / "two.xml", foreign / "other" / "two.xml",
+                    foreign / "bytes.onnx"], threads=1, iters=5, warmup=1)
+    rows = {(r.artifact.split("/")[-2] + "/" + r.name, r.backend): r for r in report.rows}
+    assert all(r.ok and r.p50_ms > 0 and r.accuracy is None and r.note == NO_CARD for r in report.rows), report.rows
+    assert rows["same/two.onnx", "onnxruntime"].output_diff == 0.0
+    assert rows["same/two.xml", "openvino"].output_diff < 1e-3  # the same model, another backend
+    assert rows["other/two.xml", "openvino"].output_diff > 1e-2  # other weights: the comparison says so
+    assert any(name.endswith("/bytes.onnx") for name, _ in rows)  # uint8 input, generated as uint8 (and ok above)
+
+
+def test_an_open_dimension_is_named_and_given_with_shape(foreign):
+    from edgetl.bench.harness import bench
+
+    open_model = foreign / "open.onnx"
+    row = bench([open_model], threads=1, iters=3, warmup=0).rows[0]
+    assert not row.ok and "input image" in row.error and "dimension 2 open" in row.error and "--shape image:" in row.error
+    rows = bench([open_model], threads=1, iters=3, warmup=0, shapes=("image:4x3x40x32", "scale:4x1")).rows
+    assert [(r.ok, r.batch) for r in rows] == [(True, 4)]
+    result = CliRunner().invoke(cli, ["bench", str(open_model), "--shape", "image:1x3", "--threads", "1"])
+    assert result.exit_code == 2 and "does not fit the model's ?x3x?x32" in result.output

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from edgetl.bench import memory
-from edgetl.bench.latency import LatencyStats, time_calls
+from edgetl.bench.latency import LatencyStats, time_calls, time_function
 from edgetl.bench.report import BenchReport, BenchRow
 from edgetl.bench.settings import BenchSettings
 from edgetl.core import progress
@@ -30,6 +30,7 @@ from edgetl.runtime.artifacts import kind_of
 from edgetl.runtime.backends import backend_for, check_precision_hint
 from edgetl.runtime.bundle import Bundle
 from edgetl.runtime.machine import library_versions, machine_info
+from edgetl.runtime.signature import GENERATED, generated_inputs, input_shapes, is_bare, parse_shapes
 from edgetl.runtime.targets import model_for, target_problem
 from edgetl.task import task_of
 
@@ -118,8 +119,9 @@ def _static_batch(card: ModelCard) -> int | None:
 class _Inputs:
     """Preprocessed labelled samples, decoded once per (data, split, preprocessing)."""
 
-    def __init__(self, data, split: str):
+    def __init__(self, data, split: str, shapes: dict | None = None):
         self.data, self.split, self._cache = data, split, {}
+        self.shapes = shapes or {}  # --shape: a card-less model's open input dimensions
 
     def __call__(self, card: ModelCard, bundle: Path | None = None):
         """The labelled samples for `card`: --data, else a bundle's reference files (on a
@@ -169,7 +171,7 @@ def bench_cell(cell: Cell, batches: list[int], inputs: _Inputs, threads: int, de
     t0 = time.perf_counter()
     try:
         runner = open_runner(cell.path, backend=cell.backend, device=device, threads=threads,
-                             precision_hint=cell.precision_hint)
+                             precision_hint=cell.precision_hint, bare=cell.bundle is None)
     except Exception as exc:  # a cell's failure is a result; the others still run
         return [BenchRow(**base, batch=b, size_mb=size / 2**20, error=_first_line(exc)) for b in batches], None, {}
     load_s = time.perf_counter() - t0
@@ -177,28 +179,12 @@ def bench_cell(cell: Cell, batches: list[int], inputs: _Inputs, threads: int, de
     common = dict(base, device=runner.device, precision=card.precision, inference_precision=runner.inference_precision,
                   run=_run_key(cell.path, card),
                   note=_note(card, cell.backend), size_mb=size / 2**20, load_s=load_s)
-    rows, predictions, timings = [], None, {}
     with runner:
-        try:
-            samples = inputs(card, cell.bundle)
-            static = _static_batch(card)
-            logits = runner.infer_all(samples.x, static or max(batches))
-            task = task_of(card)
-            predictions = task.predictions(logits)
-            common.update(accuracy=task.score(logits, samples.labels, card.labels).value, n=len(samples),
-                          split=f"{Path(samples.source).name}/{inputs.split}")
-        except Exception as exc:
-            return [BenchRow(**common, batch=b, error=_first_line(exc)) for b in batches], None, {}
-        for batch in batches:
-            row = BenchRow(**common, batch=batch)
-            try:
-                if static and batch != static:
-                    raise ConfigError(f"the model has a static batch of {static}", hint=f"--batch {static}")
-                timings[batch] = time_calls(runner, latency_input(samples.x, batch), warmup, iters, min_time)
-                row.set_latency(LatencyStats.from_ns(timings[batch], batch))
-            except Exception as exc:
-                row.error = _first_line(exc)
-            rows.append(row)
+        if is_bare(card):
+            rows, predictions, timings = _bare_rows(runner, dict(common, note=NO_CARD), batches, inputs.shapes, warmup,
+                                                    iters, min_time)
+        else:
+            rows, predictions, timings = _card_rows(runner, cell, common, batches, inputs, warmup, iters, min_time)
     # since the reset above, or the process's peak (settings say which); at least what was
     # resident when the window opened (the kernel updates VmHWM lazily, so it can read lower)
     peak = max(memory.peak_rss_mib(), rss_before or 0.0)
@@ -206,6 +192,69 @@ def bench_cell(cell: Cell, batches: list[int], inputs: _Inputs, threads: int, de
         row.peak_rss_mb, row.rss_before_mb = peak, rss_before
     del runner
     gc.collect()
+    return rows, predictions, timings
+
+
+NO_CARD = "no edgetl card: latency on generated inputs; outputs compared across backends, accuracy not measured"
+
+
+def _bare_rows(runner, common: dict, batches: list[int], shapes: dict, warmup: int, iters: int, min_time: float):
+    """A model without a card, as trtexec and benchmark_app time one: its own inputs
+    (runtime/signature.py), generated, one row per distinct input shape (a --shape fixes
+    the batch); its first output on the first shape's inputs, which the other backends'
+    rows are compared with."""
+    specs, _ = runner.signature
+    rows, timings, outputs, seen = [], {}, None, set()
+    for batch in batches:
+        try:
+            chosen = input_shapes(specs, shapes, batch)
+        except ConfigError as exc:
+            rows.append(BenchRow(**common, batch=batch, error=_first_line(exc)))
+            continue
+        key = tuple(sorted(chosen.items()))
+        if key in seen:
+            continue
+        seen.add(key)
+        n = chosen[specs[0].name][0] if chosen[specs[0].name] else 1
+        row = BenchRow(**common, batch=n)
+        try:
+            feeds = generated_inputs(specs, chosen)
+            first = runner.infer_named(feeds)
+            if outputs is None:
+                outputs = np.asarray(next(iter(first.values())), np.float64)
+            timings[n] = time_function(lambda f=feeds: runner.infer_named(f), warmup, iters, min_time)
+            row.set_latency(LatencyStats.from_ns(timings[n], n))
+        except Exception as exc:
+            row.error = _first_line(exc)
+        rows.append(row)
+    return rows, outputs, timings
+
+
+def _card_rows(runner, cell: Cell, common: dict, batches: list[int], inputs: _Inputs, warmup: int, iters: int,
+               min_time: float):
+    """A model with its card: the task's metric on labelled samples, then latency on the
+    first samples at each batch size."""
+    card, rows, timings = runner.card, [], {}
+    try:
+        samples = inputs(card, cell.bundle)
+        static = _static_batch(card)
+        logits = runner.infer_all(samples.x, static or max(batches))
+        task = task_of(card)
+        predictions = task.predictions(logits)
+        common = dict(common, accuracy=task.score(logits, samples.labels, card.labels).value, n=len(samples),
+                      split=f"{Path(samples.source).name}/{inputs.split}")
+    except Exception as exc:
+        return [BenchRow(**common, batch=b, error=_first_line(exc)) for b in batches], None, {}
+    for batch in batches:
+        row = BenchRow(**common, batch=batch)
+        try:
+            if static and batch != static:
+                raise ConfigError(f"the model has a static batch of {static}", hint=f"--batch {static}")
+            timings[batch] = time_calls(runner, latency_input(samples.x, batch), warmup, iters, min_time)
+            row.set_latency(LatencyStats.from_ns(timings[batch], batch))
+        except Exception as exc:
+            row.error = _first_line(exc)
+        rows.append(row)
     return rows, predictions, timings
 
 
@@ -226,11 +275,36 @@ def _more_rounds(cells: list[Cell], rows: list[BenchRow], timings: dict, inputs:
             if not ok:
                 continue
             with open_runner(cell.path, backend=cell.backend, device=device, threads=threads,
-                             precision_hint=cell.precision_hint) as runner:
+                             precision_hint=cell.precision_hint, bare=cell.bundle is None) as runner:
+                if is_bare(runner.card):
+                    extra = _bare_rows(runner, {}, [r.batch for r in ok], inputs.shapes, warmup, iters, min_time)[2]
+                    for row in ok:
+                        timings[i, row.batch] += extra.get(row.batch, [])
+                        row.set_latency(LatencyStats.from_ns(timings[i, row.batch], row.batch))
+                    continue
                 x = inputs(runner.card, cell.bundle).x
                 for row in ok:
                     timings[i, row.batch] += time_calls(runner, latency_input(x, row.batch), warmup, iters, min_time)
                     row.set_latency(LatencyStats.from_ns(timings[i, row.batch], row.batch))
+
+
+def attach_output_agreement(rows: list[BenchRow], outputs: dict[int, np.ndarray]) -> None:
+    """Card-less models: the same model in several files (m.onnx, m.xml) or on several
+    backends is compared on the same generated inputs with the row of the backend ranked
+    first (the backend table's reference rank): the largest difference of the first
+    output, as a fraction of the reference's range (the parity gate's measure)."""
+    by_model: dict[str, list[BenchRow]] = {}
+    for row in rows:
+        if row.note == NO_CARD and row.ok and outputs.get(row.cell_id) is not None:
+            by_model.setdefault(Path(row.artifact).stem, []).append(row)
+    for group in by_model.values():
+        ref = min(group, key=lambda r: (BACKENDS[r.backend].reference_rank if r.backend in BACKENDS else 99, r.cell_id))
+        expected = outputs[ref.cell_id]
+        span = float(expected.max() - expected.min()) or 1.0
+        for row in group:
+            got = outputs[row.cell_id]
+            row.reference = f"{ref.name} ({ref.backend})"
+            row.output_diff = float(np.abs(got - expected).max() / span) if got.shape == expected.shape else None
 
 
 def attach_references(rows: list[BenchRow], predictions: dict[int, np.ndarray]) -> None:
@@ -271,7 +345,7 @@ def bench(artifacts, settings: BenchSettings | None = None, **options) -> BenchR
     threads = resolve_threads(threads)
     cells = expand_artifacts(artifacts, backends, precision_hints)
     per_backend_peak = memory.reset_peak()  # where the OS cannot reset it, peaks are the process's
-    inputs = _Inputs(data, split)
+    inputs = _Inputs(data, split, parse_shapes(s.shapes))
     rows: list[BenchRow] = []
     predictions: dict[int, np.ndarray] = {}
     timings: dict[tuple[int, int], list[int]] = {}
@@ -289,9 +363,11 @@ def bench(artifacts, settings: BenchSettings | None = None, **options) -> BenchR
         rows += cell_rows
     _more_rounds(cells, rows, timings, inputs, rounds, threads, device, warmup, iters, min_time)
     attach_references(rows, predictions)
+    attach_output_agreement(rows, predictions)
     recorded = {"data": str(data) if data else "each run's own data set", "split": split, "batches": batches,
                 "threads": threads, "iters": iters, "min_time_s": min_time, "warmup": warmup, "rounds": rounds,
-                "device": device, "precision_hints": ["f32", *[h for h in precision_hints if h != "f32"]],
+                "shapes": list(s.shapes), "generated_inputs": GENERATED, "device": device,
+                "precision_hints": ["f32", *[h for h in precision_hints if h != "f32"]],
                 "backends": backends or "auto", "artifacts": [str(a) for a in artifacts],
                 "timer": "time.perf_counter_ns around each infer call; warm-up excluded; no outlier clipping",
                 "peak_rss": "VmHWM reset per backend" if per_backend_peak else "process lifetime peak"}

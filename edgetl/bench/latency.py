@@ -31,16 +31,21 @@ class LatencyStats:
 
 
 def time_calls(runner, x: np.ndarray, warmup: int = 10, iters: int = 100, min_time_s: float = 0.0) -> list[int]:
-    """Nanoseconds of each `runner.infer(x)` call: `warmup` untimed calls, then at least
-    `iters` calls and at least `min_time_s` seconds."""
+    """Nanoseconds of each `runner.infer(x)` call (`time_function`)."""
     x = np.ascontiguousarray(x, dtype=np.float32)
+    return time_function(lambda: runner.infer(x), warmup, iters, min_time_s)
+
+
+def time_function(call, warmup: int = 10, iters: int = 100, min_time_s: float = 0.0) -> list[int]:
+    """Nanoseconds of each `call()`: `warmup` untimed calls, then at least `iters` calls
+    and at least `min_time_s` seconds."""
     for _ in range(warmup):
-        runner.infer(x)
+        call()
     timings = []
     started = time.perf_counter_ns()
     while len(timings) < iters or (time.perf_counter_ns() - started) / 1e9 < min_time_s:
         t0 = time.perf_counter_ns()
-        runner.infer(x)
+        call()
         timings.append(time.perf_counter_ns() - t0)
     return timings
 

@@ -36,6 +36,9 @@ class BenchRow:
     reference: str | None = None  # the FP32 row drop and agreement are measured against
     drop: float | None = None  # reference accuracy - accuracy (a fraction; 0.01 = 1 point)
     agreement: float | None = None  # top-1 agreement with the reference's predictions
+    # a model without a card: the largest difference of its first output from the reference
+    # backend's on the same generated inputs, as a fraction of the reference's range
+    output_diff: float | None = None
     p50_ms: float | None = None
     p90_ms: float | None = None
     p99_ms: float | None = None
@@ -70,8 +73,9 @@ class BenchRow:
     def summary(self) -> str:
         if not self.ok:
             return f"batch {self.batch}: FAILED {self.error}"
-        return (f"batch {self.batch}: p50 {self.p50_ms:.3f} ms, {self.throughput:.1f} items/s, "
-                f"accuracy {self.accuracy:.4f} on {self.n}")
+        measured = f"accuracy {self.accuracy:.4f} on {self.n}" if self.accuracy is not None else \
+            "generated inputs, accuracy not measured"
+        return f"batch {self.batch}: p50 {self.p50_ms:.3f} ms, {self.throughput:.1f} items/s, {measured}"
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -146,7 +150,7 @@ class BenchReport:
     def plot(self, path) -> Path:
         """Accuracy against p50 latency, one labelled point per successful row."""
         plt = pyplot()
-        rows = [r for r in self.rows if r.ok]
+        rows = [r for r in self.rows if r.ok and r.accuracy is not None]  # a model without a card has no accuracy
         batches = sorted({r.batch for r in rows}) or [1]
         fig, axes = plt.subplots(1, len(batches), figsize=(6.5 * len(batches), 5), squeeze=False, sharey=True)
         markers = {"fp32": "o", "fp16": "s", "int8": "^"}
@@ -215,7 +219,8 @@ def _cells(r: BenchRow, markup: bool) -> list[str]:
         return ([r.name, r.backend, r.precision or "-", r.inference_precision or r.precision_hint, str(r.batch), failed]
                 + [""] * (len(_COLUMNS) - 6))
     return [r.name, r.backend, r.precision or "-", r.inference_precision or "-", str(r.batch), _fmt(r.accuracy, ".4f"),
-            _fmt(None if r.drop is None else 100 * r.drop, ".2f"), _fmt(r.agreement, ".1%"),
+            _fmt(None if r.drop is None else 100 * r.drop, ".2f"),
+            _fmt(r.agreement, ".1%") if r.output_diff is None else f"Δ{r.output_diff:.1e}",
             _fmt(r.p50_ms, ".3f"), _fmt(r.p90_ms, ".3f"), _fmt(r.p99_ms, ".3f"), f"{r.mean_ms:.3f}±{r.std_ms:.3f}",
             _fmt(r.throughput, ".1f"), _fmt(r.size_mb, ".2f"), _fmt(r.peak_rss_mb, ".0f"),
             _fmt(r.load_s, ".2f")]

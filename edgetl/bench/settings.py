@@ -26,6 +26,9 @@ class BenchSettings(Settings):
     precision_hints: tuple[str, ...] = setting(("f32",), "openvino: also measure in these precisions (comma-separated, "
                                                "e.g. bf16,f16), each as its own row judged against the FP32 "
                                                "reference; f32 is always measured.", flag="--precision-hint")
+    shapes: tuple[str, ...] = setting((), "A model without an edgetl card: the shape of an input it leaves open, "
+                                      "NAME:1x3x224x224 (repeatable; a dynamic first dimension is the batch).",
+                                      flag="--shape")
     max_drop: float | None = setting(None, "Exit 1 when an artifact loses more accuracy than this (0.01 = 1 point) "
                                      "against its run's FP32 reference.", min=0, below=1, example="0.01")
 
@@ -33,6 +36,9 @@ class BenchSettings(Settings):
         if not self.batches or min(self.batches) < 1:
             raise ConfigError(f"batch sizes must be positive integers, got {list(self.batches)}",
                               hint="--batch-sizes 1,8")
+        from edgetl.runtime.signature import parse_shapes
+
+        parse_shapes(self.shapes)  # a malformed --shape is named before any work
         unknown = [h for h in self.precision_hints if h not in PRECISION_HINTS]
         if unknown:
             raise ConfigError(f"unknown precision hint {unknown[0]!r}", hint=f"use one of {', '.join(PRECISION_HINTS)}")

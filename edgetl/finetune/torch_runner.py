@@ -24,7 +24,7 @@ class TorchRunner(Runner):
 
     @classmethod
     def load(cls, path: Path, device: str = "cpu", threads: int | None = None,
-             precision_hint: str = "f32") -> TorchRunner:
+             precision_hint: str = "f32", bare: bool = False) -> TorchRunner:
         # Imported here, never at module level: listing the backends must not load torch.
         import torch
 

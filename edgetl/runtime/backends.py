@@ -47,9 +47,11 @@ def check_precision_hint(hint: str | None, backend: str) -> str:
 
 
 def open_runner(artifact, backend: str = "auto", device: str = "cpu", threads: int | None = None,
-                precision_hint: str | None = None) -> Runner:
+                precision_hint: str | None = None, bare: bool = False) -> Runner:
     """The Runner for `artifact` on `backend` ('auto' picks by artifact kind). The float
-    parts of the model run in f32 unless `precision_hint` asks OpenVINO for bf16 or f16."""
+    parts of the model run in f32 unless `precision_hint` asks OpenVINO for bf16 or f16.
+    `bare=True`: a model without an edgetl card runs under the card of its own signature
+    (bench measures it as trtexec does)."""
     path = Path(artifact)
     if kind_of(path).name == "bundle":  # a container: it opens its model for the backend
         return _open_bundle(path, backend, device, threads, precision_hint)
@@ -63,7 +65,7 @@ def open_runner(artifact, backend: str = "auto", device: str = "cpu", threads: i
     except ImportError:
         raise BackendUnavailable(f"backend {info.name} is not installed", hint=info.install) from None
     cls = getattr(importlib.import_module(info.module), info.runner)
-    return cls.load(path, device=cls.resolve_device(device), threads=threads, precision_hint=hint)
+    return cls.load(path, device=cls.resolve_device(device), threads=threads, precision_hint=hint, bare=bare)
 
 
 def _open_bundle(path: Path, backend: str, device: str, threads: int | None, precision_hint: str | None) -> Runner:

@@ -8,8 +8,9 @@ import numpy as np
 
 from edgetl.core.card import ModelCard
 from edgetl.core.errors import BackendUnavailable
-from edgetl.runtime.artifacts import card_from_onnx_metadata, onnx_session
+from edgetl.runtime.artifacts import ONNX_CARD_KEY, card_from_onnx_metadata, onnx_session
 from edgetl.runtime.runner import Runner, quantizer_before
+from edgetl.runtime.signature import TensorSpec, bare_card
 
 _PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
 
@@ -32,7 +33,7 @@ class OnnxRuntimeRunner(Runner):
 
     @classmethod
     def load(cls, path: Path, device: str = "cpu", threads: int | None = None,
-             precision_hint: str = "f32") -> OnnxRuntimeRunner:
+             precision_hint: str = "f32", bare: bool = False) -> OnnxRuntimeRunner:
         import onnxruntime as ort
 
         kind = device.split(":")[0]
@@ -51,7 +52,9 @@ class OnnxRuntimeRunner(Runner):
         first = (provider, {"use_tf32": 0}) if provider == "CUDAExecutionProvider" else provider
         providers = [first] + (["CPUExecutionProvider"] if provider != "CPUExecutionProvider" else [])
         session = onnx_session(path, opts, providers)
-        card = card_from_onnx_metadata(session.get_modelmeta().custom_metadata_map, path)
+        signature = ([_spec(a) for a in session.get_inputs()], [_spec(a) for a in session.get_outputs()])
+        meta = session.get_modelmeta().custom_metadata_map
+        card = bare_card(*signature) if bare and ONNX_CARD_KEY not in meta else card_from_onnx_metadata(meta, path)
         if emulates_tensorrt(card, provider):
             # A QDQ model made for TensorRT, run on the CPU: without graph optimisations the
             # Q/DQ nodes stay separate float ops, computing exactly the quantized values
@@ -62,7 +65,12 @@ class OnnxRuntimeRunner(Runner):
         runner = cls(path, card, device, threads)
         runner.session, runner._opts, runner._providers = session, opts, providers
         runner.input_name = session.get_inputs()[0].name
+        runner._signature = signature
         return runner
+
+    def infer_named(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        outputs = self.session.run(None, feeds)
+        return {o.name: v for o, v in zip(self.session.get_outputs(), outputs)}
 
     @classmethod
     def facts(cls, gpu: dict) -> dict:
@@ -156,3 +164,14 @@ def requantize_input(sub, name: str, quantizer: tuple | None) -> None:
                                               name=f"{name}/requantize_dq"))
     sub.graph.node.insert(0, helper.make_node("QuantizeLinear", [name, scale, zero], [f"{name}/q"],
                                               name=f"{name}/requantize_q"))
+
+
+# ONNX Runtime's element types, as numpy names them
+_ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
+              "tensor(uint8)": "uint8", "tensor(int8)": "int8", "tensor(int32)": "int32", "tensor(int64)": "int64",
+              "tensor(bool)": "bool"}
+
+
+def _spec(arg) -> TensorSpec:
+    return TensorSpec(arg.name, tuple(d if isinstance(d, int) else None for d in arg.shape),
+                      _ORT_TYPES.get(arg.type, arg.type))

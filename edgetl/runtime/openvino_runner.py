@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from edgetl.core.errors import ArtifactError, BackendUnavailable
-from edgetl.runtime.artifacts import card_from_openvino_model
+from edgetl.runtime.artifacts import OPENVINO_CARD_KEY, card_from_openvino_model
 from edgetl.runtime.runner import Runner, quantizer_before
+from edgetl.runtime.signature import TensorSpec, bare_card
 
 PRECISION_PROPERTY = "INFERENCE_PRECISION_HINT"
 _CAPABILITY = {"bf16": "BF16", "f16": "FP16", "f32": "FP32"}
@@ -83,7 +84,7 @@ class OpenVinoRunner(Runner):
 
     @classmethod
     def load(cls, path: Path, device: str = "cpu", threads: int | None = None,
-             precision_hint: str = "f32") -> OpenVinoRunner:
+             precision_hint: str = "f32", bare: bool = False) -> OpenVinoRunner:
         import openvino as ov
 
         core = ov.Core()
@@ -101,7 +102,9 @@ class OpenVinoRunner(Runner):
                                 else f"{path.with_suffix('.bin').name} does not fit {path.name} (cut short, or from "
                                      "another export): copy both files again, or export again "
                                      "(edgetl export RUN --openvino)") from None
-        card = card_from_openvino_model(model, path)
+        signature = ([_spec(p) for p in model.inputs], [_spec(p) for p in model.outputs])
+        card = bare_card(*signature) if bare and not model.has_rt_info(OPENVINO_CARD_KEY) else \
+            card_from_openvino_model(model, path)
         config = compile_config(core, ov_device.split(".")[0], precision_hint, threads)
         try:
             compiled = core.compile_model(model, ov_device, config)
@@ -118,6 +121,7 @@ class OpenVinoRunner(Runner):
         runner.inference_precision = compiled_precision(compiled)
         runner.request = compiled.create_infer_request()
         runner._input = None
+        runner._signature = signature
         if precision_hint != "f32":
             runner._probe(precision_hint)
         return runner
@@ -164,6 +168,10 @@ class OpenVinoRunner(Runner):
             tensor.data[...] = batch
         self.request.infer()
         return np.array(self.request.get_output_tensor().data, dtype=np.float32, copy=True)
+
+    def infer_named(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        results = self.request.infer({name: np.ascontiguousarray(a) for name, a in feeds.items()})
+        return {port.get_any_name(): np.array(results[port], copy=True) for port in self.compiled.outputs}
 
     def part(self, inputs: list[str], outputs: list[str], any_length: bool = False):
         import openvino as ov
@@ -240,6 +248,13 @@ class OpenVinoRunner(Runner):
             request.infer([np.ascontiguousarray(a, dtype=np.float32) for a in arrays], share_inputs=True)
             return [np.array(request.get_output_tensor(i).data, copy=True) for i in range(count)]
         return run
+
+
+def _spec(port) -> TensorSpec:
+    """A model input's or output's name, shape (None where dynamic) and numpy dtype."""
+    shape = port.get_partial_shape()
+    dims = tuple(d.get_length() if d.is_static else None for d in shape) if shape.rank.is_static else ()
+    return TensorSpec(port.get_any_name(), dims, np.dtype(port.get_element_type().to_dtype()).name)
 
 
 def _ports(model) -> dict:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from edgetl.core.card import ModelCard
-from edgetl.core.errors import ArtifactError, DataError
+from edgetl.core.errors import ArtifactError, ConfigError, DataError
 from edgetl.runtime.settings import PRECISION_HINTS, InferenceSettings  # noqa: F401  (what runners are asked)
 
 
@@ -75,10 +75,12 @@ class Runner(abc.ABC):
 
     @classmethod
     def load(cls, path: Path, device: str = "cpu", threads: int | None = None,
-             precision_hint: str = "f32") -> Runner:
+             precision_hint: str = "f32", bare: bool = False) -> Runner:
         """Open the artifact at `path` (of a kind this backend loads, runtime/artifacts.py)
         on `device` with `threads` CPU threads, the float parts computed in
-        `precision_hint`; the card comes from the artifact itself. Every backend in the
+        `precision_hint`; the card comes from the artifact itself. `bare=True`: a model
+        without a card runs too, under the card of its own signature (runtime/signature.py;
+        latency and agreement only), where the backend can read one. Every backend in the
         table implements it (tests/test_artifacts.py)."""
         raise NotImplementedError(f"{cls.__name__} does not load artifacts")
 
@@ -110,6 +112,24 @@ class Runner(abc.ABC):
     @abc.abstractmethod
     def compute(self, batch: np.ndarray) -> np.ndarray:
         """The backend's own call: `batch` already fits the card's input (contiguous)."""
+
+    @property
+    def signature(self) -> tuple[list, list]:
+        """The model's inputs and outputs as TensorSpecs (runtime/signature.py): what the
+        backend read from the graph, else the card's input."""
+        from edgetl.runtime.signature import TensorSpec
+
+        specs = getattr(self, "_signature", None)
+        if specs is not None:
+            return specs
+        spec = self.card.input
+        return [TensorSpec(spec.get("name", "input"), tuple(spec.get("shape") or ()), spec.get("dtype", "float32"))], []
+
+    def infer_named(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Every input by name, every output by name: a model of several inputs or outputs
+        (a model edgetl did not make). Backends that run such models implement it."""
+        raise ConfigError(f"{self.backend} runs {self.path.name} through its card's one input only",
+                          hint="use onnxruntime or openvino for a model of several inputs")
 
     def checked_input(self, batch) -> np.ndarray:
         spec = self.input_spec

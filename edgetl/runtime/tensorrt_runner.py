@@ -59,7 +59,7 @@ class TensorRTRunner(Runner):
 
     @classmethod
     def load(cls, path: Path, device: str = "cpu", threads: int | None = None,
-             precision_hint: str = "f32") -> TensorRTRunner:
+             precision_hint: str = "f32", bare: bool = False) -> TensorRTRunner:
         import tensorrt as trt
 
         from edgetl.runtime.cuda_device import CudaDevice
