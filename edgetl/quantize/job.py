@@ -232,7 +232,7 @@ def quantize(model, target: str | None = None, settings: QuantizeSettings | None
 
 def _prepare(model: Path, s: QuantizeSettings, out, overwrite: bool) -> _Job:
     cpu_kind = cpu_target(s.cpu)
-    if s.target != "tensorrt":
+    if "cpu" in BACKENDS[s.target].devices:  # the kind of x86 CPU matters where the model runs on one
         warn_if_host_differs(cpu_kind)
     if s.max_drop is None:
         log.warning("INT8 accuracy is not bounded (--max-drop none): the model is written whatever it loses; "
@@ -270,26 +270,40 @@ def _post_training(job: _Job, ref: _Reference, work: Path) -> _Int8:
     s, path = job.settings, work / job.out.name
     card = dataclasses.replace(job.card, precision="int8", metrics=dict(job.card.metrics), build=build_fingerprint())
     record = {"target": s.target, "max_drop": s.max_drop,
-              "cpu": job.cpu.to_dict() if s.target != "tensorrt" else None,
+              "cpu": job.cpu.to_dict() if "cpu" in BACKENDS[s.target].devices else None,
               "calibration": {"data": ref.calib.source, "samples": len(ref.calib), "seed": s.seed},
               "validation": {"data": ref.val.source, "n": len(ref.val), "reference": ref.kind}}
     card.source = {**job.card.source, "fp32_model": str(job.model.resolve()), "quantization": record}
-    if s.target == "openvino":
-        from edgetl.quantize.openvino import quantize_openvino
-
-        progress.info(f"NNCF {'accuracy-controlled ' if s.max_drop is not None else ''}quantization on "
-                      f"{len(ref.calib)} calibration samples ({s.nncf_options.preset} preset)")
-        float_layers = quantize_openvino(job.model, path, ref.calib, s.nncf_options, ref.val, s.max_drop, cpu=job.cpu)
-        attempts, scheme, measured = [], s.nncf_options.to_dict(), None
-    else:
-        float_layers, attempts, qdq, measured = _qdq_with_budget(job.model, path, work, s.target, s.method,
-                                                                 ref.calib, ref.val, ref, s.max_drop, card, job.cpu)
-        scheme = qdq.to_dict()
+    float_layers, attempts, scheme, measured = QUANTIZERS[BACKENDS[s.target].quantizer](job, ref, path, work, card)
     record.update(settings=scheme, float_layers=float_layers, attempts=attempts, method="post-training")
     write_artifact_card(path, card)
     int8 = _Int8(path, card, record, float_layers, attempts)
     int8.accuracy, int8.parity = measured or _measure_int8(path, ref.fp32_logits, ref.val, s.max_drop)
     return int8
+
+
+def _nncf(job: _Job, ref: _Reference, path: Path, work: Path, card: ModelCard):
+    """OpenVINO's INT8 IR by NNCF (accuracy control keeps layers in float under the bound)."""
+    from edgetl.quantize.openvino import quantize_openvino
+
+    s = job.settings
+    progress.info(f"NNCF {'accuracy-controlled ' if s.max_drop is not None else ''}quantization on "
+                  f"{len(ref.calib)} calibration samples ({s.nncf_options.preset} preset)")
+    float_layers = quantize_openvino(job.model, path, ref.calib, s.nncf_options, ref.val, s.max_drop, cpu=job.cpu)
+    return float_layers, [], s.nncf_options.to_dict(), None
+
+
+def _qdq(job: _Job, ref: _Reference, path: Path, work: Path, card: ModelCard):
+    """A Q/DQ ONNX model for the target, layers kept in float by sensitivity until the bound holds."""
+    s = job.settings
+    float_layers, attempts, scheme, measured = _qdq_with_budget(job.model, path, work, s.target, s.method, ref.calib,
+                                                                ref.val, ref, s.max_drop, card, job.cpu)
+    return float_layers, attempts, scheme.to_dict(), measured
+
+
+# The ways an INT8 model is made, named by the backend table's `quantizer`: each returns
+# (layers kept in float, attempts, the scheme's settings, (accuracy, parity) if measured).
+QUANTIZERS = {"nncf": _nncf, "qdq": _qdq}
 
 
 def _quantization_aware(job: _Job, ref: _Reference, int8: _Int8) -> None:

@@ -12,7 +12,7 @@ from edgetl.quantize.cpu import CPU_TARGETS, DEFAULT_CPU
 from edgetl.runtime.backend_table import BACKENDS
 
 # the backends that quantize, and the suffix of the file each one's INT8 model is (the backend table)
-TARGETS = {name: Path(b.int8_suffix).suffix for name, b in BACKENDS.items() if b.quantizes}
+TARGETS = {name: Path(b.int8_suffix).suffix for name, b in BACKENDS.items() if b.quantizer}
 DEFAULT_MAX_DROP = 0.01  # INT8 may lose at most one point of accuracy unless the user says otherwise
 PRESETS = ("performance", "mixed")
 QAT_TARGETS = ("openvino",)

@@ -1,8 +1,8 @@
 """The backend table: one row per backend holds every fact about it that is not its
 Runner's own code: where the Runner lives, what it loads and on which devices, how it is
 installed, which packages' versions a measurement records, where `auto` ranks it, which
-float and INT8 model files a deployment target of it holds, and whether it quantizes
-(then `edgetl/quantize/<name>.py` makes its INT8 model). Adding a backend is one Runner
+float and INT8 model files a deployment target of it holds, and how it is quantized (the
+name of a quantizer of `edgetl/quantize/`). Adding a backend is one Runner
 module and one row here (docs/architecture.md). Low in the runtime (artifact kinds
 only), so that what a machine can run (machine.py), how an artifact is opened
 (backends.py), a bundle's targets and the stages all read the same table."""
@@ -33,7 +33,10 @@ class BackendInfo:
     model_suffix: str = ""
     int8_suffix: str = ""
     checked_on: str = ""
-    quantizes: bool = False  # edgetl/quantize/<name>.py makes the INT8 model
+    # how its INT8 model is made: "nncf" (OpenVINO's accuracy-controlled PTQ) or "qdq" (ONNX
+    # Q/DQ with layers kept in float by measured sensitivity), quantize/job.py QUANTIZERS;
+    # empty: not a quantize target
+    quantizer: str = ""
 
     @property
     def target_backend(self) -> str:
@@ -73,16 +76,16 @@ BACKENDS: dict[str, BackendInfo] = {
     "onnxruntime": BackendInfo("onnxruntime", "edgetl.runtime.onnxruntime_runner", "OnnxRuntimeRunner", ("onnx",),
                                ("cpu", "cuda", "tensorrt"), "base install", "onnxruntime",
                                versions=("onnxruntime", "onnxruntime-gpu", "onnx"), preference=2, reference_rank=1,
-                               model_suffix=".onnx", int8_suffix=".int8.onnx", quantizes=True),
+                               model_suffix=".onnx", int8_suffix=".int8.onnx", quantizer="qdq"),
     "openvino": BackendInfo("openvino", "edgetl.runtime.openvino_runner", "OpenVinoRunner", ("openvino",),
                             ("cpu", "gpu", "npu"), "openvino", "openvino", versions=("openvino", "nncf"),
                             preference=1, reference_rank=2, model_suffix=".xml", int8_suffix=".int8.xml",
-                            quantizes=True),
+                            quantizer="nncf"),
     "tensorrt": BackendInfo("tensorrt", "edgetl.runtime.tensorrt_runner", "TensorRTRunner", ("tensorrt",),
                             ("cuda",), "tensorrt", "tensorrt",
                             "on a Jetson, JetPack's TensorRT: docs/tensorrt.md",
                             versions=("tensorrt", "tensorrt-cu12", "tensorrt-cu13"), preference=0, reference_rank=3,
-                            model_suffix=".onnx", int8_suffix=".qdq.onnx", checked_on="onnxruntime", quantizes=True),
+                            model_suffix=".onnx", int8_suffix=".qdq.onnx", checked_on="onnxruntime", quantizer="qdq"),
 }
 
 

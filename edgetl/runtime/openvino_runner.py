@@ -102,7 +102,8 @@ class OpenVinoRunner(Runner):
                                 else f"{path.with_suffix('.bin').name} does not fit {path.name} (cut short, or from "
                                      "another export): copy both files again, or export again "
                                      "(edgetl export RUN --openvino)") from None
-        signature = ([_spec(p) for p in model.inputs], [_spec(p) for p in model.outputs])
+        signature = ([_spec(p, f"input{i}") for i, p in enumerate(model.inputs)],
+                     [_spec(p, f"output{i}") for i, p in enumerate(model.outputs)])
         card = bare_card(*signature) if bare and not model.has_rt_info(OPENVINO_CARD_KEY) else \
             card_from_openvino_model(model, path)
         config = compile_config(core, ov_device.split(".")[0], precision_hint, threads)
@@ -171,7 +172,8 @@ class OpenVinoRunner(Runner):
 
     def infer_named(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         results = self.request.infer({name: np.ascontiguousarray(a) for name, a in feeds.items()})
-        return {port.get_any_name(): np.array(results[port], copy=True) for port in self.compiled.outputs}
+        names = [o.name for o in self.signature[1]]
+        return {name: np.array(results[port], copy=True) for name, port in zip(names, self.compiled.outputs)}
 
     def part(self, inputs: list[str], outputs: list[str], any_length: bool = False):
         import openvino as ov
@@ -250,11 +252,12 @@ class OpenVinoRunner(Runner):
         return run
 
 
-def _spec(port) -> TensorSpec:
-    """A model input's or output's name, shape (None where dynamic) and numpy dtype."""
+def _spec(port, unnamed: str) -> TensorSpec:
+    """A model input's or output's name (`unnamed` for a tensor without one), shape (None
+    where dynamic) and numpy dtype."""
     shape = port.get_partial_shape()
     dims = tuple(d.get_length() if d.is_static else None for d in shape) if shape.rank.is_static else ()
-    return TensorSpec(port.get_any_name(), dims, np.dtype(port.get_element_type().to_dtype()).name)
+    return TensorSpec(next(iter(sorted(port.get_names())), unnamed), dims, np.dtype(port.get_element_type().to_dtype()).name)
 
 
 def _ports(model) -> dict:
