@@ -158,7 +158,11 @@ def _build(cls, data: dict, where: str):
     fields = [f.name for f in dataclasses.fields(cls)]  # in declaration order
     unknown = [k for k in data if k not in fields]
     if unknown:
-        raise ConfigError(f"{prefix}{unknown[0]}: unknown setting", hint=f"{cls.__name__} takes: {', '.join(fields)}")
+        import difflib
+
+        close = difflib.get_close_matches(str(unknown[0]), fields, n=1)
+        raise ConfigError(f"{prefix}{unknown[0]}: unknown setting" + (f"; did you mean {close[0]}?" if close else ""),
+                          hint=f"{cls.__name__} takes: {', '.join(fields)}")
     hints = typing.get_type_hints(cls)
     return cls(**{k: _coerce(v, hints[k], f"{prefix}{k}") for k, v in data.items()})
 
