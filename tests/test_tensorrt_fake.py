@@ -308,3 +308,20 @@ def test_verify_builds_a_bundles_engine_into_the_cache_then_reuses_it(trt, tiny_
     assert "not loaded" in output and "compute capability 7.2" in output
     assert builds() == 2 and checks["tensorrt"]["passed"]
     assert json.loads(card_path.read_text())["source"]["tensorrt"]["compute_capability"] == "8.7"
+
+
+def test_an_engine_without_a_card_is_benchmarked_on_generated_inputs(trt, quant_onnx, tmp_path):
+    """An engine built by trtexec carries no edgetl card: bench reads its tensors from the
+    engine (two inputs, float and int32, a dynamic batch within the profile) and times it
+    on generated inputs, as trtexec does; other commands still ask for the card."""
+    from edgetl.bench.harness import NO_CARD, bench
+    from edgetl.core.errors import ArtifactError
+
+    path = _fake_engine(tmp_path, quant_onnx)
+    engine_card_path(path).unlink()
+    rows = bench([path], threads=1, iters=3, warmup=1, batches=(1, 4)).rows
+    assert [(r.backend, r.batch, r.ok, r.accuracy, r.note) for r in rows] == [("tensorrt", 1, True, None, NO_CARD),
+                                                                             ("tensorrt", 4, True, None, NO_CARD)]
+    assert sum(c[0] == "execute" for c in trt.RECORD.calls) >= 2 * (3 + 1)
+    with pytest.raises(ArtifactError, match="card"):
+        TensorRTRunner.load(path)

@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from edgetl.core.errors import ArtifactError, ConfigError
-from edgetl.runtime.artifacts import engine_card_path, read_engine_card  # noqa: F401  (engine_card_path: public here too)
+from edgetl.runtime.artifacts import engine_card_path, read_engine_card
 from edgetl.runtime.runner import Runner
+from edgetl.runtime.signature import TensorSpec, bare_card
 
 log = logging.getLogger("edgetl")
 
@@ -64,11 +65,14 @@ class TensorRTRunner(Runner):
 
         from edgetl.runtime.cuda_device import CudaDevice
 
-        card = read_engine_card(path)
-        built = card.source.get("tensorrt", {})
+        # an engine without its card (built by trtexec): where it was built is not known, so
+        # TensorRT itself says whether it loads here (the error names the rebuild)
+        card = None if bare and not engine_card_path(path).is_file() else read_engine_card(path)
+        built = card.source.get("tensorrt", {}) if card else {}
         index = int(device.split(":")[1]) if device.startswith("cuda:") else 0  # "cpu" (the default) -> GPU 0
         gpu = CudaDevice(index)  # sets the device before anything is deserialized
-        check_compatible(built, {"version": trt.__version__, **gpu.facts()}, path)
+        if card is not None:
+            check_compatible(built, {"version": trt.__version__, **gpu.facts()}, path)
         runner = cls(path, card, f"cuda:{index}", threads)
         # TensorRT fixes the precision when it builds the engine (build-engine --precision).
         runner.inference_precision = built.get("inference_precision", "f32")
@@ -85,6 +89,11 @@ class TensorRTRunner(Runner):
         runner.inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         runner.outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
         runner.dtypes = {n: np.dtype(trt.nptype(engine.get_tensor_dtype(n))) for n in names}
+        runner._signature = tuple([TensorSpec(n, tuple(None if d < 0 else int(d) for d in engine.get_tensor_shape(n)),
+                                              runner.dtypes[n].name) for n in group]
+                                  for group in (runner.inputs, runner.outputs))
+        if card is None:
+            runner.card = bare_card(*runner._signature)
         runner.batch_ranges, runner.buffers = {}, {}
         for name in runner.inputs:
             if tuple(engine.get_tensor_shape(name))[0] == -1:  # a dynamic batch: the profile's range
