@@ -47,6 +47,7 @@ demo: venv
 
 test: venv device-venv espeak browser
 	$(BIN)/ruff check edgetl tests benchmarks
+	$(BIN)/mypy
 	EDGETL_OFFLINE=1 $(BIN)/pytest -q -n 2 --dist loadfile
 
 # The suite as an AVX2-only CPU runs it, on a CPU with AVX-512: oneDNN, and with it

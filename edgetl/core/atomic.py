@@ -19,7 +19,7 @@ def _umask() -> int:
 
 
 @contextlib.contextmanager
-def replacing(path, companions: tuple[str, ...] = ()) -> Iterator[Path]:
+def replacing(path: str | os.PathLike[str], companions: tuple[str, ...] = ()) -> Iterator[Path]:
     """A temporary path beside `path` (same suffix) for a writer to write; on success it
     replaces `path` with one rename, with the files of the same stem and the suffixes in
     `companions` first (an OpenVINO IR's .bin beside its .xml). The file gets the mode of
@@ -45,7 +45,7 @@ def replacing(path, companions: tuple[str, ...] = ()) -> Iterator[Path]:
         raise
 
 
-def write_atomic(path, content: str | bytes) -> Path:
+def write_atomic(path: str | os.PathLike[str], content: str | bytes) -> Path:
     """`content` written to `path` through `replacing`."""
     with replacing(path) as tmp:
         tmp.write_bytes(content.encode() if isinstance(content, str) else content)

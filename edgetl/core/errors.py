@@ -12,8 +12,8 @@ import re
 _LONG_WORD = re.compile(r"\S{201,}")
 
 
-def _bounded(text: str | None) -> str | None:
-    if text is None or len(text) <= 200:
+def _bounded(text: str) -> str:
+    if len(text) <= 200:
         return text
     return _LONG_WORD.sub(lambda m: f"{m.group()[:80]}...({len(m.group()):,} characters)", text)
 
@@ -22,7 +22,7 @@ class EdgeTLError(Exception):
     exit_code = 2
 
     def __init__(self, message: str, hint: str | None = None):
-        message, hint = _bounded(message), _bounded(hint)
+        message, hint = _bounded(message), None if hint is None else _bounded(hint)
         super().__init__(message)
         self.message = message
         self.hint = hint

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
@@ -10,7 +11,7 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -
     return cm
 
 
-def accuracy(y_true, y_pred) -> float:
+def accuracy(y_true: np.typing.ArrayLike, y_pred: np.typing.ArrayLike) -> float:
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     return float((y_true == y_pred).mean()) if len(y_true) else float("nan")
 

@@ -5,6 +5,7 @@ benchmark_app measure any model), and the inputs generated for it. Torch-free.""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,7 @@ BARE = "none"  # card.source["card"] of a model that carries no edgetl card
 @dataclasses.dataclass(frozen=True)
 class TensorSpec:
     name: str
-    shape: tuple  # an int per static dimension, None per dynamic one
+    shape: tuple[int | None, ...]  # an int per static dimension, None per dynamic one
     dtype: str  # numpy's name: float32, float16, uint8, int64, ...
 
     def to_dict(self) -> dict[str, Any]:
@@ -38,7 +39,7 @@ def is_bare(card: ModelCard) -> bool:
     return card.source.get("card") == BARE
 
 
-def parse_shapes(texts) -> dict[str, tuple[int, ...]]:
+def parse_shapes(texts: Iterable[str] | None) -> dict[str, tuple[int, ...]]:
     """--shape NAME:1x3x224x224 (repeatable) -> {NAME: (1, 3, 224, 224)}."""
     shapes = {}
     for text in texts or ():
@@ -54,7 +55,8 @@ def parse_shapes(texts) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def input_shapes(inputs: list[TensorSpec], shapes: dict[str, tuple[int, ...]], batch: int) -> dict[str, tuple]:
+def input_shapes(inputs: list[TensorSpec], shapes: dict[str, tuple[int, ...]],
+                 batch: int) -> dict[str, tuple[int, ...]]:
     """Each input's shape for one call: the --shape given for it, else the model's own with
     a dynamic first dimension taken as the batch; any other dynamic dimension must be
     given (an error that names it)."""
@@ -80,11 +82,12 @@ def input_shapes(inputs: list[TensorSpec], shapes: dict[str, tuple[int, ...]], b
                               hint=f"give it: --shape {spec.name}:"
                                    + "x".join(str(batch if i == 0 else 224) if d is None else str(d)
                                               for i, d in enumerate(spec.shape)))
-        out[spec.name] = tuple(shape)
+        out[spec.name] = tuple(d for d in shape if d is not None)  # all of them, the open ones refused above
     return out
 
 
-def generated_inputs(inputs: list[TensorSpec], shapes: dict[str, tuple], seed: int = 0) -> dict[str, np.ndarray]:
+def generated_inputs(inputs: list[TensorSpec], shapes: dict[str, tuple[int, ...]],
+                     seed: int = 0) -> dict[str, np.ndarray]:
     """Inputs for timing and comparing backends, the same for every backend (seeded): floats
     from a normal distribution, uint8 uniform over 0-255, other integers zero (indices,
     lengths: the one value every model takes)."""
@@ -104,7 +107,7 @@ def generated_inputs(inputs: list[TensorSpec], shapes: dict[str, tuple], seed: i
 GENERATED = "normal floats, uniform uint8, zeros for other integers (seed 0): the same on every backend"
 
 
-def _shown(shape) -> str:
+def _shown(shape: tuple[int | None, ...]) -> str:
     return "x".join("?" if d is None else str(d) for d in shape)
 
 

@@ -15,10 +15,11 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     """Class probabilities of a batch of logits."""
     z = logits - logits.max(axis=1, keepdims=True)
     e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+    probs: np.ndarray = e / e.sum(axis=1, keepdims=True)
+    return probs
 
 
-def _plain(value) -> float | None:
+def _plain(value: float | np.floating | None) -> float | None:
     return None if value is None else float(value)
 
 
@@ -33,7 +34,8 @@ class Classification(Task):
                                 hint="a data set needs at least two class folders")
 
     def predictions(self, outputs: np.ndarray) -> np.ndarray:
-        return np.asarray(outputs).argmax(axis=1)
+        labels: np.ndarray = np.asarray(outputs).argmax(axis=1)
+        return labels
 
     def score(self, outputs: np.ndarray, truths: np.ndarray, labels: list[str]) -> Score:
         """Top-1 accuracy; details: each class's recall (`per_class`), precision, recall, F1
@@ -58,7 +60,8 @@ class Classification(Task):
             "classes": classes, "top_k": top_k, "confusion": cm.tolist()})
 
     def agree(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return self.predictions(a) == self.predictions(b)
+        same: np.ndarray = self.predictions(a) == self.predictions(b)
+        return same
 
     def top(self, outputs: np.ndarray, labels: list[str], k: int) -> list[list[tuple[str, float]]]:
         probs = softmax(np.asarray(outputs, np.float64))
