@@ -12,7 +12,7 @@ from pathlib import Path
 from edgetl.core.errors import ArtifactError
 
 
-def _umask() -> int:
+def current_umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
@@ -35,7 +35,7 @@ def replacing(path: str | os.PathLike[str], companions: tuple[str, ...] = ()) ->
     tmp = Path(name)
     try:
         yield tmp
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~current_umask())
         for suffix in companions:
             os.replace(tmp.with_suffix(suffix), path.with_suffix(suffix))
         os.replace(tmp, path)
@@ -52,4 +52,4 @@ def write_atomic(path: str | os.PathLike[str], content: str | bytes) -> Path:
     return Path(path)
 
 
-__all__ = ["replacing", "write_atomic"]
+__all__ = ["current_umask", "replacing", "write_atomic"]

@@ -18,7 +18,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from edgetl.core.atomic import write_atomic
+from edgetl.core.atomic import current_umask, write_atomic
 from edgetl.core.card import CARD_FILENAME
 from edgetl.core.errors import ArtifactError, ConfigError
 
@@ -92,15 +92,7 @@ def check_output(out, kind: str, overwrite: bool, inputs: dict[str, object] | No
     (e.g. {"data set": DATA}), which the output may neither be, contain nor lie inside."""
     description = output_kind(kind).description
     out = Path(out).expanduser().resolve()
-    for what, value in (inputs or {}).items():
-        if value is None:
-            continue
-        source = Path(value).expanduser().resolve()
-        if _inside(out, source) or _inside(source, out):
-            relation = "is" if out == source else ("lies inside" if _inside(out, source) else "contains")
-            raise ConfigError(f"--out {out} {relation} the {what} {source}",
-                              hint=f"write outside the {what}, e.g. --out "
-                                   f"{source.parent / (source.stem + '-out' + (out.suffix if source.is_file() else ''))}")
+    refuse_overlap(out, inputs)
     check_writable(out)
     if kind in ("run", "data") and out.is_dir() and not any(out.iterdir()):
         return out  # an empty folder holds nothing to lose
@@ -114,6 +106,21 @@ def check_output(out, kind: str, overwrite: bool, inputs: dict[str, object] | No
         raise ConfigError(f"{out} already exists ({description}){when}", hint="choose another --out, or pass "
                           "--overwrite to replace it")
     return out
+
+
+def refuse_overlap(out, inputs: dict[str, object] | None) -> None:
+    """`out` may neither be, contain nor lie inside any of `inputs` (what a command reads,
+    by what it is: {"data set": DATA}); None values are skipped."""
+    out = Path(out).expanduser().resolve()
+    for what, value in (inputs or {}).items():
+        if not value:
+            continue
+        source = Path(value).expanduser().resolve()
+        if _inside(out, source) or _inside(source, out):
+            relation = "is" if out == source else ("lies inside" if _inside(out, source) else "contains")
+            raise ConfigError(f"--out {out} {relation} the {what} {source}",
+                              hint=f"write outside the {what}, e.g. --out "
+                                   f"{source.parent / (source.stem + '-out' + (out.suffix if source.is_file() else ''))}")
 
 
 def check_writable(out: Path) -> None:
@@ -131,12 +138,6 @@ def check_writable(out: Path) -> None:
                             hint="choose an output in a folder you can write to") from None
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def temp_dir_beside(out: Path) -> Path:
     """The hidden folder an output is written in before it is renamed into place (same
     filesystem, so the rename is atomic); a folder that cannot be written is an error."""
@@ -144,7 +145,7 @@ def temp_dir_beside(out: Path) -> Path:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
         # mkdtemp makes it private (0700); once renamed it is an ordinary output, whose mode the umask sets
-        tmp.chmod(0o777 & ~_umask())
+        tmp.chmod(0o777 & ~current_umask())
         return tmp
     except OSError as exc:
         raise ArtifactError(f"cannot write in {out.parent}: {exc.strerror or exc}",

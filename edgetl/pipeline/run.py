@@ -385,22 +385,14 @@ def _check_not_inside_inputs(folder: Path, recipe: Recipe) -> None:
     """A pipeline folder may neither be, contain nor lie inside a folder the recipe reads
     (its data set, target data, calibration or bench data): written into a data set, it
     would become one more class of it."""
-    from edgetl.core.errors import ConfigError
+    from edgetl.core.outputs import refuse_overlap
 
-    out = folder.expanduser().resolve()
-    sources = {"data set": recipe.data.folder, "target data": recipe.target.folder if recipe.target else None,
-               "finetune.target_data": recipe.finetune.target_data, "finetune.target_val": recipe.finetune.target_val,
-               "bench.data": recipe.bench.data if recipe.bench else None,
-               "package.data": recipe.package.data if recipe.package else None,
-               **{f"quantize.{q.target}.{k}": getattr(q, k) for q in recipe.quantize.targets for k in ("calib", "val")}}
-    for what, value in sources.items():
-        if not value:
-            continue
-        source = Path(value).expanduser().resolve()
-        if out == source or source in out.parents or out in source.parents:
-            relation = "is" if out == source else ("lies inside" if source in out.parents else "contains")
-            raise ConfigError(f"--out {folder} {relation} the recipe's {what} {source}",
-                              hint=f"write the pipeline outside it, e.g. --out {source.parent / (source.name + '-pipeline')}")
+    refuse_overlap(folder, {
+        "recipe's data set": recipe.data.folder, "recipe's target data": recipe.target.folder if recipe.target else None,
+        "finetune.target_data": recipe.finetune.target_data, "finetune.target_val": recipe.finetune.target_val,
+        "bench.data": recipe.bench.data if recipe.bench else None,
+        "package.data": recipe.package.data if recipe.package else None,
+        **{f"quantize.{q.target}.{k}": getattr(q, k) for q in recipe.quantize.targets for k in ("calib", "val")}})
 
 
 def _check_folder(folder: Path) -> None:
