@@ -277,7 +277,8 @@ def _more_rounds(cells: list[Cell], rows: list[BenchRow], timings: dict, inputs:
             with open_runner(cell.path, backend=cell.backend, device=device, threads=threads,
                              precision_hint=cell.precision_hint, bare=cell.bundle is None) as runner:
                 if is_bare(runner.card):
-                    extra = _bare_rows(runner, {}, [r.batch for r in ok], inputs.shapes, warmup, iters, min_time)[2]
+                    known = {k: getattr(ok[0], k) for k in ("artifact", "name", "backend", "device")}
+                    extra = _bare_rows(runner, known, [r.batch for r in ok], inputs.shapes, warmup, iters, min_time)[2]
                     for row in ok:
                         timings[i, row.batch] += extra.get(row.batch, [])
                         row.set_latency(LatencyStats.from_ns(timings[i, row.batch], row.batch))
