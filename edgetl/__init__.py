@@ -39,6 +39,15 @@ def evaluate(artifact, data, settings=None, **options):
     return _evaluate(artifact, data, settings, **options)
 
 
+def import_model(model, out, settings=None, overwrite: bool = False, **options):
+    """Give a model trained elsewhere (a path to .onnx, .xml, TorchScript .pt, torch.export
+    .pt2, or an nn.Module) a card in the folder `out`; an ImportResult. `settings` (or its
+    fields as keyword options): ImportSettings (labels, mean, std, input_size, ...)."""
+    from edgetl.importer import import_model as _import
+
+    return _import(model, out, settings, overwrite=overwrite, **options)
+
+
 def export(run, out=None, **options):
     """ONNX (and OpenVINO IR with openvino=True) of a run, behind the parity gate."""
     from edgetl.export import export_run
@@ -126,4 +135,4 @@ def make_keywords(out, settings=None, **options):
 
 
 __all__ = ["EdgeTLError", "__version__", "adapt", "bench", "evaluate", "evaluate_stream", "export", "finetune",
-           "doctor", "list_backbones", "make_digits", "make_keywords", "package", "predict", "quantize", "run", "verify"]
+           "import_model", "doctor", "list_backbones", "make_digits", "make_keywords", "package", "predict", "quantize", "run", "verify"]

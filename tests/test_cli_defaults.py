@@ -18,6 +18,7 @@ LIBRARY = {
     "adapt": ["edgetl.finetune.settings:AdaptSettings"],
     "evaluate": ["edgetl.evaluate.settings:EvaluateSettings", "edgetl.evaluate.settings:StreamEvalSettings"],
     "export": ["edgetl.export.settings:ExportSettings"],
+    "import": ["edgetl.importer.settings:ImportSettings"],
     "quantize": ["edgetl.quantize.settings:QuantizeSettings", "edgetl.quantize.settings:NncfOptions",
                  "edgetl.quantize.settings:QatOptions"],
     "build-engine": ["edgetl.deploy.settings:EngineSettings"],
@@ -98,7 +99,7 @@ def test_every_cli_default_is_the_library_default(name):
 # the Python API (edgetl/__init__.py) -> the library function each one calls
 FACADE = {"list_backbones": "edgetl.backbones:list_backbones", "finetune": "edgetl.finetune.job:finetune",
           "adapt": "edgetl.finetune.adaptation:adabn_run", "evaluate": "edgetl.evaluate.accuracy:evaluate",
-          "export": "edgetl.export:export_run", "quantize": "edgetl.quantize:quantize",
+          "export": "edgetl.export:export_run", "import_model": "edgetl.importer:import_model", "quantize": "edgetl.quantize:quantize",
           "bench": "edgetl.bench.harness:bench", "predict": "edgetl.runtime.predict:predict",
           "evaluate_stream": "edgetl.evaluate.stream:evaluate_stream", "package": "edgetl.deploy.package:package",
           "verify": "edgetl.deploy.tensorrt_engine:verify_on_device", "doctor": "edgetl.runtime.doctor:doctor",

@@ -21,7 +21,8 @@ LAYERS = [
     ("edgetl.runtime",),  # torch-free: what a device installs
     ("edgetl.data",),
     ("edgetl.backbones",),
-    ("edgetl.finetune", "edgetl.evaluate", "edgetl.export", "edgetl.bench", "edgetl.quantize", "edgetl.deploy"),
+    ("edgetl.finetune", "edgetl.evaluate", "edgetl.export", "edgetl.bench", "edgetl.quantize", "edgetl.deploy",
+     "edgetl.importer"),
     ("edgetl.pipeline",),
     ("edgetl.cli", "edgetl", "edgetl.__main__"),
 ]
@@ -29,7 +30,7 @@ LAYERS = [
 # export, quantization, benchmarking, evaluation or the CLI.
 LOWER = ("edgetl.runtime", "edgetl.modality", "edgetl.task", "edgetl.data", "edgetl.core")
 UPPER = ("edgetl.finetune", "edgetl.export", "edgetl.quantize", "edgetl.bench", "edgetl.evaluate", "edgetl.deploy",
-         "edgetl.pipeline", "edgetl.cli")
+         "edgetl.importer", "edgetl.pipeline", "edgetl.cli")
 
 
 def module_name(path: Path, root: Path) -> str:
@@ -180,7 +181,7 @@ def test_a_planted_circle_is_caught(tmp_path):
 
 
 # Stage packages: each holds its settings in settings.py, read without loading the stage.
-STAGES = ("data", "finetune", "evaluate", "export", "quantize", "bench", "deploy", "runtime")
+STAGES = ("data", "finetune", "evaluate", "export", "quantize", "bench", "deploy", "importer", "runtime")
 
 
 def test_the_package_root_holds_the_facade_alone_and_every_stage_has_its_settings():

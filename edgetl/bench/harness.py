@@ -74,7 +74,8 @@ def expand_artifacts(artifacts, backends: list[str] | None = None, precision_hin
             if not (path / CARD_FILENAME).is_file():
                 raise ArtifactError(f"{path} is a folder without a model card ({CARD_FILENAME})",
                                     hint="pass a run directory made by `edgetl finetune`, or model files")
-            paths += [path] + sorted(p for p in path.iterdir() if p.suffix.lower() in _LOADABLE_SUFFIXES)
+            checkpoint = [path] if (path / "model.pt").is_file() else []  # an imported model has none
+            paths += checkpoint + sorted(p for p in path.iterdir() if p.suffix.lower() in _LOADABLE_SUFFIXES)
         else:
             backend_for(path)  # an unknown kind of file is a usage error, not a failed cell
             paths.append(path)

@@ -32,7 +32,7 @@ class LatencyStats:
 
 def time_calls(runner, x: np.ndarray, warmup: int = 10, iters: int = 100, min_time_s: float = 0.0) -> list[int]:
     """Nanoseconds of each `runner.infer(x)` call (`time_function`)."""
-    x = np.ascontiguousarray(x, dtype=np.float32)
+    x = runner.checked_input(x)  # in the model's own dtype (float32, or uint8 pixels), checked once, not timed
     return time_function(lambda: runner.infer(x), warmup, iters, min_time_s)
 
 

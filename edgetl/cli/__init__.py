@@ -56,10 +56,25 @@ def cli(quiet: bool) -> None:
 
 
 def _register() -> None:
-    from edgetl.cli import backbones, bench, cache, data, demo, deploy, doctor, evaluate, export, finetune, predict, quantize, run
+    from edgetl.cli import (
+        backbones,
+        bench,
+        cache,
+        data,
+        demo,
+        deploy,
+        doctor,
+        evaluate,
+        export,
+        finetune,
+        importer,
+        predict,
+        quantize,
+        run,
+    )
 
-    for module in (backbones, data, finetune, evaluate, export, quantize, bench, predict, deploy, run, demo, doctor,
-                   cache):
+    for module in (backbones, data, finetune, importer, evaluate, export, quantize, bench, predict, deploy, run, demo,
+                   doctor, cache):
         for command in module.COMMANDS:
             cli.add_command(command)
 

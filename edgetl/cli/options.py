@@ -39,8 +39,17 @@ def json_flag(what: str):
     return click.option("--json", "as_json", is_flag=True, help=f"Print {what} as JSON on stdout.")
 
 
+class _IntChoice(click.Choice):
+    """A choice among numbers, given to the settings as the number."""
+
+    def convert(self, value, param, ctx):
+        return int(super().convert(str(value), param, ctx))
+
+
 def _click_type(hint, field):
     choices = field.metadata.get("choices")
+    if choices and all(isinstance(c, int) for c in choices):
+        return _IntChoice([str(c) for c in choices])
     if choices:
         return click.Choice([str(c) for c in choices])
     if hint is int and field.name == "threads":  # as options.threads declares it for the other commands

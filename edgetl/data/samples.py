@@ -26,13 +26,13 @@ log = logging.getLogger("edgetl")
 
 
 class ModelInputs:
-    """A split's cached samples as float32 model inputs, preprocessed a slice at a time
+    """A split's cached samples as model inputs, preprocessed a slice at a time
     (indexing returns an array), so a large validation split is not held in memory."""
 
     def __init__(self, cached, pre):
         self.cached, self.pre = cached, pre
-        self.shape = (len(cached), *pre.normalize(cached[:1]).shape[1:])
-        self.dtype = np.dtype(np.float32)
+        first = pre.normalize(cached[:1])
+        self.shape, self.dtype = (len(cached), *first.shape[1:]), first.dtype  # float32, or uint8 for such a model
 
     def __len__(self) -> int:
         return len(self.cached)

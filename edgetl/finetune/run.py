@@ -28,6 +28,9 @@ def load_run(path: str | os.PathLike, map_location: str = "cpu") -> tuple[Classi
         raise ArtifactError(f"{path} is not a run directory", hint="pass the --out folder of `edgetl finetune`")
     card = ModelCard.load(path)
     ckpt = path / CHECKPOINT
+    if not ckpt.is_file() and card.source.get("imported"):
+        raise ArtifactError(f"{path} holds an imported model, which has no PyTorch checkpoint to export or train",
+                            hint=f"it is exported already: pass {path / 'model.onnx'} (or the folder) to the command")
     if not ckpt.is_file():
         raise ArtifactError(f"{path} has no checkpoint ({CHECKPOINT})", hint="the run may have been interrupted; train again")
     backbone = build_backbone(card.source["backbone"], weights="none")

@@ -82,12 +82,21 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB") if img.mode != "RGB" else img
 
 
+CROPS = ("center", "stretch")  # shorter side to `resize`, then a centre crop; or the whole photo resized to `size`
+CHANNELS = ("RGB", "BGR")
+LAYOUTS = ("NCHW", "NHWC")
+DTYPES = ("float32", "uint8")  # uint8: the model takes the pixels themselves (its normalisation is in the graph)
+
+
 @dataclasses.dataclass(frozen=True)
 class ImagePreprocessing:
-    """Resize the shorter side to `resize`, center-crop to `size`, scale to [0, 1],
-    subtract `mean`, divide by `std` (per RGB channel), lay out as CHW float32.
+    """Resize the shorter side to `resize` and center-crop to `size` (or, `crop="stretch"`,
+    resize the whole photo to `size`); put the channels in the model's order; scale to
+    [0, 1], subtract `mean` and divide by `std` (per channel, in that order); lay out as
+    the model takes it (CHW by default), float32. A `uint8` model takes the pixels as they
+    are (mean and std unused).
 
-    A split is cached as uint8 HWC crops (`prepare`); `normalize` finishes the job."""
+    A split is cached as uint8 HWC RGB crops (`prepare`); `normalize` finishes the job."""
 
     kind = "image"
     cache_dtype = np.uint8
@@ -96,10 +105,17 @@ class ImagePreprocessing:
     interpolation: str = "bilinear"
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    crop: str = "center"
+    channels: str = "RGB"
+    layout: str = "NCHW"
+    dtype: str = "float32"
 
     def __post_init__(self):
         if self.interpolation not in _INTERPOLATION:
             raise ValueError(f"unknown interpolation {self.interpolation!r}")
+        for name, allowed in (("crop", CROPS), ("channels", CHANNELS), ("layout", LAYOUTS), ("dtype", DTYPES)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         object.__setattr__(self, "size", tuple(int(s) for s in self.size))
         object.__setattr__(self, "mean", tuple(float(m) for m in self.mean))
         object.__setattr__(self, "std", tuple(float(s) for s in self.std))
@@ -121,23 +137,28 @@ class ImagePreprocessing:
             "kind": "image",
             "size": list(self.size),
             "resize": self.resize,
-            "crop": "center",
+            "crop": self.crop,
             "interpolation": self.interpolation,
             "scale": 1 / 255,
             "mean": list(self.mean),
             "std": list(self.std),
-            "channels": "RGB",
-            "layout": "NCHW",
+            "channels": self.channels,
+            "layout": self.layout,
+            "dtype": self.dtype,
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ImagePreprocessing:
+        """A card's preprocessing (cards written before crop, channel order, layout and
+        dtype were recorded hold the defaults: centre crop, RGB, NCHW, float32)."""
         if d.get("kind", "image") != "image":
             raise DataError(f"not an image preprocessing spec: kind={d.get('kind')!r}",
                             hint="this model takes another modality")
         try:
             pre = cls(size=tuple(d["size"]), resize=int(d["resize"]), interpolation=d["interpolation"],
-                      mean=tuple(d["mean"]), std=tuple(d["std"]))
+                      mean=tuple(d["mean"]), std=tuple(d["std"]), crop=d.get("crop", "center"),
+                      channels=d.get("channels", "RGB"), layout=d.get("layout", "NCHW"),
+                      dtype=d.get("dtype", "float32"))
         except (KeyError, TypeError, ValueError) as exc:
             raise invalid_preprocessing(d, exc) from None
         if (len(pre.size) != 2 or min(pre.size) < 1 or pre.resize < 1 or pre.interpolation not in _INTERPOLATION
@@ -147,6 +168,9 @@ class ImagePreprocessing:
 
     def resize_crop(self, img: Image.Image) -> np.ndarray:
         """RGB PIL image -> uint8 HWC array of `size` (the part worth caching)."""
+        if self.crop == "stretch":
+            img = img.resize((self.size[1], self.size[0]), _INTERPOLATION[self.interpolation])
+            return np.asarray(img, dtype=np.uint8)
         w, h = img.size
         scale = self.resize / min(w, h)
         new_w, new_h = max(self.size[1], round(w * scale)), max(self.size[0], round(h * scale))
@@ -156,10 +180,13 @@ class ImagePreprocessing:
         return np.asarray(img, dtype=np.uint8)
 
     def normalize(self, pixels: np.ndarray) -> np.ndarray:
-        """uint8 HWC (or NHWC) -> float32 CHW (or NCHW)."""
-        x = pixels.astype(np.float32) * np.float32(1 / 255)
-        x = (x - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
-        return np.ascontiguousarray(np.moveaxis(x, -1, -3))
+        """uint8 HWC RGB (or NHWC) -> the model's input: CHW (or NCHW) float32 by default,
+        in the channel order, layout and dtype the card records."""
+        x = pixels[..., ::-1] if self.channels == "BGR" else pixels
+        if self.dtype == "float32":
+            x = x.astype(np.float32) * np.float32(1 / 255)
+            x = (x - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
+        return np.ascontiguousarray(np.moveaxis(x, -1, -3) if self.layout == "NCHW" else x)
 
     read = staticmethod(load_image)
 
@@ -167,7 +194,8 @@ class ImagePreprocessing:
         return self.resize_crop(img)
 
     def input_spec(self) -> dict[str, Any]:
-        return {"name": "input", "shape": [None, 3, *self.size], "dtype": "float32", "layout": "NCHW"}
+        shape = [None, 3, *self.size] if self.layout == "NCHW" else [None, *self.size, 3]
+        return {"name": "input", "shape": shape, "dtype": self.dtype, "layout": self.layout}
 
     def dummy_input(self, batch: int) -> np.ndarray:
         return dummy_input(self.input_spec(), batch)

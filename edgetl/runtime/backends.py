@@ -34,6 +34,22 @@ def backend_for(path: Path, backend: str = "auto") -> BackendInfo:
     return info
 
 
+def model_of_folder(path: Path, backend: str = "auto") -> Path:
+    """A folder without a PyTorch checkpoint (an imported model) stands for its model file:
+    the one `backend` loads, for auto the first of the table's that is there. Any other
+    path is itself."""
+    if not path.is_dir() or (path / "model.pt").is_file() or kind_of(path).name != "run":
+        return path
+    suffixes = [BACKENDS[backend].model_suffix] if backend in BACKENDS else \
+        [info.model_suffix for info in BACKENDS.values() if info.model_suffix]
+    for suffix in suffixes:
+        if (path / f"model{suffix}").is_file():
+            return path / f"model{suffix}"
+    raise ArtifactError(f"{path} holds no model{' for ' + backend if backend in BACKENDS else ''} "
+                        f"(no model.pt, {', '.join('model' + s for s in suffixes)})",
+                        hint="import the model again (edgetl import MODEL --out FOLDER)")
+
+
 def check_precision_hint(hint: str | None, backend: str) -> str:
     """The precision to request from `backend`: f32 unless asked otherwise; only OpenVINO
     lets the float parts of a model run in bf16 or f16 (TensorRT decides at build time)."""
@@ -56,6 +72,7 @@ def open_runner(artifact, backend: str = "auto", device: str = "cpu", threads: i
     if kind_of(path).name == "bundle":  # a container: it opens its model for the backend
         return _open_bundle(path, backend, device, threads, precision_hint)
     threads = resolve_threads(threads)  # never the library's default (edgetl/core/threads.py)
+    path = model_of_folder(path, backend)
     info = backend_for(path, backend)
     hint = check_precision_hint(precision_hint, info.name)
     try:

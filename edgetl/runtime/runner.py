@@ -155,8 +155,11 @@ class Runner(abc.ABC):
     def infer_all(self, x: np.ndarray, batch: int, finite: bool = True) -> np.ndarray:
         """Logits for every sample, `batch` per call. The last chunk is padded to exactly
         `batch` (static-batch models and TensorRT profiles accept only that) and the
-        padding dropped from the result. A NaN or infinite score is an ArtifactError
-        (`finite=False`: returned as it is, for a check that reports it itself)."""
+        padding dropped from the result. A model of a static batch takes that batch
+        whatever `batch` asks. A NaN or infinite score is an ArtifactError (`finite=False`:
+        returned as it is, for a check that reports it itself)."""
+        static = (self.input_spec.get("shape") or [None])[0]
+        batch = static if isinstance(static, int) else batch
         out = []
         for start in range(0, len(x), batch):
             chunk = x[start:start + batch]
