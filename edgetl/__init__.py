@@ -135,4 +135,5 @@ def make_keywords(out, settings=None, **options):
 
 
 __all__ = ["EdgeTLError", "__version__", "adapt", "bench", "evaluate", "evaluate_stream", "export", "finetune",
-           "import_model", "doctor", "list_backbones", "make_digits", "make_keywords", "package", "predict", "quantize", "run", "verify"]
+           "import_model", "doctor", "list_backbones",
+           "make_digits", "make_keywords", "package", "predict", "quantize", "run", "verify"]

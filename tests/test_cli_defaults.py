@@ -99,7 +99,8 @@ def test_every_cli_default_is_the_library_default(name):
 # the Python API (edgetl/__init__.py) -> the library function each one calls
 FACADE = {"list_backbones": "edgetl.backbones:list_backbones", "finetune": "edgetl.finetune.job:finetune",
           "adapt": "edgetl.finetune.adaptation:adabn_run", "evaluate": "edgetl.evaluate.accuracy:evaluate",
-          "export": "edgetl.export:export_run", "import_model": "edgetl.importer:import_model", "quantize": "edgetl.quantize:quantize",
+          "export": "edgetl.export:export_run",
+          "import_model": "edgetl.importer:import_model", "quantize": "edgetl.quantize:quantize",
           "bench": "edgetl.bench.harness:bench", "predict": "edgetl.runtime.predict:predict",
           "evaluate_stream": "edgetl.evaluate.stream:evaluate_stream", "package": "edgetl.deploy.package:package",
           "verify": "edgetl.deploy.tensorrt_engine:verify_on_device", "doctor": "edgetl.runtime.doctor:doctor",
