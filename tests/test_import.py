@@ -183,6 +183,15 @@ def test_an_ir_and_a_torchscript_model_import_too(foreign, digits, tmp_path):
         card = json.loads((tmp_path / folder / "edgetl.json").read_text())
         assert card["metrics"]["val_accuracy"] == expected, folder
         assert card["metrics"]["parity"]["passed"] and card["metrics"]["parity"]["max_abs"] < 1e-4
+    # an IR has no ONNX model: NNCF quantizes the IR itself, within the bound
+    result = CliRunner().invoke(cli, ["-q", "quantize", str(tmp_path / "ir" / "model.xml"), "--target", "openvino",
+                                      "--max-drop", "0.02", "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    from edgetl.runtime.artifacts import read_card
+
+    assert read_card(tmp_path / "ir" / "model.int8.xml").metrics["accuracy_drop"] <= 0.02 + 1e-9
+    refused = CliRunner().invoke(cli, ["quantize", str(tmp_path / "ir" / "model.xml"), "--target", "onnxruntime"])
+    assert_refused(refused, "ONNX model")
 
 
 def test_the_python_api_imports_an_nn_module(trained, digits, tmp_path):

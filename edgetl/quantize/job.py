@@ -82,15 +82,16 @@ def _accuracy(logits: np.ndarray, labels: np.ndarray, task: Task) -> float:
     return task.score(logits, labels, [str(i) for i in range(logits.shape[1])]).value
 
 
-def _load_fp32(model: Path) -> ModelCard:
-    from edgetl.runtime.artifacts import read_onnx_card
-
+def _load_fp32(model: Path, target: str) -> ModelCard:
+    """The FP32 model's card: an ONNX model for every target; an OpenVINO IR for a target
+    NNCF quantizes (an IR imported without an ONNX model)."""
     if not model.is_file():
         raise ArtifactError(f"{model} does not exist", hint="make it with `edgetl export RUN`")
-    if model.suffix.lower() != ".onnx":
+    takes_ir = BACKENDS[target].quantizer == "nncf"
+    if model.suffix.lower() != ".onnx" and not (takes_ir and model.suffix.lower() == ".xml"):
         raise ArtifactError(f"quantize takes the FP32 ONNX model from `edgetl export`, got {model.name}",
                             hint=f"edgetl quantize {model.with_suffix('.onnx')} --target ...")
-    card = read_onnx_card(model)
+    card = read_card(model)
     if card.precision != "fp32":
         raise ArtifactError(f"{model} is already {card.precision}", hint="quantize the FP32 ONNX model")
     return card
@@ -237,7 +238,7 @@ def _prepare(model: Path, s: QuantizeSettings, out, overwrite: bool) -> _Job:
     if s.max_drop is None:
         log.warning("INT8 accuracy is not bounded (--max-drop none): the model is written whatever it loses; "
                     "only the parity gate's 90% top-1 agreement with FP32 is checked")
-    card = _load_fp32(model)
+    card = _load_fp32(model, s.target)
     out = Path(out) if out else model.with_name(model.stem + DEFAULT_SUFFIX[s.target])
     if out.suffix.lower() != TARGETS[s.target]:
         raise ConfigError(f"--out for {s.target} must end in {TARGETS[s.target]}, got {out.name}",

@@ -84,7 +84,7 @@ def import_nncf():
 def quantize_openvino(src: Path, dst: Path, calibration: Samples, options: NncfOptions,
                       validation: Samples | None = None, max_drop: float | None = None,
                       cpu: CpuTarget | None = None) -> list[str]:
-    """Write INT8 IR `dst` (.xml + .bin) from the float ONNX `src` for the CPU kind `cpu`
+    """Write INT8 IR `dst` (.xml + .bin) from the float ONNX (or IR) `src` for the CPU kind `cpu`
     (default: portable); returns the operations kept in float by accuracy control."""
     try:
         import openvino as ov
