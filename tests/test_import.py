@@ -304,3 +304,36 @@ def test_files_users_bring_get_one_clear_line(foreign, trained, tmp_path):
     assert_refused(_import(tmp_path / "junk.onnx", tmp_path / "x", *NORMALISED), "cannot read")
     assert_refused(_import(tmp_path / "gone.onnx", tmp_path / "x", *NORMALISED), "does not exist")
     assert not (tmp_path / "x").exists()
+
+
+def test_a_recipe_imports_instead_of_fine_tuning_and_reuses_the_import(foreign, digits, tmp_path):
+    import shutil
+
+    shutil.copy(foreign / "nchw.onnx", tmp_path / "model.onnx")
+    (tmp_path / "labels.txt").write_text(LABELS.replace(",", "\n") + "\n")
+    (tmp_path / "recipe.yaml").write_text(f"""
+name: imported
+data: {{folder: {digits}}}
+import: {{model: model.onnx, labels: labels.txt, mean: "{','.join(map(str, MEAN))}", std: "{','.join(map(str, STD))}",
+          resize: stretch, threads: 1}}
+quantize: {{targets: [{{target: onnxruntime, max_drop: 0.02, threads: 1}}]}}
+package: {{targets: [openvino, onnxruntime], threads: 1}}
+""")
+    first = CliRunner().invoke(cli, ["-q", "run", str(tmp_path / "recipe.yaml"), "--out", str(tmp_path / "pipe")])
+    assert first.exit_code == 0, first.output
+    summary = json.loads((tmp_path / "pipe" / "summary.json").read_text())
+    stages = {s["name"]: s for s in summary["stages"]}
+    assert list(stages) == ["data", "import", "quantize.onnxruntime", "package"]
+    assert stages["import"]["figures"]["val_accuracy"] > 0.6
+    bundle = json.loads((tmp_path / "pipe" / "bundle" / "bundle.json").read_text())
+    assert bundle["targets"]["onnxruntime"]["precision"] == "int8"
+    again = CliRunner().invoke(cli, ["-q", "run", str(tmp_path / "recipe.yaml"), "--out", str(tmp_path / "pipe")])
+    assert again.exit_code == 0, again.output
+    assert {s["status"] for s in json.loads((tmp_path / "pipe" / "summary.json").read_text())["stages"]} == {"reused"}
+    # another labels file is another import, and what follows it runs again
+    (tmp_path / "labels.txt").write_text(LABELS.replace(",", "\n").replace("zero", "nought") + "\n")
+    renamed = CliRunner().invoke(cli, ["-q", "run", str(tmp_path / "recipe.yaml"), "--out", str(tmp_path / "pipe")])
+    assert renamed.exit_code != 0 and "nought" in renamed.output  # the data set's classes do not name it
+    both = CliRunner().invoke(cli, ["run", str(tmp_path / "recipe.yaml"), "--out", str(tmp_path / "p2"),
+                                    "--set", "finetune.backbone=efficientnet_lite0"])
+    assert_refused(both, "imports a model or fine-tunes one")

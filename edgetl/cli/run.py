@@ -37,6 +37,8 @@ def _figures(stage) -> str:
     f = stage.figures
     if stage.error:
         return stage.error
+    if "models" in f:  # an import
+        return f"{', '.join(f['models'])}: val accuracy {_fmt(f['val_accuracy'], '{:.4f}')}"
     if "val_accuracy" in f:
         return f"val accuracy {f['val_accuracy']:.4f} (epoch {f['best_epoch']})" + (
             f", target {f['target_accuracy']:.4f} ({f['adaptation']})" if "target_accuracy" in f else "")
@@ -63,7 +65,7 @@ def _figures(stage) -> str:
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Change one key of the recipe first, e.g. --set quantize.targets[0].max_drop=0.02 (repeatable).")
 def run_cmd(recipe, out, rerun_from, force, overrides):
-    """Run RECIPE (YAML: data, finetune, export, quantize, bench, package; see models/): every
+    """Run RECIPE (YAML: data, finetune or import, export, quantize, bench, package; see models/): every
     stage whose settings, inputs and library versions are unchanged is reused from the
     cache, so a rerun takes seconds. A gate that does not hold stops it with exit code 1."""
     from edgetl.pipeline.run import GateFailed, run_recipe

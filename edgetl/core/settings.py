@@ -23,13 +23,15 @@ from edgetl.core.threads import HELP as THREADS_DEFAULT
 
 def setting(default: Any, help: str = "", *, choices: tuple | None = None, min: float | None = None,
             max: float | None = None, above: float | None = None, below: float | None = None, flag: str | None = None,
-            cli: bool = True, example: str | None = None, path: bool = False):
+            cli: bool = True, example: str | None = None, path: bool | str = False, key: str | None = None):
     """A settings field. `min`/`max` are inclusive bounds, `above`/`below` exclusive ones;
     `flag` overrides the CLI spelling (default: --field-name); `cli=False` keeps the field
     out of the command line (set by the command itself or by recipes); `path=True`: a file
-    or folder, which a recipe names relative to its own folder."""
+    or folder, which a recipe names relative to its own folder (`path="if-there"`: a file
+    when one is there, else a value, as labels given as a file or as a,b,c); `key`: the recipe's key
+    where it cannot be the field's name (a Python keyword such as `import`)."""
     meta = {"help": help, "choices": choices, "min": min, "max": max, "above": above, "below": below, "flag": flag,
-            "cli": cli, "example": example, "path": path}
+            "cli": cli, "example": example, "path": path, "key": key}
     if isinstance(default, (list, dict, set)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=meta)
     if dataclasses.is_dataclass(default):
@@ -65,7 +67,8 @@ class Settings:
         for f in dataclasses.fields(self):
             value, meta = getattr(self, f.name), f.metadata
             # where="" is a recipe's root: its fields are named by their keys
-            path = f"{where}.{f.name}" if where else (f.name if where == "" else None)
+            key = meta.get("key") or f.name
+            path = f"{where}.{key}" if where else (key if where == "" else None)
             if isinstance(value, Settings):
                 value.check(path)
                 continue
@@ -108,7 +111,7 @@ class Settings:
                 return [plain(x) for x in v]
             return v
 
-        return {f.name: plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        return {f.metadata.get("key") or f.name: plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
     @classmethod
     def from_dict(cls, data: dict | None, where: str = ""):
@@ -132,7 +135,9 @@ class Settings:
                 changes[f.name] = tuple(v.anchored(folder) if isinstance(v, Settings) else v for v in value)
             elif f.metadata.get("path") and isinstance(value, str) and value not in ("default", "none") \
                     and not os.path.isabs(os.path.expanduser(value)):
-                changes[f.name] = os.path.join(folder, value)
+                anchored = os.path.join(folder, value)
+                if f.metadata["path"] != "if-there" or os.path.exists(anchored):  # a file, or a value (labels a,b,c)
+                    changes[f.name] = anchored
         return dataclasses.replace(self, **changes) if changes else self
 
     @classmethod
@@ -155,8 +160,9 @@ def _build(cls, data: dict, where: str):
     """`cls` from a mapping: every key a field of it, every value of the field's type (not
     checked yet: the caller checks the whole)."""
     prefix = f"{where}." if where else ""
-    fields = [f.name for f in dataclasses.fields(cls)]  # in declaration order
-    unknown = [k for k in data if k not in fields]
+    names = {f.metadata.get("key") or f.name: f.name for f in dataclasses.fields(cls)}  # key -> field, in order
+    fields = list(names)
+    unknown = [k for k in data if k not in names]
     if unknown:
         import difflib
 
@@ -164,7 +170,7 @@ def _build(cls, data: dict, where: str):
         raise ConfigError(f"{prefix}{unknown[0]}: unknown setting" + (f"; did you mean {close[0]}?" if close else ""),
                           hint=f"{cls.__name__} takes: {', '.join(fields)}")
     hints = typing.get_type_hints(cls)
-    return cls(**{k: _coerce(v, hints[k], f"{prefix}{k}") for k, v in data.items()})
+    return cls(**{names[k]: _coerce(v, hints[names[k]], f"{prefix}{k}") for k, v in data.items()})
 
 
 def _coerce(value, hint, where: str):

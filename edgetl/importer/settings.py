@@ -48,7 +48,7 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
 @dataclasses.dataclass(frozen=True)
 class ImportSettings(Settings):
     labels: str | None = setting(None, "The class names in output order: a,b,c or a file with one per line.",
-                                 example="cat,dog")
+                                 example="cat,dog", path="if-there")
     task: str = setting("classification", "What the model predicts.", choices=("classification",))
     input_size: str | None = setting(None, "N or HxW: the input size where the graph leaves it open.", example="224")
     mean: str | None = setting(None, "Per-channel mean on the 0-1 pixel scale, in the model's channel order "

@@ -6,6 +6,8 @@ name: digits-lite0
 data: {digits: {size: 64}}          # or {folder: path/to/data}, or {keywords: {...}}
 target: {digits: {domain: textured}}   # optional: unlabelled device data (domain adaptation)
 finetune: {backbone: efficientnet_lite0, strategy: full, epochs: 6, input_size: 64, image: {hflip: false}}
+# or, for a model trained elsewhere, instead of finetune (and export):
+# import: {model: mnv3.onnx, labels: labels.txt, mean: "0.485,0.456,0.406", std: "0.229,0.224,0.225"}
 evaluate: {split: test}
 export: {openvino: true}
 streaming: {target_fa_per_hour: 1}   # speech: the operating point, picked on the validation recording
@@ -32,6 +34,7 @@ from edgetl.deploy.settings import PackageSettings
 from edgetl.evaluate.settings import EvaluateSettings, StreamEvalSettings
 from edgetl.export.settings import ExportSettings
 from edgetl.finetune.settings import FinetuneSettings
+from edgetl.importer.settings import ImportSettings
 from edgetl.quantize.settings import QuantizeSettings
 
 TARGET_TRAIN = "target/train"  # where the target stage writes the unlabelled data finetune adapts to
@@ -61,6 +64,21 @@ class TargetData(DataSource):
 
 
 @dataclasses.dataclass(frozen=True)
+class ImportStage(ImportSettings):
+    """A model trained elsewhere in place of fine-tuning: imported with the recipe's data
+    set (it is scored on its val split, calibrated on its train split)."""
+
+    model: str | None = setting(None, "The model file (.onnx, .xml, TorchScript .pt, torch.export .pt2).", path=True)
+
+    def validate(self) -> None:
+        if not self.model:
+            raise ConfigError("import.model: the model file to import", hint="e.g. import: {model: mnv3.onnx, ...}")
+        if self.data:
+            raise ConfigError("import.data: the recipe's data section gives it", hint="drop import.data")
+        super().validate()
+
+
+@dataclasses.dataclass(frozen=True)
 class QuantizeStage(Settings):
     targets: tuple[QuantizeSettings, ...] = setting((), "One INT8 model per entry.")
 
@@ -83,6 +101,8 @@ class Recipe(Settings):
     data: DataSource | None = setting(None, "The labelled data set.")
     target: TargetData | None = setting(None, "Unlabelled data from the device (domain adaptation).")
     finetune: FinetuneSettings = setting(FinetuneSettings(), "Fine-tuning.")
+    import_: ImportStage | None = setting(None, "A model trained elsewhere, instead of finetune and export.",
+                                          key="import")
     evaluate: EvaluateSettings | None = setting(None, "Accuracy of the run on a split.")
     export: ExportSettings = setting(ExportSettings(), "ONNX (and OpenVINO IR).")
     streaming: StreamingStage | None = setting(None, "Speech: the streaming operating point.")
@@ -104,6 +124,12 @@ class Recipe(Settings):
     def validate(self) -> None:
         if self.data is None:
             raise ConfigError("data: a recipe needs its data set", hint="e.g. data: {digits: {size: 64}}")
+        if self.import_ is not None:
+            if self.finetune != FinetuneSettings() or self.target is not None or self.export != ExportSettings() \
+                    or self.streaming is not None:
+                raise ConfigError("import: a recipe imports a model or fine-tunes one, not both",
+                                  hint="drop the finetune, target, export and streaming sections, or the import one")
+            return
         if not self.finetune.backbone:
             raise ConfigError("finetune.backbone: a recipe names its backbone", hint="e.g. efficientnet_lite0")
         if self.target is not None and not self.finetune.adapt:

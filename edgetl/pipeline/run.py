@@ -12,7 +12,7 @@ DIR/bundle/      the deployment bundle
 DIR/summary.json what every stage did and measured
 ```
 
-Stages: data, target, finetune, evaluate, export (for speech, with the streaming
+Stages: data, target, finetune (or import), evaluate, export (for speech, with the streaming
 operating point picked on the validation recording, so every INT8 model inherits it),
 quantize.TARGET, bench, package. A gate that fails (parity, an INT8 bound, bench's
 --max-drop) stops the pipeline: exit 1 and a report of what held and what did not.
@@ -28,10 +28,11 @@ from pathlib import Path
 from edgetl.core import progress
 from edgetl.core.errors import EdgeTLError
 from edgetl.core.outputs import write_atomic
-from edgetl.pipeline.cache import StageCache, stage_key, versions
+from edgetl.importer.settings import ImportSettings
+from edgetl.pipeline.cache import StageCache, fingerprint, stage_key, versions
 from edgetl.pipeline.recipe import DataSource, Recipe
 
-STAGES = ("data", "target", "finetune", "evaluate", "export", "quantize", "bench", "package")
+STAGES = ("data", "target", "finetune", "import", "evaluate", "export", "quantize", "bench", "package")
 SUMMARY = "summary.json"
 
 
@@ -149,7 +150,8 @@ class Pipeline:
 
     def _model_stages(self) -> list[str]:
         """The stages whose models bench and package take."""
-        return ["finetune", "export", *[f"quantize.{q.target}" for q in self.recipe.quantize.targets]]
+        made = ["import"] if self.recipe.import_ is not None else ["finetune", "export"]
+        return [*made, *[f"quantize.{q.target}" for q in self.recipe.quantize.targets]]
 
     def _outputs(self, *names: str) -> dict[str, str]:
         """The recorded outputs of earlier stages: what a later stage's key depends on."""
@@ -164,10 +166,14 @@ class Pipeline:
         yield "data", lambda: self._data(r.data, "data")
         if r.target is not None:
             yield "target", lambda: self._data(r.target, "target")
-        yield "finetune", self._finetune
+        if r.import_ is not None:  # a model trained elsewhere: the import writes what export would
+            yield "import", self._import
+        else:
+            yield "finetune", self._finetune
         if r.evaluate is not None:
             yield "evaluate", self._evaluate
-        yield "export", self._export
+        if r.import_ is None:
+            yield "export", self._export
         for q in r.quantize.targets:
             yield f"quantize.{q.target}", lambda q=q: self._quantize(q)
         if r.bench is not None:
@@ -231,6 +237,24 @@ class Pipeline:
 
         return cfg.to_dict(), inputs, work
 
+    def _import(self):
+        s = self.recipe.import_
+        model = Path(s.model)
+        inputs = {**self._outputs("data"), "model": fingerprint(model),  # the files it reads, by content
+                  "weights": fingerprint(model.with_suffix(".bin")) if model.suffix.lower() == ".xml" else None,
+                  "labels": fingerprint(Path(s.labels)) if s.labels and Path(s.labels).is_file() else None}
+
+        def work():
+            from edgetl.importer import import_model
+
+            settings = ImportSettings(**{f.name: getattr(s, f.name) for f in dataclasses.fields(ImportSettings)})
+            result = import_model(s.model, self.run_dir, settings.replace(data=str(self.data_dir)), overwrite=True)
+            files = [*result.models, *[m.with_suffix(".bin") for m in result.models if m.suffix == ".xml"]]
+            return [*files, self.run_dir / "edgetl.json"], {"val_accuracy": result.accuracy,
+                                                                     "models": [m.name for m in result.models]}
+
+        return s.to_dict(), inputs, work
+
     def _evaluate(self):
         s = self.recipe.evaluate
 
@@ -240,7 +264,7 @@ class Pipeline:
             report = evaluate(self.run_dir, self.data_dir, s)
             return [], {"accuracy": report.accuracy, "n": report.n, "split": report.split}
 
-        return s.to_dict(), self._outputs("finetune"), work
+        return s.to_dict(), self._outputs(self._model_stages()[0]), work
 
     def _export(self):
         s, streaming = self.recipe.export, self.recipe.streaming
@@ -289,7 +313,7 @@ class Pipeline:
                              "int8_accuracy": result.int8_accuracy, "drop": result.drop,
                              "float_layers": len(result.float_layers), "method": result.method}
 
-        return q.to_dict(), self._outputs("export"), work
+        return q.to_dict(), self._outputs("import" if self.recipe.import_ is not None else "export"), work
 
     def _bench(self):
         s = self.recipe.bench
