@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from vs_benchmark_app import benchmark_app_median_ms, benchmark_app_path  # noqa: E402
+from vs_benchmark_app import benchmark_app_median_ms, benchmark_app_path
 
 LABELS = [str(d) for d in range(10)]
 
