@@ -57,7 +57,7 @@ def notebook_onnx(data: Path, size: int, out: Path, threads: int) -> tuple[Path,
     started = time.perf_counter()
     model = lite0_imagenet_model().eval()
     x, y = read_split(data / "train", size)
-    with torch.inference_mode():
+    with torch.no_grad():
         feats = torch.cat([model.forward_head(model.forward_features(torch.from_numpy(x[i:i + 64])), pre_logits=True)
                            for i in range(0, len(x), 64)])
     head = torch.nn.Linear(feats.shape[1], len(LABELS))

@@ -107,7 +107,7 @@ def _qdq_with_budget(model: Path, dst: Path, work: Path, target: str, method: st
     import onnx
 
     from edgetl.export.onnx_export import frontend_nodes
-    from edgetl.quantize.onnx_qdq import QdqScheme, layer_nodes, prepare, quantize_qdq
+    from edgetl.quantize.onnx_qdq import QdqScheme, layer_nodes, prepare, quantize_qdq, shape_nodes
     from edgetl.quantize.sensitivity import rank_layers
 
     scheme = QdqScheme.for_target(target, method, cpu)
@@ -117,12 +117,12 @@ def _qdq_with_budget(model: Path, dst: Path, work: Path, target: str, method: st
     attempts: list[dict] = []
     measured: list[tuple] = []  # (accuracy, parity) of the last attempt: the model at `dst`
     graph = onnx.load(str(prepared))
-    frontend = frontend_nodes(graph)  # a speech model's log-mel front-end stays float
-    layers = {name: nodes for name, nodes in layer_nodes(graph).items() if name not in frontend}
+    kept_float = frontend_nodes(graph) + shape_nodes(graph)  # a speech model's log-mel front-end, shape arithmetic
+    layers = {name: nodes for name, nodes in layer_nodes(graph).items() if name not in kept_float}
 
     def attempt(exclude: list[str]) -> bool:
         """Whether INT8 with `exclude` in float is accepted (the rule the gate applies)."""
-        nodes = frontend + [n for layer in exclude for n in layers[layer]]
+        nodes = kept_float + [n for layer in exclude for n in layers[layer]]
         quantize_qdq(prepared, dst, calib, scheme, nodes, cache)
         write_artifact_card(dst, card)  # the runner reads the target from the card
         accuracy, parity = _measure_int8(dst, ref.fp32_logits, val, max_drop)

@@ -224,6 +224,29 @@ def unquantize_outputs(model) -> int:
     return removed
 
 
+def shape_nodes(model) -> list[str]:
+    """The nodes that compute shapes, not activations: everything fed only by Shape/Size
+    outputs and constants (e.g. the "same" padding a TF-style convolution computes from its
+    input's size in a model exported with dynamic axes). Their float arithmetic must stay
+    exact: quantized, the pads of such a model came out one pixel off and every feature
+    map after them changed size."""
+    graph = model.graph
+    constants = {i.name for i in graph.initializer}
+    shaped: set[str] = set()
+    names = []
+    for node in graph.node:  # topological order
+        if node.op_type == "Constant":
+            constants.update(node.output)
+            continue
+        inputs = [i for i in node.input if i]
+        from_shape = node.op_type in ("Shape", "Size") or (
+            inputs and all(i in shaped or i in constants for i in inputs) and any(i in shaped for i in inputs))
+        if from_shape:
+            shaped.update(node.output)
+            names.append(node.name)
+    return names
+
+
 def float_weighted_nodes(model) -> list[str]:
     """Weighted nodes (Conv, Gemm, MatMul) with an input that is not dequantized: they run in float."""
     producers = {out: node for node in model.graph.node for out in node.output}
