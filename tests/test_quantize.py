@@ -475,7 +475,8 @@ def test_onnx_runtimes_quantizer_warnings_stay_off_the_terminal(tmp_path):
 
 
 def test_shape_arithmetic_stays_float_in_a_hand_exported_model(tmp_path):
-    """timm's TF-style "same" padding, exported by hand with a dynamic batch, computes its
+    """timm's TF-style "same" padding (EfficientNet-Lite0, random weights), exported by hand
+    with a dynamic batch, computes its
     pads from the input's size in float operations. Quantized, the pads came out a pixel
     off and every feature map after them changed size; kept float, INT8 keeps the shapes
     and stays close to the float model."""
@@ -487,20 +488,20 @@ def test_shape_arithmetic_stays_float_in_a_hand_exported_model(tmp_path):
     from edgetl.quantize.onnx_qdq import shape_nodes
 
     torch.manual_seed(0)
-    model = torch.nn.Sequential(timm.layers.create_conv2d(3, 8, 3, stride=2, padding="same"), torch.nn.ReLU(),
-                                timm.layers.create_conv2d(8, 8, 3, stride=2, padding="same"), torch.nn.ReLU(),
-                                torch.nn.Flatten(), torch.nn.Linear(8 * 7 * 7, 4)).eval()
-    torch.onnx.export(model, (torch.randn(1, 3, 27, 27),), str(tmp_path / "m.onnx"), input_names=["x"],
+    model = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=4).eval()
+    torch.onnx.export(model, (torch.randn(1, 3, 64, 64),), str(tmp_path / "m.onnx"), input_names=["x"],
                       output_names=["y"], dynamic_axes={"x": {0: "n"}, "y": {0: "n"}}, dynamo=False)
     prepared = prepare(tmp_path / "m.onnx", tmp_path / "prepared.onnx")
     proto = onnx.load(str(prepared))
     shaped = shape_nodes(proto)
     assert any(n.op_type == "Ceil" and n.name in shaped for n in proto.graph.node)  # the padding arithmetic
-    x = np.random.default_rng(0).standard_normal((16, 3, 27, 27)).astype(np.float32)
+    x = np.random.default_rng(0).standard_normal((16, 3, 64, 64)).astype(np.float32)
     scheme = QdqScheme.for_target("onnxruntime", "minmax", cpu_target("portable"))
     quantize_qdq(prepared, tmp_path / "q.onnx", Samples(x, None, "generated"), scheme, shaped)
     import onnxruntime as ort
 
     want = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     got = ort.InferenceSession(str(tmp_path / "q.onnx"), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
-    assert got.shape == want.shape and np.abs(got - want).max() < 0.1 * np.ptp(want)
+    # without the fix: 0% agreement, a max difference of 95% of the scores' range
+    assert got.shape == want.shape and (got.argmax(1) == want.argmax(1)).mean() >= 0.9
+    assert np.abs(got - want).max() < 0.5 * np.ptp(want)
