@@ -151,6 +151,7 @@ def test_the_card_records_what_the_graph_says_and_what_was_given(imported):
     assert nchw["input"] == {"name": "images", "shape": [None, 3, 32, 32], "dtype": "float32", "layout": "NCHW"}
     assert nchw["preprocessing"]["mean"] == pytest.approx(MEAN) and nchw["preprocessing"]["crop"] == "stretch"
     assert nchw["labels"] == LABELS.split(",") and nchw["source"]["imported"]["softmax_removed"] is False
+    assert nchw["source"]["imported"]["slimmed"] is True  # simplified as edgetl's own exports, then compared
     nhwc = json.loads((imported["nhwc"] / "edgetl.json").read_text())
     assert nhwc["input"] == {"name": "pixels", "shape": [1, 32, 32, 3], "dtype": "uint8", "layout": "NHWC"}
     # the softmax output chosen, its softmax taken out: predict's probabilities are not softmaxed twice
