@@ -338,3 +338,38 @@ package: {{targets: [openvino, onnxruntime], threads: 1}}
     both = CliRunner().invoke(cli, ["run", str(tmp_path / "recipe.yaml"), "--out", str(tmp_path / "p2"),
                                     "--set", "finetune.backbone=efficientnet_lite0"])
     assert_refused(both, "imports a model or fine-tunes one")
+
+
+def test_a_waveform_classifier_imports_with_its_sample_rate(tmp_path):
+    """An audio model trained elsewhere (a waveform in, class scores out) gets the audio
+    modality's card: predict on a WAV gives what ONNX Runtime gives on its samples."""
+    import onnxruntime as ort
+    import soundfile as sf
+    import torch
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Unflatten(1, (1, 8000)), torch.nn.Conv1d(1, 8, 80, stride=40),
+                                torch.nn.ReLU(), torch.nn.AdaptiveAvgPool1d(1), torch.nn.Flatten(),
+                                torch.nn.Linear(8, 3)).eval()
+    torch.onnx.export(model, (torch.randn(1, 8000),), str(tmp_path / "kws.onnx"), input_names=["wave"],
+                      output_names=["scores"], dynamic_axes={"wave": {0: "n"}, "scores": {0: "n"}}, dynamo=False)
+    refused = CliRunner().invoke(cli, ["import", str(tmp_path / "kws.onnx"), "--out", str(tmp_path / "k"),
+                                       "--labels", "yes,no,stop"])
+    assert_refused(refused, "sample rate", "--sample-rate")
+    result = CliRunner().invoke(cli, ["import", str(tmp_path / "kws.onnx"), "--out", str(tmp_path / "k"),
+                                      "--labels", "yes,no,stop", "--sample-rate", "8000", "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    card = json.loads((tmp_path / "k" / "edgetl.json").read_text())
+    assert card["modality"] == "audio" and card["preprocessing"]["sample_rate"] == 8000
+    t = np.arange(8000) / 8000
+    wave = (0.3 * np.sin(2 * np.pi * 440 * t) * np.exp(-3 * t)).astype(np.float32)
+    sf.write(tmp_path / "clip.wav", wave, 8000, subtype="FLOAT")
+    answer = CliRunner().invoke(cli, ["predict", str(tmp_path / "k"), str(tmp_path / "clip.wav"), "--json",
+                                      "--top-k", "3"])
+    assert answer.exit_code == 0, answer.output
+    scores = ort.InferenceSession(str(tmp_path / "kws.onnx"), providers=["CPUExecutionProvider"]).run(
+        None, {"wave": wave[None]})[0][0]
+    probs = np.exp(scores - scores.max()) / np.exp(scores - scores.max()).sum()
+    got = json.loads(answer.output)[0]
+    assert got["labels"][0] == ["yes", "no", "stop"][int(probs.argmax())]
+    assert got["scores"][0] == pytest.approx(float(probs.max()), abs=1e-5)

@@ -21,9 +21,10 @@ def import_cmd(model, out, overwrite, **settings):
 
     result = import_model(model, out, ImportSettings(**settings), overwrite=overwrite)
     card, pre = result.card, result.card.preprocessing
+    takes = (f"{pre['layout']} {pre['channels']}, {pre['crop']} to {pre['size'][0]}x{pre['size'][1]}"
+             if card.modality == "image" else f"{pre['sample_rate']} Hz mono, {pre['window']} samples")
     click.echo(f"imported {model}: {len(card.labels)} labels, input {card.input['name']} "
-               f"{'x'.join('N' if d is None else str(d) for d in card.input['shape'])} {card.input['dtype']} "
-               f"{pre['layout']} {pre['channels']}, {pre['crop']} to {pre['size'][0]}x{pre['size'][1]}")
+               f"{'x'.join('N' if d is None else str(d) for d in card.input['shape'])} {card.input['dtype']} {takes}")
     for check in result.parity:
         click.echo(f"  {check['artifact']} on {check['backend']}: max-abs {check['max_abs']:.2e} against the source, "
                    f"top-1 agreement {check['agreement']:.1%} on {check['n']} samples")

@@ -29,6 +29,7 @@ from edgetl.core.outputs import check_output, publish, temp_dir_beside
 from edgetl.core.threads import using_threads
 from edgetl.importer.graph import TORCH_SUFFIXES, Graph, load_torch, read_graph, read_onnx, run_ir, run_onnx
 from edgetl.importer.settings import ImportSettings, parse_size, parse_triple
+from edgetl.modality.audio import AudioPreprocessing
 from edgetl.modality.image import ImagePreprocessing
 from edgetl.runtime.signature import TensorSpec
 from edgetl.task import task_of
@@ -136,17 +137,23 @@ def _from_torch(model, path: Path | None, s: ImportSettings, tmp: Path, threads:
 def _import(graph: Graph, reference, path: Path | None, labels: list[str], s: ImportSettings, tmp: Path, out: Path,
             threads: int) -> ImportResult:
     assumed: list[str] = []
-    image_input, layout = _checked_input(graph, s)
-    scores = _checked_output(graph, s, labels)
-    pre = _preprocessing(image_input, layout, s, assumed)
+    if _is_audio(graph):
+        model_input, layout = _checked_audio_input(graph, s)
+        scores = _checked_output(graph, s, labels)
+        pre: ImagePreprocessing | AudioPreprocessing = AudioPreprocessing(sample_rate=s.sample_rate,
+                                                                          window=model_input.shape[1])
+    else:
+        model_input, layout = _checked_input(graph, s)
+        scores = _checked_output(graph, s, labels)
+        pre = _preprocessing(model_input, layout, s, assumed)
     index = [o.name for o in graph.outputs].index(scores.name)
     graph.keep_output(scores.name)
-    card = ModelCard(labels=labels, modality="image", task=s.task, preprocessing=pre.to_dict(),
-                     input={"name": image_input.name, "shape": list(image_input.shape), "dtype": image_input.dtype,
+    card = ModelCard(labels=labels, modality=pre.kind, task=s.task, preprocessing=pre.to_dict(),
+                     input={"name": model_input.name, "shape": list(model_input.shape), "dtype": model_input.dtype,
                             "layout": layout})
     task_of(card).check_labels(labels)
     x = _check_inputs(card, pre, s.data)
-    expected = _batched(lambda b: reference(b)[index], x, image_input.shape[0])
+    expected = _batched(lambda b: reference(b)[index], x, model_input.shape[0])
     if expected.ndim != 2 or expected.shape[1] != len(labels):
         raise ConfigError(f"output {scores.name} gives {expected.shape[1:] or 'a scalar'} scores per sample, but "
                           f"{len(labels)} labels are given", hint=f"pass {expected.shape[-1]} labels"
@@ -162,8 +169,8 @@ def _import(graph: Graph, reference, path: Path | None, labels: list[str], s: Im
         assumed.append(f"output {scores.name} looks like probabilities (each row sums to 1) without a softmax edgetl "
                        "can remove: predict shows softmax of them")
     slimmed = _slim(graph)
-    card.source = {"imported": {**_record(graph, path, scores.name, stripped), "slimmed": slimmed}, "preprocessing_from": "import options",
-                   **({"data": str(Path(s.data).resolve())} if s.data else {})}
+    card.source = {"imported": {**_record(graph, path, scores.name, stripped), "slimmed": slimmed},
+                   "preprocessing_from": "import options", **({"data": str(Path(s.data).resolve())} if s.data else {})}
     if getattr(graph, "export", None):
         card.source["imported"]["export"] = graph.export  # type: ignore[attr-defined]
     card.build = build_fingerprint()
@@ -201,12 +208,45 @@ def _slim(graph: Graph) -> bool:
     return True
 
 
+def _is_audio(graph: Graph) -> bool:
+    """A model of one input shaped (batch, samples): a waveform classifier."""
+    return len(graph.inputs) == 1 and len(graph.inputs[0].shape) == 2
+
+
+def _checked_audio_input(graph: Graph, s: ImportSettings) -> tuple[TensorSpec, str]:
+    """A waveform input: float, (batch, samples), at the sample rate the user names."""
+    spec = graph.inputs[0]
+    if spec.dtype not in ("float32", "float16"):
+        raise ArtifactError(f"input {spec.name} is {spec.dtype} ({_dims(spec.shape)}); edgetl feeds audio as float "
+                            "samples in [-1, 1]", hint="export the model with a float32 waveform input")
+    if s.sample_rate is None:
+        raise ConfigError(f"input {spec.name} ({_dims(spec.shape)}) takes a waveform: edgetl needs the sample rate "
+                          "the model was trained at", hint="pass --sample-rate, e.g. --sample-rate 16000")
+    samples = spec.shape[1]
+    if s.window is not None and samples is not None and s.window != samples:
+        raise ConfigError(f"--window {s.window}, but the model takes {samples} samples ({_dims(spec.shape)})",
+                          hint="leave --window out: the graph says it")
+    samples = samples or s.window
+    if samples is None:
+        raise ConfigError(f"input {spec.name} ({_dims(spec.shape)}) leaves its number of samples open",
+                          hint=f"pass --window N, e.g. --window {s.sample_rate} for one second")
+    for flag, given in (("--mean", s.mean), ("--std", s.std), ("--input-size", s.input_size), ("--layout", s.layout)):
+        if given is not None:
+            raise ConfigError(f"{flag} applies to image models; input {spec.name} takes a waveform",
+                              hint=f"drop {flag}")
+    return TensorSpec(spec.name, (spec.shape[0], samples), spec.dtype), "NT"
+
+
 def _checked_input(graph: Graph, s: ImportSettings) -> tuple[TensorSpec, str]:
     """The image input, its layout (NCHW/NHWC) and size, checked against what was given."""
     if len(graph.inputs) != 1:
         raise ArtifactError(f"the model takes {len(graph.inputs)} inputs ({', '.join(i.name for i in graph.inputs)}); "
                             "an image classifier takes one", hint="export the model with one image input")
     spec = graph.inputs[0]
+    for flag, given in (("--sample-rate", s.sample_rate), ("--window", s.window)):
+        if given is not None:
+            raise ConfigError(f"{flag} applies to waveform models; input {spec.name} is {_dims(spec.shape)}",
+                              hint=f"drop {flag}")
     if spec.dtype not in ("float32", "float16", "uint8"):
         raise ArtifactError(f"input {spec.name} is {spec.dtype}; edgetl feeds images as float32 or uint8",
                             hint="export the model with a float32 (or uint8) image input")
@@ -216,8 +256,8 @@ def _checked_input(graph: Graph, s: ImportSettings) -> tuple[TensorSpec, str]:
                             hint="export it with one, e.g. torch.onnx.export with an input of shape 1x3xHxW "
                                  "(and dynamic_axes for a dynamic batch)")
     if len(shape) != 4:
-        raise ArtifactError(f"input {spec.name} is {_dims(shape)}, not an image batch (N, C, H, W or N, H, W, C)",
-                            hint="import image classifiers; audio models are not imported yet")
+        raise ArtifactError(f"input {spec.name} is {_dims(shape)}, not an image batch (N, C, H, W or N, H, W, C) or "
+                            "a waveform batch (N, samples)", hint="import image or waveform classifiers")
     channels_first, channels_last = shape[1] == 3, shape[3] == 3
     given = s.layout.upper() if s.layout else None
     if given == "NCHW" and shape[1] not in (3, None):
@@ -296,14 +336,18 @@ def _checked_output(graph: Graph, s: ImportSettings, labels: list[str]) -> Tenso
     return spec
 
 
-def _check_inputs(card: ModelCard, pre: ImagePreprocessing, data) -> np.ndarray:
+def _check_inputs(card: ModelCard, pre, data) -> np.ndarray:
     """What the written models are compared with the source on: real validation samples
-    of `data`, else generated photos (seeded noise at every pixel value)."""
+    of `data`, else generated ones (seeded noise at every pixel value, or noise at a
+    tenth of full scale)."""
     if data:
         from edgetl.export.parity import parity_inputs
 
         return parity_inputs(card, data)[0]
-    pixels = np.random.default_rng(0).integers(0, 256, (CHECK_SAMPLES, *pre.cache_shape), dtype=np.uint8)
+    rng = np.random.default_rng(0)
+    if pre.kind == "audio":
+        return pre.normalize((0.1 * rng.standard_normal((CHECK_SAMPLES, *pre.cache_shape))).clip(-1, 1))
+    pixels = rng.integers(0, 256, (CHECK_SAMPLES, *pre.cache_shape), dtype=np.uint8)
     return pre.normalize(pixels)
 
 

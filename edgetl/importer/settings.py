@@ -66,6 +66,10 @@ class ImportSettings(Settings):
                               "(0.875: 224 of 256, torchvision's evaluation).", above=0, max=1, example="0.875")
     interpolation: str = setting("bilinear", "How photos are resized.",
                                  choices=("nearest", "bilinear", "bicubic", "lanczos"))
+    sample_rate: int | None = setting(None, "Audio models: the sample rate (Hz) the model was trained at; clips "
+                                      "are resampled to it.", min=1000, example="16000")
+    window: int | None = setting(None, "Audio models: samples per input, where the graph leaves it open.", min=1,
+                                 example="16000")
     output: str | None = setting(None, "The output that holds the class scores, when the model has several.")
     data: str | None = setting(None, "A labelled data set (class folders, or train/ and val/): the imported model is "
                                "checked and scored on it, and later commands take it as the model's data.", path=True)
