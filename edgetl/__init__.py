@@ -125,6 +125,15 @@ def make_digits(out, settings=None, **options):
     return _make(out, settings, **options)
 
 
+def make_digit_scenes(out, settings=None, **options):
+    """Write the built-in detection set (real digits on real photos, with their boxes) in
+    the YOLO layout; `settings` (or its fields as keyword options):
+    edgetl.data.settings.DigitScenesSettings."""
+    from edgetl.data.digit_scenes import make_digit_scenes as _make
+
+    return _make(out, settings, **options)
+
+
 def make_keywords(out, settings=None, **options):
     """Write spoken keywords synthesized with espeak-ng as an audio folder data set, split
     by voice; `settings` (or its fields as keyword options):
@@ -136,4 +145,4 @@ def make_keywords(out, settings=None, **options):
 
 __all__ = ["EdgeTLError", "__version__", "adapt", "bench", "evaluate", "evaluate_stream", "export", "finetune",
            "import_model", "doctor", "list_backbones",
-           "make_digits", "make_keywords", "package", "predict", "quantize", "run", "verify"]
+           "make_digit_scenes", "make_digits", "make_keywords", "package", "predict", "quantize", "run", "verify"]

@@ -27,6 +27,7 @@ LIBRARY = {
     "verify": ["edgetl.runtime.verify:verify"],
     "predict": ["edgetl.runtime.predict:PredictSettings"],
     "data digits": ["edgetl.data.settings:DigitsSettings"],
+    "data digit-scenes": ["edgetl.data.settings:DigitScenesSettings"],
     "data keywords": ["edgetl.data.settings:KeywordsSettings"],
     "backbones": ["edgetl.backbones:list_backbones"],
     "run": ["edgetl.pipeline.run:run_recipe"],
@@ -105,6 +106,7 @@ FACADE = {"list_backbones": "edgetl.backbones:list_backbones", "finetune": "edge
           "evaluate_stream": "edgetl.evaluate.stream:evaluate_stream", "package": "edgetl.deploy.package:package",
           "verify": "edgetl.deploy.tensorrt_engine:verify_on_device", "doctor": "edgetl.runtime.doctor:doctor",
           "run": "edgetl.pipeline.run:run_recipe", "make_digits": "edgetl.data.digits:make_digits",
+          "make_digit_scenes": "edgetl.data.digit_scenes:make_digit_scenes",
           "make_keywords": "edgetl.data.keywords:make_keywords"}
 
 

@@ -6,7 +6,7 @@ import json
 import click
 
 from edgetl.cli import options
-from edgetl.data.settings import DigitsSettings, KeywordsSettings
+from edgetl.data.settings import DigitScenesSettings, DigitsSettings, KeywordsSettings
 
 
 @click.group("data")
@@ -27,6 +27,20 @@ def digits_cmd(out, overwrite, **values):
     splits = open_folder(path, modality="image")
     counts = ", ".join(f"{name} {len(s)}" for name, s in splits.splits.items())
     click.echo(f"wrote {path}: {len(splits.classes)} classes; {counts}")
+
+
+@data_group.command("digit-scenes")
+@click.argument("out", type=click.Path(file_okay=False))
+@options.from_settings(DigitScenesSettings)
+@click.option("--overwrite", is_flag=True, help="Replace OUT if it is a data set edgetl wrote (nothing else is replaced).")
+def digit_scenes_cmd(out, overwrite, **values):
+    """A detection set: real handwritten digits on real photos with their boxes, in the
+    YOLO layout (OUT/images, OUT/labels, OUT/data.yaml)."""
+    from edgetl.data.detection import open_detection
+    from edgetl.data.digit_scenes import make_digit_scenes
+
+    path = make_digit_scenes(out, DigitScenesSettings(**values), overwrite=overwrite)
+    click.echo(f"wrote {open_detection(path).describe()}")
 
 
 @data_group.command("keywords")

@@ -27,7 +27,8 @@ _PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "
 _TEXTURES = ("brick", "grass", "gravel", "moon")  # grey: tinted with a random colour
 
 
-def _backgrounds() -> list[np.ndarray]:
+def background_photos() -> list[np.ndarray]:
+    """scikit-image's sample photos and textures (offline), RGB uint8."""
     try:
         from skimage import data
     except ImportError:
@@ -39,7 +40,7 @@ def _backgrounds() -> list[np.ndarray]:
 
 class Textured:
     def __init__(self):
-        self.backgrounds = _backgrounds()
+        self.backgrounds = background_photos()
 
     def __call__(self, digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
         side = digit.shape[0]

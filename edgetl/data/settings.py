@@ -25,6 +25,18 @@ class DigitsSettings(Settings):
 
 
 @dataclasses.dataclass(frozen=True)
+class DigitScenesSettings(Settings):
+    """Real handwritten digits placed on real photos, several per image, with their boxes:
+    a detection set in the YOLO (Ultralytics) layout."""
+
+    images: int = setting(300, "Images in all (70% train, 15% val, 15% test).", min=10, max=100_000, example="300")
+    size: int = setting(320, "Image side in pixels.", min=64, max=2048, example="320")
+    classes: int = setting(3, "Digit classes, from 0 up.", min=1, max=10, example="3")
+    max_objects: int = setting(4, "Objects per image, from 1 up to this.", min=1, max=20, example="4")
+    seed: int = setting(0, "Seed of the scenes and of the digits' split.", min=0, max=2**32 - 1, example="0")
+
+
+@dataclasses.dataclass(frozen=True)
 class KeywordsSettings(Settings):
     """Spoken keywords synthesized with espeak-ng, split by voice."""
 
