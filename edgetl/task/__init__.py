@@ -16,7 +16,8 @@ from edgetl.task.registry import TASKS, Score, Task, register
 if TYPE_CHECKING:
     from edgetl.core.card import ModelCard
 
-_BUILT_IN = {"classification": "edgetl.task.classification", "keywords": "edgetl.task.keywords"}
+_BUILT_IN = {"classification": "edgetl.task.classification", "keywords": "edgetl.task.keywords",
+             "detection": "edgetl.task.detection"}
 
 
 def get(name: str) -> Task:

@@ -1,0 +1,199 @@
+"""Detection: boxes, each with a label and a score, per image.
+
+A detector's raw output, edgetl's own and an imported YOLOv8/YOLO11 model's alike, is the
+Ultralytics layout `[N, 4 + classes, anchors]`: per anchor the box centre x, y, its width
+and height in the pixels of the model's input, then one score (a probability) per class.
+Decoding keeps, per image, the candidates above a score threshold, suppresses overlapping
+boxes of the same class (non-maximum suppression, numpy), and keeps the best `max_det`.
+The metric is COCO's: mAP over IoU 0.5:0.95 (the primary figure), mAP at 0.5 and per
+class, computed by pycocotools (the official implementation), in input pixels (the same
+figures as in the photo's: a letterbox scales every box of an image alike). Two models
+agree on an image where their detections match one to one (same label, IoU >= 0.5).
+Torch-free.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from edgetl.core.errors import ArtifactError, BackendUnavailable
+from edgetl.task.registry import Score, Task, register
+
+# Decoding for the metric keeps every plausible box (COCO's evaluation ranks them by
+# score); predict and verify show the confident ones.
+@dataclasses.dataclass(frozen=True)
+class Decoding:
+    min_score: float
+    iou: float
+    max_det: int
+
+
+METRIC_DECODING = Decoding(min_score=0.001, iou=0.6, max_det=100)
+SHOWN_DECODING = Decoding(min_score=0.25, iou=0.45, max_det=100)
+MATCH_IOU = 0.5  # two models' detections are the same object at this IoU or more
+
+
+@dataclasses.dataclass
+class Detections:
+    """One image's detections: `boxes` [K, 4] float32 x0, y0, x1, y1; `scores` [K];
+    `classes` [K] int64; best first."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    classes: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.classes)
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every box of `a` [n, 4] with every box of `b` [m, 4] (x0, y0, x1, y1): [n, m]."""
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+    area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)
+    area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
+    union = area_a[:, None] + area_b[None, :] - inter
+    iou: np.ndarray = np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+    return iou
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou: float) -> np.ndarray:
+    """Indices kept by greedy non-maximum suppression within each class, best first (as
+    torchvision.ops.batched_nms: boxes of different classes never suppress each other)."""
+    if len(boxes) == 0:
+        return np.zeros(0, np.int64)
+    shifted = boxes + (classes.astype(np.float64) * (float(boxes.max()) + 1))[:, None]  # classes never overlap
+    order = np.argsort(-scores, kind="stable")
+    keep = []
+    while len(order):
+        best, rest = order[0], order[1:]
+        keep.append(best)
+        if not len(rest):
+            break
+        overlap = box_iou(shifted[best:best + 1], shifted[rest])[0]
+        order = rest[overlap <= iou]
+    return np.asarray(keep, np.int64)
+
+
+def decode(outputs: np.ndarray, min_score: float, iou: float, max_det: int) -> list[Detections]:
+    """[N, 4 + C, A] (centre x, y, w, h, then class scores) -> per image its detections,
+    the best class of each anchor, above `min_score`, after NMS, at most `max_det`."""
+    outputs = np.asarray(outputs, np.float32)
+    if outputs.ndim != 3 or outputs.shape[1] < 5:
+        raise ArtifactError(f"a detector outputs [N, 4 + classes, anchors]; got {list(outputs.shape)}",
+                            hint="import the model with the decoder of its output layout")
+    found = []
+    for image in outputs:
+        cx, cy, w, h = image[:4]
+        class_scores = image[4:]
+        classes = class_scores.argmax(axis=0)
+        scores = class_scores[classes, np.arange(class_scores.shape[1])]
+        chosen = np.flatnonzero(scores >= min_score)
+        boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)[chosen]
+        keep = nms(boxes, scores[chosen], classes[chosen], iou)[:max_det]
+        found.append(Detections(boxes[keep].astype(np.float32), scores[chosen][keep].astype(np.float32),
+                                classes[chosen][keep].astype(np.int64)))
+    return found
+
+
+def coco_map(found: Sequence[Detections], truths: Sequence[Any], labels: list[str]) -> dict[str, Any]:
+    """COCO mAP (0.5:0.95), mAP@0.5 and each class's AP of detections against true boxes
+    (each truth has `boxes` and `classes`), by pycocotools."""
+    try:
+        from pycocotools.coco import COCO
+        from pycocotools.cocoeval import COCOeval
+    except ImportError:
+        raise BackendUnavailable("mAP needs pycocotools, which is not installed",
+                                 hint="pip install pycocotools") from None
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
+    results: list[dict[str, Any]] = []
+    for i, (det, truth) in enumerate(zip(found, truths, strict=True)):
+        images.append({"id": i + 1})
+        for (x0, y0, x1, y1), c in zip(np.asarray(truth.boxes, np.float64).tolist(), np.asarray(truth.classes).tolist()):
+            annotations.append({"id": len(annotations) + 1, "image_id": i + 1, "category_id": int(c) + 1,
+                                "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0), "iscrowd": 0})
+        for (x0, y0, x1, y1), c, s in zip(det.boxes.astype(np.float64).tolist(), det.classes.tolist(),
+                                          det.scores.astype(np.float64).tolist()):
+            results.append({"image_id": i + 1, "category_id": int(c) + 1, "bbox": [x0, y0, x1 - x0, y1 - y0],
+                            "score": s})
+    empty = {"map": 0.0, "map50": 0.0, "per_class": {c: None for c in labels}}
+    if not annotations:
+        return {**empty, "map": float("nan"), "map50": float("nan")}
+    if not results:
+        return empty
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools reports its steps on stdout
+        gt = COCO()
+        gt.dataset = {"images": images, "annotations": annotations,
+                      "categories": [{"id": i + 1, "name": c} for i, c in enumerate(labels)]}
+        gt.createIndex()
+        evaluation = COCOeval(gt, gt.loadRes(results), "bbox")
+        evaluation.evaluate()
+        evaluation.accumulate()
+        evaluation.summarize()
+    precision = evaluation.eval["precision"]  # [IoU thresholds, recall, class, area range, max dets]
+    per_class: dict[str, float | None] = {}
+    for k, c in enumerate(labels):
+        values = precision[:, :, k, 0, -1]
+        per_class[c] = float(values[values > -1].mean()) if (values > -1).any() else None
+    return {"map": float(evaluation.stats[0]), "map50": float(evaluation.stats[1]), "per_class": per_class}
+
+
+def matched(a: Detections, b: Detections) -> bool:
+    """Whether two sets of detections are the same objects: one to one, same label, IoU >= 0.5."""
+    if len(a) != len(b):
+        return False
+    if not len(a):
+        return True
+    iou = box_iou(a.boxes, b.boxes) * (a.classes[:, None] == b.classes[None, :])
+    used: set[int] = set()
+    for row in iou:  # a's best first
+        candidates = [j for j in np.argsort(-row) if j not in used and row[j] >= MATCH_IOU]
+        if not candidates:
+            return False
+        used.add(int(candidates[0]))
+    return True
+
+
+class Detection(Task):
+    name = "detection"
+    metric = "map"
+    head_kind = "detection"
+
+    def check_labels(self, labels: list[str]) -> None:
+        if not labels or len(set(labels)) != len(labels):
+            raise ArtifactError(f"a detector needs at least one label, each once, got {labels}",
+                                hint="name the classes in the data set (data.yaml names, COCO categories)")
+
+    def predictions(self, outputs: np.ndarray) -> np.ndarray:
+        found = decode(outputs, **dataclasses.asdict(SHOWN_DECODING))
+        result: np.ndarray = np.empty(len(found), dtype=object)
+        result[:] = found
+        return result
+
+    def score(self, outputs: np.ndarray, truths: Any, labels: list[str]) -> Score:
+        """mAP@0.5:0.95 (the figure bounds use); details: map50 and each class's AP."""
+        found = decode(outputs, **dataclasses.asdict(METRIC_DECODING))
+        figures = coco_map(found, list(truths), labels)
+        return Score(self.metric, figures["map"], len(found), {"map50": figures["map50"],
+                                                                "per_class": figures["per_class"]})
+
+    def agree(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        same: np.ndarray = np.asarray([matched(x, y) for x, y in zip(self.predictions(a), self.predictions(b),
+                                                                      strict=True)], bool)
+        return same
+
+    def top(self, outputs: np.ndarray, labels: list[str], k: int) -> list[list[tuple[str, float]]]:
+        return [[(labels[int(c)], float(s)) for c, s in zip(d.classes[:k], d.scores[:k])]
+                for d in self.predictions(outputs)]
+
+
+DETECTION = register(Detection())
+
+__all__ = ["DETECTION", "Detection", "Detections", "box_iou", "coco_map", "decode", "matched", "nms"]
