@@ -170,3 +170,38 @@ def test_what_is_not_a_detection_set_is_one_clear_error(tmp_path):
     (tmp_path / "noyaml" / "data.yaml").write_text("names: [a]\n")
     with pytest.raises(DataError, match="no images/train"):
         open_detection(tmp_path / "noyaml")
+
+
+@pytest.mark.parametrize("crop", ["letterbox", "stretch", "center"])
+def test_boxes_follow_the_photo_into_the_model_input_and_back(crop):
+    """A red square drawn on a photo lands where boxes_to_input says, for every crop, and
+    boxes_to_original brings it back to the photo's pixels."""
+    from PIL import Image, ImageDraw
+
+    from edgetl.modality.image import ImagePreprocessing
+
+    pre = ImagePreprocessing(size=(64, 64), resize=72, crop=crop, mean=(0, 0, 0), std=(1, 1, 1))
+    photo = Image.new("RGB", (200, 120), (0, 0, 0))
+    box = np.asarray([[90, 40, 130, 80]], np.float32)
+    ImageDraw.Draw(photo).rectangle([90, 40, 129, 79], fill=(255, 0, 0))
+    pixels = pre.resize_crop(photo)
+    ys, xs = np.nonzero(pixels[..., 0].astype(int) - pixels[..., 1].astype(int) > 128)
+    seen = np.asarray([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float32)
+    np.testing.assert_allclose(pre.boxes_to_input(box, 200, 120)[0], seen, atol=1.0)
+    np.testing.assert_allclose(pre.boxes_to_original(pre.boxes_to_input(box, 200, 120), 200, 120), box, atol=1e-3)
+
+
+def test_the_letterbox_is_ultralytics():
+    """An imported YOLO model was trained on this letterbox: the photo's aspect kept, centred,
+    grey (114) around it, the offsets rounded as Ultralytics rounds them."""
+    from PIL import Image
+
+    from edgetl.modality.image import ImagePreprocessing
+
+    pre = ImagePreprocessing(size=(320, 320), resize=320, crop="letterbox")
+    assert pre.letterbox(640, 480) == (0.5, 0, 40)
+    assert pre.letterbox(481, 640) == (0.5, 40, 0)  # (320 - 240.5 -> 240) / 2 - 0.1, rounded
+    pixels = pre.resize_crop(Image.new("RGB", (640, 480), (255, 255, 255)))
+    assert pixels.shape == (320, 320, 3) and (pixels[:40] == 114).all() and (pixels[40:280] == 255).all()
+    assert (pixels[280:] == 114).all()
+    assert ImagePreprocessing.from_dict(pre.to_dict()) == pre  # the card keeps it

@@ -82,7 +82,10 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB") if img.mode != "RGB" else img
 
 
-CROPS = ("center", "stretch")  # shorter side to `resize`, then a centre crop; or the whole photo resized to `size`
+# shorter side to `resize`, then a centre crop; the whole photo resized to `size`; or the
+# whole photo fitted into `size` with its aspect kept, the rest padded grey (detectors)
+CROPS = ("center", "stretch", "letterbox")
+LETTERBOX_FILL = (114, 114, 114)  # Ultralytics' grey: an imported YOLO model was trained on it
 CHANNELS = ("RGB", "BGR")
 LAYOUTS = ("NCHW", "NHWC")
 DTYPES = ("float32", "uint8")  # uint8: the model takes the pixels themselves (its normalisation is in the graph)
@@ -166,8 +169,45 @@ class ImagePreprocessing:
             raise invalid_preprocessing(d)
         return pre
 
+    def letterbox(self, width: int, height: int) -> tuple[float, int, int]:
+        """(scale, left, top) of a `width` x `height` photo fitted into `size` with its aspect
+        kept, as Ultralytics computes it: a box in the model's input is the photo's box
+        times scale, plus (left, top)."""
+        out_h, out_w = self.size
+        scale = min(out_h / height, out_w / width)
+        new_w, new_h = int(round(width * scale)), int(round(height * scale))
+        return scale, int(round((out_w - new_w) / 2 - 0.1)), int(round((out_h - new_h) / 2 - 0.1))
+
+    def boxes_to_input(self, boxes: np.ndarray, width: int, height: int) -> np.ndarray:
+        """Boxes [K, 4] x0, y0, x1, y1 in a photo's pixels -> in the model input's."""
+        boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+        if self.crop == "letterbox":
+            scale, left, top = self.letterbox(width, height)
+            return boxes * scale + np.asarray([left, top, left, top], np.float32)
+        if self.crop == "stretch":
+            return boxes * np.asarray([self.size[1] / width, self.size[0] / height] * 2, np.float32)
+        scale = self.resize / min(width, height)
+        new_w, new_h = max(self.size[1], round(width * scale)), max(self.size[0], round(height * scale))
+        top, left = (new_h - self.size[0]) // 2, (new_w - self.size[1]) // 2
+        return boxes * np.asarray([new_w / width, new_h / height] * 2, np.float32) - \
+            np.asarray([left, top, left, top], np.float32)
+
+    def boxes_to_original(self, boxes: np.ndarray, width: int, height: int) -> np.ndarray:
+        """Boxes in the model input's pixels -> in the photo's (`width` x `height`), clipped to it."""
+        boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+        unit = self.boxes_to_input(np.asarray([[0, 0, 1, 1]], np.float32), width, height)[0]
+        scale, offset = unit[2:] - unit[:2], unit[:2]
+        out = (boxes - np.concatenate([offset, offset])) / np.concatenate([scale, scale])
+        return np.clip(out, 0, np.asarray([width, height, width, height], np.float32))
+
     def resize_crop(self, img: Image.Image) -> np.ndarray:
         """RGB PIL image -> uint8 HWC array of `size` (the part worth caching)."""
+        if self.crop == "letterbox":
+            scale, left, top = self.letterbox(*img.size)
+            new_w, new_h = int(round(img.size[0] * scale)), int(round(img.size[1] * scale))
+            canvas = Image.new("RGB", (self.size[1], self.size[0]), LETTERBOX_FILL)
+            canvas.paste(img.resize((new_w, new_h), _INTERPOLATION[self.interpolation]), (left, top))
+            return np.asarray(canvas, dtype=np.uint8)
         if self.crop == "stretch":
             img = img.resize((self.size[1], self.size[0]), _INTERPOLATION[self.interpolation])
             return np.asarray(img, dtype=np.uint8)
