@@ -24,6 +24,7 @@ import numpy as np
 from edgetl.core.errors import ArtifactError, BackendUnavailable
 from edgetl.task.registry import Score, Task, register
 
+
 # Decoding for the metric keeps every plausible box (COCO's evaluation ranks them by
 # score); predict and verify show the confident ones.
 @dataclasses.dataclass(frozen=True)
