@@ -16,6 +16,18 @@ def print_report(report) -> None:
     from edgetl.core.progress import print_table, results_console
 
     console = results_console()
+    if report.task == "detection":
+        console.print(f"[bold]{escape(report.artifact)}[/] on {report.split} ({report.n} images, backend "
+                      f"{report.backend}, runs in {report.inference_precision}): mAP@0.5:0.95 [bold]"
+                      f"{report.accuracy:.4f}[/], mAP@0.5 {report.map50:.4f}")
+        per = Table(title="per-class AP (0.5:0.95)", title_justify="left")
+        per.add_column("class")
+        per.add_column("AP", justify="right")
+        for label in report.labels:
+            value = report.per_class.get(label)
+            per.add_row(escape(label), "-" if value is None else f"{value:.3f}")
+        print_table(per, console)
+        return
     top_k = "".join(f", top-{k} {v:.4f}" for k, v in report.top_k.items())
     console.print(f"[bold]{escape(report.artifact)}[/] on {report.split} ({report.n} samples, backend {report.backend}, "
                   f"runs in {report.inference_precision}): accuracy [bold]{report.accuracy:.4f}[/]{top_k}")

@@ -7,8 +7,7 @@ import numpy as np
 
 from edgetl.core import progress
 from edgetl.core.outputs import check_output
-from edgetl.data.folders import select_split
-from edgetl.data.sample_cache import cached_split
+from edgetl.data.labelled import labelled_split
 from edgetl.evaluate.settings import EvaluateSettings
 from edgetl.modality import Preprocessing, preprocessing_of
 from edgetl.runtime import Runner, open_runner
@@ -31,9 +30,15 @@ class EvalReport:
     top_k: dict[str, float] = dataclasses.field(default_factory=dict)  # accuracy within the k best labels
     # each wrong answer: file, true and predicted label, the top scores; most confident first
     misclassified: list[dict] = dataclasses.field(default_factory=list)
+    task: str = "classification"
+    metric: str = "accuracy"  # what `accuracy` holds: the task's primary figure (a detector's: mAP@0.5:0.95)
+    map50: float | None = None  # detectors
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        if self.task == "detection":  # a detector's figures under their own names
+            out.update(map=self.accuracy, map50=self.map50)
+        return out
 
 
 def predict_logits(runner: Runner, cached: np.ndarray, pre: Preprocessing, batch_size: int = 64) -> np.ndarray:
@@ -61,19 +66,20 @@ def evaluate(artifact, data, settings: EvaluateSettings | None = None, **options
     with open_runner(artifact, backend=s.backend, device=s.device, threads=s.threads,
                      precision_hint=s.precision_hint) as runner:
         card = runner.card
-        folder = select_split(data, split, card.labels, card.modality)
-        pre = preprocessing_of(card)
-        cached, labels = cached_split(folder, pre)  # read a batch at a time
-        logits = predict_logits(runner, cached, pre, batch_size)
+        labelled = labelled_split(data, split, card)  # decoded once into the cache, read a batch at a time
+        logits = predict_logits(runner, labelled.cached, preprocessing_of(card), batch_size)
     task = task_of(card)
-    score = task.score(logits, labels, list(card.labels))
+    score = task.score(logits, labelled.truths, list(card.labels))
+    detection = task.name == "detection"
     report = EvalReport(
         accuracy=score.value, n=score.n, backend=runner.backend, artifact=str(artifact),
-        split=folder.name, labels=list(card.labels), per_class=score.details["per_class"],
-        confusion=score.details["confusion"], skipped=len(folder) - int(len(labels)),
+        split=labelled.name, labels=list(card.labels), per_class=score.details["per_class"],
+        confusion=score.details.get("confusion", []), skipped=labelled.skipped,
         inference_precision=runner.inference_precision, classes=score.details.get("classes", {}),
-        top_k=score.details.get("top_k", {}), misclassified=misclassified(task, logits, labels, card.labels,
-                                                                            cached.files),
+        top_k=score.details.get("top_k", {}), task=task.name, metric=task.metric,
+        map50=score.details.get("map50"),
+        misclassified=[] if detection else misclassified(task, logits, labelled.truths, card.labels,
+                                                         labelled.cached.files),
     )
     if s.report:
         from edgetl.evaluate.report import write_report

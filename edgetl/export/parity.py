@@ -66,6 +66,12 @@ def parity_inputs(card: ModelCard, data=None, limit: int = 64) -> tuple[np.ndarr
     if not source or not Path(source).exists():
         raise DataError(f"the run's data set ({source}) is not available for the parity check",
                         hint="pass --data DIR with the validation data")
+    if card.task == "detection":  # photos with boxes (data/labelled.py)
+        from edgetl.data.labelled import labelled_split, take
+
+        split = labelled_split(source, "val", card)
+        cached, truths = take(split, np.arange(0, len(split), max(1, len(split) // limit))[:limit])
+        return preprocessing_of(card).normalize(np.asarray(cached)), truths
     folder = select_split(source, "val", card.labels, card.modality)
     step = max(1, len(folder) // limit)
     folder = folder.subset(list(range(0, len(folder), step))[:limit])
@@ -81,8 +87,9 @@ def compare(reference: np.ndarray, runner: Runner, x: np.ndarray, labels: np.nda
     single = runner.infer_all(x[:single_samples], 1, finite=False) if single_samples else got[:0]
     max_abs = float(max(np.abs(got - reference).max(), np.abs(single - reference[:len(single)]).max(initial=0.0)))
     span = float(reference.max() - reference.min()) or 1.0  # NaN when the reference is: then the gate fails
-    cos = float(np.mean(np.sum(got * reference, 1) /
-                        (np.linalg.norm(got, axis=1) * np.linalg.norm(reference, axis=1) + 1e-12)))
+    flat_got, flat_ref = _rows(got), _rows(reference)  # a detector's outputs too
+    cos = float(np.mean(np.sum(flat_got * flat_ref, 1) /
+                        (np.linalg.norm(flat_got, axis=1) * np.linalg.norm(flat_ref, axis=1) + 1e-12)))
     task, labels_of = task_of(runner.card), runner.card.labels
     agreement = float(task.agree(got, reference).mean())
     worst_agreement = min(agreement, float(task.agree(single, reference[:len(single)]).mean())
@@ -90,7 +97,7 @@ def compare(reference: np.ndarray, runner: Runner, x: np.ndarray, labels: np.nda
     failures = []
     if not np.isfinite(reference).all():
         failures.append("the reference model itself outputs NaN or infinite values (a diverged run?)")
-    bad = int((~np.isfinite(got)).any(1).sum() + (~np.isfinite(single)).any(1).sum())
+    bad = int((~np.isfinite(flat_got)).any(1).sum() + (~np.isfinite(_rows(single))).any(1).sum())
     if bad:
         failures.append(f"NaN or infinite outputs for {bad} sample(s)")
     if not max_abs / span <= tolerance.rel_max_abs:  # written so that NaN fails too
@@ -101,6 +108,11 @@ def compare(reference: np.ndarray, runner: Runner, x: np.ndarray, labels: np.nda
     return ParityResult(str(runner.path), runner.backend, runner.card.precision, len(x), max_abs, max_abs / span, cos,
                         agreement, task.score(got, labels, labels_of).value,
                         task.score(reference, labels, labels_of).value, failures, runner.inference_precision)
+
+
+def _rows(a: np.ndarray) -> np.ndarray:
+    """One row per sample, whatever a sample's output shape (none: zero rows)."""
+    return a.reshape(len(a), int(np.prod(a.shape[1:])))
 
 
 # What fixes a failed gate depends on why the artifact differs.

@@ -158,8 +158,12 @@ class Runner(abc.ABC):
         padding dropped from the result. A model of a static batch takes that batch
         whatever `batch` asks. A NaN or infinite score is an ArtifactError (`finite=False`:
         returned as it is, for a check that reports it itself)."""
+        from edgetl.task import task_of
+
         static = (self.input_spec.get("shape") or [None])[0]
         batch = static if isinstance(static, int) else batch
+        task = task_of(self.card)
+        expected = task.output_shape(list(self.card.labels))
         out = []
         for start in range(0, len(x), batch):
             chunk = x[start:start + batch]
@@ -171,12 +175,13 @@ class Runner(abc.ABC):
                 raise ArtifactError(f"{self.backend} returned {len(got)} results for a batch of {len(chunk)} "
                                     f"({self.path.name}, {self.inference_precision})",
                                     hint="run it in f32 (the default precision), or on another backend")
-            if got.ndim != 2 or got.shape[1] != len(self.card.labels):
-                raise ArtifactError(f"{self.path.name} outputs {got.shape[1:]} scores per sample but its card names "
-                                    f"{len(self.card.labels)} labels",
+            if got.ndim != len(expected) + 1 or any(e is not None and e != g for e, g in zip(expected, got.shape[1:])):
+                raise ArtifactError(f"{self.path.name} outputs {list(got.shape[1:])} per sample but its card's "
+                                    f"{len(self.card.labels)} labels ({task.name}) need "
+                                    f"{['any' if e is None else e for e in expected]}",
                                     hint="the card belongs to another model: export this run again")
             out.append(got[:batch - pad])
-        logits = np.concatenate(out) if out else np.zeros((0, len(self.card.labels)), np.float32)
+        logits = np.concatenate(out) if out else np.zeros((0, *(e or 0 for e in expected)), np.float32)
         if finite:
             check_finite(logits, f"{self.path.name} ({self.backend}, {self.inference_precision})")
         return logits

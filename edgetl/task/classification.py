@@ -28,6 +28,9 @@ class Classification(Task):
     metric = "accuracy"
     head_kind = "linear"
 
+    def output_shape(self, labels: list[str]) -> tuple[int | None, ...]:
+        return (len(labels),)  # one score per label
+
     def check_labels(self, labels: list[str]) -> None:
         if len(labels) < 2 or len(set(labels)) != len(labels):
             raise ArtifactError(f"a classifier needs at least two distinct labels, got {labels}",

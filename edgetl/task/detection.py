@@ -167,6 +167,9 @@ class Detection(Task):
     metric = "map"
     head_kind = "detection"
 
+    def output_shape(self, labels: list[str]) -> tuple[int | None, ...]:
+        return (4 + len(labels), None)  # box and class scores, per anchor
+
     def check_labels(self, labels: list[str]) -> None:
         if not labels or len(set(labels)) != len(labels):
             raise ArtifactError(f"a detector needs at least one label, each once, got {labels}",

@@ -35,6 +35,10 @@ class Task(abc.ABC):
     head_kind: str = ""  # the training side's head and loss for this task (finetune/model.py)
 
     @abc.abstractmethod
+    def output_shape(self, labels: list[str]) -> tuple[int | None, ...]:
+        """One sample's raw output shape (None: any size), what every runner's answers are checked against."""
+
+    @abc.abstractmethod
     def check_labels(self, labels: list[str]) -> None:
         """A model card's or a data set's labels, as this task needs them (ArtifactError)."""
 
