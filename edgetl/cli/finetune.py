@@ -32,7 +32,8 @@ def _snr_range(ctx, param, value) -> tuple[float, float]:
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory to create.")
 @options.overwrite("an existing edgetl run directory")
 def finetune_cmd(data, backbone, out, overwrite, **settings):
-    """Fine-tune BACKBONE on DATA (train/ and val/ class folders, or one folder of class folders).
+    """Fine-tune BACKBONE on DATA (train/ and val/ class folders, or one folder of class folders;
+    a detection data set in YOLO, COCO or Pascal VOC layout trains a detector).
 
     Multi-GPU: torchrun --nproc_per_node N -m edgetl.cli finetune DATA ... (DistributedDataParallel).
     """
@@ -40,7 +41,11 @@ def finetune_cmd(data, backbone, out, overwrite, **settings):
 
     result = finetune(data, backbone, out, overwrite=overwrite, **settings)
     if result.card is not None:
-        click.echo(f"val_accuracy {result.val_accuracy:.4f} ({result.chosen}) -> {result.out}")
+        if result.card.task == "detection":
+            click.echo(f"val mAP {result.val_accuracy:.4f} (mAP@0.5 {result.card.metrics['val_map50']:.4f}, "
+                       f"{result.chosen}) -> {result.out}")
+        else:
+            click.echo(f"val_accuracy {result.val_accuracy:.4f} ({result.chosen}) -> {result.out}")
 
 
 @click.command("adapt")

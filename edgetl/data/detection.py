@@ -114,6 +114,15 @@ def detect_format(root: Path) -> str:
                          "Annotations/*.xml or an .xml beside each image")
 
 
+def is_detection_set(root) -> bool:
+    """Whether `root` is laid out as a detection data set (not class folders)."""
+    try:
+        detect_format(Path(root))
+    except DataError:
+        return False
+    return True
+
+
 def open_detection(root, val_split: float = 0.2, seed: int = 0) -> DetectionSet:
     """The detection data set at `root`, in whichever format it is; a set without a
     validation split gets one (`val_split` of train, seeded)."""
@@ -418,4 +427,4 @@ def _voc_objects(xml: Path, problems: _Problems):
     return (tree.findtext("filename") or xml.stem + ".jpg").strip(), found
 
 
-__all__ = ["Boxes", "DetectionSet", "DetectionSplit", "detect_format", "open_detection"]
+__all__ = ["Boxes", "DetectionSet", "DetectionSplit", "detect_format", "is_detection_set", "open_detection"]

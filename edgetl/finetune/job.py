@@ -103,6 +103,13 @@ def finetune(data, backbone: str, out, overwrite: bool = False, settings: Finetu
         raise ConfigError("pass either settings or options, not both", hint="settings.replace(...)")
     cfg = (settings or FinetuneSettings.from_options(**options)).replace(backbone=backbone).check()
     cfg = cfg.replace(threads=set_torch_threads(cfg.threads))  # the card records the count used
+    from edgetl.data.detection import is_detection_set
+
+    if is_detection_set(data):  # photos with boxes: a detector (finetune/detect.py)
+        from edgetl.finetune.detect import finetune_detector
+
+        done = finetune_detector(data, backbone, out, cfg, overwrite)
+        return RunResult(done.out, done.card, done.history, done.best_epoch, done.val_map)
     dist = Distributed()
     device = resolve_device(cfg.device, dist)
     dist.start(device)

@@ -33,6 +33,10 @@ def load_run(path: str | os.PathLike, map_location: str = "cpu") -> tuple[Classi
                             hint=f"it is exported already: pass {path / 'model.onnx'} (or the folder) to the command")
     if not ckpt.is_file():
         raise ArtifactError(f"{path} has no checkpoint ({CHECKPOINT})", hint="the run may have been interrupted; train again")
+    if card.task == "detection":
+        from edgetl.finetune.detect import load_detector
+
+        return load_detector(path, card), card
     backbone = build_backbone(card.source["backbone"], weights="none")
     if card.modality == "audio":  # a run from before the fixed log-mel floor records none: its own floor
         from edgetl.backbones.frontend import set_floor

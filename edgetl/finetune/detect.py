@@ -1,0 +1,215 @@
+"""Fine-tuning a detector (finetune/detector.py) on a detection data set: the photos
+letterboxed once into the sample cache, box-aware augmentation (torchvision's v2
+transforms: flips, scale and shift, colour), AdamW with warm-up and cosine decay, the
+backbone frozen (linear-probe), trained whole (full), or its last stages (partial) or one
+more stage per epoch (gradual); mAP on the val split after each epoch, the best epoch
+kept, early stopping on it. Writes a run directory like a classifier's: model.pt, the
+card (task detection), history.json."""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgetl.core import progress
+from edgetl.core.card import ModelCard
+from edgetl.core.errors import ConfigError
+from edgetl.data.detection import open_detection
+from edgetl.finetune.detector import Detector, build_pyramid
+from edgetl.finetune.run import RunWriter
+from edgetl.finetune.settings import FinetuneSettings
+from edgetl.finetune.training import Distributed, resolve_device, seed_everything, set_torch_threads
+from edgetl.modality.image import ImagePreprocessing
+from edgetl.task.detection import DETECTION
+
+log = logging.getLogger("edgetl")
+
+DEFAULT_SIZE = 320  # an edge detector's input: small objects at 320 px are 8-pixel cells at stride 8
+LITE0_NORMALIZATION = ((127 / 255,) * 3, (128 / 255,) * 3)
+
+
+@dataclasses.dataclass
+class DetectResult:
+    out: Path
+    card: ModelCard
+    history: list[dict]
+    best_epoch: int
+    val_map: float
+
+
+def detector_preprocessing(backbone: str, size: int, body) -> ImagePreprocessing:
+    """Letterbox to `size`, normalized as the backbone was pretrained."""
+    if backbone == "efficientnet_lite0":
+        mean, std = LITE0_NORMALIZATION
+    else:
+        cfg = getattr(body, "pretrained_cfg", None) or {}
+        mean, std = tuple(cfg.get("mean", (0.485, 0.456, 0.406))), tuple(cfg.get("std", (0.229, 0.224, 0.225)))
+    return ImagePreprocessing(size=(size, size), resize=size, crop="letterbox", mean=mean, std=std)
+
+
+def _augment(hflip: bool):
+    from torchvision.transforms import v2
+
+    steps = [v2.RandomAffine(degrees=0, translate=(0.1, 0.1), scale=(0.75, 1.25), fill=114),
+             v2.ColorJitter(0.3, 0.3, 0.3, 0.02)]
+    if hflip:
+        steps.insert(0, v2.RandomHorizontalFlip())
+    return v2.Compose([*steps, v2.SanitizeBoundingBoxes(min_size=2)])
+
+
+def _batch(cached, truths, rows, pre: ImagePreprocessing, augment, device) -> tuple[torch.Tensor, list[dict]]:
+    """Images (normalized NCHW) and torchvision targets of `rows`, augmented when asked."""
+    from torchvision import tv_tensors
+
+    size = pre.size
+    images, targets = [], []
+    for i in rows:
+        image = torch.from_numpy(np.ascontiguousarray(cached[int(i)])).permute(2, 0, 1)
+        truth = truths[int(i)]
+        boxes = tv_tensors.BoundingBoxes(torch.from_numpy(truth.boxes).reshape(-1, 4), format="XYXY",
+                                         canvas_size=size)
+        labels = torch.from_numpy(truth.classes)
+        if augment is not None:
+            image, target = augment(tv_tensors.Image(image), {"boxes": boxes, "labels": labels})
+            boxes, labels = target["boxes"], target["labels"]
+        images.append(pre.normalize(image.permute(1, 2, 0).numpy()))
+        targets.append({"boxes": torch.as_tensor(boxes, dtype=torch.float32).to(device),
+                        "labels": torch.as_tensor(labels, dtype=torch.int64).to(device)})
+    return torch.from_numpy(np.stack(images)).to(device), targets
+
+
+def _trainable(model: Detector, stages: list, strategy: str, epoch: int, unfreeze: int | None) -> int:
+    """Which backbone stages train this epoch (the FPN and head always do); returns how many."""
+    n = len(stages)
+    if strategy == "linear-probe":
+        k = 0
+    elif strategy == "full":
+        k = n
+    elif strategy == "partial":
+        k = min(n, unfreeze or 1)
+    else:  # gradual: one more stage per epoch, from the last
+        k = min(n, epoch, unfreeze or n)
+    for i, stage in enumerate(stages):
+        on = i >= n - k
+        stage.requires_grad_(on)
+        stage.train(on)
+    return k
+
+
+def scores(model: Detector, cached, truths, labels: list[str], pre: ImagePreprocessing, batch: int = 16):
+    """The task's figures (mAP, mAP@0.5, per class) of the model on a decoded split."""
+    model.eval()
+    outs = []
+    with torch.inference_mode():
+        for start in range(0, len(cached), batch):
+            x = torch.from_numpy(pre.normalize(np.asarray(cached[start:start + batch])))
+            outs.append(model(x).numpy())
+    return DETECTION.score(np.concatenate(outs), truths, labels)
+
+
+def finetune_detector(data, backbone: str, out, settings: FinetuneSettings, overwrite: bool = False) -> DetectResult:
+    from edgetl.data.labelled import labelled_split
+
+    s = settings
+    if s.strategy not in ("linear-probe", "full", "partial", "gradual"):
+        raise ConfigError(f"unknown strategy {s.strategy}", hint="linear-probe, full, partial or gradual")
+    threads = set_torch_threads(s.threads)
+    seed_everything(s.seed)
+    started = time.perf_counter()
+    dataset = open_detection(data, s.val_split, s.seed)
+    progress.info(f"detection data {dataset.describe()}")
+    size = s.input_size or DEFAULT_SIZE
+    pyramid = build_pyramid(backbone, s.weights)
+    pre = detector_preprocessing(backbone, size, pyramid.body)
+    writer = RunWriter(out, overwrite, {"data set": data})
+    card = ModelCard(labels=list(dataset.classes), modality="image", task="detection", preprocessing=pre.to_dict(),
+                     input=pre.input_spec())
+    try:
+        device = resolve_device(s.device, Distributed())  # one process: detectors train on one device
+        model = Detector(pyramid, len(dataset.classes), size).to(device)
+        train = labelled_split(data, "train", card)
+        val = labelled_split(data, "val", card)
+        if train.skipped or val.skipped:
+            log.warning("skipped %d unreadable images", train.skipped + val.skipped)
+        augment = _augment(s.image.hflip)
+        head_params = [p for n, p in model.named_parameters() if not n.startswith(("body.", "neck.body.", "fcos."))]
+        body_params = list(model.body.parameters())
+        opt = torch.optim.AdamW([{"params": head_params, "lr": s.lr},
+                                 {"params": body_params, "lr": s.lr * s.backbone_lr_scale}],
+                                weight_decay=s.weight_decay)
+        steps_per_epoch = max(1, math.ceil(len(train) / s.batch_size))
+        total, warmup = s.epochs * steps_per_epoch, min(steps_per_epoch, s.epochs * steps_per_epoch // 10 + 1)
+        base = [g["lr"] for g in opt.param_groups]
+        rng = np.random.default_rng(s.seed)
+        history: list[dict] = []
+        best: tuple[float, int, dict] | None = None
+        step = 0
+        for epoch in range(1, s.epochs + 1):
+            model.train()
+            trained = _trainable(model, pyramid.stages, s.strategy, epoch, s.unfreeze)
+            order = rng.permutation(len(train))
+            losses = []
+            epoch_started = time.perf_counter()
+            for start in range(0, len(order), s.batch_size):
+                rows = order[start:start + s.batch_size]
+                x, targets = _batch(train.cached, train.truths, rows, pre, augment, device)
+                factor = (step + 1) / warmup if step < warmup else 0.5 * (1 + math.cos(math.pi * (step - warmup) /
+                                                                                    max(1, total - warmup)))
+                for g, lr in zip(opt.param_groups, base):
+                    g["lr"] = lr * factor
+                loss = sum(model.losses(x, targets).values())
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                losses.append(float(loss.detach()))
+                step += 1
+            figures = scores(model, val.cached, val.truths, card.labels, pre)
+            history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_map": figures.value,
+                            "val_map50": figures.details["map50"], "trainable_stages": trained,
+                            "seconds": time.perf_counter() - epoch_started})
+            progress.info(f"epoch {epoch}/{s.epochs}: loss {np.mean(losses):.3f}, val mAP {figures.value:.3f} "
+                          f"(mAP@0.5 {figures.details['map50']:.3f}), {time.perf_counter() - epoch_started:.0f} s")
+            value = figures.value if figures.value == figures.value else -1.0  # NaN (no boxes) ranks last
+            if best is None or value > best[0]:
+                best = (value, epoch, {k: v.detach().clone() for k, v in model.state_dict().items()})
+            elif epoch - best[1] >= s.patience:
+                progress.info(f"early stop: no better val mAP for {s.patience} epochs")
+                break
+        assert best is not None
+        model.load_state_dict(best[2])
+        final = scores(model, val.cached, val.truths, card.labels, pre)
+        card.source = {"backbone": backbone, "weights": s.weights, "strategy": s.strategy,
+                       "stages": len(pyramid.stages), "data": str(Path(data).resolve()), "format": dataset.format,
+                       "config": s.to_dict(), "device": str(device), "threads": threads,
+                       "detector": {"size": size, "channels": 64, "head_convs": 2, "head": "fcos"},
+                       "train_counts": {"images": len(train), "boxes": int(sum(len(t) for t in train.truths))}}
+        card.metrics = {"val_map": final.value, "val_map50": final.details["map50"],
+                        "val_per_class": final.details["per_class"], "best_epoch": best[1],
+                        "epochs_run": len(history), "train_seconds": time.perf_counter() - started}
+        writer.save_model(model.state_dict())
+        writer.save_history(history)
+        writer.save_card(card)
+        writer.commit()
+    except BaseException:
+        writer.discard()
+        raise
+    return DetectResult(writer.out, card, history, best[1], final.value)
+
+
+def load_detector(path: Path, card: ModelCard) -> Detector:
+    """The detector of a run directory (eval mode), from its card and checkpoint."""
+    from edgetl.backbones.stages import safe_load
+
+    cfg = card.source["detector"]
+    model = Detector(build_pyramid(card.source["backbone"], "none"), len(card.labels), cfg["size"],
+                     cfg.get("channels", 64), cfg.get("head_convs", 2))
+    model.load_state_dict(safe_load(path / "model.pt"))
+    return model.eval()
+
+
+__all__ = ["DetectResult", "detector_preprocessing", "finetune_detector", "load_detector"]

@@ -1,0 +1,100 @@
+"""Detectors: the exported layout decodes as torchvision's FCOS does, augmentation keeps
+boxes on their objects, and a detector trains on the built-in scenes, exports behind the
+parity gate and evaluates (mAP) on ONNX Runtime and OpenVINO as in PyTorch."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from edgetl.cli import cli
+
+
+def test_the_exported_layout_decodes_as_torchvision_fcos():
+    from torchvision.models.detection.image_list import ImageList
+
+    from edgetl.finetune.detector import Detector, build_pyramid
+
+    torch.manual_seed(0)
+    det = Detector(build_pyramid("efficientnet_lite0", "none"), 3, 96).eval()
+    x = torch.randn(2, 3, 96, 96)
+    with torch.no_grad():
+        mine = det(x)
+        features = list(det.neck(x).values())
+        raw = det.head(features)
+        anchors = det.fcos.anchor_generator(ImageList(x, [(96, 96)] * 2), features)
+    assert mine.shape == (2, 4 + 3, anchors[0].shape[0])
+    for i in range(2):
+        boxes = det.fcos.box_coder.decode(raw["bbox_regression"][i], anchors[i])
+        np.testing.assert_allclose(mine[i, 0], (boxes[:, 0] + boxes[:, 2]) / 2, atol=1e-5)
+        np.testing.assert_allclose(mine[i, 2], boxes[:, 2] - boxes[:, 0], atol=1e-5)
+        np.testing.assert_allclose(mine[i, 3], boxes[:, 3] - boxes[:, 1], atol=1e-5)
+        scores = torch.sqrt(torch.sigmoid(raw["cls_logits"][i]) * torch.sigmoid(raw["bbox_ctrness"][i]))
+        np.testing.assert_allclose(mine[i, 4:].T, scores, atol=1e-6)
+
+
+def test_augmentation_keeps_boxes_on_their_objects():
+    """A red square, flipped, scaled, shifted and recoloured: its box follows it."""
+    from edgetl.data.detection import Boxes
+    from edgetl.finetune.detect import _augment, _batch
+    from edgetl.modality.image import ImagePreprocessing
+
+    pre = ImagePreprocessing(size=(96, 96), resize=96, crop="letterbox", mean=(0, 0, 0), std=(1, 1, 1))
+    image = np.zeros((1, 96, 96, 3), np.uint8)
+    image[0, 20:50, 10:30] = (255, 0, 0)
+    truths = [Boxes(np.asarray([[10, 20, 30, 50]], np.float32), np.asarray([1]))]
+    torch.manual_seed(0)
+    moved = 0
+    for _ in range(20):
+        x, targets = _batch(image, truths, [0], pre, _augment(hflip=True), "cpu")
+        red = (x[0, 0] - x[0, 1:].max(0).values > 0.3).numpy()  # still the reddest pixels after colour jitter
+        ys, xs = np.nonzero(red)
+        seen = np.asarray([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float32)
+        box = targets[0]["boxes"][0].numpy()
+        np.testing.assert_allclose(box, seen, atol=2.0)
+        assert targets[0]["labels"].tolist() == [1]
+        moved += not np.allclose(box, [10, 20, 30, 50], atol=1)
+    assert moved >= 10  # the augmentation did move it
+
+
+@pytest.fixture(scope="module")
+def detector_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("detector")
+    data = root / "scenes"
+    made = CliRunner().invoke(cli, ["-q", "data", "digit-scenes", str(data), "--images", "48", "--size", "96",
+                                    "--classes", "2", "--max-objects", "2"])
+    assert made.exit_code == 0, made.output
+    run = root / "run"
+    result = CliRunner().invoke(cli, ["finetune", str(data), "--backbone", "efficientnet_lite0", "--strategy",
+                                      "linear-probe", "--epochs", "2", "--batch-size", "8", "--lr", "3e-3",
+                                      "--input-size", "96", "--threads", "2", "--out", str(run)])
+    assert result.exit_code == 0, result.output
+    assert "val mAP" in result.output and "YOLO (Ultralytics layout), 2 classes" in result.output
+    return data, run
+
+
+def test_a_detector_trains_exports_and_evaluates_alike_on_every_backend(detector_run):
+    data, run = detector_run
+    card = json.loads((run / "edgetl.json").read_text())
+    assert card["task"] == "detection" and card["labels"] == ["0", "1"]
+    assert card["preprocessing"]["crop"] == "letterbox" and card["input"]["shape"] == [None, 3, 96, 96]
+    history = json.loads((run / "history.json").read_text())
+    assert len(history) == 2 and history[-1]["train_loss"] < history[0]["train_loss"]
+    exported = CliRunner().invoke(cli, ["export", str(run), "--openvino", "--threads", "1"])
+    assert exported.exit_code == 0, exported.output
+    for artifact in ("model.onnx", "model.xml"):
+        parity = json.loads((run / "edgetl.json").read_text())  # the run's card; the artifact's below
+        from edgetl.runtime.artifacts import read_card
+
+        check = read_card(run / artifact).metrics["parity"]
+        assert check["passed"] and check["agreement"] == 1.0 and check["rel_max_abs"] < 1e-3, artifact
+        result = CliRunner().invoke(cli, ["-q", "evaluate", str(run / artifact), "--data", str(data), "--json",
+                                          "--threads", "1"])
+        assert result.exit_code == 0, result.output
+        report = json.loads(result.output)
+        assert report["task"] == "detection" and set(report["per_class"]) == {"0", "1"}
+        assert report["map"] == pytest.approx(parity["metrics"]["val_map"], abs=0.01)
+        assert report["map50"] >= report["map"]
