@@ -98,3 +98,33 @@ def test_a_detector_trains_exports_and_evaluates_alike_on_every_backend(detector
         assert report["task"] == "detection" and set(report["per_class"]) == {"0", "1"}
         assert report["map"] == pytest.approx(parity["metrics"]["val_map"], abs=0.01)
         assert report["map50"] >= report["map"]
+
+
+def test_predict_gives_boxes_in_the_photos_own_pixels(detector_run, tmp_path):
+    """A photo that is not square, letterboxed for the model: the boxes predict reports
+    are where the model's boxes fall on the photo itself, and --draw writes it with them."""
+    from PIL import Image
+
+    from edgetl.modality import preprocessing_of
+    from edgetl.runtime import open_runner
+    from edgetl.task.detection import DETECTION
+
+    data, run = detector_run
+    scene = sorted((data / "images" / "val").iterdir())[0]
+    photo = tmp_path / "wide.png"
+    wide = Image.new("RGB", (192, 96), (114, 114, 114))
+    wide.paste(Image.open(scene).convert("RGB"), (48, 0))  # the scene in the middle of a wider photo
+    wide.save(photo)
+    result = CliRunner().invoke(cli, ["-q", "predict", str(run / "model.onnx"), str(photo), "--json",
+                                      "--draw", str(tmp_path / "drawn")])
+    assert result.exit_code == 0, result.output
+    objects = json.loads(result.output)[0]["objects"]
+    with open_runner(run / "model.onnx") as runner:
+        pre = preprocessing_of(runner.card)
+        found = DETECTION.predictions(runner.infer_all(pre(photo)[None], 1))[0]
+    assert len(objects) == len(found) > 0
+    scale, left, top = pre.letterbox(192, 96)
+    for o, box in zip(objects, found.boxes):  # the model's input pixels, back to the photo's
+        want = (box - np.asarray([left, top, left, top])) / scale
+        np.testing.assert_allclose(o["box"], np.clip(want, 0, [192, 96, 192, 96]), atol=0.06)
+    assert (tmp_path / "drawn" / "wide.boxes.png").is_file()

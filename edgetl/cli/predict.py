@@ -14,7 +14,7 @@ from edgetl.runtime.settings import PredictSettings
 @click.argument("files", nargs=-1, type=click.Path())
 @options.from_settings(PredictSettings, skip={"threads"})
 @options.threads(default="[default: 1 on a recording, else half of the usable cores, at least 1]")
-@options.json_flag("one list: file, labels, scores, error")
+@options.json_flag("one list: file, labels, scores, error (a detector's: objects, each label, score, box)")
 def predict_cmd(artifact, files, as_json, **values):
     """Predict FILES (images or audio clips, as the model takes) with ARTIFACT: a run
     directory, .onnx, OpenVINO .xml or TensorRT .engine. An audio file longer than the
@@ -38,6 +38,20 @@ def predict_cmd(artifact, files, as_json, **values):
         raise none_predicted(results)
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in results], indent=2))
+    elif any(r.ok and r.objects is not None for r in results):
+        table = Table(title=f"{artifact}: objects found", title_justify="left")
+        for col in ("file", "label", "score", "box (x0, y0, x1, y1)"):
+            table.add_column(col, justify="right" if col == "score" else "left")
+        for r in results:
+            if r.ok and r.objects is not None:
+                for o in r.objects:
+                    table.add_row(escape(r.file), escape(o["label"]), f"{o['score']:.3f}",
+                                  ", ".join(f"{v:.1f}" for v in o["box"]))
+                if not r.objects:
+                    table.add_row(escape(r.file), "[dim]nothing found[/]", "-", "-")
+        print_table(table, results_console())
+        if settings.draw:
+            click.echo(f"drew the boxes into {settings.draw}", err=True)
     elif any(r.ok and r.detections is None for r in results):
         table = Table(title=f"{artifact}: top {top_k}", title_justify="left")
         for col in ("file", "label", "score", "next"):

@@ -32,6 +32,8 @@ class Prediction:
     error: str | None = None
     hint: str | None = None  # the remedy for this file's error
     detections: list[dict] | None = None  # a stream's keywords in order: label, time, score, start
+    # a detector's: each object found, best first: label, score, box [x0, y0, x1, y1] in the photo's pixels
+    objects: list[dict] | None = None
     real_time_factor: float | None = None  # a stream's: processing time over its length
 
     @property
@@ -53,8 +55,9 @@ def check_regular(path: Path) -> None:
                         hint="save what it carries to a file and pass that")
 
 
-def read_input(path: Path, kind: modalities.Modality, preprocessing) -> np.ndarray:
-    """One file as the model's cached sample; DataError says why a file cannot be used."""
+def read_input(path: Path, kind: modalities.Modality, preprocessing) -> tuple[np.ndarray, tuple[int, int] | None]:
+    """One file as the model's cached sample, and an image's (width, height) as decoded;
+    DataError says why a file cannot be used."""
     takes = f"{kind.noun}s ({', '.join(sorted(kind.suffixes))})"
     check_regular(path)
     if path.stat().st_size == 0:
@@ -65,7 +68,8 @@ def read_input(path: Path, kind: modalities.Modality, preprocessing) -> np.ndarr
         raise DataError(f"{path} is an {other.noun} (by its suffix), but this model takes {kind.noun}s",
                         hint=f"pass {takes}")
     try:
-        return preprocessing.prepare(preprocessing.read(path))
+        decoded = preprocessing.read(path)
+        return preprocessing.prepare(decoded), getattr(decoded, "size", None)
     except DataError:
         if suffix in kind.suffixes:
             raise
@@ -93,14 +97,16 @@ def predict(artifact, files, settings: PredictSettings | None = None, **options)
         kind = modalities.get(card.modality)
         pre = modalities.preprocessing_of(card)
         results: list[Prediction] = []
-        samples, where = [], []
+        samples, where, sizes = [], [], []
         for f in files:
             try:
                 check_regular(Path(f))  # before anything opens it
                 if kind.name == "audio" and (seconds[f] or 0) > pre.seconds:
                     results.append(_detect(runner, Path(f), seconds[f]))
                     continue
-                samples.append(read_input(Path(f), kind, pre))
+                sample, size = read_input(Path(f), kind, pre)
+                samples.append(sample)
+                sizes.append(size)
                 where.append(len(results))
                 results.append(Prediction(str(f), [], []))
             except DataError as exc:
@@ -108,10 +114,52 @@ def predict(artifact, files, settings: PredictSettings | None = None, **options)
         if samples:
             # The runner checks the output against the card and pads static batches.
             outputs = runner.infer_all(pre.normalize(np.stack(samples)), batch)
-            for i, shown in zip(where, task_of(card).top(outputs, card.labels, top_k)):
-                results[i].labels = [label for label, _ in shown]
-                results[i].scores = [score for _, score in shown]
+            task = task_of(card)
+            if task.name == "detection":
+                for i, found, size in zip(where, task.predictions(outputs), sizes):
+                    _found_objects(results[i], found, pre, size, card.labels)
+            else:
+                for i, shown in zip(where, task.top(outputs, card.labels, top_k)):
+                    results[i].labels = [label for label, _ in shown]
+                    results[i].scores = [score for _, score in shown]
+    if s.draw:
+        for r in results:
+            if r.ok and r.objects is not None:
+                draw_objects(Path(r.file), r.objects, Path(s.draw))
     return results
+
+
+def _found_objects(result: Prediction, found, pre, size: tuple[int, int], labels: list[str]) -> None:
+    """A detector's answer for one photo: its objects, boxes in the photo's own pixels."""
+    boxes = pre.boxes_to_original(found.boxes, *size)
+    result.objects = [{"label": labels[int(c)], "score": round(float(s), 4), "box": [round(float(v), 1) for v in b]}
+                      for b, s, c in zip(boxes, found.scores, found.classes)]
+    result.labels = [o["label"] for o in result.objects]
+    result.scores = [o["score"] for o in result.objects]
+
+
+def draw_objects(photo: Path, objects: list[dict], folder: Path) -> Path:
+    """The photo with its objects' boxes and labels drawn, written into `folder` as
+    NAME.boxes.jpg (or .png): never over the photo itself, whatever the folder."""
+    import io
+
+    from PIL import ImageDraw
+
+    from edgetl.core.atomic import write_atomic
+    from edgetl.modality.image import load_image
+
+    image = load_image(photo)  # as the model saw it: EXIF orientation applied
+    pen = ImageDraw.Draw(image)
+    width = max(2, round(min(image.size) / 200))
+    for o in objects:
+        x0, y0, x1, y1 = o["box"]
+        pen.rectangle([x0, y0, x1, y1], outline=(255, 32, 32), width=width)
+        pen.text((x0 + width, max(0, y0 - 12)), f"{o['label']} {o['score']:.2f}", fill=(255, 32, 32))
+    folder.mkdir(parents=True, exist_ok=True)
+    out = folder / (photo.stem + ".boxes" + (".jpg" if photo.suffix.lower() in (".jpg", ".jpeg") else ".png"))
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG" if out.suffix == ".jpg" else "PNG", quality=92)
+    return write_atomic(out, buffer.getvalue())
 
 
 def _has_recordings(artifact, seconds: dict) -> bool:

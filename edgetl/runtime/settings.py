@@ -30,7 +30,8 @@ class InferenceSettings(Settings):
 
 @dataclasses.dataclass(frozen=True)
 class PredictSettings(InferenceSettings):
-    top_k: int = setting(3, "How many labels per file.", min=1, example="3")
+    top_k: int = setting(3, "How many labels per file (classifiers).", min=1, example="3")
+    draw: str | None = setting(None, "Detectors: write each photo with its boxes drawn into this folder.", path=True)
     batch: int = setting(16, "Files per inference call.", min=1, cli=False)
 
 
