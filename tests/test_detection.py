@@ -128,3 +128,31 @@ def test_predict_gives_boxes_in_the_photos_own_pixels(detector_run, tmp_path):
         want = (box - np.asarray([left, top, left, top])) / scale
         np.testing.assert_allclose(o["box"], np.clip(want, 0, [192, 96, 192, 96]), atol=0.06)
     assert (tmp_path / "drawn" / "wide.boxes.png").is_file()
+
+
+@pytest.mark.parametrize("target", ["openvino", "onnxruntime"])
+def test_int8_of_a_detector_holds_its_map_bound(detector_run, target, tmp_path):
+    """INT8 for a CPU target, calibrated on the training photos and bounded in mAP points on
+    the val split (NNCF's accuracy control with the detection metric; the QDQ budget)."""
+    import shutil
+
+    from edgetl.runtime.artifacts import read_card
+
+    data, run = detector_run
+    folder = tmp_path / "run"
+    shutil.copytree(run, folder)
+    if not (folder / "model.onnx").is_file():
+        assert CliRunner().invoke(cli, ["-q", "export", str(folder), "--threads", "1"]).exit_code == 0
+    result = CliRunner().invoke(cli, ["-q", "quantize", str(folder / "model.onnx"), "--target", target,
+                                      "--max-drop", "0.05", "--samples", "24", "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    int8 = read_card(folder / ("model.int8.xml" if target == "openvino" else "model.int8.onnx"))
+    assert int8.precision == "int8" and int8.task == "detection"
+    assert int8.metrics["accuracy_drop"] <= 0.05 + 1e-9
+    assert int8.metrics["fp32_accuracy"] == pytest.approx(json.loads((run / "edgetl.json").read_text())["metrics"]
+                                                          ["val_map"], abs=0.01)
+    evaluated = CliRunner().invoke(cli, ["-q", "evaluate", str(folder / ("model.int8.xml" if target == "openvino"
+                                                                         else "model.int8.onnx")),
+                                         "--data", str(data), "--json", "--threads", "1"])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert json.loads(evaluated.output)["map"] == pytest.approx(int8.metrics["accuracy"], abs=1e-6)

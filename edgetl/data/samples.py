@@ -100,6 +100,10 @@ def _files(root: Path, card: ModelCard, what: str, flag: str) -> list[Path]:
     kind = modality.get(card.modality)
     if not root.is_dir():
         raise DataError(f"{what} folder {root} does not exist", hint=f"pass {flag} with a folder of {kind.noun}s")
+    from edgetl.data.detection import is_detection_set, open_detection
+
+    if is_detection_set(root):  # a detection set's training photos, wherever its layout keeps them
+        return list(open_detection(root).splits["train"].paths)
     paths = modality.list_files(_listed(root), kind)
     if not paths:
         raise DataError(f"no {kind.noun}s found under {root} for {what}",
@@ -171,5 +175,10 @@ def validation_samples(card: ModelCard, val=None, split: str = "val", flag: str 
     """The labelled split that accuracy drops are measured on (the run's val split by
     default); `flag` is the option a user passes to name another folder."""
     root = Path(val) if val else _run_data(card, "validation", flag)
+    if card.task == "detection":  # photos with boxes: the truths are boxes (data/labelled.py)
+        from edgetl.data.labelled import labelled_split
+
+        labelled = labelled_split(root, split, card)
+        return Samples(ModelInputs(labelled.cached, modality.preprocessing_of(card)), labelled.truths, str(root))
     x, labels = _decode(select_split(root, split, card.labels, card.modality), card)
     return Samples(x, labels, str(root))

@@ -77,9 +77,14 @@ def _logits(path: Path, x: np.ndarray) -> np.ndarray:
         return runner.infer_all(x, 64)
 
 
-def _accuracy(logits: np.ndarray, labels: np.ndarray, task: Task) -> float:
-    """The task's metric (its primary figure), what --max-drop bounds."""
-    return task.score(logits, labels, [str(i) for i in range(logits.shape[1])]).value
+def _accuracy(logits: np.ndarray, truths, task: Task, labels: list[str]) -> float:
+    """The task's metric (its primary figure: accuracy, a detector's mAP), what --max-drop bounds."""
+    return task.score(logits, truths, labels).value
+
+
+def _rows(truths, idx: np.ndarray):
+    """Some samples' truths: class indices (an array) or a detector's boxes (a list)."""
+    return truths[idx] if isinstance(truths, np.ndarray) else [truths[i] for i in idx]
 
 
 def _load_fp32(model: Path, target: str) -> ModelCard:
@@ -263,7 +268,8 @@ def _reference(job: _Job) -> _Reference:
     fp32_logits = _logits(job.model, val.x)
     if kind == "fp32":  # an accuracy drop against FP32's own answers bounds the drop against any labels
         val = dataclasses.replace(val, labels=task_of(job.card).predictions(fp32_logits))
-    return _Reference(calib, val, kind, fp32_logits, _accuracy(fp32_logits, val.labels, task_of(job.card)))
+    return _Reference(calib, val, kind, fp32_logits,
+                      _accuracy(fp32_logits, val.labels, task_of(job.card), list(job.card.labels)))
 
 
 def _post_training(job: _Job, ref: _Reference, work: Path) -> _Int8:
@@ -290,7 +296,8 @@ def _nncf(job: _Job, ref: _Reference, path: Path, work: Path, card: ModelCard):
     s = job.settings
     progress.info(f"NNCF {'accuracy-controlled ' if s.max_drop is not None else ''}quantization on "
                   f"{len(ref.calib)} calibration samples ({s.nncf_options.preset} preset)")
-    float_layers = quantize_openvino(job.model, path, ref.calib, s.nncf_options, ref.val, s.max_drop, cpu=job.cpu)
+    float_layers = quantize_openvino(job.model, path, ref.calib, s.nncf_options, ref.val, s.max_drop, cpu=job.cpu,
+                                     task=task_of(job.card), labels=list(job.card.labels))
     return float_layers, [], s.nncf_options.to_dict(), None
 
 
@@ -386,16 +393,17 @@ def _measure_int8(path: Path, fp32_logits: np.ndarray, val: Samples, max_drop: f
     max-abs; the agreement needed follows --max-drop (`int8_min_agreement`)."""
     from edgetl.runtime import open_runner
 
-    task = task_of(read_card(path))
-    tolerance = dataclasses.replace(Tolerance.for_precision("int8"),
-                                    min_agreement=parity_needed(max_drop, _accuracy(fp32_logits, val.labels, task)))
+    card = read_card(path)
+    task, labels = task_of(card), list(card.labels)
+    tolerance = dataclasses.replace(Tolerance.for_precision("int8"), min_agreement=parity_needed(
+        max_drop, _accuracy(fp32_logits, val.labels, task, labels)))
     step = max(1, len(val) // PARITY_SAMPLES)
     idx = np.arange(0, len(val), step)[:PARITY_SAMPLES]
     with open_runner(path) as runner:
-        accuracy = _accuracy(runner.infer_all(val.x, 64), val.labels, task)
+        accuracy = _accuracy(runner.infer_all(val.x, 64), val.labels, task, labels)
         # Batch 1 on every parity sample, not the first 8: INT8 may flip near-ties, and one
         # flip in 8 would read as 12.5% of answers changed.
-        return accuracy, compare(fp32_logits[idx], runner, val.x[idx], val.labels[idx], tolerance,
+        return accuracy, compare(fp32_logits[idx], runner, val.x[idx], _rows(val.labels, idx), tolerance,
                                  single_samples=len(idx))
 
 

@@ -51,14 +51,24 @@ def _nncf_log():
             handler.setLevel(level)
 
 
-def _accuracy_fn(compiled, data) -> float:
-    output = compiled.output(0)
-    correct = [int(compiled(x)[output].argmax(1)[0] == y) for x, y in data]
-    return float(np.mean(correct)) if correct else 0.0
+def _metric_fn(task, labels: list[str]):
+    """NNCF's validation function: the task's metric (accuracy, a detector's mAP) of a
+    compiled model on (input, truth) items, what accuracy control bounds."""
+    def metric(compiled, data) -> float:
+        output = compiled.output(0)
+        outputs, truths = [], []
+        for x, truth in data:
+            outputs.append(np.asarray(compiled(x)[output]))
+            truths.append(truth)
+        if not outputs:
+            return 0.0
+        stacked = np.concatenate(outputs)
+        return float(task.score(stacked, np.asarray(truths) if np.isscalar(truths[0]) else truths, labels).value)
+    return metric
 
 
 class _Labelled:
-    """(input, label) pairs of validation samples, preprocessed as NNCF reads them (it
+    """(input, truth) pairs of validation samples, preprocessed as NNCF reads them (it
     iterates more than once), never all in memory."""
 
     def __init__(self, samples: Samples):
@@ -68,8 +78,10 @@ class _Labelled:
         return len(self.samples)
 
     def __iter__(self):
+        labels = self.samples.labels
         for i in range(len(self.samples)):
-            yield self.samples.x[i:i + 1], int(self.samples.labels[i])
+            truth = labels[i]
+            yield self.samples.x[i:i + 1], int(truth) if isinstance(labels, np.ndarray) else truth
 
 
 def import_nncf():
@@ -83,7 +95,7 @@ def import_nncf():
 
 def quantize_openvino(src: Path, dst: Path, calibration: Samples, options: NncfOptions,
                       validation: Samples | None = None, max_drop: float | None = None,
-                      cpu: CpuTarget | None = None) -> list[str]:
+                      cpu: CpuTarget | None = None, *, task, labels: list[str]) -> list[str]:
     """Write INT8 IR `dst` (.xml + .bin) from the float ONNX (or IR) `src` for the CPU kind `cpu`
     (default: portable); returns the operations kept in float by accuracy control."""
     try:
@@ -118,7 +130,8 @@ def quantize_openvino(src: Path, dst: Path, calibration: Samples, options: NncfO
         else:
             # NNCF compiles the models it validates with an explicit f32 inference precision.
             val = nncf.Dataset(_Labelled(validation), lambda item: item[0])
-            quantized = nncf.quantize_with_accuracy_control(model, calib, val, _accuracy_fn, max_drop=max_drop,
+            metric = _metric_fn(task, labels)  # the task's metric of the card's labels
+            quantized = nncf.quantize_with_accuracy_control(model, calib, val, metric, max_drop=max_drop,
                                                             drop_type=nncf.DropType.ABSOLUTE,
                                                             advanced_quantization_parameters=advanced, **kwargs)
     ov.save_model(quantized, str(dst), compress_to_fp16=False)
