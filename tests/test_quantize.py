@@ -163,7 +163,7 @@ def test_an_impossible_bound_is_a_clear_error(quant_onnx, tmp_path, monkeypatch)
 
     calls = []
 
-    def fp32_perfect_int8_useless(logits, labels, task):  # the first measurement is the FP32 model
+    def fp32_perfect_int8_useless(logits, truths, task, labels):  # the first measurement is the FP32 model
         calls.append(1)
         return 1.0 if len(calls) == 1 else 0.0
 
@@ -247,7 +247,7 @@ def test_qat_is_the_last_resort_when_post_training_int8_cannot_hold(quant_onnx, 
 
     real = ov_quant.quantize_openvino
 
-    def ptq_on_blank_images(src, dst, calibration, options, validation=None, max_drop=None, cpu=None):
+    def ptq_on_blank_images(src, dst, calibration, options, validation=None, max_drop=None, cpu=None, **task):
         blank = Samples(np.full_like(calibration.x, calibration.x.max()), None, "blank")
         return real(src, dst, blank, options, cpu=cpu)
 

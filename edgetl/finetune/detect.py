@@ -201,15 +201,4 @@ def finetune_detector(data, backbone: str, out, settings: FinetuneSettings, over
     return DetectResult(writer.out, card, history, best[1], final.value)
 
 
-def load_detector(path: Path, card: ModelCard) -> Detector:
-    """The detector of a run directory (eval mode), from its card and checkpoint."""
-    from edgetl.backbones.stages import safe_load
-
-    cfg = card.source["detector"]
-    model = Detector(build_pyramid(card.source["backbone"], "none"), len(card.labels), cfg["size"],
-                     cfg.get("channels", 64), cfg.get("head_convs", 2))
-    model.load_state_dict(safe_load(path / "model.pt"))
-    return model.eval()
-
-
-__all__ = ["DetectResult", "detector_preprocessing", "finetune_detector", "load_detector"]
+__all__ = ["DetectResult", "detector_preprocessing", "finetune_detector"]

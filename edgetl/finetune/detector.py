@@ -141,4 +141,15 @@ def _points(size: int) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.cat(points), torch.cat(strides)
 
 
-__all__ = ["STRIDES", "Detector", "Pyramid", "build_pyramid"]
+def load_detector(path, card) -> Detector:
+    """The detector of a run directory (eval mode), from its card and checkpoint."""
+    from edgetl.backbones.stages import safe_load
+
+    cfg = card.source["detector"]
+    model = Detector(build_pyramid(card.source["backbone"], "none"), len(card.labels), cfg["size"],
+                     cfg.get("channels", 64), cfg.get("head_convs", 2))
+    model.load_state_dict(safe_load(path / "model.pt"))
+    return model.eval()
+
+
+__all__ = ["STRIDES", "Detector", "Pyramid", "build_pyramid", "load_detector"]

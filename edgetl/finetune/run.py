@@ -34,7 +34,7 @@ def load_run(path: str | os.PathLike, map_location: str = "cpu") -> tuple[Classi
     if not ckpt.is_file():
         raise ArtifactError(f"{path} has no checkpoint ({CHECKPOINT})", hint="the run may have been interrupted; train again")
     if card.task == "detection":
-        from edgetl.finetune.detect import load_detector
+        from edgetl.finetune.detector import load_detector
 
         return load_detector(path, card), card
     backbone = build_backbone(card.source["backbone"], weights="none")

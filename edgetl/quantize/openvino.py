@@ -95,9 +95,10 @@ def import_nncf():
 
 def quantize_openvino(src: Path, dst: Path, calibration: Samples, options: NncfOptions,
                       validation: Samples | None = None, max_drop: float | None = None,
-                      cpu: CpuTarget | None = None, *, task, labels: list[str]) -> list[str]:
+                      cpu: CpuTarget | None = None, task=None, labels: list[str] | None = None) -> list[str]:
     """Write INT8 IR `dst` (.xml + .bin) from the float ONNX (or IR) `src` for the CPU kind `cpu`
-    (default: portable); returns the operations kept in float by accuracy control."""
+    (default: portable); returns the operations kept in float by accuracy control, which
+    bounds the drop of `task`'s metric of `labels` (needed with `max_drop`)."""
     try:
         import openvino as ov
 

@@ -176,9 +176,10 @@ class Runner(abc.ABC):
                                     f"({self.path.name}, {self.inference_precision})",
                                     hint="run it in f32 (the default precision), or on another backend")
             if got.ndim != len(expected) + 1 or any(e is not None and e != g for e, g in zip(expected, got.shape[1:])):
-                raise ArtifactError(f"{self.path.name} outputs {list(got.shape[1:])} per sample but its card's "
-                                    f"{len(self.card.labels)} labels ({task.name}) need "
-                                    f"{['any' if e is None else e for e in expected]}",
+                raise ArtifactError(f"{self.path.name} outputs {got.shape[1:]} scores per sample but its card names "
+                                    f"{len(self.card.labels)} labels"
+                                    + ("" if task.name != "detection" else " (a detector: 4 box values and one score "
+                                       "per label, per location)"),
                                     hint="the card belongs to another model: export this run again")
             out.append(got[:batch - pad])
         logits = np.concatenate(out) if out else np.zeros((0, *(e or 0 for e in expected)), np.float32)
