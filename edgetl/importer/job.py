@@ -15,7 +15,6 @@ generated photos before anything is moved into place."""
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +30,7 @@ from edgetl.importer.graph import TORCH_SUFFIXES, Graph, load_torch, read_graph,
 from edgetl.importer.settings import ImportSettings, parse_size, parse_triple
 from edgetl.modality.audio import AudioPreprocessing
 from edgetl.modality.image import ImagePreprocessing
+from edgetl.runtime.bundle import sha256
 from edgetl.runtime.signature import TensorSpec
 from edgetl.task import task_of
 from edgetl.task.classification import softmax
@@ -442,16 +442,8 @@ def _record(graph: Graph, path: Path | None, output: str, stripped: bool) -> dic
     record = {"file": str(path.resolve()) if path else None, "format": graph.source_format,
               "inputs": [i.to_dict() for i in graph.inputs], "output": output, "softmax_removed": stripped}
     if path is not None and path.is_file():
-        record["sha256"] = _sha256(path)
+        record["sha256"] = sha256(path)
     return record
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _dims(shape) -> str:
