@@ -78,6 +78,9 @@ def test_agreement_catches_moved_boxes_and_changed_labels():
     assert not matched(a, _det([[20, 0, 60, 40], [50, 50, 90, 90]], [0.9, 0.8], [0, 1]))  # IoU 0.33: moved
     assert not matched(a, _det([[0, 0, 40, 40], [50, 50, 90, 90]], [0.9, 0.8], [0, 0]))  # another label
     assert not matched(a, _det([[0, 0, 40, 40]], [0.9], [0]))  # one lost
+    unsure = _det([[0, 0, 40, 40], [50, 50, 90, 90], [100, 0, 120, 20]], [0.9, 0.8, 0.3], [0, 1, 0])
+    assert matched(a, unsure) and matched(unsure, a)  # a box near the shown threshold: either may miss it
+    assert matched(a, _det([[0, 0, 40, 40], [50, 50, 90, 90]], [0.9, 0.3], [0, 1]))  # less sure, still shown
     out = _layout((20, 20, 40, 40, 0.9, 0.0))
     moved = _layout((40, 20, 40, 40, 0.9, 0.0))
     assert DETECTION.agree(out, out.copy()).tolist() == [True]

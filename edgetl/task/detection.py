@@ -37,6 +37,7 @@ class Decoding:
 METRIC_DECODING = Decoding(min_score=0.001, iou=0.6, max_det=100)
 SHOWN_DECODING = Decoding(min_score=0.25, iou=0.45, max_det=100)
 MATCH_IOU = 0.5  # two models' detections are the same object at this IoU or more
+CONFIDENT = 0.5  # a detection two models must both see; below it (down to the shown 0.25) either may miss it
 
 
 @dataclasses.dataclass
@@ -146,12 +147,12 @@ def coco_map(found: Sequence[Detections], truths: Sequence[Any], labels: list[st
     return {"map": float(evaluation.stats[0]), "map50": float(evaluation.stats[1]), "per_class": per_class}
 
 
-def matched(a: Detections, b: Detections) -> bool:
-    """Whether two sets of detections are the same objects: one to one, same label, IoU >= 0.5."""
-    if len(a) != len(b):
-        return False
+def _found_by(a: Detections, b: Detections) -> bool:
+    """Whether each of `a`'s detections has its own in `b`: same label, IoU >= 0.5."""
     if not len(a):
         return True
+    if len(b) < len(a):
+        return False
     iou = box_iou(a.boxes, b.boxes) * (a.classes[:, None] == b.classes[None, :])
     used: set[int] = set()
     for row in iou:  # a's best first
@@ -160,6 +161,19 @@ def matched(a: Detections, b: Detections) -> bool:
             return False
         used.add(int(candidates[0]))
     return True
+
+
+def _confident(d: Detections) -> Detections:
+    keep = d.scores >= CONFIDENT
+    return Detections(d.boxes[keep], d.scores[keep], d.classes[keep])
+
+
+def matched(a: Detections, b: Detections) -> bool:
+    """Whether two models see the same objects in an image: each one's confident detections
+    (score >= 0.5) are found among the other's shown ones (>= 0.25), same label, IoU >= 0.5.
+    A box whose score moves across the shown threshold (INT8 rounds scores) is no
+    disagreement; a confident box lost, moved or relabelled is."""
+    return _found_by(_confident(a), b) and _found_by(_confident(b), a)
 
 
 class Detection(Task):
