@@ -151,3 +151,17 @@ def test_a_new_backend_is_one_runner_module_and_one_row(tiny_run, tiny_digits, t
     assert [(c.target, c.passed) for c in checks] == [("mirror", True)]
     assert doctor()["backends"]["mirror"]["installed"]
     assert mirror.MirrorRunner.calls > calls + 3
+
+
+def test_a_large_ir_is_known_as_edgetls_by_the_card_at_its_end(artifacts, tmp_path):
+    """OpenVINO writes rt_info after the layers: an .xml of over a megabyte (an INT8
+    detector's) holds its card past the first megabyte, and --overwrite must still know it."""
+    xml = artifacts["openvino"].read_text()
+    header_end = xml.index("?>") + 2
+    padded = xml[:header_end] + "<!--" + "x" * (2 << 20) + "-->" + xml[header_end:]
+    big = tmp_path / "big.xml"
+    big.write_text(padded)
+    assert big.stat().st_size > 2 << 20 and is_edgetl_artifact(big)
+    foreign = tmp_path / "foreign.xml"
+    foreign.write_text(xml[:header_end] + "<net name='x'></net>")
+    assert not is_edgetl_artifact(foreign)

@@ -141,13 +141,18 @@ def _write_openvino_card(path: Path, card: ModelCard) -> None:
 
 
 def _openvino_holds_card(path: Path) -> bool:
-    """Read as text (no runtime): the card sits in the IR's rt_info as <edgetl><card value=...>."""
+    """Read as text (no runtime): the card sits in the IR's rt_info as <edgetl><card value=...>,
+    which OpenVINO writes after the layers, at the end of the file (an INT8 detector's .xml
+    is over a megabyte: its head alone does not hold it)."""
     try:
         with open(path, "rb") as f:
             head = f.read(1 << 20)
+            f.seek(0, 2)
+            f.seek(max(0, f.tell() - (4 << 20)))
+            tail = f.read()
     except OSError:
         return False
-    return b"<edgetl>" in head or b"<edgetl " in head
+    return any(marker in part for part in (head, tail) for marker in (b"<edgetl>", b"<edgetl "))
 
 
 # ---------------------------------------------------------------- TensorRT engines
