@@ -112,7 +112,7 @@ def _qdq_with_budget(model: Path, dst: Path, work: Path, target: str, method: st
     import onnx
 
     from edgetl.export.onnx_export import frontend_nodes
-    from edgetl.quantize.onnx_qdq import QdqScheme, layer_nodes, prepare, quantize_qdq, shape_nodes
+    from edgetl.quantize.onnx_qdq import QdqScheme, layer_nodes, prepare, quantize_qdq, shape_nodes, tail_nodes
     from edgetl.quantize.sensitivity import rank_layers
 
     scheme = QdqScheme.for_target(target, method, cpu)
@@ -122,7 +122,8 @@ def _qdq_with_budget(model: Path, dst: Path, work: Path, target: str, method: st
     attempts: list[dict] = []
     measured: list[tuple] = []  # (accuracy, parity) of the last attempt: the model at `dst`
     graph = onnx.load(str(prepared))
-    kept_float = frontend_nodes(graph) + shape_nodes(graph)  # a speech model's log-mel front-end, shape arithmetic
+    # a speech model's log-mel front-end, shape arithmetic, and what follows the last weighted layer
+    kept_float = frontend_nodes(graph) + shape_nodes(graph) + tail_nodes(graph)
     layers = {name: nodes for name, nodes in layer_nodes(graph).items() if name not in kept_float}
 
     def attempt(exclude: list[str]) -> bool:
