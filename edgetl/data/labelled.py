@@ -62,10 +62,10 @@ def _detection_split(data: Path, split: str, card: ModelCard, pre, progress) -> 
 
 
 def take(split: LabelledSplit, rows: np.ndarray) -> tuple[np.ndarray, Any]:
-    """Some rows of a split: (normalized model inputs, their truths)."""
-    pre_rows = np.asarray(rows)
-    truths = split.truths[pre_rows] if isinstance(split.truths, np.ndarray) else [split.truths[i] for i in pre_rows]
-    return split.cached[pre_rows], truths
+    """Some rows of a split: (their cached samples, not yet normalized; their truths)."""
+    rows = np.asarray(rows)
+    truths = split.truths[rows] if isinstance(split.truths, np.ndarray) else [split.truths[i] for i in rows]
+    return split.cached[rows], truths
 
 
 __all__ = ["LabelledSplit", "labelled_split", "take"]

@@ -137,7 +137,8 @@ def finetune_detector(data, backbone: str, out, settings: FinetuneSettings, over
         if train.skipped or val.skipped:
             log.warning("skipped %d unreadable images", train.skipped + val.skipped)
         augment = _augment(s.image.hflip)
-        head_params = [p for n, p in model.named_parameters() if not n.startswith(("body.", "neck.body.", "fcos."))]
+        # named_parameters lists each parameter once, under the first name it has: body.*, fpn.*, head.*
+        head_params = [p for n, p in model.named_parameters() if not n.startswith("body.")]
         body_params = list(model.body.parameters())
         opt = torch.optim.AdamW([{"params": head_params, "lr": s.lr},
                                  {"params": body_params, "lr": s.lr * s.backbone_lr_scale}],
@@ -186,7 +187,7 @@ def finetune_detector(data, backbone: str, out, settings: FinetuneSettings, over
         card.source = {"backbone": backbone, "weights": s.weights, "strategy": s.strategy,
                        "stages": len(pyramid.stages), "data": str(Path(data).resolve()), "format": dataset.format,
                        "config": s.to_dict(), "device": str(device), "threads": threads,
-                       "detector": {"size": size, "channels": 64, "head_convs": 2, "head": "fcos"},
+                       "detector": {"size": size, "channels": model.channels, "head_convs": model.head_convs, "head": "fcos"},
                        "train_counts": {"images": len(train), "boxes": int(sum(len(t) for t in train.truths))}}
         card.metrics = {"val_map": final.value, "val_map50": final.details["map50"],
                         "val_per_class": final.details["per_class"], "best_epoch": best[1],

@@ -85,7 +85,7 @@ class Detector(nn.Module):
         from torchvision.ops import FeaturePyramidNetwork
 
         super().__init__()
-        self.num_classes, self.size = num_classes, size
+        self.num_classes, self.size, self.channels, self.head_convs = num_classes, size, channels, head_convs
         self.body = pyramid.body
         self.fpn = FeaturePyramidNetwork(pyramid.channels, channels)
         self.head = FCOSHead(channels, 1, num_classes, num_convs=head_convs)
