@@ -156,3 +156,67 @@ def test_int8_of_a_detector_holds_its_map_bound(detector_run, target, tmp_path):
                                          "--data", str(data), "--json", "--threads", "1"])
     assert evaluated.exit_code == 0, evaluated.output
     assert json.loads(evaluated.output)["map"] == pytest.approx(int8.metrics["accuracy"], abs=1e-6)
+
+
+def test_a_detector_bundle_verifies_on_the_device_and_catches_moved_boxes(detector_run, tmp_path):
+    """package -> verify for a detector: the reference photos carry their packaged objects
+    and true boxes; the torch-free install verifies and predicts boxes; bench on the bundle
+    scores mAP on its reference photos and times decoding apart; a packaged box moved by
+    half its width is a failed check naming the objects."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    from edgetl.runtime.bundle import sha256
+
+    data, trained = detector_run
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    bundle = tmp_path / "scenes-bundle"
+    packaged = CliRunner().invoke(cli, ["-q", "package", str(run), "--targets", "onnxruntime,openvino",
+                                        "--samples", "4", "--threads", "1", "--out", str(bundle)])
+    assert packaged.exit_code == 0, packaged.output
+    expected = json.loads((bundle / "reference" / "expected.json").read_text())
+    truths = json.loads((bundle / "reference" / "truths.json").read_text())
+    answers = expected["onnxruntime"]["answers"]
+    assert len(answers) == 4 and set(truths) == {Path(a["file"]).name for a in answers}
+    assert {Path(a["file"]).stem.split("_", 1)[1] for a in answers} == {"0", "1"}  # photos of each class
+    assert all(set(a) == {"file", "objects"} for a in answers)
+    readme = (bundle / "README.md").read_text()
+    assert "| mAP |" in readme and "detector" in readme
+
+    venv = Path(__file__).resolve().parents[1] / ".venv-device"
+    if (venv / ".installed").is_file():
+        checked = subprocess.run([venv / "bin" / "edgetl", "verify", str(bundle), "--json"], capture_output=True,
+                                 text=True)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert json.loads(checked.stdout)[0]["passed"]
+        photo = bundle / answers[0]["file"]
+        answered = subprocess.run([venv / "bin" / "edgetl", "predict", str(bundle), str(photo), "--json"],
+                                  capture_output=True, text=True)
+        assert answered.returncode == 0, answered.stderr
+        assert json.loads(answered.stdout)[0]["objects"] == answers[0]["objects"]
+    checks = json.loads(CliRunner().invoke(cli, ["-q", "verify", str(bundle), "--json"]).output)
+    assert {c["target"] for c in checks} == {"onnxruntime", "openvino"} and all(c["passed"] for c in checks)
+
+    measured = CliRunner().invoke(cli, ["-q", "bench", str(bundle), "--iters", "3", "--warmup", "0", "--threads", "1",
+                                        "--json"])
+    assert measured.exit_code == 0, measured.output
+    rows = json.loads(measured.stdout)["rows"]
+    assert rows and all(r["metric"] == "map" and r["n"] == 4 and 0 <= r["accuracy"] <= 1 for r in rows), rows
+    assert all(r["decode_ms"] is not None and r["decode_ms"] > 0 for r in rows)
+
+    # one packaged object moved right by half its width, and made confident (a short
+    # training may have found none over 0.5); the device finds it where it was
+    found = [a["objects"][0] for a in answers if a["objects"]] or [{"label": "0", "box": [8.0, 8.0, 40.0, 40.0]}]
+    x0, y0, x1, y1 = found[0]["box"]
+    found[0].update(score=0.9, box=[x0 + (x1 - x0) / 2, y0, x1 + (x1 - x0) / 2, y1])
+    if not answers[0]["objects"] and found[0] not in sum((a["objects"] for a in answers), []):
+        answers[0]["objects"].append(found[0])
+    (bundle / "reference" / "expected.json").write_text(json.dumps(expected))
+    manifest = json.loads((bundle / "bundle.json").read_text())
+    manifest["files"]["reference/expected.json"] = sha256(bundle / "reference" / "expected.json")
+    (bundle / "bundle.json").write_text(json.dumps(manifest))
+    failed = json.loads(CliRunner().invoke(cli, ["-q", "verify", str(bundle), "--backend", "onnxruntime",
+                                                 "--json"]).stdout)
+    assert not failed[0]["passed"] and "packaged with" in failed[0]["failures"][0], failed

@@ -93,6 +93,31 @@ def test_every_task_keeps_the_contract(name):
     task.check_labels(LABELS)
 
 
+@pytest.mark.parametrize("name", tasks.names())
+def test_every_task_checks_a_devices_answers_against_the_packaged_ones(name):
+    """A bundle records each reference file's answer in the task's form; a device that
+    predicts the same passes, one that predicts otherwise or whose scores moved beyond the
+    tolerance fails, saying what differs."""
+    task, rng = tasks.get(name), np.random.default_rng(1)
+    right, wrong, _, _ = EXAMPLES[name](rng, n=6)
+    photo = [lambda boxes: boxes] * 6  # input pixels are the file's
+    packaged = [task.reference_answer(s, LABELS) for s in task.shown(right, LABELS, len(LABELS), photo)]
+    json.dumps(packaged)  # bundles store them as JSON
+    bumped = right.copy()
+    if right.ndim == 2:
+        bumped[np.arange(6), right.argmax(1)] += 0.1  # the top label a little surer
+    else:
+        bumped[:, 4:] *= 1.02  # every object a little surer
+    for outputs, same, failure in ((right.copy(), True, None), (wrong, False, "packaged"), (bumped, True, "moved")):
+        checks = [task.check_answer(a, s, LABELS, tolerance=1e-3)
+                  for a, s in zip(packaged, task.shown(outputs, LABELS, len(LABELS), photo), strict=True)]
+        assert all(c.same == same for c in checks), (name, failure)
+        if failure is None:
+            assert all(c.failure is None and c.diff <= 1e-3 for c in checks)
+        else:
+            assert all(c.failure and failure in c.failure for c in checks), [c.failure for c in checks]
+
+
 def test_a_classifier_needs_two_labels_and_shows_them_all():
     rng = np.random.default_rng(0)
     right, _, _, _ = classification_example(rng)

@@ -32,6 +32,7 @@ from edgetl.runtime.bundle import Bundle
 from edgetl.runtime.machine import library_versions, machine_info
 from edgetl.runtime.signature import GENERATED, generated_inputs, input_shapes, is_bare, parse_shapes
 from edgetl.runtime.targets import model_for, target_problem
+from edgetl.task import get as get_task
 from edgetl.task import task_of
 
 # Which FP32 row of a run is the reference for drop and agreement: the training
@@ -242,7 +243,8 @@ def _card_rows(runner, cell: Cell, common: dict, batches: list[int], inputs: _In
         logits = runner.infer_all(samples.x, static or max(batches))
         task = task_of(card)
         predictions = task.predictions(logits)
-        common = dict(common, accuracy=task.score(logits, samples.labels, card.labels).value, n=len(samples),
+        common = dict(common, task=task.name, metric=task.metric, n=len(samples),
+                      accuracy=task.score(logits, samples.labels, card.labels).value,
                       split=f"{Path(samples.source).name}/{inputs.split}")
     except Exception as exc:
         return [BenchRow(**common, batch=b, error=_first_line(exc)) for b in batches], None, {}
@@ -251,8 +253,13 @@ def _card_rows(runner, cell: Cell, common: dict, batches: list[int], inputs: _In
         try:
             if static and batch != static:
                 raise ConfigError(f"the model has a static batch of {static}", hint=f"--batch {static}")
-            timings[batch] = time_calls(runner, latency_input(samples.x, batch), warmup, iters, min_time)
+            x = latency_input(samples.x, batch)
+            timings[batch] = time_calls(runner, x, warmup, iters, min_time)
             row.set_latency(LatencyStats.from_ns(timings[batch], batch))
+            if task.decodes:  # what the device spends after the model: how much of the latency is decoding
+                outputs = runner.infer(x)
+                row.decode_ms = LatencyStats.from_ns(time_function(lambda o=outputs: task.predictions(o), 1,
+                                                                   min(iters, 20), 0.0), batch).p50_ms
         except Exception as exc:
             row.error = _first_line(exc)
         rows.append(row)
@@ -310,8 +317,9 @@ def attach_output_agreement(rows: list[BenchRow], outputs: dict[int, np.ndarray]
 
 
 def attach_references(rows: list[BenchRow], predictions: dict[int, np.ndarray]) -> None:
-    """Drop and top-1 agreement of every row against its run's FP32 reference row: an
-    FP32 model that really ran in f32 (a bf16 run of it is judged, not a reference)."""
+    """Drop and agreement (the same predictions, as the task compares them) of every row
+    against its run's FP32 reference row: an FP32 model that really ran in f32 (a bf16
+    run of it is judged, not a reference)."""
     by_run: dict[str, list[BenchRow]] = {}
     for row in rows:
         if row.accuracy is not None and row.run:
@@ -327,7 +335,7 @@ def attach_references(rows: list[BenchRow], predictions: dict[int, np.ndarray]) 
             row.drop = ref.accuracy - row.accuracy
             pred = predictions.get(row.cell_id)
             if ref_pred is not None and pred is not None and len(pred) == len(ref_pred):
-                row.agreement = float((pred == ref_pred).mean())
+                row.agreement = float(get_task(row.task or "classification").same(pred, ref_pred).mean())
 
 
 def bench(artifacts, settings: BenchSettings | None = None, **options) -> BenchReport:

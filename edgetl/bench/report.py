@@ -31,7 +31,9 @@ class BenchRow:
     split: str | None = None
     note: str = ""
     error: str | None = None  # set when this cell failed
-    accuracy: float | None = None
+    task: str | None = None  # what the model predicts (classification, detection, ...)
+    metric: str | None = None  # what `accuracy` holds: the task's metric (accuracy, map)
+    accuracy: float | None = None  # the task's metric on the split
     n: int | None = None
     reference: str | None = None  # the FP32 row drop and agreement are measured against
     drop: float | None = None  # reference accuracy - accuracy (a fraction; 0.01 = 1 point)
@@ -46,6 +48,7 @@ class BenchRow:
     std_ms: float | None = None
     iters: int | None = None
     throughput: float | None = None  # items per second
+    decode_ms: float | None = None  # p50 of turning a call's outputs into predictions (a detector's decoding and NMS)
     size_mb: float | None = None
     peak_rss_mb: float | None = None
     rss_before_mb: float | None = None
@@ -73,9 +76,10 @@ class BenchRow:
     def summary(self) -> str:
         if not self.ok:
             return f"batch {self.batch}: FAILED {self.error}"
-        measured = f"accuracy {self.accuracy:.4f} on {self.n}" if self.accuracy is not None else \
+        measured = f"{self.metric or 'accuracy'} {self.accuracy:.4f} on {self.n}" if self.accuracy is not None else \
             "generated inputs, accuracy not measured"
-        return f"batch {self.batch}: p50 {self.p50_ms:.3f} ms, {self.throughput:.1f} items/s, {measured}"
+        decoding = f" + decoding {self.decode_ms:.3f} ms" if self.decode_ms is not None else ""
+        return f"batch {self.batch}: p50 {self.p50_ms:.3f} ms{decoding}, {self.throughput:.1f} items/s, {measured}"
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -120,8 +124,9 @@ class BenchReport:
         return write_atomic(path, self.to_csv())
 
     def markdown(self) -> str:
-        lines = ["| " + " | ".join(_COLUMNS) + " |", "|" + "---|" * len(_COLUMNS)]
-        lines += ["| " + " | ".join(_cells(r, markup=False)) + " |" for r in self.rows]
+        columns = _columns(self.rows)
+        lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+        lines += ["| " + " | ".join(_cells(r, columns, markup=False)) + " |" for r in self.rows]
         return "\n".join(lines)
 
     def print_table(self, console=None) -> None:
@@ -135,11 +140,12 @@ class BenchReport:
         table = Table(title=f"edgetl bench · {m.get('cpu')} ({', '.join(m.get('cpu_flags') or []) or 'no SIMD flags'}), "
                             f"{self.settings.get('threads')} threads", title_justify="left", box=box.SIMPLE_HEAD,
                       pad_edge=False, collapse_padding=True)
-        for col in _COLUMNS:
+        columns = _columns(self.rows)
+        for col in columns:
             text = col in ("artifact", "backend", "precision", "runs in")
             table.add_column(col, justify="left" if text else "right", no_wrap=True)
         for row in self.rows:
-            table.add_row(*_cells(row, markup=True))
+            table.add_row(*_cells(row, columns, markup=True))
         console = console or results_console()
         print_table(table, console)
         for note in dict.fromkeys(f"{r.name} on {r.backend}: {r.note}" for r in self.rows if r.note and r.ok):
@@ -175,8 +181,9 @@ class BenchReport:
             handles.update(zip(*reversed(ax.get_legend_handles_labels())))  # one entry per backend + precision
         if handles:
             axes[0][-1].legend(handles.values(), handles.keys(), fontsize=8, loc="best")
-        axes[0][0].set_ylabel(f"accuracy on {rows[0].split if rows else 'the split'} (%)")
-        fig.suptitle(f"accuracy vs latency · {self.machine.get('cpu')}, {self.settings.get('threads')} threads")
+        metric = _metric_title(rows)
+        axes[0][0].set_ylabel(f"{metric} on {rows[0].split if rows else 'the split'} (%)")
+        fig.suptitle(f"{metric} vs latency · {self.machine.get('cpu')}, {self.settings.get('threads')} threads")
         notes = list(dict.fromkeys(r.note for r in rows if r.note))
         if notes:
             fig.text(0.01, 0.01, "* " + "; ".join(notes), fontsize=7, color="dimgray")
@@ -201,15 +208,33 @@ def _label_offset(cell: list[BenchRow], i: int) -> int:
     return 4 - 11 * step
 
 
-_COLUMNS = ("artifact", "backend", "precision", "runs in", "batch", "accuracy", "drop pt", "agree", "p50 ms", "p90 ms", "p99 ms",
-            "mean±std ms", "items/s", "size MB", "peak RSS MB", "load s")
+_COLUMNS = ("artifact", "backend", "precision", "runs in", "batch", "accuracy", "drop pt", "agree", "p50 ms", "p90 ms",
+            "p99 ms", "mean±std ms", "decode ms", "items/s", "size MB", "peak RSS MB", "load s")
+_ACCURACY, _DECODE = _COLUMNS.index("accuracy"), _COLUMNS.index("decode ms")
+_TITLES = {"accuracy": "accuracy", "map": "mAP"}  # a row's metric as a column heads it
+
+
+def _metric_title(rows: list[BenchRow]) -> str:
+    """The heading of the metric column: the rows' metric, or both names where tasks mix."""
+    return "/".join(dict.fromkeys(_TITLES.get(r.metric or "accuracy", r.metric or "") for r in rows
+                                  if r.accuracy is not None)) or "accuracy"
+
+
+def _columns(rows: list[BenchRow]) -> list[str]:
+    """The table's columns: the metric named as the rows' task names it, and the decoding
+    time only where some model's predictions take decoding (a detector's NMS)."""
+    columns = list(_COLUMNS)
+    columns[_ACCURACY] = _metric_title(rows)
+    if not any(r.decode_ms is not None for r in rows):
+        del columns[_DECODE]
+    return columns
 
 
 def _fmt(value, spec: str, missing: str = "-") -> str:
     return missing if value is None else format(value, spec)
 
 
-def _cells(r: BenchRow, markup: bool) -> list[str]:
+def _cells(r: BenchRow, columns: list[str], markup: bool) -> list[str]:
     if markup:  # a file name such as "model[v2].onnx" is text, not a style
         from rich.markup import escape
 
@@ -217,13 +242,16 @@ def _cells(r: BenchRow, markup: bool) -> list[str]:
     if not r.ok:  # the terminal table lists the error under the table, Markdown in the row
         failed = "[red]FAILED[/]" if markup else f"failed: {r.error}"
         return ([r.name, r.backend, r.precision or "-", r.inference_precision or r.precision_hint, str(r.batch), failed]
-                + [""] * (len(_COLUMNS) - 6))
-    return [r.name, r.backend, r.precision or "-", r.inference_precision or "-", str(r.batch), _fmt(r.accuracy, ".4f"),
-            _fmt(None if r.drop is None else 100 * r.drop, ".2f"),
-            _fmt(r.agreement, ".1%") if r.output_diff is None else f"Δ{r.output_diff:.1e}",
-            _fmt(r.p50_ms, ".3f"), _fmt(r.p90_ms, ".3f"), _fmt(r.p99_ms, ".3f"), f"{r.mean_ms:.3f}±{r.std_ms:.3f}",
-            _fmt(r.throughput, ".1f"), _fmt(r.size_mb, ".2f"), _fmt(r.peak_rss_mb, ".0f"),
-            _fmt(r.load_s, ".2f")]
+                + [""] * (len(columns) - 6))
+    cells = [r.name, r.backend, r.precision or "-", r.inference_precision or "-", str(r.batch), _fmt(r.accuracy, ".4f"),
+             _fmt(None if r.drop is None else 100 * r.drop, ".2f"),
+             _fmt(r.agreement, ".1%") if r.output_diff is None else f"Δ{r.output_diff:.1e}",
+             _fmt(r.p50_ms, ".3f"), _fmt(r.p90_ms, ".3f"), _fmt(r.p99_ms, ".3f"), f"{r.mean_ms:.3f}±{r.std_ms:.3f}",
+             _fmt(r.decode_ms, ".3f"), _fmt(r.throughput, ".1f"), _fmt(r.size_mb, ".2f"), _fmt(r.peak_rss_mb, ".0f"),
+             _fmt(r.load_s, ".2f")]
+    if "decode ms" not in columns:
+        del cells[_DECODE]
+    return cells
 
 
 def pyplot():

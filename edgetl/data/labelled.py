@@ -61,6 +61,51 @@ def _detection_split(data: Path, split: str, card: ModelCard, pre, progress) -> 
     return LabelledSplit(name, cached, truths, len(s) - len(truths))
 
 
+@dataclasses.dataclass
+class ReferenceFile:
+    """A file a bundle carries to check a device with: `tag` names it (a class it shows);
+    a detector's `truth` holds its true objects in the file's own pixels."""
+
+    path: Path
+    tag: str
+    truth: dict[str, Any] | None = None  # {"size": [w, h], "boxes": [[x0, y0, x1, y1]...], "labels": [...]}
+
+
+def reference_files(card: ModelCard, data, n: int) -> list[ReferenceFile]:
+    """Up to `n` files of the data set `data` (its test split, else val), taken class by
+    class in turn so that every class is there (a detector's: photos that show it)."""
+    from edgetl.data.detection import open_detection
+    from edgetl.data.folders import open_folder
+
+    if not data or not Path(data).is_dir():
+        raise DataError(f"the run's data set {data} is not there to take reference files from",
+                        hint="pass --data DIR with files of the same classes")
+    if card.task == "detection":
+        dataset = open_detection(data)
+        split = "test" if "test" in dataset.splits else "val"
+        s = dataset.splits[split]
+        candidates = [[ReferenceFile(p, card.labels[c], {"size": list(size), "boxes": t.boxes.round(2).tolist(),
+                                                         "labels": [card.labels[k] for k in t.classes.tolist()]})
+                       for p, t, size in zip(s.paths, s.targets, s.sizes) if c in t.classes.tolist()]
+                      for c in range(len(card.labels))]
+    else:
+        split = "test" if "test" in open_folder(data, modality=card.modality).splits else "val"
+        folder = select_split(data, split, card.labels, card.modality)
+        candidates = [[ReferenceFile(p, folder.classes[c]) for p, y in zip(folder.paths, folder.labels) if y == c]
+                      for c in range(len(folder.classes))]
+    picked: list[ReferenceFile] = []
+    while len(picked) < n and any(candidates):
+        for files in candidates:
+            while files and files[0].path in {f.path for f in picked}:  # a photo that shows two classes
+                files.pop(0)
+            if files and len(picked) < n:
+                picked.append(files.pop(0))
+    if not picked:
+        raise DataError(f"the {split} split of {data} holds no file to take as a reference",
+                        hint="pass --data DIR with files of the model's classes")
+    return picked
+
+
 def take(split: LabelledSplit, rows: np.ndarray) -> tuple[np.ndarray, Any]:
     """Some rows of a split: (their cached samples, not yet normalized; their truths)."""
     rows = np.asarray(rows)
@@ -68,4 +113,4 @@ def take(split: LabelledSplit, rows: np.ndarray) -> tuple[np.ndarray, Any]:
     return split.cached[rows], truths
 
 
-__all__ = ["LabelledSplit", "labelled_split", "take"]
+__all__ = ["LabelledSplit", "ReferenceFile", "labelled_split", "reference_files", "take"]

@@ -157,8 +157,13 @@ def bound_samples(card: ModelCard, val=None, calib=None, samples: int = 300, see
 
 
 def reference_samples(bundle_root: Path, card: ModelCard) -> Samples:
-    """A bundle's reference files as labelled samples: each is named NN_LABEL.suffix by
-    `edgetl package`, so a device without the training data can still score a model."""
+    """A bundle's reference files as labelled samples, so a device without the training
+    data can still score a model: each is named NN_LABEL.suffix by `edgetl package`; a
+    detector's true objects are in reference/truths.json."""
+    import json
+
+    from edgetl.runtime.bundle import TRUTHS
+
     folder = Path(bundle_root) / "reference"
     kind = modality.get(card.modality)
     paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in kind.suffixes) if folder.is_dir() else []
@@ -168,7 +173,20 @@ def reference_samples(bundle_root: Path, card: ModelCard) -> Samples:
                         hint="pass --data DIR with labelled files of the model's classes")
     split = Split("reference", paths, [card.labels.index(label) for label in labels], list(card.labels))
     x, y = _decode(split, card)
-    return Samples(x, y, str(folder))
+    if card.task != "detection":
+        return Samples(x, y, str(folder))
+    from edgetl.data.detection import Boxes
+
+    try:
+        truths = json.loads((folder / TRUTHS).read_text())
+        pre = modality.preprocessing_of(card)
+        boxes = [Boxes(pre.boxes_to_input(np.asarray(t["boxes"], np.float32).reshape(-1, 4), *t["size"]),
+                       np.asarray([card.labels.index(label) for label in t["labels"]], np.int64))
+                 for t in (truths[Path(f).name] for f in x.cached.files)]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"the bundle {bundle_root} holds no true boxes of its reference photos ({exc})",
+                        hint="pass --data DIR with the detection data set") from None
+    return Samples(x, boxes, str(folder))
 
 
 def validation_samples(card: ModelCard, val=None, split: str = "val", flag: str = "--val") -> Samples:

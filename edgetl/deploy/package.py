@@ -19,14 +19,16 @@ import numpy as np
 from edgetl._version import __version__
 from edgetl.core import progress
 from edgetl.core.card import ModelCard
-from edgetl.core.errors import ConfigError, DataError
+from edgetl.core.errors import ConfigError
 from edgetl.core.outputs import check_output, publish, temp_dir_beside
 from edgetl.core.threads import using_threads
+from edgetl.data.labelled import reference_files
 from edgetl.deploy.settings import PackageSettings
 from edgetl.runtime.artifacts import BUNDLE_OUTPUT, engine_card_path, kind_of, read_card
 from edgetl.runtime.backend_table import BACKENDS
-from edgetl.runtime.bundle import MANIFEST, Manifest, TargetEntry, sha256
+from edgetl.runtime.bundle import MANIFEST, TRUTHS, Manifest, TargetEntry, sha256
 from edgetl.runtime.verify import reference_answers
+from edgetl.task import Task, task_of
 
 
 @dataclasses.dataclass
@@ -49,29 +51,6 @@ def pick_model(run: Path, target: str) -> Path:
     if int8.is_file() and within_bound(read_card(int8)):
         return int8
     return run / f"model{BACKENDS[target].model_suffix}"
-
-
-def reference_files(card: ModelCard, data, n: int) -> list[tuple[Path, str]]:
-    """Up to `n` files of the run's data (test split, else val), taken class by class in
-    turn so every class is there; (path, true label)."""
-    from edgetl.data.folders import open_folder, select_split
-
-    data = data or card.source.get("data")
-    if not data or not Path(data).is_dir():
-        raise DataError(f"the run's data set {data} is not there to take reference files from",
-                        hint="pass --data DIR with files of the same classes")
-    split = "test" if "test" in open_folder(data, modality=card.modality).splits else "val"
-    s = select_split(data, split, card.labels, card.modality)
-    by_class = [[p for p, y in zip(s.paths, s.labels) if y == c] for c in range(len(s.classes))]
-    picked: list[tuple[Path, str]] = []
-    while len(picked) < n and any(by_class):
-        for c, paths in enumerate(by_class):
-            if paths and len(picked) < n:
-                picked.append((paths.pop(0), s.classes[c]))
-    if not picked:
-        raise DataError(f"the {split} split of {data} holds no file to take as a reference",
-                        hint="pass --data DIR with files of the model's classes")
-    return picked
 
 
 def _latency_p50(model: Path, backend: str, x: np.ndarray) -> float:
@@ -97,24 +76,29 @@ def package(run, out, settings: PackageSettings | None = None, overwrite: bool =
         raise ConfigError(f"edgetl package takes a run directory, not {run}",
                           hint="pass the folder `edgetl finetune --out` wrote")
     card = ModelCard.load(run)
+    task = task_of(card)
     out = Path(out)
     if zip_file and out.suffix.lower() != ".zip":
         out = out.with_name(out.name + ".zip")
     out = check_output(out, BUNDLE_OUTPUT, overwrite, {"run": run, "data set": data or card.source.get("data")})
     with using_threads(s.threads):  # every export, check and latency figure below
-        refs = reference_files(card, data, samples)
+        refs = reference_files(card, data or card.source.get("data"), samples)
         _export_missing(run, targets)
         tmp = temp_dir_beside(out)
         try:
             root = tmp / "bundle"
             (root / "models").mkdir(parents=True)
             (root / "reference").mkdir()
-            entries, expected = {}, {}
+            entries, expected, truths = {}, {}, {}
             copied = []
-            for i, (f, label) in enumerate(refs):
-                dest = root / "reference" / f"{i:02d}_{label}{f.suffix.lower()}"
-                shutil.copyfile(f, dest)
+            for i, ref in enumerate(refs):
+                dest = root / "reference" / f"{i:02d}_{ref.tag}{ref.path.suffix.lower()}"
+                shutil.copyfile(ref.path, dest)
                 copied.append(dest)
+                if ref.truth is not None:
+                    truths[dest.name] = ref.truth
+            if truths:  # a detector's true boxes: a device without the data set scores mAP on them
+                (root / "reference" / TRUTHS).write_text(json.dumps(truths, indent=1) + "\n")
             for target in targets:
                 model = pick_model(run, target)
                 entry = TargetEntry(_copy_model(model, root / "models"), read_card(model).precision)
@@ -123,17 +107,17 @@ def package(run, out, settings: PackageSettings | None = None, overwrite: bool =
                 backend = BACKENDS[target].target_backend
                 expected[target] = reference_answers(lambda fs, m=model, b=backend: predict(m, fs, backend=b,
                                                                                              top_k=len(card.labels)),
-                                                     copied, root, card.labels, entry.precision)
+                                                     copied, root, card.labels, entry.precision, task)
                 x = _one_input(card, copied[0])
                 entry.p50_ms_batch1 = round(_latency_p50(root / entry.model, backend, x), 3)
-                entry.accuracy = read_card(model).metrics.get("accuracy", card.metrics.get("val_accuracy"))
+                entry.accuracy = read_card(model).metrics.get("accuracy", card.metrics.get(f"val_{task.metric}"))
                 entries[target] = entry
                 progress.info(f"{target}: {model.name} ({entry.precision}), p50 {entry.p50_ms_batch1:.2f} ms")
             (root / "reference" / "expected.json").write_text(json.dumps(expected, indent=1) + "\n")
             bundle_card = dataclasses.replace(card, streaming=_streaming_of(run, targets, card))
             bundle_card.save(root)
             (root / "labels.txt").write_text("\n".join(card.labels) + "\n")
-            (root / "README.md").write_text(_device_readme(out.name, card, entries, copied[0].relative_to(root)))
+            (root / "README.md").write_text(_device_readme(out.name, card, task, entries, copied[0].relative_to(root)))
             files = {str(p.relative_to(root)): sha256(p) for p in sorted(root.rglob("*")) if p.is_file()}
             manifest = Manifest(__version__, str(run.resolve()), list(card.labels), card.modality, entries, len(copied), files)
             (root / MANIFEST).write_text(manifest.to_json())
@@ -191,19 +175,22 @@ def _one_input(card: ModelCard, file: Path) -> np.ndarray:
     return modality.preprocessing_of(card)(file)[None]
 
 
-def _device_readme(name: str, card: ModelCard, entries: dict[str, TargetEntry], example: Path) -> str:
+def _device_readme(name: str, card: ModelCard, task: Task, entries: dict[str, TargetEntry], example: Path) -> str:
     extras = {t: f"{BACKENDS[t].install}    # {t}" for t in entries}  # the backend table says how
+
     def accuracy(e: TargetEntry) -> str:
-        return "-" if e.accuracy is None else f"{100 * e.accuracy:.1f}%"
+        return "-" if e.accuracy is None else f"{100 * e.accuracy:.1f}%" if task.metric == "accuracy" else \
+            f"{e.accuracy:.3f}"
 
     rows = "\n".join(f"| {t} | `{e.model}` | {e.precision} | {accuracy(e)} | {e.p50_ms_batch1:.2f} ms |"
                      for t, e in entries.items())
-    lines = [f"# {name}: {card.source.get('backbone', 'model')} for {len(card.labels)} classes ({card.modality})", "",
+    what = "detector" if task.name == "detection" else card.modality
+    lines = [f"# {name}: {card.source.get('backbone', 'model')} for {len(card.labels)} classes ({what})", "",
              "Install (no torch needed):", "", *dict.fromkeys(f"    {extras[t]}" for t in entries), "",
              "Check that this device computes what was trained (checksums, then the reference files):", "",
              f"    edgetl verify {name}", "", "Predict:", "", f"    edgetl predict {name} {example}", "",
-             "Measured when packaged (validation accuracy; batch 1 latency on the packaging machine):", "",
-             "| target | model | precision | accuracy | p50 |", "|---|---|---|---|---|", rows, ""]
+             f"Measured when packaged (validation {task.metric_title}; batch 1 latency on the packaging machine):", "",
+             f"| target | model | precision | {task.metric_title} | p50 |", "|---|---|---|---|---|", rows, ""]
     if "tensorrt" in entries:
         lines += ["TensorRT: an engine is tied to its GPU and TensorRT version, so it is built on the device itself;",
                   "`edgetl verify` builds it there (into edgetl's engine cache) before checking it, and predict then",

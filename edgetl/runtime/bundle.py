@@ -9,7 +9,9 @@ BUNDLE/
   README.md        install line, predict line, figures measured when it was packaged
   models/          one model per target (+ build-engine.sh for TensorRT)
   reference/       raw input files from the run's data, and expected.json: each
-                   target's top-1 label and scores for each of them when packaged
+                   target's answer for each of them when packaged (a classifier's
+                   top-1 label and scores, a detector's objects); a detector's
+                   truths.json: each file's true objects
 ```
 
 This module reads the format (manifest, checksums); which target runs here is
@@ -32,6 +34,7 @@ from edgetl.core.card import CARD_FILENAME, ModelCard
 from edgetl.core.errors import ArtifactError
 
 MANIFEST = "bundle.json"
+TRUTHS = "truths.json"  # in reference/: a detector's true objects of each reference file
 SCHEMA = 1
 # Fastest first: what `auto` picks among the targets this machine can run.
 # How far a score may move on another machine, by the precision the model computes in.
@@ -179,5 +182,5 @@ class Bundle:
         return json.loads((self.root / "reference" / "expected.json").read_text())[target]
 
 
-__all__ = ["MANIFEST", "SCHEMA", "TOLERANCE", "Bundle", "Manifest", "TargetEntry", "is_bundle",
+__all__ = ["MANIFEST", "SCHEMA", "TRUTHS", "TOLERANCE", "Bundle", "Manifest", "TargetEntry", "is_bundle",
            "sha256"]

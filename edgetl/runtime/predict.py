@@ -114,28 +114,15 @@ def predict(artifact, files, settings: PredictSettings | None = None, **options)
         if samples:
             # The runner checks the output against the card and pads static batches.
             outputs = runner.infer_all(pre.normalize(np.stack(samples)), batch)
-            task = task_of(card)
-            if task.name == "detection":
-                for i, found, size in zip(where, task.predictions(outputs), sizes):
-                    _found_objects(results[i], found, pre, size, card.labels)
-            else:
-                for i, shown in zip(where, task.top(outputs, card.labels, top_k)):
-                    results[i].labels = [label for label, _ in shown]
-                    results[i].scores = [score for _, score in shown]
+            to_photo = [lambda boxes, size=size: pre.boxes_to_original(boxes, *size) for size in sizes]
+            for i, shown in zip(where, task_of(card).shown(outputs, card.labels, top_k, to_photo)):
+                results[i].labels, results[i].scores = shown["labels"], shown["scores"]
+                results[i].objects = shown.get("objects")
     if s.draw:
         for r in results:
             if r.ok and r.objects is not None:
                 draw_objects(Path(r.file), r.objects, Path(s.draw))
     return results
-
-
-def _found_objects(result: Prediction, found, pre, size: tuple[int, int], labels: list[str]) -> None:
-    """A detector's answer for one photo: its objects, boxes in the photo's own pixels."""
-    boxes = pre.boxes_to_original(found.boxes, *size)
-    result.objects = [{"label": labels[int(c)], "score": round(float(s), 4), "box": [round(float(v), 1) for v in b]}
-                      for b, s, c in zip(boxes, found.scores, found.classes)]
-    result.labels = [o["label"] for o in result.objects]
-    result.scores = [o["score"] for o in result.objects]
 
 
 def draw_objects(photo: Path, objects: list[dict], folder: Path) -> Path:

@@ -7,8 +7,6 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import numpy as np
-
 from edgetl.core.errors import ArtifactError
 from edgetl.runtime.artifacts import kind_of, read_card
 from edgetl.runtime.backends import open_runner
@@ -16,6 +14,7 @@ from edgetl.runtime.bundle import TOLERANCE, Bundle
 from edgetl.runtime.predict import predict
 from edgetl.runtime.runner import Runner
 from edgetl.runtime.targets import choose, cpu_warning, model_for, target_problem
+from edgetl.task import Task, task_of
 
 
 @dataclasses.dataclass
@@ -24,7 +23,7 @@ class TargetCheck:
     backend: str
     precision: str
     n: int
-    agreement: float  # share of reference files with the packaged top-1 label
+    agreement: float  # share of reference files with the packaged prediction (top-1 label, objects)
     max_score_diff: float
     tolerance: float
     failures: list[str]
@@ -41,9 +40,10 @@ class TargetCheck:
 
 def verify(path, backend: str | None = None, threads: int | None = None) -> list[TargetCheck]:
     """Check every checksum, then run the reference files through each target this
-    machine can run (or only `backend`) and compare with the packaged answers: the same
-    top-1 label (unless the packaged answer was within the tolerance of a tie) and every
-    score within the tolerance of the model's precision."""
+    machine can run (or only `backend`) and compare with the packaged answers as the
+    model's task does (a classifier: the same top-1 label unless the packaged answer was
+    within the tolerance of a tie; a detector: the same objects), every score within the
+    tolerance of the model's precision."""
     bundle = Bundle.open(path)
     bundle.check_checksums()
     if backend and backend != "auto":
@@ -53,6 +53,7 @@ def verify(path, backend: str | None = None, threads: int | None = None) -> list
         targets = [t for t, p in problems.items() if p is None or t == "tensorrt"]
         checks = [TargetCheck(t, "", bundle.targets[t].precision, 0, 0.0, 0.0, 0.0, [], skipped=p)
                   for t, p in problems.items() if t not in targets]
+    task = task_of(bundle.card)
     for target in targets:
         expected = bundle.expected(target)
         model, loads_with = model_for(bundle, target)
@@ -68,33 +69,27 @@ def verify(path, backend: str | None = None, threads: int | None = None) -> list
             if not result.ok:
                 failures.append(f"{answer['file']}: {result.error}")
                 continue
-            scores = dict(zip(result.labels, result.scores))
-            diff = max(abs(scores[lab] - s) for lab, s in zip(expected["labels"], answer["scores"]))
-            diffs.append(diff)
-            ranked = sorted(answer["scores"], reverse=True)
-            near_tie = len(ranked) > 1 and ranked[0] - ranked[1] <= tolerance
-            same += result.labels[0] == answer["label"]
-            if result.labels[0] != answer["label"] and not near_tie:
-                failures.append(f"{answer['file']}: {result.labels[0]} ({scores[result.labels[0]]:.3f}), "
-                                f"packaged as {answer['label']} ({max(answer['scores']):.3f})")
-            elif diff > tolerance:
-                failures.append(f"{answer['file']}: a score moved by {diff:.4f} (tolerance {tolerance:g})")
+            check = task.check_answer(answer, result.to_dict(), expected["labels"], tolerance)
+            diffs.append(check.diff)
+            same += check.same
+            if check.failure:
+                failures.append(f"{answer['file']}: {check.failure}")
         checks.append(TargetCheck(target, loads_with, expected["precision"], len(files), same / max(1, len(files)),
                                   float(max(diffs, default=0.0)), tolerance, failures, notes))
     return checks
 
 
-def reference_answers(runner_predict, files: list[Path], root: Path, labels: list[str], precision: str) -> dict:
+def reference_answers(runner_predict, files: list[Path], root: Path, labels: list[str], precision: str,
+                      task: Task) -> dict:
     """What a target answers for the reference files: `runner_predict(files)` gives the
-    Prediction of each (all labels); stored relative to the bundle's root."""
+    Prediction of each (all labels); stored relative to the bundle's root, in the task's
+    form (a classifier's label and scores, a detector's objects)."""
     answers = []
     for f, p in zip(files, runner_predict(files)):
         if not p.ok:
             raise ArtifactError(f"the reference file {f.name} cannot be predicted: {p.error}",
                                 hint="remove it from the data set, or package again")
-        scores = dict(zip(p.labels, p.scores))
-        answers.append({"file": str(f.relative_to(root)), "label": p.labels[0],
-                        "scores": [float(np.float32(scores[lab])) for lab in labels]})
+        answers.append({"file": str(f.relative_to(root)), **task.reference_answer(p.to_dict(), labels)})
     return {"labels": labels, "precision": precision, "answers": answers}
 
 

@@ -4,11 +4,13 @@ recall and the confusion matrix, two models agree where their top-1 labels are t
 and predict shows the top-k labels with softmax probabilities."""
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from edgetl.core.errors import ArtifactError
 from edgetl.core.metrics import accuracy, confusion_matrix, per_class_accuracy
-from edgetl.task.registry import Score, Task, register
+from edgetl.task.registry import AnswerCheck, Score, Task, register
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -26,6 +28,7 @@ def _plain(value: float | np.floating | None) -> float | None:
 class Classification(Task):
     name = "classification"
     metric = "accuracy"
+    metric_title = "accuracy"
     head_kind = "linear"
 
     def output_shape(self, labels: list[str]) -> tuple[int | None, ...]:
@@ -62,8 +65,8 @@ class Classification(Task):
             "per_class": {c: (None if np.isnan(r) else float(r)) for c, r in zip(labels, recall)},
             "classes": classes, "top_k": top_k, "confusion": cm.tolist()})
 
-    def agree(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        same: np.ndarray = self.predictions(a) == self.predictions(b)
+    def same(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        same: np.ndarray = np.asarray(a) == np.asarray(b)
         return same
 
     def top(self, outputs: np.ndarray, labels: list[str], k: int) -> list[list[tuple[str, float]]]:
@@ -71,6 +74,29 @@ class Classification(Task):
         k = min(k, probs.shape[1])
         order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
         return [[(labels[i], float(p[i])) for i in row] for p, row in zip(probs, order)]
+
+    def reference_answer(self, shown: dict[str, Any], labels: list[str]) -> dict[str, Any]:
+        """The top-1 label and every label's probability, in the card's label order."""
+        scores = dict(zip(shown["labels"], shown["scores"]))
+        return {"label": shown["labels"][0], "scores": [float(np.float32(scores[label])) for label in labels]}
+
+    def check_answer(self, expected: dict[str, Any], shown: dict[str, Any], labels: list[str],
+                     tolerance: float) -> AnswerCheck:
+        """The same top-1 label (unless the packaged answer was within the tolerance of a
+        tie) and every probability within the tolerance."""
+        scores = dict(zip(shown["labels"], shown["scores"]))
+        packaged = dict(zip(labels, expected["scores"]))
+        diff = max(abs(scores[label] - s) for label, s in packaged.items())
+        ranked = sorted(packaged.values(), reverse=True)
+        near_tie = len(ranked) > 1 and ranked[0] - ranked[1] <= tolerance
+        top = shown["labels"][0]
+        same = top == expected["label"]
+        if not same and not near_tie:
+            return AnswerCheck(same, diff, f"{top} ({scores[top]:.3f}), packaged as {expected['label']} "
+                                           f"({max(packaged.values()):.3f})")
+        if diff > tolerance:
+            return AnswerCheck(same, diff, f"a score moved by {diff:.4f} (tolerance {tolerance:g})")
+        return AnswerCheck(same, diff)
 
 
 CLASSIFICATION = register(Classification())

@@ -16,13 +16,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 from edgetl.core.errors import ArtifactError, BackendUnavailable
-from edgetl.task.registry import Score, Task, register
+from edgetl.task.registry import AnswerCheck, Score, Task, register
 
 
 # Decoding for the metric keeps every plausible box (COCO's evaluation ranks them by
@@ -147,20 +147,23 @@ def coco_map(found: Sequence[Detections], truths: Sequence[Any], labels: list[st
     return {"map": float(evaluation.stats[0]), "map50": float(evaluation.stats[1]), "per_class": per_class}
 
 
-def _found_by(a: Detections, b: Detections) -> bool:
-    """Whether each of `a`'s detections has its own in `b`: same label, IoU >= 0.5."""
-    if not len(a):
-        return True
-    if len(b) < len(a):
-        return False
+def _pairs(a: Detections, b: Detections, strict: bool = True) -> list[tuple[int, int]] | None:
+    """Each of `a`'s detections with its own in `b` (same label, IoU >= 0.5, best first);
+    when one of them has none: None if `strict`, else the pairs of the others."""
+    if not len(a) or not len(b):
+        return [] if not len(a) or not strict else None
     iou = box_iou(a.boxes, b.boxes) * (a.classes[:, None] == b.classes[None, :])
+    pairs: list[tuple[int, int]] = []
     used: set[int] = set()
-    for row in iou:  # a's best first
+    for i, row in enumerate(iou):  # a's best first
         candidates = [j for j in np.argsort(-row) if j not in used and row[j] >= MATCH_IOU]
         if not candidates:
-            return False
+            if strict:
+                return None
+            continue
         used.add(int(candidates[0]))
-    return True
+        pairs.append((i, int(candidates[0])))
+    return pairs
 
 
 def _confident(d: Detections) -> Detections:
@@ -173,12 +176,26 @@ def matched(a: Detections, b: Detections) -> bool:
     (score >= 0.5) are found among the other's shown ones (>= 0.25), same label, IoU >= 0.5.
     A box whose score moves across the shown threshold (INT8 rounds scores) is no
     disagreement; a confident box lost, moved or relabelled is."""
-    return _found_by(_confident(a), b) and _found_by(_confident(b), a)
+    return _pairs(_confident(a), b) is not None and _pairs(_confident(b), a) is not None
+
+
+def _of_objects(objects: list[dict[str, Any]], labels: list[str]) -> Detections:
+    """predict's objects (label, score, box in the photo's pixels) as Detections."""
+    boxes = np.asarray([o["box"] for o in objects], np.float32).reshape(-1, 4)
+    return Detections(boxes, np.asarray([o["score"] for o in objects], np.float32),
+                      np.asarray([labels.index(o["label"]) for o in objects], np.int64))
+
+
+def _named(d: Detections, labels: list[str]) -> str:
+    return ", ".join(f"{labels[int(c)]} {s:.2f} at [{', '.join(f'{v:.0f}' for v in b)}]"
+                     for b, s, c in zip(d.boxes, d.scores, d.classes)) or "none"
 
 
 class Detection(Task):
     name = "detection"
     metric = "map"
+    metric_title = "mAP"
+    decodes = True  # NMS on the CPU after every call
     head_kind = "detection"
 
     def output_shape(self, labels: list[str]) -> tuple[int | None, ...]:
@@ -202,14 +219,44 @@ class Detection(Task):
         return Score(self.metric, figures["map"], len(found), {"map50": figures["map50"],
                                                                 "per_class": figures["per_class"]})
 
-    def agree(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        same: np.ndarray = np.asarray([matched(x, y) for x, y in zip(self.predictions(a), self.predictions(b),
-                                                                      strict=True)], bool)
+    def same(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        same: np.ndarray = np.asarray([matched(x, y) for x, y in zip(a, b, strict=True)], bool)
         return same
 
     def top(self, outputs: np.ndarray, labels: list[str], k: int) -> list[list[tuple[str, float]]]:
         return [[(labels[int(c)], float(s)) for c, s in zip(d.classes[:k], d.scores[:k])]
                 for d in self.predictions(outputs)]
+
+    def shown(self, outputs: np.ndarray, labels: list[str], k: int,
+              to_photo: Sequence[Callable[[np.ndarray], np.ndarray]]) -> list[dict[str, Any]]:
+        """Every object shown (score >= 0.25, whatever `k`), best first: label, score and
+        box [x0, y0, x1, y1] in the pixels of the file itself (`to_photo` undoes the letterbox)."""
+        shown = []
+        for found, place in zip(self.predictions(outputs), to_photo, strict=True):
+            objects = [{"label": labels[int(c)], "score": round(float(s), 4), "box": [round(float(v), 1) for v in b]}
+                       for b, s, c in zip(place(found.boxes), found.scores, found.classes)]
+            shown.append({"labels": [o["label"] for o in objects], "scores": [o["score"] for o in objects],
+                          "objects": objects})
+        return shown
+
+    def reference_answer(self, shown: dict[str, Any], labels: list[str]) -> dict[str, Any]:
+        return {"objects": shown["objects"]}
+
+    def check_answer(self, expected: dict[str, Any], shown: dict[str, Any], labels: list[str],
+                     tolerance: float) -> AnswerCheck:
+        """The same objects (each side's confident ones found among the other's shown
+        ones, as the parity gate asks), and the scores of the packaged objects found within
+        the tolerance."""
+        packaged, got = _of_objects(expected["objects"], labels), _of_objects(shown["objects"], labels)
+        same = matched(packaged, got)
+        diff = max((abs(float(packaged.scores[i] - got.scores[j])) for i, j in _pairs(packaged, got, strict=False)
+                    or []), default=0.0)
+        if not same:
+            return AnswerCheck(same, diff, f"found {_named(_confident(got), labels)}, packaged with "
+                                           f"{_named(_confident(packaged), labels)}")
+        if diff > tolerance:
+            return AnswerCheck(same, diff, f"a score moved by {diff:.4f} (tolerance {tolerance:g})")
+        return AnswerCheck(same, diff)
 
 
 DETECTION = register(Detection())

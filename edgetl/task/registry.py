@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -29,10 +30,22 @@ class Score:
     details: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
+@dataclasses.dataclass
+class AnswerCheck:
+    """One reference file on a device against its packaged answer: whether the prediction
+    is the same, the largest score difference, and what differs when it fails."""
+
+    same: bool
+    diff: float
+    failure: str | None = None
+
+
 class Task(abc.ABC):
     name: str = ""
-    metric: str = ""  # the name of Score.value, as tables and cards print it
+    metric: str = ""  # the name of Score.value, as cards and JSON record it (a run's card: val_<metric>)
+    metric_title: str = ""  # how tables and READMEs head it
     head_kind: str = ""  # the training side's head and loss for this task (finetune/model.py)
+    decodes: bool = False  # predictions take measurable work after the model (bench times it apart)
 
     @abc.abstractmethod
     def output_shape(self, labels: list[str]) -> tuple[int | None, ...]:
@@ -51,12 +64,34 @@ class Task(abc.ABC):
         """The metric of raw outputs against the truths of the same samples."""
 
     @abc.abstractmethod
+    def same(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Per sample, whether two models' predictions (of `predictions`) are the same."""
+
     def agree(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Per sample, whether two models' raw outputs give the same prediction."""
+        return self.same(self.predictions(a), self.predictions(b))
 
     @abc.abstractmethod
     def top(self, outputs: np.ndarray, labels: list[str], k: int) -> list[list[tuple[str, float]]]:
-        """What predict shows for each sample: up to `k` (label, score) pairs, best first."""
+        """Up to `k` (label, score) pairs per sample, best first."""
+
+    def shown(self, outputs: np.ndarray, labels: list[str], k: int,
+              to_photo: Sequence[Callable[[np.ndarray], np.ndarray]]) -> list[dict[str, Any]]:
+        """What predict reports for each sample: `labels` and `scores` best first, and the
+        task's own fields; `to_photo[i]` maps sample i's input pixels to its file's."""
+        return [{"labels": [label for label, _ in pairs], "scores": [score for _, score in pairs]}
+                for pairs in self.top(outputs, labels, k)]
+
+    @abc.abstractmethod
+    def reference_answer(self, shown: dict[str, Any], labels: list[str]) -> dict[str, Any]:
+        """What a bundle records of one reference file's prediction (from `shown`, with
+        every label: predict's `top_k` = the number of labels)."""
+
+    @abc.abstractmethod
+    def check_answer(self, expected: dict[str, Any], shown: dict[str, Any], labels: list[str],
+                     tolerance: float) -> AnswerCheck:
+        """A device's prediction of a reference file against the packaged answer, scores
+        allowed to move by `tolerance` (the model precision's)."""
 
 
 def register(task: Task) -> Task:
@@ -64,4 +99,4 @@ def register(task: Task) -> Task:
     return task
 
 
-__all__ = ["TASKS", "Score", "Task", "register"]
+__all__ = ["TASKS", "AnswerCheck", "Score", "Task", "register"]
