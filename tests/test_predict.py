@@ -3,8 +3,11 @@ named one per line."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -65,3 +68,43 @@ def test_predict_needs_no_torch(quant_onnx, quant_digits):
             "assert 'torch' not in sys.modules, 'torch was imported'")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.skipif(not shutil.which("setpriv") or os.geteuid() != 0, reason="needs root to become another user")
+def test_a_file_another_user_cannot_read_is_skipped_and_the_rest_predicted(quant_onnx, quant_digits, tmp_path):
+    """As an ordinary user (uid 65534, root reads every file): a photo without read
+    permission among readable ones is a `skipped:` line naming it, the others are predicted."""
+    import tempfile
+
+    world = Path(tempfile.mkdtemp(prefix="edgetl-nobody-"))  # pytest's folders are root's alone
+    request_cleanup = world
+    for name in (quant_onnx.name, "edgetl.json"):
+        shutil.copy(quant_onnx.parent / name, world / name)
+    good, locked = world / "good.png", world / "locked.png"
+    shutil.copy(next((quant_digits / "val" / "0").glob("*.png")), good)
+    shutil.copy(good, locked)
+    locked.chmod(0)
+    (world / "home").mkdir()
+    for path in (world, world / "home"):
+        path.chmod(0o777)
+    env = {**os.environ, "HOME": str(world / "home"), "XDG_CACHE_HOME": str(world / "home" / ".cache")}
+    env.pop("EDGETL_CACHE", None)
+    as_nobody = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
+    done = subprocess.run([*as_nobody, sys.executable, "-m", "edgetl", "predict", str(world / quant_onnx.name),
+                           str(good), str(locked), "--json"], capture_output=True, text=True, env=env, cwd=world)
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout)
+    assert rows[0]["error"] is None and rows[0]["labels"]
+    assert rows[1]["error"] and "permission" in rows[1]["error"].lower() and "locked.png" in rows[1]["error"]
+    assert [line for line in done.stderr.splitlines() if line.startswith("skipped: ")]
+    alone = subprocess.run([*as_nobody, sys.executable, "-m", "edgetl", "predict", str(world / quant_onnx.name),
+                            str(locked)], capture_output=True, text=True, env=env, cwd=world)
+    assert alone.returncode == 2 and "Traceback" not in alone.stderr and "locked.png" in alone.stderr
+    hidden = world / "hidden"  # a model in a folder this user cannot enter
+    hidden.mkdir(mode=0o700)
+    shutil.copy(world / quant_onnx.name, hidden / quant_onnx.name)
+    refused = subprocess.run([*as_nobody, sys.executable, "-m", "edgetl", "predict", str(hidden / quant_onnx.name),
+                              str(good)], capture_output=True, text=True, env=env, cwd=world)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
+    assert "permission denied" in refused.stderr and "ls -ld" in refused.stderr
+    shutil.rmtree(request_cleanup)

@@ -34,6 +34,11 @@ class EdgeTLGroup(click.Group):
             click.echo(f"error: {exc.format_message()}", err=True)
             click.echo(f"hint: {command} --help lists the options and their values", err=True)
             ctx.exit(2)
+        except PermissionError as exc:  # a path this user may not read or write, wherever edgetl met it
+            click.echo(f"error: permission denied: {exc.filename or exc}", err=True)
+            click.echo("hint: the user running edgetl needs read permission on its inputs (and on every folder "
+                       "above them) and write permission where it writes; check with ls -ld", err=True)
+            ctx.exit(2)
         except KeyboardInterrupt:
             click.echo("interrupted; nothing was written", err=True)
             ctx.exit(130)

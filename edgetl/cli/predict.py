@@ -11,7 +11,7 @@ from edgetl.runtime.settings import PredictSettings
 
 @click.command("predict")
 @click.argument("artifact", type=click.Path())
-@click.argument("files", nargs=-1, type=click.Path())
+@click.argument("files", nargs=-1, type=click.Path(readable=False))  # each unreadable one is skipped, named
 @options.from_settings(PredictSettings, skip={"threads"})
 @options.threads(default="[default: 1 on a recording, else half of the usable cores, at least 1]")
 @options.json_flag("one list: file, labels, scores, error (a detector's: objects, each label, score, box)")
