@@ -88,6 +88,8 @@ class ModelCard:
         if missing:
             raise ArtifactError(f"{where} lacks the fields {', '.join(missing)}",
                                 hint="the card was damaged: export the model again")
+        for key, problem in _problems(data):
+            raise ArtifactError(f"{where}: {key} {problem}", hint="the card was damaged: export the model again")
         return cls(**{k: v for k, v in data.items() if k in fields})
 
     @classmethod
@@ -114,6 +116,35 @@ class ModelCard:
         if not path.is_file():
             raise ArtifactError(f"no model card at {path}", hint="pass a run directory made by `edgetl finetune`")
         return cls.from_json(path.read_text(), where=str(path))
+
+
+_OBJECTS = ("input", "preprocessing", "source", "metrics", "streaming", "parts", "build")
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+def _problems(data: dict[str, Any]):
+    """(field, what is wrong) for each field of a card's JSON whose type is not the card's:
+    a card another tool or version wrote is named by its field, never used half-read."""
+    labels = data["labels"]
+    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
+        yield "labels", f"must be a list of names, got {_short(labels)}"
+    for key in ("modality", "task"):
+        if key in data and not (isinstance(data[key], str) and data[key]):
+            yield key, f"must be a name, got {_short(data[key])}"
+    if "precision" in data and data["precision"] not in PRECISIONS:
+        yield "precision", f"must be one of {', '.join(PRECISIONS)}, got {_short(data['precision'])}"
+    for key in _OBJECTS:
+        if key in data and not isinstance(data[key], dict):
+            yield key, f"must be an object, got {_short(data[key])}"
+    shape = data["input"].get("shape") if isinstance(data["input"], dict) else None
+    if shape is not None and not (isinstance(shape, list) and all(d is None or (isinstance(d, int) and d > 0)
+                                                                  for d in shape)):
+        yield "input.shape", f"must be a list of sizes (null where open), got {_short(shape)}"
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def run_card(*, labels: list[str], preprocessing, backbone_name: str, backbone, settings: dict, data, train_labels,

@@ -33,6 +33,9 @@ def load_run(path: str | os.PathLike, map_location: str = "cpu") -> tuple[Classi
                             hint=f"it is exported already: pass {path / 'model.onnx'} (or the folder) to the command")
     if not ckpt.is_file():
         raise ArtifactError(f"{path} has no checkpoint ({CHECKPOINT})", hint="the run may have been interrupted; train again")
+    if not isinstance(card.source.get("backbone"), str):
+        raise ArtifactError(f"{path / CARD_FILENAME} does not name the run's backbone (source.backbone)",
+                            hint="the card was damaged: train the run again, or pass its exported model.onnx")
     if card.task == "detection":
         from edgetl.finetune.detector import load_detector
 

@@ -259,18 +259,19 @@ def _reference(job: _Job) -> _Reference:
     calib = calibration_samples(job.card, s.calib, s.samples, s.seed)
     val = bound_samples(job.card, s.val, s.calib, s.samples, s.seed)
     kind = "labels" if val.labels is not None else "fp32"
-    if s.max_drop is not None and 1 / len(val) > s.max_drop:
+    task = task_of(job.card)
+    # accuracy moves in steps of one answer (mAP has no such step)
+    if s.max_drop is not None and 1 / len(val) > s.max_drop and (task.metric == "accuracy" or kind == "fp32"):
         log.warning(f"with {len(val)} validation samples one changed answer is {100 / len(val):.2f} pt, "
                     f"more than --max-drop {100 * s.max_drop:.2f} pt: INT8 may lose no answer at all "
                     "(pass --val with more labelled samples for a finer bound)")
-    progress.info(f"measuring FP32 accuracy on {len(val)} validation samples" if kind == "labels" else
+    progress.info(f"measuring FP32 {task.metric_title} on {len(val)} validation samples" if kind == "labels" else
                   f"bounding INT8 by its agreement with FP32 on {len(val)} unlabelled target samples "
                   "held out from calibration")
     fp32_logits = _logits(job.model, val.x)
     if kind == "fp32":  # an accuracy drop against FP32's own answers bounds the drop against any labels
-        val = dataclasses.replace(val, labels=task_of(job.card).predictions(fp32_logits))
-    return _Reference(calib, val, kind, fp32_logits,
-                      _accuracy(fp32_logits, val.labels, task_of(job.card), list(job.card.labels)))
+        val = dataclasses.replace(val, labels=task.predictions(fp32_logits))
+    return _Reference(calib, val, kind, fp32_logits, _accuracy(fp32_logits, val.labels, task, list(job.card.labels)))
 
 
 def _post_training(job: _Job, ref: _Reference, work: Path) -> _Int8:
