@@ -20,7 +20,8 @@ def print_summary(result) -> None:
     bench = result.stage("bench")
     if bench and bench.figures.get("rows"):
         rows = Table(title="every artifact on its backend (batch 1)", title_justify="left")
-        for col in ("artifact", "backend", "accuracy", "drop pt", "p50 ms", "MB"):
+        metric = "/".join(dict.fromkeys(r.get("metric", "accuracy") for r in bench.figures["rows"])) or "accuracy"
+        for col in ("artifact", "backend", metric, "drop pt", "p50 ms", "MB"):
             rows.add_column(col, justify="left" if col in ("artifact", "backend") else "right")
         for r in bench.figures["rows"]:
             if r["batch"] == 1 and not r["error"]:
@@ -35,17 +36,19 @@ def _fmt(value, pattern: str, scale: float = 1.0) -> str:
 
 def _figures(stage) -> str:
     f = stage.figures
+    metric = f.get("metric", "accuracy")  # the task's: accuracy, mAP
     if stage.error:
         return stage.error
     if "models" in f:  # an import
-        return f"{', '.join(f['models'])}: val accuracy {_fmt(f['val_accuracy'], '{:.4f}')}"
+        return f"{', '.join(f['models'])}: val {metric} {_fmt(f['val_accuracy'], '{:.4f}')}"
     if "val_accuracy" in f:
-        return f"val accuracy {f['val_accuracy']:.4f} (epoch {f['best_epoch']})" + (
+        return f"val {metric} {f['val_accuracy']:.4f} (epoch {f['best_epoch']})" + (
             f", target {f['target_accuracy']:.4f} ({f['adaptation']})" if "target_accuracy" in f else "")
     if "int8_accuracy" in f:
-        return f"{f['model']}: {f['fp32_accuracy']:.4f} -> {f['int8_accuracy']:.4f} ({f['float_layers']} in float)"
+        return (f"{f['model']}: {metric} {f['fp32_accuracy']:.4f} -> {f['int8_accuracy']:.4f} "
+                f"({f['float_layers']} in float)")
     if "accuracy" in f:
-        return f"{f['split']} accuracy {f['accuracy']:.4f} ({f['n']})"
+        return f"{f['split']} {metric} {f['accuracy']:.4f} ({f['n']})"
     if "streaming" in f:
         st = f["streaming"]
         return f"streaming: test FRR {st.get('test_frr', float('nan')):.3f} at {st.get('test_fa_per_hour', 0):.1f} FA/h"

@@ -13,6 +13,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +102,7 @@ class ModelCard:
                                 hint="the card was damaged: export the model again") from None
         return cls.from_dict(data, where)
 
-    def save(self, path: str | os.PathLike) -> Path:
+    def save(self, path: str | os.PathLike[str]) -> Path:
         """Write atomically: a temporary name, then rename."""
         path = Path(path)
         if path.is_dir():
@@ -109,7 +110,7 @@ class ModelCard:
         return write_atomic(path, self.to_json() + "\n")
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> ModelCard:
+    def load(cls, path: str | os.PathLike[str]) -> ModelCard:
         path = Path(path)
         if path.is_dir():
             path = path / CARD_FILENAME
@@ -122,7 +123,7 @@ _OBJECTS = ("input", "preprocessing", "source", "metrics", "streaming", "parts",
 PRECISIONS = ("fp32", "fp16", "int8")
 
 
-def _problems(data: dict[str, Any]):
+def _problems(data: dict[str, Any]) -> Iterator[tuple[str, str]]:
     """(field, what is wrong) for each field of a card's JSON whose type is not the card's:
     a card another tool or version wrote is named by its field, never used half-read."""
     labels = data["labels"]
@@ -147,9 +148,9 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def run_card(*, labels: list[str], preprocessing, backbone_name: str, backbone, settings: dict, data, train_labels,
-             history: list[dict], best_epoch: int, device: str, world_size: int, train_seconds: float,
-             adaptation: dict | None = None, task: str = "classification") -> ModelCard:
+def run_card(*, labels: list[str], preprocessing: Any, backbone_name: str, backbone: Any, settings: dict[str, Any],
+             data: Any, train_labels: Any, history: list[dict[str, Any]], best_epoch: int, device: str, world_size: int,
+             train_seconds: float, adaptation: dict[str, Any] | None = None, task: str = "classification") -> ModelCard:
     """The card of a fine-tuning run: what it takes (the preprocessing, which names its
     modality), where it came from (backbone, settings, data, counts, device) and what it
     reached (the kept epoch's figures; an adapted run's final validation accuracy)."""

@@ -14,8 +14,10 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from edgetl.core.errors import ConfigError
 from edgetl.core.paths import cache_dir
@@ -90,7 +92,7 @@ def remove(entry: Entry) -> None:
         entry.path.unlink(missing_ok=True)
 
 
-def chosen_kinds(kinds) -> tuple[str, ...]:
+def chosen_kinds(kinds: Iterable[str]) -> tuple[str, ...]:
     """The kinds `kinds` names ("all", or names of KINDS), in order, each once."""
     chosen = tuple(KINDS) if "all" in kinds else tuple(dict.fromkeys(kinds))
     unknown = [k for k in chosen if k not in KINDS]
@@ -99,7 +101,7 @@ def chosen_kinds(kinds) -> tuple[str, ...]:
     return chosen
 
 
-def usage() -> dict[str, dict]:
+def usage() -> dict[str, dict[str, Any]]:
     """Each kind's entries, bytes, last use (None when empty) and writes never finished."""
     summary = {}
     for kind in KINDS:
@@ -110,7 +112,7 @@ def usage() -> dict[str, dict]:
     return summary
 
 
-def clear(kinds=("all",), older_than: float | None = None) -> list[Entry]:
+def clear(kinds: Iterable[str] = ("all",), older_than: float | None = None) -> list[Entry]:
     """Remove the entries of `kinds` ("all", or names of KINDS), those unused for
     `older_than` days when given; the removed entries."""
     kinds = chosen_kinds(kinds)

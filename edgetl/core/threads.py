@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from contextvars import ContextVar
 
 # The count a command asked for, while it runs: what `threads=None` means inside it
@@ -37,7 +38,7 @@ def resolve_threads(threads: int | None) -> int:
 
 
 @contextlib.contextmanager
-def using_threads(threads: int | None):
+def using_threads(threads: int | None) -> Iterator[int]:
     """Within this block, `threads=None` means `threads` (resolved); yields the count."""
     n = resolve_threads(threads)
     token = _current.set(n)

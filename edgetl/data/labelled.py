@@ -29,7 +29,7 @@ class LabelledSplit:
         return len(self.truths)
 
 
-def labelled_split(data, split: str, card: ModelCard, progress=None) -> LabelledSplit:
+def labelled_split(data: str | Path, split: str, card: ModelCard, progress: Any = None) -> LabelledSplit:
     """`split` of the labelled data set `data`, in the card's preprocessing and task."""
     pre = preprocessing_of(card)
     if card.task == "detection":
@@ -39,7 +39,7 @@ def labelled_split(data, split: str, card: ModelCard, progress=None) -> Labelled
     return LabelledSplit(folder.name, cached, labels, len(folder) - len(labels))
 
 
-def _detection_split(data: Path, split: str, card: ModelCard, pre, progress) -> LabelledSplit:
+def _detection_split(data: Path, split: str, card: ModelCard, pre: Any, progress: Any) -> LabelledSplit:
     from edgetl.data.detection import Boxes, open_detection
 
     dataset = open_detection(data)
@@ -71,7 +71,7 @@ class ReferenceFile:
     truth: dict[str, Any] | None = None  # {"size": [w, h], "boxes": [[x0, y0, x1, y1]...], "labels": [...]}
 
 
-def reference_files(card: ModelCard, data, n: int) -> list[ReferenceFile]:
+def reference_files(card: ModelCard, data: str | Path | None, n: int) -> list[ReferenceFile]:
     """Up to `n` files of the data set `data` (its test split, else val), taken class by
     class in turn so that every class is there (a detector's: photos that show it)."""
     from edgetl.data.detection import open_detection

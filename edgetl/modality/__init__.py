@@ -17,7 +17,7 @@ import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -54,7 +54,8 @@ def claiming(suffixes: set[str], besides: str) -> Modality | None:
 
 def preprocessing_of(card: ModelCard) -> Preprocessing:
     """The card's preprocessing, as the runtime applies it."""
-    return get(card.modality).preprocessing.from_dict(card.preprocessing)
+    pre: Preprocessing = get(card.modality).preprocessing.from_dict(card.preprocessing)
+    return pre
 
 
 def list_files(folder: Path, modality: Modality) -> list[Path]:
@@ -77,7 +78,7 @@ def decode_into(paths: Sequence[Path], preprocessing: Preprocessing, out: np.nda
     workers = workers or min(16, (os.cpu_count() or 2) * 2)
     reasons: list[str] = []
 
-    def work(path: Path):
+    def work(path: Path) -> np.ndarray | None:
         try:
             return preprocessing.prepare(preprocessing.read(path))
         except DataError as exc:
@@ -100,14 +101,14 @@ def decode_into(paths: Sequence[Path], preprocessing: Preprocessing, out: np.nda
     return keep, reasons
 
 
-def decoded_labels(folder, keep: np.ndarray, reasons: list[str], noun: str, skipped_as: str) -> np.ndarray:
+def decoded_labels(folder: Any, keep: np.ndarray, reasons: list[str], noun: str, skipped_as: str) -> np.ndarray:
     """The labels of a split's readable files; one warning names the skipped ones, and a
     training split that loses every file of a class (or a split that loses all) is an error."""
     skipped = [p for p, k in zip(folder.paths, keep) if not k]
     if skipped:
         log.warning("skipped %d %s in %s: %s (e.g. %s)", len(skipped), skipped_as, folder.name,
                     summarize(skipped), reasons[0] if reasons else "unreadable")
-    labels = np.asarray(folder.labels, np.int64)[keep]
+    labels: np.ndarray = np.asarray(folder.labels, np.int64)[keep]
     if folder.name == "train":
         present, kept = set(folder.labels), set(labels.tolist())
         lost = [c for i, c in enumerate(folder.classes) if i in present and i not in kept]
@@ -120,7 +121,7 @@ def decoded_labels(folder, keep: np.ndarray, reasons: list[str], noun: str, skip
     return labels
 
 
-def decode_split(folder, preprocessing: Preprocessing, workers: int | None = None,
+def decode_split(folder: Any, preprocessing: Preprocessing, workers: int | None = None,
                  progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Read and prepare every file of a split once, in memory: (cached samples, int64
     labels). Unreadable files are skipped with one warning that names them. A whole

@@ -35,7 +35,7 @@ SAMPLE_RATES = (4000, 768000)
 _REMEDY = "re-save it as a 16-bit WAV (e.g. `ffmpeg -i IN -ac 1 -ar 16000 OUT.wav`), or remove it"
 
 
-def audio_info(path: str | Path):
+def audio_info(path: str | Path) -> Any:
     """soundfile's info on `path`; an unreadable file is a DataError that says so."""
     import soundfile as sf
 
@@ -54,12 +54,12 @@ def audio_info(path: str | Path):
     return info
 
 
-def _unreadable(path, exc: BaseException) -> DataError:
+def _unreadable(path: str | Path, exc: BaseException) -> DataError:
     reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return DataError(f"cannot read audio {path}: {reason}", hint=_REMEDY)
 
 
-def _mono(block: np.ndarray, path) -> np.ndarray:
+def _mono(block: np.ndarray, path: str | Path) -> np.ndarray:
     """Frames x channels -> mono; NaN or infinite samples are a DataError."""
     if not np.isfinite(block).all():
         raise DataError(f"audio file {path} holds NaN or infinite samples", hint=_REMEDY)
@@ -155,7 +155,7 @@ class AudioPreprocessing:
     kind = "audio"
     cache_dtype = np.float32
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         object.__setattr__(self, "sample_rate", int(self.sample_rate))
         object.__setattr__(self, "window", int(self.window))
         object.__setattr__(self, "search_step", int(self.search_step))
@@ -168,7 +168,7 @@ class AudioPreprocessing:
     def seconds(self) -> float:
         return self.window / self.sample_rate
 
-    def with_size(self, size: int):
+    def with_size(self, size: int) -> AudioPreprocessing:
         raise ConfigError("--input-size applies to image backbones", hint="drop it: an audio model's input is "
                           f"{self.seconds:g} s of {self.sample_rate} Hz audio")
 
@@ -227,8 +227,7 @@ class AudioTrainingOptions(Settings):
                                          "speech); default: when the data has _background_noise_.")
 
     def validate(self) -> None:
-        low, high = (tuple(self.noise_snr_db) + (None, None))[:2]
-        if len(self.noise_snr_db) != 2 or not -20 <= low <= high <= 100:
+        if len(self.noise_snr_db) != 2 or not -20 <= self.noise_snr_db[0] <= self.noise_snr_db[1] <= 100:
             raise ConfigError(f"the noise SNR range must be LOW <= HIGH within -20..100 dB, got {self.noise_snr_db}",
                               hint="e.g. 5:20")
 

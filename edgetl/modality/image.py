@@ -46,13 +46,12 @@ def load_image(path: str | Path) -> Image.Image:
             with Image.open(path) as img:
                 _reduce_if_huge(img, path)
                 img.load()
-                img = ImageOps.exif_transpose(img)
-                return to_rgb(img)
+                return to_rgb(ImageOps.exif_transpose(img))
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise DataError(f"cannot read image {path}: {exc}", hint="re-save it as JPEG or PNG, or remove it") from None
 
 
-def _reduce_if_huge(img: Image.Image, path) -> None:
+def _reduce_if_huge(img: Image.Image, path: str | Path) -> None:
     """JPEGs above MAX_PIXELS decode at 1/2, 1/4 or 1/8 scale (the same on every device:
     training and runtime share this function); other formats that large are refused."""
     w, h = img.size
@@ -113,7 +112,7 @@ class ImagePreprocessing:
     layout: str = "NCHW"
     dtype: str = "float32"
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.interpolation not in _INTERPOLATION:
             raise ValueError(f"unknown interpolation {self.interpolation!r}")
         for name, allowed in (("crop", CROPS), ("channels", CHANNELS), ("layout", LAYOUTS), ("dtype", DTYPES)):
@@ -198,7 +197,8 @@ class ImagePreprocessing:
         unit = self.boxes_to_input(np.asarray([[0, 0, 1, 1]], np.float32), width, height)[0]
         scale, offset = unit[2:] - unit[:2], unit[:2]
         out = (boxes - np.concatenate([offset, offset])) / np.concatenate([scale, scale])
-        return np.clip(out, 0, np.asarray([width, height, width, height], np.float32))
+        clipped: np.ndarray = np.clip(out, 0, np.asarray([width, height, width, height], np.float32))
+        return clipped
 
     def resize_crop(self, img: Image.Image) -> np.ndarray:
         """RGB PIL image -> uint8 HWC array of `size` (the part worth caching)."""

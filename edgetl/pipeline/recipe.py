@@ -3,7 +3,7 @@ settings objects and nothing else.
 
 ```yaml
 name: digits-lite0
-data: {digits: {size: 64}}          # or {folder: path/to/data}, or {keywords: {...}}
+data: {digits: {size: 64}}          # or {folder: path/to/data}, {keywords: {...}}, {digit_scenes: {...}}
 target: {digits: {domain: textured}}   # optional: unlabelled device data (domain adaptation)
 finetune: {backbone: efficientnet_lite0, strategy: full, epochs: 6, input_size: 64, image: {hflip: false}}
 # or, for a model trained elsewhere, instead of finetune (and export):
@@ -29,7 +29,7 @@ from pathlib import Path
 from edgetl.bench.settings import BenchSettings
 from edgetl.core.errors import ConfigError
 from edgetl.core.settings import Settings, setting, shown
-from edgetl.data.settings import DigitsSettings, KeywordsSettings
+from edgetl.data.settings import DigitScenesSettings, DigitsSettings, KeywordsSettings
 from edgetl.deploy.settings import PackageSettings
 from edgetl.evaluate.settings import EvaluateSettings, StreamEvalSettings
 from edgetl.export.settings import ExportSettings
@@ -49,12 +49,13 @@ class DataSource(Settings):
                                  path=True)
     digits: DigitsSettings | None = setting(None, "The built-in digits.")
     keywords: KeywordsSettings | None = setting(None, "The built-in spoken keywords.")
+    digit_scenes: DigitScenesSettings | None = setting(None, "The built-in detection scenes (digits on photos).")
 
     def validate(self) -> None:
-        given = [k for k in ("folder", "digits", "keywords") if getattr(self, k) is not None]
+        given = [k for k in ("folder", "digits", "keywords", "digit_scenes") if getattr(self, k) is not None]
         if len(given) != 1:
-            raise ConfigError(f"a data source is one of folder, digits or keywords, got {', '.join(given) or 'none'}",
-                              hint="e.g. data: {digits: {size: 64}}")
+            raise ConfigError("a data source is one of folder, digits, keywords or digit_scenes, got "
+                              f"{', '.join(given) or 'none'}", hint="e.g. data: {digits: {size: 64}}")
 
 
 @dataclasses.dataclass(frozen=True)

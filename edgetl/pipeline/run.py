@@ -31,6 +31,9 @@ from edgetl.core.outputs import write_atomic
 from edgetl.importer.settings import ImportSettings
 from edgetl.pipeline.cache import StageCache, fingerprint, stage_key, versions
 from edgetl.pipeline.recipe import DataSource, Recipe
+from edgetl.runtime.artifacts import read_card
+from edgetl.task import get as get_task
+from edgetl.task import task_of
 
 STAGES = ("data", "target", "finetune", "import", "evaluate", "export", "quantize", "bench", "package")
 SUMMARY = "summary.json"
@@ -205,6 +208,10 @@ class Pipeline:
                 from edgetl.data.digits import make_digits
 
                 make_digits(out, source.digits, overwrite=True)
+            elif source.digit_scenes is not None:
+                from edgetl.data.digit_scenes import make_digit_scenes
+
+                make_digit_scenes(out, source.digit_scenes, overwrite=True)
             else:
                 from edgetl.data.keywords import make_keywords
 
@@ -227,7 +234,7 @@ class Pipeline:
 
             result = finetune(self.data_dir, cfg.backbone, self.run_dir, overwrite=True, settings=cfg)
             figures = {"val_accuracy": result.val_accuracy, "best_epoch": result.best_epoch,
-                       "epochs_run": len(result.history)}
+                       "epochs_run": len(result.history), "metric": task_of(result.card).metric_title}
             adaptation = result.card.source.get("adaptation")
             if adaptation:
                 figures["adaptation"] = adaptation.get("method")
@@ -262,7 +269,8 @@ class Pipeline:
             from edgetl.evaluate.accuracy import evaluate
 
             report = evaluate(self.run_dir, self.data_dir, s)
-            return [], {"accuracy": report.accuracy, "n": report.n, "split": report.split}
+            return [], {"accuracy": report.accuracy, "n": report.n, "split": report.split,
+                        "metric": get_task(report.task).metric_title}
 
         return s.to_dict(), self._outputs(self._model_stages()[0]), work
 
@@ -311,7 +319,8 @@ class Pipeline:
             outputs = [result.out] + ([result.out.with_suffix(".bin")] if result.out.suffix == ".xml" else [])
             return outputs, {"model": result.out.name, "fp32_accuracy": result.fp32_accuracy,
                              "int8_accuracy": result.int8_accuracy, "drop": result.drop,
-                             "float_layers": len(result.float_layers), "method": result.method}
+                             "float_layers": len(result.float_layers), "method": result.method,
+                             "metric": task_of(read_card(result.out)).metric_title}
 
         return q.to_dict(), self._outputs("import" if self.recipe.import_ is not None else "export"), work
 
@@ -325,7 +334,8 @@ class Pipeline:
             json_path = report.write_json(self.folder / "bench.json")
             plot = report.plot(self.folder / "bench.png")
             rows = [{"artifact": Path(r.artifact).name, "backend": r.backend, "batch": r.batch,
-                     "accuracy": r.accuracy, "drop": r.drop, "p50_ms": r.p50_ms, "size_mb": r.size_mb,
+                     "metric": get_task(r.task).metric_title if r.task else "accuracy", "accuracy": r.accuracy,
+                     "drop": r.drop, "p50_ms": r.p50_ms, "size_mb": r.size_mb,
                      "error": r.error} for r in report.rows]
             offenders = report.offenders(s.max_drop) if s.max_drop is not None else []
             if offenders:

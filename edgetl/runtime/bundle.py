@@ -29,6 +29,7 @@ import shutil
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import Any
 
 from edgetl.core.card import CARD_FILENAME, ModelCard
 from edgetl.core.errors import ArtifactError
@@ -178,8 +179,17 @@ class Bundle:
     def model_files(self, target: str) -> list[str]:
         return self.targets[target].files()
 
-    def expected(self, target: str) -> dict:
-        return json.loads((self.root / "reference" / "expected.json").read_text())[target]
+    def expected(self, target: str) -> dict[str, Any]:
+        """A target's packaged answers (labels, precision, answers) from reference/expected.json."""
+        try:
+            expected = json.loads((self.root / "reference" / "expected.json").read_text())[target]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ArtifactError(f"the bundle {self.path} holds no packaged answers of {target} ({exc})",
+                                hint=_REPACKAGE) from None
+        if not (isinstance(expected, dict) and isinstance(expected.get("answers"), list)
+                and isinstance(expected.get("labels"), list)):
+            raise ArtifactError(f"the packaged answers of {target} in {self.path} are damaged", hint=_REPACKAGE)
+        return expected
 
 
 __all__ = ["MANIFEST", "SCHEMA", "TRUTHS", "TOLERANCE", "Bundle", "Manifest", "TargetEntry", "is_bundle",

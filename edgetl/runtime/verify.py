@@ -5,13 +5,15 @@ it was packaged. `load` opens any artifact, a bundle checked first when asked. T
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from edgetl.core.errors import ArtifactError
 from edgetl.runtime.artifacts import kind_of, read_card
 from edgetl.runtime.backends import open_runner
 from edgetl.runtime.bundle import TOLERANCE, Bundle
-from edgetl.runtime.predict import predict
+from edgetl.runtime.predict import Prediction, predict
 from edgetl.runtime.runner import Runner
 from edgetl.runtime.targets import choose, cpu_warning, model_for, target_problem
 from edgetl.task import Task, task_of
@@ -34,11 +36,11 @@ class TargetCheck:
     def passed(self) -> bool:
         return not self.failures
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "passed": self.passed}
 
 
-def verify(path, backend: str | None = None, threads: int | None = None) -> list[TargetCheck]:
+def verify(path: str | Path, backend: str | None = None, threads: int | None = None) -> list[TargetCheck]:
     """Check every checksum, then run the reference files through each target this
     machine can run (or only `backend`) and compare with the packaged answers as the
     model's task does (a classifier: the same top-1 label unless the packaged answer was
@@ -79,12 +81,12 @@ def verify(path, backend: str | None = None, threads: int | None = None) -> list
     return checks
 
 
-def reference_answers(runner_predict, files: list[Path], root: Path, labels: list[str], precision: str,
-                      task: Task) -> dict:
+def reference_answers(runner_predict: Callable[[list[Path]], list[Prediction]], files: list[Path], root: Path,
+                      labels: list[str], precision: str, task: Task) -> dict[str, Any]:
     """What a target answers for the reference files: `runner_predict(files)` gives the
     Prediction of each (all labels); stored relative to the bundle's root, in the task's
     form (a classifier's label and scores, a detector's objects)."""
-    answers = []
+    answers: list[dict[str, Any]] = []
     for f, p in zip(files, runner_predict(files)):
         if not p.ok:
             raise ArtifactError(f"the reference file {f.name} cannot be predicted: {p.error}",
@@ -93,7 +95,7 @@ def reference_answers(runner_predict, files: list[Path], root: Path, labels: lis
     return {"labels": labels, "precision": precision, "answers": answers}
 
 
-def load(artifact, backend: str = "auto", device: str = "cpu", threads: int | None = None,
+def load(artifact: str | Path, backend: str = "auto", device: str = "cpu", threads: int | None = None,
          precision_hint: str | None = None, check_references: bool = False) -> Runner:
     """Open any artifact for inference. A bundle has its checksums checked and runs on the
     fastest of its targets this machine has; with `check_references`, its reference files
