@@ -27,14 +27,16 @@ def describe(source: dict) -> str:
     """A data source as people say it: 'built-in digits (size 64)', 'the folder data/pets'."""
     if source.get("folder"):
         return f"the folder {source['folder']}"
-    name = "digits" if source.get("digits") else "keywords"
+    name = next(n for n in ("digits", "keywords", "digit_scenes") if source.get(n))
     options = ", ".join(f"{k} {v}" for k, v in source[name].items() if v not in (None, False, 0) and k != "words")
-    return f"built-in {name} ({options})" if options else f"built-in {name}"
+    shown = {"digit_scenes": "detection scenes (digits on photos)"}.get(name, name)
+    return f"built-in {shown} ({options})" if options else f"built-in {shown}"
 
 
 def card(summary: dict, recipe: dict, bench: dict | None, machine: dict) -> str:
     stages = {s["name"]: s for s in summary["stages"]}
     fine = stages["finetune"]["figures"]
+    metric = fine.get("metric", "accuracy")  # the task's: accuracy, mAP (COCO 0.5:0.95)
     source = describe(recipe["data"])
     lines = [f"# {recipe['name']}", "", recipe.get("description", ""), "",
              f"Recipe: [`{recipe['name']}.yaml`]({recipe['name']}.yaml). Run it with "
@@ -43,12 +45,12 @@ def card(summary: dict, recipe: dict, bench: dict | None, machine: dict) -> str:
                                     else ""),
              f"- backbone: {recipe['finetune']['backbone']}, strategy {recipe['finetune']['strategy']}, "
              f"{fine.get('epochs_run')} epochs run (best {fine.get('best_epoch')})",
-             f"- validation accuracy {fine['val_accuracy']:.4f}"
+             f"- validation {metric} {fine['val_accuracy']:.4f}"
              + (f"; target accuracy {fine['target_accuracy']:.4f} with {fine.get('adaptation')}"
                 if "target_accuracy" in fine else "")]
     if "evaluate" in stages:
         e = stages["evaluate"]["figures"]
-        lines.append(f"- {e['split']} accuracy {e['accuracy']:.4f} ({e['n']} samples)")
+        lines.append(f"- {e['split']} {metric} {e['accuracy']:.4f} ({e['n']} samples)")
     stream = stages.get("export", {}).get("figures", {}).get("streaming")
     if stream:
         target = recipe.get("streaming", {}).get("target_fa_per_hour")
@@ -71,7 +73,7 @@ def card(summary: dict, recipe: dict, bench: dict | None, machine: dict) -> str:
     if bench:
         lines += ["", "Every artifact on its backend (batch 1, the data set's test split"
                   + (", the source domain" if recipe.get("target") else "") + "):", "",
-                  "| artifact | backend | accuracy | drop (pt) | p50 ms | size MB |", "|---|---|---|---|---|---|"]
+                  f"| artifact | backend | {metric} | drop (pt) | p50 ms | size MB |", "|---|---|---|---|---|---|"]
         for r in bench["rows"]:
             if r["batch"] == 1 and not r.get("error"):
                 drop = "-" if r.get("drop") is None else f"{100 * r['drop']:.2f}"

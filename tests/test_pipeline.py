@@ -173,12 +173,15 @@ def test_a_recipe_data_section_is_its_data_commands_settings():
     settings `edgetl data digits|keywords` and `edgetl.make_digits|make_keywords` take."""
     import typing
 
-    from edgetl.data.settings import DigitsSettings, KeywordsSettings
+    from edgetl.data.settings import DigitScenesSettings, DigitsSettings, KeywordsSettings
     from edgetl.pipeline.recipe import DataSource
 
     hints = typing.get_type_hints(DataSource)
     assert DigitsSettings in typing.get_args(hints["digits"])
     assert KeywordsSettings in typing.get_args(hints["keywords"])
+    assert DigitScenesSettings in typing.get_args(hints["digit_scenes"])
+    scenes = DataSource.from_dict({"digit_scenes": {"images": 40}}).digit_scenes
+    assert scenes.images == 40 and scenes.size == DigitScenesSettings().size
     source = DataSource.from_dict({"keywords": {"words": ["yes", "no"]}})
     assert source.keywords.voices == KeywordsSettings().voices and source.keywords.words == ("yes", "no")
 
