@@ -220,3 +220,59 @@ def test_a_detector_bundle_verifies_on_the_device_and_catches_moved_boxes(detect
     failed = json.loads(CliRunner().invoke(cli, ["-q", "verify", str(bundle), "--backend", "onnxruntime",
                                                  "--json"]).stdout)
     assert not failed[0]["passed"] and "packaged with" in failed[0]["failures"][0], failed
+
+
+def test_an_imported_yolov8_layout_detector_scores_as_the_trained_one(detector_run, tmp_path):
+    """A detector written here in Ultralytics' export convention (0-1 RGB input, output
+    N x (4 + classes) x anchors, class names in the ONNX metadata), imported with --task
+    detection and nothing else: names from the metadata, letterbox and 0-1 pixels assumed
+    and said; evaluated, it scores the mAP of the trained model inside it, and INT8 holds
+    its bound like a trained one's."""
+    import onnx
+
+    from edgetl.finetune.run import load_run
+
+    data, run = detector_run
+    trained, card = load_run(run)
+
+    class Ultralytics(torch.nn.Module):  # its normalisation inside, as YOLO exports take 0-1 pixels
+        def __init__(self):
+            super().__init__()
+            self.inner = trained
+
+        def forward(self, x):
+            return self.inner((x * 255 - 127) / 128)
+
+    size = card.input["shape"][-1]
+    path = tmp_path / "yolo.onnx"
+    torch.onnx.export(Ultralytics().eval(), (torch.rand(1, 3, size, size),), str(path), input_names=["images"],
+                      output_names=["output0"], dynamic_axes={"images": {0: "batch"}, "output0": {0: "batch"}},
+                      opset_version=18, dynamo=False)
+    model = onnx.load(str(path))
+    for key, value in (("names", "{0: '0', 1: '1'}"), ("imgsz", f"[{size}, {size}]"), ("task", "detect")):
+        model.metadata_props.add(key=key, value=value)
+    onnx.save(model, str(path))
+
+    out = tmp_path / "imported"
+    done = CliRunner().invoke(cli, ["import", str(path), "--task", "detection", "--data", str(data), "--threads", "1",
+                                    "--out", str(out)])
+    assert done.exit_code == 0, done.output
+    assert "class names from the model's metadata: 0, 1" in done.output
+    assert "assumed: 0-1 pixels" in done.output and "assumed: photos letterboxed" in done.output
+    imported = json.loads((out / "edgetl.json").read_text())
+    assert imported["task"] == "detection" and imported["preprocessing"]["crop"] == "letterbox"
+    assert imported["metrics"]["val_map"] == pytest.approx(card.metrics["val_map"], abs=0.01)
+    evaluated = CliRunner().invoke(cli, ["-q", "evaluate", str(out / "model.onnx"), "--data", str(data), "--json",
+                                         "--threads", "1"])
+    assert json.loads(evaluated.output)["map"] == pytest.approx(card.metrics["val_map"], abs=0.01)
+    quantized = CliRunner().invoke(cli, ["-q", "quantize", str(out / "model.onnx"), "--target", "onnxruntime",
+                                         "--max-drop", "0.05", "--samples", "24", "--threads", "1"])
+    assert quantized.exit_code == 0, quantized.output
+    from edgetl.runtime.artifacts import read_card
+
+    assert read_card(out / "model.int8.onnx").metrics["accuracy_drop"] <= 0.05 + 1e-9
+
+    wrong = CliRunner().invoke(cli, ["import", str(path), "--task", "detection", "--labels", "a,b,c",
+                                     "--out", str(tmp_path / "wrong")])
+    assert wrong.exit_code == 2 and "3 labels need 7 x anchors" in wrong.output, wrong.output
+    assert not (tmp_path / "wrong").exists()

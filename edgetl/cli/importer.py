@@ -27,11 +27,12 @@ def import_cmd(model, out, overwrite, **settings):
                f"{'x'.join('N' if d is None else str(d) for d in card.input['shape'])} {card.input['dtype']} {takes}")
     for check in result.parity:
         click.echo(f"  {check['artifact']} on {check['backend']}: max-abs {check['max_abs']:.2e} against the source, "
-                   f"top-1 agreement {check['agreement']:.1%} on {check['n']} samples")
+                   f"{'detections' if card.task == 'detection' else 'top-1'} agreement {check['agreement']:.1%} on "
+                   f"{check['n']} samples")
     for note in result.assumed:
         click.echo(f"  assumed: {note}")
     if result.accuracy is not None:
-        click.echo(f"  val accuracy {result.accuracy:.4f}")
+        click.echo(f"  val {'mAP' if card.task == 'detection' else 'accuracy'} {result.accuracy:.4f}")
     click.echo(f"wrote {result.out}: " + ", ".join(m.name for m in result.models))
 
 

@@ -32,7 +32,8 @@ from edgetl.modality.audio import AudioPreprocessing
 from edgetl.modality.image import ImagePreprocessing
 from edgetl.runtime.bundle import sha256
 from edgetl.runtime.signature import TensorSpec
-from edgetl.task import task_of
+from edgetl.task import Task
+from edgetl.task import get as get_task
 from edgetl.task.classification import softmax
 
 CHECK_SAMPLES = 32  # generated photos the import is checked on when no data set is given
@@ -53,13 +54,16 @@ def import_model(model, out, settings: ImportSettings | None = None, overwrite: 
     """Import `model` (a path, or an nn.Module) into the folder `out`; see the module
     docstring. `settings` (or its fields as keyword options): ImportSettings."""
     s = ImportSettings.of(settings, **options)
-    labels = read_labels(s.labels)
+    if s.task == "detection" and s.decoder is None:
+        s = s.replace(decoder="yolov8")  # the one layout edgetl decodes
+    labels = read_labels(s.labels) if s.labels or s.task != "detection" else []
     source_path = None if _is_module(model) else Path(model).expanduser()
     out = check_output(out, "run", overwrite, {"model": source_path, "data set": s.data})
     with using_threads(s.threads) as threads:
         tmp = temp_dir_beside(out)
         try:
             graph, reference = _source(model, source_path, s, tmp, threads)
+            labels = labels or _metadata_names(graph)
             result = _import(graph, reference, source_path, labels, s, tmp, out, threads)
             publish({tmp: out}, "run", overwrite)
             result.models = [out / m.name for m in result.models]
@@ -83,6 +87,21 @@ def read_labels(text: str | None) -> list[str]:
         if "," not in str(text) and ("/" in str(text) or str(text).endswith(".txt")):
             raise ConfigError(f"--labels {text}: no such file", hint="check the path, or give the labels as a,b,c")
         labels = [part.strip() for part in str(text).split(",") if part.strip()]
+    return labels
+
+
+def _metadata_names(graph: Graph) -> list[str]:
+    """A detector's class names from the ONNX metadata Ultralytics writes (`names`:
+    "{0: 'person', 1: 'bicycle'}"), read as text, never evaluated."""
+    import re
+
+    props = {p.key: p.value for p in graph.model.metadata_props} if graph.format == "onnx" else {}
+    names = re.findall(r"(\d+)\s*:\s*(?:'((?:[^'\\]|\\.)*)'|\"((?:[^\"\\]|\\.)*)\")", props.get("names", ""))
+    labels = [single or double for _, single, double in sorted(names, key=lambda n: int(n[0]))]
+    if not labels or [int(i) for i, _, _ in sorted(names, key=lambda n: int(n[0]))] != list(range(len(labels))):
+        raise ConfigError("an imported detector needs its class names, in the order of its scores, and the model's "
+                          "metadata holds none", hint="pass --labels person,car,... or --labels names.txt")
+    progress.info(f"class names from the model's metadata: {', '.join(labels)}")
     return labels
 
 
@@ -146,20 +165,23 @@ def _import(graph: Graph, reference, path: Path | None, labels: list[str], s: Im
         model_input, layout = _checked_input(graph, s)
         scores = _checked_output(graph, s, labels)
         pre = _preprocessing(model_input, layout, s, assumed)
+    task = get_task(s.task)
     index = [o.name for o in graph.outputs].index(scores.name)
     graph.keep_output(scores.name)
     card = ModelCard(labels=labels, modality=pre.kind, task=s.task, preprocessing=pre.to_dict(),
                      input={"name": model_input.name, "shape": list(model_input.shape), "dtype": model_input.dtype,
                             "layout": layout})
-    task_of(card).check_labels(labels)
+    task.check_labels(labels)
     x = _check_inputs(card, pre, s.data)
     expected = _batched(lambda b: reference(b)[index], x, model_input.shape[0])
-    if expected.ndim != 2 or expected.shape[1] != len(labels):
-        raise ConfigError(f"output {scores.name} gives {expected.shape[1:] or 'a scalar'} scores per sample, but "
-                          f"{len(labels)} labels are given", hint=f"pass {expected.shape[-1]} labels"
-                          if expected.ndim == 2 else "pick the output of class scores with --output")
-    probabilities = bool(np.all(expected >= -1e-6) and np.all(expected <= 1 + 1e-6)
-                         and np.allclose(expected.sum(axis=1), 1.0, atol=1e-3))
+    want = task.output_shape(labels)
+    if expected.ndim != 1 + len(want) or expected.shape[1] != want[0]:
+        per = f"{want[0]} x anchors (4 box values + {len(labels)} class scores)" if task.decodes else f"{want[0]} scores"
+        raise ConfigError(f"output {scores.name} gives {'x'.join(map(str, expected.shape[1:])) or 'a scalar'} per "
+                          f"sample, but {len(labels)} labels need {per}",
+                          hint="pick the output with --output, or pass the labels in the order of the model's scores")
+    probabilities = not task.decodes and bool(np.all(expected >= -1e-6) and np.all(expected <= 1 + 1e-6)
+                                              and np.allclose(expected.sum(axis=1), 1.0, atol=1e-3))
     stripped = probabilities and graph.softmax_at_end()
     if stripped:
         graph.strip_softmax()
@@ -181,7 +203,7 @@ def _import(graph: Graph, reference, path: Path | None, labels: list[str], s: Im
 
         progress.info(f"scoring the imported model on the val split of {s.data}")
         accuracy = evaluate(models[0], s.data, split="val", threads=threads).accuracy
-        card.metrics["val_accuracy"] = accuracy
+        card.metrics[f"val_{task.metric}"] = accuracy
     card.metrics["parity"] = parity[0]
     _write_cards(models, card, parity)
     card.save(tmp / CARD_FILENAME)
@@ -293,6 +315,10 @@ def _checked_input(graph: Graph, s: ImportSettings) -> tuple[TensorSpec, str]:
 def _preprocessing(spec: TensorSpec, layout: str, s: ImportSettings, assumed: list[str]) -> ImagePreprocessing:
     size = tuple(spec.shape[2:4]) if layout == "NCHW" else tuple(spec.shape[1:3])
     mean, std = parse_triple(s.mean, "--mean"), parse_triple(s.std, "--std")
+    detector = s.task == "detection"
+    if detector and spec.dtype != "uint8" and mean is None and std is None:
+        mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+        assumed.append("0-1 pixels without normalisation, as Ultralytics' detectors take them (--mean/--std otherwise)")
     if spec.dtype == "uint8":
         if mean is not None or std is not None:
             raise ConfigError(f"input {spec.name} takes uint8 pixels: its normalisation is inside the graph, so "
@@ -308,12 +334,16 @@ def _preprocessing(spec: TensorSpec, layout: str, s: ImportSettings, assumed: li
         std = tuple(v / s.pixel_range for v in std)  # type: ignore[assignment]
     if s.color == "rgb":
         assumed.append("RGB channel order (--color bgr for models trained on OpenCV's BGR)")
-    if s.resize == "crop":
+    resizing = s.resize or ("letterbox" if detector else "crop")
+    if s.resize is None and resizing == "crop":
         assumed.append(f"photos resized to {s.crop_pct:g} crop of the shorter side, then centre-cropped "
                        "(--resize stretch to resize whole photos)")
-    resize = round(min(size) / s.crop_pct) if s.resize == "crop" else max(size)
+    if s.resize is None and resizing == "letterbox":
+        assumed.append("photos letterboxed: fitted whole, grey borders (--resize stretch to resize them whole)")
+    resize = round(min(size) / s.crop_pct) if resizing == "crop" else max(size)
+    crop = {"crop": "center", "stretch": "stretch", "letterbox": "letterbox"}[resizing]
     return ImagePreprocessing(size=size, resize=max(resize, min(size)), interpolation=s.interpolation, mean=mean,
-                              std=std, crop="center" if s.resize == "crop" else "stretch", channels=s.color.upper(),
+                              std=std, crop=crop, channels=s.color.upper(),
                               layout=layout, dtype="uint8" if spec.dtype == "uint8" else "float32")
 
 
@@ -326,6 +356,14 @@ def _checked_output(graph: Graph, s: ImportSettings, labels: list[str]) -> Tenso
         raise ConfigError(f"the model has {len(names)} outputs ({', '.join(_shown(o) for o in graph.outputs)}); "
                           "which one holds the class scores?", hint=f"pass --output NAME, e.g. --output {names[0]}")
     spec = next(o for o in graph.outputs if o.name == (s.output or names[0]))
+    if s.task == "detection":
+        if spec.shape and (len(spec.shape) != 3 or spec.shape[1] not in (None, 4 + len(labels))):
+            raise ConfigError(f"output {spec.name} is {_dims(spec.shape)}; a {s.decoder} detector of {len(labels)} "
+                              f"classes outputs N x {4 + len(labels)} x anchors (box, then one score per class)",
+                              hint="pass the labels in the order of the model's scores, or pick the output with "
+                                   "--output" if len(spec.shape) == 3 else "export the model without NMS in the graph "
+                                   "(Ultralytics: nms=False)")
+        return spec
     if spec.shape and (len(spec.shape) != 2 or (spec.shape[1] is not None and spec.shape[1] != len(labels))):
         if len(spec.shape) == 2:
             raise ConfigError(f"output {spec.name} holds {spec.shape[1]} class scores, but {len(labels)} labels are "
@@ -394,7 +432,7 @@ def _write_models(graph: Graph, card: ModelCard, tmp: Path, x: np.ndarray, expec
         graph.model.set_rt_info(card.to_json(), OPENVINO_CARD_KEY)
         ov.save_model(graph.model, str(tmp / "model.xml"), compress_to_fp16=False)
         models.append(tmp / "model.xml")
-    parity = [compare_with_source(m, x, expected, stripped, threads) for m in models]
+    parity = [compare_with_source(m, x, expected, stripped, threads, get_task(card.task)) for m in models]
     failed = [p for p in parity if not p["passed"]]
     if failed:
         raise ParityError("the imported model does not compute what the source computes: " + "; ".join(
@@ -403,9 +441,11 @@ def _write_models(graph: Graph, card: ModelCard, tmp: Path, x: np.ndarray, expec
     return models, parity
 
 
-def compare_with_source(model: Path, x: np.ndarray, expected: np.ndarray, stripped: bool, threads: int) -> dict:
+def compare_with_source(model: Path, x: np.ndarray, expected: np.ndarray, stripped: bool, threads: int,
+                        task: Task | None = None) -> dict:
     """The written model's scores against the source's (its softmax where the import took
-    it out): max-abs difference relative to the scores' range, and top-1 agreement."""
+    it out): max-abs difference relative to the scores' range, and agreement (a
+    classifier's top-1 with ties counted as agreement; otherwise as the task compares)."""
     from edgetl.export.parity import Tolerance
     from edgetl.runtime import open_runner
 
@@ -417,8 +457,11 @@ def compare_with_source(model: Path, x: np.ndarray, expected: np.ndarray, stripp
     max_abs = float(np.abs(got - expected).max()) if len(got) else 0.0
     span = float(expected.max() - expected.min()) or 1.0
     # a tie in the source's scores (an untrained head's equal probabilities) is no disagreement
-    picked = expected[np.arange(len(got)), got.argmax(1)] if len(got) else expected[:0, 0]
-    agreement = float((picked >= expected.max(1) - tolerance.rel_max_abs * span).mean()) if len(got) else 1.0
+    if task is not None and task.decodes:
+        agreement = float(task.agree(got, expected).mean()) if len(got) else 1.0
+    else:
+        picked = expected[np.arange(len(got)), got.argmax(1)] if len(got) else expected[:0, 0]
+        agreement = float((picked >= expected.max(1) - tolerance.rel_max_abs * span).mean()) if len(got) else 1.0
     failures = []
     if not np.isfinite(got).all():
         failures.append("NaN or infinite scores")

@@ -10,7 +10,8 @@ import dataclasses
 from edgetl.core.errors import ConfigError
 from edgetl.core.settings import Settings, setting, threads_setting
 
-RESIZES = ("crop", "stretch")
+RESIZES = ("crop", "stretch", "letterbox")
+DECODERS = ("yolov8",)  # a detector's output layouts (task/detection.py decodes them)
 
 
 def parse_triple(text: str | None, flag: str) -> tuple[float, float, float] | None:
@@ -49,7 +50,10 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
 class ImportSettings(Settings):
     labels: str | None = setting(None, "The class names in output order: a,b,c or a file with one per line.",
                                  example="cat,dog", path="if-there")
-    task: str = setting("classification", "What the model predicts.", choices=("classification",))
+    task: str = setting("classification", "What the model predicts.", choices=("classification", "detection"))
+    decoder: str | None = setting(None, "A detector's output layout: yolov8 (YOLOv8/YOLO11 as Ultralytics exports "
+                                  "them: N x (4 + classes) x anchors, centre x, y, width, height in input pixels, then "
+                                  "class scores). Default with --task detection: yolov8.", choices=DECODERS)
     input_size: str | None = setting(None, "N or HxW: the input size where the graph leaves it open.", example="224")
     mean: str | None = setting(None, "Per-channel mean on the 0-1 pixel scale, in the model's channel order "
                                "(torchvision's convention); with --pixel-range 255 on the 0-255 scale.",
@@ -60,8 +64,10 @@ class ImportSettings(Settings):
     layout: str | None = setting(None, "nchw or nhwc (default: read from the input's shape).", choices=("nchw", "nhwc"))
     color: str = setting("rgb", "The channel order the model was trained on (bgr for OpenCV-trained models).",
                          choices=("rgb", "bgr"))
-    resize: str = setting("crop", "crop: the shorter side to --crop-pct of it, then a centre crop; stretch: the "
-                          "whole photo resized to the input size.", choices=RESIZES)
+    resize: str | None = setting(None, "crop: the shorter side to --crop-pct of it, then a centre crop; stretch: the "
+                                 "whole photo resized to the input size; letterbox: the whole photo fitted in with "
+                                 "grey borders. Default: crop for a classifier, letterbox for a detector.",
+                                 choices=RESIZES)
     crop_pct: float = setting(0.875, "With --resize crop: the crop's share of the resized shorter side "
                               "(0.875: 224 of 256, torchvision's evaluation).", above=0, max=1, example="0.875")
     interpolation: str = setting("bilinear", "How photos are resized.",
@@ -77,6 +83,8 @@ class ImportSettings(Settings):
     threads: int | None = threads_setting("the import's checks")
 
     def validate(self) -> None:
+        if self.decoder is not None and self.task != "detection":
+            raise ConfigError(f"--decoder {self.decoder} reads a detector's output", hint="add --task detection")
         if self.pixel_range != 1 and self.mean is None and self.std is None:
             raise ConfigError("--pixel-range says the scale of --mean and --std, and neither is given",
                               hint="pass --mean and --std on that scale, e.g. --pixel-range 255 --mean 127 --std 128")
