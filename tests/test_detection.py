@@ -130,10 +130,15 @@ def test_predict_gives_boxes_in_the_photos_own_pixels(detector_run, tmp_path):
     assert (tmp_path / "drawn" / "wide.boxes.png").is_file()
 
 
-@pytest.mark.parametrize("target", ["openvino", "onnxruntime"])
+INT8_FILES = {"openvino": "model.int8.xml", "onnxruntime": "model.int8.onnx", "tensorrt": "model.qdq.onnx"}
+
+
+@pytest.mark.parametrize("target", ["openvino", "onnxruntime", "tensorrt"])
 def test_int8_of_a_detector_holds_its_map_bound(detector_run, target, tmp_path):
-    """INT8 for a CPU target, calibrated on the training photos and bounded in mAP points on
-    the val split (NNCF's accuracy control with the detection metric; the QDQ budget)."""
+    """INT8 for every target, calibrated on the training photos and bounded in mAP points
+    on the val split (NNCF's accuracy control with the detection metric; the QDQ budget);
+    TensorRT's QDQ model keeps the structure rules (the FCOS head's group norms stay float
+    InstanceNormalization between quantized convolutions) and is scored in ONNX Runtime."""
     import shutil
 
     from edgetl.runtime.artifacts import read_card
@@ -143,17 +148,25 @@ def test_int8_of_a_detector_holds_its_map_bound(detector_run, target, tmp_path):
     shutil.copytree(run, folder)
     if not (folder / "model.onnx").is_file():
         assert CliRunner().invoke(cli, ["-q", "export", str(folder), "--threads", "1"]).exit_code == 0
-    result = CliRunner().invoke(cli, ["-q", "quantize", str(folder / "model.onnx"), "--target", target,
+    result = CliRunner().invoke(cli, ["quantize", str(folder / "model.onnx"), "--target", target,
                                       "--max-drop", "0.05", "--samples", "24", "--threads", "1"])
     assert result.exit_code == 0, result.output
-    int8 = read_card(folder / ("model.int8.xml" if target == "openvino" else "model.int8.onnx"))
+    assert "FP32 mAP" in result.output and "same objects" in result.output  # the table heads the task's figures
+    int8 = read_card(folder / INT8_FILES[target])
     assert int8.precision == "int8" and int8.task == "detection"
     assert int8.metrics["accuracy_drop"] <= 0.05 + 1e-9
     assert int8.metrics["fp32_accuracy"] == pytest.approx(json.loads((run / "edgetl.json").read_text())["metrics"]
                                                           ["val_map"], abs=0.01)
-    evaluated = CliRunner().invoke(cli, ["-q", "evaluate", str(folder / ("model.int8.xml" if target == "openvino"
-                                                                         else "model.int8.onnx")),
-                                         "--data", str(data), "--json", "--threads", "1"])
+    if target == "tensorrt":
+        import onnx
+
+        from edgetl.quantize.qdq_rules import tensorrt_qdq_violations
+
+        model = onnx.load(str(folder / INT8_FILES[target]))
+        assert tensorrt_qdq_violations(model, set(int8.source["quantization"].get("float_layers") or [])) == []
+        assert "InstanceNormalization" in {n.op_type for n in model.graph.node}
+    evaluated = CliRunner().invoke(cli, ["-q", "evaluate", str(folder / INT8_FILES[target]), "--data", str(data),
+                                         "--json", "--threads", "1"])
     assert evaluated.exit_code == 0, evaluated.output
     assert json.loads(evaluated.output)["map"] == pytest.approx(int8.metrics["accuracy"], abs=1e-6)
 

@@ -40,9 +40,12 @@ def print_int8_table(results) -> None:
     unlabelled = results[0].reference == "fp32"
     title = (f"INT8 vs FP32 ({results[0].n} unlabelled target samples: accuracy is agreement with FP32's answers)"
              if unlabelled else f"INT8 vs FP32 ({results[0].n} validation samples)")
+    from edgetl.export.parity import headings
+
+    metric, agree = headings(results[0].parity.task)
     table = Table(title=title, title_justify="left")
-    for col in ("artifact", "target", "method", "FP32 acc", "INT8 acc", "drop (pt)", "top-1 agree", "layers in float",
-                "time"):
+    for col in ("artifact", "target", "method", f"FP32 {metric}", f"INT8 {metric}", "drop (pt)", agree,
+                "layers in float", "time"):
         table.add_column(col, justify="left" if col in ("artifact", "target", "method") else "right")
     for r in results:
         table.add_row(escape(r.out.name), r.target, "QAT" if r.method == "quantization-aware" else "PTQ",

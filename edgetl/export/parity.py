@@ -51,6 +51,7 @@ class ParityResult:
     reference_accuracy: float
     failures: list[str]
     inference_precision: str = "f32"  # what the backend computed the float operations in
+    task: str = "classification"  # what `accuracy` and `agreement` are measured as
 
     @property
     def passed(self) -> bool:
@@ -107,7 +108,7 @@ def compare(reference: np.ndarray, runner: Runner, x: np.ndarray, labels: np.nda
         failures.append(f"top-1 agreement {worst_agreement:.2%} (needed {tolerance.min_agreement:.0%})")
     return ParityResult(str(runner.path), runner.backend, runner.card.precision, len(x), max_abs, max_abs / span, cos,
                         agreement, task.score(got, labels, labels_of).value,
-                        task.score(reference, labels, labels_of).value, failures, runner.inference_precision)
+                        task.score(reference, labels, labels_of).value, failures, runner.inference_precision, task.name)
 
 
 def _rows(a: np.ndarray) -> np.ndarray:
@@ -146,15 +147,25 @@ def raise_on_failures(results: list[ParityResult]) -> None:
         raise ParityError(f"parity check failed for {detail}", hint="; ".join(dict.fromkeys(map(remedy, failed))))
 
 
+def headings(task_name: str) -> tuple[str, str]:
+    """How tables head a task's metric and its agreement: ("acc", "top-1 agree") for a
+    classifier, ("mAP", "same objects") for a detector."""
+    from edgetl.task import get
+
+    task = get(task_name)
+    return ("acc", "top-1 agree") if task.metric == "accuracy" else (task.metric_title, "same objects")
+
+
 def print_table(results: list[ParityResult]) -> None:
     from rich.markup import escape
     from rich.table import Table
 
     from edgetl.core.progress import print_table as show
 
+    metric, agree = headings(results[0].task if results else "classification")
     table = Table(title="parity vs PyTorch (real validation samples)", title_justify="left")
-    for col in ("artifact", "backend", "precision", "runs in", "n", "max-abs", "rel", "cosine", "top-1 agree", "acc",
-                "ref acc", "ok"):
+    for col in ("artifact", "backend", "precision", "runs in", "n", "max-abs", "rel", "cosine", agree, metric,
+                f"ref {metric}", "ok"):
         table.add_column(col, justify="left" if col in ("artifact", "backend", "precision", "runs in") else "right")
     for r in results:
         table.add_row(escape(Path(r.artifact).name), r.backend, r.precision, r.inference_precision, str(r.n), f"{r.max_abs:.2e}",

@@ -34,13 +34,14 @@ from edgetl.core.outputs import check_output, publish, temp_dir_beside
 from edgetl.core.threads import using_threads
 from edgetl.data.samples import Samples, bound_samples, calibration_samples
 from edgetl.export import write_artifact_card
-from edgetl.export.parity import ParityResult, Tolerance, compare, raise_on_failures
+from edgetl.export.parity import ParityResult, Tolerance, compare, headings, raise_on_failures
 from edgetl.quantize.cpu import CPU_TARGETS, CpuTarget, cpu_target, warn_if_host_differs
 from edgetl.quantize.settings import DEFAULT_MAX_DROP, TARGETS, QuantizeSettings
 from edgetl.quantize.threads import library_threads
 from edgetl.runtime.artifacts import MODEL_OUTPUT, read_card
 from edgetl.runtime.backend_table import BACKENDS
 from edgetl.task import Task, task_of
+from edgetl.task import get as get_task
 
 DEFAULT_SUFFIX = {name: BACKENDS[name].int8_suffix for name in TARGETS}  # beside the FP32 model
 PARITY_SAMPLES = 64
@@ -136,8 +137,10 @@ def _qdq_with_budget(model: Path, dst: Path, work: Path, target: str, method: st
         drop = fp32_accuracy - accuracy
         attempts.append({"float_layers": len(exclude), "accuracy": accuracy, "drop": drop,
                          "agreement": parity.agreement, "agreement_needed": parity_needed(max_drop, fp32_accuracy)})
-        progress.info(f"  {len(exclude)} layer(s) in float: accuracy {accuracy:.4f} (drop {100 * drop:.2f} pt), "
-                      f"top-1 agreement {parity.agreement:.1%} on {parity.n} samples")
+        agree = headings(parity.task)[1]
+        progress.info(f"  {len(exclude)} layer(s) in float: {get_task(parity.task).metric_title} {accuracy:.4f} "
+                      f"(drop {100 * drop:.2f} pt), "
+                      f"{agree} {parity.agreement:.1%} on {parity.n} samples")
         # Without a bound the model is written as it is (the gate alone judges it after).
         return max_drop is None or (drop <= max_drop and parity.passed)
 
