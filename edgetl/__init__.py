@@ -6,7 +6,10 @@ only by the functions that need them, so `import edgetl` stays light on devices.
 from __future__ import annotations
 
 from edgetl._version import __version__
+from edgetl.core.allocator import keep_freed_memory
 from edgetl.core.errors import EdgeTLError
+
+keep_freed_memory()  # batch buffers are reused instead of faulted in again (core/allocator.py)
 
 
 def list_backbones(modality: str | None = None):

@@ -1,0 +1,113 @@
+"""Where the CPU time goes, per stage: user and kernel (sys) seconds, minor page faults,
+peak RSS and wall time of each command, with glibc's allocator as it comes
+(EDGETL_MALLOC=system) and as edgetl sets it (freed memory kept, core/allocator.py).
+
+Each stage runs as its own process on a cold cache, the two settings in turn (system
+first in odd rounds, kept first in even ones), so a busy neighbour hits both alike; the
+figures are the medians over rounds and the ratios of the two.
+
+    python benchmarks/cpu_efficiency.py [--size 224] [--rounds 2] [--threads 1]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+EDGETL = [sys.executable, "-m", "edgetl", "-q"]
+RESULTS = Path(__file__).parent / "results"
+
+
+def measure(cmd: list[str], env: dict) -> dict:
+    """One command's resource use, read from wait4 (the child's own figures)."""
+    started = time.perf_counter()
+    child = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(child.pid, 0)
+    error = child.stderr.read().decode()[-400:]
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed: {error}")
+    return {"wall_s": time.perf_counter() - started, "user_s": usage.ru_utime, "sys_s": usage.ru_stime,
+            "minor_faults": usage.ru_minflt, "peak_rss_mb": usage.ru_maxrss / 1024}
+
+
+def stages(work: Path, data: Path, size: int, threads: str) -> list[tuple[str, list[str]]]:
+    run, full = work / "probe", work / "full"
+    image = sorted((data / "test" / "3").iterdir())[:40]
+    return [
+        ("probe", ["finetune", str(data), "--backbone", "efficientnet_lite0", "--strategy", "linear-probe",
+                   "--input-size", str(size), "--threads", threads, "--out", str(run), "--overwrite"]),
+        ("full fine-tune (1 epoch)", ["finetune", str(data), "--backbone", "efficientnet_lite0", "--strategy", "full",
+                                      "--epochs", "1", "--input-size", str(size), "--threads", threads,
+                                      "--out", str(full), "--overwrite"]),
+        ("export", ["export", str(run), "--openvino", "--threads", threads, "--overwrite"]),
+        ("quantize openvino", ["quantize", str(run / "model.onnx"), "--target", "openvino", "--threads", threads,
+                               "--overwrite"]),
+        ("quantize onnxruntime", ["quantize", str(run / "model.onnx"), "--target", "onnxruntime", "--threads",
+                                  threads, "--overwrite"]),
+        ("evaluate", ["evaluate", str(run / "model.onnx"), "--data", str(data), "--split", "test", "--threads",
+                      threads]),
+        ("bench", ["bench", str(run), "--data", str(data), "--split", "test", "--iters", "50", "--threads", threads]),
+        ("predict (40 photos)", ["predict", str(run / "model.int8.onnx"), *map(str, image), "--threads", threads]),
+    ]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--threads", default="1")
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args()
+    from edgetl.runtime.machine import library_versions, machine_info
+
+    work = Path(tempfile.mkdtemp(prefix="edgetl-cpu-efficiency-"))
+    data = work / "digits"
+    subprocess.run([*EDGETL, "data", "digits", str(data), "--size", str(args.size)], check=True)
+    figures: dict[str, dict[str, list[dict]]] = {}
+    for r in range(args.rounds):
+        for choice in (("system", "keep") if r % 2 == 0 else ("keep", "system")):
+            for name, command in stages(work, data, args.size, args.threads):
+                cache = work / "cache"
+                shutil.rmtree(cache, ignore_errors=True)  # every stage on a cold cache
+                env = {**os.environ, "EDGETL_MALLOC": choice, "EDGETL_CACHE_DIR": str(cache)}
+                got = measure([*EDGETL, *command], env)
+                figures.setdefault(name, {}).setdefault(choice, []).append(got)
+                print(f"round {r + 1} {choice:>6} {name}: " + ", ".join(f"{k} {v:.2f}" for k, v in got.items()),
+                      flush=True)
+    rows = []
+    for name, by in figures.items():
+        med = {c: {k: statistics.median(m[k] for m in runs) for k in runs[0]} for c, runs in by.items()}
+        rows.append({"stage": name, **{c: med[c] for c in med},
+                     "sys_share": {c: med[c]["sys_s"] / (med[c]["user_s"] + med[c]["sys_s"]) for c in med},
+                     "wall_ratio": med["system"]["wall_s"] / med["keep"]["wall_s"],
+                     "fault_ratio": med["system"]["minor_faults"] / max(1, med["keep"]["minor_faults"]),
+                     "rss_ratio": med["keep"]["peak_rss_mb"] / med["system"]["peak_rss_mb"]})
+    result = {"size": args.size, "threads": args.threads, "rounds": args.rounds, "rows": rows,
+              "machine": machine_info(), "versions": library_versions()}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "cpu_efficiency.json").write_text(json.dumps(result, indent=2) + "\n")
+    lines = ["| stage | sys share, glibc default | sys share, kept | minor faults (M), default -> kept | "
+             "wall s, default -> kept | peak RSS MB, default -> kept |", "|---|---|---|---|---|---|"]
+    for row in rows:
+        s, k = row["system"], row["keep"]
+        lines.append(f"| {row['stage']} | {row['sys_share']['system']:.0%} | {row['sys_share']['keep']:.0%} | "
+                     f"{s['minor_faults'] / 1e6:.2f} -> {k['minor_faults'] / 1e6:.2f} | "
+                     f"{s['wall_s']:.1f} -> {k['wall_s']:.1f} | {s['peak_rss_mb']:.0f} -> {k['peak_rss_mb']:.0f} |")
+    table = "\n".join(lines) + (f"\n\nDigits at {args.size} px (1,797 photos), {args.threads} thread(s), medians of "
+                                f"{args.rounds} rounds, cold cache; CPU: {result['machine']['cpu']} "
+                                f"({', '.join(result['machine'].get('cpu_flags') or [])}).\n")
+    (args.out / "cpu_efficiency.md").write_text(table)
+    print(table)
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
