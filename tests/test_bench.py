@@ -346,3 +346,22 @@ def test_an_open_dimension_is_named_and_given_with_shape(foreign):
     assert [(r.ok, r.batch, r.iters) for r in rows] == [(True, 4, 6)]  # a second round pools its timings
     result = CliRunner().invoke(cli, ["bench", str(open_model), "--shape", "image:1x3", "--threads", "1"])
     assert result.exit_code == 2 and "does not fit the model's ?x3x?x32" in result.output
+
+
+def test_an_int8_drop_beyond_its_bound_is_told_from_noise():
+    """The bound an INT8 model was quantized within, checked on the bench split: a drop
+    above it whose whole 95% interval is above it is beyond it for certain; one whose
+    interval still holds the bound is within what those samples can tell."""
+    from edgetl.bench.report import BenchReport, BenchRow
+    from edgetl.core.metrics import drop_interval
+
+    def row(drop, disagreement, n):
+        return BenchRow("m.int8.onnx", "m.int8.onnx", "onnxruntime", "cpu", 1, precision="int8", metric="accuracy",
+                        drop=drop, bound=0.01, n=n, drop_ci95=list(drop_interval(drop, disagreement, n)))
+
+    clearly, noisy, held = row(0.05, 0.06, 2000), row(0.0134, 0.03, 372), row(0.005, 0.02, 372)
+    certain, within_noise = BenchReport([clearly, noisy, held], {}, {}, {}).beyond_bounds()
+    assert certain == [clearly] and within_noise == [noisy]
+    low, high = drop_interval(0.0, 0.0, 341)  # no answer changed on 341 samples: still +-1.1 points
+    assert low == pytest.approx(-high) and 0.010 < high < 0.012
+    assert drop_interval(0.0, 0.0, 3410)[1] < high / 5  # ten times the samples: a tighter interval

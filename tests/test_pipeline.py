@@ -98,6 +98,8 @@ def test_a_recipe_runs_every_stage_into_an_ordinary_layout(pipeline):
     assert checked.exit_code == 0 and all(c["passed"] for c in json.loads(checked.output))
     rows = json.loads((out / "bench.json").read_text())["rows"]
     assert {r["backend"] for r in rows} == {"torch", "onnxruntime"}
+    int8 = [r for r in rows if r["precision"] == "int8"]
+    assert int8 and all(r["bound"] is not None and r["drop_ci95"][0] <= r["drop"] <= r["drop_ci95"][1] for r in int8)
 
 
 def test_a_rerun_with_nothing_changed_reuses_every_stage_in_seconds(pipeline):

@@ -42,6 +42,10 @@ def test_each_target_loads_in_its_runtime_within_the_bound(outputs, quant_digits
         assert q["target"] == target and q["calibration"]["samples"] == 48
         assert runner.card.metrics["accuracy_drop"] == pytest.approx(result.drop)
         assert runner.card.metrics["parity"]["passed"]
+        # the drop with what its samples can tell: an interval around it, however many answers changed
+        low, high = runner.card.metrics["accuracy_drop_ci95"]
+        assert low < result.drop < high and high - low >= 2 * 1.9 / result.n
+        assert 0 <= 1 - runner.card.metrics["agreement"] <= 1 and result.drop_ci95 == [low, high]
     # the same accuracy again, through the generic evaluate path
     assert evaluate(result.out, quant_digits).accuracy == pytest.approx(result.int8_accuracy)
     assert not [p for p in result.out.parent.iterdir() if p.name.startswith(".")]  # no temporary leftovers

@@ -24,6 +24,7 @@ from edgetl.core import progress
 from edgetl.core.allocator import keep_freed_memory
 from edgetl.core.card import CARD_FILENAME, ModelCard
 from edgetl.core.errors import ArtifactError, ConfigError, DataError, EdgeTLError
+from edgetl.core.metrics import drop_interval
 from edgetl.core.threads import resolve_threads
 from edgetl.data.samples import reference_samples, validation_samples
 from edgetl.runtime import BACKENDS, open_runner
@@ -179,8 +180,9 @@ def bench_cell(cell: Cell, batches: list[int], inputs: _Inputs, threads: int, de
         return [BenchRow(**base, batch=b, size_mb=size / 2**20, error=_first_line(exc)) for b in batches], None, {}
     load_s = time.perf_counter() - t0
     card = runner.card
+    bound = card.source.get("quantization", {}).get("max_drop") if card.precision == "int8" else None
     common = dict(base, device=runner.device, precision=card.precision, inference_precision=runner.inference_precision,
-                  run=_run_key(cell.path, card),
+                  run=_run_key(cell.path, card), bound=bound,
                   note=_note(card, cell.backend), size_mb=size / 2**20, load_s=load_s)
     with runner:
         if is_bare(card):
@@ -337,6 +339,8 @@ def attach_references(rows: list[BenchRow], predictions: dict[int, np.ndarray]) 
             pred = predictions.get(row.cell_id)
             if ref_pred is not None and pred is not None and len(pred) == len(ref_pred):
                 row.agreement = float(get_task(row.task or "classification").same(pred, ref_pred).mean())
+                if row.metric == "accuracy" and row.n:  # a share of answers: its uncertainty is known
+                    row.drop_ci95 = list(drop_interval(row.drop, 1 - row.agreement, row.n))
 
 
 def bench(artifacts, settings: BenchSettings | None = None, **options) -> BenchReport:

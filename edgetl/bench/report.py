@@ -37,6 +37,8 @@ class BenchRow:
     n: int | None = None
     reference: str | None = None  # the FP32 row drop and agreement are measured against
     drop: float | None = None  # reference accuracy - accuracy (a fraction; 0.01 = 1 point)
+    drop_ci95: list[float] | None = None  # its 95% interval on these samples (accuracy only)
+    bound: float | None = None  # an INT8 model's: the --max-drop it was quantized within (on validation samples)
     agreement: float | None = None  # top-1 agreement with the reference's predictions
     # a model without a card: the largest difference of its first output from the reference
     # backend's on the same generated inputs, as a fraction of the reference's range
@@ -103,6 +105,15 @@ class BenchReport:
     def offenders(self, max_drop: float) -> list[BenchRow]:
         """Rows whose accuracy drop against their run's FP32 reference exceeds max_drop."""
         return [r for r in self.rows if r.drop is not None and r.drop > max_drop + 1e-12]
+
+    def beyond_bounds(self) -> tuple[list[BenchRow], list[BenchRow]]:
+        """INT8 rows whose drop on these samples exceeds the bound they were quantized
+        within: (beyond it for certain: the whole 95% interval above it; beyond it within
+        the uncertainty of these samples)."""
+        over = [r for r in self.rows if r.ok and r.bound is not None and r.drop is not None
+                and r.drop > r.bound + 1e-12]
+        certain = [r for r in over if r.drop_ci95 is not None and r.drop_ci95[0] > r.bound + 1e-12]
+        return certain, [r for r in over if r not in certain]
 
     def to_dict(self) -> dict:
         return {"schema": SCHEMA, "created": self.created, "seconds": self.seconds, "machine": self.machine,

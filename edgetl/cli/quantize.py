@@ -31,6 +31,14 @@ def _gpu_index(device: str) -> int:
     return int(device[5:] or 0)
 
 
+def _drop(r) -> str:
+    """The drop in points, with its 95% interval where the metric moves by answers."""
+    if r.drop_ci95 is None:
+        return f"{100 * r.drop:.2f}"
+    low, high = r.drop_ci95
+    return f"{100 * r.drop:.2f} ({100 * low:+.2f}..{100 * high:+.2f})"
+
+
 def print_int8_table(results) -> None:
     from rich.markup import escape
     from rich.table import Table
@@ -39,7 +47,7 @@ def print_int8_table(results) -> None:
 
     unlabelled = results[0].reference == "fp32"
     title = (f"INT8 vs FP32 ({results[0].n} unlabelled target samples: accuracy is agreement with FP32's answers)"
-             if unlabelled else f"INT8 vs FP32 ({results[0].n} validation samples)")
+             if unlabelled else f"INT8 vs FP32 ({results[0].n} validation samples; drop with its 95% interval)")
     from edgetl.export.parity import headings
 
     metric, agree = headings(results[0].parity.task)
@@ -49,7 +57,7 @@ def print_int8_table(results) -> None:
         table.add_column(col, justify="left" if col in ("artifact", "target", "method") else "right")
     for r in results:
         table.add_row(escape(r.out.name), r.target, "QAT" if r.method == "quantization-aware" else "PTQ",
-                      f"{r.fp32_accuracy:.4f}", f"{r.int8_accuracy:.4f}", f"{100 * r.drop:.2f}", f"{r.parity.agreement:.2%}",
+                      f"{r.fp32_accuracy:.4f}", f"{r.int8_accuracy:.4f}", _drop(r), f"{r.parity.agreement:.2%}",
                       str(len(r.float_layers)), f"{r.seconds:.0f}s")
     print_table(table, stderr=True)
     for r in results:

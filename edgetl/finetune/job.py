@@ -105,7 +105,9 @@ def finetune(data, backbone: str, out, overwrite: bool = False, settings: Finetu
     cfg = cfg.replace(threads=set_torch_threads(cfg.threads))  # the card records the count used
     from edgetl.data.detection import is_detection_set
 
-    if is_detection_set(data):  # photos with boxes: a detector (finetune/detect.py)
+    detector = is_detection_set(data)
+    cfg = cfg.for_task("detection" if detector else "classification").check()
+    if detector:  # photos with boxes: a detector (finetune/detect.py)
         from edgetl.finetune.detect import finetune_detector
 
         done = finetune_detector(data, backbone, out, cfg, overwrite)
@@ -190,7 +192,8 @@ def announce(plan: Plan, cfg: FinetuneSettings, device: torch.device) -> None:
                   f"{len(plan.train_set)} train / {len(plan.splits['val'])} val {files} found, {len(classes)} classes; "
                   f"{cfg.strategy} on {device}")
     if cfg.strategy == "linear-probe":
-        ignored = [f"--{k.replace('_', '-')}" for k in PROBE_IGNORES if getattr(cfg, k) != getattr(FinetuneSettings(), k)]
+        default = FinetuneSettings().for_task("classification")
+        ignored = [f"--{k.replace('_', '-')}" for k in PROBE_IGNORES if getattr(cfg, k) != getattr(default, k)]
         if ignored:
             log.warning(f"{', '.join(ignored)} {'has' if len(ignored) == 1 else 'have'} no effect on --strategy "
                         "linear-probe: its head is fitted by L-BFGS to convergence, the L2 strength chosen on the "

@@ -12,18 +12,30 @@ from edgetl.finetune.strategies import ADAPTATIONS, STRATEGIES
 from edgetl.modality.audio import AudioTrainingOptions
 from edgetl.modality.image import ImageTrainingOptions
 
+# What a setting left unset means, by task. A detector's head (FPN + FCOS) starts from
+# nothing: a frozen backbone with small batches and a higher rate gives a useful
+# detector in minutes on a CPU (benchmarks/detection.py), where a full fine-tune at 320 px
+# costs several times more per epoch and reaches less in the same time.
+TASK_DEFAULTS = {
+    "classification": {"strategy": "full", "epochs": 10, "batch_size": 32, "lr": 1e-3},
+    "detection": {"strategy": "linear-probe", "epochs": 12, "batch_size": 8, "lr": 2e-3},
+}
+
 
 @dataclasses.dataclass
 class FinetuneSettings(Settings):
     backbone: str | None = setting(None, "A name from `edgetl backbones`, or timm:NAME.", cli=False)
-    strategy: str = setting("full", "linear-probe: frozen backbone, head fitted to convergence on its features "
-                            "(L-BFGS); full; partial: the last --unfreeze stages; gradual: one more stage per epoch "
-                            "or plateau.", choices=STRATEGIES)
+    strategy: str | None = setting(None, "linear-probe: frozen backbone, head fitted to convergence on its features "
+                                   "(L-BFGS; a detector's head is trained for --epochs); full; partial: the last "
+                                   "--unfreeze stages; gradual: one more stage per epoch or plateau. Default: full "
+                                   "for a classifier, linear-probe for a detector.", choices=STRATEGIES)
     weights: str = setting("default", "default | none | PATH to a state dict.", path=True)
     unfreeze: int | None = setting(None, "partial: last N stages train; gradual: at most N.")
-    epochs: int = setting(10, "Training epochs (at most; early stopping may end sooner).")
-    batch_size: int = setting(32, "Samples per training step.")
-    lr: float = setting(1e-3, "Peak learning rate of the head (AdamW, warm-up + cosine).")
+    epochs: int | None = setting(None, "Training epochs (at most; early stopping may end sooner). Default: 10 for a "
+                                 "classifier, 12 for a detector.")
+    batch_size: int | None = setting(None, "Samples per training step. Default: 32 for a classifier, 8 for a detector.")
+    lr: float | None = setting(None, "Peak learning rate of the head (AdamW, warm-up + cosine). Default: 1e-3 for a "
+                               "classifier, 2e-3 for a detector.")
     backbone_lr_scale: float = setting(1.0, "Backbone learning rate as a share of --lr (gradual also decays it "
                                        "0.7x per stage).")
     layer_decay: float = setting(0.7, "gradual: learning rate factor per stage deeper.", cli=False)
@@ -82,6 +94,12 @@ class FinetuneSettings(Settings):
                 for name, kind in per_modality.items()}
         return cls(**options, **made)
 
+    def for_task(self, task: str) -> FinetuneSettings:
+        """These settings with what was left to the task filled in (TASK_DEFAULTS): what a
+        first run on a laptop CPU should try for a classifier and for a detector."""
+        defaults = TASK_DEFAULTS["detection" if task == "detection" else "classification"]
+        return self.replace(**{k: v for k, v in defaults.items() if getattr(self, k) is None})
+
     @classmethod
     def from_record(cls, record: dict | None) -> FinetuneSettings:
         """The settings a run recorded in its card (`source.config`), of this or an earlier
@@ -96,11 +114,14 @@ class FinetuneSettings(Settings):
             if not ok:
                 raise ConfigError(message, hint=hint)
 
-        need(self.strategy in STRATEGIES, f"unknown strategy {self.strategy!r}", f"use one of {', '.join(STRATEGIES)}")
-        need(self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}", "e.g. --epochs 10")
-        need(self.batch_size >= 2, f"--batch-size must be at least 2 (BatchNorm needs it), got {self.batch_size}",
-             "e.g. --batch-size 32")
-        need(0 < self.lr < math.inf, f"--lr must be a positive learning rate, got {self.lr}", "e.g. --lr 1e-3")
+        need(self.strategy is None or self.strategy in STRATEGIES, f"unknown strategy {self.strategy!r}",
+             f"use one of {', '.join(STRATEGIES)}")
+        need(self.epochs is None or self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}",
+             "e.g. --epochs 10")
+        need(self.batch_size is None or self.batch_size >= 2,
+             f"--batch-size must be at least 2 (BatchNorm needs it), got {self.batch_size}", "e.g. --batch-size 32")
+        need(self.lr is None or 0 < self.lr < math.inf, f"--lr must be a positive learning rate, got {self.lr}",
+             "e.g. --lr 1e-3")
         need(0 <= self.backbone_lr_scale <= 10, f"--backbone-lr-scale must be between 0 and 10, "
              f"got {self.backbone_lr_scale}", "1 trains the backbone at --lr, 0.1 at a tenth of it")
         need(0 < self.layer_decay <= 1, f"layer_decay must be in (0, 1], got {self.layer_decay}", "e.g. 0.7")
@@ -126,7 +147,7 @@ class FinetuneSettings(Settings):
         need(self.unfreeze is None or self.unfreeze >= 1, f"--unfreeze must be at least 1, got {self.unfreeze}",
              "the number of stages, from the top, that train")
         need(self.unfreeze is None or self.strategy in ("partial", "gradual"),
-             f"--unfreeze does not apply to --strategy {self.strategy}",
+             f"--unfreeze does not apply to {f'--strategy {self.strategy}' if self.strategy else 'the default strategy'}",
              "use --strategy partial or gradual with it, or drop --unfreeze")
         need(self.strategy != "partial" or self.unfreeze is not None,
              "--strategy partial needs --unfreeze N (how many of the last stages train)", "e.g. --unfreeze 2")

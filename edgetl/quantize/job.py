@@ -30,6 +30,7 @@ import numpy as np
 from edgetl.core import progress
 from edgetl.core.card import ModelCard, build_fingerprint
 from edgetl.core.errors import ArtifactError, ConfigError, EdgeTLError
+from edgetl.core.metrics import drop_interval
 from edgetl.core.outputs import check_output, publish, temp_dir_beside
 from edgetl.core.threads import using_threads
 from edgetl.data.samples import Samples, bound_samples, calibration_samples
@@ -65,6 +66,7 @@ class QuantizeResult:
     seconds: float
     method: str = "post-training"  # or "quantization-aware" when QAT was needed
     reference: str = "labels"  # "fp32": unlabelled samples, accuracies are agreement with FP32's answers
+    drop_ci95: list[float] | None = None  # the drop's 95% interval on those samples (accuracy only)
 
     @property
     def drop(self) -> float:
@@ -109,7 +111,7 @@ def _qdq_with_budget(model: Path, dst: Path, work: Path, target: str, method: st
     the model meets the one acceptance rule the published model is checked by
     (`_measure_int8`, on the same samples): the drop within --max-drop, and the parity
     gate's top-1 agreement with FP32. Returns (float layers, attempts, scheme, and the
-    (accuracy, parity) of the model left at `dst`, measured once, not again by the caller)."""
+    (accuracy, parity, disagreement) of the model left at `dst`, measured once, not again by the caller)."""
     import onnx
 
     from edgetl.export.onnx_export import frontend_nodes
@@ -121,7 +123,7 @@ def _qdq_with_budget(model: Path, dst: Path, work: Path, target: str, method: st
     cache = work / "calibration.json"
     fp32_accuracy = ref.fp32_accuracy
     attempts: list[dict] = []
-    measured: list[tuple] = []  # (accuracy, parity) of the last attempt: the model at `dst`
+    measured: list[tuple] = []  # (accuracy, parity, disagreement) of the last attempt: the model at `dst`
     graph = onnx.load(str(prepared))
     # a speech model's log-mel front-end, shape arithmetic, and what follows the last weighted layer
     kept_float = frontend_nodes(graph) + shape_nodes(graph) + tail_nodes(graph)
@@ -132,8 +134,8 @@ def _qdq_with_budget(model: Path, dst: Path, work: Path, target: str, method: st
         nodes = kept_float + [n for layer in exclude for n in layers[layer]]
         quantize_qdq(prepared, dst, calib, scheme, nodes, cache)
         write_artifact_card(dst, card)  # the runner reads the target from the card
-        accuracy, parity = _measure_int8(dst, ref.fp32_logits, val, max_drop)
-        measured[:] = [(accuracy, parity)]
+        accuracy, parity, disagreement = _measure_int8(dst, ref.fp32_logits, val, max_drop)
+        measured[:] = [(accuracy, parity, disagreement)]
         drop = fp32_accuracy - accuracy
         attempts.append({"float_layers": len(exclude), "accuracy": accuracy, "drop": drop,
                          "agreement": parity.agreement, "agreement_needed": parity_needed(max_drop, fp32_accuracy)})
@@ -209,6 +211,7 @@ class _Int8:
     attempts: list[dict]
     accuracy: float = float("nan")
     parity: ParityResult | None = None
+    disagreement: float = float("nan")  # share of all bound samples whose answer differs from FP32's
 
 
 def quantize(model, target: str | None = None, settings: QuantizeSettings | None = None, out=None,
@@ -237,7 +240,8 @@ def quantize(model, target: str | None = None, settings: QuantizeSettings | None
         finally:
             shutil.rmtree(work, ignore_errors=True)
     return QuantizeResult(job.out, settings.target, ref.fp32_accuracy, int8.accuracy, len(ref.val), int8.float_layers,
-                          int8.attempts, int8.parity, time.perf_counter() - started, int8.record["method"], ref.kind)
+                          int8.attempts, int8.parity, time.perf_counter() - started, int8.record["method"], ref.kind,
+                          _interval(job, ref, int8))
 
 
 def _prepare(model: Path, s: QuantizeSettings, out, overwrite: bool) -> _Job:
@@ -290,7 +294,8 @@ def _post_training(job: _Job, ref: _Reference, work: Path) -> _Int8:
     record.update(settings=scheme, float_layers=float_layers, attempts=attempts, method="post-training")
     write_artifact_card(path, card)
     int8 = _Int8(path, card, record, float_layers, attempts)
-    int8.accuracy, int8.parity = measured or _measure_int8(path, ref.fp32_logits, ref.val, s.max_drop)
+    int8.accuracy, int8.parity, int8.disagreement = measured or _measure_int8(path, ref.fp32_logits, ref.val,
+                                                                              s.max_drop)
     return int8
 
 
@@ -334,9 +339,16 @@ def _quantization_aware(job: _Job, ref: _Reference, int8: _Int8) -> None:
     int8.record.update(method="quantization-aware", float_layers=int8.float_layers,
                        qat={**report, "needed_because": f"post-training INT8 lost {100 * ptq_drop:.2f} pt"})
     write_artifact_card(int8.path, int8.card)
-    int8.accuracy, int8.parity = _measure_int8(int8.path, ref.fp32_logits, ref.val, s.max_drop)
+    int8.accuracy, int8.parity, int8.disagreement = _measure_int8(int8.path, ref.fp32_logits, ref.val, s.max_drop)
     int8.attempts.append({"method": "quantization-aware", "float_layers": 0, "accuracy": int8.accuracy,
                           "drop": ref.fp32_accuracy - int8.accuracy})
+
+
+def _interval(job: _Job, ref: _Reference, int8: _Int8) -> list[float] | None:
+    """The drop's 95% interval where the metric moves by answers (accuracy; mAP does not)."""
+    if task_of(job.card).metric != "accuracy":
+        return None
+    return list(drop_interval(ref.fp32_accuracy - int8.accuracy, int8.disagreement, len(ref.val)))
 
 
 def _check_bound(job: _Job, ref: _Reference, int8: _Int8) -> None:
@@ -367,7 +379,9 @@ def _publish(job: _Job, ref: _Reference, int8: _Int8, work: Path) -> None:
         int8.card.metrics.update(accuracy=int8.accuracy, fp32_accuracy=ref.fp32_accuracy)
     else:  # no target labels: the run's own accuracy figures stay; 1 - agreement bounds the target loss
         int8.card.metrics.update(target_agreement=int8.accuracy)
-    int8.card.metrics.update(accuracy_drop=ref.fp32_accuracy - int8.accuracy, parity=int8.parity.to_dict())
+    drop = ref.fp32_accuracy - int8.accuracy
+    int8.card.metrics.update(accuracy_drop=drop, parity=int8.parity.to_dict(), agreement=1 - int8.disagreement,
+                             accuracy_drop_ci95=_interval(job, ref, int8))
     write_artifact_card(int8.path, int8.card)
     raise_on_failures([int8.parity])
     publish({f: job.out.parent / f.name for f in work.iterdir() if f.name.startswith(job.out.stem + ".")}, MODEL_OUTPUT,
@@ -392,10 +406,12 @@ def parity_needed(max_drop: float | None, fp32_accuracy: float) -> float:
 
 
 def _measure_int8(path: Path, fp32_logits: np.ndarray, val: Samples, max_drop: float | None
-                  ) -> tuple[float, ParityResult]:
-    """Accuracy on the whole validation split and INT8 parity against the FP32 model,
-    with one load of the INT8 model. Parity is top-1 agreement (and both accuracies), not
-    max-abs; the agreement needed follows --max-drop (`int8_min_agreement`)."""
+                  ) -> tuple[float, ParityResult, float]:
+    """Accuracy on the whole validation split, INT8 parity against the FP32 model, and the
+    share of the split's samples whose answer differs from FP32's (what the drop's
+    uncertainty follows), with one load of the INT8 model. Parity is top-1 agreement (and
+    both accuracies), not max-abs; the agreement needed follows --max-drop
+    (`int8_min_agreement`)."""
     from edgetl.runtime import open_runner
 
     card = read_card(path)
@@ -405,11 +421,13 @@ def _measure_int8(path: Path, fp32_logits: np.ndarray, val: Samples, max_drop: f
     step = max(1, len(val) // PARITY_SAMPLES)
     idx = np.arange(0, len(val), step)[:PARITY_SAMPLES]
     with open_runner(path) as runner:
-        accuracy = _accuracy(runner.infer_all(val.x, 64), val.labels, task, labels)
+        int8_logits = runner.infer_all(val.x, 64)
+        accuracy = _accuracy(int8_logits, val.labels, task, labels)
+        disagreement = float(1 - task.agree(fp32_logits, int8_logits).mean()) if len(int8_logits) else 0.0
         # Batch 1 on every parity sample, not the first 8: INT8 may flip near-ties, and one
         # flip in 8 would read as 12.5% of answers changed.
         return accuracy, compare(fp32_logits[idx], runner, val.x[idx], _rows(val.labels, idx), tolerance,
-                                 single_samples=len(idx))
+                                 single_samples=len(idx)), disagreement
 
 
 __all__ = ["CPU_TARGETS", "DEFAULT_MAX_DROP", "TARGETS", "AccuracyDropError", "QuantizeResult", "quantize"]
