@@ -3,7 +3,10 @@ test mAP (FP32 and INT8 per CPU target), training time and peak memory, and late
 batch 1 per backend with one and two threads, split into the model and the decoding
 (score threshold, NMS) that runs after it in numpy.
 
-    python benchmarks/detection.py [--images 300] [--size 320] [--strategies linear-probe:8,full:6]
+    python benchmarks/detection.py [--images 300] [--size 320] [--strategies linear-probe:8,full:6,defaults]
+
+`defaults` is `edgetl finetune DATA --backbone efficientnet_lite0` with nothing else: what a
+first run gets. Rows of strategies not run this time are kept from the last results.
 """
 from __future__ import annotations
 
@@ -67,19 +70,22 @@ def main() -> int:
         run("-q", "data", "digit-scenes", str(data), "--images", str(args.images), "--size", str(args.size))
     rows = []
     for item in args.strategies.split(","):
-        strategy, epochs = item.split(":")
+        strategy, epochs = item.split(":") if ":" in item else (item, "")
         out = work / strategy
         started = time.perf_counter()
         if not (out / "edgetl.json").is_file():
-            run("-q", "finetune", str(data), "--backbone", "efficientnet_lite0", "--strategy", strategy, "--epochs",
-                epochs, "--batch-size", "8", "--lr", "2e-3", "--backbone-lr-scale", "0.5", "--input-size",
+            chosen = [] if strategy == "defaults" else ["--strategy", strategy, "--epochs", epochs, "--batch-size", "8",
+                                                        "--lr", "2e-3", "--backbone-lr-scale", "0.5"]
+            run("-q", "finetune", str(data), "--backbone", "efficientnet_lite0", *chosen, "--input-size",
                 str(args.size), "--threads", str(args.threads), "--out", str(out))
         train_s = json.loads((out / "edgetl.json").read_text())["metrics"]["train_seconds"] \
             if time.perf_counter() - started < 1 else time.perf_counter() - started
         peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the largest child so far
         card = json.loads((out / "edgetl.json").read_text())
         run("-q", "export", str(out), "--openvino", "--threads", str(args.threads), "--overwrite")
-        row = {"strategy": strategy, "epochs": int(epochs), "train_seconds": train_s, "peak_rss_mb_so_far": peak_mb,
+        config = card["source"]["config"]
+        row = {"strategy": strategy if strategy != "defaults" else f"defaults ({config['strategy']})",
+               "epochs": config["epochs"], "train_seconds": train_s, "peak_rss_mb_so_far": peak_mb,
                "val_map": card["metrics"]["val_map"], "val_map50": card["metrics"]["val_map50"],
                "best_epoch": card["metrics"]["best_epoch"], "models": {}}
         for target in ("openvino", "onnxruntime"):
@@ -90,13 +96,16 @@ def main() -> int:
                                    **{f"threads{t}": latency(out / name, t) for t in (1, 2)}}
         rows.append(row)
         print(json.dumps(row, indent=1), flush=True)
-    result = {"images": args.images, "size": args.size, "rows": rows, "machine": machine_info(),
+    earlier = args.out / "detection.json"
+    ran = {r["strategy"] for r in rows}
+    kept = [r for r in json.loads(earlier.read_text())["rows"] if r["strategy"] not in ran] if earlier.is_file() else []
+    result = {"images": args.images, "size": args.size, "rows": kept + rows, "machine": machine_info(),
               "versions": library_versions()}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "detection.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = ["| strategy | epochs | train s | val mAP | test mAP FP32 (ORT) | test mAP INT8 ORT | test mAP INT8 OV | "
              "ORT INT8 ms (1 thr) | OV INT8 ms (1 thr) | decode ms |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
+    for r in result["rows"]:
         m = r["models"]
         lines.append(f"| {r['strategy']} | {r['epochs']} | {r['train_seconds']:.0f} | {r['val_map']:.3f} | "
                      f"{m['model.onnx']['map']:.3f} | {m['model.int8.onnx']['map']:.3f} | "

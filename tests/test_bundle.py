@@ -196,6 +196,9 @@ def test_a_device_with_only_the_base_install_verifies_and_predicts(bundle):
     assert checked.returncode == 0, checked.stdout + checked.stderr
     checks = {c["target"]: c for c in json.loads(checked.stdout)}
     assert checks["openvino"]["skipped"] == "openvino is not installed: pip install 'edgetl[openvino]'"
+    told = subprocess.run([edgetl, "verify", str(bundle)], capture_output=True, text=True)  # as people read it
+    assert "openvino: skipped: openvino is not installed: pip install 'edgetl[openvino]'" in told.stderr
+    assert "\\[" not in told.stderr  # a line to copy, without markup escapes
     assert checks["onnxruntime"]["n"] > 0 and checks["tensorrt"]["n"] > 0 and all(c["passed"] for c in checks.values())
     image = sorted((bundle / "reference").glob("*.png"))[0]
     answered = subprocess.run([edgetl, "predict", str(bundle), str(image), "--json"], capture_output=True, text=True)

@@ -38,7 +38,6 @@ def verify_cmd(bundle, backend, threads, as_json):
     reference files from their raw bytes through the runtime's preprocessing and each
     model. On a device with TensorRT, a TensorRT target's engine is built for this GPU
     first (kept in the engine cache). Exit 1 with the figures when an answer differs."""
-    from rich.markup import escape
     from rich.table import Table
 
     from edgetl.core.progress import print_table, results_console
@@ -49,7 +48,7 @@ def verify_cmd(bundle, backend, threads, as_json):
         click.echo(json.dumps([c.to_dict() for c in checks], indent=2))
     else:
         table = Table(title=f"{bundle}: checksums ok; reference files", title_justify="left")
-        for col in ("target", "runs on", "precision", "files", "same top-1", "max score diff", "tolerance", "ok"):
+        for col in ("target", "runs on", "precision", "files", "same answers", "max score diff", "tolerance", "ok"):
             table.add_column(col, justify="left" if col in ("target", "runs on", "precision") else "right")
         for c in checks:
             if c.skipped:
@@ -60,9 +59,9 @@ def verify_cmd(bundle, backend, threads, as_json):
         print_table(table, results_console())
         for c in checks:
             for line in ([f"skipped: {c.skipped}"] if c.skipped else []) + [f"note: {n}" for n in c.notes]:
-                click.echo(f"{c.target}: {escape(line)}", err=True)
+                click.echo(f"{c.target}: {line}", err=True)  # plain text: no markup to escape
             for failure in c.failures:
-                click.echo(f"{c.target}: {escape(failure)}", err=True)
+                click.echo(f"{c.target}: {failure}", err=True)
     if not all(c.passed for c in checks):
         click.echo(f"error: {sum(not c.passed for c in checks)} target(s) do not compute what was packaged", err=True)
         sys.exit(1)
