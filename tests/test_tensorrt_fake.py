@@ -292,6 +292,11 @@ def test_verify_builds_a_bundles_engine_into_the_cache_then_reuses_it(trt, tiny_
     engines = list((tmp_path / "cache" / "engines").rglob("*.engine"))
     assert len(engines) == 1 and engines[0].name == "trt10.3.0-cc8.7-orin-fake.engine"
     assert builds() == 1 and checks["tensorrt"]["backend"] == "tensorrt"
+    # the bundle's TensorRT target is the float model: an FP32 engine, checked at FP32's tolerance
+    # (an FP16 one, which the stand-in rounds through float16 as the GPU would, failed it)
+    assert checks["tensorrt"]["precision"] == "fp32" and json.loads(engine_card_path(engines[0]).read_text())[
+        "precision"] == "fp32"
+    assert all(fake.BuilderFlag.FP16 not in c[1] for c in trt.RECORD.calls if c[0] == "build")
     assert checks["tensorrt"]["passed"] and checks["tensorrt"]["agreement"] == 1.0 and checks["tensorrt"]["n"] >= 3
     assert checks["tensorrt"]["notes"] == []
     assert target_problem(Bundle.open(bundle), "tensorrt") is None  # predict and bench now run the engine

@@ -368,7 +368,11 @@ def bundle_engine(bundle_path, device: int = 0) -> Path | None:
     out.parent.mkdir(parents=True, exist_ok=True)
     card, qdq = check_spec(EngineSpec(model, out))
     static = card.input["shape"][0]
-    spec = EngineSpec(model, out, "int8" if qdq else "fp16", BatchProfile.parse(None, static), device=device,
+    # At the precision the target was made for, which verify's tolerance is that of: INT8
+    # from a QDQ model; a float model's own (an FP16 engine of an FP32 target would fail
+    # the FP32 tolerance it is checked at).
+    precision = "int8" if qdq else bundle.targets["tensorrt"].precision
+    spec = EngineSpec(model, out, precision, BatchProfile.parse(None, static), device=device,
                       timing_cache=out.parent / "timing.cache")
     progress.info(f"no engine of {bundle.path.name} for {here['gpu']} with TensorRT {here['version']} yet: "
                   f"building it into {out.parent}")
