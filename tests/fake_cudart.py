@@ -27,21 +27,26 @@ class cudaMemcpyKind(enum.IntEnum):
 OK = cudaError_t.cudaSuccess
 DRIVER = 12060  # what the driver supports (JetPack 6: CUDA 12.6)
 RUNTIME = 12080  # what this runtime is
+TEGRA = False  # a Jetson: no minor-version compatibility
 DEVICE: dict[int, np.ndarray] = {}  # address -> memory
 PINNED: dict[int, np.ndarray] = {}
 CALLS: list[tuple] = []
 STREAMS: set[int] = set()
 
 
-def reset(driver: int = 12060, runtime: int = 12080) -> None:
-    global DRIVER, RUNTIME
-    DRIVER, RUNTIME = driver, runtime
+def reset(driver: int = 12060, runtime: int = 12080, tegra: bool = False) -> None:
+    """A driver and runtime of these CUDA versions; `tegra`: a Jetson, which has no
+    minor-version compatibility (a 12.9 runtime on JetPack 6's 12.6 driver is refused)."""
+    global DRIVER, RUNTIME, TEGRA
+    DRIVER, RUNTIME, TEGRA = driver, runtime, tegra
     for table in (DEVICE, PINNED, STREAMS):
         table.clear()
     CALLS.clear()
 
 
 def _too_new() -> bool:
+    if TEGRA:
+        return RUNTIME // 10 > DRIVER // 10  # major and minor
     return RUNTIME // 1000 > DRIVER // 1000
 
 

@@ -257,6 +257,37 @@ def test_a_cuda_runtime_newer_than_the_driver_is_named_with_its_remedy(trt, monk
     assert cuda_device.gpu_report(0)["compatible"] is True
 
 
+def test_a_jetson_refuses_a_newer_runtime_minor_and_doctor_names_the_pin(trt, monkeypatch):
+    """JetPack 6 (CUDA 12.6) with cuda-bindings 12.9, as `cuda-python>=12,<13` resolves: x86
+    runs it (minor-version compatibility), a Jetson answers cudaErrorInsufficientDriver. The
+    error and doctor's report name JetPack's CUDA and the pin that matches it; bindings that
+    raise instead of answering (before 12.9, without libcuda) are a cause, not a traceback."""
+    from edgetl.core.errors import BackendUnavailable
+    from edgetl.runtime import cuda_device
+
+    monkeypatch.setattr(cuda_device, "_torch_cuda", lambda: None)
+    fake_cudart.reset(driver=12060, runtime=12090)  # an x86 server: runs
+    monkeypatch.setattr(cuda_device, "is_tegra", lambda: False)
+    assert cuda_device.CudaDevice(0).via == "cuda-python" and cuda_device.gpu_report(0)["compatible"] is True
+    fake_cudart.reset(driver=12060, runtime=12090, tegra=True)  # a Jetson: refused
+    monkeypatch.setattr(cuda_device, "is_tegra", lambda: True)
+    with pytest.raises(BackendUnavailable, match="cudaErrorInsufficientDriver") as exc:
+        cuda_device.CudaDevice(0)
+    assert "CUDA 12.9 runtime is newer than this Jetson's CUDA 12.6" in exc.value.message
+    assert exc.value.hint.startswith("pip install 'cuda-python>=12.6,<12.7'")
+    report = cuda_device.gpu_report(0)
+    assert report["compatible"] is False and "cuda-python>=12.6,<12.7" in report["problem"]
+    fake_cudart.reset(driver=12060, runtime=12060, tegra=True)  # the pin followed
+    assert cuda_device.CudaDevice(0).via == "cuda-python" and cuda_device.gpu_report(0)["compatible"] is True
+
+    def cannot_load(index):
+        raise RuntimeError("Failed to dlopen libcuda.so.1")
+
+    monkeypatch.setattr(fake_cudart, "cudaSetDevice", cannot_load)
+    with pytest.raises(BackendUnavailable, match="cannot reach the GPU: cuda-python cannot load the CUDA driver"):
+        cuda_device.CudaDevice(0)
+
+
 def test_verify_builds_a_bundles_engine_into_the_cache_then_reuses_it(trt, tiny_run, tmp_path, monkeypatch):
     """A bundle with a TensorRT target on a device with TensorRT: the first verify builds the
     engine from the bundle's QDQ model into the cache and checks it against the reference

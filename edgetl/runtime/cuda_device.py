@@ -14,6 +14,7 @@ from __future__ import annotations
 import ctypes
 import importlib
 import logging
+from pathlib import Path
 
 import numpy as np
 
@@ -57,12 +58,32 @@ def cuda_versions(cudart) -> dict:
     return out
 
 
-def mismatch(versions: dict) -> tuple[str, str] | None:
-    """Why cuda-python's runtime cannot run on this driver (CUDA runs a runtime of the
-    driver's major version or older: minor-version compatibility), and the remedy; or None."""
+def is_tegra() -> bool:
+    """A Jetson (Tegra): JetPack's CUDA has no minor-version compatibility."""
+    if Path("/etc/nv_tegra_release").is_file():
+        return True
+    try:
+        return b"tegra" in Path("/proc/device-tree/compatible").read_bytes()
+    except OSError:
+        return False
+
+
+def mismatch(versions: dict, tegra: bool | None = None) -> tuple[str, str] | None:
+    """Why cuda-python's runtime cannot run on this driver, and the remedy; or None. On x86
+    CUDA runs a runtime of the driver's major version or older (minor-version
+    compatibility); a Jetson has none: the runtime's major.minor must not be newer than
+    JetPack's (cuda-bindings 12.9 links the 12.9 runtime statically, which JetPack 6's 12.6
+    driver refuses)."""
     driver, runtime = versions.get("driver_cuda"), versions.get("runtime_cuda")
     if not driver:
         return "no NVIDIA driver answers", "is there a GPU? check nvidia-smi"
+    tegra = is_tegra() if tegra is None else tegra
+    if tegra and runtime:
+        have, need = tuple(map(int, runtime.split("."))), tuple(map(int, driver.split(".")))
+        if have > need:
+            return (f"cuda-python's CUDA {runtime} runtime is newer than this Jetson's CUDA {driver}, and a Jetson "
+                    "runs no newer runtime minor", f"pip install 'cuda-python>={driver},<{need[0]}.{need[1] + 1}' "
+                                                   "(JetPack's CUDA), or upgrade JetPack")
     if runtime and int(runtime.split(".")[0]) > int(driver.split(".")[0]):
         major = int(driver.split(".")[0])
         return (f"cuda-python's CUDA {runtime} runtime needs a newer driver than this one, which supports CUDA "
@@ -119,6 +140,8 @@ class CudaDevice:
                 self.cudart = cudart
             except ArtifactError as exc:  # the first call failed: try torch before giving up
                 self.cause = exc.message
+            except (RuntimeError, OSError) as exc:  # bindings before 12.9 raise when libcuda cannot be loaded
+                self.cause = f"cuda-python cannot load the CUDA driver ({str(exc).splitlines()[0][:160] or exc!r})"
         if self.cudart is None:
             self.torch = _torch_cuda()
             if self.torch is None:
