@@ -44,7 +44,8 @@ def card(summary: dict, recipe: dict, bench: dict | None, machine: dict) -> str:
              f"- data: {source}" + (f"; unlabelled target data: {describe(recipe['target'])}" if recipe.get("target")
                                     else ""),
              f"- backbone: {recipe['finetune']['backbone']}, strategy {recipe['finetune']['strategy']}, "
-             f"{fine.get('epochs_run')} epochs run (best {fine.get('best_epoch')})",
+             + (f"{fine['chosen']} chosen on validation" if str(fine.get("chosen", "")).startswith("L2") else
+                f"{fine.get('epochs_run')} epochs run (best {fine.get('best_epoch')})"),
              f"- validation {metric} {fine['val_accuracy']:.4f}"
              + (f"; target accuracy {fine['target_accuracy']:.4f} with {fine.get('adaptation')}"
                 if "target_accuracy" in fine else "")]

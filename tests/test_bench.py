@@ -365,3 +365,21 @@ def test_an_int8_drop_beyond_its_bound_is_told_from_noise():
     low, high = drop_interval(0.0, 0.0, 341)  # no answer changed on 341 samples: still +-1.1 points
     assert low == pytest.approx(-high) and 0.010 < high < 0.012
     assert drop_interval(0.0, 0.0, 3410)[1] < high / 5  # ten times the samples: a tighter interval
+
+
+def test_an_emulated_models_latency_is_marked_where_it_is_shown():
+    """TensorRT's QDQ model timed in ONNX Runtime is no TensorRT latency: its p50 carries a
+    mark in the table, the note under it says why; a real CPU row carries none."""
+    from edgetl.bench.harness import _note
+    from edgetl.bench.report import BenchReport, BenchRow
+    from edgetl.core.card import ModelCard
+
+    qdq = ModelCard(labels=["a", "b"], modality="image", input={}, preprocessing={},
+                    source={"quantization": {"target": "tensorrt"}})
+    rows = [BenchRow("m.qdq.onnx", "m.qdq.onnx", "onnxruntime", "cpu", 1, note=_note(qdq, "onnxruntime"),
+                     p50_ms=83.0, p90_ms=90.0, p99_ms=95.0, mean_ms=84.0, std_ms=2.0, throughput=12.0),
+            BenchRow("m.onnx", "m.onnx", "onnxruntime", "cpu", 1, p50_ms=21.0, p90_ms=22.0, p99_ms=23.0,
+                     mean_ms=21.0, std_ms=0.5, throughput=47.0)]
+    table = BenchReport(rows, {}, {}, {}).markdown().splitlines()
+    assert "| 83.000* |" in table[2] and "| 21.000 |" in table[3] and "*" not in table[3]
+    assert "latency not representative" in rows[0].note

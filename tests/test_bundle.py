@@ -57,6 +57,9 @@ def test_a_package_holds_a_model_per_target_reference_files_and_checksums(bundle
     assert {r.stem.split("_", 1)[1] for r in references} == set(card.labels)  # every class is there
     readme = (bundle / "README.md").read_text()
     assert "edgetl verify lite0" in readme and "edgetl predict lite0 reference/" in readme and "ms |" in readme
+    # TensorRT's model is only emulated here: no CPU latency passed off as its own
+    assert manifest["targets"]["tensorrt"]["p50_ms_batch1"] is None and manifest["targets"]["openvino"]["p50_ms_batch1"]
+    assert "| tensorrt |" in readme and "on the device: `edgetl bench`" in readme
     assert kind_of(bundle).name == "bundle" and read_card(bundle).labels == card.labels
     assert not [p for p in bundle.parent.iterdir() if p.name.startswith(".")]  # nothing half-written beside it
 

@@ -160,7 +160,7 @@ class BenchReport:
         console = console or results_console()
         print_table(table, console)
         for note in dict.fromkeys(f"{r.name} on {r.backend}: {r.note}" for r in self.rows if r.note and r.ok):
-            console.print(f"[dim]{escape(note)}[/]")
+            console.print(f"[dim]* {escape(note)}[/]")
         for r in self.failed:
             console.print(f"[red]failed[/] {escape(f'{r.name} on {r.backend}{r.precision_suffix}, batch {r.batch}: {r.error}')}")
 
@@ -257,7 +257,8 @@ def _cells(r: BenchRow, columns: list[str], markup: bool) -> list[str]:
     cells = [r.name, r.backend, r.precision or "-", r.inference_precision or "-", str(r.batch), _fmt(r.accuracy, ".4f"),
              _fmt(None if r.drop is None else 100 * r.drop, ".2f"),
              _fmt(r.agreement, ".1%") if r.output_diff is None else f"Δ{r.output_diff:.1e}",
-             _fmt(r.p50_ms, ".3f"), _fmt(r.p90_ms, ".3f"), _fmt(r.p99_ms, ".3f"), f"{r.mean_ms:.3f}±{r.std_ms:.3f}",
+             _fmt(r.p50_ms, ".3f") + ("*" if r.note else ""), _fmt(r.p90_ms, ".3f"), _fmt(r.p99_ms, ".3f"),
+             f"{r.mean_ms:.3f}±{r.std_ms:.3f}",
              _fmt(r.decode_ms, ".3f"), _fmt(r.throughput, ".1f"), _fmt(r.size_mb, ".2f"), _fmt(r.peak_rss_mb, ".0f"),
              _fmt(r.load_s, ".2f")]
     if "decode ms" not in columns:

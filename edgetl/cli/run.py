@@ -42,7 +42,8 @@ def _figures(stage) -> str:
     if "models" in f:  # an import
         return f"{', '.join(f['models'])}: val {metric} {_fmt(f['val_accuracy'], '{:.4f}')}"
     if "val_accuracy" in f:
-        return f"val {metric} {f['val_accuracy']:.4f} (epoch {f['best_epoch']})" + (
+        chosen = f.get("chosen", f"epoch {f['best_epoch']}")  # a probe's: the L2 strength kept, not an epoch
+        return f"val {metric} {f['val_accuracy']:.4f} ({chosen})" + (
             f", target {f['target_accuracy']:.4f} ({f['adaptation']})" if "target_accuracy" in f else "")
     if "int8_accuracy" in f:
         return (f"{f['model']}: {metric} {f['fp32_accuracy']:.4f} -> {f['int8_accuracy']:.4f} "

@@ -236,7 +236,7 @@ class Pipeline:
             from edgetl.finetune.job import finetune
 
             result = finetune(self.data_dir, cfg.backbone, self.run_dir, overwrite=True, settings=cfg)
-            figures = {"val_accuracy": result.val_accuracy, "best_epoch": result.best_epoch,
+            figures = {"val_accuracy": result.val_accuracy, "best_epoch": result.best_epoch, "chosen": result.chosen,
                        "epochs_run": len(result.history), "metric": task_of(result.card).metric_title}
             adaptation = result.card.source.get("adaptation")
             if adaptation:

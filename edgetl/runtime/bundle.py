@@ -86,7 +86,7 @@ class TargetEntry:
     model: str  # its path in the bundle
     precision: str  # fp32 | fp16 | int8
     accuracy: float | None = None  # as measured when it was made
-    p50_ms_batch1: float | None = None  # on the packaging machine
+    p50_ms_batch1: float | None = None  # on the packaging machine; None where it only emulates the target
     build: str | None = None  # tensorrt: the command that builds the engine on the device
     engine: str | None = None  # tensorrt: an engine built beforehand, if any
 
