@@ -249,3 +249,34 @@ def test_a_bundle_with_only_a_tensorrt_target_says_how_to_run_it_without_tensorr
     precision = json.loads((only / "bundle.json").read_text())["targets"]["tensorrt"]["precision"]
     assert [(r["backend"], r["precision"]) for r in rows] == [("onnxruntime", precision)]
     assert_refused(CliRunner().invoke(cli, ["bench", str(only), "--backend", "openvino"]), "openvino", "edgetl doctor")
+
+
+def test_auto_follows_what_verify_measured_here(bundle, tmp_path, monkeypatch):
+    """Without figures measured here, `auto` takes the preference order and says so; verify
+    times each target it runs on its own backend and keeps the figures outside the bundle;
+    then `auto` takes the fastest measured, whichever the preference order puts first."""
+    from edgetl.runtime.bundle import Bundle
+    from edgetl.runtime.measured import measured, record
+
+    monkeypatch.setenv("EDGETL_CACHE_DIR", str(tmp_path / "cache"))
+    copy = fresh_copy(bundle, tmp_path)
+    image = sorted((copy / "reference").glob("*.png"))[0]
+
+    def picked():
+        done = CliRunner().invoke(cli, ["predict", str(copy), str(image), "--json"])
+        assert done.exit_code == 0, done.output
+        line = next(line for line in done.stderr.splitlines() if line.startswith(f"bundle {copy.name}:"))
+        return line.split(": ", 1)[1].split()[0], line
+
+    target, line = picked()
+    assert target == "openvino" and "first by preference; `edgetl verify` measures" in line
+    checked = json.loads(CliRunner().invoke(cli, ["-q", "verify", str(copy), "--json"]).stdout)
+    timed = {c["target"]: c["p50_ms"] for c in checked}
+    assert timed["openvino"] > 0 and timed["onnxruntime"] > 0 and timed["tensorrt"] is None  # emulated: not timed
+    assert measured(Bundle.open(copy)) == pytest.approx({t: timed[t] for t in ("openvino", "onnxruntime")}, rel=1e-3)
+    assert sha256(copy / "bundle.json") == sha256(bundle / "bundle.json")  # the bundle's files untouched
+    for slower, faster in (("openvino", "onnxruntime"), ("onnxruntime", "openvino")):
+        record(Bundle.open(copy), slower, 9.0)
+        record(Bundle.open(copy), faster, 3.0)
+        target, line = picked()
+        assert target == faster and f"the fastest measured here: 3.00 ms against {slower} 9.00 ms" in line

@@ -48,14 +48,16 @@ def verify_cmd(bundle, backend, threads, as_json):
         click.echo(json.dumps([c.to_dict() for c in checks], indent=2))
     else:
         table = Table(title=f"{bundle}: checksums ok; reference files", title_justify="left")
-        for col in ("target", "runs on", "precision", "files", "same answers", "max score diff", "tolerance", "ok"):
+        for col in ("target", "runs on", "precision", "files", "same answers", "max score diff", "tolerance",
+                    "p50 ms here", "ok"):
             table.add_column(col, justify="left" if col in ("target", "runs on", "precision") else "right")
         for c in checks:
             if c.skipped:
-                table.add_row(c.target, "-", c.precision, "-", "-", "-", "-", "skipped")
+                table.add_row(c.target, "-", c.precision, "-", "-", "-", "-", "-", "skipped")
                 continue
             table.add_row(c.target, c.backend, c.precision, str(c.n), f"{100 * c.agreement:.1f}%",
-                          f"{c.max_score_diff:.2e}", f"{c.tolerance:g}", "yes" if c.passed else "[red]NO[/]")
+                          f"{c.max_score_diff:.2e}", f"{c.tolerance:g}", "-" if c.p50_ms is None else f"{c.p50_ms:.2f}",
+                          "yes" if c.passed else "[red]NO[/]")
         print_table(table, results_console())
         for c in checks:
             for line in ([f"skipped: {c.skipped}"] if c.skipped else []) + [f"note: {n}" for n in c.notes]:

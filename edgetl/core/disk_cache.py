@@ -31,6 +31,7 @@ KINDS = {
     "engines": "TensorRT engines built on this device",
     "digests": "data files' content digests (read again from the data)",
     "listings": "backbone listings",
+    "measured": "latencies `edgetl verify` measured on this machine",
 }
 
 

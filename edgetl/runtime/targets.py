@@ -21,6 +21,7 @@ from edgetl.runtime.artifacts import read_engine_card
 from edgetl.runtime.backend_table import BACKENDS, by_preference
 from edgetl.runtime.bundle import Bundle, sha256
 from edgetl.runtime.machine import CPU_TARGETS, backend_problem, exact_here
+from edgetl.runtime.measured import fastest
 from edgetl.runtime.tensorrt_runner import check_compatible
 
 
@@ -101,22 +102,24 @@ def model_for(bundle: Bundle, target: str) -> tuple[Path, str]:
 
 
 def choose(bundle: Bundle, backend: str = "auto") -> str:
-    """The target to run: the one asked for (which the bundle must have), or the fastest
-    this machine can run; the targets passed over are said with their reason."""
+    """The target to run: the one asked for (which the bundle must have), or among those
+    this machine can run the fastest measured here (runtime/measured.py), else the first
+    by the backend table's preference; the targets passed over are said with their reason."""
     if backend != "auto":
         if backend not in bundle.targets:
             raise ConfigError(f"the bundle {bundle.path} has no {backend} model (it has: {', '.join(bundle.targets)})",
                               hint=f"pass --backend {' or '.join(bundle.targets)}, or package the run with "
                                    f"--targets {backend}")
         return backend
-    skipped = []
-    for target in by_preference(bundle.targets):
-        problem = target_problem(bundle, target)
-        if problem is None:
-            for target_skipped, why in skipped:
+    problems = {t: target_problem(bundle, t) for t in by_preference(bundle.targets)}
+    runnable = [t for t, why in problems.items() if why is None]
+    if runnable:
+        for target_skipped, why in problems.items():
+            if why is not None:
                 progress.info(f"not {target_skipped}: {why}")
-            return target
-        skipped.append((target, problem))
+        picked = fastest(bundle, runnable)
+        return picked[0] if picked else runnable[0]
+    skipped = list(problems.items())
     hint = "pip install edgetl (ONNX Runtime) or 'edgetl[openvino]'; `edgetl doctor` says more"
     if "tensorrt" in bundle.targets and backend_problem("onnxruntime") is None:
         hint = ("pass --backend tensorrt to run its QDQ model in ONNX Runtime here (what TensorRT's INT8 computes), "
@@ -125,5 +128,16 @@ def choose(bundle: Bundle, backend: str = "auto") -> str:
                              + "; ".join(f"{t}: {why}" for t, why in skipped), hint=hint)
 
 
-__all__ = ["choose", "cpu_warning", "engine_cache_path", "model_for", "target_problem", "tensorrt_here",
+def why_chosen(bundle: Bundle, target: str) -> str:
+    """How `auto` came to `target`: measured here, or the preference order (and how to measure)."""
+    runnable = [t for t in by_preference(bundle.targets) if target_problem(bundle, t) is None]
+    picked = fastest(bundle, runnable)
+    if picked:
+        return picked[1]
+    if len(runnable) < 2:
+        return "the only one this machine runs"
+    return "first by preference; `edgetl verify` measures which is fastest here"
+
+
+__all__ = ["choose", "why_chosen", "cpu_warning", "engine_cache_path", "model_for", "target_problem", "tensorrt_here",
            "usable_engine"]

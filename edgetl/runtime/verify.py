@@ -13,6 +13,7 @@ from edgetl.core.errors import ArtifactError
 from edgetl.runtime.artifacts import kind_of, read_card
 from edgetl.runtime.backends import open_runner
 from edgetl.runtime.bundle import TOLERANCE, Bundle
+from edgetl.runtime.measured import p50_ms, record
 from edgetl.runtime.predict import Prediction, predict
 from edgetl.runtime.runner import Runner
 from edgetl.runtime.targets import choose, cpu_warning, model_for, target_problem
@@ -31,6 +32,7 @@ class TargetCheck:
     failures: list[str]
     notes: list[str] = dataclasses.field(default_factory=list)  # how it ran, when not as packaged
     skipped: str | None = None  # why this machine cannot run it
+    p50_ms: float | None = None  # batch 1 on its own backend here (not for a model only emulated here)
 
     @property
     def passed(self) -> bool:
@@ -76,9 +78,22 @@ def verify(path: str | Path, backend: str | None = None, threads: int | None = N
             same += check.same
             if check.failure:
                 failures.append(f"{answer['file']}: {check.failure}")
-        checks.append(TargetCheck(target, loads_with, expected["precision"], len(files), same / max(1, len(files)),
-                                  float(max(diffs, default=0.0)), tolerance, failures, notes))
+        done = TargetCheck(target, loads_with, expected["precision"], len(files), same / max(1, len(files)),
+                           float(max(diffs, default=0.0)), tolerance, failures, notes)
+        if loads_with == target and files and not failures:  # what `auto` chooses by (runtime/measured.py)
+            done.p50_ms = _timed(bundle, target, model, files[0], threads)
+        checks.append(done)
     return checks
+
+
+def _timed(bundle: Bundle, target: str, model: Path, file: Path, threads: int | None) -> float:
+    """The target's batch-1 latency on a reference file, kept for `auto` to choose by."""
+    from edgetl.modality import preprocessing_of
+
+    with open_runner(model, backend=target, threads=threads) as runner:
+        ms = p50_ms(runner, preprocessing_of(runner.card)(file)[None])
+    record(bundle, target, ms)
+    return ms
 
 
 def reference_answers(runner_predict: Callable[[list[Path]], list[Prediction]], files: list[Path], root: Path,
