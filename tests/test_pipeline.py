@@ -100,6 +100,12 @@ def test_a_recipe_runs_every_stage_into_an_ordinary_layout(pipeline):
     assert {r["backend"] for r in rows} == {"torch", "onnxruntime"}
     int8 = [r for r in rows if r["precision"] == "int8"]
     assert int8 and all(r["bound"] is not None and r["drop_ci95"][0] <= r["drop"] <= r["drop_ci95"][1] for r in int8)
+    summary = json.loads((out / "summary.json").read_text())
+    package = next(s for s in summary["stages"] if s["name"] == "package")
+    assert package["figures"]["verified"] == {"onnxruntime": "onnxruntime"}  # the bundle checked where it was made
+    totals = summary["totals"]
+    assert totals["seconds"] > 0 and totals["stage_seconds"] > 0 and totals["peak_rss_mb"] > 100
+    assert totals["bundle_mb"] > 0 and totals["overrides"] == []
 
 
 def test_a_rerun_with_nothing_changed_reuses_every_stage_in_seconds(pipeline):
@@ -120,6 +126,7 @@ def test_a_changed_quantization_bound_reruns_quantize_and_what_follows_only(pipe
                       "quantize.onnxruntime": "ran", "bench": "ran", "package": "ran"}
     card = json.loads((out / "summary.json").read_text())["recipe_settings"]["quantize"]["targets"][0]
     assert card["max_drop"] == 0.15
+    assert json.loads((out / "summary.json").read_text())["totals"]["overrides"] == ["quantize.targets[0].max_drop=0.15"]
 
 
 def test_an_interrupted_stage_is_redone_and_nothing_takes_it_for_done(pipeline, monkeypatch):

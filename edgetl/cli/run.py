@@ -28,6 +28,13 @@ def print_summary(result) -> None:
                 rows.add_row(escape(r["artifact"]), r["backend"], _fmt(r["accuracy"], "{:.4f}"),
                              _fmt(r["drop"], "{:.2f}", 100), _fmt(r["p50_ms"], "{:.2f}"), _fmt(r["size_mb"], "{:.2f}"))
         print_table(rows, results_console())
+    t = result.totals
+    if t:
+        bundle = f", bundle {t['bundle_mb']:.1f} MB" if t.get("bundle_mb") is not None else ""
+        overrides = f"; overrides: {' '.join(t['overrides'])}" if t.get("overrides") else ""
+        results_console().print(escape(f"in all {t['seconds'] / 60:.1f} min here (the stages took "
+                                       f"{t['stage_seconds'] / 60:.1f} min when they ran), peak memory "
+                                       f"{t['peak_rss_mb'] / 1024:.2f} GB{bundle}{overrides}"))
 
 
 def _fmt(value, pattern: str, scale: float = 1.0) -> str:
@@ -54,7 +61,9 @@ def _figures(stage) -> str:
         st = f["streaming"]
         return f"streaming: test FRR {st.get('test_frr', float('nan')):.3f} at {st.get('test_fa_per_hour', 0):.1f} FA/h"
     if "bundle" in f:
-        return f["bundle"]
+        verified = f.get("verified")
+        return f["bundle"] + (f"; verified here on {', '.join(f'{t} ({b})' for t, b in verified.items())}"
+                              if verified else "")
     if "parity" in f:
         return ", ".join(f"{k} agrees {v:.2%}" for k, v in f["parity"].items())
     return f.get("folder", "")

@@ -23,6 +23,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import resource
 import time
 from pathlib import Path
 
@@ -62,6 +63,7 @@ class PipelineResult:
     folder: Path
     recipe: Recipe
     stages: list[StageResult]
+    totals: dict = dataclasses.field(default_factory=dict)  # time, peak memory, bundle size, overrides
 
     @property
     def ok(self) -> bool:
@@ -72,15 +74,17 @@ class PipelineResult:
 
     def to_dict(self) -> dict:
         return {"schema": "edgetl.pipeline/1", "recipe": self.recipe.name, "folder": str(self.folder),
-                "ok": self.ok, "stages": [dataclasses.asdict(s) for s in self.stages]}
+                "ok": self.ok, "stages": [dataclasses.asdict(s) for s in self.stages], "totals": self.totals}
 
 
 class Pipeline:
     """One recipe in one folder. Each stage method returns (settings, inputs, run) where
     run() does the work and returns (outputs, figures)."""
 
-    def __init__(self, recipe: Recipe, folder: Path, recipe_dir: Path):
+    def __init__(self, recipe: Recipe, folder: Path, recipe_dir: Path, overrides: list[str] = ()):
         self.recipe, self.folder, self.recipe_dir = recipe, Path(folder), Path(recipe_dir)
+        self.overrides = list(overrides)
+        self.started = time.perf_counter()
         self.cache = StageCache(self.folder)
         self.versions = versions()
         self.results: list[StageResult] = []
@@ -118,7 +122,7 @@ class Pipeline:
                 self._write_summary()
                 raise
         self._write_summary()
-        result = PipelineResult(self.folder, self.recipe, self.results)
+        result = PipelineResult(self.folder, self.recipe, self.results, self._totals())
         if failure is not None:
             failed = next(s.name for s in self.results if s.status == "failed")
             stopped = GateFailed(f"the pipeline stopped at {failed}: {failure.message}",
@@ -149,8 +153,19 @@ class Pipeline:
         self.cache.finish(name, key, outputs, figures, seconds)
         self.results.append(StageResult(name, "ran", seconds, figures))
 
+    def _totals(self) -> dict:
+        """What the whole run took: this invocation's wall time, the stages' own times (a
+        reused stage's from when it ran), the peak resident memory of edgetl and of any
+        process it started, the bundle's size, and the --set overrides in effect."""
+        bundle = self.folder / "bundle"
+        size = sum(p.stat().st_size for p in bundle.rglob("*") if p.is_file()) if bundle.is_dir() else None
+        peak = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+        return {"seconds": time.perf_counter() - self.started, "stage_seconds": sum(s.seconds for s in self.results),
+                "peak_rss_mb": peak / 1024, "bundle_mb": None if size is None else size / 2**20,
+                "overrides": self.overrides}
+
     def _write_summary(self) -> None:
-        doc = PipelineResult(self.folder, self.recipe, self.results).to_dict()
+        doc = PipelineResult(self.folder, self.recipe, self.results, self._totals()).to_dict()
         doc["recipe_settings"] = self.recipe.to_dict()
         write_atomic(self.folder / SUMMARY, json.dumps(doc, indent=1, default=str) + "\n")
 
@@ -376,8 +391,17 @@ class Pipeline:
             from edgetl.deploy.package import package
 
             result = package(self.run_dir, out, s.replace(data=s.data or str(self.data_dir)), overwrite=True)
+            from edgetl.runtime.verify import verify
+
+            # where the user wants to be: a bundle that checks itself, checked here as a device would
+            checks = verify(result.out, threads=s.threads)
+            failed = [c for c in checks if not c.passed]
+            if failed:
+                raise _VerifyGate(f"the bundle's {failed[0].target} model does not compute what was packaged: "
+                                  f"{failed[0].failures[0]}", hint=f"run `edgetl verify {result.out}` for the figures")
             return [result.out], {"bundle": str(result.out), "targets": {t: e.precision for t, e in
-                                                                          result.targets.items()}}
+                                                                          result.targets.items()},
+                                  "verified": {c.target: c.backend for c in checks if not c.skipped}}
 
         return s.to_dict(), self._outputs(*self._model_stages()), work
 
@@ -411,11 +435,15 @@ class _BenchGate(EdgeTLError):
     """bench.max_drop did not hold."""
 
 
+class _VerifyGate(EdgeTLError):
+    """The bundle did not verify on the machine that packaged it."""
+
+
 def _is_gate(exc: EdgeTLError) -> bool:
     from edgetl.export.parity import ParityError
     from edgetl.quantize import AccuracyDropError
 
-    return isinstance(exc, (ParityError, AccuracyDropError, _BenchGate))
+    return isinstance(exc, (ParityError, AccuracyDropError, _BenchGate, _VerifyGate))
 
 
 def run_recipe(recipe_path, out=None, rerun_from: str | None = None, force: bool = False,
@@ -430,7 +458,7 @@ def run_recipe(recipe_path, out=None, rerun_from: str | None = None, force: bool
     folder = Path(out) if out else Path("runs") / recipe.name
     _check_folder(folder)
     _check_not_inside_inputs(folder, recipe)
-    pipeline = Pipeline(recipe, folder, Path(recipe_path).resolve().parent)
+    pipeline = Pipeline(recipe, folder, Path(recipe_path).resolve().parent, list(overrides))
     if rerun_from is not None and not any(name.split(".")[0] == rerun_from for name, _ in pipeline.steps()):
         raise ConfigError(f"--from {rerun_from}: the recipe has no {rerun_from} stage",
                           hint=f"its stages: {', '.join(dict.fromkeys(n.split('.')[0] for n, _ in pipeline.steps()))}")
