@@ -128,9 +128,13 @@ def test_predict_answers_the_same_through_every_backend_and_from_the_zip(bundle,
     for name, got in answers.items():
         assert [r.labels[0] for r in got] == [r.labels[0] for r in reference], name
         assert np.allclose([r.scores for r in got], [r.scores for r in reference], atol=1e-4), name
-    assert all(c.passed for c in verify(zipped))
-    with open_runner(zipped) as runner:  # auto: the fastest target this machine can run
-        assert runner.target == "openvino" and runner.backend == "openvino"
+    assert all(c.passed for c in verify(zipped))  # which also times each target here
+    from edgetl.runtime.bundle import Bundle
+    from edgetl.runtime.measured import measured
+
+    timed = measured(Bundle.open(zipped))
+    with open_runner(zipped) as runner:  # auto: the fastest target measured here
+        assert runner.target == min(timed, key=timed.get) and runner.backend == runner.target
 
 
 def test_evaluate_and_bench_take_a_bundle_like_any_artifact(bundle, run, tiny_digits, tmp_path):

@@ -222,6 +222,7 @@ class DANN(Adaptation):
 
 def make_adaptation(method: str, x_target: torch.Tensor, source_prior: np.ndarray, cfg, feature_dim: int,
                     weight: float | None = None) -> Adaptation:
+    cfg = cfg.for_task("classification")  # what was left unset: a classifier's defaults
     kwargs = dict(batch_size=cfg.batch_size, seed=cfg.seed, weight=weight)
     if method == "dann":
         return DANN(x_target, source_prior, feature_dim=feature_dim, **kwargs)
@@ -268,6 +269,7 @@ def fit_adapted(train, method: str, cfg, x_target: torch.Tensor, source_prior: n
     the criterion, source-only unless a method beats it by AUTO_MARGIN).
 
     Returns (history, state, epoch, report); `report` goes into the card."""
+    cfg = cfg.for_task("classification")
     names = candidates_for(method, cfg.strategy, has_batchnorm)
     if target_val is not None and "source-only" not in names and method != "adabn":
         names = ["source-only", *names]  # the baseline that target accuracy is compared with

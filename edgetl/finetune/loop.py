@@ -50,6 +50,7 @@ class Trainer:
 
     def __init__(self, model: Classifier, stages, cfg: FinetuneSettings, device: torch.device, dist: Distributed,
                  mean=None, std=None, *, inputs=None, hooks: TrainingHooks | None = None):
+        cfg = cfg.for_task("classification")  # what was left unset: a classifier's defaults (finetune() resolves first)
         self.model, self.stages, self.cfg, self.device, self.dist = model, stages, cfg, device, dist
         self.hooks = hooks or TrainingHooks()
         self.inputs = inputs or ImageTrainingInput(mean, std, device, hflip=cfg.image.hflip)
