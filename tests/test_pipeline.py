@@ -106,6 +106,8 @@ def test_a_recipe_runs_every_stage_into_an_ordinary_layout(pipeline):
     totals = summary["totals"]
     assert totals["seconds"] > 0 and totals["stage_seconds"] > 0 and totals["peak_rss_mb"] > 100
     assert totals["bundle_mb"] > 0 and totals["overrides"] == []
+    bench = next(s for s in summary["stages"] if s["name"] == "bench")
+    assert all("note" in r for r in bench["figures"]["rows"])  # the summary marks an emulated latency by it
 
 
 def test_a_rerun_with_nothing_changed_reuses_every_stage_in_seconds(pipeline):

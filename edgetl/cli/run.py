@@ -25,9 +25,14 @@ def print_summary(result) -> None:
             rows.add_column(col, justify="left" if col in ("artifact", "backend") else "right")
         for r in bench.figures["rows"]:
             if r["batch"] == 1 and not r["error"]:
+                marked = "*" if r.get("note") else ""  # an emulated model's latency is not its own
                 rows.add_row(escape(r["artifact"]), r["backend"], _fmt(r["accuracy"], "{:.4f}"),
-                             _fmt(r["drop"], "{:.2f}", 100), _fmt(r["p50_ms"], "{:.2f}"), _fmt(r["size_mb"], "{:.2f}"))
+                             _fmt(r["drop"], "{:.2f}", 100), _fmt(r["p50_ms"], "{:.2f}") + marked,
+                             _fmt(r["size_mb"], "{:.2f}"))
         print_table(rows, results_console())
+        for note in dict.fromkeys(f"* {r['artifact']}: {r['note']}" for r in bench.figures["rows"]
+                                  if r.get("note") and r["batch"] == 1 and not r["error"]):
+            results_console().print(escape(note))
     t = result.totals
     if t:
         bundle = f", bundle {t['bundle_mb']:.1f} MB" if t.get("bundle_mb") is not None else ""

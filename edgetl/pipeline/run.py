@@ -353,7 +353,7 @@ class Pipeline:
             plot = report.plot(self.folder / "bench.png")
             rows = [{"artifact": Path(r.artifact).name, "backend": r.backend, "batch": r.batch,
                      "metric": get_task(r.task).metric_title if r.task else "accuracy", "accuracy": r.accuracy,
-                     "drop": r.drop, "p50_ms": r.p50_ms, "size_mb": r.size_mb,
+                     "drop": r.drop, "p50_ms": r.p50_ms, "size_mb": r.size_mb, "note": r.note,
                      "error": r.error} for r in report.rows]
             for row, r in zip(rows, report.rows):
                 row.update(bound=r.bound, drop_ci95=r.drop_ci95)
