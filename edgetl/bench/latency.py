@@ -3,9 +3,10 @@ each call, no outlier clipping (the tail is the point)."""
 from __future__ import annotations
 
 import dataclasses
-import time
 
 import numpy as np
+
+from edgetl.runtime.measured import time_function  # the one timing loop (the runtime times targets too)
 
 
 @dataclasses.dataclass
@@ -34,20 +35,6 @@ def time_calls(runner, x: np.ndarray, warmup: int = 10, iters: int = 100, min_ti
     """Nanoseconds of each `runner.infer(x)` call (`time_function`)."""
     x = runner.checked_input(x)  # in the model's own dtype (float32, or uint8 pixels), checked once, not timed
     return time_function(lambda: runner.infer(x), warmup, iters, min_time_s)
-
-
-def time_function(call, warmup: int = 10, iters: int = 100, min_time_s: float = 0.0) -> list[int]:
-    """Nanoseconds of each `call()`: `warmup` untimed calls, then at least `iters` calls
-    and at least `min_time_s` seconds."""
-    for _ in range(warmup):
-        call()
-    timings = []
-    started = time.perf_counter_ns()
-    while len(timings) < iters or (time.perf_counter_ns() - started) / 1e9 < min_time_s:
-        t0 = time.perf_counter_ns()
-        call()
-        timings.append(time.perf_counter_ns() - t0)
-    return timings
 
 
 def measure(runner, x: np.ndarray, warmup: int = 10, iters: int = 100, min_time_s: float = 0.0) -> LatencyStats:

@@ -222,12 +222,13 @@ def _label_offset(cell: list[BenchRow], i: int) -> int:
 _COLUMNS = ("artifact", "backend", "precision", "runs in", "batch", "accuracy", "drop pt", "agree", "p50 ms", "p90 ms",
             "p99 ms", "mean±std ms", "decode ms", "items/s", "size MB", "peak RSS MB", "load s")
 _ACCURACY, _DECODE = _COLUMNS.index("accuracy"), _COLUMNS.index("decode ms")
-_TITLES = {"accuracy": "accuracy", "map": "mAP"}  # a row's metric as a column heads it
 
 
 def _metric_title(rows: list[BenchRow]) -> str:
     """The heading of the metric column: the rows' metric, or both names where tasks mix."""
-    return "/".join(dict.fromkeys(_TITLES.get(r.metric or "accuracy", r.metric or "") for r in rows
+    from edgetl.task import get
+
+    return "/".join(dict.fromkeys(get(r.task).metric_title if r.task else "accuracy" for r in rows
                                   if r.accuracy is not None)) or "accuracy"
 
 

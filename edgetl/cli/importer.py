@@ -32,7 +32,9 @@ def import_cmd(model, out, overwrite, **settings):
     for note in result.assumed:
         click.echo(f"  assumed: {note}")
     if result.accuracy is not None:
-        click.echo(f"  val {'mAP' if card.task == 'detection' else 'accuracy'} {result.accuracy:.4f}")
+        from edgetl.task import task_of
+
+        click.echo(f"  val {task_of(card).metric_title} {result.accuracy:.4f}")
     click.echo(f"wrote {result.out}: " + ", ".join(m.name for m in result.models))
 
 

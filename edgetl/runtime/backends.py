@@ -13,7 +13,7 @@ from edgetl.runtime.backend_table import BACKENDS, BackendInfo
 from edgetl.runtime.bundle import Bundle
 from edgetl.runtime.runner import Runner
 from edgetl.runtime.settings import PRECISION_HINTS
-from edgetl.runtime.targets import choose, model_for, why_chosen
+from edgetl.runtime.targets import model_for, pick
 
 
 def backend_for(path: Path, backend: str = "auto") -> BackendInfo:
@@ -89,11 +89,11 @@ def _open_bundle(path: Path, backend: str, device: str, threads: int | None, pre
     """The Runner of the bundle's model for `backend` (auto: the fastest measured here, else by preference),
     after checking the checksums of the manifest's card and of that model's files."""
     bundle = Bundle.open(path)
-    target = choose(bundle, backend)
+    target, why = pick(bundle, backend)
     bundle.check_checksums(["edgetl.json", *bundle.model_files(target)])
     model, loads_with = model_for(bundle, target)
     progress.info(f"bundle {path.name}: {target} model {model.name} on {loads_with}"
-                  + (f" ({why_chosen(bundle, target)})" if backend == "auto" else ""))
+                  + (f" ({why})" if backend == "auto" else ""))
     runner = open_runner(model, backend=loads_with, device=device, threads=threads, precision_hint=precision_hint)
     runner.bundle, runner.target = bundle, target
     return runner

@@ -16,6 +16,7 @@ import hashlib
 import json
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,17 +59,24 @@ def record(bundle: Bundle, target: str, p50_ms: float) -> None:
     write_atomic(path, json.dumps(state, indent=1) + "\n")
 
 
+def time_function(call: Callable[[], Any], warmup: int = 10, iters: int = 100, min_time_s: float = 0.0) -> list[int]:
+    """Nanoseconds of each `call()`: `warmup` untimed calls, then at least `iters` calls
+    and at least `min_time_s` seconds."""
+    for _ in range(warmup):
+        call()
+    timings = []
+    started = time.perf_counter_ns()
+    while len(timings) < iters or (time.perf_counter_ns() - started) / 1e9 < min_time_s:
+        t0 = time.perf_counter_ns()
+        call()
+        timings.append(time.perf_counter_ns() - t0)
+    return timings
+
+
 def p50_ms(runner: Any, x: np.ndarray, warmup: int = 3, iters: int = 20) -> float:
     """The median of `iters` timed calls of `runner.infer(x)` after `warmup` untimed ones."""
     x = runner.checked_input(x)
-    for _ in range(warmup):
-        runner.infer(x)
-    timings = []
-    for _ in range(iters):
-        started = time.perf_counter_ns()
-        runner.infer(x)
-        timings.append(time.perf_counter_ns() - started)
-    return statistics.median(timings) / 1e6
+    return statistics.median(time_function(lambda: runner.infer(x), warmup, iters)) / 1e6
 
 
 def fastest(bundle: Bundle, runnable: list[str]) -> tuple[str, str] | None:
@@ -82,4 +90,4 @@ def fastest(bundle: Bundle, runnable: list[str]) -> tuple[str, str] | None:
     return best, f"the fastest measured here: {figures[best]:.2f} ms against {others}"
 
 
-__all__ = ["fastest", "measured", "p50_ms", "record"]
+__all__ = ["fastest", "measured", "p50_ms", "record", "time_function"]

@@ -102,15 +102,21 @@ def model_for(bundle: Bundle, target: str) -> tuple[Path, str]:
 
 
 def choose(bundle: Bundle, backend: str = "auto") -> str:
-    """The target to run: the one asked for (which the bundle must have), or among those
-    this machine can run the fastest measured here (runtime/measured.py), else the first
-    by the backend table's preference; the targets passed over are said with their reason."""
+    """The target to run (see `pick`)."""
+    return pick(bundle, backend)[0]
+
+
+def pick(bundle: Bundle, backend: str = "auto") -> tuple[str, str]:
+    """The target to run and why: the one asked for (which the bundle must have), or among
+    those this machine can run the fastest measured here (runtime/measured.py), else the
+    first by the backend table's preference; the targets passed over are said with their
+    reason."""
     if backend != "auto":
         if backend not in bundle.targets:
             raise ConfigError(f"the bundle {bundle.path} has no {backend} model (it has: {', '.join(bundle.targets)})",
                               hint=f"pass --backend {' or '.join(bundle.targets)}, or package the run with "
                                    f"--targets {backend}")
-        return backend
+        return backend, "asked for"
     problems = {t: target_problem(bundle, t) for t in by_preference(bundle.targets)}
     runnable = [t for t, why in problems.items() if why is None]
     if runnable:
@@ -118,7 +124,10 @@ def choose(bundle: Bundle, backend: str = "auto") -> str:
             if why is not None:
                 progress.info(f"not {target_skipped}: {why}")
         picked = fastest(bundle, runnable)
-        return picked[0] if picked else runnable[0]
+        if picked:
+            return picked
+        return runnable[0], ("the only one this machine runs" if len(runnable) < 2 else
+                             "first by preference; `edgetl verify` measures which is fastest here")
     skipped = list(problems.items())
     hint = "pip install edgetl (ONNX Runtime) or 'edgetl[openvino]'; `edgetl doctor` says more"
     if "tensorrt" in bundle.targets and backend_problem("onnxruntime") is None:
@@ -128,16 +137,5 @@ def choose(bundle: Bundle, backend: str = "auto") -> str:
                              + "; ".join(f"{t}: {why}" for t, why in skipped), hint=hint)
 
 
-def why_chosen(bundle: Bundle, target: str) -> str:
-    """How `auto` came to `target`: measured here, or the preference order (and how to measure)."""
-    runnable = [t for t in by_preference(bundle.targets) if target_problem(bundle, t) is None]
-    picked = fastest(bundle, runnable)
-    if picked:
-        return picked[1]
-    if len(runnable) < 2:
-        return "the only one this machine runs"
-    return "first by preference; `edgetl verify` measures which is fastest here"
-
-
-__all__ = ["choose", "why_chosen", "cpu_warning", "engine_cache_path", "model_for", "target_problem", "tensorrt_here",
+__all__ = ["choose", "pick", "cpu_warning", "engine_cache_path", "model_for", "target_problem", "tensorrt_here",
            "usable_engine"]
