@@ -1,6 +1,6 @@
 """Where the CPU time goes, per stage: user and kernel (sys) seconds, minor page faults,
 peak RSS and wall time of each command, with glibc's allocator as it comes
-(EDGETL_MALLOC=system) and as edgetl sets it (freed memory kept, core/allocator.py).
+(EDGETL_MALLOC=system, the default) and told to keep freed memory (EDGETL_MALLOC=keep, core/allocator.py).
 
 Each stage runs as its own process on a cold cache, the two settings in turn (system
 first in odd rounds, kept first in even ones), so a busy neighbour hits both alike; the

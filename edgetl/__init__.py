@@ -9,7 +9,7 @@ from edgetl._version import __version__
 from edgetl.core.allocator import keep_freed_memory
 from edgetl.core.errors import EdgeTLError
 
-keep_freed_memory()  # batch buffers are reused instead of faulted in again (core/allocator.py)
+keep_freed_memory()  # with EDGETL_MALLOC=keep, batch buffers are reused, not faulted in again (core/allocator.py)
 
 
 def list_backbones(modality: str | None = None):

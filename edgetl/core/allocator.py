@@ -10,7 +10,11 @@ same buffers are reused: faults fell 5 to 24 times, wall time 20-65%, peak RSS w
 per cent (benchmarks/cpu_efficiency.py).
 
 Applied once per process through mallopt(3), glibc's own interface, when edgetl is
-imported; `EDGETL_MALLOC=system` leaves glibc's defaults. What was applied is recorded
+imported with `EDGETL_MALLOC=keep`; by default glibc's own settings stay: with the heap
+serving every buffer, peak RSS grew with the data set under a busy CPU (the sample-cache
+memory test, 250 against 1,250 samples: +35 to +60 MB against a bound of 30, where
+glibc's defaults stay within it), so keeping memory is a choice for training on a
+machine with memory to spare until that is solved. What was applied is recorded
 (bench's settings). Elsewhere than glibc (musl, macOS) nothing is changed.
 """
 from __future__ import annotations
@@ -36,11 +40,11 @@ def keep_freed_memory() -> dict[str, Any]:
     global _applied
     if _applied is not None:
         return _applied
-    choice = os.environ.get("EDGETL_MALLOC", "keep").strip().lower() or "keep"
+    choice = os.environ.get("EDGETL_MALLOC", "system").strip().lower() or "system"
     if choice not in CHOICES:
-        logging.getLogger("edgetl").warning("EDGETL_MALLOC=%s is not one of %s: keeping freed memory (the default)",
+        logging.getLogger("edgetl").warning("EDGETL_MALLOC=%s is not one of %s: glibc's defaults (the default)",
                                             choice[:40], ", ".join(CHOICES))
-        choice = "keep"
+        choice = "system"
     _applied = {"allocator": "system default"}
     if choice == "keep" and sys.platform.startswith("linux"):
         try:
