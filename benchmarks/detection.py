@@ -4,6 +4,10 @@ batch 1 per backend with one and two threads, split into the model and the decod
 (score threshold, NMS) that runs after it in numpy.
 
     python benchmarks/detection.py [--images 300] [--size 320] [--strategies linear-probe:8,full:6,defaults]
+        [--reference 20]
+
+`--reference EPOCHS` also trains the plain torchvision FCOS of fcos_reference.py on the same
+data in the same run (its training time and test mAP against the rows').
 
 `defaults` is `edgetl finetune DATA --backbone efficientnet_lite0` with nothing else: what a
 first run gets. Rows of strategies not run this time are kept from the last results.
@@ -60,6 +64,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--max-drop", type=float, default=0.01)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    ap.add_argument("--reference", type=int, default=0, help="epochs of the plain torchvision FCOS (0: not run)")
     ap.add_argument("--work", type=Path, default=None, help="a folder of an earlier run: its trained runs are kept")
     args = ap.parse_args()
     from edgetl.runtime.machine import library_versions, machine_info
@@ -96,22 +101,32 @@ def main() -> int:
                                    **{f"threads{t}": latency(out / name, t) for t in (1, 2)}}
         rows.append(row)
         print(json.dumps(row, indent=1), flush=True)
-    earlier = args.out / "detection.json"
+    earlier = json.loads((args.out / "detection.json").read_text()) if (args.out / "detection.json").is_file() else {}
     ran = {r["strategy"] for r in rows}
-    kept = [r for r in json.loads(earlier.read_text())["rows"] if r["strategy"] not in ran] if earlier.is_file() else []
-    result = {"images": args.images, "size": args.size, "rows": kept + rows, "machine": machine_info(),
-              "versions": library_versions()}
+    kept = [r for r in earlier.get("rows", []) if r["strategy"] not in ran]
+    reference = earlier.get("reference")
+    if args.reference:
+        from fcos_reference import train_and_score
+
+        reference = {**train_and_score(data, args.reference, args.size, args.threads),
+                     "with_rows": sorted(ran)}  # measured in the same run as these rows
+        print(json.dumps(reference, indent=1), flush=True)
+    result = {"images": args.images, "size": args.size, "rows": kept + rows, "reference": reference,
+              "machine": machine_info(), "versions": library_versions()}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "detection.json").write_text(json.dumps(result, indent=2) + "\n")
-    lines = ["| strategy | epochs | train s | val mAP | test mAP FP32 (ORT) | test mAP INT8 ORT | test mAP INT8 OV | "
-             "ORT INT8 ms (1 thr) | OV INT8 ms (1 thr) | decode ms |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| strategy | epochs | train s | val mAP | test mAP FP32 (ORT) | test mAP@0.5 FP32 | test mAP INT8 ORT | "
+             "test mAP INT8 OV | ORT INT8 ms (1 thr) | OV INT8 ms (1 thr) | decode ms |", "|---" * 11 + "|"]
     for r in result["rows"]:
         m = r["models"]
         lines.append(f"| {r['strategy']} | {r['epochs']} | {r['train_seconds']:.0f} | {r['val_map']:.3f} | "
-                     f"{m['model.onnx']['map']:.3f} | {m['model.int8.onnx']['map']:.3f} | "
+                     f"{m['model.onnx']['map']:.3f} | {m['model.onnx']['map50']:.3f} | {m['model.int8.onnx']['map']:.3f} | "
                      f"{m['model.int8.xml']['map']:.3f} | {m['model.int8.onnx']['threads1']['model_p50_ms']:.1f} | "
                      f"{m['model.int8.xml']['threads1']['model_p50_ms']:.1f} | "
                      f"{m['model.onnx']['threads1']['decode_p50_ms']:.2f} |")
+    if reference:
+        lines.append(f"| {reference['name']} | {reference['epochs']} | {reference['train_seconds']:.0f} | - | "
+                     f"{reference['map']:.3f} (torch) | {reference['map50']:.3f} | - | - | - | - | - |")
     table = "\n".join(lines) + f"\n\n{args.images} images at {args.size} px; CPU: {result['machine']['cpu']}.\n"
     (args.out / "detection.md").write_text(table)
     print(table)
