@@ -4,6 +4,7 @@ parity gate and evaluates (mAP) on ONNX Runtime and OpenVINO as in PyTorch."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -128,6 +129,48 @@ def test_predict_gives_boxes_in_the_photos_own_pixels(detector_run, tmp_path):
         want = (box - np.asarray([left, top, left, top])) / scale
         np.testing.assert_allclose(o["box"], np.clip(want, 0, [192, 96, 192, 96]), atol=0.06)
     assert (tmp_path / "drawn" / "wide.boxes.png").is_file()
+
+
+def test_the_report_of_a_detector_draws_its_worst_images_and_pr_curves(detector_run, tmp_path):
+    """evaluate --report on photos twice the model's size (YOLO labels are relative, so
+    they hold): the worst images' true boxes are the label files' in the photos' pixels,
+    each listed image has errors, the page shows the precision-recall curves and the
+    drawn images, and report.json holds what --json prints."""
+    import shutil
+
+    from PIL import Image
+
+    from edgetl.evaluate.report import SHOWN
+
+    data, run = detector_run
+    big = tmp_path / "big"
+    shutil.copytree(data, big)
+    for photo in (big / "images" / "val").iterdir():
+        Image.open(photo).resize((192, 192)).save(photo)
+    out = tmp_path / "report"
+    result = CliRunner().invoke(cli, ["-q", "evaluate", str(run), "--data", str(big), "--json",
+                                      "--threads", "1", "--report", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert json.loads((out / "report.json").read_text()) == report
+    worst = report["worst_images"]
+    assert worst and all(w["missed"] + w["false"] > 0 for w in worst)
+    errors = [w["missed"] + w["false"] for w in worst]
+    assert errors == sorted(errors, reverse=True)
+    for w in worst:
+        lines = (big / "labels" / "val" / (Path(w["file"]).stem + ".txt")).read_text().split()
+        rows = np.asarray(lines, float).reshape(-1, 5)
+        want = np.stack([rows[:, 1] - rows[:, 3] / 2, rows[:, 2] - rows[:, 4] / 2,
+                         rows[:, 1] + rows[:, 3] / 2, rows[:, 2] + rows[:, 4] / 2], 1) * 192
+        np.testing.assert_allclose([t["box"] for t in w["truths"]], want, atol=0.6)
+    assert set(report["classes"]["0"]) == {"ap", "ap50", "support"} and set(report["pr_curves"]) >= {"recall", "0"}
+    page = (out / "index.html").read_text()
+    assert 'src="pr_curves.png"' in page and "confusion.png" not in page and "Worst images" in page
+    assert page.count('<img src="files/') == min(len(worst), SHOWN)
+    assert (out / "pr_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    drawn = np.asarray(Image.open(out / "files" / "0000.png").convert("RGB")).astype(int)
+    green = (drawn[..., 1] > 150) & (drawn[..., 0] < 60) & (drawn[..., 2] < 120)
+    assert green.sum() > 50  # the true boxes are drawn
 
 
 INT8_FILES = {"openvino": "model.int8.xml", "onnxruntime": "model.int8.onnx", "tensorrt": "model.qdq.onnx"}

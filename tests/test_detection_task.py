@@ -85,3 +85,37 @@ def test_agreement_catches_moved_boxes_and_changed_labels():
     moved = _layout((40, 20, 40, 40, 0.9, 0.0))
     assert DETECTION.agree(out, out.copy()).tolist() == [True]
     assert DETECTION.agree(out, moved).tolist() == [False]
+
+
+def test_the_worst_images_come_first_with_their_boxes_in_the_files_pixels():
+    """An image found right is not listed; one with a missed object and a confident false
+    one (2 errors) comes before one with a missed object only; a false box below 0.5 is no
+    error; boxes are mapped into each file's pixels."""
+    right = (20, 20, 20, 20, 0.9, 0.0)
+    outputs = np.concatenate([
+        _layout(right, (80, 80, 20, 20, 0.3, 0.0)),   # right, plus an unsure box on nothing
+        _layout(right, (80, 80, 10, 10, 0.0, 0.4)),   # the second object's box too small (IoU 0.25): missed
+        _layout((60, 60, 20, 20, 0.0, 0.8), (5, 5, 2, 2, 0.0, 0.0)),  # misses the first, finds class 1 elsewhere
+    ])
+    truths = [Truth([[10, 10, 30, 30]], [0]), Truth([[10, 10, 30, 30], [70, 70, 90, 90]], [0, 1]),
+              Truth([[10, 10, 30, 30]], [0])]
+    doubled = [lambda boxes: np.asarray(boxes) * 2] * 3
+    worst = DETECTION.mistakes(outputs, truths, ["a", "b"], ["x.jpg", "y.jpg", "z.jpg"], doubled, limit=10)
+    assert [(w["file"], w["missed"], w["false"]) for w in worst] == [("z.jpg", 1, 1), ("y.jpg", 1, 0)]
+    assert worst[0]["truths"] == [{"label": "a", "box": [20.0, 20.0, 60.0, 60.0]}]
+    assert worst[0]["objects"] == [{"label": "b", "score": 0.8, "box": [100.0, 100.0, 140.0, 140.0]}]
+    assert len(DETECTION.mistakes(outputs, truths, ["a", "b"], ["x", "y", "z"], doubled, limit=1)) == 1
+
+
+def test_precision_recall_curves_follow_the_ranking():
+    """One class found exactly (precision 1 at every recall); another whose first-ranked
+    detection is false and second true (precision 0.5 up to its only recall, 1.0)."""
+    labels = ["a", "b"]
+    truth = [Truth([[0, 0, 100, 100], [0, 0, 40, 40]], [0, 1])]
+    found = [_det([[0, 0, 100, 100], [60, 60, 99, 99], [0, 0, 40, 40]], [0.9, 0.8, 0.7], [0, 1, 1])]
+    figures = coco_map(found, truth, labels)
+    curves = figures["pr_curves"]
+    assert curves["iou"] == 0.5 and len(curves["recall"]) == 101 and curves["recall"][-1] == 1.0
+    assert curves["a"] == [1.0] * 101
+    assert curves["b"] == [0.5] * 101  # COCO interpolates: the best precision at this recall or beyond
+    assert figures["classes"]["b"] == {"ap": pytest.approx(0.5), "ap50": pytest.approx(0.5), "support": 1}

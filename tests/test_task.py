@@ -1,5 +1,6 @@
 """The task contract (edgetl/task) over every registered task, as test_modality does over
-modalities: what a label is, decoding, the metric, agreement, what predict shows."""
+modalities: what a label is, decoding, the metric, agreement, what predict shows, what
+the evaluate report lists as mistakes."""
 from __future__ import annotations
 
 import json
@@ -87,6 +88,15 @@ def test_every_task_keeps_the_contract(name):
     assert [s[0][0] for s in shown] == first_labels
     assert all(0 <= p <= 1 and all(b <= a for a, b in zip([q for _, q in s], [q for _, q in s][1:]))
                for s in shown for _, p in s)
+
+    files = [f"sample{i}" for i in range(40)]
+    photo = [lambda boxes: boxes] * 40
+    assert task.mistakes(right, truths, LABELS, files, photo, limit=100) == []  # nothing wrong, nothing listed
+    listed = task.mistakes(half, truths, LABELS, files, photo, limit=100)
+    assert sorted(m["file"] for m in listed) == sorted(files[1::2])  # the wrong half, each once
+    assert len(task.mistakes(half, truths, LABELS, files, photo, limit=5)) == 5
+    json.dumps(listed)  # report.json and --json
+    assert task.mistakes_key and task.mistakes_title
 
     with pytest.raises(ArtifactError):
         task.check_labels(["cat", "cat"])

@@ -154,7 +154,10 @@ def evaluate_cmd(artifact, data, stream, as_json, **values):
     else:
         print_report(report)
         if report_dir := values.get("report"):
-            click.echo(f"wrote {report_dir}/index.html ({len(report.misclassified)} misclassified files listed)", err=True)
+            from edgetl.task import get as get_task
+
+            listed = get_task(report.task).mistakes_title.lower()
+            click.echo(f"wrote {report_dir}/index.html ({len(report.mistakes)} files listed under {listed})", err=True)
 
 
 COMMANDS = [evaluate_cmd]

@@ -26,10 +26,10 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 
 from edgetl.core.errors import DataError
-from edgetl.modality.image import IMAGE_SUFFIXES
+from edgetl.modality.image import IMAGE_SUFFIXES, photo_size
 
 log = logging.getLogger("edgetl")
 
@@ -159,13 +159,10 @@ def _split_off(train: DetectionSplit, fraction: float, seed: int) -> DetectionSp
 def _image_size(path: Path, problems: _Problems) -> tuple[int, int] | None:
     """(width, height) from the header (no decoding), with the EXIF orientation applied."""
     try:
-        with Image.open(path) as img:
-            w, h = img.size
-            orientation = img.getexif().get(0x0112, 1)
+        return photo_size(path)
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError):
         problems.add("unreadable images skipped", path.name)
         return None
-    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
 
 
 def _clipped(boxes: list[list[float]], classes: list[int], size: tuple[int, int], where: str,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -11,6 +12,7 @@ from edgetl.data.labelled import labelled_split
 from edgetl.evaluate.settings import EvaluateSettings
 from edgetl.modality import Preprocessing, preprocessing_of
 from edgetl.runtime import Runner, open_runner
+from edgetl.task import get as task_of_name
 from edgetl.task import task_of
 
 
@@ -28,16 +30,22 @@ class EvalReport:
     inference_precision: str = "f32"  # what the backend computed the float operations in
     classes: dict[str, dict] = dataclasses.field(default_factory=dict)  # precision, recall, F1, support
     top_k: dict[str, float] = dataclasses.field(default_factory=dict)  # accuracy within the k best labels
-    # each wrong answer: file, true and predicted label, the top scores; most confident first
-    misclassified: list[dict] = dataclasses.field(default_factory=list)
+    # the samples the model got wrong, worst first, as the task lists them (Task.mistakes):
+    # a classifier's misclassified files, a detector's images with the most errors
+    mistakes: list[dict] = dataclasses.field(default_factory=list)
     task: str = "classification"
     metric: str = "accuracy"  # what `accuracy` holds: the task's primary figure (a detector's: mAP@0.5:0.95)
     map50: float | None = None  # detectors
+    pr_curves: dict = dataclasses.field(default_factory=dict)  # detectors: precision per recall at IoU 0.5, per class
+
+    @property
+    def misclassified(self) -> list[dict]:
+        return self.mistakes
 
     def to_dict(self) -> dict:
         out = dataclasses.asdict(self)
-        if self.task == "detection":  # a detector's figures under their own names
-            out.update(map=self.accuracy, map50=self.map50)
+        out[task_of_name(self.task).mistakes_key] = out.pop("mistakes")  # "misclassified", "worst_images"
+        out[self.metric] = self.accuracy  # the primary figure under its own name too (a detector's "map")
         return out
 
 
@@ -55,7 +63,7 @@ def predict_logits(runner: Runner, cached: np.ndarray, pre: Preprocessing, batch
 
 def evaluate(artifact, data, settings: EvaluateSettings | None = None, **options) -> EvalReport:
     """Accuracy, per-class figures, top-k accuracy, the confusion matrix and the
-    misclassified files of `artifact` on a split of `data` (with `report`, also as an HTML
+    samples `artifact` got wrong on a split of `data` (with `report`, also as an HTML
     report folder). `settings` (or its fields as keyword options): EvaluateSettings."""
     s = EvaluateSettings.of(settings, **options)
     split, batch_size = s.split, s.batch_size
@@ -70,16 +78,15 @@ def evaluate(artifact, data, settings: EvaluateSettings | None = None, **options
         logits = predict_logits(runner, labelled.cached, preprocessing_of(card), batch_size)
     task = task_of(card)
     score = task.score(logits, labelled.truths, list(card.labels))
-    detection = task.name == "detection"
     report = EvalReport(
         accuracy=score.value, n=score.n, backend=runner.backend, artifact=str(artifact),
         split=labelled.name, labels=list(card.labels), per_class=score.details["per_class"],
         confusion=score.details.get("confusion", []), skipped=labelled.skipped,
         inference_precision=runner.inference_precision, classes=score.details.get("classes", {}),
         top_k=score.details.get("top_k", {}), task=task.name, metric=task.metric,
-        map50=score.details.get("map50"),
-        misclassified=[] if detection else misclassified(task, logits, labelled.truths, card.labels,
-                                                         labelled.cached.files),
+        map50=score.details.get("map50"), pr_curves=score.details.get("pr_curves", {}),
+        mistakes=task.mistakes(logits, labelled.truths, list(card.labels), labelled.cached.files,
+                               _PhotoPlaces(labelled.cached.files, preprocessing_of(card)), MISTAKES),
     )
     if s.report:
         from edgetl.evaluate.report import write_report
@@ -88,16 +95,24 @@ def evaluate(artifact, data, settings: EvaluateSettings | None = None, **options
     return report
 
 
-MISCLASSIFIED = 1000  # listed in the report (and --json), most confident first
+MISTAKES = 1000  # listed in the report (and --json), worst first
 
 
-def misclassified(task, logits: np.ndarray, labels: np.ndarray, names: list[str], files: list) -> list[dict]:
-    """The samples the model got wrong, the most confident mistakes first: the file, the
-    true and the predicted label, and the best scores (what predict would show)."""
-    wrong = np.flatnonzero(task.predictions(logits) != labels)
-    if not len(wrong):
-        return []
-    shown = task.top(logits[wrong], names, k=3)
-    order = sorted(range(len(wrong)), key=lambda i: -shown[i][0][1])[:MISCLASSIFIED]
-    return [{"file": str(files[wrong[i]]) if wrong[i] < len(files) else None, "true": names[labels[wrong[i]]],
-             "predicted": shown[i][0][0], "top": [[label, round(p, 4)] for label, p in shown[i]]} for i in order]
+class _PhotoPlaces(Sequence):
+    """Per sample, its input pixels -> its file's (the letterbox or crop undone), the
+    file's size read from its header when a task asks (only for the samples it lists)."""
+
+    def __init__(self, files: list, pre: Preprocessing):
+        self.files, self.pre = files, pre
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        from edgetl.modality.image import photo_size
+
+        try:
+            size = photo_size(self.files[i])
+        except Exception:  # gone since it was decoded: its boxes stay in input pixels
+            return lambda boxes: boxes
+        return lambda boxes: self.pre.boxes_to_original(boxes, *size)

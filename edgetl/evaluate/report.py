@@ -1,8 +1,11 @@
-"""The evaluate report people open: `edgetl evaluate ... --report DIR` writes DIR/index.html
-(figures, per-class precision, recall and F1, top-k accuracy, the confusion-matrix picture,
-the misclassified files with thumbnails or audio players and their scores), DIR/confusion.png
-and DIR/report.json (every figure of the page). The folder is written beside its place and
-renamed into it; an earlier report is replaced only with --overwrite."""
+"""The evaluate report people open: `edgetl evaluate ... --report DIR` writes DIR/index.html,
+its pictures and DIR/report.json (every figure of the page). What it shows follows what the
+task measured: a classifier's top-k accuracy, per-class precision, recall and F1, the
+confusion matrix (confusion.png) and the misclassified files with thumbnails or audio
+players and their scores; a detector's mAP, per-class AP, precision-recall curves
+(pr_curves.png) and the worst images with the true boxes (green) and the found ones (red)
+drawn. The folder is written beside its place and renamed into it; an earlier report is
+replaced only with --overwrite."""
 from __future__ import annotations
 
 import html
@@ -15,7 +18,8 @@ from edgetl.core.outputs import check_output, publish, register_output_kind, tem
 
 GENERATOR = '<meta name="generator" content="edgetl evaluate">'
 REPORT_DIR = "report folder"
-SHOWN = 60  # misclassified files with a thumbnail or a player; report.json lists them all (up to MISCLASSIFIED)
+SHOWN = 60  # mistakes with a thumbnail or a player; report.json lists them all (up to accuracy.MISTAKES)
+FIGURE_NAMES = {"map": "mAP@0.5:0.95", "map50": "mAP@0.5", "ap": "AP", "ap50": "AP@0.5", "f1": "F1"}
 
 
 def _is_report_folder(path: Path) -> bool:
@@ -60,18 +64,50 @@ def confusion_png(labels: list[str], confusion: list[list[int]], title: str) -> 
     return buf.getvalue()
 
 
-def _thumbnail(src: Path, dst_dir: Path, i: int, modality: str) -> str | None:
-    """A small copy of a misclassified file in the report folder: a PNG thumbnail of an
-    image, the clip itself for audio (a player plays it); its name there, or None."""
+def pr_curves_png(curves: dict, classes: dict, title: str) -> bytes:
+    """A detector's precision-recall curve per class at IoU 0.5 (COCO's 101 recall points),
+    each labelled with its AP@0.5; classes without true boxes have no curve."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    recall = curves["recall"]
+    drawn = [(c, v) for c, v in curves.items() if c not in ("recall", "iou") and v is not None]
+    fig, ax = plt.subplots(figsize=(7, 5.5))
+    for c, precision in drawn[:20]:  # a legend of more is unreadable; report.json holds them all
+        ap50 = (classes.get(c) or {}).get("ap50")
+        ax.plot(recall, precision, label=f"{c} (AP@0.5 {ap50:.3f})" if ap50 is not None else c)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_title(f"{title}: precision-recall at IoU {curves.get('iou', 0.5)}")
+    ax.grid(alpha=0.3)
+    if drawn:
+        ax.legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, metadata={"Software": "edgetl evaluate"})
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _thumbnail(src: Path, dst_dir: Path, i: int, modality: str, mistake: dict) -> str | None:
+    """A small copy of a file the model got wrong in the report folder: a PNG thumbnail of
+    an image (with the true and the found boxes drawn when the mistake has them), the clip
+    itself for audio (a player plays it); its name there, or None."""
     try:
         if modality == "image":
-            from PIL import Image
+            from edgetl.modality.image import load_image
+            from edgetl.runtime.predict import drawn
 
-            with Image.open(src) as img:
-                img = img.convert("RGB")
-                img.thumbnail((128, 128))
-                name = f"{i:04d}.png"
-                img.save(dst_dir / name)
+            img = load_image(src)
+            if "objects" in mistake:
+                img = drawn(img, mistake["objects"], mistake.get("truths", []))
+            img.thumbnail((320, 320) if "objects" in mistake else (128, 128))
+            name = f"{i:04d}.png"
+            img.save(dst_dir / name)
             return name
         name = f"{i:04d}{src.suffix.lower()}"
         shutil.copyfile(src, dst_dir / name)
@@ -81,36 +117,71 @@ def _thumbnail(src: Path, dst_dir: Path, i: int, modality: str) -> str | None:
 
 
 def _cell(value) -> str:
-    return "-" if value is None else f"{value:.3f}"
+    if value is None:
+        return "-"
+    return str(value) if isinstance(value, int) else f"{value:.3f}"
+
+
+def _figures(report) -> list[tuple[str, float]]:
+    """The headline figures: the task's metric, top-k accuracy, a detector's mAP@0.5."""
+    figures = [(FIGURE_NAMES.get(report.metric, report.metric), report.accuracy)]
+    figures += [(f"top-{k}", v) for k, v in report.top_k.items()]
+    if report.map50 is not None:
+        figures.append((FIGURE_NAMES["map50"], report.map50))
+    return figures
+
+
+def _mistake_row(m: dict, media: str) -> str:
+    """One listed mistake: a classifier's true and predicted labels with the best scores;
+    a detector's missed and false objects with what it found."""
+    e = html.escape
+    name = e(Path(m["file"]).name if m.get("file") else "-")
+    if "objects" in m:
+        found = ", ".join(f"{e(o['label'])} {o['score']:.2f}" for o in m["objects"]) or "none"
+        return f"<tr><td>{media}</td><td>{name}</td><td>{m['missed']}</td><td>{m['false']}</td><td>{found}</td></tr>"
+    top = ", ".join(f"{e(label)} {score:.3f}" for label, score in m["top"])
+    return f"<tr><td>{media}</td><td>{name}</td><td>{e(m['true'])}</td><td>{e(m['predicted'])}</td><td>{top}</td></tr>"
 
 
 def write_report(report, out, modality: str, overwrite: bool = False) -> Path:
     """The report folder of an EvalReport (evaluate/accuracy.py)."""
+    from edgetl.task import get
+
+    task = get(report.task)
     out = check_output(out, REPORT_DIR, overwrite)
     tmp = temp_dir_beside(out)
     try:
         (tmp / "files").mkdir()
         title = f"{Path(report.artifact).name} on {report.split}"
-        write_atomic(tmp / "confusion.png", confusion_png(report.labels, report.confusion, title))
-        write_atomic(tmp / "report.json", json.dumps(report.to_dict(), indent=2) + "\n")
         e = html.escape
-        top_k = "".join(f"<tr><td>top-{k}</td><td>{v:.4f}</td></tr>" for k, v in report.top_k.items())
-        classes = "".join(
-            f"<tr><td>{e(c)}</td><td>{_cell(m['precision'])}</td><td>{_cell(m['recall'])}</td>"
-            f"<td>{_cell(m['f1'])}</td><td>{m['support']}</td></tr>" for c, m in report.classes.items())
+        pictures = []
+        if report.confusion:
+            write_atomic(tmp / "confusion.png", confusion_png(report.labels, report.confusion, title))
+            pictures.append(("Confusion matrix", "confusion", "confusion.png"))
+        if report.pr_curves:
+            write_atomic(tmp / "pr_curves.png", pr_curves_png(report.pr_curves, report.classes, title))
+            pictures.append(("Precision-recall curves", "pr-curves", "pr_curves.png"))
+        write_atomic(tmp / "report.json", json.dumps(report.to_dict(), indent=2) + "\n")
+        figures = "".join(f"<tr><td>{e(name)}</td><td>{v:.4f}</td></tr>" for name, v in _figures(report))
+        columns = list(next(iter(report.classes.values()), {}))
+        classes = "".join(f"<tr><td>{e(c)}</td>" + "".join(f"<td>{_cell(m.get(k))}</td>" for k in columns) + "</tr>"
+                          for c, m in report.classes.items())
         rows = []
-        for i, m in enumerate(report.misclassified[:SHOWN]):
-            shown = _thumbnail(Path(m["file"]), tmp / "files", i, modality) if m.get("file") else None
+        for i, m in enumerate(report.mistakes[:SHOWN]):
+            shown = _thumbnail(Path(m["file"]), tmp / "files", i, modality, m) if m.get("file") else None
             if shown and modality == "image":
-                media = f'<img src="files/{e(shown)}" alt="{e(m["true"])}">'
+                media = f'<img src="files/{e(shown)}" alt="{e(Path(m["file"]).name)}">'
             elif shown:
                 media = f'<audio controls preload="none" src="files/{e(shown)}"></audio>'
             else:
                 media = ""
-            top = ", ".join(f"{e(label)} {score:.3f}" for label, score in m["top"])
-            rows.append(f"<tr><td>{media}</td><td>{e(Path(m['file']).name if m.get('file') else '-')}</td>"
-                        f"<td>{e(m['true'])}</td><td>{e(m['predicted'])}</td><td>{top}</td></tr>")
-        more = len(report.misclassified) - SHOWN
+            rows.append(_mistake_row(m, media))
+        headings = (["missed", "false", "found"] if report.mistakes and "objects" in report.mistakes[0]
+                    else ["true", "predicted", "top scores"])
+        more = len(report.mistakes) - SHOWN
+        order = "most errors first" if headings[0] == "missed" else "most confident first"
+        sections = "".join(f'<h2>{e(heading)}</h2>\n<img id="{ident}" src="{name}" alt="{e(heading.lower())}" '
+                           f'style="max-width: 900px">\n' for heading, ident, name in pictures)
         page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">{GENERATOR}
 <title>{e(title)}</title>
@@ -119,19 +190,17 @@ body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
 table {{ border-collapse: collapse; margin: 1em 0; }}
 td, th {{ border: 1px solid #ccc; padding: 4px 8px; text-align: right; }}
 td:first-child, th:first-child {{ text-align: left; }}
-img {{ max-width: 128px; image-rendering: pixelated; }}
+img {{ max-width: 320px; }}
 .figures td:first-child {{ font-weight: bold; }}
 </style></head><body>
 <h1>{e(title)}</h1>
 <p>{report.n} samples, backend {e(report.backend)} (computing in {e(report.inference_precision)}),
 {report.skipped} file(s) skipped as unreadable.</p>
-<table class="figures"><tr><td>accuracy</td><td>{report.accuracy:.4f}</td></tr>{top_k}</table>
-<h2>Confusion matrix</h2>
-<img id="confusion" src="confusion.png" alt="confusion matrix" style="max-width: 900px">
-<h2>Per class</h2>
-<table><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>{classes}</table>
-<h2>Misclassified ({len(report.misclassified)}, most confident first)</h2>
-<table><tr><th></th><th>file</th><th>true</th><th>predicted</th><th>top scores</th></tr>{''.join(rows)}</table>
+<table class="figures">{figures}</table>
+{sections}<h2>Per class</h2>
+<table><tr><th>class</th>{''.join(f'<th>{e(FIGURE_NAMES.get(k, k))}</th>' for k in columns)}</tr>{classes}</table>
+<h2>{e(task.mistakes_title)} ({len(report.mistakes)}, {order})</h2>
+<table><tr><th></th><th>file</th>{''.join(f'<th>{h}</th>' for h in headings)}</tr>{''.join(rows)}</table>
 {f'<p>{more} more in report.json.</p>' if more > 0 else ''}
 </body></html>
 """
@@ -142,4 +211,4 @@ img {{ max-width: 128px; image-rendering: pixelated; }}
     return out
 
 
-__all__ = ["REPORT_DIR", "confusion_png", "write_report"]
+__all__ = ["REPORT_DIR", "confusion_png", "pr_curves_png", "write_report"]

@@ -16,9 +16,11 @@ PICKS = ("common", "per-keyword")  # one threshold for every keyword, or one eac
 class EvaluateSettings(InferenceSettings):
     split: str = setting("val", "train | val | test")
     batch_size: int = setting(64, "Samples per inference call.", min=1, example="64")
-    report: str | None = setting(None, "Also write an HTML report into this folder (index.html: per-class precision, "
-                                 "recall and F1, top-k accuracy, the confusion matrix, the misclassified files with "
-                                 "thumbnails or players; confusion.png; report.json). An earlier report is replaced.", path=True)
+    report: str | None = setting(None, "Also write an HTML report into this folder (index.html; report.json with every "
+                                 "figure). A classifier's: per-class precision, recall and F1, top-k accuracy, the "
+                                 "confusion matrix, the misclassified files with thumbnails or players; a detector's: "
+                                 "per-class AP, precision-recall curves, the worst images with true and found boxes "
+                                 "drawn. An earlier report is replaced.", path=True)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -51,6 +51,15 @@ def load_image(path: str | Path) -> Image.Image:
         raise DataError(f"cannot read image {path}: {exc}", hint="re-save it as JPEG or PNG, or remove it") from None
 
 
+def photo_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) of an image file as load_image returns it (EXIF orientation applied),
+    from its header alone; raises OSError (or PIL's errors) for unreadable files."""
+    with Image.open(path) as img:
+        w, h = img.size
+        orientation = img.getexif().get(0x0112, 1)
+    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+
+
 def _reduce_if_huge(img: Image.Image, path: str | Path) -> None:
     """JPEGs above MAX_PIXELS decode at 1/2, 1/4 or 1/8 scale (the same on every device:
     training and runtime share this function); other formats that large are refused."""

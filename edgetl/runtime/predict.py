@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import stat
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,6 +24,9 @@ from edgetl.runtime.backends import open_runner
 from edgetl.runtime.settings import PredictSettings
 from edgetl.runtime.streaming import KeywordDetector, audio_seconds, detect_file
 from edgetl.task import task_of
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 
 @dataclasses.dataclass
@@ -130,23 +135,34 @@ def draw_objects(photo: Path, objects: list[dict], folder: Path) -> Path:
     NAME.boxes.jpg (or .png): never over the photo itself, whatever the folder."""
     import io
 
-    from PIL import ImageDraw
-
     from edgetl.core.atomic import write_atomic
     from edgetl.modality.image import load_image
 
-    image = load_image(photo)  # as the model saw it: EXIF orientation applied
-    pen = ImageDraw.Draw(image)
-    width = max(2, round(min(image.size) / 200))
-    for o in objects:
-        x0, y0, x1, y1 = o["box"]
-        pen.rectangle([x0, y0, x1, y1], outline=(255, 32, 32), width=width)
-        pen.text((x0 + width, max(0, y0 - 12)), f"{o['label']} {o['score']:.2f}", fill=(255, 32, 32))
+    image = drawn(load_image(photo), objects)  # as the model saw it: EXIF orientation applied
     folder.mkdir(parents=True, exist_ok=True)
     out = folder / (photo.stem + ".boxes" + (".jpg" if photo.suffix.lower() in (".jpg", ".jpeg") else ".png"))
     buffer = io.BytesIO()
     image.save(buffer, "JPEG" if out.suffix == ".jpg" else "PNG", quality=92)
     return write_atomic(out, buffer.getvalue())
+
+
+FOUND_COLOUR, TRUE_COLOUR = (255, 32, 32), (0, 200, 60)
+
+
+def drawn(image: Image.Image, objects: Sequence[dict], truths: Sequence[dict] = ()) -> Image.Image:
+    """A PIL image with `truths` (label, box) drawn in green under `objects` (label, score,
+    box) in red, boxes in the image's pixels."""
+    from PIL import ImageDraw
+
+    pen = ImageDraw.Draw(image)
+    width = max(2, round(min(image.size) / 200))
+    for o in [*truths, *objects]:
+        x0, y0, x1, y1 = o["box"]
+        colour = FOUND_COLOUR if "score" in o else TRUE_COLOUR
+        pen.rectangle([x0, y0, x1, y1], outline=colour, width=width)
+        text = f"{o['label']} {o['score']:.2f}" if "score" in o else o["label"]
+        pen.text((x0 + width, max(0, y0 - 12) if "score" in o else y1 - 12), text, fill=colour)
+    return image
 
 
 def _has_recordings(artifact, seconds: dict) -> bool:
@@ -184,4 +200,4 @@ def none_predicted(results: list[Prediction]) -> DataError:
                      hint=hints.pop() if len(hints) == 1 else "each skipped line above names its file and remedy")
 
 
-__all__ = ["Prediction", "PredictSettings", "none_predicted", "predict"]
+__all__ = ["Prediction", "PredictSettings", "draw_objects", "drawn", "none_predicted", "predict"]

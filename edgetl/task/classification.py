@@ -4,6 +4,7 @@ recall and the confusion matrix, two models agree where their top-1 labels are t
 and predict shows the top-k labels with softmax probabilities."""
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,8 @@ class Classification(Task):
     metric = "accuracy"
     metric_title = "accuracy"
     head_kind = "linear"
+    mistakes_key = "misclassified"
+    mistakes_title = "Misclassified"
 
     def output_shape(self, labels: list[str]) -> tuple[int | None, ...]:
         return (len(labels),)  # one score per label
@@ -74,6 +77,19 @@ class Classification(Task):
         k = min(k, probs.shape[1])
         order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
         return [[(labels[i], float(p[i])) for i in row] for p, row in zip(probs, order)]
+
+    def mistakes(self, outputs: np.ndarray, truths: Any, labels: list[str], files: Sequence[Any],
+                 to_photo: Sequence[Callable[[np.ndarray], np.ndarray]], limit: int) -> list[dict[str, Any]]:
+        """The misclassified samples, the most confident mistakes first: the file, the true
+        and the predicted label, and the best scores (what predict would show)."""
+        truths = np.asarray(truths, np.int64)
+        wrong = np.flatnonzero(self.predictions(outputs) != truths) if len(truths) else np.zeros(0, np.int64)
+        if not len(wrong):
+            return []
+        shown = self.top(np.asarray(outputs)[wrong], labels, k=3)
+        order = sorted(range(len(wrong)), key=lambda i: -shown[i][0][1])[:limit]
+        return [{"file": str(files[wrong[i]]) if wrong[i] < len(files) else None, "true": labels[truths[wrong[i]]],
+                 "predicted": shown[i][0][0], "top": [[label, round(p, 4)] for label, p in shown[i]]} for i in order]
 
     def reference_answer(self, shown: dict[str, Any], labels: list[str]) -> dict[str, Any]:
         """The top-1 label and every label's probability, in the card's label order."""

@@ -125,7 +125,7 @@ def coco_map(found: Sequence[Detections], truths: Sequence[Any], labels: list[st
                                           det.scores.astype(np.float64).tolist()):
             results.append({"image_id": i + 1, "category_id": int(c) + 1, "bbox": [x0, y0, x1 - x0, y1 - y0],
                             "score": s})
-    empty = {"map": 0.0, "map50": 0.0, "per_class": {c: None for c in labels}}
+    empty = {"map": 0.0, "map50": 0.0, "per_class": {c: None for c in labels}, "classes": {}, "pr_curves": {}}
     if not annotations:
         return {**empty, "map": float("nan"), "map50": float("nan")}
     if not results:
@@ -141,10 +141,21 @@ def coco_map(found: Sequence[Detections], truths: Sequence[Any], labels: list[st
         evaluation.summarize()
     precision = evaluation.eval["precision"]  # [IoU thresholds, recall, class, area range, max dets]
     per_class: dict[str, float | None] = {}
+    classes: dict[str, dict[str, Any]] = {}
+    curves: dict[str, Any] = {"iou": 0.5, "recall": [round(float(r), 2) for r in evaluation.params.recThrs]}
+    support = np.bincount([a["category_id"] - 1 for a in annotations], minlength=len(labels))
     for k, c in enumerate(labels):
-        values = precision[:, :, k, 0, -1]
-        per_class[c] = float(values[values > -1].mean()) if (values > -1).any() else None
-    return {"map": float(evaluation.stats[0]), "map50": float(evaluation.stats[1]), "per_class": per_class}
+        values, at50 = precision[:, :, k, 0, -1], precision[0, :, k, 0, -1]
+        per_class[c] = _mean_of_known(values)
+        classes[c] = {"ap": per_class[c], "ap50": _mean_of_known(at50), "support": int(support[k])}
+        curves[c] = [round(float(v), 4) for v in at50] if (at50 > -1).any() else None  # no true box: no curve
+    return {"map": float(evaluation.stats[0]), "map50": float(evaluation.stats[1]), "per_class": per_class,
+            "classes": classes, "pr_curves": curves}
+
+
+def _mean_of_known(values: np.ndarray) -> float | None:
+    """pycocotools' mean over the entries it could compute (-1: a class without true boxes)."""
+    return float(values[values > -1].mean()) if (values > -1).any() else None
 
 
 def _pairs(a: Detections, b: Detections, strict: bool = True) -> list[tuple[int, int]] | None:
@@ -186,6 +197,12 @@ def _of_objects(objects: list[dict[str, Any]], labels: list[str]) -> Detections:
                       np.asarray([labels.index(o["label"]) for o in objects], np.int64))
 
 
+def _to_objects(d: Detections, labels: list[str], place: Callable[[np.ndarray], np.ndarray]) -> list[dict[str, Any]]:
+    """Detections as predict shows them: label, score, box in the file's pixels (`place`)."""
+    return [{"label": labels[int(c)], "score": round(float(s), 4), "box": [round(float(v), 1) for v in b]}
+            for b, s, c in zip(place(d.boxes), d.scores, d.classes)]
+
+
 def _named(d: Detections, labels: list[str]) -> str:
     return ", ".join(f"{labels[int(c)]} {s:.2f} at [{', '.join(f'{v:.0f}' for v in b)}]"
                      for b, s, c in zip(d.boxes, d.scores, d.classes)) or "none"
@@ -197,6 +214,8 @@ class Detection(Task):
     metric_title = "mAP"
     decodes = True  # NMS on the CPU after every call
     head_kind = "detection"
+    mistakes_key = "worst_images"
+    mistakes_title = "Worst images"
 
     def output_shape(self, labels: list[str]) -> tuple[int | None, ...]:
         return (4 + len(labels), None)  # box and class scores, per anchor
@@ -216,8 +235,9 @@ class Detection(Task):
         """mAP@0.5:0.95 (the figure bounds use); details: map50 and each class's AP."""
         found = decode(outputs, **dataclasses.asdict(METRIC_DECODING))
         figures = coco_map(found, list(truths), labels)
-        return Score(self.metric, figures["map"], len(found), {"map50": figures["map50"],
-                                                                "per_class": figures["per_class"]})
+        return Score(self.metric, figures["map"], len(found), {
+            "map50": figures["map50"], "per_class": figures["per_class"], "classes": figures["classes"],
+            "pr_curves": figures["pr_curves"]})
 
     def same(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         same: np.ndarray = np.asarray([matched(x, y) for x, y in zip(a, b, strict=True)], bool)
@@ -233,11 +253,37 @@ class Detection(Task):
         box [x0, y0, x1, y1] in the pixels of the file itself (`to_photo` undoes the letterbox)."""
         shown = []
         for found, place in zip(self.predictions(outputs), to_photo, strict=True):
-            objects = [{"label": labels[int(c)], "score": round(float(s), 4), "box": [round(float(v), 1) for v in b]}
-                       for b, s, c in zip(place(found.boxes), found.scores, found.classes)]
+            objects = _to_objects(found, labels, place)
             shown.append({"labels": [o["label"] for o in objects], "scores": [o["score"] for o in objects],
                           "objects": objects})
         return shown
+
+    def mistakes(self, outputs: np.ndarray, truths: Any, labels: list[str], files: Sequence[Any],
+                 to_photo: Sequence[Callable[[np.ndarray], np.ndarray]], limit: int) -> list[dict[str, Any]]:
+        """The images with the most errors first: true objects no shown detection finds
+        (`missed`: same label, IoU >= 0.5) and confident detections (>= 0.5) on no true
+        object (`false`), then the most confident false detection first; each with the
+        shown objects and the true ones, boxes in the file's pixels."""
+        found_all = self.predictions(outputs)
+        ranked = []
+        for i, (found, truth) in enumerate(zip(found_all, truths, strict=True)):
+            true = Detections(np.asarray(truth.boxes, np.float32).reshape(-1, 4), np.ones(len(truth.classes), np.float32),
+                              np.asarray(truth.classes, np.int64))
+            missed = len(true) - len(_pairs(true, found, strict=False) or [])
+            confident = _confident(found)
+            false_found = set(range(len(confident))) - {a for a, _ in _pairs(confident, true, strict=False) or []}
+            if missed or false_found:
+                worst_false = max((float(confident.scores[j]) for j in false_found), default=0.0)
+                ranked.append((-(missed + len(false_found)), -worst_false, i, missed, len(false_found)))
+        worst = []
+        for _, _, i, missed, false_count in sorted(ranked)[:limit]:
+            found, truth, place = found_all[i], truths[i], to_photo[i]
+            worst.append({
+                "file": str(files[i]) if i < len(files) else None, "missed": missed, "false": false_count,
+                "objects": _to_objects(found, labels, place),
+                "truths": [{"label": labels[int(c)], "box": [round(float(v), 1) for v in b]}
+                           for b, c in zip(place(np.asarray(truth.boxes, np.float32)), truth.classes)]})
+        return worst
 
     def reference_answer(self, shown: dict[str, Any], labels: list[str]) -> dict[str, Any]:
         return {"objects": shown["objects"]}

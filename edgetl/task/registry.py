@@ -46,6 +46,8 @@ class Task(abc.ABC):
     metric_title: str = ""  # how tables and READMEs head it
     head_kind: str = ""  # the training side's head and loss for this task (finetune/model.py)
     decodes: bool = False  # predictions take measurable work after the model (bench times it apart)
+    mistakes_key: str = "mistakes"  # what evaluate's report and --json call the samples the model got wrong
+    mistakes_title: str = "mistakes"  # how the report heads them
 
     @abc.abstractmethod
     def output_shape(self, labels: list[str]) -> tuple[int | None, ...]:
@@ -81,6 +83,13 @@ class Task(abc.ABC):
         task's own fields; `to_photo[i]` maps sample i's input pixels to its file's."""
         return [{"labels": [label for label, _ in pairs], "scores": [score for _, score in pairs]}
                 for pairs in self.top(outputs, labels, k)]
+
+    @abc.abstractmethod
+    def mistakes(self, outputs: np.ndarray, truths: Any, labels: list[str], files: Sequence[Any],
+                 to_photo: Sequence[Callable[[np.ndarray], np.ndarray]], limit: int) -> list[dict[str, Any]]:
+        """The samples the model got wrong, worst first, at most `limit`: each with its `file`
+        and what the evaluate report shows of it (plain JSON; boxes in the file's pixels
+        through `to_photo`, which may read the file, so only the listed ones are asked)."""
 
     @abc.abstractmethod
     def reference_answer(self, shown: dict[str, Any], labels: list[str]) -> dict[str, Any]:
