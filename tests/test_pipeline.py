@@ -73,6 +73,30 @@ def test_set_changes_one_key_and_names_a_missing_one(tmp_path, tiny_digits):
         load_recipe(recipe, ["finetune.epochs"])
 
 
+def test_a_top_level_threads_reaches_every_stage_that_sets_none(tmp_path, tiny_digits):
+    doc = tiny_recipe(tiny_digits)
+    doc["threads"] = 2
+    r = load_recipe(write(tmp_path, doc))
+    assert r.finetune.threads == 1 and r.bench.threads == 1  # a section's own wins
+    assert r.quantize.targets[0].threads == 2 and r.package.threads == 2 and r.export.threads == 2
+    assert r.evaluate.threads == 2
+    del doc["threads"]
+    assert load_recipe(write(tmp_path, doc)).package.threads is None  # each stage's default
+    doc["threads"] = 0
+    with pytest.raises(ConfigError, match="threads: must be at least 1"):
+        load_recipe(write(tmp_path, doc))
+
+
+def test_the_recipe_reference_page_is_the_settings():
+    """docs/recipe-keys.md lists every key of every section as the settings declare it."""
+    from edgetl.pipeline.reference import recipe_reference
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "recipe-keys.md").read_text()
+    assert page == recipe_reference(), "regenerate: python -m edgetl.pipeline.reference > docs/recipe-keys.md"
+    for key in ("`max_drop`", "`quantize.targets[]`", "`finetune.image`", "`threads`", "`digit_scenes`"):
+        assert key in page
+
+
 @pytest.mark.parametrize("recipe", sorted(MODELS.glob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_recipe_validates(recipe):
     r = load_recipe(recipe)

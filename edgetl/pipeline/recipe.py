@@ -99,6 +99,8 @@ class StreamingStage(StreamEvalSettings):
 class Recipe(Settings):
     name: str = setting("recipe", "What the pipeline makes.")
     description: str = setting("", "One line for people.")
+    threads: int | None = setting(None, "CPU threads for every stage that computes, where its section does not "
+                                  "set its own (default: each stage's).", min=1)
     data: DataSource | None = setting(None, "The labelled data set.")
     target: TargetData | None = setting(None, "Unlabelled data from the device (domain adaptation).")
     finetune: FinetuneSettings = setting(FinetuneSettings(), "Fine-tuning.")
@@ -121,6 +123,25 @@ class Recipe(Settings):
             self, finetune=self.finetune.replace(target_data=TARGET_TRAIN))
         Settings.check(as_run, where)
         return self
+
+    def threaded(self) -> Recipe:
+        """The recipe with its top-level `threads` in every section that computes and sets
+        none of its own (quantize's targets each)."""
+        if self.threads is None:
+            return self
+
+        def spread(value):
+            if isinstance(value, tuple):
+                return tuple(spread(v) for v in value)
+            if isinstance(value, Settings) and "threads" in {f.name for f in dataclasses.fields(value)} \
+                    and value.threads is None:  # type: ignore[attr-defined]
+                return value.replace(threads=self.threads)
+            if isinstance(value, QuantizeStage):
+                return value.replace(targets=spread(value.targets))
+            return value
+
+        return dataclasses.replace(self, **{f.name: spread(getattr(self, f.name)) for f in dataclasses.fields(self)
+                                            if f.name != "threads"})
 
     def validate(self) -> None:
         if self.data is None:
@@ -169,7 +190,7 @@ def load_recipe(path, overrides: list[str] = ()) -> Recipe:
     for override in overrides:
         set_key(doc, override)
     # every relative path in it names a file or folder beside the recipe (docs/recipes.md)
-    return Recipe.from_dict(doc, where="").anchored(path.resolve().parent)
+    return Recipe.from_dict(doc, where="").anchored(path.resolve().parent).threaded()
 
 
 _STEP = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?:\[(\d+)\])?")
