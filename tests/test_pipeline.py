@@ -117,6 +117,8 @@ def test_a_recipe_runs_every_stage_into_an_ordinary_layout(pipeline):
     recipe, out, stages = pipeline
     assert stages == {"data": "ran", "finetune": "ran", "evaluate": "ran", "export": "ran",
                       "quantize.onnxruntime": "ran", "bench": "ran", "package": "ran"}
+    whys = {s["why"] for s in json.loads((out / "summary.json").read_text())["stages"]}
+    assert whys == {"no finished run of it in this folder"}
     assert (out / "run" / "model.pt").is_file() and (out / "run" / "model.int8.onnx").is_file()
     checked = CliRunner().invoke(cli, ["verify", str(out / "bundle"), "--json"])  # every command takes the outputs
     assert checked.exit_code == 0 and all(c["passed"] for c in json.loads(checked.output))
@@ -152,7 +154,11 @@ def test_a_changed_quantization_bound_reruns_quantize_and_what_follows_only(pipe
                       "quantize.onnxruntime": "ran", "bench": "ran", "package": "ran"}
     card = json.loads((out / "summary.json").read_text())["recipe_settings"]["quantize"]["targets"][0]
     assert card["max_drop"] == 0.15
-    assert json.loads((out / "summary.json").read_text())["totals"]["overrides"] == ["quantize.targets[0].max_drop=0.15"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["totals"]["overrides"] == ["quantize.targets[0].max_drop=0.15"]
+    why = {s["name"]: s["why"] for s in summary["stages"]}
+    assert why["quantize.onnxruntime"] == "settings changed: max_drop 0.2 -> 0.15"  # the key that changed, named
+    assert why["bench"].startswith("changed input:") and why["finetune"] is None  # reused: nothing to explain
 
 
 def test_an_interrupted_stage_is_redone_and_nothing_takes_it_for_done(pipeline, monkeypatch):

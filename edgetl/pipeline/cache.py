@@ -76,6 +76,29 @@ def stage_key(name: str, settings: dict, inputs: dict[str, str | None], library_
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def _flat(value, prefix: str = "") -> dict[str, object]:
+    """Plain data as dotted keys (lists by index), to name what changed."""
+    value = json.loads(json.dumps(value, default=str))  # tuples as lists, paths as text
+    if isinstance(value, dict):
+        out: dict[str, object] = {}
+        for k, v in value.items():
+            out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out if out or not prefix else {prefix: value}
+    if isinstance(value, list) and any(isinstance(v, (dict, list)) for v in value):
+        out = {}
+        for i, v in enumerate(value):
+            out.update(_flat(v, f"{prefix}[{i}]"))
+        return out
+    return {prefix: value}
+
+
+def _changes(old: dict, new: dict, shown: int = 3) -> list[str]:
+    a, b = _flat(old), _flat(new)
+    changed = [k for k in sorted({*a, *b}) if a.get(k, "(none)") != b.get(k, "(none)")]
+    named = [f"{k} {json.dumps(a.get(k))} -> {json.dumps(b.get(k))}" for k in changed[:shown]]
+    return named + ([f"{len(changed) - shown} more"] if len(changed) > shown else [])
+
+
 class StageCache:
     def __init__(self, folder: Path):
         self.folder = Path(folder)
@@ -101,9 +124,36 @@ class StageCache:
         """Forget the stage: until it finishes, nothing says it is done."""
         self._marker(name).unlink(missing_ok=True)
 
-    def finish(self, name: str, key: str, outputs: list[Path], figures: dict, seconds: float) -> dict:
+    def why_run(self, name: str, settings: dict, inputs: dict[str, str | None], library_versions: dict[str, str]) -> str:
+        """Why a stage that is not reused runs: what changed since its last finished run
+        here (its settings, named key by key; an input; a library; its outputs on disk)."""
+        try:
+            marker = json.loads(self._marker(name).read_text())
+        except FileNotFoundError:
+            return "no finished run of it in this folder"
+        except (OSError, ValueError):
+            return "its record here is unreadable"
+        before = marker.get("record")
+        if not isinstance(before, dict):
+            return "its settings, inputs or library versions changed"
+        reasons = []
+        if settings_changed := _changes(before.get("settings") or {}, settings):
+            reasons.append("settings changed: " + ", ".join(settings_changed))
+        if inputs_changed := [k for k in sorted({*before.get("inputs", {}), *inputs})
+                              if before.get("inputs", {}).get(k) != inputs.get(k)]:
+            reasons.append("changed input: " + ", ".join(inputs_changed))
+        old_versions = before.get("versions", {})
+        if versions_changed := [k for k in library_versions if old_versions.get(k) != library_versions[k]]:
+            reasons.append("another version of " + ", ".join(
+                "edgetl's source" if k == "edgetl-source" else k for k in versions_changed))
+        return "; ".join(reasons) or "its outputs were changed or removed since it ran"
+
+    def finish(self, name: str, key: str, outputs: list[Path], figures: dict, seconds: float,
+               record: dict | None = None) -> dict:
+        """Mark the stage done; `record` (its settings, inputs and versions) lets a later
+        run say what changed."""
         marker = {"stage": name, "key": key, "seconds": round(seconds, 2), "figures": figures,
-                  "outputs": {self._name(p): fingerprint(p) for p in outputs}}
+                  "outputs": {self._name(p): fingerprint(p) for p in outputs}, "record": record}
         self.markers.mkdir(parents=True, exist_ok=True)
         write_atomic(self._marker(name), json.dumps(marker, indent=1, default=str) + "\n")
         return marker

@@ -27,6 +27,8 @@ import resource
 import time
 from pathlib import Path
 
+from rich.markup import escape
+
 from edgetl.core import progress
 from edgetl.core.errors import EdgeTLError
 from edgetl.core.outputs import write_atomic
@@ -56,6 +58,7 @@ class StageResult:
     seconds: float = 0.0
     figures: dict = dataclasses.field(default_factory=dict)
     error: str | None = None
+    why: str | None = None  # why it ran rather than being reused
 
 
 @dataclasses.dataclass
@@ -139,19 +142,21 @@ class Pipeline:
             self.results.append(StageResult(name, "reused", marker.get("seconds", 0.0), marker.get("figures", {})))
             progress.info(f"{name}: reused (nothing it depends on changed)")
             return
-        progress.info(f"[bold]{name}[/]", markup=True)
+        why = "asked to (--from or --force)" if rerun else self.cache.why_run(name, settings, inputs, self.versions)
+        progress.info(f"[bold]{name}[/]: runs ({escape(why)})", markup=True)
         self.cache.start(name)
         started = time.perf_counter()
         try:
             outputs, figures = work()
         except EdgeTLError as exc:
-            self.results.append(StageResult(name, "failed", time.perf_counter() - started, error=exc.message))
+            self.results.append(StageResult(name, "failed", time.perf_counter() - started, error=exc.message, why=why))
             if _is_gate(exc):
                 raise GateFailed(exc.message, hint=exc.hint) from None
             raise
         seconds = time.perf_counter() - started
-        self.cache.finish(name, key, outputs, figures, seconds)
-        self.results.append(StageResult(name, "ran", seconds, figures))
+        self.cache.finish(name, key, outputs, figures, seconds,
+                          record={"settings": settings, "inputs": inputs, "versions": self.versions})
+        self.results.append(StageResult(name, "ran", seconds, figures, why=why))
 
     def _totals(self) -> dict:
         """What the whole run took: this invocation's wall time, the stages' own times (a
