@@ -121,6 +121,20 @@ class _Lines:
 
 
 @contextlib.contextmanager
+def library_progress():
+    """Around a library that draws its own progress bars on stdout (NNCF's rich bars):
+    they follow edgetl's rule. In a terminal they are drawn on stderr, where edgetl's are,
+    so stdout keeps only results; in a log (stderr not a terminal) or when quiet they are
+    not drawn: edgetl says what runs before and prints the result after."""
+    if _state["quiet"] or not sys.stderr.isatty():
+        with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+            yield
+        return
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
+
+
+@contextlib.contextmanager
 def progress_bar():
     """A rich Progress (transient, on stderr) in a terminal; plain lines in a log (every
     EDGETL_PROGRESS_SECONDS, 30 by default); nothing when quiet."""

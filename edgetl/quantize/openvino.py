@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgetl.core import progress
 from edgetl.core.errors import BackendUnavailable, ConfigError
 from edgetl.data.samples import Samples
 from edgetl.export.onnx_export import in_frontend
@@ -125,7 +126,7 @@ def quantize_openvino(src: Path, dst: Path, calibration: Samples, options: NncfO
         ignored_scope=nncf.IgnoredScope(names=ignored) if ignored else None,
     )
     calib = nncf.Dataset(list(calibration.batches(1)))
-    with _nncf_log() as log:
+    with _nncf_log() as log, progress.library_progress():
         if max_drop is None:
             quantized = nncf.quantize(model, calib, advanced_parameters=advanced, **kwargs)
         else:

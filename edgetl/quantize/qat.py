@@ -83,7 +83,7 @@ def qat_openvino(card: ModelCard, out: Path, calib: Samples, options: QatOptions
     # (without it, 97.8% in torch became 94.7% in OpenVINO on an AVX2 CPU, on digits).
     overflow_fix = nncf.OverflowFix((cpu or cpu_target(None)).overflow_fix)
     progress.info(f"QAT: inserting fake quantizers into {run.name}'s model (ranges from {len(calib)} samples)")
-    with _quiet_tracing():
+    with _quiet_tracing(), progress.library_progress():
         qmodel = nncf.quantize(model, nncf.Dataset([torch.from_numpy(b) for b in calib.batches(1)]),
                                preset=nncf.QuantizationPreset.PERFORMANCE, subset_size=len(calib),
                                advanced_parameters=nncf.AdvancedQuantizationParameters(
