@@ -44,6 +44,15 @@ def reset(driver: int = 12060, runtime: int = 12080, tegra: bool = False) -> Non
     CALLS.clear()
 
 
+def install(monkeypatch) -> None:
+    """This stand-in as cuda-python's runtime, and no system libcudart (a machine may
+    have one: it would be tried first)."""
+    from edgetl.runtime import cuda_device
+
+    monkeypatch.setattr(cuda_device, "_cudart", lambda: __import__("fake_cudart"))
+    monkeypatch.setattr(cuda_device, "_system_runtimes", list)
+
+
 def _too_new() -> bool:
     if TEGRA:
         return RUNTIME // 10 > DRIVER // 10  # major and minor

@@ -62,7 +62,7 @@ def test_doctor_names_a_cuda_runtime_too_new_for_the_driver(monkeypatch):
     from edgetl.runtime import cuda_device
 
     fake_cudart.reset(driver=12060, runtime=13000)
-    monkeypatch.setattr(cuda_device, "_cudart", lambda: fake_cudart)
+    fake_cudart.install(monkeypatch)
     monkeypatch.setattr(cuda_device, "_torch_cuda", lambda: None)
     monkeypatch.setattr("edgetl.runtime.doctor.nvidia_driver", lambda: "540.3.0")
     gpu = _doctor_json()["gpu"]

@@ -26,8 +26,9 @@ def test_the_tensorrt_extra_pins_one_cuda_major_and_brings_what_build_engine_imp
     tensorrt = _extras()["tensorrt"]
     wheel = next(r for r in tensorrt if r.startswith("tensorrt"))
     cuda_major = int(re.match(r"tensorrt-cu(\d+)", wheel).group(1))  # the wheel names its CUDA major
-    low, high = _bound(tensorrt, "cuda-python")
-    assert low == cuda_major and high == cuda_major + 1, tensorrt  # cuda-python 13 needs a CUDA 13 driver
+    low, high = _bound(tensorrt, f"nvidia-cuda-runtime-cu{cuda_major}")
+    assert low == cuda_major and high == cuda_major + 1, tensorrt  # the runtime of TensorRT's CUDA major
+    assert not any(r.startswith(("cuda-python", "cuda-bindings")) for r in tensorrt)  # no binding to mismatch
     assert _bound(tensorrt, "tensorrt-cu12")[1] == 11  # 11 drops the weakly typed FP16 build
     imported = {"onnx"}  # quantize/tensorrt_engine.py reads the QDQ model with onnx
     assert imported <= {re.split(r"[<>=!~\[ ]", r)[0] for r in tensorrt}

@@ -25,11 +25,11 @@ from edgetl.runtime.tensorrt_runner import TensorRTRunner, engine_card_path
 def trt(monkeypatch):
     """The stand-in as `tensorrt`, and the stand-in of cuda-python's runtime under
     runtime/cuda_device.py, which runs for real."""
-    from edgetl.runtime import cuda_device, targets
+    from edgetl.runtime import targets
 
     fake.reset()
     monkeypatch.setitem(sys.modules, "tensorrt", fake)
-    monkeypatch.setattr(cuda_device, "_cudart", lambda: fake_cudart)
+    fake_cudart.install(monkeypatch)
     monkeypatch.setattr("edgetl.runtime.machine.nvidia_driver", lambda: "540.3.0")  # JetPack 6's
     targets._gpu.cache_clear()  # the GPU facts a process read once
     return fake

@@ -49,8 +49,12 @@ def doctor_cmd(as_json):
         click.echo(f"GPU: {gpu['gpu']} (compute capability {gpu['compute_capability']}) through {gpu['via']}; "
                    f"driver CUDA {gpu['driver_cuda']}, runtime CUDA {gpu['runtime_cuda']}, "
                    f"{'compatible' if gpu['compatible'] else 'NOT compatible'}")
+    if gpu.get("passed_over"):
+        click.echo(f"GPU: passed over: {gpu['passed_over']}")
     if gpu.get("problem"):
         click.echo(f"GPU: {gpu['problem']}")
+    if gpu.get("runtimes") and not gpu.get("found"):
+        click.echo(f"GPU: CUDA runtimes found: {', '.join(gpu['runtimes'])}")
 
 
 COMMANDS = [doctor_cmd]

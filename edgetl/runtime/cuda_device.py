@@ -1,9 +1,11 @@
 """CUDA device facts, memory and a stream for the TensorRT path, without torch.
 
-JetPack ships TensorRT with neither torch nor cuda-python, so this takes cuda-python (the
-`tensorrt` extra installs it) and falls back to a CUDA build of torch when cuda-python
-cannot be imported or its first call fails (a CUDA 13 cuda-python on a CUDA 12 driver
-answers cudaErrorInsufficientDriver); the cause is kept and said. Buffers for an engine's
+JetPack ships TensorRT with neither torch nor cuda-python, so the GPU is reached through
+the system's own CUDA runtime first (`libcudart.so` by ctypes, runtime/cudart.py: the one
+the driver and TensorRT were installed with, so no binding's CUDA version can be wrong),
+trying each one found until one answers; then cuda-python; then a CUDA build of torch.
+Why each one did not answer (a CUDA 13 runtime on a CUDA 12 driver answers
+cudaErrorInsufficientDriver) is kept and said. Buffers for an engine's
 tensors are allocated once and reused: device memory plus a pinned host mirror, so the
 copies run asynchronously on the device's own stream as trtexec's do. `device_facts`
 never fails: a build must not be lost after the engine exists because the GPU's name
@@ -23,7 +25,8 @@ from edgetl.core.errors import ArtifactError, BackendUnavailable
 log = logging.getLogger("edgetl")
 UNKNOWN = {"gpu": "unknown", "compute_capability": "unknown"}
 INSUFFICIENT_DRIVER = 35  # cudaErrorInsufficientDriver: the runtime is newer than the driver
-_PIN = "pip install 'edgetl[tensorrt]' (cuda-python for CUDA 12)"
+_NO_RUNTIME = ("install the CUDA runtime the driver came with (JetPack, the CUDA toolkit, or pip install "
+               "nvidia-cuda-runtime-cu12), or set EDGETL_CUDART to its libcudart.so")
 
 
 def cuda_version(number: int) -> str:
@@ -38,6 +41,23 @@ def _cudart():
         except ImportError:
             continue
     return None
+
+
+def _system_runtimes() -> list:
+    """The system's libcudart files that load here, most fitting first (runtime/cudart.py)."""
+    from edgetl.runtime import cudart
+
+    return cudart.load_all()[0]
+
+
+def runtimes() -> list[tuple[object, str]]:
+    """Every CUDA runtime to reach the GPU through, in order, each with what it is: the
+    system's libcudart files, then cuda-python."""
+    found: list[tuple[object, str]] = [(rt, f"libcudart {rt.path}") for rt in _system_runtimes()]
+    module = _cudart()
+    if module is not None:
+        found.append((module, "cuda-python"))
+    return found
 
 
 def _torch_cuda():
@@ -68,31 +88,36 @@ def is_tegra() -> bool:
         return False
 
 
-def mismatch(versions: dict, tegra: bool | None = None) -> tuple[str, str] | None:
-    """Why cuda-python's runtime cannot run on this driver, and the remedy; or None. On x86
-    CUDA runs a runtime of the driver's major version or older (minor-version
-    compatibility); a Jetson has none: the runtime's major.minor must not be newer than
-    JetPack's (cuda-bindings 12.9 links the 12.9 runtime statically, which JetPack 6's 12.6
-    driver refuses)."""
+def mismatch(versions: dict, tegra: bool | None = None, via: str = "cuda-python") -> tuple[str, str] | None:
+    """Why the runtime `via` (cuda-python, or "libcudart PATH") cannot run on this driver,
+    and the remedy; or None. On x86 CUDA runs a runtime of the driver's major version or
+    older (minor-version compatibility); a Jetson has none: the runtime's major.minor must
+    not be newer than JetPack's (cuda-bindings 12.9 links the 12.9 runtime statically,
+    which JetPack 6's 12.6 driver refuses)."""
     driver, runtime = versions.get("driver_cuda"), versions.get("runtime_cuda")
     if not driver:
         return "no NVIDIA driver answers", "is there a GPU? check nvidia-smi"
     tegra = is_tegra() if tegra is None else tegra
+    binding = via == "cuda-python"
     if tegra and runtime:
         have, need = tuple(map(int, runtime.split("."))), tuple(map(int, driver.split(".")))
         if have > need:
-            return (f"cuda-python's CUDA {runtime} runtime is newer than this Jetson's CUDA {driver}, and a Jetson "
-                    "runs no newer runtime minor", f"pip install 'cuda-python>={driver},<{need[0]}.{need[1] + 1}' "
-                                                   "(JetPack's CUDA), or upgrade JetPack")
+            return (f"{via}'s CUDA {runtime} runtime is newer than this Jetson's CUDA {driver}, and a Jetson runs no "
+                    "newer runtime minor", (f"pip install 'cuda-python>={driver},<{need[0]}.{need[1] + 1}' "
+                                            "(JetPack's CUDA), or upgrade JetPack") if binding else
+                    "set EDGETL_CUDART to JetPack's own /usr/local/cuda/lib64/libcudart.so, or upgrade JetPack")
     if runtime and int(runtime.split(".")[0]) > int(driver.split(".")[0]):
         major = int(driver.split(".")[0])
-        return (f"cuda-python's CUDA {runtime} runtime needs a newer driver than this one, which supports CUDA "
-                f"{driver}", f"pip install 'cuda-python>={major},<{major + 1}' (or update the NVIDIA driver)")
+        return (f"{via}'s CUDA {runtime} runtime needs a newer driver than this one, which supports CUDA {driver}",
+                f"pip install 'cuda-python>={major},<{major + 1}' (or update the NVIDIA driver)" if binding else
+                f"set EDGETL_CUDART to a CUDA {major} runtime (pip install nvidia-cuda-runtime-cu{major}), or update "
+                "the NVIDIA driver")
     return None
 
 
-def _check(cudart, result, what: str):
-    """cuda-python calls return (error, value...); raise on an error, return the values."""
+def _check(cudart, result, what: str, via: str = "cuda-python"):
+    """CUDA calls (cuda-python's, or runtime/cudart.py's in its shape) return (error,
+    value...); raise on an error, naming the runtime `via`; return the values."""
     err, *values = result if isinstance(result, tuple) else (result,)
     if int(err) != 0:
         try:
@@ -100,7 +125,7 @@ def _check(cudart, result, what: str):
             name = name.decode() if isinstance(name, bytes) else str(name)
         except Exception:
             name = "error"
-        cause = mismatch(cuda_versions(cudart)) if int(err) == INSUFFICIENT_DRIVER else None
+        cause = mismatch(cuda_versions(cudart), via=via) if int(err) == INSUFFICIENT_DRIVER else None
         raise ArtifactError(f"CUDA {what} failed: {name} ({int(err)})" + (f"; {cause[0]}" if cause else ""),
                             hint=cause[1] if cause else
                             "check nvidia-smi and the CUDA driver; rebuild the engine on this device")
@@ -126,49 +151,52 @@ class CudaDevice:
 
     def __init__(self, index: int = 0):
         self.index, self.cudart, self.torch, self.cause = index, None, None, None
+        self.via = ""  # what the GPU is reached through: "libcudart PATH", "cuda-python" or "torch"
         self.versions: dict = {}
         self._facts: dict | None = None
         self._stream = None
         self._buffers: list[IOBuffer] = []
-        cudart = _cudart()
-        if cudart is None:
-            self.cause = "cuda-python is not installed"
-        else:
+        causes, remedy = [], _NO_RUNTIME
+        for runtime, via in runtimes():
             try:
-                self.versions = cuda_versions(cudart)
-                _check(cudart, cudart.cudaSetDevice(index), f"cudaSetDevice({index})")
-                self.cudart = cudart
-            except ArtifactError as exc:  # the first call failed: try torch before giving up
-                self.cause = exc.message
+                versions = cuda_versions(runtime)
+                self.versions = self.versions or versions
+                _check(runtime, runtime.cudaSetDevice(index), f"cudaSetDevice({index})", via)
+                self.cudart, self.via, self.versions = runtime, via, versions
+                break
+            except ArtifactError as exc:  # the first call failed: the next runtime, torch, then the error
+                causes.append(f"{via}: {exc.message}")
+                remedy = (mismatch(versions, via=via) or ("", exc.hint))[1] if remedy == _NO_RUNTIME else remedy
             except (RuntimeError, OSError) as exc:  # bindings before 12.9 raise when libcuda cannot be loaded
-                self.cause = f"cuda-python cannot load the CUDA driver ({str(exc).splitlines()[0][:160] or exc!r})"
+                causes.append(f"{via} cannot load the CUDA driver ({str(exc).splitlines()[0][:160] or exc!r})")
+        # the runtimes passed over (or, when none answered, why not)
+        self.cause = "; ".join(causes) or (None if self.cudart else "no CUDA runtime found (no libcudart, no cuda-python)")
         if self.cudart is None:
             self.torch = _torch_cuda()
             if self.torch is None:
-                raise BackendUnavailable(f"cannot reach the GPU: {self.cause}, and no CUDA build of torch to fall "
-                                         "back on", hint=_PIN if not self.versions else
-                                         (mismatch(self.versions) or ("", "check nvidia-smi and the CUDA driver"))[1])
+                raise BackendUnavailable(f"cannot reach the GPU: {self.cause}; and no CUDA build of torch to fall "
+                                         "back on", hint=remedy)
             log.warning("GPU memory through torch: %s", self.cause)
+            self.via = "torch"
             self.torch.cuda.set_device(index)
-
-    @property
-    def via(self) -> str:
-        return "cuda-python" if self.cudart else "torch"
 
     @property
     def stream(self):
         """A stream of its own (not the legacy default one), made when first used."""
         if self._stream is None:
             if self.cudart:
-                self._stream = _check(self.cudart, self.cudart.cudaStreamCreate(), "stream creation")
+                self._stream = self._ok(self.cudart.cudaStreamCreate(), "stream creation")
             else:
                 self._torch_stream = self.torch.cuda.Stream(device=self.index)
                 self._stream = self._torch_stream.cuda_stream
         return self._stream
 
+    def _ok(self, result, what: str):
+        return _check(self.cudart, result, what, self.via)
+
     def set_current(self) -> None:
         if self.cudart:
-            _check(self.cudart, self.cudart.cudaSetDevice(self.index), f"cudaSetDevice({self.index})")
+            self._ok(self.cudart.cudaSetDevice(self.index), f"cudaSetDevice({self.index})")
         else:
             self.torch.cuda.set_device(self.index)
 
@@ -176,7 +204,7 @@ class CudaDevice:
         """GPU name and compute capability, read once."""
         if self._facts is None:
             if self.cudart:
-                props = _check(self.cudart, self.cudart.cudaGetDeviceProperties(self.index), "device query")
+                props = self._ok(self.cudart.cudaGetDeviceProperties(self.index), "device query")
                 name = props.name.decode(errors="replace") if isinstance(props.name, bytes) else str(props.name)
                 self._facts = {"gpu": name.split("\x00")[0], "compute_capability": f"{props.major}.{props.minor}"}
             else:
@@ -188,9 +216,9 @@ class CudaDevice:
         """Device memory and a pinned host mirror of `nbytes`, kept until `free` or `close`."""
         nbytes = max(1, int(nbytes))
         if self.cudart:
-            address = int(_check(self.cudart, self.cudart.cudaMalloc(nbytes), "cudaMalloc"))
+            address = int(self._ok(self.cudart.cudaMalloc(nbytes), "cudaMalloc"))
             try:
-                pinned = int(_check(self.cudart, self.cudart.cudaMallocHost(nbytes), "cudaMallocHost"))
+                pinned = int(self._ok(self.cudart.cudaMallocHost(nbytes), "cudaMallocHost"))
             except ArtifactError:
                 self.cudart.cudaFree(address)
                 raise
@@ -215,7 +243,7 @@ class CudaDevice:
         """Copy the host mirror (as shaped) to the device, asynchronously on the stream."""
         if self.cudart:
             kind = self.cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
-            _check(self.cudart, self.cudart.cudaMemcpyAsync(buf.address, buf.host.ctypes.data, buf.host.nbytes, kind,
+            self._ok(self.cudart.cudaMemcpyAsync(buf.address, buf.host.ctypes.data, buf.host.nbytes, kind,
                                                             self.stream), "copy to GPU")
         else:
             self.stream  # noqa: B018 - made on first use
@@ -226,7 +254,7 @@ class CudaDevice:
         """Copy the device memory into the host mirror (as shaped); valid after `synchronize`."""
         if self.cudart:
             kind = self.cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
-            _check(self.cudart, self.cudart.cudaMemcpyAsync(buf.host.ctypes.data, buf.address, buf.host.nbytes, kind,
+            self._ok(self.cudart.cudaMemcpyAsync(buf.host.ctypes.data, buf.address, buf.host.nbytes, kind,
                                                             self.stream), "copy from GPU")
         else:
             self.stream  # noqa: B018
@@ -235,7 +263,7 @@ class CudaDevice:
 
     def synchronize(self) -> None:
         if self.cudart:
-            _check(self.cudart, self.cudart.cudaStreamSynchronize(self.stream), "stream synchronize")
+            self._ok(self.cudart.cudaStreamSynchronize(self.stream), "stream synchronize")
         else:
             self.stream  # noqa: B018
             self._torch_stream.synchronize()
@@ -264,25 +292,29 @@ def device_facts(index: int = 0) -> dict:
 
 
 def gpu_report(index: int = 0) -> dict:
-    """What `doctor` says about the GPU: found or not, through what, its facts, the driver's
-    and runtime's CUDA versions and whether they go together, and the remedy when not."""
-    cudart = _cudart()
-    report = {"found": False, "via": None, **UNKNOWN, "driver_cuda": None, "runtime_cuda": None,
-              "compatible": None, "problem": None}
-    if cudart is not None:
-        try:
-            report.update(cuda_versions(cudart))
-        except Exception as exc:
-            report["problem"] = f"cuda-python cannot be called: {exc}"
-        problem = mismatch(report)
-        report["compatible"] = problem is None if report["driver_cuda"] else None
-        report["problem"] = report["problem"] or (": ".join(problem) if problem else None)
+    """What `doctor` says about the GPU: found or not, through which CUDA runtime (and
+    every runtime found, in the order tried), its facts, the driver's and the runtime's CUDA
+    versions and whether they go together, and the remedy when not."""
+    report: dict = {"found": False, "via": None, **UNKNOWN, "driver_cuda": None, "runtime_cuda": None,
+                    "compatible": None, "problem": None, "runtimes": [], "passed_over": None}
+    found = runtimes()
+    report["runtimes"] = [via for _, via in found]
     try:
         device = CudaDevice(index)
-        report.update(found=True, via=device.via, **device.facts())
-        if device.cause:
-            report["problem"] = report["problem"] or device.cause
-        device.close()
     except Exception as exc:
-        report["problem"] = report["problem"] or getattr(exc, "message", str(exc))
+        message, hint = getattr(exc, "message", str(exc)), getattr(exc, "hint", None)
+        report["problem"] = f"{message}; {hint}" if hint else message
+        for runtime, via in found[:1]:  # the versions of the runtime tried first
+            try:
+                report.update(cuda_versions(runtime))
+            except Exception:
+                pass
+            report["compatible"] = (mismatch(report, via=via) is None) if report["driver_cuda"] else None
+        return report
+    report.update(found=True, via=device.via, **device.facts(), **device.versions)
+    report["compatible"] = True if device.cudart is not None else None
+    report["passed_over"] = device.cause  # runtimes that did not answer before the one used
+    if device.cudart is None:
+        report["problem"] = device.cause
+    device.close()
     return report
