@@ -110,8 +110,11 @@ class _Profile:
 
 
 class _TimingCache:
+    def __init__(self, data=b""):
+        self.data = bytes(data)
+
     def serialize(self):
-        return b"cache"
+        return b"cache:" + __version__.encode()  # timings of this version
 
 
 class _Config:
@@ -135,10 +138,11 @@ class _Config:
         self.rec.log("add_profile")
 
     def create_timing_cache(self, data):
-        return _TimingCache()
+        return _TimingCache(data)
 
     def set_timing_cache(self, cache, ignore_mismatch):
-        self.rec.log("timing_cache")
+        self.rec.log("timing_cache", cache.data)
+        return True
 
     def get_timing_cache(self):
         return _TimingCache()
@@ -299,6 +303,11 @@ class _OnnxContext:
         return True
 
 
+def init_libnvinfer_plugins(logger, namespace):
+    RECORD.log("init_plugins", namespace)
+    return True
+
+
 class Runtime:
     def __init__(self, logger):
         self._dla = None
@@ -313,6 +322,7 @@ class Runtime:
         RECORD.log("runtime_dla_core", value)
 
     def deserialize_cuda_engine(self, data):
+        RECORD.log("deserialize")
         if data.startswith(ONNX_ENGINE):
             rest = data[len(ONNX_ENGINE):]
             half = rest.startswith(b"fp16\n")

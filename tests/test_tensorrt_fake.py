@@ -5,6 +5,7 @@ flag for flag, and the runner's binding of several inputs and outputs by name an
 Where `tensorrt` imports, test_tensorrt.py builds and runs real engines."""
 from __future__ import annotations
 
+import json
 import shlex
 import sys
 
@@ -161,6 +162,36 @@ def _fake_engine(tmp_path, quant_onnx, **tensorrt) -> object:
                                                "onnx": "m.onnx", "inference_precision": "f16", **tensorrt}}
     card.save(engine_card_path(path))
     return path
+
+
+def test_a_timing_cache_of_another_tensorrt_is_not_used_and_is_replaced(trt, models, tmp_path):
+    """A timing cache records TensorRT's timings of one version on one GPU: the one beside
+    an engine is reused by the next build there, but one made by TensorRT 10.3 is not
+    given to 10.12; the engine's card says so, and the cache is then 10.12's."""
+    cache = tmp_path / "t.cache"
+    spec = EngineSpec(models["float"], tmp_path / "m.engine", "fp16", BatchProfile(1, 1, 1), timing_cache=cache)
+    build_engine(spec)
+    assert cache.read_bytes() == b"cache:10.3.0" and json.loads((tmp_path / "t.cache.json").read_text())[
+        "tensorrt"] == "10.3.0"
+    trt.reset("10.3.0")
+    build_engine(spec, overwrite=True)
+    assert ("timing_cache", b"cache:10.3.0") in trt.RECORD.calls  # the same version: reused
+    trt.reset("10.12.0")
+    build_engine(spec, overwrite=True)
+    assert ("timing_cache", b"") in trt.RECORD.calls and ("timing_cache", b"cache:10.3.0") not in trt.RECORD.calls
+    notes = ModelCard.load(engine_card_path(spec.out)).source["tensorrt"]["notes"]
+    assert any("made by TensorRT 10.3.0 on Orin (fake): not used" in n for n in notes)
+    assert cache.read_bytes() == b"cache:10.12.0"
+
+
+def test_tensorrt_plugins_are_registered_before_parsing_and_deserializing(trt, models, quant_onnx, tmp_path):
+    build_engine(EngineSpec(models["float"], tmp_path / "m.engine", "fp16", BatchProfile(1, 1, 1)))
+    names = [c[0] for c in trt.RECORD.calls]
+    assert "init_plugins" in names and names.index("init_plugins") < names.index("parse")
+    trt.RECORD.calls.clear()
+    TensorRTRunner.load(_fake_engine(tmp_path, quant_onnx), device="cuda:0").close()
+    names = [c[0] for c in trt.RECORD.calls]
+    assert names.index("init_plugins") < names.index("deserialize")
 
 
 def test_the_runner_binds_every_tensor_by_name_and_dtype(trt, quant_onnx, tmp_path):

@@ -21,6 +21,7 @@ fall back to the GPU: the build says so and points to the FP16 engine for the DL
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import shlex
 import shutil
@@ -29,7 +30,7 @@ from pathlib import Path
 from edgetl.core import progress
 from edgetl.core.card import ModelCard, build_fingerprint
 from edgetl.core.errors import ArtifactError, BackendUnavailable, ConfigError
-from edgetl.core.outputs import check_output, publish, temp_dir_beside
+from edgetl.core.outputs import check_output, publish, temp_dir_beside, write_atomic
 from edgetl.export.onnx_export import frontend_nodes, in_frontend
 from edgetl.runtime.artifacts import MODEL_OUTPUT
 
@@ -265,6 +266,7 @@ def build_engine(spec: EngineSpec, overwrite: bool = False) -> dict:
     # Before the build, never after it; reading them also makes spec.device the current GPU.
     here = {"version": trt.__version__, **device_facts(spec.device)}
     logger = trt.Logger(trt.Logger.WARNING)
+    trt.init_libnvinfer_plugins(logger, "")  # the parser maps some ONNX operators to plugin layers
     builder = _needed(trt.Builder(logger), "a builder (is a GPU visible? nvidia-smi)")
     flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if plan.strongly_typed else 0
     network = _needed(builder.create_network(flags), "a network definition")
@@ -294,8 +296,13 @@ def build_engine(spec: EngineSpec, overwrite: bool = False) -> dict:
         profile = _needed(builder.create_optimization_profile(), "an optimization profile")
         profile.set_shape(network.get_input(0).name, *plan.shapes)
         config.add_optimization_profile(profile)
-    cache_bytes = spec.timing_cache.read_bytes() if spec.timing_cache and spec.timing_cache.is_file() else b""
-    config.set_timing_cache(config.create_timing_cache(cache_bytes), ignore_mismatch=False)
+    cache_bytes, cache_note = read_timing_cache(spec.timing_cache, here)
+    if not config.set_timing_cache(config.create_timing_cache(cache_bytes), ignore_mismatch=False) and cache_bytes:
+        cache_note = f"TensorRT refused the timing cache {spec.timing_cache}: starting an empty one"
+        config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False)
+    if cache_note:
+        log.warning(cache_note)
+        plan = dataclasses.replace(plan, notes=(*plan.notes, cache_note))  # the engine's card says it too
     dla = {}
     if plan.dla_core is not None:
         if builder.num_DLA_cores == 0:
@@ -333,8 +340,35 @@ def build_engine(spec: EngineSpec, overwrite: bool = False) -> dict:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if spec.timing_cache:
-        spec.timing_cache.write_bytes(bytes(config.get_timing_cache().serialize()))
+        write_atomic(spec.timing_cache, bytes(config.get_timing_cache().serialize()))
+        write_atomic(_timing_key_path(spec.timing_cache), json.dumps(_timing_key(here)) + "\n")
     return engine_card.source["tensorrt"]
+
+
+def _timing_key(here: dict) -> dict:
+    return {"tensorrt": here.get("version"), "gpu": here.get("gpu"), "compute_capability": here.get("compute_capability")}
+
+
+def _timing_key_path(cache: Path) -> Path:
+    return cache.with_name(cache.name + ".json")
+
+
+def read_timing_cache(path: Path | None, here: dict) -> tuple[bytes, str | None]:
+    """The timing cache's bytes when it was made by this TensorRT on this GPU (the
+    `.json` beside it says), else nothing and why: TensorRT's timings are of one version
+    on one GPU, and a cache from another is at best useless."""
+    if path is None or not path.is_file():
+        return b"", None
+    try:
+        made = json.loads(_timing_key_path(path).read_text())
+    except (OSError, ValueError):
+        made = None
+    if made != _timing_key(here):
+        by = (f"TensorRT {made.get('tensorrt')} on {made.get('gpu')}" if isinstance(made, dict)
+              else "an unknown TensorRT and GPU")
+        return b"", (f"the timing cache {path.name} was made by {by}: not used, replaced by one for TensorRT "
+                     f"{here.get('version')} on {here.get('gpu')}")
+    return path.read_bytes(), None
 
 
 def _needed(value, what: str):

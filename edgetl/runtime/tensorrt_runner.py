@@ -78,6 +78,8 @@ class TensorRTRunner(Runner):
         runner.inference_precision = built.get("inference_precision", "f32")
         runner.gpu = gpu
         runner._logger = trt.Logger(trt.Logger.WARNING)
+        # An engine may hold layers of TensorRT's plugin library: registered before deserializing
+        trt.init_libnvinfer_plugins(runner._logger, "")
         rebuild = f"rebuild it on this device: edgetl build-engine {built.get('onnx', 'MODEL.onnx')} --out {path}"
         runtime = _needed(trt.Runtime(runner._logger), "a TensorRT runtime", rebuild)
         if built.get("dla_core") is not None:
