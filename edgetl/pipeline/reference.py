@@ -48,7 +48,7 @@ def _type_name(hint: Any) -> str:
                                                                                                str(hint)))
 
 
-def _default(field: dataclasses.Field) -> str:
+def _default(field: dataclasses.Field[Any]) -> str:
     if field.default is not dataclasses.MISSING:
         value = field.default
     elif field.default_factory is not dataclasses.MISSING:
@@ -82,7 +82,7 @@ def _cell(text: str) -> str:
     return " ".join(text.split()).replace("|", "\\|")
 
 
-def sections(cls: type[Settings], path: str = "") -> list[tuple[str, type[Settings]]]:
+def sections(cls: Any, path: str = "") -> list[tuple[str, Any]]:
     """(key path, settings class) of `cls` and of every section under it, depth first."""
     found = [(path, cls)]
     hints = typing.get_type_hints(cls)
@@ -95,7 +95,7 @@ def sections(cls: type[Settings], path: str = "") -> list[tuple[str, type[Settin
     return found
 
 
-def table(cls: type[Settings]) -> str:
+def table(cls: Any) -> str:
     hints = typing.get_type_hints(cls)
     rows = ["| key | type | default | valid | what it does |", "|---|---|---|---|---|"]
     for f in dataclasses.fields(cls):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from edgetl.core.atomic import replacing
 from edgetl.core.card import CARD_FILENAME, ModelCard
@@ -31,7 +32,7 @@ ONNX_CARD_KEY = "edgetl"  # metadata_props key of an ONNX file
 OPENVINO_CARD_KEY = ["edgetl", "card"]  # rt_info path of an OpenVINO IR
 
 
-def _library(name: str, extra: str, what: str):
+def _library(name: str, extra: str, what: str) -> Any:
     """Import `name`, or say which install brings it."""
     import importlib
 
@@ -57,14 +58,14 @@ def _is_run(path: Path) -> bool:
 
 # ---------------------------------------------------------------- ONNX
 
-def card_from_onnx_metadata(meta: dict, path: Path) -> ModelCard:
+def card_from_onnx_metadata(meta: dict[str, str], path: Path) -> ModelCard:
     """The card in an ONNX model's metadata (as onnxruntime's custom_metadata_map gives it)."""
     if ONNX_CARD_KEY not in meta:
         raise ArtifactError(f"{path} carries no edgetl model card", hint="export it with `edgetl export`")
     return ModelCard.from_json(meta[ONNX_CARD_KEY], where=f"card of {path}")
 
 
-def onnx_session(path_or_bytes, opts=None, providers: list[str] | None = None):
+def onnx_session(path_or_bytes: str | Path | bytes, opts: Any = None, providers: list[str] | None = None) -> Any:
     """An ONNX Runtime session; a damaged or non-ONNX file is an ArtifactError."""
     import onnxruntime as ort
 
@@ -89,7 +90,7 @@ def read_onnx_card(path: Path) -> ModelCard:
     return card_from_onnx_metadata(onnx_session(path, opts).get_modelmeta().custom_metadata_map, path)
 
 
-def set_onnx_card(model_proto, card: ModelCard) -> None:
+def set_onnx_card(model_proto: Any, card: ModelCard) -> None:
     """Replace (not append) the card in an ONNX ModelProto's metadata_props."""
     for prop in list(model_proto.metadata_props):
         if prop.key == ONNX_CARD_KEY:
@@ -119,7 +120,7 @@ def _onnx_holds_card(path: Path) -> bool:
 
 # ---------------------------------------------------------------- OpenVINO IR
 
-def card_from_openvino_model(model, path: Path) -> ModelCard:
+def card_from_openvino_model(model: Any, path: Path) -> ModelCard:
     if not model.has_rt_info(OPENVINO_CARD_KEY):
         raise ArtifactError(f"{path} carries no edgetl model card", hint="export it with `edgetl export --openvino`")
     return ModelCard.from_json(model.get_rt_info(OPENVINO_CARD_KEY).astype(str), where=f"card of {path}")

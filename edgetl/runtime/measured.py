@@ -64,7 +64,7 @@ def time_function(call: Callable[[], Any], warmup: int = 10, iters: int = 100, m
     and at least `min_time_s` seconds."""
     for _ in range(warmup):
         call()
-    timings = []
+    timings: list[int] = []
     started = time.perf_counter_ns()
     while len(timings) < iters or (time.perf_counter_ns() - started) / 1e9 < min_time_s:
         t0 = time.perf_counter_ns()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import re
 from pathlib import Path
+from typing import Any
 
 from edgetl.core import progress
 from edgetl.core.errors import ArtifactError, BackendUnavailable, ConfigError
@@ -26,13 +27,13 @@ from edgetl.runtime.tensorrt_runner import check_compatible
 
 
 @functools.cache
-def _gpu(device: int) -> tuple:
+def _gpu(device: int) -> tuple[tuple[str, Any], ...]:
     from edgetl.runtime.cuda_device import device_facts
 
     return tuple(device_facts(device).items())
 
 
-def tensorrt_here(device: int = 0) -> dict:
+def tensorrt_here(device: int = 0) -> dict[str, Any]:
     """The TensorRT version and GPU an engine must have been built for to run here (the
     GPU read once per process: choosing, opening and verifying a target all ask)."""
     import tensorrt as trt
@@ -45,19 +46,19 @@ def _digest(path: str, size: int, mtime_ns: int) -> str:
     return sha256(Path(path))
 
 
-def engine_cache_path(model: Path, here: dict) -> Path:
+def engine_cache_path(model: Path, here: dict[str, Any]) -> Path:
     gpu = re.sub(r"[^a-z0-9]+", "-", here["gpu"].lower()).strip("-") or "gpu"
     name = f"trt{here['version']}-cc{here['compute_capability']}-{gpu}.engine"
     stat = model.stat()  # hashed once per file version, however often a command asks
     return cache_dir() / "engines" / _digest(str(model), stat.st_size, stat.st_mtime_ns)[:16] / name
 
 
-def usable_engine(bundle: Bundle, here: dict) -> tuple[Path | None, list[str]]:
+def usable_engine(bundle: Bundle, here: dict[str, Any]) -> tuple[Path | None, list[str]]:
     """The bundle's engine or a cached one built for `here`, and why the others were refused."""
     entry = bundle.targets["tensorrt"]
     candidates = [bundle.root / entry.engine] if entry.engine else []
     candidates.append(engine_cache_path(bundle.root / entry.model, here))
-    refusals = []
+    refusals: list[str] = []
     for engine in candidates:
         if not engine.is_file():
             continue
@@ -80,10 +81,10 @@ def target_problem(bundle: Bundle, target: str) -> str | None:
     return "; ".join([*refusals, f"no engine built for this GPU yet (edgetl verify {bundle.path} builds one)"])
 
 
-def cpu_warning(card_source: dict) -> str | None:
+def cpu_warning(card_source: dict[str, Any]) -> str | None:
     """Said when an INT8 CPU model was made for a kind of CPU this one is not."""
     kind = (card_source.get("quantization") or {}).get("cpu") or {}
-    target = CPU_TARGETS.get(kind.get("name"))
+    target = CPU_TARGETS.get(str(kind.get("name")))
     if target and not exact_here(target):
         return (f"this INT8 model was made for {target.name} CPUs; this CPU has no VNNI, so its 8-bit weights "
                 "saturate and answers differ from what was measured (quantize with --cpu portable)")
