@@ -69,6 +69,7 @@ class Trainer:
         self.unfrozen = 0
         self.trained: nn.Module = model
         self.checkpoints = None  # Checkpoints (finetune/checkpoint.py): the last completed epoch, for --resume
+        self.estimated: float | None = None  # seconds of training estimated before it started
 
     # ------------------------------------------------------------ helpers
     def _autocast(self):
@@ -214,10 +215,27 @@ class Trainer:
             correct += (logits.argmax(1) == yb).sum().item()
         return total_loss / max(1, len(x)), correct / max(1, len(x))
 
+    def _say_estimate(self, x_train: torch.Tensor, n_val: int) -> float | None:
+        """Before any training: how long it takes here, and the alternatives (finetune/estimate.py)."""
+        from edgetl.finetune.estimate import estimates
+
+        if not self.dist.is_main or progress.is_quiet():
+            return None
+        found = estimates(self, x_train, n_val)
+        if not found:
+            return None
+        cfg = self.cfg
+        others = ", ".join(f"{s} {format_seconds(t)}" for s, t in found.items() if s != cfg.strategy)
+        epochs = "" if cfg.strategy == "linear-probe" else f"{cfg.epochs} epochs, "
+        progress.info(f"estimated here: {cfg.strategy} ({epochs}{len(x_train)} samples) about "
+                      f"{format_seconds(found[cfg.strategy])}; {others}")
+        return found[cfg.strategy]
+
     # ------------------------------------------------------------ the loop
     def fit(self, x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor,
             y_val: torch.Tensor) -> tuple[list[dict], dict, int]:
         cfg = self.cfg
+        self.estimated = self._say_estimate(x_train, len(x_val))
         probe = cfg.strategy == "linear-probe"
         if probe:
             for m in self.hooks.modules():
