@@ -129,6 +129,12 @@ def test_a_recipe_runs_every_stage_into_an_ordinary_layout(pipeline):
     summary = json.loads((out / "summary.json").read_text())
     package = next(s for s in summary["stages"] if s["name"] == "package")
     assert package["figures"]["verified"] == {"onnxruntime": "onnxruntime"}  # the bundle checked where it was made
+    from edgetl.runtime.bundle import Bundle
+
+    packaged = Bundle.open(out / "bundle").targets["onnxruntime"]
+    benched = next(r for r in rows if r["batch"] == 1 and r["backend"] == "onnxruntime"
+                   and Path(r["artifact"]).name == Path(packaged.model).name)
+    assert packaged.p50_ms_batch1 == round(benched["p50_ms"], 3)  # one latency figure per model, the bench stage's
     totals = summary["totals"]
     assert totals["seconds"] > 0 and totals["stage_seconds"] > 0 and totals["peak_rss_mb"] > 100
     assert totals["bundle_mb"] > 0 and totals["overrides"] == []

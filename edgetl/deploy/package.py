@@ -53,6 +53,20 @@ def pick_model(run: Path, target: str) -> Path:
     return run / f"model{BACKENDS[target].model_suffix}"
 
 
+def _benched(path: str | None) -> dict[tuple[str, str], float]:
+    """Batch-1 p50 (ms) per (model file, backend) in a bench JSON: the figures a pipeline's
+    bench stage measured, which its bundle gives rather than a second, differing figure."""
+    if not path:
+        return {}
+    try:
+        rows = json.loads(Path(path).read_text())["rows"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"cannot read the bench figures in {path}: {exc}",
+                          hint="pass the JSON of `edgetl bench --json-file`, or drop --latency-from") from None
+    return {(str(Path(r["artifact"]).resolve()), r["backend"]): float(r["p50_ms"]) for r in rows
+            if r.get("batch") == 1 and r.get("p50_ms") is not None and not r.get("error") and not r.get("note")}
+
+
 def _latency_p50(model: Path, backend: str, x: np.ndarray) -> float:
     from edgetl.bench.latency import measure
     from edgetl.runtime import open_runner
@@ -83,6 +97,7 @@ def package(run, out, settings: PackageSettings | None = None, overwrite: bool =
     out = check_output(out, BUNDLE_OUTPUT, overwrite, {"run": run, "data set": data or card.source.get("data")})
     with using_threads(s.threads):  # every export, check and latency figure below
         refs = reference_files(card, data or card.source.get("data"), samples)
+        benched = _benched(s.latency_from)
         _export_missing(run, targets)
         tmp = temp_dir_beside(out)
         try:
@@ -108,12 +123,16 @@ def package(run, out, settings: PackageSettings | None = None, overwrite: bool =
                 expected[target] = reference_answers(lambda fs, m=model, b=backend: predict(m, fs, backend=b,
                                                                                              top_k=len(card.labels)),
                                                      copied, root, card.labels, entry.precision, task)
-                if backend == target:  # a model emulated elsewhere (TensorRT's on the CPU) has no latency to give
+                measured = benched.get((str(model.resolve()), backend))
+                if measured is not None:
+                    entry.p50_ms_batch1 = round(measured, 3)
+                elif backend == target:  # a model emulated elsewhere (TensorRT's on the CPU) has no latency to give
                     x = _one_input(card, copied[0])
                     entry.p50_ms_batch1 = round(_latency_p50(root / entry.model, backend, x), 3)
                 entry.accuracy = read_card(model).metrics.get("accuracy", card.metrics.get(f"val_{task.metric}"))
                 entries[target] = entry
-                latency = "latency on the device" if entry.p50_ms_batch1 is None else f"p50 {entry.p50_ms_batch1:.2f} ms"
+                latency = "latency on the device" if entry.p50_ms_batch1 is None else \
+                    f"p50 {entry.p50_ms_batch1:.2f} ms" + (" (bench's)" if measured is not None else "")
                 progress.info(f"{target}: {model.name} ({entry.precision}), {latency}")
             (root / "reference" / "expected.json").write_text(json.dumps(expected, indent=1) + "\n")
             bundle_card = dataclasses.replace(card, streaming=_streaming_of(run, targets, card))

@@ -19,6 +19,8 @@ class PackageSettings(Settings):
     samples: int = setting(16, "Reference files taken from the run's data (test split, else val), class by class.",
                            min=1, example="16")
     data: str | None = setting(None, "Take the reference files from this data set instead.", path=True)
+    latency_from: str | None = setting(None, "A bench JSON (edgetl bench --json-file) whose batch-1 p50 of the same "
+                                       "model files the bundle gives, instead of timing them again.", path=True)
     threads: int | None = threads_setting("the bundle's checks and latency figures")
 
     def validate(self) -> None:

@@ -395,7 +395,10 @@ class Pipeline:
         def work():
             from edgetl.deploy.package import package
 
-            result = package(self.run_dir, out, s.replace(data=s.data or str(self.data_dir)), overwrite=True)
+            # the bench stage's latencies, not a second measurement a minute later that differs from them
+            bench = str(self.folder / "bench.json") if self.recipe.bench is not None else None
+            result = package(self.run_dir, out, s.replace(data=s.data or str(self.data_dir),
+                                                          latency_from=s.latency_from or bench), overwrite=True)
             from edgetl.runtime.verify import verify
 
             # where the user wants to be: a bundle that checks itself, checked here as a device would
@@ -408,7 +411,8 @@ class Pipeline:
                                                                           result.targets.items()},
                                   "verified": {c.target: c.backend for c in checks if not c.skipped}}
 
-        return s.to_dict(), self._outputs(*self._model_stages()), work
+        reads = [*self._model_stages(), *(["bench"] if self.recipe.bench is not None else [])]
+        return s.to_dict(), self._outputs(*reads), work
 
 
 LOCK = ".stages.lock"
