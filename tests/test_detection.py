@@ -69,11 +69,16 @@ def detector_run(tmp_path_factory):
                                     "--classes", "2", "--max-objects", "2"])
     assert made.exit_code == 0, made.output
     run = root / "run"
-    result = CliRunner().invoke(cli, ["finetune", str(data), "--backbone", "efficientnet_lite0", "--strategy",
-                                      "linear-probe", "--epochs", "2", "--batch-size", "8", "--lr", "3e-3",
-                                      "--input-size", "96", "--threads", "2", "--out", str(run)])
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("edgetl.finetune.detect.ESTIMATE_WORTH_IT", 0)  # said for this small run too
+        result = CliRunner().invoke(cli, ["finetune", str(data), "--backbone", "efficientnet_lite0", "--strategy",
+                                          "linear-probe", "--epochs", "2", "--batch-size", "8", "--lr", "3e-3",
+                                          "--input-size", "96", "--threads", "2", "--out", str(run)])
     assert result.exit_code == 0, result.output
     assert "val mAP" in result.output and "YOLO (Ultralytics layout), 2 classes" in result.output
+    estimate = next(line for line in result.output.splitlines() if line.startswith("estimated here:"))
+    assert estimate.startswith("estimated here: linear-probe (2 epochs, ") and "full" in estimate
+    assert result.output.index("estimated here:") < result.output.index("epoch 1/2")
     return data, run
 
 

@@ -26,6 +26,13 @@ def test_each_strategy_costs_what_its_trainable_stages_cost():
     assert probe < gradual < partial < full
 
 
+def test_a_detectors_frozen_backbone_still_costs_its_neck_and_head_every_epoch():
+    args = dict(epochs=3, n_train=100, n_val=10, n_stages=4, unfreeze=None, step=0.5, forward=0.1, head_step=0.2,
+                features_once=False)
+    assert strategy_seconds("linear-probe", **args) == pytest.approx(3 * (100 * 0.2 + 10 * 0.1))
+    assert strategy_seconds("full", **args) == pytest.approx(3 * (100 * 0.5 + 10 * 0.1))
+
+
 def _finetune(data, out, worth_it, monkeypatch):
     monkeypatch.setattr(estimate, "WORTH_IT", worth_it)
     result = CliRunner().invoke(cli, ["finetune", str(data), "--backbone", "efficientnet_lite0", "--strategy", "full",

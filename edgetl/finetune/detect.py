@@ -112,6 +112,44 @@ def scores(model: Detector, cached, truths, labels: list[str], pre: ImagePreproc
     return DETECTION.score(np.concatenate(outs), truths, labels)
 
 
+ESTIMATE_WORTH_IT = 1000  # image passes (train images x epochs) below which training takes a minute or two anyway
+
+
+def _estimate(model: Detector, pyramid, train, n_val: int, pre: ImagePreprocessing, augment, device,
+              s: FinetuneSettings) -> str:
+    """How long training takes here, said before it starts (finetune/estimate.py): a
+    training step with every stage trainable and one with the backbone frozen (the neck
+    and head still train), and a forward pass, timed on a copy of the model."""
+    import copy
+
+    from edgetl.finetune.estimate import TIMING_BATCH, all_strategies, said, time_per_sample
+
+    twin = copy.deepcopy(model)
+    rows = np.arange(min(TIMING_BATCH, len(train)))
+
+    def step(frozen: bool):
+        def call() -> None:
+            twin.train()
+            for p in twin.body.parameters():
+                p.requires_grad_(not frozen)
+            twin.body.train(not frozen)
+            x, targets = _batch(train.cached, train.truths, rows, pre, augment, device)
+            sum(twin.losses(x, targets).values()).backward()
+            twin.zero_grad(set_to_none=True)
+        return call
+
+    def forward() -> None:
+        twin.eval()
+        with torch.inference_mode():
+            twin(torch.from_numpy(pre.normalize(np.asarray(train.cached[:len(rows)]))).to(device))
+
+    times = time_per_sample({"step": step(False), "head_step": step(True), "forward": forward}, len(rows), device,
+                            repeats=1)
+    found = all_strategies(s.strategy, s.epochs, len(train), n_val, len(pyramid.stages), s.unfreeze,
+                           features_once=False, **times)
+    return said(s.strategy, s.epochs, len(train), found)
+
+
 def finetune_detector(data, backbone: str, out, settings: FinetuneSettings, overwrite: bool = False) -> DetectResult:
     from edgetl.data.labelled import labelled_split
 
@@ -143,6 +181,8 @@ def finetune_detector(data, backbone: str, out, settings: FinetuneSettings, over
         opt = torch.optim.AdamW([{"params": head_params, "lr": s.lr},
                                  {"params": body_params, "lr": s.lr * s.backbone_lr_scale}],
                                 weight_decay=s.weight_decay)
+        if not progress.is_quiet() and len(train) * s.epochs >= ESTIMATE_WORTH_IT:
+            progress.info(_estimate(model, pyramid, train, len(val), pre, augment, device, s))
         steps_per_epoch = max(1, math.ceil(len(train) / s.batch_size))
         total, warmup = s.epochs * steps_per_epoch, min(steps_per_epoch, s.epochs * steps_per_epoch // 10 + 1)
         base = [g["lr"] for g in opt.param_groups]

@@ -19,6 +19,7 @@ from edgetl.core.card import ModelCard
 from edgetl.core.errors import TrainingDiverged
 from edgetl.data.sample_cache import cached_array
 from edgetl.finetune.augment import ImageTrainingInput
+from edgetl.finetune.estimate import format_seconds
 from edgetl.finetune.hooks import Step, TrainingHooks
 from edgetl.finetune.model import Classifier
 from edgetl.finetune.probe import fit_probe
@@ -39,8 +40,6 @@ class RunResult:
 ESTIMATE_AFTER = (20, 10.0)  # the epoch time is estimated after 20 steps or 10 s, whichever comes first
 
 
-def format_seconds(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
 class Trainer:
@@ -217,7 +216,7 @@ class Trainer:
 
     def _say_estimate(self, x_train: torch.Tensor, n_val: int) -> float | None:
         """Before any training: how long it takes here, and the alternatives (finetune/estimate.py)."""
-        from edgetl.finetune.estimate import estimates
+        from edgetl.finetune.estimate import estimates, said
 
         if not self.dist.is_main or progress.is_quiet():
             return None
@@ -225,10 +224,7 @@ class Trainer:
         if not found:
             return None
         cfg = self.cfg
-        others = ", ".join(f"{s} {format_seconds(t)}" for s, t in found.items() if s != cfg.strategy)
-        epochs = "" if cfg.strategy == "linear-probe" else f"{cfg.epochs} epochs, "
-        progress.info(f"estimated here: {cfg.strategy} ({epochs}{len(x_train)} samples) about "
-                      f"{format_seconds(found[cfg.strategy])}; {others}")
+        progress.info(said(cfg.strategy, 0 if cfg.strategy == "linear-probe" else cfg.epochs, len(x_train), found))
         return found[cfg.strategy]
 
     # ------------------------------------------------------------ the loop
