@@ -17,6 +17,7 @@ class BuilderFlag(enum.Enum):
     TF32 = 2
     GPU_FALLBACK = 3
     OBEY_PRECISION_CONSTRAINTS = 4
+    PREFER_PRECISION_CONSTRAINTS = 5
 
 
 class NetworkDefinitionCreationFlag(enum.IntEnum):

@@ -63,7 +63,8 @@ def models(quant_onnx, tmp_path_factory):
 STRONG = 1 << int(fake.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
 FLAG_OPTION = {fake.BuilderFlag.FP16: "--fp16", fake.BuilderFlag.INT8: "--int8",
                fake.BuilderFlag.GPU_FALLBACK: "--allowGPUFallback",
-               fake.BuilderFlag.OBEY_PRECISION_CONSTRAINTS: "--precisionConstraints=obey"}
+               fake.BuilderFlag.OBEY_PRECISION_CONSTRAINTS: "--precisionConstraints=obey",
+               fake.BuilderFlag.PREFER_PRECISION_CONSTRAINTS: None}  # what trtexec --useDLACore sets itself
 
 
 def _as_trtexec(calls) -> set[str]:
@@ -73,7 +74,7 @@ def _as_trtexec(calls) -> set[str]:
         kind, args = call[0], call[1:]
         if kind == "create_network" and args[0] & STRONG:
             out.add("--stronglyTyped")
-        elif kind == "set_flag":
+        elif kind == "set_flag" and FLAG_OPTION[args[0]]:
             out.add(FLAG_OPTION[args[0]])
         elif kind == "clear_flag" and args[0] == fake.BuilderFlag.TF32:
             out.add("--noTF32")
@@ -123,6 +124,7 @@ def test_builder_calls_and_the_trtexec_line_are_the_same_build(case, trt, models
     else:
         assert profiles == [("profile", "input", *(spec.shape(n, read_card(spec.onnx))
                                                   for n in (batch.min, batch.opt, batch.max)))]
+    assert (("set_flag", trt.BuilderFlag.PREFER_PRECISION_CONSTRAINTS) in calls) == (dla is not None)  # as trtexec
     if dla is not None:
         assert ("dla_core", dla) in calls and ("device_type", trt.DeviceType.DLA) in calls
         assert info["dla_eligible_layers"] == 1 and info["layers"] == 2  # eligibility, not placement

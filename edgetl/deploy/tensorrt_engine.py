@@ -313,6 +313,8 @@ def build_engine(spec: EngineSpec, overwrite: bool = False) -> dict:
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = plan.dla_core
         config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
+        # as trtexec --useDLACore does: layer precisions are kept where the DLA can, not forced
+        config.set_flag(trt.BuilderFlag.PREFER_PRECISION_CONSTRAINTS)
         # Eligibility before fusion, not placement: the builder decides where each fused layer runs.
         eligible = sum(bool(config.can_run_on_DLA(network.get_layer(i))) for i in range(network.num_layers))
         dla = {"dla_core": plan.dla_core, "dla_eligible_layers": eligible, "layers": network.num_layers}
