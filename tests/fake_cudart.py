@@ -28,17 +28,18 @@ OK = cudaError_t.cudaSuccess
 DRIVER = 12060  # what the driver supports (JetPack 6: CUDA 12.6)
 RUNTIME = 12080  # what this runtime is
 TEGRA = False  # a Jetson: no minor-version compatibility
+GPU = (b"Orin (fake)", 8, 7)  # name, compute capability
 DEVICE: dict[int, np.ndarray] = {}  # address -> memory
 PINNED: dict[int, np.ndarray] = {}
 CALLS: list[tuple] = []
 STREAMS: set[int] = set()
 
 
-def reset(driver: int = 12060, runtime: int = 12080, tegra: bool = False) -> None:
+def reset(driver: int = 12060, runtime: int = 12080, tegra: bool = False, gpu: tuple = (b"Orin (fake)", 8, 7)) -> None:
     """A driver and runtime of these CUDA versions; `tegra`: a Jetson, which has no
     minor-version compatibility (a 12.9 runtime on JetPack 6's 12.6 driver is refused)."""
-    global DRIVER, RUNTIME, TEGRA
-    DRIVER, RUNTIME, TEGRA = driver, runtime, tegra
+    global DRIVER, RUNTIME, TEGRA, GPU
+    DRIVER, RUNTIME, TEGRA, GPU = driver, runtime, tegra, gpu
     for table in (DEVICE, PINNED, STREAMS):
         table.clear()
     CALLS.clear()
@@ -80,7 +81,7 @@ def cudaSetDevice(index):
 
 def cudaGetDeviceProperties(index):
     CALLS.append(("cudaGetDeviceProperties", index))
-    return OK, types.SimpleNamespace(name=b"Orin (fake)" + b"\x00" * 245, major=8, minor=7)
+    return OK, types.SimpleNamespace(name=GPU[0] + b"\x00" * 200, major=GPU[1], minor=GPU[2])
 
 
 def _alloc(table, nbytes, what):
