@@ -167,6 +167,26 @@ def test_a_changed_quantization_bound_reruns_quantize_and_what_follows_only(pipe
     assert why["bench"].startswith("changed input:") and why["finetune"] is None  # reused: nothing to explain
 
 
+def test_a_piped_log_says_each_stage_once_in_plain_lines(pipeline):
+    """What a log file gets (stdout and stderr pipes, as under nohup or CI): every stage
+    named with what it did (reused, or runs and why), no terminal control characters,
+    no third-party progress bars, and the summary table."""
+    import subprocess
+    import sys
+
+    recipe, out, _ = pipeline
+    log = subprocess.run([sys.executable, "-m", "edgetl.cli", "run", str(recipe), "--out", str(out), "--from",
+                          "quantize"], capture_output=True, text=True, timeout=600)
+    assert log.returncode == 0, log.stderr
+    text = log.stdout + log.stderr
+    assert "\x1b" not in text and "\r" not in text and "━" not in text
+    lines = text.splitlines()
+    for stage in ("data", "finetune", "evaluate", "export"):
+        assert sum(line.startswith(f"{stage}: reused") for line in lines) == 1, stage
+    for stage in ("quantize.onnxruntime", "bench", "package"):
+        assert sum(line.startswith(f"{stage}: runs (asked to") for line in lines) == 1, stage
+
+
 def test_an_interrupted_stage_is_redone_and_nothing_takes_it_for_done(pipeline, monkeypatch):
     import edgetl.bench.harness
 
