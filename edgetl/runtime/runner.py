@@ -24,6 +24,7 @@ def check_finite(logits: np.ndarray, what: str) -> None:
 
 # Operations a quantized value passes through unchanged in kind: quantizers (NNCF's
 # FakeQuantize, ONNX Runtime's Q/DQ pairs) are placed before them, in both spellings.
+INFER_BYTES = 8 << 20  # input bytes per call of infer_all (a 320-px photo is 1.2 MB, a 224-px one 0.6 MB)
 QUANTIZATION_AGNOSTIC = {"Concat", "MaxPool", "Reshape", "Squeeze", "Unsqueeze", "Transpose", "Slice", "StridedSlice",
                          "Flatten"}
 
@@ -153,7 +154,8 @@ class Runner(abc.ABC):
         return np.ascontiguousarray(batch, dtype=want)
 
     def infer_all(self, x: np.ndarray, batch: int, finite: bool = True) -> np.ndarray:
-        """Logits for every sample, `batch` per call. The last chunk is padded to exactly
+        """Logits for every sample, `batch` per call (fewer when `batch` samples would be
+        more than INFER_BYTES of input: memory bounded by the call, not the request). The last chunk is padded to exactly
         `batch` (static-batch models and TensorRT profiles accept only that) and the
         padding dropped from the result. A model of a static batch takes that batch
         whatever `batch` asks. A NaN or infinite score is an ArtifactError (`finite=False`:
@@ -161,7 +163,10 @@ class Runner(abc.ABC):
         from edgetl.task import task_of
 
         static = (self.input_spec.get("shape") or [None])[0]
-        batch = static if isinstance(static, int) else batch
+        # a memory budget per call, not only a count: 64 photos at 320 px in one call took
+        # 1.4 GB in ONNX Runtime against 0.3 GB in calls of 8, at the same speed
+        per_sample = max(1, x[0].nbytes if len(x) else 1)
+        batch = static if isinstance(static, int) else max(1, min(batch, INFER_BYTES // per_sample))
         task = task_of(self.card)
         expected = task.output_shape(list(self.card.labels))
         out = []
