@@ -138,6 +138,18 @@ def test_sensitivity_blames_a_damaged_layer_and_nothing_upstream(quant_onnx, tmp
     assert after[victim.name] > before[victim.name] + 6.0
     for upstream in convs[:len(convs) // 2]:
         assert after[upstream.name] == pytest.approx(before[upstream.name], abs=1e-6)
+    # run a sample at a time (memory bounded by one sample's tensors), the scores are the same
+    import edgetl.quantize.sensitivity as sensitivity
+
+    budget = sensitivity.RANK_BYTES
+    sensitivity.RANK_BYTES = 1
+    try:
+        one_by_one = dict(rank_layers(prepared, qdq, calib.x))
+    finally:
+        sensitivity.RANK_BYTES = budget
+    assert len(calib.x) > 1 and one_by_one.keys() == after.keys()
+    for node, score in after.items():
+        assert one_by_one[node] == pytest.approx(score, abs=1e-6, nan_ok=True), node
 
 
 def test_a_bound_int8_cannot_hold_falls_back_to_float_layers(quant_onnx, tmp_path):

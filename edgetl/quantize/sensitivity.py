@@ -17,16 +17,23 @@ from edgetl.quantize.onnx_qdq import WEIGHTED_OPS
 CEILING_DB = 60.0  # an exact tensor has infinite SQNR: count it as 60 dB
 
 
-def sqnr_db(reference: np.ndarray, value: np.ndarray) -> float:
-    noise = float(np.sum((reference.astype(np.float64) - value) ** 2))
-    signal = float(np.sum(reference.astype(np.float64) ** 2))
+RANK_BYTES = 2 << 20  # input bytes per run: every intermediate tensor of the chunk is held at once
+
+
+def _db(signal: float, noise: float) -> float:
     if noise == 0.0:
         return float("inf")
-    return 10.0 * np.log10(max(signal, 1e-30) / noise)
+    return 10.0 * float(np.log10(max(signal, 1e-30) / noise))
 
 
-def _run_with_outputs(model, names: list[str], x: np.ndarray) -> dict[str, np.ndarray]:
-    """Values of the tensors `names` (graph optimisations off, so every name survives)."""
+def sqnr_db(reference: np.ndarray, value: np.ndarray) -> float:
+    ref = reference.astype(np.float64)
+    return _db(float(np.sum(ref ** 2)), float(np.sum((ref - value) ** 2)))
+
+
+def _session(model, names: list[str]):
+    """A session of `model` that also outputs the tensors `names` (graph optimisations
+    off, so every name survives)."""
     import onnx
     import onnxruntime as ort
 
@@ -37,9 +44,15 @@ def _run_with_outputs(model, names: list[str], x: np.ndarray) -> dict[str, np.nd
             model.graph.output.append(onnx.ValueInfoProto(name=name))
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    session = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    values = session.run(names, {model.graph.input[0].name: np.asarray(x, np.float32)})
-    return dict(zip(names, values))
+    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+
+def _chunks(x: np.ndarray):
+    """`x` in runs small enough that every intermediate tensor of one run fits in memory:
+    the memory of ranking is bounded by RANK_BYTES, not by the number of samples."""
+    size = max(1, RANK_BYTES // max(1, x[0].nbytes)) if len(x) else 1
+    for start in range(0, len(x), size):
+        yield np.asarray(x[start:start + size], np.float32)
 
 
 def _float_source(name: str, producers: dict) -> str:
@@ -86,12 +99,25 @@ def rank_layers(float_path: Path, qdq_path: Path, x: np.ndarray) -> list[tuple[s
                 out = passed_on
             if src in float_tensors and out in float_tensors:
                 pairs[node.name] = (src, node.input[0], out, passed_on)
-    ref = _run_with_outputs(float_model, sorted({t for p in pairs.values() for t in (p[0], p[2])}), x)
-    got = _run_with_outputs(qdq_model, sorted({t for p in pairs.values() for t in (p[1], p[3])}), x)
+    ref_names = sorted({t for p in pairs.values() for t in (p[0], p[2])})
+    got_names = sorted({t for p in pairs.values() for t in (p[1], p[3])})
+    ref_session, got_session = _session(float_model, ref_names), _session(qdq_model, got_names)
+    feed_ref, feed_got = float_model.graph.input[0].name, qdq_model.graph.input[0].name
+    # per node: signal and noise of its input and of its output, summed over the samples
+    sums = {node: np.zeros(4) for node in pairs}
+    for chunk in _chunks(x):
+        ref = dict(zip(ref_names, ref_session.run(ref_names, {feed_ref: chunk})))
+        got = dict(zip(got_names, got_session.run(got_names, {feed_got: chunk})))
+        for node, (src, consumed, out, passed_on) in pairs.items():
+            for i, (a, b) in enumerate(((src, consumed), (out, passed_on))):
+                reference = ref[a].astype(np.float64)
+                sums[node][2 * i] += float(np.sum(reference ** 2))
+                sums[node][2 * i + 1] += float(np.sum((reference - got[b]) ** 2))
+        del ref, got
     scores = []
-    for node, (src, consumed, out, passed_on) in pairs.items():
-        before = min(sqnr_db(ref[src], got[consumed]), CEILING_DB)
-        after = min(sqnr_db(ref[out], got[passed_on]), CEILING_DB)
+    for node, (signal_in, noise_in, signal_out, noise_out) in sums.items():
+        before = min(_db(signal_in, noise_in), CEILING_DB)
+        after = min(_db(signal_out, noise_out), CEILING_DB)
         scores.append((node, before - after))
     unmeasured = [(n.name, float("nan")) for n in qdq_model.graph.node
                   if n.op_type in WEIGHTED_OPS and n.name not in pairs]
