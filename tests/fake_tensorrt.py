@@ -92,12 +92,51 @@ class _Network:
         return self.input
 
 
+UNSUPPORTED_OPS = {"NonMaxSuppression_Unsupported"}  # an operator this parser does not know (tests set it)
+
+
+class _ParserError:
+    __slots__ = ("_text",)
+
+    def __init__(self, text):
+        self._text = text
+
+    def __str__(self):
+        return self._text
+
+
 class _Parser:
+    """As TensorRT's OnnxParser: False and its errors for a file it cannot read or an
+    operator it does not know."""
+
+    __slots__ = ("_errors", "network")
+
     def __init__(self, network, logger):
-        self.network, self.num_errors = network, 0
+        self.network, self._errors = network, []
+
+    @property
+    def num_errors(self):
+        return len(self._errors)
+
+    def get_error(self, i):
+        return self._errors[i]
 
     def parse_from_file(self, path):
+        import onnx
+
         self.network.rec.log("parse", path)
+        try:
+            model = onnx.load(str(path), load_external_data=False)
+        except Exception as exc:
+            self._errors.append(_ParserError(f"ModelImporter.cpp: failed to parse the ONNX model: {exc}"))
+            return False
+        for node in model.graph.node:
+            if node.op_type in UNSUPPORTED_OPS:
+                self._errors.append(_ParserError(
+                    f"In node {node.name} (importFallbackPluginImporter): UNSUPPORTED_NODE: no importer registered "
+                    f"for op: {node.op_type}"))
+        if self._errors:
+            return False
         self.network.onnx = path
         return True
 
@@ -119,6 +158,9 @@ class _TimingCache:
 
 
 class _Config:
+    # as the real IBuilderConfig: a misspelt property is an AttributeError, not a new attribute
+    __slots__ = ("_device", "_dla_core", "flags", "rec")
+
     def __init__(self, rec):
         self.rec, self.flags = rec, set()
         self._dla_core = None
@@ -310,6 +352,8 @@ def init_libnvinfer_plugins(logger, namespace):
 
 
 class Runtime:
+    __slots__ = ("_dla",)
+
     def __init__(self, logger):
         self._dla = None
 

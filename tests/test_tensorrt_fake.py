@@ -196,6 +196,24 @@ def test_tensorrt_plugins_are_registered_before_parsing_and_deserializing(trt, m
     assert names.index("init_plugins") < names.index("deserialize")
 
 
+def test_a_model_tensorrt_cannot_parse_is_one_clear_error(trt, models, tmp_path, monkeypatch):
+    """TensorRT's parser answers False with its errors: the error names the operator and
+    the remedy, and nothing is written; a misspelt config property would fail as on a
+    device (the stand-in's classes have the real ones' fixed attributes)."""
+    import onnx
+
+    from edgetl.core.errors import ArtifactError
+
+    op = onnx.load(str(models["float"])).graph.node[0].op_type
+    monkeypatch.setattr(trt, "UNSUPPORTED_OPS", {op})
+    out = tmp_path / "m.engine"
+    with pytest.raises(ArtifactError, match=f"TensorRT cannot parse .*no importer registered for op: {op}") as err:
+        build_engine(EngineSpec(models["float"], out, "fp16", BatchProfile(1, 1, 1)))
+    assert "--opset" in err.value.hint and not out.exists()
+    with pytest.raises(AttributeError):
+        trt.Builder(None).create_builder_config().DLA_cores = 1  # not a property of the real class
+
+
 def test_the_runner_binds_every_tensor_by_name_and_dtype(trt, quant_onnx, tmp_path):
     path = _fake_engine(tmp_path, quant_onnx, dla_core=1)
     runner = TensorRTRunner.load(path, device="cuda:0")
