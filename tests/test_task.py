@@ -96,7 +96,7 @@ def test_every_task_keeps_the_contract(name):
     assert sorted(m["file"] for m in listed) == sorted(files[1::2])  # the wrong half, each once
     assert len(task.mistakes(half, truths, LABELS, files, photo, limit=5)) == 5
     json.dumps(listed)  # report.json and --json
-    assert task.mistakes_key and task.mistakes_title
+    assert task.mistakes_key and task.mistakes_title and task.mistakes_order and task.mistakes_columns
 
     with pytest.raises(ArtifactError):
         task.check_labels(["cat", "cat"])

@@ -176,10 +176,7 @@ def write_report(report, out, modality: str, overwrite: bool = False) -> Path:
             else:
                 media = ""
             rows.append(_mistake_row(m, media))
-        headings = (["missed", "false", "found"] if report.mistakes and "objects" in report.mistakes[0]
-                    else ["true", "predicted", "top scores"])
         more = len(report.mistakes) - SHOWN
-        order = "most errors first" if headings[0] == "missed" else "most confident first"
         sections = "".join(f'<h2>{e(heading)}</h2>\n<img id="{ident}" src="{name}" alt="{e(heading.lower())}" '
                            f'style="max-width: 900px">\n' for heading, ident, name in pictures)
         page = f"""<!doctype html>
@@ -199,8 +196,8 @@ img {{ max-width: 320px; }}
 <table class="figures">{figures}</table>
 {sections}<h2>Per class</h2>
 <table><tr><th>class</th>{''.join(f'<th>{e(FIGURE_NAMES.get(k, k))}</th>' for k in columns)}</tr>{classes}</table>
-<h2>{e(task.mistakes_title)} ({len(report.mistakes)}, {order})</h2>
-<table><tr><th></th><th>file</th>{''.join(f'<th>{h}</th>' for h in headings)}</tr>{''.join(rows)}</table>
+<h2>{e(task.mistakes_title)} ({len(report.mistakes)}, {e(task.mistakes_order)})</h2>
+<table><tr><th></th><th>file</th>{''.join(f'<th>{e(h)}</th>' for h in task.mistakes_columns)}</tr>{''.join(rows)}</table>
 {f'<p>{more} more in report.json.</p>' if more > 0 else ''}
 </body></html>
 """

@@ -33,6 +33,8 @@ class Classification(Task):
     head_kind = "linear"
     mistakes_key = "misclassified"
     mistakes_title = "Misclassified"
+    mistakes_order = "most confident first"
+    mistakes_columns = ("true", "predicted", "top scores")
 
     def output_shape(self, labels: list[str]) -> tuple[int | None, ...]:
         return (len(labels),)  # one score per label

@@ -216,6 +216,8 @@ class Detection(Task):
     head_kind = "detection"
     mistakes_key = "worst_images"
     mistakes_title = "Worst images"
+    mistakes_order = "most errors first"
+    mistakes_columns = ("missed", "false", "found")
 
     def output_shape(self, labels: list[str]) -> tuple[int | None, ...]:
         return (4 + len(labels), None)  # box and class scores, per anchor

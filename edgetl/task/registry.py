@@ -48,6 +48,8 @@ class Task(abc.ABC):
     decodes: bool = False  # predictions take measurable work after the model (bench times it apart)
     mistakes_key: str = "mistakes"  # what evaluate's report and --json call the samples the model got wrong
     mistakes_title: str = "mistakes"  # how the report heads them
+    mistakes_order: str = "worst first"  # how they are ordered, as the report says
+    mistakes_columns: tuple[str, ...] = ()  # the report's columns after the picture and the file name
 
     @abc.abstractmethod
     def output_shape(self, labels: list[str]) -> tuple[int | None, ...]:
