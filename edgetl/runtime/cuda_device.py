@@ -149,7 +149,7 @@ class IOBuffer:
 class CudaDevice:
     """One GPU, made current: its facts, reusable tensor buffers, and a stream of its own."""
 
-    def __init__(self, index: int = 0):
+    def __init__(self, index: int = 0, found: list[tuple[object, str]] | None = None):
         self.index, self.cudart, self.torch, self.cause = index, None, None, None
         self.via = ""  # what the GPU is reached through: "libcudart PATH", "cuda-python" or "torch"
         self.versions: dict = {}
@@ -157,7 +157,7 @@ class CudaDevice:
         self._stream = None
         self._buffers: list[IOBuffer] = []
         causes, remedy = [], _NO_RUNTIME
-        for runtime, via in runtimes():
+        for runtime, via in runtimes() if found is None else found:  # `found`: the caller already looked
             try:
                 versions = cuda_versions(runtime)
                 self.versions = self.versions or versions
@@ -300,7 +300,7 @@ def gpu_report(index: int = 0) -> dict:
     found = runtimes()
     report["runtimes"] = [via for _, via in found]
     try:
-        device = CudaDevice(index)
+        device = CudaDevice(index, found)  # the same runtimes, not loaded a second time
     except Exception as exc:
         message, hint = getattr(exc, "message", str(exc)), getattr(exc, "hint", None)
         report["problem"] = f"{message}; {hint}" if hint else message
