@@ -150,7 +150,8 @@ def _short(value: Any) -> str:
 
 def run_card(*, labels: list[str], preprocessing: Any, backbone_name: str, backbone: Any, settings: dict[str, Any],
              data: Any, train_labels: Any, history: list[dict[str, Any]], best_epoch: int, device: str, world_size: int,
-             train_seconds: float, adaptation: dict[str, Any] | None = None, task: str = "classification") -> ModelCard:
+             train_seconds: float, compute: dict[str, Any] | None = None, adaptation: dict[str, Any] | None = None,
+             task: str = "classification") -> ModelCard:
     """The card of a fine-tuning run: what it takes (the preprocessing, which names its
     modality), where it came from (backbone, settings, data, counts, device) and what it
     reached (the kept epoch's figures; an adapted run's final validation accuracy)."""
@@ -163,7 +164,7 @@ def run_card(*, labels: list[str], preprocessing: Any, backbone_name: str, backb
         source={"backbone": backbone_name, "weights": backbone.weights, "strategy": settings["strategy"],
                 "stages": len(backbone.stages), "trained_stages": max(h["trainable_stages"] for h in history),
                 "data": str(Path(data).resolve()), "train_counts": counts, "config": settings, "device": device,
-                "world_size": world_size, **({"adaptation": adaptation} if adaptation else {})},
+                "compute": compute or {}, "world_size": world_size, **({"adaptation": adaptation} if adaptation else {})},
         metrics={"val_accuracy": val_accuracy, "val_loss": best["val_loss"], "train_accuracy": best["train_accuracy"],
                  "best_epoch": best_epoch, "epochs_run": len(history), "train_seconds": train_seconds},
     )

@@ -20,6 +20,7 @@ from edgetl.core import progress
 from edgetl.core.card import ModelCard
 from edgetl.core.errors import ConfigError
 from edgetl.data.detection import open_detection
+from edgetl.finetune.compute import TrainingCompute, training_compute
 from edgetl.finetune.detector import Detector, build_pyramid
 from edgetl.finetune.run import RunWriter
 from edgetl.finetune.settings import FinetuneSettings
@@ -101,22 +102,25 @@ def _trainable(model: Detector, stages: list, strategy: str, epoch: int, unfreez
     return k
 
 
-def scores(model: Detector, cached, truths, labels: list[str], pre: ImagePreprocessing, batch: int = 16):
-    """The task's figures (mAP, mAP@0.5, per class) of the model on a decoded split."""
+def scores(model: Detector, cached, truths, labels: list[str], pre: ImagePreprocessing, batch: int = 16,
+           compute: TrainingCompute | None = None):
+    """The task's figures (mAP, mAP@0.5, per class) of the model on a decoded split,
+    computed as training computes (`compute`), else in f32 on the CPU."""
+    compute = compute or training_compute(torch.device("cpu"), images=True, channels_last=False, amp=False)
     model.eval()
     outs = []
-    with torch.inference_mode():
+    with torch.inference_mode(), compute.context():
         for start in range(0, len(cached), batch):
-            x = torch.from_numpy(pre.normalize(np.asarray(cached[start:start + batch])))
-            outs.append(model(x).numpy())
+            x = torch.from_numpy(pre.normalize(np.asarray(cached[start:start + batch]))).to(compute.device)
+            outs.append(model(compute.layout(x)).float().cpu().numpy())
     return DETECTION.score(np.concatenate(outs), truths, labels)
 
 
 ESTIMATE_WORTH_IT = 1000  # image passes (train images x epochs) below which training takes a minute or two anyway
 
 
-def _estimate(model: Detector, pyramid, train, n_val: int, pre: ImagePreprocessing, augment, device,
-              s: FinetuneSettings) -> str:
+def _estimate(model: Detector, pyramid, train, n_val: int, pre: ImagePreprocessing, augment,
+              compute: TrainingCompute, s: FinetuneSettings) -> str:
     """How long training takes here, said before it starts (finetune/estimate.py): a
     training step with every stage trainable and one with the backbone frozen (the neck
     and head still train), and a forward pass, timed on a copy of the model."""
@@ -133,18 +137,20 @@ def _estimate(model: Detector, pyramid, train, n_val: int, pre: ImagePreprocessi
             for p in twin.body.parameters():
                 p.requires_grad_(not frozen)
             twin.body.train(not frozen)
-            x, targets = _batch(train.cached, train.truths, rows, pre, augment, device)
-            sum(twin.losses(x, targets).values()).backward()
+            x, targets = _batch(train.cached, train.truths, rows, pre, augment, compute.device)
+            with compute.context():
+                loss = sum(twin.losses(compute.layout(x), targets).values())
+            loss.float().backward()
             twin.zero_grad(set_to_none=True)
         return call
 
     def forward() -> None:
         twin.eval()
-        with torch.inference_mode():
-            twin(torch.from_numpy(pre.normalize(np.asarray(train.cached[:len(rows)]))).to(device))
+        with torch.inference_mode(), compute.context():
+            twin(compute.layout(torch.from_numpy(pre.normalize(np.asarray(train.cached[:len(rows)]))).to(compute.device)))
 
-    times = time_per_sample({"step": step(False), "head_step": step(True), "forward": forward}, len(rows), device,
-                            repeats=1)
+    times = time_per_sample({"step": step(False), "head_step": step(True), "forward": forward}, len(rows),
+                            compute.device, repeats=1)
     found = all_strategies(s.strategy, s.epochs, len(train), n_val, len(pyramid.stages), s.unfreeze,
                            features_once=False, **times)
     return said(s.strategy, s.epochs, len(train), found)
@@ -170,6 +176,10 @@ def finetune_detector(data, backbone: str, out, settings: FinetuneSettings, over
     try:
         device = resolve_device(s.device, Distributed())  # one process: detectors train on one device
         model = Detector(pyramid, len(dataset.classes), size).to(device)
+        compute = training_compute(device, images=True, channels_last=s.channels_last, amp=s.amp)
+        compute.prepare(model)
+        scaler = torch.amp.GradScaler("cuda", enabled=compute.needs_scaler)
+        progress.info(f"training on {device} ({compute.describe()})")
         train = labelled_split(data, "train", card)
         val = labelled_split(data, "val", card)
         if train.skipped or val.skipped:
@@ -182,7 +192,7 @@ def finetune_detector(data, backbone: str, out, settings: FinetuneSettings, over
                                  {"params": body_params, "lr": s.lr * s.backbone_lr_scale}],
                                 weight_decay=s.weight_decay)
         if not progress.is_quiet() and len(train) * s.epochs >= ESTIMATE_WORTH_IT:
-            progress.info(_estimate(model, pyramid, train, len(val), pre, augment, device, s))
+            progress.info(_estimate(model, pyramid, train, len(val), pre, augment, compute, s))
         steps_per_epoch = max(1, math.ceil(len(train) / s.batch_size))
         total, warmup = s.epochs * steps_per_epoch, min(steps_per_epoch, s.epochs * steps_per_epoch // 10 + 1)
         base = [g["lr"] for g in opt.param_groups]
@@ -203,13 +213,15 @@ def finetune_detector(data, backbone: str, out, settings: FinetuneSettings, over
                                                                                     max(1, total - warmup)))
                 for g, lr in zip(opt.param_groups, base):
                     g["lr"] = lr * factor
-                loss = sum(model.losses(x, targets).values())
+                with compute.context():
+                    loss = sum(model.losses(compute.layout(x), targets).values()).float()
                 opt.zero_grad()
-                loss.backward()
-                opt.step()
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
                 losses.append(float(loss.detach()))
                 step += 1
-            figures = scores(model, val.cached, val.truths, card.labels, pre)
+            figures = scores(model, val.cached, val.truths, card.labels, pre, compute=compute)
             history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_map": figures.value,
                             "val_map50": figures.details["map50"], "trainable_stages": trained,
                             "seconds": time.perf_counter() - epoch_started})
@@ -223,10 +235,10 @@ def finetune_detector(data, backbone: str, out, settings: FinetuneSettings, over
                 break
         assert best is not None
         model.load_state_dict(best[2])
-        final = scores(model, val.cached, val.truths, card.labels, pre)
+        final = scores(model, val.cached, val.truths, card.labels, pre, compute=compute)
         card.source = {"backbone": backbone, "weights": s.weights, "strategy": s.strategy,
                        "stages": len(pyramid.stages), "data": str(Path(data).resolve()), "format": dataset.format,
-                       "config": s.to_dict(), "device": str(device), "threads": threads,
+                       "config": s.to_dict(), "device": str(device), "compute": compute.to_dict(), "threads": threads,
                        "detector": {"size": size, "channels": model.channels, "head_convs": model.head_convs, "head": "fcos"},
                        "train_counts": {"images": len(train), "boxes": int(sum(len(t) for t in train.truths))}}
         card.metrics = {"val_map": final.value, "val_map50": final.details["map50"],

@@ -55,13 +55,14 @@ def per_sample_seconds(trainer, x_train: torch.Tensor) -> tuple[float, float]:
         model.train()
         for p in model.parameters():
             p.requires_grad_(True)
-        logits = model(trainer._layout(trainer.inputs.augmented(xb, gen)))
+        with trainer._autocast():
+            logits = model(trainer._layout(trainer.inputs.augmented(xb, gen)))
         logits.float().sum().backward()
         model.zero_grad(set_to_none=True)
 
     def forward() -> None:
         model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), trainer._autocast():
             model(trainer._layout(trainer.inputs.model_input(xb)))
 
     found = time_per_sample({"step": train_step, "forward": forward}, len(xb), trainer.device)

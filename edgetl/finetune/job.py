@@ -24,6 +24,7 @@ from edgetl.core.outputs import check_output
 from edgetl.data.folders import DatasetSplits, Split, open_folder, open_unlabelled
 from edgetl.data.noise import SILENCE, add_silence_class, wants_silence_class
 from edgetl.finetune.checkpoint import Checkpoints, folder_for, identity_of
+from edgetl.finetune.compute import TrainingCompute, training_compute
 from edgetl.finetune.curves import plot_history
 from edgetl.finetune.hooks import TrainingHooks
 from edgetl.finetune.inputs import training_input
@@ -120,18 +121,20 @@ def finetune(data, backbone: str, out, overwrite: bool = False, settings: Finetu
     try:
         plan = prepare(data, backbone, out, cfg, overwrite)
         writer = RunWriter(out, overwrite, plan.protected) if dist.is_main else None
+        compute = training_compute(device, images=plan.kind.name == "image", channels_last=cfg.channels_last,
+                                   amp=cfg.amp)
         if dist.is_main:
-            announce(plan, cfg, device)
+            announce(plan, cfg, device, compute)
         decoded = decode(plan, cfg, device)
         checkpoints = checkpoints_for(out, cfg, decoded)
         started = time.perf_counter()
-        history, state, best_epoch, adaptation = train(plan, decoded, cfg, device, dist, checkpoints)
+        history, state, best_epoch, adaptation = train(plan, decoded, cfg, compute, dist, checkpoints)
         if not dist.is_main:
             return RunResult(Path(out), None, history, best_epoch, max(h["val_accuracy"] for h in history))
         card = run_card(labels=decoded.classes, preprocessing=plan.preprocessing, backbone_name=plan.backbone,
                         backbone=plan.bb,
                         settings=cfg.to_dict(), data=plan.data, train_labels=decoded.train_labels, history=history,
-                        best_epoch=best_epoch, device=str(device), world_size=dist.world,
+                        best_epoch=best_epoch, device=str(device), compute=compute.to_dict(), world_size=dist.world,
                         train_seconds=time.perf_counter() - started, adaptation=adaptation,
                         # a clip model is a keyword spotter: the streaming detector reads its windows
                         task="keywords" if plan.preprocessing.kind == "audio" else "classification")
@@ -185,12 +188,12 @@ def prepare(data, backbone: str, out, cfg: FinetuneSettings, overwrite: bool) ->
     return Plan(Path(data), backbone, kind, splits, train_set, silence, target_split, bb, pre, protected)
 
 
-def announce(plan: Plan, cfg: FinetuneSettings, device: torch.device) -> None:
+def announce(plan: Plan, cfg: FinetuneSettings, device: torch.device, compute: TrainingCompute) -> None:
     files = f"{plan.kind.noun}s"
     classes = plan.splits.classes
     progress.info(f"{plan.backbone}: {len(plan.bb.stages)} stages, {plan.bb.feature_dim}-d features; "
                   f"{len(plan.train_set)} train / {len(plan.splits['val'])} val {files} found, {len(classes)} classes; "
-                  f"{cfg.strategy} on {device}")
+                  f"{cfg.strategy} on {device} ({compute.describe()})")
     if cfg.strategy == "linear-probe":
         default = FinetuneSettings().for_task("classification")
         ignored = [f"--{k.replace('_', '-')}" for k in PROBE_IGNORES if getattr(cfg, k) != getattr(default, k)]
@@ -233,19 +236,17 @@ def checkpoints_for(out, cfg: FinetuneSettings, d: Decoded) -> Checkpoints | Non
     return Checkpoints(out, identity_of(cfg.to_dict(), d.x_train.key, d.x_val.key), cfg.resume)
 
 
-def train(plan: Plan, d: Decoded, cfg: FinetuneSettings, device: torch.device, dist: Distributed,
+def train(plan: Plan, d: Decoded, cfg: FinetuneSettings, compute: TrainingCompute, dist: Distributed,
           checkpoints: Checkpoints | None = None):
     """(history, best state, best epoch, adaptation report or None): one training, or with
     --adapt the candidates of finetune/adaptation.py, each from the pretrained weights."""
-    fresh = [plan.bb]
+    fresh, device = [plan.bb], compute.device
 
     def one_training(hooks: TrainingHooks | None = None):
         b = fresh.pop() if fresh else build_backbone(plan.backbone, cfg.weights)
         seed_everything(cfg.seed)  # the same head and batches for every candidate
         model = Classifier(b.features, b.feature_dim, len(d.classes), cfg.dropout).to(device)
-        if device.type == "cuda" and cfg.channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        trainer = Trainer(model, b.stages, cfg, device, dist, inputs=d.transform, hooks=hooks)
+        trainer = Trainer(model, b.stages, cfg, device, dist, inputs=d.transform, hooks=hooks, compute=compute)
         trainer.checkpoints = checkpoints
         return (trainer, *trainer.fit(d.x_train, d.y_train, d.x_val, d.y_val))
 

@@ -19,6 +19,7 @@ from edgetl.core.card import ModelCard
 from edgetl.core.errors import TrainingDiverged
 from edgetl.data.sample_cache import cached_array
 from edgetl.finetune.augment import ImageTrainingInput
+from edgetl.finetune.compute import TrainingCompute, training_compute
 from edgetl.finetune.estimate import format_seconds
 from edgetl.finetune.hooks import Step, TrainingHooks
 from edgetl.finetune.model import Classifier
@@ -48,7 +49,8 @@ class Trainer:
     `hooks` is what a training method adds to the loop (finetune/hooks.py)."""
 
     def __init__(self, model: Classifier, stages, cfg: FinetuneSettings, device: torch.device, dist: Distributed,
-                 mean=None, std=None, *, inputs=None, hooks: TrainingHooks | None = None):
+                 mean=None, std=None, *, inputs=None, hooks: TrainingHooks | None = None,
+                 compute: TrainingCompute | None = None):
         cfg = cfg.for_task("classification")  # what was left unset: a classifier's defaults (finetune() resolves first)
         self.model, self.stages, self.cfg, self.device, self.dist = model, stages, cfg, device, dist
         self.hooks = hooks or TrainingHooks()
@@ -58,11 +60,10 @@ class Trainer:
         decay = cfg.layer_decay if cfg.strategy == "gradual" else 1.0
         self.scales = stage_lr_scales(len(stages), scale, decay)
         self.cuda = device.type == "cuda"
-        self.amp_dtype = None
-        if self.cuda and cfg.amp:
-            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
-        self.memory_format = torch.channels_last if self.cuda and cfg.channels_last else torch.contiguous_format
+        self.compute = compute or training_compute(device, images=isinstance(self.inputs, ImageTrainingInput),
+                                                   channels_last=cfg.channels_last, amp=cfg.amp)
+        self.compute.prepare(model)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.compute.needs_scaler)
         self.gen = torch.Generator(device=device).manual_seed(cfg.seed + dist.rank)
         self.freeze_bn_stats = cfg.freeze_bn_stats if cfg.freeze_bn_stats is not None else cfg.strategy == "gradual"
         self.unfrozen = 0
@@ -72,11 +73,10 @@ class Trainer:
 
     # ------------------------------------------------------------ helpers
     def _autocast(self):
-        return torch.autocast("cuda", dtype=self.amp_dtype, enabled=self.amp_dtype is not None) if self.cuda \
-            else torch.autocast("cpu", enabled=False)
+        return self.compute.context()
 
     def _layout(self, xb: torch.Tensor) -> torch.Tensor:
-        return xb.contiguous(memory_format=self.memory_format) if xb.dim() == 4 else xb
+        return self.compute.layout(xb)
 
     def n_trainable(self) -> int:
         return trainable_count(self.cfg.strategy, self.limit, self.unfrozen)
@@ -163,7 +163,7 @@ class Trainer:
         if getattr(x, "key", None) is None:
             return torch.cat(list(self._feature_batches(x, bar, what))).cpu().numpy()
         key = hashlib.sha256("|".join([x.key, module_digest(self.model.features), torch.__version__,
-                                       self.device.type]).encode()).hexdigest()[:32]
+                                       self.device.type, str(self.compute.to_dict())]).encode()).hexdigest()[:32]
 
         def fill(out) -> None:
             row = 0

@@ -64,8 +64,9 @@ class FinetuneSettings(Settings):
     image: ImageTrainingOptions = setting(ImageTrainingOptions(), "Image augmentation.", cli=False)
     audio: AudioTrainingOptions = setting(AudioTrainingOptions(), "Audio augmentation and the _silence_ class.",
                                           cli=False)
-    channels_last: bool = setting(True, "CUDA: channels-last memory format.", cli=False)
-    amp: bool = setting(True, "CUDA: mixed precision (bf16 where the GPU has it, else fp16).", cli=False)
+    channels_last: bool = setting(True, "Image models train in channels-last memory layout (CPU and CUDA).", cli=False)
+    amp: bool = setting(True, "Mixed precision where the device computes it fast: bf16 autocast on CPUs with AVX-512 "
+                        "BF16 or AMX and on GPUs that have bf16, fp16 on other GPUs; never on other CPUs.", cli=False)
     # domain adaptation (finetune/adaptation.py): unlabelled samples of the deployment domain
     adapt: str | None = setting(None, "Domain adaptation to --target-data: adabn (BatchNorm statistics), coral "
                                 "(feature covariances), dann (domain classifier, gradient reversal), auto (tries "

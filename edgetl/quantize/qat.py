@@ -53,6 +53,7 @@ def qat_openvino(card: ModelCard, out: Path, calib: Samples, options: QatOptions
                                  hint="pip install 'edgetl[all]'") from None
     from edgetl.data.folders import open_folder
     from edgetl.data.sample_cache import cached_split
+    from edgetl.finetune.compute import training_compute
     from edgetl.finetune.inputs import training_input
     from edgetl.finetune.loop import Trainer
     from edgetl.finetune.run import load_run
@@ -112,7 +113,10 @@ def qat_openvino(card: ModelCard, out: Path, calib: Samples, options: QatOptions
     os.environ.setdefault("NNCF_EXTENSION_LOAD_TIMEOUT", "900")
     from nncf.torch.extensions import ExtensionLoaderTimeoutException
 
-    trainer = Trainer(qmodel, stages, cfg, device, dist, inputs=inputs)
+    # NNCF's fake quantizers train as they always have: f32 and NCHW on the CPU (neither
+    # channels-last nor bf16 measured with them); mixed precision on CUDA as any training.
+    compute = training_compute(device, images=device.type == "cuda", amp=cfg.amp and device.type == "cuda")
+    trainer = Trainer(qmodel, stages, cfg, device, dist, inputs=inputs, compute=compute)
     try:
         with _quiet_tracing():
             history, best_state, best_epoch = trainer.fit(x_train, y_train, x_val, y_val)
