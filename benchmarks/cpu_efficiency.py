@@ -7,6 +7,14 @@ first in odd rounds, kept first in even ones), so a busy neighbour hits both ali
 figures are the medians over rounds and the ratios of the two.
 
     python benchmarks/cpu_efficiency.py [--size 224] [--rounds 2] [--threads 1]
+
+`--layouts` measures training throughput instead: images per second of a training epoch
+with the memory layout and autocast as before (NCHW, f32) against edgetl's choice
+(finetune/compute.py: channels-last, bf16 where the CPU has it), EfficientNet-Lite0 at 160
+and 224 px, full and gradual (its first epoch trains the head alone, its second the last
+stage too), each run its own process, the two in turn; results in cpu_layouts.json/md.
+
+    python benchmarks/cpu_efficiency.py --layouts [--per-class 40] [--rounds 2] [--threads 1]
 """
 from __future__ import annotations
 
@@ -58,13 +66,82 @@ def stages(work: Path, data: Path, size: int, threads: str) -> list[tuple[str, l
     ]
 
 
+TRAIN_ONE = """
+import json, sys
+import edgetl
+data, out, size, strategy, threads, per_class, chosen = sys.argv[1:8]
+options = {} if chosen == "1" else {"channels_last": False, "amp": False}
+edgetl.finetune(data, "efficientnet_lite0", out, overwrite=True, strategy=strategy, epochs=2, input_size=int(size),
+                threads=int(threads), limit_per_class=int(per_class), batch_size=32, **options)
+card = json.load(open(out + "/edgetl.json"))
+history = json.load(open(out + "/history.json"))
+print(json.dumps({"images_per_second": [h["images_per_second"] for h in history],
+                  "val_accuracy": card["metrics"]["val_accuracy"], "compute": card["source"]["compute"]}))
+"""
+
+
+def layouts(args) -> int:
+    """Training epochs as before (NCHW, f32) against edgetl's layout and autocast."""
+    from edgetl.runtime.machine import library_versions, machine_info
+
+    work = Path(tempfile.mkdtemp(prefix="edgetl-cpu-layouts-"))
+    data = work / "digits"
+    subprocess.run([*EDGETL, "data", "digits", str(data), "--size", "224"], check=True)
+    found: dict[tuple, dict[str, list[dict]]] = {}
+    for r in range(args.rounds):
+        for size in (160, 224):
+            for strategy in ("full", "gradual"):
+                for chosen in (("0", "1") if r % 2 == 0 else ("1", "0")):
+                    env = {**os.environ, "EDGETL_CACHE_DIR": str(work / "cache")}
+                    out = subprocess.run([sys.executable, "-c", TRAIN_ONE, str(data), str(work / "run"), str(size),
+                                          strategy, args.threads, str(args.per_class), chosen], env=env,
+                                         capture_output=True, text=True, check=True).stdout
+                    got = json.loads(out.strip().splitlines()[-1])
+                    found.setdefault((size, strategy), {}).setdefault(chosen, []).append(got)
+                    print(f"round {r + 1} {size} px {strategy} {'chosen' if chosen == '1' else 'before'}: "
+                          f"{got['images_per_second']} images/s, val {got['val_accuracy']:.3f}", flush=True)
+    rows = []
+    for (size, strategy), by in found.items():
+        med = {c: [statistics.median(run["images_per_second"][e] for run in runs) for e in range(2)]
+               for c, runs in by.items()}
+        rows.append({"size": size, "strategy": strategy, "before_images_per_second": med["0"],
+                     "chosen_images_per_second": med["1"], "ratio": [a / b for a, b in zip(med["1"], med["0"])],
+                     "val_accuracy_before": statistics.median(r["val_accuracy"] for r in by["0"]),
+                     "val_accuracy_chosen": statistics.median(r["val_accuracy"] for r in by["1"]),
+                     "compute": by["1"][0]["compute"]})
+    result = {"threads": args.threads, "per_class": args.per_class, "rounds": args.rounds, "rows": rows,
+              "machine": machine_info(), "versions": library_versions()}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "cpu_layouts.json").write_text(json.dumps(result, indent=2) + "\n")
+    lines = ["| input | strategy | epoch | images/s before (NCHW, f32) | images/s now | ratio | val acc before -> now |",
+             "|---|---|---|---|---|---|---|"]
+    for row in rows:
+        for e in range(2):
+            lines.append(f"| {row['size']} px | {row['strategy']} | {e + 1} | {row['before_images_per_second'][e]:.1f} | "
+                         f"{row['chosen_images_per_second'][e]:.1f} | {row['ratio'][e]:.2f}x | "
+                         f"{row['val_accuracy_before']:.3f} -> {row['val_accuracy_chosen']:.3f} |")
+    compute = rows[0]["compute"]
+    table = "\n".join(lines) + (
+        f"\n\nNow: {compute['memory_format']}, autocast {compute['autocast']}. Digits, {args.per_class} training "
+        f"photos per class, batch 32, {args.threads} thread(s), medians of {args.rounds} rounds; CPU: "
+        f"{result['machine']['cpu']} ({', '.join(result['machine'].get('cpu_flags') or [])}).\n")
+    (args.out / "cpu_layouts.md").write_text(table)
+    print(table)
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--threads", default="1")
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--layouts", action="store_true", help="training throughput by memory layout and autocast")
+    ap.add_argument("--per-class", type=int, default=40, help="--layouts: training photos per class")
     args = ap.parse_args()
+    if args.layouts:
+        return layouts(args)
     from edgetl.runtime.machine import library_versions, machine_info
 
     work = Path(tempfile.mkdtemp(prefix="edgetl-cpu-efficiency-"))

@@ -5,9 +5,12 @@ import contextlib
 import os
 import sys
 import time
+from collections.abc import Iterator
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
 
 _state = {"quiet": False}
 console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -23,7 +26,7 @@ def results_console(stderr: bool = False) -> Console:
     return Console(file=stream, highlight=False, width=None if stream.isatty() else PIPED_WIDTH)
 
 
-def print_table(table, console: Console | None = None, stderr: bool = False) -> None:
+def print_table(table: Table, console: Console | None = None, stderr: bool = False) -> None:
     """Print a result table. In a terminal, long cells wrap instead of being cut with an
     ellipsis; piped, it is plain aligned text at full width, one row per line, which grep
     and awk read."""
@@ -59,16 +62,16 @@ def info(message: str, markup: bool = False) -> None:
 
 
 class _Silent:
-    def add_task(self, *a, **k):
+    def add_task(self, *a: Any, **k: Any) -> int:
         return 0
 
-    def update(self, *a, **k):
+    def update(self, *a: Any, **k: Any) -> None:
         pass
 
-    def advance(self, *a, **k):
+    def advance(self, *a: Any, **k: Any) -> None:
         pass
 
-    def remove_task(self, *a, **k):
+    def remove_task(self, *a: Any, **k: Any) -> None:
         pass
 
 
@@ -84,19 +87,20 @@ class _Lines:
     task that took that long ends; short work stays quiet, and nothing live garbles a log."""
 
     def __init__(self, every: float):
-        self.every, self.tasks = every, {}
+        self.every = every
+        self.tasks: dict[int, dict[str, Any]] = {}
 
-    def add_task(self, description, total=None, **fields):
+    def add_task(self, description: str, total: float | None = None, **fields: Any) -> int:
         task = len(self.tasks) + 1
         now = time.monotonic()
         self.tasks[task] = {"description": description, "total": total, "done": 0, "start": now, "said": now}
         return task
 
-    def update(self, task, advance=0, **fields):
+    def update(self, task: int, advance: float = 0, **fields: Any) -> None:
         if advance:
             self.advance(task, advance)
 
-    def advance(self, task, amount=1):
+    def advance(self, task: int, amount: float = 1) -> None:
         t = self.tasks.get(task)
         if t is None:
             return
@@ -116,12 +120,12 @@ class _Lines:
                 line = f"{t['description']}: {t['done']:g} so far, {_clock(elapsed)}"
             console.print(line, markup=False)
 
-    def remove_task(self, task):
+    def remove_task(self, task: int) -> None:
         self.tasks.pop(task, None)
 
 
 @contextlib.contextmanager
-def library_progress():
+def library_progress() -> Iterator[None]:
     """Around a library that draws its own progress bars on stdout (NNCF's rich bars):
     they follow edgetl's rule. In a terminal they are drawn on stderr, where edgetl's are,
     so stdout keeps only results; in a log (stderr not a terminal) or when quiet they are
@@ -135,7 +139,7 @@ def library_progress():
 
 
 @contextlib.contextmanager
-def progress_bar():
+def progress_bar() -> Iterator[Any]:
     """A rich Progress (transient, on stderr) in a terminal; plain lines in a log (every
     EDGETL_PROGRESS_SECONDS, 30 by default); nothing when quiet."""
     if _state["quiet"]:

@@ -29,7 +29,7 @@ class TrainingCompute:
     channels_last: bool
     autocast: torch.dtype | None  # None: every op in f32
 
-    def context(self) -> contextlib.AbstractContextManager:
+    def context(self) -> contextlib.AbstractContextManager[None]:
         """The autocast region of a forward pass (a no-op when off)."""
         return torch.autocast(self.device.type, dtype=self.autocast, enabled=self.autocast is not None)
 
@@ -51,7 +51,7 @@ class TrainingCompute:
         layout = "channels-last" if self.channels_last else "contiguous"
         return f"{layout}, {_NAMES[self.autocast] + ' autocast' if self.autocast else 'f32'}"
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, str]:
         return {"memory_format": "channels_last" if self.channels_last else "contiguous",
                 "autocast": _NAMES[self.autocast]}
 
