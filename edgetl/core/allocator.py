@@ -11,10 +11,12 @@ per cent (benchmarks/cpu_efficiency.py).
 
 Applied once per process through mallopt(3), glibc's own interface, when edgetl is
 imported with `EDGETL_MALLOC=keep`; by default glibc's own settings stay: with the heap
-serving every buffer, peak RSS grew with the data set under a busy CPU (the sample-cache
-memory test, 250 against 1,250 samples: +35 to +60 MB against a bound of 30, where
-glibc's defaults stay within it), so keeping memory is a choice for training on a
-machine with memory to spare until that is solved. What was applied is recorded
+serving every buffer, peak RSS is not repeatable on a busy CPU (the sample-cache memory
+test's work, three runs each of 250 and 1,250 samples: 780-847 MB, the smaller set as
+often above the larger, where glibc's defaults give 756-758 MB every time; one arena or
+a 256 MB threshold did not steady it, and without the top pad the larger set peaked
+34-70 MB above the smaller), so keeping memory is a choice for
+training on a machine with memory to spare until that is solved. What was applied is recorded
 (bench's settings). Elsewhere than glibc (musl, macOS) nothing is changed.
 """
 from __future__ import annotations
