@@ -80,6 +80,14 @@ print(json.dumps({"images_per_second": [h["images_per_second"] for h in history]
 """
 
 
+def _finish(page: Path, table: str, work: Path) -> int:
+    """The table beside the JSON and on stdout; the work folder removed."""
+    page.write_text(table)
+    print(table)
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
 def layouts(args) -> int:
     """Training epochs as before (NCHW, f32) against edgetl's layout and autocast."""
     from edgetl.runtime.machine import library_versions, machine_info
@@ -125,10 +133,7 @@ def layouts(args) -> int:
         f"\n\nNow: {compute['memory_format']}, autocast {compute['autocast']}. Digits, {args.per_class} training "
         f"photos per class, batch 32, {args.threads} thread(s), medians of {args.rounds} rounds; CPU: "
         f"{result['machine']['cpu']} ({', '.join(result['machine'].get('cpu_flags') or [])}).\n")
-    (args.out / "cpu_layouts.md").write_text(table)
-    print(table)
-    shutil.rmtree(work, ignore_errors=True)
-    return 0
+    return _finish(args.out / "cpu_layouts.md", table, work)
 
 
 def main() -> int:
@@ -180,10 +185,7 @@ def main() -> int:
     table = "\n".join(lines) + (f"\n\nDigits at {args.size} px (1,797 photos), {args.threads} thread(s), medians of "
                                 f"{args.rounds} rounds, cold cache; CPU: {result['machine']['cpu']} "
                                 f"({', '.join(result['machine'].get('cpu_flags') or [])}).\n")
-    (args.out / "cpu_efficiency.md").write_text(table)
-    print(table)
-    shutil.rmtree(work, ignore_errors=True)
-    return 0
+    return _finish(args.out / "cpu_efficiency.md", table, work)
 
 
 if __name__ == "__main__":
