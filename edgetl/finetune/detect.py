@@ -235,7 +235,8 @@ def finetune_detector(data, backbone: str, out, settings: FinetuneSettings, over
                 break
         assert best is not None
         model.load_state_dict(best[2])
-        final = scores(model, val.cached, val.truths, card.labels, pre, compute=compute)
+        # the card's figure in f32, as the exported model computes (bf16 autocast only trained)
+        final = scores(model, val.cached, val.truths, card.labels, pre, compute=dataclasses.replace(compute, autocast=None))
         card.source = {"backbone": backbone, "weights": s.weights, "strategy": s.strategy,
                        "stages": len(pyramid.stages), "data": str(Path(data).resolve()), "format": dataset.format,
                        "config": s.to_dict(), "device": str(device), "compute": compute.to_dict(), "threads": threads,
