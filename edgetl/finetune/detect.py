@@ -102,11 +102,10 @@ def _trainable(model: Detector, stages: list, strategy: str, epoch: int, unfreez
     return k
 
 
-def scores(model: Detector, cached, truths, labels: list[str], pre: ImagePreprocessing, batch: int = 16,
-           compute: TrainingCompute | None = None):
-    """The task's figures (mAP, mAP@0.5, per class) of the model on a decoded split,
-    computed as training computes (`compute`), else in f32 on the CPU."""
-    compute = compute or training_compute(torch.device("cpu"), images=True, channels_last=False, amp=False)
+def scores(model: Detector, cached, truths, labels: list[str], pre: ImagePreprocessing, compute: TrainingCompute,
+           batch: int = 16):
+    """The task's figures (mAP, mAP@0.5, per class) of the model on a decoded split, on
+    `compute`'s device, layout and autocast."""
     model.eval()
     outs = []
     with torch.inference_mode(), compute.context():
@@ -221,7 +220,7 @@ def finetune_detector(data, backbone: str, out, settings: FinetuneSettings, over
                 scaler.update()
                 losses.append(float(loss.detach()))
                 step += 1
-            figures = scores(model, val.cached, val.truths, card.labels, pre, compute=compute)
+            figures = scores(model, val.cached, val.truths, card.labels, pre, compute)
             history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_map": figures.value,
                             "val_map50": figures.details["map50"], "trainable_stages": trained,
                             "seconds": time.perf_counter() - epoch_started})
@@ -236,7 +235,7 @@ def finetune_detector(data, backbone: str, out, settings: FinetuneSettings, over
         assert best is not None
         model.load_state_dict(best[2])
         # the card's figure in f32, as the exported model computes (bf16 autocast only trained)
-        final = scores(model, val.cached, val.truths, card.labels, pre, compute=dataclasses.replace(compute, autocast=None))
+        final = scores(model, val.cached, val.truths, card.labels, pre, dataclasses.replace(compute, autocast=None))
         card.source = {"backbone": backbone, "weights": s.weights, "strategy": s.strategy,
                        "stages": len(pyramid.stages), "data": str(Path(data).resolve()), "format": dataset.format,
                        "config": s.to_dict(), "device": str(device), "compute": compute.to_dict(), "threads": threads,
