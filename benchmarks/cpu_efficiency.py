@@ -1,10 +1,10 @@
 """Where the CPU time goes, per stage: user and kernel (sys) seconds, minor page faults,
-peak RSS and wall time of each command, with glibc's allocator as it comes
-(EDGETL_MALLOC=system, the default) and told to keep freed memory (EDGETL_MALLOC=keep, core/allocator.py).
+peak RSS and wall time of each command, under each EDGETL_MALLOC choice (core/allocator.py):
+the system's allocator as it comes (`system`), torch's tensors on transparent huge pages
+(`hugepages`, the default) and glibc told to keep freed memory (`keep`).
 
-Each stage runs as its own process on a cold cache, the two settings in turn (system
-first in odd rounds, kept first in even ones), so a busy neighbour hits both alike; the
-figures are the medians over rounds and the ratios of the two.
+Each stage runs as its own process on a cold cache, the choices in turn (their order
+rotated each round), so a busy neighbour hits them alike; the figures are medians over rounds.
 
     python benchmarks/cpu_efficiency.py [--size 224] [--rounds 2] [--threads 1]
 
@@ -31,6 +31,7 @@ from pathlib import Path
 
 EDGETL = [sys.executable, "-m", "edgetl", "-q"]
 RESULTS = Path(__file__).parent / "results"
+CHOICES = ("system", "hugepages", "keep")  # EDGETL_MALLOC, core/allocator.py
 
 
 def measure(cmd: list[str], env: dict) -> dict:
@@ -136,6 +137,11 @@ def layouts(args) -> int:
     return _finish(args.out / "cpu_layouts.md", table, work)
 
 
+def _each(row: dict, key: str, form: str, scale: float = 1.0) -> str:
+    """One figure under every choice, in CHOICES' order."""
+    return " / ".join(format(row[c][key] / scale, form) for c in CHOICES)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=224)
@@ -154,34 +160,33 @@ def main() -> int:
     subprocess.run([*EDGETL, "data", "digits", str(data), "--size", str(args.size)], check=True)
     figures: dict[str, dict[str, list[dict]]] = {}
     for r in range(args.rounds):
-        for choice in (("system", "keep") if r % 2 == 0 else ("keep", "system")):
+        for choice in CHOICES[r % 3:] + CHOICES[:r % 3]:
             for name, command in stages(work, data, args.size, args.threads):
                 cache = work / "cache"
                 shutil.rmtree(cache, ignore_errors=True)  # every stage on a cold cache
                 env = {**os.environ, "EDGETL_MALLOC": choice, "EDGETL_CACHE_DIR": str(cache)}
                 got = measure([*EDGETL, *command], env)
                 figures.setdefault(name, {}).setdefault(choice, []).append(got)
-                print(f"round {r + 1} {choice:>6} {name}: " + ", ".join(f"{k} {v:.2f}" for k, v in got.items()),
+                print(f"round {r + 1} {choice:>9} {name}: " + ", ".join(f"{k} {v:.2f}" for k, v in got.items()),
                       flush=True)
     rows = []
     for name, by in figures.items():
         med = {c: {k: statistics.median(m[k] for m in runs) for k in runs[0]} for c, runs in by.items()}
         rows.append({"stage": name, **{c: med[c] for c in med},
                      "sys_share": {c: med[c]["sys_s"] / (med[c]["user_s"] + med[c]["sys_s"]) for c in med},
-                     "wall_ratio": med["system"]["wall_s"] / med["keep"]["wall_s"],
-                     "fault_ratio": med["system"]["minor_faults"] / max(1, med["keep"]["minor_faults"]),
-                     "rss_ratio": med["keep"]["peak_rss_mb"] / med["system"]["peak_rss_mb"]})
+                     "wall_ratio": {c: med["system"]["wall_s"] / med[c]["wall_s"] for c in med},
+                     "fault_ratio": {c: med["system"]["minor_faults"] / max(1, med[c]["minor_faults"]) for c in med},
+                     "rss_ratio": {c: med[c]["peak_rss_mb"] / med["system"]["peak_rss_mb"] for c in med}})
     result = {"size": args.size, "threads": args.threads, "rounds": args.rounds, "rows": rows,
               "machine": machine_info(), "versions": library_versions()}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "cpu_efficiency.json").write_text(json.dumps(result, indent=2) + "\n")
-    lines = ["| stage | sys share, glibc default | sys share, kept | minor faults (M), default -> kept | "
-             "wall s, default -> kept | peak RSS MB, default -> kept |", "|---|---|---|---|---|---|"]
+    lines = ["| stage | sys share: system / hugepages / keep | minor faults (M) | wall s | peak RSS MB |",
+             "|---|---|---|---|---|"]
     for row in rows:
-        s, k = row["system"], row["keep"]
-        lines.append(f"| {row['stage']} | {row['sys_share']['system']:.0%} | {row['sys_share']['keep']:.0%} | "
-                     f"{s['minor_faults'] / 1e6:.2f} -> {k['minor_faults'] / 1e6:.2f} | "
-                     f"{s['wall_s']:.1f} -> {k['wall_s']:.1f} | {s['peak_rss_mb']:.0f} -> {k['peak_rss_mb']:.0f} |")
+        lines.append(f"| {row['stage']} | {' / '.join(format(row['sys_share'][c], '.0%') for c in CHOICES)} | "
+                     f"{_each(row, 'minor_faults', '.2f', 1e6)} | {_each(row, 'wall_s', '.1f')} | "
+                     f"{_each(row, 'peak_rss_mb', '.0f')} |")
     table = "\n".join(lines) + (f"\n\nDigits at {args.size} px (1,797 photos), {args.threads} thread(s), medians of "
                                 f"{args.rounds} rounds, cold cache; CPU: {result['machine']['cpu']} "
                                 f"({', '.join(result['machine'].get('cpu_flags') or [])}).\n")

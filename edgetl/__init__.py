@@ -6,10 +6,10 @@ only by the functions that need them, so `import edgetl` stays light on devices.
 from __future__ import annotations
 
 from edgetl._version import __version__
-from edgetl.core.allocator import keep_freed_memory
+from edgetl.core.allocator import configure_allocator
 from edgetl.core.errors import EdgeTLError
 
-keep_freed_memory()  # with EDGETL_MALLOC=keep, batch buffers are reused, not faulted in again (core/allocator.py)
+configure_allocator()  # before torch: how batch buffers come back (EDGETL_MALLOC, core/allocator.py)
 
 
 def list_backbones(modality: str | None = None):

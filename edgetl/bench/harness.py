@@ -21,7 +21,7 @@ from edgetl.bench.latency import LatencyStats, time_calls, time_function
 from edgetl.bench.report import BenchReport, BenchRow
 from edgetl.bench.settings import BenchSettings
 from edgetl.core import progress
-from edgetl.core.allocator import keep_freed_memory
+from edgetl.core.allocator import configure_allocator
 from edgetl.core.card import CARD_FILENAME, ModelCard
 from edgetl.core.errors import ArtifactError, ConfigError, DataError, EdgeTLError
 from edgetl.core.metrics import drop_interval
@@ -386,6 +386,6 @@ def bench(artifacts, settings: BenchSettings | None = None, **options) -> BenchR
                 "backends": backends or "auto", "artifacts": [str(a) for a in artifacts],
                 "timer": "time.perf_counter_ns around each infer call; warm-up excluded; no outlier clipping",
                 "peak_rss": "VmHWM reset per backend" if per_backend_peak else "process lifetime peak",
-                "allocator": keep_freed_memory()}
+                "allocator": configure_allocator()}
     return BenchReport(rows=rows, machine=machine_info(), versions=library_versions(), settings=recorded,
                        seconds=time.perf_counter() - started)

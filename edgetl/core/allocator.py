@@ -1,23 +1,26 @@
-"""glibc's allocator, told to keep the memory it frees.
+"""How freed memory comes back: the choice applied once per process, when edgetl is imported.
 
-By default glibc serves every allocation above a threshold (128 KiB, raised dynamically up
-to 32 MiB) with its own mmap and returns it to the kernel on free, and trims the heap's
-top beyond 128 KiB. edgetl's work is batches of the same large buffers over and over
-(images, activations, ONNX Runtime and OpenVINO inputs), so each batch faulted its buffers
-in again, page by page: measured on a 2-core EPYC, a Lite0 probe at 224 px spent 42% of
-its CPU time in the kernel (6.25 M minor page faults). Served from the heap and kept, the
-same buffers are reused: faults fell 5 to 24 times, wall time 20-65%, peak RSS within a few
-per cent (benchmarks/cpu_efficiency.py).
+edgetl's work is batches of the same large buffers over and over (images, activations,
+ONNX Runtime and OpenVINO inputs). glibc serves every allocation above a threshold
+(128 KiB, raised dynamically up to 32 MiB) with its own mmap and returns it to the kernel
+on free, so each batch faulted its buffers in again, 4 KiB at a time: measured on a
+2-core EPYC, a Lite0 probe at 224 px spent 28-44% of its CPU time in the kernel.
 
-Applied once per process through mallopt(3), glibc's own interface, when edgetl is
-imported with `EDGETL_MALLOC=keep`; by default glibc's own settings stay: with the heap
-serving every buffer, peak RSS is not repeatable on a busy CPU (the sample-cache memory
-test's work, three runs each of 250 and 1,250 samples: 780-847 MB, the smaller set as
-often above the larger, where glibc's defaults give 756-758 MB every time; one arena or
-a 256 MB threshold did not steady it, and without the top pad the larger set peaked
-34-70 MB above the smaller), so keeping memory is a choice for
-training on a machine with memory to spare until that is solved. What was applied is recorded
-(bench's settings). Elsewhere than glibc (musl, macOS) nothing is changed.
+`EDGETL_MALLOC` chooses (benchmarks/cpu_efficiency.py measures all three):
+- `hugepages` (the default): torch puts every tensor of 2 MiB or more on transparent huge
+  pages (torch's own `THP_MEM_ALLOC_ENABLE`, read at its first allocation, so it is set
+  before torch is imported), one fault per 2 MiB instead of 512: the probe's faults fell
+  12x, its wall time 23%, at +5-9% peak RSS. Nothing else changes; where the kernel offers
+  no huge pages (`never`), or torch was imported before edgetl, it is the system's default.
+- `keep`: glibc told through mallopt(3) to serve buffers under 1 GiB from the heap and keep
+  up to 1 GiB freed at its top, so batches reuse pages (faults 5-24x fewer, the kernel's
+  share 3-4%) at +12-19% peak RSS, and a peak that is not repeatable on a busy CPU (the
+  sample-cache memory test's work: 780-847 MB against 756-758 MB every time with glibc's
+  defaults; one arena or a 256 MB threshold did not steady it): for training on a machine
+  with memory to spare.
+- `system`: nothing changed.
+
+What was applied is recorded (bench's settings). Elsewhere than Linux/glibc nothing is changed.
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ import ctypes
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
@@ -32,31 +36,65 @@ _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
 # the heap grows 64 MiB at a time (address space: pages are only resident once written).
 KEEP = {"mmap_threshold": 1 << 30, "trim_threshold": 1 << 30, "top_pad": 64 << 20}
 _OPTIONS = {"mmap_threshold": _M_MMAP_THRESHOLD, "trim_threshold": _M_TRIM_THRESHOLD, "top_pad": _M_TOP_PAD}
-CHOICES = ("keep", "system")
+CHOICES = ("hugepages", "keep", "system")
+DEFAULT = "hugepages"
+THP_MODE = Path("/sys/kernel/mm/transparent_hugepage/enabled")
 
 _applied: dict[str, Any] | None = None
 
 
-def keep_freed_memory() -> dict[str, Any]:
-    """Apply the allocator settings once (see the module docstring); what this process runs with."""
+def transparent_huge_pages() -> str | None:
+    """The kernel's mode (`always`, `madvise` or `never`), None where it has none."""
+    try:
+        text = THP_MODE.read_text()
+    except OSError:
+        return None
+    chosen = text[text.find("[") + 1:text.find("]")] if "[" in text else ""
+    return chosen or None
+
+
+def _huge_pages_for_torch() -> dict[str, Any] | None:
+    mode = transparent_huge_pages()
+    if mode not in ("always", "madvise"):
+        return None
+    chosen = os.environ.get("THP_MEM_ALLOC_ENABLE")
+    if chosen is not None:
+        if chosen.strip() in ("", "0"):
+            return None  # the user turned it off
+    elif "torch" in sys.modules:
+        return None  # torch read the variable at its first allocation already
+    else:
+        os.environ["THP_MEM_ALLOC_ENABLE"] = "1"
+    return {"allocator": "system default, torch tensors of 2 MiB and more on transparent huge pages",
+            "transparent_huge_pages": mode}
+
+
+def _keep_freed() -> dict[str, Any] | None:
+    try:
+        mallopt = ctypes.CDLL(None).mallopt  # the process's own libc
+        mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    except (OSError, AttributeError):  # not glibc
+        return None
+    if all(mallopt(_OPTIONS[name], value) == 1 for name, value in KEEP.items()):
+        return {"allocator": "glibc, freed memory kept", **KEEP}
+    return None
+
+
+def configure_allocator() -> dict[str, Any]:
+    """Apply `EDGETL_MALLOC` once (see the module docstring); what this process runs with."""
     global _applied
     if _applied is not None:
         return _applied
-    choice = os.environ.get("EDGETL_MALLOC", "system").strip().lower() or "system"
+    choice = os.environ.get("EDGETL_MALLOC", DEFAULT).strip().lower() or DEFAULT
     if choice not in CHOICES:
-        logging.getLogger("edgetl").warning("EDGETL_MALLOC=%s is not one of %s: glibc's defaults (the default)",
-                                            choice[:40], ", ".join(CHOICES))
-        choice = "system"
-    _applied = {"allocator": "system default"}
-    if choice == "keep" and sys.platform.startswith("linux"):
-        try:
-            mallopt = ctypes.CDLL(None).mallopt  # the process's own libc
-            mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-        except (OSError, AttributeError):  # not glibc
-            return _applied
-        if all(mallopt(_OPTIONS[name], value) == 1 for name, value in KEEP.items()):
-            _applied = {"allocator": "glibc, freed memory kept", **KEEP}
+        logging.getLogger("edgetl").warning("EDGETL_MALLOC=%s is not one of %s: %s (the default)",
+                                            choice[:40], ", ".join(CHOICES), DEFAULT)
+        choice = DEFAULT
+    applied = None
+    if sys.platform.startswith("linux"):
+        applied = _huge_pages_for_torch() if choice == "hugepages" else _keep_freed() if choice == "keep" else None
+    _applied = applied or {"allocator": "system default"}
     return _applied
 
 
-__all__ = ["CHOICES", "KEEP", "keep_freed_memory"]
+__all__ = ["CHOICES", "DEFAULT", "KEEP", "configure_allocator", "transparent_huge_pages"]
