@@ -86,6 +86,7 @@ def test_a_detector_trains_exports_and_evaluates_alike_on_every_backend(detector
     data, run = detector_run
     card = json.loads((run / "edgetl.json").read_text())
     assert card["task"] == "detection" and card["labels"] == ["0", "1"]
+    assert card["metrics"]["estimated_seconds"] > 0  # said before training, kept beside train_seconds
     assert card["preprocessing"]["crop"] == "letterbox" and card["input"]["shape"] == [None, 3, 96, 96]
     history = json.loads((run / "history.json").read_text())
     assert len(history) == 2 and history[-1]["train_loss"] < history[0]["train_loss"]

@@ -50,5 +50,9 @@ def test_the_estimate_comes_first_and_changes_nothing_it_measured(tiny_digits, t
     assert said.index("estimated here:") < said.index("epoch   1/2")  # before the first epoch
     quiet, plain = _finetune(tiny_digits, tmp_path / "b", 10**9, monkeypatch)  # small work: no estimate
     assert "estimated here" not in quiet
+    # the card keeps the estimate beside the time training took, to compare them later
+    estimated = [json.loads((tmp_path / run / "edgetl.json").read_text())["metrics"]["estimated_seconds"]
+                 for run in ("a", "b")]
+    assert estimated[0] > 0 and estimated[1] is None
     for a, b in zip(history, plain, strict=True):  # the same weights, batches and augmentation either way
         assert a["train_loss"] == b["train_loss"] and a["val_loss"] == b["val_loss"]

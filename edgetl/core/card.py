@@ -151,10 +151,11 @@ def _short(value: Any) -> str:
 def run_card(*, labels: list[str], preprocessing: Any, backbone_name: str, backbone: Any, settings: dict[str, Any],
              data: Any, train_labels: Any, history: list[dict[str, Any]], best_epoch: int, device: str, world_size: int,
              train_seconds: float, compute: dict[str, Any] | None = None, adaptation: dict[str, Any] | None = None,
-             task: str = "classification") -> ModelCard:
+             task: str = "classification", estimated_seconds: float | None = None) -> ModelCard:
     """The card of a fine-tuning run: what it takes (the preprocessing, which names its
     modality), where it came from (backbone, settings, data, counts, device) and what it
-    reached (the kept epoch's figures; an adapted run's final validation accuracy)."""
+    reached (the kept epoch's figures; an adapted run's final validation accuracy), in how
+    long, against the estimate said before training (None where none was made)."""
     best = history[best_epoch - 1]
     val_accuracy = adaptation["final"]["val_accuracy"] if adaptation else best["val_accuracy"]
     counts = {c: int((train_labels == i).sum()) for i, c in enumerate(labels)}  # as decoded
@@ -166,5 +167,6 @@ def run_card(*, labels: list[str], preprocessing: Any, backbone_name: str, backb
                 "data": str(Path(data).resolve()), "train_counts": counts, "config": settings, "device": device,
                 "compute": compute or {}, "world_size": world_size, **({"adaptation": adaptation} if adaptation else {})},
         metrics={"val_accuracy": val_accuracy, "val_loss": best["val_loss"], "train_accuracy": best["train_accuracy"],
-                 "best_epoch": best_epoch, "epochs_run": len(history), "train_seconds": train_seconds},
+                 "best_epoch": best_epoch, "epochs_run": len(history), "train_seconds": train_seconds,
+                 "estimated_seconds": estimated_seconds},
     )

@@ -119,8 +119,9 @@ ESTIMATE_WORTH_IT = 1000  # image passes (train images x epochs) below which tra
 
 
 def _estimate(model: Detector, pyramid, train, n_val: int, pre: ImagePreprocessing, augment,
-              compute: TrainingCompute, s: FinetuneSettings) -> str:
-    """How long training takes here, said before it starts (finetune/estimate.py): a
+              compute: TrainingCompute, s: FinetuneSettings) -> tuple[str, float]:
+    """How long training takes here, said before it starts (finetune/estimate.py), and the
+    chosen strategy's seconds: a
     training step with every stage trainable and one with the backbone frozen (the neck
     and head still train), and a forward pass, timed on a copy of the model."""
     import copy
@@ -152,7 +153,7 @@ def _estimate(model: Detector, pyramid, train, n_val: int, pre: ImagePreprocessi
                             compute.device, repeats=1)
     found = all_strategies(s.strategy, s.epochs, len(train), n_val, len(pyramid.stages), s.unfreeze,
                            features_once=False, **times)
-    return said(s.strategy, s.epochs, len(train), found)
+    return said(s.strategy, s.epochs, len(train), found), found[s.strategy]
 
 
 def finetune_detector(data, backbone: str, out, settings: FinetuneSettings, overwrite: bool = False) -> DetectResult:
@@ -190,8 +191,10 @@ def finetune_detector(data, backbone: str, out, settings: FinetuneSettings, over
         opt = torch.optim.AdamW([{"params": head_params, "lr": s.lr},
                                  {"params": body_params, "lr": s.lr * s.backbone_lr_scale}],
                                 weight_decay=s.weight_decay)
+        estimated = None
         if not progress.is_quiet() and len(train) * s.epochs >= ESTIMATE_WORTH_IT:
-            progress.info(_estimate(model, pyramid, train, len(val), pre, augment, compute, s))
+            text, estimated = _estimate(model, pyramid, train, len(val), pre, augment, compute, s)
+            progress.info(text)
         steps_per_epoch = max(1, math.ceil(len(train) / s.batch_size))
         total, warmup = s.epochs * steps_per_epoch, min(steps_per_epoch, s.epochs * steps_per_epoch // 10 + 1)
         base = [g["lr"] for g in opt.param_groups]
@@ -243,7 +246,8 @@ def finetune_detector(data, backbone: str, out, settings: FinetuneSettings, over
                        "train_counts": {"images": len(train), "boxes": int(sum(len(t) for t in train.truths))}}
         card.metrics = {"val_map": final.value, "val_map50": final.details["map50"],
                         "val_per_class": final.details["per_class"], "best_epoch": best[1],
-                        "epochs_run": len(history), "train_seconds": time.perf_counter() - started}
+                        "epochs_run": len(history), "train_seconds": time.perf_counter() - started,
+                        "estimated_seconds": estimated}
         writer.save_model(model.state_dict())
         writer.save_history(history)
         writer.save_card(card)

@@ -128,14 +128,15 @@ def finetune(data, backbone: str, out, overwrite: bool = False, settings: Finetu
         decoded = decode(plan, cfg, device)
         checkpoints = checkpoints_for(out, cfg, decoded)
         started = time.perf_counter()
-        history, state, best_epoch, adaptation = train(plan, decoded, cfg, compute, dist, checkpoints)
+        history, state, best_epoch, adaptation, estimated = train(plan, decoded, cfg, compute, dist, checkpoints)
         if not dist.is_main:
             return RunResult(Path(out), None, history, best_epoch, max(h["val_accuracy"] for h in history))
         card = run_card(labels=decoded.classes, preprocessing=plan.preprocessing, backbone_name=plan.backbone,
                         backbone=plan.bb,
                         settings=cfg.to_dict(), data=plan.data, train_labels=decoded.train_labels, history=history,
                         best_epoch=best_epoch, device=str(device), compute=compute.to_dict(), world_size=dist.world,
-                        train_seconds=time.perf_counter() - started, adaptation=adaptation,
+                        train_seconds=time.perf_counter() - started, estimated_seconds=estimated,
+                        adaptation=adaptation,
                         # a clip model is a keyword spotter: the streaming detector reads its windows
                         task="keywords" if plan.preprocessing.kind == "audio" else "classification")
         result = write(writer, card, state, history, best_epoch)
@@ -238,9 +239,11 @@ def checkpoints_for(out, cfg: FinetuneSettings, d: Decoded) -> Checkpoints | Non
 
 def train(plan: Plan, d: Decoded, cfg: FinetuneSettings, compute: TrainingCompute, dist: Distributed,
           checkpoints: Checkpoints | None = None):
-    """(history, best state, best epoch, adaptation report or None): one training, or with
-    --adapt the candidates of finetune/adaptation.py, each from the pretrained weights."""
+    """(history, best state, best epoch, adaptation report or None, seconds estimated before
+    training or None): one training, or with --adapt the candidates of
+    finetune/adaptation.py, each from the pretrained weights."""
     fresh, device = [plan.bb], compute.device
+    estimated: list[float] = []  # each training's own estimate, said before it started
 
     def one_training(hooks: TrainingHooks | None = None):
         b = fresh.pop() if fresh else build_backbone(plan.backbone, cfg.weights)
@@ -248,10 +251,13 @@ def train(plan: Plan, d: Decoded, cfg: FinetuneSettings, compute: TrainingComput
         model = Classifier(b.features, b.feature_dim, len(d.classes), cfg.dropout).to(device)
         trainer = Trainer(model, b.stages, cfg, device, dist, inputs=d.transform, hooks=hooks, compute=compute)
         trainer.checkpoints = checkpoints
-        return (trainer, *trainer.fit(d.x_train, d.y_train, d.x_val, d.y_val))
+        fitted = trainer.fit(d.x_train, d.y_train, d.x_val, d.y_val)
+        if trainer.estimated is not None:
+            estimated.append(trainer.estimated)
+        return (trainer, *fitted)
 
     if not cfg.adapt:
-        return (*one_training()[1:], None)
+        return (*one_training()[1:], None, sum(estimated) if estimated else None)
     from edgetl.finetune.adaptation import batchnorm_layers, fit_adapted, report_adaptation
 
     x_target = as_source(*decode_unlabelled(plan.target_split, plan.kind, plan.preprocessing), device, d.transform)[0]
@@ -270,7 +276,7 @@ def train(plan: Plan, d: Decoded, cfg: FinetuneSettings, compute: TrainingComput
                       target_val_data=str(Path(cfg.target_val).resolve()) if cfg.target_val else None)
     if dist.is_main:
         report_adaptation(adaptation)
-    return history, state, best_epoch, adaptation
+    return history, state, best_epoch, adaptation, sum(estimated) if estimated else None
 
 
 def write(writer: RunWriter, card: ModelCard, state: dict, history: list[dict], best_epoch: int) -> RunResult:
