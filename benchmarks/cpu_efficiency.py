@@ -137,6 +137,12 @@ def layouts(args) -> int:
     return _finish(args.out / "cpu_layouts.md", table, work)
 
 
+def _clean_env() -> dict[str, str]:
+    """This process's environment without what importing edgetl here set for torch: each
+    child applies its own EDGETL_MALLOC."""
+    return {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
+
+
 def _each(row: dict, key: str, form: str, scale: float = 1.0) -> str:
     """One figure under every choice, in CHOICES' order."""
     return " / ".join(format(row[c][key] / scale, form) for c in CHOICES)
@@ -164,7 +170,7 @@ def main() -> int:
             for name, command in stages(work, data, args.size, args.threads):
                 cache = work / "cache"
                 shutil.rmtree(cache, ignore_errors=True)  # every stage on a cold cache
-                env = {**os.environ, "EDGETL_MALLOC": choice, "EDGETL_CACHE_DIR": str(cache)}
+                env = {**_clean_env(), "EDGETL_MALLOC": choice, "EDGETL_CACHE_DIR": str(cache)}
                 got = measure([*EDGETL, *command], env)
                 figures.setdefault(name, {}).setdefault(choice, []).append(got)
                 print(f"round {r + 1} {choice:>9} {name}: " + ", ".join(f"{k} {v:.2f}" for k, v in got.items()),
