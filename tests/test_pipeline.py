@@ -370,3 +370,76 @@ def test_relative_paths_in_a_recipe_are_taken_from_its_folder(tmp_path, tiny_dig
     assert recipe.data.folder == str(folder / "digits") and recipe.bench.data == str(folder / "digits")
     assert recipe.quantize.targets[0].calib == str(folder / "digits" / "train")
     assert recipe.evaluate.report == str(folder / "report") and recipe.finetune.weights == "default"
+
+
+@pytest.mark.skipif(__import__("edgetl.core.threads").core.threads.usable_cores() < 2, reason="needs two cores")
+def test_the_int8_targets_run_side_by_side_and_make_what_they_make_one_after_the_other(tmp_path, tiny_digits):
+    """Two targets of one thread each on two cores: each in its own process at the same
+    time, its lines named by its stage; then, one after the other, the same figures."""
+    import subprocess
+    import sys
+
+    doc = tiny_recipe(tiny_digits)
+    for section in ("evaluate", "bench", "package"):
+        doc.pop(section)
+    doc["quantize"]["targets"] = [{"target": "onnxruntime", "max_drop": 0.2, "samples": 24, "threads": 1},
+                                  {"target": "tensorrt", "max_drop": 0.2, "samples": 24, "threads": 1}]
+    recipe, out = write(tmp_path, doc), tmp_path / "out"
+    log = subprocess.run([sys.executable, "-m", "edgetl.cli", "run", str(recipe), "--out", str(out)],
+                         capture_output=True, text=True, timeout=600)
+    assert log.returncode == 0, log.stderr
+    text = log.stdout + log.stderr
+    assert "2 stages side by side, 2 at a time: quantize.onnxruntime, quantize.tensorrt" in text
+    for target in ("onnxruntime", "tensorrt"):  # each child's lines carry its stage's name
+        assert any(line.startswith(f"quantize.{target}: calibrating") for line in text.splitlines()), text
+
+    def figures() -> dict:
+        stages = json.loads((out / "summary.json").read_text())["stages"]
+        return {s["name"]: s["figures"] for s in stages if s["name"].startswith("quantize.") and s["status"] == "ran"}
+
+    together = figures()
+    assert set(together) == {"quantize.onnxruntime", "quantize.tensorrt"}
+    assert (out / "run" / "model.int8.onnx").is_file() and (out / "run" / "model.qdq.onnx").is_file()
+    result, stages = run(recipe, out, "--from", "quantize", "--set", "quantize.side_by_side=false")
+    assert result.exit_code == 0, result.output
+    assert figures() == together
+
+    # stopped while they run: the children stop too, and nothing half-written or taken for done is left
+    import signal
+    import time
+
+    started = subprocess.Popen([sys.executable, "-m", "edgetl.cli", "run", str(recipe), "--out", str(out), "--from",
+                                "quantize"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    for line in started.stderr:
+        if "side by side" in line:
+            break
+    time.sleep(3)  # the children spawned and started
+    children = _children(started.pid)
+    assert len(children) >= 2
+    started.send_signal(signal.SIGTERM)
+    assert started.wait(timeout=60) == 143
+    deadline = time.monotonic() + 20
+    while any(Path(f"/proc/{pid}").exists() for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in children)
+    assert [p.name for p in (out / "run").iterdir() if p.name.startswith(".")] == []  # no temporary left
+    assert not (out / ".stages" / "quantize.onnxruntime.json").exists()
+
+
+def _children(pid: int) -> list[int]:
+    """The processes `pid` started (Linux /proc)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def test_side_by_side_takes_whole_cores_and_4_gb_each(monkeypatch):
+    from edgetl.pipeline import side_by_side
+
+    monkeypatch.setattr(side_by_side, "usable_cores", lambda: 4)
+    assert side_by_side.slots([1, 1, 1], memory=64 << 30) == 3
+    assert side_by_side.slots([2, 1, 1], memory=64 << 30) == 2  # the most threads any target takes
+    assert side_by_side.slots([1, 1, 1], memory=9 << 30) == 2  # 4 GB each
+    assert side_by_side.slots([4, 4], memory=64 << 30) == 1
+    assert side_by_side.slots([1, 1], memory=1 << 30) == 1

@@ -15,11 +15,6 @@ from edgetl.core.errors import EdgeTLError
 from edgetl.core.outputs import Terminated, remove_outputs_on_sigterm
 
 
-class _WarningHandler(logging.Handler):
-    def emit(self, record: logging.LogRecord) -> None:
-        click.echo(f"{record.levelname.lower()}: {record.getMessage()}", err=True)
-
-
 class EdgeTLGroup(click.Group):
     def invoke(self, ctx: click.Context):
         try:
@@ -54,8 +49,8 @@ def cli(quiet: bool) -> None:
     """Fine-tune a pretrained backbone on your data and ship it to the edge."""
     progress.set_quiet(quiet)
     log = logging.getLogger("edgetl")
-    if not any(isinstance(h, _WarningHandler) for h in log.handlers):
-        log.addHandler(_WarningHandler())
+    if not any(isinstance(h, progress.LevelLines) for h in log.handlers):
+        log.addHandler(progress.LevelLines())
         log.propagate = False
     log.setLevel(logging.WARNING)
 

@@ -30,6 +30,9 @@ class EdgeTLError(Exception):
     def __str__(self) -> str:
         return self.message if not self.hint else f"{self.message} (hint: {self.hint})"
 
+    def __reduce__(self) -> tuple[type, tuple[str, str | None]]:  # pickled whole (a stage run in another process): the hint too
+        return type(self), (self.message, self.hint)
+
 
 class DataError(EdgeTLError):
     """A data set folder, image or audio file that cannot be used."""

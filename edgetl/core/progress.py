@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 import time
@@ -9,10 +10,11 @@ from collections.abc import Iterator
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-_state = {"quiet": False}
+_state: dict[str, Any] = {"quiet": False, "prefix": ""}
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
@@ -51,14 +53,32 @@ def set_quiet(flag: bool) -> None:
 
 
 def is_quiet() -> bool:
-    return _state["quiet"]
+    return bool(_state["quiet"])
+
+
+def set_prefix(prefix: str) -> None:
+    """Work that shares the terminal with other processes (stages side by side): every
+    line starts with `prefix` (the stage's name), and progress is plain lines, as in a log,
+    since two live bars would draw over each other."""
+    _state["prefix"] = prefix
+
+
+def _live() -> bool:
+    return sys.stderr.isatty() and not _state["prefix"]
 
 
 def info(message: str, markup: bool = False) -> None:
     """A progress line. Plain text unless `markup`: messages carry paths and names, and
     rich would take "[tensorrt]" in them for a style and drop it."""
     if not _state["quiet"]:
-        console.print(message, markup=markup)
+        console.print(escape(_state["prefix"]) + message if markup else _state["prefix"] + message, markup=markup)
+
+
+class LevelLines(logging.Handler):
+    """edgetl's warnings as one line each on stderr: `warning: ...` (with the prefix)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"{_state['prefix']}{record.levelname.lower()}: {record.getMessage()}", file=sys.stderr, flush=True)
 
 
 class _Silent:
@@ -118,7 +138,7 @@ class _Lines:
                         f"{_clock(elapsed)} so far, about {_clock(left)} left")
             else:
                 line = f"{t['description']}: {t['done']:g} so far, {_clock(elapsed)}"
-            console.print(line, markup=False)
+            console.print(_state["prefix"] + line, markup=False)
 
     def remove_task(self, task: int) -> None:
         self.tasks.pop(task, None)
@@ -130,7 +150,7 @@ def library_progress() -> Iterator[None]:
     they follow edgetl's rule. In a terminal they are drawn on stderr, where edgetl's are,
     so stdout keeps only results; in a log (stderr not a terminal) or when quiet they are
     not drawn: edgetl says what runs before and prints the result after."""
-    if _state["quiet"] or not sys.stderr.isatty():
+    if _state["quiet"] or not _live():
         with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
             yield
         return
@@ -145,7 +165,7 @@ def progress_bar() -> Iterator[Any]:
     if _state["quiet"]:
         yield _Silent()
         return
-    if not sys.stderr.isatty():
+    if not _live():
         yield _Lines(float(os.environ.get("EDGETL_PROGRESS_SECONDS", "30")))
         return
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

@@ -82,6 +82,8 @@ class ImportStage(ImportSettings):
 @dataclasses.dataclass(frozen=True)
 class QuantizeStage(Settings):
     targets: tuple[QuantizeSettings, ...] = setting((), "One INT8 model per entry.")
+    side_by_side: bool = setting(True, "Quantize the targets at the same time, each in its own process, when the "
+                                       "usable cores hold each target's threads and the free memory 4 GB each.")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -21,11 +21,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import resource
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, NoReturn
 
 from rich.markup import escape
 
@@ -35,6 +38,7 @@ from edgetl.core.outputs import write_atomic
 from edgetl.importer.settings import ImportSettings
 from edgetl.pipeline.cache import StageCache, fingerprint, stage_key, versions
 from edgetl.pipeline.recipe import DataSource, Recipe
+from edgetl.pipeline.side_by_side import SideBySide, slots
 from edgetl.runtime.artifacts import read_card
 from edgetl.task import get as get_task
 from edgetl.task import task_of
@@ -110,17 +114,20 @@ class Pipeline:
     def _execute(self, rerun_from: str | None, force: bool) -> PipelineResult:
         self._write_summary()  # first: the folder says it is a pipeline's from the start
         rerun = force
-        failure: BaseException | None = None
-        for name, step in self.steps():
+        failure: GateFailed | None = None
+        for group in _groups(self.steps()):
+            name = group[0][0]
             rerun = rerun or (rerun_from is not None and name.split(".")[0] == rerun_from)
             if failure is not None:
-                self.results.append(StageResult(name, "not run"))
+                self.results.extend(StageResult(n, "not run") for n, _ in group)
                 continue
             try:
-                self._stage(name, step, rerun)
+                if len(group) == 1:
+                    self._stage(name, group[0][1], rerun)
+                else:
+                    self._side_by_side(group, rerun)
             except GateFailed as exc:
                 failure = exc
-                self.results[-1].error = exc.message
             except BaseException:
                 self._write_summary()
                 raise
@@ -134,29 +141,72 @@ class Pipeline:
             raise stopped from None
         return result
 
-    def _stage(self, name: str, step, rerun: bool) -> None:
+    def _plan(self, name: str, step, rerun: bool) -> _Planned | None:
+        """The stage reused (recorded, None), or what running it takes, said with why."""
         settings, inputs, work = step()
         key = stage_key(name, settings, inputs, self.versions)
         marker = None if rerun else self.cache.done(name, key)
         if marker is not None:
             self.results.append(StageResult(name, "reused", marker.get("seconds", 0.0), marker.get("figures", {})))
             progress.info(f"{name}: reused (nothing it depends on changed)")
-            return
+            return None
         why = "asked to (--from or --force)" if rerun else self.cache.why_run(name, settings, inputs, self.versions)
         progress.info(f"[bold]{name}[/]: runs ({escape(why)})", markup=True)
-        self.cache.start(name)
+        return _Planned(name, settings, inputs, key, work, why)
+
+    def _stage(self, name: str, step, rerun: bool) -> None:
+        planned = self._plan(name, step, rerun)
+        if planned is not None:
+            self._run_here(planned)
+
+    def _run_here(self, p: _Planned) -> None:
+        self.cache.start(p.name)
         started = time.perf_counter()
         try:
-            outputs, figures = work()
+            outputs, figures = p.work()
         except EdgeTLError as exc:
-            self.results.append(StageResult(name, "failed", time.perf_counter() - started, error=exc.message, why=why))
-            if _is_gate(exc):
-                raise GateFailed(exc.message, hint=exc.hint) from None
-            raise
-        seconds = time.perf_counter() - started
-        self.cache.finish(name, key, outputs, figures, seconds,
-                          record={"settings": settings, "inputs": inputs, "versions": self.versions})
-        self.results.append(StageResult(name, "ran", seconds, figures, why=why))
+            self._failed(p, exc, time.perf_counter() - started)
+        self._ran(p, outputs, figures, time.perf_counter() - started)
+
+    def _ran(self, p: _Planned, outputs: list[Path], figures: dict, seconds: float) -> None:
+        self.cache.finish(p.name, p.key, outputs, figures, seconds,
+                          record={"settings": p.settings, "inputs": p.inputs, "versions": self.versions})
+        self.results.append(StageResult(p.name, "ran", seconds, figures, why=p.why))
+
+    def _failed(self, p: _Planned, exc: EdgeTLError, seconds: float) -> NoReturn:
+        self.results.append(StageResult(p.name, "failed", seconds, error=exc.message, why=p.why))
+        if _is_gate(exc):
+            raise GateFailed(exc.message, hint=exc.hint) from None
+        raise exc
+
+    def _side_by_side(self, group: list[tuple[str, Any]], rerun: bool) -> None:
+        """Independent stages (the INT8 targets): those that run, at the same time when the
+        cores and memory allow (pipeline/side_by_side.py), each recorded as it would be
+        alone; a gate that fails in one lets the others finish."""
+        planned = [p for p in (self._plan(name, step, rerun) for name, step in group) if p is not None]
+        n = slots([p.settings.get("threads") for p in planned]) if self.recipe.quantize.side_by_side else 1
+        if n < 2:
+            for p in planned:
+                self._run_here(p)
+            return
+        progress.info(f"{len(planned)} stages side by side, {n} at a time: {', '.join(p.name for p in planned)}")
+        with SideBySide(n) as pool:
+            futures = []
+            for p in planned:
+                self.cache.start(p.name)
+                futures.append(pool.submit(p.name, p.work))
+            done = [_outcome(f) for f in futures]
+        gate: GateFailed | None = None
+        for p, (result, error) in zip(planned, done):
+            if error is None:
+                self._ran(p, *result)
+                continue
+            try:
+                self._failed(p, error, 0.0)
+            except GateFailed as exc:
+                gate = gate or exc
+        if gate is not None:
+            raise gate
 
     def _totals(self) -> dict:
         """What the whole run took: this invocation's wall time, the stages' own times (a
@@ -335,16 +385,7 @@ class Pipeline:
         return figures
 
     def _quantize(self, q):
-        def work():
-            from edgetl.quantize import quantize
-
-            result = quantize(self.run_dir / "model.onnx", settings=q, overwrite=True)
-            outputs = [result.out] + ([result.out.with_suffix(".bin")] if result.out.suffix == ".xml" else [])
-            return outputs, {"model": result.out.name, "fp32_accuracy": result.fp32_accuracy,
-                             "int8_accuracy": result.int8_accuracy, "drop": result.drop,
-                             "float_layers": len(result.float_layers), "method": result.method,
-                             "metric": task_of(read_card(result.out)).metric_title}
-
+        work = functools.partial(quantize_stage, self.run_dir / "model.onnx", q)  # picklable: may run in a child
         return q.to_dict(), self._outputs("import" if self.recipe.import_ is not None else "export"), work
 
     def _bench(self):
@@ -413,6 +454,47 @@ class Pipeline:
 
         reads = [*self._model_stages(), *(["bench"] if self.recipe.bench is not None else [])]
         return s.to_dict(), self._outputs(*reads), work
+
+
+@dataclasses.dataclass
+class _Planned:
+    name: str
+    settings: dict
+    inputs: dict
+    key: str
+    work: Callable[[], tuple[list[Path], dict]]
+    why: str
+
+
+def _groups(steps) -> list[list[tuple[str, Any]]]:
+    """The steps in order, the INT8 targets (independent of each other) as one group."""
+    groups: list[list[tuple[str, Any]]] = []
+    for name, step in steps:
+        if name.startswith("quantize.") and groups and groups[-1][0][0].startswith("quantize."):
+            groups[-1].append((name, step))
+        else:
+            groups.append([(name, step)])
+    return groups
+
+
+def _outcome(future) -> tuple[tuple | None, EdgeTLError | None]:
+    """A child's (outputs, figures, seconds), or the user error it stopped on."""
+    try:
+        return future.result(), None
+    except EdgeTLError as exc:
+        return None, exc
+
+
+def quantize_stage(onnx: Path, q) -> tuple[list[Path], dict]:
+    """One INT8 target: its model (and weights) and the figures the summary shows."""
+    from edgetl.quantize import quantize
+
+    result = quantize(onnx, settings=q, overwrite=True)
+    outputs = [result.out] + ([result.out.with_suffix(".bin")] if result.out.suffix == ".xml" else [])
+    return outputs, {"model": result.out.name, "fp32_accuracy": result.fp32_accuracy,
+                     "int8_accuracy": result.int8_accuracy, "drop": result.drop,
+                     "float_layers": len(result.float_layers), "method": result.method,
+                     "metric": task_of(read_card(result.out)).metric_title}
 
 
 LOCK = ".stages.lock"
