@@ -87,3 +87,34 @@ def test_torch_imported_first_is_said_not_pretended():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"allocator": "system default"}
+
+
+@linux_only
+@pytest.mark.skipif(transparent_huge_pages() != "madvise", reason="huge pages only where asked for: the comparison")
+def test_a_probe_faults_its_batches_in_2_mb_at_a_time(tiny_digits, tmp_path):
+    """A real probe at 160 px in a subprocess: the page faults that each further training
+    image costs (the same probe on the set and on the set with its training images twice),
+    by default against glibc's and torch's own settings."""
+    import shutil
+
+    bigger = tmp_path / "twice"
+    shutil.copytree(tiny_digits, bigger)
+    extra = list((bigger / "train").rglob("*.png"))
+    for image in extra:
+        shutil.copy(image, image.with_name("again-" + image.name))
+
+    def faults(data, choice: str) -> int:
+        env = {k: v for k, v in os.environ.items() if k not in ("EDGETL_MALLOC", "THP_MEM_ALLOC_ENABLE")}
+        env.update(EDGETL_MALLOC=choice, EDGETL_CACHE_DIR=str(tmp_path / f"cache-{choice}-{data.name}"))
+        child = subprocess.Popen([sys.executable, "-m", "edgetl", "-q", "finetune", str(data), "--backbone",
+                                  "efficientnet_lite0", "--strategy", "linear-probe", "--input-size", "160",
+                                  "--batch-size", "32", "--threads", "1", "--out", str(tmp_path / f"{choice}-{data.name}")],
+                                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        _, status, usage = os.wait4(child.pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, child.stderr.read()
+        return usage.ru_minflt
+
+    per_image = {choice: (faults(bigger, choice) - faults(tiny_digits, choice)) / len(extra)
+                 for choice in ("system", "hugepages")}
+    # each image's activations, 4 KiB at a time, against 2 MB at a time (and the ends of each buffer)
+    assert per_image["hugepages"] < per_image["system"] / 8, per_image
