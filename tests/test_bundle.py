@@ -284,3 +284,25 @@ def test_auto_follows_what_verify_measured_here(bundle, tmp_path, monkeypatch):
         record(Bundle.open(copy), faster, 3.0)
         target, line = picked()
         assert target == faster and f"the fastest measured here: 3.00 ms against {slower} 9.00 ms" in line
+
+
+def test_the_readme_gives_what_bench_measured_on_new_data(run, tmp_path):
+    """Given a bench report (a pipeline's bench stage), the bundle's README shows each
+    target's figure on the split bench scored (test: data that chose nothing), beside the
+    validation figure, and bench's latency rather than a second measurement."""
+    report = tmp_path / "bench.json"
+    row = {"artifact": str(run / "model.onnx"), "backend": "onnxruntime", "batch": 1, "p50_ms": 1.234,
+           "accuracy": 0.625, "split": "test", "note": None, "error": None}
+    report.write_text(json.dumps({"rows": [row, {**row, "batch": 8, "p50_ms": 5.0}]}))
+    out = tmp_path / "bundle"
+    result = CliRunner().invoke(cli, ["-q", "package", str(run), "--targets", "onnxruntime", "--latency-from",
+                                      str(report), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    readme = (out / "README.md").read_text()
+    assert "| accuracy | accuracy on test | p50 |" in readme
+    assert "| onnxruntime | `models/model.onnx` | fp32 |" in readme and "| 62.5% | 1.23 ms |" in readme
+    report.write_text(json.dumps({"rows": [{**row, "split": "val"}]}))  # validation again: nothing new to show
+    result = CliRunner().invoke(cli, ["-q", "package", str(run), "--targets", "onnxruntime", "--latency-from",
+                                      str(report), "--out", str(out), "--overwrite"])
+    assert result.exit_code == 0, result.output
+    assert "accuracy on" not in (out / "README.md").read_text()

@@ -53,18 +53,26 @@ def pick_model(run: Path, target: str) -> Path:
     return run / f"model{BACKENDS[target].model_suffix}"
 
 
-def _benched(path: str | None) -> dict[tuple[str, str], float]:
-    """Batch-1 p50 (ms) per (model file, backend) in a bench JSON: the figures a pipeline's
-    bench stage measured, which its bundle gives rather than a second, differing figure."""
+VAL_SPLITS = ("val", "validation", "valid")  # what the card's figures were measured on already
+
+
+def _benched(path: str | None) -> tuple[dict[tuple[str, str], float], dict[str, tuple[float, str]]]:
+    """What a pipeline's bench stage measured, which its bundle gives rather than a second,
+    differing figure: batch-1 p50 (ms) per (model file, backend), where the backend ran the
+    model itself (not an emulation), and each model file's accuracy (or mAP) with the split
+    it was measured on (the test split in the shipped recipes)."""
     if not path:
-        return {}
+        return {}, {}
     try:
         rows = json.loads(Path(path).read_text())["rows"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"cannot read the bench figures in {path}: {exc}",
                           hint="pass the JSON of `edgetl bench --json-file`, or drop --latency-from") from None
-    return {(str(Path(r["artifact"]).resolve()), r["backend"]): float(r["p50_ms"]) for r in rows
-            if r.get("batch") == 1 and r.get("p50_ms") is not None and not r.get("error") and not r.get("note")}
+    latencies = {(str(Path(r["artifact"]).resolve()), r["backend"]): float(r["p50_ms"]) for r in rows
+                 if r.get("batch") == 1 and r.get("p50_ms") is not None and not r.get("error") and not r.get("note")}
+    scores = {str(Path(r["artifact"]).resolve()): (float(r["accuracy"]), str(r["split"])) for r in rows
+              if r.get("accuracy") is not None and not r.get("error") and r.get("split") not in (None, *VAL_SPLITS)}
+    return latencies, scores
 
 
 def _latency_p50(model: Path, backend: str, x: np.ndarray) -> float:
@@ -97,7 +105,7 @@ def package(run, out, settings: PackageSettings | None = None, overwrite: bool =
     out = check_output(out, BUNDLE_OUTPUT, overwrite, {"run": run, "data set": data or card.source.get("data")})
     with using_threads(s.threads):  # every export, check and latency figure below
         refs = reference_files(card, data or card.source.get("data"), samples)
-        benched = _benched(s.latency_from)
+        benched, scored = _benched(s.latency_from)
         _export_missing(run, targets)
         tmp = temp_dir_beside(out)
         try:
@@ -105,6 +113,7 @@ def package(run, out, settings: PackageSettings | None = None, overwrite: bool =
             (root / "models").mkdir(parents=True)
             (root / "reference").mkdir()
             entries, expected, truths = {}, {}, {}
+            bench_scores: dict[str, tuple[float, str]] = {}  # target: (accuracy, split) as bench measured it
             copied = []
             for i, ref in enumerate(refs):
                 dest = root / "reference" / f"{i:02d}_{ref.tag}{ref.path.suffix.lower()}"
@@ -131,6 +140,8 @@ def package(run, out, settings: PackageSettings | None = None, overwrite: bool =
                     entry.p50_ms_batch1 = round(_latency_p50(root / entry.model, backend, x), 3)
                 entry.accuracy = read_card(model).metrics.get("accuracy", card.metrics.get(f"val_{task.metric}"))
                 entries[target] = entry
+                if str(model.resolve()) in scored:
+                    bench_scores[target] = scored[str(model.resolve())]
                 latency = "latency on the device" if entry.p50_ms_batch1 is None else \
                     f"p50 {entry.p50_ms_batch1:.2f} ms" + (" (bench's)" if measured is not None else "")
                 progress.info(f"{target}: {model.name} ({entry.precision}), {latency}")
@@ -138,7 +149,8 @@ def package(run, out, settings: PackageSettings | None = None, overwrite: bool =
             bundle_card = dataclasses.replace(card, streaming=_streaming_of(run, targets, card))
             bundle_card.save(root)
             (root / "labels.txt").write_text("\n".join(card.labels) + "\n")
-            (root / "README.md").write_text(_device_readme(out.name, card, task, entries, copied[0].relative_to(root)))
+            (root / "README.md").write_text(_device_readme(out.name, card, task, entries, copied[0].relative_to(root),
+                                                                bench_scores))
             files = {str(p.relative_to(root)): sha256(p) for p in sorted(root.rglob("*")) if p.is_file()}
             manifest = Manifest(__version__, str(run.resolve()), list(card.labels), card.modality, entries, len(copied), files)
             (root / MANIFEST).write_text(manifest.to_json())
@@ -196,25 +208,32 @@ def _one_input(card: ModelCard, file: Path) -> np.ndarray:
     return modality.preprocessing_of(card)(file)[None]
 
 
-def _device_readme(name: str, card: ModelCard, task: Task, entries: dict[str, TargetEntry], example: Path) -> str:
+def _device_readme(name: str, card: ModelCard, task: Task, entries: dict[str, TargetEntry], example: Path,
+                   bench_scores: dict[str, tuple[float, str]]) -> str:
     extras = {t: f"{BACKENDS[t].install}    # {t}" for t in entries}  # the backend table says how
 
+    def figure(value: float | None) -> str:
+        return "-" if value is None else f"{100 * value:.1f}%" if task.metric == "accuracy" else f"{value:.3f}"
+
     def accuracy(e: TargetEntry) -> str:
-        return "-" if e.accuracy is None else f"{100 * e.accuracy:.1f}%" if task.metric == "accuracy" else \
-            f"{e.accuracy:.3f}"
+        return figure(e.accuracy)
 
     def latency(e: TargetEntry) -> str:  # a target this machine only emulates is timed on the device
         return "on the device: `edgetl bench`" if e.p50_ms_batch1 is None else f"{e.p50_ms_batch1:.2f} ms"
 
-    rows = "\n".join(f"| {t} | `{e.model}` | {e.precision} | {accuracy(e)} | {latency(e)} |"
-                     for t, e in entries.items())
+    splits = sorted({split for _, split in bench_scores.values()})
+    on = f" | {task.metric_title} on {'/'.join(splits)}" if splits else ""  # bench's split: new data for the model
+    rows = "\n".join(f"| {t} | `{e.model}` | {e.precision} | {accuracy(e)}"
+                     + (f" | {figure(bench_scores[t][0]) if t in bench_scores else '-'}" if splits else "")
+                     + f" | {latency(e)} |" for t, e in entries.items())
     what = "detector" if task.name == "detection" else card.modality
     lines = [f"# {name}: {card.source.get('backbone', 'model')} for {len(card.labels)} classes ({what})", "",
              "Install (no torch needed):", "", *dict.fromkeys(f"    {extras[t]}" for t in entries), "",
              "Check that this device computes what was trained (checksums, then the reference files):", "",
              f"    edgetl verify {name}", "", "Predict:", "", f"    edgetl predict {name} {example}", "",
              f"Measured when packaged (validation {task.metric_title}; batch 1 latency on the packaging machine):", "",
-             f"| target | model | precision | {task.metric_title} | p50 |", "|---|---|---|---|---|", rows, ""]
+             f"| target | model | precision | {task.metric_title}{on} | p50 |",
+             "|---|---|---|---|---|" + ("---|" if splits else ""), rows, ""]
     if "tensorrt" in entries:
         lines += ["TensorRT: an engine is tied to its GPU and TensorRT version, so it is built on the device itself;",
                   "`edgetl verify` builds it there (into edgetl's engine cache) before checking it, and predict then",
