@@ -17,6 +17,7 @@ import signal
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, NoReturn
 
 from edgetl.core.atomic import current_umask, write_atomic
 from edgetl.core.card import CARD_FILENAME
@@ -64,7 +65,7 @@ def is_edgetl_report(path: Path) -> bool:
             from PIL import Image
 
             with Image.open(path) as img:
-                return img.text.get("Software", "").startswith(REPORT_SOFTWARE)
+                return str(getattr(img, "text", {}).get("Software", "")).startswith(REPORT_SOFTWARE)
     except Exception:  # unreadable, not JSON, not an image: not provably ours
         return False
     return False
@@ -85,7 +86,7 @@ def is_edgetl_output(path: Path, kind: str) -> bool:
     return output_kind(kind).recognizes(path)
 
 
-def check_output(out, kind: str, overwrite: bool, inputs: dict[str, object] | None = None,
+def check_output(out: str | os.PathLike[str], kind: str, overwrite: bool, inputs: dict[str, object] | None = None,
                  appeared: bool = False) -> Path:
     """Refuse `out` (a run directory, model file or data set, by `kind`) when writing it
     could destroy something; returns it resolved. `inputs` names what the command reads
@@ -108,14 +109,14 @@ def check_output(out, kind: str, overwrite: bool, inputs: dict[str, object] | No
     return out
 
 
-def refuse_overlap(out, inputs: dict[str, object] | None) -> None:
+def refuse_overlap(out: str | os.PathLike[str], inputs: dict[str, object] | None) -> None:
     """`out` may neither be, contain nor lie inside any of `inputs` (what a command reads,
     by what it is: {"data set": DATA}); None values are skipped."""
     out = Path(out).expanduser().resolve()
     for what, value in (inputs or {}).items():
         if not value:
             continue
-        source = Path(value).expanduser().resolve()
+        source = Path(str(value)).expanduser().resolve()
         if _inside(out, source) or _inside(source, out):
             relation = "is" if out == source else ("lies inside" if _inside(out, source) else "contains")
             raise ConfigError(f"--out {out} {relation} the {what} {source}",
@@ -152,11 +153,11 @@ def temp_dir_beside(out: Path) -> Path:
                             hint="choose an --out in a folder you can write to") from None
 
 
-def write_data_marker(folder: Path, source: dict) -> None:
+def write_data_marker(folder: Path, source: dict[str, Any]) -> None:
     (folder / DATA_MARKER).write_text(json.dumps(source, indent=2) + "\n")
 
 
-def publish_data(tmp: Path, out: Path, source: dict, overwrite: bool = False) -> None:
+def publish_data(tmp: Path, out: Path, source: dict[str, Any], overwrite: bool = False) -> None:
     """Mark the data set written in `tmp` as edgetl's and move it to `out` (publish)."""
     write_data_marker(tmp, source)
     publish({tmp: out}, "data", overwrite)
@@ -236,7 +237,7 @@ class Terminated(BaseException):
     temporary output is removed exactly as on Ctrl-C."""
 
 
-def _raise_terminated(signum, frame):
+def _raise_terminated(signum: int, frame: object) -> NoReturn:
     raise Terminated()
 
 

@@ -55,7 +55,7 @@ def _child_start(quiet: bool) -> None:
     log.setLevel(logging.WARNING)
 
 
-def _in_child(work: Callable[[], tuple[list[Path], dict]], prefix: str) -> tuple[list[Path], dict, float]:
+def _in_child(work: Callable[[], tuple[list[Path], dict[str, Any]]], prefix: str) -> tuple[list[Path], dict[str, Any], float]:
     progress.set_prefix(prefix)
     started = time.perf_counter()
     outputs, figures = work()
@@ -70,7 +70,7 @@ class SideBySide:
         self.pool = ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("spawn"),
                                         initializer=_child_start, initargs=(progress.is_quiet(),))
 
-    def submit(self, name: str, work: Callable[[], tuple[list[Path], dict]]) -> Future[Any]:
+    def submit(self, name: str, work: Callable[[], tuple[list[Path], dict[str, Any]]]) -> Future[Any]:
         return self.pool.submit(_in_child, work, f"{name}: ")
 
     def __enter__(self) -> SideBySide:
