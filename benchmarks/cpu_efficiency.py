@@ -3,8 +3,9 @@ peak RSS and wall time of each command, under each EDGETL_MALLOC choice (core/al
 the system's allocator as it comes (`system`), torch's tensors on transparent huge pages
 (`hugepages`, the default) and glibc told to keep freed memory (`keep`).
 
-Each stage runs as its own process on a cold cache, the choices in turn (their order
-rotated each round), so a busy neighbour hits them alike; the figures are medians over rounds.
+Each stage runs as its own process on a cold cache, under each choice back to back (their
+order rotated from stage to stage and round to round), so a busy neighbour hits them alike;
+the figures are medians over rounds.
 
     python benchmarks/cpu_efficiency.py [--size 224] [--rounds 2] [--threads 1]
 
@@ -166,8 +167,8 @@ def main() -> int:
     subprocess.run([*EDGETL, "data", "digits", str(data), "--size", str(args.size)], check=True)
     figures: dict[str, dict[str, list[dict]]] = {}
     for r in range(args.rounds):
-        for choice in CHOICES[r % 3:] + CHOICES[:r % 3]:
-            for name, command in stages(work, data, args.size, args.threads):
+        for i, (name, command) in enumerate(stages(work, data, args.size, args.threads)):
+            for choice in CHOICES[(r + i) % 3:] + CHOICES[:(r + i) % 3]:  # a stage's choices back to back
                 cache = work / "cache"
                 shutil.rmtree(cache, ignore_errors=True)  # every stage on a cold cache
                 env = {**_clean_env(), "EDGETL_MALLOC": choice, "EDGETL_CACHE_DIR": str(cache)}
