@@ -9,12 +9,14 @@ on free, so each batch faulted its buffers in again, 4 KiB at a time: measured o
 `EDGETL_MALLOC` chooses (benchmarks/cpu_efficiency.py measures all three):
 - `hugepages` (the default): torch puts every tensor of 2 MiB or more on transparent huge
   pages (torch's own `THP_MEM_ALLOC_ENABLE`, read at its first allocation, so it is set
-  before torch is imported), one fault per 2 MiB instead of 512: the probe's faults fell
-  12x, its wall time 23%, at +5-9% peak RSS. Nothing else changes; where the kernel offers
-  no huge pages (`never`), or torch was imported before edgetl, it is the system's default.
+  before torch is imported), one fault per 2 MiB instead of 512: faults fell 10-13x, the
+  probe's kernel share from 28% to 16% and bench's from 14% to 3%, at +2% peak RSS (+6-10%
+  for a full fine-tune, whose kernel share barely moves: each batch's fresh pages are still
+  zeroed). Where the kernel offers no huge pages (`never`), or torch was imported before
+  edgetl, nothing changes.
 - `keep`: glibc told through mallopt(3) to serve buffers under 1 GiB from the heap and keep
-  up to 1 GiB freed at its top, so batches reuse pages (faults 5-24x fewer, the kernel's
-  share 3-4%) at +12-19% peak RSS, and a peak that is not repeatable on a busy CPU (the
+  up to 1 GiB freed at its top, so batches reuse the pages themselves (training 2-6% in the
+  kernel) at +17-18% peak RSS, and a peak that is not repeatable on a busy CPU (the
   sample-cache memory test's work: 780-847 MB against 756-758 MB every time with glibc's
   defaults; one arena or a 256 MB threshold did not steady it): for training on a machine
   with memory to spare.
