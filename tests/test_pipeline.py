@@ -425,6 +425,15 @@ def test_the_int8_targets_run_side_by_side_and_make_what_they_make_one_after_the
     assert [p.name for p in (out / "run").iterdir() if p.name.startswith(".")] == []  # no temporary left
     assert not (out / ".stages" / "quantize.onnxruntime.json").exists()
 
+    # one target stopped by bad input: the other's model is kept and taken for done
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result, stages = run(recipe, out, "--from", "quantize", "--set", f"quantize.targets[0].calib={empty}")
+    assert result.exit_code == 2, result.output
+    assert stages["quantize.onnxruntime"] == "failed" and stages["quantize.tensorrt"] == "ran"
+    assert (out / ".stages" / "quantize.tensorrt.json").exists()
+    assert not (out / ".stages" / "quantize.onnxruntime.json").exists()
+
 
 def _children(pid: int) -> list[int]:
     """The processes `pid` started (Linux /proc)."""

@@ -166,6 +166,7 @@ class Pipeline:
             outputs, figures = p.work()
         except EdgeTLError as exc:
             self._failed(p, exc, time.perf_counter() - started)
+            _stop(exc)
         self._ran(p, outputs, figures, time.perf_counter() - started)
 
     def _ran(self, p: _Planned, outputs: list[Path], figures: dict, seconds: float) -> None:
@@ -173,11 +174,8 @@ class Pipeline:
                           record={"settings": p.settings, "inputs": p.inputs, "versions": self.versions})
         self.results.append(StageResult(p.name, "ran", seconds, figures, why=p.why))
 
-    def _failed(self, p: _Planned, exc: EdgeTLError, seconds: float) -> NoReturn:
+    def _failed(self, p: _Planned, exc: EdgeTLError, seconds: float) -> None:
         self.results.append(StageResult(p.name, "failed", seconds, error=exc.message, why=p.why))
-        if _is_gate(exc):
-            raise GateFailed(exc.message, hint=exc.hint) from None
-        raise exc
 
     def _side_by_side(self, group: list[tuple[str, Any]], rerun: bool) -> None:
         """Independent stages (the INT8 targets): those that run, at the same time when the
@@ -196,17 +194,15 @@ class Pipeline:
                 self.cache.start(p.name)
                 futures.append(pool.submit(p.name, p.work))
             done = [_outcome(f) for f in futures]
-        gate: GateFailed | None = None
-        for p, (result, error) in zip(planned, done):
+        first: EdgeTLError | None = None
+        for p, (result, error) in zip(planned, done):  # what finished is kept, whatever stopped a sibling
             if error is None:
                 self._ran(p, *result)
-                continue
-            try:
-                self._failed(p, error, 0.0)
-            except GateFailed as exc:
-                gate = gate or exc
-        if gate is not None:
-            raise gate
+            else:
+                self._failed(p, error, 0.0)  # its time stayed in the child
+                first = first or error
+        if first is not None:
+            _stop(first)
 
     def _totals(self) -> dict:
         """What the whole run took: this invocation's wall time, the stages' own times (a
@@ -464,6 +460,13 @@ class _Planned:
     key: str
     work: Callable[[], tuple[list[Path], dict]]
     why: str
+
+
+def _stop(exc: EdgeTLError) -> NoReturn:
+    """A failed stage stops the pipeline: a gate with exit code 1, anything else as it is."""
+    if _is_gate(exc):
+        raise GateFailed(exc.message, hint=exc.hint) from None
+    raise exc
 
 
 def _groups(steps) -> list[list[tuple[str, Any]]]:
