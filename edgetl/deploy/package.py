@@ -22,6 +22,7 @@ from edgetl.core.card import ModelCard
 from edgetl.core.errors import ConfigError
 from edgetl.core.outputs import check_output, publish, temp_dir_beside
 from edgetl.core.threads import using_threads
+from edgetl.data.folders import SPLIT_FOLDERS
 from edgetl.data.labelled import reference_files
 from edgetl.deploy.settings import PackageSettings
 from edgetl.runtime.artifacts import BUNDLE_OUTPUT, engine_card_path, kind_of, read_card
@@ -53,9 +54,6 @@ def pick_model(run: Path, target: str) -> Path:
     return run / f"model{BACKENDS[target].model_suffix}"
 
 
-VAL_SPLITS = ("val", "validation", "valid")  # what the card's figures were measured on already
-
-
 def _benched(path: str | None) -> tuple[dict[tuple[str, str], float], dict[str, tuple[float, str]]]:
     """What a pipeline's bench stage measured, which its bundle gives rather than a second,
     differing figure: batch-1 p50 (ms) per (model file, backend), where the backend ran the
@@ -71,7 +69,7 @@ def _benched(path: str | None) -> tuple[dict[tuple[str, str], float], dict[str, 
     latencies = {(str(Path(r["artifact"]).resolve()), r["backend"]): float(r["p50_ms"]) for r in rows
                  if r.get("batch") == 1 and r.get("p50_ms") is not None and not r.get("error") and not r.get("note")}
     scores = {str(Path(r["artifact"]).resolve()): (float(r["accuracy"]), str(r["split"])) for r in rows
-              if r.get("accuracy") is not None and not r.get("error") and r.get("split") not in (None, *VAL_SPLITS)}
+              if r.get("accuracy") is not None and not r.get("error") and r.get("split") not in (None, *SPLIT_FOLDERS["val"])}
     return latencies, scores
 
 
@@ -132,7 +130,8 @@ def package(run, out, settings: PackageSettings | None = None, overwrite: bool =
                 expected[target] = reference_answers(lambda fs, m=model, b=backend: predict(m, fs, backend=b,
                                                                                              top_k=len(card.labels)),
                                                      copied, root, card.labels, entry.precision, task)
-                measured = benched.get((str(model.resolve()), backend))
+                resolved = str(model.resolve())
+                measured = benched.get((resolved, backend))
                 if measured is not None:
                     entry.p50_ms_batch1 = round(measured, 3)
                 elif backend == target:  # a model emulated elsewhere (TensorRT's on the CPU) has no latency to give
@@ -140,8 +139,8 @@ def package(run, out, settings: PackageSettings | None = None, overwrite: bool =
                     entry.p50_ms_batch1 = round(_latency_p50(root / entry.model, backend, x), 3)
                 entry.accuracy = read_card(model).metrics.get("accuracy", card.metrics.get(f"val_{task.metric}"))
                 entries[target] = entry
-                if str(model.resolve()) in scored:
-                    bench_scores[target] = scored[str(model.resolve())]
+                if resolved in scored:  # on the validation split the card's figure says it already
+                    bench_scores[target] = scored[resolved]
                 latency = "latency on the device" if entry.p50_ms_batch1 is None else \
                     f"p50 {entry.p50_ms_batch1:.2f} ms" + (" (bench's)" if measured is not None else "")
                 progress.info(f"{target}: {model.name} ({entry.precision}), {latency}")
@@ -215,15 +214,12 @@ def _device_readme(name: str, card: ModelCard, task: Task, entries: dict[str, Ta
     def figure(value: float | None) -> str:
         return "-" if value is None else f"{100 * value:.1f}%" if task.metric == "accuracy" else f"{value:.3f}"
 
-    def accuracy(e: TargetEntry) -> str:
-        return figure(e.accuracy)
-
     def latency(e: TargetEntry) -> str:  # a target this machine only emulates is timed on the device
         return "on the device: `edgetl bench`" if e.p50_ms_batch1 is None else f"{e.p50_ms_batch1:.2f} ms"
 
     splits = sorted({split for _, split in bench_scores.values()})
     on = f" | {task.metric_title} on {'/'.join(splits)}" if splits else ""  # bench's split: new data for the model
-    rows = "\n".join(f"| {t} | `{e.model}` | {e.precision} | {accuracy(e)}"
+    rows = "\n".join(f"| {t} | `{e.model}` | {e.precision} | {figure(e.accuracy)}"
                      + (f" | {figure(bench_scores[t][0]) if t in bench_scores else '-'}" if splits else "")
                      + f" | {latency(e)} |" for t, e in entries.items())
     what = "detector" if task.name == "detection" else card.modality
