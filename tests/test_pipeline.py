@@ -431,6 +431,8 @@ def test_the_int8_targets_run_side_by_side_and_make_what_they_make_one_after_the
     result, stages = run(recipe, out, "--from", "quantize", "--set", f"quantize.targets[0].calib={empty}")
     assert result.exit_code == 2, result.output
     assert stages["quantize.onnxruntime"] == "failed" and stages["quantize.tensorrt"] == "ran"
+    failed = next(s for s in json.loads((out / "summary.json").read_text())["stages"] if s["status"] == "failed")
+    assert failed["seconds"] > 0  # the time it took before stopping came back from its process
     assert (out / ".stages" / "quantize.tensorrt.json").exists()
     assert not (out / ".stages" / "quantize.onnxruntime.json").exists()
 

@@ -193,14 +193,14 @@ class Pipeline:
             for p in planned:
                 self.cache.start(p.name)
                 futures.append(pool.submit(p.name, p.work))
-            done = [_outcome(f) for f in futures]
+            done = [f.result() for f in futures]
         first: EdgeTLError | None = None
-        for p, (result, error) in zip(planned, done):  # what finished is kept, whatever stopped a sibling
-            if error is None:
-                self._ran(p, *result)
+        for p, outcome in zip(planned, done):  # what finished is kept, whatever stopped a sibling
+            if outcome.error is None:
+                self._ran(p, outcome.outputs, outcome.figures, outcome.seconds)
             else:
-                self._failed(p, error, 0.0)  # its time stayed in the child
-                first = first or error
+                self._failed(p, outcome.error, outcome.seconds)
+                first = first or outcome.error
         if first is not None:
             _stop(first)
 
@@ -478,14 +478,6 @@ def _groups(steps) -> list[list[tuple[str, Any]]]:
         else:
             groups.append([(name, step)])
     return groups
-
-
-def _outcome(future) -> tuple[tuple | None, EdgeTLError | None]:
-    """A child's (outputs, figures, seconds), or the user error it stopped on."""
-    try:
-        return future.result(), None
-    except EdgeTLError as exc:
-        return None, exc
 
 
 def quantize_stage(onnx: Path, q) -> tuple[list[Path], dict]:

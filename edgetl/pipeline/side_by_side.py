@@ -11,6 +11,7 @@ stage's name; its errors come back whole (type, message and hint).
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import multiprocessing
 import time
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from edgetl.core import progress
+from edgetl.core.errors import EdgeTLError
 from edgetl.core.outputs import remove_outputs_on_sigterm
 from edgetl.core.threads import resolve_threads, usable_cores
 
@@ -55,22 +57,39 @@ def _child_start(quiet: bool) -> None:
     log.setLevel(logging.WARNING)
 
 
-def _in_child(work: Callable[[], tuple[list[Path], dict[str, Any]]], prefix: str) -> tuple[list[Path], dict[str, Any], float]:
+Work = Callable[[], tuple[list[Path], dict[str, Any]]]
+
+
+@dataclasses.dataclass
+class Outcome:
+    """What a stage run in a child came back with: its outputs and figures, or the user
+    error it stopped on; and its time either way."""
+
+    outputs: list[Path]
+    figures: dict[str, Any]
+    seconds: float
+    error: EdgeTLError | None = None
+
+
+def _in_child(work: Work, prefix: str) -> Outcome:
     progress.set_prefix(prefix)
     started = time.perf_counter()
-    outputs, figures = work()
-    return outputs, figures, time.perf_counter() - started
+    try:
+        outputs, figures = work()
+    except EdgeTLError as exc:  # the parent records it as failed, with the time it took
+        return Outcome([], {}, time.perf_counter() - started, exc)
+    return Outcome(outputs, figures, time.perf_counter() - started)
 
 
 class SideBySide:
     """A pool of `n` spawned processes; `submit(name, work)` runs a picklable `work()`
-    there and its future gives (outputs, figures, seconds)."""
+    there and its future gives an Outcome (any other exception is raised by the future)."""
 
     def __init__(self, n: int):
         self.pool = ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("spawn"),
                                         initializer=_child_start, initargs=(progress.is_quiet(),))
 
-    def submit(self, name: str, work: Callable[[], tuple[list[Path], dict[str, Any]]]) -> Future[Any]:
+    def submit(self, name: str, work: Work) -> Future[Outcome]:
         return self.pool.submit(_in_child, work, f"{name}: ")
 
     def __enter__(self) -> SideBySide:
@@ -87,4 +106,4 @@ class SideBySide:
         self.pool.shutdown(wait=kind is None, cancel_futures=True)
 
 
-__all__ = ["MEMORY_EACH", "SideBySide", "available_memory", "slots"]
+__all__ = ["MEMORY_EACH", "Outcome", "SideBySide", "available_memory", "slots"]
