@@ -61,6 +61,22 @@ def test_augmentation_keeps_boxes_on_their_objects():
     assert moved >= 10  # the augmentation did move it
 
 
+def test_a_detector_keeps_an_average_of_about_its_last_epochs_weights():
+    import torch
+
+    from edgetl.finetune.detect import _averaged
+
+    model = torch.nn.Linear(2, 1)
+    ema = _averaged(model, steps_per_epoch=20)
+    for step in range(400):  # weights that move steadily: step 0, 1, 2, ...
+        with torch.no_grad():
+            model.weight.fill_(float(step))
+        ema.update_parameters(model)
+    kept = float(ema.module.weight.detach()[0, 0])
+    assert 399 - 25 <= kept <= 399 - 10  # about an epoch's steps behind the last step, not its weights
+    assert float(model.weight.detach()[0, 0]) == 399  # the trained model itself is untouched
+
+
 @pytest.fixture(scope="module")
 def detector_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("detector")
@@ -86,6 +102,7 @@ def test_a_detector_trains_exports_and_evaluates_alike_on_every_backend(detector
     data, run = detector_run
     card = json.loads((run / "edgetl.json").read_text())
     assert card["task"] == "detection" and card["labels"] == ["0", "1"]
+    assert card["source"]["detector"]["ema"] is True  # the detector's default
     assert card["metrics"]["estimated_seconds"] > 0  # said before training, kept beside train_seconds
     assert card["preprocessing"]["crop"] == "letterbox" and card["input"]["shape"] == [None, 3, 96, 96]
     history = json.loads((run / "history.json").read_text())

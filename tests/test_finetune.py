@@ -198,6 +198,7 @@ def test_existing_output_is_not_overwritten_and_interrupts_leave_nothing(tmp_pat
     (dict(batch_size=1), "--batch-size"),
     (dict(device="cuda") if not torch.cuda.is_available() else dict(device="tpu"), "device"),
     (dict(colour="blue"), "unknown fine-tuning option"),
+    (dict(ema=True), "for detectors"),
 ])
 def test_bad_options(tmp_path, tiny_digits, options, match):
     with pytest.raises(ConfigError, match=match):

@@ -102,6 +102,23 @@ def _trainable(model: Detector, stages: list, strategy: str, epoch: int, unfreez
     return k
 
 
+def _averaged(model: torch.nn.Module, steps_per_epoch: int):
+    """An exponential moving average of the weights and BatchNorm statistics, as YOLOX and
+    Ultralytics keep one, over about an epoch's steps (a few hundred steps in all on a
+    small set, where their fixed 0.9998 would average nothing but the first weights); its
+    decay grows from 0 over the first steps ((1 + n) / (10 + n)) so the random head's
+    start fades quickly."""
+    from torch.optim.swa_utils import AveragedModel
+
+    decay = 1 - 1 / max(10, steps_per_epoch)
+
+    def average(averaged: torch.Tensor, current: torch.Tensor, n: torch.Tensor | int) -> torch.Tensor:
+        d = min(decay, (1 + int(n)) / (10 + int(n)))
+        return averaged * d + current * (1 - d)
+
+    return AveragedModel(model, avg_fn=average, use_buffers=True)
+
+
 def scores(model: Detector, cached, truths, labels: list[str], pre: ImagePreprocessing, compute: TrainingCompute,
            batch: int = 16):
     """The task's figures (mAP, mAP@0.5, per class) of the model on a decoded split, on
@@ -198,6 +215,7 @@ def finetune_detector(data, backbone: str, out, settings: FinetuneSettings, over
         steps_per_epoch = max(1, math.ceil(len(train) / s.batch_size))
         total, warmup = s.epochs * steps_per_epoch, min(steps_per_epoch, s.epochs * steps_per_epoch // 10 + 1)
         base = [g["lr"] for g in opt.param_groups]
+        ema = _averaged(model, steps_per_epoch) if s.ema else None
         rng = np.random.default_rng(s.seed)
         history: list[dict] = []
         best: tuple[float, int, dict] | None = None
@@ -222,8 +240,11 @@ def finetune_detector(data, backbone: str, out, settings: FinetuneSettings, over
                 scaler.step(opt)
                 scaler.update()
                 losses.append(float(loss.detach()))
+                if ema is not None:
+                    ema.update_parameters(model)
                 step += 1
-            figures = scores(model, val.cached, val.truths, card.labels, pre, compute)
+            kept = model if ema is None else ema.module
+            figures = scores(kept, val.cached, val.truths, card.labels, pre, compute)
             history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_map": figures.value,
                             "val_map50": figures.details["map50"], "trainable_stages": trained,
                             "seconds": time.perf_counter() - epoch_started})
@@ -231,7 +252,7 @@ def finetune_detector(data, backbone: str, out, settings: FinetuneSettings, over
                           f"(mAP@0.5 {figures.details['map50']:.3f}), {time.perf_counter() - epoch_started:.0f} s")
             value = figures.value if figures.value == figures.value else -1.0  # NaN (no boxes) ranks last
             if best is None or value > best[0]:
-                best = (value, epoch, {k: v.detach().clone() for k, v in model.state_dict().items()})
+                best = (value, epoch, {k: v.detach().clone() for k, v in kept.state_dict().items()})
             elif epoch - best[1] >= s.patience:
                 progress.info(f"early stop: no better val mAP for {s.patience} epochs")
                 break
@@ -242,7 +263,8 @@ def finetune_detector(data, backbone: str, out, settings: FinetuneSettings, over
         card.source = {"backbone": backbone, "weights": s.weights, "strategy": s.strategy,
                        "stages": len(pyramid.stages), "data": str(Path(data).resolve()), "format": dataset.format,
                        "config": s.to_dict(), "device": str(device), "compute": compute.to_dict(), "threads": threads,
-                       "detector": {"size": size, "channels": model.channels, "head_convs": model.head_convs, "head": "fcos"},
+                       "detector": {"size": size, "channels": model.channels, "head_convs": model.head_convs, "head": "fcos",
+                                    "ema": bool(s.ema)},
                        "train_counts": {"images": len(train), "boxes": int(sum(len(t) for t in train.truths))}}
         card.metrics = {"val_map": final.value, "val_map50": final.details["map50"],
                         "val_per_class": final.details["per_class"], "best_epoch": best[1],

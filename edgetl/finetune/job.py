@@ -113,6 +113,9 @@ def finetune(data, backbone: str, out, overwrite: bool = False, settings: Finetu
 
         done = finetune_detector(data, backbone, out, cfg, overwrite)
         return RunResult(done.out, done.card, done.history, done.best_epoch, done.val_map)
+    if cfg.ema:
+        raise ConfigError("--ema is for detectors for now; a classifier keeps its best epoch's weights",
+                          hint="drop --ema (or `ema: true` in the recipe's finetune section)")
     dist = Distributed()
     device = resolve_device(cfg.device, dist)
     dist.start(device)

@@ -17,11 +17,13 @@ from edgetl.modality.image import ImageTrainingOptions
 # detector in minutes on a CPU (benchmarks/detection.py), where a full fine-tune at 320 px
 # costs several times more per epoch and reaches less in the same time.
 TASK_DEFAULTS = {
-    "classification": {"strategy": "full", "epochs": 10, "batch_size": 32, "lr": 1e-3, "backbone_lr_scale": 1.0},
+    "classification": {"strategy": "full", "epochs": 10, "batch_size": 32, "lr": 1e-3, "backbone_lr_scale": 1.0,
+                       "ema": False},
     # a detector's backbone trains too: on the built-in scenes full training reached test mAP
     # 0.720 in 12 epochs and 0.749 in 18, where the frozen backbone reached 0.593 and a plain
     # torchvision FCOS on the same backbone 0.747 in 20 (benchmarks/detection.py)
-    "detection": {"strategy": "full", "epochs": 18, "batch_size": 8, "lr": 2e-3, "backbone_lr_scale": 0.5},
+    "detection": {"strategy": "full", "epochs": 18, "batch_size": 8, "lr": 2e-3, "backbone_lr_scale": 0.5,
+                  "ema": True},
 }
 
 
@@ -48,6 +50,9 @@ class FinetuneSettings(Settings):
     # features the head already learned), off otherwise.
     freeze_bn_stats: bool | None = setting(None, "Keep BatchNorm statistics at their pretrained values (default: "
                                            "only for gradual).", flag="--freeze-bn-stats/--train-bn-stats")
+    ema: bool | None = setting(None, "Score and keep an average of the weights over about the last epoch's steps "
+                               "(an exponential moving average) instead of the last step's. Default: on for a "
+                               "detector; a classifier does not take it yet.", flag="--ema/--no-ema")
     weight_decay: float = setting(0.05, "AdamW weight decay.")
     label_smoothing: float = setting(0.1, "Label smoothing of the cross-entropy (0 turns it off).")
     dropout: float = setting(0.2, "Dropout before the head.", cli=False)
