@@ -428,12 +428,23 @@ def weak_onnx(tmp_path_factory, quant_digits):
 
 
 @pytest.mark.parametrize("target", ["onnxruntime", "tensorrt", "openvino"])
-def test_a_weak_model_is_written_within_its_rule_or_refused_with_what_was_tried(weak_onnx, target, tmp_path):
+def test_a_weak_model_is_written_within_its_rule_or_refused_with_what_was_tried(weak_onnx, target, tmp_path,
+                                                                             monkeypatch):
     """One acceptance rule per quantization: the search that keeps layers in float meets
     the gate that follows it on the same samples, so a bound that holds never ends in a
     parity refusal; when nothing meets it, the error says what was tried."""
+    from nncf.quantization.algorithms.accuracy_control import ranker
+
     from edgetl.export.parity import ParityError
 
+    workers = []  # NNCF's layer ranking: one worker, so --threads 1 stays one thread on any machine
+    original = ranker.Ranker.__init__
+
+    def spy(self, subset_size, dataset, backend, evaluator, num_workers=1, *rest, **named):
+        workers.append(num_workers)
+        original(self, subset_size, dataset, backend, evaluator, num_workers, *rest, **named)
+
+    monkeypatch.setattr(ranker.Ranker, "__init__", spy)
     out = tmp_path / ("m.int8.xml" if target == "openvino" else "m.int8.onnx")
     try:
         result = quantize(weak_onnx, target, out=out, threads=1)
@@ -445,6 +456,7 @@ def test_a_weak_model_is_written_within_its_rule_or_refused_with_what_was_tried(
     else:
         assert result.drop <= 0.01 and result.parity.passed
     assert read_onnx_card(weak_onnx).metrics["val_accuracy"] < 0.9  # the model really is weak
+    assert workers == ([1] if target == "openvino" else [])
 
 
 _QUANTIZE_A_BATCH_NORM_AFTER_RELU = """

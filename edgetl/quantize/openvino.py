@@ -133,8 +133,12 @@ def quantize_openvino(src: Path, dst: Path, calibration: Samples, options: NncfO
             # NNCF compiles the models it validates with an explicit f32 inference precision.
             val = nncf.Dataset(_Labelled(validation), lambda item: item[0])
             metric = _metric_fn(task, labels)  # the task's metric of the card's labels
+            # one ranking worker: each compiles with --threads threads (quantize/threads.py), and
+            # NNCF's own count (half the logical CPUs) would multiply them on a larger machine
+            restorer = nncf.AdvancedAccuracyRestorerParameters(num_ranking_workers=1)
             quantized = nncf.quantize_with_accuracy_control(model, calib, val, metric, max_drop=max_drop,
                                                             drop_type=nncf.DropType.ABSOLUTE,
-                                                            advanced_quantization_parameters=advanced, **kwargs)
+                                                            advanced_quantization_parameters=advanced,
+                                                            advanced_accuracy_restorer_parameters=restorer, **kwargs)
     ov.save_model(quantized, str(dst), compress_to_fp16=False)
     return [re.sub(r"/WithoutBiases$", "", n) for n in log.nodes]
