@@ -3,14 +3,17 @@ test mAP (FP32 and INT8 per CPU target), training time and peak memory, and late
 batch 1 per backend with one and two threads, split into the model and the decoding
 (score threshold, NMS) that runs after it in numpy.
 
-    python benchmarks/detection.py [--images 300] [--size 320] [--strategies linear-probe:8,full:6,defaults]
-        [--reference 20]
+    python benchmarks/detection.py [--images 300] [--held-out N] [--size 320]
+        [--strategies linear-probe:8,full:6,defaults,defaults-no-ema] [--reference 20]
 
 `--reference EPOCHS` also trains the plain torchvision FCOS of fcos_reference.py on the same
 data in the same run (its training time and test mAP against the rows').
 
 `defaults` is `edgetl finetune DATA --backbone efficientnet_lite0` with nothing else: what a
-first run gets. Rows of strategies not run this time are kept from the last results.
+first run gets; `defaults-no-ema` the same without the weight average (`--no-ema`). Rows of
+strategies not run this time are kept from the last results of the same data set:
+`--held-out N` (N images each in val and test, the rest train) writes
+detection-heldoutN.{json,md}, apart from the 15%-each set's detection.{json,md}.
 """
 from __future__ import annotations
 
@@ -59,6 +62,7 @@ def latency(artifact: Path, threads: int, iters: int = 50) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=300)
+    ap.add_argument("--held-out", type=int, default=None, help="images in each of val and test (default 15%%)")
     ap.add_argument("--size", type=int, default=320)
     ap.add_argument("--strategies", default="linear-probe:8,full:6", help="STRATEGY:EPOCHS,...")
     ap.add_argument("--threads", type=int, default=2)
@@ -72,15 +76,16 @@ def main() -> int:
     work = args.work or Path(tempfile.mkdtemp(prefix="edgetl-detection-bench-"))
     data = work / "scenes"
     if not data.is_dir():
-        run("-q", "data", "digit-scenes", str(data), "--images", str(args.images), "--size", str(args.size))
+        held_out = ["--held-out", str(args.held_out)] if args.held_out else []
+        run("-q", "data", "digit-scenes", str(data), "--images", str(args.images), "--size", str(args.size), *held_out)
     rows = []
     for item in args.strategies.split(","):
         strategy, epochs = item.split(":") if ":" in item else (item, "")
         out = work / strategy
         started = time.perf_counter()
         if not (out / "edgetl.json").is_file():
-            chosen = [] if strategy == "defaults" else ["--strategy", strategy, "--epochs", epochs, "--batch-size", "8",
-                                                        "--lr", "2e-3", "--backbone-lr-scale", "0.5"]
+            chosen = [] if strategy == "defaults" else ["--no-ema"] if strategy == "defaults-no-ema" else \
+                ["--strategy", strategy, "--epochs", epochs, "--batch-size", "8", "--lr", "2e-3", "--backbone-lr-scale", "0.5"]
             run("-q", "finetune", str(data), "--backbone", "efficientnet_lite0", *chosen, "--input-size",
                 str(args.size), "--threads", str(args.threads), "--out", str(out))
         train_s = json.loads((out / "edgetl.json").read_text())["metrics"]["train_seconds"] \
@@ -89,7 +94,8 @@ def main() -> int:
         card = json.loads((out / "edgetl.json").read_text())
         run("-q", "export", str(out), "--openvino", "--threads", str(args.threads), "--overwrite")
         config = card["source"]["config"]
-        row = {"strategy": strategy if strategy != "defaults" else f"defaults ({config['strategy']})",
+        named = {"defaults": f"defaults ({config['strategy']})", "defaults-no-ema": f"defaults ({config['strategy']}), no EMA"}
+        row = {"strategy": named.get(strategy, strategy),
                "epochs": config["epochs"], "train_seconds": train_s, "peak_rss_mb_so_far": peak_mb,
                "val_map": card["metrics"]["val_map"], "val_map50": card["metrics"]["val_map50"],
                "best_epoch": card["metrics"]["best_epoch"], "models": {}}
@@ -101,7 +107,8 @@ def main() -> int:
                                    **{f"threads{t}": latency(out / name, t) for t in (1, 2)}}
         rows.append(row)
         print(json.dumps(row, indent=1), flush=True)
-    earlier = json.loads((args.out / "detection.json").read_text()) if (args.out / "detection.json").is_file() else {}
+    stem = f"detection-heldout{args.held_out}" if args.held_out else "detection"
+    earlier = json.loads((args.out / f"{stem}.json").read_text()) if (args.out / f"{stem}.json").is_file() else {}
     ran = {r["strategy"] for r in rows}
     kept = [r for r in earlier.get("rows", []) if r["strategy"] not in ran]
     reference = earlier.get("reference")
@@ -111,10 +118,10 @@ def main() -> int:
         reference = {**train_and_score(data, args.reference, args.size, args.threads),
                      "with_rows": sorted(ran)}  # measured in the same run as these rows
         print(json.dumps(reference, indent=1), flush=True)
-    result = {"images": args.images, "size": args.size, "rows": kept + rows, "reference": reference,
+    result = {"images": args.images, "held_out": args.held_out, "size": args.size, "rows": kept + rows, "reference": reference,
               "machine": machine_info(), "versions": library_versions()}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "detection.json").write_text(json.dumps(result, indent=2) + "\n")
+    (args.out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = ["| strategy | epochs | train s | val mAP | test mAP FP32 (ORT) | test mAP@0.5 FP32 | test mAP INT8 ORT | "
              "test mAP INT8 OV | ORT INT8 ms (1 thr) | OV INT8 ms (1 thr) | decode ms |", "|---" * 11 + "|"]
     for r in result["rows"]:
@@ -127,8 +134,9 @@ def main() -> int:
     if reference:
         lines.append(f"| {reference['name']} | {reference['epochs']} | {reference['train_seconds']:.0f} | - | "
                      f"{reference['map']:.3f} (torch) | {reference['map50']:.3f} | - | - | - | - | - |")
-    table = "\n".join(lines) + f"\n\n{args.images} images at {args.size} px; CPU: {result['machine']['cpu']}.\n"
-    (args.out / "detection.md").write_text(table)
+    split = f"{args.held_out} each in val and test" if args.held_out else "70/15/15% train/val/test"
+    table = "\n".join(lines) + f"\n\n{args.images} images ({split}) at {args.size} px; CPU: {result['machine']['cpu']}.\n"
+    (args.out / f"{stem}.md").write_text(table)
     print(table)
     return 0
 

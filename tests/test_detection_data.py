@@ -159,6 +159,18 @@ def test_a_broken_voc_xml_is_skipped_and_named(scenes, tmp_path, caplog):
     assert sum(len(s) for s in data.splits.values()) == sum(len(s) for s in yolo.splits.values()) - 1
 
 
+def test_held_out_images_set_the_val_and_test_sizes(tmp_path):
+    out = tmp_path / "scenes"
+    result = CliRunner().invoke(cli, ["data", "digit-scenes", str(out), "--images", "20", "--size", "64",
+                                      "--held-out", "7"])
+    assert result.exit_code == 0, result.output
+    assert {k: len(v) for k, v in open_detection(out).splits.items()} == {"train": 6, "val": 7, "test": 7}
+    refused = CliRunner().invoke(cli, ["data", "digit-scenes", str(tmp_path / "no"), "--images", "20",
+                                       "--held-out", "10"])
+    assert refused.exit_code == 2 and "does not fit 20 images" in refused.output and "--images 30" in refused.output
+    assert not (tmp_path / "no").exists()
+
+
 def test_what_is_not_a_detection_set_is_one_clear_error(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
         open_detection(tmp_path / "gone")

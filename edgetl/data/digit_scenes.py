@@ -41,7 +41,7 @@ def make_digit_scenes(out: str | os.PathLike, settings: DigitScenesSettings | No
     photos = background_photos()
     tmp = temp_dir_beside(out)
     try:
-        counts = [int(round(s.images * share)) for _, share in SPLITS]
+        counts = [int(round(s.images * share)) if s.held_out is None else s.held_out for _, share in SPLITS]
         counts[0] = s.images - sum(counts[1:])
         n = 0
         for (split, _), count in zip(SPLITS, counts):
@@ -55,8 +55,8 @@ def make_digit_scenes(out: str | os.PathLike, settings: DigitScenesSettings | No
         names = "\n".join(f"  {c}: '{c}'" for c in range(s.classes))
         (tmp / "data.yaml").write_text(f"path: .\ntrain: images/train\nval: images/val\ntest: images/test\n"
                                        f"names:\n{names}\n")
-        publish_data(tmp, out, {"data set": "digit scenes", "images": s.images, "size": s.size,
-                                "classes": s.classes, "max_objects": s.max_objects, "seed": s.seed}, overwrite)
+        publish_data(tmp, out, {"data set": "digit scenes", "images": s.images, "size": s.size, "classes": s.classes,
+                                "max_objects": s.max_objects, "held_out": s.held_out, "seed": s.seed}, overwrite)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out

@@ -33,7 +33,15 @@ class DigitScenesSettings(Settings):
     size: int = setting(320, "Image side in pixels.", min=64, max=2048, example="320")
     classes: int = setting(3, "Digit classes, from 0 up.", min=1, max=10, example="3")
     max_objects: int = setting(4, "Objects per image, from 1 up to this.", min=1, max=20, example="4")
+    held_out: int | None = setting(None, "Images in each of val and test (default: 15% of --images each); the rest "
+                                   "train. More test images tell two detectors apart more finely.", min=1,
+                                   example="150")
     seed: int = setting(0, "Seed of the scenes and of the digits' split.", min=0, max=2**32 - 1, example="0")
+
+    def validate(self) -> None:
+        if self.held_out is not None and 2 * self.held_out >= self.images:
+            raise ConfigError(f"--held-out {self.held_out} does not fit {self.images} images: val and test take that "
+                              "many each and training needs the rest", hint=f"e.g. --images {3 * self.held_out}")
 
 
 @dataclasses.dataclass(frozen=True)
