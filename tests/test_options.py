@@ -51,7 +51,7 @@ CASES = {
                ["--window", "0"], ["--sample-rate", "16000"]],
     "data digits": [["--size", "4"], ["--size", "abc"], ["--seed", "-1"]],
     "data digit-scenes": [["--images", "5"], ["--size", "32"], ["--classes", "11"], ["--max-objects", "0"],
-                          ["--seed", "-1"]],
+                          ["--seed", "-1"], ["--held-out", "0"], ["--images", "20", "--held-out", "10"]],
     "data keywords": [["--voices", "2"], ["--takes", "0"], ["--words", "yes"], ["--words", "y3s,no"],
                       ["--stream-minutes", "0.1"], ["--stream-minutes", "-1"], ["--seed", "-1"],
                       ["--held-out-voices", "-1"], ["--voices", "10", "--held-out-voices", "5"]],

@@ -15,15 +15,20 @@ import math
 import os
 import types
 import typing
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from edgetl.core.errors import ConfigError
 from edgetl.core.threads import HELP as THREADS_DEFAULT
 
+if typing.TYPE_CHECKING:  # Self: Python 3.11's typing, the runtime also runs on 3.10 (JetPack 6)
+    from typing import Self
 
-def setting(default: Any, help: str = "", *, choices: tuple | None = None, min: float | None = None,
+    from _typeshed import DataclassInstance
+
+
+def setting(default: Any, help: str = "", *, choices: tuple[Any, ...] | None = None, min: float | None = None,
             max: float | None = None, above: float | None = None, below: float | None = None, flag: str | None = None,
-            cli: bool = True, example: str | None = None, path: bool | str = False, key: str | None = None):
+            cli: bool = True, example: str | None = None, path: bool | str = False, key: str | None = None) -> Any:
     """A settings field. `min`/`max` are inclusive bounds, `above`/`below` exclusive ones;
     `flag` overrides the CLI spelling (default: --field-name); `cli=False` keeps the field
     out of the command line (set by the command itself or by recipes); `path=True`: a file
@@ -34,21 +39,28 @@ def setting(default: Any, help: str = "", *, choices: tuple | None = None, min: 
             "cli": cli, "example": example, "path": path, "key": key}
     if isinstance(default, (list, dict, set)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=meta)
-    if dataclasses.is_dataclass(default):
-        return dataclasses.field(default_factory=lambda: dataclasses.replace(default), metadata=meta)
+    if dataclasses.is_dataclass(default) and not isinstance(default, type):
+        made = default
+        return dataclasses.field(default_factory=lambda: dataclasses.replace(made), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
 
 
-def threads_setting(what: str = "inference"):
+def threads_setting(what: str = "inference") -> Any:
     """The --threads field of every stage that computes (edgetl/core/threads.py: the default)."""
     return setting(None, f"CPU threads for {what} (e.g. 1 on a busy machine) {THREADS_DEFAULT}.", min=1, example="1")
 
 
-def flag_of(field: dataclasses.Field) -> str:
-    return field.metadata.get("flag") or f"--{field.name.replace('_', '-')}"
+def flag_of(field: dataclasses.Field[Any]) -> str:
+    flag: str | None = field.metadata.get("flag")
+    return flag or f"--{field.name.replace('_', '-')}"
 
 
-def _hint(field: dataclasses.Field) -> str:
+def _fields(settings: object) -> tuple[dataclasses.Field[Any], ...]:
+    """The fields of a settings dataclass (or its class)."""
+    return dataclasses.fields(cast("DataclassInstance", settings))
+
+
+def _hint(field: dataclasses.Field[Any]) -> str:
     example = field.metadata.get("example")
     if example:
         return f"e.g. {flag_of(field)} {example}"
@@ -60,11 +72,11 @@ def _hint(field: dataclasses.Field) -> str:
 class Settings:
     """Base of the stage settings dataclasses."""
 
-    def check(self, where: str | None = None) -> Settings:
+    def check(self, where: str | None = None) -> Self:
         """Every field within its declared range or choices, then the class's own rules;
         a ConfigError names the option (its key path `where.field` in a recipe), the value
         and the remedy. Returns self."""
-        for f in dataclasses.fields(self):
+        for f in _fields(self):
             value, meta = getattr(self, f.name), f.metadata
             # where="" is a recipe's root: its fields are named by their keys
             key = meta.get("key") or f.name
@@ -104,30 +116,30 @@ class Settings:
         """The rules that tie fields together (subclasses)."""
 
     def to_dict(self) -> dict[str, Any]:
-        def plain(v):
+        def plain(v: Any) -> Any:
             if isinstance(v, Settings):
                 return v.to_dict()
             if isinstance(v, tuple):
                 return [plain(x) for x in v]
             return v
 
-        return {f.metadata.get("key") or f.name: plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        return {f.metadata.get("key") or f.name: plain(getattr(self, f.name)) for f in _fields(self)}
 
     @classmethod
-    def from_dict(cls, data: dict | None, where: str = ""):
+    def from_dict(cls, data: dict[str, Any] | None, where: str = "") -> Self:
         """Settings from plain data (a recipe section, a card's record). An unknown key, a
         value of the wrong type or out of range is a ConfigError that names its path."""
         return _build(cls, data or {}, where).check(where)
 
-    def replace(self, **changes):
-        return dataclasses.replace(self, **changes)
+    def replace(self, **changes: Any) -> Self:
+        return cast("Self", dataclasses.replace(cast("DataclassInstance", self), **changes))
 
-    def anchored(self, folder) -> Settings:
+    def anchored(self, folder: str | os.PathLike[str]) -> Self:
         """These settings with every relative path field (`setting(path=True)`) taken from
         `folder`, nested settings included: a recipe names its files from its own folder.
         The words a path field may hold instead of a path (default, none) stay."""
         changes: dict[str, Any] = {}
-        for f in dataclasses.fields(self):
+        for f in _fields(self):
             value = getattr(self, f.name)
             if isinstance(value, Settings):
                 changes[f.name] = value.anchored(folder)
@@ -138,14 +150,14 @@ class Settings:
                 anchored = os.path.join(folder, value)
                 if f.metadata["path"] != "if-there" or os.path.exists(anchored):  # a file, or a value (labels a,b,c)
                     changes[f.name] = anchored
-        return dataclasses.replace(self, **changes) if changes else self
+        return self.replace(**changes) if changes else self
 
     @classmethod
-    def of(cls, settings=None, **options):
+    def of(cls, settings: Self | None = None, **options: Any) -> Self:
         """`settings`, or settings made from keyword options as the Python API takes them
         (an unknown one is a ConfigError that lists the known), checked."""
         if settings is None:
-            known = [f.name for f in dataclasses.fields(cls)]
+            known = [f.name for f in _fields(cls)]
             unknown = [k for k in options if k not in known]
             if unknown:
                 raise ConfigError(f"unknown option {unknown[0]!r}", hint=f"{cls.__name__} takes: {', '.join(known)}")
@@ -156,11 +168,14 @@ class Settings:
         return settings.check()
 
 
-def _build(cls, data: dict, where: str):
+S = TypeVar("S", bound=Settings)
+
+
+def _build(cls: type[S], data: dict[str, Any], where: str) -> S:
     """`cls` from a mapping: every key a field of it, every value of the field's type (not
     checked yet: the caller checks the whole)."""
     prefix = f"{where}." if where else ""
-    names = {f.metadata.get("key") or f.name: f.name for f in dataclasses.fields(cls)}  # key -> field, in order
+    names = {f.metadata.get("key") or f.name: f.name for f in _fields(cls)}  # key -> field, in order
     fields = list(names)
     unknown = [k for k in data if k not in names]
     if unknown:
@@ -173,7 +188,7 @@ def _build(cls, data: dict, where: str):
     return cls(**{names[k]: _coerce(v, hints[names[k]], f"{prefix}{k}") for k, v in data.items()})
 
 
-def _coerce(value, hint, where: str):
+def _coerce(value: Any, hint: Any, where: str) -> Any:
     """`value` as the annotated type, or a ConfigError that names `where`."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
@@ -215,7 +230,7 @@ def _coerce(value, hint, where: str):
     raise ConfigError(f"{where}: expected {_name(hint)}, got {shown(value)}", hint="see the stage's settings in docs/")
 
 
-def shown(value, limit: int = 80) -> str:
+def shown(value: Any, limit: int = 80) -> str:
     """A value as an error message names it: a repr bounded in depth and width before it
     is made (a YAML alias bomb is shared references that a full repr expands to
     megabytes), cut at `limit` characters."""
@@ -227,8 +242,8 @@ def shown(value, limit: int = 80) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def _name(hint) -> str:
-    return getattr(hint, "__name__", str(hint))
+def _name(hint: Any) -> str:
+    return str(getattr(hint, "__name__", hint))
 
 
 __all__ = ["Settings", "flag_of", "setting", "shown"]
