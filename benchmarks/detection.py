@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 EDGETL = [sys.executable, "-m", "edgetl.cli"]
+DEFAULT_ROWS = {"defaults": [], "defaults-no-ema": ["--no-ema"]}  # rows of finetune's defaults: their extra flags
 
 
 def run(*args: str) -> str:
@@ -84,8 +85,8 @@ def main() -> int:
         out = work / strategy
         started = time.perf_counter()
         if not (out / "edgetl.json").is_file():
-            chosen = [] if strategy == "defaults" else ["--no-ema"] if strategy == "defaults-no-ema" else \
-                ["--strategy", strategy, "--epochs", epochs, "--batch-size", "8", "--lr", "2e-3", "--backbone-lr-scale", "0.5"]
+            chosen = DEFAULT_ROWS.get(strategy, ["--strategy", strategy, "--epochs", epochs, "--batch-size", "8",
+                                                 "--lr", "2e-3", "--backbone-lr-scale", "0.5"])
             run("-q", "finetune", str(data), "--backbone", "efficientnet_lite0", *chosen, "--input-size",
                 str(args.size), "--threads", str(args.threads), "--out", str(out))
         train_s = json.loads((out / "edgetl.json").read_text())["metrics"]["train_seconds"] \

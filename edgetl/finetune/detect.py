@@ -2,8 +2,9 @@
 letterboxed once into the sample cache, box-aware augmentation (torchvision's v2
 transforms: flips, scale and shift, colour), AdamW with warm-up and cosine decay, the
 backbone frozen (linear-probe), trained whole (full), or its last stages (partial) or one
-more stage per epoch (gradual); mAP on the val split after each epoch, the best epoch
-kept, early stopping on it. Writes a run directory like a classifier's: model.pt, the
+more stage per epoch (gradual); a moving average of the weights (`ema`, on by default) is
+what is scored and kept; mAP on the val split after each epoch, the best epoch kept, early
+stopping on it. Writes a run directory like a classifier's: model.pt, the
 card (task detection), history.json."""
 from __future__ import annotations
 

@@ -115,7 +115,7 @@ def finetune(data, backbone: str, out, overwrite: bool = False, settings: Finetu
         return RunResult(done.out, done.card, done.history, done.best_epoch, done.val_map)
     if cfg.ema:
         raise ConfigError("--ema is for detectors for now; a classifier keeps its best epoch's weights",
-                          hint="drop --ema (or `ema: true` in the recipe's finetune section)")
+                          hint="drop --ema (in a recipe, `ema: true` from its finetune section)")
     dist = Distributed()
     device = resolve_device(cfg.device, dist)
     dist.start(device)
