@@ -27,6 +27,8 @@ def test_nms_keeps_what_torchvision_keeps():
         classes = rng.integers(0, 3, n)
         want = batched_nms(torch.from_numpy(boxes), torch.from_numpy(scores), torch.from_numpy(classes), 0.5).numpy()
         assert nms(boxes, scores, classes, 0.5).tolist() == want.tolist()
+        limit = int(rng.integers(1, 5))  # stopping early keeps the same best ones
+        assert nms(boxes, scores, classes, 0.5, limit).tolist() == want[:limit].tolist()
 
 
 def _layout(*anchors):

@@ -65,20 +65,28 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return iou
 
 
-def nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou: float) -> np.ndarray:
+def nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou: float, limit: int | None = None) -> np.ndarray:
     """Indices kept by greedy non-maximum suppression within each class, best first (as
-    torchvision.ops.batched_nms: boxes of different classes never suppress each other)."""
+    torchvision.ops.batched_nms: boxes of different classes never suppress each other),
+    at most `limit`: greedy keeps in score order, so stopping there keeps the same first
+    `limit` (at a low score cutoff most anchors are candidates, and a full pass cost
+    145 ms per 320-px image)."""
     if len(boxes) == 0:
         return np.zeros(0, np.int64)
     shifted = boxes + (classes.astype(np.float64) * (float(boxes.max()) + 1))[:, None]  # classes never overlap
+    x0, y0, x1, y1 = shifted.T
+    area = (x1 - x0) * (y1 - y0)  # once, not per kept box: box_iou's arithmetic, inlined
     order = np.argsort(-scores, kind="stable")
     keep = []
-    while len(order):
+    while len(order) and (limit is None or len(keep) < limit):
         best, rest = order[0], order[1:]
         keep.append(best)
         if not len(rest):
             break
-        overlap = box_iou(shifted[best:best + 1], shifted[rest])[0]
+        inter = (np.clip(np.minimum(x1[best], x1[rest]) - np.maximum(x0[best], x0[rest]), 0, None)
+                 * np.clip(np.minimum(y1[best], y1[rest]) - np.maximum(y0[best], y0[rest]), 0, None))
+        union = area[best] + area[rest] - inter
+        overlap = np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
         order = rest[overlap <= iou]
     return np.asarray(keep, np.int64)
 
@@ -98,7 +106,7 @@ def decode(outputs: np.ndarray, min_score: float, iou: float, max_det: int) -> l
         scores = class_scores[classes, np.arange(class_scores.shape[1])]
         chosen = np.flatnonzero(scores >= min_score)
         boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)[chosen]
-        keep = nms(boxes, scores[chosen], classes[chosen], iou)[:max_det]
+        keep = nms(boxes, scores[chosen], classes[chosen], iou, max_det)
         found.append(Detections(boxes[keep].astype(np.float32), scores[chosen][keep].astype(np.float32),
                                 classes[chosen][keep].astype(np.int64)))
     return found
