@@ -2,6 +2,8 @@
 accuracy within the bound, carries its card; TensorRT QDQ structure; --max-drop fallback."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import onnx
 import pytest
@@ -16,7 +18,7 @@ from edgetl.quantize.onnx_qdq import QdqScheme, float_weighted_nodes, prepare, q
 from edgetl.quantize.qdq_rules import tensorrt_qdq_violations
 from edgetl.quantize.sensitivity import rank_layers
 from edgetl.runtime import open_runner
-from edgetl.runtime.artifacts import read_onnx_card
+from edgetl.runtime.artifacts import read_card, read_onnx_card
 
 
 @pytest.fixture(scope="module")
@@ -429,22 +431,26 @@ def weak_onnx(tmp_path_factory, quant_digits):
 
 @pytest.mark.parametrize("target", ["onnxruntime", "tensorrt", "openvino"])
 def test_a_weak_model_is_written_within_its_rule_or_refused_with_what_was_tried(weak_onnx, target, tmp_path,
-                                                                             monkeypatch):
+                                                                             monkeypatch, capsys):
     """One acceptance rule per quantization: the search that keeps layers in float meets
     the gate that follows it on the same samples, so a bound that holds never ends in a
     parity refusal; when nothing meets it, the error says what was tried."""
     from nncf.quantization.algorithms.accuracy_control import ranker
 
     from edgetl.export.parity import ParityError
+    from edgetl.task import get as get_task
 
-    workers = []  # NNCF's layer ranking: one worker, so --threads 1 stays one thread on any machine
+    workers, subsets = [], []  # NNCF's layer ranking: one worker, so --threads 1 stays one thread on any machine
     original = ranker.Ranker.__init__
 
     def spy(self, subset_size, dataset, backend, evaluator, num_workers=1, *rest, **named):
         workers.append(num_workers)
+        subsets.append(subset_size)
         original(self, subset_size, dataset, backend, evaluator, num_workers, *rest, **named)
 
     monkeypatch.setattr(ranker.Ranker, "__init__", spy)
+    # the task says on how many samples a candidate is ranked (fewer than the split's 80 here)
+    monkeypatch.setattr(type(get_task("classification")), "ranking_samples", 40)
     out = tmp_path / ("m.int8.xml" if target == "openvino" else "m.int8.onnx")
     try:
         result = quantize(weak_onnx, target, out=out, threads=1)
@@ -455,8 +461,15 @@ def test_a_weak_model_is_written_within_its_rule_or_refused_with_what_was_tried(
         assert not out.exists()
     else:
         assert result.drop <= 0.01 and result.parity.passed
+        if target == "openvino":
+            assert read_card(out).source["quantization"]["settings"]["ranking_samples"] == 40
     assert read_onnx_card(weak_onnx).metrics["val_accuracy"] < 0.9  # the model really is weak
     assert workers == ([1] if target == "openvino" else [])
+    assert subsets == ([40] if target == "openvino" else [])
+    if target == "openvino":  # NNCF's search, said step by step as it goes (it logs nothing of it)
+        said = capsys.readouterr().err
+        assert re.search(r"INT8 with all \d+ operations quantized loses [\d.]+ pt of accuracy", said), said
+        assert re.search(r"\d+ of \d+ operations in float: drop -?[\d.]+ pt", said), said
 
 
 _QUANTIZE_A_BATCH_NORM_AFTER_RELU = """

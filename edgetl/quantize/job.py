@@ -306,9 +306,11 @@ def _nncf(job: _Job, ref: _Reference, path: Path, work: Path, card: ModelCard):
     s = job.settings
     progress.info(f"NNCF {'accuracy-controlled ' if s.max_drop is not None else ''}quantization on "
                   f"{len(ref.calib)} calibration samples ({s.nncf_options.preset} preset)")
+    task = task_of(job.card)
     float_layers = quantize_openvino(job.model, path, ref.calib, s.nncf_options, ref.val, s.max_drop, cpu=job.cpu,
-                                     task=task_of(job.card), labels=list(job.card.labels))
-    return float_layers, [], s.nncf_options.to_dict(), None
+                                     task=task, labels=list(job.card.labels))
+    ranking = {"ranking_samples": min(task.ranking_samples, len(ref.val))} if s.max_drop is not None else {}
+    return float_layers, [], {**s.nncf_options.to_dict(), **ranking}, None
 
 
 def _qdq(job: _Job, ref: _Reference, path: Path, work: Path, card: ModelCard):

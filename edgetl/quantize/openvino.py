@@ -19,24 +19,48 @@ from edgetl.quantize.cpu import CpuTarget, cpu_target
 from edgetl.quantize.settings import NncfOptions
 
 
-class _RevertedNodes(logging.Handler):
-    """NNCF reports the operations it reverted to float only in its log."""
+class _SearchLog(logging.Handler):
+    """NNCF reports its accuracy control only in its log: the operations it reverted to
+    float (kept for the card) and each step of a search that can take many minutes on a
+    detector (every candidate compiled and validated), said here as progress lines."""
 
-    def __init__(self):
+    def __init__(self, metric_title: str = "metric"):
         super().__init__(logging.INFO)
+        self.metric_title = metric_title
         self.nodes: list[str] = []
+        self.total = self.reverted = self.last = 0
+        self.drop = float("nan")
+        self.searching = False
 
     def emit(self, record):
         message = record.getMessage()
+        number = re.search(r"(-?\d+(?:\.\d+)?(?:e-?\d+)?)", message)
         if "were reverted back to the floating-point precision" in message:
             self.nodes = [line.strip() for line in message.splitlines()[1:] if line.strip()]
+        elif message.startswith("Accuracy drop: ") and number:
+            self.drop = float(number[1])
+        elif message.startswith("Total number of quantized operations") and number:  # said when the search starts
+            self.total, self.searching = int(number[1]), True
+            progress.info(f"  INT8 with all {self.total} operations quantized loses {100 * self.drop:.2f} pt of "
+                          f"{self.metric_title}: ranking them to keep some in float (each one compiled and validated)")
+        elif message.startswith("Reverted ") and number:
+            self.last = int(number[1])
+            self.reverted += self.last
+        elif message.startswith("Accuracy drop with the new quantization scope") and number:
+            progress.info(f"  {self.reverted} of {self.total} operations in float: drop {100 * float(number[1]):.2f} pt")
+        elif message.startswith("Re-calculating ranking scores"):  # the last step made it worse: undone
+            self.reverted -= self.last
+            progress.info("  that made it worse: quantized again, ranking the rest anew")
+        elif message.startswith("Algorithm completed: achieved") and number and self.searching:
+            progress.info(f"  {self.reverted} of {self.total} operations in float: drop {100 * float(number[1]):.2f} pt, "
+                          "within the bound")
 
 
 @contextlib.contextmanager
-def _nncf_log():
-    """Capture the reverted nodes, keep NNCF's INFO lines off the terminal."""
+def _nncf_log(metric_title: str = "metric"):
+    """Capture NNCF's search (_SearchLog), keep its INFO lines off the terminal."""
     logger = logging.getLogger("nncf")
-    capture = _RevertedNodes()
+    capture = _SearchLog(metric_title)
     levels = [(h, h.level) for h in logger.handlers]
     old_level = logger.level
     for handler, _ in levels:
@@ -126,7 +150,7 @@ def quantize_openvino(src: Path, dst: Path, calibration: Samples, options: NncfO
         ignored_scope=nncf.IgnoredScope(names=ignored) if ignored else None,
     )
     calib = nncf.Dataset(list(calibration.batches(1)))
-    with _nncf_log() as log, progress.library_progress():
+    with _nncf_log(task.metric_title if task is not None else "metric") as log, progress.library_progress():
         if max_drop is None:
             quantized = nncf.quantize(model, calib, advanced_parameters=advanced, **kwargs)
         else:
@@ -134,8 +158,10 @@ def quantize_openvino(src: Path, dst: Path, calibration: Samples, options: NncfO
             val = nncf.Dataset(_Labelled(validation), lambda item: item[0])
             metric = _metric_fn(task, labels)  # the task's metric of the card's labels
             # one ranking worker: each compiles with --threads threads (quantize/threads.py), and
-            # NNCF's own count (half the logical CPUs) would multiply them on a larger machine
-            restorer = nncf.AdvancedAccuracyRestorerParameters(num_ranking_workers=1)
+            # NNCF's own count (half the logical CPUs) would multiply them on a larger machine;
+            # the task says on how many samples a candidate is ranked
+            restorer = nncf.AdvancedAccuracyRestorerParameters(num_ranking_workers=1,
+                                                                ranking_subset_size=task.ranking_samples)
             quantized = nncf.quantize_with_accuracy_control(model, calib, val, metric, max_drop=max_drop,
                                                             drop_type=nncf.DropType.ABSOLUTE,
                                                             advanced_quantization_parameters=advanced,

@@ -221,6 +221,10 @@ class Detection(Task):
     metric = "map"
     metric_title = "mAP"
     decodes = True  # NMS on the CPU after every call
+    # An image holds several objects, and mAP costs far more than counting answers: on a
+    # 320-px detector with 150 val photos, ranking on 50 kept the same 2 layers in float
+    # (the same 0.74-pt drop) in 429 s against 806 s on all 150.
+    ranking_samples = 50
     head_kind = "detection"
     mistakes_key = "worst_images"
     mistakes_title = "Worst images"

@@ -46,6 +46,10 @@ class Task(abc.ABC):
     metric_title: str = ""  # how tables and READMEs head it
     head_kind: str = ""  # the training side's head and loss for this task (finetune/model.py)
     decodes: bool = False  # predictions take measurable work after the model (bench times it apart)
+    # How many validation samples NNCF's accuracy control ranks each candidate layer on
+    # (its default): where the metric most differs between FP32 and INT8, one model
+    # compiled and scored per candidate.
+    ranking_samples: int = 300
     mistakes_key: str = "mistakes"  # what evaluate's report and --json call the samples the model got wrong
     mistakes_title: str = "mistakes"  # how the report heads them
     mistakes_order: str = "worst first"  # how they are ordered, as the report says
