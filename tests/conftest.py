@@ -149,23 +149,50 @@ def bf16_possible() -> bool:
     return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"}) and "ONEDNN_MAX_CPU_ISA" not in os.environ
 
 
-# ---------------------------------------------------------------- speech (each test module gets its own)
+def made_once(tmp_path_factory, name: str, make) -> Path:
+    """A folder slow to make (`make(path)`), made once per test session even across
+    pytest-xdist's workers (whose session fixtures are each their own): the first worker
+    to ask makes it under a lock, the others wait and read it. Read-only: a fixture that
+    hands it to tests that may write copies it first."""
+    from filelock import FileLock
+
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # the workers' common folder
+    where = shared / f"made-once-{name}"
+    with FileLock(str(where) + ".lock"):
+        if not (where / ".made").exists():
+            shutil.rmtree(where, ignore_errors=True)
+            make(where)
+            (where / ".made").touch()
+    return where
+
+
+# ---------------------------------------------------------------- speech (each test module gets its own copy)
+
+def _speech_made(tmp_path_factory) -> Path:
+    """Spoken keywords and a run trained on them (72 s of training), made once for all workers."""
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (make test installs it with apt-get where it can)")
+
+    def make(out: Path) -> None:
+        from edgetl import finetune
+        from edgetl.data.keywords import make_keywords
+
+        make_keywords(out / "keywords", words=["yes", "no", "stop"], unknown=True, voices=12, takes=3, seed=1,
+                      stream_minutes=1.0)
+        finetune(out / "keywords", "speech_embedding", out / "run", strategy="full", epochs=8, batch_size=16, lr=1e-2,
+                 backbone_lr_scale=0.1, label_smoothing=0.0)
+
+    return made_once(tmp_path_factory, "speech", make)
+
 
 @pytest.fixture(scope="module")
 def keywords(tmp_path_factory):
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng is not installed (make test installs it with apt-get where it can)")
-    from edgetl.data.keywords import make_keywords
-
-    return make_keywords(tmp_path_factory.mktemp("kw") / "keywords", words=["yes", "no", "stop"], unknown=True,
-                         voices=12, takes=3, seed=1, stream_minutes=1.0)
+    return Path(shutil.copytree(_speech_made(tmp_path_factory) / "keywords", tmp_path_factory.mktemp("kw") / "keywords"))
 
 
 @pytest.fixture(scope="module")
 def speech_run(tmp_path_factory, keywords):
-    from edgetl import finetune
-
-    out = tmp_path_factory.mktemp("speech") / "run"
-    finetune(keywords, "speech_embedding", out, strategy="full", epochs=8, batch_size=16, lr=1e-2, backbone_lr_scale=0.1,
-             label_smoothing=0.0)
-    return out
+    """A copy of the run (its card names the shared keywords as its data: the same files as `keywords`)."""
+    return Path(shutil.copytree(_speech_made(tmp_path_factory) / "run", tmp_path_factory.mktemp("speech") / "run"))
