@@ -29,6 +29,17 @@ def runs(tmp_path_factory, tiny_digits, tiny_run):
     return out
 
 
+@pytest.fixture(scope="module")
+def exported(runs, tmp_path_factory):
+    """Each run's ONNX model and IR, exported once for the tests that only read them
+    (an export of Lite0 takes half a minute here): {name: (folder, ExportResult)}."""
+    made = {}
+    for name in ("efficientnet_lite0", "resnet18"):
+        folder = tmp_path_factory.mktemp(f"exported-{name}")
+        made[name] = folder, export_run(runs[name], folder / "m.onnx", openvino=True)
+    return made
+
+
 @pytest.mark.parametrize("name", ["resnet18", "mobilenet_v3_small", "efficientnet_lite0"])
 def test_three_families_pass_the_gate_on_onnxruntime_and_openvino(runs, tmp_path, name):
     result = export_run(runs[name], tmp_path / "m.onnx", openvino=True)
@@ -42,10 +53,10 @@ def test_three_families_pass_the_gate_on_onnxruntime_and_openvino(runs, tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.bin", "m.onnx", "m.xml"]
 
 
-def test_dynamic_batch_accepts_1_and_7(runs, tmp_path):
-    export_run(runs["resnet18"], tmp_path / "m.onnx", openvino=True)
+def test_dynamic_batch_accepts_1_and_7(exported):
+    folder, _ = exported["resnet18"]
     for artifact in ("m.onnx", "m.xml"):
-        with open_runner(tmp_path / artifact) as runner:
+        with open_runner(folder / artifact) as runner:
             for batch in (1, 7):
                 assert runner.infer(np.zeros((batch, 3, 32, 32), np.float32)).shape == (batch, 3)
 
@@ -57,16 +68,15 @@ def test_static_batch(runs, tmp_path):
     assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_value == 4
 
 
-def test_evaluate_gives_the_same_accuracy_on_every_artifact(runs, tiny_digits, tmp_path):
-    export_run(runs["efficientnet_lite0"], tmp_path / "m.onnx", openvino=True)
-    accs = {p: evaluate(p, tiny_digits).accuracy for p in (runs["efficientnet_lite0"], tmp_path / "m.onnx",
-                                                            tmp_path / "m.xml")}
+def test_evaluate_gives_the_same_accuracy_on_every_artifact(runs, exported, tiny_digits):
+    folder, _ = exported["efficientnet_lite0"]
+    accs = {p: evaluate(p, tiny_digits).accuracy for p in (runs["efficientnet_lite0"], folder / "m.onnx",
+                                                            folder / "m.xml")}
     assert len(set(accs.values())) == 1, accs
 
 
-def test_a_tampered_onnx_fails_the_gate_with_figures(runs, tmp_path):
-    export_run(runs["resnet18"], tmp_path / "m.onnx")
-    proto = onnx.load(str(tmp_path / "m.onnx"))
+def test_a_tampered_onnx_fails_the_gate_with_figures(runs, exported, tmp_path):
+    proto = onnx.load(str(exported["resnet18"][0] / "m.onnx"))
     init = max(proto.graph.initializer, key=lambda t: int(np.prod(t.dims)) if len(t.dims) == 2 else 0)
     weights = numpy_helper.to_array(init).copy()
     weights[0] += 1.0  # one class's head weights changed
@@ -90,9 +100,8 @@ def test_export_errors(runs, tmp_path):
     assert not list(tmp_path.glob("m.*")) and not list(tmp_path.glob(".m.*"))
 
 
-def test_onnx_without_card_is_refused(tmp_path, runs):
-    export_run(runs["resnet18"], tmp_path / "m.onnx")
-    proto = onnx.load(str(tmp_path / "m.onnx"))
+def test_onnx_without_card_is_refused(tmp_path, exported):
+    proto = onnx.load(str(exported["resnet18"][0] / "m.onnx"))
     del proto.metadata_props[:]
     onnx.save(proto, str(tmp_path / "bare.onnx"))
     with pytest.raises(ArtifactError, match="no edgetl model card"):
@@ -120,45 +129,45 @@ def test_an_unsupported_operator_names_its_module(tmp_path):
     assert not (tmp_path / "m.onnx").exists()
 
 
-def test_openvino_computes_an_fp32_ir_in_f32_on_every_cpu(runs, tiny_digits, tmp_path):
+def test_openvino_computes_an_fp32_ir_in_f32_on_every_cpu(exported, tiny_digits):
     """OpenVINO's CPU plugin would pick bf16 by itself on AVX-512 BF16 / AMX CPUs; the
     runner must ask for f32 and the compiled model must say so."""
-    result = export_run(runs["efficientnet_lite0"], tmp_path / "m.onnx", openvino=True)
-    with open_runner(tmp_path / "m.xml") as runner:
+    folder, result = exported["efficientnet_lite0"]
+    with open_runner(folder / "m.xml") as runner:
         assert runner.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name() == "f32"
         assert runner.inference_precision == "f32"
     assert [r.inference_precision for r in result.parity] == ["f32", "f32"]
-    card = open_runner(tmp_path / "m.xml").card
+    card = open_runner(folder / "m.xml").card
     assert card.metrics["parity"]["inference_precision"] == "f32"  # the card records what ran
-    assert evaluate(tmp_path / "m.xml", tiny_digits).inference_precision == "f32"
+    assert evaluate(folder / "m.xml", tiny_digits).inference_precision == "f32"
 
 
-def test_a_bf16_request_is_honoured_only_where_the_cpu_has_it(runs, tiny_digits, tmp_path):
+def test_a_bf16_request_is_honoured_only_where_the_cpu_has_it(exported, tiny_digits):
     from edgetl.core.errors import BackendUnavailable
 
-    export_run(runs["efficientnet_lite0"], tmp_path / "m.onnx", openvino=True)
+    folder, _ = exported["efficientnet_lite0"]
     if bf16_possible():
-        with open_runner(tmp_path / "m.xml", precision_hint="bf16") as runner:
+        with open_runner(folder / "m.xml", precision_hint="bf16") as runner:
             assert runner.inference_precision == "bf16"
             assert runner.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name() == "bf16"
-        assert evaluate(tmp_path / "m.xml", tiny_digits, precision_hint="bf16").inference_precision == "bf16"
+        assert evaluate(folder / "m.xml", tiny_digits, precision_hint="bf16").inference_precision == "bf16"
     else:
         with pytest.raises(BackendUnavailable, match="bf16"):
-            open_runner(tmp_path / "m.xml", precision_hint="bf16")
+            open_runner(folder / "m.xml", precision_hint="bf16")
     with pytest.raises(ConfigError, match="applies to the openvino backend"):
-        open_runner(tmp_path / "m.onnx", precision_hint="bf16")
+        open_runner(folder / "m.onnx", precision_hint="bf16")
 
 
-def test_a_bf16_request_on_an_avx2_cpu_is_one_clear_error(runs, tiny_digits, tmp_path):
+def test_a_bf16_request_on_an_avx2_cpu_is_one_clear_error(exported, tiny_digits):
     """oneDNN's ISA cap makes OpenVINO use AVX2 kernels only, as on an AVX2-only CPU
     (on such a CPU it changes nothing): bf16 cannot be compiled there."""
     import os
     import subprocess
     import sys
 
-    export_run(runs["efficientnet_lite0"], tmp_path / "m.onnx", openvino=True)
     env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"}
-    args = [sys.executable, "-m", "edgetl", "evaluate", str(tmp_path / "m.xml"), "--data", str(tiny_digits)]
+    args = [sys.executable, "-m", "edgetl", "evaluate", str(exported["efficientnet_lite0"][0] / "m.xml"), "--data",
+            str(tiny_digits)]
     bf16 = subprocess.run([*args, "--precision-hint", "bf16"], env=env, capture_output=True, text=True)
     assert bf16.returncode == 2, bf16.stderr
     assert "error:" in bf16.stderr and "bf16" in bf16.stderr and "Traceback" not in bf16.stderr
