@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
+from collections.abc import Iterable
 
 from edgetl.runtime.artifacts import KINDS
 
@@ -94,7 +95,7 @@ def targets() -> tuple[str, ...]:
     return tuple(name for name, b in BACKENDS.items() if b.model_suffix)
 
 
-def by_preference(names) -> list[str]:
+def by_preference(names: Iterable[str]) -> list[str]:
     """`names` in the order auto tries them."""
     return sorted(names, key=lambda n: BACKENDS[n].preference if n in BACKENDS else 99)
 

@@ -3,6 +3,7 @@ model of the target it is asked for), through the backend table (backend_table.p
 from __future__ import annotations
 
 import importlib
+import os
 from pathlib import Path
 
 from edgetl.core import progress
@@ -62,7 +63,7 @@ def check_precision_hint(hint: str | None, backend: str) -> str:
     return hint
 
 
-def open_runner(artifact, backend: str = "auto", device: str = "cpu", threads: int | None = None,
+def open_runner(artifact: str | os.PathLike[str], backend: str = "auto", device: str = "cpu", threads: int | None = None,
                 precision_hint: str | None = None, bare: bool = False) -> Runner:
     """The Runner for `artifact` on `backend` ('auto' picks by artifact kind). The float
     parts of the model run in f32 unless `precision_hint` asks OpenVINO for bf16 or f16.
@@ -82,7 +83,8 @@ def open_runner(artifact, backend: str = "auto", device: str = "cpu", threads: i
     except ImportError:
         raise BackendUnavailable(f"backend {info.name} is not installed", hint=info.install) from None
     cls = getattr(importlib.import_module(info.module), info.runner)
-    return cls.load(path, device=cls.resolve_device(device), threads=threads, precision_hint=hint, bare=bare)
+    runner: Runner = cls.load(path, device=cls.resolve_device(device), threads=threads, precision_hint=hint, bare=bare)
+    return runner
 
 
 def _open_bundle(path: Path, backend: str, device: str, threads: int | None, precision_hint: str | None) -> Runner:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import platform
+from typing import Any
 
 from edgetl._version import __version__
 from edgetl.core.threads import default_threads, usable_cores
@@ -39,7 +40,7 @@ def _version(package: str) -> str | None:
         return None
 
 
-def cpu_facts() -> dict:
+def cpu_facts() -> dict[str, Any]:
     flags = cpu_flags()
     kinds = {}
     for name, target in CPU_TARGETS.items():
@@ -50,7 +51,7 @@ def cpu_facts() -> dict:
             "int8_models": kinds, "usable_cores": usable_cores(), "default_threads": default_threads()}
 
 
-def gpu_facts() -> dict:
+def gpu_facts() -> dict[str, Any]:
     driver = nvidia_driver()
     if driver is None and not gpu_names():
         return {"found": False, "problem": "no NVIDIA GPU or driver on this machine"}
@@ -59,7 +60,7 @@ def gpu_facts() -> dict:
     return {"driver": driver, **gpu_report(0)}
 
 
-def backend_facts(gpu: dict) -> dict:
+def backend_facts(gpu: dict[str, Any]) -> dict[str, Any]:
     """Every backend of the table: installed, version, whether it runs here and why not,
     and what its Runner reads of the library (`Runner.facts`)."""
     from edgetl.runtime.backend_table import BACKENDS
@@ -81,7 +82,7 @@ def backend_facts(gpu: dict) -> dict:
     return out
 
 
-def doctor() -> dict:
+def doctor() -> dict[str, Any]:
     gpu = gpu_facts()
     return {"edgetl": __version__, "python": platform.python_version(), "cpu": cpu_facts(),
             "backends": backend_facts(gpu), "gpu": gpu}

@@ -13,6 +13,7 @@ import platform
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 # The flags that change what a backend computes or how fast: INT8 saturation without
 # VNNI, OpenVINO's default bf16 where AVX-512 BF16 or AMX exists.
@@ -39,7 +40,7 @@ def cpu_flags() -> set[str]:
                      if line.startswith(("flags", "Features"))), []))
 
 
-def machine_info() -> dict:
+def machine_info() -> dict[str, Any]:
     flags = cpu_flags()
     memory_gib = None
     try:
@@ -95,7 +96,7 @@ class CpuTarget:
         first_layer_only, is right on no CPU: see quantize/cpu.py)."""
         return "enable" if self.seven_bit_weights else "disable"
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "overflow_fix": self.overflow_fix}
 
 

@@ -2,13 +2,18 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edgetl.core.card import ModelCard
 from edgetl.core.errors import ArtifactError, ConfigError, DataError
 from edgetl.runtime.settings import PRECISION_HINTS, InferenceSettings  # noqa: F401  (what runners are asked)
+
+if TYPE_CHECKING:
+    from typing import Self  # Python 3.11; the runtime also runs on 3.10
 
 
 def check_finite(logits: np.ndarray, what: str) -> None:
@@ -29,7 +34,8 @@ QUANTIZATION_AGNOSTIC = {"Concat", "MaxPool", "Reshape", "Squeeze", "Unsqueeze",
                          "Flatten"}
 
 
-def quantizer_before(node, kind, sources, is_quantizer, ranges):
+def quantizer_before(node: Any, kind: Callable[[Any], str], sources: Callable[[Any], list[Any]],
+                     is_quantizer: Callable[[Any], bool], ranges: Callable[[Any], tuple[Any, ...]]) -> Any:
     """The quantizer every value of `node`'s output last went through: `node` itself, or
     found through quantization-agnostic operations (on each input of a concatenation, the
     same ranges), e.g. the speech embedding's windows sliced from quantized frames, or a
@@ -40,7 +46,7 @@ def quantizer_before(node, kind, sources, is_quantizer, ranges):
     name, `sources(node)` the nodes making its inputs (None where none does),
     `is_quantizer(node)`, and `ranges(quantizer)` a comparable tuple, empty when not per
     tensor."""
-    def walk(n) -> list | None:
+    def walk(n: Any) -> list[Any] | None:
         if n is None:
             return None
         if is_quantizer(n):
@@ -49,7 +55,8 @@ def quantizer_before(node, kind, sources, is_quantizer, ranges):
             return None
         inputs = sources(n) if kind(n) == "Concat" else sources(n)[:1]
         found = [walk(i) for i in inputs]
-        return None if not found or any(f is None for f in found) else [q for f in found for q in f]
+        paths = [f for f in found if f is not None]
+        return None if not found or len(paths) < len(found) else [q for f in paths for q in f]
     found = walk(node)
     if not found:
         return None
@@ -69,6 +76,9 @@ class Runner(abc.ABC):
     # after the cut as the whole model does (where not, only the front-end, per-window and
     # head parts are cut, at tensors a stream must cut at anyway).
     int8_cuts_exact: bool = True
+    # on a runner opened from a bundle (runtime/backends.py): the bundle and its target
+    bundle: Any = None
+    target: str | None = None
 
     def __init__(self, path: Path, card: ModelCard, device: str = "cpu", threads: int | None = None):
         self.path, self.card, self.device, self.threads = Path(path), card, device, threads
@@ -86,7 +96,7 @@ class Runner(abc.ABC):
         raise NotImplementedError(f"{cls.__name__} does not load artifacts")
 
     @classmethod
-    def facts(cls, gpu: dict) -> dict:
+    def facts(cls, gpu: dict[str, Any]) -> dict[str, Any]:
         """What `edgetl doctor` says of this backend beyond installed and version: its
         devices, precisions, accelerators, read from the library (`gpu`: doctor's GPU
         facts). Called only when the backend is installed."""
@@ -100,7 +110,7 @@ class Runner(abc.ABC):
         return "cpu" if device == "auto" else device
 
     @property
-    def input_spec(self) -> dict:
+    def input_spec(self) -> dict[str, Any]:
         return self.card.input
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
@@ -115,12 +125,12 @@ class Runner(abc.ABC):
         """The backend's own call: `batch` already fits the card's input (contiguous)."""
 
     @property
-    def signature(self) -> tuple[list, list]:
+    def signature(self) -> tuple[list[Any], list[Any]]:
         """The model's inputs and outputs as TensorSpecs (runtime/signature.py): what the
         backend read from the graph, else the card's input."""
         from edgetl.runtime.signature import TensorSpec
 
-        specs = getattr(self, "_signature", None)
+        specs: tuple[list[Any], list[Any]] | None = getattr(self, "_signature", None)
         if specs is not None:
             return specs
         spec = self.card.input
@@ -132,7 +142,7 @@ class Runner(abc.ABC):
         raise ConfigError(f"{self.backend} runs {self.path.name} through its card's one input only",
                           hint="use onnxruntime or openvino for a model of several inputs")
 
-    def checked_input(self, batch) -> np.ndarray:
+    def checked_input(self, batch: Any) -> np.ndarray:
         batch = np.asarray(batch)
         if (batch.shape, batch.dtype) == getattr(self, "_last_checked", None):  # a benchmark's loop: checked once
             return np.ascontiguousarray(batch)
@@ -192,15 +202,16 @@ class Runner(abc.ABC):
             check_finite(logits, f"{self.path.name} ({self.backend}, {self.inference_precision})")
         return logits
 
-    def part(self, inputs: list[str], outputs: list[str], any_length: bool = False):
+    def part(self, inputs: list[str], outputs: list[str], any_length: bool = False) -> Callable[..., Any] | None:
         """The model's sub-graph from the tensors named `inputs` to those named `outputs`,
         compiled like the whole model, as a function of numpy arrays (in the order of
         `inputs`) that returns the `outputs`; None when the backend cannot run a part of
         a model (then only the whole model runs). `any_length`: the inputs may have any
         size along every axis, e.g. a front-end fed a stream's newest samples only."""
-        return
+        return None
 
-    def window_parts(self, tensors: dict[str, str], any_length: bool = False):
+    def window_parts(self, tensors: dict[str, str], any_length: bool = False
+                     ) -> tuple[Callable[..., Any] | None, Callable[..., Any] | None]:
         """The two parts a stream of windows is scored through before the head: the
         front-end (the model's input to the frames it keeps, per frame) and the per-window
         module (a batch of windows of those frames to their embeddings); None for either
@@ -214,8 +225,8 @@ class Runner(abc.ABC):
     def close(self) -> None:  # noqa: B027  (most backends free their session with the object)
         pass
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()

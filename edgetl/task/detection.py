@@ -77,7 +77,7 @@ def nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou: float, 
     x0, y0, x1, y1 = shifted.T
     area = (x1 - x0) * (y1 - y0)  # once, not per kept box: box_iou's arithmetic, inlined
     order = np.argsort(-scores, kind="stable")
-    keep = []
+    keep: list[int] = []
     while len(order) and (limit is None or len(keep) < limit):
         best, rest = order[0], order[1:]
         keep.append(best)
