@@ -132,11 +132,13 @@ def test_a_diverging_run_stops_with_a_clear_error_and_writes_nothing(project):
     assert sorted(p.name for p in project.iterdir()) == ["data", "notes.txt"]
 
 
-def _nan_model(run: Path, folder: Path) -> Path:
-    """The run's ONNX export with one head weight NaN: one class's score is NaN for every input."""
+@pytest.fixture(scope="module")
+def nan_model(tiny_run, tmp_path_factory) -> Path:
+    """tiny_run's ONNX export with one head weight NaN: one class's score is NaN for every input."""
     from edgetl.export import export_run
 
-    export_run(run, folder / "m.onnx")
+    folder = tmp_path_factory.mktemp("nan")
+    export_run(tiny_run, folder / "m.onnx")
     proto = onnx.load(str(folder / "m.onnx"))
     init = max(proto.graph.initializer, key=lambda t: int(np.prod(t.dims)) if len(t.dims) == 2 else 0)
     weights = numpy_helper.to_array(init).copy()
@@ -146,20 +148,20 @@ def _nan_model(run: Path, folder: Path) -> Path:
     return folder / "nan.onnx"
 
 
-def test_a_model_with_nan_outputs_fails_the_parity_gate(tiny_run, tmp_path):
+def test_a_model_with_nan_outputs_fails_the_parity_gate(tiny_run, nan_model):
     from edgetl.export import verify
     from edgetl.export.parity import ParityError
 
-    nan = _nan_model(tiny_run, tmp_path)
+    nan = nan_model
     with pytest.raises(ParityError) as err:
         verify(tiny_run, [nan])
     assert "NaN" in err.value.message and "--atol" not in err.value.hint
 
 
-def test_nan_outputs_are_an_error_in_every_command_that_runs_a_model(tiny_run, tiny_digits, tmp_path):
+def test_nan_outputs_are_an_error_in_every_command_that_runs_a_model(nan_model, tiny_digits):
     """argmax of NaN is class 0: evaluate, predict and bench must say the model is broken
     (naming it and how many samples), never report an accuracy or print NaN as JSON."""
-    nan = _nan_model(tiny_run, tmp_path)
+    nan = nan_model
     image = next((tiny_digits / "val").rglob("*.png"))
     for args in (["evaluate", nan, "--data", tiny_digits], ["predict", nan, image, "--json"],
                  ["bench", nan, "--data", tiny_digits, "--iters", "2", "--warmup", "0", "--json"]):
