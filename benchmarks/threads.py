@@ -7,7 +7,14 @@ second job, a CI neighbour or a camera pipeline would). The ratio of each count 
 fastest one says what a default costs; edgetl's default is half the usable cores
 (edgetl/core/threads.py).
 
-    python benchmarks/threads.py [--iters 30]
+    python benchmarks/threads.py [--iters 30] [--out results/threads-avx2.json]
+
+`--training` times what a training command does instead, on the idle machine: one epoch
+of a full fine-tune and a linear probe of Lite0 at 160 px on the built-in digits (1,077
+training images), each thread count in its own process on a cold cache, the counts
+alternated over rounds (results in threads-training.json).
+
+    python benchmarks/threads.py --training [--rounds 2]
 """
 from __future__ import annotations
 
@@ -37,11 +44,47 @@ def _median_ms(fn, iters: int) -> float:
     return statistics.median(times)
 
 
+def training(rounds: int, out: Path) -> int:
+    """Wall seconds of a full fine-tune epoch and of a probe per thread count (idle machine)."""
+    import os
+    import subprocess
+
+    from edgetl.core.threads import default_threads, usable_cores
+    from edgetl.runtime.machine import machine_info
+
+    work = Path(tempfile.mkdtemp(prefix="edgetl-threads-"))
+    edgetl = [sys.executable, "-m", "edgetl", "-q"]
+    subprocess.run([*edgetl, "data", "digits", str(work / "digits"), "--size", "64"], check=True)
+    strategies = {"full fine-tune (1 epoch)": ["--strategy", "full", "--epochs", "1"],
+                  "linear probe": ["--strategy", "linear-probe"]}
+    rows = []
+    for r in range(rounds):
+        for threads in range(1, usable_cores() + 1):
+            for name, options in strategies.items():
+                env = {**os.environ, "EDGETL_CACHE_DIR": str(work / f"cache-{r}-{threads}-{len(rows)}")}
+                started = time.perf_counter()
+                subprocess.run([*edgetl, "finetune", str(work / "digits"), "--backbone", "efficientnet_lite0",
+                                "--input-size", "160", "--threads", str(threads), "--out", str(work / "run"),
+                                "--overwrite", *options], env=env, check=True, stdout=subprocess.DEVNULL)
+                rows.append({"stage": name, "threads": threads, "round": r, "wall_s": time.perf_counter() - started})
+                print(f"round {r}  {threads} threads  {name:<26} {rows[-1]['wall_s']:6.1f} s", flush=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"rows": rows, "default_threads": default_threads(), "usable_cores": usable_cores(),
+                               "machine": machine_info(), "load": "idle"}, indent=2) + "\n")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--iters", type=int, default=30)
-    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "threads.json")
+    ap.add_argument("--training", action="store_true", help="time a fine-tune epoch and a probe instead")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--out", type=Path)
     args = ap.parse_args()
+    results = Path(__file__).parent / "results"
+    if args.training:
+        return training(args.rounds, args.out or results / "threads-training.json")
+    args.out = args.out or results / "threads.json"
     import numpy as np
     import onnxruntime as ort
     import torch
