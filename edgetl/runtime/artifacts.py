@@ -65,7 +65,7 @@ def card_from_onnx_metadata(meta: dict[str, str], path: Path) -> ModelCard:
     return ModelCard.from_json(meta[ONNX_CARD_KEY], where=f"card of {path}")
 
 
-def onnx_session(path_or_bytes: str | Path | bytes, opts: Any = None, providers: list[str] | None = None) -> Any:
+def onnx_session(path_or_bytes: str | Path | bytes, opts: Any = None, providers: list[Any] | None = None) -> Any:
     """An ONNX Runtime session; a damaged or non-ONNX file is an ArtifactError."""
     import onnxruntime as ort
 

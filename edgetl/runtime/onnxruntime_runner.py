@@ -2,7 +2,9 @@
 when the installed build has them."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -22,6 +24,11 @@ def emulates_tensorrt(card: ModelCard, provider: str) -> bool:
 class OnnxRuntimeRunner(Runner):
     backend = "onnxruntime"
     _cutter: Cutter | None = None  # the model indexed for cutting parts, made on the first part
+    session: Any  # onnxruntime.InferenceSession
+    input_name: str
+    _opts: Any  # the session's onnxruntime.SessionOptions, reused for the parts cut from it
+    _providers: list[Any]
+    _signature: tuple[list[TensorSpec], list[TensorSpec]]
 
     @classmethod
     def resolve_device(cls, device: str) -> str:
@@ -50,7 +57,7 @@ class OnnxRuntimeRunner(Runner):
         # The CPU provider computes float ops in f32; the CUDA provider would use TF32
         # matrix units on Ampere and newer by default, so that is switched off.
         first = (provider, {"use_tf32": 0}) if provider == "CUDAExecutionProvider" else provider
-        providers = [first] + (["CPUExecutionProvider"] if provider != "CPUExecutionProvider" else [])
+        providers: list[Any] = [first] + (["CPUExecutionProvider"] if provider != "CPUExecutionProvider" else [])
         session = onnx_session(path, opts, providers)
         signature = ([_spec(a) for a in session.get_inputs()], [_spec(a) for a in session.get_outputs()])
         meta = session.get_modelmeta().custom_metadata_map
@@ -73,15 +80,16 @@ class OnnxRuntimeRunner(Runner):
         return {o.name: v for o, v in zip(self.session.get_outputs(), outputs)}
 
     @classmethod
-    def facts(cls, gpu: dict) -> dict:
+    def facts(cls, gpu: dict[str, Any]) -> dict[str, Any]:
         import onnxruntime as ort
 
         return {"devices": list(ort.get_available_providers())}
 
     def compute(self, batch: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input_name: batch})[0]
+        output: np.ndarray = self.session.run(None, {self.input_name: batch})[0]
+        return output
 
-    def part(self, inputs: list[str], outputs: list[str], any_length: bool = False):
+    def part(self, inputs: list[str], outputs: list[str], any_length: bool = False) -> Callable[..., Any] | None:
         try:  # cutting a graph needs the onnx package (in edgetl[train]; the runtime can do without)
             import onnx
         except ImportError:
@@ -102,14 +110,14 @@ class Cutter:
     the stages five. A tensor cut at needs a value info (an exported model has them;
     else infer the shapes first)."""
 
-    def __init__(self, model):
+    def __init__(self, model: Any) -> None:  # an onnx.ModelProto
         from onnx.utils import Extractor
 
         self.extractor = Extractor(model)
         self.producers = {out: node for node in model.graph.node for out in node.output}
         self.initializers = {i.name: i for i in model.graph.initializer}
 
-    def cut(self, inputs: list[str], outputs: list[str], any_length: bool = False):
+    def cut(self, inputs: list[str], outputs: list[str], any_length: bool = False) -> Any:
         """The sub-graph from the tensors `inputs` to `outputs`, each input rounded as the
         whole model rounds it before the cut (INT8); `any_length`: every axis of the
         inputs and outputs free."""
@@ -123,29 +131,29 @@ class Cutter:
             del sub.graph.value_info[:]
         return sub
 
-    def _quantizer_before(self, name: str) -> tuple | None:
+    def _quantizer_before(self, name: str) -> tuple[Any, Any] | None:
         """The (scale, zero point) initializers of the Q/DQ pair every value of tensor
         `name` last went through (runner.quantizer_before), or None."""
         from onnx import numpy_helper
 
         producers, initializers = self.producers, self.initializers
 
-        def is_pair(node) -> bool:  # a DequantizeLinear of a QuantizeLinear
+        def is_pair(node: Any) -> bool:  # a DequantizeLinear of a QuantizeLinear
             return node.op_type == "DequantizeLinear" and getattr(producers.get(node.input[0]), "op_type", "") == \
                 "QuantizeLinear"
 
-        def ranges(dq) -> tuple:
+        def ranges(dq: Any) -> tuple[Any, ...]:
             values = [initializers.get(i) for i in dq.input[1:3]]
             if len(values) != 2 or any(v is None for v in values):
                 return ()
-            arrays = [numpy_helper.to_array(v) for v in values]
+            arrays = [numpy_helper.to_array(v) for v in values if v is not None]
             return tuple((a.dtype.str, a.ravel().tolist()) for a in arrays) if all(a.size == 1 for a in arrays) else ()
         dq = quantizer_before(producers.get(name), lambda n: n.op_type, lambda n: [producers.get(i) for i in n.input],
                               is_pair, ranges)
         return None if dq is None else tuple(initializers[i] for i in dq.input[1:3])
 
 
-def requantize_input(sub, name: str, quantizer: tuple | None) -> None:
+def requantize_input(sub: Any, name: str, quantizer: tuple[Any, Any] | None) -> None:
     """Round a part's input `name` through the Q/DQ pair (`quantizer`: its scale and zero
     point initializers) the whole model rounds it through before the cut."""
     if quantizer is None:
@@ -172,6 +180,6 @@ _ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(
               "tensor(bool)": "bool"}
 
 
-def _spec(arg) -> TensorSpec:
+def _spec(arg: Any) -> TensorSpec:  # an onnxruntime.NodeArg
     return TensorSpec(arg.name, tuple(d if isinstance(d, int) else None for d in arg.shape),
                       _ORT_TYPES.get(arg.type, arg.type))

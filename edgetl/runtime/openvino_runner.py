@@ -8,7 +8,9 @@ against what the device can do. What was compiled is read back from the compiled
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -28,7 +30,7 @@ def ov_message(exc: BaseException) -> str:
     return " ".join(useful or lines[-1:]) or type(exc).__name__
 
 
-def compile_config(core, device: str, precision: str, threads: int | None) -> dict:
+def compile_config(core: Any, device: str, precision: str, threads: int | None) -> dict[str, Any]:
     """The compile properties edgetl always sets: the inference precision (checked
     against the device's capabilities) and, on the CPU, the thread count."""
     supported = core.get_property(device, "SUPPORTED_PROPERTIES")
@@ -36,7 +38,7 @@ def compile_config(core, device: str, precision: str, threads: int | None) -> di
         if precision != "f32":
             raise BackendUnavailable(f"OpenVINO's {device} plugin takes no precision hint, so {precision} cannot be asked",
                                      hint="leave --precision-hint at f32")
-        config = {}
+        config: dict[str, Any] = {}
     else:
         capabilities = core.get_property(device, "OPTIMIZATION_CAPABILITIES")
         if _CAPABILITY[precision] not in capabilities:
@@ -49,12 +51,12 @@ def compile_config(core, device: str, precision: str, threads: int | None) -> di
     return config
 
 
-def compiled_precision(compiled) -> str:
+def compiled_precision(compiled: Any) -> str:
     """The inference precision the compiled model really uses ("device default" when the
     plugin does not report one)."""
     if PRECISION_PROPERTY not in compiled.get_property("SUPPORTED_PROPERTIES"):
         return "device default"
-    return compiled.get_property(PRECISION_PROPERTY).get_type_name()
+    return str(compiled.get_property(PRECISION_PROPERTY).get_type_name())
 
 
 def check_ir_xml(path: Path) -> None:
@@ -81,6 +83,16 @@ class OpenVinoRunner(Runner):
     # runs the windows' mean in i8 with the next FakeQuantize fused); against the IR
     # emulated in f32, parts and whole are equally close, but not the same.
     int8_cuts_exact = False
+    # openvino's Core, Model, CompiledModel, InferRequest and Tensor (not typed here: the
+    # runtime imports openvino only when this backend is used)
+    _core: Any
+    _ov_device: str
+    _config: dict[str, Any]
+    _model: Any
+    compiled: Any
+    request: Any
+    _input: Any
+    _signature: tuple[list[TensorSpec], list[TensorSpec]]
 
     @classmethod
     def load(cls, path: Path, device: str = "cpu", threads: int | None = None,
@@ -128,11 +140,11 @@ class OpenVinoRunner(Runner):
         return runner
 
     @classmethod
-    def facts(cls, gpu: dict) -> dict:
+    def facts(cls, gpu: dict[str, Any]) -> dict[str, Any]:
         import openvino as ov
 
         core = ov.Core()
-        out = {"devices": list(core.available_devices)}
+        out: dict[str, Any] = {"devices": list(core.available_devices)}
         try:
             out["cpu_precisions"] = [str(c) for c in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")]
             # What OpenVINO would run an FP32 model's float layers in by default; edgetl sets f32.
@@ -175,7 +187,7 @@ class OpenVinoRunner(Runner):
         names = [o.name for o in self.signature[1]]
         return {name: np.array(results[port], copy=True) for name, port in zip(names, self.compiled.outputs)}
 
-    def part(self, inputs: list[str], outputs: list[str], any_length: bool = False):
+    def part(self, inputs: list[str], outputs: list[str], any_length: bool = False) -> Callable[..., Any] | None:
         import openvino as ov
 
         model = self._model.clone()  # a copy of its own: the cut rewires it
@@ -185,7 +197,8 @@ class OpenVinoRunner(Runner):
         params = [self._cut_at(ports[name], name, any_length) for name in inputs]
         return self._compiled_part(ov.Model([ports[n] for n in outputs], params, "part"))
 
-    def window_parts(self, tensors: dict[str, str], any_length: bool = False):
+    def window_parts(self, tensors: dict[str, str], any_length: bool = False
+                     ) -> tuple[Callable[..., Any] | None, Callable[..., Any] | None]:
         """The front-end part stops where the element-wise chain that ends at the features
         starts (a log-mel's clamp, log and `x/10 + 2` after its mel matrix product), and
         the per-window part applies that chain to its windows before the layers after
@@ -221,7 +234,7 @@ class OpenVinoRunner(Runner):
         per_window = self._compiled_part(ov.Model([ports[tensors["embeddings"]]], [param], "windows"))
         return frontend, per_window
 
-    def _cut_at(self, port, name: str, any_length: bool):
+    def _cut_at(self, port: Any, name: str, any_length: bool) -> Any:
         """A parameter that replaces the tensor at `port`, quantized as the whole model
         quantized it there."""
         import openvino as ov
@@ -237,7 +250,7 @@ class OpenVinoRunner(Runner):
             target.replace_source_output(fed)
         return param
 
-    def _compiled_part(self, model):
+    def _compiled_part(self, model: Any) -> Callable[..., list[np.ndarray]] | None:
         """`model` compiled as the whole model was, as a function of numpy arrays."""
         try:
             compiled = self._core.compile_model(model, self._ov_device, self._config)
@@ -246,13 +259,13 @@ class OpenVinoRunner(Runner):
         request = compiled.create_infer_request()
         count = len(model.outputs)
 
-        def run(*arrays):
+        def run(*arrays: np.ndarray) -> list[np.ndarray]:
             request.infer([np.ascontiguousarray(a, dtype=np.float32) for a in arrays], share_inputs=True)
             return [np.array(request.get_output_tensor(i).data, copy=True) for i in range(count)]
         return run
 
 
-def _spec(port, unnamed: str) -> TensorSpec:
+def _spec(port: Any, unnamed: str) -> TensorSpec:
     """A model input's or output's name (`unnamed` for a tensor without one), shape (None
     where dynamic) and numpy dtype."""
     shape = port.get_partial_shape()
@@ -260,7 +273,7 @@ def _spec(port, unnamed: str) -> TensorSpec:
     return TensorSpec(next(iter(sorted(port.get_names())), unnamed), dims, np.dtype(port.get_element_type().to_dtype()).name)
 
 
-def _ports(model) -> dict:
+def _ports(model: Any) -> dict[str, Any]:
     """Every named tensor of `model`: name -> the output port that makes it."""
     return {name: out for op in model.get_ordered_ops() for out in op.outputs() for name in out.get_names()}
 
@@ -271,17 +284,18 @@ _ELEMENTWISE = {"Add", "Subtract", "Multiply", "Divide", "Maximum", "Minimum", "
                 "Clamp", "Relu", "Negative"}
 
 
-def _variable_input(node):
+def _variable_input(node: Any) -> Any:
     """The one input of an element-wise operation that is not a constant."""
     return next(i.get_source_output() for i in node.inputs()
                 if i.get_source_output().get_node().get_type_name() != "Constant")
 
 
-def _elementwise_chain(port) -> list:
+def _elementwise_chain(port: Any) -> list[Any]:
     """The element-wise operations (each with one variable input, constants scalar, used by
     the next one only) that end at the tensor at `port`, first to last; empty when the
     tensor is not made by one."""
-    chain, node = [], None if port is None else port.get_node()
+    chain: list[Any] = []
+    node = None if port is None else port.get_node()
     while node is not None and node.get_type_name() in _ELEMENTWISE:
         inputs = [i.get_source_output() for i in node.inputs()]
         constants = [o for o in inputs if o.get_node().get_type_name() == "Constant"]
@@ -294,11 +308,11 @@ def _elementwise_chain(port) -> list:
     return chain[::-1]
 
 
-def _quantizer_before(port):
+def _quantizer_before(port: Any) -> Any:
     """The FakeQuantize every value of the tensor at `port` last went through
     (runner.quantizer_before; FakeQuantize is idempotent on values already quantized), or
     None."""
-    def ranges(q) -> tuple:
+    def ranges(q: Any) -> tuple[Any, ...]:
         values = [q.input_value(i).get_node() for i in range(1, 5)]
         if any(v.get_type_name() != "Constant" or v.get_output_partial_shape(0).is_dynamic or
                int(np.prod(v.get_output_shape(0))) != 1 for v in values):

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import stat
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,6 +28,8 @@ from edgetl.task import task_of
 if TYPE_CHECKING:
     from PIL import Image
 
+    from edgetl.runtime.runner import Runner
+
 
 @dataclasses.dataclass
 class Prediction:
@@ -36,16 +38,16 @@ class Prediction:
     scores: list[float]  # softmax probabilities, same order; for a stream, the detections'
     error: str | None = None
     hint: str | None = None  # the remedy for this file's error
-    detections: list[dict] | None = None  # a stream's keywords in order: label, time, score, start
+    detections: list[dict[str, Any]] | None = None  # a stream's keywords in order: label, time, score, start
     # a detector's: each object found, best first: label, score, box [x0, y0, x1, y1] in the photo's pixels
-    objects: list[dict] | None = None
+    objects: list[dict[str, Any]] | None = None
     real_time_factor: float | None = None  # a stream's: processing time over its length
 
     @property
     def ok(self) -> bool:
         return self.error is None
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
@@ -60,7 +62,8 @@ def check_regular(path: Path) -> None:
                         hint="save what it carries to a file and pass that")
 
 
-def read_input(path: Path, kind: modalities.Modality, preprocessing) -> tuple[np.ndarray, tuple[int, int] | None]:
+def read_input(path: Path, kind: modalities.Modality, preprocessing: modalities.Preprocessing
+               ) -> tuple[np.ndarray, tuple[int, int] | None]:
     """One file as the model's cached sample, and an image's (width, height) as decoded;
     DataError says why a file cannot be used."""
     takes = f"{kind.noun}s ({', '.join(sorted(kind.suffixes))})"
@@ -82,7 +85,8 @@ def read_input(path: Path, kind: modalities.Modality, preprocessing) -> tuple[np
                         hint=f"this model takes {takes}") from None
 
 
-def predict(artifact, files, settings: PredictSettings | None = None, **options) -> list[Prediction]:
+def predict(artifact: str | Path, files: Sequence[str | Path], settings: PredictSettings | None = None,
+            **options: Any) -> list[Prediction]:
     """Top-k labels and scores of each file, in the order given; unusable files carry an
     error. `settings` (or its fields as keyword options): PredictSettings."""
     s = PredictSettings.of(settings, **options)
@@ -101,13 +105,17 @@ def predict(artifact, files, settings: PredictSettings | None = None, **options)
         card = runner.card
         kind = modalities.get(card.modality)
         pre = modalities.preprocessing_of(card)
+        window = _stream_window(pre)
         results: list[Prediction] = []
-        samples, where, sizes = [], [], []
+        samples: list[np.ndarray] = []
+        where: list[int] = []
+        sizes: list[tuple[int, int] | None] = []
         for f in files:
             try:
                 check_regular(Path(f))  # before anything opens it
-                if kind.name == "audio" and (seconds[f] or 0) > pre.seconds:
-                    results.append(_detect(runner, Path(f), seconds[f]))
+                length = seconds[f]
+                if window is not None and length is not None and length > window:
+                    results.append(_detect(runner, Path(f), length))
                     continue
                 sample, size = read_input(Path(f), kind, pre)
                 samples.append(sample)
@@ -119,7 +127,7 @@ def predict(artifact, files, settings: PredictSettings | None = None, **options)
         if samples:
             # The runner checks the output against the card and pads static batches.
             outputs = runner.infer_all(pre.normalize(np.stack(samples)), batch)
-            to_photo = [lambda boxes, size=size: pre.boxes_to_original(boxes, *size) for size in sizes]
+            to_photo = [_to_photo(pre, size) for size in sizes]
             for i, shown in zip(where, task_of(card).shown(outputs, card.labels, top_k, to_photo)):
                 results[i].labels, results[i].scores = shown["labels"], shown["scores"]
                 results[i].objects = shown.get("objects")
@@ -130,7 +138,7 @@ def predict(artifact, files, settings: PredictSettings | None = None, **options)
     return results
 
 
-def draw_objects(photo: Path, objects: list[dict], folder: Path) -> Path:
+def draw_objects(photo: Path, objects: list[dict[str, Any]], folder: Path) -> Path:
     """The photo with its objects' boxes and labels drawn, written into `folder` as
     NAME.boxes.jpg (or .png): never over the photo itself, whatever the folder."""
     import io
@@ -149,7 +157,7 @@ def draw_objects(photo: Path, objects: list[dict], folder: Path) -> Path:
 FOUND_COLOUR, TRUE_COLOUR = (255, 32, 32), (0, 200, 60)
 
 
-def drawn(image: Image.Image, objects: Sequence[dict], truths: Sequence[dict] = ()) -> Image.Image:
+def drawn(image: Image.Image, objects: Sequence[dict[str, Any]], truths: Sequence[dict[str, Any]] = ()) -> Image.Image:
     """A PIL image with `truths` (label, box) drawn in green under `objects` (label, score,
     box) in red, boxes in the image's pixels."""
     from PIL import ImageDraw
@@ -165,7 +173,22 @@ def drawn(image: Image.Image, objects: Sequence[dict], truths: Sequence[dict] = 
     return image
 
 
-def _has_recordings(artifact, seconds: dict) -> bool:
+def _stream_window(pre: modalities.Preprocessing) -> float | None:
+    """An audio model's window in seconds (a longer recording is a stream of them), None
+    for a model that takes no streams."""
+    window = getattr(pre, "seconds", None)
+    return None if window is None else float(window)
+
+
+def _to_photo(pre: modalities.Preprocessing, size: tuple[int, int] | None) -> Callable[[np.ndarray], np.ndarray]:
+    """Boxes in the model input's pixels -> the file's (an image's letterbox undone)."""
+    undo = getattr(pre, "boxes_to_original", None)
+    if undo is None or size is None:
+        return lambda boxes: boxes
+    return lambda boxes: np.asarray(undo(boxes, *size))
+
+
+def _has_recordings(artifact: str | Path, seconds: dict[str | Path, float | None]) -> bool:
     """Whether some file is audio (`seconds`: each file's length, None when not audio)
     longer than an audio model's window (a stream)."""
     longest = max((s or 0 for s in seconds.values()), default=0)
@@ -175,12 +198,11 @@ def _has_recordings(artifact, seconds: dict) -> bool:
         card = read_card(artifact)
     except Exception:
         return False
-    if card.modality != "audio":
-        return False
-    return longest > modalities.preprocessing_of(card).seconds
+    window = _stream_window(modalities.preprocessing_of(card))
+    return window is not None and longest > window
 
 
-def _detect(runner, path: Path, seconds: float) -> Prediction:
+def _detect(runner: Runner, path: Path, seconds: float) -> Prediction:
     """The keywords of a recording, with progress over its length when it is long."""
     detector = KeywordDetector(runner)
     with progress_bar() as bar:
@@ -194,7 +216,7 @@ def none_predicted(results: list[Prediction]) -> DataError:
     """The error when no file could be predicted: a single file's own error and remedy,
     or for several the remedy they share."""
     if len(results) == 1:
-        return DataError(results[0].error, hint=results[0].hint)
+        return DataError(results[0].error or "it could not be predicted", hint=results[0].hint)
     hints = {r.hint for r in results}
     return DataError(f"none of the {len(results)} files could be predicted",
                      hint=hints.pop() if len(hints) == 1 else "each skipped line above names its file and remedy")

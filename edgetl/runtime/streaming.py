@@ -18,8 +18,9 @@ from __future__ import annotations
 import collections
 import dataclasses
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,6 +29,12 @@ from edgetl.modality.audio import SILENT_PEAK, AudioPreprocessing, audio_info, r
 from edgetl.runtime.runner import check_finite
 from edgetl.task.classification import softmax
 from edgetl.task.keywords import never_fires
+
+if TYPE_CHECKING:
+    from edgetl.core.card import ModelCard
+    from edgetl.runtime.runner import Runner
+
+Part = Callable[..., Any]  # a runner's part: numpy arrays in, a list of arrays out
 
 # Windows scored per call when audio arrives faster than real time (files, replays).
 MAX_BATCH = 64
@@ -46,7 +53,7 @@ class StreamingSettings:
     # points of FRR at 20 FA/h on a keyword stream against 0.4 s, for no fewer false accepts)
     refractory_ms: float = 500.0
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         checks = [(self.hop_ms > 0, "hop_ms", "must be positive", "e.g. 100"),
                   (int(self.smoothing) == self.smoothing and self.smoothing >= 1, "smoothing",
                    "must be a whole number of hops, at least 1", "e.g. 3"),
@@ -61,7 +68,7 @@ class StreamingSettings:
     def threshold_of(self, label: str) -> float:
         return float(self.thresholds.get(label, self.threshold))
 
-    def replace(self, **changes) -> StreamingSettings:
+    def replace(self, **changes: Any) -> StreamingSettings:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     def to_dict(self) -> dict[str, Any]:
@@ -77,7 +84,7 @@ class StreamingSettings:
                               hint="fix or remove the card's streaming section") from None
 
     @classmethod
-    def of(cls, card) -> StreamingSettings:
+    def of(cls, card: ModelCard) -> StreamingSettings:
         return cls.from_dict(card.streaming)
 
 
@@ -99,7 +106,7 @@ class Trigger:
         self.settings = settings
         self.threshold = np.array([np.inf if never_fires(lab) else settings.threshold_of(lab) for lab in labels])
         self.refractory = int(round(settings.refractory_ms / settings.hop_ms))
-        self.recent: collections.deque = collections.deque(maxlen=settings.smoothing)
+        self.recent: collections.deque[np.ndarray] = collections.deque(maxlen=settings.smoothing)
         self.armed = np.ones(len(labels), bool)
         self.quiet_until = -1  # hop index
 
@@ -130,7 +137,8 @@ def smoothed(probs: np.ndarray, k: int) -> np.ndarray:
     c = np.cumsum(np.vstack([np.zeros((1, probs.shape[1])), probs]), axis=0)
     i = np.arange(1, len(probs) + 1)
     lo = np.maximum(0, i - k)
-    return (c[i] - c[lo]) / (i - lo)[:, None]
+    means: np.ndarray = (c[i] - c[lo]) / (i - lo)[:, None]
+    return means
 
 
 def replay(probs: np.ndarray, labels: list[str], settings: StreamingSettings, hop_seconds: float,
@@ -144,7 +152,7 @@ def replay(probs: np.ndarray, labels: list[str], settings: StreamingSettings, ho
     for i in np.flatnonzero((means >= trigger.threshold).any(axis=1)):
         if i != previous + 1:
             trigger.armed[:] = True  # the hop before had no keyword over its threshold
-        previous = i
+        previous = int(i)
         j = trigger.decide(means[i], int(i))
         if j is not None:
             end = (i + 1) * hop_seconds
@@ -168,7 +176,8 @@ class SharedWindows:
     and an embedding is reused only when its frames are exactly the same. Either way the
     scores are those of the whole model."""
 
-    def __init__(self, frontend, embed, head, parts: dict, hop: int, stage_parts=None):
+    def __init__(self, frontend: Part, embed: Part | None, head: Part, parts: dict[str, Any], hop: int,
+                 stage_parts: list[Part] | None = None):
         self.frontend, self.embed, self.head, self.hop = frontend, embed, head, hop
         self.frames, self.step, self.starts = parts["frames"], parts["step"], list(parts["starts"])
         self.frame_samples = parts["frame_samples"]
@@ -181,18 +190,19 @@ class SharedWindows:
         self.frontend_calls = self.frames_computed = self.embed_calls = 0
         # the embedding's stages (each part takes any number of columns) and, per stage, the
         # columns kept (first index, rows shaped as a batch's), counted as computed
-        self.stages, self.stage_parts = (parts["stages"], stage_parts) if stage_parts else ([], [])
+        self.stages: list[dict[str, Any]] = parts["stages"] if stage_parts else []
+        self.stage_parts: list[Part] = stage_parts or []
         self.kept: list[tuple[int, np.ndarray] | None] = [None] * len(self.stages)
         self.columns_computed = [0] * len(self.stages)
         self.origin: int | None = None  # the frame the windows' grid starts from (mod step)
 
     @staticmethod
-    def frames_once(parts: dict) -> bool:
+    def frames_once(parts: dict[str, Any]) -> bool:
         """Whether each frame depends on its own samples only (the front-end's floor is fixed)."""
         return parts.get("floor_db") is not None and "frame_context" in parts
 
     @classmethod
-    def of(cls, runner, hop: int) -> tuple[SharedWindows | None, str]:
+    def of(cls, runner: Runner, hop: int) -> tuple[SharedWindows | None, str]:
         """The shared computation for `runner` at a hop of `hop` samples, or None and why not."""
         parts = runner.card.parts
         tensors = parts.get("tensors")
@@ -202,21 +212,22 @@ class SharedWindows:
         if hop % step:
             return None, f"a hop that is not a multiple of {step} samples moves the windows off the embedding's steps"
         incremental = cls.frames_once(parts)
-        stages = None
+        stages: list[Part] | None = None
         if incremental and parts.get("stages") and (runner.card.precision != "int8" or runner.int8_cuts_exact):
-            stages = [runner.part([st["from"]], [st["to"]], any_length=True) for st in parts["stages"]]
-            stages = None if any(p is None for p in stages) else stages
+            cut = [runner.part([st["from"]], [st["to"]], any_length=True) for st in parts["stages"]]
+            stages = [p for p in cut if p is not None] if all(p is not None for p in cut) else None
+        frontend: Part | None
+        embed: Part | None = None
         if stages:  # the stages start from the features tensor itself
-            frames = (runner.part([runner.card.input.get("name", "input")], [tensors["features"]], any_length=True),
-                      None)
+            frontend = runner.part([runner.card.input.get("name", "input")], [tensors["features"]], any_length=True)
         else:  # windows embedded whole
-            frames = runner.window_parts(tensors, any_length=incremental)
-        pieces = (*frames, runner.part([tensors["embeddings"]], ["logits"]))
-        if pieces[0] is None or pieces[2] is None or (pieces[1] is None and not stages):
+            frontend, embed = runner.window_parts(tensors, any_length=incremental)
+        head = runner.part([tensors["embeddings"]], ["logits"])
+        if frontend is None or head is None or (embed is None and not stages):
             return None, f"{runner.backend} cannot run this model's parts apart"
         how = ("each frame and each stage's column computed once" if stages else
                "each frame and window computed once" if incremental else "embeddings of overlapping windows reused")
-        return cls(*pieces, parts, hop, stages), how
+        return cls(frontend, embed, head, parts, hop, stages), how
 
     def logits(self, windows: np.ndarray, first_samples: np.ndarray) -> np.ndarray:
         """The logits of `windows` ([n, samples], in stream order), each starting at its
@@ -243,7 +254,8 @@ class SharedWindows:
         # the windows of every hop, start by start: the order of the model's own windows
         embeddings = np.stack([self.cache[int(f) + s] for s in self.starts for f in firsts])
         self.cache = {k: v for k, v in self.cache.items() if k >= firsts[-1]}  # older windows never come back
-        return self.head(embeddings)[0]
+        logits: np.ndarray = self.head(embeddings)[0]
+        return logits
 
     def _features(self, audio: np.ndarray, first: int) -> np.ndarray:
         """The frames of `audio` (starting at frame `first`): those kept from earlier hops,
@@ -273,7 +285,7 @@ class SharedWindows:
                 self.cache[m] = rows[i - top[0]]
             self.computed += len(missing)
             return
-        out = self.embed(np.stack([features[m - first:m - first + self.frames] for m in missing]))[0]
+        out = self._whole(np.stack([features[m - first:m - first + self.frames] for m in missing]))
         self.cache.update(zip(missing, out))
         self.computed += len(missing)
 
@@ -299,10 +311,17 @@ class SharedWindows:
                                 f"for {hi - start}: the card's stages do not match the model",
                                 hint="export the run again (edgetl export), which measures them")
         self.columns_computed[k] += len(new)
-        if extend:
+        if extend and kept is not None:
             new = np.concatenate([kept[lo - kept_first:], new])
         self.kept[k] = (lo, new)
-        return new[:hi - lo]
+        return np.asarray(new[:hi - lo])
+
+    def _whole(self, windows: np.ndarray) -> np.ndarray:
+        """The embeddings of whole windows of frames (a model cut without stages)."""
+        if self.embed is None:  # of() gives every model without stages its window part
+            raise ArtifactError("the model's windows cannot be embedded whole", hint="export the run again")
+        embeddings: np.ndarray = self.embed(windows)[0]
+        return embeddings
 
     def _whole_window_logits(self, window: np.ndarray, first_sample: int) -> np.ndarray:
         """A front-end with each window's own floor: the whole window's frames, and an
@@ -315,14 +334,15 @@ class SharedWindows:
         todo = [k for k, b in blocks.items() if k not in self.cache or not np.array_equal(self.blocks[k], b)]
         if todo:
             self.embed_calls += 1
-            out = self.embed(np.stack([blocks[k] for k in todo]))[0]
+            out = self._whole(np.stack([blocks[k] for k in todo]))
             self.cache.update(zip(todo, out))
             self.blocks.update((k, blocks[k].copy()) for k in todo)
         self.reused += len(blocks) - len(todo)
         self.computed += len(todo)
         self.cache = {k: v for k, v in self.cache.items() if k >= first}
         self.blocks = {k: v for k, v in self.blocks.items() if k >= first}
-        return self.head(np.stack([self.cache[first + s] for s in self.starts]))[0][0]
+        logits: np.ndarray = self.head(np.stack([self.cache[first + s] for s in self.starts]))[0][0]
+        return logits
 
 
 class KeywordDetector:
@@ -332,7 +352,7 @@ class KeywordDetector:
     `record=True` every hop's probabilities are kept (`probabilities()`), so other
     thresholds can be tried with `replay`."""
 
-    def __init__(self, runner, settings: StreamingSettings | None = None, record: bool = False,
+    def __init__(self, runner: Runner, settings: StreamingSettings | None = None, record: bool = False,
                  share: bool = True):
         card = runner.card
         if card.modality != "audio":
@@ -425,7 +445,7 @@ class KeywordDetector:
 
 
 def detect_file(detector: KeywordDetector, path: str | Path, chunk_seconds: float | None = None,
-                progress=None) -> list[Detection]:
+                progress: Callable[[float], object] | None = None) -> list[Detection]:
     """Every detection in a recording. It is read in blocks and fed `chunk_seconds` at a
     time (a hop: one window per model call, as live; None: whole blocks, batched);
     `progress(seconds)` is told how much audio each block held."""
@@ -446,7 +466,7 @@ def audio_seconds(path: str | Path) -> float | None:
         info = audio_info(path)
     except DataError:  # not audio, unreadable, a rate no recording has: the reader says why
         return None
-    return info.frames / info.samplerate
+    return float(info.frames / info.samplerate)
 
 
 __all__ = ["Detection", "KeywordDetector", "SharedWindows", "StreamingSettings", "Trigger", "audio_seconds", "detect_file",
