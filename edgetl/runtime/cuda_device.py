@@ -17,6 +17,7 @@ import ctypes
 import importlib
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -34,7 +35,7 @@ def cuda_version(number: int) -> str:
     return f"{number // 1000}.{number % 1000 // 10}"
 
 
-def _cudart():
+def _cudart() -> Any:  # cuda-python's runtime module, or None
     for name in ("cuda.bindings.runtime", "cuda.cudart"):  # cuda-python 12.6+ and older layouts
         try:
             return importlib.import_module(name)
@@ -43,24 +44,24 @@ def _cudart():
     return None
 
 
-def _system_runtimes() -> list:
+def _system_runtimes() -> list[Any]:
     """The system's libcudart files that load here, most fitting first (runtime/cudart.py)."""
     from edgetl.runtime import cudart
 
     return cudart.load_all()[0]
 
 
-def runtimes() -> list[tuple[object, str]]:
+def runtimes() -> list[tuple[Any, str]]:
     """Every CUDA runtime to reach the GPU through, in order, each with what it is: the
     system's libcudart files, then cuda-python."""
-    found: list[tuple[object, str]] = [(rt, f"libcudart {rt.path}") for rt in _system_runtimes()]
+    found: list[tuple[Any, str]] = [(rt, f"libcudart {rt.path}") for rt in _system_runtimes()]
     module = _cudart()
     if module is not None:
         found.append((module, "cuda-python"))
     return found
 
 
-def _torch_cuda():
+def _torch_cuda() -> Any:  # torch with CUDA, or None
     try:
         torch = importlib.import_module("torch")  # optional: torch is not a runtime dependency
     except ImportError:
@@ -68,10 +69,10 @@ def _torch_cuda():
     return torch if torch.cuda.is_available() else None
 
 
-def cuda_versions(cudart) -> dict:
+def cuda_versions(cudart: Any) -> dict[str, str | None]:
     """The CUDA version the driver supports and the one cuda-python's runtime is; both calls
     answer even where the runtime is too new for the driver."""
-    out = {}
+    out: dict[str, str | None] = {}
     for key, call in (("driver_cuda", "cudaDriverGetVersion"), ("runtime_cuda", "cudaRuntimeGetVersion")):
         err, *value = getattr(cudart, call)()
         out[key] = cuda_version(int(value[0])) if int(err) == 0 and value and int(value[0]) > 0 else None
@@ -88,7 +89,7 @@ def is_tegra() -> bool:
         return False
 
 
-def mismatch(versions: dict, tegra: bool | None = None, via: str = "cuda-python") -> tuple[str, str] | None:
+def mismatch(versions: dict[str, Any], tegra: bool | None = None, via: str = "cuda-python") -> tuple[str, str] | None:
     """Why the runtime `via` (cuda-python, or "libcudart PATH") cannot run on this driver,
     and the remedy; or None. On x86 CUDA runs a runtime of the driver's major version or
     older (minor-version compatibility); a Jetson has none: the runtime's major.minor must
@@ -115,7 +116,7 @@ def mismatch(versions: dict, tegra: bool | None = None, via: str = "cuda-python"
     return None
 
 
-def _check(cudart, result, what: str, via: str = "cuda-python"):
+def _check(cudart: Any, result: Any, what: str, via: str = "cuda-python") -> Any:
     """CUDA calls (cuda-python's, or runtime/cudart.py's in its shape) return (error,
     value...); raise on an error, naming the runtime `via`; return the values."""
     err, *values = result if isinstance(result, tuple) else (result,)
@@ -136,11 +137,11 @@ class IOBuffer:
     """One tensor's device memory and its pinned host mirror, for up to `capacity` bytes;
     `host` is the mirror viewed with the current shape."""
 
-    def __init__(self, address: int, host_memory: np.ndarray, capacity: int, keep=()):
+    def __init__(self, address: int, host_memory: np.ndarray, capacity: int, keep: tuple[Any, ...] = ()):
         self.address, self.host_memory, self.capacity, self.keep = address, host_memory, capacity, keep
-        self.host = host_memory[:0]
+        self.host: np.ndarray = host_memory[:0]
 
-    def shape_as(self, shape: tuple[int, ...], dtype) -> np.ndarray:
+    def shape_as(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
         nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
         self.host = self.host_memory[:nbytes].view(dtype).reshape(shape)
         return self.host
@@ -149,14 +150,20 @@ class IOBuffer:
 class CudaDevice:
     """One GPU, made current: its facts, reusable tensor buffers, and a stream of its own."""
 
-    def __init__(self, index: int = 0, found: list[tuple[object, str]] | None = None):
-        self.index, self.cudart, self.torch, self.cause = index, None, None, None
+    def __init__(self, index: int = 0, found: list[tuple[Any, str]] | None = None):
+        self.index = index
+        # the runtime module (cuda-python's, or runtime/cudart.py's in its shape) or torch: typed by neither
+        self.cudart: Any = None
+        self.torch: Any = None
+        self.cause: str | None = None
         self.via = ""  # what the GPU is reached through: "libcudart PATH", "cuda-python" or "torch"
-        self.versions: dict = {}
-        self._facts: dict | None = None
-        self._stream = None
+        self.versions: dict[str, str | None] = {}
+        self._facts: dict[str, str] | None = None
+        self._stream: Any = None  # a cudaStream_t, or torch's stream's handle
+        self._torch_stream: Any = None
         self._buffers: list[IOBuffer] = []
-        causes, remedy = [], _NO_RUNTIME
+        causes: list[str] = []
+        remedy = _NO_RUNTIME
         for runtime, via in runtimes() if found is None else found:  # `found`: the caller already looked
             try:
                 versions = cuda_versions(runtime)
@@ -166,7 +173,7 @@ class CudaDevice:
                 break
             except ArtifactError as exc:  # the first call failed: the next runtime, torch, then the error
                 causes.append(f"{via}: {exc.message}")
-                remedy = (mismatch(versions, via=via) or ("", exc.hint))[1] if remedy == _NO_RUNTIME else remedy
+                remedy = (mismatch(versions, via=via) or ("", exc.hint or _NO_RUNTIME))[1] if remedy == _NO_RUNTIME else remedy
             except (RuntimeError, OSError) as exc:  # bindings before 12.9 raise when libcuda cannot be loaded
                 causes.append(f"{via} cannot load the CUDA driver ({str(exc).splitlines()[0][:160] or exc!r})")
         # the runtimes passed over (or, when none answered, why not)
@@ -181,7 +188,7 @@ class CudaDevice:
             self.torch.cuda.set_device(index)
 
     @property
-    def stream(self):
+    def stream(self) -> Any:
         """A stream of its own (not the legacy default one), made when first used."""
         if self._stream is None:
             if self.cudart:
@@ -191,7 +198,7 @@ class CudaDevice:
                 self._stream = self._torch_stream.cuda_stream
         return self._stream
 
-    def _ok(self, result, what: str):
+    def _ok(self, result: Any, what: str) -> Any:
         return _check(self.cudart, result, what, self.via)
 
     def set_current(self) -> None:
@@ -200,7 +207,7 @@ class CudaDevice:
         else:
             self.torch.cuda.set_device(self.index)
 
-    def facts(self) -> dict:
+    def facts(self) -> dict[str, str]:
         """GPU name and compute capability, read once."""
         if self._facts is None:
             if self.cudart:
@@ -209,7 +216,7 @@ class CudaDevice:
                 self._facts = {"gpu": name.split("\x00")[0], "compute_capability": f"{props.major}.{props.minor}"}
             else:
                 props = self.torch.cuda.get_device_properties(self.index)
-                self._facts = {"gpu": props.name, "compute_capability": f"{props.major}.{props.minor}"}
+                self._facts = {"gpu": str(props.name), "compute_capability": f"{props.major}.{props.minor}"}
         return dict(self._facts)
 
     def buffer(self, nbytes: int) -> IOBuffer:
@@ -237,7 +244,8 @@ class CudaDevice:
             if self.cudart:
                 self.cudart.cudaFree(buf.address)
                 self.cudart.cudaFreeHost(buf.keep[0])
-            buf.keep, buf.host, buf.host_memory = (), None, None
+            empty = np.zeros(0, np.uint8)  # nothing left to view: the memory is the system's again
+            buf.keep, buf.host, buf.host_memory = (), empty, empty
 
     def to_device(self, buf: IOBuffer) -> None:
         """Copy the host mirror (as shaped) to the device, asynchronously on the stream."""
@@ -277,7 +285,7 @@ class CudaDevice:
         self._stream = None
 
 
-def device_facts(index: int = 0) -> dict:
+def device_facts(index: int = 0) -> dict[str, str]:
     """GPU name and compute capability, with that GPU made current for what follows (a
     build); "unknown" with a warning, never an error."""
     try:
@@ -291,11 +299,11 @@ def device_facts(index: int = 0) -> dict:
         return dict(UNKNOWN)
 
 
-def gpu_report(index: int = 0) -> dict:
+def gpu_report(index: int = 0) -> dict[str, Any]:
     """What `doctor` says about the GPU: found or not, through which CUDA runtime (and
     every runtime found, in the order tried), its facts, the driver's and the runtime's CUDA
     versions and whether they go together, and the remedy when not."""
-    report: dict = {"found": False, "via": None, **UNKNOWN, "driver_cuda": None, "runtime_cuda": None,
+    report: dict[str, Any] = {"found": False, "via": None, **UNKNOWN, "driver_cuda": None, "runtime_cuda": None,
                     "compatible": None, "problem": None, "runtimes": [], "passed_over": None}
     found = runtimes()
     report["runtimes"] = [via for _, via in found]
