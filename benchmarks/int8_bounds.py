@@ -5,6 +5,8 @@ the test drop's 95% interval, and counted: within the bound, above it but within
 test samples can tell, or above it for certain (the pipeline's bench gate refuses those).
 
     python benchmarks/int8_bounds.py [digits-lite0 ...] [--seeds 0,1,2] [--work DIR]
+
+Rows of recipes not named this time are kept from the last results.
 """
 from __future__ import annotations
 
@@ -62,7 +64,14 @@ def main() -> int:
                 print(f"{name} seed {seed} {r['model']}: val drop {100 * r['val_drop']:.2f} pt (bound "
                       f"{100 * (r['bound'] or 0):.2f}), test drop {100 * r['test_drop']:.2f} pt -> {r['verdict']}",
                       flush=True)
-    result = {"rows": rows, "machine": machine_info(), "versions": library_versions()}
+    earlier_file = args.out / "int8_bounds.json"
+    earlier = json.loads(earlier_file.read_text()) if earlier_file.is_file() else {}
+    # rows of recipes not run this time are kept, with the machine they were measured on
+    kept = [{**r, "machine": r.get("machine") or earlier.get("machine", {}).get("cpu")}
+            for r in earlier.get("rows", []) if r["recipe"] not in args.names]
+    machine = machine_info()
+    rows = kept + [{**r, "machine": machine.get("cpu")} for r in rows]
+    result = {"rows": rows, "machine": machine, "versions": library_versions()}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "int8_bounds.json").write_text(json.dumps(result, indent=1) + "\n")
     lines = ["| recipe | seed | model | bound (pt) | val drop (pt) | layers in float | test drop (pt), 95% interval | "
@@ -75,7 +84,8 @@ def main() -> int:
     above = sum(r["verdict"] != "within" for r in rows)
     lines.append(f"\n{above} of {len(rows)} test drops above their bound "
                  f"({sum(r['verdict'] == 'above' for r in rows)} beyond what the test samples can tell); CPU: "
-                 f"{result['machine']['cpu']} ({', '.join(result['machine'].get('cpu_flags') or [])}).")
+                 f"{' and '.join(sorted({str(r['machine']) for r in rows}))} (this run's: "
+                 f"{', '.join(machine.get('cpu_flags') or [])}).")
     (args.out / "int8_bounds.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
