@@ -8,6 +8,7 @@ import io
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 from edgetl.bench.latency import LatencyStats
 from edgetl.core.errors import BackendUnavailable
@@ -267,7 +268,7 @@ def _cells(r: BenchRow, columns: list[str], markup: bool) -> list[str]:
     return cells
 
 
-def pyplot():
+def pyplot() -> Any:  # matplotlib.pyplot, imported on first use
     """matplotlib's pyplot drawing to files (no display needed)."""
     try:
         import matplotlib

@@ -9,10 +9,12 @@ and renamed at the end.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import shutil
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -81,7 +83,8 @@ def _latency_p50(model: Path, backend: str, x: np.ndarray) -> float:
         return measure(runner, x, warmup=5, iters=30).p50_ms
 
 
-def package(run, out, settings: PackageSettings | None = None, overwrite: bool = False, **options) -> PackageResult:
+def package(run: str | Path, out: str | Path, settings: PackageSettings | None = None, overwrite: bool = False,
+            **options: Any) -> PackageResult:
     """Write the bundle of `run` for its targets to `out` (a folder, or OUT.zip with
     `zip_file`). `settings` (or its fields as keyword options): PackageSettings; `targets`
     may be given as "openvino,onnxruntime"."""
@@ -127,9 +130,8 @@ def package(run, out, settings: PackageSettings | None = None, overwrite: bool =
                 if target == "tensorrt":
                     entry.build, entry.engine = _engine_build(run, root, entry, out.name)
                 backend = BACKENDS[target].target_backend
-                expected[target] = reference_answers(lambda fs, m=model, b=backend: predict(m, fs, backend=b,
-                                                                                             top_k=len(card.labels)),
-                                                     copied, root, card.labels, entry.precision, task)
+                answers = functools.partial(predict, model, backend=backend, top_k=len(card.labels))
+                expected[target] = reference_answers(answers, copied, root, card.labels, entry.precision, task)
                 resolved = str(model.resolve())
                 measured = benched.get((resolved, backend))
                 if measured is not None:
@@ -192,7 +194,7 @@ def _engine_build(run: Path, root: Path, entry: TargetEntry, name: str) -> tuple
     return command, None
 
 
-def _streaming_of(run: Path, targets: list[str], card: ModelCard) -> dict:
+def _streaming_of(run: Path, targets: list[str], card: ModelCard) -> dict[str, Any]:
     """Thresholds picked on an exported model (evaluate --target-fa-per-hour) travel too."""
     for target in targets:
         streaming = read_card(pick_model(run, target)).streaming

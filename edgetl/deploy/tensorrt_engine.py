@@ -26,13 +26,18 @@ import logging
 import shlex
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from edgetl.core import progress
 from edgetl.core.card import ModelCard, build_fingerprint
 from edgetl.core.errors import ArtifactError, BackendUnavailable, ConfigError
 from edgetl.core.outputs import check_output, publish, temp_dir_beside, write_atomic
 from edgetl.export.onnx_export import frontend_nodes, in_frontend
-from edgetl.runtime.artifacts import MODEL_OUTPUT
+from edgetl.runtime.artifacts import MODEL_OUTPUT, engine_card_path
+from edgetl.runtime.tensorrt_runner import needed
+
+if TYPE_CHECKING:
+    from edgetl.runtime.verify import TargetCheck
 
 log = logging.getLogger("edgetl")
 PRECISIONS = ("fp32", "fp16", "int8", "best")
@@ -191,8 +196,8 @@ def plan_build(spec: EngineSpec, card: ModelCard, qdq: bool, tensorrt: str | Non
     if strongly and qdq and precision == "best":
         notes.append(f"TensorRT {version} builds a Q/DQ model strongly typed: its Q/DQ layers in INT8, "
                      "the others in FP32 as in the ONNX (no FP16 elsewhere)")
-    shapes = None if static_model else tuple(spec.shape(n, card) for n in (spec.batch.min, spec.batch.opt,
-                                                                          spec.batch.max))
+    shapes = None if static_model else (spec.shape(spec.batch.min, card), spec.shape(spec.batch.opt, card),
+                                        spec.shape(spec.batch.max, card))
     return BuildPlan(
         tensorrt=version, strongly_typed=strongly, fp16=fp16, int8=int8, input_name=card.input.get("name", "input"),
         shapes=shapes, dla_core=spec.dla_core, pinned_fp32=tuple(frontend or ()) if fp16 else (),
@@ -245,7 +250,7 @@ def trtexec_command(spec: EngineSpec, plan: BuildPlan) -> str:
     return shlex.join(args)
 
 
-def build_engine(spec: EngineSpec, overwrite: bool = False) -> dict:
+def build_engine(spec: EngineSpec, overwrite: bool = False) -> dict[str, Any]:
     """Build and write the engine and its card; returns what the build reports."""
     card, qdq = check_spec(spec)
     check_output(spec.out, MODEL_OUTPUT, overwrite, {"input model": spec.onnx})
@@ -258,7 +263,6 @@ def build_engine(spec: EngineSpec, overwrite: bool = False) -> dict:
                                  hint=f"pip install 'edgetl[tensorrt]', or on the device ({for_version(plan)}): "
                                       f"{trtexec_command(spec, plan)}") from None
     from edgetl.runtime.cuda_device import device_facts
-    from edgetl.runtime.tensorrt_runner import engine_card_path
 
     plan = plan_build(spec, card, qdq, trt.__version__, _frontend_layers(spec.onnx))
     for note in plan.notes:
@@ -267,15 +271,15 @@ def build_engine(spec: EngineSpec, overwrite: bool = False) -> dict:
     here = {"version": trt.__version__, **device_facts(spec.device)}
     logger = trt.Logger(trt.Logger.WARNING)
     trt.init_libnvinfer_plugins(logger, "")  # the parser maps some ONNX operators to plugin layers
-    builder = _needed(trt.Builder(logger), "a builder (is a GPU visible? nvidia-smi)")
+    builder = needed(trt.Builder(logger), "a builder (is a GPU visible? nvidia-smi)")
     flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if plan.strongly_typed else 0
-    network = _needed(builder.create_network(flags), "a network definition")
-    parser = _needed(trt.OnnxParser(network, logger), "an ONNX parser")
+    network = needed(builder.create_network(flags), "a network definition")
+    parser = needed(trt.OnnxParser(network, logger), "an ONNX parser")
     if not parser.parse_from_file(str(spec.onnx)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise ArtifactError(f"TensorRT cannot parse {spec.onnx.name}: {errors[:400]}",
                             hint="export with another --opset, or check the operator named above")
-    config = _needed(builder.create_builder_config(), "a builder config")
+    config = needed(builder.create_builder_config(), "a builder config")
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, spec.workspace_mb << 20)
     # TensorRT enables TF32 by default on Ampere and newer; an fp32 engine must mean f32.
     config.clear_flag(trt.BuilderFlag.TF32)
@@ -293,7 +297,7 @@ def build_engine(spec: EngineSpec, overwrite: bool = False) -> dict:
     if plan.int8:
         config.set_flag(trt.BuilderFlag.INT8)  # Q/DQ nodes decide what runs in INT8
     if plan.shapes:
-        profile = _needed(builder.create_optimization_profile(), "an optimization profile")
+        profile = needed(builder.create_optimization_profile(), "an optimization profile")
         profile.set_shape(network.get_input(0).name, *plan.shapes)
         config.add_optimization_profile(profile)
     cache_bytes, cache_note = read_timing_cache(spec.timing_cache, here)
@@ -344,10 +348,11 @@ def build_engine(spec: EngineSpec, overwrite: bool = False) -> dict:
     if spec.timing_cache:
         write_atomic(spec.timing_cache, bytes(config.get_timing_cache().serialize()))
         write_atomic(_timing_key_path(spec.timing_cache), json.dumps(_timing_key(here)) + "\n")
-    return engine_card.source["tensorrt"]
+    built: dict[str, Any] = engine_card.source["tensorrt"]
+    return built
 
 
-def _timing_key(here: dict) -> dict:
+def _timing_key(here: dict[str, Any]) -> dict[str, Any]:
     return {"tensorrt": here.get("version"), "gpu": here.get("gpu"), "compute_capability": here.get("compute_capability")}
 
 
@@ -355,7 +360,7 @@ def _timing_key_path(cache: Path) -> Path:
     return cache.with_name(cache.name + ".json")
 
 
-def read_timing_cache(path: Path | None, here: dict) -> tuple[bytes, str | None]:
+def read_timing_cache(path: Path | None, here: dict[str, Any]) -> tuple[bytes, str | None]:
     """The timing cache's bytes when it was made by this TensorRT on this GPU (the
     `.json` beside it says), else nothing and why: TensorRT's timings are of one version
     on one GPU, and a cache from another is at best useless."""
@@ -373,13 +378,7 @@ def read_timing_cache(path: Path | None, here: dict) -> tuple[bytes, str | None]
     return path.read_bytes(), None
 
 
-def _needed(value, what: str):
-    if value is None:
-        raise ArtifactError(f"TensorRT could not create {what}", hint="see the TensorRT log above")
-    return value
-
-
-def bundle_engine(bundle_path, device: int = 0) -> Path | None:
+def bundle_engine(bundle_path: str | Path, device: int = 0) -> Path | None:
     """On a device with TensorRT and a GPU, the engine of a bundle's TensorRT target for
     this GPU and TensorRT version: the bundle's own or a cached one when built for them,
     else built now from the target's model into the engine cache (runtime/targets.py),
@@ -416,7 +415,7 @@ def bundle_engine(bundle_path, device: int = 0) -> Path | None:
     return out
 
 
-def verify_on_device(bundle, backend: str | None = None, threads: int | None = None):
+def verify_on_device(bundle: str | Path, backend: str | None = None, threads: int | None = None) -> list[TargetCheck]:
     """`edgetl verify` on the device: a TensorRT target's engine built for this GPU first
     (where TensorRT is, into the engine cache), then every check of runtime/verify.py."""
     from edgetl.runtime.verify import verify

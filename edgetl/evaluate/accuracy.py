@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, overload
 
 import numpy as np
 
@@ -10,7 +12,7 @@ from edgetl.core import progress
 from edgetl.core.outputs import check_output
 from edgetl.data.labelled import labelled_split
 from edgetl.evaluate.settings import EvaluateSettings
-from edgetl.modality import Preprocessing, preprocessing_of
+from edgetl.modality import Preprocessing, preprocessing_of, to_photo
 from edgetl.runtime import Runner, open_runner
 from edgetl.task import get as task_of_name
 from edgetl.task import task_of
@@ -28,21 +30,21 @@ class EvalReport:
     confusion: list[list[int]]
     skipped: int = 0
     inference_precision: str = "f32"  # what the backend computed the float operations in
-    classes: dict[str, dict] = dataclasses.field(default_factory=dict)  # precision, recall, F1, support
+    classes: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # precision, recall, F1, support
     top_k: dict[str, float] = dataclasses.field(default_factory=dict)  # accuracy within the k best labels
     # the samples the model got wrong, worst first, as the task lists them (Task.mistakes):
     # a classifier's misclassified files, a detector's images with the most errors
-    mistakes: list[dict] = dataclasses.field(default_factory=list)
+    mistakes: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     task: str = "classification"
     metric: str = "accuracy"  # what `accuracy` holds: the task's primary figure (a detector's: mAP@0.5:0.95)
     map50: float | None = None  # detectors
-    pr_curves: dict = dataclasses.field(default_factory=dict)  # detectors: precision per recall at IoU 0.5, per class
+    pr_curves: dict[str, Any] = dataclasses.field(default_factory=dict)  # detectors: precision per recall at IoU 0.5, per class
 
     @property
-    def misclassified(self) -> list[dict]:
+    def misclassified(self) -> list[dict[str, Any]]:
         return self.mistakes
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out[task_of_name(self.task).mistakes_key] = out.pop("mistakes")  # "misclassified", "worst_images"
         out[self.metric] = self.accuracy  # the primary figure under its own name too (a detector's "map")
@@ -61,7 +63,8 @@ def predict_logits(runner: Runner, cached: np.ndarray, pre: Preprocessing, batch
     return np.concatenate(out) if out else np.zeros((0, len(runner.card.labels)), np.float32)
 
 
-def evaluate(artifact, data, settings: EvaluateSettings | None = None, **options) -> EvalReport:
+def evaluate(artifact: str | Path, data: str | Path, settings: EvaluateSettings | None = None,
+             **options: Any) -> EvalReport:
     """Accuracy, per-class figures, top-k accuracy, the confusion matrix and the
     samples `artifact` got wrong on a split of `data` (with `report`, also as an HTML
     report folder). `settings` (or its fields as keyword options): EvaluateSettings."""
@@ -98,21 +101,30 @@ def evaluate(artifact, data, settings: EvaluateSettings | None = None, **options
 MISTAKES = 1000  # listed in the report (and --json), worst first
 
 
-class _PhotoPlaces(Sequence):
+class _PhotoPlaces(Sequence[Callable[[np.ndarray], np.ndarray]]):
     """Per sample, its input pixels -> its file's (the letterbox or crop undone), the
     file's size read from its header when a task asks (only for the samples it lists)."""
 
-    def __init__(self, files: list, pre: Preprocessing):
+    def __init__(self, files: list[str], pre: Preprocessing):
         self.files, self.pre = files, pre
 
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, i):  # type: ignore[override]
+    @overload
+    def __getitem__(self, i: int) -> Callable[[np.ndarray], np.ndarray]: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[Callable[[np.ndarray], np.ndarray]]: ...
+
+    def __getitem__(self, i: int | slice) -> Any:
         from edgetl.modality.image import photo_size
+
+        if isinstance(i, slice):
+            return [self[j] for j in range(len(self))[i]]
+        size: tuple[int, int] | None
 
         try:
             size = photo_size(self.files[i])
         except Exception:  # gone since it was decoded: its boxes stay in input pixels
-            return lambda boxes: boxes
-        return lambda boxes: self.pre.boxes_to_original(boxes, *size)
+            size = None
+        return to_photo(self.pre, size)

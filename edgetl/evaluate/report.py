@@ -13,8 +13,12 @@ import io
 import json
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from edgetl.core.outputs import check_output, publish, register_output_kind, temp_dir_beside, write_atomic
+
+if TYPE_CHECKING:
+    from edgetl.evaluate.accuracy import EvalReport
 
 GENERATOR = '<meta name="generator" content="edgetl evaluate">'
 REPORT_DIR = "report folder"
@@ -64,7 +68,7 @@ def confusion_png(labels: list[str], confusion: list[list[int]], title: str) -> 
     return buf.getvalue()
 
 
-def pr_curves_png(curves: dict, classes: dict, title: str) -> bytes:
+def pr_curves_png(curves: dict[str, Any], classes: dict[str, Any], title: str) -> bytes:
     """A detector's precision-recall curve per class at IoU 0.5 (COCO's 101 recall points),
     each labelled with its AP@0.5; classes without true boxes have no curve."""
     import matplotlib
@@ -93,7 +97,7 @@ def pr_curves_png(curves: dict, classes: dict, title: str) -> bytes:
     return buf.getvalue()
 
 
-def _thumbnail(src: Path, dst_dir: Path, i: int, modality: str, mistake: dict) -> str | None:
+def _thumbnail(src: Path, dst_dir: Path, i: int, modality: str, mistake: dict[str, Any]) -> str | None:
     """A small copy of a file the model got wrong in the report folder: a PNG thumbnail of
     an image (with the true and the found boxes drawn when the mistake has them), the clip
     itself for audio (a player plays it); its name there, or None."""
@@ -116,13 +120,13 @@ def _thumbnail(src: Path, dst_dir: Path, i: int, modality: str, mistake: dict) -
         return None
 
 
-def _cell(value) -> str:
+def _cell(value: float | None) -> str:
     if value is None:
         return "-"
     return str(value) if isinstance(value, int) else f"{value:.3f}"
 
 
-def _figures(report) -> list[tuple[str, float]]:
+def _figures(report: EvalReport) -> list[tuple[str, float]]:
     """The headline figures: the task's metric, top-k accuracy, a detector's mAP@0.5."""
     figures = [(FIGURE_NAMES.get(report.metric, report.metric), report.accuracy)]
     figures += [(f"top-{k}", v) for k, v in report.top_k.items()]
@@ -131,7 +135,7 @@ def _figures(report) -> list[tuple[str, float]]:
     return figures
 
 
-def _mistake_row(m: dict, media: str) -> str:
+def _mistake_row(m: dict[str, Any], media: str) -> str:
     """One listed mistake: a classifier's true and predicted labels with the best scores;
     a detector's missed and false objects with what it found."""
     e = html.escape
@@ -143,7 +147,7 @@ def _mistake_row(m: dict, media: str) -> str:
     return f"<tr><td>{media}</td><td>{name}</td><td>{e(m['true'])}</td><td>{e(m['predicted'])}</td><td>{top}</td></tr>"
 
 
-def write_report(report, out, modality: str, overwrite: bool = False) -> Path:
+def write_report(report: EvalReport, out: str | Path, modality: str, overwrite: bool = False) -> Path:
     """The report folder of an EvalReport (evaluate/accuracy.py)."""
     from edgetl.task import get
 

@@ -15,7 +15,9 @@ import dataclasses
 import functools
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -127,7 +129,7 @@ class StreamReport:
     backend: str
     inference_precision: str
     hours: float
-    settings: dict
+    settings: dict[str, Any]
     keywords: int  # said in the recording
     detected: int
     false_rejects: int
@@ -138,13 +140,13 @@ class StreamReport:
     real_time_factor: float
     live: bool  # fed one hop at a time (a live device's real-time factor), or in blocks of hops
     shared: str  # whether overlapping windows shared their work, or why not
-    per_keyword: dict
-    false_accept_list: list[dict]  # label, time, score, what other speech was heard in the window that fired
-    det: list[dict]  # threshold, frr, fa_per_hour: one common threshold for every keyword
+    per_keyword: dict[str, Any]
+    false_accept_list: list[dict[str, Any]]  # label, time, score, what other speech was heard in the window that fired
+    det: list[dict[str, Any]]  # threshold, frr, fa_per_hour: one common threshold for every keyword
     thresholds_written: str | None = None  # where the picked thresholds went
     plot: str | None = None
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
@@ -186,7 +188,7 @@ def _fires_alone(mean: np.ndarray, threshold: float, refractory: int) -> np.ndar
     for e in edges:
         if e >= quiet:
             fired.append(e)
-            quiet = e + 1 + refractory
+            quiet = int(e) + 1 + refractory
     return np.asarray(fired, dtype=int)
 
 
@@ -213,7 +215,7 @@ def pick_thresholds(probs: np.ndarray, labels: list[str], settings: StreamingSet
 
 
 def det_curve(probs: np.ndarray, labels: list[str], settings: StreamingSettings, said: list[Said],
-              hours: float, hop: float, window: float) -> list[dict]:
+              hours: float, hop: float, window: float) -> list[dict[str, Any]]:
     """FRR and false accepts per hour of one threshold for every keyword, at each threshold
     where the decisions change (ascending), by replaying the detector on the recorded
     probabilities."""
@@ -286,8 +288,8 @@ def check_length(recording: Path, detector: KeywordDetector) -> None:
                           f"the recording ({seconds:.1f} s)", hint="e.g. --smoothing 6 (0.6 s at a 100 ms hop)")
 
 
-def evaluate_stream(artifact, recording, settings: StreamEvalSettings | None = None, progress=None,
-                    **options) -> StreamReport:
+def evaluate_stream(artifact: str | Path, recording: str | Path, settings: StreamEvalSettings | None = None,
+                    progress: Callable[[float], object] | None = None, **options: Any) -> StreamReport:
     """Detect the keywords of `recording` with the artifact's streaming settings (hop,
     smoothing and refractory period may be overridden) and compare with its keyword times. With
     `target_fa_per_hour`, first pick the thresholds (`pick`: one common threshold, or one
@@ -363,7 +365,7 @@ def evaluate_stream(artifact, recording, settings: StreamEvalSettings | None = N
     return report
 
 
-def plot_det(report: StreamReport, path) -> Path:
+def plot_det(report: StreamReport, path: str | Path) -> Path:
     """FRR against false accepts per hour, one point per common threshold, and the
     operating point of the card's thresholds."""
     from edgetl.bench.report import pyplot

@@ -58,6 +58,16 @@ def preprocessing_of(card: ModelCard) -> Preprocessing:
     return pre
 
 
+def to_photo(preprocessing: Preprocessing, size: tuple[int, int] | None) -> Callable[[np.ndarray], np.ndarray]:
+    """Boxes in the model input's pixels -> the pixels of a file of `size` (width, height):
+    an image's letterbox undone; the boxes unchanged where the preprocessing has none or the
+    size is not known."""
+    undo = getattr(preprocessing, "boxes_to_original", None)
+    if undo is None or size is None:
+        return lambda boxes: boxes
+    return lambda boxes: np.asarray(undo(boxes, *size))
+
+
 def list_files(folder: Path, modality: Modality) -> list[Path]:
     """Every file of the modality under `folder` (any case of suffix, no hidden files)."""
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in modality.suffixes
@@ -135,4 +145,4 @@ def decode_split(folder: Any, preprocessing: Preprocessing, workers: int | None 
 
 __all__ = ["Modality", "Preprocessing", "decode_into", "decode_split", "decoded_labels",
            "dummy_input", "get", "invalid_preprocessing", "list_files", "names",
-           "preprocessing_of", "register", "summarize"]
+           "preprocessing_of", "register", "summarize", "to_photo"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import stat
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -127,7 +127,7 @@ def predict(artifact: str | Path, files: Sequence[str | Path], settings: Predict
         if samples:
             # The runner checks the output against the card and pads static batches.
             outputs = runner.infer_all(pre.normalize(np.stack(samples)), batch)
-            to_photo = [_to_photo(pre, size) for size in sizes]
+            to_photo = [modalities.to_photo(pre, size) for size in sizes]
             for i, shown in zip(where, task_of(card).shown(outputs, card.labels, top_k, to_photo)):
                 results[i].labels, results[i].scores = shown["labels"], shown["scores"]
                 results[i].objects = shown.get("objects")
@@ -178,14 +178,6 @@ def _stream_window(pre: modalities.Preprocessing) -> float | None:
     for a model that takes no streams."""
     window = getattr(pre, "seconds", None)
     return None if window is None else float(window)
-
-
-def _to_photo(pre: modalities.Preprocessing, size: tuple[int, int] | None) -> Callable[[np.ndarray], np.ndarray]:
-    """Boxes in the model input's pixels -> the file's (an image's letterbox undone)."""
-    undo = getattr(pre, "boxes_to_original", None)
-    if undo is None or size is None:
-        return lambda boxes: boxes
-    return lambda boxes: np.asarray(undo(boxes, *size))
 
 
 def _has_recordings(artifact: str | Path, seconds: dict[str | Path, float | None]) -> bool:

@@ -109,11 +109,11 @@ class TensorRTRunner(Runner):
         # An engine may hold layers of TensorRT's plugin library: registered before deserializing
         trt.init_libnvinfer_plugins(logger, "")
         rebuild = f"rebuild it on this device: edgetl build-engine {built.get('onnx', 'MODEL.onnx')} --out {path}"
-        runtime = _needed(trt.Runtime(logger), "a TensorRT runtime", rebuild)
+        runtime = needed(trt.Runtime(logger), "a TensorRT runtime", rebuild)
         if built.get("dla_core") is not None:
             runtime.DLA_core = int(built["dla_core"])  # the core the engine was built for
-        engine = _needed(runtime.deserialize_cuda_engine(path.read_bytes()), f"the engine in {path.name}", rebuild)
-        context = _needed(engine.create_execution_context(), "an execution context", rebuild)
+        engine = needed(runtime.deserialize_cuda_engine(path.read_bytes()), f"the engine in {path.name}", rebuild)
+        context = needed(engine.create_execution_context(), "an execution context", rebuild)
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
@@ -206,7 +206,7 @@ class TensorRTRunner(Runner):
         self.buffers = {}
 
 
-def _needed(value: T | None, what: str, hint: str) -> T:
+def needed(value: T | None, what: str, hint: str = "see the TensorRT log above") -> T:
     """TensorRT answers None where it cannot make something; say what, not AttributeError later."""
     if value is None:
         raise ArtifactError(f"TensorRT could not create {what}", hint=hint)
