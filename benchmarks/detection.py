@@ -89,9 +89,11 @@ def main() -> int:
                                                  "--lr", "2e-3", "--backbone-lr-scale", "0.5"])
             run("-q", "finetune", str(data), "--backbone", "efficientnet_lite0", *chosen, "--input-size",
                 str(args.size), "--threads", str(args.threads), "--out", str(out))
-        train_s = json.loads((out / "edgetl.json").read_text())["metrics"]["train_seconds"] \
-            if time.perf_counter() - started < 1 else time.perf_counter() - started
-        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the largest child so far
+        trained_here = time.perf_counter() - started >= 1
+        train_s = time.perf_counter() - started if trained_here else \
+            json.loads((out / "edgetl.json").read_text())["metrics"]["train_seconds"]
+        # the largest child so far; not known for a run trained by an earlier benchmark (--work)
+        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 if trained_here else None
         card = json.loads((out / "edgetl.json").read_text())
         run("-q", "export", str(out), "--openvino", "--threads", str(args.threads), "--overwrite")
         config = card["source"]["config"]
