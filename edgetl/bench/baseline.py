@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from edgetl.core.errors import ConfigError
 
@@ -49,24 +51,24 @@ class Comparison:
     def ok(self) -> bool:
         return not self.regressions
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"max_slowdown": self.max_slowdown, "max_drop": self.max_drop, "reference": self.reference,
                 "ok": self.ok, "rows": [dataclasses.asdict(r) for r in self.rows]}
 
 
-def _key(row: dict) -> str:
+def _key(row: dict[str, Any]) -> str:
     precision = row.get("inference_precision") or row.get("precision_hint") or "f32"
     return (f"{Path(row['artifact']).name} · {row['backend']} · {row.get('precision') or '?'}/{precision} · "
             f"b{row['batch']} · {row.get('threads')}t")
 
 
-def _cpu_kind(machine: dict) -> tuple[str, ...]:
+def _cpu_kind(machine: dict[str, Any]) -> tuple[str, ...]:
     """The instruction-set flags a report recorded (runtime/machine.py records only those that
     change which kernels run: AVX2, AVX-512, VNNI, BF16, AMX, NEON)."""
     return tuple(sorted(machine.get("cpu_flags", [])))
 
 
-def read_report(path) -> dict:
+def read_report(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     try:
         doc = json.loads(path.read_text())
@@ -79,12 +81,12 @@ def read_report(path) -> dict:
     return doc
 
 
-def _check_report(doc: dict, path: Path) -> None:
+def _check_report(doc: dict[str, Any], path: Path) -> None:
     """Every field the comparison reads, of the type it reads (a report edited by hand, cut
     short or from another tool is named here, before any benchmark runs)."""
     import math
 
-    def bad(where: str, what: str):
+    def bad(where: str, what: str) -> ConfigError:
         return ConfigError(f"the baseline {path}: {where} {what}",
                            hint="pass a report written by bench --json-file (or bench again to make one)")
 
@@ -119,7 +121,7 @@ def check_bounds(max_slowdown: float, max_drop: float) -> None:
         raise ConfigError(f"--max-drop must be at least 0 and below 1, got {max_drop}", hint="e.g. --max-drop 0.01")
 
 
-def compare(report: dict, baseline: dict, max_slowdown: float = 1.10, max_drop: float = 0.01,
+def compare(report: dict[str, Any], baseline: dict[str, Any], max_slowdown: float = 1.10, max_drop: float = 0.01,
             reference: str | None = None) -> Comparison:
     """`report` and `baseline` as bench writes them (BenchReport.to_dict())."""
     check_bounds(max_slowdown, max_drop)
@@ -151,7 +153,8 @@ def compare(report: dict, baseline: dict, max_slowdown: float = 1.10, max_drop: 
     return Comparison(rows, max_slowdown, max_drop, reference)
 
 
-def _reference_ratios(new: dict, old: dict, reference: str | None):
+def _reference_ratios(new: dict[str, Any], old: dict[str, Any], reference: str | None
+                      ) -> Callable[[str], float | None]:
     """key -> how much slower the machine ran the reference now than in the baseline, for
     the rows of the same backend, batch and threads (1 without a reference)."""
     if reference is None:

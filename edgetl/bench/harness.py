@@ -10,14 +10,17 @@ a static shape) becomes a failed row; the other cells still run.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gc
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from edgetl.bench import memory
-from edgetl.bench.latency import LatencyStats, time_calls, time_function
+from edgetl.bench.latency import LatencyStats, time_calls
 from edgetl.bench.report import BenchReport, BenchRow
 from edgetl.bench.settings import BenchSettings
 from edgetl.core import progress
@@ -26,12 +29,13 @@ from edgetl.core.card import CARD_FILENAME, ModelCard
 from edgetl.core.errors import ArtifactError, ConfigError, DataError, EdgeTLError
 from edgetl.core.metrics import drop_interval
 from edgetl.core.threads import resolve_threads
-from edgetl.data.samples import reference_samples, validation_samples
-from edgetl.runtime import BACKENDS, open_runner
+from edgetl.data.samples import ModelInputs, Samples, reference_samples, validation_samples
+from edgetl.runtime import BACKENDS, Runner, open_runner
 from edgetl.runtime.artifacts import kind_of
 from edgetl.runtime.backends import backend_for, check_precision_hint
 from edgetl.runtime.bundle import Bundle
 from edgetl.runtime.machine import library_versions, machine_info
+from edgetl.runtime.measured import time_function
 from edgetl.runtime.signature import GENERATED, generated_inputs, input_shapes, is_bare, parse_shapes
 from edgetl.runtime.targets import model_for, target_problem
 from edgetl.task import get as get_task
@@ -50,7 +54,8 @@ class Cell:
     bundle: Path | None = None  # the bundle the model came from: its reference files stand in for --data
 
 
-def expand_artifacts(artifacts, backends: list[str] | None = None, precision_hints=()) -> list[Cell]:
+def expand_artifacts(artifacts: Sequence[str | Path], backends: list[str] | None = None,
+                     precision_hints: Iterable[str] = ()) -> list[Cell]:
     """The cells to measure. A run directory stands for its PyTorch checkpoint and every
     model file exported into it; `backends` (None: each artifact's own) picks the backends
     per artifact, and an artifact none of them loads becomes a failed cell. Every OpenVINO
@@ -61,7 +66,7 @@ def expand_artifacts(artifacts, backends: list[str] | None = None, precision_hin
         if name not in BACKENDS:
             raise ConfigError(f"unknown backend {name!r}", hint=f"use {', '.join(BACKENDS)}")
     paths: list[Path] = []
-    members: list[tuple[Path, str]] = []  # a bundle's models and the backend each runs on
+    members: list[tuple[Path, str, Path]] = []  # a bundle's models, the backend each runs on, the bundle
     for artifact in artifacts:
         path = Path(artifact)
         if not path.exists():
@@ -123,11 +128,12 @@ def _static_batch(card: ModelCard) -> int | None:
 class _Inputs:
     """Preprocessed labelled samples, decoded once per (data, split, preprocessing)."""
 
-    def __init__(self, data, split: str, shapes: dict | None = None):
-        self.data, self.split, self._cache = data, split, {}
+    def __init__(self, data: str | Path | None, split: str, shapes: dict[str, tuple[int, ...]] | None = None):
+        self.data, self.split = data, split
+        self._cache: dict[tuple[Any, ...], Samples] = {}
         self.shapes = shapes or {}  # --shape: a card-less model's open input dimensions
 
-    def __call__(self, card: ModelCard, bundle: Path | None = None):
+    def __call__(self, card: ModelCard, bundle: Path | None = None) -> Samples:
         """The labelled samples for `card`: --data, else a bundle's reference files (on a
         device the training data is not there), else the run's own data set."""
         if not self.data and bundle is not None:
@@ -167,7 +173,7 @@ def bench_cell(cell: Cell, batches: list[int], inputs: _Inputs, threads: int, de
     """The rows of one artifact on one backend (one per batch), its predictions and the
     raw timings (ns) per batch."""
     name = f"{cell.path.name} (model.pt)" if cell.path.is_dir() else cell.path.name
-    base = dict(artifact=str(cell.path), name=name, backend=cell.backend, device=device, threads=threads,
+    base: dict[str, Any] = dict(artifact=str(cell.path), name=name, backend=cell.backend, device=device, threads=threads,
                 precision_hint=cell.precision_hint)
     size = artifact_size(cell.path)
     memory.reset_peak()
@@ -181,9 +187,9 @@ def bench_cell(cell: Cell, batches: list[int], inputs: _Inputs, threads: int, de
     load_s = time.perf_counter() - t0
     card = runner.card
     bound = card.source.get("quantization", {}).get("max_drop") if card.precision == "int8" else None
-    common = dict(base, device=runner.device, precision=card.precision, inference_precision=runner.inference_precision,
-                  run=_run_key(cell.path, card), bound=bound,
-                  note=_note(card, cell.backend), size_mb=size / 2**20, load_s=load_s)
+    common: dict[str, Any] = dict(base, device=runner.device, precision=card.precision,
+                                  inference_precision=runner.inference_precision, run=_run_key(cell.path, card),
+                                  bound=bound, note=_note(card, cell.backend), size_mb=size / 2**20, load_s=load_s)
     with runner:
         if is_bare(card):
             rows, predictions, timings = _bare_rows(runner, dict(common, note=NO_CARD), batches, inputs.shapes, warmup,
@@ -203,13 +209,18 @@ def bench_cell(cell: Cell, batches: list[int], inputs: _Inputs, threads: int, de
 NO_CARD = "no edgetl card: latency on generated inputs; outputs compared across backends, accuracy not measured"
 
 
-def _bare_rows(runner, common: dict, batches: list[int], shapes: dict, warmup: int, iters: int, min_time: float):
+def _bare_rows(runner: Runner, common: dict[str, Any], batches: list[int], shapes: dict[str, tuple[int, ...]],
+               warmup: int, iters: int, min_time: float
+               ) -> tuple[list[BenchRow], np.ndarray | None, dict[int, list[int]]]:
     """A model without a card, as trtexec and benchmark_app time one: its own inputs
     (runtime/signature.py), generated, one row per distinct input shape (a --shape fixes
     the batch); its first output on the first shape's inputs, which the other backends'
     rows are compared with."""
     specs, _ = runner.signature
-    rows, timings, outputs, seen = [], {}, None, set()
+    rows: list[BenchRow] = []
+    timings: dict[int, list[int]] = {}
+    outputs: np.ndarray | None = None
+    seen: set[tuple[Any, ...]] = set()
     for batch in batches:
         try:
             chosen = input_shapes(specs, shapes, batch)
@@ -227,7 +238,7 @@ def _bare_rows(runner, common: dict, batches: list[int], shapes: dict, warmup: i
             first = runner.infer_named(feeds)
             if outputs is None:
                 outputs = np.asarray(next(iter(first.values())), np.float64)
-            timings[n] = time_function(lambda f=feeds: runner.infer_named(f), warmup, iters, min_time)
+            timings[n] = time_function(functools.partial(runner.infer_named, feeds), warmup, iters, min_time)
             row.set_latency(LatencyStats.from_ns(timings[n], n))
         except Exception as exc:
             row.error = _first_line(exc)
@@ -235,13 +246,17 @@ def _bare_rows(runner, common: dict, batches: list[int], shapes: dict, warmup: i
     return rows, outputs, timings
 
 
-def _card_rows(runner, cell: Cell, common: dict, batches: list[int], inputs: _Inputs, warmup: int, iters: int,
-               min_time: float):
+def _card_rows(runner: Runner, cell: Cell, common: dict[str, Any], batches: list[int], inputs: _Inputs, warmup: int,
+               iters: int, min_time: float) -> tuple[list[BenchRow], np.ndarray | None, dict[int, list[int]]]:
     """A model with its card: the task's metric on labelled samples, then latency on the
     first samples at each batch size."""
-    card, rows, timings = runner.card, [], {}
+    card = runner.card
+    rows: list[BenchRow] = []
+    timings: dict[int, list[int]] = {}
     try:
         samples = inputs(card, cell.bundle)
+        if samples.labels is None:  # validation and reference samples are labelled: a bug, not input
+            raise DataError("the samples to score have no labels", hint="pass --data with a labelled split")
         static = _static_batch(card)
         logits = runner.infer_all(samples.x, static or max(batches))
         task = task_of(card)
@@ -261,21 +276,21 @@ def _card_rows(runner, cell: Cell, common: dict, batches: list[int], inputs: _In
             row.set_latency(LatencyStats.from_ns(timings[batch], batch))
             if task.decodes:  # what the device spends after the model: how much of the latency is decoding
                 outputs = runner.infer(x)
-                row.decode_ms = LatencyStats.from_ns(time_function(lambda o=outputs: task.predictions(o), 1,
-                                                                   min(iters, 20), 0.0), batch).p50_ms
+                decoding = functools.partial(task.predictions, outputs)
+                row.decode_ms = LatencyStats.from_ns(time_function(decoding, 1, min(iters, 20), 0.0), batch).p50_ms
         except Exception as exc:
             row.error = _first_line(exc)
         rows.append(row)
     return rows, predictions, timings
 
 
-def latency_input(x: np.ndarray, batch: int) -> np.ndarray:
+def latency_input(x: ModelInputs | np.ndarray, batch: int) -> np.ndarray:
     """The first `batch` real samples (repeated when the split is smaller)."""
-    return x[np.arange(batch) % len(x)]
+    return np.asarray(x[np.arange(batch) % len(x)])
 
 
-def _more_rounds(cells: list[Cell], rows: list[BenchRow], timings: dict, inputs: _Inputs, rounds: int, threads: int,
-                 device: str, warmup: int, iters: int, min_time: float) -> None:
+def _more_rounds(cells: list[Cell], rows: list[BenchRow], timings: dict[tuple[int, int], list[int]], inputs: _Inputs,
+                 rounds: int, threads: int, device: str, warmup: int, iters: int, min_time: float) -> None:
     """Rounds 2..N: every cell that worked is timed again, all cells in turn, and its
     timings pooled, so that a noisy neighbour on a shared machine hits every cell alike
     instead of whichever happened to run at the wrong moment."""
@@ -335,6 +350,8 @@ def attach_references(rows: list[BenchRow], predictions: dict[int, np.ndarray]) 
         ref_pred = predictions.get(ref.cell_id)
         for row in group:
             row.reference = f"{ref.name} ({ref.backend})"
+            if ref.accuracy is None or row.accuracy is None:  # grouped above by having one
+                continue
             row.drop = ref.accuracy - row.accuracy
             pred = predictions.get(row.cell_id)
             if ref_pred is not None and pred is not None and len(pred) == len(ref_pred):
@@ -343,7 +360,7 @@ def attach_references(rows: list[BenchRow], predictions: dict[int, np.ndarray]) 
                     row.drop_ci95 = list(drop_interval(row.drop, 1 - row.agreement, row.n))
 
 
-def bench(artifacts, settings: BenchSettings | None = None, **options) -> BenchReport:
+def bench(artifacts: Sequence[str | Path], settings: BenchSettings | None = None, **options: Any) -> BenchReport:
     """Measure every artifact (run directories, .onnx, .xml, .engine) on its backend (or
     on each of `backends`) at every batch size; returns a BenchReport. With rounds > 1
     the latency of every cell is measured that many times, in turn, and pooled. Every
