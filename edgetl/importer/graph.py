@@ -62,7 +62,7 @@ class Graph:
         else:
             node.output(0).replace(node.input_value(0))
 
-    def _final_softmax(self):
+    def _final_softmax(self) -> Any:  # the softmax node (ONNX NodeProto or OpenVINO Node), or None
         if self.format == "onnx":
             producers = {out: n for n in self.model.graph.node for out in n.output}
             node = producers.get(self.model.graph.output[0].name)
@@ -135,14 +135,14 @@ def read_ir(path: Path) -> Graph:
                  [_spec(p, f"output{i}") for i, p in enumerate(model.outputs)], "openvino")
 
 
-def load_torch(path: Path):
+def load_torch(path: Path) -> tuple[Any, str]:
     """A TorchScript (.pt) or torch.export (.pt2) file as a module to export (eval mode)."""
     import torch
 
     try:
         if path.suffix.lower() == ".pt2":
             return torch.export.load(str(path)).module(), "torch.export"
-        return torch.jit.load(str(path), map_location="cpu").eval(), "torchscript"
+        return torch.jit.load(str(path), map_location="cpu").eval(), "torchscript"  # type: ignore[no-untyped-call]
     except Exception as exc:
         if path.suffix.lower() != ".pt2" and _is_state_dict(path):
             raise ArtifactError(f"{path.name} holds weights only (a state dict), not a model",
@@ -165,7 +165,7 @@ def _is_state_dict(path: Path) -> bool:
         return False
 
 
-def run_onnx(model, threads: int | None) -> Callable[[np.ndarray], list[np.ndarray]]:
+def run_onnx(model: Any, threads: int | None) -> Callable[[np.ndarray], list[np.ndarray]]:
     """A function of an input batch -> every output of an ONNX ModelProto (ONNX Runtime, CPU)."""
     import onnxruntime as ort
 
@@ -183,7 +183,7 @@ def run_onnx(model, threads: int | None) -> Callable[[np.ndarray], list[np.ndarr
     return lambda x: session.run(None, {name: x})
 
 
-def run_ir(model, threads: int | None) -> Callable[[np.ndarray], list[np.ndarray]]:
+def run_ir(model: Any, threads: int | None) -> Callable[[np.ndarray], list[np.ndarray]]:
     import openvino as ov
 
     from edgetl.runtime.openvino_runner import compile_config
@@ -193,20 +193,20 @@ def run_ir(model, threads: int | None) -> Callable[[np.ndarray], list[np.ndarray
     return lambda x: [np.asarray(v) for v in compiled(x).values()]
 
 
-def _location(tensor) -> str:
+def _location(tensor: Any) -> str:
     return next((e.value for e in tensor.external_data if e.key == "location"), "?")
 
 
 _ONNX_DTYPES = {1: "float32", 10: "float16", 11: "float64", 2: "uint8", 3: "int8", 6: "int32", 7: "int64", 9: "bool"}
 
 
-def _onnx_spec(value) -> TensorSpec:
+def _onnx_spec(value: Any) -> TensorSpec:
     t = value.type.tensor_type
     dims = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in t.shape.dim)
     return TensorSpec(value.name, dims, _ONNX_DTYPES.get(t.elem_type, f"onnx type {t.elem_type}"))
 
 
-def _onnx_keep_output(model, name: str) -> None:
+def _onnx_keep_output(model: Any, name: str) -> None:
     """Drop every other output, and the nodes and weights only they needed."""
     graph = model.graph
     kept = [o for o in graph.output if o.name == name]

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -36,6 +37,7 @@ from edgetl.task import Task
 from edgetl.task import get as get_task
 from edgetl.task.classification import softmax
 
+Reference = Callable[[np.ndarray], list[np.ndarray]]  # the source model: inputs -> its outputs
 CHECK_SAMPLES = 32  # generated photos the import is checked on when no data set is given
 
 
@@ -44,13 +46,13 @@ class ImportResult:
     out: Path
     card: ModelCard
     models: list[Path]
-    parity: list[dict]
+    parity: list[dict[str, Any]]
     assumed: list[str]  # what was taken as a default rather than read or given, for the user to confirm
     accuracy: float | None = None
 
 
-def import_model(model, out, settings: ImportSettings | None = None, overwrite: bool = False,
-                 **options) -> ImportResult:
+def import_model(model: Any, out: str | Path, settings: ImportSettings | None = None, overwrite: bool = False,
+                 **options: Any) -> ImportResult:
     """Import `model` (a path, or an nn.Module) into the folder `out`; see the module
     docstring. `settings` (or its fields as keyword options): ImportSettings."""
     s = ImportSettings.of(settings, **options)
@@ -105,11 +107,11 @@ def _metadata_names(graph: Graph) -> list[str]:
     return labels
 
 
-def _is_module(model) -> bool:
+def _is_module(model: Any) -> bool:
     return hasattr(model, "forward") and hasattr(model, "eval")
 
 
-def _source(model, path: Path | None, s: ImportSettings, tmp: Path, threads: int):
+def _source(model: Any, path: Path | None, s: ImportSettings, tmp: Path, threads: int) -> tuple[Graph, Reference]:
     """The graph to edit and a function computing the source's outputs (the reference every
     written model is compared with)."""
     if path is None or path.suffix.lower() in TORCH_SUFFIXES:
@@ -121,7 +123,7 @@ def _source(model, path: Path | None, s: ImportSettings, tmp: Path, threads: int
     return graph, run
 
 
-def _from_torch(model, path: Path | None, s: ImportSettings, tmp: Path, threads: int):
+def _from_torch(model: Any, path: Path | None, s: ImportSettings, tmp: Path, threads: int) -> tuple[Graph, Reference]:
     """A TorchScript or torch.export file, or an nn.Module, exported to ONNX; the module is the reference."""
     import torch
 
@@ -153,14 +155,16 @@ def _from_torch(model, path: Path | None, s: ImportSettings, tmp: Path, threads:
     return graph, reference
 
 
-def _import(graph: Graph, reference, path: Path | None, labels: list[str], s: ImportSettings, tmp: Path, out: Path,
+def _import(graph: Graph, reference: Reference, path: Path | None, labels: list[str], s: ImportSettings, tmp: Path, out: Path,
             threads: int) -> ImportResult:
     assumed: list[str] = []
     if _is_audio(graph):
         model_input, layout = _checked_audio_input(graph, s)
         scores = _checked_output(graph, s, labels)
-        pre: ImagePreprocessing | AudioPreprocessing = AudioPreprocessing(sample_rate=s.sample_rate,
-                                                                          window=model_input.shape[1])
+        rate, window = s.sample_rate, model_input.shape[1]
+        if rate is None or window is None:  # _checked_audio_input refused both
+            raise ConfigError("a waveform model needs --sample-rate and --window", hint="pass both")
+        pre: ImagePreprocessing | AudioPreprocessing = AudioPreprocessing(sample_rate=rate, window=window)
     else:
         model_input, layout = _checked_input(graph, s)
         scores = _checked_output(graph, s, labels)
@@ -265,8 +269,8 @@ def _checked_input(graph: Graph, s: ImportSettings) -> tuple[TensorSpec, str]:
         raise ArtifactError(f"the model takes {len(graph.inputs)} inputs ({', '.join(i.name for i in graph.inputs)}); "
                             "an image classifier takes one", hint="export the model with one image input")
     spec = graph.inputs[0]
-    for flag, given in (("--sample-rate", s.sample_rate), ("--window", s.window)):
-        if given is not None:
+    for flag, value in (("--sample-rate", s.sample_rate), ("--window", s.window)):
+        if value is not None:
             raise ConfigError(f"{flag} applies to waveform models; input {spec.name} is {_dims(spec.shape)}",
                               hint=f"drop {flag}")
     if spec.dtype not in ("float32", "float16", "uint8"):
@@ -313,7 +317,10 @@ def _checked_input(graph: Graph, s: ImportSettings) -> tuple[TensorSpec, str]:
 
 
 def _preprocessing(spec: TensorSpec, layout: str, s: ImportSettings, assumed: list[str]) -> ImagePreprocessing:
-    size = tuple(spec.shape[2:4]) if layout == "NCHW" else tuple(spec.shape[1:3])
+    height, width = spec.shape[2:4] if layout == "NCHW" else spec.shape[1:3]
+    if height is None or width is None:  # _checked_input filled them in or refused
+        raise ConfigError(f"input {spec.name} leaves its height and width open", hint="pass --input-size N (or HxW)")
+    size = (height, width)
     mean, std = parse_triple(s.mean, "--mean"), parse_triple(s.std, "--std")
     detector = s.task == "detection"
     if detector and spec.dtype != "uint8" and mean is None and std is None:
@@ -374,7 +381,7 @@ def _checked_output(graph: Graph, s: ImportSettings, labels: list[str]) -> Tenso
     return spec
 
 
-def _check_inputs(card: ModelCard, pre, data) -> np.ndarray:
+def _check_inputs(card: ModelCard, pre: ImagePreprocessing | AudioPreprocessing, data: str | Path | None) -> np.ndarray:
     """What the written models are compared with the source on: real validation samples
     of `data`, else generated ones (seeded noise at every pixel value, or noise at a
     tenth of full scale)."""
@@ -401,7 +408,7 @@ def _batched(fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray, static: int 
 
 
 def _write_models(graph: Graph, card: ModelCard, tmp: Path, x: np.ndarray, expected: np.ndarray, stripped: bool,
-                  threads: int) -> tuple[list[Path], list[dict]]:
+                  threads: int) -> tuple[list[Path], list[dict[str, Any]]]:
     """model.onnx (and model.xml converted from it, when OpenVINO is installed), or the IR
     itself; each compared with the source before the import counts as done."""
     from edgetl.export.parity import ParityError
@@ -442,7 +449,7 @@ def _write_models(graph: Graph, card: ModelCard, tmp: Path, x: np.ndarray, expec
 
 
 def compare_with_source(model: Path, x: np.ndarray, expected: np.ndarray, stripped: bool, threads: int,
-                        task: Task | None = None) -> dict:
+                        task: Task | None = None) -> dict[str, Any]:
     """The written model's scores against the source's (its softmax where the import took
     it out): max-abs difference relative to the scores' range, and agreement (a
     classifier's top-1 with ties counted as agreement; otherwise as the task compares)."""
@@ -474,22 +481,22 @@ def compare_with_source(model: Path, x: np.ndarray, expected: np.ndarray, stripp
             "passed": not failures}
 
 
-def _write_cards(models: list[Path], card: ModelCard, parity: list[dict]) -> None:
+def _write_cards(models: list[Path], card: ModelCard, parity: list[dict[str, Any]]) -> None:
     from edgetl.runtime.artifacts import write_card
 
     for model, check in zip(models, parity):
         write_card(model, dataclasses.replace(card, metrics={**card.metrics, "parity": check}))
 
 
-def _record(graph: Graph, path: Path | None, output: str, stripped: bool) -> dict:
-    record = {"file": str(path.resolve()) if path else None, "format": graph.source_format,
+def _record(graph: Graph, path: Path | None, output: str, stripped: bool) -> dict[str, Any]:
+    record: dict[str, Any] = {"file": str(path.resolve()) if path else None, "format": graph.source_format,
               "inputs": [i.to_dict() for i in graph.inputs], "output": output, "softmax_removed": stripped}
     if path is not None and path.is_file():
         record["sha256"] = sha256(path)
     return record
 
 
-def _dims(shape) -> str:
+def _dims(shape: Sequence[int | None]) -> str:
     return "x".join("?" if d is None else str(d) for d in shape) or "a scalar"
 
 

@@ -27,7 +27,7 @@ def parse_triple(text: str | None, flag: str) -> tuple[float, float, float] | No
     if len(values) != 3 or not all(v == v and abs(v) != float("inf") for v in values):
         raise ConfigError(f"{flag} takes three numbers R,G,B (or one for all), got {text!r}",
                           hint=f"e.g. {flag} " + ("0.485,0.456,0.406" if flag == "--mean" else "0.229,0.224,0.225"))
-    return values  # type: ignore[return-value]
+    return (values[0], values[1], values[2])
 
 
 def parse_size(text: str | None) -> tuple[int, int] | None:
@@ -43,7 +43,7 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
         dims = dims * 2
     if len(dims) != 2 or min(dims) < 1:
         raise ConfigError(f"--input-size takes N or HxW in pixels, got {text!r}", hint="e.g. --input-size 224")
-    return dims  # type: ignore[return-value]
+    return (dims[0], dims[1])
 
 
 @dataclasses.dataclass(frozen=True)
