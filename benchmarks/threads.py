@@ -15,6 +15,11 @@ training images), each thread count in its own process on a cold cache, the coun
 alternated over rounds (results in threads-training.json).
 
     python benchmarks/threads.py --training [--rounds 2]
+
+`--passive` runs the inference comparison with waiting threads that sleep instead of
+spinning (OpenMP's `OMP_WAIT_POLICY=PASSIVE` for torch, ONNX Runtime's
+`session.intra_op.allow_spinning=0`), into threads-passive.json: whether a second thread
+stops costing so much beside other work.
 """
 from __future__ import annotations
 
@@ -80,11 +85,16 @@ def main() -> int:
     ap.add_argument("--training", action="store_true", help="time a fine-tune epoch and a probe instead")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--passive", action="store_true", help="threads that wait sleep instead of spinning")
     args = ap.parse_args()
+    if args.passive:  # read by OpenMP when torch loads it, so before the import below
+        import os
+
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     results = Path(__file__).parent / "results"
     if args.training:
         return training(args.rounds, args.out or results / "threads-training.json")
-    args.out = args.out or results / "threads.json"
+    args.out = args.out or results / ("threads-passive.json" if args.passive else "threads.json")
     import numpy as np
     import onnxruntime as ort
     import torch
@@ -112,6 +122,8 @@ def main() -> int:
                     t_ms = _median_ms(lambda: model(x), args.iters)
                 opts = ort.SessionOptions()
                 opts.intra_op_num_threads, opts.inter_op_num_threads = n, 1
+                if args.passive:
+                    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
                 session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
                 o_ms = _median_ms(lambda s=session: s.run(None, {"input": x.numpy()}), args.iters)
                 rows.append({"load": load, "threads": n, "torch_ms": t_ms, "onnxruntime_ms": o_ms})
@@ -121,7 +133,8 @@ def main() -> int:
             for p in spinners:
                 p.join()
     result = {"rows": rows, "default_threads": default_threads(), "usable_cores": cores, "machine": machine_info(),
-              "busy": f"{cores - 1} spinning process(es)"}
+              "busy": f"{cores - 1} spinning process(es)",
+              "waiting_threads": "sleep (OMP_WAIT_POLICY=PASSIVE, allow_spinning=0)" if args.passive else "library default"}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     return 0
