@@ -15,6 +15,11 @@ def _ort_threads(runner) -> int:
     return runner.session.get_session_options().intra_op_num_threads
 
 
+def _spins(options) -> str:
+    """ONNX Runtime's setting of whether waiting threads spin, read back from a session's options."""
+    return options.get_session_config_entry("session.intra_op.allow_spinning")
+
+
 @pytest.fixture(scope="module")
 def quant_ir(quant_onnx, tmp_path_factory):
     from edgetl.export.openvino_ir import export_openvino
@@ -29,6 +34,9 @@ def quant_ir(quant_onnx, tmp_path_factory):
 def test_onnxruntime_and_openvino_runners_use_the_count_asked_for(quant_onnx, quant_ir, threads):
     with open_runner(quant_onnx, backend="onnxruntime", threads=threads) as runner:
         assert _ort_threads(runner) == threads and runner.threads == threads
+        # never ONNX Runtime's default (spin): waiting threads sleep, so a second thread does
+        # not fight a busy neighbour for its core (benchmarks/threads.py --passive)
+        assert _spins(runner.session.get_session_options()) == "0"
     with open_runner(quant_ir, backend="openvino", threads=threads) as runner:
         assert int(runner.compiled.get_property("INFERENCE_NUM_THREADS")) == threads
 
@@ -70,6 +78,7 @@ def test_the_quantization_libraries_own_sessions_get_the_count(quant_onnx, tmp_p
         calibrator = create_calibrator(str(quant_onnx), augmented_model_path=str(tmp_path / "aug.onnx"),
                                        calibrate_method=CalibrationMethod.MinMax)
         assert calibrator.infer_session.get_session_options().intra_op_num_threads == 1
+        assert _spins(calibrator.infer_session.get_session_options()) == "0"
     assert onnxruntime.SessionOptions is original
     assert int(ov.Core().compile_model(model, "CPU").get_property("INFERENCE_NUM_THREADS")) != 1 or usable_cores() == 1
 

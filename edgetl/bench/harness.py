@@ -31,7 +31,7 @@ from edgetl.core.metrics import drop_interval
 from edgetl.core.threads import resolve_threads
 from edgetl.data.samples import ModelInputs, Samples, reference_samples, validation_samples
 from edgetl.runtime import BACKENDS, Runner, open_runner
-from edgetl.runtime.artifacts import kind_of
+from edgetl.runtime.artifacts import SPINNING, kind_of
 from edgetl.runtime.backends import backend_for, check_precision_hint
 from edgetl.runtime.bundle import Bundle
 from edgetl.runtime.machine import library_versions, machine_info
@@ -403,6 +403,7 @@ def bench(artifacts: Sequence[str | Path], settings: BenchSettings | None = None
                 "backends": backends or "auto", "artifacts": [str(a) for a in artifacts],
                 "timer": "time.perf_counter_ns around each infer call; warm-up excluded; no outlier clipping",
                 "peak_rss": "VmHWM reset per backend" if per_backend_peak else "process lifetime peak",
-                "allocator": configure_allocator()}
+                "allocator": configure_allocator(),
+                "onnxruntime_waiting_threads": "spin" if SPINNING else "sleep (session.intra_op.allow_spinning=0)"}
     return BenchReport(rows=rows, machine=machine_info(), versions=library_versions(), settings=recorded,
                        seconds=time.perf_counter() - started)

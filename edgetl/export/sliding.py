@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 
+from edgetl.runtime.artifacts import session_options
 from edgetl.runtime.onnxruntime_runner import Cutter
 
 CHECKED = 3  # columns compared against computing each alone
@@ -117,8 +118,7 @@ def _part(cutter: Cutter, source: str, target: str):
     """The graph from `source` to `target`, any length along every axis, on one thread."""
     import onnxruntime as ort
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+    opts = session_options(1)
     opts.log_severity_level = 4  # the pieces too short for a kernel are expected failures
     session = ort.InferenceSession(cutter.cut([source], [target], any_length=True).SerializeToString(), opts,
                                    providers=["CPUExecutionProvider"])

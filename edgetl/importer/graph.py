@@ -167,14 +167,10 @@ def _is_state_dict(path: Path) -> bool:
 
 def run_onnx(model: Any, threads: int | None) -> Callable[[np.ndarray], list[np.ndarray]]:
     """A function of an input batch -> every output of an ONNX ModelProto (ONNX Runtime, CPU)."""
-    import onnxruntime as ort
+    from edgetl.runtime.artifacts import onnx_session, session_options
 
-    from edgetl.runtime.artifacts import onnx_session
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads, opts.inter_op_num_threads = threads or 1, 1
     try:
-        session = onnx_session(model.SerializeToString(), opts)
+        session = onnx_session(model.SerializeToString(), session_options(threads))
     except Exception as exc:
         raise ArtifactError(f"ONNX Runtime cannot load the model: {' '.join(str(exc).split())[:400]}",
                             hint="an operator or opset ONNX Runtime lacks: export it with another opset "

@@ -65,13 +65,32 @@ def card_from_onnx_metadata(meta: dict[str, str], path: Path) -> ModelCard:
     return ModelCard.from_json(meta[ONNX_CARD_KEY], where=f"card of {path}")
 
 
+# ONNX Runtime's threads wait for work by sleeping, not spinning: on a 2-core AMD EPYC (AVX2;
+# Lite0 at 224 px, batch 1, three rounds of benchmarks/threads.py --passive), two spinning
+# threads beside one busy process took 17.8-30.6 ms, two sleeping ones 12.7-15.4 ms and one
+# thread 13.5-16.7 ms; idle, two threads took 8.6-12.0 ms spinning and 9.2-9.8 ms sleeping.
+SPINNING = False
+
+
+def session_options(threads: int | None) -> Any:
+    """ONNX Runtime session options as edgetl always sets them: `threads` intra-op threads
+    (one when None: never the library's every core), no inter-op pool, and waiting threads
+    that sleep (SPINNING)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads, opts.inter_op_num_threads = threads or 1, 1
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if SPINNING else "0")
+    return opts
+
+
 def onnx_session(path_or_bytes: str | Path | bytes, opts: Any = None, providers: list[Any] | None = None) -> Any:
     """An ONNX Runtime session; a damaged or non-ONNX file is an ArtifactError."""
     import onnxruntime as ort
 
     try:
         return ort.InferenceSession(path_or_bytes if isinstance(path_or_bytes, bytes) else str(path_or_bytes),
-                                    opts or ort.SessionOptions(), providers=providers or ["CPUExecutionProvider"])
+                                    opts or session_options(1), providers=providers or ["CPUExecutionProvider"])
     except Exception as exc:  # ORT raises its own exception types for a damaged file
         if isinstance(path_or_bytes, bytes):
             raise
@@ -84,8 +103,7 @@ def read_onnx_card(path: Path) -> ModelCard:
     session that only reads the metadata, so one thread and no graph optimization."""
     import onnxruntime as ort
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+    opts = session_options(1)
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     return card_from_onnx_metadata(onnx_session(path, opts).get_modelmeta().custom_metadata_map, path)
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from edgetl.core.card import ModelCard
 from edgetl.core.errors import BackendUnavailable
-from edgetl.runtime.artifacts import ONNX_CARD_KEY, card_from_onnx_metadata, onnx_session
+from edgetl.runtime.artifacts import ONNX_CARD_KEY, card_from_onnx_metadata, onnx_session, session_options
 from edgetl.runtime.runner import Runner, quantizer_before
 from edgetl.runtime.signature import TensorSpec, bare_card
 
@@ -50,10 +50,7 @@ class OnnxRuntimeRunner(Runner):
         if provider not in ort.get_available_providers():
             raise BackendUnavailable(f"this onnxruntime build has no {provider}",
                                      hint="pip install onnxruntime-gpu, or use --device cpu")
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = threads
-            opts.inter_op_num_threads = 1
+        opts = session_options(threads)
         # The CPU provider computes float ops in f32; the CUDA provider would use TF32
         # matrix units on Ampere and newer by default, so that is switched off.
         first = (provider, {"use_tf32": 0}) if provider == "CUDAExecutionProvider" else provider
