@@ -6,7 +6,7 @@ test samples can tell, or above it for certain (the pipeline's bench gate refuse
 
     python benchmarks/int8_bounds.py [digits-lite0 ...] [--seeds 0,1,2] [--work DIR]
 
-Rows of recipes not named this time are kept from the last results.
+Rows of recipes and seeds not run this time are kept from the last results.
 """
 from __future__ import annotations
 
@@ -66,9 +66,11 @@ def main() -> int:
                       flush=True)
     earlier_file = args.out / "int8_bounds.json"
     earlier = json.loads(earlier_file.read_text()) if earlier_file.is_file() else {}
-    # rows of recipes not run this time are kept, with the machine they were measured on
+    # rows of recipes and seeds not run this time are kept, with the machine they were measured on
+    ran = {(name, int(seed)) for name in args.names for seed in args.seeds.split(",")}
     kept = [{**r, "machine": r.get("machine") or earlier.get("machine", {}).get("cpu")}
-            for r in earlier.get("rows", []) if r["recipe"] not in args.names]
+            for r in earlier.get("rows", []) if (r["recipe"], r["seed"]) not in ran]
+    kept.sort(key=lambda r: (r["recipe"], r["seed"]))
     machine = machine_info()
     rows = kept + [{**r, "machine": machine.get("cpu")} for r in rows]
     result = {"rows": rows, "machine": machine, "versions": library_versions()}
