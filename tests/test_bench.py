@@ -121,6 +121,32 @@ def test_rows_are_measured_against_the_runs_fp32_reference(report, bench_run, qu
     assert int8_row.n == torch_row.n == 80 and 0.5 < int8_row.agreement <= 1
 
 
+def test_an_int8_row_slower_than_its_fp32_model_says_so_with_its_float_layers(report):
+    """The real rows of one run, with the INT8 model's latency set against its FP32 one: 10%
+    slower is noise, more is named below the table with what it keeps in float."""
+    import copy
+
+    from edgetl.bench.harness import SLOWER, note_slower_int8
+
+    int8 = next(r for r in report.rows if r.name == "model.int8.onnx" and r.batch == 1)
+    fp32 = next(r for r in report.rows if r.name == "model.onnx" and r.batch == 1)
+    assert int8.run == fp32.run and int8.float_layers is not None  # read from its card
+    for factor, named in ((SLOWER * 0.99, False), (SLOWER * 1.5, True), (0.5, False)):
+        rows = [copy.copy(fp32), copy.copy(int8)]
+        rows[1].p50_ms, rows[1].note = factor * fp32.p50_ms, ""
+        note_slower_int8(rows)
+        assert ("INT8 slower than FP32" in rows[1].note) == named, (factor, rows[1].note)
+        assert not rows[0].note
+    rows = [copy.copy(fp32), copy.copy(int8)]
+    rows[1].p50_ms, rows[1].note, rows[1].float_layers = 3 * fp32.p50_ms, "", 52
+    rows[1].threads = 2  # measured with another thread count: not compared
+    note_slower_int8(rows)
+    assert not rows[1].note
+    rows[1].threads = fp32.threads
+    note_slower_int8(rows)
+    assert "52 layers kept in float" in rows[1].note
+
+
 def test_latency_size_and_memory_fields(report, bench_run):
     for r in (r for r in report.rows if r.ok):
         assert 0 < r.p50_ms <= r.p90_ms <= r.p99_ms

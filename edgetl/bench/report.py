@@ -40,6 +40,7 @@ class BenchRow:
     drop: float | None = None  # reference accuracy - accuracy (a fraction; 0.01 = 1 point)
     drop_ci95: list[float] | None = None  # its 95% interval on these samples (accuracy only)
     bound: float | None = None  # an INT8 model's: the --max-drop it was quantized within (on validation samples)
+    float_layers: int | None = None  # an INT8 model's: how many layers it keeps in float to hold that bound
     agreement: float | None = None  # top-1 agreement with the reference's predictions
     # a model without a card: the largest difference of its first output from the reference
     # backend's on the same generated inputs, as a fraction of the reference's range
