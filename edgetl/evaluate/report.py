@@ -13,12 +13,9 @@ import io
 import json
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from edgetl.core.outputs import check_output, publish, register_output_kind, temp_dir_beside, write_atomic
-
-if TYPE_CHECKING:
-    from edgetl.evaluate.accuracy import EvalReport
 
 GENERATOR = '<meta name="generator" content="edgetl evaluate">'
 REPORT_DIR = "report folder"
@@ -126,7 +123,7 @@ def _cell(value: float | None) -> str:
     return str(value) if isinstance(value, int) else f"{value:.3f}"
 
 
-def _figures(report: EvalReport) -> list[tuple[str, float]]:
+def _figures(report: Any) -> list[tuple[str, float]]:  # an EvalReport (evaluate/accuracy.py imports this module)
     """The headline figures: the task's metric, top-k accuracy, a detector's mAP@0.5."""
     figures = [(FIGURE_NAMES.get(report.metric, report.metric), report.accuracy)]
     figures += [(f"top-{k}", v) for k, v in report.top_k.items()]
@@ -147,7 +144,7 @@ def _mistake_row(m: dict[str, Any], media: str) -> str:
     return f"<tr><td>{media}</td><td>{name}</td><td>{e(m['true'])}</td><td>{e(m['predicted'])}</td><td>{top}</td></tr>"
 
 
-def write_report(report: EvalReport, out: str | Path, modality: str, overwrite: bool = False) -> Path:
+def write_report(report: Any, out: str | Path, modality: str, overwrite: bool = False) -> Path:
     """The report folder of an EvalReport (evaluate/accuracy.py)."""
     from edgetl.task import get
 

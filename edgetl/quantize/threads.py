@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import functools
 
-from edgetl.runtime.artifacts import SPINNING
+from edgetl.runtime.artifacts import set_spinning
 
 
 @contextlib.contextmanager
@@ -40,7 +40,7 @@ def library_threads(n: int):
         def __init__(self):
             super().__init__()
             self.intra_op_num_threads, self.inter_op_num_threads = n, 1
-            self.add_session_config_entry("session.intra_op.allow_spinning", "1" if SPINNING else "0")
+            set_spinning(self)
 
     patches.append((onnxruntime, "SessionOptions", onnxruntime.SessionOptions, SessionOptions))
     for owner, name, _, new in patches:

@@ -80,8 +80,20 @@ def session_options(threads: int | None) -> Any:
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads, opts.inter_op_num_threads = threads or 1, 1
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if SPINNING else "0")
+    set_spinning(opts)
     return opts
+
+
+def set_spinning(opts: Any) -> None:
+    """Waiting threads as SPINNING says, set once (ONNX Runtime warns on stderr when a
+    session option is set again, e.g. on options that quantize/threads.py already made)."""
+    key, value = "session.intra_op.allow_spinning", "1" if SPINNING else "0"
+    try:
+        if opts.get_session_config_entry(key) == value:
+            return
+    except RuntimeError:  # not set yet
+        pass
+    opts.add_session_config_entry(key, value)
 
 
 def onnx_session(path_or_bytes: str | Path | bytes, opts: Any = None, providers: list[Any] | None = None) -> Any:
