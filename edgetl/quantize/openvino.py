@@ -120,10 +120,12 @@ def import_nncf():
 
 def quantize_openvino(src: Path, dst: Path, calibration: Samples, options: NncfOptions,
                       validation: Samples | None = None, max_drop: float | None = None,
-                      cpu: CpuTarget | None = None, task=None, labels: list[str] | None = None) -> list[str]:
+                      cpu: CpuTarget | None = None, task=None, labels: list[str] | None = None
+                      ) -> tuple[list[str], int]:
     """Write INT8 IR `dst` (.xml + .bin) from the float ONNX (or IR) `src` for the CPU kind `cpu`
     (default: portable); returns the operations kept in float by accuracy control, which
-    bounds the drop of `task`'s metric of `labels` (needed with `max_drop`)."""
+    bounds the drop of `task`'s metric of `labels` (needed with `max_drop`), and how many
+    operations its search weighed (0 when INT8 held the bound with none in float)."""
     try:
         import openvino as ov
 
@@ -167,4 +169,4 @@ def quantize_openvino(src: Path, dst: Path, calibration: Samples, options: NncfO
                                                             advanced_quantization_parameters=advanced,
                                                             advanced_accuracy_restorer_parameters=restorer, **kwargs)
     ov.save_model(quantized, str(dst), compress_to_fp16=False)
-    return [re.sub(r"/WithoutBiases$", "", n) for n in log.nodes]
+    return [re.sub(r"/WithoutBiases$", "", n) for n in log.nodes], log.total
