@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import functools
 
-from edgetl.runtime.artifacts import set_spinning
+from edgetl.runtime.artifacts import apply_threads
 
 
 @contextlib.contextmanager
@@ -39,8 +39,7 @@ def library_threads(n: int):
     class SessionOptions(onnxruntime.SessionOptions):
         def __init__(self):
             super().__init__()
-            self.intra_op_num_threads, self.inter_op_num_threads = n, 1
-            set_spinning(self)
+            apply_threads(self, n)
 
     patches.append((onnxruntime, "SessionOptions", onnxruntime.SessionOptions, SessionOptions))
     for owner, name, _, new in patches:

@@ -79,14 +79,16 @@ def session_options(threads: int | None) -> Any:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads, opts.inter_op_num_threads = threads or 1, 1
-    set_spinning(opts)
+    apply_threads(opts, threads)
     return opts
 
 
-def set_spinning(opts: Any) -> None:
-    """Waiting threads as SPINNING says, set once (ONNX Runtime warns on stderr when a
-    session option is set again, e.g. on options that quantize/threads.py already made)."""
+def apply_threads(opts: Any, threads: int | None) -> None:
+    """edgetl's thread rules on ONNX Runtime options (session_options; also the options the
+    quantization libraries make, quantize/threads.py). The waiting threads' setting is made
+    once: ONNX Runtime warns on stderr when a session option is set again (e.g. on options
+    quantize/threads.py already made)."""
+    opts.intra_op_num_threads, opts.inter_op_num_threads = threads or 1, 1
     key, value = "session.intra_op.allow_spinning", "1" if SPINNING else "0"
     try:
         if opts.get_session_config_entry(key) == value:
